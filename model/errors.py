@@ -1,0 +1,44 @@
+"""Status codes the kernel-side managers leave in ``last_error``.
+
+Every public operation of a manager sets ``last_error`` (ERROR_SUCCESS when it
+succeeded), as Windows' SetLastError/GetLastError do, and returns the failure
+value of the seed's return type (False, None, 0xFFFFFFFF) when it fails. The
+numeric values are Windows' own system error codes (Microsoft Learn, "System
+Error Codes (0-499)" and "(1000-1299)"), so one table serves the kernel
+managers and the Win32-style user interfaces of later sections alike.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.IntEnum):
+    """The failures a memory manager reports, with their Windows numbers."""
+
+    ERROR_SUCCESS = 0
+    #: A directory or handle that is not live (unknown, destroyed, foreign).
+    ERROR_INVALID_HANDLE = 6
+    #: No free frame (or not enough for the whole operation).
+    ERROR_NOT_ENOUGH_MEMORY = 8
+    #: A frame that is not held in the way the call needs: freeing a free frame
+    #: (double free), unreserving a frame that is not reserved.
+    ERROR_INVALID_BLOCK = 9
+    #: The manager is not initialised yet (physical memory or paging).
+    ERROR_NOT_READY = 21
+    #: Unaligned address, value out of the 32-bit range, bad argument type.
+    ERROR_INVALID_PARAMETER = 87
+    #: The frame or directory is in use (mapped, a page table, the current
+    #: directory) and cannot be freed or destroyed now.
+    ERROR_BUSY = 170
+    #: The virtual page is already mapped.
+    ERROR_ALREADY_EXISTS = 183
+    #: The request would break protection: a user page in kernel space, a
+    #: write into a paging structure, destroying the kernel directory.
+    ERROR_ACCESS_DENIED = 5
+    #: The address is not mapped, or lies beyond physical memory.
+    ERROR_INVALID_ADDRESS = 487
+    #: An access the page tables refuse (the call returns the PageFault).
+    ERROR_NOACCESS = 998
+    #: Initialising twice.
+    ERROR_ALREADY_INITIALIZED = 1247

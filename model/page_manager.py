@@ -1,0 +1,303 @@
+"""PageManager: physical frames (seed section 1).
+
+State: the frame bitset (``frames``), ``nframes``, who owns each allocated
+frame (``owner``), the reserved range below ``mem_start`` and the contents of
+physical memory (a sparse map frame -> 4096 bytes; a frame with no entry reads
+as zeros).
+
+Decisions where the seed is silent (README, "Semantics decisions"):
+
+- ``InitializePhysicalMemory(mem_start, mem_end)``: memory is
+  [0, mem_end); the frames below ``mem_start`` (real-mode area, kernel image,
+  boot data) are *reserved* and are identity-mapped by InitializePaging, so
+  ``mem_start`` may not exceed the 4 MB identity region. ``mem_end`` may be
+  2**32 (a full 4 GiB: 1,048,576 frames). Start rounds up, end rounds down to
+  whole frames.
+- Every allocated frame has exactly one owner (FRM-3): reserved, a page
+  directory, a page table, the one PTE that maps it, or the caller of
+  RequestFrame ("held"). The bitset bit is set exactly for owned frames.
+- Allocation takes the lowest free frame (``FirstFreeFrame``), as the tutorial
+  kernel's ``first_frame`` does; the spec allows any free frame.
+- A newly allocated frame reads as zeros: Windows and Linux hand out zeroed
+  pages (VirtualAlloc: "memory allocated by this function is automatically
+  initialized to zero"; mmap(2): anonymous mappings are zero-initialized).
+- ``AllocFrame(pd, va, ...)`` needs the page tables, so the
+  VirtualMemoryManager attached to this PageManager carries it out; it is the
+  same operation as ``VirtualMemoryManager.AllocPage``.
+- ``FreeFrame(frame_addr)`` frees a frame obtained with ``RequestFrame``;
+  mapped frames are freed by unmapping them (FreePage/UnmapVirtualAddress).
+- ``UnreservePage(va)`` returns a reserved, identity-mapped frame to the free
+  pool (as Linux's free_initmem / free_reserved_area reclaim boot memory),
+  removing its identity mapping.
+- ``CopyPage(src, dst)`` copies one physical frame to another (the tutorial's
+  copy_page_physical); both must be data frames, and dst may not be reserved.
+
+Failures return False / 0xFFFFFFFF and set ``last_error`` (model/errors.py);
+they never change the state and never raise.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, TypeVar
+
+from model.errors import ErrorCode
+from model.frame_bitmap import FrameBitmap
+from model.x86_paging import (
+    ADDRESS_LIMIT,
+    IDENTITY_LIMIT,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    align_down,
+    align_up,
+    is_page_aligned,
+    is_u32,
+)
+
+if TYPE_CHECKING:
+    from model.virtual_memory import PageDirectory, VirtualMemoryManager
+
+#: Failure value of the calls that return a physical address.
+NO_FRAME = 0xFFFFFFFF
+
+_T = TypeVar("_T")
+
+
+class FrameOwner(enum.IntEnum):
+    """Who owns a frame (the ownership map of FRM-3)."""
+
+    FREE = 0
+    RESERVED = 1
+    DIRECTORY = 2
+    TABLE = 3
+    MAPPED = 4
+    HELD = 5
+
+
+DATA_OWNERS = (FrameOwner.RESERVED, FrameOwner.MAPPED, FrameOwner.HELD)
+
+
+class PageManager:
+    """Physical frame allocator with the seed's operations."""
+
+    def __init__(self) -> None:
+        self.frames = FrameBitmap(0)
+        self.nframes = 0
+        self.owner = bytearray()
+        self.reserved_end = 0  # first frame above the reserved range
+        self.memory: dict[int, bytearray] = {}
+        self.paging: VirtualMemoryManager | None = None
+        self.initialized = False
+        self.last_error = ErrorCode.ERROR_SUCCESS
+
+    # -- seed operations -------------------------------------------------
+
+    def InitializePhysicalMemory(self, mem_start: int, mem_end: int) -> bool:
+        """Manage [0, mem_end); reserve the frames below mem_start."""
+        if self.initialized:
+            return self._fail(ErrorCode.ERROR_ALREADY_INITIALIZED)
+        if not (is_u32(mem_start) and type(mem_end) is int
+                and 0 < mem_end <= ADDRESS_LIMIT and mem_start <= IDENTITY_LIMIT
+                and align_up(mem_start) < align_down(mem_end)):
+            return self._fail(ErrorCode.ERROR_INVALID_PARAMETER)
+        self.nframes = mem_end >> PAGE_SHIFT
+        self.frames = FrameBitmap(self.nframes)
+        self.owner = bytearray(self.nframes)
+        self.reserved_end = align_up(mem_start) >> PAGE_SHIFT
+        for frame in range(self.reserved_end):
+            self.frames.set(frame)
+            self.owner[frame] = FrameOwner.RESERVED
+        self.initialized = True
+        return self._ok(True)
+
+    def AllocFrame(self, pd: PageDirectory, virtual_address: int, is_kernel: bool,
+                   is_writeable: bool) -> bool:
+        """Back the page at virtual_address in pd with the first free frame."""
+        if self.paging is None:
+            return self._fail(ErrorCode.ERROR_NOT_READY)
+        result = self.paging.AllocPage(pd, virtual_address, is_kernel, is_writeable)
+        self.last_error = self.paging.last_error
+        return result
+
+    def FreeFrame(self, frame_addr: int) -> bool:
+        """Free a frame obtained with RequestFrame."""
+        frame = self._frame_of(frame_addr)
+        if frame < 0:
+            return False
+        if self.owner[frame] != FrameOwner.HELD:
+            return self._fail(ErrorCode.ERROR_INVALID_BLOCK
+                              if self.owner[frame] == FrameOwner.FREE else ErrorCode.ERROR_BUSY)
+        self.release_frame(frame)
+        return self._ok(True)
+
+    def FirstFreeFrame(self) -> int:
+        """Physical address of the lowest free frame, or NO_FRAME."""
+        if not self.initialized:
+            return self._fail_frame(ErrorCode.ERROR_NOT_READY)
+        frame = self.frames.first_clear()
+        if frame < 0:
+            return self._fail_frame(ErrorCode.ERROR_NOT_ENOUGH_MEMORY)
+        return self._ok(frame << PAGE_SHIFT)
+
+    def RequestFrame(self, is_kernel: bool, is_writeable: bool) -> int:
+        """Allocate the first free frame to the caller, unmapped; its address or NO_FRAME.
+
+        The flags say how the caller means to map the frame; an unmapped frame
+        has no permissions, so the model validates and otherwise ignores them.
+        """
+        if type(is_kernel) is not bool or type(is_writeable) is not bool:
+            return self._fail_frame(ErrorCode.ERROR_INVALID_PARAMETER)
+        if not self.initialized:
+            return self._fail_frame(ErrorCode.ERROR_NOT_READY)
+        frame = self.take_frame(FrameOwner.HELD)
+        if frame < 0:
+            return self._fail_frame(ErrorCode.ERROR_NOT_ENOUGH_MEMORY)
+        return self._ok(frame << PAGE_SHIFT)
+
+    def UnreservePage(self, virtual_address: int) -> bool:
+        """Return the reserved, identity-mapped frame at virtual_address to the free pool."""
+        frame = self._frame_of(virtual_address)
+        if frame < 0:
+            return False
+        if self.owner[frame] != FrameOwner.RESERVED:
+            return self._fail(ErrorCode.ERROR_INVALID_BLOCK)
+        if self.paging is not None:
+            self.paging.drop_identity_mapping(frame)
+        self.release_frame(frame)
+        return self._ok(True)
+
+    def CopyPage(self, src: int, dst: int) -> bool:
+        """Copy the 4096 bytes of physical frame src into physical frame dst."""
+        src_frame = self._frame_of(src)
+        if src_frame < 0:
+            return False
+        dst_frame = self._frame_of(dst)
+        if dst_frame < 0:
+            return False
+        for frame, allowed in ((src_frame, DATA_OWNERS), (dst_frame, DATA_OWNERS[1:])):
+            if self.owner[frame] == FrameOwner.FREE:
+                return self._fail(ErrorCode.ERROR_INVALID_ADDRESS)
+            if self.owner[frame] not in allowed:
+                return self._fail(ErrorCode.ERROR_ACCESS_DENIED)
+        self.copy_frame(src_frame, dst_frame)
+        return self._ok(True)
+
+    def GetFrameCount(self) -> int:
+        """Number of physical frames managed (nframes)."""
+        return self._ok(self.nframes)
+
+    # -- statistics and physical access (used by later sections) ----------
+
+    def GetFreeFrameCount(self) -> int:
+        return self._ok(self.nframes - self.frames.used)
+
+    def GetUsedFrameCount(self) -> int:
+        return self._ok(self.frames.used)
+
+    def ReadPhysicalMemory(self, address: int, length: int) -> bytes | None:
+        """Bytes of physical memory in allocated data frames; None on failure."""
+        frames = self._data_span(address, length, DATA_OWNERS)
+        if frames is None:
+            return None
+        return self._ok(self.read_span(frames))
+
+    def WritePhysicalMemory(self, address: int, data: bytes) -> bool:
+        """Write bytes into allocated, non-reserved data frames."""
+        if not isinstance(data, bytes | bytearray):
+            return self._fail(ErrorCode.ERROR_INVALID_PARAMETER)
+        frames = self._data_span(address, len(data), DATA_OWNERS[1:])
+        if frames is None:
+            return False
+        self.write_span(frames, data)
+        return self._ok(True)
+
+    # -- helpers for the VirtualMemoryManager (same package) --------------
+
+    def free_count(self) -> int:
+        return self.nframes - self.frames.used
+
+    def take_frame(self, owner: FrameOwner) -> int:
+        """Allocate the lowest free frame to owner; -1 when none is free."""
+        frame = self.frames.first_clear()
+        if frame >= 0:
+            self.frames.set(frame)
+            self.owner[frame] = owner
+        return frame
+
+    def release_frame(self, frame: int) -> None:
+        """Free an owned frame; its contents are forgotten (zero when reused)."""
+        self.frames.clear(frame)
+        self.owner[frame] = FrameOwner.FREE
+        self.memory.pop(frame, None)
+
+    def copy_frame(self, src_frame: int, dst_frame: int) -> None:
+        page = self.memory.get(src_frame)
+        if page is None:
+            self.memory.pop(dst_frame, None)
+        else:
+            self.memory[dst_frame] = bytearray(page)
+
+    def read_span(self, frames: list[tuple[int, int, int]]) -> bytes:
+        out = bytearray()
+        for frame, start, end in frames:
+            page = self.memory.get(frame)
+            out += page[start:end] if page is not None else bytes(end - start)
+        return bytes(out)
+
+    def write_span(self, frames: list[tuple[int, int, int]], data: bytes) -> None:
+        cursor = 0
+        for frame, start, end in frames:
+            page = self.memory.get(frame)
+            if page is None:
+                page = self.memory[frame] = bytearray(PAGE_SIZE)
+            page[start:end] = data[cursor:cursor + end - start]
+            cursor += end - start
+
+    # -- private -----------------------------------------------------------
+
+    def _frame_of(self, address: int) -> int:
+        """Frame number of a page-aligned physical address in memory; -1 after failing."""
+        if not is_u32(address) or not is_page_aligned(address):
+            code = ErrorCode.ERROR_INVALID_PARAMETER
+        elif not self.initialized:
+            code = ErrorCode.ERROR_NOT_READY
+        elif address >> PAGE_SHIFT >= self.nframes:
+            code = ErrorCode.ERROR_INVALID_ADDRESS
+        else:
+            return address >> PAGE_SHIFT
+        self.last_error = code
+        return -1
+
+    def _data_span(self, address: int, length: int,
+                   allowed: tuple[FrameOwner, ...]) -> list[tuple[int, int, int]] | None:
+        if not (is_u32(address) and type(length) is int and 0 <= length
+                and address + length <= ADDRESS_LIMIT):
+            return self._fail_none(ErrorCode.ERROR_INVALID_PARAMETER)
+        spans: list[tuple[int, int, int]] = []
+        cursor = address
+        while cursor < address + length:
+            frame, start = divmod(cursor, PAGE_SIZE)
+            end = min(PAGE_SIZE, start + address + length - cursor)
+            if frame >= self.nframes or self.owner[frame] == FrameOwner.FREE:
+                return self._fail_none(ErrorCode.ERROR_INVALID_ADDRESS)
+            if self.owner[frame] not in allowed:
+                return self._fail_none(ErrorCode.ERROR_ACCESS_DENIED)
+            spans.append((frame, start, end))
+            cursor += end - start
+        return spans
+
+    def _ok(self, value: _T) -> _T:
+        self.last_error = ErrorCode.ERROR_SUCCESS
+        return value
+
+    def _fail(self, code: ErrorCode) -> bool:
+        self.last_error = code
+        return False
+
+    def _fail_frame(self, code: ErrorCode) -> int:
+        self.last_error = code
+        return NO_FRAME
+
+    def _fail_none(self, code: ErrorCode) -> None:
+        self.last_error = code
+        return None

@@ -1,0 +1,216 @@
+"""Pure x86 paging arithmetic: address split, PDE/PTE encoding, alignment, bit search.
+
+Everything here is a total function of integers, so CrossHair checks the
+contracts written in each docstring (PEP 316 ``pre:``/``post:``) over all paths.
+
+Sources: Intel SDM Vol. 3A, section 4.3 "32-bit paging" (Figure 4-2 for the
+address split, Tables 4-5 and 4-6 for the PDE/PTE bits) and section 4.7 for
+the page-fault error code. This model has no PAE and no NX: bit 4 (I/D) of the
+error code is reserved without NX, so an instruction fetch faults like a read.
+CR0.WP is taken as set (Linux since the 486, Windows since NT): supervisor
+writes honour R/W exactly as user writes do.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+ENTRIES_PER_TABLE = 1024
+ADDRESS_LIMIT = 1 << 32
+FRAME_LIMIT = ADDRESS_LIMIT >> PAGE_SHIFT  # 1,048,576 frames in 4 GiB
+OFFSET_MASK = PAGE_SIZE - 1
+FRAME_MASK = 0xFFFFF000
+
+# PDE/PTE bits (SDM Vol. 3A, Tables 4-5 and 4-6).
+PTE_PRESENT = 0x001
+PTE_WRITABLE = 0x002
+PTE_USER = 0x004
+PTE_ACCESSED = 0x020
+PTE_DIRTY = 0x040
+
+# Page-fault error code bits (SDM Vol. 3A, section 4.7).
+FAULT_PROTECTION = 0x1  # P: 0 = page not present, 1 = protection violation
+FAULT_WRITE = 0x2  # W/R: the access was a write
+FAULT_USER = 0x4  # U/S: the access was made in user mode
+
+# Address-space layout (DESIGN.md: Windows 9x keeps the first 4 MB for DOS and
+# the identity map; 0x00400000 is the default image base; the kernel owns
+# 0xC0000000 and up as in the tutorial kernel the seed follows).
+IDENTITY_LIMIT = 0x00400000
+USER_SPACE_START = 0x00400000
+KERNEL_SPACE_START = 0xC0000000
+FIRST_KERNEL_HIGH_SLOT = KERNEL_SPACE_START >> 22  # 768
+IDENTITY_SLOTS = IDENTITY_LIMIT >> 22  # 1: directory slot 0
+
+
+class AddressParts(NamedTuple):
+    """The three fields of a 32-bit linear address (SDM Figure 4-2)."""
+
+    directory_index: int
+    table_index: int
+    offset: int
+
+
+class PageEntry(NamedTuple):
+    """A decoded PDE or PTE."""
+
+    frame: int
+    present: bool
+    writable: bool
+    user: bool
+    accessed: bool
+    dirty: bool
+
+
+def split_address(address: int) -> AddressParts:
+    """Split a linear address into directory index, table index and offset.
+
+    pre: 0 <= address < 2**32
+    post: 0 <= __return__.directory_index < 1024
+    post: 0 <= __return__.table_index < 1024
+    post: 0 <= __return__.offset < 4096
+    post: join_address(*__return__) == address
+    """
+    return AddressParts(address >> 22, (address >> 12) & 0x3FF, address & OFFSET_MASK)
+
+
+def join_address(directory_index: int, table_index: int, offset: int) -> int:
+    """The linear address whose fields are the given indices and offset.
+
+    pre: 0 <= directory_index < 1024
+    pre: 0 <= table_index < 1024
+    pre: 0 <= offset < 4096
+    post: 0 <= __return__ < 2**32
+    post: split_address(__return__) == (directory_index, table_index, offset)
+    """
+    return (directory_index << 22) | (table_index << 12) | offset
+
+
+def encode_entry(frame: int, present: bool, writable: bool, user: bool,
+                 accessed: bool = False, dirty: bool = False) -> int:
+    """Encode a PDE/PTE: frame number in bits 31..12, flag bits below.
+
+    pre: 0 <= frame < 2**20
+    post: 0 <= __return__ < 2**32
+    post: decode_entry(__return__) == (frame, present, writable, user, accessed, dirty)
+    """
+    return ((frame << PAGE_SHIFT)
+            | (PTE_PRESENT if present else 0)
+            | (PTE_WRITABLE if writable else 0)
+            | (PTE_USER if user else 0)
+            | (PTE_ACCESSED if accessed else 0)
+            | (PTE_DIRTY if dirty else 0))
+
+
+def decode_entry(entry: int) -> PageEntry:
+    """Decode a PDE/PTE into its frame number and flags.
+
+    pre: 0 <= entry < 2**32
+    post: 0 <= __return__.frame < 2**20
+    post: encode_entry(*__return__) == entry & 0xFFFFF067
+    """
+    return PageEntry(entry >> PAGE_SHIFT, bool(entry & PTE_PRESENT),
+                     bool(entry & PTE_WRITABLE), bool(entry & PTE_USER),
+                     bool(entry & PTE_ACCESSED), bool(entry & PTE_DIRTY))
+
+
+def is_page_aligned(value: int) -> bool:
+    """True when value is a multiple of PAGE_SIZE.
+
+    post: __return__ == (value % 4096 == 0)
+    """
+    return value & OFFSET_MASK == 0
+
+
+def align_down(value: int) -> int:
+    """The largest page boundary <= value.
+
+    pre: 0 <= value < 2**33
+    post: __return__ <= value < __return__ + 4096
+    post: __return__ % 4096 == 0
+    """
+    return value & ~OFFSET_MASK
+
+
+def align_up(value: int) -> int:
+    """The smallest page boundary >= value.
+
+    pre: 0 <= value < 2**33
+    post: __return__ - 4096 < value <= __return__
+    post: __return__ % 4096 == 0
+    """
+    return (value + OFFSET_MASK) & ~OFFSET_MASK
+
+
+def is_u32(value: object) -> bool:
+    """True for a Python int that fits in a C uint32 (bool excluded).
+
+    post: __return__ == (type(value) is int and 0 <= value < 2**32)
+    """
+    return type(value) is int and 0 <= value < ADDRESS_LIMIT
+
+
+def is_kernel_slot(directory_index: int) -> bool:
+    """True for directory slots that map kernel space (identity region and 3-4 GiB).
+
+    pre: 0 <= directory_index < 1024
+    post: __return__ == (directory_index < 1 or directory_index >= 768)
+    """
+    return directory_index < IDENTITY_SLOTS or directory_index >= FIRST_KERNEL_HIGH_SLOT
+
+
+def is_kernel_address(address: int) -> bool:
+    """True for linear addresses in kernel space.
+
+    pre: 0 <= address < 2**32
+    post: __return__ == (address < 0x400000 or address >= 0xC0000000)
+    """
+    return is_kernel_slot(address >> 22)
+
+
+def lowest_clear_bit(word: int) -> int:
+    """Index of the lowest 0 bit of a 32-bit word, or 32 when every bit is set.
+
+    pre: 0 <= word < 2**32
+    post: 0 <= __return__ <= 32
+    post: __return__ == 32 or (word >> __return__) & 1 == 0
+    post: all((word >> i) & 1 == 1 for i in range(__return__))
+    """
+    inverted = ~word & 0xFFFFFFFF
+    return (inverted & -inverted).bit_length() - 1 if inverted else 32
+
+
+def lowest_set_bit(word: int) -> int:
+    """Index of the lowest 1 bit of a 32-bit word, or 32 when the word is 0.
+
+    pre: 0 <= word < 2**32
+    post: 0 <= __return__ <= 32
+    post: __return__ == 32 or (word >> __return__) & 1 == 1
+    post: all((word >> i) & 1 == 0 for i in range(__return__))
+    """
+    return (word & -word).bit_length() - 1 if word else 32
+
+
+def access_fault(pde: int, pte: int, user_mode: bool, write: bool) -> int:
+    """Page-fault error code for an access through (pde, pte), or -1 when allowed.
+
+    32-bit paging with CR0.WP=1 (SDM Vol. 3A, 4.6): the access is allowed when
+    both entries are present, a user-mode access finds U/S set in both, and a
+    write finds R/W set in both. The error code has P set when both entries
+    were present (a protection violation), W/R for a write, U/S for user mode.
+
+    pre: 0 <= pde < 2**32 and 0 <= pte < 2**32
+    post: (__return__ == -1) == (bool(pde & 1) and bool(pte & 1) and (not user_mode or bool(pde & pte & 4)) and (not write or bool(pde & pte & 2)))
+    post: __return__ == -1 or (__return__ & 1 == (pde & pte & 1) and bool(__return__ & 2) == write and bool(__return__ & 4) == user_mode)
+    """
+    present = bool(pde & PTE_PRESENT) and bool(pte & PTE_PRESENT)
+    allowed = (present
+               and (not user_mode or bool(pde & pte & PTE_USER))
+               and (not write or bool(pde & pte & PTE_WRITABLE)))
+    if allowed:
+        return -1
+    return ((FAULT_PROTECTION if present else 0)
+            | (FAULT_WRITE if write else 0)
+            | (FAULT_USER if user_mode else 0))

@@ -1,0 +1,72 @@
+"""What an obligation is and what its verdict may say.
+
+Every check that ``python -m proofs.check`` runs is an :class:`Obligation`
+with a stable id (``page_manager.AllocFrame.FRM-1``). Its verdict names the
+kind of evidence honestly (DESIGN.md, "Three layers"): only an unsat answer
+from z3 to the negated claim is *proved*; a bounded proof says its bound; a
+CrossHair run that exhausted every path is *confirmed over all paths*; a
+hypothesis run says how many examples it ran. Unknown, timeouts and crashes
+are failures, never passes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+PROFILES = ("quick", "full")
+
+
+class Kind(enum.Enum):
+    """The kind of a verdict; the value is what the report prints."""
+
+    PROVED = "proved"
+    PROVED_BOUNDED = "proved up to N"
+    CONFIRMED = "confirmed over all paths"
+    NO_COUNTEREXAMPLE = "no counterexample in K examples"
+    COUNTEREXAMPLE = "counterexample"
+    UNKNOWN = "unknown"
+    ERROR = "error"
+
+    @property
+    def passed(self) -> bool:
+        return self in (Kind.PROVED, Kind.PROVED_BOUNDED, Kind.CONFIRMED,
+                        Kind.NO_COUNTEREXAMPLE)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The result of running one obligation.
+
+    ``summary`` is one line for the table ("proved up to 8 frames",
+    "no counterexample in 200 examples"); ``detail`` is the readable
+    counterexample or the reason for an unknown/error; ``violated`` names the
+    invariant a counterexample breaks (a broken variant is caught *by name*
+    only when this matches).
+    """
+
+    kind: Kind
+    summary: str
+    detail: str = ""
+    violated: tuple[str, ...] = ()
+    bound: int | None = None
+    examples: int | None = None
+
+
+@dataclass(frozen=True)
+class Obligation:
+    """One named claim and the function that decides it.
+
+    ``run`` takes the profile name ("quick" or "full") and returns a Verdict;
+    it must not raise (the runner turns an exception into an ERROR verdict
+    anyway, and that is a failure). ``profiles`` lists the profiles that run
+    this obligation.
+    """
+
+    id: str
+    manager: str
+    operation: str
+    invariant: str
+    run: Callable[[str], Verdict] = field(compare=False, repr=False)
+    profiles: frozenset[str] = frozenset(PROFILES)
