@@ -39,7 +39,7 @@ they never change the state and never raise.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from model.errors import ErrorCode
 from model.frame_bitmap import FrameBitmap
@@ -298,6 +298,7 @@ class PageManager:
         self.last_error = code
         return NO_FRAME
 
-    def _fail_none(self, code: ErrorCode) -> None:
+    def _fail_none(self, code: ErrorCode) -> Any:
+        """Record code; None, the failure value of calls returning an object."""
         self.last_error = code
         return None

@@ -23,10 +23,12 @@ Decisions where the seed is silent (README, "Semantics decisions"):
   frames are identity-mapped at boot and released only by UnreservePage.
 - A user page (``is_kernel`` false) may not be placed in kernel space
   (ERROR_ACCESS_DENIED): that would give user mode a way into the kernel.
-- ClonePageDirectory links the kernel tables and copies every user table and
-  user page into fresh frames, contents and flags included (the tutorial's
-  clone_directory / clone_table). It is all or nothing: when memory cannot
-  hold the copy, nothing is allocated.
+- ClonePageDirectory links the kernel tables and copies every user page into
+  a fresh frame, contents and P/R/W/U flags included (the tutorial's
+  clone_directory / clone_table), in (slot, index) order; a user table with
+  no present entry is not copied. The copies' A and D bits start clear, as
+  Linux's copy_present_pte marks a child's PTEs old. It is all or nothing:
+  when memory cannot hold the copy, nothing is allocated.
 - DestroyPageDirectory frees the directory, its user tables and the pages they
   map; kernel tables stay. The kernel directory and the current directory
   cannot be destroyed.
@@ -44,7 +46,7 @@ change the state and never raise.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from model.errors import ErrorCode
 from model.page_manager import FrameOwner, PageManager
@@ -71,6 +73,9 @@ INVALID_PHYSICAL_ADDRESS = 0xFFFFFFFF
 
 KERNEL_PDE_FLAGS = PTE_PRESENT | PTE_WRITABLE
 USER_PDE_FLAGS = PTE_PRESENT | PTE_WRITABLE | PTE_USER
+#: PTE bits a clone keeps: a fresh copy is neither accessed nor dirty (Linux's
+#: copy_present_pte marks the child's PTEs old).
+CLONED_BITS = PTE_PRESENT | PTE_WRITABLE | PTE_USER
 #: The bits of a PDE that VMM-4 compares (the hardware sets A in each directory).
 PDE_LINK_MASK = ~(PTE_ACCESSED | PTE_DIRTY) & 0xFFFFFFFF
 
@@ -128,7 +133,8 @@ class VirtualMemoryManager:
         self.kernel_directory = directory
         identity = self._new_table(directory, 0)
         for frame in range(self.pageman.reserved_end):
-            identity.entries[frame] = encode_entry(frame, True, True, False)
+            if self.pageman.owner[frame] == FrameOwner.RESERVED:
+                identity.entries[frame] = encode_entry(frame, True, True, False)
         self.placement_address = self.pageman.reserved_end << PAGE_SHIFT
         self.current_directory = directory
         return self._ok(True)
@@ -165,7 +171,8 @@ class VirtualMemoryManager:
         """Link kernel tables, copy user tables and pages (contents and flags) into new frames."""
         if not self._is_live(src):
             return self._fail_none(ErrorCode.ERROR_INVALID_HANDLE)
-        user_tables = list(self._user_tables(src))
+        user_tables = [(slot, table) for slot, table in self._user_tables(src)
+                       if any(entry & PTE_PRESENT for entry in table.entries)]
         needed = 1 + sum(1 + sum(entry & PTE_PRESENT for entry in table.entries)
                          for _, table in user_tables)
         if self.pageman.free_count() < needed:
@@ -177,7 +184,7 @@ class VirtualMemoryManager:
                 if entry & PTE_PRESENT:
                     frame = self.pageman.take_frame(FrameOwner.MAPPED)
                     self.pageman.copy_frame(entry >> PAGE_SHIFT, frame)
-                    copy.entries[index] = (frame << PAGE_SHIFT) | (entry & ~0xFFFFF000)
+                    copy.entries[index] = (frame << PAGE_SHIFT) | (entry & CLONED_BITS)
         return self._ok(clone)
 
     def SwitchPageDirectory(self, new_dir: PageDirectory) -> bool:
@@ -396,7 +403,8 @@ class VirtualMemoryManager:
         self.last_error = code
         return False
 
-    def _fail_none(self, code: ErrorCode) -> None:
+    def _fail_none(self, code: ErrorCode) -> Any:
+        """Record code; None, the failure value of calls returning an object."""
         self.last_error = code
         return None
 

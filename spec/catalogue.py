@@ -1,0 +1,95 @@
+"""The catalogue: every invariant and every operation of the spec, by name.
+
+Obligations are generated from this table (one per operation x invariant, as
+Hyperkernel's ``main.py`` does), so an operation or invariant added here is
+proved without further wiring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import z3
+
+from spec import page_manager, protection, virtual_memory
+from spec.state import FRAME, SLOT, WORD, Ref, State
+from spec.step import Step
+
+BOOL = z3.BoolSort()
+BYTE = z3.BitVecSort(8)
+END = z3.BitVecSort(33)
+
+
+@dataclass(frozen=True)
+class Invariant:
+    id: str
+    manager: str
+    holds: Callable[[State], Ref]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A spec operation: the seed name, its manager, and its parameters' sorts.
+
+    ``parts`` names the operations a composite (Clone, Destroy) is made of;
+    the composite is proved by proving each part.
+    """
+
+    name: str
+    manager: str
+    transition: Callable[..., Step]
+    params: tuple[tuple[str, Ref], ...]
+    parts: tuple[str, ...] = ()
+
+
+INVARIANTS = tuple(
+    Invariant(name, manager, holds)
+    for manager, table in (("page_manager", page_manager.INVARIANTS),
+                           ("virtual_memory", virtual_memory.INVARIANTS),
+                           ("protection", protection.INVARIANTS))
+    for name, holds in table.items())
+
+
+def invariant(s: State) -> Ref:
+    """Inv: the conjunction of every state invariant."""
+    return z3.And([inv.holds(s) for inv in INVARIANTS])
+
+
+_PM, _VM = "page_manager", "virtual_memory"
+_pm, _vm = page_manager, virtual_memory
+ADDRESS, PAGE_FLAGS = ("virtual_addr", WORD), (("is_kernel", BOOL), ("is_writeable", BOOL))
+
+OPERATIONS = (
+    Operation("InitializePhysicalMemory", _PM, _pm.InitializePhysicalMemory,
+              (("mem_start", WORD), ("mem_end", END))),
+    Operation("AllocFrame", _PM, _vm.AllocPage,
+              (("dir", FRAME), ADDRESS, *PAGE_FLAGS, ("frame", FRAME), ("table", FRAME))),
+    Operation("FreeFrame", _PM, _pm.FreeFrame, (("frame_addr", WORD),)),
+    Operation("FirstFreeFrame", _PM, _pm.FirstFreeFrame, (("result", FRAME),)),
+    Operation("RequestFrame", _PM, _pm.RequestFrame, (("frame", FRAME),)),
+    Operation("UnreservePage", _PM, _pm.UnreservePage, (("virtual_address", WORD),)),
+    Operation("CopyPage", _PM, _pm.CopyPage, (("src", WORD), ("dst", WORD))),
+    Operation("GetFrameCount", _PM, _pm.GetFrameCount, ()),
+    Operation("InitializePaging", _VM, _vm.InitializePaging,
+              (("kernel_dir", FRAME), ("identity_table", FRAME))),
+    Operation("CreatePageDirectory", _VM, _vm.CreatePageDirectory, (("new_dir", FRAME),)),
+    Operation("FreeTable", _VM, _vm.FreeTable, (("dir", FRAME), ("slot", SLOT))),
+    Operation("FreeDirectory", _VM, _vm.FreeDirectory, (("dir", FRAME),)),
+    Operation("DestroyPageDirectory", _VM, _vm.FreeDirectory, (),
+              parts=("UnmapVirtualAddress", "FreeTable", "FreeDirectory")),
+    Operation("ClonePageDirectory", _VM, _vm.CreatePageDirectory, (),
+              parts=("CreatePageDirectory", "AllocPage", "CopyPage")),
+    Operation("SwitchPageDirectory", _VM, _vm.SwitchPageDirectory, (("new_dir", FRAME),)),
+    Operation("MapVirtualAddress", _VM, _vm.MapVirtualAddress,
+              (("dir", FRAME), ADDRESS, ("physical_addr", WORD), *PAGE_FLAGS, ("table", FRAME))),
+    Operation("UnmapVirtualAddress", _VM, _vm.UnmapVirtualAddress, (("dir", FRAME), ADDRESS)),
+    Operation("VirtualToPhysical", _VM, _vm.VirtualToPhysical, (("dir", FRAME), ADDRESS)),
+    Operation("AllocPage", _VM, _vm.AllocPage,
+              (("dir", FRAME), ADDRESS, *PAGE_FLAGS, ("frame", FRAME), ("table", FRAME))),
+    Operation("FreePage", _VM, _vm.UnmapVirtualAddress, (("dir", FRAME), ADDRESS)),
+    Operation("Access", _VM, _vm.Access,
+              (("dir", FRAME), ADDRESS, ("user_mode", BOOL), ("write", BOOL), ("value", BYTE))),
+)
+
+OPERATIONS_BY_NAME = {op.name: op for op in OPERATIONS}
