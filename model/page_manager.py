@@ -39,7 +39,7 @@ they never change the state and never raise.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from model.errors import ErrorCode
 from model.frame_bitmap import FrameBitmap
@@ -104,9 +104,8 @@ class PageManager:
         self.frames = FrameBitmap(self.nframes)
         self.owner = bytearray(self.nframes)
         self.reserved_end = align_up(mem_start) >> PAGE_SHIFT
-        for frame in range(self.reserved_end):
-            self.frames.set(frame)
-            self.owner[frame] = FrameOwner.RESERVED
+        self.frames.set_range(0, self.reserved_end)
+        self.owner[:self.reserved_end] = bytes((FrameOwner.RESERVED,)) * self.reserved_end
         self.initialized = True
         return self._ok(True)
 
@@ -217,18 +216,53 @@ class PageManager:
         return self.nframes - self.frames.used
 
     def take_frame(self, owner: FrameOwner) -> int:
-        """Allocate the lowest free frame to owner; -1 when none is free."""
-        frame = self.frames.first_clear()
+        """Allocate the lowest free frame to owner; -1 when none is free.
+
+        The fast path of FrameBitmap.take_first is inlined here (a call less per
+        frame, about 5% of allocating all of 4 GiB): when the hint word has a
+        free frame, take its lowest one; otherwise take_first itself descends
+        the summary tree.
+        """
+        bitmap = self.frames
+        index = bitmap.hint
+        words = bitmap.words
+        mask = bitmap.hint_mask
+        try:
+            word = words[index]
+        except IndexError:  # memory was full
+            word = mask
+        free = word ^ mask
+        if free:
+            bit = free & -free
+            word |= bit
+            words[index] = word
+            bitmap.used += 1
+            if word == mask:
+                bitmap.summary_clear(index)
+            frame = (index << 5) + bit.bit_length() - 1
+            self.owner[frame] = owner
+            return frame
+        frame = bitmap.take_first()
         if frame >= 0:
-            self.frames.set(frame)
             self.owner[frame] = owner
         return frame
 
     def release_frame(self, frame: int) -> None:
-        """Free an owned frame; its contents are forgotten (zero when reused)."""
-        self.frames.clear(frame)
-        self.owner[frame] = FrameOwner.FREE
-        self.memory.pop(frame, None)
+        """Free an owned frame; its contents are forgotten (zero when reused).
+
+        FrameBitmap.clear inlined (see take_frame).
+        """
+        bitmap = self.frames
+        index = frame >> 5
+        words = bitmap.words
+        before = words[index]
+        words[index] = before & ~(1 << (frame & 31))
+        bitmap.used -= 1
+        if before == 0xFFFFFFFF or before == bitmap.tail_mask or index < bitmap.hint:
+            bitmap.after_clear(index, before)
+        self.owner[frame] = 0  # FrameOwner.FREE, without an enum lookup on the hot path
+        if self.memory:
+            self.memory.pop(frame, None)
 
     def copy_frame(self, src_frame: int, dst_frame: int) -> None:
         page = self.memory.get(src_frame)
@@ -272,16 +306,19 @@ class PageManager:
                    allowed: tuple[FrameOwner, ...]) -> list[tuple[int, int, int]] | None:
         if not (is_u32(address) and type(length) is int and 0 <= length
                 and address + length <= ADDRESS_LIMIT):
-            return self._fail_none(ErrorCode.ERROR_INVALID_PARAMETER)
+            self.last_error = ErrorCode.ERROR_INVALID_PARAMETER
+            return None
         spans: list[tuple[int, int, int]] = []
         cursor = address
         while cursor < address + length:
             frame, start = divmod(cursor, PAGE_SIZE)
             end = min(PAGE_SIZE, start + address + length - cursor)
             if frame >= self.nframes or self.owner[frame] == FrameOwner.FREE:
-                return self._fail_none(ErrorCode.ERROR_INVALID_ADDRESS)
+                self.last_error = ErrorCode.ERROR_INVALID_ADDRESS
+                return None
             if self.owner[frame] not in allowed:
-                return self._fail_none(ErrorCode.ERROR_ACCESS_DENIED)
+                self.last_error = ErrorCode.ERROR_ACCESS_DENIED
+                return None
             spans.append((frame, start, end))
             cursor += end - start
         return spans
@@ -297,8 +334,3 @@ class PageManager:
     def _fail_frame(self, code: ErrorCode) -> int:
         self.last_error = code
         return NO_FRAME
-
-    def _fail_none(self, code: ErrorCode) -> Any:
-        """Record code; None, the failure value of calls returning an object."""
-        self.last_error = code
-        return None

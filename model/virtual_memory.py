@@ -46,7 +46,7 @@ change the state and never raise.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 from model.errors import ErrorCode
 from model.page_manager import FrameOwner, PageManager
@@ -142,9 +142,11 @@ class VirtualMemoryManager:
     def CreatePageDirectory(self) -> PageDirectory | None:
         """A new directory with the kernel tables linked and no user mappings."""
         if self.kernel_directory is None:
-            return self._fail_none(ErrorCode.ERROR_NOT_READY)
+            self.last_error = ErrorCode.ERROR_NOT_READY
+            return None
         if self.pageman.free_count() < 1:
-            return self._fail_none(ErrorCode.ERROR_NOT_ENOUGH_MEMORY)
+            self.last_error = ErrorCode.ERROR_NOT_ENOUGH_MEMORY
+            return None
         return self._ok(self._new_directory())
 
     def DestroyPageDirectory(self, dir: PageDirectory) -> bool:
@@ -170,13 +172,15 @@ class VirtualMemoryManager:
     def ClonePageDirectory(self, src: PageDirectory) -> PageDirectory | None:
         """Link kernel tables, copy user tables and pages (contents and flags) into new frames."""
         if not self._is_live(src):
-            return self._fail_none(ErrorCode.ERROR_INVALID_HANDLE)
+            self.last_error = ErrorCode.ERROR_INVALID_HANDLE
+            return None
         user_tables = [(slot, table) for slot, table in self._user_tables(src)
                        if any(entry & PTE_PRESENT for entry in table.entries)]
         needed = 1 + sum(1 + sum(entry & PTE_PRESENT for entry in table.entries)
                          for _, table in user_tables)
         if self.pageman.free_count() < needed:
-            return self._fail_none(ErrorCode.ERROR_NOT_ENOUGH_MEMORY)
+            self.last_error = ErrorCode.ERROR_NOT_ENOUGH_MEMORY
+            return None
         clone = self._new_directory()
         for slot, table in user_tables:
             copy = self._new_table(clone, slot)
@@ -315,12 +319,15 @@ class VirtualMemoryManager:
     def _mapped_table(self, dir: PageDirectory, virtual_addr: int) -> PageTable | None:
         """The table holding a present PTE for virtual_addr; None after failing."""
         if not self._is_live(dir):
-            return self._fail_none(ErrorCode.ERROR_INVALID_HANDLE)
+            self.last_error = ErrorCode.ERROR_INVALID_HANDLE
+            return None
         if not is_u32(virtual_addr) or not is_page_aligned(virtual_addr):
-            return self._fail_none(ErrorCode.ERROR_INVALID_PARAMETER)
+            self.last_error = ErrorCode.ERROR_INVALID_PARAMETER
+            return None
         table = dir.tables[virtual_addr >> 22]
         if table is None or not table.entries[(virtual_addr >> PAGE_SHIFT) & 0x3FF] & PTE_PRESENT:
-            return self._fail_none(ErrorCode.ERROR_INVALID_ADDRESS)
+            self.last_error = ErrorCode.ERROR_INVALID_ADDRESS
+            return None
         return table
 
     def _entry(self, dir: PageDirectory, virtual_addr: int) -> int:
@@ -370,10 +377,12 @@ class VirtualMemoryManager:
                 write: bool) -> list[tuple[int, int, int]] | PageFault | None:
         """Walk every page of [virtual_addr, +length); spans of frames, a fault, or None."""
         if not self._is_live(dir):
-            return self._fail_none(ErrorCode.ERROR_INVALID_HANDLE)
+            self.last_error = ErrorCode.ERROR_INVALID_HANDLE
+            return None
         if not (is_u32(virtual_addr) and type(length) is int and 0 <= length
                 and virtual_addr + length <= ADDRESS_LIMIT and type(user_mode) is bool):
-            return self._fail_none(ErrorCode.ERROR_INVALID_PARAMETER)
+            self.last_error = ErrorCode.ERROR_INVALID_PARAMETER
+            return None
         spans: list[tuple[int, int, int]] = []
         walked: list[tuple[int, PageTable, int]] = []
         cursor, end = virtual_addr, virtual_addr + length
@@ -402,11 +411,6 @@ class VirtualMemoryManager:
     def _fail(self, code: ErrorCode) -> bool:
         self.last_error = code
         return False
-
-    def _fail_none(self, code: ErrorCode) -> Any:
-        """Record code; None, the failure value of calls returning an object."""
-        self.last_error = code
-        return None
 
     def _fail_address(self, code: ErrorCode) -> int:
         self.last_error = code

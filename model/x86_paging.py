@@ -2,6 +2,13 @@
 
 Everything here is a total function of integers, so CrossHair checks the
 contracts written in each docstring (PEP 316 ``pre:``/``post:``) over all paths.
+The helpers are written with ``+ - * // %``, shifts and ``& (2**k - 1)`` only
+(``value - value % 4096`` rather than ``value & ~0xFFF``, flags added rather
+than or-ed): CrossHair keeps those symbolic and can exhaust the paths, where
+``|``, ``^``, ``~`` and other masks make it fall back to sampling values.
+``lowest_clear_bit`` and ``lowest_set_bit`` are the exception: they sit on the
+frame allocator's hot path and keep their fast bit tricks, so CrossHair only
+samples them.
 
 Sources: Intel SDM Vol. 3A, section 4.3 "32-bit paging" (Figure 4-2 for the
 address split, Tables 4-5 and 4-6 for the PDE/PTE bits) and section 4.7 for
@@ -85,7 +92,7 @@ def join_address(directory_index: int, table_index: int, offset: int) -> int:
     post: 0 <= __return__ < 2**32
     post: split_address(__return__) == (directory_index, table_index, offset)
     """
-    return (directory_index << 22) | (table_index << 12) | offset
+    return directory_index * 0x400000 + table_index * PAGE_SIZE + offset
 
 
 def encode_entry(frame: int, present: bool, writable: bool, user: bool,
@@ -96,12 +103,12 @@ def encode_entry(frame: int, present: bool, writable: bool, user: bool,
     post: 0 <= __return__ < 2**32
     post: decode_entry(__return__) == (frame, present, writable, user, accessed, dirty)
     """
-    return ((frame << PAGE_SHIFT)
-            | (PTE_PRESENT if present else 0)
-            | (PTE_WRITABLE if writable else 0)
-            | (PTE_USER if user else 0)
-            | (PTE_ACCESSED if accessed else 0)
-            | (PTE_DIRTY if dirty else 0))
+    return (frame * PAGE_SIZE
+            + (PTE_PRESENT if present else 0)
+            + (PTE_WRITABLE if writable else 0)
+            + (PTE_USER if user else 0)
+            + (PTE_ACCESSED if accessed else 0)
+            + (PTE_DIRTY if dirty else 0))
 
 
 def decode_entry(entry: int) -> PageEntry:
@@ -109,11 +116,17 @@ def decode_entry(entry: int) -> PageEntry:
 
     pre: 0 <= entry < 2**32
     post: 0 <= __return__.frame < 2**20
-    post: encode_entry(*__return__) == entry & 0xFFFFF067
+    post: encode_entry(*__return__) == entry - entry % 4096 + entry % 8 + entry // 32 % 4 * 32
     """
-    return PageEntry(entry >> PAGE_SHIFT, bool(entry & PTE_PRESENT),
-                     bool(entry & PTE_WRITABLE), bool(entry & PTE_USER),
-                     bool(entry & PTE_ACCESSED), bool(entry & PTE_DIRTY))
+    # encode_entry(*decode_entry(entry)) is entry & 0xFFFFF067: the frame, P,
+    # R/W, U/S, A and D; the postcondition spells that mask with arithmetic.
+    # Testing the bits of the two small fields rather than of entry keeps the
+    # solver's queries easy: each path then confirms in milliseconds.
+    low = entry & 7  # P, R/W, U/S: bits 0..2
+    accessed_dirty = (entry >> 5) & 3  # A, D: bits 5..6
+    return PageEntry(entry >> PAGE_SHIFT, low & 1 == 1, (low >> 1) & 1 == 1,
+                     (low >> 2) & 1 == 1, accessed_dirty & 1 == 1,
+                     (accessed_dirty >> 1) & 1 == 1)
 
 
 def is_page_aligned(value: int) -> bool:
@@ -131,7 +144,7 @@ def align_down(value: int) -> int:
     post: __return__ <= value < __return__ + 4096
     post: __return__ % 4096 == 0
     """
-    return value & ~OFFSET_MASK
+    return value - value % PAGE_SIZE
 
 
 def align_up(value: int) -> int:
@@ -141,13 +154,19 @@ def align_up(value: int) -> int:
     post: __return__ - 4096 < value <= __return__
     post: __return__ % 4096 == 0
     """
-    return (value + OFFSET_MASK) & ~OFFSET_MASK
+    return value + (-value) % PAGE_SIZE
 
 
-def is_u32(value: object) -> bool:
+def is_u32(value: int | bool | float | str | bytes | None) -> bool:
     """True for a Python int that fits in a C uint32 (bool excluded).
 
-    post: __return__ == (type(value) is int and 0 <= value < 2**32)
+    Any object may be passed (it is how the managers validate their
+    arguments); the annotation lists the kinds of value CrossHair should try,
+    as it would explore a parameter annotated ``object`` as one plain
+    ``object()`` only.
+
+    post: not isinstance(value, bool) or not __return__
+    post: isinstance(value, bool) or __return__ == (isinstance(value, int) and -1 < value < 2**32)
     """
     return type(value) is int and 0 <= value < ADDRESS_LIMIT
 
@@ -201,16 +220,28 @@ def access_fault(pde: int, pte: int, user_mode: bool, write: bool) -> int:
     write finds R/W set in both. The error code has P set when both entries
     were present (a protection violation), W/R for a write, U/S for user mode.
 
+    The contract states that rule clause by clause: the error code (P is
+    (pde & 1) * (pte & 1), both entries present); an allowed access meets every
+    condition; and a refused access through present entries (error code 1, 3,
+    5 or 7) has a reason (1 never happens: a supervisor read through present
+    entries is always allowed).
+
     pre: 0 <= pde < 2**32 and 0 <= pte < 2**32
-    post: (__return__ == -1) == (bool(pde & 1) and bool(pte & 1) and (not user_mode or bool(pde & pte & 4)) and (not write or bool(pde & pte & 2)))
-    post: __return__ == -1 or (__return__ & 1 == (pde & pte & 1) and bool(__return__ & 2) == write and bool(__return__ & 4) == user_mode)
+    post: __return__ == -1 or __return__ == (pde & 1) * (pte & 1) + 2 * write + 4 * user_mode
+    post: __return__ != -1 or pde & 1 == pte & 1 == 1
+    post: __return__ != -1 or not user_mode or (pde >> 2) & 1 == (pte >> 2) & 1 == 1
+    post: __return__ != -1 or not write or (pde >> 1) & 1 == (pte >> 1) & 1 == 1
+    post: __return__ != 1
+    post: __return__ != 3 or not (pde >> 1) & 1 == (pte >> 1) & 1 == 1
+    post: __return__ != 5 or not (pde >> 2) & 1 == (pte >> 2) & 1 == 1
+    post: __return__ != 7 or min(pde >> 1 & 1, pte >> 1 & 1, pde >> 2 & 1, pte >> 2 & 1) == 0
     """
-    present = bool(pde & PTE_PRESENT) and bool(pte & PTE_PRESENT)
+    present = pde & 1 == 1 and pte & 1 == 1
     allowed = (present
-               and (not user_mode or bool(pde & pte & PTE_USER))
-               and (not write or bool(pde & pte & PTE_WRITABLE)))
+               and (not user_mode or ((pde >> 2) & 1 == 1 and (pte >> 2) & 1 == 1))
+               and (not write or ((pde >> 1) & 1 == 1 and (pte >> 1) & 1 == 1)))
     if allowed:
         return -1
     return ((FAULT_PROTECTION if present else 0)
-            | (FAULT_WRITE if write else 0)
-            | (FAULT_USER if user_mode else 0))
+            + (FAULT_WRITE if write else 0)
+            + (FAULT_USER if user_mode else 0))

@@ -32,8 +32,9 @@ class Invariant:
 class Operation:
     """A spec operation: the seed name, its manager, and its parameters' sorts.
 
-    ``parts`` names the operations a composite (Clone, Destroy) is made of;
-    the composite is proved by proving each part.
+    ``parts`` names the steps a composite operation is made of (AllocPage =
+    LinkTable then PlaceFrame; Clone; Destroy); the composite preserves an
+    invariant because each of its steps does, and each step is proved.
     """
 
     name: str
@@ -41,6 +42,8 @@ class Operation:
     transition: Callable[..., Step]
     params: tuple[tuple[str, Ref], ...]
     parts: tuple[str, ...] = ()
+    #: A step of a composite operation, not an API call of its own.
+    internal: bool = False
 
 
 INVARIANTS = tuple(
@@ -64,7 +67,8 @@ OPERATIONS = (
     Operation("InitializePhysicalMemory", _PM, _pm.InitializePhysicalMemory,
               (("mem_start", WORD), ("mem_end", END))),
     Operation("AllocFrame", _PM, _vm.AllocPage,
-              (("dir", FRAME), ADDRESS, *PAGE_FLAGS, ("frame", FRAME), ("table", FRAME))),
+              (("dir", FRAME), ADDRESS, *PAGE_FLAGS, ("frame", FRAME), ("table", FRAME)),
+              parts=("LinkTable", "PlaceFrame")),
     Operation("FreeFrame", _PM, _pm.FreeFrame, (("frame_addr", WORD),)),
     Operation("FirstFreeFrame", _PM, _pm.FirstFreeFrame, (("result", FRAME),)),
     Operation("RequestFrame", _PM, _pm.RequestFrame, (("frame", FRAME),)),
@@ -74,19 +78,27 @@ OPERATIONS = (
     Operation("InitializePaging", _VM, _vm.InitializePaging,
               (("kernel_dir", FRAME), ("identity_table", FRAME))),
     Operation("CreatePageDirectory", _VM, _vm.CreatePageDirectory, (("new_dir", FRAME),)),
-    Operation("FreeTable", _VM, _vm.FreeTable, (("dir", FRAME), ("slot", SLOT))),
-    Operation("FreeDirectory", _VM, _vm.FreeDirectory, (("dir", FRAME),)),
+    Operation("FreeTable", _VM, _vm.FreeTable, (("dir", FRAME), ("slot", SLOT)), internal=True),
+    Operation("FreeDirectory", _VM, _vm.FreeDirectory, (("dir", FRAME),), internal=True),
     Operation("DestroyPageDirectory", _VM, _vm.FreeDirectory, (),
               parts=("UnmapVirtualAddress", "FreeTable", "FreeDirectory")),
     Operation("ClonePageDirectory", _VM, _vm.CreatePageDirectory, (),
-              parts=("CreatePageDirectory", "AllocPage", "CopyPage")),
+              parts=("CreatePageDirectory", "LinkTable", "PlaceFrame", "CopyPage")),
     Operation("SwitchPageDirectory", _VM, _vm.SwitchPageDirectory, (("new_dir", FRAME),)),
     Operation("MapVirtualAddress", _VM, _vm.MapVirtualAddress,
-              (("dir", FRAME), ADDRESS, ("physical_addr", WORD), *PAGE_FLAGS, ("table", FRAME))),
+              (("dir", FRAME), ADDRESS, ("physical_addr", WORD), *PAGE_FLAGS, ("table", FRAME)),
+              parts=("LinkTable", "PlaceHeld")),
     Operation("UnmapVirtualAddress", _VM, _vm.UnmapVirtualAddress, (("dir", FRAME), ADDRESS)),
     Operation("VirtualToPhysical", _VM, _vm.VirtualToPhysical, (("dir", FRAME), ADDRESS)),
     Operation("AllocPage", _VM, _vm.AllocPage,
-              (("dir", FRAME), ADDRESS, *PAGE_FLAGS, ("frame", FRAME), ("table", FRAME))),
+              (("dir", FRAME), ADDRESS, *PAGE_FLAGS, ("frame", FRAME), ("table", FRAME)),
+              parts=("LinkTable", "PlaceFrame")),
+    Operation("LinkTable", _VM, _vm.LinkTable, (("dir", FRAME), ("slot", SLOT), ("table", FRAME)),
+              internal=True),
+    Operation("PlaceFrame", _VM, _vm.PlaceFrame,
+              (("dir", FRAME), ADDRESS, *PAGE_FLAGS, ("frame", FRAME)), internal=True),
+    Operation("PlaceHeld", _VM, _vm.PlaceHeld,
+              (("dir", FRAME), ADDRESS, ("physical_addr", WORD), *PAGE_FLAGS), internal=True),
     Operation("FreePage", _VM, _vm.UnmapVirtualAddress, (("dir", FRAME), ADDRESS)),
     Operation("Access", _VM, _vm.Access,
               (("dir", FRAME), ADDRESS, ("user_mode", BOOL), ("write", BOOL), ("value", BYTE))),

@@ -78,22 +78,18 @@ def frm_3(s: State) -> Ref:
     """
     f = z3.Const("f", FRAME)
     entry = s.pte[s.map_table[f]][s.map_index[f]]
+    link = s.pde[s.table_dir[f]][s.table_slot[f]]
     identity_table = frame_of(s.pde[s.kernel_dir][bv(0, SLOT)])
-    return z3.ForAll([f], z3.And(
-        s.used[f] == (s.owner[f] != FREE),
-        z3.ULE(s.owner[f], HELD),
-        z3.Implies(page_owner(s, f), z3.And(is_table(s, s.map_table[f]), present(entry),
-                                            frame_of(entry) == f)),
-        z3.Implies(s.owner[f] == TABLE, z3.And(
-            is_directory(s, s.table_dir[f]),
-            present(s.pde[s.table_dir[f]][s.table_slot[f]]),
-            frame_of(s.pde[s.table_dir[f]][s.table_slot[f]]) == f)),
-        z3.Implies(s.owner[f] == RESERVED, z3.And(
+    return z3.And(
+        z3.ForAll([f], z3.And(s.used[f] == (s.owner[f] != FREE), z3.ULE(s.owner[f], HELD))),
+        z3.ForAll([f], z3.Implies(page_owner(s, f), z3.And(
+            is_table(s, s.map_table[f]), present(entry), frame_of(entry) == f))),
+        z3.ForAll([f], z3.Implies(s.owner[f] == TABLE, z3.And(
+            is_directory(s, s.table_dir[f]), present(link), frame_of(link) == f))),
+        z3.ForAll([f], z3.Implies(s.owner[f] == RESERVED, z3.And(
             z3.ULT(f, 1024),
             z3.Implies(s.paging, z3.And(s.map_table[f] == identity_table,
-                                        s.map_index[f] == z3.Extract(9, 0, f))))),
-        z3.Implies(z3.And(s.paging, z3.Or(s.owner[f] == DIRECTORY, s.owner[f] == TABLE)),
-                   z3.Not(z3.Or(s.owner[f] == MAPPED, s.owner[f] == RESERVED)))))
+                                        s.map_index[f] == z3.Extract(9, 0, f)))))))
 
 
 INVARIANTS = {"FRM-1": frm_1, "FRM-2": frm_2, "FRM-3": frm_3}
@@ -121,7 +117,8 @@ def allocate(s: State, f: Ref, owner: Ref) -> State:
 
 
 def release(s: State, f: Ref) -> State:
-    """Free used frame f: the last frame of the enumeration takes its rank."""
+    """Free used frame f: the last frame of the enumeration takes its rank. The
+    frame's contents are forgotten (a data frame reads as zeros again)."""
     last = s.unrank[s.used_count - 1]
     return s.but(used=z3.Store(s.used, f, False), owner=z3.Store(s.owner, f, FREE),
                  used_count=s.used_count - 1,

@@ -52,7 +52,10 @@ def step(pre: State, code: Ref, post: State, result: Ref | None = None,
          failure: Ref | None = None, assume: Ref | None = None,
          translation: Translation | None = None) -> Step:
     """A Step whose successor is ``post`` on success and ``pre`` otherwise."""
-    ok = code == 0
+    ok = z3.simplify(code == 0)
+    if z3.is_true(ok):
+        return Step(code, post, post, result,
+                    z3.BoolVal(True) if assume is None else assume, translation)
     value = None if result is None else (result if failure is None
                                          else z3.If(ok, result, failure))
     return Step(code, ite(ok, post, pre), post, value,

@@ -42,6 +42,7 @@ from spec.state import (
     frame_number,
     frame_of,
     in_memory,
+    ite,
     is_directory,
     is_table,
     kernel_slot,
@@ -120,18 +121,18 @@ INVARIANTS = {"VMM-1": vmm_1, "VMM-2": vmm_2, "VMM-4": vmm_4}
 
 
 def vmm_3(pre: State, result: Step) -> Ref:
-    """VMM-3: after the step, every directory live before and after translates
-    every page exactly as the step's specification says (unchanged when the
-    step names no translation change); VirtualToPhysical(Map(v, p)) = p."""
+    """VMM-3: when the step succeeds, every directory live before and after
+    translates every page exactly as the step's specification says (unchanged
+    when it names no translation change): VirtualToPhysical(Map(v, p)) = p.
+    (A refused step leaves the state, hence every translation, unchanged.)"""
     d = z3.Const("d", FRAME)
     i, j = z3.Consts("i j", SLOT)
-    post = result.post
+    post = result.changed
     mapped, frame = translate(post, d, i, j)
-    want_mapped, want_frame = translate(pre, d, i, j)
-    if result.translation is not None:
-        new_mapped, new_frame = result.translation(d, i, j)
-        want_mapped = z3.If(result.ok, new_mapped, want_mapped)
-        want_frame = z3.If(result.ok, new_frame, want_frame)
+    if result.translation is None:
+        want_mapped, want_frame = translate(pre, d, i, j)
+    else:
+        want_mapped, want_frame = result.translation(d, i, j)
     return z3.ForAll([d, i, j], z3.Implies(
         z3.And(live(pre, d), live(post, d)),
         z3.And(mapped == want_mapped, z3.Implies(mapped, frame == want_frame))))
@@ -163,17 +164,12 @@ def link_table(s: State, d: Ref, slot: Ref, table: Ref) -> State:
                  table_slot=z3.Store(s.table_slot, table, slot))
 
 
-def place(s: State, d: Ref, slot: Ref, index: Ref, frame: Ref, table: Ref,
-          entry: Ref) -> State:
-    """Put entry (mapping frame) at (slot, index) of d, linking table first if missing."""
-    missing = z3.Not(present(s.pde[d][slot]))
-    linked = link_table(allocate(s, table, TABLE), d, slot, table)
-    s1 = State(**{name: z3.If(missing, getattr(linked, name), getattr(s, name))
-                  for name in s.__dataclass_fields__})
-    target = z3.If(missing, table, frame_of(s.pde[d][slot]))
-    return s1.but(pte=z3.Store(s1.pte, target, z3.Store(s1.pte[target], index, entry)),
-                  map_table=z3.Store(s1.map_table, frame, target),
-                  map_index=z3.Store(s1.map_index, frame, index))
+def put_entry(s: State, d: Ref, slot: Ref, index: Ref, frame: Ref, entry: Ref) -> State:
+    """Write entry (which maps frame) at (slot, index) of d, whose table exists."""
+    table = frame_of(s.pde[d][slot])
+    return s.but(pte=z3.Store(s.pte, table, z3.Store(s.pte[table], index, entry)),
+                 map_table=z3.Store(s.map_table, frame, table),
+                 map_index=z3.Store(s.map_index, frame, index))
 
 
 def placement_translation(s: State, d: Ref, slot: Ref, index: Ref, frame: Ref | None):
@@ -244,25 +240,81 @@ def CreatePageDirectory(s: State, new_dir: Ref) -> Step:
                 bv(0, WORD), assume=is_free(s, new_dir))
 
 
+def LinkTable(s: State, dir: Ref, slot: Ref, table: Ref) -> Step:
+    """AllocPage's and MapVirtualAddress's first step when the slot has no table:
+    take a free frame for an empty table and link it (everywhere in kernel space)."""
+    guard = z3.And(live(s, dir), z3.Not(present(s.pde[dir][slot])), is_free(s, table),
+                   z3.ULT(s.used_count, s.nframes))
+    return step(s, bv(0, WORD), link_table(allocate(s, table, TABLE), dir, slot, table),
+                assume=guard)
+
+
+def PlaceFrame(s: State, dir: Ref, virtual_addr: Ref, is_kernel: Ref, is_writeable: Ref,
+               frame: Ref) -> Step:
+    """AllocPage's second step: map a free frame (zero-filled) in an existing table."""
+    slot, index, _ = address_parts(virtual_addr)
+    guard = z3.And(live(s, dir), present(s.pde[dir][slot]),
+                   z3.Not(present(s.pte[frame_of(s.pde[dir][slot])][index])),
+                   z3.Or(is_kernel, z3.Not(kernel_address(slot))), is_free(s, frame),
+                   z3.ULT(s.used_count, s.nframes))
+    entry = make_entry(frame, is_writeable, z3.Not(is_kernel))
+    post = put_entry(allocate(s, frame, MAPPED), dir, slot, index, frame, entry)
+    return step(s, bv(0, WORD), post, assume=guard,
+                translation=placement_translation(s, dir, slot, index, frame))
+
+
+def PlaceHeld(s: State, dir: Ref, virtual_addr: Ref, physical_addr: Ref, is_kernel: Ref,
+              is_writeable: Ref) -> Step:
+    """MapVirtualAddress's second step: map a held frame in an existing table."""
+    slot, index, _ = address_parts(virtual_addr)
+    frame = frame_number(physical_addr)
+    guard = z3.And(live(s, dir), present(s.pde[dir][slot]),
+                   z3.Not(present(s.pte[frame_of(s.pde[dir][slot])][index])),
+                   z3.Or(is_kernel, z3.Not(kernel_address(slot))),
+                   in_memory(s, frame), s.owner[frame] == HELD)
+    entry = make_entry(frame, is_writeable, z3.Not(is_kernel))
+    post = put_entry(s.but(owner=z3.Store(s.owner, frame, MAPPED)), dir, slot, index, frame,
+                     entry)
+    return step(s, bv(0, WORD), post, assume=guard,
+                translation=placement_translation(s, dir, slot, index, frame))
+
+
+def with_table(s: State, dir: Ref, slot: Ref, table: Ref) -> State:
+    """The state after LinkTable when the slot has no table, else s."""
+    linked = LinkTable(s, dir, slot, table).changed
+    return ite(present(s.pde[dir][slot]), s, linked)
+
+
+def steps_allowed(s: State, dir: Ref, slot: Ref, table: Ref, placed: Step) -> Ref:
+    """The guards of the composite's steps hold where each step runs: the
+    composite is one of the step sequences the proofs cover."""
+    return z3.And(z3.Or(present(s.pde[dir][slot]), LinkTable(s, dir, slot, table).assume),
+                  placed.assume)
+
+
 def AllocPage(s: State, dir: Ref, virtual_addr: Ref, is_kernel: Ref, is_writeable: Ref,
               frame: Ref, table: Ref) -> Step:
-    """Map a free frame (zero-filled) at virtual_addr; a table is taken if the slot has none."""
+    """Map a free frame (zero-filled) at virtual_addr: LinkTable if the slot has no
+    table, then PlaceFrame. ``frame`` and ``table`` are the implementation's choices."""
     slot, index, _ = address_parts(virtual_addr)
     missing = z3.Not(present(s.pde[dir][slot]))
     code = status(*page_checks(s, dir, virtual_addr, is_kernel),
                   (z3.ULT(free_frames(s), z3.If(missing, bv(2, WORD), bv(1, WORD))),
                    E.ERROR_NOT_ENOUGH_MEMORY))
-    entry = make_entry(frame, is_writeable, z3.Not(is_kernel))
-    post = place(allocate(s, frame, MAPPED), dir, slot, index, frame, table, entry)
+    linked = with_table(s, dir, slot, table)
+    placed = PlaceFrame(linked, dir, virtual_addr, is_kernel, is_writeable, frame)
     choices = z3.And(is_free(s, frame), table_choice_ok(s, dir, slot, table),
-                     z3.Or(z3.Not(missing), table != frame))
+                     z3.Or(z3.Not(missing), table != frame),
+                     steps_allowed(s, dir, slot, table, placed))
+    post = placed.changed
     return step(s, code, post, z3.BoolVal(True), z3.BoolVal(False), assume=choices,
                 translation=placement_translation(s, dir, slot, index, frame))
 
 
 def MapVirtualAddress(s: State, dir: Ref, virtual_addr: Ref, physical_addr: Ref,
                       is_kernel: Ref, is_writeable: Ref, table: Ref) -> Step:
-    """Map a frame the caller holds; the PTE becomes its owner."""
+    """Map a frame the caller holds (the PTE becomes its owner): LinkTable if the
+    slot has no table, then PlaceHeld."""
     slot, index, _ = address_parts(virtual_addr)
     frame = frame_number(physical_addr)
     missing = z3.Not(present(s.pde[dir][slot]))
@@ -272,11 +324,11 @@ def MapVirtualAddress(s: State, dir: Ref, virtual_addr: Ref, physical_addr: Ref,
                    E.ERROR_INVALID_ADDRESS),
                   (s.owner[frame] != HELD, E.ERROR_BUSY),
                   (z3.And(missing, z3.ULT(free_frames(s), 1)), E.ERROR_NOT_ENOUGH_MEMORY))
-    entry = make_entry(frame, is_writeable, z3.Not(is_kernel))
-    owned = s.but(owner=z3.Store(s.owner, frame, MAPPED))
-    post = place(owned, dir, slot, index, frame, table, entry)
-    return step(s, code, post, z3.BoolVal(True), z3.BoolVal(False),
-                assume=table_choice_ok(s, dir, slot, table),
+    linked = with_table(s, dir, slot, table)
+    placed = PlaceHeld(linked, dir, virtual_addr, physical_addr, is_kernel, is_writeable)
+    return step(s, code, placed.changed, z3.BoolVal(True), z3.BoolVal(False),
+                assume=z3.And(table_choice_ok(s, dir, slot, table),
+                              steps_allowed(s, dir, slot, table, placed)),
                 translation=placement_translation(s, dir, slot, index, frame))
 
 
@@ -316,7 +368,8 @@ def FreeTable(s: State, dir: Ref, slot: Ref) -> Step:
     guard = z3.And(live(s, dir), z3.Not(kernel_slot(slot)), present(s.pde[dir][slot]),
                    z3.ForAll([j], z3.Not(present(s.pte[table][j]))))
     s1 = release(s, table)
-    post = s1.but(pde=z3.Store(s1.pde, dir, z3.Store(s1.pde[dir], slot, bv(0, ENTRY))))
+    post = s1.but(pde=z3.Store(s1.pde, dir, z3.Store(s1.pde[dir], slot, bv(0, ENTRY))),
+                  pte=z3.Store(s1.pte, table, z3.K(SLOT, bv(0, ENTRY))))
     return step(s, bv(0, WORD), post, assume=guard)
 
 
@@ -326,7 +379,9 @@ def FreeDirectory(s: State, dir: Ref) -> Step:
     guard = z3.And(live(s, dir), dir != s.kernel_dir, dir != s.current_dir,
                    z3.ForAll([i], z3.Implies(z3.Not(kernel_slot(i)),
                                              z3.Not(present(s.pde[dir][i])))))
-    return step(s, bv(0, WORD), release(s, dir), assume=guard)
+    s1 = release(s, dir)
+    return step(s, bv(0, WORD), s1.but(pde=z3.Store(s1.pde, dir, z3.K(SLOT, bv(0, ENTRY)))),
+                assume=guard)
 
 
 def allowed(s: State, d: Ref, va: Ref, user_mode: Ref, write: Ref) -> Ref:

@@ -1,0 +1,182 @@
+"""Inductive-step obligations: Inv(s) and Step(s, s') imply I(s').
+
+One obligation per operation x invariant (Hyperkernel's ``main.py``), plus
+the claim that the state before InitializePhysicalMemory satisfies Inv. An
+operation made of steps (AllocPage = LinkTable then PlaceFrame, Clone,
+Destroy) is proved by proving each of its steps.
+
+z3's quantifier instantiation depends on its random seed: each claim is tried
+with a few seeds under a short timeout, and the first unsat proves it (an
+unsat answer from any seed is a proof). A sat answer is a counterexample to
+the inductive step, printed as the pre-state around the frames involved; if
+every try is unknown, the verdict is unknown, which fails the check.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+
+import z3
+
+from proofs.obligation import Kind, Obligation, Verdict
+from spec.catalogue import INVARIANTS, OPERATIONS, OPERATIONS_BY_NAME, Operation, invariant
+from spec.state import FRAME, FREE, SLOT, WORD, Ref, State, frame_of, symbolic
+from spec.virtual_memory import vmm_3
+
+#: (seeds, milliseconds per try) for each profile.
+BUDGET = {"quick": ((0, 1, 2, 3), 8000), "full": ((0, 1, 2, 3, 4, 5, 6, 7), 30000)}
+
+CLAIMS = (*(inv.id for inv in INVARIANTS), "VMM-3")
+
+#: The invariants each claim's preservation leans on, tried first as the only
+#: hypotheses (a proof hint, not an assumption: the full Inv is tried next).
+SUPPORT = {
+    "FRM-1": ("FRM-1", "FRM-3"),
+    "FRM-2": ("FRM-1", "FRM-2"),
+    "FRM-3": ("FRM-1", "FRM-3", "VMM-1", "VMM-2"),
+    "VMM-1": ("FRM-3", "VMM-1", "VMM-2"),
+    "VMM-2": ("FRM-1", "FRM-3", "VMM-1", "VMM-2"),
+    "VMM-4": ("VMM-2", "VMM-4"),
+    "PROT-1": ("FRM-3", "VMM-1", "VMM-2", "PROT-1", "PROT-2", "PROT-3"),
+    "PROT-2": ("FRM-3", "VMM-1", "VMM-2", "PROT-2"),
+    "PROT-3": ("VMM-2", "VMM-4", "PROT-3"),
+    "VMM-3": ("FRM-3", "VMM-1", "VMM-2", "VMM-4"),
+}
+
+
+def obligations_for(manager: str) -> Iterator[Obligation]:
+    """Every operation x invariant obligation of one manager's operations."""
+    for op in OPERATIONS:
+        if op.manager != manager or op.internal:
+            continue
+        for claim in CLAIMS:
+            yield Obligation(f"{manager}.{op.name}.{claim}", manager, op.name, claim,
+                             functools.partial(_run, op.name, claim))
+    if manager == "page_manager":
+        for inv in INVARIANTS:
+            yield Obligation(f"{manager}.Boot.{inv.id}", manager, "Boot", inv.id,
+                             functools.partial(_run_boot, inv.id))
+
+
+def _run(operation: str, claim: str, profile: str) -> Verdict:
+    return prove(OPERATIONS_BY_NAME[operation], claim, profile)
+
+
+def prove(op: Operation, claim: str, profile: str) -> Verdict:
+    """Decide one operation x claim, through the operation's steps if it has them."""
+    if op.parts:
+        for part in op.parts:
+            verdict = prove(OPERATIONS_BY_NAME[part], claim, profile)
+            if verdict.kind is not Kind.PROVED:
+                return Verdict(verdict.kind, f"{verdict.summary} (in step {part})",
+                               verdict.detail, verdict.violated)
+        return Verdict(Kind.PROVED, f"proved (steps {', '.join(op.parts)})")
+    pre = symbolic("pre")
+    args = {name: z3.Const(f"{op.name}.{name}", sort) for name, sort in op.params}
+    result = op.transition(pre, **args)
+    if claim == "VMM-3":
+        hypotheses = [invariant(pre), result.assume, result.ok]
+        goal = vmm_3(pre, result)
+    else:
+        holds = next(inv.holds for inv in INVARIANTS if inv.id == claim)
+        hypotheses = [invariant(pre), result.assume, result.ok]
+        goal = holds(result.changed)
+    support = [*(inv.holds(pre) for inv in INVARIANTS if inv.id in SUPPORT[claim]),
+               *hypotheses[1:]]
+    return decide(hypotheses, goal, claim, profile,
+                  lambda model: describe(model, op, args, pre, result.changed), support)
+
+
+def _run_boot(claim: str, profile: str) -> Verdict:
+    """The state before InitializePhysicalMemory (nothing used or owned) satisfies claim."""
+    s = symbolic("boot")
+    f = z3.Const("f", FRAME)
+    empty = z3.And(s.nframes == 0, s.used_count == 0, z3.Not(s.paging),
+                   z3.ForAll([f], z3.And(z3.Not(s.used[f]), s.owner[f] == FREE)))
+    holds = next(inv.holds for inv in INVARIANTS if inv.id == claim)
+    return decide([empty], holds(s), claim, profile, lambda model: "")
+
+
+def conjuncts(goal: Ref) -> list[Ref]:
+    """The top-level conjuncts of goal, each proved on its own (smaller queries)."""
+    if z3.is_and(goal):
+        return [part for child in goal.children() for part in conjuncts(child)]
+    return [goal]
+
+
+def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
+           explain: Callable[[z3.ModelRef], str], support: list[Ref] | None = None) -> Verdict:
+    """Prove hypotheses => goal by asking z3 for a model of hypotheses and not goal.
+
+    Each conjunct of goal is a query of its own. ``support`` is a smaller set
+    of hypotheses (the invariants the claim leans on) tried first: fewer
+    quantifiers make z3 faster, and a proof from fewer hypotheses is still a
+    proof. A sat answer is only reported from the full hypotheses, so a
+    counterexample is always a state satisfying every invariant.
+    """
+    seeds, timeout = BUDGET[profile]
+    for part in conjuncts(goal):
+        reasons: list[str] = []
+        proved = False
+        for seed in seeds:
+            for premises in ([support] if support is not None else []) + [hypotheses]:
+                solver = z3.Solver()
+                solver.set("timeout", timeout, "random_seed", seed)
+                solver.add(*premises, z3.Not(part))
+                answer = solver.check()
+                if answer == z3.unsat:
+                    proved = True
+                    break
+                if answer == z3.sat and premises is hypotheses:
+                    return Verdict(Kind.COUNTEREXAMPLE, f"counterexample to {claim}",
+                                   explain(solver.model()), (claim,))
+                reasons.append(f"seed {seed}: {solver.reason_unknown() or 'sat without all hypotheses'}")
+            if proved:
+                break
+        if not proved:
+            return Verdict(Kind.UNKNOWN,
+                           f"unknown after {len(seeds)} tries of {timeout // 1000} s",
+                           f"undecided conjunct: {part.sexpr()[:300]}\n" + "; ".join(reasons))
+    return Verdict(Kind.PROVED, "proved")
+
+
+def describe(model: z3.ModelRef, op: Operation, args: dict[str, Ref], pre: State,
+             post: State) -> str:
+    """The counterexample as a reader wants it: the call, then the frames it names."""
+    def value(term: Ref) -> int:
+        return int(model.eval(term, model_completion=True).as_long())
+
+    lines = [f"step: {op.name}(" + ", ".join(
+        f"{name}={_show(model.eval(term, model_completion=True))}"
+        for name, term in args.items()) + ")",
+             f"nframes={value(pre.nframes)} used_count {value(pre.used_count)} -> "
+             f"{value(post.used_count)}; paging={model.eval(pre.paging)}; "
+             f"kernel_dir={value(pre.kernel_dir)} current_dir={value(pre.current_dir)}"]
+    frames: list[int] = []
+    for name, term in args.items():
+        if term.sort() == FRAME:
+            frames.append(value(term))
+        elif term.sort() == WORD:
+            frames.append(value(term) >> 12)
+    if "dir" in args:
+        slot = (value(args["virtual_addr"]) >> 22) if "virtual_addr" in args else (
+            value(args["slot"]) if "slot" in args else 0)
+        for state in (pre, post):
+            frames.append(value(frame_of(state.pde[args["dir"]][z3.BitVecVal(slot, SLOT)])))
+    for frame in dict.fromkeys(frames):
+        f = z3.BitVecVal(frame, FRAME)
+        lines.append(
+            f"frame {frame:#x}: owner {_owner(value(pre.owner[f]))} -> "
+            f"{_owner(value(post.owner[f]))}, used {model.eval(pre.used[f])} -> "
+            f"{model.eval(post.used[f])}, rank {value(pre.rank[f])} -> {value(post.rank[f])}")
+    return "\n".join(lines)
+
+
+def _show(value: Ref) -> str:
+    return hex(value.as_long()) if z3.is_bv_value(value) else str(value)
+
+
+def _owner(code: int) -> str:
+    from model.page_manager import FrameOwner
+    return FrameOwner(code).name if code in FrameOwner._value2member_map_ else str(code)
