@@ -76,6 +76,10 @@ class FrameOwner(enum.IntEnum):
 
 DATA_OWNERS = (FrameOwner.RESERVED, FrameOwner.MAPPED, FrameOwner.HELD)
 
+# Hot-path copies: an enum member lookup costs as much as the bit twiddling.
+_HELD = int(FrameOwner.HELD)
+_SUCCESS = ErrorCode.ERROR_SUCCESS
+
 
 class PageManager:
     """Physical frame allocator with the seed's operations."""
@@ -123,7 +127,7 @@ class PageManager:
         frame = self._frame_of(frame_addr)
         if frame < 0:
             return False
-        if self.owner[frame] != FrameOwner.HELD:
+        if self.owner[frame] != _HELD:
             return self._fail(ErrorCode.ERROR_INVALID_BLOCK
                               if self.owner[frame] == FrameOwner.FREE else ErrorCode.ERROR_BUSY)
         self.release_frame(frame)
@@ -148,7 +152,7 @@ class PageManager:
             return self._fail_frame(ErrorCode.ERROR_INVALID_PARAMETER)
         if not self.initialized:
             return self._fail_frame(ErrorCode.ERROR_NOT_READY)
-        frame = self.take_frame(FrameOwner.HELD)
+        frame = self.take_frame(_HELD)
         if frame < 0:
             return self._fail_frame(ErrorCode.ERROR_NOT_ENOUGH_MEMORY)
         return self._ok(frame << PAGE_SHIFT)
@@ -215,7 +219,7 @@ class PageManager:
     def free_count(self) -> int:
         return self.nframes - self.frames.used
 
-    def take_frame(self, owner: FrameOwner) -> int:
+    def take_frame(self, owner: int) -> int:
         """Allocate the lowest free frame to owner; -1 when none is free.
 
         The fast path of FrameBitmap.take_first is inlined here (a call less per
@@ -308,6 +312,9 @@ class PageManager:
                 and address + length <= ADDRESS_LIMIT):
             self.last_error = ErrorCode.ERROR_INVALID_PARAMETER
             return None
+        if not self.initialized:
+            self.last_error = ErrorCode.ERROR_NOT_READY
+            return None
         spans: list[tuple[int, int, int]] = []
         cursor = address
         while cursor < address + length:
@@ -324,7 +331,7 @@ class PageManager:
         return spans
 
     def _ok(self, value: _T) -> _T:
-        self.last_error = ErrorCode.ERROR_SUCCESS
+        self.last_error = _SUCCESS
         return value
 
     def _fail(self, code: ErrorCode) -> bool:

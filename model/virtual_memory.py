@@ -23,6 +23,10 @@ Decisions where the seed is silent (README, "Semantics decisions"):
   frames are identity-mapped at boot and released only by UnreservePage.
 - A user page (``is_kernel`` false) may not be placed in kernel space
   (ERROR_ACCESS_DENIED): that would give user mode a way into the kernel.
+- The kernel directory maps kernel space only (as Linux's swapper_pg_dir):
+  placing a page at a user address in it is ERROR_ACCESS_DENIED, and a new
+  directory starts as a copy of it (Linux's pgd_alloc copies the kernel
+  entries verbatim).
 - ClonePageDirectory links the kernel tables and copies every user page into
   a fresh frame, contents and P/R/W/U flags included (the tutorial's
   clone_directory / clone_table), in (slot, index) order; a user table with
@@ -294,7 +298,7 @@ class VirtualMemoryManager:
     # -- private -----------------------------------------------------------
 
     def _is_live(self, dir: object) -> bool:
-        return (isinstance(dir, PageDirectory)
+        return (isinstance(dir, PageDirectory) and type(dir.physical_addr) is int
                 and self.directories.get(dir.physical_addr) is dir)
 
     def _page_request_ok(self, dir: PageDirectory, virtual_addr: int, is_kernel: bool,
@@ -306,6 +310,8 @@ class VirtualMemoryManager:
                 and type(is_kernel) is bool and type(is_writeable) is bool):
             return self._fail(ErrorCode.ERROR_INVALID_PARAMETER)
         if not is_kernel and is_kernel_address(virtual_addr):
+            return self._fail(ErrorCode.ERROR_ACCESS_DENIED)
+        if dir is self.kernel_directory and not is_kernel_address(virtual_addr):
             return self._fail(ErrorCode.ERROR_ACCESS_DENIED)
         if self._entry(dir, virtual_addr) & PTE_PRESENT:
             return self._fail(ErrorCode.ERROR_ALREADY_EXISTS)
@@ -347,9 +353,11 @@ class VirtualMemoryManager:
     def _new_directory(self) -> PageDirectory:
         frame = self.pageman.take_frame(FrameOwner.DIRECTORY)
         directory = PageDirectory(frame << PAGE_SHIFT)
-        for slot, table in self.kernel_tables.items():
-            directory.tables[slot] = table
-            directory.tables_physical[slot] = table.physical_addr | KERNEL_PDE_FLAGS
+        if self.kernel_directory is not None:
+            # The kernel directory maps kernel space only: copy it whole, as
+            # Linux's pgd_alloc copies swapper_pg_dir's kernel entries.
+            directory.tables[:] = self.kernel_directory.tables
+            directory.tables_physical[:] = self.kernel_directory.tables_physical
         self.directories[directory.physical_addr] = directory
         return directory
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from itertools import compress
 
 import z3
 
@@ -141,8 +142,9 @@ class Snapshot:
         return self.nframes - self.used_count
 
 
-def _nonzero(values: Iterable[int]) -> Entries:
-    return {index: value for index, value in enumerate(values) if value}
+def _nonzero(values: list[int]) -> Entries:
+    """The nonzero entries of a list, by index (``compress`` scans in C)."""
+    return {index: values[index] for index in compress(range(len(values)), values)}
 
 
 def _nonzero_bytes(data: bytes | bytearray) -> Entries:
@@ -164,22 +166,24 @@ def _frame(physical_addr: int) -> int:
     return physical_addr >> PAGE_SHIFT
 
 
-def _directory_tables(directory: PageDirectory) -> Iterable[tuple[int, PageTable]]:
+def _directory_tables(directory: PageDirectory, pdes: Entries) -> Iterable[PageTable]:
+    """The table objects of a directory, checked against its PDEs slot by slot."""
     frame = _frame(directory.physical_addr)
-    for slot in range(ENTRIES_PER_TABLE):
-        table = directory.tables[slot]
-        pde = directory.tables_physical[slot]
+    tables = directory.tables
+    slots = list(compress(range(ENTRIES_PER_TABLE), tables))
+    present = [slot for slot, pde in pdes.items() if pde & PTE_PRESENT]
+    for slot in sorted(set(slots) | set(present)):
+        table = tables[slot]
+        pde = pdes.get(slot, 0)
         if table is None:
-            if pde & PTE_PRESENT:
-                raise AbstractionError(
-                    f"abstraction: directory {frame:#x} slot {slot}: PDE {pde:#010x} is present "
-                    "but the directory has no table object there")
-            continue
+            raise AbstractionError(
+                f"abstraction: directory {frame:#x} slot {slot}: PDE {pde:#010x} is present "
+                "but the directory has no table object there")
         if not pde & PTE_PRESENT or _frame(pde) != _frame(table.physical_addr):
             raise AbstractionError(
                 f"abstraction: directory {frame:#x} slot {slot}: PDE {pde:#010x} does not "
                 f"link its table object at frame {_frame(table.physical_addr):#x}")
-        yield slot, table
+        yield table
 
 
 def snapshot(pm: PageManager, vm: VirtualMemoryManager | None) -> Snapshot:
@@ -221,8 +225,8 @@ def snapshot(pm: PageManager, vm: VirtualMemoryManager | None) -> Snapshot:
                 raise AbstractionError(
                     f"abstraction: directory object at {directory.physical_addr:#x} "
                     f"registered under {key:#x}")
-            pde[_frame(key)] = _nonzero(directory.tables_physical)
-            for _, table in _directory_tables(directory):
+            pdes = pde[_frame(key)] = _nonzero(directory.tables_physical)
+            for table in _directory_tables(directory, pdes):
                 add_table(table)
     return Snapshot(nframes=pm.nframes, used=_used_frames(pm), used_count=pm.frames.used,
                     owner=owner, pde=pde, pte=pte, kernel_dir=kernel_dir,
@@ -233,10 +237,22 @@ def snapshot(pm: PageManager, vm: VirtualMemoryManager | None) -> Snapshot:
 # -- z3 terms ------------------------------------------------------------------
 
 def _stores(default: Ref, items: Iterable[tuple[Ref, Ref]]) -> Ref:
+    """default with a Store per (key, value), through z3's C API directly: the
+    terms are those z3.Store builds (sorts are right by construction), at a
+    third of the cost of the checked Python wrapper."""
+    ctx = default.ctx
+    ref = ctx.ref()
     array = default
     for key, value in items:
-        array = z3.Store(array, key, value)
+        array = z3.ArrayRef(z3.Z3_mk_store(ref, array.as_ast(), key.as_ast(), value.as_ast()),
+                            ctx)
     return array
+
+
+def _num(value: int, sort: Ref) -> Ref:
+    """A bit-vector numeral (value must fit the sort: callers guarantee it)."""
+    ctx = sort.ctx
+    return z3.BitVecNumRef(z3.Z3_mk_unsigned_int64(ctx.ref(), value, sort.ast), ctx)
 
 
 #: Terms already built, by (sorts, items): z3 hash-conses terms, so a cached
@@ -260,19 +276,20 @@ def _map(pairs: Mapping[int, int], key_sort: Ref, value_sort: Ref) -> Ref:
     items = tuple(sorted(pairs.items()))
     return _cached(("map", key_sort.size(), value_sort.size(), items), lambda: _stores(
         z3.K(key_sort, z3.BitVecVal(0, value_sort)),
-        ((z3.BitVecVal(k, key_sort), z3.BitVecVal(v, value_sort)) for k, v in items)))
+        ((_num(k, key_sort), _num(v, value_sort)) for k, v in items)))
 
 
 def _nested(arrays: Mapping[int, Entries], index_sort: Ref, value_sort: Ref) -> Ref:
     """FRAME -> (index -> value): K(K(0)) with a Store per frame, in frame order."""
     inner = [(f, _map(arrays[f], index_sort, value_sort)) for f in sorted(arrays)]
     return _stores(z3.K(FRAME, z3.K(index_sort, z3.BitVecVal(0, value_sort))),
-                   ((frame_val(f), array) for f, array in inner))
+                   ((_num(f, FRAME), array) for f, array in inner))
 
 
 def _used(frames: tuple[int, ...]) -> Ref:
+    true = z3.BoolVal(True)
     return _cached(("used", frames), lambda: _stores(
-        z3.K(FRAME, z3.BoolVal(False)), ((frame_val(f), z3.BoolVal(True)) for f in frames)))
+        z3.K(FRAME, z3.BoolVal(False)), ((_num(f, FRAME), true) for f in frames)))
 
 
 def ghosts(snap: Snapshot) -> dict[str, dict[int, int]]:

@@ -21,11 +21,17 @@ import z3
 
 from proofs.obligation import Kind, Obligation, Verdict
 from spec.catalogue import INVARIANTS, OPERATIONS, OPERATIONS_BY_NAME, Operation, invariant
+from proofs.reachable import reference_states
 from spec.state import FRAME, FREE, SLOT, WORD, Ref, State, frame_of, symbolic
+from spec.step import Step
 from spec.virtual_memory import vmm_3
 
 #: (seeds, milliseconds per try) for each profile.
-BUDGET = {"quick": ((0, 1, 2, 3), 8000), "full": ((0, 1, 2, 3, 4, 5, 6, 7), 30000)}
+BUDGET = {"quick": ((0, 1, 2, 3), 8000), "full": ((0, 1, 2, 3, 4, 5, 6, 7), 30000),
+          "teeth": ((0,), 3000)}
+
+#: Milliseconds per query of the counterexample search from reachable states.
+SEARCH_TIMEOUT = 20000
 
 CLAIMS = (*(inv.id for inv in INVARIANTS), "VMM-3")
 
@@ -75,17 +81,37 @@ def prove(op: Operation, claim: str, profile: str) -> Verdict:
     pre = symbolic("pre")
     args = {name: z3.Const(f"{op.name}.{name}", sort) for name, sort in op.params}
     result = op.transition(pre, **args)
-    if claim == "VMM-3":
-        hypotheses = [invariant(pre), result.assume, result.ok]
-        goal = vmm_3(pre, result)
-    else:
-        holds = next(inv.holds for inv in INVARIANTS if inv.id == claim)
-        hypotheses = [invariant(pre), result.assume, result.ok]
-        goal = holds(result.changed)
+    hypotheses = [invariant(pre), result.assume, result.ok]
     support = [*(inv.holds(pre) for inv in INVARIANTS if inv.id in SUPPORT[claim]),
                *hypotheses[1:]]
-    return decide(hypotheses, goal, claim, profile,
-                  lambda model: describe(model, op, args, pre, result.changed), support)
+    verdict = decide(hypotheses, goal(claim, pre, result), claim, profile,
+                     lambda model: describe(model, op, args, pre, result.changed), support)
+    if verdict.kind is Kind.UNKNOWN:
+        return search_reachable(op, claim, profile) or verdict
+    return verdict
+
+
+def goal(claim: str, pre: State, result: Step) -> Ref:
+    """What the step must establish: the invariant on the successor, or VMM-3."""
+    if claim == "VMM-3":
+        return vmm_3(pre, result)
+    return next(inv.holds for inv in INVARIANTS if inv.id == claim)(result.changed)
+
+
+def search_reachable(op: Operation, claim: str, profile: str) -> Verdict | None:
+    """A counterexample from a state the model reached, with symbolic arguments."""
+    for name, pre in reversed(reference_states()):
+        args = {arg: z3.Const(f"{op.name}.{arg}", sort) for arg, sort in op.params}
+        result = op.transition(pre, **args)
+        for part in conjuncts(goal(claim, pre, result)):
+            solver = z3.Solver()
+            solver.set("timeout", SEARCH_TIMEOUT)
+            solver.add(result.assume, result.ok, z3.Not(part))
+            if solver.check() == z3.sat:
+                detail = describe(solver.model(), op, args, pre, result.changed)
+                return Verdict(Kind.COUNTEREXAMPLE, f"counterexample to {claim} (reachable)",
+                               f"from the reachable state {name}:\n{detail}", (claim,))
+    return None
 
 
 def _run_boot(claim: str, profile: str) -> Verdict:

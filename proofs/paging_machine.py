@@ -66,6 +66,7 @@ from hypothesis.internal.conjecture import engine as hypothesis_engine
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
+    consumes,
     initialize,
     multiple,
     rule,
@@ -1007,27 +1008,55 @@ PAGE = PAGE_SIZE
 USER_SLOTS = (1, 2, 767)
 KERNEL_SLOTS = (0, 768, 1023)
 INDICES = (0, 1, 7, 1023)
-#: mem_start values: 0, aligned and unaligned (rounded up to whole frames).
-MEM_STARTS = (0, 0x1000, 0x1234, 0x3000, 0x5FFF, 0x8000)
+#: mem_start values: 0, aligned and unaligned (rounded up to whole frames); up to
+#: 12 reserved frames, so that a 16-frame memory runs out within a few steps.
+MEM_STARTS = (0, 0x1000, 0x1234, 0x3000, 0x5FFF, 0x8000, 0xC000)
 
 
 def _join(slot: int, index: int) -> int:
     return slot << 22 | index << PAGE_SHIFT
 
 
-aligned_va = st.builds(_join, st.sampled_from(USER_SLOTS + KERNEL_SLOTS), st.sampled_from(INDICES))
 user_va = st.builds(_join, st.sampled_from(USER_SLOTS), st.sampled_from(INDICES))
-any_va = st.one_of(aligned_va, aligned_va, user_va, aligned_va.map(lambda v: v | 0x10))
+kernel_va = st.builds(_join, st.sampled_from(KERNEL_SLOTS), st.sampled_from(INDICES))
+aligned_va = st.one_of(user_va, kernel_va)
+#: Mostly aligned addresses, some unaligned (hostile).
+any_va = st.one_of(aligned_va, aligned_va, aligned_va, aligned_va.map(lambda v: v | 0x10))
+#: (virtual address, is_kernel): mostly coherent (user page in user space, kernel
+#: page in kernel space), sometimes anything (a user page in kernel space is refused).
+placement = st.one_of(st.tuples(user_va, st.just(False)), st.tuples(kernel_va, st.just(True)),
+                      st.tuples(any_va, st.booleans()))
 offsets = st.sampled_from((0, 1, 0x7FF, 0xFFD, 0xFFF))
 frame_addr = st.integers(0, 52).map(lambda f: f * PAGE)
-any_frame_addr = st.one_of(frame_addr, frame_addr, frame_addr.map(lambda a: a + 0x80))
+#: Physical addresses: any frame (of any owner, in memory or beyond), some unaligned,
+#: one beyond 32 bits.
+any_frame_addr = st.one_of(frame_addr, frame_addr, frame_addr.map(lambda a: a + 0x80),
+                           st.just(1 << 32))
 flags = st.booleans()
+#: Calls made before InitializePhysicalMemory (NOT_READY and friends, bad bounds).
 PROBES = ("RequestFrame", "FirstFreeFrame", "FreeFrame", "CopyPage", "UnreservePage",
-          "InitializePaging", "CreatePageDirectory", "GetFrameCount", "BadInitialize")
+          "InitializePaging", "CreatePageDirectory", "GetFrameCount", "AllocFrame",
+          "BadInitialize", "WideInitialize")
+#: (mem_start, mem_end) of a second InitializePhysicalMemory: refused, whatever the values.
+AGAIN = ((0x1000, 0x20000), (0x400001, 0x20000), (0, 1 << 32), (0, (1 << 32) + 1),
+         (1 << 32, 0x20000), (0, 1 << 33))
+#: Operations called with a handle that is not a live directory.
+HANDLE_OPS = ("SwitchPageDirectory", "DestroyPageDirectory", "ClonePageDirectory",
+              "AllocPage", "MapVirtualAddress", "UnmapVirtualAddress", "VirtualToPhysical",
+              "ReadVirtualMemory", "WriteVirtualMemory", "AllocFrame")
+
+Page = tuple[PageDirectory, int]
 
 
 class PagingMachine(RuleBasedStateMachine):
-    """Drives one PageManager + VirtualMemoryManager; every step is checked by :class:`Harness`."""
+    """Drives one PageManager + VirtualMemoryManager; every step is checked by :class:`Harness`.
+
+    Bundles hold what the model handed out: live directories, frames obtained
+    with RequestFrame, and (directory, address) pairs of mapped pages. Hostile
+    arguments come from their own rules: destroyed and forged directory
+    handles, double frees, frames of any owner, unaligned and out-of-range
+    addresses.
+    """
 
     #: Counted by :meth:`boot`; reset by :func:`run_machine`.
     examples = 0
@@ -1044,60 +1073,68 @@ class PagingMachine(RuleBasedStateMachine):
         if cls.invariant_checker is None:
             cls.invariant_checker = InvariantChecker(cls.stats)
         self.h = Harness(cls.stats, cls.invariant_checker)
+        self.graveyard: list[PageDirectory] = []
 
     # -- boot ------------------------------------------------------------------
 
     @initialize(target=directories, probes=st.lists(st.sampled_from(PROBES), max_size=2),
-                mem_start=st.sampled_from(MEM_STARTS), nframes=st.integers(16, 48),
-                tail=st.sampled_from((0, 0x7FF)), paging=st.booleans())
+                mem_start=st.sampled_from(MEM_STARTS),
+                nframes=st.one_of(st.integers(16, 24), st.integers(16, 48)),
+                tail=st.sampled_from((0, 0x7FF)), paging=st.booleans(),
+                again=st.one_of(st.none(), st.sampled_from(AGAIN)))
     def boot(self, probes: list[str], mem_start: int, nframes: int, tail: int,
-             paging: bool) -> object:
+             paging: bool, again: tuple[int, int] | None) -> object:
         type(self).examples += 1
         for probe in probes:  # calls before initialisation: NOT_READY and friends
             if probe == "BadInitialize":
                 self.h.InitializePhysicalMemory(0x5000, 0x5000)
+            elif probe == "WideInitialize":
+                self.h.InitializePhysicalMemory(1 << 32, 1 << 33)
             elif probe in ("FreeFrame", "UnreservePage"):
                 getattr(self.h, probe)(0x1000)
             elif probe == "CopyPage":
                 self.h.CopyPage(0, 0x1000)
             elif probe == "RequestFrame":
                 self.h.RequestFrame(True, False)
+            elif probe == "AllocFrame":
+                self.h.AllocFrame(PageDirectory(0), 0x400000, False, True)
             else:
                 getattr(self.h, probe)()
         self.h.InitializePhysicalMemory(mem_start, nframes * PAGE + tail)
+        if again is not None:
+            self.h.InitializePhysicalMemory(*again)
         if paging and self.h.InitializePaging() is True:
             return multiple(self.h.vm.kernel_directory)
         return multiple()
 
     # -- PageManager ---------------------------------------------------------------
 
-    @rule(mem_start=st.sampled_from((0, 0x1000, 0x400001, 1 << 32)),
-          mem_end=st.sampled_from((0, 0x20000, 1 << 32, (1 << 32) + 1, 1 << 33)))
-    def initialize_again(self, mem_start: int, mem_end: int) -> None:
-        self.h.InitializePhysicalMemory(mem_start, mem_end)
+    @rule(target=frames, count=st.integers(1, 8),
+          is_kernel=st.one_of(flags, flags, st.sampled_from((0, 1, None))), is_writeable=flags)
+    def request_frames(self, count: int, is_kernel: Any, is_writeable: bool) -> object:
+        """RequestFrame count times (several at once, so memory runs out)."""
+        got = []
+        for _ in range(count):
+            reply = self.h.RequestFrame(is_kernel, is_writeable)
+            if isinstance(reply, int) and reply != NO_FRAME:
+                got.append(reply)
+        return multiple(*got)
 
-    @rule(target=frames, is_kernel=flags, is_writeable=flags)
-    def request_frame(self, is_kernel: bool, is_writeable: bool) -> object:
-        reply = self.h.RequestFrame(is_kernel, is_writeable)
-        return reply if isinstance(reply, int) and reply != NO_FRAME else multiple()
+    @rule(frame=consumes(frames), twice=flags)
+    def free_frame(self, frame: int, twice: bool) -> None:
+        self.h.FreeFrame(frame)
+        if twice:
+            self.h.FreeFrame(frame)  # a double free
 
-    @rule(is_kernel=st.sampled_from((0, 1, None)))
-    def request_frame_bad_flag(self, is_kernel: Any) -> None:
-        self.h.RequestFrame(is_kernel, True)
-
-    @rule(frame=frames)
-    def free_frame(self, frame: int) -> None:
-        self.h.FreeFrame(frame)  # a second free of the same frame is a double free
-
-    @rule(address=st.one_of(any_frame_addr, st.just(1 << 32)))
+    @rule(address=any_frame_addr)
     def free_any_frame(self, address: int) -> None:
         self.h.FreeFrame(address)
 
-    @rule()
-    def first_free_frame(self) -> None:
-        self.h.FirstFreeFrame()
+    @rule(which=st.sampled_from(("FirstFreeFrame", "GetFrameCount")))
+    def query(self, which: str) -> None:
+        getattr(self.h, which)()
 
-    @rule(address=st.one_of(st.integers(0, 10).map(lambda f: f * PAGE), st.just(0x1004)))
+    @rule(address=st.one_of(st.integers(0, 13).map(lambda f: f * PAGE), st.just(0x1004)))
     def unreserve_page(self, address: int) -> None:
         self.h.UnreservePage(address)
 
@@ -1106,20 +1143,17 @@ class PagingMachine(RuleBasedStateMachine):
         self.h.CopyPage(src, dst)
 
     @rule(src=pages, dst=pages)
-    def copy_mapped(self, src: tuple[PageDirectory, int], dst: tuple[PageDirectory, int]) -> None:
+    def copy_mapped(self, src: Page, dst: Page) -> None:
         self.h.CopyPage(self.h.physical_of(*src), self.h.physical_of(*dst))
 
     @rule(src=any_frame_addr, dst=any_frame_addr)
     def copy_any(self, src: int, dst: int) -> None:
         self.h.CopyPage(src, dst)
 
-    @rule()
-    def get_frame_count(self) -> None:
-        self.h.GetFrameCount()
-
-    @rule(target=pages, pd=directories, va=any_va, is_kernel=flags, is_writeable=flags)
-    def alloc_frame(self, pd: PageDirectory, va: int, is_kernel: bool,
-                    is_writeable: bool) -> object:
+    @rule(target=pages, pd=directories, where=placement, is_writeable=flags)
+    def alloc_frame(self, pd: PageDirectory, where: tuple[int, bool], is_writeable: bool
+                    ) -> object:
+        va, is_kernel = where
         if self.h.AllocFrame(pd, va, is_kernel, is_writeable) is True:
             return (pd, va)
         return multiple()
@@ -1137,14 +1171,12 @@ class PagingMachine(RuleBasedStateMachine):
         reply = self.h.CreatePageDirectory()
         return reply if isinstance(reply, PageDirectory) else multiple()
 
-    @rule(target=directories, frame=st.integers(0, 40))
-    def forge_directory(self, frame: int) -> PageDirectory:
-        """A handle the manager never issued (hostile)."""
-        return PageDirectory(frame * PAGE)
-
-    @rule(d=directories)
-    def destroy_directory(self, d: PageDirectory) -> None:
-        self.h.DestroyPageDirectory(d)
+    @rule(target=directories, d=consumes(directories))
+    def destroy_directory(self, d: PageDirectory) -> object:
+        if self.h.DestroyPageDirectory(d) is True:
+            self.graveyard.append(d)
+            return multiple()
+        return d  # the kernel or current directory: refused, still live
 
     @rule(target=directories, src=directories)
     def clone_directory(self, src: PageDirectory) -> object:
@@ -1155,42 +1187,66 @@ class PagingMachine(RuleBasedStateMachine):
     def switch_directory(self, d: PageDirectory) -> None:
         self.h.SwitchPageDirectory(d)
 
-    @rule(target=pages, d=directories, va=any_va, frame=frames, is_kernel=flags,
+    @rule(op=st.sampled_from(HANDLE_OPS), pick=st.integers(0, 40), va=any_va)
+    def foreign_handle(self, op: str, pick: int, va: int) -> None:
+        """A destroyed directory (when there is one), else a handle never issued;
+        its frame may since hold another live directory."""
+        if self.graveyard and pick % 4:
+            d = self.graveyard[pick % len(self.graveyard)]
+        else:
+            d = PageDirectory(pick * PAGE)
+        if op in ("SwitchPageDirectory", "DestroyPageDirectory", "ClonePageDirectory"):
+            getattr(self.h, op)(d)
+        elif op in ("AllocPage", "AllocFrame"):
+            getattr(self.h, op)(d, va, False, True)
+        elif op == "MapVirtualAddress":
+            self.h.MapVirtualAddress(d, va, 0x5000, False, True)
+        elif op == "ReadVirtualMemory":
+            self.h.ReadVirtualMemory(d, va, 2, False)
+        elif op == "WriteVirtualMemory":
+            self.h.WriteVirtualMemory(d, va, b"\x01", False)
+        else:
+            getattr(self.h, op)(d, va)
+
+    @rule(target=pages, d=directories, where=placement, frame=consumes(frames),
           is_writeable=flags)
-    def map_held(self, d: PageDirectory, va: int, frame: int, is_kernel: bool,
+    def map_held(self, d: PageDirectory, where: tuple[int, bool], frame: int,
                  is_writeable: bool) -> object:
+        va, is_kernel = where
         if self.h.MapVirtualAddress(d, va, frame, is_kernel, is_writeable) is True:
             return (d, va)
         return multiple()
 
-    @rule(d=directories, va=any_va, physical_addr=st.one_of(any_frame_addr, st.just(1 << 32)),
-          is_kernel=flags)
-    def map_any(self, d: PageDirectory, va: int, physical_addr: int, is_kernel: bool) -> None:
-        self.h.MapVirtualAddress(d, va, physical_addr, is_kernel, True)
+    @rule(d=directories, where=placement, physical_addr=any_frame_addr)
+    def map_any(self, d: PageDirectory, where: tuple[int, bool], physical_addr: int) -> None:
+        self.h.MapVirtualAddress(d, where[0], physical_addr, where[1], True)
 
-    @rule(page=pages)
-    def unmap(self, page: tuple[PageDirectory, int]) -> None:
+    @rule(page=consumes(pages), twice=flags)
+    def unmap(self, page: Page, twice: bool) -> None:
         self.h.UnmapVirtualAddress(*page)
+        if twice:
+            self.h.UnmapVirtualAddress(*page)
 
     @rule(d=directories, va=st.one_of(any_va, st.just(1 << 32)))
     def unmap_any(self, d: PageDirectory, va: int) -> None:
         self.h.UnmapVirtualAddress(d, va)
 
-    @rule(page=pages)
-    def free_page(self, page: tuple[PageDirectory, int]) -> None:
+    @rule(page=consumes(pages))
+    def free_page(self, page: Page) -> None:
         self.h.FreePage(*page)
 
     @rule(page=pages, offset=offsets)
-    def translate(self, page: tuple[PageDirectory, int], offset: int) -> None:
+    def translate(self, page: Page, offset: int) -> None:
         self.h.VirtualToPhysical(page[0], page[1] + offset)
 
     @rule(d=directories, va=st.one_of(any_va, st.just(1 << 32)))
     def translate_any(self, d: PageDirectory, va: int) -> None:
         self.h.VirtualToPhysical(d, va)
 
-    @rule(target=pages, d=directories, va=any_va, is_kernel=flags, is_writeable=flags)
-    def alloc_page(self, d: PageDirectory, va: int, is_kernel: bool,
-                   is_writeable: bool) -> object:
+    @rule(target=pages, d=directories, where=placement, is_writeable=flags)
+    def alloc_page(self, d: PageDirectory, where: tuple[int, bool], is_writeable: bool
+                   ) -> object:
+        va, is_kernel = where
         if self.h.AllocPage(d, va, is_kernel, is_writeable) is True:
             return (d, va)
         return multiple()
@@ -1201,20 +1257,23 @@ class PagingMachine(RuleBasedStateMachine):
             return (d, va)
         return multiple()
 
+    @rule(d=directories, va=st.one_of(any_va, st.just(1 << 32)),
+          is_kernel=st.sampled_from((0, 1, None)))
+    def alloc_bad_flag(self, d: PageDirectory, va: int, is_kernel: Any) -> None:
+        self.h.AllocPage(d, va, is_kernel, True)
+
     # -- accesses ----------------------------------------------------------------------
 
     @rule(page=pages, offset=offsets, length=st.integers(0, 6), user_mode=flags)
-    def read(self, page: tuple[PageDirectory, int], offset: int, length: int,
-             user_mode: bool) -> None:
+    def read(self, page: Page, offset: int, length: int, user_mode: bool) -> None:
         self.h.ReadVirtualMemory(page[0], page[1] + offset, length, user_mode)
 
     @rule(page=pages, offset=offsets, data=st.binary(min_size=1, max_size=6), user_mode=flags)
-    def write(self, page: tuple[PageDirectory, int], offset: int, data: bytes,
-              user_mode: bool) -> None:
+    def write(self, page: Page, offset: int, data: bytes, user_mode: bool) -> None:
         self.h.WriteVirtualMemory(page[0], page[1] + offset, data, user_mode)
 
     @rule(page=pages, offset=offsets, user_mode=flags)
-    def execute(self, page: tuple[PageDirectory, int], offset: int, user_mode: bool) -> None:
+    def execute(self, page: Page, offset: int, user_mode: bool) -> None:
         self.h.ExecuteVirtualMemory(page[0], page[1] + offset, user_mode)
 
     @rule(d=directories, va=st.one_of(any_va, st.just(0xFFFFFFFE)), user_mode=flags,

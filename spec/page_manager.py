@@ -40,6 +40,8 @@ from spec.state import (
 from spec.step import Step, status, step
 
 E = ErrorCode
+#: The owners whose frames FreeFrame gives back: only the caller's own.
+FREEABLE = (HELD,)
 
 
 # -- invariants --------------------------------------------------------------
@@ -176,7 +178,7 @@ def FreeFrame(s: State, frame_addr: Ref) -> Step:
     f = frame_number(frame_addr)
     code = status(*frame_checks(s, frame_addr),
                   (s.owner[f] == FREE, E.ERROR_INVALID_BLOCK),
-                  (s.owner[f] != HELD, E.ERROR_BUSY))
+                  (z3.Not(z3.Or([s.owner[f] == o for o in FREEABLE])), E.ERROR_BUSY))
     return step(s, code, release(s, f), z3.BoolVal(True), z3.BoolVal(False))
 
 

@@ -109,12 +109,16 @@ def vmm_2(s: State) -> Ref:
 
 def vmm_4(s: State) -> Ref:
     """VMM-4: every directory links the kernel directory's kernel tables
-    (PDEs equal but for the A/D bits the hardware sets per directory)."""
+    (PDEs equal but for the A/D bits the hardware sets per directory), and the
+    kernel directory maps kernel space only."""
     d = z3.Const("d", FRAME)
     i = z3.Const("i", SLOT)
-    return z3.ForAll([d, i], z3.Implies(
-        z3.And(is_directory(s, d), kernel_slot(i)),
-        s.pde[d][i] & LINK_MASK == s.pde[s.kernel_dir][i] & LINK_MASK))
+    return z3.And(
+        z3.ForAll([d, i], z3.Implies(
+            z3.And(is_directory(s, d), kernel_slot(i)),
+            s.pde[d][i] & LINK_MASK == s.pde[s.kernel_dir][i] & LINK_MASK)),
+        z3.ForAll([i], z3.Implies(z3.And(s.paging, z3.Not(kernel_slot(i))),
+                                  z3.Not(present(s.pde[s.kernel_dir][i])))))
 
 
 INVARIANTS = {"VMM-1": vmm_1, "VMM-2": vmm_2, "VMM-4": vmm_4}
@@ -149,18 +153,20 @@ def kernel_address(slot: Ref) -> Ref:
     return kernel_slot(slot)
 
 
-def link_table(s: State, d: Ref, slot: Ref, table: Ref) -> State:
-    """Link a fresh, empty table at slot: into d, or into every directory in kernel space."""
-    kernel = kernel_slot(slot)
+def link_table(s: State, d: Ref, slot: Ref, table: Ref, kernel: bool | None = None) -> State:
+    """Link a fresh, empty table at slot: into d, or into every directory in kernel
+    space. ``kernel`` says which when the caller knows; None decides by slot."""
     dd = z3.Const("dd", FRAME)
     kernel_pde = z3.Concat(table, bv(KERNEL_PDE, OFFSET))
     user_pde = z3.Concat(table, bv(USER_PDE, OFFSET))
     every = z3.Lambda([dd], z3.If(is_directory(s, dd), z3.Store(s.pde[dd], slot, kernel_pde),
                                   s.pde[dd]))
     one = z3.Store(s.pde, d, z3.Store(s.pde[d], slot, user_pde))
-    return s.but(pde=z3.If(kernel, every, one),
+    in_kernel = kernel_slot(slot) if kernel is None else z3.BoolVal(kernel)
+    pde = z3.If(in_kernel, every, one) if kernel is None else (every if kernel else one)
+    return s.but(pde=pde,
                  pte=z3.Store(s.pte, table, z3.K(SLOT, bv(0, ENTRY))),
-                 table_dir=z3.Store(s.table_dir, table, z3.If(kernel, s.kernel_dir, d)),
+                 table_dir=z3.Store(s.table_dir, table, z3.If(in_kernel, s.kernel_dir, d)),
                  table_slot=z3.Store(s.table_slot, table, slot))
 
 
@@ -190,6 +196,7 @@ def page_checks(s: State, d: Ref, va: Ref, is_kernel: Ref) -> list[tuple[Ref, Er
     return [(z3.Not(live(s, d)), E.ERROR_INVALID_HANDLE),
             (z3.Not(page_aligned(va)), E.ERROR_INVALID_PARAMETER),
             (z3.And(z3.Not(is_kernel), kernel_address(slot)), E.ERROR_ACCESS_DENIED),
+            (z3.And(d == s.kernel_dir, z3.Not(kernel_address(slot))), E.ERROR_ACCESS_DENIED),
             (walk(s, d, slot, index)[2], E.ERROR_ALREADY_EXISTS)]
 
 
@@ -230,23 +237,35 @@ def InitializePaging(s: State, kernel_dir: Ref, identity_table: Ref) -> Step:
 
 
 def CreatePageDirectory(s: State, new_dir: Ref) -> Step:
-    """A directory linking the kernel directory's kernel tables, with no user tables."""
+    """A copy of the kernel directory (which maps kernel space only)."""
     code = status((z3.Not(s.paging), E.ERROR_NOT_READY),
                   (z3.ULT(free_frames(s), 1), E.ERROR_NOT_ENOUGH_MEMORY))
-    i = z3.Const("i", SLOT)
     s1 = allocate(s, new_dir, DIRECTORY)
-    pdes = z3.Lambda([i], z3.If(kernel_slot(i), s.pde[s.kernel_dir][i] & LINK_MASK, bv(0, ENTRY)))
-    return step(s, code, s1.but(pde=z3.Store(s1.pde, new_dir, pdes)), z3.Concat(new_dir, bv(0, OFFSET)),
+    post = s1.but(pde=z3.Store(s1.pde, new_dir, s.pde[s.kernel_dir]))
+    return step(s, code, post, z3.Concat(new_dir, bv(0, OFFSET)),
                 bv(0, WORD), assume=is_free(s, new_dir))
 
 
-def LinkTable(s: State, dir: Ref, slot: Ref, table: Ref) -> Step:
+def LinkTable(s: State, dir: Ref, slot: Ref, table: Ref, kernel: bool | None = None) -> Step:
     """AllocPage's and MapVirtualAddress's first step when the slot has no table:
     take a free frame for an empty table and link it (everywhere in kernel space)."""
     guard = z3.And(live(s, dir), z3.Not(present(s.pde[dir][slot])), is_free(s, table),
-                   z3.ULT(s.used_count, s.nframes))
-    return step(s, bv(0, WORD), link_table(allocate(s, table, TABLE), dir, slot, table),
+                   z3.ULT(s.used_count, s.nframes),
+                   z3.Or(kernel_slot(slot), dir != s.kernel_dir))
+    if kernel is not None:
+        guard = z3.And(guard, kernel_slot(slot) if kernel else z3.Not(kernel_slot(slot)))
+    return step(s, bv(0, WORD), link_table(allocate(s, table, TABLE), dir, slot, table, kernel),
                 assume=guard)
+
+
+def LinkKernelTable(s: State, dir: Ref, slot: Ref, table: Ref) -> Step:
+    """LinkTable at a kernel slot (proved as its own case: smaller queries)."""
+    return LinkTable(s, dir, slot, table, kernel=True)
+
+
+def LinkUserTable(s: State, dir: Ref, slot: Ref, table: Ref) -> Step:
+    """LinkTable at a user slot."""
+    return LinkTable(s, dir, slot, table, kernel=False)
 
 
 def PlaceFrame(s: State, dir: Ref, virtual_addr: Ref, is_kernel: Ref, is_writeable: Ref,

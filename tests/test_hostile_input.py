@@ -25,7 +25,7 @@ memory); and a hypothesis fuzz of call sequences over arbitrary values.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -102,7 +102,6 @@ class World:
     user: PageDirectory | None = None
     destroyed: PageDirectory | None = None
     held: int = NO_FRAME
-    handles: list[Any] = field(default_factory=list)
 
     @property
     def kernel(self) -> PageDirectory:
@@ -558,7 +557,8 @@ def test_frames_beyond_memory(stage: str) -> None:
 def test_frames_not_held_in_the_right_way() -> None:
     world = build_world("paging")
     d = world.target
-    mapped = world.vm.VirtualToPhysical(d, RW_PAGE) if world.vm else 0
+    assert world.vm is not None
+    mapped = world.vm.VirtualToPhysical(d, RW_PAGE)
     table = d.tables[USER >> 22]
     assert table is not None
     free = world.pm.FirstFreeFrame()

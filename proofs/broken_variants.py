@@ -1,0 +1,166 @@
+"""Teeth: for every invariant, a deliberately broken variant the check must catch.
+
+A check that cannot fail is worth nothing. Each variant below is one bug a
+kernel developer could plausibly write, injected into the spec's transition
+(``spec``) for the inductive proofs; ``catch`` runs the obligation the bug
+must break and reports whether the check answered *counterexample naming the
+expected invariant*. The model-level variants (bugs in model/ methods, caught
+by the refinement state machine) live in ``proofs.paging_machine``.
+
+``python -m proofs.broken_variants`` prints the table; tests assert every row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from unittest import mock
+
+import z3
+
+import spec.page_manager as spm
+import spec.virtual_memory as svm
+from proofs.inductive import prove
+from proofs.obligation import Kind, Verdict
+from spec.catalogue import OPERATIONS_BY_NAME
+from spec.state import FREE, HELD, MAPPED, RESERVED, Ref, State, in_memory
+
+Patch = tuple[ModuleType, str, object]
+
+
+@dataclass(frozen=True)
+class BrokenVariant:
+    name: str
+    invariant: str  # the invariant the check must name
+    operation: str  # the spec step the bug is in
+    description: str
+    patches: tuple[Patch, ...] = ()
+    transition: Callable[..., object] | None = None  # a replacement step
+
+
+def _release_keeps_count(s: State, f: Ref) -> State:
+    last = s.unrank[s.used_count - 1]
+    return s.but(used=z3.Store(s.used, f, False), owner=z3.Store(s.owner, f, FREE),
+                 rank=z3.Store(s.rank, last, s.rank[f]),
+                 unrank=z3.Store(s.unrank, s.rank[f], last))
+
+
+def _keep_frame(s: State, f: Ref) -> State:
+    return s
+
+
+def _ignore_bitmap(s: State, f: Ref) -> Ref:
+    return in_memory(s, f)
+
+
+def _put_entry_next_index(s: State, d: Ref, slot: Ref, index: Ref, frame: Ref,
+                          entry: Ref) -> State:
+    return _ORIGINAL_PUT_ENTRY(s, d, slot, index + 1, frame, entry)
+
+
+def _link_into_one(s: State, d: Ref, slot: Ref, table: Ref, kernel: bool | None = None) -> State:
+    kernel_pde = z3.Concat(table, z3.BitVecVal(svm.KERNEL_PDE, 12))
+    return s.but(pde=z3.Store(s.pde, d, z3.Store(s.pde[d], slot, kernel_pde)),
+                 pte=z3.Store(s.pte, table, z3.K(z3.BitVecSort(10), z3.BitVecVal(0, 32))),
+                 table_dir=z3.Store(s.table_dir, table, s.kernel_dir),
+                 table_slot=z3.Store(s.table_slot, table, slot))
+
+
+def _user_always(frame: Ref, is_writable: Ref, is_user: Ref) -> Ref:
+    return _ORIGINAL_MAKE_ENTRY(frame, is_writable, z3.BoolVal(True))
+
+
+def _place_reserved(s: State, dir: Ref, virtual_addr: Ref, physical_addr: Ref, is_kernel: Ref,
+                    is_writeable: Ref) -> object:
+    """PlaceHeld that also accepts a reserved frame and leaves it reserved."""
+    slot, index, _ = svm.address_parts(virtual_addr)
+    frame = svm.frame_number(physical_addr)
+    guard = z3.And(svm.live(s, dir), svm.present(s.pde[dir][slot]),
+                   z3.Not(svm.present(s.pte[svm.frame_of(s.pde[dir][slot])][index])),
+                   z3.Or(is_kernel, z3.Not(svm.kernel_address(slot))), in_memory(s, frame),
+                   z3.Or(s.owner[frame] == HELD, s.owner[frame] == RESERVED))
+    owner = z3.If(s.owner[frame] == HELD, MAPPED, s.owner[frame])
+    entry = svm.make_entry(frame, is_writeable, z3.Not(is_kernel))
+    post = svm.put_entry(s.but(owner=z3.Store(s.owner, frame, owner)), dir, slot, index, frame,
+                         entry)
+    return svm.step(s, z3.BitVecVal(0, 32), post, assume=guard)
+
+
+_ORIGINAL_PUT_ENTRY = svm.put_entry
+_ORIGINAL_MAKE_ENTRY = svm.make_entry
+
+VARIANTS = (
+    BrokenVariant("request-frame-beyond-nframes", "FRM-1", "RequestFrame",
+                  "RequestFrame may hand out a free bit beyond nframes",
+                  ((spm, "is_free", lambda s, f: z3.Not(s.used[f])),)),
+    BrokenVariant("free-keeps-count", "FRM-2", "FreeFrame",
+                  "FreeFrame clears the bit but does not decrement the used count",
+                  ((spm, "release", _release_keeps_count),)),
+    BrokenVariant("unmap-keeps-frame", "FRM-3", "UnmapVirtualAddress",
+                  "UnmapVirtualAddress clears the PTE but keeps the frame allocated",
+                  ((svm, "release", _keep_frame),)),
+    BrokenVariant("alloc-ignores-bitmap", "VMM-1", "PlaceFrame",
+                  "AllocFrame takes a frame without looking at the bitmap",
+                  ((svm, "is_free", _ignore_bitmap),)),
+    BrokenVariant("free-mapped-frame", "VMM-2", "FreeFrame",
+                  "FreeFrame frees a frame a PTE still maps",
+                  ((spm, "FREEABLE", (HELD, MAPPED)),)),
+    BrokenVariant("pte-off-by-one", "VMM-3", "PlaceHeld",
+                  "MapVirtualAddress writes the PTE one index too far",
+                  ((svm, "put_entry", _put_entry_next_index),)),
+    BrokenVariant("kernel-table-not-shared", "VMM-4", "LinkKernelTable",
+                  "a new kernel table is linked into one directory only",
+                  ((svm, "link_table", _link_into_one),)),
+    BrokenVariant("map-reserved-to-user", "PROT-1", "PlaceHeld",
+                  "MapVirtualAddress maps a reserved frame for user mode",
+                  transition=_place_reserved),
+    BrokenVariant("user-bit-on-kernel-page", "PROT-2", "PlaceFrame",
+                  "AllocFrame sets U/S in every PTE, kernel pages included",
+                  ((svm, "make_entry", _user_always),)),
+    BrokenVariant("user-kernel-pde", "PROT-3", "LinkKernelTable",
+                  "kernel PDEs get U/S (the tutorial's 0x7 for every PDE)",
+                  ((svm, "KERNEL_PDE", 0x7),)),
+)
+
+
+@contextlib.contextmanager
+def applied(variant: BrokenVariant) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for module, attribute, value in variant.patches:
+            stack.enter_context(mock.patch.object(module, attribute, value))
+        yield
+
+
+def catch(variant: BrokenVariant, profile: str = "teeth") -> Verdict:
+    """Run the obligation the variant must break, with the bug injected."""
+    op = OPERATIONS_BY_NAME[variant.operation]
+    if variant.transition is not None:
+        op = dataclasses.replace(op, transition=variant.transition)
+    with applied(variant):
+        return prove(op, variant.invariant, profile)
+
+
+def caught(variant: BrokenVariant, verdict: Verdict) -> bool:
+    return verdict.kind is Kind.COUNTEREXAMPLE and variant.invariant in verdict.violated
+
+
+def main() -> int:
+    failures = 0
+    for variant in VARIANTS:
+        start = time.perf_counter()
+        verdict = catch(variant)
+        ok = caught(variant, verdict)
+        failures += not ok
+        print(f"{variant.invariant:7} {variant.name:30} "
+              f"{'caught' if ok else 'MISSED: ' + verdict.summary:40} "
+              f"{time.perf_counter() - start:6.2f}s  {variant.description}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Teeth: every invariant has a broken variant that the check catches by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from proofs.broken_variants import VARIANTS, BrokenVariant, catch, caught
+from spec.catalogue import INVARIANTS
+
+
+def test_every_invariant_has_a_broken_variant() -> None:
+    covered = {variant.invariant for variant in VARIANTS}
+    assert {inv.id for inv in INVARIANTS} | {"VMM-3"} <= covered
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: f"{v.invariant}-{v.name}")
+def test_broken_variant_is_caught_by_name(variant: BrokenVariant) -> None:
+    verdict = catch(variant)
+    assert caught(variant, verdict), (verdict.kind, verdict.summary, verdict.detail)
