@@ -15,6 +15,7 @@ every try is unknown, the verdict is unknown, which fails the check.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Iterator
 
 import z3
@@ -84,8 +85,10 @@ def prove(op: Operation, claim: str, profile: str) -> Verdict:
     hypotheses = [invariant(pre), result.assume, result.ok]
     support = [*(inv.holds(pre) for inv in INVARIANTS if inv.id in SUPPORT[claim]),
                *hypotheses[1:]]
+    ground = (pre, [*args.values(), pre.kernel_dir, pre.current_dir])
     verdict = decide(hypotheses, goal(claim, pre, result), claim, profile,
-                     lambda model: describe(model, op, args, pre, result.changed), support)
+                     lambda model: describe(model, op, args, pre, result.changed), support,
+                     ground)
     if verdict.kind is Kind.UNKNOWN:
         return search_reachable(op, claim, profile) or verdict
     return verdict
@@ -132,32 +135,44 @@ def conjuncts(goal: Ref) -> list[Ref]:
 
 
 def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
-           explain: Callable[[z3.ModelRef], str], support: list[Ref] | None = None) -> Verdict:
+           explain: Callable[[z3.ModelRef], str], support: list[Ref] | None = None,
+           ground: tuple[State, list[Ref]] | None = None) -> Verdict:
     """Prove hypotheses => goal by asking z3 for a model of hypotheses and not goal.
 
-    Each conjunct of goal is a query of its own. ``support`` is a smaller set
-    of hypotheses (the invariants the claim leans on) tried first: fewer
-    quantifiers make z3 faster, and a proof from fewer hypotheses is still a
-    proof. A sat answer is only reported from the full hypotheses, so a
-    counterexample is always a state satisfying every invariant.
+    Each conjunct of goal is a query of its own, tried with several premises
+    under each seed until one answers unsat: ``support`` (the invariants the
+    claim leans on: fewer quantifiers), all hypotheses, and the *instances* of
+    the quantified hypotheses at the goal's witness and the step's arguments
+    (``ground``), with and without the quantified hypotheses. Every premise
+    set is implied by the hypotheses, so any unsat is a proof. Only a sat
+    answer from all the hypotheses is a counterexample.
     """
     seeds, timeout = BUDGET[profile]
-    for part in conjuncts(goal):
+    for index, part in enumerate(conjuncts(goal)):
+        witness, negated = skolemize(part, f"w{index}")
+        premise_sets: list[tuple[str, list[Ref]]] = []
+        if support is not None:
+            premise_sets.append(("support", support))
+        premise_sets.append(("all", hypotheses))
+        if ground is not None:
+            instances = instantiate(hypotheses[0], ground[0], [*witness, *ground[1]])
+            premise_sets.append(("instances", [*instances, *hypotheses[1:]]))
+            premise_sets.append(("instances+all", [*instances, *hypotheses]))
         reasons: list[str] = []
         proved = False
         for seed in seeds:
-            for premises in ([support] if support is not None else []) + [hypotheses]:
+            for label, premises in premise_sets:
                 solver = z3.Solver()
                 solver.set("timeout", timeout, "random_seed", seed)
-                solver.add(*premises, z3.Not(part))
+                solver.add(*premises, negated)
                 answer = solver.check()
                 if answer == z3.unsat:
                     proved = True
                     break
-                if answer == z3.sat and premises is hypotheses:
+                if answer == z3.sat and label == "all":
                     return Verdict(Kind.COUNTEREXAMPLE, f"counterexample to {claim}",
                                    explain(solver.model()), (claim,))
-                reasons.append(f"seed {seed}: {solver.reason_unknown() or 'sat without all hypotheses'}")
+                reasons.append(f"seed {seed} {label}: {solver.reason_unknown() or 'sat'}")
             if proved:
                 break
         if not proved:
@@ -165,6 +180,38 @@ def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
                            f"unknown after {len(seeds)} tries of {timeout // 1000} s",
                            f"undecided conjunct: {part.sexpr()[:300]}\n" + "; ".join(reasons))
     return Verdict(Kind.PROVED, "proved")
+
+
+def skolemize(part: Ref, prefix: str) -> tuple[list[Ref], Ref]:
+    """(witness constants, the negation of part with its quantifier opened)."""
+    if not (z3.is_quantifier(part) and part.is_forall()):
+        return [], z3.Not(part)
+    witness = [z3.Const(f"{prefix}.{part.var_name(n)}", part.var_sort(n))
+               for n in range(part.num_vars())]
+    return witness, z3.Not(z3.substitute_vars(part.body(), *reversed(witness)))
+
+
+def instantiate(invariants: Ref, pre: State, terms: list[Ref]) -> list[Ref]:
+    """Every quantified conjunct of invariants at every tuple of terms of its sorts.
+
+    The pool: the given terms; frame numbers and slots of 32-bit ones
+    (addresses); slot 0; and the table each (frame, slot) pair's PDE names.
+    """
+    frames = [t for t in terms if t.sort() == FRAME]
+    slots = [t for t in terms if t.sort() == SLOT] + [z3.BitVecVal(0, SLOT)]
+    for t in terms:
+        if t.sort() == WORD:
+            frames.append(z3.Extract(31, 12, t))
+            slots += [z3.Extract(31, 22, t), z3.Extract(21, 12, t)]
+    pool = {FRAME: frames + [frame_of(pre.pde[d][i]) for d in frames for i in slots],
+            SLOT: slots}
+    out = []
+    for part in conjuncts(invariants):
+        if z3.is_quantifier(part) and part.is_forall():
+            sorts = [part.var_sort(n) for n in range(part.num_vars())]
+            for combo in itertools.product(*(pool.get(sort, []) for sort in sorts)):
+                out.append(z3.substitute_vars(part.body(), *reversed(combo)))
+    return out
 
 
 def describe(model: z3.ModelRef, op: Operation, args: dict[str, Ref], pre: State,

@@ -407,6 +407,13 @@ def _fmt(value: object) -> str:
     return repr(value)
 
 
+def _owner_name(value: int) -> str:
+    try:
+        return FrameOwner(value).name
+    except ValueError:
+        return f"owner {value}"
+
+
 def describe_changes(pre: Snapshot, post: Snapshot, limit: int = 24) -> list[str]:
     """The model's state changes, readable (frame numbers in hex)."""
     lines: list[str] = []
@@ -419,7 +426,7 @@ def describe_changes(pre: Snapshot, post: Snapshot, limit: int = 24) -> list[str
     for frame in sorted(set(pre.owner) | set(post.owner)):
         a, b = pre.owner.get(frame, 0), post.owner.get(frame, 0)
         if a != b:
-            lines.append(f"owner[{frame:#x}]: {FrameOwner(a).name} -> {FrameOwner(b).name}")
+            lines.append(f"owner[{frame:#x}]: {_owner_name(a)} -> {_owner_name(b)}")
     for label, x, y in (("pde", pre.pde, post.pde), ("pte", pre.pte, post.pte)):
         for frame in sorted(set(x) | set(y)):
             ex, ey = x.get(frame, {}), y.get(frame, {})
@@ -443,7 +450,7 @@ def describe_state(snap: Snapshot) -> list[str]:
     """Owners, links and mappings of a snapshot, readable."""
     owners: dict[str, list[str]] = {}
     for frame, owner in sorted(snap.owner.items()):
-        owners.setdefault(FrameOwner(owner).name, []).append(f"{frame:#x}")
+        owners.setdefault(_owner_name(owner), []).append(f"{frame:#x}")
     lines = [f"nframes={snap.nframes:#x} used_count={snap.used_count} paging={snap.paging} "
              f"kernel_dir={snap.kernel_dir:#x} current_dir={snap.current_dir:#x}"]
     lines += [f"{name}: {' '.join(frames)}" for name, frames in owners.items()]
@@ -1040,10 +1047,11 @@ PROBES = ("RequestFrame", "FirstFreeFrame", "FreeFrame", "CopyPage", "UnreserveP
 #: (mem_start, mem_end) of a second InitializePhysicalMemory: refused, whatever the values.
 AGAIN = ((0x1000, 0x20000), (0x400001, 0x20000), (0, 1 << 32), (0, (1 << 32) + 1),
          (1 << 32, 0x20000), (0, 1 << 33))
-#: Operations called with a handle that is not a live directory.
-HANDLE_OPS = ("SwitchPageDirectory", "DestroyPageDirectory", "ClonePageDirectory",
-              "AllocPage", "MapVirtualAddress", "UnmapVirtualAddress", "VirtualToPhysical",
-              "ReadVirtualMemory", "WriteVirtualMemory", "AllocFrame")
+#: Calls with arguments the model must refuse (see :meth:`PagingMachine.hostile`).
+HOSTILE = ("FreeFrame", "CopyPage", "MapVirtualAddress", "UnmapVirtualAddress",
+           "VirtualToPhysical", "AllocPage", "AllocFrame", "ReadVirtualMemory",
+           "WriteVirtualMemory", "SwitchPageDirectory", "DestroyPageDirectory",
+           "ClonePageDirectory", "UnreservePage")
 
 Page = tuple[PageDirectory, int]
 
@@ -1052,10 +1060,12 @@ class PagingMachine(RuleBasedStateMachine):
     """Drives one PageManager + VirtualMemoryManager; every step is checked by :class:`Harness`.
 
     Bundles hold what the model handed out: live directories, frames obtained
-    with RequestFrame, and (directory, address) pairs of mapped pages. Hostile
-    arguments come from their own rules: destroyed and forged directory
-    handles, double frees, frames of any owner, unaligned and out-of-range
-    addresses.
+    with RequestFrame, and (directory, address) pairs of mapped pages. The
+    valid uses of each operation have their own rules; hostile arguments
+    (destroyed and forged directory handles, frames of any owner, unaligned
+    and out-of-range addresses, non-bool flags) share one rule, so that they
+    do not crowd out the state-building steps in a small budget (hypothesis
+    also disables a random subset of rules in each example).
     """
 
     #: Counted by :meth:`boot`; reset by :func:`run_machine`.
@@ -1080,10 +1090,11 @@ class PagingMachine(RuleBasedStateMachine):
     @initialize(target=directories, probes=st.lists(st.sampled_from(PROBES), max_size=2),
                 mem_start=st.sampled_from(MEM_STARTS),
                 nframes=st.one_of(st.integers(16, 24), st.integers(16, 48)),
-                tail=st.sampled_from((0, 0x7FF)), paging=st.booleans(),
+                tail=st.sampled_from((0, 0x7FF)),
+                paging=st.sampled_from(("paging", "paging and a directory", "no paging")),
                 again=st.one_of(st.none(), st.sampled_from(AGAIN)))
     def boot(self, probes: list[str], mem_start: int, nframes: int, tail: int,
-             paging: bool, again: tuple[int, int] | None) -> object:
+             paging: str, again: tuple[int, int] | None) -> object:
         type(self).examples += 1
         for probe in probes:  # calls before initialisation: NOT_READY and friends
             if probe == "BadInitialize":
@@ -1103,15 +1114,17 @@ class PagingMachine(RuleBasedStateMachine):
         self.h.InitializePhysicalMemory(mem_start, nframes * PAGE + tail)
         if again is not None:
             self.h.InitializePhysicalMemory(*again)
-        if paging and self.h.InitializePaging() is True:
-            return multiple(self.h.vm.kernel_directory)
-        return multiple()
+        if paging == "no paging" or self.h.InitializePaging() is not True:
+            return multiple()
+        made: list[object] = [self.h.vm.kernel_directory]
+        if paging == "paging and a directory":
+            made.append(self.h.CreatePageDirectory())
+        return multiple(*[d for d in made if isinstance(d, PageDirectory)])
 
     # -- PageManager ---------------------------------------------------------------
 
-    @rule(target=frames, count=st.integers(1, 8),
-          is_kernel=st.one_of(flags, flags, st.sampled_from((0, 1, None))), is_writeable=flags)
-    def request_frames(self, count: int, is_kernel: Any, is_writeable: bool) -> object:
+    @rule(target=frames, count=st.integers(1, 4), is_kernel=flags, is_writeable=flags)
+    def request_frames(self, count: int, is_kernel: bool, is_writeable: bool) -> object:
         """RequestFrame count times (several at once, so memory runs out)."""
         got = []
         for _ in range(count):
@@ -1126,37 +1139,23 @@ class PagingMachine(RuleBasedStateMachine):
         if twice:
             self.h.FreeFrame(frame)  # a double free
 
-    @rule(address=any_frame_addr)
-    def free_any_frame(self, address: int) -> None:
-        self.h.FreeFrame(address)
+    @rule(which=st.sampled_from(("FirstFreeFrame", "GetFrameCount", "UnreservePage",
+                                 "InitializePaging")),
+          frame=st.integers(0, 13))
+    def query(self, which: str, frame: int) -> None:
+        """Calls that take no handle: queries, UnreservePage, InitializePaging again."""
+        if which == "UnreservePage":
+            self.h.UnreservePage(frame * PAGE)
+        else:
+            getattr(self.h, which)()
 
-    @rule(which=st.sampled_from(("FirstFreeFrame", "GetFrameCount")))
-    def query(self, which: str) -> None:
-        getattr(self.h, which)()
-
-    @rule(address=st.one_of(st.integers(0, 13).map(lambda f: f * PAGE), st.just(0x1004)))
-    def unreserve_page(self, address: int) -> None:
-        self.h.UnreservePage(address)
-
-    @rule(src=frames, dst=frames)
-    def copy_held(self, src: int, dst: int) -> None:
-        self.h.CopyPage(src, dst)
-
-    @rule(src=pages, dst=pages)
-    def copy_mapped(self, src: Page, dst: Page) -> None:
-        self.h.CopyPage(self.h.physical_of(*src), self.h.physical_of(*dst))
-
-    @rule(src=any_frame_addr, dst=any_frame_addr)
-    def copy_any(self, src: int, dst: int) -> None:
-        self.h.CopyPage(src, dst)
-
-    @rule(target=pages, pd=directories, where=placement, is_writeable=flags)
-    def alloc_frame(self, pd: PageDirectory, where: tuple[int, bool], is_writeable: bool
-                    ) -> object:
-        va, is_kernel = where
-        if self.h.AllocFrame(pd, va, is_kernel, is_writeable) is True:
-            return (pd, va)
-        return multiple()
+    @rule(src=st.integers(0, 63), dst=st.integers(0, 63))
+    def copy_page(self, src: int, dst: int) -> None:
+        """CopyPage between data frames (held, mapped, reserved), picked by position."""
+        data = sorted(f for f, owner in self.h.snap.owner.items()
+                      if owner in (FrameOwner.HELD, FrameOwner.MAPPED, FrameOwner.RESERVED))
+        src_frame, dst_frame = (data[i % len(data)] if data else i for i in (src, dst))
+        self.h.CopyPage(src_frame * PAGE, dst_frame * PAGE)
 
     # -- VirtualMemoryManager ---------------------------------------------------------
 
@@ -1187,26 +1186,14 @@ class PagingMachine(RuleBasedStateMachine):
     def switch_directory(self, d: PageDirectory) -> None:
         self.h.SwitchPageDirectory(d)
 
-    @rule(op=st.sampled_from(HANDLE_OPS), pick=st.integers(0, 40), va=any_va)
-    def foreign_handle(self, op: str, pick: int, va: int) -> None:
-        """A destroyed directory (when there is one), else a handle never issued;
-        its frame may since hold another live directory."""
-        if self.graveyard and pick % 4:
-            d = self.graveyard[pick % len(self.graveyard)]
-        else:
-            d = PageDirectory(pick * PAGE)
-        if op in ("SwitchPageDirectory", "DestroyPageDirectory", "ClonePageDirectory"):
-            getattr(self.h, op)(d)
-        elif op in ("AllocPage", "AllocFrame"):
-            getattr(self.h, op)(d, va, False, True)
-        elif op == "MapVirtualAddress":
-            self.h.MapVirtualAddress(d, va, 0x5000, False, True)
-        elif op == "ReadVirtualMemory":
-            self.h.ReadVirtualMemory(d, va, 2, False)
-        elif op == "WriteVirtualMemory":
-            self.h.WriteVirtualMemory(d, va, b"\x01", False)
-        else:
-            getattr(self.h, op)(d, va)
+    @rule(target=pages, d=directories, where=placement, is_writeable=flags,
+          via=st.sampled_from(("AllocPage", "AllocFrame")))
+    def alloc_page(self, d: PageDirectory, where: tuple[int, bool], is_writeable: bool,
+                   via: str) -> object:
+        va, is_kernel = where
+        if getattr(self.h, via)(d, va, is_kernel, is_writeable) is True:
+            return (d, va)
+        return multiple()
 
     @rule(target=pages, d=directories, where=placement, frame=consumes(frames),
           is_writeable=flags)
@@ -1215,72 +1202,67 @@ class PagingMachine(RuleBasedStateMachine):
         va, is_kernel = where
         if self.h.MapVirtualAddress(d, va, frame, is_kernel, is_writeable) is True:
             return (d, va)
-        return multiple()
+        return frame if self.h.pm.owner[frame >> PAGE_SHIFT] == FrameOwner.HELD else multiple()
 
-    @rule(d=directories, where=placement, physical_addr=any_frame_addr)
-    def map_any(self, d: PageDirectory, where: tuple[int, bool], physical_addr: int) -> None:
-        self.h.MapVirtualAddress(d, where[0], physical_addr, where[1], True)
-
-    @rule(page=consumes(pages), twice=flags)
-    def unmap(self, page: Page, twice: bool) -> None:
-        self.h.UnmapVirtualAddress(*page)
+    @rule(page=consumes(pages), via=st.sampled_from(("UnmapVirtualAddress", "FreePage")),
+          twice=flags)
+    def unmap(self, page: Page, via: str, twice: bool) -> None:
+        getattr(self.h, via)(*page)
         if twice:
-            self.h.UnmapVirtualAddress(*page)
-
-    @rule(d=directories, va=st.one_of(any_va, st.just(1 << 32)))
-    def unmap_any(self, d: PageDirectory, va: int) -> None:
-        self.h.UnmapVirtualAddress(d, va)
-
-    @rule(page=consumes(pages))
-    def free_page(self, page: Page) -> None:
-        self.h.FreePage(*page)
+            getattr(self.h, via)(*page)
 
     @rule(page=pages, offset=offsets)
     def translate(self, page: Page, offset: int) -> None:
         self.h.VirtualToPhysical(page[0], page[1] + offset)
 
-    @rule(d=directories, va=st.one_of(any_va, st.just(1 << 32)))
-    def translate_any(self, d: PageDirectory, va: int) -> None:
-        self.h.VirtualToPhysical(d, va)
-
-    @rule(target=pages, d=directories, where=placement, is_writeable=flags)
-    def alloc_page(self, d: PageDirectory, where: tuple[int, bool], is_writeable: bool
-                   ) -> object:
-        va, is_kernel = where
-        if self.h.AllocPage(d, va, is_kernel, is_writeable) is True:
-            return (d, va)
-        return multiple()
-
-    @rule(target=pages, d=directories, va=user_va, is_writeable=flags)
-    def alloc_user_page(self, d: PageDirectory, va: int, is_writeable: bool) -> object:
-        if self.h.AllocPage(d, va, False, is_writeable) is True:
-            return (d, va)
-        return multiple()
-
-    @rule(d=directories, va=st.one_of(any_va, st.just(1 << 32)),
-          is_kernel=st.sampled_from((0, 1, None)))
-    def alloc_bad_flag(self, d: PageDirectory, va: int, is_kernel: Any) -> None:
-        self.h.AllocPage(d, va, is_kernel, True)
-
     # -- accesses ----------------------------------------------------------------------
 
-    @rule(page=pages, offset=offsets, length=st.integers(0, 6), user_mode=flags)
-    def read(self, page: Page, offset: int, length: int, user_mode: bool) -> None:
-        self.h.ReadVirtualMemory(page[0], page[1] + offset, length, user_mode)
+    @rule(page=pages, offset=offsets, data=st.binary(min_size=0, max_size=6),
+          how=st.sampled_from(("read", "write", "execute")), user_mode=flags)
+    def access(self, page: Page, offset: int, data: bytes, how: str, user_mode: bool) -> None:
+        d, va = page[0], page[1] + offset
+        if how == "read":
+            self.h.ReadVirtualMemory(d, va, len(data), user_mode)
+        elif how == "write":
+            self.h.WriteVirtualMemory(d, va, data or b"\x5a", user_mode)
+        else:
+            self.h.ExecuteVirtualMemory(d, va, user_mode)
 
-    @rule(page=pages, offset=offsets, data=st.binary(min_size=1, max_size=6), user_mode=flags)
-    def write(self, page: Page, offset: int, data: bytes, user_mode: bool) -> None:
-        self.h.WriteVirtualMemory(page[0], page[1] + offset, data, user_mode)
+    # -- hostile arguments -------------------------------------------------------------
 
-    @rule(page=pages, offset=offsets, user_mode=flags)
-    def execute(self, page: Page, offset: int, user_mode: bool) -> None:
-        self.h.ExecuteVirtualMemory(page[0], page[1] + offset, user_mode)
-
-    @rule(d=directories, va=st.one_of(any_va, st.just(0xFFFFFFFE)), user_mode=flags,
+    @rule(op=st.sampled_from(HOSTILE), d=directories, pick=st.integers(0, 40), va=any_va,
+          address=any_frame_addr, flag=st.sampled_from((True, False, 0, 1, None)),
           data=st.binary(min_size=1, max_size=3))
-    def access_any(self, d: PageDirectory, va: int, user_mode: bool, data: bytes) -> None:
-        self.h.WriteVirtualMemory(d, va, data, user_mode)
-        self.h.ReadVirtualMemory(d, va, len(data), user_mode)
+    def hostile(self, op: str, d: PageDirectory, pick: int, va: int, address: int,
+                flag: Any, data: bytes) -> None:
+        """An operation with arguments it must refuse, or at least survive: a
+        destroyed or forged handle (whose frame may hold a live directory again),
+        an address of any frame or beyond 32 bits, unaligned, a non-bool flag,
+        an access crossing 4 GiB."""
+        if pick % 3 == 0:
+            if self.graveyard and pick % 2:
+                d = self.graveyard[pick % len(self.graveyard)]
+            else:
+                d = PageDirectory(pick * PAGE)
+        wide = (va, 1 << 32, 0xFFFFFFFE)[pick % 3]
+        if op == "FreeFrame":
+            self.h.FreeFrame(address)
+        elif op == "UnreservePage":
+            self.h.UnreservePage(address)
+        elif op == "CopyPage":
+            self.h.CopyPage(address, self.h.physical_of(d, va))
+        elif op == "MapVirtualAddress":
+            self.h.MapVirtualAddress(d, va, address, flag, True)
+        elif op in ("UnmapVirtualAddress", "VirtualToPhysical"):
+            getattr(self.h, op)(d, wide)
+        elif op in ("AllocPage", "AllocFrame"):
+            getattr(self.h, op)(d, wide if pick % 2 else va, flag, True)
+        elif op == "ReadVirtualMemory":
+            self.h.ReadVirtualMemory(d, wide, len(data), bool(pick % 2))
+        elif op == "WriteVirtualMemory":
+            self.h.WriteVirtualMemory(d, wide, data, bool(pick % 2))
+        else:
+            getattr(self.h, op)(d)
 
 
 # =========================================================================== runner
