@@ -550,6 +550,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(failures)
     print()
     print(format_totals(results, wall))
+    not_run = [o.id for o in chosen if args.profile not in o.profiles]
+    if not_run:
+        print(f"not run in profile {args.profile}: {len(not_run)} obligations "
+              f"(their profiles exclude it; `--list` shows them)")
 
     if args.json:
         _ensure_parent(args.json)
