@@ -28,7 +28,21 @@ import spec.virtual_memory as svm
 from proofs.inductive import prove
 from proofs.obligation import Kind, Verdict
 from spec.catalogue import OPERATIONS_BY_NAME
-from spec.state import FREE, HELD, MAPPED, RESERVED, Ref, State, in_memory
+from spec.state import (
+    FREE,
+    HELD,
+    MAPPED,
+    RESERVED,
+    Ref,
+    State,
+    address_parts,
+    frame_number,
+    frame_of,
+    in_memory,
+    make_entry,
+    present,
+)
+from spec.step import Step, step
 
 Patch = tuple[ModuleType, str, object]
 
@@ -40,7 +54,7 @@ class BrokenVariant:
     operation: str  # the spec step the bug is in
     description: str
     patches: tuple[Patch, ...] = ()
-    transition: Callable[..., object] | None = None  # a replacement step
+    transition: Callable[..., Step] | None = None  # a replacement step
 
 
 def _release_keeps_count(s: State, f: Ref) -> State:
@@ -76,23 +90,23 @@ def _user_always(frame: Ref, is_writable: Ref, is_user: Ref) -> Ref:
 
 
 def _place_reserved(s: State, dir: Ref, virtual_addr: Ref, physical_addr: Ref, is_kernel: Ref,
-                    is_writeable: Ref) -> object:
+                    is_writeable: Ref) -> Step:
     """PlaceHeld that also accepts a reserved frame and leaves it reserved."""
-    slot, index, _ = svm.address_parts(virtual_addr)
-    frame = svm.frame_number(physical_addr)
-    guard = z3.And(svm.live(s, dir), svm.present(s.pde[dir][slot]),
-                   z3.Not(svm.present(s.pte[svm.frame_of(s.pde[dir][slot])][index])),
+    slot, index, _ = address_parts(virtual_addr)
+    frame = frame_number(physical_addr)
+    guard = z3.And(svm.live(s, dir), present(s.pde[dir][slot]),
+                   z3.Not(present(s.pte[frame_of(s.pde[dir][slot])][index])),
                    z3.Or(is_kernel, z3.Not(svm.kernel_address(slot))), in_memory(s, frame),
                    z3.Or(s.owner[frame] == HELD, s.owner[frame] == RESERVED))
     owner = z3.If(s.owner[frame] == HELD, MAPPED, s.owner[frame])
-    entry = svm.make_entry(frame, is_writeable, z3.Not(is_kernel))
+    entry = make_entry(frame, is_writeable, z3.Not(is_kernel))
     post = svm.put_entry(s.but(owner=z3.Store(s.owner, frame, owner)), dir, slot, index, frame,
                          entry)
-    return svm.step(s, z3.BitVecVal(0, 32), post, assume=guard)
+    return step(s, z3.BitVecVal(0, 32), post, assume=guard)
 
 
 _ORIGINAL_PUT_ENTRY = svm.put_entry
-_ORIGINAL_MAKE_ENTRY = svm.make_entry
+_ORIGINAL_MAKE_ENTRY = make_entry
 
 VARIANTS = (
     BrokenVariant("request-frame-beyond-nframes", "FRM-1", "RequestFrame",

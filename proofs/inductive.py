@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterator
 
 import z3
 
+from model.page_manager import FrameOwner
 from proofs.obligation import PROFILES, Kind, Obligation, Verdict
-from spec.catalogue import INVARIANTS, OPERATIONS, OPERATIONS_BY_NAME, Operation, invariant
 from proofs.reachable import reference_states
+from spec.catalogue import INVARIANTS, OPERATIONS, OPERATIONS_BY_NAME, Operation, invariant
 from spec.state import FRAME, FREE, SLOT, WORD, Ref, State, frame_of, symbolic
 from spec.step import Step
 from spec.virtual_memory import vmm_3
@@ -273,7 +274,7 @@ def describe(model: z3.ModelRef, op: Operation, args: dict[str, Ref], pre: State
              f"{value(post.used_count)}; paging={model.eval(pre.paging)}; "
              f"kernel_dir={value(pre.kernel_dir)} current_dir={value(pre.current_dir)}"]
     frames: list[int] = []
-    for name, term in args.items():
+    for term in args.values():
         if term.sort() == FRAME:
             frames.append(value(term))
         elif term.sort() == WORD:
@@ -297,5 +298,4 @@ def _show(value: Ref) -> str:
 
 
 def _owner(code: int) -> str:
-    from model.page_manager import FrameOwner
     return FrameOwner(code).name if code in FrameOwner._value2member_map_ else str(code)

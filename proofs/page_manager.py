@@ -1,4 +1,4 @@
-"""Obligations of the PageManager operations: every operation x invariant inductive step."""
+"""Obligations of the PageManager operations: operation x invariant steps."""
 
 from __future__ import annotations
 

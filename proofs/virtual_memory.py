@@ -1,4 +1,4 @@
-"""Obligations of the VirtualMemoryManager operations: every operation x invariant inductive step."""
+"""Obligations of the VirtualMemoryManager operations: operation x invariant steps."""
 
 from __future__ import annotations
 

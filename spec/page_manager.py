@@ -23,7 +23,6 @@ from spec.state import (
     SLOT,
     TABLE,
     WORD,
-    DIRECTORY,
     Ref,
     State,
     bv,

@@ -25,13 +25,13 @@ from spec.page_manager import allocate, is_free, release
 from spec.state import (
     DIRECTORY,
     ENTRY,
-    FREE,
-    RESERVED,
     FRAME,
+    FREE,
     HELD,
     LINK_MASK,
     MAPPED,
     OFFSET,
+    RESERVED,
     SLOT,
     TABLE,
     WORD,
@@ -42,9 +42,9 @@ from spec.state import (
     frame_number,
     frame_of,
     in_memory,
-    ite,
     is_directory,
     is_table,
+    ite,
     kernel_slot,
     make_entry,
     page_aligned,
@@ -55,7 +55,7 @@ from spec.state import (
     walk,
     writable,
 )
-from spec.step import Step, status, step
+from spec.step import Step, Translation, status, step
 
 E = ErrorCode
 KERNEL_PDE = PTE_PRESENT | PTE_WRITABLE
@@ -178,7 +178,8 @@ def put_entry(s: State, d: Ref, slot: Ref, index: Ref, frame: Ref, entry: Ref) -
                  map_index=z3.Store(s.map_index, frame, index))
 
 
-def placement_translation(s: State, d: Ref, slot: Ref, index: Ref, frame: Ref | None):
+def placement_translation(s: State, d: Ref, slot: Ref, index: Ref,
+                          frame: Ref | None) -> Translation:
     """The page (slot, index) maps frame (or nothing) in d, and in every
     directory when slot is kernel space; every other page is unchanged."""
     def translation(dd: Ref, i: Ref, j: Ref) -> tuple[Ref, Ref]:
@@ -223,8 +224,9 @@ def InitializePaging(s: State, kernel_dir: Ref, identity_table: Ref) -> Step:
                                     bv(0, ENTRY)))
     is_reserved_f = s.owner[f] == RESERVED
     post = s1.but(
-        pde=z3.Store(s1.pde, kernel_dir, z3.Store(z3.K(SLOT, bv(0, ENTRY)), bv(0, SLOT),
-                                                   z3.Concat(identity_table, bv(KERNEL_PDE, OFFSET)))),
+        pde=z3.Store(s1.pde, kernel_dir, z3.Store(
+            z3.K(SLOT, bv(0, ENTRY)), bv(0, SLOT),
+            z3.Concat(identity_table, bv(KERNEL_PDE, OFFSET)))),
         pte=z3.Store(s1.pte, identity_table, identity),
         map_table=z3.Lambda([f], z3.If(is_reserved_f, identity_table, s1.map_table[f])),
         map_index=z3.Lambda([f], z3.If(is_reserved_f, z3.Extract(9, 0, f), s1.map_index[f])),
