@@ -28,22 +28,43 @@ DestroyPageDirectory is UnmapVirtualAddress per present user page, FreeTable
 per user table, FreeDirectory; a multi-byte access is ``Access`` per byte,
 all or nothing, faulting at the first refused byte.
 
-Arguments the spec cannot represent (a value beyond 32 bits, a non-bool flag,
-a stale directory object whose frame now holds another live directory: the
-spec names directories by frame, the model by object) are still passed to the
-model, which must refuse them with the documented code and change nothing
+Arguments the spec cannot represent are still passed to the model. An
+address beyond 32 bits, or a non-bool flag of AllocPage/MapVirtualAddress,
+is given to the spec as an unaligned address (``UNALIGNED``): the model must
+refuse it with ERROR_INVALID_PARAMETER at the point the spec checks that
+alignment, after the checks that precede it. Where the spec has no such
+check (a stale directory object whose frame now holds another live
+directory: the spec names directories by frame, the model by object; a
+VirtualToPhysical address or an access beyond 4 GiB; RequestFrame's flags)
+the model must refuse with the documented code and change nothing
 (DESIGN.md: "Bad input never raises ... and never changes state").
 
-Costs, measured on this machine's states (16-48 frames; see
-``tests/test_paging_machine.py`` and the report of :func:`run_machine`):
-building an abstraction takes about 1-5 ms with the term cache, one
-invariant query 5-80 ms (all nine together 0.1-0.3 s on a state with ~30
-used frames; the conjunction in one query was measured 3x slower than nine
-separate queries, so the invariants are checked one query each), one
-transition query 5-30 ms. Two caches keep the run inside its budget without
-weakening any check: an invariant is a function of the fields it reads, so
-its verdict is cached per tuple of those fields' (hash-consed) z3 terms, and
-a step that leaves a field unchanged re-uses the verdict.
+Costs (CPU time, measured 2026-11-28 on the 2-CPU development machine, on
+the states these runs reach: 16-48 frames, up to ~30 used):
+
+- one invariant query, mean over a quick run: FRM-3 65 ms, VMM-2 43 ms,
+  VMM-1 24 ms, FRM-2 18 ms, PROT-2 12 ms, VMM-4 9 ms, FRM-1 8 ms, PROT-1
+  6 ms, PROT-3 4 ms; all nine on a state with 24 used frames and 13
+  mappings 124 ms as nine queries, 520 ms as one query of the conjunction.
+  So the invariants are checked one query each (which also names the
+  violated ones directly), and a verdict is cached per tuple of the terms of
+  the fields the invariant reads (z3 hash-conses terms: an unchanged field
+  is the same term), so a step re-checks only the invariants that read a
+  field it changed; about a third of the checks are answered from the cache.
+- one transition query: about 1 ms mean, a few hundred ms for a large clone.
+- building the spec's Step in Python: AllocPage and MapVirtualAddress 15 ms,
+  the others 1-4 ms; the abstraction: 0.7 ms for the snapshot, 0.7 ms (cached
+  terms) to 6.5 ms (new terms) for the z3 state.
+- profiles: quick (10 examples of at most 20 steps, ~250 steps) 15-18 s of
+  CPU; full (100 examples of at most 50 steps, ~5,300 steps) 145-165 s.
+  A failing run also shrinks, for at most ``SHRINK_SECONDS`` of wall time.
+- what the budget catches (model bugs patched in with ``run_machine``, quick
+  profile): a leaking unmap (FRM-3), accesses ignoring U/S (transition), a
+  kernel table linked into one directory (VMM-4), a free that keeps the used
+  count (FRM-2), a clone that copies no data (transition) and a destroy that
+  leaks its tables (FRM-3), each within the 10 examples (the last two near
+  the end); the "teeth" profile (60 examples, stopping at the first failure)
+  gives a margin for broken variants.
 """
 
 from __future__ import annotations
@@ -126,10 +147,10 @@ E = ErrorCode
 QUERY_TIMEOUT_MS = 60_000
 
 #: Hypothesis budget per profile: (max_examples, stateful_step_count).
-BUDGETS = {"quick": (15, 30), "full": (100, 50)}
+BUDGETS = {"quick": (10, 20), "full": (100, 50), "teeth": (60, 20)}
 #: Wall seconds hypothesis may spend shrinking a counterexample, per profile
 #: (hypothesis' own limit is 300 s; every shrink attempt re-runs z3 queries).
-SHRINK_SECONDS = {"quick": 30.0, "full": 120.0}
+SHRINK_SECONDS = {"quick": 30.0, "full": 120.0, "teeth": 30.0}
 
 TRANSITION = "transition"
 UNKNOWN_ID = "unknown"
@@ -566,48 +587,28 @@ class Harness:
         expected = expect(pre_snap, pre, reply, post_snap)
         failed: list[str] = []
         unknown = False
-        detail: list[str] = []
         if isinstance(expected, Refused):
             if status != expected.code or post_snap != pre_snap:
                 failed.append(f"refusal: the spec cannot represent {expected.why}; the model "
                               f"must refuse with {_error_name(int(expected.code))} "
                               "and change nothing")
-            spec_reply = f"refused with {_error_name(int(expected.code))} (outside the spec)"
+            if reply is True or isinstance(reply, PageDirectory | bytes):
+                failed.append("refusal: the model returned a success value")
         else:
             parts = [("status", expected.status == word_val(status)), *expected.claims,
                      ("post", z3.And([getattr(post, n) == getattr(expected.post, n)
                                       for n in REAL_FIELDS]))]
             verdict = prove(z3.And([claim for _, claim in parts]), self.stats)
             if verdict != z3.unsat:
-                unknown = verdict == z3.unknown
-                for name, claim in parts:
-                    if name == "post":
-                        for field_name in REAL_FIELDS:
-                            a, b = getattr(post, field_name), getattr(expected.post, field_name)
-                            answer = prove(a == b, self.stats)
-                            if answer != z3.unsat:
-                                where = _witness(a, b) if answer == z3.sat else "(unknown)"
-                                failed.append(f"post.{field_name} differs {where}")
-                    elif prove(claim, self.stats) != z3.unsat:
-                        failed.append(name)
-                unknown = unknown and not failed
-            spec_status = value_of(expected.status)
-            spec_reply = f"status {_error_name(spec_status)}"
-            if expected.result is not None:
-                spec_reply += f", result {_fmt(value_of(expected.result))}"
-            if expected.choices:
-                detail.append("implementation's choices: " + ", ".join(
-                    f"{k}={_fmt(v)}" for k, v in expected.choices.items()))
-        context = [f"  operation: {label}",
-                   f"  model: returned {_fmt(reply)}, last_error {_error_name(status)}",
-                   f"  spec:  {spec_reply}",
-                   *(f"  {line}" for line in detail),
-                   "  model changes: " + "; ".join(describe_changes(pre_snap, post_snap)),
-                   "  pre-state: " + " | ".join(describe_state(pre_snap))]
+                failed = self._diagnose(parts, post, expected.post)
+                unknown = verdict == z3.unknown and not failed
         if post_snap != pre_snap:
             self.snap, self.state = post_snap, post
         refuted, inv_unknown = ([], []) if post_snap == pre_snap \
             else self.invariants.violated(post)
+        if not (failed or refuted or unknown or inv_unknown):
+            return reply
+        context = self._context(label, reply, status, expected, pre_snap, post_snap)
         if failed or refuted:
             ids = list(refuted) + ([TRANSITION] if failed else [])
             lines = [f"{', '.join(ids)}: {label} is not allowed by the spec"
@@ -621,12 +622,49 @@ class Harness:
             if refuted:
                 raise InvariantViolationError("\n".join(lines), ids)
             raise TransitionError("\n".join(lines), ids)
-        if unknown or inv_unknown:
-            ids = inv_unknown + ([UNKNOWN_ID] if unknown else [])
-            raise SolverUnknownError(
-                f"unknown: z3 could not decide {', '.join(ids)} after {label}\n"
-                + "\n".join(context), ids)
-        return reply
+        ids = inv_unknown + ([UNKNOWN_ID] if unknown else [])
+        raise SolverUnknownError(
+            f"unknown: z3 could not decide {', '.join(ids)} after {label}\n"
+            + "\n".join(context), ids)
+
+    def _diagnose(self, parts: Sequence[tuple[str, Ref]], post: State, spec_post: State
+                  ) -> list[str]:
+        """Which of the claims failed; for the post-state, which fields and where."""
+        failed = []
+        for name, claim in parts:
+            if name == "post":
+                for field_name in REAL_FIELDS:
+                    a, b = getattr(post, field_name), getattr(spec_post, field_name)
+                    answer = prove(a == b, self.stats)
+                    if answer != z3.unsat:
+                        where = _witness(a, b) if answer == z3.sat else "(z3: unknown)"
+                        failed.append(f"post.{field_name} differs {where}")
+            else:
+                answer = prove(claim, self.stats)
+                if answer != z3.unsat:
+                    failed.append(name if answer == z3.sat else f"{name} (z3: unknown)")
+        return failed
+
+    @staticmethod
+    def _context(label: str, reply: object, status: int, expected: Expected | Refused,
+                 pre_snap: Snapshot, post_snap: Snapshot) -> list[str]:
+        """The lines a failure report prints: both replies, the changes, the state."""
+        detail: list[str] = []
+        if isinstance(expected, Refused):
+            spec_reply = f"refused with {_error_name(int(expected.code))} (outside the spec)"
+        else:
+            spec_reply = f"status {_error_name(value_of(expected.status))}"
+            if expected.result is not None:
+                spec_reply += f", result {_fmt(value_of(expected.result))}"
+            if expected.choices:
+                detail.append("implementation's choices: " + ", ".join(
+                    f"{k}={_fmt(v)}" for k, v in expected.choices.items()))
+        return [f"  operation: {label}",
+                f"  model: returned {_fmt(reply)}, last_error {_error_name(status)}",
+                f"  spec:  {spec_reply}",
+                *(f"  {line}" for line in detail),
+                "  model changes: " + "; ".join(describe_changes(pre_snap, post_snap)),
+                "  pre-state: " + " | ".join(describe_state(pre_snap))]
 
     # -- helpers for the operations -----------------------------------------
 
@@ -941,8 +979,8 @@ class Harness:
             claims: list[tuple[str, Ref]] = [
                 ("assume", z3.Implies(ok, z3.And([x.assume for x in steps] or [True])))]
             if isinstance(reply, PageFault):
-                claims.append(self._fault_claim(reply, va, length, pre, frame_dir, statuses,
-                                                user_mode, write))
+                claims += self._fault_claims(reply, va, length, pre, frame_dir, statuses,
+                                             user_mode, write)
             elif write:
                 claims.append(("result", ok if reply is True else z3.And(
                     z3.BoolVal(reply is False), z3.Not(ok))))
@@ -959,22 +997,30 @@ class Harness:
         return self._vm_call(name, args, invoke, expect)
 
     @staticmethod
-    def _fault_claim(fault: PageFault, va: int, length: int, pre: State, frame_dir: int,
-                     statuses: Sequence[Ref], user_mode: bool, write: bool
-                     ) -> tuple[str, Ref]:
-        """A PageFault names the first refused byte and the x86 error code bits."""
+    def _fault_claims(fault: PageFault, va: int, length: int, pre: State, frame_dir: int,
+                      statuses: Sequence[Ref], user_mode: bool, write: bool
+                      ) -> list[tuple[str, Ref]]:
+        """A PageFault names the first refused byte (CR2) and carries the x86 error
+        code: P when both entries were present, W/R for a write, U/S in user mode."""
         k = fault.address - va
         if not 0 <= k < length:
-            return "fault address (outside the access)", z3.BoolVal(False)
+            return [(f"fault address {fault.address:#x} lies outside the access",
+                     z3.BoolVal(False))]
         slot, index = fault.address >> 22, (fault.address >> PAGE_SHIFT) & 0x3FF
         present = walk(pre, frame_val(frame_dir), z3.BitVecVal(slot, 10),
                        z3.BitVecVal(index, 10))[2]
         code = fault.error_code
-        return "fault (first refused byte, error code P/W/U)", z3.And(
-            *[x == 0 for x in statuses[:k]], statuses[k] != 0,
-            present == z3.BoolVal(bool(code & FAULT_PROTECTION)),
-            z3.BoolVal(bool(code & FAULT_WRITE) == write
-                       and bool(code & FAULT_USER) == user_mode))
+        return [
+            (f"fault address {fault.address:#x} is the first byte the spec refuses",
+             z3.And(*[x == 0 for x in statuses[:k]], statuses[k] != 0)),
+            (f"fault error code {code:#x}: P says the entries were "
+             f"{'' if code & FAULT_PROTECTION else 'not '}both present",
+             present == z3.BoolVal(bool(code & FAULT_PROTECTION))),
+            (f"fault error code {code:#x}: W/R must be {int(write)} (write={write})",
+             z3.BoolVal(bool(code & FAULT_WRITE) == write)),
+            (f"fault error code {code:#x}: U/S must be {int(user_mode)} (user_mode={user_mode})",
+             z3.BoolVal(bool(code & FAULT_USER) == user_mode)),
+        ]
 
     def ReadVirtualMemory(self, d: Any, va: int, length: int, user_mode: Any) -> object:
         return self._access("ReadVirtualMemory", d, va, bytes(length), user_mode, False,
@@ -1056,6 +1102,21 @@ HOSTILE = ("FreeFrame", "CopyPage", "MapVirtualAddress", "UnmapVirtualAddress",
 Page = tuple[PageDirectory, int]
 
 
+def _every_rule_enabled(machine: RuleBasedStateMachine) -> None:
+    """Switch hypothesis' swarm testing off for one machine: every rule enabled in
+    every example. Uses hypothesis internals (6.x: ``RuleStrategy.
+    enabled_rules_strategy``, ``FeatureFlags`` without data enables everything);
+    when they are not there, swarm testing simply stays on."""
+    strategy = getattr(machine, "_rules_strategy", None)
+    if strategy is None or not hasattr(strategy, "enabled_rules_strategy"):
+        return
+    try:
+        from hypothesis.strategies._internal.featureflags import FeatureFlags
+    except ImportError:
+        return
+    strategy.enabled_rules_strategy = st.just(FeatureFlags())
+
+
 class PagingMachine(RuleBasedStateMachine):
     """Drives one PageManager + VirtualMemoryManager; every step is checked by :class:`Harness`.
 
@@ -1072,6 +1133,11 @@ class PagingMachine(RuleBasedStateMachine):
     examples = 0
     stats = Stats()
     invariant_checker: InvariantChecker | None = None
+    #: Hypothesis' swarm testing: each example disables a random subset of the
+    #: rules. It diversifies long runs (full) but makes a 10-example run a
+    #: lottery (some examples only switch directories), so :func:`run_machine`
+    #: turns it off for the small profiles.
+    swarm = True
 
     directories = Bundle("directories")
     frames = Bundle("frames")
@@ -1084,6 +1150,9 @@ class PagingMachine(RuleBasedStateMachine):
             cls.invariant_checker = InvariantChecker(cls.stats)
         self.h = Harness(cls.stats, cls.invariant_checker)
         self.graveyard: list[PageDirectory] = []
+        self.user_dir: object = None
+        if not cls.swarm:
+            _every_rule_enabled(self)
 
     # -- boot ------------------------------------------------------------------
 
@@ -1091,7 +1160,8 @@ class PagingMachine(RuleBasedStateMachine):
                 mem_start=st.sampled_from(MEM_STARTS),
                 nframes=st.one_of(st.integers(16, 24), st.integers(16, 48)),
                 tail=st.sampled_from((0, 0x7FF)),
-                paging=st.sampled_from(("paging", "paging and a directory", "no paging")),
+                paging=st.sampled_from(("paging and a directory", "paging and a directory",
+                                        "paging", "no paging")),
                 again=st.one_of(st.none(), st.sampled_from(AGAIN)))
     def boot(self, probes: list[str], mem_start: int, nframes: int, tail: int,
              paging: str, again: tuple[int, int] | None) -> object:
@@ -1118,8 +1188,26 @@ class PagingMachine(RuleBasedStateMachine):
             return multiple()
         made: list[object] = [self.h.vm.kernel_directory]
         if paging == "paging and a directory":
-            made.append(self.h.CreatePageDirectory())
+            self.user_dir = self.h.CreatePageDirectory()
+            made.append(self.user_dir)
         return multiple(*[d for d in made if isinstance(d, PageDirectory)])
+
+    @initialize(target=pages, how=st.sampled_from(("a user page", "user and kernel pages",
+                                                    "nothing")),
+                data=st.binary(min_size=1, max_size=4))
+    def populate(self, how: str, data: bytes) -> object:
+        """Pages with contents in the directory boot created (when boot ran first and
+        made one): material for clone, destroy, copies and accesses."""
+        d = self.user_dir
+        if how == "nothing" or not isinstance(d, PageDirectory):
+            return multiple()
+        made = []
+        if self.h.AllocPage(d, 0x400000, False, True) is True:
+            made.append((d, 0x400000))
+            self.h.WriteVirtualMemory(d, 0x400FFC, data, True)
+        if how == "user and kernel pages" and self.h.AllocPage(d, 0xC0000000, True, True) is True:
+            made.append((d, 0xC0000000))
+        return multiple(*made)
 
     # -- PageManager ---------------------------------------------------------------
 
@@ -1139,11 +1227,10 @@ class PagingMachine(RuleBasedStateMachine):
         if twice:
             self.h.FreeFrame(frame)  # a double free
 
-    @rule(which=st.sampled_from(("FirstFreeFrame", "GetFrameCount", "UnreservePage",
-                                 "InitializePaging")),
+    @rule(which=st.sampled_from(("FirstFreeFrame", "GetFrameCount", "UnreservePage")),
           frame=st.integers(0, 13))
     def query(self, which: str, frame: int) -> None:
-        """Calls that take no handle: queries, UnreservePage, InitializePaging again."""
+        """Calls that take no handle: the queries, and UnreservePage."""
         if which == "UnreservePage":
             self.h.UnreservePage(frame * PAGE)
         else:
@@ -1177,39 +1264,69 @@ class PagingMachine(RuleBasedStateMachine):
             return multiple()
         return d  # the kernel or current directory: refused, still live
 
-    @rule(target=directories, src=directories)
-    def clone_directory(self, src: PageDirectory) -> object:
-        reply = self.h.ClonePageDirectory(src)
-        return reply if isinstance(reply, PageDirectory) else multiple()
+    @rule(target=directories, src=directories, stamp=st.integers(1, 255),
+          then=st.sampled_from(("keep", "destroy", "switch, destroy")))
+    def clone_directory(self, src: PageDirectory, stamp: int, then: str) -> object:
+        """Stamp a byte into the source's first user page, clone, read the copies
+        back, and keep or destroy the clone (destroying the current directory is
+        refused first)."""
+        src_pages = self.h.snap.user_pages(self.h.directory_arg(src) or 0)
+        if src_pages and isinstance(src, PageDirectory):
+            slot, index, _ = src_pages[0]
+            self.h.WriteVirtualMemory(src, _join(slot, index) + 0xFFF, bytes([stamp]), False)
+        clone = self.h.ClonePageDirectory(src)
+        if not isinstance(clone, PageDirectory):
+            return multiple()
+        for slot, index, _ in self.h.snap.user_pages(clone.physical_addr >> PAGE_SHIFT)[:2]:
+            self.h.ReadVirtualMemory(clone, _join(slot, index) + 0xFFE, 2, True)
+        if then == "keep":
+            return clone
+        if then == "switch, destroy":
+            self.h.SwitchPageDirectory(clone)
+            self.h.DestroyPageDirectory(clone)  # busy: the current directory
+            self.h.SwitchPageDirectory(self.h.vm.kernel_directory)
+        if self.h.DestroyPageDirectory(clone) is True:
+            self.graveyard.append(clone)
+            return multiple()
+        return clone
 
     @rule(d=directories)
     def switch_directory(self, d: PageDirectory) -> None:
         self.h.SwitchPageDirectory(d)
 
     @rule(target=pages, d=directories, where=placement, is_writeable=flags,
-          via=st.sampled_from(("AllocPage", "AllocFrame")))
+          via=st.sampled_from(("AllocPage", "AllocFrame")), offset=offsets,
+          data=st.binary(min_size=1, max_size=4), user_mode=flags,
+          then=st.sampled_from(("keep", "UnmapVirtualAddress", "FreePage")))
     def alloc_page(self, d: PageDirectory, where: tuple[int, bool], is_writeable: bool,
-                   via: str) -> object:
+                   via: str, offset: int, data: bytes, user_mode: bool, then: str) -> object:
+        """Allocate a page, write and read it back, then keep it or free it."""
         va, is_kernel = where
-        if getattr(self.h, via)(d, va, is_kernel, is_writeable) is True:
+        if getattr(self.h, via)(d, va, is_kernel, is_writeable) is not True:
+            return multiple()
+        self.h.WriteVirtualMemory(d, va + offset, data, user_mode)
+        self.h.ReadVirtualMemory(d, va + offset, len(data), user_mode)
+        if then == "keep":
             return (d, va)
+        getattr(self.h, then)(d, va)
         return multiple()
 
-    @rule(target=pages, d=directories, where=placement, frame=consumes(frames),
-          is_writeable=flags)
+    @rule(target=pages, d=directories, where=placement, frame=frames, is_writeable=flags)
     def map_held(self, d: PageDirectory, where: tuple[int, bool], frame: int,
                  is_writeable: bool) -> object:
+        """Map a frame from RequestFrame (it stays in the bundle: mapping it again
+        is ERROR_BUSY, freeing it too)."""
         va, is_kernel = where
         if self.h.MapVirtualAddress(d, va, frame, is_kernel, is_writeable) is True:
             return (d, va)
-        return frame if self.h.pm.owner[frame >> PAGE_SHIFT] == FrameOwner.HELD else multiple()
+        return multiple()
 
     @rule(page=consumes(pages), via=st.sampled_from(("UnmapVirtualAddress", "FreePage")),
           twice=flags)
     def unmap(self, page: Page, via: str, twice: bool) -> None:
         getattr(self.h, via)(*page)
         if twice:
-            getattr(self.h, via)(*page)
+            getattr(self.h, via)(*page)  # unmapped already: ERROR_INVALID_ADDRESS
 
     @rule(page=pages, offset=offsets)
     def translate(self, page: Page, offset: int) -> None:
@@ -1217,16 +1334,17 @@ class PagingMachine(RuleBasedStateMachine):
 
     # -- accesses ----------------------------------------------------------------------
 
-    @rule(page=pages, offset=offsets, data=st.binary(min_size=0, max_size=6),
-          how=st.sampled_from(("read", "write", "execute")), user_mode=flags)
-    def access(self, page: Page, offset: int, data: bytes, how: str, user_mode: bool) -> None:
-        d, va = page[0], page[1] + offset
-        if how == "read":
-            self.h.ReadVirtualMemory(d, va, len(data), user_mode)
-        elif how == "write":
-            self.h.WriteVirtualMemory(d, va, data or b"\x5a", user_mode)
-        else:
-            self.h.ExecuteVirtualMemory(d, va, user_mode)
+    @rule(page=pages, offset=offsets, length=st.integers(0, 6), user_mode=flags)
+    def read(self, page: Page, offset: int, length: int, user_mode: bool) -> None:
+        self.h.ReadVirtualMemory(page[0], page[1] + offset, length, user_mode)
+
+    @rule(page=pages, offset=offsets, data=st.binary(min_size=1, max_size=6), user_mode=flags)
+    def write(self, page: Page, offset: int, data: bytes, user_mode: bool) -> None:
+        self.h.WriteVirtualMemory(page[0], page[1] + offset, data, user_mode)
+
+    @rule(page=pages, offset=offsets, user_mode=flags)
+    def execute(self, page: Page, offset: int, user_mode: bool) -> None:
+        self.h.ExecuteVirtualMemory(page[0], page[1] + offset, user_mode)
 
     # -- hostile arguments -------------------------------------------------------------
 
@@ -1304,7 +1422,7 @@ def _settings(profile: str, max_examples: int | None, steps: int | None) -> sett
     if profile not in BUDGETS:
         raise ValueError(f"unknown profile {profile!r}; expected one of {tuple(BUDGETS)}")
     default_examples, default_steps = BUDGETS[profile]
-    quick = profile == "quick"
+    quick = profile != "full"
     options: dict[str, Any] = {"database": None} if quick else {}
     return settings(
         max_examples=max_examples or default_examples,
@@ -1354,17 +1472,19 @@ def run_machine(profile: str = "quick", patches: Mapping[str, object] | None = N
     failing program hypothesis printed, followed by the assertion message.
     """
     cls: type[PagingMachine] = type(machine.__name__, (machine,), {
-        "examples": 0, "stats": Stats(), "invariant_checker": None})
+        "examples": 0, "stats": Stats(), "invariant_checker": None,
+        "swarm": profile == "full"})
     out = io.StringIO()
     start = time.process_time()
+    limit = shrink_seconds or SHRINK_SECONDS.get(profile, 300.0)
     try:
-        with patched(patches or {}), contextlib.redirect_stdout(out), \
-                shrink_limit(shrink_seconds or SHRINK_SECONDS.get(profile, 300.0)):
+        with patched(patches or {}), contextlib.redirect_stdout(out), shrink_limit(limit):
             run_state_machine_as_test(cls, settings=_settings(profile, max_examples, steps))
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a verdict
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
-        return _verdict_from_failure(exc, cls, out.getvalue(), time.process_time() - start)
+        return _verdict_from_failure(exc, cls, out.getvalue(), time.process_time() - start,
+                                     limit)
     n = cls.examples
     seconds = time.process_time() - start
     return Verdict(Kind.NO_COUNTEREXAMPLE, f"no counterexample in {n} examples",
@@ -1372,31 +1492,32 @@ def run_machine(profile: str = "quick", patches: Mapping[str, object] | None = N
 
 
 def _verdict_from_failure(exc: BaseException, cls: type[PagingMachine], printed: str,
-                          seconds: float) -> Verdict:
+                          seconds: float, shrink_seconds: float) -> Verdict:
     failures = _failures(exc)
     violated: list[str] = []
     parts: list[str] = []
-    kind = Kind.COUNTEREXAMPLE
     for failure in failures:
         notes = "\n".join(getattr(failure, "__notes__", []))
-        ids = getattr(failure, "violated", ())
-        for name in ids:
+        for name in getattr(failure, "violated", ()):
             if name not in violated:
                 violated.append(name)
-        if isinstance(failure, SolverUnknownError):
-            kind = Kind.UNKNOWN if kind is not Kind.COUNTEREXAMPLE or not violated else kind
-        elif not isinstance(failure, AssertionError):
-            text = "".join(traceback.format_exception(failure))
-            parts.append(f"{notes}\n{text}".strip())
-            continue
-        parts.append(f"{notes}\n{failure}".strip())
-    if not violated:
+        if hasattr(failure, "violated"):  # a check failed (or z3 could not decide one)
+            parts.append(f"{notes}\n{failure}".strip())
+        else:  # the harness itself broke: not a verdict on the model
+            parts.append(f"{notes}\n{''.join(traceback.format_exception(failure))}".strip())
+    if not all(hasattr(f, "violated") for f in failures):
         kind = Kind.ERROR
     elif all(isinstance(f, SolverUnknownError) for f in failures):
         kind = Kind.UNKNOWN
+    else:
+        kind = Kind.COUNTEREXAMPLE
     detail = "\n\n".join(parts)
-    if printed.strip():
-        detail += "\n\n" + printed.strip()
+    printed = printed.strip()
+    if "more than five minutes working to shrink" in printed:
+        printed = (f"(hypothesis stopped shrinking at this run's limit of {shrink_seconds:g} s; "
+                   "its own message says five minutes)")
+    if printed:
+        detail += "\n\n" + printed
     detail += f"\n\n({cls.stats.summary()}; {seconds:.1f} s CPU)"
     head = "; ".join(str(f).splitlines()[0] for f in failures)
     summary = {Kind.COUNTEREXAMPLE: f"counterexample: {head}",

@@ -14,7 +14,6 @@ from model.page_manager import FrameOwner, PageManager
 from model.virtual_memory import PageDirectory, VirtualMemoryManager
 from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, PTE_USER, encode_entry
 from proofs.abstraction import (
-    FRAME,
     AbstractionError,
     abstract,
     frame_val,
@@ -24,7 +23,7 @@ from proofs.abstraction import (
     word_val,
 )
 from spec.catalogue import INVARIANTS, OPERATIONS_BY_NAME
-from spec.state import DIRECTORY, MAPPED, SLOT, WORD, REAL_FIELDS
+from spec.state import DIRECTORY, FRAME, MAPPED, REAL_FIELDS, SLOT, WORD
 
 Model = tuple[PageManager, VirtualMemoryManager, PageDirectory, PageDirectory]
 
@@ -70,7 +69,9 @@ def booted() -> Model:
 
 def value(term: z3.ExprRef) -> int | bool:
     simple = z3.simplify(term)
-    return simple.as_long() if z3.is_bv_value(simple) else z3.is_true(simple)
+    if z3.is_bv_value(simple):
+        return int(simple.as_long())
+    return bool(z3.is_true(simple))
 
 
 def test_every_stage_of_boot_satisfies_every_invariant() -> None:
@@ -98,7 +99,8 @@ def test_abstraction_reads_the_model() -> None:
     # the kernel table at slot 768 is the same in every directory
     kernel_frame = vm.kernel_tables[768].physical_addr >> PAGE_SHIFT
     for directory in (d, clone):
-        pde = value(s.pde[frame_val(directory.physical_addr >> PAGE_SHIFT)][z3.BitVecVal(768, SLOT)])
+        frame = frame_val(directory.physical_addr >> PAGE_SHIFT)
+        pde = value(s.pde[frame][z3.BitVecVal(768, SLOT)])
         assert isinstance(pde, int) and pde >> PAGE_SHIFT == kernel_frame
     # the page at 0x400000 holds "ab" at its last two bytes, mapped user-writable
     table = d.tables[1]
