@@ -16,6 +16,9 @@ pages, so the spec defines them as sequences of steps that are each proved
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import z3
 
 from model.errors import ErrorCode
@@ -298,6 +301,17 @@ def PlaceHeld(s: State, dir: Ref, virtual_addr: Ref, physical_addr: Ref, is_kern
                      entry)
     return step(s, bv(0, WORD), post, assume=guard,
                 translation=placement_translation(s, dir, slot, index, frame))
+
+
+def in_space(placement: Callable[..., Step], kernel: bool) -> Callable[..., Step]:
+    """A placement step restricted to kernel or user space: each case is proved
+    on its own (smaller queries), and together they cover the step."""
+    def restricted(s: State, dir: Ref, virtual_addr: Ref, **rest: Ref) -> Step:
+        placed = placement(s, dir, virtual_addr, **rest)
+        in_kernel = kernel_address(address_parts(virtual_addr)[0])
+        return dataclasses.replace(
+            placed, assume=z3.And(placed.assume, in_kernel if kernel else z3.Not(in_kernel)))
+    return restricted
 
 
 def with_table(s: State, dir: Ref, slot: Ref, table: Ref) -> State:
