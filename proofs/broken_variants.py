@@ -39,6 +39,7 @@ from spec.state import (
     frame_number,
     frame_of,
     in_memory,
+    kernel_slot,
     make_entry,
     present,
 )
@@ -96,7 +97,7 @@ def _place_reserved(s: State, dir: Ref, virtual_addr: Ref, physical_addr: Ref, i
     frame = frame_number(physical_addr)
     guard = z3.And(svm.live(s, dir), present(s.pde[dir][slot]),
                    z3.Not(present(s.pte[frame_of(s.pde[dir][slot])][index])),
-                   z3.Or(is_kernel, z3.Not(svm.kernel_address(slot))), in_memory(s, frame),
+                   z3.Or(is_kernel, z3.Not(kernel_slot(slot))), in_memory(s, frame),
                    z3.Or(s.owner[frame] == HELD, s.owner[frame] == RESERVED))
     owner = z3.If(s.owner[frame] == HELD, MAPPED, s.owner[frame])
     entry = make_entry(frame, is_writeable, z3.Not(is_kernel))

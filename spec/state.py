@@ -113,11 +113,6 @@ def _ite_field(cond: Ref, a: Ref, b: Ref) -> Ref:
     return a if a is b else z3.If(cond, a, b)
 
 
-def same_real_fields(a: State, b: State) -> Ref:
-    """The real (non-ghost) fields of a and b are equal."""
-    return z3.And([getattr(a, name) == getattr(b, name) for name in REAL_FIELDS])
-
-
 # -- entries and slots -----------------------------------------------------
 
 def bv(value: int, sort: Ref) -> Ref:
@@ -167,10 +162,6 @@ def is_table(s: State, frame: Ref) -> Ref:
 def page_owner(s: State, frame: Ref) -> Ref:
     """Frames that a PTE maps: MAPPED pages, and RESERVED ones once paging is on."""
     return z3.Or(s.owner[frame] == MAPPED, z3.And(s.owner[frame] == RESERVED, s.paging))
-
-
-def table_of(s: State, directory: Ref, slot: Ref) -> Ref:
-    return frame_of(s.pde[directory][slot])
 
 
 def walk(s: State, directory: Ref, slot: Ref, index: Ref) -> tuple[Ref, Ref, Ref]:

@@ -152,10 +152,6 @@ def live(s: State, d: Ref) -> Ref:
     return z3.And(s.paging, is_directory(s, d))
 
 
-def kernel_address(slot: Ref) -> Ref:
-    return kernel_slot(slot)
-
-
 def link_table(s: State, d: Ref, slot: Ref, table: Ref, kernel: bool | None = None) -> State:
     """Link a fresh, empty table at slot: into d, or into every directory in kernel
     space. ``kernel`` says which when the caller knows; None decides by slot."""
@@ -199,8 +195,8 @@ def page_checks(s: State, d: Ref, va: Ref, is_kernel: Ref) -> list[tuple[Ref, Er
     slot, index, _ = address_parts(va)
     return [(z3.Not(live(s, d)), E.ERROR_INVALID_HANDLE),
             (z3.Not(page_aligned(va)), E.ERROR_INVALID_PARAMETER),
-            (z3.And(z3.Not(is_kernel), kernel_address(slot)), E.ERROR_ACCESS_DENIED),
-            (z3.And(d == s.kernel_dir, z3.Not(kernel_address(slot))), E.ERROR_ACCESS_DENIED),
+            (z3.And(z3.Not(is_kernel), kernel_slot(slot)), E.ERROR_ACCESS_DENIED),
+            (z3.And(d == s.kernel_dir, z3.Not(kernel_slot(slot))), E.ERROR_ACCESS_DENIED),
             (walk(s, d, slot, index)[2], E.ERROR_ALREADY_EXISTS)]
 
 
@@ -279,7 +275,7 @@ def PlaceFrame(s: State, dir: Ref, virtual_addr: Ref, is_kernel: Ref, is_writeab
     slot, index, _ = address_parts(virtual_addr)
     guard = z3.And(live(s, dir), present(s.pde[dir][slot]),
                    z3.Not(present(s.pte[frame_of(s.pde[dir][slot])][index])),
-                   z3.Or(is_kernel, z3.Not(kernel_address(slot))), is_free(s, frame),
+                   z3.Or(is_kernel, z3.Not(kernel_slot(slot))), is_free(s, frame),
                    z3.ULT(s.used_count, s.nframes))
     entry = make_entry(frame, is_writeable, z3.Not(is_kernel))
     post = put_entry(allocate(s, frame, MAPPED), dir, slot, index, frame, entry)
@@ -294,7 +290,7 @@ def PlaceHeld(s: State, dir: Ref, virtual_addr: Ref, physical_addr: Ref, is_kern
     frame = frame_number(physical_addr)
     guard = z3.And(live(s, dir), present(s.pde[dir][slot]),
                    z3.Not(present(s.pte[frame_of(s.pde[dir][slot])][index])),
-                   z3.Or(is_kernel, z3.Not(kernel_address(slot))),
+                   z3.Or(is_kernel, z3.Not(kernel_slot(slot))),
                    in_memory(s, frame), s.owner[frame] == HELD)
     entry = make_entry(frame, is_writeable, z3.Not(is_kernel))
     post = put_entry(s.but(owner=z3.Store(s.owner, frame, MAPPED)), dir, slot, index, frame,
@@ -308,7 +304,7 @@ def in_space(placement: Callable[..., Step], kernel: bool) -> Callable[..., Step
     on its own (smaller queries), and together they cover the step."""
     def restricted(s: State, dir: Ref, virtual_addr: Ref, **rest: Ref) -> Step:
         placed = placement(s, dir, virtual_addr, **rest)
-        in_kernel = kernel_address(address_parts(virtual_addr)[0])
+        in_kernel = kernel_slot(address_parts(virtual_addr)[0])
         return dataclasses.replace(
             placed, assume=z3.And(placed.assume, in_kernel if kernel else z3.Not(in_kernel)))
     return restricted
