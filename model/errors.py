@@ -26,6 +26,11 @@ class ErrorCode(enum.IntEnum):
     ERROR_INVALID_BLOCK = 9
     #: The manager is not initialised yet (physical memory or paging).
     ERROR_NOT_READY = 21
+    #: Heap or pool metadata found damaged (a header or footer whose magic or
+    #: back-pointer is wrong, as a write past the end of a block leaves it):
+    #: Windows' ERROR_ARENA_TRASHED, "The storage control blocks were destroyed",
+    #: the same number as DOS error 7 "memory control blocks destroyed".
+    ERROR_ARENA_TRASHED = 7
     #: Unaligned address, value out of the 32-bit range, bad argument type.
     ERROR_INVALID_PARAMETER = 87
     #: The frame or directory is in use (mapped, a page table, the current

@@ -71,7 +71,7 @@ QUICK_TIMEOUT_OVERRIDES: dict[str, float] = {
 }
 
 # (module, manager) pairs whose contract functions are obligations.
-CONTRACT_MODULES = (("model.x86_paging", "x86_paging"),)
+CONTRACT_MODULES = (("model.x86_paging", "x86_paging"), ("model.heap_layout", "heap_layout"))
 
 
 class Status(enum.Enum):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from proofs.crosshair_runs import (
+    CONTRACT_MODULES,
     check_function,
     contract_functions,
     crosshair_obligation,
@@ -77,10 +78,12 @@ def test_discovery_takes_exactly_the_contract_functions() -> None:
         "impossible"]
 
 
-def test_x86_paging_obligations_are_named_after_their_functions() -> None:
+def test_contract_obligations_are_named_after_their_module_and_function() -> None:
     found = list(obligations())
-    assert found, "model/x86_paging.py has contract functions"
+    managers = {manager for _, manager in CONTRACT_MODULES}
+    assert {o.manager for o in found} == managers, "every contract module has contracts"
     for obligation in found:
-        assert obligation.id == f"x86_paging.{obligation.operation}.contract"
-        assert (obligation.manager, obligation.invariant) == ("x86_paging", "contract")
-    assert "x86_paging.split_address.contract" in {o.id for o in found}
+        assert obligation.id == f"{obligation.manager}.{obligation.operation}.contract"
+        assert obligation.invariant == "contract"
+    ids = {o.id for o in found}
+    assert {"x86_paging.split_address.contract", "heap_layout.split_block.contract"} <= ids
