@@ -251,6 +251,14 @@ class PageManager:
             self.owner[frame] = owner
         return frame
 
+    def claim_frame(self, frame: int, owner: int) -> None:
+        """Allocate one specific frame to owner (pre: 0 <= frame < nframes, frame free).
+
+        For the unified interface's MapPage, which maps a caller-named free frame.
+        """
+        self.frames.set(frame)
+        self.owner[frame] = owner
+
     def release_frame(self, frame: int) -> None:
         """Free an owned frame; its contents are forgotten (zero when reused).
 
