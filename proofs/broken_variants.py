@@ -19,12 +19,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 from unittest import mock
 
 import z3
 
+import spec.kernel_heap as skh
+import spec.memory_pool as smp
+import spec.memory_subsystem as sms
 import spec.page_manager as spm
 import spec.virtual_memory as svm
+from proofs import kernel_heap, layered, memory_pool, memory_subsystem
 from proofs.inductive import prove
 from proofs.obligation import Kind, Verdict
 from spec.catalogue import OPERATIONS_BY_NAME
@@ -33,8 +38,11 @@ from spec.state import (
     HELD,
     MAPPED,
     RESERVED,
+    HeapState,
+    PoolState,
     Ref,
     State,
+    SystemState,
     address_parts,
     frame_number,
     frame_of,
@@ -43,7 +51,7 @@ from spec.state import (
     make_entry,
     present,
 )
-from spec.step import Step, step
+from spec.step import Step, status, step
 
 Patch = tuple[ModuleType, str, object]
 
@@ -55,7 +63,10 @@ class BrokenVariant:
     operation: str  # the spec step the bug is in
     description: str
     patches: tuple[Patch, ...] = ()
-    transition: Callable[..., Step] | None = None  # a replacement step
+    transition: Callable[..., Any] | None = None  # a replacement step
+    #: the manager whose layer (proofs.layered) proves the operation; None for
+    #: the physical and virtual memory state (proofs.inductive)
+    layer: str | None = None
 
 
 def _release_keeps_count(s: State, f: Ref) -> State:
@@ -106,6 +117,63 @@ def _place_reserved(s: State, dir: Ref, virtual_addr: Ref, physical_addr: Ref, i
     return step(s, z3.BitVecVal(0, 32), post, assume=guard)
 
 
+def _stale_footer(s: HeapState, h: Ref) -> skh.HeapStep:
+    """AbsorbRight that leaves the absorbed hole's footer (pointing at it) in place."""
+    done = skh.AbsorbRight(s, h)
+    changed = done.changed.but(back=z3.Store(done.changed.back, h, skh.after(s, h)))
+    return skh.heap_step(s, done.status, changed)
+
+
+def _drop_keeps_entry(s: HeapState, new_end: Ref) -> skh.HeapStep:
+    """DropHole that cuts the hole but leaves its index entry."""
+    tail = skh.last_block(s)
+    ok = z3.And(skh.shrink_ok(s, new_end), tail == new_end)
+    post = s.but(block=z3.Store(s.block, tail, False), end=new_end,
+                 pte=skh.unmap_pages(s, new_end, s.end))
+    return skh.heap_step(s, status(*skh.failed(ok)), post)
+
+
+def _release_beside_hole(s: HeapState, h: Ref, q: Ref) -> skh.HeapStep:
+    """Release that does not look left: a hole may end up beside another."""
+    ok = z3.And(skh.live(s, h), z3.Not(skh.right_is_hole(s, h)), skh.room(s))
+    post = skh.stamp(s, h, s.size[h], z3.BoolVal(True))
+    return skh.heap_step(s, status(*skh.failed(ok)), skh.reindex(post, h, q),
+                         assume=skh.sorted_at(post, h, q))
+
+
+def _take_unaligned(s: HeapState, h: Ref, page_align: Ref) -> skh.HeapStep:
+    """Take that records page_align without checking the payload's alignment."""
+    post = skh.unindex(s, h).but(hole=z3.Store(s.hole, h, False),
+                                 aligned=z3.Store(s.aligned, h, page_align))
+    return skh.heap_step(s, status(*skh.failed(skh.a_hole(s, h))), post)
+
+
+def _free_without_push(s: PoolState, block_addr: Ref, block: Ref) -> smp.PoolStep:
+    done = smp.FreeBlock(s, block_addr, block)
+    changed = done.changed.but(free=s.free, fpos=s.fpos, fcount=s.fcount)
+    return smp.pool_step(s, done.status, changed, assume=done.assume)
+
+
+def _alloc_past_max(s: PoolState) -> smp.PoolStep:
+    done = smp.AllocBlock(s.but(max_blocks=s.max_blocks + 1))
+    return smp.pool_step(s, done.status, done.changed.but(max_blocks=s.max_blocks))
+
+
+def _double_free(s: PoolState, block_addr: Ref, block: Ref) -> smp.PoolStep:
+    done = smp.FreeBlock(s.but(live=z3.Store(s.live, block, True)), block_addr, block)
+    return smp.pool_step(s, done.status, done.changed, assume=done.assume)
+
+
+def _release_keeps_owner(s: SystemState, frame: Ref, kind: Ref) -> sms.SystemStep:
+    done = sms.ReleaseFrame(s, frame, kind)
+    return sms.system_step(s, done.status, done.changed.but(owner=s.owner))
+
+
+def _take_keeps_free_count(s: SystemState, frame: Ref, kind: Ref) -> sms.SystemStep:
+    done = sms.TakeFrame(s, frame, kind)
+    return sms.system_step(s, done.status, done.changed.but(free_count=s.free_count))
+
+
 _ORIGINAL_PUT_ENTRY = svm.put_entry
 _ORIGINAL_MAKE_ENTRY = make_entry
 
@@ -140,6 +208,51 @@ VARIANTS = (
     BrokenVariant("user-kernel-pde", "PROT-3", "LinkKernelTable",
                   "kernel PDEs get U/S (the tutorial's 0x7 for every PDE)",
                   ((svm, "KERNEL_PDE", 0x7),)),
+    BrokenVariant("free-forgets-to-sort", "HEAP-1", "Release",
+                  "Free puts the new hole anywhere in the index", (
+                      (skh, "sorted_at", lambda s, h, q: z3.And(0 <= q, q <= s.count)),),
+                  layer="kernel_heap"),
+    BrokenVariant("stale-footer-after-unify", "HEAP-2", "AbsorbRight",
+                  "unifying right leaves the absorbed hole's footer (the tutorial's bug)",
+                  transition=_stale_footer, layer="kernel_heap"),
+    BrokenVariant("contract-below-live-block", "HEAP-3", "ShrinkHole",
+                  "Contract cuts the last block even when it is allocated (the index "
+                  "then lacks the hole it leaves)", (
+                      (skh, "shrink_ok", lambda s, e: z3.And(
+                          s.created, e % 4096 == 0, e < s.end, s.floor <= e - s.start)),),
+                  layer="kernel_heap"),
+    BrokenVariant("drop-keeps-index-entry", "HEAP-3", "DropHole",
+                  "Contract cuts the trailing hole but leaves it in the index",
+                  transition=_drop_keeps_entry, layer="kernel_heap"),
+    BrokenVariant("release-beside-hole", "HEAP-4", "Release",
+                  "Free does not unify with the hole on its left",
+                  transition=_release_beside_hole, layer="kernel_heap"),
+    BrokenVariant("expand-unaligned-end", "HEAP-5", "ExpandNewHole",
+                  "Expand moves the end to an address that is not page aligned", (
+                      (skh, "growth_ok", lambda s, e: z3.And(s.created, s.end < e, e <= s.max)),),
+                  layer="kernel_heap"),
+    BrokenVariant("page-align-ignored", "HEAP-6", "Take",
+                  "a page_align allocation takes a hole whose payload is not aligned",
+                  transition=_take_unaligned, layer="kernel_heap"),
+    BrokenVariant("free-forgets-push", "POOL-1", "FreeBlock",
+                  "FreeBlock clears the live bit but does not push the block",
+                  transition=_free_without_push, layer="memory_pool"),
+    BrokenVariant("alloc-past-max", "POOL-2", "AllocBlock",
+                  "AllocBlock carves one block more than max_blocks",
+                  transition=_alloc_past_max, layer="memory_pool"),
+    BrokenVariant("double-free-accepted", "POOL-3", "FreeBlock",
+                  "FreeBlock pushes a block that is not live (a double free)",
+                  transition=_double_free, layer="memory_pool"),
+    BrokenVariant("release-keeps-owner", "SYS-1", "ReleaseFrame",
+                  "a manager frees a frame but still claims it",
+                  transition=_release_keeps_owner, layer="memory_subsystem"),
+    BrokenVariant("take-keeps-free-count", "SYS-2", "TakeFrame",
+                  "taking a frame does not lower the available count",
+                  transition=_take_keeps_free_count, layer="memory_subsystem"),
+    BrokenVariant("dos-frame-released", "SYS-3", "ReleaseFrame",
+                  "reserved frames of the first MB may be given back to the allocator", (
+                      (sms, "TAKEN_KINDS", range(1, len(sms.OWNER_KINDS))),),
+                  layer="memory_subsystem"),
 )
 
 
@@ -151,13 +264,21 @@ def applied(variant: BrokenVariant) -> Iterator[None]:
         yield
 
 
+LAYERS = {layer.manager: layer for layer in (kernel_heap.LAYER, memory_pool.LAYER,
+                                             memory_subsystem.LAYER)}
+
+
 def catch(variant: BrokenVariant, profile: str = "teeth") -> Verdict:
     """Run the obligation the variant must break, with the bug injected."""
-    op = OPERATIONS_BY_NAME[variant.operation]
+    layer = None if variant.layer is None else LAYERS[variant.layer]
+    op = (OPERATIONS_BY_NAME[variant.operation] if layer is None
+          else layer.operation(variant.operation))
     if variant.transition is not None:
         op = dataclasses.replace(op, transition=variant.transition)
     with applied(variant):
-        return prove(op, variant.invariant, profile)
+        if layer is None:
+            return prove(op, variant.invariant, profile)
+        return layered.prove(layer, op, variant.invariant, profile)
 
 
 def caught(variant: BrokenVariant, verdict: Verdict) -> bool:

@@ -132,10 +132,10 @@ def prove(op: Operation, claim: str, profile: str) -> Verdict:
     hypotheses = [invariant(pre), result.assume, result.ok]
     support = [*(inv.holds(pre) for inv in INVARIANTS if inv.id in SUPPORT[claim]),
                *hypotheses[1:]]
-    ground = (pre, [*args.values(), pre.kernel_dir, pre.current_dir])
+    terms = [*args.values(), pre.kernel_dir, pre.current_dir]
     verdict = decide(hypotheses, goal(claim, pre, result), claim, profile,
                      lambda model: describe(model, op, args, pre, result.changed), support,
-                     ground)
+                     lambda witness: instantiate(hypotheses[0], pre, [*witness, *terms]))
     if verdict.kind is Kind.UNKNOWN:
         return search_reachable(op, claim, profile) or verdict
     return verdict
@@ -175,26 +175,34 @@ def _run_boot(claim: str, profile: str) -> Verdict:
 
 
 def conjuncts(goal: Ref) -> list[Ref]:
-    """The top-level conjuncts of goal, each proved on its own (smaller queries)."""
+    """The top-level conjuncts of goal, each proved on its own (smaller queries);
+    a guarded conjunction Implies(c, And(a, b)) splits into Implies(c, a), Implies(c, b)."""
     if z3.is_and(goal):
         return [part for child in goal.children() for part in conjuncts(child)]
+    if z3.is_app_of(goal, z3.Z3_OP_IMPLIES) and z3.is_and(goal.arg(1)):
+        return [z3.Implies(goal.arg(0), part) for part in conjuncts(goal.arg(1))]
     return [goal]
 
 
 def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
            explain: Callable[[z3.ModelRef], str], support: list[Ref] | None = None,
-           ground: tuple[State, list[Ref]] | None = None) -> Verdict:
+           ground: Callable[[list[Ref]], list[Ref]] | None = None,
+           ground_first: bool = False) -> Verdict:
     """Prove hypotheses => goal by asking z3 for a model of hypotheses and not goal.
 
     Each conjunct of goal is a query of its own, tried with several premises
     under each seed until one answers unsat: ``support`` (the invariants the
     claim leans on: fewer quantifiers), all hypotheses, and the *instances* of
-    the quantified hypotheses at the goal's witness and the step's arguments
-    (``ground``), with and without the quantified hypotheses. Every premise
+    the quantified hypotheses that ``ground`` builds from the goal's witness
+    (at the step's arguments and terms around them), with and without the
+    quantified hypotheses. Every premise
     set is implied by the hypotheses, so any unsat is a proof. Only a sat
-    answer from all the hypotheses is a counterexample.
+    answer from all the hypotheses is a counterexample. ``ground_first`` tries
+    the instances alone first (ground queries: the fastest when they suffice).
+    The PROVED verdict's detail says which premises decided each conjunct.
     """
     seeds, timeout = BUDGET[profile]
+    decided_by: list[str] = []
     for index, part in enumerate(conjuncts(goal)):
         witness, negated = skolemize(part, f"w{index}")
         premise_sets: list[tuple[str, list[Ref]]] = []
@@ -202,8 +210,9 @@ def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
             premise_sets.append(("support", support))
         premise_sets.append(("all", hypotheses))
         if ground is not None:
-            instances = instantiate(hypotheses[0], ground[0], [*witness, *ground[1]])
-            premise_sets.append(("instances", [*instances, *hypotheses[1:]]))
+            instances = ground(witness)
+            alone = ("instances", [*instances, *hypotheses[1:]])
+            premise_sets.insert(0, alone) if ground_first else premise_sets.append(alone)
             premise_sets.append(("instances+all", [*instances, *hypotheses]))
         reasons: list[str] = []
         proved = False
@@ -215,6 +224,7 @@ def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
                 answer = solver.check()
                 if answer == z3.unsat:
                     proved = True
+                    decided_by.append(f"{index}: seed {seed} {label}")
                     break
                 if answer == z3.sat and label == "all":
                     return Verdict(Kind.COUNTEREXAMPLE, f"counterexample to {claim}",
@@ -226,11 +236,15 @@ def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
             return Verdict(Kind.UNKNOWN,
                            f"unknown after {len(seeds)} tries of {timeout // 1000} s",
                            f"undecided conjunct: {part.sexpr()[:300]}\n" + "; ".join(reasons))
-    return Verdict(Kind.PROVED, "proved")
+    return Verdict(Kind.PROVED, "proved", "conjuncts decided by " + "; ".join(decided_by))
 
 
 def skolemize(part: Ref, prefix: str) -> tuple[list[Ref], Ref]:
-    """(witness constants, the negation of part with its quantifier opened)."""
+    """(witness constants, the negation of part with its quantifier opened);
+    a guarded ForAll, Implies(c, ForAll(x, b)), opens to c and not b[w]."""
+    if z3.is_app_of(part, z3.Z3_OP_IMPLIES):
+        witness, negated = skolemize(part.arg(1), prefix)
+        return witness, z3.And(part.arg(0), negated)
     if not (z3.is_quantifier(part) and part.is_forall()):
         return [], z3.Not(part)
     witness = [z3.Const(f"{prefix}.{part.var_name(n)}", part.var_sort(n))
@@ -252,6 +266,11 @@ def instantiate(invariants: Ref, pre: State, terms: list[Ref]) -> list[Ref]:
             slots += [z3.Extract(31, 22, t), z3.Extract(21, 12, t)]
     pool = {FRAME: frames + [frame_of(pre.pde[d][i]) for d in frames for i in slots],
             SLOT: slots}
+    return instances(invariants, pool)
+
+
+def instances(invariants: Ref, pool: dict[Ref, list[Ref]]) -> list[Ref]:
+    """Every quantified conjunct of invariants at every tuple of pool terms of its sorts."""
     out = []
     for part in conjuncts(invariants):
         if z3.is_quantifier(part) and part.is_forall():

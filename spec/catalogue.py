@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import z3
 
-from spec import page_manager, protection, virtual_memory
-from spec.state import FRAME, SLOT, WORD, Ref, State
-from spec.step import Step
+from spec import (
+    kernel_heap,
+    memory_pool,
+    memory_subsystem,
+    page_manager,
+    protection,
+    virtual_memory,
+)
+from spec.state import ADDR, FRAME, PAGE, SLOT, WORD, Ref, State
+from spec.step import Transition
 
 BOOL = z3.BoolSort()
 BYTE = z3.BitVecSort(8)
@@ -39,7 +47,7 @@ class Operation:
 
     name: str
     manager: str
-    transition: Callable[..., Step]
+    transition: Callable[..., Transition[Any]]
     params: tuple[tuple[str, Ref], ...]
     parts: tuple[str, ...] = ()
     #: A step of a composite operation, not an API call of its own.
@@ -115,3 +123,75 @@ OPERATIONS = (
 )
 
 OPERATIONS_BY_NAME = {op.name: op for op in OPERATIONS}
+
+
+# -- the kernel heap (spec/kernel_heap.py) --------------------------------------
+
+_KH = "kernel_heap"
+_kh = kernel_heap
+HEADER, POSITION = ("h", ADDR), ("q", ADDR)
+FRAMES = ("frames", z3.ArraySort(PAGE, FRAME))
+NEW_END = ("new_end", ADDR)
+
+HEAP_OPERATIONS = (
+    Operation("Create", _KH, _kh.Create,
+              (("start", ADDR), ("end", ADDR), ("max", ADDR), ("supervisor", BOOL),
+               ("readonly", BOOL), ("capacity", ADDR), ("data_start", ADDR), ("floor", ADDR),
+               FRAMES)),
+    Operation("Alloc", _KH, _kh.Take, (),
+              parts=("ExpandHole", "ExpandNewHole", "Take", "CarveHead", "CarveTail")),
+    Operation("Free", _KH, _kh.Release, (),
+              parts=("AbsorbRight", "AbsorbLeft", "Release", "ShrinkHole", "DropHole")),
+    Operation("FindSmallestHole", _KH, _kh.FindSmallestHole,
+              (("size", ADDR), ("page_align", BOOL), ("result", ADDR), ("x", ADDR))),
+    Operation("Expand", _KH, _kh.ExpandHole, (), parts=("ExpandHole", "ExpandNewHole")),
+    Operation("Contract", _KH, _kh.ShrinkHole, (), parts=("ShrinkHole", "DropHole")),
+    Operation("Destroy", _KH, _kh.Destroy, ()),
+    Operation("Take", _KH, _kh.Take, (HEADER, ("page_align", BOOL)), internal=True),
+    Operation("CarveHead", _KH, _kh.CarveHead, (HEADER, ("x", ADDR), POSITION), internal=True),
+    Operation("CarveTail", _KH, _kh.CarveTail, (HEADER, ("size", ADDR), POSITION),
+              internal=True),
+    Operation("AbsorbRight", _KH, _kh.AbsorbRight, (HEADER,), internal=True),
+    Operation("AbsorbLeft", _KH, _kh.AbsorbLeft, (HEADER, POSITION), internal=True),
+    Operation("Release", _KH, _kh.Release, (HEADER, POSITION), internal=True),
+    Operation("ExpandHole", _KH, _kh.ExpandHole, (NEW_END, FRAMES, POSITION), internal=True),
+    Operation("ExpandNewHole", _KH, _kh.ExpandNewHole, (NEW_END, FRAMES, POSITION),
+              internal=True),
+    Operation("ShrinkHole", _KH, _kh.ShrinkHole, (NEW_END, POSITION), internal=True),
+    Operation("DropHole", _KH, _kh.DropHole, (NEW_END,), internal=True),
+)
+
+
+# -- the memory pool (spec/memory_pool.py) ----------------------------------------
+
+_MP = "memory_pool"
+
+POOL_OPERATIONS = (
+    Operation("Create", _MP, memory_pool.Create,
+              (("arena", WORD), ("stride", WORD), ("max_blocks", WORD))),
+    Operation("AllocBlock", _MP, memory_pool.AllocBlock, ()),
+    Operation("FreeBlock", _MP, memory_pool.FreeBlock, (("block_addr", WORD), ("block", WORD))),
+    Operation("Destroy", _MP, memory_pool.Destroy, ()),
+)
+
+
+# -- the memory subsystem and the unified interface (spec/memory_subsystem.py) -----
+
+_MS = "memory_subsystem"
+_ms = memory_subsystem
+FRAME_KIND = (("frame", ADDR), ("kind", ADDR))
+_TAKE, _GIVE = ("TakeFrame",), ("ReleaseFrame",)
+
+SYSTEM_OPERATIONS = (
+    Operation("InitializeMemorySubsystem", _MS, _ms.InitializeMemorySubsystem,
+              (("nframes", ADDR), ("reserved_end", ADDR))),
+    Operation("TakeFrame", _MS, _ms.TakeFrame, FRAME_KIND, internal=True),
+    Operation("ReleaseFrame", _MS, _ms.ReleaseFrame, FRAME_KIND, internal=True),
+    *(Operation(name, _MS, _ms.TakeFrame, (), parts=_TAKE) for name in (
+        "CreateKernelPageDirectory", "CreateKernelHeap", "AllocateKernelStack",
+        "AllocateMemory", "AllocateAlignedMemory", "GetFreePage")),
+    # a frame the caller holds (RequestFrame) changes hands: released, then taken
+    Operation("MapPage", _MS, _ms.TakeFrame, (), parts=(*_GIVE, *_TAKE)),
+    *(Operation(name, _MS, _ms.ReleaseFrame, (), parts=_GIVE) for name in (
+        "FreeKernelStack", "FreeMemory", "ReleasePage", "UnmapPage")),
+)

@@ -188,3 +188,186 @@ def frame_number(address: Ref) -> Ref:
 
 def page_aligned(address: Ref) -> Ref:
     return z3.Extract(11, 0, address) == 0
+
+
+# -- the kernel heap (seed section 3) ------------------------------------------
+
+#: The heap's addresses, sizes and index positions are integers (bounded to
+#: 32 bits by HEAP-5): the heap's arithmetic is linear, and z3 decides linear
+#: integer orderings in milliseconds where the same bit-vector queries
+#: (sums and comparisons of 32-bit words) took seconds to minutes.
+ADDR = z3.IntSort()
+PAGE = z3.IntSort()  # a virtual page number (address // 4096)
+
+
+@dataclass(frozen=True)
+class HeapState:
+    """A KernelHeap: its range, its blocks as their headers and footers say,
+    its hole index, and the PTEs of its virtual pages in its directory.
+
+    ``size``, ``hole``, ``magic``, ``fmagic`` and ``back`` are what the header
+    (magic, is_hole, size) and the footer (magic, header pointer) of the block
+    at each header address hold in memory: the abstraction reads them from the
+    modelled bytes, so a stale footer or a damaged header is a state that
+    breaks HEAP-2. ``key``, ``pos`` and ``owner_of`` are ghosts: the size
+    at each index position (HEAP-1 orders the keys, HEAP-3 ties them to the
+    holes' sizes), the index position of a hole, the header of the block
+    containing an address.
+    """
+
+    created: Ref  # Bool
+    start: Ref  # ADDR: start_address
+    end: Ref  # ADDR: end_address
+    max: Ref  # ADDR: max_address
+    data_start: Ref  # ADDR: the first block's header (after the index array)
+    floor: Ref  # ADDR: the length the heap never contracts below
+    capacity: Ref  # ADDR: entries the index can hold
+    supervisor: Ref  # Bool
+    readonly: Ref  # Bool
+    block: Ref  # ADDR -> Bool: a block header starts here
+    size: Ref  # ADDR -> ADDR: the header's size (header + payload + footer)
+    hole: Ref  # ADDR -> Bool: the header's is_hole flag
+    aligned: Ref  # ADDR -> Bool: allocated with page_align
+    magic: Ref  # ADDR -> ADDR: the header's magic
+    fmagic: Ref  # ADDR -> ADDR: the footer's magic
+    back: Ref  # ADDR -> ADDR: the footer's header pointer
+    index: Ref  # ADDR -> ADDR: position -> hole header
+    count: Ref  # ADDR: entries in the index
+    pte: Ref  # PAGE -> ENTRY: the heap directory's PTE for each virtual page
+    # ghost witnesses
+    key: Ref  # ADDR -> ADDR: the size of the hole at each index position
+    pos: Ref  # ADDR -> ADDR: the index position of each hole
+    owner_of: Ref  # ADDR -> ADDR: the header of the block containing each address
+
+    def but(self, **changes: Ref) -> HeapState:
+        return dataclasses.replace(self, **changes)
+
+
+HEAP_GHOST_FIELDS = ("key", "pos", "owner_of")
+
+_WORD_MAP = lambda: z3.ArraySort(WORD, WORD)  # noqa: E731
+_HEAP_SORTS: dict[str, Callable[[], Ref]] = {
+    **{name: z3.BoolSort for name in ("created", "supervisor", "readonly")},
+    **{name: (lambda: ADDR) for name in ("start", "end", "max", "data_start", "floor",
+                                         "capacity", "count")},
+    **{name: (lambda: z3.ArraySort(ADDR, z3.BoolSort())) for name in ("block", "hole",
+                                                                       "aligned")},
+    **{name: (lambda: z3.ArraySort(ADDR, ADDR)) for name in (
+        "size", "magic", "fmagic", "back", "index", "key", "pos", "owner_of")},
+    "pte": lambda: z3.ArraySort(PAGE, ENTRY),
+}
+
+
+def symbolic_heap(prefix: str = "h") -> HeapState:
+    """A heap state whose every field is a fresh z3 constant."""
+    tag = next(_fresh)
+    fields = {f.name: z3.Const(f"{prefix}{tag}.{f.name}", _HEAP_SORTS[f.name]())
+              for f in dataclasses.fields(HeapState)}
+    return HeapState(**fields)
+
+
+def ite_heap(cond: Ref, then: HeapState, other: HeapState) -> HeapState:
+    return HeapState(**{f.name: _ite_field(cond, getattr(then, f.name), getattr(other, f.name))
+                        for f in dataclasses.fields(HeapState)})
+
+
+# -- the memory pool (seed section 3) -------------------------------------------
+
+@dataclass(frozen=True)
+class PoolState:
+    """A MemoryPool: its arena, which carved blocks are live, and its free list.
+
+    Blocks are named by their index in the arena (address = arena + index *
+    stride). The free list is a stack: ``free[fcount - 1]`` is the head the
+    next AllocBlock pops (the model threads it through the free blocks'
+    first words; the abstraction reads it from memory). ``fpos`` (the stack
+    position of each free block) and ``lrank``/``lunrank`` (an enumeration
+    of the live blocks, which counts them as FRM-2 counts frames) are ghosts.
+    """
+
+    created: Ref  # Bool
+    arena: Ref  # WORD: the payload address of the arena
+    stride: Ref  # WORD: block_size rounded up to a word
+    max_blocks: Ref  # WORD
+    current: Ref  # WORD: current_blocks, the blocks carved so far
+    live: Ref  # WORD -> Bool: carved block allocated
+    free: Ref  # WORD -> WORD: stack position -> block index
+    fcount: Ref  # WORD: blocks on the free list
+    nlive: Ref  # WORD: blocks allocated (current_blocks minus the free list)
+    # ghost witnesses
+    fpos: Ref  # WORD -> WORD: the stack position of each free block
+    lrank: Ref  # WORD -> WORD: position of a live block in an enumeration of them
+    lunrank: Ref  # WORD -> WORD: the enumeration of the live blocks
+
+    def but(self, **changes: Ref) -> PoolState:
+        return dataclasses.replace(self, **changes)
+
+
+POOL_GHOST_FIELDS = ("fpos", "lrank", "lunrank")
+SYSTEM_GHOST_FIELDS = ("rank", "unrank")
+_POOL_SORTS: dict[str, Callable[[], Ref]] = {
+    "created": z3.BoolSort, "live": lambda: z3.ArraySort(WORD, z3.BoolSort()),
+    **{name: (lambda: WORD) for name in ("arena", "stride", "max_blocks", "current",
+                                         "fcount", "nlive")},
+    **{name: _WORD_MAP for name in ("free", "fpos", "lrank", "lunrank")},
+}
+
+
+def symbolic_pool(prefix: str = "p") -> PoolState:
+    tag = next(_fresh)
+    return PoolState(**{f.name: z3.Const(f"{prefix}{tag}.{f.name}", _POOL_SORTS[f.name]())
+                        for f in dataclasses.fields(PoolState)})
+
+
+def ite_pool(cond: Ref, then: PoolState, other: PoolState) -> PoolState:
+    return PoolState(**{f.name: _ite_field(cond, getattr(then, f.name), getattr(other, f.name))
+                        for f in dataclasses.fields(PoolState)})
+
+
+# -- the memory subsystem (seed section 9) ---------------------------------------
+
+@dataclass(frozen=True)
+class SystemState:
+    """The subsystem's frames: which are used and which manager owns each.
+
+    ``owner`` names the owner kind (spec.memory_subsystem.OWNER_KINDS: the
+    claim MemorySubsystem.frame_owners() reports for the frame, NONE when no
+    manager claims it); ``total``, ``used_count`` and ``free_count`` are what
+    GetTotalMemory, GetUsedMemory and GetAvailableMemory report, in frames.
+    Integers, as the heap's state.
+    """
+
+    booted: Ref  # Bool: InitializeMemorySubsystem has run
+    nframes: Ref  # ADDR
+    low_end: Ref  # ADDR: the frames of the first MB (real mode, DOS, BIOS)
+    used: Ref  # ADDR -> Bool: the PageManager's bit per frame
+    owner: Ref  # ADDR -> ADDR: the owner kind of each frame
+    total: Ref  # ADDR
+    used_count: Ref  # ADDR
+    free_count: Ref  # ADDR
+    # ghost witnesses: an enumeration of the used frames (counts them, as FRM-2)
+    rank: Ref  # ADDR -> ADDR
+    unrank: Ref  # ADDR -> ADDR
+
+    def but(self, **changes: Ref) -> SystemState:
+        return dataclasses.replace(self, **changes)
+
+
+_SYSTEM_SORTS: dict[str, Callable[[], Ref]] = {
+    "booted": z3.BoolSort, "used": lambda: z3.ArraySort(ADDR, z3.BoolSort()),
+    **{name: (lambda: z3.ArraySort(ADDR, ADDR)) for name in ("owner", "rank", "unrank")},
+    **{name: (lambda: ADDR) for name in ("nframes", "low_end", "total", "used_count",
+                                         "free_count")},
+}
+
+
+def symbolic_system(prefix: str = "y") -> SystemState:
+    tag = next(_fresh)
+    return SystemState(**{f.name: z3.Const(f"{prefix}{tag}.{f.name}", _SYSTEM_SORTS[f.name]())
+                          for f in dataclasses.fields(SystemState)})
+
+
+def ite_system(cond: Ref, then: SystemState, other: SystemState) -> SystemState:
+    return SystemState(**{f.name: _ite_field(cond, getattr(then, f.name),
+                                             getattr(other, f.name))
+                          for f in dataclasses.fields(SystemState)})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import z3
 
@@ -20,14 +21,17 @@ from model.errors import ErrorCode
 from spec.state import WORD, Ref, State, bv, ite
 
 Translation = Callable[[Ref, Ref, Ref], tuple[Ref, Ref]]
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
-class Step:
+class Transition(Generic[S]):
+    """A transition of any layer's state (State, HeapState, PoolState)."""
+
     status: Ref
-    post: State
+    post: S
     #: The successor when the call succeeds (``post`` is If(ok, changed, pre)).
-    changed: State
+    changed: S
     result: Ref | None = None
     assume: Ref = field(default_factory=lambda: z3.BoolVal(True))
     #: The translation (mapped, frame) every surviving directory must have
@@ -38,6 +42,10 @@ class Step:
     @property
     def ok(self) -> Ref:
         return self.status == 0
+
+
+#: A transition of the physical and virtual memory state.
+Step = Transition[State]
 
 
 def status(*checks: tuple[Ref, ErrorCode]) -> Ref:
@@ -52,12 +60,19 @@ def step(pre: State, code: Ref, post: State, result: Ref | None = None,
          failure: Ref | None = None, assume: Ref | None = None,
          translation: Translation | None = None) -> Step:
     """A Step whose successor is ``post`` on success and ``pre`` otherwise."""
+    return guarded(pre, code, post, ite, result, failure, assume, translation)
+
+
+def guarded(pre: S, code: Ref, post: S, choose: Callable[[Ref, S, S], S],
+            result: Ref | None = None, failure: Ref | None = None,
+            assume: Ref | None = None, translation: Translation | None = None) -> Transition[S]:
+    """``step`` for any state type; ``choose`` is its field-wise If."""
     ok = z3.simplify(code == 0)
     if z3.is_true(ok):
-        return Step(code, post, post, result,
+        return Transition(code, post, post, result,
                     z3.BoolVal(True) if assume is None else assume, translation)
     value = None if result is None else (result if failure is None
                                          else z3.If(ok, result, failure))
-    return Step(code, ite(ok, post, pre), post, value,
+    return Transition(code, choose(ok, post, pre), post, value,
                 z3.BoolVal(True) if assume is None else z3.Implies(ok, assume),
                 translation)
