@@ -1,0 +1,704 @@
+"""Refinement of the KernelHeap spec by the model, checked on every step of hypothesis runs.
+
+A :class:`~hypothesis.stateful.RuleBasedStateMachine` drives one small
+KernelHeap (``make_heap``: [START, END) of [START, MAX), 16 index entries, so
+that allocations expand it and frees contract it) with Alloc, Free (live
+pointers; freed, foreign and misaligned ones), Expand, Contract,
+FindSmallestHole and payload writes through the VMM. After every step
+:class:`HeapHarness` checks
+
+1. every invariant of ``spec.kernel_heap.INVARIANTS`` on the abstraction, one
+   z3 query of its negation each (sat: violated, named by its id; unknown: a
+   failure), the verdict cached per tuple of the terms of the fields it reads
+   (z3 hash-conses terms: an unchanged field is the same term);
+2. a successful call against the spec's composite of steps (the docstring of
+   spec/kernel_heap.py), the implementation's choices read from the pre and
+   post snapshots: the hole taken, the new end, the frames mapped (the post
+   PTEs), and the index position of each new hole, computed from the
+   intermediate state (before the first entry, its own old entry left out,
+   whose key is >= its size). Every step must be ``ok`` with its ``assume``
+   true, and the composite's final state must equal the post abstraction on
+   the real fields, decided by z3: ``block``, ``pte`` and the scalars as
+   values (Not(a == b) unsat), the other header maps at every header
+   (ForAll a: block[a] -> equal; ``block`` equal makes these the headers of
+   either state), ``index`` at every position below count. Else
+   ``transition``;
+3. a failed call (``last_error`` not ERROR_SUCCESS) returns the failure value
+   (else ``transition``) and changes neither the snapshot nor the
+   PageManager's free count (``unchanged``);
+4. every byte written into a live payload reads back intact (``contents``).
+
+Costs (CPU on the 2-core development machine, with a z3 run beside it): an
+invariant query 3-40 ms (HEAP-2 the slowest; about two thirds are answered
+from the cache), a transition 10-40 ms; quick (10 examples x 20 steps,
+derandomized, swarm testing off) 6-8 s; full (100 x 40, random, swarm
+testing on) 80-90 s. Each broken model of HEAP_MODEL_VARIANTS is
+caught within 20 quick examples (5-12 in practice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple
+from unittest import mock
+
+import z3
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from model.errors import ErrorCode
+from model.heap_layout import FOOTER_SIZE, HEADER_SIZE, MIN_BLOCK, aligned_header, fits
+from model.kernel_heap import KernelHeap, footer_bytes
+from model.page_manager import PageManager
+from model.virtual_memory import VirtualMemoryManager
+from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, align_up
+from proofs.heap_abstraction import HeapSnapshot, heap_snapshot, to_heap_state
+from proofs.obligation import Kind, Obligation, Verdict
+from proofs.paging_machine import (
+    CheckError,
+    SolverUnknownError,
+    _every_rule_enabled,
+    shrink_limit,
+)
+from spec import kernel_heap as kh
+from spec.state import ADDR, FRAME, HEAP_GHOST_FIELDS, PAGE, HeapState, Ref, bv, symbolic_heap
+
+SUCCESS = ErrorCode.ERROR_SUCCESS
+TRANSITION, CONTENTS, UNCHANGED = "transition", "contents", "unchanged"
+#: The heap every example drives: 4 pages of 0x20000, an index of 16 entries.
+START, END, MAX = 0xC0000000, 0xC0002000, 0xC0020000
+INDEX_SIZE, MIN_SIZE = 16, 0x1000
+#: Hypothesis budget per profile: (max_examples, stateful_step_count).
+BUDGETS = {"quick": (10, 20), "full": (100, 40)}
+SHRINK_SECONDS = {"quick": 20.0, "full": 60.0}
+QUERY_TIMEOUT_MS = 60_000
+#: What each call returns when it fails.
+FAILURE: dict[str, object] = {"Alloc": 0, "Free": False, "Expand": False, "Contract": 0,
+                              "FindSmallestHole": -1}
+_FIELDS = tuple(f.name for f in dataclasses.fields(HeapState))
+REAL_FIELDS = tuple(name for name in _FIELDS if name not in HEAP_GHOST_FIELDS)
+#: Header maps compared at the headers; the index at its positions.
+_AT_HEADERS = ("size", "hole", "aligned", "magic", "fmagic", "back")
+#: The index position argument of a step, before it is computed.
+_Q = z3.Const("heap_machine.q", ADDR)
+
+
+def lit(value: int, sort: Ref = ADDR) -> Ref:
+    """A literal of the heap's address (or page) sort: an integer, or a bit-vector."""
+    if sort == z3.IntSort():
+        return z3.IntVal(value)
+    return bv(value % (1 << sort.size()), sort)
+
+
+def _solve(formula: Ref) -> z3.CheckSatResult:
+    solver = z3.Solver()
+    solver.set("timeout", QUERY_TIMEOUT_MS)
+    solver.add(formula)
+    return solver.check()
+
+
+def decide(claim: Ref, what: str) -> bool:
+    """Whether a closed claim holds: simplified, else z3 refutes its negation."""
+    simple = z3.simplify(claim)
+    if z3.is_true(simple) or z3.is_false(simple):
+        return z3.is_true(simple) is True
+    result = _solve(z3.Not(claim))
+    if result == z3.unknown:
+        raise SolverUnknownError(f"z3 could not decide {what}: {claim}", [what])
+    return bool(result == z3.unsat)
+
+
+def value(term: Ref) -> Any:
+    """The int or bool a closed term denotes."""
+    simple = z3.simplify(term)
+    numeral = z3.is_bv_value(simple) or z3.is_int_value(simple)
+    if not (numeral or z3.is_true(simple) or z3.is_false(simple)):
+        solver = z3.Solver()
+        solver.check()
+        simple = solver.model().eval(term, model_completion=True)
+        numeral = z3.is_bv_value(simple) or z3.is_int_value(simple)
+    return simple.as_long() if numeral else z3.is_true(simple)
+
+
+# -- invariants ----------------------------------------------------------------
+
+def _fields_read(formula: Ref, sym: HeapState) -> tuple[str, ...]:
+    names = {getattr(sym, name).get_id(): name for name in _FIELDS}
+    seen: set[int] = set()
+    stack = [formula]
+    while stack:
+        term = stack.pop()
+        if term.get_id() not in seen:
+            seen.add(term.get_id())
+            stack.extend([term.body()] if z3.is_quantifier(term)
+                         else term.children() if z3.is_app(term) else [])
+    return tuple(name for ident, name in names.items() if ident in seen)
+
+
+class Invariants:
+    """HEAP-1..6 on concrete states, one query each, cached per field terms."""
+
+    def __init__(self) -> None:
+        self.compiled: list[tuple[str, tuple[str, ...], HeapState, Ref]] = []
+        for ident, holds in kh.INVARIANTS.items():
+            sym = symbolic_heap("inv")
+            formula = holds(sym)
+            self.compiled.append((ident, _fields_read(formula, sym), sym, z3.Not(formula)))
+        self.cache: dict[tuple[str, tuple[int, ...]], tuple[Ref, ...]] = {}
+        self.queries = self.hits = 0
+
+    def violated(self, state: HeapState) -> list[str]:
+        refuted = []
+        for ident, fields, sym, negation in self.compiled:
+            terms = tuple(getattr(state, name) for name in fields)
+            key = (ident, tuple(t.get_id() for t in terms))
+            if key in self.cache:
+                self.hits += 1
+                continue
+            self.queries += 1
+            result = _solve(z3.substitute(negation, *[(getattr(sym, n), t)
+                                                      for n, t in zip(fields, terms, strict=True)]))
+            if result == z3.unknown:
+                raise SolverUnknownError(f"z3 could not decide {ident}", [ident])
+            if result == z3.sat:
+                refuted.append(ident)
+            else:
+                self.cache[key] = terms  # keeps the terms (and so their ids) alive
+        return refuted
+
+
+# -- the harness ---------------------------------------------------------------
+
+def make_heap() -> KernelHeap:
+    pm = PageManager()
+    assert pm.InitializePhysicalMemory(0x100000, 0x800000)
+    vmm = VirtualMemoryManager(pm)
+    assert vmm.InitializePaging()
+    heap = KernelHeap(vmm)
+    assert heap.Create(START, END, MAX, True, False, index_size=INDEX_SIZE,
+                       min_size=MIN_SIZE) is heap
+    return heap
+
+
+class HeapHarness:
+    """One heap, its last snapshot and abstraction, and what was written into it."""
+
+    def __init__(self, checker: Invariants, outcomes: Counter[str] | None = None) -> None:
+        self.heap = make_heap()
+        self.outcomes: Counter[str] = Counter() if outcomes is None else outcomes
+        self.pm = self.heap.vmm.pageman
+        self.checker = checker
+        self.live: dict[int, int] = {}  # payload -> requested size
+        self.written: dict[int, dict[int, int]] = {}  # payload -> {address: byte}
+        self.freed: list[int] = []
+        self.trace: list[str] = []
+        self.snap = heap_snapshot(self.heap)
+        self.state = to_heap_state(self.snap)
+        self.check_invariants("Create")
+
+    # -- the checks ------------------------------------------------------------
+
+    def _observe(self) -> None:
+        """Snapshot the heap; abstract it anew only when the snapshot changed."""
+        snap = heap_snapshot(self.heap)
+        if snap != self.snap:
+            self.snap, self.state = snap, to_heap_state(snap)
+
+    def check_invariants(self, where: str) -> None:
+        broken = self.checker.violated(self.state)
+        if broken:
+            raise CheckError(f"{where} breaks {', '.join(broken)}", broken)
+
+    def check_contents(self, where: str) -> None:
+        for p, record in self.written.items():
+            if not record:
+                continue
+            low = min(record)
+            data = self.heap.vmm.ReadVirtualMemory(self.heap.directory, low,  # type: ignore[arg-type]
+                                                  max(record) + 1 - low, False)
+            lost = [a for a, byte in record.items()
+                    if not isinstance(data, bytes) or data[a - low] != byte]
+            if lost:
+                raise CheckError(f"after {where}: bytes written at {[hex(a) for a in lost[:4]]} "
+                                 f"(block {p:#x}) read back {data!r:.60}", [CONTENTS])
+
+    def call(self, name: str, *args: Any) -> Any:
+        """Call the model, then check invariants, the transition and contents."""
+        # Fresh: the harness's own reads and writes set A and D bits in the PTEs.
+        pre_snap, free = heap_snapshot(self.heap), self.pm.free_count()
+        pre = self.state if pre_snap == self.snap else to_heap_state(pre_snap)
+        result = getattr(self.heap, name)(*args)
+        code = self.heap.last_error
+        self.outcomes[f"{name} {code.name.removeprefix('ERROR_')}"] += 1
+        self._observe()
+        where = f"{name}{args!r} -> {result!r} ({code.name})"
+        self.check_invariants(where)
+        if code != SUCCESS:
+            if result != FAILURE[name] or type(result) is not type(FAILURE[name]):
+                raise CheckError(f"{where}: a failure must return {FAILURE[name]!r}", [TRANSITION])
+            if self.snap != pre_snap or self.pm.free_count() != free:
+                raise CheckError(f"failed call {where} changed the heap or the free frames "
+                                 f"({free} -> {self.pm.free_count()})", [UNCHANGED])
+        else:
+            self.trace = []
+            expected = getattr(self, f"_{name}")(pre, pre_snap, args, result, where)
+            self._compare(where, expected)
+            self._record(name, args, result)
+        self.check_contents(where)
+        return result
+
+    def _compare(self, where: str, spec: HeapState) -> None:
+        """One query: the real fields equal (``block`` and ``pte`` as arrays, the
+        other header maps at every header, ``index`` below count); when it
+        fails, one query per field names the ones that differ."""
+        post = self.state
+        a = z3.Const("a", ADDR)
+        claims = {}
+        for name in REAL_FIELDS:
+            mine, theirs = getattr(spec, name), getattr(post, name)
+            if name in _AT_HEADERS:
+                claims[name] = z3.ForAll([a], z3.Implies(post.block[a], mine[a] == theirs[a]))
+            elif name == "index":
+                claims[name] = z3.ForAll([a], z3.Implies(z3.And(0 <= a, a < post.count),
+                                                         mine[a] == theirs[a]))
+            else:
+                claims[name] = mine == theirs
+        if decide(z3.And(list(claims.values())), TRANSITION):
+            return
+        wrong = [name for name, claim in claims.items() if not decide(claim, TRANSITION)]
+        raise CheckError(f"{where}: the model's state differs from the spec's "
+                         f"{'; '.join(self.trace) or 'unchanged state'} on {wrong}",
+                         [TRANSITION])
+
+    def _fail(self, where: str, why: str) -> CheckError:
+        return CheckError(f"{where}: {why} (steps {'; '.join(self.trace)})", [TRANSITION])
+
+    # -- micro-steps -------------------------------------------------------------
+
+    def _step(self, s: HeapState, fn: Callable[..., kh.HeapStep], where: str,
+              hole: int | None = None, **args: Any) -> HeapState:
+        """Apply one spec step. With ``hole``, the step takes the new hole's index
+        position q: built once with q a variable (the hole's size does not depend
+        on it), then q is computed from s (before the first entry, its own old
+        entry left out, whose key is >= the size) and substituted."""
+        terms = {k: (z3.BoolVal(v) if isinstance(v, bool) else lit(v) if isinstance(v, int)
+                     else v) for k, v in args.items()}
+        shown = {k: (hex(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+                 for k, v in args.items() if k != "frames"}
+        if hole is None:
+            t = fn(s, **terms)
+            changed, assume = t.changed, t.assume
+        else:
+            t = fn(s, **terms, q=_Q)
+            size = value(t.changed.size[lit(hole)])
+            keys = [value(s.key[lit(i)]) for i in range(value(s.count))
+                    if value(s.index[lit(i)]) != hole]
+            position = next((i for i, k in enumerate(keys) if k >= size), len(keys))
+            shown["q"] = position
+            q = (_Q, lit(position))
+            changed = HeapState(**{name: z3.substitute(getattr(t.changed, name), q)
+                                   for name in _FIELDS})
+            assume = z3.substitute(t.assume, q)
+        self.trace.append(f"{fn.__name__}({', '.join(f'{k}={v}' for k, v in shown.items())})")
+        if not value(t.ok):
+            raise self._fail(where, f"the spec refuses {self.trace[-1]}")
+        if not decide(assume, TRANSITION):
+            raise self._fail(where, f"the assume of {self.trace[-1]} is false")
+        return changed
+
+    def _grow(self, s: HeapState, pre_snap: HeapSnapshot, where: str) -> HeapState:
+        new_end = self.snap.end
+        if new_end <= pre_snap.end:
+            return s
+        frames = z3.K(PAGE, bv(0, FRAME))
+        for page, pte in self.snap.ptes:
+            if pre_snap.end >> PAGE_SHIFT <= page < new_end >> PAGE_SHIFT:
+                frames = z3.Store(frames, lit(page, PAGE), bv(pte >> PAGE_SHIFT, FRAME))
+        tail = value(kh.last_block(s))
+        if value(s.hole[lit(tail)]):
+            return self._step(s, kh.ExpandHole, where, tail, new_end=new_end, frames=frames)
+        return self._step(s, kh.ExpandNewHole, where, pre_snap.end, new_end=new_end,
+                          frames=frames)
+
+    def _shrink(self, s: HeapState, where: str) -> HeapState:
+        new_end = self.snap.end
+        if new_end >= value(s.end):
+            return s
+        tail = value(kh.last_block(s))
+        if tail == new_end:
+            return self._step(s, kh.DropHole, where, new_end=new_end)
+        return self._step(s, kh.ShrinkHole, where, tail, new_end=new_end)
+
+    # -- the composites --------------------------------------------------------------
+
+    def _Alloc(self, pre: HeapState, pre_snap: HeapSnapshot, args: tuple[Any, ...],
+               p: int, where: str) -> HeapState:
+        size, page_align = args
+        x = p - HEADER_SIZE
+        s = self._grow(pre, pre_snap, where)
+        candidates = [b.header for b in pre_snap.blocks if b.hole] + [pre_snap.end]
+        h = next((c for c in candidates if value(kh.a_hole(s, lit(c)))
+                  and c <= x < c + value(s.size[lit(c)])), x)
+        s = self._step(s, kh.Take, where, h=h, page_align=page_align and x == h)
+        if x != h:
+            s = self._step(s, kh.CarveHead, where, h, h=h, x=x)
+        block = next((b.size for b in self.snap.blocks if b.header == x), None)
+        if block != value(s.size[lit(x)]):
+            s = self._step(s, kh.CarveTail, where, x + size + MIN_BLOCK, h=x,
+                           size=size + MIN_BLOCK)
+        return s
+
+    def _Free(self, pre: HeapState, pre_snap: HeapSnapshot, args: tuple[Any, ...],
+              result: bool, where: str) -> HeapState:
+        h = args[0] - HEADER_SIZE
+        s = pre
+        if value(kh.right_is_hole(s, lit(h))):
+            s = self._step(s, kh.AbsorbRight, where, h=h)
+        if value(kh.left_is_hole(s, lit(h))):
+            s = self._step(s, kh.AbsorbLeft, where, value(s.owner_of[lit(h - 1)]), h=h)
+        else:
+            s = self._step(s, kh.Release, where, h, h=h)
+        return self._shrink(s, where)
+
+    def _Expand(self, pre: HeapState, pre_snap: HeapSnapshot, args: tuple[Any, ...],
+                result: bool, where: str) -> HeapState:
+        if result is not True:
+            raise self._fail(where, "a successful Expand returns True")
+        return self._grow(pre, pre_snap, where)
+
+    def _Contract(self, pre: HeapState, pre_snap: HeapSnapshot, args: tuple[Any, ...],
+                  result: int, where: str) -> HeapState:
+        if result != self.snap.end - self.snap.start:
+            raise self._fail(where, "Contract returns the heap's new length")
+        return self._shrink(pre, where)
+
+    def _FindSmallestHole(self, pre: HeapState, pre_snap: HeapSnapshot,
+                          args: tuple[Any, ...], result: int, where: str) -> HeapState:
+        size, page_align = args
+        x = 0
+        if 0 <= result < len(pre_snap.index):
+            hole = pre_snap.index[result][1]
+            x = aligned_header(hole) if page_align else hole
+        t = kh.FindSmallestHole(pre, lit(size), z3.BoolVal(page_align), lit(result), lit(x))
+        self.trace.append(f"FindSmallestHole(result={result}, x={x:#x})")
+        if not (value(t.ok) and decide(t.assume, TRANSITION)):
+            raise self._fail(where, "the spec does not allow this answer")
+        return pre
+
+    # -- what the rules do ------------------------------------------------------------
+
+    def _record(self, name: str, args: tuple[Any, ...], result: Any) -> None:
+        """What a successful Alloc or Free changes in the harness's records."""
+        if name == "Alloc":
+            self.live[result], self.written[result] = args[0], {}
+        elif name == "Free":
+            del self.live[args[0]], self.written[args[0]]
+            self.freed.append(args[0])
+
+    def write(self, p: int, offset: int, data: bytes) -> None:
+        """Write into p's payload (clipped to it) through the VMM, as a caller does."""
+        size = self.live[p]
+        if size == 0:
+            return
+        offset %= size
+        data = data[:size - offset]
+        where = f"WriteVirtualMemory({p + offset:#x}, {data!r})"
+        done = self.heap.vmm.WriteVirtualMemory(self.heap.directory,  # type: ignore[arg-type]
+                                                p + offset, data, False)
+        if done is not True:
+            raise CheckError(f"{where} into a live payload failed: {done!r}", [CONTENTS])
+        self.written[p].update({p + offset + i: byte for i, byte in enumerate(data)})
+        self._observe()
+        self.check_invariants(where)
+        self.check_contents(where)
+
+    def pointer(self, how: str, pick: int) -> int:
+        """A pointer to free: live, freed before, foreign or misaligned."""
+        live = sorted(self.live)
+        if how == "live" and live:
+            return live[pick % len(live)]
+        if how == "double" and self.freed:
+            return self.freed[pick % len(self.freed)]
+        if how == "misaligned" and live:
+            return live[pick % len(live)] + (1, 2, 4, -1, -4)[pick % 5]
+        holes = [b.header + HEADER_SIZE for b in self.snap.blocks if b.hole]
+        foreign = [0, START, self.snap.data_start + pick % 0x3000, MAX + HEADER_SIZE, *holes]
+        return foreign[pick % len(foreign)]
+
+
+# -- the machine ----------------------------------------------------------------
+
+_SIZES = st.one_of(st.integers(0, 40), st.integers(41, 0x1000), st.integers(0x1000, 0x9000),
+                   st.sampled_from((0x1C000, 0xFFFFFFEB, 0xFFFFFFEC, -1)))
+
+
+class HeapMachine(RuleBasedStateMachine):
+    """The rules; each call's checks are HeapHarness.call's."""
+
+    examples = 0
+    checker: Invariants
+    outcomes: Counter[str]
+    #: Hypothesis' swarm testing (a random subset of the rules disabled in each
+    #: example): on in the full profile; off in the quick one, where it makes
+    #: 10 examples a lottery.
+    swarm = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        if not self.swarm:
+            _every_rule_enabled(self)
+
+    @initialize()
+    def create(self) -> None:
+        type(self).examples += 1
+        self.h = HeapHarness(self.checker, self.outcomes)
+
+    @rule(size=_SIZES, page_align=st.booleans())
+    def alloc(self, size: int, page_align: bool) -> None:
+        self.h.call("Alloc", size, page_align)
+
+    @rule(size=st.integers(0, 64))
+    def alloc_small(self, size: int) -> None:
+        """Small blocks, twice as often: neighbours for Free to unify."""
+        self.h.call("Alloc", size, False)
+
+    @precondition(lambda self: self.h.live)
+    @rule(picks=st.lists(st.integers(0, 1 << 16), min_size=1, max_size=3))
+    def free(self, picks: list[int]) -> None:
+        """Free up to three live blocks (as many frees as allocations)."""
+        for pick in picks:
+            if self.h.live:
+                self.h.call("Free", self.h.pointer("live", pick))
+
+    @rule(how=st.sampled_from(("double", "foreign", "misaligned")), pick=st.integers(0, 1 << 16))
+    def free_invalid(self, how: str, pick: int) -> None:
+        """A pointer freed before (perhaps allocated again since), not a payload, or
+        a live one moved a few bytes."""
+        self.h.call("Free", self.h.pointer(how, pick))
+
+    @rule(delta=st.one_of(st.integers(-0x2000, 0x1E000), st.sampled_from((0, 1, 0x20000))))
+    def expand(self, delta: int) -> None:
+        """Expand to the length plus delta: page multiples or not, below the
+        length, past max."""
+        self.h.call("Expand", self.h.snap.end - START + delta)
+
+    @rule(cut=st.one_of(st.integers(0, 0x3000), st.sampled_from((-1, 0x7FFFFFFF))))
+    def contract(self, cut: int) -> None:
+        """Contract to the length minus cut (above the length, or negative, too)."""
+        self.h.call("Contract", self.h.snap.end - START - cut)
+
+    @rule(size=_SIZES, page_align=st.booleans())
+    def find_smallest_hole(self, size: int, page_align: bool) -> None:
+        self.h.call("FindSmallestHole", size, page_align)
+
+    @rule(pick=st.integers(0, 1 << 16), offset=st.integers(0, 1 << 16),
+          data=st.binary(min_size=1, max_size=16))
+    def write(self, pick: int, offset: int, data: bytes) -> None:
+        live = sorted(self.h.live)
+        if live:
+            self.h.write(live[pick % len(live)], offset, data)
+
+
+# -- broken models ----------------------------------------------------------------
+
+_ALLOC, _FREE, _EXPAND, _CONTRACT, _FIND = (
+    KernelHeap.Alloc, KernelHeap.Free, KernelHeap.Expand, KernelHeap.Contract, KernelHeap._find)
+
+
+def _header(p: object) -> int:
+    return p - HEADER_SIZE if type(p) is int else -1
+
+
+def _hole_around(heap: KernelHeap, address: int) -> tuple[int, int] | None:
+    return next(((h, size) for size, h in heap.index if h <= address < h + size), None)
+
+
+def _free_unsorted(self: KernelHeap, p: int) -> bool:
+    """Free that appends the merged hole to the index instead of inserting it in order."""
+    freed = _FREE(self, p)
+    found = _hole_around(self, _header(p)) if freed else None
+    if found is not None and found[0] in self.index:
+        entry = self.index._keys[found[0]]
+        self.index._entries.remove(entry)
+        self.index._entries.append(entry)
+    return freed
+
+
+def _free_not_reinserted(self: KernelHeap, p: int) -> bool:
+    """Free that forgets to index the merged hole."""
+    header = _header(p)
+    freed = _FREE(self, p)
+    found = _hole_around(self, header) if freed else None
+    if found is not None:
+        self.index.remove(found[0])
+    return freed
+
+
+def _free_stale_footer(self: KernelHeap, p: int) -> bool:
+    """Free whose merged hole keeps a footer of an absorbed block (the tutorial)."""
+    header = _header(p)
+    block = self.allocated.get(header)
+    freed = _FREE(self, p)
+    found = _hole_around(self, header) if freed and block is not None else None
+    if block is not None and found is not None and found != (header, block.size):
+        hole, size = found
+        stale = header if hole != header else header + block.size
+        self._write(hole + size - FOOTER_SIZE, footer_bytes(stale))
+    return freed
+
+
+def _free_no_left_unify(self: KernelHeap, p: int) -> bool:
+    """Free that never unifies with the hole on its left: adjacent holes."""
+    header = _header(p)
+    left = self._ends.pop(header, None) if header in self.allocated else None
+    try:
+        return _FREE(self, p)
+    finally:
+        if left is not None:
+            self._ends[header] = left
+
+
+def _contract_into_live(self: KernelHeap, new_size: int) -> int:
+    """Contract to the requested length (rounded up to a page, never below the floor)
+    through whatever blocks are there (the tutorial's contract looks at none)."""
+    start, end = self.start_address, self.end_address
+    if self._usable() != SUCCESS or type(new_size) is not int or not 0 <= new_size <= end - start:
+        return _CONTRACT(self, new_size)
+    length = align_up(max(new_size, self.min_size))
+    for page in range(start + length, end, PAGE_SIZE):
+        self.vmm.UnmapVirtualAddress(self._dir(), page)
+    self.end_address = min(end, start + length)
+    return self._ok(self.end_address - start)
+
+
+def _contract_unaligned(self: KernelHeap, new_size: int) -> int:
+    """Contract that cuts the trailing hole to exactly new_size bytes (no page rounding)."""
+    start, end = self.start_address, self.end_address
+    if self._usable() != SUCCESS or type(new_size) is not int or not 0 <= new_size <= end - start:
+        return _CONTRACT(self, new_size)
+    tail = self._ends[end]
+    least = max(new_size, self.min_size, tail - start + MIN_BLOCK)
+    if tail not in self.index or least >= end - start:
+        return _CONTRACT(self, new_size)
+    self._cut(least)
+    return self._ok(least)
+
+
+def _expand_unaligned(self: KernelHeap, new_size: int) -> bool:
+    """Expand to exactly new_size bytes (no page rounding)."""
+    start = self.start_address
+    if (self._usable() != SUCCESS or type(new_size) is not int or new_size % PAGE_SIZE == 0
+            or not self.end_address - start < new_size <= self.max_address - start):
+        return _EXPAND(self, new_size)
+    code = self._growth_error(start + new_size)
+    if code != SUCCESS:
+        return self._fail(code, False)
+    self._grow(start + new_size)
+    return self._ok(True)
+
+
+def _alloc_ignoring_align(self: KernelHeap, size: int, page_align: bool = False) -> int:
+    """Alloc that records page_align but places the block as if it were False."""
+    p = _ALLOC(self, size, False)
+    if p and page_align is True:
+        header = p - HEADER_SIZE
+        self.allocated[header] = self.allocated[header]._replace(page_align=True)
+    return p
+
+
+def _find_second_fit(self: KernelHeap, size: int, page_align: bool) -> int:
+    """The hole search skipping the first hole that fits."""
+    first = _FIND(self, size, page_align)
+    later = (i for i, (hole_size, hole) in enumerate(self.index)
+             if i > first >= 0 and fits(hole, hole_size, size, page_align))
+    return next(later, -1)
+
+
+class HeapVariant(NamedTuple):
+    """A broken model: its name, the id it must be caught as, its patches."""
+
+    name: str
+    catches: str
+    patches: Mapping[str, object]
+
+
+HEAP_MODEL_VARIANTS = (
+    HeapVariant("free_unsorted", "HEAP-1", {"Free": _free_unsorted}),
+    HeapVariant("free_not_reinserted", "HEAP-3", {"Free": _free_not_reinserted}),
+    HeapVariant("free_stale_footer", "HEAP-2", {"Free": _free_stale_footer}),
+    HeapVariant("free_no_left_unify", "HEAP-4", {"Free": _free_no_left_unify}),
+    HeapVariant("contract_into_live", "HEAP-2", {"Contract": _contract_into_live}),
+    HeapVariant("contract_unaligned", "HEAP-5", {"Contract": _contract_unaligned}),
+    HeapVariant("expand_unaligned", "HEAP-5", {"Expand": _expand_unaligned}),
+    HeapVariant("alloc_ignoring_align", "HEAP-6", {"Alloc": _alloc_ignoring_align}),
+    HeapVariant("find_second_fit", TRANSITION, {"_find": _find_second_fit}),
+)
+
+
+# -- the runner ---------------------------------------------------------------------
+
+def run_heap_machine(profile: str, patches: Mapping[str, object] | None = None, *,
+                     max_examples: int | None = None, shrink: bool = True) -> Verdict:
+    """Run the machine, with KernelHeap methods replaced by ``patches`` (keys
+    "Free" or "KernelHeap.Free"; restored afterwards), and return its verdict.
+    ``shrink=False`` reports the first failing program as found."""
+    examples, steps = BUDGETS[profile]
+    cls: type[HeapMachine] = type("HeapMachine", (HeapMachine,),
+                                  {"examples": 0, "checker": Invariants(), "outcomes": Counter(),
+                                   "swarm": profile == "full"})
+    options = settings(max_examples=max_examples or examples, stateful_step_count=steps,
+                       deadline=None, derandomize=profile == "quick", database=None,
+                       suppress_health_check=list(HealthCheck), print_blob=False,
+                       report_multiple_bugs=False,
+                       phases=[phase for phase in Phase if shrink or phase is not Phase.shrink])
+    replaced: dict[str, Any] = {key.removeprefix("KernelHeap."): method
+                                for key, method in (patches or {}).items()}
+    out = io.StringIO()
+    start = time.process_time()
+    try:
+        with (mock.patch.multiple(KernelHeap, **replaced) if replaced else contextlib.nullcontext(),
+              contextlib.redirect_stdout(out),
+              shrink_limit(SHRINK_SECONDS[profile])):
+            run_state_machine_as_test(cls, settings=options)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a verdict
+        return _verdict(exc, out.getvalue(), cls.examples)
+    cost = (f"{cls.checker.queries} invariant queries, {cls.checker.hits} from the cache; "
+            f"{time.process_time() - start:.1f} s CPU; calls: "
+            + ", ".join(f"{k} {n}" for k, n in sorted(cls.outcomes.items())))
+    return Verdict(Kind.NO_COUNTEREXAMPLE, f"no counterexample in {cls.examples} examples",
+                   detail=cost, examples=cls.examples)
+
+
+def _verdict(exc: Exception, printed: str, examples: int) -> Verdict:
+    notes = "\n".join(getattr(exc, "__notes__", []))
+    violated = tuple(getattr(exc, "violated", ()))
+    if isinstance(exc, SolverUnknownError):
+        kind = Kind.UNKNOWN
+    elif isinstance(exc, CheckError):
+        kind = Kind.COUNTEREXAMPLE
+    else:  # the harness itself broke: no verdict on the model
+        kind = Kind.ERROR
+        notes += "\n" + "".join(traceback.format_exception(exc))
+    if "more than five minutes working to shrink" in printed:
+        printed = printed.split("WARNING:")[0] + "(shrinking stopped at this run's time limit)"
+    detail = f"{notes}\n{printed.strip()}\n{exc}".strip()
+    return Verdict(kind, f"{kind.value}: {str(exc).splitlines()[0][:250]}", detail=detail,
+                   violated=violated, examples=examples)
+
+
+def obligations() -> Iterator[Obligation]:
+    yield Obligation("kernel_heap.machine.refinement", "kernel_heap", "all", "refinement",
+                     run=run_heap_machine)
