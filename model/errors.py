@@ -11,6 +11,9 @@ managers and the Win32-style user interfaces of later sections alike.
 from __future__ import annotations
 
 import enum
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 
 class ErrorCode(enum.IntEnum):
@@ -47,3 +50,19 @@ class ErrorCode(enum.IntEnum):
     ERROR_NOACCESS = 998
     #: Initialising twice.
     ERROR_ALREADY_INITIALIZED = 1247
+
+
+class ReportsStatus:
+    """A manager whose calls leave their status in ``last_error`` (SetLastError)."""
+
+    last_error: ErrorCode
+
+    def _ok(self, value: _T) -> _T:
+        """Succeed with value (ERROR_SUCCESS)."""
+        self.last_error = ErrorCode.ERROR_SUCCESS
+        return value
+
+    def _fail(self, code: ErrorCode, value: _T) -> _T:
+        """Fail with code, returning the call's failure value."""
+        self.last_error = code
+        return value

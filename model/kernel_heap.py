@@ -77,9 +77,9 @@ change the state and never raise.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
-from model.errors import ErrorCode
+from model.errors import ErrorCode, ReportsStatus
 from model.heap_layout import (
     FOOTER_SIZE,
     HEADER_SIZE,
@@ -120,7 +120,6 @@ __all__ = ["FOOTER_SIZE", "HEADER_SIZE", "HEAP_INDEX_SIZE", "HEAP_MAGIC", "HEAP_
 _HEADER = struct.Struct("<IB3xI")
 _FOOTER = struct.Struct("<II")
 _SUCCESS = ErrorCode.ERROR_SUCCESS
-_T = TypeVar("_T")
 
 
 class AllocatedBlock(NamedTuple):
@@ -149,7 +148,7 @@ def footer_bytes(header: int) -> bytes:
     return _FOOTER.pack(HEAP_MAGIC, header)
 
 
-class KernelHeap:
+class KernelHeap(ReportsStatus):
     """A kernel heap in one page directory, with the seed's operations."""
 
     def __init__(self, vmm: VirtualMemoryManager, directory: PageDirectory | None = None) -> None:
@@ -543,10 +542,3 @@ class KernelHeap:
                 and self._read(header + size - FOOTER_SIZE, FOOTER_SIZE)
                 == _FOOTER.pack(HEAP_MAGIC, header))
 
-    def _ok(self, value: _T) -> _T:
-        self.last_error = _SUCCESS
-        return value
-
-    def _fail(self, code: ErrorCode, value: _T) -> _T:
-        self.last_error = code
-        return value

@@ -35,9 +35,9 @@ The seed's free functions are methods of ``KernelMemory``, names exact. Decision
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from model.errors import ErrorCode
+from model.errors import ErrorCode, ReportsStatus
 from model.x86_paging import IDENTITY_LIMIT, align_up, is_u32
 
 if TYPE_CHECKING:
@@ -52,7 +52,6 @@ PLACEMENT_ARENA_SIZE = 0x40000
 LOW_MEMORY_END = 0x100000
 NO_ALLOCATION = (0, 0)
 
-_T = TypeVar("_T")
 
 
 def placement_limit(kernel_end: int) -> int:
@@ -66,7 +65,7 @@ def valid_kernel_end(kernel_end: int) -> bool:
             and placement_limit(kernel_end) <= IDENTITY_LIMIT)
 
 
-class KernelMemory:
+class KernelMemory(ReportsStatus):
     """AllocateKernelMemory and friends over the placement arena, then the kernel heap."""
 
     def __init__(self, vmm: VirtualMemoryManager) -> None:
@@ -136,10 +135,3 @@ class KernelMemory:
         self.placement_address = start + size
         return self._ok((start, start))
 
-    def _ok(self, value: _T) -> _T:
-        self.last_error = ErrorCode.ERROR_SUCCESS
-        return value
-
-    def _fail(self, code: ErrorCode, value: _T) -> _T:
-        self.last_error = code
-        return value

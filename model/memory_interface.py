@@ -37,9 +37,7 @@ A thin layer over a booted MemorySubsystem. Decisions:
 
 from __future__ import annotations
 
-from typing import TypeVar
-
-from model.errors import ErrorCode
+from model.errors import ErrorCode, ReportsStatus
 from model.kernel_heap import HEADER_SIZE, KernelHeap
 from model.memory_subsystem import (
     KERNEL_STACK_AREA_END,
@@ -62,10 +60,9 @@ from model.x86_paging import (
 PAGE_AREA_START = 0xE0000000
 PAGE_AREA_END = 0xF0000000
 
-_T = TypeVar("_T")
 
 
-class MemoryInterface:
+class MemoryInterface(ReportsStatus):
     """AllocateMemory, GetFreePage, MapPage and the rest over a MemorySubsystem."""
 
     def __init__(self, subsystem: MemorySubsystem) -> None:
@@ -275,10 +272,3 @@ class MemoryInterface:
         self.last_error = self.subsystem.last_error
         return value
 
-    def _ok(self, value: _T) -> _T:
-        self.last_error = ErrorCode.ERROR_SUCCESS
-        return value
-
-    def _fail(self, code: ErrorCode, value: _T) -> _T:
-        self.last_error = code
-        return value

@@ -39,9 +39,9 @@ block, 1 when allocated: the pool's own record). Decisions:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from model.errors import ErrorCode
+from model.errors import ErrorCode, ReportsStatus
 from model.x86_paging import ADDRESS_LIMIT, OFFSET_MASK, PAGE_SHIFT, PTE_PRESENT, is_u32
 
 if TYPE_CHECKING:
@@ -50,10 +50,9 @@ if TYPE_CHECKING:
 #: Bytes of the next pointer (a 32-bit void*).
 POINTER_SIZE = 4
 
-_T = TypeVar("_T")
 
 
-class MemoryPool:
+class MemoryPool(ReportsStatus):
     """A pool of fixed-size blocks with a free list in memory."""
 
     def __init__(self, heap: KernelHeap) -> None:
@@ -193,10 +192,3 @@ class MemoryPool:
             spans.append((entry >> PAGE_SHIFT, offset, offset + 1))
         return int.from_bytes(self.heap.vmm.pageman.read_span(spans), "little")
 
-    def _ok(self, value: _T) -> _T:
-        self.last_error = ErrorCode.ERROR_SUCCESS
-        return value
-
-    def _fail(self, code: ErrorCode, value: _T) -> _T:
-        self.last_error = code
-        return value

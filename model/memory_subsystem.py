@@ -46,9 +46,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import TypeVar
 
-from model.errors import ErrorCode
+from model.errors import ErrorCode, ReportsStatus
 from model.kernel_heap import KHEAP_INITIAL_SIZE, KHEAP_MAX, KHEAP_START, KernelHeap
 from model.kernel_memory import KernelMemory, placement_limit, valid_kernel_end
 from model.page_manager import FrameOwner, PageManager
@@ -82,7 +81,6 @@ CLAIM_OWNER = {
     "page": FrameOwner.MAPPED, "mapped": FrameOwner.MAPPED, "held": FrameOwner.HELD,
 }
 
-_T = TypeVar("_T")
 
 
 def stack_top(slot: int) -> int:
@@ -90,7 +88,7 @@ def stack_top(slot: int) -> int:
     return KERNEL_STACK_AREA_START + (slot + 1) * STACK_SLOT_SIZE
 
 
-class MemorySubsystem:
+class MemorySubsystem(ReportsStatus):
     """The whole kernel memory stack, booted in order."""
 
     def __init__(self, memory_size: int = DEFAULT_MEMORY_SIZE) -> None:
@@ -294,10 +292,3 @@ class MemorySubsystem:
             return self._fail(ErrorCode.ERROR_NOT_READY, 0)
         return self._ok(min(frames() * PAGE_SIZE, SATURATED))
 
-    def _ok(self, value: _T) -> _T:
-        self.last_error = ErrorCode.ERROR_SUCCESS
-        return value
-
-    def _fail(self, code: ErrorCode, value: _T) -> _T:
-        self.last_error = code
-        return value
