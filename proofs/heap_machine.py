@@ -42,7 +42,6 @@ import contextlib
 import dataclasses
 import io
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -66,6 +65,7 @@ from model.page_manager import PageManager
 from model.virtual_memory import VirtualMemoryManager
 from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, align_up
 from proofs.heap_abstraction import HeapSnapshot, heap_snapshot, to_heap_state
+from proofs.machine_verdicts import verdict_of
 from proofs.obligation import Kind, Obligation, Verdict
 from proofs.paging_machine import (
     CheckError,
@@ -674,29 +674,12 @@ def run_heap_machine(profile: str, patches: Mapping[str, object] | None = None, 
               shrink_limit(SHRINK_SECONDS[profile])):
             run_state_machine_as_test(cls, settings=options)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a verdict
-        return _verdict(exc, out.getvalue(), cls.examples)
+        return verdict_of(exc, out.getvalue(), cls.examples)
     cost = (f"{cls.checker.queries} invariant queries, {cls.checker.hits} from the cache; "
             f"{time.process_time() - start:.1f} s CPU; calls: "
             + ", ".join(f"{k} {n}" for k, n in sorted(cls.outcomes.items())))
     return Verdict(Kind.NO_COUNTEREXAMPLE, f"no counterexample in {cls.examples} examples",
                    detail=cost, examples=cls.examples)
-
-
-def _verdict(exc: Exception, printed: str, examples: int) -> Verdict:
-    notes = "\n".join(getattr(exc, "__notes__", []))
-    violated = tuple(getattr(exc, "violated", ()))
-    if isinstance(exc, SolverUnknownError):
-        kind = Kind.UNKNOWN
-    elif isinstance(exc, CheckError):
-        kind = Kind.COUNTEREXAMPLE
-    else:  # the harness itself broke: no verdict on the model
-        kind = Kind.ERROR
-        notes += "\n" + "".join(traceback.format_exception(exc))
-    if "more than five minutes working to shrink" in printed:
-        printed = printed.split("WARNING:")[0] + "(shrinking stopped at this run's time limit)"
-    detail = f"{notes}\n{printed.strip()}\n{exc}".strip()
-    return Verdict(kind, f"{kind.value}: {str(exc).splitlines()[0][:250]}", detail=detail,
-                   violated=violated, examples=examples)
 
 
 def obligations() -> Iterator[Obligation]:

@@ -42,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
@@ -66,6 +65,7 @@ from model.memory_pool import POINTER_SIZE, MemoryPool
 from model.page_manager import PageManager
 from model.virtual_memory import PageDirectory, VirtualMemoryManager
 from model.x86_paging import ADDRESS_LIMIT, is_u32
+from proofs.machine_verdicts import verdict_of
 from proofs.obligation import Kind, Obligation, Verdict
 from proofs.paging_machine import CheckError, SolverUnknownError, shrink_limit
 from spec import memory_pool as mp
@@ -172,22 +172,6 @@ def run_machine(machine: type[CheckedMachine], profile: str,
     return Verdict(Kind.NO_COUNTEREXAMPLE, f"no counterexample in {cls.examples} examples",
                    detail=f"{time.process_time() - start:.1f} s CPU; calls: {calls}",
                    examples=cls.examples)
-
-
-def verdict_of(exc: Exception, printed: str, examples: int) -> Verdict:
-    notes = "\n".join(getattr(exc, "__notes__", []))
-    if isinstance(exc, SolverUnknownError):
-        kind = Kind.UNKNOWN
-    elif isinstance(exc, CheckError):
-        kind = Kind.COUNTEREXAMPLE
-    else:  # the harness itself broke: no verdict on the model
-        kind = Kind.ERROR
-        notes += "\n" + "".join(traceback.format_exception(exc))
-    if "more than five minutes working to shrink" in printed:
-        printed = printed.split("WARNING:")[0] + "(shrinking stopped at this run's time limit)"
-    detail = f"{notes}\n{printed.strip()}\n{exc}".strip()
-    return Verdict(kind, f"{kind.value}: {str(exc).splitlines()[0][:250]}", detail=detail,
-                   violated=tuple(getattr(exc, "violated", ())), examples=examples)
 
 
 # -- the abstraction --------------------------------------------------------------
