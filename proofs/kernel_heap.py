@@ -60,13 +60,15 @@ def show(model: z3.ModelRef, pre: HeapState) -> str:
             f"{value(pre.capacity)}")
 
 
-#: Measured at 2 s or more in the quick budget on the 2-core machine
+#: Measured at 1 s or more in the quick budget on the 2-core machine
 #: (2026-11-29, loaded): full profile only, so the quick profile stays CI-sized.
 FULL_PROFILE_ONLY = frozenset(f"kernel_heap.{name}" for name in (
     "Alloc.HEAP-2", "Alloc.HEAP-3", "Alloc.HEAP-4", "Alloc.HEAP-5", "Alloc.HEAP-6",
     "Free.HEAP-2", "Free.HEAP-3", "Free.HEAP-4", "Free.HEAP-5", "Free.HEAP-6",
     "Expand.HEAP-2", "Expand.HEAP-5", "Contract.HEAP-2", "Contract.HEAP-5",
-    "FindSmallestHole.HEAP-2", "FindSmallestHole.HEAP-5", "Create.HEAP-2", "Create.HEAP-5"))
+    "FindSmallestHole.HEAP-2", "FindSmallestHole.HEAP-5", "Create.HEAP-2", "Create.HEAP-5",
+    # 1-2 s each: moved to keep the whole quick profile near a minute
+    "Expand.HEAP-3", "Expand.HEAP-6", "Contract.HEAP-3", "Create.HEAP-3", "Create.HEAP-6"))
 
 LAYER = Layer(
     "kernel_heap", symbolic_heap, kh.INVARIANTS, HEAP_OPERATIONS,
