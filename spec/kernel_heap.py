@@ -66,11 +66,11 @@ def page_of(address: Ref) -> Ref:
 
 def within(h: Ref, a: Ref, size: Ref) -> Ref:
     """h <= a < h + size, without wrapping."""
-    return z3.And((h <= a), (a - h < size))
+    return z3.And(h <= a, a - h < size)
 
 
 def in_heap(s: HeapState, a: Ref) -> Ref:
-    return z3.And((s.data_start <= a), (a < s.end))
+    return z3.And(s.data_start <= a, a < s.end)
 
 
 def after(s: HeapState, h: Ref) -> Ref:
@@ -121,7 +121,7 @@ def heap_2(s: HeapState) -> Ref:
     return z3.Implies(s.created, z3.And(
         (s.data_start < s.end), s.block[s.data_start],
         z3.ForAll([h], z3.Implies(s.block[h], z3.And(
-            in_heap(s, h), (s.size[h] >= MIN), (s.size[h] <= s.end - h),
+            in_heap(s, h), s.size[h] >= MIN, s.size[h] <= s.end - h,
             s.owner_of[h] == h,
             z3.Or(after(s, h) == s.end, s.block[after(s, h)]),
             s.magic[h] == MAGIC, s.fmagic[h] == MAGIC, s.back[h] == h))),
@@ -160,14 +160,14 @@ def heap_5(s: HeapState) -> Ref:
     pte = s.pte[p]
     return z3.Implies(s.created, z3.And(
         0 <= s.start, low12(s.start) == 0, low12(s.end) == 0, low12(s.max) == 0,
-        (s.start <= s.data_start), (s.end <= s.max), (s.max <= TOP),
+        (s.start <= s.data_start), s.end <= s.max, s.max <= TOP,
         (s.data_start - s.start + MIN <= s.floor),
         z3.ForAll([p], z3.Implies(
-            z3.And((page_of(s.start) <= p), (p < page_of(s.end))),
+            z3.And(page_of(s.start) <= p, p < page_of(s.end)),
             z3.And(present(pte), user(pte) == z3.Not(s.supervisor),
                    writable(pte) == z3.Not(s.readonly)))),
         z3.ForAll([p], z3.Implies(
-            z3.And((page_of(s.end) <= p), (p < page_of(s.max))),
+            z3.And(page_of(s.end) <= p, p < page_of(s.max)),
             z3.Not(present(pte))))))
 
 
@@ -178,7 +178,7 @@ def heap_6(s: HeapState) -> Ref:
     return z3.Implies(s.created, z3.And(
         z3.ForAll([h], z3.Implies(z3.And(s.block[h], z3.Not(s.hole[h]), s.aligned[h]),
                                   low12(h + 12) == 0)),
-        z3.ForAll([g, h], z3.Implies(z3.And(s.block[g], s.block[h], (g < h)),
+        z3.ForAll([g, h], z3.Implies(z3.And(s.block[g], s.block[h], g < h),
                                      (s.size[g] <= h - g)))))
 
 
@@ -199,9 +199,9 @@ def unindex(s: HeapState, h: Ref) -> HeapState:
     """Remove hole h from the index: the entries after it move up one."""
     i, g = z3.Consts("i g", ADDR)
     p = s.pos[h]
-    return s.but(index=z3.Lambda([i], z3.If((i < p), s.index[i], s.index[i + 1])),
-                 key=z3.Lambda([i], z3.If((i < p), s.key[i], s.key[i + 1])),
-                 pos=z3.Lambda([g], z3.If((p < s.pos[g]), s.pos[g] - 1, s.pos[g])),
+    return s.but(index=z3.Lambda([i], z3.If(i < p, s.index[i], s.index[i + 1])),
+                 key=z3.Lambda([i], z3.If(i < p, s.key[i], s.key[i + 1])),
+                 pos=z3.Lambda([g], z3.If(p < s.pos[g], s.pos[g] - 1, s.pos[g])),
                  count=s.count - 1)
 
 
@@ -209,11 +209,11 @@ def reindex(s: HeapState, h: Ref, q: Ref) -> HeapState:
     """Insert hole h (its size already written) at position q."""
     i, g = z3.Consts("i g", ADDR)
     return s.but(
-        index=z3.Lambda([i], z3.If((i < q), s.index[i],
+        index=z3.Lambda([i], z3.If(i < q, s.index[i],
                                    z3.If(i == q, h, s.index[i - 1]))),
-        key=z3.Lambda([i], z3.If((i < q), s.key[i],
+        key=z3.Lambda([i], z3.If(i < q, s.key[i],
                                  z3.If(i == q, s.size[h], s.key[i - 1]))),
-        pos=z3.Lambda([g], z3.If(g == h, q, z3.If((q <= s.pos[g]), s.pos[g] + 1,
+        pos=z3.Lambda([g], z3.If(g == h, q, z3.If(q <= s.pos[g], s.pos[g] + 1,
                                                   s.pos[g]))),
         count=s.count + 1)
 
@@ -222,18 +222,18 @@ def sorted_at(s: HeapState, h: Ref, q: Ref) -> Ref:
     """q is where hole h goes: after every smaller entry, before the entries of
     its own size and larger (the tutorial's insert_ordered_array)."""
     return z3.And(0 <= q, q <= s.count,
-                  z3.Or(q == 0, (s.key[q - 1] < s.size[h])),
-                  z3.Or(q == s.count, (s.size[h] <= s.key[q])))
+                  z3.Or(q == 0, s.key[q - 1] < s.size[h]),
+                  z3.Or(q == s.count, s.size[h] <= s.key[q]))
 
 
 def room(s: HeapState) -> Ref:
-    return (s.count < s.capacity)
+    return s.count < s.capacity
 
 
 def give_range(s: HeapState, owner: Ref, lo: Ref, hi: Ref) -> Ref:
     """owner_of with [lo, hi) given to owner."""
     a = z3.Const("a", ADDR)
-    return z3.Lambda([a], z3.If(z3.And((lo <= a), (a < hi)), owner, s.owner_of[a]))
+    return z3.Lambda([a], z3.If(z3.And(lo <= a, a < hi), owner, s.owner_of[a]))
 
 
 def move_owner(s: HeapState, old: Ref, new: Ref, lo: Ref | None = None) -> Ref:
@@ -241,7 +241,7 @@ def move_owner(s: HeapState, old: Ref, new: Ref, lo: Ref | None = None) -> Ref:
     a = z3.Const("a", ADDR)
     cond = s.owner_of[a] == old
     if lo is not None:
-        cond = z3.And(cond, (lo <= a))
+        cond = z3.And(cond, lo <= a)
     return z3.Lambda([a], z3.If(cond, new, s.owner_of[a]))
 
 
@@ -249,13 +249,13 @@ def map_pages(s: HeapState, lo: Ref, hi: Ref, frames: Ref) -> Ref:
     """pte with the pages of [lo, hi) mapped to frames[p] with the heap's flags."""
     p = z3.Const("p", PAGE)
     entry = make_entry(frames[p], z3.Not(s.readonly), z3.Not(s.supervisor))
-    return z3.Lambda([p], z3.If(z3.And((page_of(lo) <= p), (p < page_of(hi))),
+    return z3.Lambda([p], z3.If(z3.And(page_of(lo) <= p, p < page_of(hi)),
                                 entry, s.pte[p]))
 
 
 def unmap_pages(s: HeapState, lo: Ref, hi: Ref) -> Ref:
     p = z3.Const("p", PAGE)
-    return z3.Lambda([p], z3.If(z3.And((page_of(lo) <= p), (p < page_of(hi))),
+    return z3.Lambda([p], z3.If(z3.And(page_of(lo) <= p, p < page_of(hi)),
                                 bv(0, ENTRY), s.pte[p]))
 
 
@@ -284,7 +284,7 @@ def CarveHead(s: HeapState, h: Ref, x: Ref, q: Ref) -> HeapStep:
     [h, x) as a hole; the gap can hold a header and a footer, and its left
     neighbour is no hole."""
     gap = x - h
-    ok = z3.And(live(s, h), (h < x), (gap >= MIN), (gap < s.size[h]),
+    ok = z3.And(live(s, h), h < x, gap >= MIN, gap < s.size[h],
                 (s.size[h] - gap >= MIN), low12(x + 12) == 0,
                 z3.Not(left_is_hole(s, h)), room(s))
     post = stamp(s, x, s.size[h] - gap, z3.BoolVal(False))
@@ -299,7 +299,7 @@ def CarveTail(s: HeapState, h: Ref, size: Ref, q: Ref) -> HeapStep:
     """Block h keeps its first size bytes; the rest becomes a hole, which can
     hold a header and a footer, and whose right neighbour is no hole."""
     r = h + size
-    ok = z3.And(live(s, h), (size >= MIN), (size < s.size[h]),
+    ok = z3.And(live(s, h), size >= MIN, size < s.size[h],
                 (s.size[h] - size >= MIN), z3.Not(right_is_hole(s, h)), room(s))
     post = stamp(s, r, s.size[h] - size, z3.BoolVal(True))
     post = stamp(post, h, size, z3.BoolVal(False))
@@ -345,7 +345,7 @@ def Release(s: HeapState, h: Ref, q: Ref) -> HeapStep:
 # -- expansion and contraction ------------------------------------------------------
 
 def growth_ok(s: HeapState, new_end: Ref) -> Ref:
-    return z3.And(s.created, low12(new_end) == 0, (s.end < new_end),
+    return z3.And(s.created, low12(new_end) == 0, s.end < new_end,
                   (new_end <= s.max))
 
 
@@ -373,7 +373,7 @@ def ExpandNewHole(s: HeapState, new_end: Ref, frames: Ref, q: Ref) -> HeapStep:
 
 
 def shrink_ok(s: HeapState, new_end: Ref) -> Ref:
-    return z3.And(s.created, low12(new_end) == 0, (new_end < s.end),
+    return z3.And(s.created, low12(new_end) == 0, new_end < s.end,
                   (s.floor <= new_end - s.start), s.hole[last_block(s)])
 
 
@@ -381,7 +381,7 @@ def ShrinkHole(s: HeapState, new_end: Ref, q: Ref) -> HeapStep:
     """Cut the hole that ends the heap at new_end; what is left of it still
     holds a header and a footer. [new_end, end) is unmapped."""
     tail = last_block(s)
-    ok = z3.And(shrink_ok(s, new_end), (tail < new_end), (new_end - tail >= MIN))
+    ok = z3.And(shrink_ok(s, new_end), tail < new_end, new_end - tail >= MIN)
     post = unindex(s, tail)
     post = stamp(post, tail, new_end - tail, z3.BoolVal(True))
     post = post.but(end=new_end, pte=unmap_pages(s, new_end, s.end))
@@ -405,9 +405,9 @@ def fits(s: HeapState, h: Ref, size: Ref, page_align: Ref, x: Ref) -> Ref:
     """A block of size + MIN_BLOCK bytes fits in hole h with its header at x."""
     need = size + MIN
     aligned_x = z3.And(low12(x + 12) == 0,
-                       z3.Or(x == h, z3.And((x > h), (x - h >= MIN))))
-    return z3.And(z3.If(page_align, aligned_x, x == h), (h <= x),
-                  (x - h <= s.size[h]), (need <= s.size[h] - (x - h)),
+                       z3.Or(x == h, z3.And(x > h, x - h >= MIN)))
+    return z3.And(z3.If(page_align, aligned_x, x == h), h <= x,
+                  (x - h <= s.size[h]), need <= s.size[h] - (x - h),
                   (need >= MIN))
 
 
@@ -449,12 +449,12 @@ def Create(s: HeapState, start: Ref, end: Ref, max: Ref, supervisor: Ref, readon
     p = z3.Const("p", PAGE)
     a = z3.Const("a", ADDR)
     args_ok = z3.And(start >= 0, low12(start) == 0, low12(end) == 0, low12(max) == 0,
-                     (start < end), (end <= max), (max <= TOP),
-                     (start <= data_start), (data_start < end),
-                     (end - data_start >= MIN), (capacity >= 1),
+                     (start < end), end <= max, max <= TOP,
+                     (start <= data_start), data_start < end,
+                     (end - data_start >= MIN), capacity >= 1,
                      (floor >= end - start))
     unmapped = z3.ForAll([p], z3.Implies(
-        z3.And((page_of(start) <= p), (p < page_of(max))), z3.Not(present(s.pte[p]))))
+        z3.And(page_of(start) <= p, p < page_of(max)), z3.Not(present(s.pte[p]))))
     code = status((s.created, E.ERROR_ALREADY_INITIALIZED),
                   (z3.Not(args_ok), E.ERROR_INVALID_PARAMETER),
                   (z3.Not(unmapped), E.ERROR_ALREADY_EXISTS))
