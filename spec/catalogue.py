@@ -189,9 +189,16 @@ SYSTEM_OPERATIONS = (
     Operation("ReleaseFrame", _MS, _ms.ReleaseFrame, FRAME_KIND, internal=True),
     *(Operation(name, _MS, _ms.TakeFrame, (), parts=_TAKE) for name in (
         "CreateKernelPageDirectory", "CreateKernelHeap", "AllocateKernelStack",
-        "AllocateMemory", "AllocateAlignedMemory", "GetFreePage")),
+        "AllocateMemory", "AllocateAlignedMemory", "GetFreePage", "AllocateKernelMemory",
+        "AllocateKernelMemoryAligned", "AllocateKernelPhysicalMemory",
+        "AllocateKernelAlignedPhysical")),
     # a frame the caller holds (RequestFrame) changes hands: released, then taken
     Operation("MapPage", _MS, _ms.TakeFrame, (), parts=(*_GIVE, *_TAKE)),
     *(Operation(name, _MS, _ms.ReleaseFrame, (), parts=_GIVE) for name in (
-        "FreeKernelStack", "FreeMemory", "ReleasePage", "UnmapPage")),
+        "FreeKernelStack", "FreeMemory", "FreeKernelMemory", "ReleasePage", "UnmapPage")),
+    Operation("EnablePaging", _MS, _ms.EnablePaging, ()),
+    # statistics: the unified interface's GetTotal/Free/UsedPhysicalMemory report the same
+    Operation("GetTotalMemory", _MS, _ms.GetTotalMemory, ()),
+    Operation("GetUsedMemory", _MS, _ms.GetUsedMemory, ()),
+    Operation("GetAvailableMemory", _MS, _ms.GetAvailableMemory, ()),
 )

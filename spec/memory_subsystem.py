@@ -132,3 +132,29 @@ def InitializeMemorySubsystem(s: SystemState, nframes: Ref, reserved_end: Ref) -
                  total=nframes, used_count=reserved_end, free_count=nframes - reserved_end,
                  rank=z3.Lambda([f], f), unrank=z3.Lambda([f], f))
     return system_step(s, code, post)
+
+
+# -- calls that change no frame ---------------------------------------------------
+
+def report(s: SystemState, frames: Ref) -> SystemStep:
+    """A statistics call: bytes (frames x 4096), no change; ERROR_NOT_READY
+    before boot (the model reports 0 then)."""
+    return guarded(s, status((z3.Not(s.booted), E.ERROR_NOT_READY)), s, ite_system,
+                   frames * PAGE_SIZE, z3.IntVal(0))
+
+
+def GetTotalMemory(s: SystemState) -> SystemStep:
+    return report(s, s.total)
+
+
+def GetUsedMemory(s: SystemState) -> SystemStep:
+    return report(s, s.used_count)
+
+
+def GetAvailableMemory(s: SystemState) -> SystemStep:
+    return report(s, s.free_count)
+
+
+def EnablePaging(s: SystemState) -> SystemStep:
+    """Loads CR3 and sets CR0.PG: no frame changes hands."""
+    return guarded(s, status((z3.Not(s.booted), E.ERROR_NOT_READY)), s, ite_system)
