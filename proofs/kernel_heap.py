@@ -15,8 +15,7 @@ from collections.abc import Iterator
 import z3
 
 from proofs.inductive import conjuncts, instances
-from proofs.layered import Layer
-from proofs.layered import obligations as layer_obligations
+from proofs.layered import Layer, layer_obligations
 from proofs.obligation import Obligation
 from proofs.reachable_layers import heap_states
 from spec import kernel_heap as kh

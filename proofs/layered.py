@@ -51,7 +51,9 @@ class Layer:
         return next(op for op in self.operations if op.name == name)
 
 
-def obligations(layer: Layer) -> Iterator[Obligation]:
+def layer_obligations(layer: Layer) -> Iterator[Obligation]:
+    """One obligation per public operation x claim of the layer (not a discovered
+    module-level ``obligations()``: the managers' proofs modules call it)."""
     for op in layer.operations:
         if op.internal:
             continue

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import z3
 
-from proofs.layered import Layer
-from proofs.layered import obligations as layer_obligations
+from proofs.layered import Layer, layer_obligations
 from proofs.obligation import Obligation
 from proofs.reachable_layers import pool_states
 from spec import memory_pool as mp

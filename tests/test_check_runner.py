@@ -321,3 +321,13 @@ def test_pool_runs_discoverable_obligations_by_id(make_registry: Callable[..., s
     with pytest.raises(KeyError):
         run_obligations([_obligation(lambda p: Verdict(Kind.PROVED, "proved"))], "quick", 2,
                         package=package)
+
+
+def test_every_module_of_proofs_lists_its_obligations() -> None:
+    """The real registry discovers without a single discovery error (a helper
+    module exporting a function named obligations() with parameters is one)."""
+    found = collect()
+    assert [o.id for o in found if o.invariant == "discovery"] == []
+    managers = {o.manager for o in found}
+    assert {"page_manager", "virtual_memory", "kernel_heap", "memory_pool",
+            "memory_subsystem", "x86_paging", "heap_layout"} <= managers
