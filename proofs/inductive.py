@@ -219,7 +219,10 @@ def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
         if ground is not None:
             instances = ground(witness)
             alone = ("instances", [*instances, *hypotheses[1:]])
-            premise_sets.insert(0, alone) if ground_first else premise_sets.append(alone)
+            if ground_first:
+                premise_sets.insert(0, alone)
+            else:
+                premise_sets.append(alone)
             premise_sets.append(("instances+all", [*instances, *hypotheses]))
         reasons: list[str] = []
         proved = False
