@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import z3
 
 from model.kernel_heap import FOOTER_SIZE, HEADER_SIZE, MIN_BLOCK, KernelHeap
+from model.page_manager import PageManager
+from model.virtual_memory import VirtualMemoryManager
 from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, PTE_PRESENT
 from spec.state import ADDR, ENTRY, HeapState
 
@@ -54,6 +56,23 @@ class HeapSnapshot:
     aligned: frozenset[int]
     index: tuple[tuple[int, int], ...]  # (recorded size, header)
     ptes: tuple[tuple[int, int], ...]  # (virtual page, PTE) for present pages in [start, max)
+
+
+HEAP_START = 0xC0000000
+
+
+def small_heap(length: int, max_length: int, index_size: int, min_size: int) -> KernelHeap:
+    """A supervisor, writable heap of ``length`` bytes at 0xC0000000 (growing to
+    ``max_length``) over 8 MB of memory with the first MB reserved: the small
+    world the heap, pool and reachable-state checks run in."""
+    pm = PageManager()
+    assert pm.InitializePhysicalMemory(0x100000, 0x800000)
+    vmm = VirtualMemoryManager(pm)
+    assert vmm.InitializePaging()
+    heap = KernelHeap(vmm)
+    assert heap.Create(HEAP_START, HEAP_START + length, HEAP_START + max_length, True, False,
+                       index_size=index_size, min_size=min_size) is heap
+    return heap
 
 
 def _read(heap: KernelHeap, address: int, length: int) -> bytes | None:

@@ -61,10 +61,8 @@ from hypothesis.stateful import (
 from model.errors import ErrorCode
 from model.heap_layout import FOOTER_SIZE, HEADER_SIZE, MIN_BLOCK, aligned_header, fits
 from model.kernel_heap import KernelHeap, footer_bytes
-from model.page_manager import PageManager
-from model.virtual_memory import VirtualMemoryManager
 from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, align_up
-from proofs.heap_abstraction import HeapSnapshot, heap_snapshot, to_heap_state
+from proofs.heap_abstraction import HeapSnapshot, heap_snapshot, small_heap, to_heap_state
 from proofs.machine_verdicts import verdict_of
 from proofs.obligation import Kind, Obligation, Verdict
 from proofs.paging_machine import (
@@ -183,14 +181,7 @@ class Invariants:
 # -- the harness ---------------------------------------------------------------
 
 def make_heap() -> KernelHeap:
-    pm = PageManager()
-    assert pm.InitializePhysicalMemory(0x100000, 0x800000)
-    vmm = VirtualMemoryManager(pm)
-    assert vmm.InitializePaging()
-    heap = KernelHeap(vmm)
-    assert heap.Create(START, END, MAX, True, False, index_size=INDEX_SIZE,
-                       min_size=MIN_SIZE) is heap
-    return heap
+    return small_heap(END - START, MAX - START, INDEX_SIZE, MIN_SIZE)
 
 
 class HeapHarness:

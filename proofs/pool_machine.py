@@ -62,9 +62,9 @@ from hypothesis.stateful import (
 from model.errors import ErrorCode
 from model.kernel_heap import KernelHeap
 from model.memory_pool import POINTER_SIZE, MemoryPool
-from model.page_manager import PageManager
-from model.virtual_memory import PageDirectory, VirtualMemoryManager
+from model.virtual_memory import PageDirectory
 from model.x86_paging import ADDRESS_LIMIT, is_u32
+from proofs.heap_abstraction import small_heap
 from proofs.machine_verdicts import verdict_of
 from proofs.obligation import Kind, Obligation, Verdict
 from proofs.paging_machine import CheckError, SolverUnknownError, shrink_limit
@@ -237,14 +237,7 @@ def world(pool: MemoryPool) -> tuple[object, ...]:
 
 def make_heap() -> KernelHeap:
     """8 MB, the first MB reserved; a heap of 8 pages at 0xC0000000, max 0x40000."""
-    pm = PageManager()
-    pm.InitializePhysicalMemory(0x100000, 0x800000)
-    vmm = VirtualMemoryManager(pm)
-    vmm.InitializePaging()
-    heap = KernelHeap(vmm)
-    heap.Create(0xC0000000, 0xC0008000, 0xC0040000, True, False, index_size=64,
-                min_size=0x2000)
-    return heap
+    return small_heap(0x8000, 0x40000, 64, 0x2000)
 
 
 # -- the harness ------------------------------------------------------------------

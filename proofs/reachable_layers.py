@@ -10,10 +10,8 @@ import functools
 
 import z3
 
-from model.kernel_heap import MIN_BLOCK, KernelHeap
-from model.page_manager import PageManager
-from model.virtual_memory import VirtualMemoryManager
-from proofs.heap_abstraction import abstract_heap
+from model.kernel_heap import MIN_BLOCK
+from proofs.heap_abstraction import abstract_heap, small_heap
 from spec import memory_pool as mp
 from spec import memory_subsystem as ms
 from spec.state import (
@@ -32,13 +30,7 @@ def heap_states() -> list[tuple[str, HeapState]]:
     whose neighbours are allocated, and a page-aligned block; one filled to its
     end (the last block allocated); the same expanded by two pages (a trailing
     hole that starts on a page boundary, above the floor), and filled again."""
-    pm = PageManager()
-    pm.InitializePhysicalMemory(0x100000, 0x800000)
-    vmm = VirtualMemoryManager(pm)
-    vmm.InitializePaging()
-    heap = KernelHeap(vmm)
-    heap.Create(0xC0000000, 0xC0003000, 0xC0010000, True, False, index_size=8,
-                min_size=0x2000)
+    heap = small_heap(0x3000, 0x10000, 8, 0x2000)
     states = [("fresh heap", abstract_heap(heap))]
     blocks = [heap.Alloc(size) for size in (40, 100, 40, 300, 64, 52)]
     heap.Alloc(16, True)
