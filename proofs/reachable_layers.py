@@ -59,7 +59,10 @@ def pool_states() -> list[tuple[str, PoolState]]:
     one = mp.AllocBlock(created).post
     two = mp.AllocBlock(one).post
     freed = mp.FreeBlock(two, _w(0xC0001000), _w(0)).post
-    return [("pool with one live and one free block", freed), ("pool with two live", two)]
+    small = mp.Create(empty, _w(0xC0002000), _w(16), _w(1)).post
+    full = mp.AllocBlock(small).post
+    return [("pool with one live and one free block", freed), ("pool with two live", two),
+            ("pool carved to its max of one block", full)]
 
 
 @functools.cache

@@ -168,7 +168,7 @@ def test_a_kernel_table_linked_into_one_directory_breaks_vmm_4() -> None:
 ], ids=["unmap-keeps-frame", "access-ignores-user-bit"])
 def test_the_machine_names_what_a_broken_model_violates(patches: dict[str, object],
                                                         expected: set[str]) -> None:
-    verdict = run_machine("quick", patches, shrink_seconds=3)
+    verdict = run_machine("teeth", patches, shrink_seconds=3)
     assert verdict.kind is Kind.COUNTEREXAMPLE, verdict.detail
     assert expected & set(verdict.violated), (verdict.violated, verdict.detail)
     assert "state = PagingMachine()" in verdict.detail  # hypothesis' failing program
