@@ -48,6 +48,9 @@ class ErrorCode(enum.IntEnum):
     ERROR_INVALID_ADDRESS = 487
     #: An access the page tables refuse (the call returns the PageFault).
     ERROR_NOACCESS = 998
+    #: A buffer length too small for the structure asked for (VirtualQuery's
+    #: STATUS_INFO_LENGTH_MISMATCH).
+    ERROR_BAD_LENGTH = 24
     #: Initialising twice.
     ERROR_ALREADY_INITIALIZED = 1247
 

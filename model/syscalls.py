@@ -1,0 +1,374 @@
+"""SystemCalls: processes and the seed's system calls (seed section 7, issue 4).
+
+A process table (``processes``: pid -> ProcessMemorySpace, ``current``) and the
+calls a user program makes, for the current process. Rules, with sources:
+
+- CreateProcess builds a space (its own directory, image, stack: see
+  model/process_memory.py) and its process heap, all or nothing; pids count up
+  from 1; 0 means failure (ERROR_NOT_ENOUGH_MEMORY, or ERROR_INVALID_PARAMETER
+  for a layout that does not fit). DestroyProcess destroys the heap, then the
+  space: every frame returns to the PageManager. SwitchProcess loads the
+  process's directory (CR3); destroying the current process makes the kernel
+  directory current and ``current`` None.
+- The process heap (HeapCreate's heap, Microsoft Learn GetProcessHeap): a
+  model.kernel_heap.KernelHeap in the process's directory, user mode
+  (supervisor False), inside an ORIGIN_PROCESS_HEAP allocation reserved to the
+  heap's maximum (PROCESS_HEAP_MAX) at the Windows-style bottom-up address;
+  PROCESS_HEAP_INITIAL bytes committed (HeapCreate commits dwInitialSize, the
+  heap never shrinks below it). After every heap call the space's records of
+  [start, end) are committed READWRITE and the rest reserved, updating only the
+  pages that changed. The handle is the heap's start address.
+- HeapAlloc(heap, flags, size): flags among HEAP_NO_SERIALIZE,
+  HEAP_GENERATE_EXCEPTIONS, HEAP_ZERO_MEMORY (else ERROR_INVALID_PARAMETER);
+  HEAP_ZERO_MEMORY zero-fills the block (the heap reuses memory, so the model
+  writes the zeros); no room -> NULL with ERROR_NOT_ENOUGH_MEMORY (HeapAlloc
+  itself does not call SetLastError; the model sets it for diagnosis). An
+  unknown handle -> ERROR_INVALID_HANDLE.
+- HeapFree(heap, flags, ptr): TRUE for NULL (RtlFreeHeap returns TRUE for a NULL
+  pointer, Wine/ReactOS); a pointer that is not a live block (foreign, double
+  free) -> FALSE with ERROR_INVALID_PARAMETER (HeapFree's documented failure);
+  a damaged heap -> ERROR_ARENA_TRASHED.
+- SyscallVirtualQuery(address, buffer, length) writes the 28-byte 32-bit
+  MEMORY_BASIC_INFORMATION (seven little-endian DWORDs) into the caller's
+  memory: length < 28 -> ERROR_BAD_LENGTH (STATUS_INFO_LENGTH_MISMATCH); a buffer
+  the process cannot write -> ERROR_NOACCESS (998). SyscallVirtualProtect(address,
+  size, new, old_ptr) needs a writable old_ptr, checked before any change (and
+  still writable under the new protection): else ERROR_NOACCESS, as
+  VirtualProtect with a bad lpflOldProtect fails.
+- Syscall(number, *args) -> int: Linux i386 numbers brk 45, mmap 90 (old_mmap:
+  ONE argument, a pointer to six 32-bit words in the caller's memory, read
+  through its page tables; unreadable -> -EFAULT), munmap 91, mprotect 125,
+  mmap2 192 (six register arguments, offset in pages); the Windows-named calls
+  at 0x1000 + n (Linux i386 numbers stay below 0x1000): SYS_VIRTUAL_ALLOC
+  0x1001, SYS_VIRTUAL_FREE 0x1002, SYS_GET_PROCESS_HEAP 0x1003, SYS_HEAP_ALLOC
+  0x1004, SYS_HEAP_FREE 0x1005, SYS_VIRTUAL_QUERY 0x1006, SYS_VIRTUAL_PROTECT
+  0x1007; they return their uint32 result (0 = failure, GetLastError in the
+  space's last_error). Unknown number -> -ENOSYS; wrong argument count or an
+  argument that is not a 32-bit integer -> -EINVAL; no current process ->
+  -ESRCH. Never raises.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import TypeVar
+
+from model import linux_mm
+from model.errors import ErrorCode, ReportsStatus
+from model.kernel_heap import KernelHeap
+from model.process_memory import ProcessMemorySpace
+from model.user_layout import (
+    ALLOCATION_GRANULARITY,
+    EFAULT,
+    EINVAL,
+    ENOSYS,
+    ESRCH,
+    MEM_PRIVATE,
+    ORIGIN_PROCESS_HEAP,
+    PAGE_READWRITE,
+    USER_TOP,
+    protect_allows,
+)
+from model.virtual_alloc import (
+    MEMORY_BASIC_INFORMATION_SIZE,
+    VirtualAllocProcessMemory,
+    VirtualFreeProcessMemory,
+    VirtualProtectProcessMemory,
+    VirtualQueryProcessMemory,
+)
+from model.virtual_memory import VirtualMemoryManager
+from model.x86_paging import is_u32
+
+HEAP_NO_SERIALIZE = 0x1
+HEAP_GENERATE_EXCEPTIONS = 0x4
+HEAP_ZERO_MEMORY = 0x8
+_HEAP_FLAGS = HEAP_NO_SERIALIZE | HEAP_GENERATE_EXCEPTIONS | HEAP_ZERO_MEMORY
+PROCESS_HEAP_INITIAL = 0x10000
+PROCESS_HEAP_MAX = 0x100000
+#: Hole-index entries of a process heap (its index takes 4 KB at the heap's start).
+PROCESS_HEAP_INDEX = 0x400
+
+SYS_BRK = 45
+SYS_MMAP = 90
+SYS_MUNMAP = 91
+SYS_MPROTECT = 125
+SYS_MMAP2 = 192
+SYS_VIRTUAL_ALLOC = 0x1001
+SYS_VIRTUAL_FREE = 0x1002
+SYS_GET_PROCESS_HEAP = 0x1003
+SYS_HEAP_ALLOC = 0x1004
+SYS_HEAP_FREE = 0x1005
+SYS_VIRTUAL_QUERY = 0x1006
+SYS_VIRTUAL_PROTECT = 0x1007
+
+_MMAP_ARGS = struct.Struct("<6I")
+_MBI = struct.Struct("<7I")
+_SUCCESS = ErrorCode.ERROR_SUCCESS
+_V = TypeVar("_V")
+
+
+class SystemCalls(ReportsStatus):
+    """Processes over one VirtualMemoryManager, and the calls of the current one."""
+
+    def __init__(self, vmm: VirtualMemoryManager) -> None:
+        self.vmm = vmm
+        self.processes: dict[int, ProcessMemorySpace] = {}
+        self.heaps: dict[int, KernelHeap] = {}
+        self.current: ProcessMemorySpace | None = None
+        self.next_pid = 1
+        self.last_error = _SUCCESS
+
+    # -- processes -----------------------------------------------------------
+
+    def CreateProcess(self, *, image_size: int | None = None, heap_max_size: int | None = None,
+                      stack_size: int | None = None) -> int:
+        """A new process with its space and heap: its pid, or 0."""
+        layout = {name: value for name, value in (("image_size", image_size),
+                                                  ("heap_max_size", heap_max_size),
+                                                  ("stack_size", stack_size))
+                  if value is not None}
+        pid = self.next_pid
+        space = ProcessMemorySpace(self.vmm, pid, **layout)
+        if not space.InitializeUserSpace():
+            return self._fail(space.last_error, 0)
+        base = space.find_bottom_up(PROCESS_HEAP_MAX, space.windows_floor(), USER_TOP,
+                                    ALLOCATION_GRANULARITY)
+        heap = KernelHeap(self.vmm, space.page_dir)
+        created = base >= 0 and heap.Create(
+            base, base + PROCESS_HEAP_INITIAL, base + PROCESS_HEAP_MAX, False, False,
+            index_size=PROCESS_HEAP_INDEX, min_size=PROCESS_HEAP_INITIAL) is not None
+        if not created:
+            space.DestroyUserSpace()
+            return self._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, 0)
+        space.reserve(base, PROCESS_HEAP_MAX, PAGE_READWRITE, ORIGIN_PROCESS_HEAP, MEM_PRIVATE)
+        space.adopt_mapped(base, heap.end_address, PAGE_READWRITE)
+        self.processes[pid] = space
+        self.heaps[pid] = heap
+        self.next_pid = pid + 1
+        return self._ok(pid)
+
+    def DestroyProcess(self, pid: int) -> bool:
+        """Destroy the process's heap and space; every frame goes back."""
+        space = self.processes.get(pid) if type(pid) is int else None
+        if space is None:
+            return self._fail(ErrorCode.ERROR_INVALID_HANDLE, False)
+        heap = self.heaps.pop(pid)
+        start, end = heap.start_address, heap.end_address
+        heap.Destroy()
+        space.disown_unmapped(start, end)
+        space.DestroyUserSpace()
+        del self.processes[pid]
+        if self.current is space:
+            self.current = None
+        return self._ok(True)
+
+    def SwitchProcess(self, pid: int) -> bool:
+        """Make pid the current process (load its directory)."""
+        space = self.processes.get(pid) if type(pid) is int else None
+        if space is None or space.page_dir is None:
+            return self._fail(ErrorCode.ERROR_INVALID_HANDLE, False)
+        self.vmm.SwitchPageDirectory(space.page_dir)
+        self.current = space
+        return self._ok(True)
+
+    # -- Windows-named calls (current process) ----------------------------------
+
+    def SyscallVirtualAlloc(self, address: int, size: int, allocation_type: int,
+                            protect: int) -> int:
+        space = self.current
+        if space is None:
+            return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
+        return self._from(space, VirtualAllocProcessMemory(space, address, size,
+                                                           allocation_type, protect))
+
+    def SyscallVirtualFree(self, address: int, size: int, free_type: int) -> int:
+        space = self.current
+        if space is None:
+            return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
+        return self._from(space, int(VirtualFreeProcessMemory(space, address, size, free_type)))
+
+    def SyscallGetProcessHeap(self) -> int:
+        space = self.current
+        if space is None:
+            return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
+        space.last_error = _SUCCESS
+        return self._ok(self.heaps[space.pid].start_address)
+
+    def SyscallHeapAlloc(self, heap: int, flags: int, size: int) -> int:
+        space, kheap = self._heap(heap)
+        if space is None or kheap is None:
+            return 0
+        if not (is_u32(flags) and is_u32(size)) or flags & ~_HEAP_FLAGS:
+            return self._fail_in(space, ErrorCode.ERROR_INVALID_PARAMETER, 0)
+        old_end = kheap.end_address
+        pointer = kheap.Alloc(size)
+        if pointer == 0:
+            code = kheap.last_error
+            return self._fail_in(space, code if code == ErrorCode.ERROR_ARENA_TRASHED
+                                 else ErrorCode.ERROR_NOT_ENOUGH_MEMORY, 0)
+        self._sync(space, kheap, old_end)
+        if flags & HEAP_ZERO_MEMORY and size:
+            assert space.page_dir is not None
+            self.vmm.WriteVirtualMemory(space.page_dir, pointer, bytes(size), True)
+        return self._from(space, pointer, ok=True)
+
+    def SyscallHeapFree(self, heap: int, flags: int, ptr: int) -> int:
+        space, kheap = self._heap(heap)
+        if space is None or kheap is None:
+            return 0
+        if not (is_u32(flags) and is_u32(ptr)) or flags & ~_HEAP_FLAGS:
+            return self._fail_in(space, ErrorCode.ERROR_INVALID_PARAMETER, 0)
+        if ptr == 0:
+            return self._from(space, 1, ok=True)
+        old_end = kheap.end_address
+        if not kheap.Free(ptr):
+            code = kheap.last_error
+            return self._fail_in(space, code if code == ErrorCode.ERROR_ARENA_TRASHED
+                                 else ErrorCode.ERROR_INVALID_PARAMETER, 0)
+        self._sync(space, kheap, old_end)
+        return self._from(space, 1, ok=True)
+
+    def SyscallVirtualQuery(self, address: int, buffer: int, length: int) -> int:
+        space = self.current
+        if space is None:
+            return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
+        if not is_u32(length):
+            return self._fail_in(space, ErrorCode.ERROR_INVALID_PARAMETER, 0)
+        if length < MEMORY_BASIC_INFORMATION_SIZE:
+            return self._fail_in(space, ErrorCode.ERROR_BAD_LENGTH, 0)
+        written, info = VirtualQueryProcessMemory(space, address)
+        if info is None:
+            return self._from(space, 0)
+        if space.WriteUserMemory(buffer, _MBI.pack(*info)) is not True:
+            return self._fail_in(space, ErrorCode.ERROR_NOACCESS, 0)
+        return self._from(space, written, ok=True)
+
+    def SyscallVirtualProtect(self, address: int, size: int, new_protect: int,
+                              old_protect_ptr: int) -> int:
+        space = self.current
+        if space is None:
+            return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
+        if not all(is_u32(value) for value in (address, size, old_protect_ptr)):
+            return self._fail_in(space, ErrorCode.ERROR_INVALID_PARAMETER, 0)
+        overlaps = old_protect_ptr < address + size and address < old_protect_ptr + 4
+        if space._check_access(old_protect_ptr, 4, "write") is not None or (
+                overlaps and not protect_allows(new_protect, "write")):
+            return self._fail_in(space, ErrorCode.ERROR_NOACCESS, 0)
+        done, old = VirtualProtectProcessMemory(space, address, size, new_protect)
+        if not done:
+            return self._from(space, 0)
+        space.WriteUserMemory(old_protect_ptr, old.to_bytes(4, "little"))
+        return self._from(space, 1, ok=True)
+
+    # -- Linux calls (current process) --------------------------------------------
+
+    def SyscallMmap(self, addr: int, length: int, prot: int, flags: int, fd: int,
+                    offset: int) -> int:
+        space = self.current
+        return -ESRCH if space is None else self._linux(space, linux_mm.SyscallMmap(
+            space, addr, length, prot, flags, fd, offset))
+
+    def SyscallMmap2(self, addr: int, length: int, prot: int, flags: int, fd: int,
+                     pgoffset: int) -> int:
+        space = self.current
+        return -ESRCH if space is None else self._linux(space, linux_mm.SyscallMmap2(
+            space, addr, length, prot, flags, fd, pgoffset))
+
+    def SyscallMunmap(self, addr: int, length: int) -> int:
+        space = self.current
+        if space is None:
+            return -ESRCH
+        return self._linux(space, linux_mm.SyscallMunmap(space, addr, length))
+
+    def SyscallMprotect(self, addr: int, length: int, prot: int) -> int:
+        space = self.current
+        if space is None:
+            return -ESRCH
+        return self._linux(space, linux_mm.SyscallMprotect(space, addr, length, prot))
+
+    def SyscallBrk(self, new_brk: int) -> int:
+        space = self.current
+        return -ESRCH if space is None else self._linux(space, linux_mm.SyscallBrk(space, new_brk))
+
+    def SyscallOldMmap(self, args_ptr: int) -> int:
+        """i386 old_mmap (90): the six arguments are read from the caller's memory."""
+        space = self.current
+        if space is None:
+            return -ESRCH
+        block = space.ReadUserMemory(args_ptr, _MMAP_ARGS.size)
+        if not isinstance(block, bytes):
+            self.last_error = space.last_error
+            return -EFAULT
+        return self.SyscallMmap(*_MMAP_ARGS.unpack(block))
+
+    def Syscall(self, number: int, *args: int) -> int:
+        """Dispatch a system call by number; -ENOSYS / -EINVAL / -ESRCH as documented."""
+        entry = self._table().get(number) if type(number) is int else None
+        if entry is None:
+            return -ENOSYS
+        call, count = entry
+        if len(args) != count or not all(is_u32(value) for value in args):
+            return -EINVAL
+        if self.current is None:
+            return -ESRCH
+        return call(*args)
+
+    # -- private ------------------------------------------------------------------
+
+    def _table(self) -> dict[int, tuple[Callable[..., int], int]]:
+        return {
+            SYS_BRK: (self.SyscallBrk, 1),
+            SYS_MMAP: (self.SyscallOldMmap, 1),
+            SYS_MUNMAP: (self.SyscallMunmap, 2),
+            SYS_MPROTECT: (self.SyscallMprotect, 3),
+            SYS_MMAP2: (self.SyscallMmap2, 6),
+            SYS_VIRTUAL_ALLOC: (self.SyscallVirtualAlloc, 4),
+            SYS_VIRTUAL_FREE: (self.SyscallVirtualFree, 3),
+            SYS_GET_PROCESS_HEAP: (self.SyscallGetProcessHeap, 0),
+            SYS_HEAP_ALLOC: (self.SyscallHeapAlloc, 3),
+            SYS_HEAP_FREE: (self.SyscallHeapFree, 3),
+            SYS_VIRTUAL_QUERY: (self.SyscallVirtualQuery, 3),
+            SYS_VIRTUAL_PROTECT: (self.SyscallVirtualProtect, 4),
+        }
+
+    def _heap(self, handle: int) -> tuple[ProcessMemorySpace | None, KernelHeap | None]:
+        """The current process and its heap when handle names it; else fails."""
+        space = self.current
+        if space is None:
+            return self._fail(ErrorCode.ERROR_INVALID_HANDLE, (None, None))
+        heap = self.heaps[space.pid]
+        if type(handle) is not int or handle != heap.start_address:
+            return self._fail_in(space, ErrorCode.ERROR_INVALID_HANDLE, (space, None))
+        return space, heap
+
+    @staticmethod
+    def _sync(space: ProcessMemorySpace, heap: KernelHeap, old_end: int) -> None:
+        """Keep the space's records of the heap's pages in step with the heap."""
+        new_end = heap.end_address
+        if new_end > old_end:
+            space.adopt_mapped(old_end, new_end, PAGE_READWRITE)
+        elif new_end < old_end:
+            space.disown_unmapped(new_end, old_end)
+
+    def _from(self, space: ProcessMemorySpace, value: int, ok: bool = False) -> int:
+        """Return value, copying the space's status (or setting success when ok)."""
+        if ok:
+            space.last_error = _SUCCESS
+        self.last_error = space.last_error
+        return value
+
+    def _fail_in(self, space: ProcessMemorySpace, code: ErrorCode, value: _V) -> _V:
+        space.last_error = code
+        return self._fail(code, value)
+
+    def _linux(self, space: ProcessMemorySpace, result: int) -> int:
+        self.last_error = space.last_error
+        return result
+
+
+__all__ = ["HEAP_GENERATE_EXCEPTIONS", "HEAP_NO_SERIALIZE", "HEAP_ZERO_MEMORY",
+           "PROCESS_HEAP_INITIAL", "PROCESS_HEAP_INDEX", "PROCESS_HEAP_MAX", "SYS_BRK",
+           "SYS_GET_PROCESS_HEAP", "SYS_HEAP_ALLOC", "SYS_HEAP_FREE", "SYS_MMAP", "SYS_MMAP2",
+           "SYS_MPROTECT", "SYS_MUNMAP", "SYS_VIRTUAL_ALLOC", "SYS_VIRTUAL_FREE",
+           "SYS_VIRTUAL_PROTECT", "SYS_VIRTUAL_QUERY", "SystemCalls"]

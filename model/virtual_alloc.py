@@ -1,0 +1,270 @@
+"""The Windows-style calls on a ProcessMemorySpace (seed section 4, issue 4).
+
+VirtualAllocProcessMemory, VirtualFreeProcessMemory, VirtualQueryProcessMemory
+and VirtualProtectProcessMemory (the seed's "implement memory protection"). A
+failure returns NULL / FALSE / 0, sets ``space.last_error`` and changes
+nothing. Rules, each with its source (Microsoft Learn pages VirtualAlloc,
+VirtualFree, VirtualQuery, VirtualProtect, MEMORY_BASIC_INFORMATION, "Memory
+Protection Constants"; Wine's dlls/kernel32/tests/virtual.c records what
+Windows returns):
+
+- Checks in order: space live; argument types (ERROR_INVALID_PARAMETER);
+  size 0 -> ERROR_INVALID_PARAMETER (Wine test: "VirtualAlloc should fail on
+  zero-sized allocation"); allocation type must hold MEM_COMMIT and/or
+  MEM_RESERVE, optionally MEM_TOP_DOWN, nothing else (ERROR_INVALID_PARAMETER);
+  the protection one of the seed's six (ERROR_INVALID_PARAMETER; combinations
+  and modifiers are not supported); a range past 4 GiB or reaching kernel space
+  at 0xC0000000 -> ERROR_INVALID_PARAMETER (NtAllocateVirtualMemory's
+  STATUS_INVALID_PARAMETER above the highest user address); below user space
+  (the kernel's first 4 MB) -> ERROR_INVALID_ADDRESS (in use by the system).
+- Reserving (MEM_RESERVE, or MEM_COMMIT with lpAddress NULL, which "reserves
+  and commits" per VirtualAlloc's docs): the address is rounded down to 64 KB,
+  the end up to a page ("all pages that contain one or more bytes in the
+  range"); the range must be free, else ERROR_INVALID_ADDRESS. NULL: the
+  lowest free 64 KB-aligned range above the brk area, MEM_TOP_DOWN the highest;
+  none -> ERROR_NOT_ENOUGH_MEMORY. MEM_RESERVE|MEM_COMMIT commits the whole
+  reserved range. Returns the reservation's base.
+- Committing at an address: page granular; every page of the range must lie in
+  one allocation (ERROR_INVALID_ADDRESS otherwise, also for free memory).
+  Committing committed pages does not fail ("An attempt to commit a page that is
+  already committed does not cause the function to fail") and gives them the new
+  protection, as Wine does. Returns the first page's address.
+- Frames are taken at commit (eager commit charge); too few ->
+  ERROR_NOT_ENOUGH_MEMORY, nothing changes.
+- VirtualFree: dwFreeType exactly MEM_DECOMMIT or MEM_RELEASE (0 or both ->
+  ERROR_INVALID_PARAMETER, Wine test and VS warning C6331). MEM_RELEASE: dwSize
+  must be 0 (ERROR_INVALID_PARAMETER, Wine test) and lpAddress the base of an
+  allocation (ERROR_INVALID_ADDRESS otherwise; Windows' STATUS_FREE_VM_NOT_AT_BASE
+  and STATUS_MEMORY_NOT_ALLOCATED both map to it); the whole reservation goes.
+  MEM_DECOMMIT: dwSize 0 decommits the whole allocation based at lpAddress,
+  otherwise the pages of [addr, addr+size), which must lie in one allocation
+  (ERROR_INVALID_ADDRESS); pages stay reserved; decommitting reserved pages
+  succeeds (Wine test decommits 0x10000 bytes of which one page was committed).
+- VirtualQuery: the run from the page of lpAddress of pages with identical
+  state and protection inside one allocation: BaseAddress (page), AllocationBase,
+  AllocationProtect, RegionSize, State, Protect (0 for reserved pages, Wine
+  test "NT reports Protect == 0 for a not committed memory block"), Type. Free
+  memory: State MEM_FREE, AllocationBase 0, AllocationProtect 0, Protect
+  PAGE_NOACCESS, Type 0, RegionSize up to the next allocation (or the top of
+  user space). Returns 28 = sizeof(MEMORY_BASIC_INFORMATION) on 32-bit, 0 with
+  ERROR_INVALID_PARAMETER outside user space (above lpMaximumApplicationAddress).
+- VirtualProtect: the pages of [addr, addr+size) must be committed and in one
+  allocation (ERROR_INVALID_ADDRESS, Wine test "should fail on a not committed
+  memory"); size 0 -> ERROR_INVALID_PARAMETER; returns the old protection of the
+  first page ("lpflOldProtect ... the previous access protection value of the
+  first page").
+- Allocations Windows did not make through VirtualAlloc (decision): mmap pieces
+  are treated as private allocations (commit, decommit, protect, release whole
+  piece from its base). The image, the stack and the brk area cannot be freed
+  or decommitted (ERROR_INVALID_PARAMETER: Wine refuses VirtualFree of a view
+  VirtualAlloc did not create); their pages may be re-protected and reserved
+  stack pages committed. The process heap cannot be freed either, and its pages
+  belong to the heap manager: commit and protect -> ERROR_ACCESS_DENIED.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from model.errors import ErrorCode
+from model.process_memory import Allocation, ProcessMemorySpace
+from model.user_layout import (
+    ALLOCATION_GRANULARITY,
+    MEM_COMMIT,
+    MEM_DECOMMIT,
+    MEM_FREE,
+    MEM_MAPPED,
+    MEM_PRIVATE,
+    MEM_RELEASE,
+    MEM_RESERVE,
+    MEM_TOP_DOWN,
+    ORIGIN_MMAP,
+    ORIGIN_PROCESS_HEAP,
+    ORIGIN_VIRTUAL_ALLOC,
+    PAGE_NOACCESS,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    USER_BASE,
+    USER_TOP,
+    is_valid_protect,
+    page_ceil,
+)
+from model.x86_paging import is_u32
+
+NULL = 0
+#: sizeof(MEMORY_BASIC_INFORMATION) on 32-bit Windows: seven DWORD-sized fields.
+MEMORY_BASIC_INFORMATION_SIZE = 28
+_LIMIT = 1 << 32
+_SUCCESS = ErrorCode.ERROR_SUCCESS
+
+
+class MemoryBasicInformation(NamedTuple):
+    """MEMORY_BASIC_INFORMATION with Microsoft's field names."""
+
+    BaseAddress: int
+    AllocationBase: int
+    AllocationProtect: int
+    RegionSize: int
+    State: int
+    Protect: int
+    Type: int
+
+
+def VirtualAllocProcessMemory(space: ProcessMemorySpace, address: int, size: int,
+                              allocation_type: int, protect: int) -> int:
+    """Reserve and/or commit pages: the base address, or NULL (0)."""
+    code = _arguments(space, address, size, allocation_type, protect)
+    if code == _SUCCESS:
+        code = _range_error(address, size)
+    if code == _SUCCESS and (allocation_type & ~(MEM_COMMIT | MEM_RESERVE | MEM_TOP_DOWN)
+                             or not allocation_type & (MEM_COMMIT | MEM_RESERVE)
+                             or not is_valid_protect(protect)):
+        code = ErrorCode.ERROR_INVALID_PARAMETER
+    if code != _SUCCESS:
+        return space._fail(code, NULL)
+    commit = bool(allocation_type & MEM_COMMIT)
+    if allocation_type & MEM_RESERVE or address == 0:
+        if address:
+            base = address & ~(ALLOCATION_GRANULARITY - 1)
+            end = page_ceil(address + size)
+            if base < USER_BASE or not space.is_free(base, end):
+                return space._fail(ErrorCode.ERROR_INVALID_ADDRESS, NULL)
+        else:
+            length = page_ceil(size)
+            if allocation_type & MEM_TOP_DOWN:
+                base = space.find_top_down(length, space.windows_floor(), USER_TOP,
+                                           ALLOCATION_GRANULARITY)
+            else:
+                base = space.find_bottom_up(length, space.windows_floor(), USER_TOP,
+                                            ALLOCATION_GRANULARITY)
+            if base < 0:
+                return space._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, NULL)
+            end = base + length
+        if commit and space.commit_cost(base, end, protect) > space.free_frames():
+            return space._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, NULL)
+        space.reserve(base, end - base, protect, ORIGIN_VIRTUAL_ALLOC, MEM_PRIVATE)
+        if commit:
+            space.commit(base, end, protect)
+        return space._ok(base)
+    start, end = address & ~(PAGE_SIZE - 1), page_ceil(address + size)
+    allocation = _allocation_of(space, start, end)
+    if allocation is None:
+        return space._fail(ErrorCode.ERROR_INVALID_ADDRESS, NULL)
+    if allocation.origin == ORIGIN_PROCESS_HEAP:
+        return space._fail(ErrorCode.ERROR_ACCESS_DENIED, NULL)
+    if space.commit_cost(start, end, protect) > space.free_frames():
+        return space._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, NULL)
+    space.commit(start, end, protect, None, allocation.type == MEM_MAPPED)
+    return space._ok(start)
+
+
+def VirtualFreeProcessMemory(space: ProcessMemorySpace, address: int, size: int,
+                             free_type: int) -> bool:
+    """Decommit pages or release a whole reservation: TRUE, or FALSE."""
+    code = _arguments(space, address, size, free_type)
+    if code == _SUCCESS and free_type not in (MEM_DECOMMIT, MEM_RELEASE):
+        code = ErrorCode.ERROR_INVALID_PARAMETER
+    if code == _SUCCESS and free_type == MEM_RELEASE and size != 0:
+        code = ErrorCode.ERROR_INVALID_PARAMETER
+    if code == _SUCCESS and size:
+        code = _range_error(address, size)
+    if code != _SUCCESS:
+        return space._fail(code, False)
+    if free_type == MEM_RELEASE or size == 0:
+        allocation = space.allocations.get(address)
+        start, end = address, address + (allocation.size if allocation is not None else 0)
+    else:
+        start, end = address & ~(PAGE_SIZE - 1), page_ceil(address + size)
+        allocation = _allocation_of(space, start, end)
+    if allocation is None:
+        return space._fail(ErrorCode.ERROR_INVALID_ADDRESS, False)
+    if allocation.origin not in (ORIGIN_VIRTUAL_ALLOC, ORIGIN_MMAP):
+        return space._fail(ErrorCode.ERROR_INVALID_PARAMETER, False)
+    if free_type == MEM_RELEASE:
+        space.release(allocation)
+    else:
+        space.decommit(start, end)
+    return space._ok(True)
+
+
+def VirtualQueryProcessMemory(space: ProcessMemorySpace,
+                              address: int) -> tuple[int, MemoryBasicInformation | None]:
+    """(28, the region holding address) or (0, None)."""
+    code = space.status()
+    if code == _SUCCESS and not is_u32(address):
+        code = ErrorCode.ERROR_INVALID_PARAMETER
+    if code == _SUCCESS and not USER_BASE <= address < USER_TOP:
+        code = ErrorCode.ERROR_INVALID_PARAMETER
+    if code != _SUCCESS:
+        return space._fail(code, (0, None))
+    base = address & ~(PAGE_SIZE - 1)
+    record = space.pages.get(base >> PAGE_SHIFT)
+    if record is None:
+        info = MemoryBasicInformation(base, 0, 0, space.next_base(base) - base, MEM_FREE,
+                                      PAGE_NOACCESS, 0)
+        return space._ok((MEMORY_BASIC_INFORMATION_SIZE, info))
+    allocation = space.allocations[record.allocation_base]
+    pages = space.pages
+    vpn, last = base >> PAGE_SHIFT, allocation.end >> PAGE_SHIFT
+    state, protect = record.state, record.protect
+    end = vpn + 1
+    while end < last and pages[end].state == state and pages[end].protect == protect:
+        end += 1
+    info = MemoryBasicInformation(base, allocation.base, allocation.allocation_protect,
+                                  (end - vpn) << PAGE_SHIFT, state, protect, allocation.type)
+    return space._ok((MEMORY_BASIC_INFORMATION_SIZE, info))
+
+
+def VirtualProtectProcessMemory(space: ProcessMemorySpace, address: int, size: int,
+                                new_protect: int) -> tuple[bool, int]:
+    """Change the protection of committed pages: (TRUE, old protection of the first page)
+    or (FALSE, 0)."""
+    code = _arguments(space, address, size, new_protect)
+    if code == _SUCCESS and (size == 0 or not is_valid_protect(new_protect)):
+        code = ErrorCode.ERROR_INVALID_PARAMETER
+    if code == _SUCCESS:
+        code = _range_error(address, size)
+    if code != _SUCCESS:
+        return space._fail(code, (False, 0))
+    start, end = address & ~(PAGE_SIZE - 1), page_ceil(address + size)
+    allocation = _allocation_of(space, start, end)
+    pages = space.pages
+    if allocation is None or any(pages[vpn].state != MEM_COMMIT
+                                 for vpn in range(start >> PAGE_SHIFT, end >> PAGE_SHIFT)):
+        return space._fail(ErrorCode.ERROR_INVALID_ADDRESS, (False, 0))
+    if allocation.origin == ORIGIN_PROCESS_HEAP:
+        return space._fail(ErrorCode.ERROR_ACCESS_DENIED, (False, 0))
+    if space.protect_cost(start, end, new_protect) > space.free_frames():
+        return space._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, (False, 0))
+    old = pages[start >> PAGE_SHIFT].protect
+    space.set_protect(start, end, new_protect, None)
+    return space._ok((True, old))
+
+
+# -- private ------------------------------------------------------------------
+
+
+def _arguments(space: ProcessMemorySpace, *values: int) -> ErrorCode:
+    """The space's status, then ERROR_INVALID_PARAMETER for a non-32-bit argument."""
+    code = space.status()
+    if code == _SUCCESS and not all(is_u32(value) for value in values):
+        return ErrorCode.ERROR_INVALID_PARAMETER
+    return code
+
+
+def _range_error(address: int, size: int) -> ErrorCode:
+    """Size 0, a range past 4 GiB or into kernel space at 0xC0000000: INVALID_PARAMETER."""
+    if size == 0 or address + size > _LIMIT or page_ceil(address + size) > USER_TOP:
+        return ErrorCode.ERROR_INVALID_PARAMETER
+    return _SUCCESS
+
+
+def _allocation_of(space: ProcessMemorySpace, start: int, end: int) -> Allocation | None:
+    """The one allocation holding every page of [start, end), or None."""
+    allocation = space.allocation_at(start)
+    return allocation if allocation is not None and end <= allocation.end else None
+
+
+__all__ = ["MEMORY_BASIC_INFORMATION_SIZE", "NULL", "MemoryBasicInformation",
+           "VirtualAllocProcessMemory", "VirtualFreeProcessMemory",
+           "VirtualProtectProcessMemory", "VirtualQueryProcessMemory"]

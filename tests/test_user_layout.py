@@ -1,0 +1,97 @@
+"""Constants and pure helpers of user address spaces (model/user_layout.py, issue 4).
+
+The values are the platforms' own (winnt.h, Linux i386 uapi headers): a wrong
+number here would make every comparison with a real kernel meaningless.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from model import user_layout as ul
+
+
+def test_windows_values() -> None:
+    assert (ul.MEM_COMMIT, ul.MEM_RESERVE, ul.MEM_DECOMMIT, ul.MEM_RELEASE, ul.MEM_FREE,
+            ul.MEM_TOP_DOWN) == (0x1000, 0x2000, 0x4000, 0x8000, 0x10000, 0x100000)
+    assert (ul.MEM_PRIVATE, ul.MEM_MAPPED, ul.MEM_IMAGE) == (0x20000, 0x40000, 0x1000000)
+    assert (ul.PAGE_NOACCESS, ul.PAGE_READONLY, ul.PAGE_READWRITE, ul.PAGE_EXECUTE,
+            ul.PAGE_EXECUTE_READ, ul.PAGE_EXECUTE_READWRITE) == (1, 2, 4, 0x10, 0x20, 0x40)
+    assert (ul.PAGE_SIZE, ul.ALLOCATION_GRANULARITY) == (4096, 0x10000)
+
+
+def test_user_space_bounds() -> None:
+    assert (ul.USER_BASE, ul.USER_TOP, ul.USER_FIRST_VPN, ul.USER_END_VPN) == (
+        0x00400000, 0xC0000000, 0x400, 0xC0000)
+
+
+def test_linux_values() -> None:
+    assert (ul.PROT_NONE, ul.PROT_READ, ul.PROT_WRITE, ul.PROT_EXEC, ul.PROT_SEM) == (0, 1, 2, 4, 8)
+    assert (ul.PROT_GROWSDOWN, ul.PROT_GROWSUP) == (0x01000000, 0x02000000)
+    assert (ul.MAP_SHARED, ul.MAP_PRIVATE, ul.MAP_FIXED, ul.MAP_ANONYMOUS,
+            ul.MAP_FIXED_NOREPLACE, ul.MAP_TYPE) == (1, 2, 0x10, 0x20, 0x100000, 0xF)
+    assert (ul.EPERM, ul.ENOENT, ul.ESRCH, ul.EBADF, ul.ENOMEM, ul.EACCES, ul.EFAULT, ul.EEXIST,
+            ul.EINVAL, ul.ENOSYS) == (1, 2, 3, 9, 12, 13, 14, 17, 22, 38)
+
+
+def test_origins_are_distinct() -> None:
+    origins = (ul.ORIGIN_VIRTUAL_ALLOC, ul.ORIGIN_MMAP, ul.ORIGIN_IMAGE, ul.ORIGIN_BRK,
+               ul.ORIGIN_STACK, ul.ORIGIN_PROCESS_HEAP)
+    assert origins == (1, 2, 3, 4, 5, 6)
+
+
+@pytest.mark.parametrize("value", [0, 3, 8, 0x80, 0x104, 0x140, 0x204, 0x24, 0x44, -1,
+                                   True, 4.0, "4", None])
+def test_invalid_protections(value: object) -> None:
+    assert not ul.is_valid_protect(value)
+
+
+def test_valid_protections() -> None:
+    assert all(ul.is_valid_protect(p) for p in (1, 2, 4, 0x10, 0x20, 0x40))
+
+
+def test_microsoft_access_table() -> None:
+    table = {p: tuple(ul.protect_allows(p, k) for k in ("read", "write", "execute"))
+             for p in sorted(ul.VALID_PROTECTIONS)}
+    assert table == {
+        ul.PAGE_NOACCESS: (False, False, False),
+        ul.PAGE_READONLY: (True, False, False),
+        ul.PAGE_READWRITE: (True, True, False),
+        ul.PAGE_EXECUTE: (False, False, True),
+        ul.PAGE_EXECUTE_READ: (True, False, True),
+        ul.PAGE_EXECUTE_READWRITE: (True, True, True),
+    }
+    assert not ul.protect_allows(0x80, "read")
+    assert not ul.protect_allows(ul.PAGE_READWRITE, "fetch")
+
+
+def test_pte_bits() -> None:
+    assert [ul.pte_bits(p) for p in sorted(ul.VALID_PROTECTIONS)] == [
+        (False, False), (True, False), (True, True), (True, False), (True, False), (True, True)]
+
+
+def test_protect_from_prot_all_eight() -> None:
+    assert [ul.protect_from_prot(p) for p in range(8)] == [
+        ul.PAGE_NOACCESS, ul.PAGE_READONLY, ul.PAGE_READWRITE, ul.PAGE_READWRITE,
+        ul.PAGE_EXECUTE, ul.PAGE_EXECUTE_READ, ul.PAGE_EXECUTE_READWRITE,
+        ul.PAGE_EXECUTE_READWRITE]
+    assert ul.protect_from_prot(ul.PROT_READ | ul.PROT_SEM) == ul.PAGE_READONLY
+
+
+@given(st.integers(0, 7))
+def test_protect_from_prot_grants_at_least_the_bits(prot: int) -> None:
+    protect = ul.protect_from_prot(prot)
+    granted = ul.prot_from_protect(protect)
+    assert granted & prot == prot
+    assert ul.protect_from_prot(granted) == protect
+
+
+def test_rounding_helpers() -> None:
+    assert (ul.page_floor(0x1FFF), ul.page_ceil(0x1001), ul.page_ceil(0x1000)) == (
+        0x1000, 0x2000, 0x1000)
+    assert ul.page_ceil(0xFFFFF001) == 1 << 32
+    assert (ul.granularity_floor(0x2FFFF), ul.granularity_ceil(0x20001)) == (0x20000, 0x30000)
+    assert ul.is_user_range(0x400000, 1) and not ul.is_user_range(0x3FF000, 0x2000)
+    assert not ul.is_user_range(0xBFFFF000, 0x2000) and not ul.is_user_range(0x400000, 0)
