@@ -2,7 +2,8 @@
 
 Holds the managers (``pageman``, ``virmem``, ``kheap``, ``kernel``: the
 section-3 allocation functions) and the records of what it handed out
-(``stacks``; ``pages`` and ``mapped`` for the unified interface of section 10).
+(``stacks``; ``pages`` and ``mapped`` for the unified interface of section 10)
+and the processes with their system calls (``syscalls``, section 7).
 ``dosmem`` stays None: DOS memory (section 6) is a later issue. Decisions:
 
 - InitializeMemorySubsystem(kernel_end) boots in the tutorial's order: the
@@ -51,6 +52,7 @@ from model.errors import ErrorCode, ReportsStatus
 from model.kernel_heap import KHEAP_INITIAL_SIZE, KHEAP_MAX, KHEAP_START, KernelHeap
 from model.kernel_memory import KernelMemory, placement_limit, valid_kernel_end
 from model.page_manager import FrameOwner, PageManager
+from model.syscalls import SystemCalls
 from model.virtual_memory import PageDirectory, PageTable, VirtualMemoryManager
 from model.x86_paging import (
     ADDRESS_LIMIT,
@@ -75,10 +77,12 @@ STACK_SLOTS = (KERNEL_STACK_AREA_END - KERNEL_STACK_AREA_START) // STACK_SLOT_SI
 SATURATED = 0xFFFFFFFF
 
 #: The PageManager owner each kind of claim in frame_owners must agree with.
-CLAIM_OWNER = {
-    "reserved": FrameOwner.RESERVED, "directory": FrameOwner.DIRECTORY,
-    "table": FrameOwner.TABLE, "heap": FrameOwner.MAPPED, "stack": FrameOwner.MAPPED,
-    "page": FrameOwner.MAPPED, "mapped": FrameOwner.MAPPED, "held": FrameOwner.HELD,
+CLAIM_OWNER: dict[str, tuple[FrameOwner, ...]] = {
+    "reserved": (FrameOwner.RESERVED,), "directory": (FrameOwner.DIRECTORY,),
+    "table": (FrameOwner.TABLE,), "heap": (FrameOwner.MAPPED,), "stack": (FrameOwner.MAPPED,),
+    "page": (FrameOwner.MAPPED,), "mapped": (FrameOwner.MAPPED,), "held": (FrameOwner.HELD,),
+    # a process's committed page: mapped by its PTE, or held while PAGE_NOACCESS
+    "user": (FrameOwner.MAPPED, FrameOwner.HELD),
 }
 
 
@@ -98,6 +102,8 @@ class MemorySubsystem(ReportsStatus):
         self.kheap: KernelHeap | None = None
         self.dosmem: None = None  # section 6, a later issue
         self.kernel = KernelMemory(self.virmem)
+        #: The processes and their system calls (section 7; issue 4).
+        self.syscalls = SystemCalls(self.virmem)
         self.paging_enabled = False
         self.frame_bitmap_address = 0
         self.stacks: set[int] = set()
@@ -233,7 +239,8 @@ class MemorySubsystem(ReportsStatus):
         Claims: reserved frames below the reserved end; every live directory;
         every page table linked in one; the frames behind the heap's mapped pages
         in [start, end), each live stack's pages, the GetFreePage pages and the
-        MapPage mappings; frames held after RequestFrame. A frame claimed twice,
+        MapPage mappings; the committed pages of every process (``syscalls``, mapped
+        or held while PAGE_NOACCESS); frames held after RequestFrame. A frame claimed twice,
         or whose PageManager owner kind disagrees with its claim, is left out, as
         is an allocated frame nobody claims: SYS-1 holds exactly when the keys are
         the allocated frames.
@@ -261,12 +268,15 @@ class MemorySubsystem(ReportsStatus):
             owner = self.virmem.directories.get(directory_address)
             if owner is not None:
                 claims.append((self._frame_at(owner, page), "mapped"))
+        user = [frame for space in self.syscalls.processes.values() for frame in space.frames()]
+        claims += [(frame, "user") for frame in user]
+        held_by_user = set(user)
         claims += [(frame, "held") for frame in range(pm.nframes)
-                   if pm.owner[frame] == FrameOwner.HELD]
+                   if pm.owner[frame] == FrameOwner.HELD and frame not in held_by_user]
         counts = Counter(frame for frame, _ in claims)
         return {frame: name for frame, name in claims
                 if counts[frame] == 1 and 0 <= frame < pm.nframes
-                and pm.owner[frame] == CLAIM_OWNER[name]}
+                and pm.owner[frame] in CLAIM_OWNER[name]}
 
     # -- private -----------------------------------------------------------
 
@@ -276,6 +286,7 @@ class MemorySubsystem(ReportsStatus):
         self.virmem = VirtualMemoryManager(self.pageman)
         self.kheap = None
         self.kernel = KernelMemory(self.virmem)
+        self.syscalls = SystemCalls(self.virmem)
         self.paging_enabled = False
         self.frame_bitmap_address = 0
 

@@ -395,3 +395,28 @@ class SubsystemMachine(RuleBasedStateMachine):
 TestSubsystemMachine = SubsystemMachine.TestCase
 TestSubsystemMachine.settings = settings(max_examples=15, stateful_step_count=25, deadline=None,
                                          suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_processes_frames_are_owned_and_all_come_back() -> None:
+    """SYS-1 covers the user spaces: committed pages (mapped, or held while
+    PAGE_NOACCESS), the process heaps, directories and tables; destroying every
+    process gives every frame back."""
+    from model.user_layout import MEM_COMMIT, MEM_RESERVE, PAGE_NOACCESS, PAGE_READWRITE
+
+    sub = booted()
+    calls = sub.syscalls
+    free = sub.GetAvailableMemory()
+    pids = [calls.CreateProcess(), calls.CreateProcess()]
+    assert all(pids) and calls.SwitchProcess(pids[0])
+    base = calls.SyscallVirtualAlloc(0, 0x5000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE)
+    assert base and calls.SyscallVirtualAlloc(base, 0x2000, MEM_COMMIT, PAGE_NOACCESS) == base
+    assert calls.SyscallHeapAlloc(calls.SyscallGetProcessHeap(), 0, 100)
+    assert calls.SwitchProcess(pids[1])
+    assert calls.SyscallMmap(0, 0x3000, 3, 0x22, 0xFFFFFFFF, 0) > 0
+    owners = sub.frame_owners()
+    check_system(sub)
+    assert Counter(owners.values())["user"] >= 5 + 3
+    assert sub.GetAvailableMemory() < free
+    assert all(calls.DestroyProcess(pid) for pid in pids)
+    check_system(sub)
+    assert sub.GetAvailableMemory() == free
