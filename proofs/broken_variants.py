@@ -28,8 +28,10 @@ import spec.kernel_heap as skh
 import spec.memory_pool as smp
 import spec.memory_subsystem as sms
 import spec.page_manager as spm
+import spec.user_space as sus
 import spec.virtual_memory as svm
-from proofs import kernel_heap, layered, memory_pool, memory_subsystem
+from model.user_layout import PAGE_NOACCESS
+from proofs import kernel_heap, layered, memory_pool, memory_subsystem, user_space
 from proofs.inductive import prove
 from proofs.obligation import Kind, Verdict
 from spec.catalogue import OPERATIONS_BY_NAME
@@ -174,6 +176,41 @@ def _take_keeps_free_count(s: SystemState, frame: Ref, kind: Ref) -> sms.SystemS
     return sms.system_step(s, done.status, done.changed.but(free_count=s.free_count))
 
 
+def _commit_anywhere(s: sus.UserState, pid: Ref, first: Ref, count: Ref, protect: Ref,
+                     pick: Ref, pinv: Ref, oom: Ref) -> sus.UserStep:
+    """VirtualAlloc(MEM_COMMIT) that does not check the range is reserved."""
+    with mock.patch.object(sus, "one_allocation", lambda *_: z3.BoolVal(True)):
+        return sus.VirtualAllocCommit(s, pid, first, count, protect, pick, pinv, oom)
+
+
+def _munmap_keeps_owner(s: sus.UserState, pid: Ref, first: Ref, count: Ref) -> sus.UserStep:
+    done = sus.Munmap(s, pid, first, count)
+    return sus.user_step(s, done.status, done.changed.but(owner=s.owner))
+
+
+def _brk_past_max(s: sus.UserState, pid: Ref, new_end: Ref, pick: Ref, pinv: Ref,
+                  oom: Ref) -> sus.UserStep:
+    done = sus.BrkGrow(s.but(heap_max=z3.Store(s.heap_max, pid, new_end)), pid, new_end, pick,
+                       pinv, oom)
+    return sus.user_step(s, done.status, done.changed.but(heap_max=s.heap_max),
+                         assume=done.assume)
+
+
+def _protect_anywhere(s: sus.UserState, pid: Ref, first: Ref, count: Ref,
+                      protect: Ref) -> sus.UserStep:
+    """VirtualProtect that checks neither the range nor that its pages are committed."""
+    code = sus.status((z3.Not(s.live[pid]), sus.E.ERROR_INVALID_HANDLE),
+                      (z3.Not(sus.valid_protect(protect)), sus.E.ERROR_INVALID_PARAMETER))
+    return sus.user_step(s, code, sus.protect_pages(s, pid, first, count, protect))
+
+
+def _access_if_committed(s: sus.UserState, pid: Ref, vpn: Ref, kind: Ref) -> sus.UserStep:
+    """Access that looks only at the commit state, not at protection or PTE."""
+    code = sus.status((z3.Not(s.live[pid]), sus.E.ERROR_INVALID_HANDLE),
+                      (z3.Not(sus.committed(s, pid, vpn)), sus.E.ERROR_NOACCESS))
+    return sus.user_step(s, code, s)
+
+
 _ORIGINAL_PUT_ENTRY = svm.put_entry
 _ORIGINAL_MAKE_ENTRY = make_entry
 
@@ -253,6 +290,29 @@ VARIANTS = (
                   "reserved frames of the first MB may be given back to the allocator", (
                       (sms, "TAKEN_KINDS", range(1, len(sms.OWNER_KINDS))),),
                   layer="memory_subsystem"),
+    BrokenVariant("commit-outside-reservation", "USR-1", "VirtualAllocCommit",
+                  "VirtualAlloc(MEM_COMMIT) accepts pages outside any reservation",
+                  transition=_commit_anywhere, layer="user_space"),
+    BrokenVariant("munmap-leaks-frames", "USR-2", "Munmap",
+                  "munmap frees the pages but the process still owns their frames",
+                  transition=_munmap_keeps_owner, layer="user_space"),
+    BrokenVariant("reservation-not-rounded", "USR-3", "VirtualAllocReserve",
+                  "VirtualAlloc(MEM_RESERVE) does not round the base to 64 KB", (
+                      (sus, "reservation_ok", lambda first, count: sus.user_range(first, count)),),
+                  layer="user_space"),
+    BrokenVariant("brk-past-heap-max", "USR-4", "BrkGrow",
+                  "brk grows the heap beyond heap_max",
+                  transition=_brk_past_max, layer="user_space"),
+    BrokenVariant("pte-writable-on-readonly", "PROT-2", "VirtualProtect",
+                  "the PTE is writable for every present page, PAGE_READONLY included", (
+                      (sus, "pte_bits", lambda protect: (protect != PAGE_NOACCESS,) * 2),),
+                  layer="user_space"),
+    BrokenVariant("protect-kernel-page", "PROT-3", "VirtualProtect",
+                  "VirtualProtect raises permissions on a kernel page (no range check)",
+                  transition=_protect_anywhere, layer="user_space"),
+    BrokenVariant("access-noaccess-page", "PROT-1", "Access",
+                  "an access is allowed on a committed PAGE_NOACCESS page",
+                  transition=_access_if_committed, layer="user_space"),
 )
 
 
@@ -265,7 +325,7 @@ def applied(variant: BrokenVariant) -> Iterator[None]:
 
 
 LAYERS = {layer.manager: layer for layer in (kernel_heap.LAYER, memory_pool.LAYER,
-                                             memory_subsystem.LAYER)}
+                                             memory_subsystem.LAYER, user_space.LAYER)}
 
 
 def catch(variant: BrokenVariant, profile: str = "teeth") -> Verdict:
