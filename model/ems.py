@@ -1,0 +1,241 @@
+"""EmsManager: expanded memory with LIM EMS 4.0 semantics (seed section 6).
+
+The page frame is four 16 KB physical pages at segments E000h, E400h, E800h,
+EC00h (physical 0xE0000-0xEFFFF, reserved identity-mapped memory of the first
+MB). A logical page is stored in four frames taken from the PageManager (owner
+HELD) when it is allocated and returned when its handle is deallocated;
+``frames()`` lists them. ``total_pages`` pages exist, with system-wide storage
+ids 0..total_pages-1 (the lowest free id is used); ``handles`` maps a handle to
+its pages' storage ids, ``slots`` each physical page to (handle, logical page)
+or None.
+
+Rules (LIM 4.0 = Lotus/Intel/Microsoft Expanded Memory Specification 4.0,
+1987, functions 1-12 = INT 67h AH=40h-4Ch; status codes as RBIL table 03648):
+
+- 40h status 00h; 41h the frame segment E000h; 42h (unallocated pages, total
+  pages): unallocated is also bounded by the PageManager's free frames / 4;
+  46h version 40h (4.0); 4Bh the number of open handles (the OS handle
+  included); 4Ch a handle's page count (83h unknown handle).
+- Handle 0 is the operating system's handle, open from the start with 0 pages
+  (LIM 4.0); 43h never returns it and takes the lowest free handle of
+  1..handle_count-1 (EMM386's default table is 64 handles).
+- 43h allocate: 89h for 0 pages (LIM 4.0 function 4: zero pages is an error
+  for 43h; only function 27, 5Ah, allows it); 87h more pages than exist in
+  total; 88h more than are unallocated (or than the PageManager has frames
+  for); 85h no free handle.
+- 44h map (handle, logical, physical): 83h unknown handle, 8Bh physical page
+  not 0..3, 8Ah logical page not below the handle's count; logical FFFFh
+  unmaps the physical page (LIM 4.0: "unmapped pages are inaccessible").
+- Contents, copy-on-switch: while mapped, a logical page's bytes live in its
+  physical page (the frame's physical memory); unmapping or replacing saves
+  the physical page into the logical page's storage, mapping loads it. An
+  unmapped physical page reads as zeros. Aliasing: LIM 4.0 does not forbid one
+  logical page in two physical pages, but two physical copies could not stay
+  coherent under copy-on-switch, and DOS-5 (DESIGN.md) requires each logical
+  page in at most one physical page: mapping a page that is already mapped
+  elsewhere moves it (the old physical page is saved and unmapped).
+- 45h deallocate: 83h unknown handle. LIM 4.0 lists no error for pages that
+  are mapped (86h concerns a saved mapping context, not modelled): the
+  physical pages showing the handle's pages are unmapped (their contents
+  dropped) and the frames returned. Deallocating handle 0 frees its pages and
+  leaves the handle open (LIM 4.0: the OS handle is never released).
+- The seed's MapEmsPageToPhysical(page_num, segment): page_num is a storage
+  id (the seed's system-wide ems_pages index) of an allocated page (else 8Ah),
+  segment one of the frame's segments (else 8Bh), as LIM 4.0 function 17
+  (50h/01h) maps by segment.
+- Bad Python arguments take the nearest status (handles 83h, counts 87h,
+  physical pages 8Bh, logical pages 8Ah). Failures change nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from model.dos_physical import read_physical, zero_physical
+from model.page_manager import FrameOwner, PageManager
+from model.x86_paging import PAGE_SHIFT
+
+EMS_FRAME_SEGMENT = 0xE000
+EMS_PAGE_SIZE = 0x4000
+PHYSICAL_PAGES = 4
+FRAMES_PER_PAGE = 4
+EMS_VERSION = 0x40
+UNMAP = 0xFFFF
+OS_HANDLE = 0
+
+EMS_SUCCESS = 0x00
+EMS_INVALID_HANDLE = 0x83
+EMS_NO_HANDLES = 0x85
+EMS_TOO_MANY_PAGES = 0x87
+EMS_NOT_ENOUGH_PAGES = 0x88
+EMS_ZERO_PAGES = 0x89
+EMS_INVALID_LOGICAL = 0x8A
+EMS_INVALID_PHYSICAL = 0x8B
+
+_T = TypeVar("_T")
+
+
+def slot_address(physical: int) -> int:
+    """Physical byte address of physical page 0..3."""
+    return EMS_FRAME_SEGMENT * 16 + physical * EMS_PAGE_SIZE
+
+
+class EmsManager:
+    """LIM EMS 4.0 functions 40h-4Ch over storage frames from the PageManager."""
+
+    def __init__(self, pageman: PageManager, total_pages: int, *,
+                 handle_count: int = 64) -> None:
+        self.pageman = pageman
+        self.total_pages = total_pages
+        self.handle_count = handle_count
+        self.handles: dict[int, list[int]] = {OS_HANDLE: []}
+        self.slots: list[tuple[int, int] | None] = [None] * PHYSICAL_PAGES
+        self.storage: dict[int, list[int]] = {}  # storage id -> its 4 frames
+        self.last_status = EMS_SUCCESS
+        self.ready = (type(total_pages) is int and 0 <= total_pages <= 0x7FFF
+                      and type(handle_count) is int and 2 <= handle_count <= 255)
+
+    def frames(self) -> set[int]:
+        return {frame for frames in self.storage.values() for frame in frames}
+
+    # -- LIM functions ---------------------------------------------------
+
+    def EmsGetStatus(self) -> int:
+        """40h."""
+        return self._set(EMS_SUCCESS)
+
+    def EmsGetPageFrame(self) -> int:
+        """41h: the page frame segment."""
+        return self._set(EMS_FRAME_SEGMENT)
+
+    def EmsGetPageCounts(self) -> tuple[int, int]:
+        """42h: (unallocated pages, total pages)."""
+        return self._set((self._available(), self.total_pages))
+
+    def EmsAllocate(self, pages: int) -> int:
+        """43h: a new handle owning pages logical pages; 0 on failure."""
+        if type(pages) is not int or pages < 0 or pages > self.total_pages:
+            return self._set(0, EMS_TOO_MANY_PAGES)
+        if pages == 0:
+            return self._set(0, EMS_ZERO_PAGES)
+        if pages > self._available():
+            return self._set(0, EMS_NOT_ENOUGH_PAGES)
+        handle = next((h for h in range(1, self.handle_count) if h not in self.handles), 0)
+        if handle == 0:
+            return self._set(0, EMS_NO_HANDLES)
+        ids = [i for i in range(self.total_pages) if i not in self.storage][:pages]
+        for page in ids:
+            self.storage[page] = [self.pageman.take_frame(FrameOwner.HELD)
+                                  for _ in range(FRAMES_PER_PAGE)]
+            for frame in self.storage[page]:
+                self.pageman.memory.pop(frame, None)
+        self.handles[handle] = ids
+        return self._set(handle)
+
+    def EmsMap(self, handle: int, logical: int, physical: int) -> bool:
+        """44h: show handle's logical page in physical page 0..3; logical FFFFh unmaps."""
+        pages = self._pages(handle)
+        if pages is None:
+            return False
+        if type(physical) is not int or not 0 <= physical < PHYSICAL_PAGES:
+            return self._set(False, EMS_INVALID_PHYSICAL)
+        if logical == UNMAP and type(logical) is int:
+            self._unmap(physical)
+            return self._set(True)
+        if type(logical) is not int or not 0 <= logical < len(pages):
+            return self._set(False, EMS_INVALID_LOGICAL)
+        target = (handle, logical)
+        if self.slots[physical] != target:
+            for other in range(PHYSICAL_PAGES):
+                if self.slots[other] == target:
+                    self._unmap(other)
+            self._unmap(physical)
+            self._load(physical, pages[logical])
+            self.slots[physical] = target
+        return self._set(True)
+
+    def EmsDeallocate(self, handle: int) -> bool:
+        """45h: free the handle's pages (and the handle, unless it is the OS handle)."""
+        pages = self._pages(handle)
+        if pages is None:
+            return False
+        for physical, mapped in enumerate(self.slots):
+            if mapped is not None and mapped[0] == handle:
+                zero_physical(self.pageman, slot_address(physical), EMS_PAGE_SIZE)
+                self.slots[physical] = None
+        for page in pages:
+            for frame in self.storage.pop(page):
+                self.pageman.release_frame(frame)
+        if handle == OS_HANDLE:
+            self.handles[OS_HANDLE] = []
+        else:
+            del self.handles[handle]
+        return self._set(True)
+
+    def EmsGetVersion(self) -> int:
+        """46h: 40h (LIM 4.0)."""
+        return self._set(EMS_VERSION)
+
+    def EmsGetHandleCount(self) -> int:
+        """4Bh: open handles, the OS handle included."""
+        return self._set(len(self.handles))
+
+    def EmsGetHandlePages(self, handle: int) -> int:
+        """4Ch: the handle's page count; 0 with 83h for an unknown handle."""
+        pages = self._pages(handle)
+        if pages is None:
+            return 0
+        return self._set(len(pages))
+
+    def MapPageToSegment(self, page_num: int, segment: int) -> bool:
+        """The seed's MapEmsPageToPhysical: storage id page_num at a frame segment."""
+        if type(page_num) is not int or page_num not in self.storage:
+            return self._set(False, EMS_INVALID_LOGICAL)
+        offset = segment - EMS_FRAME_SEGMENT if type(segment) is int else -1
+        if offset < 0 or offset % (EMS_PAGE_SIZE // 16) or offset >= 0x1000:
+            return self._set(False, EMS_INVALID_PHYSICAL)
+        handle = next(h for h, ids in self.handles.items() if page_num in ids)
+        return self.EmsMap(handle, self.handles[handle].index(page_num),
+                           offset // (EMS_PAGE_SIZE // 16))
+
+    def read_logical(self, handle: int, logical: int) -> bytes:
+        """The current bytes of a logical page (its physical page's while mapped)."""
+        for physical, mapped in enumerate(self.slots):
+            if mapped == (handle, logical):
+                return read_physical(self.pageman, slot_address(physical), EMS_PAGE_SIZE)
+        frames = self.storage[self.handles[handle][logical]]
+        return b"".join(read_physical(self.pageman, frame << PAGE_SHIFT, 1 << PAGE_SHIFT)
+                        for frame in frames)
+
+    # -- private -----------------------------------------------------------
+
+    def _available(self) -> int:
+        return min(self.total_pages - len(self.storage),
+                   self.pageman.free_count() // FRAMES_PER_PAGE)
+
+    def _pages(self, handle: object) -> list[int] | None:
+        pages = self.handles.get(handle) if type(handle) is int else None
+        if pages is None:
+            self.last_status = EMS_INVALID_HANDLE
+        return pages
+
+    def _unmap(self, physical: int) -> None:
+        """Save the physical page into its logical page, then show zeros."""
+        mapped = self.slots[physical]
+        if mapped is None:
+            return
+        page = self.handles[mapped[0]][mapped[1]]
+        for index, frame in enumerate(self.storage[page]):
+            self.pageman.copy_frame(
+                (slot_address(physical) >> PAGE_SHIFT) + index, frame)
+        zero_physical(self.pageman, slot_address(physical), EMS_PAGE_SIZE)
+        self.slots[physical] = None
+
+    def _load(self, physical: int, page: int) -> None:
+        base = slot_address(physical) >> PAGE_SHIFT
+        for index, frame in enumerate(self.storage[page]):
+            self.pageman.copy_frame(frame, base + index)
+
+    def _set(self, value: _T, code: int = EMS_SUCCESS) -> _T:
+        self.last_status = code
+        return value
