@@ -49,7 +49,10 @@ USER_OPERATIONS = (
     Operation("Mmap", _US, us.Mmap, (*RANGE, PROTECT, *CHOICE)),
     Operation("MmapFixed", _US, us.MmapFixed, (*RANGE, PROTECT, *CHOICE)),
     Operation("Munmap", _US, us.Munmap, RANGE),
-    Operation("Mprotect", _US, us.Mprotect, (*RANGE, PROTECT)),
+    # proved through MprotectApplied: its success covers the stop at a hole too
+    Operation("Mprotect", _US, us.Mprotect, (), parts=("MprotectApplied",)),
+    Operation("MprotectApplied", _US, us.MprotectApplied, (*RANGE, PROTECT, ("stop", INT)),
+              internal=True),
     Operation("BrkGrow", _US, us.BrkGrow, (PID, ("new_end", INT), *CHOICE), internal=True),
     Operation("BrkShrink", _US, us.BrkShrink, (PID, ("new_end", INT)), internal=True),
     Operation("Brk", _US, us.BrkGrow, (), parts=("BrkGrow", "BrkShrink")),
@@ -150,6 +153,7 @@ FULL_ONLY = frozenset({
         "VirtualAllocReserve.USR-4", "VirtualAllocCommit.USR-1", "VirtualAllocCommit.USR-4",
         "VirtualAllocReserveCommit.USR-1", "VirtualFreeDecommit.USR-1", "VirtualProtect.USR-1",
         "Mmap.USR-1", "Mmap.USR-4", "MmapFixed.USR-4", "Munmap.USR-1", "Munmap.USR-4",
+        "Mprotect.USR-1",
         "Brk.USR-1", "Brk.USR-4", "Access.USR-1")),
 })
 

@@ -25,14 +25,28 @@ Spec-level decisions (the model follows them or the lead reconciles):
   errno (the call returns -errno), as ``status``; 0 is success.
 - Committed pages hold a frame eagerly (Windows commit charge); a committed
   PAGE_NOACCESS page holds its frame with no present PTE.
-- The brk heap [heap_start, heap_end) and the committed stack stay committed
-  PAGE_READWRITE (USR-4): VirtualProtect, VirtualFree, VirtualAlloc(commit),
-  mprotect, munmap and MAP_FIXED refuse pages of a brk or stack allocation.
-- munmap and MAP_FIXED act only on mmap pages (a Windows reservation is
-  released whole by VirtualFree: EINVAL); munmap splits an allocation, the
+- Heap and stack stay within their bounds (USR-4): brk pages inside
+  [heap_start, heap_end), stack pages inside the 1 MB reservation below
+  stack_top (model.process_memory.STACK_RESERVE). Their pages may change
+  protection (VirtualProtect, mprotect) and brk pages may be unmapped, as
+  Linux allows; VirtualFree refuses image, stack and brk allocations
+  (ERROR_INVALID_PARAMETER, model.virtual_alloc).
+- The process heap (ORIGIN_PROCESS_HEAP, made by the model's CreateProcess,
+  not by this spec's) belongs to the heap manager: VirtualAlloc(commit) and
+  VirtualProtect -> ERROR_ACCESS_DENIED, VirtualFree -> ERROR_INVALID_PARAMETER,
+  mprotect -> EACCES, munmap/MAP_FIXED -> EINVAL.
+- munmap, MAP_FIXED and a shrinking brk remove mmap and brk pages anywhere and
+  a VirtualAlloc reservation only whole; part of one, or image, stack or
+  process-heap pages -> EINVAL (model.linux_mm). An allocation is split: the
   piece above the hole becomes an allocation based at the hole's end.
-- mprotect is all or nothing (ENOMEM if any page of the range is not
-  committed); Linux applies it to the pages before the hole (open).
+- mprotect applies allocation by allocation up to the first page not
+  committed (ENOMEM) or of the process heap (EACCES), leaving the part before
+  it changed (Linux's do_mprotect_pkey): the step's ``stop`` is that page.
+- brk grows the brk allocation ending at the old break, else makes a new one
+  based there; it needs a free guard page above the new end (Linux's
+  vm_start_gap check). Shrinking needs a non-free page in the range.
+- Out of scope: the frames page tables take (mprotect / VirtualProtect making
+  a page present may need one; the model can fail with ENOMEM there).
 """
 
 from __future__ import annotations
@@ -46,6 +60,7 @@ from typing import NamedTuple
 import z3
 
 from model.errors import ErrorCode
+from model.process_memory import STACK_RESERVE
 from model.user_layout import (
     EACCES,
     EINVAL,
@@ -56,6 +71,7 @@ from model.user_layout import (
     ORIGIN_BRK,
     ORIGIN_IMAGE,
     ORIGIN_MMAP,
+    ORIGIN_PROCESS_HEAP,
     ORIGIN_STACK,
     ORIGIN_VIRTUAL_ALLOC,
     PAGE_EXECUTE,
@@ -76,6 +92,8 @@ E = ErrorCode
 INT, BOOL = z3.IntSort(), z3.BoolSort()
 #: Pages of the 64 KB allocation granularity.
 GRANULE_PAGES = 16
+#: Pages of the stack's reservation below stack_top.
+STACK_RESERVE_PAGES = STACK_RESERVE // PAGE_SIZE
 #: Access kinds of the Access step.
 READ, WRITE, EXECUTE = 0, 1, 2
 
@@ -268,30 +286,26 @@ def usr_3(s: UserState) -> Ref:
 
 
 def usr_4(s: UserState) -> Ref:
-    """USR-4: heap_start <= heap_end <= heap_max inside user space; the brk
-    heap [heap_start, heap_end) is exactly the brk allocation, committed
-    READWRITE; the stack's committed pages are committed READWRITE."""
+    """USR-4: heap and stack within their bounds: USER_FIRST_VPN <= heap_start
+    <= heap_end <= heap_max <= USER_END_VPN; every brk page lies in
+    [heap_start, heap_end); the stack's reservation of STACK_RESERVE_PAGES
+    below stack_top lies in user space and every stack page inside it."""
     p, v = _pv()
     live = s.live[p]
-    heap = z3.And(live, s.heap_start[p] <= v, v < s.heap_end[p])
-    stack = z3.And(live, s.stack_top[p] - s.stack_size[p] <= v, v < s.stack_top[p])
+    low = s.stack_top[p] - STACK_RESERVE_PAGES
     return z3.And(
         z3.ForAll([p], z3.Implies(live, z3.And(
             USER_FIRST_VPN <= s.heap_start[p], s.heap_start[p] <= s.heap_end[p],
             s.heap_end[p] <= s.heap_max[p], s.heap_max[p] <= USER_END_VPN))),
         z3.ForAll([p], z3.Implies(live, z3.And(
-            0 <= s.stack_size[p], USER_FIRST_VPN <= s.stack_top[p] - s.stack_size[p],
-            s.stack_top[p] <= USER_END_VPN))),
-        z3.ForAll([p, v], z3.Implies(heap, committed(s, p, v))),
-        z3.ForAll([p, v], z3.Implies(heap, s.protect[p, v] == PAGE_READWRITE)),
-        z3.ForAll([p, v], z3.Implies(heap, s.base[p, v] == s.heap_start[p])),
-        z3.ForAll([p, v], z3.Implies(heap, s.origin[p, v] == ORIGIN_BRK)),
+            0 <= s.stack_size[p], s.stack_size[p] <= STACK_RESERVE_PAGES,
+            USER_FIRST_VPN <= low, s.stack_top[p] <= USER_END_VPN))),
         z3.ForAll([p, v], z3.Implies(
             z3.And(live, nonfree(s, p, v), s.origin[p, v] == ORIGIN_BRK),
             z3.And(s.heap_start[p] <= v, v < s.heap_end[p]))),
-        z3.ForAll([p, v], z3.Implies(stack, committed(s, p, v))),
-        z3.ForAll([p, v], z3.Implies(stack, s.protect[p, v] == PAGE_READWRITE)),
-        z3.ForAll([p, v], z3.Implies(stack, s.origin[p, v] == ORIGIN_STACK)))
+        z3.ForAll([p, v], z3.Implies(
+            z3.And(live, nonfree(s, p, v), s.origin[p, v] == ORIGIN_STACK),
+            z3.And(low <= v, v < s.stack_top[p]))))
 
 
 def prot_2(s: UserState) -> Ref:
@@ -449,9 +463,14 @@ def all_free(s: UserState, p: Ref, first: Ref, count: Ref) -> Ref:
     return all_pages(first, count, lambda w: z3.Not(nonfree(s, p, w)))
 
 
-def fixed_origin(s: UserState, p: Ref, v: Ref) -> Ref:
-    """Pages whose protection and commit state stay as they are (USR-4)."""
-    return z3.Or(s.origin[p, v] == ORIGIN_BRK, s.origin[p, v] == ORIGIN_STACK)
+def heap_page(s: UserState, p: Ref, v: Ref) -> Ref:
+    """A page of the process heap (the heap manager's)."""
+    return s.origin[p, v] == ORIGIN_PROCESS_HEAP
+
+
+def windows_owned(s: UserState, p: Ref, v: Ref) -> Ref:
+    """VirtualFree takes VirtualAlloc and mmap allocations only."""
+    return z3.Or(s.origin[p, v] == ORIGIN_VIRTUAL_ALLOC, s.origin[p, v] == ORIGIN_MMAP)
 
 
 def one_allocation(s: UserState, p: Ref, first: Ref, count: Ref) -> Ref:
@@ -460,9 +479,15 @@ def one_allocation(s: UserState, p: Ref, first: Ref, count: Ref) -> Ref:
         nonfree(s, p, w), s.base[p, w] == s.base[p, first])))
 
 
-def only_mmap(s: UserState, p: Ref, first: Ref, count: Ref) -> Ref:
-    return all_pages(first, count, lambda w: z3.Or(z3.Not(nonfree(s, p, w)),
-                                                    s.origin[p, w] == ORIGIN_MMAP))
+def unmappable(s: UserState, p: Ref, first: Ref, count: Ref) -> Ref:
+    """munmap may remove the range: its non-free pages are mmap or brk pages,
+    or pages of a VirtualAlloc reservation lying whole inside it (based at or
+    above first, and page first+count not in it: allocations are contiguous)."""
+    end = first + count
+    return all_pages(first, count, lambda w: z3.Or(
+        z3.Not(nonfree(s, p, w)), s.origin[p, w] == ORIGIN_MMAP, s.origin[p, w] == ORIGIN_BRK,
+        z3.And(s.origin[p, w] == ORIGIN_VIRTUAL_ALLOC, first <= s.base[p, w],
+               z3.Not(z3.And(nonfree(s, p, end), s.base[p, end] == s.base[p, w])))))
 
 
 def as_address(vpn: Ref) -> Ref:
@@ -483,7 +508,9 @@ def CreateProcess(s: UserState, pid: Ref, image_base: Ref, image_pages: Ref,
     layout = z3.And(USER_FIRST_VPN <= image_base, image_base % GRANULE_PAGES == 0,
                     0 < image_pages, image_base + image_pages <= heap_start,
                     heap_start <= heap_max, heap_max <= stack_base,
-                    0 < stack_size, stack_size <= stack_reserve, stack_top <= USER_END_VPN)
+                    0 < stack_size, stack_size <= stack_reserve,
+                    stack_reserve <= STACK_RESERVE_PAGES,
+                    USER_FIRST_VPN <= stack_top - STACK_RESERVE_PAGES, stack_top <= USER_END_VPN)
     code = status((pid <= 0, E.ERROR_INVALID_PARAMETER),
                   (s.live[pid], E.ERROR_ALREADY_EXISTS),
                   (z3.Not(valid_protect(image_protect)), E.ERROR_INVALID_PARAMETER),
@@ -544,7 +571,7 @@ def VirtualAllocCommit(s: UserState, pid: Ref, first: Ref, count: Ref, protect: 
     code = status(*_windows_checks(s, pid, protect),
                   (count <= 0, E.ERROR_INVALID_PARAMETER),
                   (z3.Not(one_allocation(s, pid, first, count)), E.ERROR_INVALID_ADDRESS),
-                  (fixed_origin(s, pid, first), E.ERROR_INVALID_ADDRESS),
+                  (heap_page(s, pid, first), E.ERROR_ACCESS_DENIED),
                   (oom, E.ERROR_NOT_ENOUGH_MEMORY))
     post, assume = commit_pages(s, pid, lambda w: within(w, first, count), _const(protect),
                                 pick, pinv)
@@ -568,7 +595,7 @@ def VirtualFreeDecommit(s: UserState, pid: Ref, first: Ref, count: Ref) -> UserS
     """VirtualFree(MEM_DECOMMIT): the range's committed pages become reserved."""
     code = status(*_windows_checks(s, pid), (count <= 0, E.ERROR_INVALID_PARAMETER),
                   (z3.Not(one_allocation(s, pid, first, count)), E.ERROR_INVALID_ADDRESS),
-                  (fixed_origin(s, pid, first), E.ERROR_INVALID_ADDRESS))
+                  (z3.Not(windows_owned(s, pid, first)), E.ERROR_INVALID_PARAMETER))
     post = decommit_pages(s, pid, lambda w: within(w, first, count))
     return user_step(s, code, post, z3.IntVal(1), z3.IntVal(0))
 
@@ -578,7 +605,7 @@ def VirtualFreeRelease(s: UserState, pid: Ref, base: Ref) -> UserStep:
     code = status(*_windows_checks(s, pid),
                   (z3.Not(z3.And(nonfree(s, pid, base), s.base[pid, base] == base)),
                    E.ERROR_INVALID_ADDRESS),
-                  (fixed_origin(s, pid, base), E.ERROR_INVALID_ADDRESS))
+                  (z3.Not(windows_owned(s, pid, base)), E.ERROR_INVALID_PARAMETER))
     post = release_pages(s, pid, lambda w: z3.And(nonfree(s, pid, w), s.base[pid, w] == base))
     return user_step(s, code, post, z3.IntVal(1), z3.IntVal(0))
 
@@ -590,7 +617,7 @@ def VirtualProtect(s: UserState, pid: Ref, first: Ref, count: Ref, protect: Ref)
                   (z3.Not(one_allocation(s, pid, first, count)), E.ERROR_INVALID_ADDRESS),
                   (z3.Not(all_pages(first, count, lambda w: committed(s, pid, w))),
                    E.ERROR_INVALID_ADDRESS),
-                  (fixed_origin(s, pid, first), E.ERROR_INVALID_ADDRESS))
+                  (heap_page(s, pid, first), E.ERROR_ACCESS_DENIED))
     post = protect_pages(s, pid, first, count, protect)
     return user_step(s, code, post, s.protect[pid, first], z3.IntVal(0))
 
@@ -627,11 +654,11 @@ def Mmap(s: UserState, pid: Ref, first: Ref, count: Ref, protect: Ref, pick: Ref
 
 def MmapFixed(s: UserState, pid: Ref, first: Ref, count: Ref, protect: Ref, pick: Ref,
               pinv: Ref, oom: Ref) -> UserStep:
-    """mmap(MAP_FIXED): the range's mmap pages are unmapped and replaced, all
-    or nothing; a range touching other allocations is EINVAL."""
+    """mmap(MAP_FIXED): the range is unmapped (munmap's rules) and replaced,
+    all or nothing."""
     code = status(*_linux_checks(s, pid, count, protect), (count == 0, EINVAL),
                   (z3.Not(user_range(first, count)), EINVAL),
-                  (z3.Not(only_mmap(s, pid, first, count)), EINVAL), (oom, ENOMEM))
+                  (z3.Not(unmappable(s, pid, first, count)), EINVAL), (oom, ENOMEM))
     cleared = reserve_pages(unmap_range(s, pid, first, count), pid, first, count, ORIGIN_MMAP)
     post, assume = commit_pages(cleared, pid, lambda w: within(w, first, count),
                                 _const(protect), pick, pinv)
@@ -639,45 +666,83 @@ def MmapFixed(s: UserState, pid: Ref, first: Ref, count: Ref, protect: Ref, pick
 
 
 def Munmap(s: UserState, pid: Ref, first: Ref, count: Ref) -> UserStep:
-    """munmap: frees the range's mmap pages (free pages are fine)."""
+    """munmap: frees the range (free pages are fine) when munmap may remove it."""
     code = status(*_linux_checks(s, pid, count), (count == 0, EINVAL),
                   (z3.Not(user_range(first, count)), EINVAL),
-                  (z3.Not(only_mmap(s, pid, first, count)), EINVAL))
+                  (z3.Not(unmappable(s, pid, first, count)), EINVAL))
     return user_step(s, code, unmap_range(s, pid, first, count), z3.IntVal(0), -code)
 
 
-def Mprotect(s: UserState, pid: Ref, first: Ref, count: Ref, protect: Ref) -> UserStep:
-    """mprotect: every page of the range committed (else ENOMEM); brk and
-    stack pages refused (EACCES); count 0 succeeds and changes nothing."""
-    code = status(*_linux_checks(s, pid, count, protect),
-                  (z3.Not(all_pages(first, count, lambda w: committed(s, pid, w))), ENOMEM),
-                  (z3.Not(all_pages(first, count, lambda w: z3.Not(fixed_origin(s, pid, w)))),
-                   EACCES))
-    return user_step(s, code, protect_pages(s, pid, first, count, protect), z3.IntVal(0),
-                     -code)
+def Mprotect(s: UserState, pid: Ref, first: Ref, count: Ref, protect: Ref,
+             stop: Ref | None = None) -> UserStep:
+    """mprotect: the pages [first, stop) change, stop being the first page of
+    the range not committed (ENOMEM) or of the process heap (EACCES), or its
+    end (success); count 0 succeeds and changes nothing. The failure at a
+    hole keeps the earlier pages changed, as Linux does. stop defaults to the
+    range's end (the caller knows the call succeeded)."""
+    checks, changed, assume = _mprotect(s, pid, first, count, protect, stop)
+    end = first + count
+    at = first + count if stop is None else stop
+    hole = z3.If(at < end, z3.If(committed(s, pid, at), EACCES, ENOMEM), 0)
+    code = z3.If(status(*checks) == 0, hole, status(*checks))
+    applied = status(*checks) == 0
+    return Transition(code, ite_user(applied, changed, s), changed, z3.IntVal(0) - code,
+                      assume)
+
+
+def MprotectApplied(s: UserState, pid: Ref, first: Ref, count: Ref, protect: Ref,
+                    stop: Ref) -> UserStep:
+    """The change of every mprotect that gets past its argument checks, the
+    one stopped at a hole included (its status 0 here: the obligations then
+    cover the state Linux leaves behind an ENOMEM or EACCES)."""
+    checks, changed, assume = _mprotect(s, pid, first, count, protect, stop)
+    return user_step(s, status(*checks), changed, z3.IntVal(0), None, assume)
+
+
+def _mprotect(s: UserState, pid: Ref, first: Ref, count: Ref, protect: Ref,
+              stop: Ref | None) -> tuple[list[tuple[Ref, int]], UserState, Ref]:
+    """mprotect's argument checks, its change up to stop, and stop's constraint."""
+    checks = _linux_checks(s, pid, count, protect)
+    end = first + count
+    changes: Selector = lambda w: z3.And(committed(s, pid, w),  # noqa: E731
+                                         z3.Not(heap_page(s, pid, w)))
+    if stop is None:
+        stop = end
+    assume = z3.And(first <= stop, stop <= end, all_pages(first, stop - first, changes),
+                    z3.Or(stop == end, z3.Not(changes(stop))))
+    return checks, protect_pages(s, pid, first, stop - first, protect), assume
 
 
 def BrkGrow(s: UserState, pid: Ref, new_end: Ref, pick: Ref, pinv: Ref, oom: Ref) -> UserStep:
-    """brk above the break: [heap_end, new_end) free, up to heap_max, committed
-    READWRITE into the brk allocation. On failure brk returns the break."""
+    """brk above the break: [heap_end, new_end] free (new_end is the guard
+    page), up to heap_max; the pages are committed READWRITE into the brk
+    allocation ending at the break, else a new one based at the break. On
+    failure brk returns the break."""
     end = s.heap_end[pid]
     count = new_end - end
+    last = end - 1
+    grows = z3.And(nonfree(s, pid, last), s.origin[pid, last] == ORIGIN_BRK)
     code = status((z3.Not(s.live[pid]), EINVAL),
                   (z3.Not(z3.And(end < new_end, new_end <= s.heap_max[pid])), ENOMEM),
-                  (z3.Not(all_free(s, pid, end, count)), ENOMEM), (oom, ENOMEM))
+                  (z3.Not(all_free(s, pid, end, count + 1)), ENOMEM), (oom, ENOMEM))
     reserved = reserve_pages(s.but(heap_end=z3.Store(s.heap_end, pid, new_end)), pid, end,
-                             count, ORIGIN_BRK, s.heap_start[pid])
+                             count, ORIGIN_BRK, z3.If(grows, s.base[pid, last], end))
     post, assume = commit_pages(reserved, pid, lambda w: within(w, end, count),
                                 _const(PAGE_READWRITE), pick, pinv)
     return user_step(s, code, post, as_address(new_end), as_address(end), assume)
 
 
 def BrkShrink(s: UserState, pid: Ref, new_end: Ref) -> UserStep:
-    """brk below the break (not below heap_start): the pages above are freed."""
+    """brk below the break (not below heap_start): [new_end, heap_end) is
+    unmapped by munmap's rules; a range with nothing in it fails (Linux 6.x
+    leaves the break)."""
     end = s.heap_end[pid]
+    count = end - new_end
     code = status((z3.Not(s.live[pid]), EINVAL),
-                  (z3.Not(z3.And(s.heap_start[pid] <= new_end, new_end < end)), ENOMEM))
-    post = release_pages(s, pid, lambda w: within(w, new_end, end - new_end))
+                  (z3.Not(z3.And(s.heap_start[pid] <= new_end, new_end < end)), ENOMEM),
+                  (all_free(s, pid, new_end, count), ENOMEM),
+                  (z3.Not(unmappable(s, pid, new_end, count)), EINVAL))
+    post = unmap_range(s, pid, new_end, count)
     return user_step(s, code, post.but(heap_end=z3.Store(s.heap_end, pid, new_end)),
                      as_address(new_end), as_address(end))
 

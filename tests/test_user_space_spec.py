@@ -15,7 +15,10 @@ from model.user_layout import (
     MEM_COMMIT,
     MEM_FREE,
     MEM_RESERVE,
+    ORIGIN_BRK,
     ORIGIN_MMAP,
+    ORIGIN_PROCESS_HEAP,
+    ORIGIN_STACK,
     ORIGIN_VIRTUAL_ALLOC,
     PAGE_NOACCESS,
     PAGE_READONLY,
@@ -100,13 +103,67 @@ def test_commit_only_inside_one_reservation(one: us.UserState) -> None:
     assert status_is(inside, 0)
 
 
-def test_linux_calls_refuse_windows_and_heap_pages(one: us.UserState) -> None:
-    assert status_is(us.Munmap(one, i(1), i(0x440), i(1)), EINVAL)
+def test_munmap_takes_brk_mmap_and_whole_reservations(one: us.UserState) -> None:
+    assert status_is(us.Munmap(one, i(1), i(0x440), i(1)), EINVAL)  # part of a reservation
+    assert status_is(us.Munmap(one, i(1), i(0x43F), i(4)), EINVAL)
+    assert status_is(us.Munmap(one, i(1), i(0x440), i(4)), 0)  # the whole reservation
+    assert status_is(us.Munmap(one, i(1), i(0x400), i(1)), EINVAL)  # the image
+    assert status_is(us.Munmap(one, i(1), i(0x4FF), i(1)), EINVAL)  # the stack
+    assert status_is(us.Munmap(one, i(1), i(0x411), i(1)), 0)  # a brk page
     assert status_is(us.Munmap(one, i(1), i(0x600), i(4)), 0)  # unmapped range: success
     assert status_is(us.Munmap(one, i(1), i(0x460), i(0)), EINVAL)
-    assert status_is(us.Mprotect(one, i(1), i(0x410), i(1), i(PAGE_READONLY)), EACCES)
-    assert status_is(us.Mprotect(one, i(1), i(0x442), i(1), i(PAGE_READONLY)), ENOMEM)
-    assert status_is(us.Mprotect(one, i(1), i(0x460), i(0), i(PAGE_READONLY)), 0)
+
+
+def test_mprotect_stops_at_the_first_hole(one: us.UserState) -> None:
+    ro = i(PAGE_READONLY)
+    assert status_is(us.Mprotect(one, i(1), i(0x410), i(1), ro), 0)  # brk pages allowed
+    assert status_is(us.Mprotect(one, i(1), i(0x4FF), i(1), ro), 0)  # stack pages allowed
+    assert status_is(us.Mprotect(one, i(1), i(0x442), i(1), ro), ENOMEM)
+    assert status_is(us.Mprotect(one, i(1), i(0x460), i(0), ro), 0)
+    partial = us.Mprotect(one, i(1), i(0x440), i(3), ro, i(0x442))
+    assert status_is(partial, ENOMEM)
+    assert valid(z3.And(partial.post.protect[1, 0x441] == PAGE_READONLY,
+                        partial.post.state[1, 0x442] == MEM_RESERVE))
+    # the stop is the first hole, nothing else
+    assert valid(z3.Not(us.Mprotect(one, i(1), i(0x440), i(3), ro, i(0x441)).assume))
+    assert valid(z3.Not(us.Mprotect(one, i(1), i(0x440), i(3), ro, i(0x443)).assume))
+
+
+def test_process_heap_pages_belong_to_the_heap_manager() -> None:
+    pages = {0x440: page(MEM_COMMIT, PAGE_READWRITE, 0x440, ORIGIN_PROCESS_HEAP, 3, True, True),
+             0x441: page(MEM_RESERVE, 0, 0x440, ORIGIN_PROCESS_HEAP, None)}
+    s = concrete_user({1: pages}, LAYOUT, 16)
+    pick, pinv = z3.Array("pick", z3.IntSort(), z3.IntSort()), z3.Array(
+        "pinv", z3.IntSort(), z3.IntSort())
+    ro = i(PAGE_READONLY)
+    assert status_is(us.Mprotect(s, i(1), i(0x440), i(1), ro), EACCES)
+    assert status_is(us.VirtualProtect(s, i(1), i(0x440), i(1), ro), E.ERROR_ACCESS_DENIED)
+    assert status_is(us.VirtualAllocCommit(s, i(1), i(0x441), i(1), ro, pick, pinv,
+                                           z3.BoolVal(False)), E.ERROR_ACCESS_DENIED)
+    assert status_is(us.VirtualFreeRelease(s, i(1), i(0x440)), E.ERROR_INVALID_PARAMETER)
+    assert status_is(us.Munmap(s, i(1), i(0x440), i(2)), EINVAL)
+
+
+def test_windows_calls_on_brk_and_stack(one: us.UserState) -> None:
+    ro = i(PAGE_READONLY)
+    assert status_is(us.VirtualProtect(one, i(1), i(0x410), i(2), ro), 0)
+    assert status_is(us.VirtualFreeRelease(one, i(1), i(0x410)), E.ERROR_INVALID_PARAMETER)
+    assert status_is(us.VirtualFreeDecommit(one, i(1), i(0x4FF), i(1)),
+                     E.ERROR_INVALID_PARAMETER)
+
+
+def test_brk_grow_extends_the_brk_allocation_at_the_break(one: us.UserState) -> None:
+    pick, pinv, no = z3.Array("pick", z3.IntSort(), z3.IntSort()), z3.Array(
+        "pinv", z3.IntSort(), z3.IntSort()), z3.BoolVal(False)
+    grown = us.BrkGrow(one, i(1), i(0x413), pick, pinv, no)
+    assert status_is(grown, 0) and valid(z3.Implies(grown.assume, z3.And(
+        grown.post.base[1, 0x412] == 0x410, grown.post.origin[1, 0x412] == ORIGIN_BRK)))
+    holed = us.Munmap(one, i(1), i(0x411), i(1)).changed
+    fresh = us.BrkGrow(holed, i(1), i(0x413), pick, pinv, no)
+    assert status_is(fresh, 0) and valid(z3.Implies(fresh.assume,
+                                                    fresh.post.base[1, 0x412] == 0x412))
+    # the guard page above the new end must be free
+    assert status_is(us.BrkGrow(one, i(1), i(0x43F), pick, pinv, no), ENOMEM)
 
 
 @pytest.mark.parametrize(("vpn", "kind", "code"), [
@@ -163,9 +220,15 @@ def test_shared_frame_breaks_usr_2() -> None:
     assert violated(s) == ["USR-2"]
 
 
-def test_heap_outside_its_bounds_breaks_usr_4() -> None:
-    s = concrete_user({}, {1: SpaceView(0x410, 0x411, 0x420, 0x500, 0)}, 16)
+@pytest.mark.parametrize("pages", [
+    {0x411: page(MEM_COMMIT, PAGE_READWRITE, 0x411, ORIGIN_BRK, 3, True, True)},
+    {0x4F0: page(MEM_RESERVE, 0, 0x4F0, ORIGIN_STACK, None)},
+])
+def test_heap_or_stack_outside_its_bounds_breaks_usr_4(pages: dict[int, PageView]) -> None:
+    s = concrete_user({1: pages}, {1: SpaceView(0x410, 0x411, 0x420, 0x600, 0)}, 16)
     assert violated(s) == ["USR-4"]
+    assert violated(concrete_user({}, {1: SpaceView(0x411, 0x410, 0x420, 0x500, 0)}, 16)) \
+        == ["USR-4"]
 
 
 def test_every_claim_has_a_user_space_variant() -> None:
