@@ -91,10 +91,17 @@ def decide(claim: Ref, what: str) -> bool:
     simple = z3.simplify(claim)
     if z3.is_true(simple) or z3.is_false(simple):
         return bool(z3.is_true(simple))
-    solver = z3.Solver()
-    solver.set("timeout", QUERY_TIMEOUT_MS)
-    solver.add(z3.Not(claim))
-    result = solver.check()
+    result, solver = z3.unknown, z3.Solver()
+    # The default solver picks its tactic from the query's shape and may give up
+    # on a quantified one it takes for difference logic ("incomplete (theory
+    # difference-logic)"); the AUFLIA solver, configured for arrays and linear
+    # integers with quantifiers, then decides it (user-space steps, 0.2 s).
+    for solver in (z3.Solver(), z3.SolverFor("AUFLIA")):
+        solver.set("timeout", QUERY_TIMEOUT_MS)
+        solver.add(z3.Not(claim))
+        result = solver.check()
+        if result != z3.unknown:
+            break
     if result == z3.unknown:
         raise SolverUnknownError(f"z3 could not decide {what}: {solver.reason_unknown()}",
                                  [what])

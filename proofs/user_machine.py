@@ -1,0 +1,569 @@
+"""The user-space spec checked on every step of hypothesis runs over several processes.
+
+A RuleBasedStateMachine drives one model.syscalls.SystemCalls on 4 MB of
+memory with up to three processes: CreateProcess, DestroyProcess and
+SwitchProcess; VirtualAlloc (reserve, commit, both, at NULL, at an
+allocation, at a chosen address, with bad types and protections),
+VirtualFree (decommit, release), VirtualProtect, VirtualQuery; mmap (placed,
+hinted, MAP_FIXED), munmap, mprotect, brk; HeapAlloc / HeapFree of the
+process heap; user-mode reads, writes and executes. After every call
+:class:`UserHarness` checks
+
+1. every invariant of spec.user_space (USR-1..4, PROT-2, PROT-3) on the
+   abstraction of the post-state (proofs.user_abstraction; one z3 query per
+   invariant, cached per view; unknown is a failure);
+2. the transition, for the calls the spec has a step for: the spec's step
+   from the abstraction of the pre-state, with the call's pages as
+   arguments and the frames the model picked as ``pick``, must report the
+   model's status, and on success its post-state must equal the abstraction
+   of the model's post-state on every observable field (``TRANSITION``);
+   PROT-1 on every access (the spec's claim on the Access step);
+3. a failed call changes nothing (``UNCHANGED``): records, allocations, PTEs,
+   the frame owners and memory contents;
+4. bytes written to a page read back while it stays committed (``CONTENTS``);
+5. at the end of every example, destroying every process gives every frame
+   back: the free count returns to its value before the first process
+   (``FRAMES``).
+
+Calls whose effect the spec does not describe step by step are checked by
+1, 3, 4 and 5 only: CreateProcess (the spec's CreateProcess has no process
+heap), HeapAlloc/HeapFree (the process heap is a KernelHeap, refined by its
+own machine), VirtualQuery (no change), and failures whose code comes from
+argument validation the spec does not model (types, alignment, flags).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import z3
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule
+
+from model.errors import ErrorCode
+from model.kernel_heap import HEADER_SIZE
+from model.page_manager import PageManager
+from model.process_memory import AccessViolation, ProcessMemorySpace
+from model.syscalls import SystemCalls
+from model.user_layout import (
+    EACCES,
+    ENOMEM,
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_PRIVATE,
+    MAP_SHARED,
+    MEM_COMMIT,
+    MEM_DECOMMIT,
+    MEM_FREE,
+    MEM_RELEASE,
+    MEM_RESERVE,
+    ORIGIN_MMAP,
+    ORIGIN_PROCESS_HEAP,
+    ORIGIN_VIRTUAL_ALLOC,
+    PAGE_EXECUTE,
+    PAGE_EXECUTE_READ,
+    PAGE_EXECUTE_READWRITE,
+    PAGE_NOACCESS,
+    PAGE_READONLY,
+    PAGE_READWRITE,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    page_ceil,
+    page_floor,
+    protect_from_prot,
+)
+from model.virtual_alloc import VirtualProtectProcessMemory
+from model.virtual_memory import PageFault, VirtualMemoryManager
+from model.x86_paging import PTE_PRESENT, PTE_WRITABLE
+from proofs.obligation import Obligation, Verdict
+from proofs.paging_machine import CheckError
+from proofs.pool_machine import (
+    CONTENTS,
+    TRANSITION,
+    UNCHANGED,
+    CheckedMachine,
+    ModelVariant,
+    check_invariants,
+    failing,
+    raise_problems,
+    run_machine,
+)
+from proofs.user_abstraction import View, to_user_state, user_view
+from spec import user_space as us
+from spec.state import Ref
+from spec.user_space import UserState
+
+E = ErrorCode
+SUCCESS = E.ERROR_SUCCESS
+FRAMES = "frames"
+MEMORY_END = 0x400000
+MAX_PROCESSES = 3
+NO_FD = 0xFFFFFFFF
+#: Addresses the rules aim at besides the current process's allocations.
+FIXED_AREA = 0x40000000
+PROTECTIONS = (PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE, PAGE_EXECUTE, PAGE_EXECUTE_READ,
+               PAGE_EXECUTE_READWRITE)
+KIND = {"read": us.READ, "write": us.WRITE, "execute": us.EXECUTE}
+#: Fields compared where the page is not free (base, origin, protect) and
+#: where it is committed (frame); state and the PTE bits everywhere.
+PAGE_FIELDS = ("base", "origin", "protect")
+
+
+def make_calls() -> SystemCalls:
+    pm = PageManager()
+    assert pm.InitializePhysicalMemory(0x100000, MEMORY_END)
+    vmm = VirtualMemoryManager(pm)
+    assert vmm.InitializePaging()
+    return SystemCalls(vmm)
+
+
+def observable(s: UserState) -> list[Ref]:
+    """The values two states must agree on, as terms over the free constants
+    _oq (pid), _ow (vpn) and _of (frame): a state equals another when every
+    term does, for every value of those constants. Free pages' stale fields,
+    dead pids' layouts and the ghost rmap do not count. (Pointwise terms, not
+    array equalities: z3 answers sat, wrongly, to some inequalities between
+    lambdas.)"""
+    q, w, f = z3.Ints("_oq _ow _of")
+    free = s.state[q, w] == MEM_FREE
+    terms = [s.live[q], s.state[q, w], s.pte_present[q, w], s.pte_writable[q, w],
+             s.pte_user[q, w], s.owner[f]]
+    terms += [z3.If(s.live[q], getattr(s, name)[q], 0) for name in (
+        "heap_start", "heap_end", "heap_max", "stack_top", "stack_size")]
+    terms += [z3.If(free, 0, getattr(s, name)[q, w]) for name in PAGE_FIELDS]
+    terms.append(z3.If(s.state[q, w] == MEM_COMMIT, s.frame[q, w], 0))
+    return terms
+
+
+OBSERVED = ("live", "state", "pte_present", "pte_writable", "pte_user", "owner", "heap_start",
+            "heap_end", "heap_max", "stack_top", "stack_size", *PAGE_FIELDS, "frame")
+
+
+def world(calls: SystemCalls) -> tuple[object, ...]:
+    """Everything a failed call must leave as it was."""
+    pm = calls.vmm.pageman
+    spaces = {pid: ({vpn: dataclasses.astuple(r) for vpn, r in space.pages.items()},
+                    {b: dataclasses.astuple(a) for b, a in space.allocations.items()},
+                    {vpn: space.pte(vpn) for vpn in space.pages}, space.brk)
+              for pid, space in calls.processes.items()}
+    return (spaces, bytes(pm.owner), list(pm.frames.words),
+            {frame: bytes(page) for frame, page in pm.memory.items()})
+
+
+class UserHarness:
+    """The processes, and what was written into their pages."""
+
+    def __init__(self, machine: type[CheckedMachine]) -> None:
+        self.machine = machine
+        self.calls = make_calls()
+        self.free_at_start = self.calls.vmm.pageman.free_count()
+        self.written: dict[tuple[int, int], bytes] = {}  # (pid, address) -> bytes
+
+    @property
+    def space(self) -> ProcessMemorySpace | None:
+        return self.calls.current
+
+    def state(self, view: View) -> UserState:
+        return to_user_state(view, self.calls.vmm.pageman.nframes)
+
+    def call(self, name: str, *args: Any) -> Any:
+        calls = self.calls
+        pid = 0 if calls.current is None else calls.current.pid
+        pre_view, before = user_view(calls), world(calls)
+        target = (lambda *a: _protect(calls, *a)) if name == "protect" else getattr(calls, name)
+        reply = target(*args)
+        code = self.code(name, args, reply)
+        self.machine.outcomes[f"{name} {code}"] += 1
+        where = f"{name}{args!r} in process {pid} returned {reply!r} ({code})"
+        post_view = user_view(calls)
+        problems = check_invariants(self.machine, us.INVARIANTS, repr(post_view),
+                                    lambda: self.state(post_view))
+        failed = code != 0
+        partial = name == "SyscallMprotect" and code in (ENOMEM, EACCES)
+        if failed and not partial and world(calls) != before:
+            problems[UNCHANGED] = "a failed call changed the processes or memory"
+        step = self.expected(name, args, pid, pre_view, post_view, reply)
+        if step is not None:
+            problems.update(self.transition(step, code, post_view, compare=not failed or partial))
+        problems.update(self.check_contents())
+        raise_problems(where, problems)
+        return reply
+
+    def code(self, name: str, args: tuple[Any, ...], reply: Any) -> int:
+        """0 on success, else the Windows error code or the errno (a brk that does
+        not move the break to the value asked for failed: ENOMEM)."""
+        if name in LINUX:
+            if name == "SyscallBrk":
+                return 0 if reply == args[0] else ENOMEM
+            return -reply if reply < 0 else 0
+        if name in ("CreateProcess", "SwitchProcess", "DestroyProcess"):
+            return int(self.calls.last_error)
+        space = self.calls.current
+        return 0 if space is None else int(space.last_error)
+
+    # -- the spec's step of a call ------------------------------------------------
+
+    def expected(self, name: str, args: tuple[Any, ...], pid: int, pre_view: View,
+                 post_view: View, reply: Any) -> us.UserStep | None:
+        """The spec step the call must take, None when the spec has none for it."""
+        pre = self.state(pre_view)
+        pick, pinv, oom = self.picked(pid, post_view)
+        if name == "DestroyProcess":
+            return us.DestroyProcess(pre, z3.IntVal(args[0]))
+        if pid == 0:
+            return None
+        p = z3.IntVal(pid)
+        space = self.calls.processes.get(pid)
+        if name == "SyscallVirtualAlloc" and reply:
+            address, size, kind, protect = args
+            first = reply >> PAGE_SHIFT
+            if kind & MEM_RESERVE or address == 0:
+                count = self.allocation_pages(post_view, pid, first)
+                if kind & MEM_COMMIT:
+                    return us.VirtualAllocReserveCommit(pre, p, z3.IntVal(first),
+                                                        z3.IntVal(count), z3.IntVal(protect),
+                                                        pick, pinv, oom)
+                return us.VirtualAllocReserve(pre, p, z3.IntVal(first), z3.IntVal(count),
+                                              z3.IntVal(protect))
+            count = (page_ceil(address + size) - page_floor(address)) >> PAGE_SHIFT
+            return us.VirtualAllocCommit(pre, p, z3.IntVal(first), z3.IntVal(count),
+                                         z3.IntVal(protect), pick, pinv, oom)
+        if name == "SyscallVirtualFree" and reply:
+            address, size, kind = args
+            first = page_floor(address) >> PAGE_SHIFT
+            if kind == MEM_RELEASE:
+                return us.VirtualFreeRelease(pre, p, z3.IntVal(first))
+            base = pre_view[0][pid][first].base_vpn
+            end = (base + self.allocation_pages(pre_view, pid, base) if size == 0
+                   else page_ceil(address + size) >> PAGE_SHIFT)
+            return us.VirtualFreeDecommit(pre, p, z3.IntVal(first), z3.IntVal(end - first))
+        if name == "protect" and reply[0]:
+            address, size, protect = args
+            first = page_floor(address) >> PAGE_SHIFT
+            count = (page_ceil(address + size) >> PAGE_SHIFT) - first
+            return us.VirtualProtect(pre, p, z3.IntVal(first), z3.IntVal(count),
+                                     z3.IntVal(protect))
+        if name == "SyscallMmap" and reply >= 0 and space is not None:
+            address, length, prot, flags = args[:4]
+            first, count = reply >> PAGE_SHIFT, page_ceil(length) >> PAGE_SHIFT
+            step = us.MmapFixed if flags & MAP_FIXED else us.Mmap
+            return step(pre, p, z3.IntVal(first), z3.IntVal(count),
+                        z3.IntVal(protect_from_prot(prot)), pick, pinv, oom)
+        if name == "SyscallMunmap" and reply == 0:
+            address, length = args
+            return us.Munmap(pre, p, z3.IntVal(address >> PAGE_SHIFT),
+                             z3.IntVal(page_ceil(length) >> PAGE_SHIFT))
+        if name == "SyscallMprotect" and args[1] and reply in (0, -ENOMEM, -EACCES):
+            address, length, prot = args
+            first = address >> PAGE_SHIFT
+            end = page_ceil(address + length) >> PAGE_SHIFT
+            pages = pre_view[0][pid]
+            stop = first
+            while stop < end and stop in pages and pages[stop].state == MEM_COMMIT \
+                    and pages[stop].origin != ORIGIN_PROCESS_HEAP:
+                stop += 1
+            return us.Mprotect(pre, p, z3.IntVal(first), z3.IntVal(end - first),
+                               z3.IntVal(protect_from_prot(prot)), z3.IntVal(stop))
+        if name == "SyscallBrk" and space is not None and reply == args[0]:
+            old_end, new_end = pre_view[1][pid].heap_end, post_view[1][pid].heap_end
+            if new_end > old_end:
+                return us.BrkGrow(pre, p, z3.IntVal(new_end), pick, pinv, oom)
+            if new_end < old_end:
+                return us.BrkShrink(pre, p, z3.IntVal(new_end))
+        return None
+
+    @staticmethod
+    def allocation_pages(view: View, pid: int, base: int) -> int:
+        pages = view[0][pid]
+        count = 0
+        while base + count in pages and pages[base + count].base_vpn == base:
+            count += 1
+        return count
+
+    @staticmethod
+    def picked(pid: int, post_view: View) -> tuple[Ref, Ref, Ref]:
+        """pick/pinv: the frame of every committed page of pid after the call (the
+        spec reads pick only at the pages it commits anew: MAP_FIXED recommits
+        pages that were committed, possibly in the same frame); oom false."""
+        pick: Ref = z3.K(z3.IntSort(), z3.IntVal(-1))
+        pinv: Ref = z3.K(z3.IntSort(), z3.IntVal(-1))
+        for vpn, page in sorted(post_view[0].get(pid, {}).items()):
+            if page.state == MEM_COMMIT and page.frame is not None:
+                pick = z3.Store(pick, vpn, page.frame)
+                pinv = z3.Store(pinv, page.frame, vpn)
+        return pick, pinv, z3.BoolVal(False)
+
+    def transition(self, step: us.UserStep, code: int, post_view: View, *,
+                   compare: bool) -> dict[str, str]:
+        """The spec's status is the model's; when ``compare``, the spec's post-state
+        is the abstraction of the model's on every observable field."""
+        claims: list[tuple[str, Ref]] = [
+            ("the spec's assumptions (pick, stop) hold", step.assume),
+            (f"the spec's status is {code}", z3.Implies(step.assume, step.status == code))]
+        if compare:
+            post = self.state(post_view)
+            claims += [(f"post-state {name}", z3.Implies(step.assume, a == b))
+                       for name, a, b in zip(OBSERVED, observable(step.post), observable(post),
+                                             strict=True)]
+        bad = failing(claims, TRANSITION)
+        return {TRANSITION: "; ".join(bad)} if bad else {}
+
+    def check_contents(self) -> dict[str, str]:
+        wrong = []
+        for (pid, address), data in list(self.written.items()):
+            space = self.calls.processes.get(pid)
+            record = None if space is None else space.pages.get(address >> PAGE_SHIFT)
+            if space is None or record is None or record.state != MEM_COMMIT:
+                del self.written[(pid, address)]
+                continue
+            frame = record.frame
+            assert frame is not None
+            page = self.calls.vmm.pageman.memory.get(frame)
+            offset = address & (PAGE_SIZE - 1)
+            seen = bytes(len(data)) if page is None else bytes(page[offset:offset + len(data)])
+            if seen != data:
+                wrong.append(f"{address:#x} in process {pid} reads {seen!r}, wrote {data!r}")
+        return {CONTENTS: "; ".join(wrong)} if wrong else {}
+
+    def access(self, kind: str, address: int) -> None:
+        """A user-mode access of one byte; PROT-1 on the spec's Access step."""
+        space = self.space
+        if space is None:
+            return
+        pre_view = user_view(self.calls)
+        if kind == "read":
+            reply: Any = space.ReadUserMemory(address, 1)
+        elif kind == "execute":
+            reply = space.ExecuteUserMemory(address)
+        else:
+            reply = space.WriteUserMemory(address, b"\x5a")
+        allowed = not isinstance(reply, PageFault | AccessViolation) and reply not in (None, False)
+        self.machine.outcomes[f"access {kind} {'ok' if allowed else 'fault'}"] += 1
+        pre = self.state(pre_view)
+        args = {"pid": z3.IntVal(space.pid), "vpn": z3.IntVal(address >> PAGE_SHIFT),
+                "kind": z3.IntVal(KIND[kind])}
+        step = us.Access(pre, args["pid"], args["vpn"], args["kind"])
+        claims = [("PROT-1", us.prot_1(pre, step, args) if allowed else z3.BoolVal(True)),
+                  (TRANSITION, step.ok == allowed)]
+        bad = failing(claims, "access")
+        if allowed and kind == "write":
+            self.written[(space.pid, address)] = b"\x5a"
+        raise_problems(f"{kind} {address:#x} in process {space.pid}: {reply!r}",
+                       {name: f"the spec's Access step disagrees ({name})" for name in bad})
+
+
+LINUX = ("SyscallMmap", "SyscallMunmap", "SyscallMprotect", "SyscallBrk")
+
+
+def _protect(calls: SystemCalls, address: int, size: int, protect: int) -> tuple[bool, int]:
+    space = calls.current
+    assert space is not None
+    return VirtualProtectProcessMemory(space, address, size, protect)
+
+
+class UserMachine(CheckedMachine):
+    """Several processes' user spaces through the system calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        type(self).examples += 1
+        self.h = UserHarness(type(self))
+
+    def teardown(self) -> None:
+        calls = self.h.calls
+        for pid in list(calls.processes):
+            self.h.call("DestroyProcess", pid)
+        free = calls.vmm.pageman.free_count()
+        if free != self.h.free_at_start:
+            raise CheckError(f"{free} frames free after every process was destroyed, "
+                             f"{self.h.free_at_start} before the first", [FRAMES])
+
+    # -- targets --------------------------------------------------------------------
+
+    def addresses(self) -> list[int]:
+        """Where the rules aim: the fixed area, the break, and the first page, the
+        second page and the end of the current process's allocations (the most
+        recent eight), the image and the stack included."""
+        space = self.h.space
+        found = [FIXED_AREA, FIXED_AREA + 0x11000]
+        if space is not None:
+            found.append(space.brk)
+            for base in space.bases[-8:] + space.bases[:1]:
+                allocation = space.allocations[base]
+                found += [allocation.base, allocation.base + PAGE_SIZE, allocation.end]
+        return found
+
+    # -- processes --------------------------------------------------------------------
+
+    @precondition(lambda self: len(self.h.calls.processes) < MAX_PROCESSES)
+    @rule()
+    def create(self) -> None:
+        pid = self.h.call("CreateProcess")
+        if pid:
+            self.h.call("SwitchProcess", pid)
+
+    @precondition(lambda self: bool(self.h.calls.processes))
+    @rule(data=st.data())
+    def switch_or_destroy(self, data: st.DataObject) -> None:
+        pid = data.draw(st.sampled_from(sorted(self.h.calls.processes)))
+        self.h.call(data.draw(st.sampled_from(("SwitchProcess", "DestroyProcess"))), pid)
+
+    # -- Windows -------------------------------------------------------------------------
+
+    @precondition(lambda self: self.h.space is not None)
+    @rule(data=st.data(), size=st.sampled_from((0x1000, 0x3000, 0x10001, 0, 1)),
+          kind=st.sampled_from((MEM_RESERVE | MEM_COMMIT, MEM_COMMIT, MEM_RESERVE, MEM_RELEASE)),
+          protect=st.sampled_from((PAGE_READWRITE, *PROTECTIONS, 0x3)))
+    def virtual_alloc(self, data: st.DataObject, size: int, kind: int, protect: int) -> None:
+        address = data.draw(st.one_of(st.just(0), st.sampled_from(self.addresses())))
+        self.h.call("SyscallVirtualAlloc", address, size, kind, protect)
+
+    def private(self) -> list[int]:
+        """Bases and second pages of the current process's VirtualAlloc and mmap
+        allocations (what VirtualFree and VirtualProtect may change)."""
+        space = self.h.space
+        if space is None:
+            return []
+        return [address for base in space.bases
+                if space.allocations[base].origin in (ORIGIN_VIRTUAL_ALLOC, ORIGIN_MMAP)
+                for address in (base, base + PAGE_SIZE)]
+
+    @precondition(lambda self: self.h.space is not None)
+    @rule(data=st.data(), size=st.sampled_from((0, 0x1000, 0x2000)),
+          kind=st.sampled_from((MEM_DECOMMIT, MEM_RELEASE)))
+    def virtual_free(self, data: st.DataObject, size: int, kind: int) -> None:
+        targets = self.private() or self.addresses()
+        self.h.call("SyscallVirtualFree", data.draw(st.sampled_from(targets)), size, kind)
+
+    @precondition(lambda self: self.h.space is not None)
+    @rule(data=st.data(), size=st.sampled_from((1, 0x2000)),
+          protect=st.sampled_from((*PROTECTIONS, 0x6)))
+    def virtual_protect(self, data: st.DataObject, size: int, protect: int) -> None:
+        targets = self.private() or self.addresses()
+        self.h.call("protect", data.draw(st.sampled_from(targets)), size, protect)
+
+    # -- Linux -----------------------------------------------------------------------------
+
+    @precondition(lambda self: self.h.space is not None)
+    @rule(data=st.data(), length=st.sampled_from((0, 0x1000, 0x3000)),
+          prot=st.sampled_from((0, 1, 3, 5, 7)),
+          flags=st.sampled_from((MAP_PRIVATE | MAP_ANONYMOUS, MAP_SHARED | MAP_ANONYMOUS,
+                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)))
+    def mmap(self, data: st.DataObject, length: int, prot: int, flags: int) -> None:
+        address = data.draw(st.one_of(st.just(0), st.sampled_from(self.addresses())))
+        self.h.call("SyscallMmap", address, length, prot, flags, NO_FD, 0)
+
+    @precondition(lambda self: self.h.space is not None)
+    @rule(data=st.data(), length=st.sampled_from((0x1000, 0x2000)))
+    def munmap(self, data: st.DataObject, length: int) -> None:
+        self.h.call("SyscallMunmap", page_floor(data.draw(st.sampled_from(self.addresses()))),
+                    length)
+
+    @precondition(lambda self: self.h.space is not None)
+    @rule(data=st.data(), length=st.sampled_from((0, 0x1000, 0x3000)),
+          prot=st.sampled_from((0, 1, 3, 4)))
+    def mprotect(self, data: st.DataObject, length: int, prot: int) -> None:
+        self.h.call("SyscallMprotect",
+                    page_floor(data.draw(st.sampled_from(self.addresses()))), length, prot)
+
+    @precondition(lambda self: self.h.space is not None)
+    @rule(delta=st.sampled_from((-0x3000, -1, 0, 0x10, 0x2000, 0x5001)))
+    def brk(self, delta: int) -> None:
+        space = self.h.space
+        assert space is not None
+        self.h.call("SyscallBrk", max(0, space.brk + delta))
+
+    # -- the process heap and accesses -------------------------------------------------
+
+    @precondition(lambda self: self.h.space is not None)
+    @rule(size=st.sampled_from((0, 24, 0x3000, 0x20000)), zero=st.booleans())
+    def heap_alloc(self, size: int, zero: bool) -> None:
+        heap = self.h.calls.SyscallGetProcessHeap()
+        self.h.call("SyscallHeapAlloc", heap, 0x8 if zero else 0, size)
+
+    @precondition(lambda self: self.h.space is not None)
+    @rule(data=st.data())
+    def heap_free(self, data: st.DataObject) -> None:
+        space = self.h.space
+        assert space is not None
+        heap = self.h.calls.heaps[space.pid]
+        live = sorted(header + HEADER_SIZE for header in heap.allocated)
+        pointer = data.draw(st.sampled_from([*live, heap.start_address + 1]))
+        self.h.call("SyscallHeapFree", heap.start_address, 0, pointer)
+
+    @precondition(lambda self: self.h.space is not None)
+    @rule(data=st.data(), kind=st.sampled_from(("read", "write", "execute")))
+    def access(self, data: st.DataObject, kind: str) -> None:
+        self.h.access(kind, data.draw(st.sampled_from(self.addresses())))
+
+
+def run_user_machine(profile: str, patches: Mapping[str, object] | None = None, *,
+                     max_examples: int | None = None,
+                     shrink_seconds: float | None = None) -> Verdict:
+    """Run the machine; ``patches`` maps "Class.method" of the user-space model
+    classes to a replacement (restored afterwards)."""
+    owners = {cls.__name__: cls for cls in (SystemCalls, ProcessMemorySpace, PageManager)}
+    return run_machine(UserMachine, profile, patches, owners, max_examples=max_examples,
+                       shrink_seconds=shrink_seconds)
+
+
+_CUT, _REPROTECT, _DECOMMIT = (ProcessMemorySpace.cut, ProcessMemorySpace._reprotect,
+                                ProcessMemorySpace.decommit)
+
+
+def _cut_leaks_frames(self: ProcessMemorySpace, start: int, end: int) -> None:
+    """munmap that forgets the pages but never gives their frames back."""
+    drop = ProcessMemorySpace._drop_frame
+    ProcessMemorySpace._drop_frame = lambda *args: None  # type: ignore[method-assign]
+    try:
+        _CUT(self, start, end)
+    finally:
+        ProcessMemorySpace._drop_frame = drop  # type: ignore[method-assign]
+
+
+def _reprotect_keeps_writable(self: ProcessMemorySpace, vpn: int, record: Any,
+                              protect: int) -> None:
+    """A protection change that leaves the PTE writable (VirtualProtect to READONLY
+    still lets user mode write)."""
+    _REPROTECT(self, vpn, record, protect)
+    entry = self.pte(vpn)
+    if entry & PTE_PRESENT:
+        table = self.page_dir.tables[vpn >> 10] if self.page_dir else None
+        if table is not None:
+            table.entries[vpn & 0x3FF] = entry | PTE_WRITABLE
+
+
+def _decommit_keeps_pte(self: ProcessMemorySpace, start: int, end: int) -> None:
+    """Decommit that marks the pages reserved but leaves their PTEs (and frames)."""
+    for vpn in range(start >> PAGE_SHIFT, end >> PAGE_SHIFT):
+        record = self.pages[vpn]
+        if record.state == MEM_COMMIT:
+            record.state, record.protect, record.frame = MEM_RESERVE, 0, None
+
+
+USER_MODEL_VARIANTS = (
+    # the leaked pages keep their PTEs, so the abstraction shows present PTEs on
+    # free pages before the teardown counts the frames
+    ModelVariant("munmap_leaks_frames", (FRAMES, "USR-2", "PROT-2"),
+                 {"ProcessMemorySpace.cut": _cut_leaks_frames}),
+    ModelVariant("reprotect_keeps_writable", ("PROT-2", TRANSITION),
+                 {"ProcessMemorySpace._reprotect": _reprotect_keeps_writable}),
+    ModelVariant("decommit_keeps_pte", ("USR-2", "PROT-2"),
+                 {"ProcessMemorySpace.decommit": _decommit_keeps_pte}),
+)
+
+
+#: Examples in the quick profile: a step costs ~0.1 s of z3 (10 examples of 16
+#: steps measured 17-28 s of CPU, too much for the quick profile's minute).
+QUICK_EXAMPLES = 5
+
+
+def _run_profile(profile: str) -> Verdict:
+    return run_user_machine(profile, max_examples=QUICK_EXAMPLES if profile == "quick" else None)
+
+
+def obligations() -> Iterator[Obligation]:
+    yield Obligation("user_space.machine.refinement", "user_space", "all", "refinement",
+                     run=_run_profile)
