@@ -24,6 +24,7 @@ from unittest import mock
 
 import z3
 
+import spec.dos_memory as sdm
 import spec.kernel_heap as skh
 import spec.memory_pool as smp
 import spec.memory_subsystem as sms
@@ -31,7 +32,7 @@ import spec.page_manager as spm
 import spec.user_space as sus
 import spec.virtual_memory as svm
 from model.user_layout import PAGE_NOACCESS
-from proofs import kernel_heap, layered, memory_pool, memory_subsystem, user_space
+from proofs import dos_memory, kernel_heap, layered, memory_pool, memory_subsystem, user_space
 from proofs.inductive import prove
 from proofs.obligation import Kind, Verdict
 from spec.catalogue import OPERATIONS_BY_NAME
@@ -211,6 +212,48 @@ def _access_if_committed(s: sus.UserState, pid: Ref, vpn: Ref, kind: Ref) -> sus
     return sus.user_step(s, code, s)
 
 
+def _fits_with_mcb(s: sdm.DosState, m: Ref, n: Ref) -> Ref:
+    """A free block "fits" when its MCB paragraph would make up the difference."""
+    return z3.And(sdm.free_block(s, m), n <= s.size[m] + 1)
+
+
+def _free_without_merge(s: sdm.DosState, segment: Ref) -> sdm.DosStep:
+    """AH=49h that marks the block free and leaves its free neighbours apart."""
+    done = sdm.FreeDosMemory(s, segment)
+    return sdm.dos_step(s, done.status, s.but(owner=z3.Store(s.owner, segment - 1, 0)))
+
+
+def _map_keeps_old_slot(s: sdm.DosState, handle: Ref, logical: Ref,
+                        physical: Ref) -> sdm.DosStep:
+    """EMS map that leaves the page in the slot it showed in before (aliased)."""
+    done = sdm.EmsMapPage(s, handle, logical, physical)
+    shown = z3.Store(sdm.unmapped(s, physical).slot_used, physical, True)
+    return sdm.dos_step(s, done.status, done.changed.but(slot_used=shown))
+
+
+def _map_over_shown_page(s: sdm.DosState, handle: Ref, logical: Ref,
+                         physical: Ref) -> sdm.DosStep:
+    """EMS map that does not unmap the page the slot showed: two pages claim it."""
+    done = sdm.EmsMapPage(s, handle, logical, physical)
+    g, k = z3.Ints("g k")
+    old = z3.And(s.slot_used[physical], g == s.slot_h[physical], k == s.slot_l[physical],
+                 z3.Not(z3.And(g == handle, k == logical)))
+    kept = z3.Lambda([g, k], z3.If(old, physical, done.changed.mapped_at[g, k]))
+    return sdm.dos_step(s, done.status, done.changed.but(mapped_at=kept))
+
+
+def _free_locked_xms(s: sdm.DosState, handle: Ref) -> sdm.DosStep:
+    """XMS free that does not look at the lock count."""
+    code = sdm.status((z3.Not(s.xlive[handle]), sdm.XMS_INVALID_HANDLE))
+    return sdm.dos_step(s, code, s.but(xlive=z3.Store(s.xlive, handle, False)))
+
+
+def _link_without_umbs(s: sdm.DosState, link: Ref) -> sdm.DosStep:
+    """AX=5803h that links the chain into upper memory where there are no UMBs."""
+    done = sdm.SetUmbLink(s.but(umb_end=s.umb_end + 1), link)
+    return sdm.dos_step(s, z3.IntVal(0), done.changed.but(umb_end=s.umb_end))
+
+
 _ORIGINAL_PUT_ENTRY = svm.put_entry
 _ORIGINAL_MAKE_ENTRY = make_entry
 
@@ -313,6 +356,32 @@ VARIANTS = (
     BrokenVariant("access-noaccess-page", "PROT-1", "Access",
                   "an access is allowed on a committed PAGE_NOACCESS page",
                   transition=_access_if_committed, layer="user_space"),
+    BrokenVariant("dos-alloc-crosses-a000", "DOS-1", "AllocateDosMemory",
+                  "AH=48h counts the MCB paragraph as room: the last block runs past A000h",
+                  ((sdm, "fits", _fits_with_mcb),), layer="dos_memory"),
+    BrokenVariant("dos-free-without-merge", "DOS-2", "FreeDosMemory",
+                  "AH=49h frees the block but does not merge it with free neighbours",
+                  transition=_free_without_merge, layer="dos_memory"),
+    BrokenVariant("umb-past-area-end", "DOS-3", "AllocateDosMemory",
+                  "a high allocation counts the MCB paragraph: a UMB runs past upper memory",
+                  ((sdm, "fits", _fits_with_mcb),), layer="dos_memory"),
+    BrokenVariant("umb-link-without-umbs", "DOS-3", "SetUmbLink",
+                  "AX=5803h links the chain into upper memory when there are no UMBs",
+                  transition=_link_without_umbs, layer="dos_memory.plain"),
+    BrokenVariant("xms-blocks-overlap", "DOS-4", "XmsAllocate",
+                  "XMS allocate places the block in the pool without looking at the others",
+                  ((sdm, "xms_room", lambda s, h, address, kb: z3.And(
+                      sdm.XMS_START <= address, address + 1024 * kb <= s.xms_end)),),
+                  layer="dos_memory.plain"),
+    BrokenVariant("xms-free-locked-block", "DOS-4F", "XmsFree",
+                  "XMS free accepts a locked block (should be error 0xAB)",
+                  transition=_free_locked_xms, layer="dos_memory.plain"),
+    BrokenVariant("ems-page-in-two-slots", "DOS-5", "EmsMapPage",
+                  "EMS map leaves the page in its old slot too (one page in two slots)",
+                  transition=_map_keeps_old_slot, layer="dos_memory.plain"),
+    BrokenVariant("ems-slot-shows-two-pages", "DOS-5", "EmsMapPage",
+                  "EMS map does not unmap the slot's previous page (two pages in one slot)",
+                  transition=_map_over_shown_page, layer="dos_memory.plain"),
 )
 
 
@@ -324,8 +393,10 @@ def applied(variant: BrokenVariant) -> Iterator[None]:
         yield
 
 
-LAYERS = {layer.manager: layer for layer in (kernel_heap.LAYER, memory_pool.LAYER,
-                                             memory_subsystem.LAYER, user_space.LAYER)}
+LAYERS = {**{layer.manager: layer for layer in (kernel_heap.LAYER, memory_pool.LAYER,
+                                                memory_subsystem.LAYER, user_space.LAYER,
+                                                dos_memory.LAYER)},
+          "dos_memory.plain": dos_memory.PLAIN_LAYER}
 
 
 def catch(variant: BrokenVariant, profile: str = "teeth") -> Verdict:

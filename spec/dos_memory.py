@@ -1,0 +1,774 @@
+"""DOS memory (seed section 6): DOS-1..5 and every INT 21h / XMS / EMS call.
+
+The state is over integers (segments, paragraphs, byte addresses), as the
+heap's. Conventional memory and the upper memory blocks are one set of
+arrays over segments: ``is_mcb[m]`` marks an MCB, with its ``typ`` ('M' or
+'Z'), ``owner`` (0 = free) and ``size`` in paragraphs; the block's data is
+[m + 1, m + size], the next MCB at m + size + 1. Two *areas* are tiled:
+[first, top) and [umb_start, umb_end) (no UMBs when they are equal). With
+UMBs, MS-DOS 5+'s layout: top = 9FFFh, where a DOS-owned MCB (the "UMB
+head", fixed, outside both areas) locks out [A000h, umb_start); without UMBs
+top = A000h. The
+ghost ``mcb_of[a]`` names the MCB whose block (MCB paragraph included)
+holds segment a, as the heap's ``owner_of``: tiling, the left neighbour
+(``mcb_of[m - 1]``) and disjointness follow without induction over the
+chain's length, so every proof is unbounded.
+
+Spec-level decisions (the model follows them or the lead reconciles):
+
+- Free neighbours merge on free (AH=49h) and when a shrink (AH=4Ah) leaves a
+  free piece beside a free block: DOS-2 forbids two adjacent free blocks in
+  an area. MS-DOS merges lazily during the allocation walk (RBIL); merging
+  eagerly gives the same blocks to every later search, and the issue says
+  "free neighbours merge".
+- AH=48h: the block is a free choice constrained by the strategy's rule
+  (RBIL AX=5801h): first fit = the lowest block that fits, best fit = the
+  smallest (lowest on ties), last fit = the highest, allocated from its end
+  (the new block sits at the top of the free block). A block larger than the
+  request is split; the remainder may have 0 paragraphs. Strategy bits 7-6
+  (0x40 high only, 0x80 high then low) act only while the UMB link is on;
+  the low strategies (0x00-0x02) search conventional memory only (RBIL
+  table 01679 calls them "low memory"); with the link off every strategy
+  searches conventional memory.
+  A request outside [0, 0xFFFF] paragraphs is error 8.
+- AH=49h on a segment that is not a block's data: error 9; freeing a free
+  block succeeds and changes nothing (MS-DOS only checks the signature and
+  writes owner 0). AH=4Ah on a free block or a non-block: error 9. Grow absorbs a free block
+  after it; error 8 reports the largest possible size as the failure result.
+- Error 7 (MCB destroyed) is the model's answer to a corrupted chain: no
+  state of the spec has one (DOS-2), so no step returns it.
+- The UMB link (AX=5803h) turns the last conventional MCB's 'Z' into 'M'
+  (the chain continues at the UMB head);
+  linking without UMBs is error 1. AX=5801h accepts 0-2, 0x40-0x42,
+  0x80-0x82; anything else is error 1.
+- XMS 3.0: a handle's block [address, address + 1024 * size_kb) lies in the
+  pool [0x110000, xms_end), apart from every other block; lock counts in
+  [0, 255]. Running out of handles (0xA1) or of memory (0xA0) is a free
+  choice here (this layer does not count free space), all or nothing. Free
+  or reallocate of a locked block: 0xAB; unlock of an unlocked one: 0xAA;
+  lock past 255: 0xAC. XmsMove changes no bookkeeping (contents are the
+  model's state machine's): checks in order length (0xA7, odd or negative),
+  source handle (0xA3), source offset (0xA4), destination (0xA5, 0xA6);
+  handle 0's seg:off offsets are not checked here.
+- EMS LIM 4.0: ``pstore[h, l]`` is the storage page holding handle h's
+  logical page l, ``sowner``/``spage`` its ghost inverse (-1 = free storage),
+  so each storage page belongs to exactly one (handle, logical page). Slots
+  0-3 show ``(slot_h, slot_l)`` when ``slot_used``; the ghost ``mapped_at[h,
+  l]`` is the slot showing page (h, l) or -1: a slot shows one page and a
+  page shows in at most one slot (no aliasing, DESIGN.md DOS-5). Mapping a
+  page shown in another slot moves it there (the old slot shows nothing).
+  Handle 0 is the OS handle: always live, its deallocation frees its pages
+  and keeps the handle. Deallocation unmaps the handle's pages. Allocating
+  more pages than the total (or fewer than 0) is 0x87, then 0 pages 0x89;
+  out of pages (0x88) or handles (0x85) is a free choice. Map: invalid
+  handle 0x83, physical page not 0-3 0x8B, logical page out of range 0x8A;
+  logical 0xFFFF unmaps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+import z3
+
+from spec.state import Ref
+from spec.step import Transition, guarded
+
+INT, BOOL = z3.IntSort(), z3.BoolSort()
+
+CONV_END = 0xA000  # conventional memory ends at segment A000h (640 KB)
+UMB_HEAD = 0x9FFF  # with UMBs, MS-DOS's DOS-owned MCB locking out video memory
+UPPER_END = 0x10000  # upper memory ends at FFFFh
+MCB_M, MCB_Z = 0x4D, 0x5A
+XMS_START = 0x110000  # extended memory blocks start after the HMA
+XMS_MAX_LOCK = 255
+EMS_FRAME, EMS_FRAME_END = 0xE000, 0xF000  # four 16 KB physical pages
+EMS_SLOTS = 4
+EMS_UNMAP = 0xFFFF
+FIRST_FIT, BEST_FIT, LAST_FIT = 0, 1, 2
+LOW_ONLY, HIGH_ONLY, HIGH_FIRST = 0, 1, 2  # strategy bits 7-6
+STRATEGIES = frozenset(mode * 0x40 + fit for mode in range(3) for fit in range(3))
+
+# INT 21h errors
+DOS_INVALID_FUNCTION, DOS_MCB_DESTROYED, DOS_INSUFFICIENT, DOS_INVALID_BLOCK = 1, 7, 8, 9
+# XMS 3.0 errors
+XMS_NO_MEMORY, XMS_NO_HANDLES, XMS_INVALID_HANDLE = 0xA0, 0xA1, 0xA2
+XMS_BAD_SRC_HANDLE, XMS_BAD_SRC_OFFSET, XMS_BAD_DST_HANDLE, XMS_BAD_DST_OFFSET = (
+    0xA3, 0xA4, 0xA5, 0xA6)
+XMS_BAD_LENGTH, XMS_NOT_LOCKED, XMS_LOCKED, XMS_LOCK_OVERFLOW = 0xA7, 0xAA, 0xAB, 0xAC
+# LIM EMS 4.0 status codes
+EMS_BAD_HANDLE, EMS_NO_HANDLES, EMS_TOO_MANY, EMS_NO_PAGES, EMS_ZERO_PAGES = (
+    0x83, 0x85, 0x87, 0x88, 0x89)
+EMS_BAD_LOGICAL, EMS_BAD_PHYSICAL = 0x8A, 0x8B
+
+
+@dataclass(frozen=True)
+class DosState:
+    """The MCB chains, the strategy and link, XMS handles, EMS handles and slots."""
+
+    first: Ref  # Int: the first MCB of conventional memory
+    umb_start: Ref  # Int: the UMB area [umb_start, umb_end) (empty: no UMBs)
+    umb_end: Ref
+    linked: Ref  # Bool: the UMB link
+    strategy: Ref  # Int: AX=5801h value
+    is_mcb: Ref  # seg -> Bool
+    typ: Ref  # seg -> 'M' | 'Z'
+    owner: Ref  # seg -> PSP (0 free)
+    size: Ref  # seg -> paragraphs
+    xlive: Ref  # handle -> Bool
+    xaddr: Ref  # handle -> byte address
+    xsize: Ref  # handle -> KB
+    xlock: Ref  # handle -> lock count
+    xms_end: Ref  # Int: the pool's end address
+    elive: Ref  # handle -> Bool
+    epages: Ref  # handle -> logical pages
+    pstore: Ref  # (handle, logical) -> storage page
+    etotal: Ref  # Int: storage pages
+    slot_used: Ref  # slot -> Bool
+    slot_h: Ref  # slot -> handle
+    slot_l: Ref  # slot -> logical page
+    # ghost witnesses
+    mcb_of: Ref  # seg -> the MCB whose block holds it
+    sowner: Ref  # storage page -> handle (-1 free)
+    spage: Ref  # storage page -> logical page
+    mapped_at: Ref  # (handle, logical) -> slot (-1 none)
+
+    def but(self, **changes: Ref) -> DosState:
+        return dataclasses.replace(self, **changes)
+
+
+DOS_GHOST_FIELDS = ("mcb_of", "sowner", "spage", "mapped_at")
+_I2I = z3.ArraySort(INT, INT)
+_I2B = z3.ArraySort(INT, BOOL)
+_II2I = z3.ArraySort(INT, INT, INT)
+_SORTS: dict[str, Ref] = {
+    **{name: INT for name in ("first", "umb_start", "umb_end", "strategy", "xms_end",
+                              "etotal")},
+    "linked": BOOL,
+    **{name: _I2B for name in ("is_mcb", "xlive", "elive", "slot_used")},
+    **{name: _I2I for name in ("typ", "owner", "size", "mcb_of", "xaddr", "xsize", "xlock",
+                               "epages", "sowner", "spage", "slot_h", "slot_l")},
+    **{name: _II2I for name in ("pstore", "mapped_at")},
+}
+_fresh = itertools.count()
+
+
+def symbolic_dos(prefix: str = "d") -> DosState:
+    """A DOS state whose every field is a fresh z3 constant."""
+    tag = next(_fresh)
+    return DosState(**{name: z3.Const(f"{prefix}{tag}.{name}", sort)
+                       for name, sort in _SORTS.items()})
+
+
+def ite_dos(cond: Ref, then: DosState, other: DosState) -> DosState:
+    return DosState(**{name: (a if a is b else z3.If(cond, a, b)) for name, a, b in (
+        (f, getattr(then, f), getattr(other, f)) for f in _SORTS)})
+
+
+def dos_step(pre: DosState, code: Ref, post: DosState, result: Ref | None = None,
+             failure: Ref | None = None, assume: Ref | None = None) -> DosStep:
+    return guarded(pre, code, post, ite_dos, result, failure, assume)
+
+
+def status(*checks: tuple[Ref, int]) -> Ref:
+    """The code of the first failing check (condition true = failure), else 0."""
+    code: Ref = z3.IntVal(0)
+    for failed, error in reversed(checks):
+        code = z3.If(failed, z3.IntVal(error), code)
+    return code
+
+
+# -- the chains ----------------------------------------------------------------------
+
+def nxt(s: DosState, m: Ref) -> Ref:
+    """The segment after block m: the next MCB or its area's end."""
+    return m + s.size[m] + 1
+
+
+def conventional(m: Ref) -> Ref:
+    return m < CONV_END
+
+
+def conv_top(s: DosState) -> Ref:
+    """Where the conventional chain ends: A000h, or 9FFFh (the UMB head) with UMBs."""
+    return z3.If(has_umbs(s), z3.IntVal(UMB_HEAD), z3.IntVal(CONV_END))
+
+
+def end_of(s: DosState, m: Ref) -> Ref:
+    return z3.If(conventional(m), conv_top(s), s.umb_end)
+
+
+def start_of(s: DosState, m: Ref) -> Ref:
+    return z3.If(conventional(m), s.first, s.umb_start)
+
+
+def in_area(s: DosState, a: Ref) -> Ref:
+    return z3.Or(z3.And(s.first <= a, a < conv_top(s)),
+                 z3.And(s.umb_start <= a, a < s.umb_end))
+
+
+def terminal(s: DosState, m: Ref) -> Ref:
+    """Block m is its chain's last: 'Z' (the conventional one is 'M' while linked)."""
+    return z3.And(nxt(s, m) == end_of(s, m), z3.Not(z3.And(conventional(m), s.linked)))
+
+
+def free_block(s: DosState, m: Ref) -> Ref:
+    return z3.And(s.is_mcb[m], s.owner[m] == 0)
+
+
+def has_umbs(s: DosState) -> Ref:
+    return s.umb_start < s.umb_end
+
+
+# -- invariants ----------------------------------------------------------------------
+
+def dos_1(s: DosState) -> Ref:
+    """DOS-1: every conventional block lies in [first, 0xA000): below 640 KB
+    (below the UMB head at 9FFFh when there are UMBs)."""
+    m = z3.Int("m")
+    return z3.ForAll([m], z3.Implies(z3.And(s.is_mcb[m], conventional(m)), z3.And(
+        s.first <= m, nxt(s, m) <= conv_top(s))))
+
+
+def dos_2(s: DosState) -> Ref:
+    """DOS-2: each chain is well formed and tiles its area exactly: it starts at
+    the area's start, each MCB's next is seg + size + 1, the next MCB or the
+    area's end; 'Z' exactly on the last (the conventional last is 'M' while
+    linked); every segment of the area belongs to one block (``mcb_of``);
+    no two adjacent blocks of an area are both free (merged)."""
+    m, a, g = z3.Ints("m a g")
+    mcb, following = s.is_mcb[m], nxt(s, m)
+
+    def each(body: Ref) -> Ref:
+        return z3.ForAll([m], z3.Implies(mcb, body))
+
+    holder = s.mcb_of[a]
+    return z3.And(
+        0 < s.first, s.first < conv_top(s), s.is_mcb[s.first],
+        each(in_area(s, m)), each(s.mcb_of[m] == m), each(0 <= s.size[m]),
+        each(z3.And(0 <= s.owner[m], s.owner[m] <= 0xFFFF)),
+        each(following <= end_of(s, m)),
+        each(z3.Or(following == end_of(s, m), s.is_mcb[following])),
+        each(s.typ[m] == z3.If(terminal(s, m), MCB_Z, MCB_M)),
+        z3.ForAll([a], z3.Implies(in_area(s, a), s.is_mcb[holder])),
+        z3.ForAll([a], z3.Implies(in_area(s, a), z3.And(
+            holder <= a, a <= holder + s.size[holder]))),
+        z3.ForAll([g, a], z3.Implies(z3.And(s.is_mcb[g], g <= a, a <= g + s.size[g]),
+                                     s.mcb_of[a] == g)),
+        each(z3.Implies(z3.And(s.owner[m] == 0, following < end_of(s, m)),
+                        s.owner[following] != 0)))
+
+
+def dos_3(s: DosState) -> Ref:
+    """DOS-3: the UMB area lies in upper memory [0xA000, 0x10000), apart from the
+    EMS page frame; its chain starts at umb_start and every UMB stays inside
+    it; the link is on only when UMBs exist; the strategy is a valid value."""
+    m = z3.Int("m")
+    return z3.And(
+        CONV_END <= s.umb_start, s.umb_start <= s.umb_end, s.umb_end <= UPPER_END,
+        z3.Or(s.umb_start == s.umb_end, s.umb_end <= EMS_FRAME, EMS_FRAME_END <= s.umb_start),
+        z3.Implies(has_umbs(s), s.is_mcb[s.umb_start]),
+        z3.Implies(s.linked, has_umbs(s)),
+        z3.Or([s.strategy == value for value in sorted(STRATEGIES)]),
+        z3.ForAll([m], z3.Implies(z3.And(s.is_mcb[m], z3.Not(conventional(m))), z3.And(
+            s.umb_start <= m, nxt(s, m) <= s.umb_end))))
+
+
+def xms_end_of(s: DosState, h: Ref) -> Ref:
+    return s.xaddr[h] + 1024 * s.xsize[h]
+
+
+def dos_4(s: DosState) -> Ref:
+    """DOS-4: XMS blocks lie in [0x110000, xms_end) (above 1 MB and the HMA),
+    pairwise disjoint, with lock counts in [0, 255]; handles are positive."""
+    g, h = z3.Ints("g h")
+    return z3.And(
+        XMS_START <= s.xms_end,
+        z3.ForAll([h], z3.Implies(s.xlive[h], z3.And(
+            0 < h, XMS_START <= s.xaddr[h], 0 <= s.xsize[h], xms_end_of(s, h) <= s.xms_end,
+            0 <= s.xlock[h], s.xlock[h] <= XMS_MAX_LOCK))),
+        z3.ForAll([g, h], z3.Implies(z3.And(s.xlive[g], s.xlive[h], g != h), z3.Or(
+            xms_end_of(s, g) <= s.xaddr[h], xms_end_of(s, h) <= s.xaddr[g]))))
+
+
+def dos_5(s: DosState) -> Ref:
+    """DOS-5: each logical page of a live handle is held in its own storage page
+    (``sowner``/``spage`` invert ``pstore``: owned by exactly one handle);
+    a used slot shows one logical page of a live handle, and ``mapped_at``
+    inverts the slots: a logical page shows in at most one slot."""
+    h, k, i, p = z3.Ints("h k i p")
+    page = z3.And(s.elive[h], 0 <= k, k < s.epages[h])
+    held = s.pstore[h, k]
+    owner, logical = s.sowner[i], s.spage[i]
+    sh, sl = s.slot_h[p], s.slot_l[p]
+    at = s.mapped_at[h, k]
+    return z3.And(
+        0 <= s.etotal, s.elive[0],
+        z3.ForAll([h], z3.Implies(s.elive[h], z3.And(0 <= h, 0 <= s.epages[h]))),
+        z3.ForAll([h, k], z3.Implies(page, z3.And(
+            0 <= held, held < s.etotal, s.sowner[held] == h, s.spage[held] == k))),
+        z3.ForAll([i], z3.Implies(owner != -1, z3.And(
+            0 <= i, i < s.etotal, s.elive[owner], 0 <= logical, logical < s.epages[owner],
+            s.pstore[owner, logical] == i))),
+        z3.ForAll([p], z3.Implies(s.slot_used[p], z3.And(
+            0 <= p, p < EMS_SLOTS, s.elive[sh], 0 <= sl, sl < s.epages[sh],
+            s.mapped_at[sh, sl] == p))),
+        z3.ForAll([h, k], z3.Implies(at != -1, z3.And(
+            s.slot_used[at], s.slot_h[at] == h, s.slot_l[at] == k))))
+
+
+INVARIANTS: dict[str, Callable[[DosState], Ref]] = {
+    "DOS-1": dos_1, "DOS-2": dos_2, "DOS-3": dos_3, "DOS-4": dos_4, "DOS-5": dos_5}
+
+
+DosStep = Transition[DosState]
+
+
+def dos_4f(pre: DosState, result: DosStep, args: Mapping[str, Ref]) -> Ref:
+    """DOS-4F (a claim on XmsFree): a free that succeeds frees a live, unlocked
+    block (XMS 3.0 function 0Ah: a locked block is error 0xAB)."""
+    handle = args["handle"]
+    return z3.Implies(result.ok, z3.And(pre.xlive[handle], pre.xlock[handle] == 0))
+
+
+STEP_CLAIMS = {"DOS-4F": ("XmsFree", dos_4f)}
+
+
+# -- conventional memory and UMBs: state changes --------------------------------------
+
+def make_block(s: DosState, start: Ref, stop: Ref, owner: Ref, typ: Ref) -> DosState:
+    """One block covering [start, stop): its MCB at start, every MCB inside gone."""
+    a = z3.Int("a")
+    return s.but(
+        is_mcb=z3.Lambda([a], z3.If(a == start, True,
+                                    z3.If(z3.And(start < a, a < stop), False, s.is_mcb[a]))),
+        mcb_of=z3.Lambda([a], z3.If(z3.And(start <= a, a < stop), start, s.mcb_of[a])),
+        size=z3.Store(s.size, start, stop - start - 1), owner=z3.Store(s.owner, start, owner),
+        typ=z3.Store(s.typ, start, typ))
+
+
+def split(s: DosState, m: Ref, k: Ref, low_owner: Ref, high_owner: Ref) -> DosState:
+    """Block m cut after k paragraphs: [m, m+k] stays at m ('M'), the rest becomes
+    a block at m + k + 1 with m's type."""
+    cut = m + k + 1
+    low = make_block(s, m, cut, low_owner, z3.IntVal(MCB_M))
+    return make_block(low, cut, nxt(s, m), high_owner, s.typ[m])
+
+
+def fits(s: DosState, m: Ref, n: Ref) -> Ref:
+    return z3.And(free_block(s, m), n <= s.size[m])
+
+
+Area = Callable[[Ref], Ref]
+
+
+def best(s: DosState, fit: Ref, b: Ref, m: Ref) -> Ref:
+    """Block b is at least as good as block m for the fit rule ``fit``."""
+    return z3.If(fit == FIRST_FIT, b <= m, z3.If(
+        fit == BEST_FIT, z3.Or(s.size[b] < s.size[m], z3.And(s.size[b] == s.size[m], b <= m)),
+        m <= b))
+
+
+def rule(s: DosState, area: Area, b: Ref, n: Ref) -> Ref:
+    """b fits in the area and the strategy's fit rule picks it there."""
+    m = z3.Int("m")
+    fit = s.strategy % 0x40
+    return z3.And(area(b), fits(s, b, n), z3.ForAll([m], z3.Implies(
+        z3.And(area(m), fits(s, m, n)), best(s, fit, b, m))))
+
+
+def none_fits(s: DosState, area: Area, n: Ref) -> Ref:
+    m = z3.Int("m")
+    return z3.ForAll([m], z3.Implies(area(m), z3.Not(fits(s, m, n))))
+
+
+def _upper(m: Ref) -> Ref:
+    return z3.Not(conventional(m))
+
+
+def chosen(s: DosState, b: Ref, n: Ref) -> Ref:
+    """The strategy picks block b (RBIL AX=5801h; high bits only while linked)."""
+    mode = s.strategy / 0x40
+    return z3.If(z3.Or(z3.Not(s.linked), mode == LOW_ONLY), rule(s, conventional, b, n),
+                 z3.If(mode == HIGH_ONLY, rule(s, _upper, b, n),
+                       z3.Or(rule(s, _upper, b, n),
+                             z3.And(rule(s, conventional, b, n), none_fits(s, _upper, n)))))
+
+
+def searched(s: DosState) -> Area:
+    """The blocks the strategy may take from."""
+    mode = s.strategy / 0x40
+    return lambda m: z3.If(z3.Or(z3.Not(s.linked), mode == LOW_ONLY), conventional(m),
+                           z3.If(mode == HIGH_ONLY, _upper(m), z3.BoolVal(True)))
+
+
+def AllocateDosMemory(s: DosState, paragraphs: Ref, block: Ref, psp: Ref) -> DosStep:
+    """INT 21h AH=48h: the strategy's block (a free choice, ``assume``) takes the
+    request; the rest of it, if any, stays free (after it, or before it for
+    last fit). Returns the data segment; 0 with error 8 when nothing fits."""
+    n, b, size = paragraphs, block, s.size[block]
+    top = s.strategy % 0x40 == LAST_FIT
+    code = status((z3.Or(n < 0, n > 0xFFFF), DOS_INSUFFICIENT),
+                  (none_fits(s, searched(s), n), DOS_INSUFFICIENT))
+    whole = s.but(owner=z3.Store(s.owner, b, psp))
+    cut = split(s, b, z3.If(top, size - n - 1, n), z3.If(top, z3.IntVal(0), psp),
+                z3.If(top, psp, z3.IntVal(0)))
+    exact = size == n
+    post = ite_dos(exact, whole, cut)
+    at = z3.If(z3.Or(exact, z3.Not(top)), b, b + size - n)
+    return dos_step(s, code, post, at + 1, z3.IntVal(0),
+                    z3.And(chosen(s, b, n), 0 < psp, psp <= 0xFFFF))
+
+
+def allocated(s: DosState, m: Ref) -> Ref:
+    return z3.And(s.is_mcb[m], s.owner[m] != 0)
+
+
+def FreeDosMemory(s: DosState, segment: Ref) -> DosStep:
+    """INT 21h AH=49h: the block becomes free and merges with free neighbours
+    (a free block stays as it is: success)."""
+    m = segment - 1
+    left = s.mcb_of[m - 1]
+    left_free = z3.And(m != start_of(s, m), s.owner[left] == 0)
+    right = nxt(s, m)
+    right_free = z3.And(right != end_of(s, m), s.owner[right] == 0)
+    last = z3.If(right_free, right, m)
+    merged = make_block(s, z3.If(left_free, left, m), nxt(s, last), z3.IntVal(0), s.typ[last])
+    code = status((z3.Not(s.is_mcb[m]), DOS_INVALID_BLOCK))
+    post = ite_dos(s.owner[m] == 0, s, merged)
+    return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
+
+
+def _resize_checks(s: DosState, m: Ref, n: Ref) -> list[tuple[Ref, int]]:
+    return [(z3.Not(allocated(s, m)), DOS_INVALID_BLOCK),
+            (z3.Or(n < 0, n > 0xFFFF), DOS_INSUFFICIENT)]
+
+
+def ResizeShrink(s: DosState, segment: Ref, paragraphs: Ref) -> DosStep:
+    """AH=4Ah to at most the current size: the rest becomes a free block, merged
+    with a free block after it."""
+    m, n = segment - 1, paragraphs
+    right = nxt(s, m)
+    right_free = z3.And(right != end_of(s, m), s.owner[right] == 0)
+    last = z3.If(right_free, right, m)
+    cut = m + n + 1
+    low = make_block(s, m, cut, s.owner[m], z3.IntVal(MCB_M))
+    post = ite_dos(n == s.size[m], s,
+                   make_block(low, cut, nxt(s, last), z3.IntVal(0), s.typ[last]))
+    code = status(*_resize_checks(s, m, n), (n > s.size[m], DOS_INSUFFICIENT))
+    return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
+
+
+def ResizeGrow(s: DosState, segment: Ref, paragraphs: Ref) -> DosStep:
+    """AH=4Ah above the current size: the block absorbs a free block after it;
+    error 8 with the largest possible size when that is not enough."""
+    m, n = segment - 1, paragraphs
+    right = nxt(s, m)
+    right_free = z3.And(right != end_of(s, m), s.owner[right] == 0)
+    last = z3.If(right_free, right, m)
+    stop = nxt(s, last)
+    largest = stop - m - 1
+    whole = make_block(s, m, stop, s.owner[m], s.typ[last])
+    cut = m + n + 1
+    parted = make_block(make_block(s, m, cut, s.owner[m], z3.IntVal(MCB_M)), cut, stop,
+                        z3.IntVal(0), s.typ[last])
+    code = status(*_resize_checks(s, m, n), (n <= s.size[m], DOS_INSUFFICIENT),
+                  (n > largest, DOS_INSUFFICIENT))
+    return dos_step(s, code, ite_dos(n == largest, whole, parted), z3.BoolVal(True), largest)
+
+
+def SetAllocationStrategy(s: DosState, strategy: Ref) -> DosStep:
+    """AX=5801h."""
+    valid = z3.Or([strategy == value for value in sorted(STRATEGIES)])
+    return dos_step(s, status((z3.Not(valid), DOS_INVALID_FUNCTION)), s.but(strategy=strategy),
+                    z3.BoolVal(True), z3.BoolVal(False))
+
+
+def SetUmbLink(s: DosState, link: Ref) -> DosStep:
+    """AX=5803h: the last conventional MCB becomes 'M' (linked) or 'Z'."""
+    last = s.mcb_of[conv_top(s) - 1]
+    code = status((z3.And(link, z3.Not(has_umbs(s))), DOS_INVALID_FUNCTION))
+    post = s.but(linked=link, typ=z3.Store(s.typ, last, z3.If(link, MCB_M, MCB_Z)))
+    return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
+
+
+def Query(s: DosState) -> DosStep:
+    """A call that reads and changes nothing (sizes, strategy, link, counts)."""
+    return dos_step(s, z3.IntVal(0), s)
+
+
+# -- XMS ------------------------------------------------------------------------------
+
+def xms_room(s: DosState, h: Ref, address: Ref, kb: Ref) -> Ref:
+    """[address, address + 1024 kb) lies in the pool, apart from every other block."""
+    g = z3.Int("g")
+    end = address + 1024 * kb
+    return z3.And(XMS_START <= address, end <= s.xms_end, z3.ForAll([g], z3.Implies(
+        z3.And(s.xlive[g], g != h), z3.Or(xms_end_of(s, g) <= address, end <= s.xaddr[g]))))
+
+
+def XmsAllocate(s: DosState, kb: Ref, handle: Ref, address: Ref, full: Ref,
+                oom: Ref) -> DosStep:
+    """XMS function 09h: a fresh handle for kb KB at a free address."""
+    code = status((full, XMS_NO_HANDLES), (z3.Or(kb < 0, oom), XMS_NO_MEMORY))
+    post = s.but(xlive=z3.Store(s.xlive, handle, True),
+                 xaddr=z3.Store(s.xaddr, handle, address), xsize=z3.Store(s.xsize, handle, kb),
+                 xlock=z3.Store(s.xlock, handle, 0))
+    return dos_step(s, code, post, handle, z3.IntVal(0), z3.And(
+        0 < handle, z3.Not(s.xlive[handle]), xms_room(s, handle, address, kb)))
+
+
+def XmsFree(s: DosState, handle: Ref) -> DosStep:
+    """XMS function 0Ah: a locked block is not freed (0xAB)."""
+    code = status((z3.Not(s.xlive[handle]), XMS_INVALID_HANDLE),
+                  (s.xlock[handle] > 0, XMS_LOCKED))
+    return dos_step(s, code, s.but(xlive=z3.Store(s.xlive, handle, False)), z3.BoolVal(True),
+                    z3.BoolVal(False))
+
+
+def XmsLock(s: DosState, handle: Ref) -> DosStep:
+    """XMS function 0Ch: returns the block's 32-bit linear address."""
+    code = status((z3.Not(s.xlive[handle]), XMS_INVALID_HANDLE),
+                  (s.xlock[handle] >= XMS_MAX_LOCK, XMS_LOCK_OVERFLOW))
+    post = s.but(xlock=z3.Store(s.xlock, handle, s.xlock[handle] + 1))
+    return dos_step(s, code, post, s.xaddr[handle], z3.IntVal(0))
+
+
+def XmsUnlock(s: DosState, handle: Ref) -> DosStep:
+    """XMS function 0Dh."""
+    code = status((z3.Not(s.xlive[handle]), XMS_INVALID_HANDLE),
+                  (s.xlock[handle] == 0, XMS_NOT_LOCKED))
+    post = s.but(xlock=z3.Store(s.xlock, handle, s.xlock[handle] - 1))
+    return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
+
+
+def XmsReallocate(s: DosState, handle: Ref, kb: Ref, address: Ref, oom: Ref) -> DosStep:
+    """XMS function 0Fh: an unlocked block gets a new size (and maybe address)."""
+    code = status((z3.Not(s.xlive[handle]), XMS_INVALID_HANDLE),
+                  (s.xlock[handle] > 0, XMS_LOCKED), (z3.Or(kb < 0, oom), XMS_NO_MEMORY))
+    post = s.but(xaddr=z3.Store(s.xaddr, handle, address), xsize=z3.Store(s.xsize, handle, kb))
+    return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False),
+                    xms_room(s, handle, address, kb))
+
+
+def XmsMove(s: DosState, length: Ref, src_handle: Ref, src_offset: Ref, dst_handle: Ref,
+            dst_offset: Ref) -> DosStep:
+    """XMS function 0Bh: bytes move; the bookkeeping does not change."""
+    def bad_handle(h: Ref) -> Ref:
+        return z3.And(h != 0, z3.Not(s.xlive[h]))
+
+    def bad_offset(h: Ref, offset: Ref) -> Ref:
+        return z3.And(h != 0, z3.Or(offset < 0, offset + length > 1024 * s.xsize[h]))
+
+    code = status((z3.Or(length < 0, length % 2 == 1), XMS_BAD_LENGTH),
+                  (bad_handle(src_handle), XMS_BAD_SRC_HANDLE),
+                  (bad_offset(src_handle, src_offset), XMS_BAD_SRC_OFFSET),
+                  (bad_handle(dst_handle), XMS_BAD_DST_HANDLE),
+                  (bad_offset(dst_handle, dst_offset), XMS_BAD_DST_OFFSET))
+    return dos_step(s, code, s, z3.BoolVal(True), z3.BoolVal(False))
+
+
+# -- EMS ------------------------------------------------------------------------------
+
+def EmsAllocate(s: DosState, pages: Ref, handle: Ref, pick: Ref, pinv: Ref, full: Ref,
+                short: Ref) -> DosStep:
+    """LIM function 43h: a fresh handle whose logical page l is held in the free
+    storage page pick[l] (pinv: the ghost inverse, pick is injective)."""
+    k, i = z3.Ints("k i")
+    code = status((z3.Or(pages < 0, pages > s.etotal), EMS_TOO_MANY), (pages == 0, EMS_ZERO_PAGES),
+                  (full, EMS_NO_HANDLES), (short, EMS_NO_PAGES))
+    taken = z3.And(0 <= pinv[i], pinv[i] < pages, pick[pinv[i]] == i)
+    g = z3.Int("g")
+    post = s.but(
+        elive=z3.Store(s.elive, handle, True), epages=z3.Store(s.epages, handle, pages),
+        pstore=z3.Lambda([g, k], z3.If(g == handle, pick[k], s.pstore[g, k])),
+        sowner=z3.Lambda([i], z3.If(taken, handle, s.sowner[i])),
+        spage=z3.Lambda([i], z3.If(taken, pinv[i], s.spage[i])))
+    valid = z3.ForAll([k], z3.Implies(z3.And(0 <= k, k < pages), z3.And(
+        0 <= pick[k], pick[k] < s.etotal, s.sowner[pick[k]] == -1, pinv[pick[k]] == k)))
+    return dos_step(s, code, post, handle, z3.IntVal(0),
+                    z3.And(0 < handle, z3.Not(s.elive[handle]), valid))
+
+
+def EmsDeallocate(s: DosState, handle: Ref) -> DosStep:
+    """LIM function 45h: the handle's pages are freed and unmapped; handle 0
+    (the OS handle) stays live with no pages."""
+    i, p, g, k = z3.Ints("i p g k")
+    code = status((z3.Not(s.elive[handle]), EMS_BAD_HANDLE))
+    post = s.but(
+        elive=z3.Store(s.elive, handle, handle == 0), epages=z3.Store(s.epages, handle, 0),
+        sowner=z3.Lambda([i], z3.If(s.sowner[i] == handle, -1, s.sowner[i])),
+        slot_used=z3.Lambda([p], z3.And(s.slot_used[p], s.slot_h[p] != handle)),
+        mapped_at=z3.Lambda([g, k], z3.If(g == handle, -1, s.mapped_at[g, k])))
+    return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
+
+
+def _ems_checks(s: DosState, handle: Ref, physical: Ref) -> list[tuple[Ref, int]]:
+    return [(z3.Not(s.elive[handle]), EMS_BAD_HANDLE),
+            (z3.Or(physical < 0, physical >= EMS_SLOTS), EMS_BAD_PHYSICAL)]
+
+
+def unmapped(s: DosState, physical: Ref) -> DosState:
+    """Slot ``physical`` shows nothing."""
+    g, k = z3.Ints("g k")
+    shown = z3.And(s.slot_used[physical], g == s.slot_h[physical], k == s.slot_l[physical])
+    return s.but(slot_used=z3.Store(s.slot_used, physical, False),
+                 mapped_at=z3.Lambda([g, k], z3.If(shown, -1, s.mapped_at[g, k])))
+
+
+def EmsMapPage(s: DosState, handle: Ref, logical: Ref, physical: Ref) -> DosStep:
+    """LIM function 44h: slot ``physical`` shows (handle, logical); the page
+    leaves the slot it showed in before, if any."""
+    g, k = z3.Ints("g k")
+    clear = unmapped(s, physical)
+    old = s.mapped_at[handle, logical]
+    post = clear.but(
+        slot_used=z3.Store(z3.Store(clear.slot_used, old, False), physical, True),
+        slot_h=z3.Store(s.slot_h, physical, handle), slot_l=z3.Store(s.slot_l, physical, logical),
+        mapped_at=z3.Lambda([g, k], z3.If(z3.And(g == handle, k == logical), physical,
+                                          clear.mapped_at[g, k])))
+    code = status(*_ems_checks(s, handle, physical),
+                  (z3.Or(logical < 0, logical >= s.epages[handle]), EMS_BAD_LOGICAL))
+    return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
+
+
+def EmsUnmapPage(s: DosState, handle: Ref, physical: Ref) -> DosStep:
+    """LIM 4.0 function 44h with logical page 0FFFFh: the slot shows nothing."""
+    return dos_step(s, status(*_ems_checks(s, handle, physical)), unmapped(s, physical),
+                    z3.BoolVal(True), z3.BoolVal(False))
+
+
+# -- concrete states ------------------------------------------------------------------
+
+class McbLike(Protocol):
+    """An MCB as the model's walk() lists it."""
+
+    @property
+    def segment(self) -> int: ...
+    @property
+    def type(self) -> int | str | bytes: ...
+    @property
+    def owner(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+
+
+class XmsLike(Protocol):
+    """An XMS block as the model's XmsBlock holds it."""
+
+    @property
+    def address(self) -> int: ...
+    @property
+    def size_kb(self) -> int: ...
+    @property
+    def lock_count(self) -> int: ...
+
+
+class McbView(NamedTuple):
+    """An MCB of plain data (what walk() lists): type 'M'/'Z' as a byte value."""
+
+    segment: int
+    type: int
+    owner: int
+    size: int
+
+
+class XmsView(NamedTuple):
+    address: int
+    size_kb: int
+    lock_count: int
+
+
+def _type_byte(value: int | str | bytes) -> int:
+    if isinstance(value, int):
+        return value
+    return ord(value) if isinstance(value, str) else value[0]
+
+
+def concrete_dos(blocks: Iterable[McbLike], *, first: int, umb_start: int, umb_end: int,
+                 linked: bool, strategy: int, xms: Mapping[int, XmsLike], xms_end: int,
+                 ems_handles: Mapping[int, Sequence[int]],
+                 ems_slots: Sequence[tuple[int, int] | None], ems_total: int) -> DosState:
+    """The DosState of the model's plain data: the MCBs of both chains (walk()
+    lists; a type may be 'M', b'M' or 0x4D), the XMS handles, the EMS handles'
+    storage pages and the slots; the ghosts computed. The UMB head at 9FFFh
+    (present with UMBs) is fixed, not a block of either area: it is skipped.
+    An empty EMS handle 0 is added when absent (the OS handle)."""
+    s = symbolic_dos("concrete")
+    k = z3.K
+    is_mcb, typ, owner, size, mcb_of = (k(INT, z3.BoolVal(False)), k(INT, z3.IntVal(0)),
+                                       k(INT, z3.IntVal(0)), k(INT, z3.IntVal(0)),
+                                       k(INT, z3.IntVal(-1)))
+    a = z3.Int("a")
+    for mcb in blocks:
+        m = mcb.segment
+        if m == UMB_HEAD and umb_start < umb_end:
+            continue
+        is_mcb = z3.Store(is_mcb, m, True)
+        typ = z3.Store(typ, m, _type_byte(mcb.type))
+        owner = z3.Store(owner, m, mcb.owner)
+        size = z3.Store(size, m, mcb.size)
+        mcb_of = z3.Lambda([a], z3.If(z3.And(m <= a, a <= m + mcb.size), m, mcb_of[a]))
+    xlive, xaddr, xsize, xlock = (k(INT, z3.BoolVal(False)), k(INT, z3.IntVal(0)),
+                                  k(INT, z3.IntVal(0)), k(INT, z3.IntVal(0)))
+    for handle, block in sorted(xms.items()):
+        xlive = z3.Store(xlive, handle, True)
+        xaddr = z3.Store(xaddr, handle, block.address)
+        xsize = z3.Store(xsize, handle, block.size_kb)
+        xlock = z3.Store(xlock, handle, block.lock_count)
+    g, j = z3.Ints("g j")
+    elive, epages = k(INT, z3.BoolVal(False)), k(INT, z3.IntVal(0))
+    pstore = z3.Lambda([g, j], z3.IntVal(0))
+    sowner, spage = k(INT, z3.IntVal(-1)), k(INT, z3.IntVal(0))
+    for handle, stores in sorted({0: [], **ems_handles}.items()):
+        elive = z3.Store(elive, handle, True)
+        epages = z3.Store(epages, handle, len(stores))
+        for logical, store in enumerate(stores):
+            pstore = z3.Store(pstore, handle, logical, store)
+            sowner = z3.Store(sowner, store, handle)
+            spage = z3.Store(spage, store, logical)
+    slot_used, slot_h, slot_l = (k(INT, z3.BoolVal(False)), k(INT, z3.IntVal(0)),
+                                 k(INT, z3.IntVal(0)))
+    mapped_at = z3.Lambda([g, j], z3.IntVal(-1))
+    for slot, shown in enumerate(ems_slots):
+        if shown is not None:
+            slot_used = z3.Store(slot_used, slot, True)
+            slot_h = z3.Store(slot_h, slot, shown[0])
+            slot_l = z3.Store(slot_l, slot, shown[1])
+            mapped_at = z3.Store(mapped_at, shown[0], shown[1], slot)
+    return s.but(first=z3.IntVal(first), umb_start=z3.IntVal(umb_start),
+                 umb_end=z3.IntVal(umb_end), linked=z3.BoolVal(linked),
+                 strategy=z3.IntVal(strategy), is_mcb=is_mcb, typ=typ, owner=owner, size=size,
+                 mcb_of=mcb_of, xlive=xlive, xaddr=xaddr, xsize=xsize, xlock=xlock,
+                 xms_end=z3.IntVal(xms_end), elive=elive, epages=epages, pstore=pstore,
+                 etotal=z3.IntVal(ems_total), sowner=sowner, spage=spage,
+                 slot_used=slot_used, slot_h=slot_h, slot_l=slot_l, mapped_at=mapped_at)
+
+
+def violated(s: DosState, timeout_ms: int = 10000) -> list[str]:
+    """The invariants a concrete state breaks (an undecided one counts as broken)."""
+    broken = []
+    for name, holds in INVARIANTS.items():
+        solver = z3.Solver()
+        solver.set("timeout", timeout_ms)
+        solver.add(z3.Not(holds(s)))
+        if solver.check() != z3.unsat:
+            broken.append(name)
+    return broken
+
+
+def initial_dos(first: int, umb_start: int, umb_end: int, xms_end: int,
+                ems_total: int) -> DosState:
+    """One free block over conventional memory and one over the UMB area (if
+    any), link off, first fit, no XMS block, EMS handle 0 with no pages."""
+    top = UMB_HEAD if umb_start < umb_end else CONV_END
+    blocks = [McbView(first, MCB_Z, 0, top - first - 1)]
+    if umb_start < umb_end:
+        blocks.append(McbView(umb_start, MCB_Z, 0, umb_end - umb_start - 1))
+    return concrete_dos(blocks, first=first, umb_start=umb_start, umb_end=umb_end,
+                        linked=False, strategy=0, xms={}, xms_end=xms_end, ems_handles={},
+                        ems_slots=[None] * EMS_SLOTS, ems_total=ems_total)

@@ -1,0 +1,336 @@
+"""DOS memory in z3 (spec/dos_memory.py, proofs/dos_memory.py): the
+obligations, a few proved steps, the steps' verdicts on concrete states, the
+concrete-state builder, and the broken variants' rows."""
+
+from __future__ import annotations
+
+import pytest
+import z3
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from model.dos_memory import DosMemoryManager
+from model.page_manager import PageManager
+from proofs.broken_variants import VARIANTS
+from proofs.dos_memory import (
+    FIRST,
+    FULL_ONLY,
+    LAYER,
+    PLAIN_LAYER,
+    UMB_START,
+    dos_states,
+    obligations,
+)
+from proofs.layered import Layer, prove
+from proofs.obligation import Kind
+from spec import dos_memory as dm
+from spec.dos_memory import McbView, XmsView, concrete_dos, violated
+from spec.state import Ref
+
+CLAIMS = ["DOS-1", "DOS-2", "DOS-3", "DOS-4", "DOS-5"]
+M, Z = dm.MCB_M, dm.MCB_Z
+
+
+def valid(claim: Ref) -> bool:
+    solver = z3.Solver()
+    solver.add(z3.Not(claim))
+    return bool(solver.check() == z3.unsat)
+
+
+def i(value: int) -> Ref:
+    return z3.IntVal(value)
+
+
+@pytest.fixture(scope="module")
+def conv() -> dm.DosState:
+    """[FIRST] 0x100 taken, a 0x200 hole, 0x80 taken, the free tail to A000h."""
+    return dos_states()[0][1]
+
+
+@pytest.fixture(scope="module")
+def busy() -> dm.DosState:
+    return dos_states()[1][1]
+
+
+def status_is(step: dm.DosStep, code: int) -> bool:
+    return valid(z3.Implies(step.assume, step.status == code))
+
+
+def equals(term: Ref, expected: int) -> bool:
+    return valid(term == expected)
+
+
+def test_obligations_one_per_call_and_claim() -> None:
+    ids = [o.id for o in obligations()]
+    public = [op.name for layer in (LAYER, PLAIN_LAYER) for op in layer.operations
+              if not op.internal]
+    expected = {f"dos_memory.{name}.{claim}" for name in public for claim in CLAIMS}
+    assert set(ids) == expected | {"dos_memory.XmsFree.DOS-4F"}
+    assert len(ids) == len(set(ids)) == 21 * 5 + 1
+    assert FULL_ONLY <= set(ids)
+
+
+@pytest.mark.parametrize(("layer", "operation", "claim"), [
+    (LAYER, "ResizeShrink", "DOS-1"), (LAYER, "FreeDosMemory", "DOS-3"),
+    (PLAIN_LAYER, "SetUmbLink", "DOS-2"), (PLAIN_LAYER, "XmsReallocate", "DOS-4"),
+    (PLAIN_LAYER, "EmsMapPage", "DOS-5"), (PLAIN_LAYER, "XmsFree", "DOS-4F")])
+def test_step_proved(layer: Layer, operation: str, claim: str) -> None:
+    verdict = prove(layer, layer.operation(operation), claim, "quick")
+    assert verdict.kind is Kind.PROVED, verdict.detail
+
+
+def test_reachable_states_satisfy_every_invariant() -> None:
+    for name, state in dos_states():
+        assert violated(state) == [], name
+
+
+# -- allocation strategies on a concrete chain ------------------------------------------
+
+HOLE, TAIL = FIRST + 0x101, FIRST + 0x101 + 0x201 + 0x81
+
+
+@pytest.mark.parametrize(("strategy", "paragraphs", "block", "segment"), [
+    (dm.FIRST_FIT, 0x10, HOLE, HOLE + 1),  # the lowest block that fits
+    (dm.BEST_FIT, 0x10, HOLE, HOLE + 1),  # the smaller of the two
+    (dm.LAST_FIT, 0x10, TAIL, dm.UMB_HEAD - 0x10),  # the highest, from its end
+    (dm.BEST_FIT, 0x300, TAIL, TAIL + 1),  # only the tail is large enough
+])
+def test_strategy_picks_exactly_one_block(conv: dm.DosState, strategy: int, paragraphs: int,
+                                          block: int, segment: int) -> None:
+    s = conv.but(strategy=i(strategy))
+    b = z3.Int("b")
+    step = dm.AllocateDosMemory(s, i(paragraphs), b, i(0x99))
+    assert valid(z3.Implies(z3.And(step.assume, step.ok), b == block))
+    chosen = dm.AllocateDosMemory(s, i(paragraphs), i(block), i(0x99))
+    assert equals(chosen.status, 0) and equals(chosen.result, segment)
+    assert violated(chosen.changed) == []
+
+
+def test_allocation_too_large_is_error_8(conv: dm.DosState) -> None:
+    step = dm.AllocateDosMemory(conv, i(0xFFFF), z3.Int("b"), i(0x99))
+    assert status_is(step, dm.DOS_INSUFFICIENT)
+    assert equals(step.result, 0)
+    assert step.post is not None and valid(step.post.size == conv.size)
+
+
+def test_high_only_takes_an_upper_block(busy: dm.DosState) -> None:
+    b = z3.Int("b")
+    step = dm.AllocateDosMemory(busy, i(0x10), b, i(0x99))
+    assert valid(z3.Implies(z3.And(step.assume, step.ok), b == UMB_START + 0x41))
+
+
+def test_free_merges_both_neighbours(conv: dm.DosState) -> None:
+    third = HOLE + 0x201
+    step = dm.FreeDosMemory(conv, i(third + 1))
+    post = step.changed
+    assert equals(step.status, 0)
+    assert valid(z3.And(post.is_mcb[HOLE], z3.Not(post.is_mcb[third]),
+                        z3.Not(post.is_mcb[TAIL]), post.owner[HOLE] == 0,
+                        post.typ[HOLE] == Z, dm.nxt(post, HOLE) == dm.UMB_HEAD))
+    assert violated(post) == []
+
+
+@pytest.mark.parametrize("segment", [FIRST + 5, 0, dm.UMB_HEAD + 1, dm.CONV_END + 3])
+def test_free_of_a_non_block_is_error_9(conv: dm.DosState, segment: int) -> None:
+    assert status_is(dm.FreeDosMemory(conv, i(segment)), dm.DOS_INVALID_BLOCK)
+
+
+def test_free_of_a_free_block_succeeds_and_changes_nothing(conv: dm.DosState) -> None:
+    step = dm.FreeDosMemory(conv, i(HOLE + 1))
+    assert equals(step.status, 0)
+    assert valid(z3.And(step.changed.is_mcb == conv.is_mcb, step.changed.size == conv.size,
+                        step.changed.owner == conv.owner))
+
+
+def test_resize_of_a_free_block_is_error_9(conv: dm.DosState) -> None:
+    assert status_is(dm.ResizeShrink(conv, i(HOLE + 1), i(1)), dm.DOS_INVALID_BLOCK)
+
+
+def test_resize_grow_reports_the_largest_size(conv: dm.DosState) -> None:
+    step = dm.ResizeGrow(conv, i(FIRST + 1), i(0x400))
+    assert status_is(step, dm.DOS_INSUFFICIENT)
+    assert equals(step.result, 0x100 + 0x200 + 1)
+    grown = dm.ResizeGrow(conv, i(FIRST + 1), i(0x301))
+    assert equals(grown.status, 0) and violated(grown.changed) == []
+
+
+def test_resize_shrink_merges_the_rest_with_a_free_block(conv: dm.DosState) -> None:
+    third = HOLE + 0x201
+    step = dm.ResizeShrink(conv, i(third + 1), i(0x10))
+    post = step.changed
+    assert equals(step.status, 0)
+    assert valid(z3.And(post.is_mcb[third + 0x11], post.owner[third + 0x11] == 0,
+                        dm.nxt(post, third + 0x11) == dm.UMB_HEAD))
+    assert violated(post) == []
+
+
+def test_strategy_and_link_errors(conv: dm.DosState) -> None:
+    assert status_is(dm.SetAllocationStrategy(conv, i(3)), dm.DOS_INVALID_FUNCTION)
+    assert status_is(dm.SetAllocationStrategy(conv, i(0x41)), 0)
+    bare = dos_states()[2][1]
+    assert status_is(dm.SetUmbLink(bare, z3.BoolVal(True)), dm.DOS_INVALID_FUNCTION)
+    linked = dm.SetUmbLink(conv, z3.BoolVal(True))
+    assert valid(linked.changed.typ[TAIL] == M) and violated(linked.changed) == []
+
+
+# -- XMS and EMS --------------------------------------------------------------------
+
+def test_xms_codes(busy: dm.DosState) -> None:
+    assert status_is(dm.XmsFree(busy, i(2)), dm.XMS_LOCKED)
+    assert status_is(dm.XmsFree(busy, i(7)), dm.XMS_INVALID_HANDLE)
+    assert status_is(dm.XmsUnlock(busy, i(1)), dm.XMS_NOT_LOCKED)
+    assert equals(dm.XmsLock(busy, i(1)).result, dm.XMS_START)
+    assert status_is(dm.XmsMove(busy, i(3), i(1), i(0), i(2), i(0)), dm.XMS_BAD_LENGTH)
+    assert status_is(dm.XmsMove(busy, i(2), i(9), i(0), i(2), i(0)), dm.XMS_BAD_SRC_HANDLE)
+    assert status_is(dm.XmsMove(busy, i(2), i(2), i(16 * 1024), i(0), i(0)),
+                     dm.XMS_BAD_SRC_OFFSET)
+    assert status_is(dm.XmsReallocate(busy, i(2), i(1), i(dm.XMS_START), z3.BoolVal(False)),
+                     dm.XMS_LOCKED)
+
+
+def test_ems_codes(busy: dm.DosState) -> None:
+    no = z3.BoolVal(False)
+    k = z3.Int("k")
+    ident = z3.Lambda([k], k)
+    assert status_is(dm.EmsAllocate(busy, i(0), i(5), ident, ident, no, no), dm.EMS_ZERO_PAGES)
+    assert status_is(dm.EmsAllocate(busy, i(17), i(5), ident, ident, no, no), dm.EMS_TOO_MANY)
+    assert status_is(dm.EmsMapPage(busy, i(9), i(0), i(0)), dm.EMS_BAD_HANDLE)
+    assert status_is(dm.EmsMapPage(busy, i(1), i(0), i(4)), dm.EMS_BAD_PHYSICAL)
+    assert status_is(dm.EmsMapPage(busy, i(1), i(2), i(0)), dm.EMS_BAD_LOGICAL)
+
+
+def test_ems_map_moves_a_shown_page(busy: dm.DosState) -> None:
+    step = dm.EmsMapPage(busy, i(1), i(1), i(3))  # page (1, 1) shows in slot 0
+    post = step.changed
+    assert valid(z3.And(z3.Not(post.slot_used[0]), post.slot_used[3],
+                        post.mapped_at[1, 1] == 3))
+    assert violated(post) == []
+
+
+def test_ems_deallocate_unmaps(busy: dm.DosState) -> None:
+    post = dm.EmsDeallocate(busy, i(2)).changed
+    assert valid(z3.And(z3.Not(post.elive[2]), z3.Not(post.slot_used[1]), post.sowner[2] == -1))
+    assert violated(post) == []
+
+
+# -- concrete states from plain data ----------------------------------------------------
+
+def chain(*blocks: tuple[int, int, int, int]) -> list[McbView]:
+    return [McbView(*block) for block in blocks]
+
+
+def build(blocks: list[McbView], **changes: object) -> dm.DosState:
+    args: dict[str, object] = dict(first=0x800, umb_start=0xC000, umb_end=0xC000, linked=False,
+                                   strategy=0, xms={}, xms_end=0x200000, ems_handles={},
+                                   ems_slots=[None] * 4, ems_total=8)
+    args.update(changes)
+    return concrete_dos(blocks, **args)  # type: ignore[arg-type]
+
+
+GOOD = [(0x800, M, 8, 0x10), (0x811, M, 0, 0x20), (0x832, Z, 0x60, 0xA000 - 0x833)]
+#: With UMBs: the conventional chain ends at 9FFFh, the UMB head (skipped) follows.
+HEAD = (0x9FFF, M, 8, 0xF800 - 0xA000)
+LOW = [*GOOD[:2], (0x832, Z, 0x60, 0x9FFF - 0x833), HEAD]
+
+
+def test_concrete_good_state() -> None:
+    assert violated(build(chain(*GOOD))) == []
+
+
+@pytest.mark.parametrize(("blocks", "changes", "broken"), [
+    ([*GOOD[:2], (0x832, Z, 0x60, 0xA000 - 0x832)], {}, {"DOS-1", "DOS-2"}),
+    ([*GOOD[:2], (0x832, M, 0x60, 0xA000 - 0x833)], {}, {"DOS-2"}),
+    ([(0x800, M, 0, 0x10), *GOOD[1:]], {}, {"DOS-2"}),  # two free neighbours
+    ([*LOW, (0xF800, Z, 0, 0x7FF)], {"umb_start": 0xF800, "umb_end": 0x10000}, set()),
+    ([*GOOD, (0xF800, Z, 0, 0x7FF)], {"umb_start": 0xF800, "umb_end": 0x10000},
+     {"DOS-1", "DOS-2"}),  # the conventional chain runs into the UMB head
+    ([*LOW, (0xF800, Z, 0, 0x800)], {"umb_start": 0xF800, "umb_end": 0x10001}, {"DOS-3"}),
+    ([*LOW, (0xE000, Z, 0, 0x7FF)], {"umb_start": 0xE000, "umb_end": 0xE800}, {"DOS-3"}),
+    (GOOD, {"xms": {1: XmsView(0x100000, 4, 0)}}, {"DOS-4"}),
+    (GOOD, {"xms": {1: XmsView(0x110000, 4, 0), 2: XmsView(0x110C00, 1, 0)}}, {"DOS-4"}),
+    (GOOD, {"xms": {1: XmsView(0x110000, 4, 0), 2: XmsView(0x111000, 1, 3)}}, set()),
+    (GOOD, {"ems_handles": {1: [0, 1]}, "ems_slots": [(1, 0), (1, 0), None, None]}, {"DOS-5"}),
+    (GOOD, {"ems_handles": {1: [0, 1], 2: [1]}}, {"DOS-5"}),
+    (GOOD, {"ems_handles": {1: [0, 9]}}, {"DOS-5"}),
+    (GOOD, {"ems_handles": {1: [0, 1]}, "ems_slots": [(1, 1), None, None, (1, 0)]}, set()),
+])
+def test_concrete_states_name_what_they_break(blocks: list[tuple[int, int, int, int]],
+                                              changes: dict[str, object],
+                                              broken: set[str]) -> None:
+    assert set(violated(build(chain(*blocks), **changes))) == broken
+
+
+def test_concrete_accepts_type_characters() -> None:
+    blocks = [McbView(0x800, M, 0, 0x97FF)]
+    walked = [b._replace(type=Z) for b in blocks]
+    assert violated(build(walked)) == []
+    text = [(0x800, "Z", 0, 0x97FF)]
+    assert violated(build([McbView(*t) for t in text])) == []  # type: ignore[arg-type]
+
+
+def test_every_dos_invariant_has_a_variant() -> None:
+    dos = [v for v in VARIANTS if v.layer is not None and v.layer.startswith("dos_memory")]
+    assert {v.invariant for v in dos} == {*CLAIMS, "DOS-4F"}
+    assert {v.name for v in dos} >= {"dos-alloc-crosses-a000", "dos-free-without-merge",
+                                     "ems-page-in-two-slots", "xms-free-locked-block",
+                                     "umb-past-area-end"}
+
+
+# -- the model's states satisfy the spec's invariants ------------------------------------
+
+OPS = st.one_of(
+    st.tuples(st.just("alloc"), st.sampled_from([0, 1, 0x10, 0x100, 0x800, 0xFFFF])),
+    st.tuples(st.just("free"), st.integers(0, 7)),
+    st.tuples(st.just("resize"), st.integers(0, 7), st.sampled_from([0, 4, 0x40, 0x400])),
+    st.tuples(st.just("strategy"), st.sampled_from(sorted(dm.STRATEGIES))),
+    st.tuples(st.just("link"), st.booleans()),
+    st.tuples(st.just("xalloc"), st.sampled_from([0, 4, 64])),
+    st.tuples(st.just("xlock"), st.integers(1, 3)),
+    st.tuples(st.just("xfree"), st.integers(1, 3)),
+    st.tuples(st.just("ealloc"), st.integers(1, 3)),
+    st.tuples(st.just("emap"), st.integers(0, 3), st.sampled_from([0, 1, 0xFFFF]),
+              st.integers(0, 3)),
+    st.tuples(st.just("efree"), st.integers(0, 3)))
+
+
+def model_state(d: DosMemoryManager) -> dm.DosState:
+    blocks = {b.segment: b for b in (d.walk(d.first_segment) or []) + (d.umb_chain() or [])}
+    return concrete_dos(blocks.values(), first=d.first_segment, umb_start=d.umb_start,
+                        umb_end=d.umb_end, linked=d.umb_linked, strategy=d.strategy,
+                        xms=d.xms.handles, xms_end=d.xms.pool_end, ems_handles=d.ems.handles,
+                        ems_slots=d.ems.slots, ems_total=d.ems.total_pages)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.lists(OPS, max_size=12))
+def test_model_states_satisfy_the_spec(ops: list[tuple[object, ...]]) -> None:
+    pm = PageManager()
+    pm.InitializePhysicalMemory(0x100000, 0x800000)
+    d = DosMemoryManager(pm)
+    segments: list[int] = []
+    for op in ops:
+        name, *args = op
+        a = [int(x) for x in args]  # type: ignore[call-overload]
+        if name == "alloc" and (segment := d.AllocateDosMemory(a[0])):
+            segments.append(segment)
+        elif name == "free" and segments:
+            d.FreeDosMemory(segments[a[0] % len(segments)])
+        elif name == "resize" and segments:
+            d.ResizeDosMemory(segments[a[0] % len(segments)], a[1])
+        elif name == "strategy":
+            d.SetAllocationStrategy(a[0])
+        elif name == "link":
+            d.SetUmbLink(bool(a[0]))
+        elif name == "xalloc":
+            d.xms.XmsAllocate(a[0])
+        elif name == "xlock":
+            d.xms.XmsLock(a[0])
+        elif name == "xfree":
+            d.xms.XmsFree(a[0])
+        elif name == "ealloc":
+            d.ems.EmsAllocate(a[0])
+        elif name == "emap":
+            d.ems.EmsMap(a[0], a[1], a[2])
+        elif name == "efree":
+            d.ems.EmsDeallocate(a[0])
+    assert violated(model_state(d)) == []
