@@ -66,6 +66,13 @@ USER_OPERATIONS = (
     Operation("UnmapUserMemory", _US, us.VirtualFreeRelease, (),
               parts=("VirtualFreeDecommit", "VirtualFreeRelease")),
     Operation("Access", _US, us.Access, (PID, ("vpn", INT), ("kind", INT))),
+    # SystemCalls.CreateProcess = CreateProcess, then ProcessHeapCreate
+    Operation("ProcessHeapCreate", _US, us.ProcessHeapCreate,
+              (*RANGE, ("committed_pages", INT), *CHOICE)),
+    Operation("ProcessHeapGrow", _US, us.ProcessHeapGrow, (*RANGE, *CHOICE), internal=True),
+    Operation("ProcessHeapShrink", _US, us.ProcessHeapShrink, RANGE, internal=True),
+    Operation("SyscallHeapAlloc", _US, us.ProcessHeapGrow, (), parts=("ProcessHeapGrow",)),
+    Operation("SyscallHeapFree", _US, us.ProcessHeapShrink, (), parts=("ProcessHeapShrink",)),
 )
 
 
@@ -154,7 +161,9 @@ FULL_ONLY = frozenset({
         "VirtualAllocReserveCommit.USR-1", "VirtualFreeDecommit.USR-1", "VirtualProtect.USR-1",
         "Mmap.USR-1", "Mmap.USR-4", "MmapFixed.USR-4", "Munmap.USR-1", "Munmap.USR-4",
         "Mprotect.USR-1",
-        "Brk.USR-1", "Brk.USR-4", "Access.USR-1")),
+        "Brk.USR-1", "Brk.USR-4", "Access.USR-1",
+        # 0.7-1.5 s in the full profile (2026-11-29)
+        "ProcessHeapCreate.USR-1", "SyscallHeapAlloc.USR-1", "SyscallHeapFree.USR-1")),
 })
 
 LAYER = Layer(_US, us.symbolic_user, us.INVARIANTS, USER_OPERATIONS, support=SUPPORT,

@@ -629,6 +629,47 @@ def VirtualQuery(s: UserState, pid: Ref, vpn: Ref) -> UserStep:
     return user_step(s, code, s, s.state[pid, vpn], z3.IntVal(0))
 
 
+# -- the process heap (SyscallGetProcessHeap, SyscallHeapAlloc, SyscallHeapFree) --------
+
+def ProcessHeapCreate(s: UserState, pid: Ref, first: Ref, count: Ref, committed_pages: Ref,
+                      pick: Ref, pinv: Ref, oom: Ref) -> UserStep:
+    """CreateProcess's heap (HeapCreate): a reservation of count pages at a
+    64 KB boundary, its first committed_pages committed READWRITE."""
+    code = status(*_windows_checks(s, pid),
+                  (z3.Not(reservation_ok(first, count)), E.ERROR_INVALID_ADDRESS),
+                  (z3.Not(z3.And(0 < committed_pages, committed_pages <= count)),
+                   E.ERROR_INVALID_PARAMETER),
+                  (z3.Not(all_free(s, pid, first, count)), E.ERROR_INVALID_ADDRESS),
+                  (oom, E.ERROR_NOT_ENOUGH_MEMORY))
+    reserved = reserve_pages(s, pid, first, count, ORIGIN_PROCESS_HEAP)
+    post, assume = commit_pages(reserved, pid, lambda w: within(w, first, committed_pages),
+                                _const(PAGE_READWRITE), pick, pinv)
+    return user_step(s, code, post, as_address(first), z3.IntVal(0), assume)
+
+
+def ProcessHeapGrow(s: UserState, pid: Ref, first: Ref, count: Ref, pick: Ref, pinv: Ref,
+                    oom: Ref) -> UserStep:
+    """HeapAlloc expanding the heap (KernelHeap.Expand): pages of the process
+    heap's reservation become committed READWRITE."""
+    code = status(*_windows_checks(s, pid), (count <= 0, E.ERROR_INVALID_PARAMETER),
+                  (z3.Not(one_allocation(s, pid, first, count)), E.ERROR_INVALID_ADDRESS),
+                  (z3.Not(heap_page(s, pid, first)), E.ERROR_INVALID_ADDRESS),
+                  (oom, E.ERROR_NOT_ENOUGH_MEMORY))
+    post, assume = commit_pages(s, pid, lambda w: within(w, first, count),
+                                _const(PAGE_READWRITE), pick, pinv)
+    return user_step(s, code, post, as_address(first), z3.IntVal(0), assume)
+
+
+def ProcessHeapShrink(s: UserState, pid: Ref, first: Ref, count: Ref) -> UserStep:
+    """HeapFree contracting the heap (KernelHeap.Contract): committed pages of
+    the process heap become reserved, their frames given back."""
+    code = status(*_windows_checks(s, pid), (count <= 0, E.ERROR_INVALID_PARAMETER),
+                  (z3.Not(one_allocation(s, pid, first, count)), E.ERROR_INVALID_ADDRESS),
+                  (z3.Not(heap_page(s, pid, first)), E.ERROR_INVALID_ADDRESS))
+    post = decommit_pages(s, pid, lambda w: within(w, first, count))
+    return user_step(s, code, post, z3.IntVal(1), z3.IntVal(0))
+
+
 # -- Linux: mmap, munmap, mprotect, brk -----------------------------------------------
 
 def _linux_checks(s: UserState, pid: Ref, count: Ref, protect: Ref | None = None
