@@ -51,10 +51,12 @@ Rules (RBIL = Ralf Brown's Interrupt List, INT 21h AH=48h/49h/4Ah/58h):
   nothing (MS-DOS only checks the signature and writes owner 0).
 - AH=4Ah: error 9 as AH=49h and for a free block. Shrink splits (the rest
   merges with a free successor); grow takes the following free block,
-  splitting what is left over. Too big: error 8, ``largest_available`` = the
-  block's maximum possible size, nothing changes. (RBIL: MS-DOS 2.1-6.0 then
-  makes the block as large as possible; this model keeps failures
-  state-free, the house rule.)
+  splitting what is left over. Too big: the block is made as large as
+  possible (it absorbs the whole following free block, if any), then error
+  8 with ``largest_available`` = that maximum (RBIL AH=4Ah: "under DOS
+  2.1-6.0, if there is insufficient memory to expand the block as much as
+  requested, the block will be made as large as possible", BX = the
+  maximum). The one failure that changes state, as MS-DOS does.
 - GetDosMemorySize: conventional memory in paragraphs (0xA000 = 640 KB, INT
   12h's figure in paragraphs).
 
@@ -228,6 +230,9 @@ class DosMemoryManager:
         if after is not None and after.owner == OWNER_FREE:
             available += after.size + 1
         if paragraphs > available:
+            if available > block.size:
+                assert after is not None
+                self._write_mcb(block.segment, after.type, block.owner, available, block.name)
             self.largest_available = available
             return self._set(False, DosError.NOT_ENOUGH_MEMORY)
         assert after is not None

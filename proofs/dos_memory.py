@@ -4,10 +4,11 @@ segments with the ghost ``mcb_of``, so no proof walks the chain and none
 has a bound on its length or on the number of handles.
 
 The seed's calls are proved through the spec's steps (ResizeDosMemory is
-ResizeShrink or ResizeGrow, MapEmsPageToPhysical is EmsMapPage or
-EmsUnmapPage, ...). Reachable states are built by running the spec's own
-steps with concrete arguments from the initial state, so a broken variant's
-counterexample comes from a state the spec reaches.
+ResizeShrink or ResizeGrowApplied, which covers the grow failing with 8;
+MapEmsPageToPhysical is EmsMapPage or EmsUnmapPage, ...). Reachable states
+are built by running the spec's own steps with concrete arguments from the
+initial state, so a broken variant's counterexample comes from a state the
+spec reaches.
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ CHAIN_OPERATIONS = (
     Operation("FreeDosMemory", _DM, dm.FreeDosMemory, (SEGMENT,)),
     Operation("ResizeShrink", _DM, dm.ResizeShrink, (SEGMENT, PARAGRAPHS), internal=True),
     Operation("ResizeGrow", _DM, dm.ResizeGrow, (SEGMENT, PARAGRAPHS), internal=True),
+    # proved through ResizeGrowApplied: its success covers the grow that fails with 8
+    Operation("ResizeGrowApplied", _DM, dm.ResizeGrowApplied, (SEGMENT, PARAGRAPHS),
+              internal=True),
     Operation("ResizeDosMemory", _DM, dm.ResizeShrink, (),
-              parts=("ResizeShrink", "ResizeGrow")),
+              parts=("ResizeShrink", "ResizeGrowApplied")),
 )
 #: Calls that leave the chain alone (or change one MCB's type).
 PLAIN_OPERATIONS = (

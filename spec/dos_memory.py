@@ -34,7 +34,9 @@ Spec-level decisions (the model follows them or the lead reconciles):
 - AH=49h on a segment that is not a block's data: error 9; freeing a free
   block succeeds and changes nothing (MS-DOS only checks the signature and
   writes owner 0). AH=4Ah on a free block or a non-block: error 9. Grow absorbs a free block
-  after it; error 8 reports the largest possible size as the failure result.
+  after it; asked for more than that, the block still becomes as large as
+  possible and the call fails with error 8 reporting that size (RBIL AH=4Ah:
+  "under DOS 2.1-6.0 ... the block will be made as large as possible").
 - Error 7 (MCB destroyed) is the model's answer to a corrupted chain: no
   state of the spec has one (DOS-2), so no step returns it.
 - The UMB link (AX=5803h) turns the last conventional MCB's 'Z' into 'M'
@@ -463,10 +465,9 @@ def ResizeShrink(s: DosState, segment: Ref, paragraphs: Ref) -> DosStep:
     return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
 
 
-def ResizeGrow(s: DosState, segment: Ref, paragraphs: Ref) -> DosStep:
-    """AH=4Ah above the current size: the block absorbs a free block after it;
-    error 8 with the largest possible size when that is not enough."""
-    m, n = segment - 1, paragraphs
+def _grow(s: DosState, m: Ref, n: Ref) -> tuple[list[tuple[Ref, int]], DosState, Ref]:
+    """AH=4Ah's grow: its checks, the block grown to min(n, largest) and largest,
+    the block's maximum (itself plus a free block after it, MCB included)."""
     right = nxt(s, m)
     right_free = z3.And(right != end_of(s, m), s.owner[right] == 0)
     last = z3.If(right_free, right, m)
@@ -476,9 +477,30 @@ def ResizeGrow(s: DosState, segment: Ref, paragraphs: Ref) -> DosStep:
     cut = m + n + 1
     parted = make_block(make_block(s, m, cut, s.owner[m], z3.IntVal(MCB_M)), cut, stop,
                         z3.IntVal(0), s.typ[last])
-    code = status(*_resize_checks(s, m, n), (n <= s.size[m], DOS_INSUFFICIENT),
-                  (n > largest, DOS_INSUFFICIENT))
-    return dos_step(s, code, ite_dos(n == largest, whole, parted), z3.BoolVal(True), largest)
+    checks = [*_resize_checks(s, m, n), (n <= s.size[m], DOS_INSUFFICIENT)]
+    return checks, ite_dos(n >= largest, whole, parted), largest
+
+
+def ResizeGrow(s: DosState, segment: Ref, paragraphs: Ref) -> DosStep:
+    """AH=4Ah above the current size: the block absorbs a free block after it,
+    splitting off what it does not need. More than it can reach: error 8 with
+    the largest possible size as the result, and the block is still made as
+    large as possible (RBIL AH=4Ah, DOS 2.1-6.0), so this failure changes the
+    state (built as a Transition: guarded() keeps a failure's pre-state)."""
+    checks, changed, largest = _grow(s, segment - 1, paragraphs)
+    applied = status(*checks) == 0
+    code = z3.If(applied, z3.If(paragraphs > largest, z3.IntVal(DOS_INSUFFICIENT),
+                                z3.IntVal(0)), status(*checks))
+    return Transition(code, ite_dos(applied, changed, s), changed,
+                      z3.If(code == 0, z3.IntVal(1), largest))
+
+
+def ResizeGrowApplied(s: DosState, segment: Ref, paragraphs: Ref) -> DosStep:
+    """The change of every grow past its checks, the one that fails with error 8
+    included (its status 0 here: the obligations then cover the state MS-DOS
+    leaves behind that error 8)."""
+    checks, changed, largest = _grow(s, segment - 1, paragraphs)
+    return dos_step(s, status(*checks), changed, z3.IntVal(1), largest)
 
 
 def SetAllocationStrategy(s: DosState, strategy: Ref) -> DosStep:
@@ -491,7 +513,9 @@ def SetAllocationStrategy(s: DosState, strategy: Ref) -> DosStep:
 def SetUmbLink(s: DosState, link: Ref) -> DosStep:
     """AX=5803h: the last conventional MCB becomes 'M' (linked) or 'Z'."""
     last = s.mcb_of[conv_top(s) - 1]
-    code = status((z3.And(link, z3.Not(has_umbs(s))), DOS_INVALID_FUNCTION))
+    # no UMBs: error 1 whichever state is asked for (the model's reading of
+    # RBIL AX=5803h, which documents only error 1 for this call)
+    code = status((z3.Not(has_umbs(s)), DOS_INVALID_FUNCTION))
     post = s.but(linked=link, typ=z3.Store(s.typ, last, z3.If(link, MCB_M, MCB_Z)))
     return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
 
@@ -562,13 +586,23 @@ def XmsMove(s: DosState, length: Ref, src_handle: Ref, src_offset: Ref, dst_hand
         return z3.And(h != 0, z3.Not(s.xlive[h]))
 
     def bad_offset(h: Ref, offset: Ref) -> Ref:
-        return z3.And(h != 0, z3.Or(offset < 0, offset + length > 1024 * s.xsize[h]))
+        return z3.And(h != 0, offset > 1024 * s.xsize[h])
 
+    def past_end(h: Ref, offset: Ref) -> Ref:
+        return z3.And(h != 0, offset + length > 1024 * s.xsize[h])
+
+    # per end, as the model checks it: a negative offset (not a 32-bit value),
+    # the handle, an offset beyond the block, then a range running past its end
+    # (A7h: the length is what is wrong when the start lies inside the block)
     code = status((z3.Or(length < 0, length % 2 == 1), XMS_BAD_LENGTH),
+                  (src_offset < 0, XMS_BAD_SRC_OFFSET),
                   (bad_handle(src_handle), XMS_BAD_SRC_HANDLE),
                   (bad_offset(src_handle, src_offset), XMS_BAD_SRC_OFFSET),
+                  (past_end(src_handle, src_offset), XMS_BAD_LENGTH),
+                  (dst_offset < 0, XMS_BAD_DST_OFFSET),
                   (bad_handle(dst_handle), XMS_BAD_DST_HANDLE),
-                  (bad_offset(dst_handle, dst_offset), XMS_BAD_DST_OFFSET))
+                  (bad_offset(dst_handle, dst_offset), XMS_BAD_DST_OFFSET),
+                  (past_end(dst_handle, dst_offset), XMS_BAD_LENGTH))
     return dos_step(s, code, s, z3.BoolVal(True), z3.BoolVal(False))
 
 

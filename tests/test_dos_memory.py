@@ -161,14 +161,20 @@ def test_resize_grow_takes_following_free_block() -> None:
     check_chains(dos)
 
 
-def test_resize_failure_is_8_with_maximum_and_unchanged() -> None:
+def test_resize_failure_is_8_and_grows_to_the_maximum() -> None:
+    """RBIL AH=4Ah (DOS 2.1-6.0): too big a request leaves the block as large as possible."""
     dos = make_dos()
-    a, b, _ = (dos.AllocateDosMemory(0x10) for _ in range(3))
+    a, b, c = (dos.AllocateDosMemory(0x10) for _ in range(3))
     assert dos.FreeDosMemory(b)
-    before = snapshot(dos)
     assert not dos.ResizeDosMemory(a, 0x22)
     assert dos.last_error == DosError.NOT_ENOUGH_MEMORY and dos.largest_available == 0x21
-    assert snapshot(dos)[:5] == before[:5]
+    assert (dos.walk(FIRST) or [])[:2] == [Mcb(FIRST, MCB_M, DEFAULT_PSP, 0x21, bytes(8)),
+                                           Mcb(c - 1, MCB_M, DEFAULT_PSP, 0x10, bytes(8))]
+    check_chains(dos)
+    before = snapshot(dos)  # already at its maximum: error 8 again, nothing changes
+    assert not dos.ResizeDosMemory(a, 0x22)
+    assert dos.last_error == DosError.NOT_ENOUGH_MEMORY and dos.largest_available == 0x21
+    assert snapshot(dos) == before
 
 
 def test_resize_of_free_or_unknown_block_is_9() -> None:
@@ -343,11 +349,16 @@ class ChainMachine(RuleBasedStateMachine):
     def resize(self, data: st.DataObject, size: int) -> None:
         if self.live:
             seg = self.live[data.draw(st.integers(0, len(self.live) - 1))]
-            before = snapshot(self.dos)
+            low, high = check_chains(self.dos)
+            area = next(a for a in (low, high) if any(b.segment == seg - 1 for b in a))
+            index = next(i for i, b in enumerate(area) if b.segment == seg - 1)
+            after = area[index + 1] if index + 1 < len(area) else None
+            most = area[index].size + (after.size + 1 if after and after.owner == 0 else 0)
             if not self.dos.ResizeDosMemory(seg, size):
                 assert self.dos.last_error == DosError.NOT_ENOUGH_MEMORY
-                assert self.dos.largest_available < size
-                assert snapshot(self.dos)[:5] == before[:5]
+                assert self.dos.largest_available == most < size
+                grown = [b for a in check_chains(self.dos) for b in a if b.segment == seg - 1]
+                assert grown[0].size == most  # RBIL: made as large as possible
 
     @invariant()
     def chains_valid(self) -> None:

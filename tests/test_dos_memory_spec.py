@@ -147,11 +147,30 @@ def test_resize_of_a_free_block_is_error_9(conv: dm.DosState) -> None:
 
 
 def test_resize_grow_reports_the_largest_size(conv: dm.DosState) -> None:
+    """Too big: error 8 with the maximum, and the block made that large (RBIL AH=4Ah)."""
     step = dm.ResizeGrow(conv, i(FIRST + 1), i(0x400))
     assert status_is(step, dm.DOS_INSUFFICIENT)
     assert equals(step.result, 0x100 + 0x200 + 1)
     grown = dm.ResizeGrow(conv, i(FIRST + 1), i(0x301))
     assert equals(grown.status, 0) and violated(grown.changed) == []
+    for post in (step.post, grown.post):
+        assert valid(z3.And(post.is_mcb[FIRST], post.size[FIRST] == 0x301,
+                            post.owner[FIRST] == conv.owner[FIRST],
+                            z3.Not(post.is_mcb[HOLE]), post.is_mcb[HOLE + 0x201]))
+    assert violated(step.post) == []
+    applied = dm.ResizeGrowApplied(conv, i(FIRST + 1), i(0x400))
+    assert equals(applied.status, 0) and valid(applied.changed.size == step.post.size)
+
+
+def test_resize_grow_without_a_free_neighbour_fails_unchanged(conv: dm.DosState) -> None:
+    third = HOLE + 0x201  # followed by the free tail
+    assert status_is(dm.ResizeGrow(conv, i(third + 1), i(0x81)), 0)
+    tail_taken = dm.AllocateDosMemory(conv, i(0x10), i(TAIL), i(0x70)).changed
+    stuck = dm.ResizeGrow(tail_taken, i(third + 1), i(0x90))
+    assert status_is(stuck, dm.DOS_INSUFFICIENT) and equals(stuck.result, 0x80)
+    assert valid(z3.And([z3.And(stuck.post.size[m] == tail_taken.size[m],
+                                stuck.post.is_mcb[m] == tail_taken.is_mcb[m])
+                         for m in (third, TAIL, TAIL + 0x11)]))
 
 
 def test_resize_shrink_merges_the_rest_with_a_free_block(conv: dm.DosState) -> None:
@@ -182,8 +201,12 @@ def test_xms_codes(busy: dm.DosState) -> None:
     assert equals(dm.XmsLock(busy, i(1)).result, dm.XMS_START)
     assert status_is(dm.XmsMove(busy, i(3), i(1), i(0), i(2), i(0)), dm.XMS_BAD_LENGTH)
     assert status_is(dm.XmsMove(busy, i(2), i(9), i(0), i(2), i(0)), dm.XMS_BAD_SRC_HANDLE)
+    assert status_is(dm.XmsMove(busy, i(2), i(2), i(16 * 1024 + 2), i(0), i(0)),
+                     dm.XMS_BAD_SRC_OFFSET)  # the start beyond the block
     assert status_is(dm.XmsMove(busy, i(2), i(2), i(16 * 1024), i(0), i(0)),
-                     dm.XMS_BAD_SRC_OFFSET)
+                     dm.XMS_BAD_LENGTH)  # the start inside, the range past the end
+    assert status_is(dm.XmsMove(busy, i(2), i(9), i(-2), i(2), i(0)),
+                     dm.XMS_BAD_SRC_OFFSET)  # a negative offset before the handle
     assert status_is(dm.XmsReallocate(busy, i(2), i(1), i(dm.XMS_START), z3.BoolVal(False)),
                      dm.XMS_LOCKED)
 

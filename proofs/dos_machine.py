@@ -1,0 +1,876 @@
+"""The DOS memory spec checked on every step of hypothesis runs (issue 6).
+
+A RuleBasedStateMachine drives one model.dos_memory.DosMemoryManager (4 MB,
+the first MB reserved, chain from 0800h, UMBs [C800h, E000h) or none, an
+XMS pool to 2 MB, 8 EMS pages): AH=48h/49h/4Ah with every strategy value
+(invalid ones included), the UMB link on and off, hostile segments and
+sizes; the queries; XMS allocate / free / lock / unlock / reallocate / move
+(handle 0 = conventional memory) through the XMS functions and the seed's
+calls; EMS allocate / deallocate / map / unmap through LIM 44h and the
+seed's MapEmsPageToPhysical; a program's writes into its blocks and through
+the EMS page frame. After every call :class:`DosHarness` checks
+
+1. DOS-1..5 on the abstraction of the post-state (``dos_view``: the MCBs as
+   read from modelled memory, not through walk(), so a block past its area
+   or a bad type byte reaches the invariants; spec.dos_memory.concrete_dos;
+   cached per view; unknown is a failure);
+2. the transition: the spec's step from the abstraction of the pre-state,
+   with the model's choices as arguments (the block the strategy took, the
+   new handle, address and storage pages, which of the free-choice failures
+   happened), must report the model's status (and its result: the segment,
+   the locked address, AH=4Ah's maximum), and wherever the step changes the
+   state (success, and AH=4Ah's error 8 that grows the block to its
+   maximum) its post-state equals the abstraction of the model's on every
+   observable field, pointwise over free constants; DOS-4F on XmsFree;
+3. a failed call changes nothing (``unchanged``): memory, frames, flags,
+   handles, slots, storage;
+4. contents (``contents``): bytes written into a block read back while it
+   is allocated; an XMS block holds what was moved into it (the bytes moved
+   equal the bytes read from the source before the move) and keeps them
+   across other calls and a reallocation; a logical EMS page written through
+   the page frame reads back through the frame wherever it is mapped later,
+   and from its storage while unmapped;
+5. a corrupted chain (``mcb-destroyed``): after a type byte of an MCB is
+   damaged in modelled memory the next chain call fails with error 7 and
+   changes nothing (the byte is then restored);
+6. at the end of every example everything is freed: the chains are one free
+   block per area again and every EMS frame is back (``frames``).
+
+Not given to the spec (checked by 1 and 3 only): arguments that are not
+16-bit values (the model's error 87, which the spec's integers cannot
+express), MapEmsPageToPhysical with an unknown page or a segment outside the
+frame (the seed's translation to LIM 44h), XmsMove with a handle-0 range
+outside the first MB (the spec does not check seg:off).
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import z3
+from hypothesis import strategies as st
+from hypothesis.stateful import initialize, precondition, rule
+
+from model.dos_memory import (
+    CONVENTIONAL_TOP,
+    MCB_M,
+    MCB_Z,
+    OWNER_FREE,
+    DosMemoryManager,
+    Mcb,
+)
+from model.dos_physical import PARAGRAPH, read_physical, write_physical
+from model.ems import UNMAP, EmsManager, slot_address
+from model.page_manager import PageManager
+from model.xms import KB, XmsDriver
+from proofs.obligation import Kind, Obligation, Verdict
+from proofs.paging_machine import CheckError
+from proofs.pool_machine import (
+    CONTENTS,
+    TRANSITION,
+    UNCHANGED,
+    CheckedMachine,
+    ModelVariant,
+    check_invariants,
+    failing,
+    raise_problems,
+    run_machine,
+)
+from spec import dos_memory as dm
+from spec.dos_memory import DosState, McbView, concrete_dos
+from spec.state import Ref
+from spec.step import Transition
+
+FRAMES, CORRUPTION = "frames", "mcb-destroyed"
+FIRST, UMB_START, UMB_END = 0x0800, 0xC800, 0xE000
+MEMORY_END, XMS_END, EMS_PAGES = 0x400000, 0x200000, 8
+HOSTILE: tuple[Any, ...] = (-1, 0x10000, None, "8", 1.5)
+PARAGRAPHS = (0, 1, 0x10, 0x100, 0x1000, 0x9000, 0x97FE, 0xFFFF)
+STRATEGY_VALUES = (*sorted(dm.STRATEGIES), 3, 0x43, 0xC0, 0xFF, -1)
+_MCB = struct.Struct("<BHH")
+View = tuple[Any, ...]
+
+
+# -- the abstraction ------------------------------------------------------------------
+
+def raw_chain(pm: PageManager, start: int, end: int) -> list[McbView]:
+    """The MCBs from start as memory holds them: on while the type is 'M' and the
+    next MCB lies before end (a block past end, a bad type byte: kept, last)."""
+    blocks: list[McbView] = []
+    segment = start
+    while segment < end and len(blocks) < 0x1000:
+        typ, owner, size = _MCB.unpack(read_physical(pm, segment * PARAGRAPH, _MCB.size))
+        blocks.append(McbView(segment, typ, owner, size))
+        if typ != MCB_M:
+            break
+        segment += size + 1
+    return blocks
+
+
+def dos_view(dos: DosMemoryManager) -> View:
+    """Plain data of everything the spec's DosState holds."""
+    high = raw_chain(dos.pageman, dos.umb_start, dos.umb_end) if dos.has_umbs else []
+    return (tuple(raw_chain(dos.pageman, dos.first_segment, dos.conv_end)), tuple(high),
+            dos.first_segment, dos.umb_start, dos.umb_end, dos.umb_linked, dos.strategy,
+            tuple(sorted(dos.xms.handles.items())), dos.xms.pool_end,
+            tuple((h, tuple(ids)) for h, ids in sorted(dos.ems.handles.items())),
+            tuple(dos.ems.slots), dos.ems.total_pages)
+
+
+def to_dos_state(view: View) -> DosState:
+    low, high, first, umb_start, umb_end, linked, strategy, xms, xms_end, ems, slots, total = view
+    return concrete_dos([*low, *high], first=first, umb_start=umb_start, umb_end=umb_end,
+                        linked=linked, strategy=strategy, xms=dict(xms), xms_end=xms_end,
+                        ems_handles={h: list(ids) for h, ids in ems}, ems_slots=slots,
+                        ems_total=total)
+
+
+def observable(s: DosState) -> list[Ref]:
+    """Terms over the free constants _om (segment), _oh (handle), _ol (logical
+    page) and _op (slot) two states must agree on: the MCBs, the XMS blocks of
+    live handles, live EMS handles' pages, the used slots (not the ghosts)."""
+    m, h, k, p = z3.Ints("_om _oh _ol _op")
+    mcb, xl, el, used = s.is_mcb[m], s.xlive[h], s.elive[h], s.slot_used[p]
+    page = z3.And(el, 0 <= k, k < s.epages[h])
+    return [s.first, s.umb_start, s.umb_end, s.linked, s.strategy, s.xms_end, s.etotal,
+            mcb, *(z3.If(mcb, f[m], 0) for f in (s.typ, s.owner, s.size)),
+            xl, *(z3.If(xl, f[h], 0) for f in (s.xaddr, s.xsize, s.xlock)),
+            el, z3.If(el, s.epages[h], 0), z3.If(page, s.pstore[h, k], 0),
+            used, z3.If(used, s.slot_h[p], 0), z3.If(used, s.slot_l[p], 0)]
+
+
+def world(dos: DosMemoryManager) -> tuple[object, ...]:
+    """Everything a failed call must leave as it was."""
+    pm = dos.pageman
+    return (bytes(pm.owner), list(pm.frames.words),
+            {frame: bytes(page) for frame, page in pm.memory.items()}, dos.strategy,
+            dos.umb_linked, dict(dos.xms.handles), {h: list(p) for h, p in dos.ems.handles.items()},
+            list(dos.ems.slots), {k: list(v) for k, v in dos.ems.storage.items()})
+
+
+def make_dos(umbs: bool = True) -> DosMemoryManager:
+    pm = PageManager()
+    assert pm.InitializePhysicalMemory(0x100000, MEMORY_END)
+    end = UMB_END if umbs else UMB_START
+    dos = DosMemoryManager(pm, first_segment=FIRST, umb_start=UMB_START, umb_end=end,
+                           xms_end=XMS_END, ems_pages=EMS_PAGES)
+    assert dos.ready
+    return dos
+
+
+def _i(value: int) -> Ref:
+    return z3.IntVal(value)
+
+
+def _u16(value: object) -> bool:
+    return type(value) is int and 0 <= value <= 0xFFFF
+
+
+# -- the harness ----------------------------------------------------------------------
+
+class DosHarness:
+    """One DOS memory manager and what was written into its memory."""
+
+    def __init__(self, machine: type[CheckedMachine], umbs: bool = True) -> None:
+        self.machine = machine
+        self.dos = make_dos(umbs)
+        self.free_at_start = self.dos.pageman.free_count()
+        self.initial = dos_view(self.dos)
+        self.conv: dict[int, bytes] = {}  # data segment -> bytes at its start
+        self.xms: dict[int, bytearray] = {}  # handle -> the block's bytes
+        self.ems: dict[tuple[int, int], tuple[int, bytes]] = {}  # page -> (offset, bytes)
+        self.states: dict[View, DosState] = {}
+        self.raised = False  # a check failed: teardown then checks nothing more
+
+    def state(self, view: View) -> DosState:
+        if view not in self.states:
+            self.states[view] = to_dos_state(view)
+        return self.states[view]
+
+    def target(self, name: str) -> Any:
+        dos = self.dos
+        owner = dos.xms if name.startswith("Xms") else dos.ems if name.startswith("Ems") else dos
+        return getattr(owner, name)
+
+    def code(self, name: str) -> int:
+        dos = self.dos
+        if name.startswith("Xms"):
+            return dos.xms.last_error
+        return dos.ems.last_status if name.startswith("Ems") else int(dos.last_error)
+
+    def call(self, name: str, *args: Any) -> Any:
+        dos = self.dos
+        pre_view, before = dos_view(dos), world(dos)
+        moved = self.move_source(args) if name == "XmsMove" else None
+        reply = self.target(name)(*args)
+        code = self.code(name)
+        self.machine.outcomes[f"{name} {code:#x}"] += 1
+        where = f"{name}{args!r} returned {reply!r} (status {code:#x})"
+        post_view = dos_view(dos)
+        problems = check_invariants(self.machine, dm.INVARIANTS, post_view,
+                                    lambda: self.state(post_view))
+        partial = name == "ResizeDosMemory" and code == dm.DOS_INSUFFICIENT
+        if code and not partial and world(dos) != before:
+            problems[UNCHANGED] = "a failed call changed memory, frames, handles or slots"
+        step = self.expected(name, args, pre_view, post_view, reply, code)
+        if step is not None:
+            problems.update(self.transition(name, step, args, pre_view, post_view, reply,
+                                            code, compare=not code or partial))
+        self.follow(name, args, reply, code, pre_view, moved)
+        problems.update(self.check_contents())
+        self.raised = bool(problems)
+        raise_problems(where, problems)
+        return reply
+
+    # -- the spec's step of a call --------------------------------------------------
+
+    def expected(self, name: str, args: tuple[Any, ...], pre_view: View, post_view: View,
+                 reply: Any, code: int) -> dm.DosStep | None:
+        """The spec step the call must take; None for arguments the spec has no
+        step for (see the module docstring)."""
+        if not all(type(a) in (int, bool) for a in args):
+            return None
+        pre = self.state(pre_view)
+        if name in ("AllocateDosMemory", "FreeDosMemory", "ResizeDosMemory"):
+            if not all(_u16(a) for a in args):
+                return None
+            if name == "AllocateDosMemory":
+                block = holder(pre_view, reply - 1) if reply else FIRST
+                return dm.AllocateDosMemory(pre, _i(args[0]), _i(block), _i(self.dos.psp))
+            if name == "FreeDosMemory":
+                return dm.FreeDosMemory(pre, _i(args[0]))
+            segment, paragraphs = args
+            found = [b for b in pre_view[0] + pre_view[1] if b.segment == segment - 1]
+            shrink = found and paragraphs <= found[0].size
+            return (dm.ResizeShrink if shrink else dm.ResizeGrow)(pre, _i(segment),
+                                                                   _i(paragraphs))
+        if name == "SetAllocationStrategy":
+            return dm.SetAllocationStrategy(pre, _i(args[0]))
+        if name == "SetUmbLink":
+            return dm.SetUmbLink(pre, z3.BoolVal(args[0]))
+        if name in QUERIES:  # a query's failure (unknown handle) has no step
+            return None if code else dm.Query(pre)
+        if name in ("XmsAllocate", "AllocateXmsMemory"):
+            kb = args[0] if name == "XmsAllocate" else -(-args[0] // KB)
+            address = dict(post_view[7])[reply].address if reply else 0
+            return dm.XmsAllocate(pre, _i(kb), _i(reply), _i(address),
+                                  z3.BoolVal(code == 0xA1), z3.BoolVal(code == 0xA0))
+        if name in ("XmsFree", "FreeXmsMemory"):
+            return dm.XmsFree(pre, _i(args[0]))
+        if name in ("XmsLock", "XmsUnlock"):
+            return (dm.XmsLock if name == "XmsLock" else dm.XmsUnlock)(pre, _i(args[0]))
+        if name == "XmsReallocate":
+            held = dict(post_view[7]).get(args[0])
+            return dm.XmsReallocate(pre, _i(args[0]), _i(args[1]),
+                                    _i(held.address if held else 0), z3.BoolVal(code == 0xA0))
+        if name == "XmsMove":
+            if moved_outside(args):
+                return None
+            return dm.XmsMove(pre, *(_i(a) for a in args))
+        if name in ("EmsAllocate", "AllocateEmsPages"):
+            ids = dict(post_view[9]).get(reply, ()) if reply else ()
+            pick: Ref = z3.K(z3.IntSort(), _i(-1))
+            pinv: Ref = z3.K(z3.IntSort(), _i(-1))
+            for logical, store in enumerate(ids):
+                pick, pinv = z3.Store(pick, logical, store), z3.Store(pinv, store, logical)
+            return dm.EmsAllocate(pre, _i(args[0]), _i(reply), pick, pinv,
+                                  z3.BoolVal(code == 0x85), z3.BoolVal(code == 0x88))
+        if name in ("EmsDeallocate", "FreeEmsPages"):
+            return dm.EmsDeallocate(pre, _i(args[0]))
+        if name == "EmsMap":
+            handle, logical, physical = args
+            if logical == UNMAP:
+                return dm.EmsUnmapPage(pre, _i(handle), _i(physical))
+            return dm.EmsMapPage(pre, _i(handle), _i(logical), _i(physical))
+        if name == "MapEmsPageToPhysical":
+            page_num, segment = args
+            owners = {store: (h, logical) for h, ids in pre_view[9]
+                      for logical, store in enumerate(ids)}
+            offset = segment - 0xE000
+            if page_num not in owners or offset not in (0, 0x400, 0x800, 0xC00):
+                return None
+            h, logical = owners[page_num]
+            return dm.EmsMapPage(pre, _i(h), _i(logical), _i(offset // 0x400))
+        return None
+
+    def transition(self, name: str, step: dm.DosStep, args: tuple[Any, ...], pre_view: View,
+                   post_view: View, reply: Any, code: int, *,
+                   compare: bool) -> dict[str, str]:
+        """The spec's status (and result) are the model's; where the step changes
+        the state, its post-state is the model's on every observable field."""
+        expected = code
+        claims: list[tuple[str, Ref]] = [
+            ("the spec's assumptions (the model's choices) hold", step.assume),
+            (f"the spec's status is {expected:#x}", z3.Implies(step.assume,
+                                                               step.status == expected))]
+        value = self.result_of(name, reply, code)
+        if value is not None and step.result is not None:
+            claims.append((f"the spec's result is {value:#x}",
+                           z3.Implies(step.assume, step.result == value)))
+        if name in ("XmsFree", "FreeXmsMemory"):
+            pre = self.state(pre_view)
+            done = Transition(_i(code), pre, pre)
+            claims.append(("DOS-4F", dm.dos_4f(pre, done, {"handle": _i(args[0])})))
+        if compare:
+            post = self.state(post_view)
+            claims += [(f"post-state term {n}", z3.Implies(step.assume, a == b))
+                       for n, (a, b) in enumerate(zip(observable(step.post), observable(post),
+                                                      strict=True))]
+        bad = failing(claims, TRANSITION)
+        problems = {TRANSITION: "; ".join(b for b in bad if b != "DOS-4F")} if bad else {}
+        if "DOS-4F" in bad:
+            problems["DOS-4F"] = "a free that succeeded freed a locked or dead block"
+        return {k: v for k, v in problems.items() if v}
+
+    def result_of(self, name: str, reply: Any, code: int) -> int | None:
+        if name == "AllocateDosMemory":
+            return int(reply)
+        if name == "ResizeDosMemory" and code == dm.DOS_INSUFFICIENT:
+            return self.dos.largest_available
+        if name == "XmsLock":
+            return int(reply)
+        return None
+
+    # -- contents -------------------------------------------------------------------
+
+    def move_source(self, args: tuple[Any, ...]) -> bytes | None:
+        """The bytes a move's source holds before it (None: not a plain range)."""
+        length, src_handle, src_offset = args[:3]
+        start = self.address(src_handle, src_offset)
+        if start is None or type(length) is not int or not 0 <= length <= 0x10000:
+            return None
+        return read_physical(self.dos.pageman, start, length)
+
+    def address(self, handle: Any, offset: Any) -> int | None:
+        if type(handle) is not int or type(offset) is not int or offset < 0:
+            return None
+        if handle == 0:
+            return (offset >> 16) * PARAGRAPH + (offset & 0xFFFF)
+        block = self.dos.xms.handles.get(handle)
+        return None if block is None else block.address + offset
+
+    def follow(self, name: str, args: tuple[Any, ...], reply: Any, code: int,
+               pre_view: View, moved: bytes | None) -> None:
+        """Update what the contents check expects after a call."""
+        if code:
+            return
+        dos = self.dos
+        if name in ("XmsAllocate", "AllocateXmsMemory"):
+            block = dos.xms.handles[reply]
+            self.xms[reply] = bytearray(read_physical(dos.pageman, block.address,
+                                                      block.size_kb * KB))
+        elif name in ("XmsFree", "FreeXmsMemory"):
+            self.xms.pop(args[0], None)
+        elif name == "XmsReallocate":
+            block = dos.xms.handles[args[0]]
+            old = self.xms[args[0]][:block.size_kb * KB]
+            old += read_physical(dos.pageman, block.address + len(old),
+                                 block.size_kb * KB - len(old))
+            self.xms[args[0]] = old
+        elif name == "XmsMove" and moved is not None:
+            self.moved(args, moved)
+        elif name in ("EmsDeallocate", "FreeEmsPages"):
+            self.ems = {page: kept for page, kept in self.ems.items() if page[0] != args[0]}
+        elif name in ("FreeDosMemory", "ResizeDosMemory"):
+            self.conv.pop(args[0], None)
+
+    def moved(self, args: tuple[Any, ...], data: bytes) -> None:
+        """A successful move: the destination holds the source's bytes as they were."""
+        length, _, _, dst_handle, dst_offset = args
+        start = self.address(dst_handle, dst_offset)
+        assert start is not None
+        seen = read_physical(self.dos.pageman, start, length)
+        if seen != data:
+            self.raised = True
+            raise CheckError(f"XmsMove{args!r}: the destination reads {seen[:16]!r}..., the "
+                             f"source held {data[:16]!r}...", [CONTENTS])
+        if dst_handle:
+            self.xms[dst_handle][dst_offset:dst_offset + length] = data
+        elif dst_offset & 0xFFFF == 0 and (dst_offset >> 16) in self.conv:
+            old = self.conv[dst_offset >> 16]
+            self.conv[dst_offset >> 16] = data + old[len(data):]
+
+    def check_contents(self) -> dict[str, str]:
+        dos, pm, wrong = self.dos, self.dos.pageman, []
+        view = dos_view(dos)
+        sizes = {b.segment + 1: b.size for b in view[0] + view[1] if b.owner != OWNER_FREE}
+        for segment, data in list(self.conv.items()):
+            if sizes.get(segment, 0) * PARAGRAPH < len(data):
+                del self.conv[segment]
+            elif read_physical(pm, segment * PARAGRAPH, len(data)) != data:
+                wrong.append(f"conventional block {segment:#x}")
+        for handle, held in self.xms.items():
+            block = dos.xms.handles.get(handle)
+            if block is None or read_physical(pm, block.address, len(held)) != held:
+                wrong.append(f"XMS handle {handle}")
+        for (handle, logical), (offset, data) in self.ems.items():
+            if (handle, logical) in dos.ems.slots:
+                shown = dos.ems.slots.index((handle, logical))
+                seen = read_physical(pm, slot_address(shown) + offset, len(data))
+            else:
+                seen = dos.ems.read_logical(handle, logical)[offset:offset + len(data)]
+            if seen != data:
+                wrong.append(f"EMS page {logical} of handle {handle}")
+        return {CONTENTS: "does not read back: " + ", ".join(wrong)} if wrong else {}
+
+    def poke(self, address: int, data: bytes) -> None:
+        """A program's store into memory (its block or the page frame)."""
+        write_physical(self.dos.pageman, address, data)
+        self.machine.outcomes["write"] += 1
+
+    def corrupt(self, segment: int, garbage: int, name: str, *args: Any) -> None:
+        """Damage the type byte of the MCB at segment; the chain call must fail
+        with 7 and change nothing; the byte is restored."""
+        pm = self.dos.pageman
+        original = read_physical(pm, segment * PARAGRAPH, 1)
+        write_physical(pm, segment * PARAGRAPH, bytes((garbage,)))
+        before = world(self.dos)
+        reply = self.target(name)(*args)
+        code = self.code(name)
+        self.machine.outcomes[f"corrupt {name} {code}"] += 1
+        kept = world(self.dos) == before
+        write_physical(pm, segment * PARAGRAPH, original)
+        if code != 7 or reply or not kept:
+            self.raised = True
+            where = f"{name}{args!r} with MCB {segment:#x} typed {garbage:#x}"
+            raise CheckError(f"{where} returned {reply!r} (error {code}), the world "
+                             f"{'unchanged' if kept else 'changed'}", [CORRUPTION])
+
+    def teardown(self) -> None:
+        """Free everything: one free block per area, every frame back."""
+        dos = self.dos
+        if self.raised:
+            return
+        if dos.has_umbs:
+            dos.SetUmbLink(False)
+        for block in [b for b in dos_view(dos)[0] + dos_view(dos)[1] if b.owner]:
+            self.call("FreeDosMemory", block.segment + 1)  # checked: merges (DOS-2)
+        for handle, block in list(dos.xms.handles.items()):
+            for _ in range(block.lock_count):
+                dos.xms.XmsUnlock(handle)
+            dos.xms.XmsFree(handle)
+        for handle in list(dos.ems.handles):
+            dos.ems.EmsDeallocate(handle)
+        view = dos_view(dos)
+        if view[:2] != self.initial[:2] or view[7] or view[9] != ((0, ()),):
+            raise CheckError(f"after freeing everything: {view[:2]!r}", [FRAMES])
+        if dos.pageman.free_count() != self.free_at_start:
+            raise CheckError(f"{dos.pageman.free_count()} frames free at the end, "
+                             f"{self.free_at_start} at the start", [FRAMES])
+
+
+QUERIES = ("GetDosLargestBlock", "GetDosMemorySize", "GetAllocationStrategy", "GetUmbLink",
+           "XmsQueryFree", "XmsGetHandleInfo", "EmsGetStatus", "EmsGetPageFrame",
+           "EmsGetPageCounts", "EmsGetVersion", "EmsGetHandleCount", "EmsGetHandlePages")
+
+
+def pick(data: st.DataObject, good: list[Any], bad: list[Any]) -> Any:
+    """One of good three times in four (when there is one), else one of bad."""
+    rarely: int = data.draw(st.integers(0, 3))  # hypothesis favours 0: the common case
+    if good and rarely != 3:
+        return data.draw(st.sampled_from(good))
+    return data.draw(st.sampled_from(bad))
+
+
+def holder(view: View, segment: int) -> int:
+    """The MCB (conventional or UMB) whose block holds segment."""
+    return int(next(b.segment for b in view[0] + view[1]
+                    if b.segment <= segment <= b.segment + b.size))
+
+
+def moved_outside(args: tuple[Any, ...]) -> bool:
+    """A handle-0 end of a move outside the first MB, or arguments not integers."""
+    if not all(type(a) is int for a in args):
+        return True
+    length = args[0]
+    for handle, offset in ((args[1], args[2]), (args[3], args[4])):
+        start = (offset >> 16) * PARAGRAPH + (offset & 0xFFFF)
+        if handle == 0 and not (0 <= offset and start + length <= 0x100000):
+            return True
+    return False
+
+
+# -- the machine -------------------------------------------------------------------------
+
+class DosMachine(CheckedMachine):
+    """Conventional memory, UMBs, XMS and EMS through the model's calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        type(self).examples += 1
+        self.h = DosHarness(type(self))
+        self.prepare()
+
+    def prepare(self) -> None:
+        """What a fresh harness starts with (nothing here)."""
+
+    @initialize(umbs=st.sampled_from((True, True, False)))
+    def configure(self, umbs: bool) -> None:
+        if not umbs:
+            self.h = DosHarness(type(self), umbs=False)
+            self.prepare()
+
+    def teardown(self) -> None:
+        self.h.teardown()
+
+    # -- targets ------------------------------------------------------------------------
+
+    def blocks(self) -> list[McbView]:
+        view = dos_view(self.h.dos)
+        return [*view[0], *view[1]]
+
+    def live(self) -> list[int]:
+        return [b.segment + 1 for b in self.blocks() if b.owner != OWNER_FREE]
+
+    def segment(self, data: st.DataObject) -> Any:
+        """Mostly a live block's data segment, else a hostile one: a free block's
+        data, an MCB, inside a block, the UMB head's data, 0, FFFFh, not a u16."""
+        odd = [b.segment + k for b in self.blocks()[:3] for k in (0, 1, 2)]
+        return pick(data, self.live(), [*odd, CONVENTIONAL_TOP, 0, 0xFFFF, *HOSTILE])
+
+
+class ConventionalMachine(DosMachine):
+    """AH=48h/49h/4Ah, strategies, the UMB link, queries, writes, corruption."""
+
+    @rule(data=st.data())
+    def allocate(self, data: st.DataObject) -> None:
+        self.h.call("AllocateDosMemory", self.paragraphs(data))
+
+    def paragraphs(self, data: st.DataObject) -> Any:
+        """A free block's size (exact fit) or one more, a listed size, a small one,
+        now and then one that is not a u16."""
+        if data.draw(st.integers(0, 7)) == 7:
+            return data.draw(st.sampled_from(HOSTILE))
+        free = [b.size + k for b in self.blocks() if b.owner == OWNER_FREE for k in (0, 1)]
+        return data.draw(st.one_of(st.sampled_from(PARAGRAPHS), st.integers(0, 0x400),
+                                   st.sampled_from(free or [1])))
+
+    def neighbours(self) -> list[tuple[McbView, McbView | None]]:
+        """Each allocated block with the block after it in its area (None: last)."""
+        view = dos_view(self.h.dos)
+        return [(block, area[i + 1] if i + 1 < len(area) else None)
+                for area in view[:2] for i, block in enumerate(area) if block.owner]
+
+    @precondition(lambda self: bool(self.live()))
+    @rule(data=st.data(), more=st.sampled_from((1, 0x10)))
+    def resize_past_maximum(self, data: st.DataObject, more: int) -> None:
+        """AH=4Ah beyond what the block can reach: error 8, grown to its maximum."""
+        block, after = data.draw(st.sampled_from(self.neighbours()))
+        most = block.size + (after.size + 1 if after and after.owner == OWNER_FREE else 0)
+        self.h.call("ResizeDosMemory", block.segment + 1, min(0xFFFF, most + more))
+
+    @rule(data=st.data())
+    def free_beside_free(self, data: st.DataObject) -> None:
+        """AH=49h on a block with a free neighbour (it must merge)."""
+        view = dos_view(self.h.dos)
+        beside = [b.segment + 1 for area in view[:2] for a, b in zip(area, area[1:], strict=False)
+                  if a.owner == OWNER_FREE and b.owner] + [
+                  a.segment + 1 for area in view[:2] for a, b in zip(area, area[1:], strict=False)
+                  if b.owner == OWNER_FREE and a.owner]
+        self.h.call("FreeDosMemory", data.draw(st.sampled_from(beside or self.live() or [0])))
+
+    @rule(data=st.data())
+    def free(self, data: st.DataObject) -> None:
+        self.h.call("FreeDosMemory", self.segment(data))
+
+    @rule(data=st.data())
+    def resize(self, data: st.DataObject) -> None:
+        self.h.call("ResizeDosMemory", self.segment(data), self.paragraphs(data))
+
+    @rule(strategy=st.sampled_from(STRATEGY_VALUES))
+    def strategy(self, strategy: int) -> None:
+        self.h.call("SetAllocationStrategy", strategy)
+
+    @rule(linked=st.booleans())
+    def link(self, linked: bool) -> None:
+        self.h.call("SetUmbLink", linked)
+
+    @rule(name=st.sampled_from((*QUERIES[:5], *QUERIES[6:11])))
+    def query(self, name: str) -> None:
+        self.h.call(name)
+
+    @precondition(lambda self: bool(self.live()))
+    @rule(data=st.data())
+    def write_block(self, data: st.DataObject) -> None:
+        sizes = {b.segment + 1: b.size for b in self.blocks()}
+        segment = data.draw(st.sampled_from(self.live()))
+        length = min(sizes[segment] * PARAGRAPH, 16)
+        payload = random.Random(data.draw(st.integers(0, 255))).randbytes(length)
+        self.h.poke(segment * PARAGRAPH, payload)
+        self.h.conv[segment] = payload + self.h.conv.get(segment, b"")[length:]
+
+    @rule(data=st.data(), garbage=st.sampled_from((0x00, 0x4E, 0x7A, 0xFF)),
+          name=st.sampled_from(("AllocateDosMemory", "FreeDosMemory", "ResizeDosMemory",
+                                "GetDosLargestBlock", "SetUmbLink")))
+    def corrupt(self, data: st.DataObject, garbage: int, name: str) -> None:
+        block = data.draw(st.sampled_from(self.blocks()))
+        target = data.draw(st.sampled_from(self.live() or [block.segment + 1]))
+        args = {"AllocateDosMemory": (1,), "FreeDosMemory": (target,),
+                "ResizeDosMemory": (target, 1), "GetDosLargestBlock": (),
+                "SetUmbLink": (self.h.dos.umb_linked,)}[name]
+        if name == "SetUmbLink" and not self.h.dos.has_umbs:
+            name, args = "GetDosLargestBlock", ()
+        self.h.corrupt(block.segment, garbage, name, *args)
+
+
+class XmsMachine(DosMachine):
+    """XMS functions and the seed's XMS calls; conventional blocks for moves."""
+
+    def prepare(self) -> None:
+        """Two conventional blocks with known bytes: handle-0 ends of moves."""
+        for paragraphs in (0x100, 0x10):
+            segment = self.h.call("AllocateDosMemory", paragraphs)
+            payload = random.Random(segment).randbytes(16)
+            self.h.poke(segment * PARAGRAPH, payload)
+            self.h.conv[segment] = payload
+
+    @rule(data=st.data())
+    def lock(self, data: st.DataObject) -> None:
+        self.h.call("XmsLock", self.handle(data))
+
+    def handle(self, data: st.DataObject) -> Any:
+        return pick(data, sorted(self.h.dos.xms.handles), [0, 99, -1, None])
+
+    @rule(data=st.data(), seed=st.booleans())
+    def xms_allocate(self, data: st.DataObject, seed: bool) -> None:
+        if seed:
+            self.h.call("AllocateXmsMemory", data.draw(st.sampled_from((0, 1, 1024, 5000))))
+        else:
+            self.h.call("XmsAllocate", data.draw(st.sampled_from((0, 1, 4, 16, 0x1000))))
+
+    @rule(data=st.data(), name=st.sampled_from(("XmsLock", "XmsFree", "FreeXmsMemory",
+                                                "XmsLock", "XmsUnlock", "XmsGetHandleInfo")))
+    def xms_handle(self, data: st.DataObject, name: str) -> None:
+        self.h.call(name, self.handle(data))
+
+    @precondition(lambda self: any(b.lock_count for b in self.h.dos.xms.handles.values()))
+    @rule(data=st.data(), seed=st.booleans())
+    def xms_free_locked(self, data: st.DataObject, seed: bool) -> None:
+        """XMS 0Ah on a locked block: ABh, nothing changes."""
+        locked = [h for h, b in sorted(self.h.dos.xms.handles.items()) if b.lock_count]
+        self.h.call("FreeXmsMemory" if seed else "XmsFree", data.draw(st.sampled_from(locked)))
+
+    @rule(data=st.data(), kb=st.sampled_from((0, 1, 2, 8, 32, 0x1000)))
+    def xms_reallocate(self, data: st.DataObject, kb: int) -> None:
+        self.h.call("XmsReallocate", self.handle(data), kb)
+
+    def end(self, data: st.DataObject, length: int, source: bool) -> tuple[int, int]:
+        """A move's end: an XMS block at an offset (some past its end), a live
+        conventional block's data (seg:0) large enough, the EMS frame (a
+        source only), past the first MB, an unknown handle."""
+        dos = self.h.dos
+        choices: list[tuple[int, int]] = [
+            (0, b.segment + 1 << 16) for b in self.blocks()
+            if b.owner != OWNER_FREE and b.size * PARAGRAPH >= length][:4]
+        bad = [(0, 0xFFFF << 16 | 0x20), (77, 0)]
+        if source:
+            choices.append((0, 0xE000 << 16))
+        for handle, block in sorted(dos.xms.handles.items())[:3]:
+            size = block.size_kb * KB
+            choices += [(handle, 0), (handle, 2), (handle, max(0, size - length))]
+            bad += [(handle, size), (handle, size + 2), (handle, -2)]
+        return tuple(pick(data, choices, bad))
+
+    @rule(data=st.data(), length=st.sampled_from((2, 16, 64, 0x800, 0, 3, -2)))
+    def xms_move(self, data: st.DataObject, length: int) -> None:
+        src, dst = self.end(data, length, True), self.end(data, length, False)
+        self.h.call("XmsMove", length, *src, *dst)
+
+
+class EmsMachine(DosMachine):
+    """LIM 43h-45h, the seed's EMS calls, writes through the page frame."""
+
+    def ems_handle(self, data: st.DataObject) -> Any:
+        ems = self.h.dos.ems
+        return pick(data, [h for h in sorted(ems.handles) if ems.handles[h]], [0, 63, -1, None])
+
+    @rule(data=st.data(), seed=st.booleans())
+    def ems_allocate(self, data: st.DataObject, seed: bool) -> None:
+        pages = data.draw(st.sampled_from((0, 1, 2, 3, EMS_PAGES, EMS_PAGES + 1, -1)))
+        self.h.call("AllocateEmsPages" if seed else "EmsAllocate", pages)
+
+    @rule(data=st.data(), seed=st.booleans())
+    def ems_deallocate(self, data: st.DataObject, seed: bool) -> None:
+        self.h.call("FreeEmsPages" if seed else "EmsDeallocate", self.ems_handle(data))
+
+    @rule(data=st.data(), logical=st.sampled_from((0, 1, 0, 2, UNMAP, 5, -1)),
+          physical=st.sampled_from((0, 1, 2, 3, 4, -1)))
+    def ems_map(self, data: st.DataObject, logical: int, physical: int) -> None:
+        self.h.call("EmsMap", self.ems_handle(data), logical, physical)
+
+    @rule(data=st.data(),
+          segment=st.sampled_from((0xE000, 0xE400, 0xE800, 0xEC00, 0xE100, 0xF000)))
+    def ems_map_seed(self, data: st.DataObject, segment: int) -> None:
+        page = pick(data, sorted(self.h.dos.ems.storage), [-1, EMS_PAGES, None])
+        self.h.call("MapEmsPageToPhysical", page, segment)
+
+    @precondition(lambda self: any(self.h.dos.ems.slots))
+    @rule(data=st.data(), physical=st.integers(0, 3))
+    def ems_remap(self, data: st.DataObject, physical: int) -> None:
+        """Map a page shown in one slot into another: it moves (DOS-5), and its bytes
+        follow it."""
+        shown = [s for s in self.h.dos.ems.slots if s is not None]
+        handle, logical = data.draw(st.sampled_from(shown))
+        self.h.call("EmsMap", handle, logical, physical)
+
+    @precondition(lambda self: any(self.h.dos.ems.slots))
+    @rule(data=st.data(), offset=st.sampled_from((0, 0x3FF0)))
+    def write_frame(self, data: st.DataObject, offset: int) -> None:
+        slots = self.h.dos.ems.slots
+        physical = data.draw(st.sampled_from([p for p, shown in enumerate(slots) if shown]))
+        shown = slots[physical]
+        assert shown is not None
+        payload = random.Random(data.draw(st.integers(0, 255))).randbytes(16)
+        self.h.poke(slot_address(physical) + offset, payload)
+        self.h.ems[shown] = (offset, payload)
+
+
+def run_dos_machine(profile: str, patches: Mapping[str, object] | None = None, *,
+                    max_examples: int | None = None, shrink_seconds: float | None = None,
+                    machines: tuple[type[CheckedMachine], ...] | None = None) -> Verdict:
+    """Run the three machines (or ``machines``) (the first counterexample is the verdict);
+    ``patches`` maps "Class.method" of DosMemoryManager, XmsDriver or EmsManager
+    to a replacement (restored afterwards)."""
+    owners = {cls.__name__: cls for cls in (DosMemoryManager, XmsDriver, EmsManager)}
+    start, examples, notes = time.process_time(), 0, []
+    for machine in machines or MACHINES:
+        verdict = run_machine(machine, profile, patches, owners, max_examples=max_examples,
+                              shrink_seconds=shrink_seconds)
+        if verdict.kind is not Kind.NO_COUNTEREXAMPLE:
+            return verdict
+        examples += verdict.examples or 0
+        notes.append(f"{machine.__name__}: {verdict.detail}")
+    return Verdict(Kind.NO_COUNTEREXAMPLE, f"no counterexample in {examples} examples",
+                   detail=f"{time.process_time() - start:.1f} s CPU\n" + "\n".join(notes),
+                   examples=examples)
+
+
+MACHINES: tuple[type[CheckedMachine], ...] = (ConventionalMachine, XmsMachine, EmsMachine)
+
+
+# -- broken models ------------------------------------------------------------------------
+
+_WALK, _EMS_MAP = DosMemoryManager.walk, EmsManager.EmsMap
+
+
+def _free_without_merge(self: DosMemoryManager, segment: int) -> bool:
+    """AH=49h that only writes owner 0: free neighbours stay apart."""
+    found = self._find(segment) if _u16(segment) else None
+    if found is None:
+        return False
+    area, index = found
+    block = area[index]
+    self._write_mcb(block.segment, block.type, OWNER_FREE, block.size, block.name)
+    self.last_error = 0
+    return True
+
+
+def _choose_past_end(area: list[Mcb], paragraphs: int, fit: int) -> Mcb | None:
+    """A block "fits" when its MCB paragraph would make up the difference; the
+    allocation then runs one paragraph past the area (0xA000 for the last)."""
+    fitting = [b for b in area if b.owner == OWNER_FREE and b.size + 1 >= paragraphs]
+    return fitting[0] if fitting else None
+
+
+def _carve_past_end(self: DosMemoryManager, block: Mcb, paragraphs: int,
+                    from_end: bool) -> int:
+    if paragraphs > block.size:
+        self._write_mcb(block.segment, block.type, self.psp, paragraphs, block.name)
+        return block.segment + 1
+    return _CARVE(self, block, paragraphs, from_end)
+
+
+_CARVE = DosMemoryManager._carve
+
+
+def _xms_free_locked(self: XmsDriver, handle: int) -> bool:
+    """XMS 0Ah that does not look at the lock count."""
+    if self._block(handle, 0xA2) is None:
+        return False
+    del self.handles[handle]
+    self.last_error = 0
+    return True
+
+
+def _map_keeps_old_slot(self: EmsManager, handle: int, logical: int, physical: int) -> bool:
+    """LIM 44h that leaves the page in the slot it showed in before (aliased)."""
+    pages = self._pages(handle)
+    if (pages is None or type(physical) is not int or not 0 <= physical < 4
+            or type(logical) is not int or not 0 <= logical < len(pages)):
+        return _EMS_MAP(self, handle, logical, physical)
+    self._unmap(physical)
+    self._load(physical, pages[logical])
+    self.slots[physical] = (handle, logical)
+    self.last_status = 0
+    return True
+
+
+def _resize_failure_unchanged(self: DosMemoryManager, segment: int, paragraphs: int) -> bool:
+    """AH=4Ah whose error 8 leaves the block as it was (not RBIL's DOS 2.1-6.0)."""
+    before = read_physical(self.pageman, 0, 0xA0000)
+    result = _RESIZE(self, segment, paragraphs)
+    if self.last_error == 8:
+        write_physical(self.pageman, 0, before)
+    return result
+
+
+_RESIZE = DosMemoryManager.ResizeDosMemory
+
+
+def _walk_any_type(self: DosMemoryManager, start_segment: int) -> list[Mcb] | None:
+    """walk() that takes any type byte but 'Z' for 'M': a damaged chain is followed."""
+    blocks = _WALK(self, start_segment)
+    if blocks is not None or not self.ready:
+        return blocks
+    out: list[Mcb] = []
+    segment = start_segment
+    while len(out) < 0x1000:
+        typ, owner, size = _MCB.unpack(read_physical(self.pageman, segment * PARAGRAPH, 5))
+        limit = self._limit(segment)
+        if limit < 0 or segment + size + 1 > limit:
+            return None
+        out.append(Mcb(segment, MCB_Z if typ == MCB_Z else MCB_M, owner, size, bytes(8)))
+        if typ == MCB_Z or segment + size + 1 == limit:
+            return out
+        segment += size + 1
+    return None
+
+
+DOS_MODEL_VARIANTS = (
+    ModelVariant("free_without_merge", ("DOS-2", TRANSITION),
+                 {"DosMemoryManager.FreeDosMemory": _free_without_merge}),
+    ModelVariant("alloc_past_a000", ("DOS-1", "DOS-2", TRANSITION),
+                 {"DosMemoryManager._choose": staticmethod(_choose_past_end),
+                  "DosMemoryManager._carve": _carve_past_end}),
+    ModelVariant("xms_free_of_locked_block", ("DOS-4F", TRANSITION),
+                 {"XmsDriver.XmsFree": _xms_free_locked}),
+    ModelVariant("ems_map_keeps_old_slot", ("DOS-5", TRANSITION),
+                 {"EmsManager.EmsMap": _map_keeps_old_slot}),
+    ModelVariant("resize_failure_unchanged", (TRANSITION,),
+                 {"DosMemoryManager.ResizeDosMemory": _resize_failure_unchanged}),
+    ModelVariant("walk_follows_bad_type", (CORRUPTION,),
+                 {"DosMemoryManager.walk": _walk_any_type}),
+)
+
+#: The machine that exercises each broken model (the teeth run needs only it).
+VARIANT_MACHINES: dict[str, tuple[type[CheckedMachine], ...]] = {
+    **{v.name: (ConventionalMachine,) for v in DOS_MODEL_VARIANTS},
+    "xms_free_of_locked_block": (XmsMachine,), "ems_map_keeps_old_slot": (EmsMachine,)}
+
+
+#: Examples per machine in the quick profile: 3 x 6 measured 7.1 s CPU (2-core
+#: shared machine), over the quick profile's share; 3 x 5 keeps it near 6 s.
+QUICK_EXAMPLES = 5
+
+
+def _run_profile(profile: str) -> Verdict:
+    return run_dos_machine(profile, max_examples=QUICK_EXAMPLES if profile == "quick" else None)
+
+
+def obligations() -> Iterator[Obligation]:
+    yield Obligation("dos_memory.machine.refinement", "dos_memory", "all", "refinement",
+                     run=_run_profile)
