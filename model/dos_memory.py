@@ -74,7 +74,7 @@ from typing import NamedTuple, TypeVar
 from model.dos_physical import PARAGRAPH, read_physical, write_physical
 from model.ems import EMS_FRAME_SEGMENT, EmsManager
 from model.page_manager import PageManager
-from model.xms import XmsDriver
+from model.xms import XMS_BASE, XmsDriver
 
 MCB_M = 0x4D
 MCB_Z = 0x5A
@@ -127,7 +127,7 @@ class DosMemoryManager:
     def __init__(self, pageman: PageManager, *, first_segment: int = DEFAULT_FIRST_SEGMENT,
                  umb_start: int = DEFAULT_UMB_START, umb_end: int = DEFAULT_UMB_END,
                  xms_end: int = 0x200000, ems_pages: int = 32, xms_handles: int = 32,
-                 ems_handles: int = 64) -> None:
+                 ems_handles: int = 64, xms_start: int = XMS_BASE) -> None:
         self.pageman = pageman
         self.first_segment = first_segment
         self.umb_start, self.umb_end = umb_start, umb_end
@@ -138,7 +138,7 @@ class DosMemoryManager:
         self.psp = DEFAULT_PSP
         self.largest_available = 0
         self.last_error: int = DosError.SUCCESS
-        self.xms = XmsDriver(pageman, xms_end, handle_count=xms_handles)
+        self.xms = XmsDriver(pageman, xms_end, handle_count=xms_handles, xms_start=xms_start)
         self.ems = EmsManager(pageman, ems_pages, handle_count=ems_handles)
         self.ready = self._configuration_ok() and self.xms.ready and self.ems.ready
         if not self.ready:

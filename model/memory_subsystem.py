@@ -4,7 +4,7 @@ Holds the managers (``pageman``, ``virmem``, ``kheap``, ``kernel``: the
 section-3 allocation functions) and the records of what it handed out
 (``stacks``; ``pages`` and ``mapped`` for the unified interface of section 10)
 and the processes with their system calls (``syscalls``, section 7).
-``dosmem`` stays None: DOS memory (section 6) is a later issue. Decisions:
+``dosmem`` is None until InitializeDosMemory. Decisions:
 
 - InitializeMemorySubsystem(kernel_end) boots in the tutorial's order: the
   placement arena from kernel_end (kernel_memory.py), the frame bitmap's
@@ -39,6 +39,15 @@ and the processes with their system calls (``syscalls``, section 7).
   memory), as GlobalMemoryStatus reports -1 on overflow (Microsoft Learn,
   GlobalMemoryStatus, Remarks). Before physical memory is initialised: 0 with
   ERROR_NOT_READY.
+- InitializeDosMemory() (not a seed name: the seed's MemorySubsystem holds a
+  DosMemoryManager but names no call that makes it) creates ``dosmem`` over the
+  booted PageManager: conventional memory and UMBs in the reserved first MB,
+  the XMS pool in the top DOS_XMS_POOL bytes of physical memory (free after
+  boot, since frames are taken lowest first; XMS memory is "above 1 MB", and
+  the kernel's image and placement arena sit right above 1 MB), EMS pages
+  taken from the PageManager when allocated. Not booted, or done twice:
+  ERROR_NOT_READY / ERROR_ALREADY_INITIALIZED; a pool that is not free or too
+  little memory: ERROR_NOT_ENOUGH_MEMORY with nothing claimed.
 - frame_owners() is the SYS-1 observation: every frame some owner claims, with
   the owner's name, each claim checked against the PageManager's owner kind.
 """
@@ -48,6 +57,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from model.dos_memory import DosMemoryManager
 from model.errors import ErrorCode, ReportsStatus
 from model.kernel_heap import KHEAP_INITIAL_SIZE, KHEAP_MAX, KHEAP_START, KernelHeap
 from model.kernel_memory import KernelMemory, placement_limit, valid_kernel_end
@@ -66,6 +76,8 @@ from model.x86_paging import (
 
 #: The tutorial's 16 MB machine.
 DEFAULT_MEMORY_SIZE = 0x1000000
+#: The XMS pool InitializeDosMemory takes at the top of physical memory.
+DOS_XMS_POOL = 0x100000
 #: Linux i386 THREAD_SIZE.
 KERNEL_STACK_SIZE = 0x2000
 KERNEL_STACK_AREA_START = 0xD0000000
@@ -83,6 +95,8 @@ CLAIM_OWNER: dict[str, tuple[FrameOwner, ...]] = {
     "page": (FrameOwner.MAPPED,), "mapped": (FrameOwner.MAPPED,), "held": (FrameOwner.HELD,),
     # a process's committed page: mapped by its PTE, or held while PAGE_NOACCESS
     "user": (FrameOwner.MAPPED, FrameOwner.HELD),
+    # the XMS pool and the EMS pages' storage (the first MB is "reserved")
+    "dos": (FrameOwner.HELD,),
 }
 
 
@@ -100,7 +114,7 @@ class MemorySubsystem(ReportsStatus):
         self.pageman = PageManager()
         self.virmem = VirtualMemoryManager(self.pageman)
         self.kheap: KernelHeap | None = None
-        self.dosmem: None = None  # section 6, a later issue
+        self.dosmem: DosMemoryManager | None = None
         self.kernel = KernelMemory(self.virmem)
         #: The processes and their system calls (section 7; issue 4).
         self.syscalls = SystemCalls(self.virmem)
@@ -270,13 +284,28 @@ class MemorySubsystem(ReportsStatus):
                 claims.append((self._frame_at(owner, page), "mapped"))
         user = [frame for space in self.syscalls.processes.values() for frame in space.frames()]
         claims += [(frame, "user") for frame in user]
-        held_by_user = set(user)
+        dos = set() if self.dosmem is None else self.dosmem.xms.frames() | self.dosmem.ems.frames()
+        claims += [(frame, "dos") for frame in dos]
+        owned = set(user) | dos
         claims += [(frame, "held") for frame in range(pm.nframes)
-                   if pm.owner[frame] == FrameOwner.HELD and frame not in held_by_user]
+                   if pm.owner[frame] == FrameOwner.HELD and frame not in owned]
         counts = Counter(frame for frame, _ in claims)
         return {frame: name for frame, name in claims
                 if counts[frame] == 1 and 0 <= frame < pm.nframes
                 and pm.owner[frame] in CLAIM_OWNER[name]}
+
+    def InitializeDosMemory(self) -> DosMemoryManager | None:
+        """Create ``dosmem`` (see the module docstring); it, or None."""
+        if self.kheap is None:
+            return self._fail(ErrorCode.ERROR_NOT_READY, None)
+        if self.dosmem is not None:
+            return self._fail(ErrorCode.ERROR_ALREADY_INITIALIZED, None)
+        end = self.pageman.nframes * PAGE_SIZE
+        dos = DosMemoryManager(self.pageman, xms_start=end - DOS_XMS_POOL, xms_end=end)
+        if not dos.ready:
+            return self._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, None)
+        self.dosmem = dos
+        return self._ok(dos)
 
     # -- private -----------------------------------------------------------
 
@@ -287,6 +316,7 @@ class MemorySubsystem(ReportsStatus):
         self.kheap = None
         self.kernel = KernelMemory(self.virmem)
         self.syscalls = SystemCalls(self.virmem)
+        self.dosmem = None
         self.paging_enabled = False
         self.frame_bitmap_address = 0
 

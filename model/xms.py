@@ -1,10 +1,13 @@
 """XmsDriver: extended memory blocks with XMS 3.0 semantics (seed section 6).
 
-The pool is [XMS_BASE, xms_end): XMS_BASE = 0x110000, after the HMA
-(0x100000-0x10FFEF, not managed here). Its frames are claimed from the
-PageManager at initialisation (owner HELD; frames already RESERVED stay so),
-and ``frames()`` lists them. ``handles`` maps a handle (1..handle_count) to an
-XmsBlock (address, size_kb, lock_count); blocks are KB aligned and disjoint.
+The pool is [xms_start, xms_end), xms_start at or above XMS_BASE = 0x110000,
+after the HMA (0x100000-0x10FFEF, not managed here); the memory subsystem
+puts it at the top of physical memory, above the kernel. Its frames are
+claimed from the PageManager at initialisation (owner HELD); a frame that is
+not free (the kernel's, reserved ones included) makes the pool unusable, so
+XMS never hands out memory someone else owns. ``frames()`` lists them.
+``handles`` maps a handle (1..handle_count) to an XmsBlock (address, size_kb,
+lock_count); blocks are KB aligned and disjoint.
 
 Rules (XMS 3.0 = "eXtended Memory Specification Version 3.0", Microsoft et al.
 1991, functions 08h-0Fh and its error codes; RBIL INT 2Fh AX=4310h):
@@ -78,30 +81,33 @@ def _is_int(value: object, top: int) -> bool:
 class XmsDriver:
     """The XMS 3.0 extended memory functions over a pool of PageManager frames."""
 
-    def __init__(self, pageman: PageManager, xms_end: int, *, handle_count: int = 32) -> None:
+    def __init__(self, pageman: PageManager, xms_end: int, *, handle_count: int = 32,
+                 xms_start: int = XMS_BASE) -> None:
         self.pageman = pageman
         self.handle_count = handle_count
         self.handles: dict[int, XmsBlock] = {}
         self.last_error = XMS_SUCCESS
+        self.pool_start = xms_start
         self.pool_end = xms_end
-        self.ready = (type(xms_end) is int and type(handle_count) is int
+        self.ready = (type(xms_end) is int and type(xms_start) is int
+                      and type(handle_count) is int
                       and 1 <= handle_count <= 0xFFFF and pageman.initialized
-                      and XMS_BASE + PAGE_SIZE <= xms_end <= pageman.nframes * PAGE_SIZE
+                      and XMS_BASE <= xms_start and xms_start % PAGE_SIZE == 0
+                      and xms_start + PAGE_SIZE <= xms_end <= pageman.nframes * PAGE_SIZE
                       and xms_end % PAGE_SIZE == 0)
         self._claimed: set[int] = set()
 
     def claim_pool(self) -> bool:
-        """Claim the pool's free frames (HELD); False (nothing claimed) if one is in use."""
+        """Claim the pool's frames (HELD); False (nothing claimed) if one is not free."""
         if not self.ready:
             return False
-        pool = range(XMS_BASE >> PAGE_SHIFT, self.pool_end >> PAGE_SHIFT)
+        pool = range(self.pool_start >> PAGE_SHIFT, self.pool_end >> PAGE_SHIFT)
         owner = self.pageman.owner
-        if any(owner[f] not in (FrameOwner.FREE, FrameOwner.RESERVED) for f in pool):
+        if any(owner[f] != FrameOwner.FREE for f in pool):
             self.ready = False
             return False
         for frame in pool:
-            if owner[frame] == FrameOwner.FREE:
-                self.pageman.claim_frame(frame, FrameOwner.HELD)
+            self.pageman.claim_frame(frame, FrameOwner.HELD)
             self._claimed.add(frame)
         return True
 
@@ -110,7 +116,7 @@ class XmsDriver:
 
     @property
     def pool_kb(self) -> int:
-        return (self.pool_end - XMS_BASE) // KB
+        return (self.pool_end - self.pool_start) // KB
 
     # -- XMS functions ---------------------------------------------------
 
@@ -218,7 +224,7 @@ class XmsDriver:
 
     def _gaps(self, ignore: int | None) -> list[tuple[int, int]]:
         """Free runs (address, KB) of the pool, ignoring one handle's block."""
-        cursor, gaps = XMS_BASE, []
+        cursor, gaps = self.pool_start, []
         for block in sorted(b for h, b in self.handles.items() if h != ignore):
             if block.address > cursor:
                 gaps.append((cursor, (block.address - cursor) // KB))
