@@ -70,14 +70,13 @@ Spec-level decisions (the model follows them or the lead reconciles):
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 import z3
 
-from spec.state import Ref
+from spec.state import Ref, fresh_fields, ite_fields
 from spec.step import Transition, guarded
 
 INT, BOOL = z3.IntSort(), z3.BoolSort()
@@ -156,19 +155,13 @@ _SORTS: dict[str, Ref] = {
                                "epages", "sowner", "spage", "slot_h", "slot_l")},
     **{name: _II2I for name in ("pstore", "mapped_at")},
 }
-_fresh = itertools.count()
-
-
 def symbolic_dos(prefix: str = "d") -> DosState:
     """A DOS state whose every field is a fresh z3 constant."""
-    tag = next(_fresh)
-    return DosState(**{name: z3.Const(f"{prefix}{tag}.{name}", sort)
-                       for name, sort in _SORTS.items()})
+    return fresh_fields(DosState, _SORTS, prefix)
 
 
 def ite_dos(cond: Ref, then: DosState, other: DosState) -> DosState:
-    return DosState(**{name: (a if a is b else z3.If(cond, a, b)) for name, a, b in (
-        (f, getattr(then, f), getattr(other, f)) for f in _SORTS)})
+    return ite_fields(DosState, cond, then, other)
 
 
 def dos_step(pre: DosState, code: Ref, post: DosState, result: Ref | None = None,

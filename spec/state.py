@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import z3
 
@@ -111,6 +111,22 @@ def ite(cond: Ref, then: State, other: State) -> State:
 
 def _ite_field(cond: Ref, a: Ref, b: Ref) -> Ref:
     return a if a is b else z3.If(cond, a, b)
+
+
+_D = TypeVar("_D")
+
+
+def fresh_fields(cls: type[_D], sorts: Mapping[str, Ref], prefix: str) -> _D:
+    """A state of dataclass ``cls`` whose every field is a fresh z3 constant of
+    its sort in ``sorts`` (the layers' symbolic_* constructors)."""
+    tag = next(_fresh)
+    return cls(**{name: z3.Const(f"{prefix}{tag}.{name}", sort) for name, sort in sorts.items()})
+
+
+def ite_fields(cls: type[_D], cond: Ref, then: _D, other: _D) -> _D:
+    """Field-wise If over dataclass states (shared fields stay as they are)."""
+    return cls(**{f.name: _ite_field(cond, getattr(then, f.name), getattr(other, f.name))
+                  for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
 
 
 # -- entries and slots -----------------------------------------------------
@@ -260,15 +276,12 @@ _HEAP_SORTS: dict[str, Callable[[], Ref]] = {
 
 def symbolic_heap(prefix: str = "h") -> HeapState:
     """A heap state whose every field is a fresh z3 constant."""
-    tag = next(_fresh)
-    fields = {f.name: z3.Const(f"{prefix}{tag}.{f.name}", _HEAP_SORTS[f.name]())
-              for f in dataclasses.fields(HeapState)}
-    return HeapState(**fields)
+    return fresh_fields(HeapState, {f.name: _HEAP_SORTS[f.name]()
+                                    for f in dataclasses.fields(HeapState)}, prefix)
 
 
 def ite_heap(cond: Ref, then: HeapState, other: HeapState) -> HeapState:
-    return HeapState(**{f.name: _ite_field(cond, getattr(then, f.name), getattr(other, f.name))
-                        for f in dataclasses.fields(HeapState)})
+    return ite_fields(HeapState, cond, then, other)
 
 
 # -- the memory pool (seed section 3) -------------------------------------------
@@ -314,14 +327,12 @@ _POOL_SORTS: dict[str, Callable[[], Ref]] = {
 
 
 def symbolic_pool(prefix: str = "p") -> PoolState:
-    tag = next(_fresh)
-    return PoolState(**{f.name: z3.Const(f"{prefix}{tag}.{f.name}", _POOL_SORTS[f.name]())
-                        for f in dataclasses.fields(PoolState)})
+    return fresh_fields(PoolState, {f.name: _POOL_SORTS[f.name]()
+                                    for f in dataclasses.fields(PoolState)}, prefix)
 
 
 def ite_pool(cond: Ref, then: PoolState, other: PoolState) -> PoolState:
-    return PoolState(**{f.name: _ite_field(cond, getattr(then, f.name), getattr(other, f.name))
-                        for f in dataclasses.fields(PoolState)})
+    return ite_fields(PoolState, cond, then, other)
 
 
 # -- the memory subsystem (seed section 9) ---------------------------------------
@@ -362,12 +373,9 @@ _SYSTEM_SORTS: dict[str, Callable[[], Ref]] = {
 
 
 def symbolic_system(prefix: str = "y") -> SystemState:
-    tag = next(_fresh)
-    return SystemState(**{f.name: z3.Const(f"{prefix}{tag}.{f.name}", _SYSTEM_SORTS[f.name]())
-                          for f in dataclasses.fields(SystemState)})
+    return fresh_fields(SystemState, {f.name: _SYSTEM_SORTS[f.name]()
+                                      for f in dataclasses.fields(SystemState)}, prefix)
 
 
 def ite_system(cond: Ref, then: SystemState, other: SystemState) -> SystemState:
-    return SystemState(**{f.name: _ite_field(cond, getattr(then, f.name),
-                                             getattr(other, f.name))
-                          for f in dataclasses.fields(SystemState)})
+    return ite_fields(SystemState, cond, then, other)

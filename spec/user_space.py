@@ -52,7 +52,6 @@ Spec-level decisions (the model follows them or the lead reconciles):
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -85,7 +84,7 @@ from model.user_layout import (
     USER_FIRST_VPN,
     VALID_PROTECTIONS,
 )
-from spec.state import Ref
+from spec.state import Ref, fresh_fields, ite_fields
 from spec.step import Transition, guarded
 
 E = ErrorCode
@@ -136,19 +135,13 @@ _USER_SORTS: dict[str, Ref] = {
         "heap_start", "heap_end", "heap_max", "stack_top", "stack_size", "owner", "rmap")},
     "nframes": INT,
 }
-_fresh = itertools.count()
-
-
 def symbolic_user(prefix: str = "u") -> UserState:
     """A user state whose every field is a fresh z3 constant."""
-    tag = next(_fresh)
-    return UserState(**{name: z3.Const(f"{prefix}{tag}.{name}", sort)
-                        for name, sort in _USER_SORTS.items()})
+    return fresh_fields(UserState, _USER_SORTS, prefix)
 
 
 def ite_user(cond: Ref, then: UserState, other: UserState) -> UserState:
-    return UserState(**{name: (a if a is b else z3.If(cond, a, b)) for name, a, b in (
-        (f, getattr(then, f), getattr(other, f)) for f in _USER_SORTS)})
+    return ite_fields(UserState, cond, then, other)
 
 
 def empty_user(nframes: int, prefix: str = "empty") -> UserState:
