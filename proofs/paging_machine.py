@@ -55,9 +55,10 @@ the states these runs reach: 16-48 frames, up to ~30 used):
 - building the spec's Step in Python: AllocPage and MapVirtualAddress 15 ms,
   the others 1-4 ms; the abstraction: 0.7 ms for the snapshot, 0.7 ms (cached
   terms) to 6.5 ms (new terms) for the z3 state.
-- profiles: quick (5 examples of at most 20 steps, ~130 steps; derandomized,
-  no database, swarm testing off) 7-10 s of CPU (10 examples measured 14 s in
-  an idle quick run and CI measured the quick profile at 60.1 s); full (100 examples of at
+- profiles: quick (3 examples of at most 20 steps, ~80 steps; derandomized,
+  no database, swarm testing off) 4-5 s of CPU (10 examples measured 14 s in
+  an idle quick run, 5 examples 7 s, and the whole quick profile must stay
+  under a minute with every manager in); full (100 examples of at
   most 50 steps, ~5,300-5,700 steps; random, swarm testing on) 145-175 s.
   A failing run also shrinks, for at most ``SHRINK_SECONDS`` of wall time.
 - what the budget catches (model bugs patched in with ``run_machine``): a
@@ -65,7 +66,7 @@ the states these runs reach: 16-48 frames, up to ~30 used):
   linked into one directory (VMM-4), a free that keeps the used count (FRM-2),
   a clone that copies no data (transition) and a destroy that leaks its
   tables (FRM-3), each within the first 10 derandomized examples (the last
-  two near the end), so the quick profile's 5 may miss the last two; the
+  two near the end), so the quick profile's 3 may miss the last two; the
   tests use the "teeth" profile (60 examples, stopping at the first failure).
 """
 
@@ -149,7 +150,7 @@ E = ErrorCode
 QUERY_TIMEOUT_MS = 60_000
 
 #: Hypothesis budget per profile: (max_examples, stateful_step_count).
-BUDGETS = {"quick": (5, 20), "full": (100, 50), "teeth": (60, 20)}
+BUDGETS = {"quick": (3, 20), "full": (100, 50), "teeth": (60, 20)}
 #: Wall seconds hypothesis may spend shrinking a counterexample, per profile
 #: (hypothesis' own limit is 300 s; every shrink attempt re-runs z3 queries).
 SHRINK_SECONDS = {"quick": 30.0, "full": 120.0, "teeth": 30.0}

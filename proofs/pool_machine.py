@@ -32,7 +32,7 @@ readiness). The spec's stride is block_size rounded up to a word (its
 docstring); the arena is the implementation's choice, read from the model.
 
 Costs (CPU, 2-core machine): POOL-1/POOL-2 queries 5-30 ms, cached per
-abstract state; the quick profile (10 examples x 16 steps) about 1-2 s, the
+abstract state; the quick profile (5 examples x 16 steps) about 1 s, the
 full one (100 x 40) about 25 s. The runner below is shared with
 proofs/subsystem_machine.py.
 """
@@ -77,7 +77,7 @@ SUCCESS = E.ERROR_SUCCESS
 TRANSITION, CONTENTS, UNCHANGED = "transition", "contents", "unchanged"
 #: Hypothesis budget per profile: (max_examples, stateful_step_count); "teeth"
 #: (derandomized, as quick) gives the broken variants a margin.
-BUDGETS = {"quick": (10, 16), "full": (100, 40), "teeth": (30, 16)}
+BUDGETS = {"quick": (5, 16), "full": (100, 40), "teeth": (30, 16)}
 SHRINK_SECONDS = {"quick": 20.0, "full": 60.0, "teeth": 10.0}
 QUERY_TIMEOUT_MS = 60_000
 #: Pointers and sizes that are not u32 (True is a bool, not an int).

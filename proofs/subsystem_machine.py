@@ -37,8 +37,8 @@ must fail with ERROR_INVALID_PARAMETER (ERROR_ALREADY_INITIALIZED when booted).
 
 Costs (CPU, 2-core machine): building the ~260 TakeFrame steps of a boot
 takes ~0.6 s, so verdicts are cached per (pre, call, post) snapshot and the
-examples boot from two kernel_end values; the quick profile (10 examples x
-16 steps) about 5-7 s, the full one (100 x 40) about 35-45 s.
+examples boot from two kernel_end values; the quick profile (5 examples x
+16 steps) about 3 s, the full one (100 x 40) about 35-45 s.
 """
 
 from __future__ import annotations

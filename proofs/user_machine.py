@@ -623,7 +623,7 @@ USER_MODEL_VARIANTS = (
 
 #: Examples in the quick profile: a step costs ~0.1-1 s of z3 (14 examples of 16
 #: steps measured 40 s of CPU, too much for the quick profile's minute).
-QUICK_EXAMPLES = 3
+QUICK_EXAMPLES = 2
 
 
 #: Examples in the full profile (of up to 40 steps): 100, the other machines'

@@ -163,7 +163,10 @@ FULL_ONLY = frozenset({
         "Mprotect.USR-1",
         "Brk.USR-1", "Brk.USR-4", "Access.USR-1",
         # 0.7-1.5 s in the full profile (2026-11-29)
-        "ProcessHeapCreate.USR-1", "SyscallHeapAlloc.USR-1", "SyscallHeapFree.USR-1")),
+        "ProcessHeapCreate.USR-1", "SyscallHeapAlloc.USR-1", "SyscallHeapFree.USR-1",
+        # 0.75-8 s in an idle quick run of the whole project (2026-11-29)
+        "Brk.PROT-3", "MmapFixed.USR-1", "MmapFixed.USR-3", "VirtualAllocReserve.USR-1",
+        "VirtualFreeRelease.USR-1")),
 })
 
 LAYER = Layer(_US, us.symbolic_user, us.INVARIANTS, USER_OPERATIONS, support=SUPPORT,

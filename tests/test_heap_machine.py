@@ -150,7 +150,7 @@ def test_lost_payload_bytes_are_named_contents(h: HeapHarness) -> None:
 
 
 def test_the_unpatched_model_passes() -> None:
-    verdict = run_heap_machine("quick")
+    verdict = run_heap_machine("quick", max_examples=10)
     assert verdict.kind is Kind.NO_COUNTEREXAMPLE, verdict.detail
     assert verdict.summary == f"no counterexample in {verdict.examples} examples"
     assert verdict.examples is not None and verdict.examples >= 10

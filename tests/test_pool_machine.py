@@ -150,7 +150,7 @@ def test_to_pool_state_of_an_uncreated_pool() -> None:
 
 
 def test_the_model_refines_the_spec() -> None:
-    verdict = run_pool_machine("quick")
+    verdict = run_pool_machine("quick", max_examples=10)
     assert verdict.kind == Kind.NO_COUNTEREXAMPLE, verdict.detail
     assert verdict.summary == f"no counterexample in {verdict.examples} examples"
     assert verdict.examples is not None and verdict.examples >= 10
