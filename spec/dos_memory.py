@@ -76,7 +76,7 @@ from typing import NamedTuple, Protocol
 
 import z3
 
-from spec.state import Ref, fresh_fields, ite_fields
+from spec.state import Ref, fresh_fields, ite_fields, refuted
 from spec.step import Transition, guarded
 
 INT, BOOL = z3.IntSort(), z3.BoolSort()
@@ -778,14 +778,7 @@ def concrete_dos(blocks: Iterable[McbLike], *, first: int, umb_start: int, umb_e
 
 def violated(s: DosState, timeout_ms: int = 10000) -> list[str]:
     """The invariants a concrete state breaks (an undecided one counts as broken)."""
-    broken = []
-    for name, holds in INVARIANTS.items():
-        solver = z3.Solver()
-        solver.set("timeout", timeout_ms)
-        solver.add(z3.Not(holds(s)))
-        if solver.check() != z3.unsat:
-            broken.append(name)
-    return broken
+    return refuted(INVARIANTS, s, timeout_ms)
 
 
 def initial_dos(first: int, umb_start: int, umb_end: int, xms_end: int,

@@ -123,6 +123,20 @@ def fresh_fields(cls: type[_D], sorts: Mapping[str, Ref], prefix: str) -> _D:
     return cls(**{name: z3.Const(f"{prefix}{tag}.{name}", sort) for name, sort in sorts.items()})
 
 
+def refuted(invariants: Mapping[str, Callable[[_D], Ref]], s: _D,
+            timeout_ms: int = 10000) -> list[str]:
+    """The invariants a concrete state breaks: z3 does not answer unsat to the
+    negation (an undecided one counts as broken)."""
+    broken = []
+    for name, holds in invariants.items():
+        solver = z3.Solver()
+        solver.set("timeout", timeout_ms)
+        solver.add(z3.Not(holds(s)))
+        if solver.check() != z3.unsat:
+            broken.append(name)
+    return broken
+
+
 def ite_fields(cls: type[_D], cond: Ref, then: _D, other: _D) -> _D:
     """Field-wise If over dataclass states (shared fields stay as they are)."""
     return cls(**{f.name: _ite_field(cond, getattr(then, f.name), getattr(other, f.name))

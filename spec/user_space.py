@@ -84,7 +84,7 @@ from model.user_layout import (
     USER_FIRST_VPN,
     VALID_PROTECTIONS,
 )
-from spec.state import Ref, fresh_fields, ite_fields
+from spec.state import Ref, fresh_fields, ite_fields, refuted
 from spec.step import Transition, guarded
 
 E = ErrorCode
@@ -860,11 +860,4 @@ def concrete_user(spaces: Mapping[int, Mapping[int, PageView]],
 def violated(s: UserState, timeout_ms: int = 10000) -> list[str]:
     """The invariants a concrete state breaks (z3 finds a counterexample to one
     of its conjuncts); an undecided conjunct counts as broken."""
-    broken = []
-    for name, holds in INVARIANTS.items():
-        solver = z3.Solver()
-        solver.set("timeout", timeout_ms)
-        solver.add(z3.Not(holds(s)))
-        if solver.check() != z3.unsat:
-            broken.append(name)
-    return broken
+    return refuted(INVARIANTS, s, timeout_ms)
