@@ -219,6 +219,17 @@ class PageManager:
     def free_count(self) -> int:
         return self.nframes - self.frames.used
 
+    def used_frames(self) -> tuple[int, ...]:
+        """The frames whose bitmap bit is set, ascending (an observation)."""
+        used = []
+        for word_index, word in enumerate(self.frames.words):
+            base = word_index * 32
+            while word:
+                low = word & -word
+                used.append(base + low.bit_length() - 1)
+                word ^= low
+        return tuple(used)
+
     def take_frame(self, owner: int) -> int:
         """Allocate the lowest free frame to owner; -1 when none is free.
 

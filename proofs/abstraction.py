@@ -151,17 +151,6 @@ def _nonzero_bytes(data: bytes | bytearray) -> Entries:
     return {m.start(): data[m.start()] for m in _NONZERO.finditer(data)}
 
 
-def _used_frames(pm: PageManager) -> tuple[int, ...]:
-    used = []
-    for word_index, word in enumerate(pm.frames.words):
-        base = word_index * 32
-        while word:
-            low = word & -word
-            used.append(base + low.bit_length() - 1)
-            word ^= low
-    return tuple(used)
-
-
 def _frame(physical_addr: int) -> int:
     return physical_addr >> PAGE_SHIFT
 
@@ -228,7 +217,7 @@ def snapshot(pm: PageManager, vm: VirtualMemoryManager | None) -> Snapshot:
             pdes = pde[_frame(key)] = _nonzero(directory.tables_physical)
             for table in _directory_tables(directory, pdes):
                 add_table(table)
-    return Snapshot(nframes=pm.nframes, used=_used_frames(pm), used_count=pm.frames.used,
+    return Snapshot(nframes=pm.nframes, used=pm.used_frames(), used_count=pm.frames.used,
                     owner=owner, pde=pde, pte=pte, kernel_dir=kernel_dir,
                     current_dir=current_dir, paging=paging, mem=mem,
                     kernel_tables=frozenset(kernel_tables))

@@ -190,22 +190,47 @@ class HeapHarness:
 
     def __init__(self, checker: Invariants, outcomes: Counter[str] | None = None) -> None:
         self.heap = make_heap()
-        self.outcomes: Counter[str] = Counter() if outcomes is None else outcomes
         self.pm = self.heap.vmm.pageman
+        self._begin(checker, outcomes)
+
+    def _begin(self, checker: Invariants, outcomes: Counter[str] | None) -> None:
+        """The records and first check, once the heap can be read."""
+        self.outcomes: Counter[str] = Counter() if outcomes is None else outcomes
         self.checker = checker
         self.live: dict[int, int] = {}  # payload -> requested size
         self.written: dict[int, dict[int, int]] = {}  # payload -> {address: byte}
         self.freed: list[int] = []
         self.trace: list[str] = []
-        self.snap = heap_snapshot(self.heap)
+        self.snap = self._snapshot()
         self.state = to_heap_state(self.snap)
         self.check_invariants("Create")
 
     # -- the checks ------------------------------------------------------------
 
+    # -- what the harness reads and drives (the oracle drives an implementation) --
+
+    def _snapshot(self) -> HeapSnapshot:
+        return heap_snapshot(self.heap)
+
+    def _free_frames(self) -> int:
+        return self.pm.free_count()
+
+    def _invoke(self, name: str, args: tuple[Any, ...]) -> tuple[Any, ErrorCode]:
+        result = getattr(self.heap, name)(*args)
+        return result, self.heap.last_error
+
+    def _read(self, address: int, length: int) -> bytes | None:
+        data = self.heap.vmm.ReadVirtualMemory(self.heap.directory,  # type: ignore[arg-type]
+                                               address, length, False)
+        return data if isinstance(data, bytes) else None
+
+    def _write(self, address: int, data: bytes) -> object:
+        return self.heap.vmm.WriteVirtualMemory(self.heap.directory,  # type: ignore[arg-type]
+                                                address, data, False)
+
     def _observe(self) -> None:
         """Snapshot the heap; abstract it anew only when the snapshot changed."""
-        snap = heap_snapshot(self.heap)
+        snap = self._snapshot()
         if snap != self.snap:
             self.snap, self.state = snap, to_heap_state(snap)
 
@@ -219,10 +244,8 @@ class HeapHarness:
             if not record:
                 continue
             low = min(record)
-            data = self.heap.vmm.ReadVirtualMemory(self.heap.directory, low,  # type: ignore[arg-type]
-                                                  max(record) + 1 - low, False)
-            lost = [a for a, byte in record.items()
-                    if not isinstance(data, bytes) or data[a - low] != byte]
+            data = self._read(low, max(record) + 1 - low)
+            lost = [a for a, byte in record.items() if data is None or data[a - low] != byte]
             if lost:
                 raise CheckError(f"after {where}: bytes written at {[hex(a) for a in lost[:4]]} "
                                  f"(block {p:#x}) read back {data!r:.60}", [CONTENTS])
@@ -230,10 +253,9 @@ class HeapHarness:
     def call(self, name: str, *args: Any) -> Any:
         """Call the model, then check invariants, the transition and contents."""
         # Fresh: the harness's own reads and writes set A and D bits in the PTEs.
-        pre_snap, free = heap_snapshot(self.heap), self.pm.free_count()
+        pre_snap, free = self._snapshot(), self._free_frames()
         pre = self.state if pre_snap == self.snap else to_heap_state(pre_snap)
-        result = getattr(self.heap, name)(*args)
-        code = self.heap.last_error
+        result, code = self._invoke(name, args)
         self.outcomes[f"{name} {code.name.removeprefix('ERROR_')}"] += 1
         self._observe()
         where = f"{name}{args!r} -> {result!r} ({code.name})"
@@ -241,9 +263,10 @@ class HeapHarness:
         if code != SUCCESS:
             if result != FAILURE[name] or type(result) is not type(FAILURE[name]):
                 raise CheckError(f"{where}: a failure must return {FAILURE[name]!r}", [TRANSITION])
-            if self.snap != pre_snap or self.pm.free_count() != free:
+            after = self._free_frames()
+            if self.snap != pre_snap or after != free:
                 raise CheckError(f"failed call {where} changed the heap or the free frames "
-                                 f"({free} -> {self.pm.free_count()})", [UNCHANGED])
+                                 f"({free} -> {after})", [UNCHANGED])
         else:
             self.trace = []
             expected = getattr(self, f"_{name}")(pre, pre_snap, args, result, where)
@@ -408,8 +431,7 @@ class HeapHarness:
         offset %= size
         data = data[:size - offset]
         where = f"WriteVirtualMemory({p + offset:#x}, {data!r})"
-        done = self.heap.vmm.WriteVirtualMemory(self.heap.directory,  # type: ignore[arg-type]
-                                                p + offset, data, False)
+        done = self._write(p + offset, data)
         if done is not True:
             raise CheckError(f"{where} into a live payload failed: {done!r}", [CONTENTS])
         self.written[p].update({p + offset + i: byte for i, byte in enumerate(data)})

@@ -130,6 +130,7 @@ from proofs.abstraction import (
     word_val,
 )
 from proofs.obligation import Kind, Obligation, Verdict
+from spec import page_manager as spec_pm
 from spec import virtual_memory as spec_vm
 from spec.catalogue import INVARIANTS, OPERATIONS_BY_NAME, Invariant
 from spec.state import (
@@ -648,8 +649,10 @@ class Harness:
                     failed.append(name if answer == z3.sat else f"{name} (z3: unknown)")
         return failed
 
-    @staticmethod
-    def _context(label: str, reply: object, status: int, expected: Expected | Refused,
+    #: What the report calls the thing judged (the oracle judges an implementation).
+    subject = "model"
+
+    def _context(self, label: str, reply: object, status: int, expected: Expected | Refused,
                  pre_snap: Snapshot, post_snap: Snapshot) -> list[str]:
         """The lines a failure report prints: both replies, the changes, the state."""
         detail: list[str] = []
@@ -663,10 +666,10 @@ class Harness:
                 detail.append("implementation's choices: " + ", ".join(
                     f"{k}={_fmt(v)}" for k, v in expected.choices.items()))
         return [f"  operation: {label}",
-                f"  model: returned {_fmt(reply)}, last_error {_error_name(status)}",
+                f"  {self.subject}: returned {_fmt(reply)}, last_error {_error_name(status)}",
                 f"  spec:  {spec_reply}",
                 *(f"  {line}" for line in detail),
-                "  model changes: " + "; ".join(describe_changes(pre_snap, post_snap)),
+                f"  {self.subject} changes: " + "; ".join(describe_changes(pre_snap, post_snap)),
                 "  pre-state: " + " | ".join(describe_state(pre_snap))]
 
     # -- helpers for the operations -----------------------------------------
@@ -753,11 +756,22 @@ class Harness:
         return self._pm_call("CopyPage", {"src": src, "dst": dst},
                              lambda: self.pm.CopyPage(src, dst), expect)
 
-    def GetFrameCount(self) -> object:
+    def _count(self, name: str) -> object:
         def expect(pre_snap: Snapshot, pre: State, reply: object, post: Snapshot) -> Expected:
-            s = spec_step("GetFrameCount", pre)
+            # The free and used counts are read-only steps outside the catalogue
+            # (nothing to prove inductively): spec.page_manager states them.
+            s = getattr(spec_pm, name)(pre)
             return from_step(s, [_reply_claim(reply, s.result, "word")])
-        return self._pm_call("GetFrameCount", {}, self.pm.GetFrameCount, expect)
+        return self._pm_call(name, {}, getattr(self.pm, name), expect)
+
+    def GetFrameCount(self) -> object:
+        return self._count("GetFrameCount")
+
+    def GetFreeFrameCount(self) -> object:
+        return self._count("GetFreeFrameCount")
+
+    def GetUsedFrameCount(self) -> object:
+        return self._count("GetUsedFrameCount")
 
     def AllocFrame(self, pd: Any, virtual_address: int, is_kernel: Any,
                    is_writeable: Any) -> object:

@@ -1,0 +1,133 @@
+"""The sequences the oracle sends: hypothesis rule machines over a session.
+
+The kernel heap's rules are :class:`proofs.heap_machine.HeapMachine`'s own
+(sizes, page alignment, live / double / foreign / misaligned frees, Expand,
+Contract, FindSmallestHole, payload writes), so the oracle's coverage grows
+with the model's machine. The page manager's rules are written for the
+protocol's world: RequestFrame, FreeFrame of held frames (twice, sometimes)
+and of addresses that are not held, and the four queries.
+
+Each example is one :class:`~proofs.oracle.session.Session`: a fresh process,
+the set-up calls, the rules' calls; ``teardown`` reads what is still owed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+
+from model.page_manager import NO_FRAME
+from proofs.heap_machine import HeapMachine
+from proofs.oracle.session import Session
+from proofs.oracle.world import MEM_END, OPERATIONS
+
+QUERIES = ("FirstFreeFrame", "GetFrameCount", "GetFreeFrameCount", "GetUsedFrameCount")
+#: Frame addresses FreeFrame must refuse whatever was handed out: reserved,
+#: past the end, unaligned, the last word.
+BAD_FRAMES = (0x0, 0x5000, 0xFF000, MEM_END, MEM_END + 0x1000, 0x100001, 0xFFFFFFFF)
+
+
+class HeapFront:
+    """What the heap machine's rules see: each call goes through the session
+    (judged, traced); the records (live pointers) are the judge's."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.harness: Any = session.heap
+
+    @property
+    def live(self) -> dict[int, int]:
+        return self.harness.live  # type: ignore[no-any-return]
+
+    @property
+    def snap(self) -> Any:
+        return self.harness.snap
+
+    def pointer(self, how: str, pick: int) -> int:
+        return self.harness.pointer(how, pick)  # type: ignore[no-any-return]
+
+    def call(self, name: str, *args: Any) -> Any:
+        params = OPERATIONS["KernelHeap"][name]
+        return self.session.execute("KernelHeap", name, dict(zip(params, args, strict=True)))
+
+    def write(self, p: int, offset: int, data: bytes) -> None:
+        size = self.live[p]
+        if size:
+            offset %= size
+            self.session.execute("VirtualMemoryManager", "WriteVirtualMemory",
+                                 {"virtual_addr": p + offset, "data": data[:size - offset].hex()})
+
+
+class PageRules:
+    """The page manager's rules, and the session's life (one per example)."""
+
+    new_session: ClassVar[Callable[[], Session]]
+    examples: ClassVar[int] = 0
+    s: Session
+    h: Any  # HeapFront: what HeapMachine's rules call
+
+    @initialize()
+    def create(self) -> None:
+        type(self).examples += 1
+        self.frames: list[int] = []
+        self.s = type(self).new_session()
+        self.s.setup()
+        self.h = HeapFront(self.s)
+
+    def teardown(self) -> None:
+        session = getattr(self, "s", None)
+        if session is not None:
+            try:
+                session.finish()
+            finally:
+                session.close()
+
+    def _frame(self, op: str, **args: Any) -> Any:
+        return self.s.execute("PageManager", op, args)
+
+    @rule(count=st.integers(1, 4), is_kernel=st.booleans(), is_writeable=st.booleans())
+    def request_frames(self, count: int, is_kernel: bool, is_writeable: bool) -> None:
+        for _ in range(count):
+            frame = self._frame("RequestFrame", is_kernel=is_kernel, is_writeable=is_writeable)
+            if isinstance(frame, int) and frame != NO_FRAME:
+                self.frames.append(frame)
+
+    @precondition(lambda self: self.frames)
+    @rule(pick=st.integers(0, 1 << 16), twice=st.booleans())
+    def free_frame(self, pick: int, twice: bool) -> None:
+        """Free a held frame; sometimes again (a double free)."""
+        frame = self.frames.pop(pick % len(self.frames))
+        for _ in range(1 + twice):
+            self._frame("FreeFrame", frame_addr=frame)
+
+    @rule(pick=st.integers(0, 1 << 16))
+    def free_not_held(self, pick: int) -> None:
+        """FreeFrame of an address that is not a held frame."""
+        extra = [f + 0x800 for f in self.frames[:2]]
+        choices = [*BAD_FRAMES, *extra]
+        self._frame("FreeFrame", frame_addr=choices[pick % len(choices)])
+
+    @rule(which=st.sampled_from(QUERIES))
+    def query(self, which: str) -> None:
+        self._frame(which)
+
+
+class OraclePageMachine(PageRules, RuleBasedStateMachine):
+    """An implementation of the page manager alone."""
+
+
+class OracleHeapMachine(PageRules, HeapMachine):
+    """An implementation of the page manager and the kernel heap."""
+
+    swarm = True
+
+
+def machine_for(session_factory: Callable[[], Session], with_heap: bool
+                ) -> type[PageRules]:
+    """A fresh machine class (its own counters) whose examples use session_factory."""
+    base: type[PageRules] = OracleHeapMachine if with_heap else OraclePageMachine
+    return type(base.__name__, (base,), {"new_session": staticmethod(session_factory),
+                                         "examples": 0})

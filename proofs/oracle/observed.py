@@ -1,0 +1,308 @@
+"""Spec mode: the implementation's reported state, judged by the spec with z3.
+
+The observations (PROTOCOL.md) are turned into the very snapshots the model's
+machines abstract, and the machines' judges run on them unchanged:
+
+- the page manager and kernel directory become a paging :class:`Snapshot`
+  (FrameCounts, FrameBitmap, PageTables; physical contents are not observed and
+  read as zeros), judged by :class:`proofs.paging_machine.Harness`: the spec's
+  step from the observed pre-state with the implementation's choice (which
+  free frame) must be allowed (its ``assume`` true), report the same status and
+  result, and reach the observed post-state; FRM-1..3 and VMM-1..n hold after
+  every call, the heap's too;
+- the heap becomes a :class:`HeapSnapshot` (HeapWalk, HoleIndex, the heap's
+  PTEs), judged by :class:`proofs.heap_machine.HeapHarness`: HEAP-1..6, the
+  composite of spec steps with the implementation's hole, end and frames, no
+  change on failure, payload bytes intact (ReadBytes).
+
+Who owns a used frame is not reported; it is derived from what the oracle saw:
+frames below the reserved end are reserved, the directory and the tables the
+PDEs link are paging structures, frames the PTEs map are mapped, frames
+RequestFrame returned (and FreeFrame did not take back) are held. A used
+frame with none of these roles has no owner, and FRM-3 says so; a frame with
+two roles (held and mapped: handed out twice) is reported as FRM-3 directly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from model.errors import ErrorCode
+from model.heap_layout import HEADER_SIZE
+from model.page_manager import FrameOwner
+from model.x86_paging import PAGE_SHIFT, PTE_PRESENT, is_kernel_slot
+from proofs.abstraction import Snapshot, to_state
+from proofs.heap_abstraction import HeapSnapshot, RawBlock
+from proofs.heap_machine import HeapHarness, Invariants
+from proofs.oracle.child import ImplementationError
+from proofs.oracle.protocol import Message, ProtocolError, check_reply
+from proofs.oracle.session import (
+    Coverage,
+    DivergenceError,
+    Exchange,
+    OracleUnknownError,
+    Session,
+)
+from proofs.oracle.world import MEM_START, OPERATIONS, READ_LIMIT
+from proofs.paging_machine import (
+    CheckError,
+    Harness,
+    InvariantChecker,
+    SolverUnknownError,
+    Stats,
+)
+
+RESERVED_END = MEM_START >> PAGE_SHIFT
+SUCCESS = ErrorCode.ERROR_SUCCESS
+
+
+class _Calls:
+    """The implementation dressed as the model's PageManager and VMM: the
+    paging harness calls ``pm.RequestFrame(...)`` and reads ``pm.last_error``."""
+
+    def __init__(self, session: SpecSession, manager: str) -> None:
+        self.session, self.manager = session, manager
+        self.last_error = 0
+
+    def __getattr__(self, op: str) -> Callable[..., Any]:
+        params = OPERATIONS[self.manager].get(op)
+        if params is None:
+            raise AttributeError(op)
+
+        def invoke(*args: Any) -> Any:
+            result, self.last_error = self.session.invoke(
+                self.manager, op, dict(zip(params, args, strict=True)))
+            return result
+        return invoke
+
+
+class ObservedPaging(Harness):
+    """The paging harness over the implementation's reported frames and tables."""
+
+    subject = "implementation"
+
+    def __init__(self, session: SpecSession, stats: Stats, invariants: InvariantChecker) -> None:
+        self.session, self.stats, self.invariants = session, stats, invariants
+        self.pm: Any = _Calls(session, "PageManager")
+        self.vm: Any = _Calls(session, "VirtualMemoryManager")
+        self.history: list[str] = []
+        self.snap = self._observed()
+        self.state = to_state(self.snap)
+        self._check_invariants(self.state, "the initial state", [])
+
+    def _abstract(self) -> tuple[Snapshot, Any]:
+        snap = self._observed()
+        return snap, (self.state if snap == self.snap else to_state(snap))
+
+    def check(self, where: str) -> None:
+        """The invariants of the reported state after a call judged elsewhere."""
+        snap, state = self._abstract()
+        if snap != self.snap:
+            self.snap, self.state = snap, state
+            self._check_invariants(state, where, [])
+
+    def _observed(self) -> Snapshot:
+        s = self.session
+        counts = s.observe("FrameCounts")
+        if counts["free"] != counts["frames"] - counts["used"]:
+            raise CheckError(f"FrameCounts: free {counts['free']} is not frames "
+                             f"{counts['frames']} - used {counts['used']}", ["FRM-2"])
+        used = tuple(f for first, count in s.observe("FrameBitmap")["used"]
+                     for f in range(first, first + count))
+        tables: Message = (s.observe("PageTables") if "PageTables" in s.observations
+                           else {"directory": 0, "pdes": [], "ptes": []})
+        directory = tables["directory"]
+        frames_at = {slot: pde >> PAGE_SHIFT for slot, pde in tables["pdes"] if pde & PTE_PRESENT}
+        pte: dict[int, dict[int, int]] = {frame: {} for frame in frames_at.values()}
+        for slot, index, entry in tables["ptes"]:
+            if slot in frames_at:
+                pte[frames_at[slot]][index] = entry
+        roles: dict[int, list[tuple[int, str]]] = {}
+
+        def role(frame: int, owner: FrameOwner, what: str) -> None:
+            roles.setdefault(frame, []).append((int(owner), what))
+
+        for f in used:
+            if f < RESERVED_END:
+                role(f, FrameOwner.RESERVED, "reserved")
+        if directory:
+            role(directory, FrameOwner.DIRECTORY, "the kernel directory")
+        for slot, frame in frames_at.items():
+            role(frame, FrameOwner.TABLE, f"the page table of slot {slot}")
+        for slot, index, entry in tables["ptes"]:
+            frame = entry >> PAGE_SHIFT
+            identity = slot == 0 and index == frame and frame < RESERVED_END
+            if entry & PTE_PRESENT and not identity:
+                role(frame, FrameOwner.MAPPED, f"mapped at {(slot << 22) | (index << 12):#x}")
+        for f in s.held:
+            role(f, FrameOwner.HELD, "held by the caller (RequestFrame)")
+        twice = {f: r for f, r in roles.items() if len(r) > 1}
+        if twice:
+            f, r = next(iter(sorted(twice.items())))
+            raise CheckError(f"frame {f:#x} is {' and '.join(what for _, what in r)}",
+                             ["FRM-3"])
+        return Snapshot(
+            nframes=counts["frames"], used=used, used_count=counts["used"],
+            owner={f: r[0][0] for f, r in roles.items()}, pde=(
+                {directory: {slot: e for slot, e in tables["pdes"]}} if directory else {}),
+            pte=pte, kernel_dir=directory, current_dir=directory, paging=directory != 0,
+            mem={}, kernel_tables=frozenset(f for slot, f in frames_at.items()
+                                            if is_kernel_slot(slot)))
+
+
+class ObservedHeap(HeapHarness):
+    """The heap harness over the implementation's heap walk and hole index."""
+
+    def __init__(self, session: SpecSession, checker: Invariants,
+                 outcomes: Counter[str]) -> None:
+        self.session = session
+        self._begin(checker, outcomes)
+
+    def _snapshot(self) -> HeapSnapshot:
+        s = self.session
+        walk = s.observe("HeapWalk")
+        start, end_page = walk["start"] >> PAGE_SHIFT, walk["max"] >> PAGE_SHIFT
+        ptes = sorted(((slot << 10) | index, entry)
+                      for slot, index, entry in s.observe("PageTables")["ptes"]
+                      if entry & PTE_PRESENT and start <= (slot << 10) | index < end_page)
+        return HeapSnapshot(
+            walk["created"], walk["start"], walk["end"], walk["max"], walk["data_start"],
+            walk["min_size"], walk["index_size"], walk["supervisor"], walk["readonly"],
+            tuple(RawBlock(b["header"], b["magic"], b["hole"], b["size"], b["footer_magic"],
+                           b["footer_header"]) for b in walk["blocks"]),
+            frozenset(s.aligned), tuple((size, header) for size, header
+                                        in s.observe("HoleIndex")["holes"]), tuple(ptes))
+
+    def _free_frames(self) -> int:
+        return int(self.session.observe("FrameCounts")["free"])
+
+    def _invoke(self, name: str, args: tuple[Any, ...]) -> tuple[Any, ErrorCode]:
+        params = OPERATIONS["KernelHeap"][name]
+        result, error = self.session.invoke("KernelHeap", name,
+                                            dict(zip(params, args, strict=True)))
+        try:
+            code = ErrorCode(error)
+        except ValueError:
+            raise CheckError(f"{name} reports error {error}, not an error of the design",
+                             ["transition"]) from None
+        if code == SUCCESS and name == "Alloc" and args[1] is True:
+            self.session.aligned.add(result - HEADER_SIZE)
+        elif code == SUCCESS and name == "Free":
+            self.session.aligned.discard(args[0] - HEADER_SIZE)
+        return result, code
+
+    def _read(self, address: int, length: int) -> bytes | None:
+        out = b""
+        while length > 0:
+            piece = min(length, READ_LIMIT)
+            data = self.session.observe("ReadBytes", virtual_addr=address, length=piece)["data"]
+            if data is None:
+                return None
+            out += bytes.fromhex(data)
+            address, length = address + piece, length - piece
+        return out
+
+    def _write(self, address: int, data: bytes) -> object:
+        result, _ = self.session.invoke("VirtualMemoryManager", "WriteVirtualMemory",
+                                        {"virtual_addr": address, "data": data.hex()})
+        return result
+
+
+class SpecSession(Session):
+    """Every reply must be allowed by the spec from the reported pre-state."""
+
+    mode = "spec"
+
+    def __init__(self, command: str, timeout: float, coverage: Coverage,
+                 judges: tuple[Stats, InvariantChecker, Invariants, Counter[str]]) -> None:
+        super().__init__(command, timeout, coverage)
+        self.judges = judges
+        self.held: set[int] = set()
+        self.aligned: set[int] = set()
+        self._seen: dict[tuple[str, tuple[tuple[str, int], ...]], Message] = {}
+        self.paging: ObservedPaging | None = None
+        self.heap: ObservedHeap | None = None
+
+    # -- talking -----------------------------------------------------------------
+
+    def _exchange(self, message: Message) -> Message:
+        exchange = Exchange(message)
+        self.exchanges.append(exchange)
+        try:
+            self.child.send([message])
+            reply = self.child.receive()
+            check_reply(message, reply)
+        except ImplementationError as exc:
+            raise self.fault(exc) from None
+        except ProtocolError as exc:
+            raise DivergenceError(str(exc), ("protocol",), self.exchanges,
+                                  kind="protocol") from None
+        exchange.reply = reply
+        return reply
+
+    def observe(self, name: str, **args: int) -> Message:
+        """An observation of the current state (asked once per state)."""
+        key = (name, tuple(sorted(args.items())))
+        seen = self._seen.get(key)
+        if seen is None:
+            seen = self._seen[key] = self._exchange(self._new(None, name, dict(args)))["observed"]
+        return seen
+
+    def invoke(self, manager: str, op: str, args: Message) -> tuple[Any, int]:
+        """Send one operation; the state may change, so forget what was observed."""
+        self._seen.clear()
+        reply = self._exchange(self._new(manager, op, args))
+        result, error = reply["result"], reply["error"]
+        self.coverage.errors[manager, op, error] += 1
+        if error == 0 and op == "RequestFrame" and isinstance(result, int):
+            self.held.add(result >> PAGE_SHIFT)
+        elif error == 0 and op == "FreeFrame":
+            self.held.discard(args["frame_addr"] >> PAGE_SHIFT)
+        return result, error
+
+    # -- judging -------------------------------------------------------------------
+
+    def execute(self, manager: str, op: str, args: Message) -> Any:
+        try:
+            return self._judge(manager, op, args)
+        except CheckError as exc:
+            if isinstance(exc.__cause__, DivergenceError):  # the harness wrapped a fault
+                raise exc.__cause__ from None
+            raise DivergenceError(str(exc), exc.violated, self.exchanges) from None
+        except SolverUnknownError as exc:
+            raise OracleUnknownError(str(exc), self.exchanges) from None
+
+    def _judge(self, manager: str, op: str, args: Message) -> Any:
+        stats, paging_invariants, heap_invariants, outcomes = self.judges
+        if self.paging is None:
+            self.paging = ObservedPaging(self, stats, paging_invariants)
+        if manager != "KernelHeap" and op != "WriteVirtualMemory":
+            return getattr(self.paging, op)(*(args[p] for p in OPERATIONS[manager][op]))
+        if op == "Create":
+            result, error = self.invoke(manager, op, args)
+            if result is not True or error != 0:
+                raise CheckError(f"the set-up call Create{tuple(args.values())} failed: "
+                                 f"{result}, error {error}", ["setup"])
+            self.heap = ObservedHeap(self, heap_invariants, outcomes)
+        elif self.heap is None:
+            raise CheckError(f"{op} before the heap was created", ["setup"])
+        elif op == "WriteVirtualMemory":
+            self._write(args)
+            result = True
+        else:
+            result = self.heap.call(op, *(args[p] for p in OPERATIONS[manager][op]))
+        self.paging.check(f"after {op}")
+        return result
+
+    def _write(self, args: Message) -> None:
+        """A write: into a live payload it must succeed and read back (contents)."""
+        assert self.heap is not None
+        address, data = args["virtual_addr"], bytes.fromhex(args["data"])
+        inside = next((p for p, size in self.heap.live.items()
+                       if p <= address and address + len(data) <= p + size), None)
+        if inside is None:
+            raise CheckError(f"the oracle writes only into live payloads ({address:#x})",
+                             ["setup"])
+        self.heap.write(inside, address - inside, data)

@@ -1,0 +1,157 @@
+"""What the oracle prints and writes: the verdict, the trace, the map, JUnit.
+
+A divergence is shown as the operations of the shrunk sequence, each with the
+implementation's reply beside the model's reply to the same request (the
+model replayed on a fresh world), the exchange that diverged marked; then
+what was violated and why, and a map of the memory involved as the
+implementation last reported it: the heap's blocks and the used frames.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from model.errors import ErrorCode
+from proofs.oracle.run import Outcome, setup_count
+from proofs.oracle.session import Exchange
+from proofs.oracle.world import ModelWorld
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        return hex(value) if value >= 0x1000 else str(value)
+    if isinstance(value, str) and len(value) > 18:
+        return json.dumps(value[:16] + "..")
+    return json.dumps(value)
+
+
+def _error(code: int) -> str:
+    try:
+        return ErrorCode(code).name.removeprefix("ERROR_")
+    except ValueError:
+        return f"error {code}"
+
+
+def _reply(reply: dict[str, Any] | None) -> str:
+    if reply is None:
+        return "(no reply)"
+    if "observed" in reply:
+        return "(observed)"
+    return f"{_value(reply.get('result'))} {_error(int(reply.get('error', 0)))}"
+
+
+def _call(request: dict[str, Any]) -> str:
+    args = ", ".join(f"{k}={_value(v)}" for k, v in request["args"].items())
+    return f"{request['manager']}.{request['op']}({args})"
+
+
+def side_by_side(exchanges: list[Exchange]) -> list[str]:
+    """The operations with both replies; the last one (where it diverged) marked."""
+    world = ModelWorld()
+    calls = [e for e in exchanges if "op" in e.request]
+    rows = []
+    for n, exchange in enumerate(calls):
+        request = exchange.request
+        model = world.handle(request)
+        rows.append((f"#{request['id']}", _call(request), _reply(exchange.reply),
+                     _reply(model), "<<" if n == len(calls) - 1 else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)] if rows else [0] * 4
+    head = ("", "operation", "implementation", "model", "")
+    return ["  ".join(cell.ljust(widths[i]) if i < 4 else cell
+                      for i, cell in enumerate(row)).rstrip() for row in [head, *rows]]
+
+
+def _last_observed(exchanges: list[Exchange], name: str) -> dict[str, Any] | None:
+    for exchange in reversed(exchanges):
+        if exchange.request.get("observe") == name and exchange.reply is not None:
+            observed = exchange.reply.get("observed")
+            return observed if isinstance(observed, dict) else None
+    return None
+
+
+def memory_map(exchanges: list[Exchange]) -> list[str]:
+    """The heap's blocks and the used frames as last reported."""
+    out = []
+    walk = _last_observed(exchanges, "HeapWalk")
+    if walk is not None and walk.get("created"):
+        out.append(f"heap [{walk['start']:#x}, {walk['end']:#x}) max {walk['max']:#x}, "
+                   f"data from {walk['data_start']:#x}:")
+        for b in walk["blocks"]:
+            ok = "" if b["magic"] == b["footer_magic"] == 0x123890AB and \
+                b["footer_header"] == b["header"] else \
+                f"  footer {{magic {b['footer_magic']:#x}, header {b['footer_header']:#x}}}"
+            out.append(f"  {b['header']:#x}..{b['header'] + b['size']:#x}  "
+                       f"{'hole ' if b['hole'] else 'block'} {b['size']:>6}{ok}")
+    holes = _last_observed(exchanges, "HoleIndex")
+    if holes is not None:
+        out.append("hole index: " + ", ".join(f"{size}@{header:#x}"
+                                              for size, header in holes["holes"]))
+    bitmap = _last_observed(exchanges, "FrameBitmap")
+    if bitmap is not None:
+        out.append("used frames: " + ", ".join(
+            f"{first:#x}" if count == 1 else f"{first:#x}-{first + count - 1:#x}"
+            for first, count in bitmap["used"]))
+    return out
+
+
+def describe(outcome: Outcome, managers: Iterable[str] = ()) -> str:
+    """The human report of a run."""
+    lines = [f"memspec oracle, {outcome.mode} mode: {outcome.implementation or '?'}",
+             f"  sequences run: {outcome.examples} in {outcome.seconds:.1f} s"]
+    per_manager: dict[str, int] = {}
+    for (manager, _op), count in outcome.coverage.operations.items():
+        per_manager[manager] = per_manager.get(manager, 0) + count
+    if per_manager:
+        lines.append("  operations: " + ", ".join(f"{m} {n}" for m, n in
+                                                  sorted(per_manager.items()))
+                     + f"; observations: {sum(outcome.coverage.observations.values())}")
+    if outcome.skipped:
+        lines.append("  skipped (not declared by the implementation): "
+                     + ", ".join(outcome.skipped))
+    if outcome.unknown is not None:
+        lines += ["UNKNOWN: z3 could not decide a step; this is not a pass.",
+                  outcome.unknown.reason]
+    elif outcome.divergence is not None:
+        d = outcome.divergence
+        ops = sum(1 for e in d.exchanges if "op" in e.request)
+        fixed = setup_count(list(managers))
+        lines += [f"DIVERGED ({d.kind}): {', '.join(d.violated)}",
+                  f"  shrunk sequence: {ops} operations ({min(fixed, ops)} set-up calls)", ""]
+        lines += side_by_side(d.exchanges)
+        lines += ["", "why:", *("  " + line for line in d.reason.splitlines())]
+        if d.detail:
+            lines += ["", *d.detail.splitlines()]
+        area = memory_map(d.exchanges)
+        if area:
+            lines += ["", "memory as the implementation last reported it:", *area]
+    else:
+        lines.append("PASSED: nothing diverged" if outcome.passed else "NOTHING RUN")
+    return "\n".join(lines)
+
+
+def write_junit(path: Path, outcomes: list[Outcome], reports: list[str]) -> None:
+    suite = ElementTree.Element("testsuite", name="memspec-oracle", tests=str(len(outcomes)),
+                                failures=str(sum(o.divergence is not None for o in outcomes)),
+                                errors=str(sum(o.unknown is not None for o in outcomes)),
+                                time=f"{sum(o.seconds for o in outcomes):.3f}")
+    for outcome, report in zip(outcomes, reports, strict=True):
+        case = ElementTree.SubElement(suite, "testcase", classname="memspec.oracle",
+                                      name=f"{outcome.mode}: {outcome.implementation}",
+                                      time=f"{outcome.seconds:.3f}")
+        if outcome.divergence is not None:
+            failure = ElementTree.SubElement(case, "failure", message=str(outcome.divergence),
+                                             type=outcome.divergence.kind)
+            failure.text = report
+        elif outcome.unknown is not None:
+            error = ElementTree.SubElement(case, "error", message="z3 unknown", type="unknown")
+            error.text = report
+        elif not outcome.passed:
+            ElementTree.SubElement(case, "skipped", message="nothing was run")
+        ElementTree.SubElement(case, "system-out").text = report
+    ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,206 @@
+"""Search, shrink, replay: the oracle's runs and what they conclude.
+
+:func:`search` lets hypothesis generate sequences (the machines of
+:mod:`proofs.oracle.machine`) in chunks of examples, each chunk seeded from
+``--seed``, until the example budget or the time budget is spent or an
+implementation diverges; hypothesis then shrinks the sequence and replays the
+minimal one, whose exchanges the :class:`Outcome` carries. :func:`replay`
+sends the operations of a saved trace once. Neither ever lets the
+implementation's behaviour crash the oracle: every fault is a divergence.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from proofs.heap_machine import Invariants
+from proofs.oracle.machine import machine_for
+from proofs.oracle.observed import SpecSession
+from proofs.oracle.session import (
+    Coverage,
+    DivergenceError,
+    Exchange,
+    OracleUnknownError,
+    Session,
+    StrictSession,
+)
+from proofs.oracle.world import MANAGERS, NEEDS, OBSERVATIONS, PROTOCOL_VERSION, setup_calls
+from proofs.paging_machine import InvariantChecker, Stats, shrink_limit
+
+TRACE_FORMAT = "memspec-oracle-trace"
+#: Examples per hypothesis run between two looks at the clock.
+CHUNK = 10
+
+
+@dataclass
+class Outcome:
+    """What one run of the oracle found."""
+
+    mode: str
+    implementation: str = ""
+    examples: int = 0
+    seconds: float = 0.0
+    divergence: DivergenceError | None = None
+    unknown: OracleUnknownError | None = None
+    skipped: list[str] = field(default_factory=list)
+    coverage: Coverage = field(default_factory=Coverage)
+
+    @property
+    def passed(self) -> bool:
+        return self.divergence is None and self.unknown is None and self.examples > 0
+
+
+class Judges:
+    """The z3 judges of spec mode, shared by every session of a run (their
+    query caches carry over from one example to the next)."""
+
+    def __init__(self) -> None:
+        self.stats = Stats()
+        self.paging = InvariantChecker(self.stats)
+        self.heap = Invariants()
+        self.outcomes: Counter[str] = Counter()
+
+
+def session_factory(command: str, mode: str, timeout: float, coverage: Coverage,
+                    judges: Judges | None) -> Callable[[], Session]:
+    def new() -> Session:
+        if mode == "strict":
+            return StrictSession(command, timeout, coverage)
+        assert judges is not None
+        return SpecSession(command, timeout, coverage,
+                           (judges.stats, judges.paging, judges.heap, judges.outcomes))
+    return new
+
+
+def _probe(new: Callable[[], Session], outcome: Outcome) -> Session | None:
+    """Start the implementation once: its hello (what it supports, what is skipped)."""
+    try:
+        session = new()
+    except DivergenceError as exc:
+        outcome.divergence = exc
+        return None
+    hello = session.hello
+    outcome.implementation = hello.implementation
+    outcome.skipped = ([f"manager {m}" for m in MANAGERS if m not in session.managers]
+                       + [f"observation {o}" for o in OBSERVATIONS
+                          if o not in hello.observations])
+    session.close()
+    if "PageManager" not in session.managers:
+        outcome.divergence = DivergenceError(
+            "the implementation declares no PageManager: nothing can be set up",
+            ("protocol",), [], kind="protocol")
+        return None
+    missing = [o for o in ("FrameCounts", "FrameBitmap") if o not in hello.observations]
+    if missing and outcome.mode == "spec":
+        outcome.divergence = DivergenceError(
+            f"spec mode needs the observations {', '.join(missing)}", ("protocol",), [],
+            kind="protocol")
+        return None
+    return session
+
+
+def search(command: str, mode: str, *, max_examples: int = 100, time_limit: float = 60.0,
+           seed: int = 0, steps: int = 25, timeout: float = 5.0, shrink_seconds: float = 30.0,
+           progress: Callable[[Outcome], None] | None = None) -> Outcome:
+    """Generate, judge and (on a divergence) shrink sequences against command."""
+    outcome = Outcome(mode)
+    start = time.monotonic()
+    judges = Judges() if mode == "spec" else None
+    new = session_factory(command, mode, timeout, outcome.coverage, judges)
+    probe = _probe(new, outcome)
+    if probe is None:
+        outcome.seconds = time.monotonic() - start
+        return outcome
+    machine = machine_for(new, "KernelHeap" in probe.managers)
+    chunk = requested = 0
+    while requested < max_examples and time.monotonic() - start < time_limit:
+        size = min(CHUNK, max_examples - requested)
+        requested += size
+        machine._hypothesis_internal_use_seed = seed * 1_000_003 + chunk  # type: ignore[attr-defined]
+        chunk += 1
+        run_settings = settings(
+            max_examples=size, stateful_step_count=steps, deadline=None, database=None,
+            derandomize=False, verbosity=Verbosity.quiet, report_multiple_bugs=False,
+            phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck))
+        try:
+            with shrink_limit(shrink_seconds):
+                run_state_machine_as_test(machine, settings=run_settings)  # type: ignore[arg-type]
+        except DivergenceError as exc:
+            outcome.divergence = exc
+        except OracleUnknownError as exc:
+            outcome.unknown = exc
+        outcome.examples = machine.examples
+        outcome.seconds = time.monotonic() - start
+        if progress is not None:
+            progress(outcome)
+        if outcome.divergence is not None or outcome.unknown is not None:
+            break
+    outcome.seconds = time.monotonic() - start
+    return outcome
+
+
+# -- traces -----------------------------------------------------------------------
+
+def operations(exchanges: list[Exchange]) -> list[dict[str, Any]]:
+    """The operation requests of a trace (observations are the oracle's own)."""
+    return [{"manager": e.request["manager"], "op": e.request["op"], "args": e.request["args"]}
+            for e in exchanges if "op" in e.request]
+
+
+def setup_count(managers: tuple[str, ...] | list[str]) -> int:
+    return len(setup_calls(tuple(managers)))
+
+
+def save_trace(path: Path, outcome: Outcome, managers: list[str]) -> None:
+    assert outcome.divergence is not None
+    ops = operations(outcome.divergence.exchanges)[setup_count(managers):]
+    path.write_text(json.dumps({
+        "format": TRACE_FORMAT, "protocol": PROTOCOL_VERSION, "mode": outcome.mode,
+        "implementation": outcome.implementation, "managers": managers,
+        "violated": list(outcome.divergence.violated), "reason": outcome.divergence.reason,
+        "operations": ops}, indent=1) + "\n")
+
+
+def load_trace(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or data.get("format") != TRACE_FORMAT:
+        raise ValueError(f"{path} is not a memspec oracle trace")
+    return data
+
+
+def replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float = 5.0
+           ) -> Outcome:
+    """Run one sequence (the set-up calls, then ops) and judge it."""
+    outcome = Outcome(mode)
+    start = time.monotonic()
+    judges = Judges() if mode == "spec" else None
+    new = session_factory(command, mode, timeout, outcome.coverage, judges)
+    probe = _probe(new, outcome)
+    if probe is not None:
+        session: Session | None = None
+        try:
+            session = new()
+            session.setup()
+            for op in ops:
+                if op["manager"] in session.managers and op["manager"] in NEEDS:
+                    session.execute(op["manager"], op["op"], op["args"])
+            session.finish()
+            outcome.examples = 1
+        except DivergenceError as exc:
+            outcome.divergence = exc
+        except OracleUnknownError as exc:
+            outcome.unknown = exc
+        finally:
+            if session is not None:
+                session.close()
+    outcome.seconds = time.monotonic() - start
+    return outcome

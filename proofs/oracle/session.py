@@ -1,0 +1,227 @@
+"""One sequence: a fresh implementation process, its exchanges, and a judge.
+
+:class:`StrictSession` compares every reply with the model's reply to the same
+request (requests are pipelined: the model's replies choose the next
+arguments, the implementation's are read in windows and compared in order).
+:class:`SpecSession` judges every reply by the spec, from the state the
+implementation reports (:mod:`proofs.oracle.observed`). Both record every
+exchange, so a divergence carries the trace that led to it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from proofs.heap_abstraction import HeapSnapshot, heap_snapshot
+from proofs.heap_machine import HeapHarness
+from proofs.oracle.child import Child, ImplementationError
+from proofs.oracle.protocol import Message, ProtocolError, check_reply, observation, request
+from proofs.oracle.world import NEEDS, ModelWorld, setup_calls
+
+#: Replies the strict session lets the implementation owe before reading them
+#: (bytes, estimated from the model's replies: below the 64 KB of a pipe).
+WINDOW_BYTES = 32_768
+#: The observations strict mode compares after every operation.
+STATE_OBSERVATIONS = ("FrameCounts", "FrameBitmap", "PageTables", "HeapWalk", "HoleIndex")
+
+
+@dataclass
+class Exchange:
+    """One request, the implementation's reply and (strict mode) the model's."""
+
+    request: Message
+    reply: Message | None = None
+    expected: Message | None = None
+
+
+class DivergenceError(AssertionError):
+    """The implementation did what neither the model nor the spec allows."""
+
+    def __init__(self, reason: str, violated: tuple[str, ...], exchanges: list[Exchange],
+                 detail: str = "", kind: str = "divergence") -> None:
+        super().__init__(f"{', '.join(violated)}: {reason}")
+        self.reason, self.violated, self.kind = reason, violated, kind
+        self.exchanges, self.detail = list(exchanges), detail
+
+
+class OracleUnknownError(Exception):
+    """z3 could not decide a step: neither a pass nor a divergence."""
+
+    def __init__(self, reason: str, exchanges: list[Exchange]) -> None:
+        super().__init__(reason)
+        self.reason, self.exchanges = reason, list(exchanges)
+
+
+@dataclass
+class Coverage:
+    """Operations executed (manager -> op -> count) and observations asked."""
+
+    operations: Counter[tuple[str, str]] = field(default_factory=Counter)
+    observations: Counter[str] = field(default_factory=Counter)
+    errors: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+
+
+class Session:
+    """A child process speaking the protocol, with the trace of what was said."""
+
+    mode = ""
+
+    def __init__(self, command: str, timeout: float, coverage: Coverage) -> None:
+        self.coverage = coverage
+        self.exchanges: list[Exchange] = []
+        self.next_id = 1
+        try:
+            self.child = Child(command, timeout)
+        except ImplementationError as exc:
+            raise self.fault(exc) from None
+        self.hello = self.child.hello
+        self.heap: HeapHarness | None = None
+        self.managers = tuple(m for m in self.hello.managers
+                              if all(n in self.hello.managers for n in NEEDS[m]))
+        self.observations = self.hello.observations
+
+    def supports(self, manager: str) -> bool:
+        return manager in self.managers
+
+    def fault(self, exc: ImplementationError) -> DivergenceError:
+        detail = f"stderr:\n{exc.stderr}" if exc.stderr else ""
+        return DivergenceError(exc.detail, (exc.kind,), self.exchanges, detail, exc.kind)
+
+    def _new(self, manager: str | None, name: str, args: Message) -> Message:
+        ident, self.next_id = self.next_id, self.next_id + 1
+        if manager is None:
+            self.coverage.observations[name] += 1
+            return observation(ident, name, args)
+        self.coverage.operations[manager, name] += 1
+        return request(ident, manager, name, args)
+
+    def setup(self) -> None:
+        for manager, op, args in setup_calls(self.managers):
+            self.execute(manager, op, args)
+
+    def execute(self, manager: str, op: str, args: Message) -> Any:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Everything owed is read and judged (strict mode drains its window)."""
+
+    def close(self) -> None:
+        self.child.close()
+
+
+# -- strict ------------------------------------------------------------------------
+
+class StrictHeap(HeapHarness):
+    """The heap machine's records in strict mode: the model world's replies
+    choose the arguments (live pointers, the heap's end); nothing is judged
+    here, the session compares replies."""
+
+    def __init__(self, session: StrictSession) -> None:
+        self.session = session
+        self.heap = session.world.heap
+        self.pm = session.world.pm
+        self.live: dict[int, int] = {}
+        self.written: dict[int, dict[int, int]] = {}
+        self.freed: list[int] = []
+        self.trace: list[str] = []
+
+    @property
+    def snap(self) -> HeapSnapshot:  # type: ignore[override]
+        return heap_snapshot(self.heap)
+
+
+class StrictSession(Session):
+    """Every reply must equal the model's reply to the same request."""
+
+    mode = "strict"
+
+    def __init__(self, command: str, timeout: float, coverage: Coverage) -> None:
+        super().__init__(command, timeout, coverage)
+        self.world = ModelWorld()
+        self.pending: deque[Exchange] = deque()
+        self.pending_bytes = 0
+        self.broken = False
+        self.after = [name for name in STATE_OBSERVATIONS if name in self.observations]
+        self.heap = StrictHeap(self) if self.supports("KernelHeap") else None
+
+    def _queue(self, message: Message) -> Message:
+        expected = self.world.handle(message)
+        exchange = Exchange(message, None, expected)
+        self.exchanges.append(exchange)
+        if not self.broken:
+            try:
+                self.child.send([message])
+            except ImplementationError:
+                # Reported where its reply is read: when a write fails depends
+                # on timing, and hypothesis needs the same example to fail at
+                # the same step every time.
+                self.broken = True
+        self.pending.append(exchange)
+        self.pending_bytes += 64 if "result" in expected else len(json.dumps(expected))
+        if self.pending_bytes > WINDOW_BYTES:
+            self.finish()
+        return expected
+
+    def execute(self, manager: str, op: str, args: Message) -> Any:
+        expected = self._queue(self._new(manager, op, args))
+        self.coverage.errors[manager, op, expected["error"]] += 1
+        if manager == "KernelHeap" and expected["error"] == 0 and self.heap is not None:
+            self.heap._record(op, tuple(args.values()), expected["result"])
+        for name in self.after:
+            self._queue(self._new(None, name, {}))
+        return expected["result"]
+
+    def finish(self) -> None:
+        while self.pending:
+            exchange = self.pending.popleft()
+            try:
+                reply = self.child.receive()
+                check_reply(exchange.request, reply)
+            except ImplementationError as exc:
+                raise self.fault(exc) from None
+            except ProtocolError as exc:
+                exchange.reply = None
+                self._truncate(exchange)
+                raise DivergenceError(str(exc), ("protocol",), self.exchanges,
+                                      kind="protocol") from None
+            exchange.reply = reply
+            if reply != exchange.expected:
+                self._truncate(exchange)
+                what = exchange.request.get("op") or exchange.request.get("observe")
+                lines = differences(reply, exchange.expected)
+                raise DivergenceError(
+                    f"the reply to #{reply['id']} {what} differs from the model's:\n"
+                    + "\n".join(f"  {line}" for line in lines), ("strict",), self.exchanges)
+        self.pending_bytes = 0
+
+    def _truncate(self, last: Exchange) -> None:
+        """The trace ends at the exchange that diverged (later ones were only sent)."""
+        del self.exchanges[self.exchanges.index(last) + 1:]
+        self.pending.clear()
+
+
+def differences(got: Any, want: Any, path: str = "", limit: int = 6) -> list[str]:
+    """Where two JSON values differ (at most ``limit`` places), as path: got vs model."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        out: list[str] = []
+        for key in [*want, *(k for k in got if k not in want)]:
+            if got.get(key, "(missing)") != want.get(key, "(missing)"):
+                out += differences(got.get(key, "(missing)"), want.get(key, "(missing)"),
+                                   f"{path}.{key}", limit - len(out))
+            if len(out) >= limit:
+                break
+        return out[:limit]
+    if isinstance(got, list) and isinstance(want, list) and got and want:
+        out = []
+        for i in range(max(len(got), len(want))):
+            a = got[i] if i < len(got) else "(missing)"
+            b = want[i] if i < len(want) else "(missing)"
+            if a != b:
+                out += differences(a, b, f"{path}[{i}]", limit - len(out))
+            if len(out) >= limit:
+                break
+        return out[:limit]
+    return [f"{path or 'reply'}: implementation {json.dumps(got)}, model {json.dumps(want)}"]

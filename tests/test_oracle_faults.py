@@ -1,0 +1,60 @@
+"""The implementation is untrusted: every fault is a divergence, never an oracle crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proofs.oracle.__main__ import EXIT_DIVERGED, main
+from proofs.oracle.run import replay
+from tests.oracle_impls import misbehaving_impl
+
+#: A short sequence after the set-up calls (the set-up is requests 1..3 in
+#: spec mode plus its observations; in strict mode each call is followed by
+#: its observations).
+OPS = [{"manager": "PageManager", "op": "RequestFrame",
+        "args": {"is_kernel": True, "is_writeable": True}},
+       {"manager": "KernelHeap", "op": "Alloc", "args": {"size": 40, "page_align": False}},
+       {"manager": "PageManager", "op": "GetFreeFrameCount", "args": {}}]
+
+FAULTS = [("crash", "crash", "signal SIGABRT"), ("exit", "crash", "exit status 3"),
+          ("hang", "hang", "no reply within 1 s"), ("garbage", "protocol", "not JSON"),
+          ("shape", "protocol", "does not validate"), ("id", "protocol", "reply id"),
+          ("bool", "protocol", "returns a")]
+
+
+@pytest.mark.parametrize("mode", ["strict", "spec"])
+@pytest.mark.parametrize(("how", "kind", "says"), FAULTS)
+def test_fault_mid_sequence(tmp_path: Path, mode: str, how: str, kind: str, says: str) -> None:
+    outcome = replay(misbehaving_impl(tmp_path, how, 9), mode, OPS, timeout=1.0)
+    assert outcome.divergence is not None, how
+    assert outcome.divergence.kind == kind
+    assert says in outcome.divergence.reason
+    assert outcome.divergence.exchanges, "the trace that caused it"
+    assert not outcome.passed
+
+
+@pytest.mark.parametrize(("how", "says"), [("no-hello", "closed its output"),
+                                           ("bad-hello", "hello: not JSON")])
+def test_fault_before_hello(tmp_path: Path, how: str, says: str) -> None:
+    outcome = replay(misbehaving_impl(tmp_path, how, 0), "strict", OPS, timeout=1.0)
+    assert outcome.divergence is not None
+    assert says in outcome.divergence.reason
+
+
+def test_command_not_found() -> None:
+    outcome = replay("/nonexistent/implementation", "strict", OPS, timeout=1.0)
+    assert outcome.divergence is not None and outcome.divergence.kind == "crash"
+    assert "exit status 127" in outcome.divergence.reason
+
+
+def test_cli_exit_status_and_junit(tmp_path: Path) -> None:
+    junit = tmp_path / "oracle.xml"
+    code = main(["--impl", misbehaving_impl(tmp_path, "crash", 20), "--mode", "strict",
+                 "--max-examples", "3", "--quiet", "--trace-out", str(tmp_path / "t.json"),
+                 "--junit", str(junit), "--request-timeout", "2"])
+    assert code == EXIT_DIVERGED
+    text = junit.read_text()
+    assert "<failure" in text and 'type="crash"' in text
+    assert (tmp_path / "t.json").exists()
