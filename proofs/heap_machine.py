@@ -70,6 +70,8 @@ from proofs.paging_machine import (
     CheckError,
     SolverUnknownError,
     _every_rule_enabled,
+    proved_before,
+    remember_proved,
     shrink_limit,
 )
 from spec import kernel_heap as kh
@@ -114,9 +116,13 @@ def decide(claim: Ref, what: str) -> bool:
     simple = z3.simplify(claim)
     if z3.is_true(simple) or z3.is_false(simple):
         return z3.is_true(simple) is True
+    if proved_before(claim):
+        return True
     result = _solve(z3.Not(claim))
     if result == z3.unknown:
         raise SolverUnknownError(f"z3 could not decide {what}: {claim}", [what])
+    if result == z3.unsat:
+        remember_proved(claim)
     return bool(result == z3.unsat)
 
 

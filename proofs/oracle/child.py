@@ -16,12 +16,17 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections import deque
 from collections.abc import Sequence
 
 from proofs.oracle.protocol import Hello, Message, ProtocolError, check_hello, parse
 
-#: Seconds to wait for a reply (each request) and for the hello line.
+#: Seconds to wait for a reply (each request).
 REQUEST_TIMEOUT = 5.0
+#: Seconds an implementation has to start and say hello.
+HELLO_TIMEOUT = 30.0
+#: One encoder for every request (json.dumps with options builds one per call).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 #: The longest line the oracle accepts from an implementation.
 LINE_LIMIT = 1 << 22
 
@@ -53,11 +58,12 @@ class Child:
         assert self.process.stdin is not None and self.process.stdout is not None
         self._in, self._out = self.process.stdin.fileno(), self.process.stdout.fileno()
         self._buffer = bytearray()
+        self._lines: deque[bytes] = deque()
         self.hello = self._greet()
 
     def _greet(self) -> Hello:
         try:
-            return check_hello(parse(self._line()))
+            return check_hello(parse(self._line(max(HELLO_TIMEOUT, self.timeout))))
         except ProtocolError as exc:
             raise self.fault("protocol", f"hello: {exc}") from None
 
@@ -80,7 +86,7 @@ class Child:
     # -- lines ---------------------------------------------------------------------
 
     def send(self, messages: Sequence[Message]) -> None:
-        data = "".join(json.dumps(m, separators=(",", ":")) + "\n" for m in messages).encode()
+        data = "".join(_encode(m) + "\n" for m in messages).encode()
         view = memoryview(data)
         try:
             while view:
@@ -90,20 +96,18 @@ class Child:
             self.process.wait(timeout=self.timeout)
             raise self.fault("crash", "the implementation closed its input") from None
 
-    def _line(self) -> bytes:
-        deadline = time.monotonic() + self.timeout
+    def _line(self, timeout: float | None = None) -> bytes:
+        wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
         while True:
-            end = self._buffer.find(b"\n")
-            if end >= 0:
-                line = bytes(self._buffer[:end])
-                del self._buffer[:end + 1]
-                return line
+            if self._lines:
+                return self._lines.popleft()
             if len(self._buffer) > LINE_LIMIT:
                 raise self.fault("protocol", f"a line longer than {LINE_LIMIT} bytes")
             left = deadline - time.monotonic()
             ready = select.select([self._out], [], [], max(left, 0))[0] if left > 0 else []
             if not ready:
-                raise self.fault("hang", f"no reply within {self.timeout:g} s")
+                raise self.fault("hang", f"no reply within {wait:g} s")
             chunk = os.read(self._out, 1 << 16)
             if not chunk:
                 try:
@@ -112,6 +116,10 @@ class Child:
                     pass
                 raise self.fault("crash", "the implementation closed its output")
             self._buffer += chunk
+            if b"\n" in chunk:  # every complete line at once: one split per read
+                *lines, rest = self._buffer.split(b"\n")
+                self._lines.extend(map(bytes, lines))
+                self._buffer = bytearray(rest)
 
     def receive(self) -> Message:
         try:

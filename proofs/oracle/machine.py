@@ -19,10 +19,12 @@ from typing import Any, ClassVar
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
+from model.heap_layout import HEADER_SIZE, MIN_BLOCK
 from model.page_manager import NO_FRAME
+from model.x86_paging import PAGE_SIZE
 from proofs.heap_machine import HeapMachine
 from proofs.oracle.session import Session
-from proofs.oracle.world import MEM_END, OPERATIONS
+from proofs.oracle.world import HEAP_START, MEM_END, OPERATIONS
 
 QUERIES = ("FirstFreeFrame", "GetFrameCount", "GetFreeFrameCount", "GetUsedFrameCount")
 #: Frame addresses FreeFrame must refuse whatever was handed out: reserved,
@@ -81,7 +83,8 @@ class PageRules:
         session = getattr(self, "s", None)
         if session is not None:
             try:
-                session.finish()
+                if not session.failed:  # else hypothesis is already handling that failure
+                    session.finish()
             finally:
                 session.close()
 
@@ -114,15 +117,51 @@ class PageRules:
     def query(self, which: str) -> None:
         self._frame(which)
 
+    @rule(page=st.integers(0, 0x21), offset=st.integers(0, 0xFFF), length=st.integers(0, 48))
+    def look(self, page: int, offset: int, length: int) -> None:
+        """Translate and read an address of the heap's range (mapped or not)."""
+        self.s.look(HEAP_START + page * PAGE_SIZE + offset, length)
+
 
 class OraclePageMachine(PageRules, RuleBasedStateMachine):
     """An implementation of the page manager alone."""
 
 
 class OracleHeapMachine(PageRules, HeapMachine):
-    """An implementation of the page manager and the kernel heap."""
+    """An implementation of the page manager and the kernel heap. Every rule
+    stays enabled (no swarm testing): a run of the oracle is a few dozen
+    sequences, and swarm testing makes so few a lottery.
+
+    Besides the heap machine's rules, three aim at the boundaries where an
+    implementation decides: an allocation sized from a hole the heap has
+    (exactly its payload room, or up to 24 bytes less: the split-or-not
+    boundary at a header plus a footer), a contraction to the smallest length
+    (0: down to the floor, past any live block), and a free of a block beside
+    a hole (the unifying paths)."""
 
     swarm = True
+
+    @rule(pick=st.integers(0, 1 << 16), slack=st.integers(0, 24))
+    def alloc_to_fit(self, pick: int, slack: int) -> None:
+        holes = [b.size for b in self.h.snap.blocks if b.hole]
+        if holes:
+            room = holes[pick % len(holes)] - MIN_BLOCK - slack
+            self.h.call("Alloc", max(room, 0), False)
+
+    @rule()
+    def contract_to_floor(self) -> None:
+        self.h.call("Contract", 0)
+
+    @rule(pick=st.integers(0, 1 << 16), side=st.sampled_from((-1, 1)))
+    def free_beside_hole(self, pick: int, side: int) -> None:
+        """Free a live block with a hole before it (side -1) or after it (+1):
+        unifying left, or right."""
+        blocks = self.h.snap.blocks
+        beside = [b.header + HEADER_SIZE for n, b in enumerate(blocks)
+                  if not b.hole and b.header + HEADER_SIZE in self.h.live
+                  and 0 <= n + side < len(blocks) and blocks[n + side].hole]
+        if beside:
+            self.h.call("Free", beside[pick % len(beside)])
 
 
 def machine_for(session_factory: Callable[[], Session], with_heap: bool

@@ -8,8 +8,17 @@ machines abstract, and the machines' judges run on them unchanged:
   read as zeros), judged by :class:`proofs.paging_machine.Harness`: the spec's
   step from the observed pre-state with the implementation's choice (which
   free frame) must be allowed (its ``assume`` true), report the same status and
-  result, and reach the observed post-state; FRM-1..3 and VMM-1..n hold after
-  every call, the heap's too;
+  result, and reach the observed post-state;
+- the paging invariants (FRM-1..3, VMM-1..4, PROT-1..3) are checked by z3 on
+  the first reported state (the set-up's) and on the last state of every
+  sequence; in between, every reported state passes the frame-role check
+  below (FRM-3's ownership rule) at once. A page-manager call whose
+  post-state is the spec's successor keeps the invariants by the proved
+  inductive steps (``page_manager.*.FRM-*`` and the rest), so its post-state
+  is not re-checked; heap calls change the paging state outside those steps,
+  which is why the last state is checked whole. (A z3 check of a paging
+  state costs about 1 s here, against 10-40 ms for a step; checking every
+  state made a sequence of 20 calls take 3 s.);
 - the heap becomes a :class:`HeapSnapshot` (HeapWalk, HoleIndex, the heap's
   PTEs), judged by :class:`proofs.heap_machine.HeapHarness`: HEAP-1..6, the
   composite of spec steps with the implementation's hole, end and frames, no
@@ -19,8 +28,8 @@ Who owns a used frame is not reported; it is derived from what the oracle saw:
 frames below the reserved end are reserved, the directory and the tables the
 PDEs link are paging structures, frames the PTEs map are mapped, frames
 RequestFrame returned (and FreeFrame did not take back) are held. A used
-frame with none of these roles has no owner, and FRM-3 says so; a frame with
-two roles (held and mapped: handed out twice) is reported as FRM-3 directly.
+frame with none of these roles (a leak) or with two (held and mapped: handed
+out twice) breaks FRM-3's ownership rule, reported as FRM-3 directly.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from typing import Any
 
 from model.errors import ErrorCode
 from model.heap_layout import HEADER_SIZE
-from model.page_manager import FrameOwner
+from model.page_manager import NO_FRAME, FrameOwner
 from model.x86_paging import PAGE_SHIFT, PTE_PRESENT, is_kernel_slot
 from proofs.abstraction import Snapshot, to_state
 from proofs.heap_abstraction import HeapSnapshot, RawBlock
@@ -44,6 +53,7 @@ from proofs.oracle.session import (
     Exchange,
     OracleUnknownError,
     Session,
+    one_origin,
 )
 from proofs.oracle.world import MEM_START, OPERATIONS, READ_LIMIT
 from proofs.paging_machine import (
@@ -82,6 +92,7 @@ class ObservedPaging(Harness):
     """The paging harness over the implementation's reported frames and tables."""
 
     subject = "implementation"
+    post_invariants = False
 
     def __init__(self, session: SpecSession, stats: Stats, invariants: InvariantChecker) -> None:
         self.session, self.stats, self.invariants = session, stats, invariants
@@ -96,11 +107,12 @@ class ObservedPaging(Harness):
         snap = self._observed()
         return snap, (self.state if snap == self.snap else to_state(snap))
 
-    def check(self, where: str) -> None:
-        """The invariants of the reported state after a call judged elsewhere."""
+    def check(self, where: str, invariants: bool = True) -> None:
+        """Take the reported state (building its snapshot checks the frame
+        roles); with ``invariants``, check the paging invariants on it."""
         snap, state = self._abstract()
-        if snap != self.snap:
-            self.snap, self.state = snap, state
+        self.snap, self.state = snap, state
+        if invariants:
             self._check_invariants(state, where, [])
 
     def _observed(self) -> Snapshot:
@@ -143,6 +155,10 @@ class ObservedPaging(Harness):
             f, r = next(iter(sorted(twice.items())))
             raise CheckError(f"frame {f:#x} is {' and '.join(what for _, what in r)}",
                              ["FRM-3"])
+        orphans = sorted(set(used) - set(roles))
+        if orphans:
+            raise CheckError(f"frames {', '.join(map(hex, orphans[:8]))} are used in the "
+                             "bitmap, and nothing owns them (a leak)", ["FRM-3"])
         return Snapshot(
             nframes=counts["frames"], used=used, used_count=counts["used"],
             owner={f: r[0][0] for f, r in roles.items()}, pde=(
@@ -264,6 +280,7 @@ class SpecSession(Session):
 
     # -- judging -------------------------------------------------------------------
 
+    @one_origin
     def execute(self, manager: str, op: str, args: Message) -> Any:
         try:
             return self._judge(manager, op, args)
@@ -293,8 +310,46 @@ class SpecSession(Session):
             result = True
         else:
             result = self.heap.call(op, *(args[p] for p in OPERATIONS[manager][op]))
-        self.paging.check(f"after {op}")
+        self.paging.check(f"after {op}", invariants=False)
         return result
+
+    @one_origin
+    def finish(self) -> None:
+        """The paging invariants of the sequence's last state."""
+        if self.paging is not None:
+            try:
+                self.paging.check("at the end of the sequence")
+            except CheckError as exc:
+                raise DivergenceError(str(exc), exc.violated, self.exchanges) from None
+            except SolverUnknownError as exc:
+                raise OracleUnknownError(str(exc), self.exchanges) from None
+
+    @one_origin
+    def look(self, address: int, length: int) -> None:
+        """VirtualToPhysical and ReadBytes agree with the reported page tables."""
+        if not {"VirtualToPhysical", "PageTables"} <= set(self.observations):
+            return
+        entries = {(slot << 10) | index: entry
+                   for slot, index, entry in self.observe("PageTables")["ptes"]}
+
+        def frame(page: int) -> int | None:
+            entry = entries.get(page, 0)
+            return entry >> PAGE_SHIFT if entry & PTE_PRESENT else None
+
+        physical = self.observe("VirtualToPhysical", virtual_addr=address)["physical"]
+        mapped = frame(address >> PAGE_SHIFT)
+        want = NO_FRAME if mapped is None else (mapped << PAGE_SHIFT) | (address & 0xFFF)
+        problems = [] if physical == want else [
+            f"VirtualToPhysical({address:#x}) = {physical:#x}; the page tables say {want:#x}"]
+        if "ReadBytes" in self.observations:
+            data = self.observe("ReadBytes", virtual_addr=address, length=length)["data"]
+            pages = range(address >> PAGE_SHIFT, (address + max(length, 1) - 1 >> PAGE_SHIFT) + 1)
+            readable = all(frame(page) is not None for page in pages) or length == 0
+            if (data is None) == readable or (data is not None and len(data) != 2 * length):
+                problems.append(f"ReadBytes({address:#x}, {length}) = {data!r:.40}; the page "
+                                f"tables say the range is {'' if readable else 'not '}mapped")
+        if problems:
+            raise DivergenceError("; ".join(problems), ("translation",), self.exchanges)
 
     def _write(self, args: Message) -> None:
         """A write: into a live payload it must succeed and read back (contents)."""

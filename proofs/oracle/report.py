@@ -121,6 +121,9 @@ def describe(outcome: Outcome, managers: Iterable[str] = ()) -> str:
         d = outcome.divergence
         ops = sum(1 for e in d.exchanges if "op" in e.request)
         fixed = setup_count(list(managers))
+        if outcome.caught_after is not None:
+            lines.append(f"  first divergence after {outcome.caught_after:.1f} s; shrinking "
+                         f"took the rest")
         lines += [f"DIVERGED ({d.kind}): {', '.join(d.violated)}",
                   f"  shrunk sequence: {ops} operations ({min(fixed, ops)} set-up calls)", ""]
         lines += side_by_side(d.exchanges)

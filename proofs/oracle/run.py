@@ -33,12 +33,12 @@ from proofs.oracle.session import (
     Session,
     StrictSession,
 )
-from proofs.oracle.world import MANAGERS, NEEDS, OBSERVATIONS, PROTOCOL_VERSION, setup_calls
+from proofs.oracle.world import MANAGERS, OBSERVATIONS, PROTOCOL_VERSION, setup_calls
 from proofs.paging_machine import InvariantChecker, Stats, shrink_limit
 
 TRACE_FORMAT = "memspec-oracle-trace"
 #: Examples per hypothesis run between two looks at the clock.
-CHUNK = 10
+CHUNK = 3
 
 
 @dataclass
@@ -53,6 +53,9 @@ class Outcome:
     unknown: OracleUnknownError | None = None
     skipped: list[str] = field(default_factory=list)
     coverage: Coverage = field(default_factory=Coverage)
+
+    #: Seconds from the start to the first divergence (the rest was shrinking).
+    caught_after: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -71,10 +74,10 @@ class Judges:
 
 
 def session_factory(command: str, mode: str, timeout: float, coverage: Coverage,
-                    judges: Judges | None) -> Callable[[], Session]:
+                    judges: Judges | None, observe: bool = True) -> Callable[[], Session]:
     def new() -> Session:
         if mode == "strict":
-            return StrictSession(command, timeout, coverage)
+            return StrictSession(command, timeout, coverage, observe)
         assert judges is not None
         return SpecSession(command, timeout, coverage,
                            (judges.stats, judges.paging, judges.heap, judges.outcomes))
@@ -140,6 +143,8 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
             outcome.unknown = exc
         outcome.examples = machine.examples
         outcome.seconds = time.monotonic() - start
+        if outcome.coverage.first_failure is not None:
+            outcome.caught_after = outcome.coverage.first_failure - start
         if progress is not None:
             progress(outcome)
         if outcome.divergence is not None or outcome.unknown is not None:
@@ -151,9 +156,22 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
 # -- traces -----------------------------------------------------------------------
 
 def operations(exchanges: list[Exchange]) -> list[dict[str, Any]]:
-    """The operation requests of a trace (observations are the oracle's own)."""
-    return [{"manager": e.request["manager"], "op": e.request["op"], "args": e.request["args"]}
-            for e in exchanges if "op" in e.request]
+    """The steps of a trace: its operations, and its looks (a VirtualToPhysical,
+    then perhaps a ReadBytes of the same address); the other observations are
+    the oracle's own and are asked again on replay."""
+    steps: list[dict[str, Any]] = []
+    for n, e in enumerate(exchanges):
+        request = e.request
+        if "op" in request:
+            steps.append({"manager": request["manager"], "op": request["op"],
+                          "args": request["args"]})
+        elif request["observe"] == "VirtualToPhysical":
+            address = request["args"]["virtual_addr"]
+            read = next((x.request["args"]["length"] for x in exchanges[n + 1:n + 2]
+                         if x.request.get("observe") == "ReadBytes"
+                         and x.request["args"]["virtual_addr"] == address), 0)
+            steps.append({"look": {"virtual_addr": address, "length": read}})
+    return steps
 
 
 def setup_count(managers: tuple[str, ...] | list[str]) -> int:
@@ -162,7 +180,7 @@ def setup_count(managers: tuple[str, ...] | list[str]) -> int:
 
 def save_trace(path: Path, outcome: Outcome, managers: list[str]) -> None:
     assert outcome.divergence is not None
-    ops = operations(outcome.divergence.exchanges)[setup_count(managers):]
+    ops = operations(outcome.divergence.exchanges)[setup_count(tuple(managers)):]
     path.write_text(json.dumps({
         "format": TRACE_FORMAT, "protocol": PROTOCOL_VERSION, "mode": outcome.mode,
         "implementation": outcome.implementation, "managers": managers,
@@ -177,13 +195,14 @@ def load_trace(path: Path) -> dict[str, Any]:
     return data
 
 
-def replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float = 5.0
-           ) -> Outcome:
-    """Run one sequence (the set-up calls, then ops) and judge it."""
+def replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float = 5.0,
+           observe: bool = True) -> Outcome:
+    """Run one sequence (the set-up calls, then ops) and judge it. ``observe``
+    False: strict mode compares the operations' replies only (the benchmark)."""
     outcome = Outcome(mode)
     start = time.monotonic()
     judges = Judges() if mode == "spec" else None
-    new = session_factory(command, mode, timeout, outcome.coverage, judges)
+    new = session_factory(command, mode, timeout, outcome.coverage, judges, observe)
     probe = _probe(new, outcome)
     if probe is not None:
         session: Session | None = None
@@ -191,7 +210,9 @@ def replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float = 
             session = new()
             session.setup()
             for op in ops:
-                if op["manager"] in session.managers and op["manager"] in NEEDS:
+                if "look" in op:
+                    session.look(op["look"]["virtual_addr"], op["look"]["length"])
+                elif op["manager"] in session.managers:
                     session.execute(op["manager"], op["op"], op["args"])
             session.finish()
             outcome.examples = 1

@@ -61,7 +61,7 @@ OPERATIONS: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 #: The world every sequence starts from (PROTOCOL.md, "Operations").
-MEM_START, MEM_END = 0x8000, 0x48000
+MEM_START, MEM_END = 0x8000, 0x30000
 HEAP_START, HEAP_END, HEAP_MAX = 0xC0000000, 0xC0002000, 0xC0020000
 HEAP_INDEX_SIZE, HEAP_MIN_SIZE = 16, 0x1000
 READ_LIMIT = PAGE_SIZE
@@ -102,16 +102,19 @@ class ModelWorld:
         self.pm = PageManager()
         self.vmm = VirtualMemoryManager(self.pm)
         self.heap = KernelHeap(self.vmm)
-        self._calls: dict[tuple[str, str], tuple[Callable[..., Any], Callable[[], ErrorCode]]] = {
-            ("PageManager", name): (getattr(self.pm, name), self._pm_error)
-            for name in OPERATIONS["PageManager"]}
-        self._calls[("VirtualMemoryManager", "InitializePaging")] = (
-            self.vmm.InitializePaging, self._vmm_error)
-        self._calls[("VirtualMemoryManager", "WriteVirtualMemory")] = (
-            self._write, self._vmm_error)
-        for name in OPERATIONS["KernelHeap"]:
-            self._calls[("KernelHeap", name)] = (
-                self._create if name == "Create" else getattr(self.heap, name), self._heap_error)
+        errors = {"PageManager": self._pm_error, "VirtualMemoryManager": self._vmm_error,
+                  "KernelHeap": self._heap_error}
+        special: dict[tuple[str, str], Callable[..., Any]] = {
+            ("VirtualMemoryManager", "WriteVirtualMemory"): self._write,
+            ("VirtualMemoryManager", "InitializePaging"): self.vmm.InitializePaging,
+            ("KernelHeap", "Create"): self._create}
+        targets: dict[str, object] = {"PageManager": self.pm, "KernelHeap": self.heap}
+        #: (manager, op) -> (function, its error, parameters, their names as a set)
+        self._calls: dict[tuple[str, str], tuple[Callable[..., Any], Callable[[], ErrorCode],
+                                                 tuple[str, ...], frozenset[str]]] = {
+            (manager, op): (special.get((manager, op)) or getattr(targets[manager], op),
+                            errors[manager], params, frozenset(params))
+            for manager, ops in OPERATIONS.items() for op, params in ops.items()}
         self._observers: dict[str, Callable[..., Message]] = {
             name: getattr(self, f"_observe_{name}") for name in OBSERVATIONS}
 
@@ -137,11 +140,10 @@ class ModelWorld:
     def call(self, manager: str, op: str, args: Mapping[str, Any]) -> tuple[bool | int, int]:
         """Run one operation: (result as the protocol encodes it, error code)."""
         entry = self._calls.get((manager, op))
-        params = OPERATIONS.get(manager, {}).get(op)
-        if entry is None or params is None or set(args) != set(params):
+        if entry is None or args.keys() != entry[3]:
             return False, int(ErrorCode.ERROR_INVALID_PARAMETER)
-        fn, error = entry
-        result = fn(*(args[p] for p in params))
+        fn, error, params, _ = entry
+        result = fn(*[args[p] for p in params])
         if result is None:
             result = False
         elif isinstance(result, KernelHeap):
