@@ -29,6 +29,7 @@ BUGS = {
     "BUG_STALE_FOOTER": {"HEAP-2", "HEAP-3", "transition"},
 }
 LIMIT_SECONDS = 60.0
+TRACES = Path(__file__).resolve().parent / "oracle_traces"
 MAX_OPERATIONS = 10
 
 
@@ -73,3 +74,17 @@ def test_highest_frame_passes_spec_and_fails_strict(build_dir: Path) -> None:
     strict = search(binary, "strict", max_examples=20, steps=10, seed=2, time_limit=120)
     assert strict.divergence is not None and strict.divergence.violated == ("strict",)
     assert "differs from the model's" in strict.divergence.reason
+
+
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_saved_traces_are_regression_tests(build_dir: Path, bug: str) -> None:
+    """tests/oracle_traces holds the shortest trace found for each bug switch:
+    replayed, it diverges on that build (by name) and passes on the clean one,
+    in both modes' sense: spec mode names the invariant, strict mode differs."""
+    trace = load_trace(TRACES / f"{bug}.json")["operations"]
+    caught = replay(build_c(build_dir, bug), "spec", trace)
+    assert caught.divergence is not None and caught.divergence.violated, describe(caught)
+    assert set(caught.divergence.violated) <= BUGS[bug], describe(caught)
+    assert replay(build_c(build_dir, bug), "strict", trace).divergence is not None
+    assert replay(build_c(build_dir), "spec", trace).passed
+    assert replay(build_c(build_dir), "strict", trace).passed
