@@ -12,31 +12,16 @@ from its record of live blocks, the PTEs from the heap's directory.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 import z3
 
-from model.kernel_heap import FOOTER_SIZE, HEADER_SIZE, MIN_BLOCK, KernelHeap
+from model.kernel_heap import KernelHeap
 from model.page_manager import PageManager
 from model.virtual_memory import VirtualMemoryManager
-from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, PTE_PRESENT
+from model.x86_paging import PAGE_SHIFT, PTE_PRESENT
+from proofs.heap_walk import RawBlock, raw_blocks
 from spec.state import ADDR, ENTRY, HeapState
-
-_HEADER = struct.Struct("<IB3xI")
-_FOOTER = struct.Struct("<II")
-
-
-@dataclass(frozen=True)
-class RawBlock:
-    """A block as memory holds it: header at ``header``, then what it says."""
-
-    header: int
-    magic: int
-    hole: bool
-    size: int
-    fmagic: int
-    back: int
 
 
 @dataclass(frozen=True)
@@ -75,45 +60,6 @@ def small_heap(length: int, max_length: int, index_size: int, min_size: int) -> 
     return heap
 
 
-def _read(heap: KernelHeap, address: int, length: int) -> bytes | None:
-    """Bytes at a virtual address of the heap's directory (None when unmapped)."""
-    directory = heap.directory
-    if directory is None:
-        return None
-    out = bytearray()
-    while length > 0:
-        table = directory.tables[(address >> 22) & 0x3FF]
-        entry = 0 if table is None else table.entries[(address >> PAGE_SHIFT) & 0x3FF]
-        if not entry & PTE_PRESENT:
-            return None
-        offset = address & (PAGE_SIZE - 1)
-        piece = min(length, PAGE_SIZE - offset)
-        out += heap.vmm.pageman.read_span([(entry >> PAGE_SHIFT, offset, offset + piece)])
-        address += piece
-        length -= piece
-    return bytes(out)
-
-
-def _blocks(heap: KernelHeap) -> tuple[RawBlock, ...]:
-    """Follow the headers from data_start; stop at the end or at a size that
-    cannot be followed (the last block read then shows the damage)."""
-    blocks = []
-    at = heap.data_start
-    while heap.created and at < heap.end_address:
-        raw = _read(heap, at, HEADER_SIZE)
-        if raw is None:
-            break
-        magic, hole, size = _HEADER.unpack(raw)
-        footer = (_read(heap, at + size - FOOTER_SIZE, FOOTER_SIZE)
-                  if size >= FOOTER_SIZE and at + size <= heap.end_address else None)
-        fmagic, back = _FOOTER.unpack(footer) if footer is not None else (0, 0)
-        blocks.append(RawBlock(at, magic, hole == 1, size, fmagic, back))
-        if size < MIN_BLOCK or at + size > heap.end_address:
-            break
-        at += size
-    return tuple(blocks)
-
-
 def _ptes(heap: KernelHeap) -> tuple[tuple[int, int], ...]:
     directory = heap.directory
     if not heap.created or directory is None:
@@ -131,7 +77,7 @@ def heap_snapshot(heap: KernelHeap) -> HeapSnapshot:
     return HeapSnapshot(
         heap.created, heap.start_address, heap.end_address, heap.max_address,
         heap.data_start, heap.min_size, heap.index_size, heap.supervisor, heap.readonly,
-        _blocks(heap),
+        raw_blocks(heap),
         frozenset(h for h, block in heap.allocated.items() if block.page_align),
         tuple(heap.holes()), _ptes(heap))
 

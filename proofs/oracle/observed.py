@@ -43,8 +43,9 @@ from model.heap_layout import HEADER_SIZE
 from model.page_manager import NO_FRAME, FrameOwner
 from model.x86_paging import PAGE_SHIFT, PTE_PRESENT, is_kernel_slot
 from proofs.abstraction import Snapshot, to_state
-from proofs.heap_abstraction import HeapSnapshot, RawBlock
+from proofs.heap_abstraction import HeapSnapshot
 from proofs.heap_machine import HeapHarness, Invariants
+from proofs.heap_walk import RawBlock
 from proofs.oracle.child import ImplementationError
 from proofs.oracle.protocol import Message, ProtocolError, check_reply
 from proofs.oracle.session import (

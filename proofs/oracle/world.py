@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from model.errors import ErrorCode
-from model.kernel_heap import FOOTER_SIZE, HEADER_SIZE, MIN_BLOCK, KernelHeap
+from model.kernel_heap import KernelHeap
 from model.page_manager import NO_FRAME, PageManager
 from model.virtual_memory import PageFault, VirtualMemoryManager
 from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT
+from proofs.heap_walk import raw_blocks, read_virtual
 
 PROTOCOL_VERSION = 1
 MANAGERS = ("PageManager", "VirtualMemoryManager", "KernelHeap")
@@ -209,50 +210,22 @@ class ModelWorld:
             return {"physical": NO_FRAME}
         return {"physical": (entry & 0xFFFFF000) | (virtual_addr & 0xFFF)}
 
-    def read(self, address: int, length: int) -> bytes | None:
-        """Bytes at a kernel virtual address without touching the PTEs; None if unmapped."""
-        out = bytearray()
-        while length > 0:
-            entry = self._entry(address)
-            if not entry & PTE_PRESENT:
-                return None
-            offset = address & (PAGE_SIZE - 1)
-            piece = min(length, PAGE_SIZE - offset)
-            out += self.pm.read_span([(entry >> PAGE_SHIFT, offset, offset + piece)])
-            address += piece
-            length -= piece
-        return bytes(out)
-
     def _observe_ReadBytes(self, virtual_addr: int, length: int) -> Message:
         if not (0 <= length <= READ_LIMIT and 0 <= virtual_addr <= (1 << 32) - length):
             return {"data": None}
-        data = self.read(virtual_addr, length)
+        data = read_virtual(self.pm, self.vmm.kernel_directory, virtual_addr, length)
         return {"data": None if data is None else data.hex()}
 
     def _observe_HeapWalk(self) -> Message:
         heap = self.heap
-        walk: Message = {
+        return {
             "created": heap.created, "start": heap.start_address, "end": heap.end_address,
             "max": heap.max_address, "data_start": heap.data_start,
             "index_size": heap.index_size, "min_size": heap.min_size,
-            "supervisor": heap.supervisor, "readonly": heap.readonly, "blocks": []}
-        at, end = heap.data_start, heap.end_address
-        while heap.created and at < end:
-            raw = self.read(at, HEADER_SIZE)
-            if raw is None:
-                break
-            magic, hole, size = (int.from_bytes(raw[0:4], "little"), raw[4],
-                                 int.from_bytes(raw[8:12], "little"))
-            footer = (self.read(at + size - FOOTER_SIZE, FOOTER_SIZE)
-                      if size >= FOOTER_SIZE and at + size <= end else None)
-            fmagic, back = ((int.from_bytes(footer[0:4], "little"),
-                             int.from_bytes(footer[4:8], "little")) if footer else (0, 0))
-            walk["blocks"].append({"header": at, "magic": magic, "hole": hole == 1,
-                                   "size": size, "footer_magic": fmagic, "footer_header": back})
-            if size < MIN_BLOCK or at + size > end:
-                break
-            at += size
-        return walk
+            "supervisor": heap.supervisor, "readonly": heap.readonly,
+            "blocks": [{"header": b.header, "magic": b.magic, "hole": b.hole, "size": b.size,
+                        "footer_magic": b.fmagic, "footer_header": b.back}
+                       for b in raw_blocks(heap)]}
 
     def _observe_HoleIndex(self) -> Message:
         return {"holes": [[size, header] for size, header in self.heap.holes()]}
