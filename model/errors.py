@@ -53,6 +53,11 @@ class ErrorCode(enum.IntEnum):
     ERROR_BAD_LENGTH = 24
     #: Initialising twice.
     ERROR_ALREADY_INITIALIZED = 1247
+    #: A view's base address or file offset is not on the required boundary
+    #: (NtMapViewOfSection's STATUS_MAPPED_ALIGNMENT).
+    ERROR_MAPPED_ALIGNMENT = 1132
+    #: Mapping a file of length 0 (CreateFileMapping rejects empty files).
+    ERROR_FILE_INVALID = 1006
 
 
 class ReportsStatus:

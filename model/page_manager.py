@@ -72,6 +72,9 @@ class FrameOwner(enum.IntEnum):
     TABLE = 3
     MAPPED = 4
     HELD = 5
+    #: A shared-memory block's or a file page cache's frame: mapped by any number
+    #: of PTEs, owned by its manager, never by a PTE (issue 5, VMM-1).
+    SHARED = 6
 
 
 DATA_OWNERS = (FrameOwner.RESERVED, FrameOwner.MAPPED, FrameOwner.HELD)

@@ -86,6 +86,9 @@ ORIGIN_IMAGE = 3
 ORIGIN_BRK = 4
 ORIGIN_STACK = 5
 ORIGIN_PROCESS_HEAP = 6
+#: Views (issue 5): their pages belong to SharedMemoryManager / MemoryMappedFiles.
+ORIGIN_SHARED_MEMORY = 7
+ORIGIN_MAPPED_FILE = 8
 
 AccessKind = Literal["read", "write", "execute"]
 

@@ -34,7 +34,9 @@ OFFSET = z3.BitVecSort(12)
 BYTE = z3.BitVecSort(8)
 
 FREE, RESERVED, DIRECTORY, TABLE, MAPPED, HELD = (
-    z3.BitVecVal(int(owner), OWNER) for owner in FrameOwner)
+    z3.BitVecVal(int(owner), OWNER) for owner in (
+        FrameOwner.FREE, FrameOwner.RESERVED, FrameOwner.DIRECTORY, FrameOwner.TABLE,
+        FrameOwner.MAPPED, FrameOwner.HELD))
 
 #: PDE bits compared by VMM-4: the hardware sets A (and D) per directory.
 LINK_MASK = z3.BitVecVal(~(PTE_ACCESSED | PTE_DIRTY) & 0xFFFFFFFF, ENTRY)
