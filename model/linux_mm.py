@@ -60,6 +60,11 @@ this machine's kernel where the test can):
   changes. mprotect changes any committed page (Windows' VirtualProtect allows
   the same) except the process heap's (EACCES: the heap manager needs them
   READWRITE, like a mapping without VM_MAYWRITE).
+- Views (issue 5, shm_common) are refused like the process heap: munmap,
+  MAP_FIXED and brk over any view page -> EINVAL, mprotect -> EACCES. A
+  documented deviation: Linux would split or re-protect the vma; here a view
+  belongs to SharedMemoryManager / MemoryMappedFiles and leaves only whole,
+  through their unmap calls.
 """
 
 from __future__ import annotations
@@ -83,8 +88,10 @@ from model.user_layout import (
     MEM_MAPPED,
     MEM_PRIVATE,
     ORIGIN_BRK,
+    ORIGIN_MAPPED_FILE,
     ORIGIN_MMAP,
     ORIGIN_PROCESS_HEAP,
+    ORIGIN_SHARED_MEMORY,
     ORIGIN_VIRTUAL_ALLOC,
     PAGE_READWRITE,
     PAGE_SHIFT,
@@ -107,6 +114,8 @@ TASK_SIZE = USER_TOP
 MMAP_MIN_ADDR = USER_BASE
 _RWX = PROT_READ | PROT_WRITE | PROT_EXEC
 _LIMIT = 1 << 32
+#: Allocations whose pages another manager owns: mprotect -> EACCES.
+_MANAGED = (ORIGIN_PROCESS_HEAP, ORIGIN_SHARED_MEMORY, ORIGIN_MAPPED_FILE)
 
 #: The Windows code each errno leaves in last_error.
 _CODES = {
@@ -186,7 +195,7 @@ def SyscallMprotect(space: ProcessMemorySpace, addr: int, length: int, prot: int
             error = ENOMEM
             break
         allocation = space.allocations[record.allocation_base]
-        if allocation.origin == ORIGIN_PROCESS_HEAP:
+        if allocation.origin in _MANAGED:
             error = EACCES
             break
         stop += PAGE_SIZE

@@ -3,8 +3,10 @@
 Holds the managers (``pageman``, ``virmem``, ``kheap``, ``kernel``: the
 section-3 allocation functions) and the records of what it handed out
 (``stacks``; ``pages`` and ``mapped`` for the unified interface of section 10)
-and the processes with their system calls (``syscalls``, section 7).
-``dosmem`` is None until InitializeDosMemory. Decisions:
+and the processes with their system calls (``syscalls``, section 7), shared
+memory (``shared_memory``) and file views (``mapped_files``, section 5; its
+calls act on ``syscalls.current``). ``dosmem`` is None until
+InitializeDosMemory. Decisions:
 
 - InitializeMemorySubsystem(kernel_end) boots in the tutorial's order: the
   placement arena from kernel_end (kernel_memory.py), the frame bitmap's
@@ -50,6 +52,9 @@ and the processes with their system calls (``syscalls``, section 7).
   little memory: ERROR_NOT_ENOUGH_MEMORY with nothing claimed.
 - frame_owners() is the SYS-1 observation: every frame some owner claims, with
   the owner's name, each claim checked against the PageManager's owner kind.
+  A shared-memory block's frames are claimed once as "shared" and each page
+  cache frame once as "file" (FrameOwner.SHARED both), however many views map
+  them; processes' ``frames()`` leave view pages out.
 """
 
 from __future__ import annotations
@@ -61,7 +66,9 @@ from model.dos_memory import DosMemoryManager
 from model.errors import ErrorCode, ReportsStatus
 from model.kernel_heap import KHEAP_INITIAL_SIZE, KHEAP_MAX, KHEAP_START, KernelHeap
 from model.kernel_memory import KernelMemory, placement_limit, valid_kernel_end
+from model.mapped_files import MemoryMappedFiles
 from model.page_manager import FrameOwner, PageManager
+from model.shared_memory import SharedMemoryManager
 from model.syscalls import SystemCalls
 from model.virtual_memory import PageDirectory, PageTable, VirtualMemoryManager
 from model.x86_paging import (
@@ -97,6 +104,8 @@ CLAIM_OWNER: dict[str, tuple[FrameOwner, ...]] = {
     "user": (FrameOwner.MAPPED, FrameOwner.HELD),
     # the XMS pool and the EMS pages' storage (the first MB is "reserved")
     "dos": (FrameOwner.HELD,),
+    # a shared-memory block's frames and the file page cache's (issue 5)
+    "shared": (FrameOwner.SHARED,), "file": (FrameOwner.SHARED,),
 }
 
 
@@ -118,6 +127,9 @@ class MemorySubsystem(ReportsStatus):
         self.kernel = KernelMemory(self.virmem)
         #: The processes and their system calls (section 7; issue 4).
         self.syscalls = SystemCalls(self.virmem)
+        #: Shared memory and memory-mapped files (section 5; issue 5).
+        self.shared_memory = SharedMemoryManager(self.virmem)
+        self.mapped_files = MemoryMappedFiles(self.virmem, lambda: self.syscalls.current)
         self.paging_enabled = False
         self.frame_bitmap_address = 0
         self.stacks: set[int] = set()
@@ -254,10 +266,11 @@ class MemorySubsystem(ReportsStatus):
         every page table linked in one; the frames behind the heap's mapped pages
         in [start, end), each live stack's pages, the GetFreePage pages and the
         MapPage mappings; the committed pages of every process (``syscalls``, mapped
-        or held while PAGE_NOACCESS); frames held after RequestFrame. A frame claimed twice,
-        or whose PageManager owner kind disagrees with its claim, is left out, as
-        is an allocated frame nobody claims: SYS-1 holds exactly when the keys are
-        the allocated frames.
+        or held while PAGE_NOACCESS; view pages left out); each shared-memory block's
+        frames and each page-cache frame, once; frames held after RequestFrame. A
+        frame claimed twice, or whose PageManager owner kind disagrees with its claim,
+        is left out, as is an allocated frame nobody claims: SYS-1 holds exactly
+        when the keys are the allocated frames.
         """
         pm = self.pageman
         claims: list[tuple[int, str]] = [
@@ -286,6 +299,8 @@ class MemorySubsystem(ReportsStatus):
         claims += [(frame, "user") for frame in user]
         dos = set() if self.dosmem is None else self.dosmem.xms.frames() | self.dosmem.ems.frames()
         claims += [(frame, "dos") for frame in dos]
+        claims += [(frame, "shared") for frame in self.shared_memory.frames()]
+        claims += [(frame, "file") for frame in self.mapped_files.frames()]
         owned = set(user) | dos
         claims += [(frame, "held") for frame in range(pm.nframes)
                    if pm.owner[frame] == FrameOwner.HELD and frame not in owned]
@@ -316,6 +331,8 @@ class MemorySubsystem(ReportsStatus):
         self.kheap = None
         self.kernel = KernelMemory(self.virmem)
         self.syscalls = SystemCalls(self.virmem)
+        self.shared_memory = SharedMemoryManager(self.virmem)
+        self.mapped_files = MemoryMappedFiles(self.virmem, lambda: self.syscalls.current)
         self.dosmem = None
         self.paging_enabled = False
         self.frame_bitmap_address = 0

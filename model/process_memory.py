@@ -54,6 +54,15 @@ Rules, each with its source:
   is munmap of whole pages (linux_mm rules); ResizeUserHeap(new_size) sets the
   break to heap_start + new_size by brk's rules, True iff it moved there;
   GetUserHeapSize() = brk - heap_start; GetUserStackSize() = stack_size.
+- Views (issue 5, shm_common): a shared-memory or file view is an allocation
+  (ORIGIN_SHARED_MEMORY / ORIGIN_MAPPED_FILE, type MEM_MAPPED as
+  MEMORY_BASIC_INFORMATION reports views) whose committed pages map frames
+  owned by their manager (FrameOwner.SHARED, VirtualMemoryManager.MapSharedPage);
+  ``views`` maps its base to that manager (a ViewOwner). The space never frees
+  those frames: releasing a view (DestroyUserSpace, which detaches every view
+  first) asks its owner to detach it, and ``frames()`` leaves them out (the
+  manager claims each shared frame once, however many spaces map it). Mapping
+  a view costs only its missing page tables.
 - DestroyUserSpace frees every page frame, then the directory with its page
   tables (VMM DestroyPageDirectory); the kernel directory becomes current first
   if this one was. Afterwards every call fails with ERROR_INVALID_HANDLE.
@@ -67,8 +76,9 @@ state and never raise.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 from model.errors import ErrorCode, ReportsStatus
 from model.page_manager import FrameOwner
@@ -76,6 +86,7 @@ from model.user_layout import (
     ALLOCATION_GRANULARITY,
     MEM_COMMIT,
     MEM_IMAGE,
+    MEM_MAPPED,
     MEM_PRIVATE,
     MEM_RESERVE,
     ORIGIN_IMAGE,
@@ -96,7 +107,7 @@ from model.user_layout import (
     pte_bits,
 )
 from model.virtual_memory import PageDirectory, PageFault, VirtualMemoryManager
-from model.x86_paging import PTE_PRESENT, PTE_WRITABLE, access_fault, is_u32
+from model.x86_paging import PTE_DIRTY, PTE_PRESENT, PTE_WRITABLE, access_fault, is_u32
 
 IMAGE_BASE = 0x00400000
 DEFAULT_IMAGE_SIZE = 0x10000
@@ -144,6 +155,13 @@ class AccessViolation(NamedTuple):
     kind: str
 
 
+class ViewOwner(Protocol):
+    """The manager of a view (SharedMemoryManager, MemoryMappedFiles)."""
+
+    def detach(self, space: ProcessMemorySpace, base: int) -> None:
+        """Unmap the view based at base from space (write back first where needed)."""
+
+
 class ProcessMemorySpace(ReportsStatus):
     """One process's user address space, with the seed's operations."""
 
@@ -164,6 +182,7 @@ class ProcessMemorySpace(ReportsStatus):
         self.pages: dict[int, PageRecord] = {}
         self.allocations: dict[int, Allocation] = {}
         self.bases: list[int] = []  # sorted allocation bases
+        self.views: dict[int, ViewOwner] = {}  # view base -> its manager
         self.destroyed = False
         if _layout_ok(image_size, heap_max_size, stack_size):
             self.heap_start = self.heap_end = self.brk = page_ceil(IMAGE_BASE + image_size)
@@ -205,6 +224,7 @@ class ProcessMemorySpace(ReportsStatus):
             return self._fail(code, False)
         directory = self.page_dir
         assert directory is not None
+        self.detach_views()
         for allocation in list(self.allocations.values()):
             self.release(allocation)
         vmm = self.vmm
@@ -339,9 +359,11 @@ class ProcessMemorySpace(ReportsStatus):
     # -- observations -------------------------------------------------------
 
     def frames(self) -> dict[int, int]:
-        """frame -> vpn of every frame this space holds for user pages (mapped or held)."""
+        """frame -> vpn of every frame this space holds for user pages (mapped or held);
+        view pages are left out (their frames belong to their managers)."""
+        views = self.views
         return {record.frame: vpn for vpn, record in self.pages.items()
-                if record.frame is not None}
+                if record.frame is not None and record.allocation_base not in views}
 
     def status(self) -> ErrorCode:
         """ERROR_SUCCESS when live; ERROR_NOT_READY before init, ERROR_INVALID_HANDLE after."""
@@ -505,7 +527,11 @@ class ProcessMemorySpace(ReportsStatus):
                 record.shared = False
 
     def release(self, allocation: Allocation) -> None:
-        """Free every page of allocation and forget it."""
+        """Free every page of allocation and forget it (a view: its owner detaches it)."""
+        owner = self.views.get(allocation.base)
+        if owner is not None:
+            owner.detach(self, allocation.base)
+            return
         pages = self.pages
         for vpn in range(allocation.base >> PAGE_SHIFT, allocation.end >> PAGE_SHIFT):
             record = pages.pop(vpn)
@@ -560,6 +586,51 @@ class ProcessMemorySpace(ReportsStatus):
             record.state = MEM_RESERVE
             record.protect = 0
             record.frame = None
+
+    def map_view(self, base: int, frames: Sequence[int], protect: int, origin: int,
+                 owner: ViewOwner) -> Allocation:
+        """A view at the free range [base, base + 4096 * len(frames)): page i maps frames[i]
+        (SHARED) with protect (not NOACCESS). The caller checked the page tables' frames."""
+        assert self.page_dir is not None and base not in self.views
+        allocation = self.reserve(base, len(frames) << PAGE_SHIFT, protect, origin, MEM_MAPPED)
+        writable = pte_bits(protect)[1]
+        pages = self.pages
+        for vpn, frame in enumerate(frames, base >> PAGE_SHIFT):
+            record = pages[vpn]
+            record.state, record.protect, record.frame, record.shared = (
+                MEM_COMMIT, protect, frame, True)
+            mapped = self.vmm.MapSharedPage(self.page_dir, vpn << PAGE_SHIFT, frame, writable)
+            assert mapped, self.vmm.last_error
+        self.views[base] = owner
+        return allocation
+
+    def unmap_view(self, base: int) -> list[int]:
+        """Remove the view based at base: its PTEs are cleared (the frames stay with its
+        manager) and their old entries returned, page by page."""
+        assert self.page_dir is not None
+        allocation = self.allocations[base]
+        pages = self.pages
+        entries = []
+        for vpn in range(base >> PAGE_SHIFT, allocation.end >> PAGE_SHIFT):
+            del pages[vpn]
+            entries.append(self.vmm.UnmapSharedPage(self.page_dir, vpn << PAGE_SHIFT))
+        self._remove(allocation)
+        del self.views[base]
+        return entries
+
+    def take_dirty(self, vpn: int) -> bool:
+        """Whether the PTE of page vpn has D set; clears it (the file manager's sync)."""
+        directory = self.page_dir
+        table = None if directory is None else directory.tables[vpn >> 10]
+        if table is None or not table.entries[vpn & 0x3FF] & PTE_DIRTY:
+            return False
+        table.entries[vpn & 0x3FF] &= ~PTE_DIRTY
+        return True
+
+    def detach_views(self) -> None:
+        """Every view's owner detaches it (process exit: file views are written back)."""
+        for base in list(self.views):
+            self.views[base].detach(self, base)
 
     # -- private --------------------------------------------------------------
 
@@ -651,4 +722,4 @@ def _layout_ok(image_size: int, heap_max_size: int, stack_size: int) -> bool:
 
 __all__ = ["DEFAULT_HEAP_MAX_SIZE", "DEFAULT_IMAGE_SIZE", "DEFAULT_STACK_SIZE", "IMAGE_BASE",
            "MMAP_BASE", "NULL", "STACK_RESERVE", "TASK_UNMAPPED_BASE", "AccessViolation",
-           "Allocation", "PageRecord", "ProcessMemorySpace"]
+           "Allocation", "PageRecord", "ProcessMemorySpace", "ViewOwner"]

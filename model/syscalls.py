@@ -9,7 +9,10 @@ calls a user program makes, for the current process. Rules, with sources:
   for a layout that does not fit). DestroyProcess destroys the heap, then the
   space: every frame returns to the PageManager. SwitchProcess loads the
   process's directory (CR3); destroying the current process makes the kernel
-  directory current and ``current`` None.
+  directory current and ``current`` None. DestroyProcess first detaches every
+  shared-memory and file view (issue 5: file views write their dirty pages
+  back, so a process that exits without unmapping loses nothing; its block
+  references are dropped as shmdt would on exit).
 - The process heap (HeapCreate's heap, Microsoft Learn GetProcessHeap): a
   model.kernel_heap.KernelHeap in the process's directory, user mode
   (supervisor False), inside an ORIGIN_PROCESS_HEAP allocation reserved to the
@@ -153,6 +156,7 @@ class SystemCalls(ReportsStatus):
         space = self.processes.get(pid) if type(pid) is int else None
         if space is None:
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, False)
+        space.detach_views()
         heap = self.heaps.pop(pid)
         start, end = heap.start_address, heap.end_address
         heap.Destroy()

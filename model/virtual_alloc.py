@@ -60,6 +60,10 @@ Windows returns):
   VirtualAlloc did not create); their pages may be re-protected and reserved
   stack pages committed. The process heap cannot be freed either, and its pages
   belong to the heap manager: commit and protect -> ERROR_ACCESS_DENIED.
+- Views (issue 5, shm_common): their pages belong to SharedMemoryManager /
+  MemoryMappedFiles as the process heap's belong to the heap manager:
+  VirtualFree -> ERROR_INVALID_PARAMETER (Windows frees a view only with
+  UnmapViewOfFile), commit and protect -> ERROR_ACCESS_DENIED.
 """
 
 from __future__ import annotations
@@ -78,8 +82,10 @@ from model.user_layout import (
     MEM_RELEASE,
     MEM_RESERVE,
     MEM_TOP_DOWN,
+    ORIGIN_MAPPED_FILE,
     ORIGIN_MMAP,
     ORIGIN_PROCESS_HEAP,
+    ORIGIN_SHARED_MEMORY,
     ORIGIN_VIRTUAL_ALLOC,
     PAGE_NOACCESS,
     PAGE_SHIFT,
@@ -96,6 +102,8 @@ NULL = 0
 MEMORY_BASIC_INFORMATION_SIZE = 28
 _LIMIT = 1 << 32
 _SUCCESS = ErrorCode.ERROR_SUCCESS
+#: Allocations whose pages another manager owns: commit and protect are refused.
+_MANAGED = (ORIGIN_PROCESS_HEAP, ORIGIN_SHARED_MEMORY, ORIGIN_MAPPED_FILE)
 
 
 class MemoryBasicInformation(NamedTuple):
@@ -150,7 +158,7 @@ def VirtualAllocProcessMemory(space: ProcessMemorySpace, address: int, size: int
     allocation = _allocation_of(space, start, end)
     if allocation is None:
         return space._fail(ErrorCode.ERROR_INVALID_ADDRESS, NULL)
-    if allocation.origin == ORIGIN_PROCESS_HEAP:
+    if allocation.origin in _MANAGED:
         return space._fail(ErrorCode.ERROR_ACCESS_DENIED, NULL)
     if space.commit_cost(start, end, protect) > space.free_frames():
         return space._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, NULL)
@@ -232,7 +240,7 @@ def VirtualProtectProcessMemory(space: ProcessMemorySpace, address: int, size: i
     if allocation is None or any(pages[vpn].state != MEM_COMMIT
                                  for vpn in range(start >> PAGE_SHIFT, end >> PAGE_SHIFT)):
         return space._fail(ErrorCode.ERROR_INVALID_ADDRESS, (False, 0))
-    if allocation.origin == ORIGIN_PROCESS_HEAP:
+    if allocation.origin in _MANAGED:
         return space._fail(ErrorCode.ERROR_ACCESS_DENIED, (False, 0))
     if space.protect_cost(start, end, new_protect) > space.free_frames():
         return space._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, (False, 0))

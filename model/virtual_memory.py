@@ -21,6 +21,12 @@ Decisions where the seed is silent (README, "Semantics decisions"):
   free frame, MapVirtualAddress takes a frame the caller holds
   (RequestFrame), and UnmapVirtualAddress/FreePage free the frame. Reserved
   frames are identity-mapped at boot and released only by UnreservePage.
+- A shared frame (FrameOwner.SHARED: a shared-memory block's or a file page
+  cache's frame, issue 5) is owned by its manager, not by a PTE:
+  MapSharedPage maps it at a user address without changing its owner, any
+  number of times (VMM-1: frames mapped more than once are exactly the shared
+  ones), and UnmapSharedPage clears the PTE and returns the old entry (its D
+  bit tells the file manager the page was written), leaving the frame held.
 - A user page (``is_kernel`` false) may not be placed in kernel space
   (ERROR_ACCESS_DENIED): that would give user mode a way into the kernel.
 - The kernel directory maps kernel space only (as Linux's swapper_pg_dir):
@@ -232,6 +238,36 @@ class VirtualMemoryManager:
         table.entries[index] = 0
         self.pageman.release_frame(frame)
         return self._ok(True)
+
+    def MapSharedPage(self, dir: PageDirectory, virtual_addr: int, frame: int,
+                      is_writeable: bool) -> bool:
+        """Map the SHARED frame at the user address virtual_addr; its owner stays SHARED."""
+        if not self._page_request_ok(dir, virtual_addr, False, is_writeable):
+            return False
+        if type(frame) is not int or not 0 <= frame < self.pageman.nframes:
+            return self._fail(ErrorCode.ERROR_INVALID_PARAMETER)
+        if self.pageman.owner[frame] == FrameOwner.FREE:
+            return self._fail(ErrorCode.ERROR_INVALID_ADDRESS)
+        if self.pageman.owner[frame] != FrameOwner.SHARED:
+            return self._fail(ErrorCode.ERROR_BUSY)
+        if not self._has_frames(dir, virtual_addr, 0):
+            return self._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY)
+        self._set_entry(dir, virtual_addr, encode_entry(frame, True, is_writeable, True))
+        return self._ok(True)
+
+    def UnmapSharedPage(self, dir: PageDirectory, virtual_addr: int) -> int:
+        """Clear the PTE of a SHARED frame at virtual_addr: the old entry (0 on failure);
+        the frame stays with its manager."""
+        table = self._mapped_table(dir, virtual_addr)
+        if table is None:
+            return 0
+        index = (virtual_addr >> PAGE_SHIFT) & 0x3FF
+        entry = table.entries[index]
+        if self.pageman.owner[entry >> PAGE_SHIFT] != FrameOwner.SHARED:
+            self.last_error = ErrorCode.ERROR_ACCESS_DENIED
+            return 0
+        table.entries[index] = 0
+        return self._ok(entry)
 
     def VirtualToPhysical(self, dir: PageDirectory, virtual_addr: int) -> int:
         """The physical address virtual_addr translates to in dir, or INVALID_PHYSICAL_ADDRESS."""

@@ -30,7 +30,7 @@ SystemStep = Transition[SystemState]
 
 #: Owner kinds, in the order MemorySubsystem.frame_owners() names them.
 OWNER_KINDS = ("none", "reserved", "directory", "table", "heap", "stack", "page", "mapped",
-               "held", "user", "dos")
+               "held", "user", "dos", "shared", "file")
 NONE, RESERVED = 0, 1
 #: Kinds a manager may take a free frame for (all but none and reserved).
 TAKEN_KINDS = range(2, len(OWNER_KINDS))

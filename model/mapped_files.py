@@ -1,0 +1,252 @@
+"""MemoryMappedFiles: file views over a page cache (seed section 5, issue 5).
+
+State: ``files`` (file id -> FileNode: a small id given to each node the first
+time a view of it is made; the node is kept), ``cache`` ((file id, page
+index) -> CachePage: frame, dirty flag, ``mappers`` = the (space, vpn) of
+every PTE mapping it) and ``views`` ((pid, base) -> FileView). The seed's
+MapFileToMemory has no process argument: every call acts on the CURRENT
+process (``current()``, SystemCalls.current), as a system call does. Rules
+(shm_common.md), each with its source:
+
+- MapFileToMemory(file, offset, size, protection) -> base or 0. Checks in
+  order: no current process -> ERROR_NOT_READY (a space that is not live: its
+  status() code); file not a FileNode -> ERROR_INVALID_HANDLE; offset / size
+  not u32 or protection not a view protection (model/views.py) ->
+  ERROR_INVALID_PARAMETER; a writable protection on a node that is not
+  writable -> ERROR_ACCESS_DENIED (CreateFileMapping(PAGE_READWRITE) on a
+  read-only handle); length 0 -> ERROR_FILE_INVALID (CreateFileMapping
+  rejects empty files); offset not page aligned -> ERROR_MAPPED_ALIGNMENT
+  (mmap(2) requires a page-aligned offset); size 0 = to the end of the file
+  (MapViewOfFile's dwNumberOfBytesToMap 0); an empty view or offset + size past
+  the end -> ERROR_ACCESS_DENIED (STATUS_INVALID_VIEW_SIZE, which Win32
+  reports so); placement always by the system (64 KB, bottom-up:
+  model/views.py), none -> ERROR_NOT_ENOUGH_MEMORY; frames for the new cache
+  pages and missing page tables short -> ERROR_NOT_ENOUGH_MEMORY. The view
+  covers page_ceil(size) bytes: an ORIGIN_MAPPED_FILE, MEM_MAPPED allocation.
+- Page cache: one frame per (file, page index), owner FrameOwner.SHARED,
+  shared by every view of that page in any process (Linux's page cache; a
+  Windows section's pages are shared by all its views), so views of one file
+  region stay coherent. Filled from the file when the first view maps it
+  (bytes past the end of the file read as zero: mmap(2), "the remaining bytes
+  in the partial page at the end of the mapping are zeroed"); its refcount is
+  len(mappers); freed when that drops to 0, after write-back.
+- Dirty: a page's flag or the x86 D bit of any PTE mapping it (the model's
+  accesses set A/D, SDM Vol. 3A 4.8), as Linux folds pte_dirty into the page.
+  Write-back stores only the bytes below the file's length (a mapping never
+  extends its file), then clears the flag and the D bit of every mapping PTE.
+- SyncMappedFile(addr, invalidate=False) -> bool: addr the base of a file view
+  of the current process, else ERROR_INVALID_ADDRESS. Writes back every dirty
+  page of the view (msync(MS_SYNC), FlushViewOfFile); invalidate=True then
+  reloads every page of the view from the file (msync(MS_INVALIDATE): picks up
+  writes made to the node directly).
+- UnmapFileFromMemory(addr) -> bool: the base of a file view of the current
+  process, else ERROR_INVALID_ADDRESS. Clears the view's PTEs (their D bits
+  fold into the pages' flags), writes the view's dirty pages back (nothing is
+  lost: munmap of a MAP_SHARED file mapping keeps its writes), each page's
+  refcount - 1, frees the pages that reach 0.
+- Writes through a read-only view are refused by the access path (the PTE's
+  R/W bit is clear: ProcessMemorySpace.WriteUserMemory returns the PageFault),
+  MMF-2. Process exit detaches every view through ``detach`` (write-back
+  included): nothing is lost without an explicit unmap.
+- A non-u32 addr, or an invalidate that is not a bool: ERROR_INVALID_PARAMETER.
+  Processes are told apart by pid. The status is this manager's ``last_error``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from model.errors import ErrorCode, ReportsStatus
+from model.file_node import FileNode
+from model.page_manager import FrameOwner
+from model.process_memory import ProcessMemorySpace
+from model.user_layout import ORIGIN_MAPPED_FILE, PAGE_SHIFT, PAGE_SIZE, page_ceil, protect_allows
+from model.views import is_view_protect, place_view
+from model.virtual_memory import VirtualMemoryManager
+from model.x86_paging import PTE_DIRTY, is_u32
+
+
+@dataclass(slots=True)
+class CachePage:
+    """The frame holding one page of a file, shared by every PTE in ``mappers``."""
+
+    frame: int
+    dirty: bool = False
+    mappers: set[tuple[ProcessMemorySpace, int]] = field(default_factory=set)  # (space, vpn)
+
+
+@dataclass(frozen=True, slots=True)
+class FileView:
+    """One view: pages [first, first + count) of file ``file``, mapped with protect."""
+
+    file: int
+    first: int
+    count: int
+    protect: int
+
+
+class MemoryMappedFiles(ReportsStatus):
+    """File views of the current process over one page cache, with the seed's operations."""
+
+    def __init__(self, vmm: VirtualMemoryManager,
+                 current: Callable[[], ProcessMemorySpace | None]) -> None:
+        self.vmm = vmm
+        self.current = current
+        self.files: dict[int, FileNode] = {}
+        self.file_ids: dict[int, int] = {}  # id(node) -> file id (the node is in files)
+        self.cache: dict[tuple[int, int], CachePage] = {}
+        self.views: dict[tuple[int, int], FileView] = {}  # (pid, base) -> view
+        self.last_error = ErrorCode.ERROR_SUCCESS
+
+    # -- seed operations -------------------------------------------------------
+
+    def MapFileToMemory(self, file: FileNode, offset: int, size: int, protection: int) -> int:
+        """Map [offset, offset + size) of file into the current process: the base, or 0."""
+        space = self.current()
+        if space is None:
+            return self._fail(ErrorCode.ERROR_NOT_READY, 0)
+        code = space.status()
+        if code != ErrorCode.ERROR_SUCCESS:
+            return self._fail(code, 0)
+        if not isinstance(file, FileNode):
+            return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
+        if not (is_u32(offset) and is_u32(size) and is_view_protect(protection)):
+            return self._fail(ErrorCode.ERROR_INVALID_PARAMETER, 0)
+        if protect_allows(protection, "write") and not file.writable:
+            return self._fail(ErrorCode.ERROR_ACCESS_DENIED, 0)
+        length = file.length()
+        if length == 0:
+            return self._fail(ErrorCode.ERROR_FILE_INVALID, 0)
+        if offset % PAGE_SIZE:
+            return self._fail(ErrorCode.ERROR_MAPPED_ALIGNMENT, 0)
+        if size == 0:
+            size = length - offset
+        if size <= 0 or offset + size > length:
+            return self._fail(ErrorCode.ERROR_ACCESS_DENIED, 0)
+        view_size = page_ceil(size)
+        base, code = place_view(space, 0, view_size)
+        if code != ErrorCode.ERROR_SUCCESS:
+            return self._fail(code, 0)
+        file_id = self.file_ids.get(id(file))
+        first, count = offset >> PAGE_SHIFT, view_size >> PAGE_SHIFT
+        pages = range(first, first + count)
+        new = count if file_id is None else sum((file_id, index) not in self.cache
+                                                for index in pages)
+        if new + space.missing_tables(base, base + view_size) > space.free_frames():
+            return self._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, 0)
+        if file_id is None:
+            file_id = self.file_ids[id(file)] = len(self.files) + 1
+            self.files[file_id] = file
+        cached = [self._cached(file_id, index) for index in pages]
+        space.map_view(base, [page.frame for page in cached], protection, ORIGIN_MAPPED_FILE,
+                       self)
+        for vpn, page in enumerate(cached, base >> PAGE_SHIFT):
+            page.mappers.add((space, vpn))
+        self.views[(space.pid, base)] = FileView(file_id, first, count, protection)
+        return self._ok(base)
+
+    def UnmapFileFromMemory(self, addr: int) -> bool:
+        """Write back and unmap the current process's view based at addr; True, or False."""
+        space = self._space_with_view(addr)
+        if space is None:
+            return False
+        self.detach(space, addr)
+        return self._ok(True)
+
+    def SyncMappedFile(self, addr: int, invalidate: bool = False) -> bool:
+        """Write back the dirty pages of the view at addr (then reload them: invalidate)."""
+        if type(invalidate) is not bool:
+            return self._fail(ErrorCode.ERROR_INVALID_PARAMETER, False)
+        space = self._space_with_view(addr)
+        if space is None:
+            return False
+        view = self.views[(space.pid, addr)]
+        node = self.files[view.file]
+        for index in range(view.first, view.first + view.count):
+            page = self.cache[(view.file, index)]
+            self._write_back(node, index, page)
+            if invalidate:
+                self._load(node, index, page.frame)
+        return self._ok(True)
+
+    # -- ViewOwner ---------------------------------------------------------------
+
+    def detach(self, space: ProcessMemorySpace, base: int) -> None:
+        """Unmap the view based at base from space, writing its dirty pages back
+        (pre: it is one of this manager's views)."""
+        view = self.views.pop((space.pid, base))
+        entries = space.unmap_view(base)
+        node = self.files[view.file]
+        for vpn, (index, entry) in enumerate(zip(range(view.first, view.first + view.count),
+                                                 entries, strict=True), base >> PAGE_SHIFT):
+            key = (view.file, index)
+            page = self.cache[key]
+            page.mappers.discard((space, vpn))
+            page.dirty |= bool(entry & PTE_DIRTY)
+            self._write_back(node, index, page)
+            if not page.mappers:
+                self.vmm.pageman.release_frame(page.frame)
+                del self.cache[key]
+
+    # -- observation ---------------------------------------------------------------
+
+    def frames(self) -> list[int]:
+        """Every page-cache frame (SYS-1's "file" claims)."""
+        return [page.frame for page in self.cache.values()]
+
+    @staticmethod
+    def is_dirty(page: CachePage) -> bool:
+        """Whether page is dirty: its flag or a mapping PTE's D bit (nothing is cleared)."""
+        return page.dirty or any(space.pte(vpn) & PTE_DIRTY for space, vpn in page.mappers)
+
+    # -- private -------------------------------------------------------------------
+
+    def _space_with_view(self, addr: int) -> ProcessMemorySpace | None:
+        """The current process when addr is the base of one of its file views; else fails."""
+        space = self.current()
+        if space is None:
+            return self._fail(ErrorCode.ERROR_NOT_READY, None)
+        code = space.status()
+        if code != ErrorCode.ERROR_SUCCESS:
+            return self._fail(code, None)
+        if not is_u32(addr):
+            return self._fail(ErrorCode.ERROR_INVALID_PARAMETER, None)
+        if (space.pid, addr) not in self.views or space.views.get(addr) is not self:
+            return self._fail(ErrorCode.ERROR_INVALID_ADDRESS, None)
+        return space
+
+    def _cached(self, file_id: int, index: int) -> CachePage:
+        """The cache page of (file_id, index), loaded from the file into a new frame."""
+        page = self.cache.get((file_id, index))
+        if page is None:
+            frame = self.vmm.pageman.take_frame(FrameOwner.SHARED)
+            assert frame >= 0
+            self._load(self.files[file_id], index, frame)
+            page = self.cache[(file_id, index)] = CachePage(frame)
+        return page
+
+    def _load(self, node: FileNode, index: int, frame: int) -> None:
+        """Fill frame with page index of the file; bytes past its end are zero."""
+        data = node.read(index * PAGE_SIZE, PAGE_SIZE)[:PAGE_SIZE]
+        memory = self.vmm.pageman.memory
+        if data.strip(b"\0"):
+            memory[frame] = bytearray(data.ljust(PAGE_SIZE, b"\0"))
+        else:
+            memory.pop(frame, None)
+
+    def _write_back(self, node: FileNode, index: int, page: CachePage) -> None:
+        """When the page is dirty (flag or a mapping PTE's D bit): store its bytes below
+        the end of the file, clear the flag and every mapping PTE's D bit."""
+        for space, vpn in page.mappers:
+            if space.take_dirty(vpn):
+                page.dirty = True
+        if not page.dirty:
+            return
+        stored = min(PAGE_SIZE, node.length() - index * PAGE_SIZE)
+        if stored > 0:
+            node.write(index * PAGE_SIZE, self.vmm.pageman.read_span([(page.frame, 0, stored)]))
+        page.dirty = False
+
+
+__all__ = ["CachePage", "FileView", "MemoryMappedFiles"]
