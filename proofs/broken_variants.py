@@ -29,10 +29,19 @@ import spec.kernel_heap as skh
 import spec.memory_pool as smp
 import spec.memory_subsystem as sms
 import spec.page_manager as spm
+import spec.shared_memory as ssm
 import spec.user_space as sus
 import spec.virtual_memory as svm
-from model.user_layout import PAGE_NOACCESS
-from proofs import dos_memory, kernel_heap, layered, memory_pool, memory_subsystem, user_space
+from model.user_layout import PAGE_EXECUTE_READWRITE, PAGE_NOACCESS
+from proofs import (
+    dos_memory,
+    kernel_heap,
+    layered,
+    memory_pool,
+    memory_subsystem,
+    shared_memory,
+    user_space,
+)
 from proofs.inductive import prove
 from proofs.obligation import Kind, Verdict
 from spec.catalogue import OPERATIONS_BY_NAME
@@ -254,6 +263,91 @@ def _link_without_umbs(s: sdm.DosState, link: Ref) -> sdm.DosStep:
     return sdm.dos_step(s, z3.IntVal(0), done.changed.but(umb_end=s.umb_end))
 
 
+def _unmap_keeps_brefs(s: ssm.SharedState, pid: Ref, base: Ref,
+                       space: Ref | None = None) -> ssm.SharedStep:
+    """shmdt that unmaps the view but leaves the block's refcount as it was."""
+    done = ssm.UnmapSharedMemoryFromProcess(s, pid, base, space)
+    return ssm.shared_step(s, done.status, done.changed.but(brefs=s.brefs))
+
+
+def _destroy_frees_mapped(s: ssm.SharedState, shm_id: Ref) -> ssm.SharedStep:
+    """IPC_RMID that releases the block's frames at once, mapped or not."""
+    done = ssm.DestroySharedMemory(s.but(brefs=z3.Store(s.brefs, shm_id, 0)), shm_id)
+    return ssm.shared_step(s, done.status, done.changed.but(brefs=s.brefs))
+
+
+def _last_unmap_frees_live(s: ssm.SharedState, pid: Ref, base: Ref,
+                           space: Ref | None = None) -> ssm.SharedStep:
+    """shmdt whose last unmap releases the frames even of a block not destroyed."""
+    b = s.vsrc[pid, base]
+    done = ssm.UnmapSharedMemoryFromProcess(s.but(blive=z3.Store(s.blive, b, False)), pid,
+                                            base, space)
+    return ssm.shared_step(s, done.status, done.changed.but(blive=s.blive))
+
+
+def _map_ignores_permissions(s: ssm.SharedState, pid: Ref, space: Ref, shm_id: Ref,
+                             base: Ref, protect: Ref, placed: Ref, occupied: Ref,
+                             oom: Ref) -> ssm.SharedStep:
+    """A view whose protection is not checked against the block's permissions."""
+    loose = s.but(bprotect=z3.Store(s.bprotect, shm_id, PAGE_EXECUTE_READWRITE))
+    done = ssm.MapSharedMemoryToProcess(loose, pid, space, shm_id, base, protect, placed,
+                                        occupied, oom)
+    return ssm.shared_step(s, done.status, done.changed.but(bprotect=s.bprotect),
+                           assume=done.assume)
+
+
+def _map_frames_of_next_block(s: ssm.SharedState, pid: Ref, space: Ref, shm_id: Ref,
+                              base: Ref, protect: Ref, placed: Ref, occupied: Ref,
+                              oom: Ref) -> ssm.SharedStep:
+    """A view whose PTEs map the frames of the block with the next id."""
+    done = ssm.MapSharedMemoryToProcess(s, pid, space, shm_id, base, protect, placed,
+                                        occupied, oom)
+    wrong = ssm.set_view_pages(done.changed, pid, base, s.bpages[shm_id],
+                               vframe=lambda w: s.bframe[shm_id + 1, w - base])
+    return ssm.shared_step(s, done.status, wrong, assume=done.assume)
+
+
+def _sync_short(s: ssm.SharedState, pid: Ref, base: Ref, invalidate: Ref, space: Ref | None,
+                clean_all: bool) -> ssm.SharedStep:
+    """msync whose write-back loop stops one page short of the view's end; the
+    dirty flags of every page cleared (clean_all) or only of those written."""
+    f, first, count = s.vsrc[pid, base], s.vidx[pid, base], s.vcount[pid, base]
+    done = ssm.SyncMappedFile(s.but(vcount=ssm.set_view_pages(
+        s, pid, base, count, vcount=lambda w: count - 1).vcount), pid, base, invalidate, space)
+    post = done.changed.but(vcount=s.vcount)
+    if clean_all:
+        post = post.but(dirty=ssm.write_back(post, f, first, count).dirty)
+    return ssm.shared_step(s, done.status, post)
+
+
+def _unmap_without_write_back(s: ssm.SharedState, pid: Ref, base: Ref,
+                              space: Ref | None = None) -> ssm.SharedStep:
+    """munmap of a file view that releases its cache pages without writing them."""
+    f, first, count = s.vsrc[pid, base], s.vidx[pid, base], s.vcount[pid, base]
+    done = ssm.UnmapFileFromMemory(s, pid, base, space)
+    post = done.changed.but(fdata=s.fdata, dirty=ssm.write_back(s, f, first, count).dirty)
+    return ssm.shared_step(s, done.status, post)
+
+
+def _file_view_always_writable(s: ssm.SharedState, pid: Ref, file: Ref, first: Ref,
+                               count: Ref, protect: Ref, base: Ref, occupied: Ref, pick: Ref,
+                               pinv: Ref, oom: Ref, space: Ref | None = None) -> ssm.SharedStep:
+    """A file view whose PTEs are writable whatever its protection."""
+    done = ssm.MapFileToMemory(s, pid, file, first, count, protect, base, occupied, pick,
+                               pinv, oom, space)
+    post = ssm.set_view_pages(done.changed, pid, base, count,
+                              pte_writable=lambda w: z3.BoolVal(True))
+    return ssm.shared_step(s, done.status, post, assume=done.assume)
+
+
+def _write_any_view_page(s: ssm.SharedState, pid: Ref, vpn: Ref, token: Ref) -> ssm.SharedStep:
+    """A write that looks for a view page, not for a writable PTE."""
+    done = ssm.Write(s.but(pte_writable=ssm.set_view_pages(
+        s, pid, vpn, z3.IntVal(1), pte_writable=lambda w: ssm.viewed(s, pid, w)).pte_writable),
+        pid, vpn, token)
+    return ssm.shared_step(s, done.status, done.changed.but(pte_writable=s.pte_writable))
+
+
 _ORIGINAL_PUT_ENTRY = svm.put_entry
 _ORIGINAL_MAKE_ENTRY = make_entry
 
@@ -382,6 +476,44 @@ VARIANTS = (
     BrokenVariant("ems-slot-shows-two-pages", "DOS-5", "EmsMapPage",
                   "EMS map does not unmap the slot's previous page (two pages in one slot)",
                   transition=_map_over_shown_page, layer="dos_memory.plain"),
+    BrokenVariant("map-frame-of-another-block", "VMM-1", "MapSharedMemoryToProcess",
+                  "a shared-memory view maps the frames of another block",
+                  transition=_map_frames_of_next_block, layer="shared_memory"),
+    BrokenVariant("refcount-not-decremented", "SHM-1", "UnmapSharedMemoryFromProcess",
+                  "shmdt unmaps the view but does not decrement the block's refcount",
+                  transition=_unmap_keeps_brefs, layer="shared_memory"),
+    BrokenVariant("destroy-frees-mapped-frames", "SHM-2", "DestroySharedMemory",
+                  "IPC_RMID frees the block's frames while a view still maps them",
+                  transition=_destroy_frees_mapped, layer="shared_memory"),
+    BrokenVariant("destroy-releases-mapped-frames", "SHM-2D", "DestroySharedMemory",
+                  "IPC_RMID releases frames that still have mappings",
+                  transition=_destroy_frees_mapped, layer="shared_memory"),
+    BrokenVariant("last-unmap-frees-live-block", "SHM-2U", "UnmapSharedMemoryFromProcess",
+                  "the last shmdt frees the frames of a block that is not destroyed",
+                  transition=_last_unmap_frees_live, layer="shared_memory"),
+    BrokenVariant("read-write-mapping-of-read-only-block", "SHM-3",
+                  "MapSharedMemoryToProcess",
+                  "a view may allow writes (or execution) its block does not",
+                  transition=_map_ignores_permissions, layer="shared_memory"),
+    BrokenVariant("sync-skips-the-last-page", "MMF-1", "SyncMappedFile",
+                  "msync writes back all but the view's last page, yet cleans them all",
+                  transition=lambda s, pid, base, invalidate, space=None: _sync_short(
+                      s, pid, base, invalidate, space, clean_all=True),
+                  layer="shared_memory"),
+    BrokenVariant("sync-leaves-the-last-page-dirty", "MMF-1S", "SyncMappedFile",
+                  "msync's loop stops one page short: the last page stays dirty",
+                  transition=lambda s, pid, base, invalidate, space=None: _sync_short(
+                      s, pid, base, invalidate, space, clean_all=False),
+                  layer="shared_memory"),
+    BrokenVariant("unmap-drops-dirty-data", "MMF-1U", "UnmapFileFromMemory",
+                  "munmap of a file view frees dirty cache pages without writing them back",
+                  transition=_unmap_without_write_back, layer="shared_memory"),
+    BrokenVariant("writable-pte-on-read-only-view", "MMF-2", "MapFileToMemory",
+                  "a read-only file view gets writable PTEs",
+                  transition=_file_view_always_writable, layer="shared_memory"),
+    BrokenVariant("write-through-read-only-pte", "MMF-2W", "Write",
+                  "a user write succeeds on any view page, its PTE read-only or not",
+                  transition=_write_any_view_page, layer="shared_memory"),
 )
 
 
@@ -395,7 +527,7 @@ def applied(variant: BrokenVariant) -> Iterator[None]:
 
 LAYERS = {**{layer.manager: layer for layer in (kernel_heap.LAYER, memory_pool.LAYER,
                                                 memory_subsystem.LAYER, user_space.LAYER,
-                                                dos_memory.LAYER)},
+                                                dos_memory.LAYER, shared_memory.LAYER)},
           "dos_memory.plain": dos_memory.PLAIN_LAYER}
 
 

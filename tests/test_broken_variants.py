@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from proofs.broken_variants import VARIANTS, BrokenVariant, catch, caught
-from spec import dos_memory, kernel_heap, memory_pool, memory_subsystem, user_space
+from spec import (
+    dos_memory,
+    kernel_heap,
+    memory_pool,
+    memory_subsystem,
+    shared_memory,
+    user_space,
+)
 from spec.catalogue import INVARIANTS
 
 
@@ -14,7 +21,8 @@ def test_every_invariant_has_a_broken_variant() -> None:
     every = ({inv.id for inv in INVARIANTS} | {"VMM-3", "POOL-3"} | set(kernel_heap.INVARIANTS)
              | set(memory_pool.INVARIANTS) | set(memory_subsystem.INVARIANTS)
              | set(user_space.INVARIANTS) | set(user_space.STEP_CLAIMS)
-             | set(dos_memory.INVARIANTS) | set(dos_memory.STEP_CLAIMS))
+             | set(dos_memory.INVARIANTS) | set(dos_memory.STEP_CLAIMS)
+             | set(shared_memory.INVARIANTS) | set(shared_memory.STEP_CLAIMS))
     assert every <= covered
 
 

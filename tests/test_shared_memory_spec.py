@@ -1,0 +1,374 @@
+"""Shared memory and mapped files in z3 (spec/shared_memory.py,
+proofs/shared_memory.py): the obligations, a few proved steps, the steps'
+verdicts on concrete states, the concrete-state builder on valid and
+corrupted data, and the broken variants caught by name."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import z3
+
+from model.errors import ErrorCode
+from model.user_layout import (
+    PAGE_EXECUTE,
+    PAGE_EXECUTE_READ,
+    PAGE_NOACCESS,
+    PAGE_READONLY,
+    PAGE_READWRITE,
+)
+from proofs import layered
+from proofs.broken_variants import VARIANTS, BrokenVariant, applied
+from proofs.obligation import Kind
+from proofs.shared_memory import FULL_ONLY, LAYER, obligations, shared_states
+from spec import shared_memory as sm
+from spec.shared_memory import (
+    FILE,
+    SHM,
+    BlockView,
+    CacheView,
+    FileView,
+    PteView,
+    SharedState,
+    ViewRecord,
+    concrete_shared,
+    violated,
+)
+from spec.state import Ref
+
+E = ErrorCode
+CLAIMS = ["VMM-1", "SHM-1", "SHM-2", "SHM-3", "MMF-1", "MMF-2"]
+STEP_CLAIMS = {"SHM-2D", "SHM-2U", "MMF-1S", "MMF-1U", "MMF-2W"}
+SHARED_VARIANTS = [v for v in VARIANTS if v.layer == "shared_memory"]
+NO, YES = z3.BoolVal(False), z3.BoolVal(True)
+RW, RO = z3.IntVal(PAGE_READWRITE), z3.IntVal(PAGE_READONLY)
+
+
+def valid(claim: Ref) -> bool:
+    solver = z3.Solver()
+    solver.add(z3.Not(claim))
+    return bool(solver.check() == z3.unsat)
+
+
+def i(value: int) -> Ref:
+    return z3.IntVal(value)
+
+
+def frames(first_frame: int) -> tuple[Ref, Ref]:
+    k = z3.Int("k")
+    return z3.Lambda([k], k + first_frame), z3.Lambda([k], k - first_frame)
+
+
+@pytest.fixture(scope="module")
+def mapped() -> SharedState:
+    """Block 1 (2 pages, RW) at 0x500 of pid 1 (RW) and 0x600 of pid 2 (RO),
+    page 1 written (7); block 2 (RO) at 0x510 of pid 1; file 1 (3 pages) at
+    0x700 of pid 1 (RW, page 2 written: 9) and its pages 1..2 at 0x700 of
+    pid 2 (RO); file 2 (read-only) at 0x710 of pid 2."""
+    return shared_states()[0][1]
+
+
+@pytest.fixture(scope="module")
+def destroyed() -> SharedState:
+    return shared_states()[1][1]
+
+
+def status_is(step: sm.SharedStep, code: int) -> bool:
+    return valid(z3.Implies(step.assume, step.status == code))
+
+
+def unchanged(step: sm.SharedStep, pre: SharedState) -> bool:
+    """A refused step's successor is the pre-state, field by field."""
+    return valid(z3.Implies(z3.And(step.assume, z3.Not(step.ok)), z3.And(
+        [getattr(step.post, f.name) == getattr(pre, f.name)
+         for f in dataclasses.fields(pre)])))
+
+
+def refused(step: sm.SharedStep, pre: SharedState, code: int) -> bool:
+    return status_is(step, code) and unchanged(step, pre)
+
+
+# -- obligations ---------------------------------------------------------------------------
+
+def test_obligations_one_per_call_and_claim() -> None:
+    ids = [o.id for o in obligations()]
+    public = [op.name for op in LAYER.operations if not op.internal]
+    expected = {f"shared_memory.{name}.{claim}" for name in public for claim in CLAIMS}
+    expected |= {f"shared_memory.{op}.{claim}" for claim, (op, _) in sm.STEP_CLAIMS.items()}
+    assert set(ids) == expected
+    assert len(ids) == len(set(ids)) == 11 * 6 + 5  # 11 calls x 6 invariants, 5 claims
+    assert FULL_ONLY <= set(ids)
+    assert set(sm.INVARIANTS) == set(CLAIMS) and set(sm.STEP_CLAIMS) == STEP_CLAIMS
+
+
+@pytest.mark.parametrize(("operation", "claim"), [
+    ("UnmapSharedMemoryFromProcess", "SHM-1"), ("DestroySharedMemory", "SHM-2"),
+    ("DestroySharedMemory", "SHM-2D"), ("SyncMappedFile", "MMF-1S"),
+    ("UnmapFileFromMemory", "MMF-1U"), ("Write", "MMF-2W"), ("Write", "MMF-1"),
+    ("UnmapFileFromMemory", "VMM-1")])
+def test_step_proved(operation: str, claim: str) -> None:
+    verdict = layered.prove(LAYER, LAYER.operation(operation), claim, "quick")
+    assert verdict.kind is Kind.PROVED, verdict.detail
+
+
+def test_reachable_states_satisfy_every_invariant() -> None:
+    assert violated(concrete_shared({}, {}, {}, {}, {}, {}, 8)) == []
+    for name, state in shared_states():
+        assert violated(state) == [], name
+
+
+# -- shared memory on concrete states -----------------------------------------------------
+
+def test_create_takes_zeroed_frames(mapped: SharedState) -> None:
+    pick, pinv = frames(30)
+    step = sm.CreateSharedMemory(mapped, i(4097), RW, i(3), pick, pinv, NO)
+    post = step.changed
+    assert valid(z3.And(step.ok, step.assume, step.result == 3, post.bpages[3] == 2,
+                        post.bsize[3] == 4097, post.kind[30] == SHM, post.idx[31] == 1,
+                        post.mdata[31] == sm.ZERO, post.brefs[3] == 0, post.kind[32] == 0))
+    # an id whose block holds frames is not a choice the spec allows
+    assert valid(z3.Not(sm.CreateSharedMemory(mapped, i(4096), RW, i(1), pick, pinv,
+                                              NO).assume))
+
+
+@pytest.mark.parametrize(("size", "permissions", "oom", "code"), [
+    (0, PAGE_READWRITE, False, E.ERROR_INVALID_PARAMETER),
+    (1 << 32, PAGE_READWRITE, False, E.ERROR_INVALID_PARAMETER),
+    (4096, PAGE_NOACCESS, False, E.ERROR_INVALID_PARAMETER),
+    (4096, PAGE_EXECUTE, False, E.ERROR_INVALID_PARAMETER),
+    (4096, PAGE_READONLY, True, E.ERROR_NOT_ENOUGH_MEMORY)])
+def test_create_refused(mapped: SharedState, size: int, permissions: int, oom: bool,
+                        code: int) -> None:
+    step = sm.CreateSharedMemory(mapped, i(size), i(permissions), i(3), *frames(30),
+                                 z3.BoolVal(oom))
+    assert refused(step, mapped, code)
+    assert valid(step.result == 0)
+
+
+@pytest.mark.parametrize(("space", "shm_id", "base", "protect", "placed", "occupied", "oom",
+                          "code"), [
+    (6, 1, 0x800, PAGE_READONLY, False, False, False, 6),
+    (21, 1, 0x800, PAGE_READONLY, False, False, False, 21),
+    (0, 9, 0x800, PAGE_READONLY, False, False, False, E.ERROR_INVALID_HANDLE),
+    (0, 1, 0x800, PAGE_NOACCESS, False, False, False, E.ERROR_INVALID_PARAMETER),
+    (0, 2, 0x800, PAGE_READWRITE, False, False, False, E.ERROR_ACCESS_DENIED),
+    (0, 2, 0x800, PAGE_EXECUTE_READ, False, False, False, E.ERROR_ACCESS_DENIED),
+    (0, 1, 0x801, PAGE_READONLY, False, False, False, E.ERROR_MAPPED_ALIGNMENT),
+    (0, 1, 0x700, PAGE_READONLY, False, False, False, E.ERROR_INVALID_ADDRESS),
+    (0, 1, 0x10, PAGE_READONLY, False, False, False, E.ERROR_INVALID_ADDRESS),
+    (0, 1, 0x800, PAGE_READONLY, False, True, False, E.ERROR_INVALID_ADDRESS),
+    (0, 1, 0x800, PAGE_READONLY, True, True, False, E.ERROR_NOT_ENOUGH_MEMORY),
+    (0, 1, 0x800, PAGE_READONLY, False, False, True, E.ERROR_NOT_ENOUGH_MEMORY),
+    (0, 1, 0x800, PAGE_READONLY, False, False, False, 0),
+    (0, 2, 0x800, PAGE_READONLY, True, False, False, 0)])
+def test_map_shared_memory(mapped: SharedState, space: int, shm_id: int, base: int,
+                           protect: int, placed: bool, occupied: bool, oom: bool,
+                           code: int) -> None:
+    # pid 2 has views at 0x600, 0x700 and 0x710
+    step = sm.MapSharedMemoryToProcess(mapped, i(2), i(space), i(shm_id), i(base), i(protect),
+                                       z3.BoolVal(placed), z3.BoolVal(occupied),
+                                       z3.BoolVal(oom))
+    if code:
+        assert refused(step, mapped, code)
+        return
+    post = step.changed
+    assert status_is(step, 0) and valid(z3.And(
+        step.result == base * 4096, post.brefs[shm_id] == mapped.brefs[shm_id] + 1,
+        post.vframe[2, base] == mapped.bframe[shm_id, 0], post.vkind[2, base] == SHM,
+        post.refs[mapped.bframe[shm_id, 0]] == mapped.refs[mapped.bframe[shm_id, 0]] + 1,
+        z3.Not(post.pte_writable[2, base])))
+    assert violated(post) == []
+
+
+def test_a_write_through_one_view_is_read_through_every_other(mapped: SharedState) -> None:
+    assert valid(sm.Read(mapped, i(2), i(0x601)).result == 7)
+    wrote = sm.Write(mapped, i(1), i(0x500), i(42)).changed
+    assert valid(z3.And(sm.Read(wrote, i(2), i(0x600)).result == 42,
+                        sm.Read(wrote, i(2), i(0x601)).result == 7))
+    assert refused(sm.Write(mapped, i(2), i(0x600), i(42)), mapped, E.ERROR_NOACCESS)
+    assert refused(sm.Write(mapped, i(1), i(0x900), i(42)), mapped, E.ERROR_NOACCESS)
+    assert refused(sm.Read(mapped, i(1), i(0x900)), mapped, E.ERROR_NOACCESS)
+
+
+def test_unmap_and_destroy(mapped: SharedState, destroyed: SharedState) -> None:
+    for base in (0x501, 0x700, 0x900):  # not a base, a file view, nothing
+        assert refused(sm.UnmapSharedMemoryFromProcess(mapped, i(1), i(base)), mapped,
+                       E.ERROR_INVALID_ADDRESS)
+    assert refused(sm.UnmapSharedMemoryFromProcess(mapped, i(1), i(0x500), i(6)), mapped, 6)
+    once = sm.UnmapSharedMemoryFromProcess(mapped, i(1), i(0x500)).changed
+    assert valid(z3.And(once.brefs[1] == 1, once.bheld[1], once.vkind[1, 0x501] == 0,
+                        once.refs[once.bframe[1, 0]] == 1))
+    # destroyed while mapped: the id is invalid at once, the frames stay until the last unmap
+    assert valid(z3.And(z3.Not(destroyed.blive[1]), destroyed.bheld[1],
+                        destroyed.kind[destroyed.bframe[1, 1]] == SHM))
+    for step in (sm.DestroySharedMemory(destroyed, i(1)), sm.DestroySharedMemory(destroyed, i(9)),
+                 sm.GetSharedMemorySize(destroyed, i(1))):
+        assert refused(step, destroyed, E.ERROR_INVALID_HANDLE)
+    assert status_is(sm.MapSharedMemoryToProcess(destroyed, i(3), i(0), i(1), i(0x800), RO,
+                                                 NO, NO, NO), E.ERROR_INVALID_HANDLE)
+    s = sm.UnmapSharedMemoryFromProcess(destroyed, i(2), i(0x600)).changed
+    assert valid(z3.And(s.bheld[1], s.brefs[1] == 1))
+    s = sm.UnmapSharedMemoryFromProcess(s, i(1), i(0x500)).changed
+    frame = destroyed.bframe[1, 0]
+    assert valid(z3.And(z3.Not(s.bheld[1]), s.kind[frame] == 0, s.refs[frame] == 0))
+    assert violated(s) == []
+    # a block destroyed without a view releases its frames now
+    alone = sm.UnmapSharedMemoryFromProcess(mapped, i(1), i(0x510)).changed
+    gone = sm.DestroySharedMemory(alone, i(2)).changed
+    assert valid(z3.And(gone.blive[1], z3.Not(gone.bheld[2]),
+                        gone.kind[mapped.bframe[2, 0]] == 0))
+    assert violated(gone) == []
+
+
+def test_get_shared_memory_size(mapped: SharedState) -> None:
+    assert valid(z3.And(sm.GetSharedMemorySize(mapped, i(1)).result == 8192,
+                        sm.GetSharedMemorySize(mapped, i(2)).result == 100))
+    step = sm.GetSharedMemorySize(mapped, i(3))
+    assert refused(step, mapped, E.ERROR_INVALID_HANDLE) and valid(step.result == 0)
+
+
+# -- mapped files on concrete states --------------------------------------------------------
+
+@pytest.mark.parametrize(("pid", "file", "first", "count", "protect", "base", "occupied",
+                          "space", "code"), [
+    (0, 1, 0, 1, PAGE_READONLY, 0x800, False, 0, E.ERROR_NOT_READY),
+    (3, 1, 0, 1, PAGE_READONLY, 0x800, False, 6, 6),
+    (3, 0, 0, 1, PAGE_READONLY, 0x800, False, 0, E.ERROR_INVALID_HANDLE),
+    (3, 1, 0, 1, PAGE_NOACCESS, 0x800, False, 0, E.ERROR_INVALID_PARAMETER),
+    (3, 2, 0, 1, PAGE_READWRITE, 0x800, False, 0, E.ERROR_ACCESS_DENIED),
+    (3, 3, 0, 1, PAGE_READONLY, 0x800, False, 0, E.ERROR_FILE_INVALID),
+    (3, 1, 2, 2, PAGE_READONLY, 0x800, False, 0, E.ERROR_ACCESS_DENIED),
+    (3, 1, 0, 0, PAGE_READONLY, 0x800, False, 0, E.ERROR_ACCESS_DENIED),
+    (3, 1, 0, 1, PAGE_READONLY, 0x800, True, 0, E.ERROR_NOT_ENOUGH_MEMORY),
+    (1, 1, 0, 1, PAGE_READONLY, 0x700, False, 0, E.ERROR_NOT_ENOUGH_MEMORY),
+    (1, 1, 0, 1, PAGE_READONLY, 0x808, False, 0, E.ERROR_NOT_ENOUGH_MEMORY)])
+def test_map_file_refused(mapped: SharedState, pid: int, file: int, first: int, count: int,
+                          protect: int, base: int, occupied: bool, space: int,
+                          code: int) -> None:
+    step = sm.MapFileToMemory(mapped, i(pid), i(file), i(first), i(count), i(protect),
+                              i(base), z3.BoolVal(occupied), *frames(30), NO, i(space))
+    assert refused(step, mapped, code)
+
+
+def test_views_of_one_file_share_its_cache(mapped: SharedState) -> None:
+    # pid 2's view of pages 1..2 sees pid 1's write to page 2, and the file page is dirty
+    assert valid(z3.And(sm.Read(mapped, i(2), i(0x701)).result == 9,
+                        mapped.vframe[2, 0x701] == mapped.vframe[1, 0x702],
+                        mapped.dirty[1, 2], mapped.fdata[1, 2] == 13,
+                        mapped.refs[mapped.cframe[1, 2]] == 2))
+    step = sm.MapFileToMemory(mapped, i(3), i(1), i(2), i(1), RO, i(0x800), NO, *frames(30),
+                              NO)
+    post = step.changed
+    assert status_is(step, 0) and valid(z3.And(
+        step.assume, post.vframe[3, 0x800] == mapped.cframe[1, 2], post.kind[30] == 0,
+        post.refs[mapped.cframe[1, 2]] == 3, sm.Read(post, i(3), i(0x800)).result == 9))
+
+
+def test_sync_writes_back_and_invalidate_reloads(mapped: SharedState) -> None:
+    for base in (0x701, 0x500, 0x900):
+        assert refused(sm.SyncMappedFile(mapped, i(1), i(base), NO), mapped,
+                       E.ERROR_INVALID_ADDRESS)
+    assert refused(sm.SyncMappedFile(mapped, i(0), i(0x700), NO), mapped, E.ERROR_NOT_READY)
+    for invalidate in (NO, YES):
+        post = sm.SyncMappedFile(mapped, i(2), i(0x700), invalidate).changed
+        assert valid(z3.And(post.fdata[1, 2] == 9, z3.Not(post.dirty[1, 2]),
+                            post.fdata[1, 0] == 11, post.mdata[post.cframe[1, 2]] == 9))
+
+
+def test_unmap_file_writes_back_and_releases_unmapped_pages(mapped: SharedState) -> None:
+    assert refused(sm.UnmapFileFromMemory(mapped, i(1), i(0x500)), mapped,
+                   E.ERROR_INVALID_ADDRESS)
+    post = sm.UnmapFileFromMemory(mapped, i(1), i(0x700)).changed
+    frame0 = mapped.cframe[1, 0]
+    assert valid(z3.And(post.fdata[1, 2] == 9, z3.Not(post.cached[1, 0]), post.kind[frame0] == 0,
+                        post.cached[1, 2], post.refs[post.cframe[1, 2]] == 1,
+                        post.vkind[1, 0x702] == 0))
+    assert violated(post) == []
+    last = sm.UnmapFileFromMemory(post, i(2), i(0x700)).changed
+    assert valid(z3.And(z3.Not(last.cached[1, 2]), last.fdata[1, 2] == 9))
+
+
+# -- concrete_shared -----------------------------------------------------------------------
+
+BLOCK = BlockView(True, 8192, PAGE_READWRITE, (10, 11))
+FILE_1 = FileView(2, True, {0: 5, 1: 6})
+VIEWS = {(1, 0x500): ViewRecord(SHM, 1, 0, 2, PAGE_READWRITE),
+         (2, 0x600): ViewRecord(SHM, 1, 0, 2, PAGE_READONLY),
+         (1, 0x700): ViewRecord(FILE, 1, 0, 2, PAGE_READWRITE)}
+PTES = {(1, 0x500): PteView(10, True), (1, 0x501): PteView(11, True),
+        (2, 0x600): PteView(10, False), (2, 0x601): PteView(11, False),
+        (1, 0x700): PteView(20, True), (1, 0x701): PteView(21, True)}
+CACHE = {(1, 0): CacheView(20, False), (1, 1): CacheView(21, True)}
+MEMORY = {10: 0, 11: 3, 20: 5, 21: 99}
+
+
+def build(**changes: object) -> SharedState:
+    parts: dict[str, object] = {"blocks": {1: BLOCK}, "files": {1: FILE_1}, "cache": CACHE,
+                                "views": VIEWS, "ptes": PTES, "memory": MEMORY,
+                                "nframes": 64}
+    parts.update(changes)
+    return concrete_shared(**parts)  # type: ignore[arg-type]
+
+
+def test_concrete_shared_builds_a_valid_state() -> None:
+    s = build()
+    assert violated(s) == []
+    assert valid(z3.And(s.brefs[1] == 2, s.refs[10] == 2, s.refs[20] == 1, s.kind[21] == FILE,
+                        s.idx[11] == 1, s.src[21] == 1, s.vcount[2, 0x601] == 2,
+                        s.vidx[1, 0x701] == 1, s.slot_pid[11, s.vslot[2, 0x601]] == 2))
+
+
+@pytest.mark.parametrize(("changes", "broken"), [
+    # a PTE left behind outside any view
+    ({"ptes": {**PTES, (3, 0x900): PteView(20, False)}}, ["VMM-1"]),
+    # a view not on the 64 KB granularity
+    ({"views": {**VIEWS, (3, 0x808): ViewRecord(SHM, 1, 0, 2, PAGE_READONLY)},
+      "ptes": {**PTES, (3, 0x808): PteView(10, False), (3, 0x809): PteView(11, False)}},
+     ["VMM-1"]),
+    # a view page mapping another page's frame
+    ({"ptes": {**PTES, (1, 0x501): PteView(10, True)}}, ["VMM-1", "SHM-1"]),
+    # a view record gone, its PTEs kept: the block's refcount counts one view too few
+    ({"views": {k: v for k, v in VIEWS.items() if k != (2, 0x600)}}, ["VMM-1", "SHM-1"]),
+    # a destroyed block with no view still holds its frames
+    ({"blocks": {1: BLOCK._replace(live=False)}, "views": {(1, 0x700): VIEWS[(1, 0x700)]},
+      "ptes": {k: v for k, v in PTES.items() if k[1] >= 0x700}}, ["SHM-2"]),
+    # a read-write view of a read-only block
+    ({"blocks": {1: BLOCK._replace(protect=PAGE_READONLY)}}, ["SHM-3"]),
+    # a clean cached page whose frame does not hold the file's bytes
+    ({"memory": {**MEMORY, 20: 77}}, ["MMF-1"]),
+    # a cached page nothing maps
+    ({"cache": {**CACHE, (1, 1): CacheView(21, False)}, "memory": {**MEMORY, 21: 6},
+      "views": {**VIEWS, (1, 0x700): ViewRecord(FILE, 1, 0, 1, PAGE_READWRITE)},
+      "ptes": {k: v for k, v in PTES.items() if k != (1, 0x701)}}, ["MMF-1"]),
+    # a writable PTE on a read-only view
+    ({"ptes": {**PTES, (2, 0x600): PteView(10, True)}}, ["MMF-2"]),
+    # a writable file view of a read-only node
+    ({"files": {1: FILE_1._replace(writable=False)}}, ["MMF-2"]),
+])
+def test_concrete_shared_corrupted_states(changes: dict[str, object], broken: list[str]) -> None:
+    assert violated(build(**changes)) == broken
+
+
+# -- broken variants --------------------------------------------------------------------------
+
+def test_every_claim_has_a_shared_memory_variant() -> None:
+    assert {v.invariant for v in SHARED_VARIANTS} == {*CLAIMS, *STEP_CLAIMS}
+    names = {v.name for v in SHARED_VARIANTS}
+    assert {"refcount-not-decremented", "sync-skips-the-last-page", "unmap-drops-dirty-data",
+            "read-write-mapping-of-read-only-block"} <= names
+
+
+@pytest.mark.parametrize("variant", SHARED_VARIANTS, ids=lambda v: f"{v.invariant}-{v.name}")
+def test_variant_has_a_reachable_counterexample(variant: BrokenVariant) -> None:
+    """Each bug breaks its claim from a state the spec reaches (the search
+    proofs.broken_variants.catch ends with; tests/test_broken_variants.py runs
+    catch itself), and the clean step does not."""
+    op = LAYER.operation(variant.operation)
+    assert layered.search_reachable(LAYER, op, variant.invariant) is None
+    assert variant.transition is not None
+    broken = dataclasses.replace(op, transition=variant.transition)
+    with applied(variant):
+        verdict = layered.search_reachable(LAYER, broken, variant.invariant)
+    assert verdict is not None and verdict.kind is Kind.COUNTEREXAMPLE
+    assert verdict.violated == (variant.invariant,)
