@@ -1,9 +1,10 @@
 """The shared-memory and file-view spec checked on every step of hypothesis runs.
 
 A RuleBasedStateMachine drives one MemorySubsystem (8 MB) with up to three
-processes and three file nodes (MemoryFileNode: 10040 bytes, a partial last
-page; 8192 bytes; 300 bytes, read-only; plus an empty node and an object that
-is not a node): CreateSharedMemory (bad sizes and permissions too),
+processes and three file nodes (a DiskFileNode, a real file in a temporary
+directory, of 10040 bytes: a partial last page; MemoryFileNodes of 8192
+bytes and of 300 bytes, read-only; plus an empty node and an object that is
+not a node): CreateSharedMemory (bad sizes and permissions too),
 MapSharedMemoryToProcess (live, destroyed and bogus ids; address 0, a free
 64 KB-aligned one, an occupied one, unaligned ones, one past user space;
 protect None, each view protection, wider than the block, invalid; a space
@@ -68,6 +69,8 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import os
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -76,7 +79,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, precondition, rule
 
 from model.errors import ErrorCode
-from model.file_node import FileNode, MemoryFileNode
+from model.file_node import DiskFileNode, FileNode, MemoryFileNode
 from model.mapped_files import MemoryMappedFiles
 from model.memory_subsystem import MemorySubsystem
 from model.page_manager import PageManager
@@ -219,7 +222,13 @@ _PAGE = operator.attrgetter(*(f.name for f in dataclasses.fields(PageRecord)))
 _ALLOCATION = operator.attrgetter(*(f.name for f in dataclasses.fields(Allocation)))
 
 
-def world(sub: MemorySubsystem, nodes: list[MemoryFileNode]) -> tuple[object, ...]:
+def contents(node: FileNode) -> bytes:
+    """Every byte of a node, read through its own interface (from disk for a
+    DiskFileNode)."""
+    return node.read(0, node.length())
+
+
+def world(sub: MemorySubsystem, nodes: list[FileNode]) -> tuple[object, ...]:
     """Everything a failed call must leave as it was."""
     pm, shm, mmf = sub.pageman, sub.shared_memory, sub.mapped_files
     spaces = {pid: ([(vpn, _PAGE(r), space.pte(vpn)) for vpn, r in space.pages.items()],
@@ -232,7 +241,7 @@ def world(sub: MemorySubsystem, nodes: list[MemoryFileNode]) -> tuple[object, ..
             dict(mmf.file_ids), {key: (page.frame, page.dirty, frozenset(
                 (space.pid, vpn) for space, vpn in page.mappers))
                 for key, page in mmf.cache.items()}, dict(mmf.views),
-            [bytes(node.data) for node in nodes])
+            [contents(node) for node in nodes])
 
 
 class SharedHarness:
@@ -243,11 +252,19 @@ class SharedHarness:
         self.tokens = machine.tokens
         self.sub = make_subsystem()
         self.free_at_start = self.sub.pageman.free_count()
-        self.nodes = [MemoryFileNode(pattern(i, length), writable)
-                      for i, (length, writable) in enumerate(NODES)]
+        #: Node 0 is a real file (DiskFileNode in a fresh temporary directory), the
+        #: others in memory: "nothing lost" is checked on disk too.
+        self.directory = tempfile.TemporaryDirectory(prefix="memspec-shm-")
+        disk = os.path.join(self.directory.name, "node0")
+        with open(disk, "wb") as file:
+            file.write(pattern(0, NODES[0][0]))
+        self.nodes: list[FileNode] = [
+            DiskFileNode(disk, NODES[0][1]),
+            *(MemoryFileNode(pattern(i, length), writable)
+              for i, (length, writable) in enumerate(NODES) if i)]
         self.empty = MemoryFileNode(b"")
         #: What each node must hold once everything is written back.
-        self.expected = [bytearray(node.data) for node in self.nodes]
+        self.expected = [bytearray(contents(node)) for node in self.nodes]
         self.block_pages: dict[tuple[int, int], bytearray] = {}  # (shm id, page)
         self.file_pages: dict[tuple[int, int], bytearray] = {}  # (node, page), cached
         self.views: dict[tuple[int, int], Record] = {}  # (pid, base address)
@@ -692,10 +709,11 @@ class SharedHarness:
         """5: destroy every process; nothing lost; destroy the blocks; every frame back."""
         for pid in list(self.sub.syscalls.processes):
             self.processes("DestroyProcess", pid)
-        lost = [f"node {i} holds {bytes(node.data)[:16]!r}..., "
+        held = [contents(node) for node in self.nodes]
+        lost = [f"node {i} holds {data[:16]!r}..., "
                 f"not the bytes written ({bytes(known)[:16]!r}...)"
-                for i, (node, known) in enumerate(zip(self.nodes, self.expected, strict=True))
-                if node.data != known]
+                for i, (data, known) in enumerate(zip(held, self.expected, strict=True))
+                if data != known]
         raise_problems("after every process was destroyed", {NOTHING_LOST: "; ".join(lost)}
                        if lost else {})
         for shm_id in sorted(self.live_blocks):
@@ -734,8 +752,11 @@ class SharedMachine(CheckedMachine):
         self.h = SharedHarness(cls)
 
     def teardown(self) -> None:
-        if not self.h.failed:
-            self.h.finish()
+        try:
+            if not self.h.failed:
+                self.h.finish()
+        finally:
+            self.h.directory.cleanup()
 
     # -- targets --------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import pytest
 import z3
 
 from model.errors import ErrorCode
-from model.file_node import MemoryFileNode
+from model.file_node import DiskFileNode, MemoryFileNode
 from model.memory_subsystem import MemorySubsystem
 from model.user_layout import PAGE_EXECUTE_READ, PAGE_READONLY, PAGE_READWRITE, PAGE_SIZE
 from proofs.obligation import Kind
@@ -176,8 +176,9 @@ def test_a_step_the_spec_forbids_is_reported() -> None:
 
 
 def test_nothing_is_lost_through_process_exit() -> None:
-    """Writes through two processes' views, then every process destroyed without an
-    unmap: the node holds every byte (the machine's own end-of-example check)."""
+    """Writes through two processes' views of the real file, then every process
+    destroyed without an unmap: the file on disk holds every byte (the machine's
+    own end-of-example check)."""
     state = machine()
     h = state.h
     for pid in (1, 2):
@@ -186,10 +187,14 @@ def test_nothing_is_lost_through_process_exit() -> None:
     for (pid, base), _ in sorted(h.views.items()):
         h.access(pid, base, 2, 8, bytes([pid]) * 4)  # page 2 at 8: below the end
         h.access(pid, base, 0, 4090, b"\xee" * 6)
-    state.teardown()
+    h.finish()
     node = h.nodes[0]
-    assert node.data[2 * PAGE_SIZE + 8:2 * PAGE_SIZE + 12] == b"\x02" * 4
-    assert node.data[4090:4096] == b"\xee" * 6 and node.data == h.expected[0]
+    assert isinstance(node, DiskFileNode)
+    with open(node.path, "rb") as file:  # the bytes on disk, read without the model
+        data = file.read()
+    h.directory.cleanup()
+    assert data[2 * PAGE_SIZE + 8:2 * PAGE_SIZE + 12] == b"\x02" * 4
+    assert data[4090:4096] == b"\xee" * 6 and data == h.expected[0]
 
 
 def test_the_model_refines_the_spec() -> None:
