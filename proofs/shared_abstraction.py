@@ -132,7 +132,7 @@ def shared_snapshot(sub: MemorySubsystem, tokens: Tokens,
     shm, mmf, pm = sub.shared_memory, sub.mapped_files, sub.pageman
     processes = sub.syscalls.processes
     blocks = tuple((shm_id, BlockView(not block.destroyed, block.size, block.permissions,
-                                      tuple(block.frames)))
+                                      tuple(block.frames), len(block.mappings)))
                    for shm_id, block in sorted(shm.blocks.items()))
     nodes = {**(extra or {}), **mmf.files}
     lengths = {file_id: node.length() for file_id, node in nodes.items()}
@@ -253,7 +253,7 @@ def to_shared_state(snap: SharedSnapshot) -> SharedState:
     for b, block in snap.blocks:
         for name, value in (("blive", block.live), ("bheld", True), ("bsize", block.size),
                             ("bpages", len(block.frames)), ("bprotect", block.protect),
-                            ("brefs", brefs.get(b, 0))):
+                            ("brefs", brefs.get(b, 0) if block.refs is None else block.refs)):
             put(name, b, value)
     for f, pages, writable, data in snap.files:
         put("fpages", f, pages)

@@ -1024,10 +1024,10 @@ def _map_widens_protection(self: SharedMemoryManager, space: ProcessMemorySpace,
 
 
 SHARED_MODEL_VARIANTS = (
-    # the model's refcount (the block's mappings) is not in the contract's
-    # abstraction (brefs is the number of views): a destroyed block that keeps
-    # its frames with no view left is SHM-2 (and FRAMES at the end of an example)
-    ModelVariant("unmap_keeps_refcount", ("SHM-2", FRAMES),
+    # the abstraction takes brefs from the model's own refcount (the block's
+    # mappings): after the unmap it exceeds the frames' mappings (SHM-1); a
+    # destroyed block then keeps its frames with no view left (SHM-2, FRAMES)
+    ModelVariant("unmap_keeps_refcount", ("SHM-1", "SHM-2", FRAMES),
                  {"SharedMemoryManager.detach": _unmap_keeps_refcount}),
     ModelVariant("sync_skips_last_page", ("MMF-1S", NOTHING_LOST),
                  {"MemoryMappedFiles.SyncMappedFile": _sync_skips_last_page}),

@@ -706,6 +706,9 @@ class BlockView(NamedTuple):
     size: int
     protect: int
     frames: tuple[int, ...]
+    #: The implementation's own refcount (None: count the views), so that a
+    #: refcount its bookkeeping gets wrong shows as SHM-1.
+    refs: int | None = None
 
 
 class FileView(NamedTuple):
@@ -738,8 +741,9 @@ def concrete_shared(blocks: Mapping[int, BlockView], files: Mapping[int, FileVie
                     ptes: Mapping[tuple[int, int], PteView], memory: Mapping[int, int],
                     nframes: int) -> SharedState:
     """The SharedState of plain data (views keyed by (pid, base vpn), PTEs by
-    (pid, vpn)); brefs, kind/src/idx, refs and the slots are computed: refs
-    and the slots from the PTEs (a view page without one maps frame 0)."""
+    (pid, vpn)); kind/src/idx, refs and the slots are computed (refs and the
+    slots from the PTEs; a view page without one maps frame 0), brefs too
+    unless a BlockView gives the implementation's own."""
     s = empty_shared(nframes)
     a = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
 
@@ -759,7 +763,7 @@ def concrete_shared(blocks: Mapping[int, BlockView], files: Mapping[int, FileVie
     for b, block in sorted(blocks.items()):
         for name, value in (("blive", block.live), ("bheld", True), ("bsize", block.size),
                             ("bpages", len(block.frames)), ("bprotect", block.protect),
-                            ("brefs", brefs.get(b, 0))):
+                            ("brefs", brefs.get(b, 0) if block.refs is None else block.refs)):
             put(name, b, value)
         for k, frame in enumerate(block.frames):
             put("bframe", b, k, frame)

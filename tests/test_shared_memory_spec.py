@@ -330,6 +330,10 @@ def test_concrete_shared_builds_a_valid_state() -> None:
     ({"ptes": {**PTES, (1, 0x501): PteView(10, True)}}, ["VMM-1", "SHM-1"]),
     # a view record gone, its PTEs kept: the block's refcount counts one view too few
     ({"views": {k: v for k, v in VIEWS.items() if k != (2, 0x600)}}, ["VMM-1", "SHM-1"]),
+    # the implementation's own refcount of the block counts a view too many
+    ({"blocks": {1: BLOCK._replace(refs=3)}}, ["SHM-1"]),
+    # its own refcount matches the views: valid
+    ({"blocks": {1: BLOCK._replace(refs=2)}}, []),
     # a destroyed block with no view still holds its frames
     ({"blocks": {1: BLOCK._replace(live=False)}, "views": {(1, 0x700): VIEWS[(1, 0x700)]},
       "ptes": {k: v for k, v in PTES.items() if k[1] >= 0x700}}, ["SHM-2"]),
