@@ -136,15 +136,17 @@ def test_a_corrupt_abstraction_is_refuted(corrupt: str, expected: str) -> None:
         ptes[rw1] = ptes[rw1]._replace(writable=True)
     elif corrupt == "clean_page_differs_from_file":
         cache[(1, 0)] = cache[(1, 0)]._replace(dirty=False)
-    elif corrupt == "destroyed_block_unmapped":
-        del view_list[(2, views["gone"] >> 12)]
+    elif corrupt == "destroyed_block_unmapped":  # and its refcount 0: frames still held
+        gone = view_list.pop((2, views["gone"] >> 12))
         del ptes[(2, views["gone"] >> 12)]
+        blocks[gone.source] = blocks[gone.source]._replace(refs=0)
     elif corrupt == "pte_on_the_wrong_frame":
         ptes[rw1] = ptes[rw1]._replace(frame=blocks[2].frames[0])
     else:
         del ptes[rw1]
     bad = snap._replace(ptes=tuple(sorted(ptes.items())), cache=tuple(sorted(cache.items())),
-                        views=tuple(sorted(view_list.items())))
+                        views=tuple(sorted(view_list.items())),
+                        blocks=tuple(sorted(blocks.items())))
     assert expected in violated(to_shared_state(bad))
     assert expected in violated(concrete_state(bad))
 
