@@ -62,7 +62,7 @@ from model.file_node import FileNode
 from model.page_manager import FrameOwner
 from model.process_memory import ProcessMemorySpace
 from model.user_layout import ORIGIN_MAPPED_FILE, PAGE_SHIFT, PAGE_SIZE, page_ceil, protect_allows
-from model.views import is_view_protect, place_view
+from model.views import is_view_protect, place_view, view_error
 from model.virtual_memory import VirtualMemoryManager
 from model.x86_paging import PTE_DIRTY, is_u32
 
@@ -207,13 +207,9 @@ class MemoryMappedFiles(ReportsStatus):
         space = self.current()
         if space is None:
             return self._fail(ErrorCode.ERROR_NOT_READY, None)
-        code = space.status()
+        code = view_error(space, addr, self, self.views)
         if code != ErrorCode.ERROR_SUCCESS:
             return self._fail(code, None)
-        if not is_u32(addr):
-            return self._fail(ErrorCode.ERROR_INVALID_PARAMETER, None)
-        if (space.pid, addr) not in self.views or space.views.get(addr) is not self:
-            return self._fail(ErrorCode.ERROR_INVALID_ADDRESS, None)
         return space
 
     def _cached(self, file_id: int, index: int) -> CachePage:

@@ -55,7 +55,7 @@ from model.errors import ErrorCode, ReportsStatus
 from model.page_manager import FrameOwner
 from model.process_memory import ProcessMemorySpace
 from model.user_layout import ORIGIN_SHARED_MEMORY, PAGE_SIZE, page_ceil
-from model.views import is_view_protect, narrows, place_view
+from model.views import is_view_protect, narrows, place_view, view_error
 from model.virtual_memory import VirtualMemoryManager
 from model.x86_paging import is_u32
 
@@ -134,13 +134,9 @@ class SharedMemoryManager(ReportsStatus):
         """Unmap the view based at addr from space; True, or False."""
         if not isinstance(space, ProcessMemorySpace):
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, False)
-        code = space.status()
+        code = view_error(space, addr, self, self.views)
         if code != ErrorCode.ERROR_SUCCESS:
             return self._fail(code, False)
-        if not is_u32(addr):
-            return self._fail(ErrorCode.ERROR_INVALID_PARAMETER, False)
-        if (space.pid, addr) not in self.views or space.views.get(addr) is not self:
-            return self._fail(ErrorCode.ERROR_INVALID_ADDRESS, False)
         self.detach(space, addr)
         return self._ok(True)
 

@@ -20,6 +20,7 @@ unmap_view); this module holds the rules they share, with their sources:
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import TYPE_CHECKING
 
 from model.errors import ErrorCode
@@ -72,4 +73,22 @@ def place_view(space: ProcessMemorySpace, virtual_addr: int,
     return virtual_addr, ErrorCode.ERROR_SUCCESS
 
 
-__all__ = ["ACCESS_KINDS", "VIEW_PROTECTIONS", "is_view_protect", "narrows", "place_view"]
+def view_error(space: ProcessMemorySpace, addr: int, owner: object,
+               views: Container[tuple[int, int]]) -> ErrorCode:
+    """The status of an unmap or sync of the view based at addr: the space's
+    status() code, ERROR_INVALID_PARAMETER for a non-u32 addr,
+    ERROR_INVALID_ADDRESS unless addr is the base of one of owner's views in
+    space (UnmapViewOfFile, shmdt and FlushViewOfFile here take the base); views
+    is owner's own record, keyed (pid, base)."""
+    code = space.status()
+    if code != ErrorCode.ERROR_SUCCESS:
+        return code
+    if not is_u32(addr):
+        return ErrorCode.ERROR_INVALID_PARAMETER
+    if (space.pid, addr) not in views or space.views.get(addr) is not owner:
+        return ErrorCode.ERROR_INVALID_ADDRESS
+    return ErrorCode.ERROR_SUCCESS
+
+
+__all__ = ["ACCESS_KINDS", "VIEW_PROTECTIONS", "is_view_protect", "narrows", "place_view",
+           "view_error"]
