@@ -78,6 +78,7 @@ from model.user_layout import (
     EINVAL,
     ENOMEM,
     EPERM,
+    MANAGED_ORIGINS,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
@@ -88,10 +89,7 @@ from model.user_layout import (
     MEM_MAPPED,
     MEM_PRIVATE,
     ORIGIN_BRK,
-    ORIGIN_MAPPED_FILE,
     ORIGIN_MMAP,
-    ORIGIN_PROCESS_HEAP,
-    ORIGIN_SHARED_MEMORY,
     ORIGIN_VIRTUAL_ALLOC,
     PAGE_READWRITE,
     PAGE_SHIFT,
@@ -114,8 +112,6 @@ TASK_SIZE = USER_TOP
 MMAP_MIN_ADDR = USER_BASE
 _RWX = PROT_READ | PROT_WRITE | PROT_EXEC
 _LIMIT = 1 << 32
-#: Allocations whose pages another manager owns: mprotect -> EACCES.
-_MANAGED = (ORIGIN_PROCESS_HEAP, ORIGIN_SHARED_MEMORY, ORIGIN_MAPPED_FILE)
 
 #: The Windows code each errno leaves in last_error.
 _CODES = {
@@ -195,7 +191,7 @@ def SyscallMprotect(space: ProcessMemorySpace, addr: int, length: int, prot: int
             error = ENOMEM
             break
         allocation = space.allocations[record.allocation_base]
-        if allocation.origin in _MANAGED:
+        if allocation.origin in MANAGED_ORIGINS:
             error = EACCES
             break
         stop += PAGE_SIZE

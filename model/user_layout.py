@@ -89,6 +89,9 @@ ORIGIN_PROCESS_HEAP = 6
 #: Views (issue 5): their pages belong to SharedMemoryManager / MemoryMappedFiles.
 ORIGIN_SHARED_MEMORY = 7
 ORIGIN_MAPPED_FILE = 8
+#: Origins whose pages another manager owns (the process heap, views): the
+#: private-memory calls refuse to commit, protect or unmap them.
+MANAGED_ORIGINS = (ORIGIN_PROCESS_HEAP, ORIGIN_SHARED_MEMORY, ORIGIN_MAPPED_FILE)
 
 AccessKind = Literal["read", "write", "execute"]
 

@@ -74,6 +74,7 @@ from model.errors import ErrorCode
 from model.process_memory import Allocation, ProcessMemorySpace
 from model.user_layout import (
     ALLOCATION_GRANULARITY,
+    MANAGED_ORIGINS,
     MEM_COMMIT,
     MEM_DECOMMIT,
     MEM_FREE,
@@ -82,10 +83,7 @@ from model.user_layout import (
     MEM_RELEASE,
     MEM_RESERVE,
     MEM_TOP_DOWN,
-    ORIGIN_MAPPED_FILE,
     ORIGIN_MMAP,
-    ORIGIN_PROCESS_HEAP,
-    ORIGIN_SHARED_MEMORY,
     ORIGIN_VIRTUAL_ALLOC,
     PAGE_NOACCESS,
     PAGE_SHIFT,
@@ -102,8 +100,6 @@ NULL = 0
 MEMORY_BASIC_INFORMATION_SIZE = 28
 _LIMIT = 1 << 32
 _SUCCESS = ErrorCode.ERROR_SUCCESS
-#: Allocations whose pages another manager owns: commit and protect are refused.
-_MANAGED = (ORIGIN_PROCESS_HEAP, ORIGIN_SHARED_MEMORY, ORIGIN_MAPPED_FILE)
 
 
 class MemoryBasicInformation(NamedTuple):
@@ -158,7 +154,7 @@ def VirtualAllocProcessMemory(space: ProcessMemorySpace, address: int, size: int
     allocation = _allocation_of(space, start, end)
     if allocation is None:
         return space._fail(ErrorCode.ERROR_INVALID_ADDRESS, NULL)
-    if allocation.origin in _MANAGED:
+    if allocation.origin in MANAGED_ORIGINS:
         return space._fail(ErrorCode.ERROR_ACCESS_DENIED, NULL)
     if space.commit_cost(start, end, protect) > space.free_frames():
         return space._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, NULL)
@@ -240,7 +236,7 @@ def VirtualProtectProcessMemory(space: ProcessMemorySpace, address: int, size: i
     if allocation is None or any(pages[vpn].state != MEM_COMMIT
                                  for vpn in range(start >> PAGE_SHIFT, end >> PAGE_SHIFT)):
         return space._fail(ErrorCode.ERROR_INVALID_ADDRESS, (False, 0))
-    if allocation.origin in _MANAGED:
+    if allocation.origin in MANAGED_ORIGINS:
         return space._fail(ErrorCode.ERROR_ACCESS_DENIED, (False, 0))
     if space.protect_cost(start, end, new_protect) > space.free_frames():
         return space._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, (False, 0))
