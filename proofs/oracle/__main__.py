@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, ValueError) as exc:
                 print(f"cannot read the trace: {exc}", file=sys.stderr)
                 return EXIT_USAGE
-            outcome = replay(args.impl, mode, trace["operations"], args.request_timeout)
+            outcome = replay(args.impl, mode, trace["operations"], args.request_timeout,
+                             family=str(trace.get("family", "kernel")))
             managers = trace.get("managers", [])
         else:
             outcome = search(args.impl, mode, max_examples=args.max_examples,

@@ -63,21 +63,24 @@ class HeapFront:
                                  {"virtual_addr": p + offset, "data": data[:size - offset].hex()})
 
 
-class PageRules:
-    """The page manager's rules, and the session's life (one per example)."""
+class SessionRules:
+    """The session's life, one per example: a fresh implementation process
+    and the family's set-up calls; at the end, what is still owed is read and
+    judged. Every family's machine starts from this."""
 
     new_session: ClassVar[Callable[[], Session]]
     examples: ClassVar[int] = 0
     s: Session
-    h: Any  # HeapFront: what HeapMachine's rules call
 
     @initialize()
     def create(self) -> None:
         type(self).examples += 1
-        self.frames: list[int] = []
         self.s = type(self).new_session()
         self.s.setup()
-        self.h = HeapFront(self.s)
+        self.started()
+
+    def started(self) -> None:
+        """After the set-up calls: the machine's own records."""
 
     def teardown(self) -> None:
         session = getattr(self, "s", None)
@@ -87,6 +90,23 @@ class PageRules:
                     session.finish()
             finally:
                 session.close()
+
+
+def machine_class(base: type[SessionRules], session_factory: Callable[[], Session]
+                  ) -> type[SessionRules]:
+    """A fresh machine class (its own counters) whose examples use session_factory."""
+    return type(base.__name__, (base,), {"new_session": staticmethod(session_factory),
+                                         "examples": 0})
+
+
+class PageRules(SessionRules):
+    """The page manager's rules."""
+
+    h: Any  # HeapFront: what HeapMachine's rules call
+
+    def started(self) -> None:
+        self.frames: list[int] = []
+        self.h = HeapFront(self.s)
 
     def _frame(self, op: str, **args: Any) -> Any:
         return self.s.execute("PageManager", op, args)
@@ -164,9 +184,8 @@ class OracleHeapMachine(PageRules, HeapMachine):
             self.h.call("Free", beside[pick % len(beside)])
 
 
-def machine_for(session_factory: Callable[[], Session], with_heap: bool
-                ) -> type[PageRules]:
-    """A fresh machine class (its own counters) whose examples use session_factory."""
-    base: type[PageRules] = OracleHeapMachine if with_heap else OraclePageMachine
-    return type(base.__name__, (base,), {"new_session": staticmethod(session_factory),
-                                         "examples": 0})
+def kernel_machine(session_factory: Callable[[], Session], managers: tuple[str, ...]
+                   ) -> type[SessionRules]:
+    """The kernel family's machine: the heap's rules too when it is declared."""
+    heap = "KernelHeap" in managers
+    return machine_class(OracleHeapMachine if heap else OraclePageMachine, session_factory)

@@ -34,8 +34,9 @@ out twice) breaks FRM-3's ownership rule, reported as FRM-3 directly.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from model.errors import ErrorCode
@@ -47,6 +48,7 @@ from proofs.heap_abstraction import HeapSnapshot
 from proofs.heap_machine import HeapHarness, Invariants
 from proofs.heap_walk import RawBlock
 from proofs.oracle.child import ImplementationError
+from proofs.oracle.managers import Family, Judge
 from proofs.oracle.protocol import Message, ProtocolError, check_reply
 from proofs.oracle.session import (
     Coverage,
@@ -227,20 +229,33 @@ class ObservedHeap(HeapHarness):
         return result
 
 
+class Judges:
+    """The z3 judges of spec mode, shared by every session of a run (their
+    query caches carry over from one example to the next): the kernel's here,
+    other families' under their name in ``caches``."""
+
+    def __init__(self) -> None:
+        self.stats = Stats()
+        self.paging = InvariantChecker(self.stats)
+        self.heap = Invariants()
+        self.outcomes: Counter[str] = Counter()
+        self.caches: dict[str, Any] = {}
+
+
 class SpecSession(Session):
-    """Every reply must be allowed by the spec from the reported pre-state."""
+    """Every reply must be allowed by the spec from the reported pre-state; the
+    family's judge decides, through :meth:`invoke` and :meth:`observe`."""
 
     mode = "spec"
 
-    def __init__(self, command: str, timeout: float, coverage: Coverage,
-                 judges: tuple[Stats, InvariantChecker, Invariants, Counter[str]]) -> None:
-        super().__init__(command, timeout, coverage)
+    def __init__(self, command: str, timeout: float, coverage: Coverage, judges: Judges,
+                 family: Family) -> None:
+        super().__init__(command, timeout, coverage, family)
         self.judges = judges
         self.held: set[int] = set()
         self.aligned: set[int] = set()
-        self._seen: dict[tuple[str, tuple[tuple[str, int], ...]], Message] = {}
-        self.paging: ObservedPaging | None = None
-        self.heap: ObservedHeap | None = None
+        self._seen: dict[tuple[str, tuple[tuple[str, Any], ...]], Message] = {}
+        self.judge: Judge = family.judge(self)
 
     # -- talking -----------------------------------------------------------------
 
@@ -283,8 +298,14 @@ class SpecSession(Session):
 
     @one_origin
     def execute(self, manager: str, op: str, args: Message) -> Any:
+        with self._verdicts():
+            return self.judge.execute(manager, op, args)
+
+    @contextlib.contextmanager
+    def _verdicts(self) -> Iterator[None]:
+        """A judge's CheckError is a divergence, z3's unknown is neither verdict."""
         try:
-            return self._judge(manager, op, args)
+            yield
         except CheckError as exc:
             if isinstance(exc.__cause__, DivergenceError):  # the harness wrapped a fault
                 raise exc.__cause__ from None
@@ -292,18 +313,40 @@ class SpecSession(Session):
         except SolverUnknownError as exc:
             raise OracleUnknownError(str(exc), self.exchanges) from None
 
-    def _judge(self, manager: str, op: str, args: Message) -> Any:
-        stats, paging_invariants, heap_invariants, outcomes = self.judges
+    @one_origin
+    def finish(self) -> None:
+        with self._verdicts():
+            self.judge.finish()
+
+    @one_origin
+    def look(self, address: int, length: int) -> None:
+        look = getattr(self.judge, "look", None)
+        if look is not None:
+            with self._verdicts():
+                look(address, length)
+
+
+class KernelJudge:
+    """Spec mode for the page manager, the kernel directory and the kernel heap."""
+
+    def __init__(self, session: SpecSession) -> None:
+        self.session = session
+        self.paging: ObservedPaging | None = None
+        self.heap: ObservedHeap | None = None
+
+    def execute(self, manager: str, op: str, args: Message) -> Any:
+        judges = self.session.judges
         if self.paging is None:
-            self.paging = ObservedPaging(self, stats, paging_invariants)
+            self.paging = ObservedPaging(self.session, judges.stats, judges.paging)
         if manager != "KernelHeap" and op != "WriteVirtualMemory":
             return getattr(self.paging, op)(*(args[p] for p in OPERATIONS[manager][op]))
         if op == "Create":
-            result, error = self.invoke(manager, op, args)
+            result, error = self.session.invoke(manager, op, args)
             if result is not True or error != 0:
                 raise CheckError(f"the set-up call Create{tuple(args.values())} failed: "
                                  f"{result}, error {error}", ["setup"])
-            self.heap = ObservedHeap(self, heap_invariants, outcomes)
+            self.heap = self.session.heap = ObservedHeap(self.session, judges.heap,
+                                                         judges.outcomes)
         elif self.heap is None:
             raise CheckError(f"{op} before the heap was created", ["setup"])
         elif op == "WriteVirtualMemory":
@@ -314,43 +357,37 @@ class SpecSession(Session):
         self.paging.check(f"after {op}", invariants=False)
         return result
 
-    @one_origin
     def finish(self) -> None:
         """The paging invariants of the sequence's last state."""
         if self.paging is not None:
-            try:
-                self.paging.check("at the end of the sequence")
-            except CheckError as exc:
-                raise DivergenceError(str(exc), exc.violated, self.exchanges) from None
-            except SolverUnknownError as exc:
-                raise OracleUnknownError(str(exc), self.exchanges) from None
+            self.paging.check("at the end of the sequence")
 
-    @one_origin
     def look(self, address: int, length: int) -> None:
         """VirtualToPhysical and ReadBytes agree with the reported page tables."""
-        if not {"VirtualToPhysical", "PageTables"} <= set(self.observations):
+        s = self.session
+        if not {"VirtualToPhysical", "PageTables"} <= set(s.observations):
             return
         entries = {(slot << 10) | index: entry
-                   for slot, index, entry in self.observe("PageTables")["ptes"]}
+                   for slot, index, entry in s.observe("PageTables")["ptes"]}
 
         def frame(page: int) -> int | None:
             entry = entries.get(page, 0)
             return entry >> PAGE_SHIFT if entry & PTE_PRESENT else None
 
-        physical = self.observe("VirtualToPhysical", virtual_addr=address)["physical"]
+        physical = s.observe("VirtualToPhysical", virtual_addr=address)["physical"]
         mapped = frame(address >> PAGE_SHIFT)
         want = NO_FRAME if mapped is None else (mapped << PAGE_SHIFT) | (address & 0xFFF)
         problems = [] if physical == want else [
             f"VirtualToPhysical({address:#x}) = {physical:#x}; the page tables say {want:#x}"]
-        if "ReadBytes" in self.observations:
-            data = self.observe("ReadBytes", virtual_addr=address, length=length)["data"]
+        if "ReadBytes" in s.observations:
+            data = s.observe("ReadBytes", virtual_addr=address, length=length)["data"]
             pages = range(address >> PAGE_SHIFT, (address + max(length, 1) - 1 >> PAGE_SHIFT) + 1)
             readable = all(frame(page) is not None for page in pages) or length == 0
             if (data is None) == readable or (data is not None and len(data) != 2 * length):
                 problems.append(f"ReadBytes({address:#x}, {length}) = {data!r:.40}; the page "
                                 f"tables say the range is {'' if readable else 'not '}mapped")
         if problems:
-            raise DivergenceError("; ".join(problems), ("translation",), self.exchanges)
+            raise CheckError("; ".join(problems), ["translation"])
 
     def _write(self, args: Message) -> None:
         """A write: into a live payload it must succeed and read back (contents)."""

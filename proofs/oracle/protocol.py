@@ -16,15 +16,8 @@ from typing import Any, cast
 
 import fastjsonschema
 
-from proofs.oracle.world import OBSERVATIONS, OPERATIONS, PROTOCOL_VERSION
-
-Message = dict[str, Any]
-#: The operations whose result is a JSON boolean (the others return a number).
-BOOL_RESULTS = frozenset({
-    ("PageManager", "InitializePhysicalMemory"), ("PageManager", "FreeFrame"),
-    ("VirtualMemoryManager", "InitializePaging"), ("VirtualMemoryManager", "WriteVirtualMemory"),
-    ("KernelHeap", "Create"), ("KernelHeap", "Free"), ("KernelHeap", "Expand")})
-
+from proofs.oracle.managers import Message
+from proofs.oracle.world import BOOL_RESULTS, OBSERVATIONS, OPERATIONS, PROTOCOL_VERSION
 
 _decode = json.JSONDecoder().decode
 
@@ -129,5 +122,5 @@ def known(manager: str, op: str) -> bool:
     return op in OPERATIONS.get(manager, {})
 
 
-__all__ = ["OBSERVATIONS", "Hello", "ProtocolError", "check_hello", "check_reply", "parse",
-           "request", "observation", "validate", "schema", "known"]
+__all__ = ["OBSERVATIONS", "Message", "Hello", "ProtocolError", "check_hello", "check_reply",
+           "parse", "request", "observation", "validate", "schema", "known"]

@@ -16,6 +16,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from model.errors import ErrorCode
+from proofs.oracle.families import family_named
 from proofs.oracle.run import Outcome, setup_count
 from proofs.oracle.session import Exchange
 from proofs.oracle.world import ModelWorld
@@ -67,39 +68,6 @@ def side_by_side(exchanges: list[Exchange]) -> list[str]:
                       for i, cell in enumerate(row)).rstrip() for row in [head, *rows]]
 
 
-def _last_observed(exchanges: list[Exchange], name: str) -> dict[str, Any] | None:
-    for exchange in reversed(exchanges):
-        if exchange.request.get("observe") == name and exchange.reply is not None:
-            observed = exchange.reply.get("observed")
-            return observed if isinstance(observed, dict) else None
-    return None
-
-
-def memory_map(exchanges: list[Exchange]) -> list[str]:
-    """The heap's blocks and the used frames as last reported."""
-    out = []
-    walk = _last_observed(exchanges, "HeapWalk")
-    if walk is not None and walk.get("created"):
-        out.append(f"heap [{walk['start']:#x}, {walk['end']:#x}) max {walk['max']:#x}, "
-                   f"data from {walk['data_start']:#x}:")
-        for b in walk["blocks"]:
-            ok = "" if b["magic"] == b["footer_magic"] == 0x123890AB and \
-                b["footer_header"] == b["header"] else \
-                f"  footer {{magic {b['footer_magic']:#x}, header {b['footer_header']:#x}}}"
-            out.append(f"  {b['header']:#x}..{b['header'] + b['size']:#x}  "
-                       f"{'hole ' if b['hole'] else 'block'} {b['size']:>6}{ok}")
-    holes = _last_observed(exchanges, "HoleIndex")
-    if holes is not None:
-        out.append("hole index: " + ", ".join(f"{size}@{header:#x}"
-                                              for size, header in holes["holes"]))
-    bitmap = _last_observed(exchanges, "FrameBitmap")
-    if bitmap is not None:
-        out.append("used frames: " + ", ".join(
-            f"{first:#x}" if count == 1 else f"{first:#x}-{first + count - 1:#x}"
-            for first, count in bitmap["used"]))
-    return out
-
-
 def describe(outcome: Outcome, managers: Iterable[str] = ()) -> str:
     """The human report of a run."""
     lines = [f"memspec oracle, {outcome.mode} mode: {outcome.implementation or '?'}",
@@ -120,7 +88,7 @@ def describe(outcome: Outcome, managers: Iterable[str] = ()) -> str:
     elif outcome.divergence is not None:
         d = outcome.divergence
         ops = sum(1 for e in d.exchanges if "op" in e.request)
-        fixed = setup_count(list(managers))
+        fixed = setup_count(outcome.family, list(managers))
         if outcome.caught_after is not None:
             lines.append(f"  first divergence after {outcome.caught_after:.1f} s; shrinking "
                          f"took the rest")
@@ -130,7 +98,7 @@ def describe(outcome: Outcome, managers: Iterable[str] = ()) -> str:
         lines += ["", "why:", *("  " + line for line in d.reason.splitlines())]
         if d.detail:
             lines += ["", *d.detail.splitlines()]
-        area = memory_map(d.exchanges)
+        area = family_named(outcome.family).memory_map(d.exchanges)
         if area:
             lines += ["", "memory as the implementation last reported it:", *area]
     else:

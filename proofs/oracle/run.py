@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +21,9 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from proofs.heap_machine import Invariants
-from proofs.oracle.machine import machine_for
-from proofs.oracle.observed import SpecSession
+from proofs.oracle.families import family_named, runnable
+from proofs.oracle.managers import Family
+from proofs.oracle.observed import Judges, SpecSession
 from proofs.oracle.session import (
     Coverage,
     DivergenceError,
@@ -33,8 +32,8 @@ from proofs.oracle.session import (
     Session,
     StrictSession,
 )
-from proofs.oracle.world import MANAGERS, OBSERVATIONS, PROTOCOL_VERSION, setup_calls
-from proofs.paging_machine import InvariantChecker, Stats, shrink_limit
+from proofs.oracle.world import MANAGERS, OBSERVATIONS, PROTOCOL_VERSION
+from proofs.paging_machine import shrink_limit
 
 TRACE_FORMAT = "memspec-oracle-trace"
 #: Examples per hypothesis run between two looks at the clock.
@@ -47,6 +46,8 @@ class Outcome:
 
     mode: str
     implementation: str = ""
+    #: The family of the sequence that diverged (the kernel's until one does).
+    family: str = "kernel"
     examples: int = 0
     seconds: float = 0.0
     divergence: DivergenceError | None = None
@@ -62,25 +63,14 @@ class Outcome:
         return self.divergence is None and self.unknown is None and self.examples > 0
 
 
-class Judges:
-    """The z3 judges of spec mode, shared by every session of a run (their
-    query caches carry over from one example to the next)."""
-
-    def __init__(self) -> None:
-        self.stats = Stats()
-        self.paging = InvariantChecker(self.stats)
-        self.heap = Invariants()
-        self.outcomes: Counter[str] = Counter()
-
-
 def session_factory(command: str, mode: str, timeout: float, coverage: Coverage,
-                    judges: Judges | None, observe: bool = True) -> Callable[[], Session]:
+                    judges: Judges | None, family: Family, observe: bool = True
+                    ) -> Callable[[], Session]:
     def new() -> Session:
         if mode == "strict":
-            return StrictSession(command, timeout, coverage, observe)
+            return StrictSession(command, timeout, coverage, family, observe)
         assert judges is not None
-        return SpecSession(command, timeout, coverage,
-                           (judges.stats, judges.paging, judges.heap, judges.outcomes))
+        return SpecSession(command, timeout, coverage, judges, family)
     return new
 
 
@@ -111,6 +101,21 @@ def _probe(new: Callable[[], Session], outcome: Outcome) -> Session | None:
     return session
 
 
+def families_of(session: Session, outcome: Outcome) -> list[Family]:
+    """The families to run on an implementation: those whose managers it
+    declares and, in spec mode, whose observations it declares; the others are
+    added to what the outcome skipped, with the reason."""
+    chosen = []
+    for family in runnable(session.managers):
+        missing = [o for o in family.spec_observations if o not in session.observations]
+        if missing and outcome.mode == "spec":
+            outcome.skipped.append(f"family {family.name} (spec mode needs the observations "
+                                   f"{', '.join(missing)})")
+        else:
+            chosen.append(family)
+    return chosen
+
+
 def search(command: str, mode: str, *, max_examples: int = 100, time_limit: float = 60.0,
            seed: int = 0, steps: int = 25, timeout: float = 5.0, shrink_seconds: float = 30.0,
            progress: Callable[[Outcome], None] | None = None) -> Outcome:
@@ -118,17 +123,23 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
     outcome = Outcome(mode)
     start = time.monotonic()
     judges = Judges() if mode == "spec" else None
-    new = session_factory(command, mode, timeout, outcome.coverage, judges)
-    probe = _probe(new, outcome)
+    first = family_named("kernel")
+    probe = _probe(session_factory(command, mode, timeout, outcome.coverage, judges, first),
+                   outcome)
     if probe is None:
         outcome.seconds = time.monotonic() - start
         return outcome
-    machine = machine_for(new, "KernelHeap" in probe.managers)
+    machines = [(family, family.machine(session_factory(command, mode, timeout,
+                                                        outcome.coverage, judges, family),
+                                        probe.managers))
+                for family in families_of(probe, outcome)]
     chunk = requested = 0
-    while requested < max_examples and time.monotonic() - start < time_limit:
+    while machines and requested < max_examples and time.monotonic() - start < time_limit:
         size = min(CHUNK, max_examples - requested)
         requested += size
-        machine._hypothesis_internal_use_seed = seed * 1_000_003 + chunk  # type: ignore[attr-defined]
+        family, machine = machines[chunk % len(machines)]
+        outcome.family = family.name
+        machine._hypothesis_internal_use_seed = seed * 1_000_003 + chunk // len(machines)  # type: ignore[attr-defined]
         chunk += 1
         run_settings = settings(
             max_examples=size, stateful_step_count=steps, deadline=None, database=None,
@@ -136,12 +147,12 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
             phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck))
         try:
             with shrink_limit(shrink_seconds):
-                run_state_machine_as_test(machine, settings=run_settings)  # type: ignore[arg-type]
+                run_state_machine_as_test(machine, settings=run_settings)
         except DivergenceError as exc:
             outcome.divergence = exc
         except OracleUnknownError as exc:
             outcome.unknown = exc
-        outcome.examples = machine.examples
+        outcome.examples = sum(m.examples for _, m in machines)  # type: ignore[attr-defined]
         outcome.seconds = time.monotonic() - start
         if outcome.coverage.first_failure is not None:
             outcome.caught_after = outcome.coverage.first_failure - start
@@ -174,16 +185,17 @@ def operations(exchanges: list[Exchange]) -> list[dict[str, Any]]:
     return steps
 
 
-def setup_count(managers: tuple[str, ...] | list[str]) -> int:
-    return len(setup_calls(tuple(managers)))
+def setup_count(family: str, managers: tuple[str, ...] | list[str]) -> int:
+    return len(family_named(family).setup(tuple(managers)))
 
 
 def save_trace(path: Path, outcome: Outcome, managers: list[str]) -> None:
     assert outcome.divergence is not None
-    ops = operations(outcome.divergence.exchanges)[setup_count(tuple(managers)):]
+    ops = operations(outcome.divergence.exchanges)[setup_count(outcome.family, managers):]
     path.write_text(json.dumps({
         "format": TRACE_FORMAT, "protocol": PROTOCOL_VERSION, "mode": outcome.mode,
-        "implementation": outcome.implementation, "managers": managers,
+        "implementation": outcome.implementation, "family": outcome.family,
+        "managers": managers,
         "violated": list(outcome.divergence.violated), "reason": outcome.divergence.reason,
         "operations": ops}, indent=1) + "\n")
 
@@ -196,13 +208,15 @@ def load_trace(path: Path) -> dict[str, Any]:
 
 
 def replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float = 5.0,
-           observe: bool = True) -> Outcome:
-    """Run one sequence (the set-up calls, then ops) and judge it. ``observe``
-    False: strict mode compares the operations' replies only (the benchmark)."""
-    outcome = Outcome(mode)
+           observe: bool = True, family: str = "kernel") -> Outcome:
+    """Run one sequence of a family (its set-up calls, then ops) and judge it.
+    ``observe`` False: strict mode compares the operations' replies only (the
+    benchmark)."""
+    outcome = Outcome(mode, family=family)
     start = time.monotonic()
     judges = Judges() if mode == "spec" else None
-    new = session_factory(command, mode, timeout, outcome.coverage, judges, observe)
+    new = session_factory(command, mode, timeout, outcome.coverage, judges,
+                          family_named(family), observe)
     probe = _probe(new, outcome)
     if probe is not None:
         session: Session | None = None

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from proofs.heap_abstraction import HeapSnapshot, heap_snapshot
 from proofs.heap_machine import HeapHarness
 from proofs.oracle.child import Child, ImplementationError
+from proofs.oracle.managers import Family
 from proofs.oracle.protocol import (
     Message,
     ProtocolError,
@@ -29,14 +30,12 @@ from proofs.oracle.protocol import (
     request,
     same_reply,
 )
-from proofs.oracle.world import NEEDS, ModelWorld, setup_calls
+from proofs.oracle.world import NEEDS, ModelWorld
 
 #: Replies the strict session lets the implementation owe before reading them
 #: (bytes, estimated from the model's replies; requests and replies of a
 #: window each stay below the 64 KB of a pipe, so neither side blocks).
 WINDOW_BYTES = 32_768
-#: The observations strict mode compares after every operation.
-STATE_OBSERVATIONS = ("FrameCounts", "FrameBitmap", "PageTables", "HeapWalk", "HoleIndex")
 
 
 @dataclass
@@ -105,8 +104,9 @@ class Session:
 
     mode = ""
 
-    def __init__(self, command: str, timeout: float, coverage: Coverage) -> None:
-        self.coverage = coverage
+    def __init__(self, command: str, timeout: float, coverage: Coverage,
+                 family: Family) -> None:
+        self.coverage, self.family = coverage, family
         #: A divergence was raised: the sequence is over.
         self.failed = False
         self.exchanges: list[Exchange] = []
@@ -137,7 +137,7 @@ class Session:
         return request(ident, manager, name, args)
 
     def setup(self) -> None:
-        for manager, op, args in setup_calls(self.managers):
+        for manager, op, args in self.family.setup(self.managers):
             self.execute(manager, op, args)
 
     def execute(self, manager: str, op: str, args: Message) -> Any:
@@ -180,14 +180,14 @@ class StrictSession(Session):
 
     mode = "strict"
 
-    def __init__(self, command: str, timeout: float, coverage: Coverage,
+    def __init__(self, command: str, timeout: float, coverage: Coverage, family: Family,
                  observe: bool = True) -> None:
-        super().__init__(command, timeout, coverage)
+        super().__init__(command, timeout, coverage, family)
         self.world = ModelWorld()
         self.outgoing: list[Message] = []  # written in one go when the window is full
         self.pending: deque[Exchange] = deque()
         self.pending_bytes = 0
-        self.after = [name for name in STATE_OBSERVATIONS
+        self.after = [name for name in family.state_observations
                       if observe and name in self.observations]
         self.heap = StrictHeap(self) if self.supports("KernelHeap") else None
 

@@ -24,21 +24,13 @@ from model.page_manager import NO_FRAME, PageManager
 from model.virtual_memory import PageFault, VirtualMemoryManager
 from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT
 from proofs.heap_walk import raw_blocks, read_virtual
+from proofs.oracle import dos_world, user_world
+from proofs.oracle.managers import Manager, Message, Result, WorldPart
 
 PROTOCOL_VERSION = 1
-MANAGERS = ("PageManager", "VirtualMemoryManager", "KernelHeap")
-OBSERVATIONS = ("FrameCounts", "FrameBitmap", "PageTables", "VirtualToPhysical", "ReadBytes",
-                "HeapWalk", "HoleIndex")
-#: The managers each manager needs (the heap maps its pages through the VMM).
-NEEDS = {"PageManager": (), "VirtualMemoryManager": ("PageManager",),
-         "KernelHeap": ("PageManager", "VirtualMemoryManager")}
-#: The observations that belong to each manager.
-OBSERVATIONS_OF = {"PageManager": ("FrameCounts", "FrameBitmap"),
-                   "VirtualMemoryManager": ("PageTables", "VirtualToPhysical", "ReadBytes"),
-                   "KernelHeap": ("HeapWalk", "HoleIndex")}
-#: Every operation's parameters, in the seed's order.
-OPERATIONS: dict[str, dict[str, tuple[str, ...]]] = {
-    "PageManager": {
+#: The kernel's managers (PROTOCOL.md, "Operations").
+KERNEL_MANAGERS = (
+    Manager("PageManager", (), {
         "InitializePhysicalMemory": ("mem_start", "mem_end"),
         "RequestFrame": ("is_kernel", "is_writeable"),
         "FreeFrame": ("frame_addr",),
@@ -46,12 +38,13 @@ OPERATIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "GetFrameCount": (),
         "GetFreeFrameCount": (),
         "GetUsedFrameCount": (),
-    },
-    "VirtualMemoryManager": {
+    }, ("FrameCounts", "FrameBitmap"), frozenset({"InitializePhysicalMemory", "FreeFrame"})),
+    Manager("VirtualMemoryManager", ("PageManager",), {
         "InitializePaging": (),
         "WriteVirtualMemory": ("virtual_addr", "data"),
-    },
-    "KernelHeap": {
+    }, ("PageTables", "VirtualToPhysical", "ReadBytes"),
+        frozenset({"InitializePaging", "WriteVirtualMemory"})),
+    Manager("KernelHeap", ("PageManager", "VirtualMemoryManager"), {
         "Create": ("start", "end", "max", "supervisor", "readonly", "index_size", "min_size"),
         "Alloc": ("size", "page_align"),
         "Free": ("p",),
@@ -59,16 +52,28 @@ OPERATIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "Contract": ("new_size",),
         "FindSmallestHole": ("size", "page_align"),
         "GetBlockSize": ("p",),
-    },
-}
+    }, ("HeapWalk", "HoleIndex"), frozenset({"Create", "Free", "Expand"})),
+)
+#: Every manager of the protocol, in the order hellos list them.
+ALL_MANAGERS: tuple[Manager, ...] = (*KERNEL_MANAGERS, *dos_world.MANAGERS,
+                                     *user_world.MANAGERS)
+MANAGERS = tuple(m.name for m in ALL_MANAGERS)
+OBSERVATIONS = tuple(o for m in ALL_MANAGERS for o in m.observations)
+#: The managers each manager needs (the heap maps its pages through the VMM).
+NEEDS = {m.name: m.needs for m in ALL_MANAGERS}
+#: The observations that belong to each manager.
+OBSERVATIONS_OF = {m.name: m.observations for m in ALL_MANAGERS}
+#: Every operation's parameters, in the seed's order.
+OPERATIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    m.name: dict(m.operations) for m in ALL_MANAGERS}
+#: The operations whose result is a JSON boolean (the others return a number).
+BOOL_RESULTS = frozenset((m.name, op) for m in ALL_MANAGERS for op in m.bool_results)
 #: The world every sequence starts from (PROTOCOL.md, "Operations").
 MEM_START, MEM_END = 0x8000, 0x30000
 HEAP_START, HEAP_END, HEAP_MAX = 0xC0000000, 0xC0002000, 0xC0020000
 HEAP_INDEX_SIZE, HEAP_MIN_SIZE = 16, 0x1000
 READ_LIMIT = PAGE_SIZE
 _AD = PTE_ACCESSED | PTE_DIRTY
-
-Message = dict[str, Any]
 
 
 def setup_calls(managers: Iterator[str] | tuple[str, ...]) -> list[tuple[str, str, Message]]:
@@ -96,8 +101,15 @@ def runs(values: list[int]) -> list[list[int]]:
     return out
 
 
+#: The model behind the managers past the kernel's, made from the world's
+#: PageManager and VirtualMemoryManager.
+PARTS: tuple[Callable[[PageManager, VirtualMemoryManager], WorldPart], ...] = (
+    *dos_world.PARTS, *user_world.PARTS)
+
+
 class ModelWorld:
-    """The model behind the protocol: PageManager, kernel directory, KernelHeap."""
+    """The model behind the protocol: PageManager, kernel directory, KernelHeap,
+    and the parts behind the other managers (:data:`PARTS`)."""
 
     def __init__(self) -> None:
         self.pm = PageManager()
@@ -111,13 +123,21 @@ class ModelWorld:
             ("KernelHeap", "Create"): self._create}
         targets: dict[str, object] = {"PageManager": self.pm, "KernelHeap": self.heap}
         #: (manager, op) -> (function, its error, parameters, their names as a set)
-        self._calls: dict[tuple[str, str], tuple[Callable[..., Any], Callable[[], ErrorCode],
+        self._calls: dict[tuple[str, str], tuple[Callable[..., Any], Callable[[], int],
                                                  tuple[str, ...], frozenset[str]]] = {
-            (manager, op): (special.get((manager, op)) or getattr(targets[manager], op),
-                            errors[manager], params, frozenset(params))
-            for manager, ops in OPERATIONS.items() for op, params in ops.items()}
+            (m.name, op): (special.get((m.name, op)) or getattr(targets[m.name], op),
+                           errors[m.name], params, frozenset(params))
+            for m in KERNEL_MANAGERS for op, params in m.operations.items()}
         self._observers: dict[str, Callable[..., Message]] = {
-            name: getattr(self, f"_observe_{name}") for name in OBSERVATIONS}
+            name: getattr(self, f"_observe_{name}") for m in KERNEL_MANAGERS
+            for name in m.observations}
+        #: The parts behind the other managers (DOS, processes), sharing pm and vmm.
+        self.parts: list[WorldPart] = [make(self.pm, self.vmm) for make in PARTS]
+        for part in self.parts:
+            for key, (fn, error) in part.calls().items():
+                params = OPERATIONS[key[0]][key[1]]
+                self._calls[key] = (fn, error, params, frozenset(params))
+            self._observers.update(part.observers())
 
     def _pm_error(self) -> ErrorCode:
         return self.pm.last_error
@@ -138,7 +158,7 @@ class ModelWorld:
         result, error = self.call(message["manager"], message["op"], message["args"])
         return {"id": ident, "result": result, "error": error}
 
-    def call(self, manager: str, op: str, args: Mapping[str, Any]) -> tuple[bool | int, int]:
+    def call(self, manager: str, op: str, args: Mapping[str, Any]) -> tuple[Result, int]:
         """Run one operation: (result as the protocol encodes it, error code)."""
         entry = self._calls.get((manager, op))
         if entry is None or args.keys() != entry[3]:
