@@ -88,7 +88,7 @@ SHRINK_SECONDS = {"quick": 20.0, "full": 60.0}
 QUERY_TIMEOUT_MS = 60_000
 #: What each call returns when it fails.
 FAILURE: dict[str, object] = {"Alloc": 0, "Free": False, "Expand": False, "Contract": 0,
-                              "FindSmallestHole": -1}
+                              "FindSmallestHole": -1, "GetBlockSize": 0}
 _FIELDS = tuple(f.name for f in dataclasses.fields(HeapState))
 REAL_FIELDS = tuple(name for name in _FIELDS if name not in HEAP_GHOST_FIELDS)
 #: Header maps compared at the headers; the index at its positions.
@@ -266,6 +266,9 @@ class HeapHarness:
         self._observe()
         where = f"{name}{args!r} -> {result!r} ({code.name})"
         self.check_invariants(where)
+        if name == "GetBlockSize" and (code == SUCCESS) != (args[0] in self.live):
+            raise CheckError(f"{where}: GetBlockSize must succeed exactly for the payload of "
+                             f"a live block", [TRANSITION])
         if code != SUCCESS:
             if result != FAILURE[name] or type(result) is not type(FAILURE[name]):
                 raise CheckError(f"{where}: a failure must return {FAILURE[name]!r}", [TRANSITION])
@@ -417,6 +420,16 @@ class HeapHarness:
         self.trace.append(f"FindSmallestHole(result={result}, x={x:#x})")
         if not (value(t.ok) and decide(t.assume, TRANSITION)):
             raise self._fail(where, "the spec does not allow this answer")
+        return pre
+
+    def _GetBlockSize(self, pre: HeapState, pre_snap: HeapSnapshot,
+                      args: tuple[Any, ...], result: int, where: str) -> HeapState:
+        """The seed's GetBlockSize: the size the live block at p was allocated
+        with (the harness's record; the spec keeps block sizes, not requests);
+        nothing changes."""
+        if result != self.live[args[0]]:
+            raise CheckError(f"{where}: the block was allocated with "
+                             f"{self.live[args[0]]} bytes", [TRANSITION])
         return pre
 
     # -- what the rules do ------------------------------------------------------------

@@ -152,7 +152,8 @@ class OracleHeapMachine(PageRules, HeapMachine):
     stays enabled (no swarm testing): a run of the oracle is a few dozen
     sequences, and swarm testing makes so few a lottery.
 
-    Besides the heap machine's rules, three aim at the boundaries where an
+    Besides the heap machine's rules, GetBlockSize (judged against the sizes
+    the blocks were allocated with), and three aim at the boundaries where an
     implementation decides: an allocation sized from a hole the heap has
     (exactly its payload room, or up to 24 bytes less: the split-or-not
     boundary at a header plus a footer), a contraction to the smallest length
@@ -167,6 +168,13 @@ class OracleHeapMachine(PageRules, HeapMachine):
         if holes:
             room = holes[pick % len(holes)] - MIN_BLOCK - slack
             self.h.call("Alloc", max(room, 0), False)
+
+    @rule(how=st.sampled_from(("live", "live", "double", "misaligned", "foreign")),
+          pick=st.integers(0, 1 << 16))
+    def block_size(self, how: str, pick: int) -> None:
+        """GetBlockSize of a live payload (its requested size) or of another
+        address (0, ERROR_INVALID_ADDRESS)."""
+        self.h.call("GetBlockSize", self.h.pointer(how, pick))
 
     @rule()
     def contract_to_floor(self) -> None:
