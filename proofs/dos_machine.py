@@ -57,6 +57,7 @@ from hypothesis.stateful import initialize, precondition, rule
 
 from model.dos_memory import (
     CONVENTIONAL_TOP,
+    DEFAULT_PSP,
     MCB_M,
     MCB_Z,
     OWNER_FREE,
@@ -68,6 +69,7 @@ from model.ems import UNMAP, EmsManager, slot_address
 from model.page_manager import PageManager
 from model.xms import KB, XmsDriver
 from proofs.obligation import Kind, Obligation, Verdict
+from proofs.oracle.dos_world import raw_mcbs
 from proofs.paging_machine import CheckError
 from proofs.pool_machine import (
     CONTENTS,
@@ -100,15 +102,7 @@ View = tuple[Any, ...]
 def raw_chain(pm: PageManager, start: int, end: int) -> list[McbView]:
     """The MCBs from start as memory holds them: on while the type is 'M' and the
     next MCB lies before end (a block past end, a bad type byte: kept, last)."""
-    blocks: list[McbView] = []
-    segment = start
-    while segment < end and len(blocks) < 0x1000:
-        typ, owner, size = _MCB.unpack(read_physical(pm, segment * PARAGRAPH, _MCB.size))
-        blocks.append(McbView(segment, typ, owner, size))
-        if typ != MCB_M:
-            break
-        segment += size + 1
-    return blocks
+    return [McbView(*block) for block in raw_mcbs(pm, start, end)]
 
 
 def dos_view(dos: DosMemoryManager) -> View:
@@ -172,49 +166,66 @@ def _u16(value: object) -> bool:
 
 # -- the harness ----------------------------------------------------------------------
 
-class DosHarness:
-    """One DOS memory manager and what was written into its memory."""
+class DosChecks:
+    """The checks of one DOS world (1-5 of the module docstring) over four hooks:
+    :meth:`view` (the current state as a :func:`dos_view` tuple), :meth:`snapshot`
+    (what a failed call must leave as it was), :meth:`invoke` (a call: its reply
+    and status) and :meth:`read` (physical bytes). :class:`DosHarness` runs them
+    on the model; the oracle's DOS judge on an implementation's observations."""
 
-    def __init__(self, machine: type[CheckedMachine], umbs: bool = True) -> None:
+    machine: type[CheckedMachine]
+    #: The owner AH=48h gives new blocks.
+    psp = DEFAULT_PSP
+
+    def _begin(self, machine: type[CheckedMachine], states: dict[View, DosState]) -> None:
         self.machine = machine
-        self.dos = make_dos(umbs)
-        self.free_at_start = self.dos.pageman.free_count()
-        self.initial = dos_view(self.dos)
         self.conv: dict[int, bytes] = {}  # data segment -> bytes at its start
         self.xms: dict[int, bytearray] = {}  # handle -> the block's bytes
         self.ems: dict[tuple[int, int], tuple[int, bytes]] = {}  # page -> (offset, bytes)
-        self.states: dict[View, DosState] = {}
+        self.states = states
         self.raised = False  # a check failed: teardown then checks nothing more
+
+    # -- the hooks ------------------------------------------------------------------
+
+    def view(self) -> View:
+        raise NotImplementedError
+
+    def snapshot(self) -> object:
+        raise NotImplementedError
+
+    def invoke(self, name: str, args: tuple[Any, ...]) -> tuple[Any, int]:
+        raise NotImplementedError
+
+    def read(self, address: int, length: int) -> bytes | None:
+        """Physical bytes (None: not observable)."""
+        raise NotImplementedError
+
+    def read_logical(self, handle: int, logical: int) -> bytes | None:
+        """An unmapped logical EMS page's bytes (None: not observable)."""
+        return None
+
+    def resize_maximum(self) -> int | None:
+        """AH=4Ah's BX after its error 8 (None: not observable)."""
+        return None
+
+    # -- a call ---------------------------------------------------------------------
 
     def state(self, view: View) -> DosState:
         if view not in self.states:
             self.states[view] = to_dos_state(view)
         return self.states[view]
 
-    def target(self, name: str) -> Any:
-        dos = self.dos
-        owner = dos.xms if name.startswith("Xms") else dos.ems if name.startswith("Ems") else dos
-        return getattr(owner, name)
-
-    def code(self, name: str) -> int:
-        dos = self.dos
-        if name.startswith("Xms"):
-            return dos.xms.last_error
-        return dos.ems.last_status if name.startswith("Ems") else int(dos.last_error)
-
     def call(self, name: str, *args: Any) -> Any:
-        dos = self.dos
-        pre_view, before = dos_view(dos), world(dos)
+        pre_view, before = self.view(), self.snapshot()
         moved = self.move_source(args) if name == "XmsMove" else None
-        reply = self.target(name)(*args)
-        code = self.code(name)
+        reply, code = self.invoke(name, args)
         self.machine.outcomes[f"{name} {code:#x}"] += 1
         where = f"{name}{args!r} returned {reply!r} (status {code:#x})"
-        post_view = dos_view(dos)
+        post_view = self.view()
         problems = check_invariants(self.machine, dm.INVARIANTS, post_view,
                                     lambda: self.state(post_view))
         partial = name == "ResizeDosMemory" and code == dm.DOS_INSUFFICIENT
-        if code and not partial and world(dos) != before:
+        if code and not partial and self.snapshot() != before:
             problems[UNCHANGED] = "a failed call changed memory, frames, handles or slots"
         step = self.expected(name, args, pre_view, post_view, reply, code)
         if step is not None:
@@ -240,7 +251,7 @@ class DosHarness:
                 return None
             if name == "AllocateDosMemory":
                 block = holder(pre_view, reply - 1) if reply else FIRST
-                return dm.AllocateDosMemory(pre, _i(args[0]), _i(block), _i(self.dos.psp))
+                return dm.AllocateDosMemory(pre, _i(args[0]), _i(block), _i(self.psp))
             if name == "FreeDosMemory":
                 return dm.FreeDosMemory(pre, _i(args[0]))
             segment, paragraphs = args
@@ -256,7 +267,8 @@ class DosHarness:
             return None if code else dm.Query(pre)
         if name in ("XmsAllocate", "AllocateXmsMemory"):
             kb = args[0] if name == "XmsAllocate" else -(-args[0] // KB)
-            address = dict(post_view[7])[reply].address if reply else 0
+            made = dict(post_view[7]).get(reply) if reply else None
+            address = made.address if made else 0
             return dm.XmsAllocate(pre, _i(kb), _i(reply), _i(address),
                                   z3.BoolVal(code == 0xA1), z3.BoolVal(code == 0xA0))
         if name in ("XmsFree", "FreeXmsMemory"):
@@ -330,7 +342,7 @@ class DosHarness:
         if name == "AllocateDosMemory":
             return int(reply)
         if name == "ResizeDosMemory" and code == dm.DOS_INSUFFICIENT:
-            return self.dos.largest_available
+            return self.resize_maximum()
         if name == "XmsLock":
             return int(reply)
         return None
@@ -343,14 +355,14 @@ class DosHarness:
         start = self.address(src_handle, src_offset)
         if start is None or type(length) is not int or not 0 <= length <= 0x10000:
             return None
-        return read_physical(self.dos.pageman, start, length)
+        return self.read(start, length)
 
     def address(self, handle: Any, offset: Any) -> int | None:
         if type(handle) is not int or type(offset) is not int or offset < 0:
             return None
         if handle == 0:
             return (offset >> 16) * PARAGRAPH + (offset & 0xFFFF)
-        block = self.dos.xms.handles.get(handle)
+        block = dict(self.view()[7]).get(handle)
         return None if block is None else block.address + offset
 
     def follow(self, name: str, args: tuple[Any, ...], reply: Any, code: int,
@@ -358,19 +370,22 @@ class DosHarness:
         """Update what the contents check expects after a call."""
         if code:
             return
-        dos = self.dos
+        handles = dict(self.view()[7])
         if name in ("XmsAllocate", "AllocateXmsMemory"):
-            block = dos.xms.handles[reply]
-            self.xms[reply] = bytearray(read_physical(dos.pageman, block.address,
-                                                      block.size_kb * KB))
+            block = handles.get(reply)
+            data = None if block is None else self.read(block.address, block.size_kb * KB)
+            if data is not None:
+                self.xms[reply] = bytearray(data)
         elif name in ("XmsFree", "FreeXmsMemory"):
             self.xms.pop(args[0], None)
-        elif name == "XmsReallocate":
-            block = dos.xms.handles[args[0]]
-            old = self.xms[args[0]][:block.size_kb * KB]
-            old += read_physical(dos.pageman, block.address + len(old),
-                                 block.size_kb * KB - len(old))
-            self.xms[args[0]] = old
+        elif name == "XmsReallocate" and args[0] in self.xms:
+            block = handles.get(args[0])
+            old = self.xms.pop(args[0])
+            if block is not None:
+                old = old[:block.size_kb * KB]
+                more = self.read(block.address + len(old), block.size_kb * KB - len(old))
+                if more is not None:
+                    self.xms[args[0]] = old + more
         elif name == "XmsMove" and moved is not None:
             self.moved(args, moved)
         elif name in ("EmsDeallocate", "FreeEmsPages"):
@@ -382,40 +397,96 @@ class DosHarness:
         """A successful move: the destination holds the source's bytes as they were."""
         length, _, _, dst_handle, dst_offset = args
         start = self.address(dst_handle, dst_offset)
-        assert start is not None
-        seen = read_physical(self.dos.pageman, start, length)
-        if seen != data:
+        seen = None if start is None else self.read(start, length)
+        if seen is not None and seen != data:
             self.raised = True
             raise CheckError(f"XmsMove{args!r}: the destination reads {seen[:16]!r}..., the "
                              f"source held {data[:16]!r}...", [CONTENTS])
-        if dst_handle:
+        if dst_handle in self.xms:
             self.xms[dst_handle][dst_offset:dst_offset + length] = data
         elif dst_offset & 0xFFFF == 0 and (dst_offset >> 16) in self.conv:
             old = self.conv[dst_offset >> 16]
             self.conv[dst_offset >> 16] = data + old[len(data):]
 
     def check_contents(self) -> dict[str, str]:
-        dos, pm, wrong = self.dos, self.dos.pageman, []
-        view = dos_view(dos)
+        wrong = []
+        view = self.view()
         sizes = {b.segment + 1: b.size for b in view[0] + view[1] if b.owner != OWNER_FREE}
         for segment, data in list(self.conv.items()):
             if sizes.get(segment, 0) * PARAGRAPH < len(data):
                 del self.conv[segment]
-            elif read_physical(pm, segment * PARAGRAPH, len(data)) != data:
+            elif self.read(segment * PARAGRAPH, len(data)) not in (data, None):
                 wrong.append(f"conventional block {segment:#x}")
+        handles = dict(view[7])
         for handle, held in self.xms.items():
-            block = dos.xms.handles.get(handle)
-            if block is None or read_physical(pm, block.address, len(held)) != held:
+            block = handles.get(handle)
+            if block is None or self.read(block.address, len(held)) not in (held, None):
                 wrong.append(f"XMS handle {handle}")
+        slots = list(view[10])
         for (handle, logical), (offset, data) in self.ems.items():
-            if (handle, logical) in dos.ems.slots:
-                shown = dos.ems.slots.index((handle, logical))
-                seen = read_physical(pm, slot_address(shown) + offset, len(data))
+            if (handle, logical) in slots:
+                shown = slots.index((handle, logical))
+                seen = self.read(slot_address(shown) + offset, len(data))
             else:
-                seen = dos.ems.read_logical(handle, logical)[offset:offset + len(data)]
-            if seen != data:
+                page = self.read_logical(handle, logical)
+                seen = None if page is None else page[offset:offset + len(data)]
+            if seen not in (data, None):
                 wrong.append(f"EMS page {logical} of handle {handle}")
         return {CONTENTS: "does not read back: " + ", ".join(wrong)} if wrong else {}
+
+
+    def damaged_call(self, where: str, name: str, args: tuple[Any, ...]) -> Any:
+        """A chain call on a damaged chain: error 7, nothing changes (``mcb-destroyed``)."""
+        before = self.snapshot()
+        reply, code = self.invoke(name, args)
+        self.machine.outcomes[f"corrupt {name} {code}"] += 1
+        kept = self.snapshot() == before
+        if code != 7 or reply or not kept:
+            self.raised = True
+            raise CheckError(f"{where} returned {reply!r} (error {code}), the world "
+                             f"{'unchanged' if kept else 'changed'}", [CORRUPTION])
+        return reply
+
+
+class DosHarness(DosChecks):
+    """One DOS memory manager (the model) and what was written into its memory."""
+
+    def __init__(self, machine: type[CheckedMachine], umbs: bool = True) -> None:
+        self._begin(machine, {})
+        self.dos = make_dos(umbs)
+        self.psp = self.dos.psp
+        self.free_at_start = self.dos.pageman.free_count()
+        self.initial = dos_view(self.dos)
+
+    def view(self) -> View:
+        return dos_view(self.dos)
+
+    def snapshot(self) -> object:
+        return world(self.dos)
+
+    def target(self, name: str) -> Any:
+        dos = self.dos
+        owner = dos.xms if name.startswith("Xms") else dos.ems if name.startswith("Ems") else dos
+        return getattr(owner, name)
+
+    def code(self, name: str) -> int:
+        dos = self.dos
+        if name.startswith("Xms"):
+            return dos.xms.last_error
+        return dos.ems.last_status if name.startswith("Ems") else int(dos.last_error)
+
+    def invoke(self, name: str, args: tuple[Any, ...]) -> tuple[Any, int]:
+        reply = self.target(name)(*args)
+        return reply, self.code(name)
+
+    def read(self, address: int, length: int) -> bytes:
+        return read_physical(self.dos.pageman, address, length)
+
+    def read_logical(self, handle: int, logical: int) -> bytes:
+        return self.dos.ems.read_logical(handle, logical)
+
+    def resize_maximum(self) -> int:
+        return self.dos.largest_available
 
     def poke(self, address: int, data: bytes) -> None:
         """A program's store into memory (its block or the page frame)."""
@@ -428,17 +499,11 @@ class DosHarness:
         pm = self.dos.pageman
         original = read_physical(pm, segment * PARAGRAPH, 1)
         write_physical(pm, segment * PARAGRAPH, bytes((garbage,)))
-        before = world(self.dos)
-        reply = self.target(name)(*args)
-        code = self.code(name)
-        self.machine.outcomes[f"corrupt {name} {code}"] += 1
-        kept = world(self.dos) == before
-        write_physical(pm, segment * PARAGRAPH, original)
-        if code != 7 or reply or not kept:
-            self.raised = True
-            where = f"{name}{args!r} with MCB {segment:#x} typed {garbage:#x}"
-            raise CheckError(f"{where} returned {reply!r} (error {code}), the world "
-                             f"{'unchanged' if kept else 'changed'}", [CORRUPTION])
+        try:
+            self.damaged_call(f"{name}{args!r} with MCB {segment:#x} typed {garbage:#x}",
+                              name, args)
+        finally:
+            write_physical(pm, segment * PARAGRAPH, original)
 
     def teardown(self) -> None:
         """Free everything: one free block per area, every frame back."""
@@ -478,8 +543,8 @@ def pick(data: st.DataObject, good: list[Any], bad: list[Any]) -> Any:
 
 def holder(view: View, segment: int) -> int:
     """The MCB (conventional or UMB) whose block holds segment."""
-    return int(next(b.segment for b in view[0] + view[1]
-                    if b.segment <= segment <= b.segment + b.size))
+    return int(next((b.segment for b in view[0] + view[1]
+                     if b.segment <= segment <= b.segment + b.size), -1))
 
 
 def moved_outside(args: tuple[Any, ...]) -> bool:
@@ -496,31 +561,18 @@ def moved_outside(args: tuple[Any, ...]) -> bool:
 
 # -- the machine -------------------------------------------------------------------------
 
-class DosMachine(CheckedMachine):
-    """Conventional memory, UMBs, XMS and EMS through the model's calls."""
+class DosRules:
+    """What the rules target, read from ``self.h``: the harness (``view()``,
+    ``call``, ``poke``, ``corrupt``, the ``conv`` / ``ems`` records), here the
+    model's, in the oracle a front over an implementation."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        type(self).examples += 1
-        self.h = DosHarness(type(self))
-        self.prepare()
+    h: Any
 
     def prepare(self) -> None:
         """What a fresh harness starts with (nothing here)."""
 
-    @initialize(umbs=st.sampled_from((True, True, False)))
-    def configure(self, umbs: bool) -> None:
-        if not umbs:
-            self.h = DosHarness(type(self), umbs=False)
-            self.prepare()
-
-    def teardown(self) -> None:
-        self.h.teardown()
-
-    # -- targets ------------------------------------------------------------------------
-
     def blocks(self) -> list[McbView]:
-        view = dos_view(self.h.dos)
+        view = self.h.view()
         return [*view[0], *view[1]]
 
     def live(self) -> list[int]:
@@ -533,7 +585,7 @@ class DosMachine(CheckedMachine):
         return pick(data, self.live(), [*odd, CONVENTIONAL_TOP, 0, 0xFFFF, *HOSTILE])
 
 
-class ConventionalMachine(DosMachine):
+class ConventionalRules(DosRules):
     """AH=48h/49h/4Ah, strategies, the UMB link, queries, writes, corruption."""
 
     @rule(data=st.data())
@@ -551,7 +603,7 @@ class ConventionalMachine(DosMachine):
 
     def neighbours(self) -> list[tuple[McbView, McbView | None]]:
         """Each allocated block with the block after it in its area (None: last)."""
-        view = dos_view(self.h.dos)
+        view = self.h.view()
         return [(block, area[i + 1] if i + 1 < len(area) else None)
                 for area in view[:2] for i, block in enumerate(area) if block.owner]
 
@@ -566,7 +618,7 @@ class ConventionalMachine(DosMachine):
     @rule(data=st.data())
     def free_beside_free(self, data: st.DataObject) -> None:
         """AH=49h on a block with a free neighbour (it must merge)."""
-        view = dos_view(self.h.dos)
+        view = self.h.view()
         beside = [b.segment + 1 for area in view[:2] for a, b in zip(area, area[1:], strict=False)
                   if a.owner == OWNER_FREE and b.owner] + [
                   a.segment + 1 for area in view[:2] for a, b in zip(area, area[1:], strict=False)
@@ -607,17 +659,18 @@ class ConventionalMachine(DosMachine):
           name=st.sampled_from(("AllocateDosMemory", "FreeDosMemory", "ResizeDosMemory",
                                 "GetDosLargestBlock", "SetUmbLink")))
     def corrupt(self, data: st.DataObject, garbage: int, name: str) -> None:
+        view = self.h.view()
         block = data.draw(st.sampled_from(self.blocks()))
         target = data.draw(st.sampled_from(self.live() or [block.segment + 1]))
         args = {"AllocateDosMemory": (1,), "FreeDosMemory": (target,),
                 "ResizeDosMemory": (target, 1), "GetDosLargestBlock": (),
-                "SetUmbLink": (self.h.dos.umb_linked,)}[name]
-        if name == "SetUmbLink" and not self.h.dos.has_umbs:
+                "SetUmbLink": (view[5],)}[name]
+        if name == "SetUmbLink" and not view[3] < view[4]:  # no UMBs
             name, args = "GetDosLargestBlock", ()
         self.h.corrupt(block.segment, garbage, name, *args)
 
 
-class XmsMachine(DosMachine):
+class XmsRules(DosRules):
     """XMS functions and the seed's XMS calls; conventional blocks for moves."""
 
     def prepare(self) -> None:
@@ -633,7 +686,7 @@ class XmsMachine(DosMachine):
         self.h.call("XmsLock", self.handle(data))
 
     def handle(self, data: st.DataObject) -> Any:
-        return pick(data, sorted(self.h.dos.xms.handles), [0, 99, -1, None])
+        return pick(data, sorted(dict(self.h.view()[7])), [0, 99, -1, None])
 
     @rule(data=st.data(), seed=st.booleans())
     def xms_allocate(self, data: st.DataObject, seed: bool) -> None:
@@ -647,11 +700,11 @@ class XmsMachine(DosMachine):
     def xms_handle(self, data: st.DataObject, name: str) -> None:
         self.h.call(name, self.handle(data))
 
-    @precondition(lambda self: any(b.lock_count for b in self.h.dos.xms.handles.values()))
+    @precondition(lambda self: any(b.lock_count for _, b in self.h.view()[7]))
     @rule(data=st.data(), seed=st.booleans())
     def xms_free_locked(self, data: st.DataObject, seed: bool) -> None:
         """XMS 0Ah on a locked block: ABh, nothing changes."""
-        locked = [h for h, b in sorted(self.h.dos.xms.handles.items()) if b.lock_count]
+        locked = [h for h, b in self.h.view()[7] if b.lock_count]
         self.h.call("FreeXmsMemory" if seed else "XmsFree", data.draw(st.sampled_from(locked)))
 
     @rule(data=st.data(), kb=st.sampled_from((0, 1, 2, 8, 32, 0x1000)))
@@ -662,14 +715,13 @@ class XmsMachine(DosMachine):
         """A move's end: an XMS block at an offset (some past its end), a live
         conventional block's data (seg:0) large enough, the EMS frame (a
         source only), past the first MB, an unknown handle."""
-        dos = self.h.dos
         choices: list[tuple[int, int]] = [
             (0, b.segment + 1 << 16) for b in self.blocks()
             if b.owner != OWNER_FREE and b.size * PARAGRAPH >= length][:4]
         bad = [(0, 0xFFFF << 16 | 0x20), (77, 0)]
         if source:
             choices.append((0, 0xE000 << 16))
-        for handle, block in sorted(dos.xms.handles.items())[:3]:
+        for handle, block in self.h.view()[7][:3]:
             size = block.size_kb * KB
             choices += [(handle, 0), (handle, 2), (handle, max(0, size - length))]
             bad += [(handle, size), (handle, size + 2), (handle, -2)]
@@ -681,12 +733,11 @@ class XmsMachine(DosMachine):
         self.h.call("XmsMove", length, *src, *dst)
 
 
-class EmsMachine(DosMachine):
+class EmsRules(DosRules):
     """LIM 43h-45h, the seed's EMS calls, writes through the page frame."""
 
     def ems_handle(self, data: st.DataObject) -> Any:
-        ems = self.h.dos.ems
-        return pick(data, [h for h in sorted(ems.handles) if ems.handles[h]], [0, 63, -1, None])
+        return pick(data, [h for h, ids in self.h.view()[9] if ids], [0, 63, -1, None])
 
     @rule(data=st.data(), seed=st.booleans())
     def ems_allocate(self, data: st.DataObject, seed: bool) -> None:
@@ -705,28 +756,60 @@ class EmsMachine(DosMachine):
     @rule(data=st.data(),
           segment=st.sampled_from((0xE000, 0xE400, 0xE800, 0xEC00, 0xE100, 0xF000)))
     def ems_map_seed(self, data: st.DataObject, segment: int) -> None:
-        page = pick(data, sorted(self.h.dos.ems.storage), [-1, EMS_PAGES, None])
+        page = pick(data, sorted(i for _, ids in self.h.view()[9] for i in ids),
+                    [-1, EMS_PAGES, None])
         self.h.call("MapEmsPageToPhysical", page, segment)
 
-    @precondition(lambda self: any(self.h.dos.ems.slots))
+    @precondition(lambda self: any(self.h.view()[10]))
     @rule(data=st.data(), physical=st.integers(0, 3))
     def ems_remap(self, data: st.DataObject, physical: int) -> None:
         """Map a page shown in one slot into another: it moves (DOS-5), and its bytes
         follow it."""
-        shown = [s for s in self.h.dos.ems.slots if s is not None]
+        shown = [s for s in self.h.view()[10] if s is not None]
         handle, logical = data.draw(st.sampled_from(shown))
         self.h.call("EmsMap", handle, logical, physical)
 
-    @precondition(lambda self: any(self.h.dos.ems.slots))
+    @precondition(lambda self: any(self.h.view()[10]))
     @rule(data=st.data(), offset=st.sampled_from((0, 0x3FF0)))
     def write_frame(self, data: st.DataObject, offset: int) -> None:
-        slots = self.h.dos.ems.slots
+        slots = self.h.view()[10]
         physical = data.draw(st.sampled_from([p for p, shown in enumerate(slots) if shown]))
         shown = slots[physical]
         assert shown is not None
         payload = random.Random(data.draw(st.integers(0, 255))).randbytes(16)
         self.h.poke(slot_address(physical) + offset, payload)
         self.h.ems[shown] = (offset, payload)
+
+
+class DosMachine(DosRules, CheckedMachine):
+    """Conventional memory, UMBs, XMS and EMS through the model's calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        type(self).examples += 1
+        self.h = DosHarness(type(self))
+        self.prepare()
+
+    @initialize(umbs=st.sampled_from((True, True, False)))
+    def configure(self, umbs: bool) -> None:
+        if not umbs:
+            self.h = DosHarness(type(self), umbs=False)
+            self.prepare()
+
+    def teardown(self) -> None:
+        self.h.teardown()
+
+
+class ConventionalMachine(ConventionalRules, DosMachine):
+    """AH=48h/49h/4Ah, strategies, the UMB link, queries, writes, corruption."""
+
+
+class XmsMachine(XmsRules, DosMachine):
+    """XMS functions and the seed's XMS calls; conventional blocks for moves."""
+
+
+class EmsMachine(EmsRules, DosMachine):
+    """LIM 43h-45h, the seed's EMS calls, writes through the page frame."""
 
 
 def run_dos_machine(profile: str, patches: Mapping[str, object] | None = None, *,

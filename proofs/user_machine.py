@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import z3
 from hypothesis import strategies as st
@@ -81,6 +81,7 @@ from model.virtual_alloc import VirtualProtectProcessMemory
 from model.virtual_memory import PageFault, VirtualMemoryManager
 from model.x86_paging import PTE_PRESENT, PTE_WRITABLE
 from proofs.obligation import Obligation, Verdict
+from proofs.oracle.user_world import LINUX, linux_code
 from proofs.paging_machine import CheckError
 from proofs.pool_machine import (
     CONTENTS,
@@ -155,56 +156,78 @@ def world(calls: SystemCalls) -> tuple[object, ...]:
             {frame: bytes(page) for frame, page in pm.memory.items()})
 
 
-class UserHarness:
-    """The processes, and what was written into their pages."""
+class UserChecks:
+    """The checks of one call, over hooks for what is checked: the current view,
+    the call itself, the bytes of a page. :class:`UserHarness` runs them on the
+    model; the oracle's user judge (proofs.oracle.user_family) on what an
+    implementation reports, so both judge by this one implementation."""
 
-    def __init__(self, machine: type[CheckedMachine]) -> None:
-        self.machine = machine
-        self.calls = make_calls()
-        self.free_at_start = self.calls.vmm.pageman.free_count()
-        self.written: dict[tuple[int, int], bytes] = {}  # (pid, address) -> bytes
+    machine: type[CheckedMachine]
+    #: (pid, address) -> the byte written there, while its page stays committed
+    written: dict[tuple[int, int], bytes]
 
-    @property
-    def space(self) -> ProcessMemorySpace | None:
-        return self.calls.current
+    # -- hooks ------------------------------------------------------------------------
+
+    def view(self) -> View:
+        """The live processes' pages and layouts now."""
+        raise NotImplementedError
+
+    def nframes(self) -> int:
+        raise NotImplementedError
+
+    def snapshot(self) -> object:
+        """Everything a failed call must leave as it was."""
+        raise NotImplementedError
+
+    def current_pid(self) -> int:
+        """The current process (0: none)."""
+        raise NotImplementedError
+
+    def invoke(self, name: str, args: tuple[Any, ...]) -> tuple[Any, int]:
+        """Make the call: its reply and its code (0, the Windows error or the errno)."""
+        raise NotImplementedError
+
+    def process_layout(self, pid: int, post_view: View) -> tuple[int, int, int, int]:
+        """A new process's image (first vpn, pages) and process heap (first vpn,
+        committed pages)."""
+        raise NotImplementedError
+
+    def read(self, pid: int, address: int, length: int) -> bytes:
+        """The bytes at address in pid's committed pages (through its records)."""
+        raise NotImplementedError
+
+    def touch(self, kind: str, address: int) -> tuple[bool, object]:
+        """A user-mode access of one byte in the current process: (allowed, reply)."""
+        raise NotImplementedError
+
+    # -- the checks ---------------------------------------------------------------------
 
     def state(self, view: View) -> UserState:
-        return to_user_state(view, self.calls.vmm.pageman.nframes)
+        return to_user_state(view, self.nframes())
 
     def call(self, name: str, *args: Any) -> Any:
-        calls = self.calls
-        pid = 0 if calls.current is None else calls.current.pid
-        pre_view, before = user_view(calls), world(calls)
-        target = (lambda *a: _protect(calls, *a)) if name == "protect" else getattr(calls, name)
-        reply = target(*args)
-        code = self.code(name, args, reply)
+        pid = self.current_pid()
+        pre_view, before = self.view(), self.snapshot()
+        reply, code = self.invoke(name, args)
         self.machine.outcomes[f"{name} {code}"] += 1
         where = f"{name}{args!r} in process {pid} returned {reply!r} ({code})"
-        post_view = user_view(calls)
+        post_view = self.view()
         problems = check_invariants(self.machine, us.INVARIANTS, repr(post_view),
                                     lambda: self.state(post_view))
         failed = code != 0
         partial = name == "SyscallMprotect" and code in (ENOMEM, EACCES)
-        if failed and not partial and world(calls) != before:
+        if failed and not partial and self.snapshot() != before:
             problems[UNCHANGED] = "a failed call changed the processes or memory"
         step = self.expected(name, args, pid, pre_view, post_view, reply)
         if step is not None:
             problems.update(self.transition(step, code, post_view, compare=not failed or partial))
-        problems.update(self.check_contents())
+        if name == "SyscallVirtualProtect" and not failed:
+            old = pre_view[0][pid][page_floor(args[0]) >> PAGE_SHIFT].protect
+            for n, byte in enumerate(old.to_bytes(4, "little")):
+                self.written[(pid, args[3] + n)] = bytes([byte])
+        problems.update(self.check_contents(post_view))
         raise_problems(where, problems)
         return reply
-
-    def code(self, name: str, args: tuple[Any, ...], reply: Any) -> int:
-        """0 on success, else the Windows error code or the errno (a brk that does
-        not move the break to the value asked for failed: ENOMEM)."""
-        if name in LINUX:
-            if name == "SyscallBrk":
-                return 0 if reply == args[0] else ENOMEM
-            return -reply if reply < 0 else 0
-        if name in ("CreateProcess", "SwitchProcess", "DestroyProcess"):
-            return int(self.calls.last_error)
-        space = self.calls.current
-        return 0 if space is None else int(space.last_error)
 
     # -- the spec's step of a call ------------------------------------------------
 
@@ -220,7 +243,7 @@ class UserHarness:
         if pid == 0:
             return None
         p = z3.IntVal(pid)
-        space = self.calls.processes.get(pid)
+        live = pid in post_view[1]
         if name == "SyscallVirtualAlloc" and reply:
             address, size, kind, protect = args
             first = reply >> PAGE_SHIFT
@@ -244,13 +267,13 @@ class UserHarness:
             end = (base + self.allocation_pages(pre_view, pid, base) if size == 0
                    else page_ceil(address + size) >> PAGE_SHIFT)
             return us.VirtualFreeDecommit(pre, p, z3.IntVal(first), z3.IntVal(end - first))
-        if name == "protect" and reply[0]:
-            address, size, protect = args
+        if name == "protect" and reply[0] or name == "SyscallVirtualProtect" and reply:
+            address, size, protect = args[:3]
             first = page_floor(address) >> PAGE_SHIFT
             count = (page_ceil(address + size) >> PAGE_SHIFT) - first
             return us.VirtualProtect(pre, p, z3.IntVal(first), z3.IntVal(count),
                                      z3.IntVal(protect))
-        if name == "SyscallMmap" and reply >= 0 and space is not None:
+        if name == "SyscallMmap" and reply >= 0 and live:
             address, length, prot, flags = args[:4]
             first, count = reply >> PAGE_SHIFT, page_ceil(length) >> PAGE_SHIFT
             step = us.MmapFixed if flags & MAP_FIXED else us.Mmap
@@ -271,9 +294,9 @@ class UserHarness:
                 stop += 1
             return us.Mprotect(pre, p, z3.IntVal(first), z3.IntVal(end - first),
                                z3.IntVal(protect_from_prot(prot)), z3.IntVal(stop))
-        if name in ("SyscallHeapAlloc", "SyscallHeapFree") and space is not None:
+        if name in ("SyscallHeapAlloc", "SyscallHeapFree") and live:
             return self.heap_pages(pre, pid, pre_view, post_view, pick, pinv, oom)
-        if name == "SyscallBrk" and space is not None and reply == args[0]:
+        if name == "SyscallBrk" and live and reply == args[0]:
             old_end, new_end = pre_view[1][pid].heap_end, post_view[1][pid].heap_end
             if new_end > old_end:
                 return us.BrkGrow(pre, p, z3.IntVal(new_end), pick, pinv, oom)
@@ -286,20 +309,17 @@ class UserHarness:
         """SystemCalls.CreateProcess: the spec's CreateProcess (image, brk heap,
         stack), then ProcessHeapCreate (the process heap's reservation with its
         initial pages committed), as one step."""
-        space = self.calls.processes[pid]
-        heap = self.calls.heaps[pid]
+        image, image_pages, base, heap_pages = self.process_layout(pid, post_view)
         p, layout = z3.IntVal(pid), post_view[1][pid]
         first = us.CreateProcess(
-            pre, p, z3.IntVal(space.image_base >> PAGE_SHIFT),
-            z3.IntVal((space.heap_start - space.image_base) >> PAGE_SHIFT),
+            pre, p, z3.IntVal(image), z3.IntVal(image_pages),
             z3.IntVal(PAGE_EXECUTE_READ), z3.IntVal(layout.heap_start),
             z3.IntVal(layout.heap_max), z3.IntVal(layout.stack_top),
             z3.IntVal(STACK_RESERVE >> PAGE_SHIFT), z3.IntVal(layout.stack_size), pick, pinv, oom)
-        base = heap.start_address >> PAGE_SHIFT
         second = us.ProcessHeapCreate(
             first.changed, p, z3.IntVal(base),
-            z3.IntVal(self.allocation_pages(post_view, pid, base)),
-            z3.IntVal((heap.end_address - heap.start_address) >> PAGE_SHIFT), pick, pinv, oom)
+            z3.IntVal(self.allocation_pages(post_view, pid, base)), z3.IntVal(heap_pages),
+            pick, pinv, oom)
         return chain(first, second)
 
     def heap_pages(self, pre: UserState, pid: int, pre_view: View, post_view: View, pick: Ref,
@@ -355,29 +375,96 @@ class UserHarness:
         bad = failing(claims, TRANSITION)
         return {TRANSITION: "; ".join(bad)} if bad else {}
 
-    def check_contents(self) -> dict[str, str]:
+    def check_contents(self, view: View) -> dict[str, str]:
         wrong = []
         for (pid, address), data in list(self.written.items()):
-            space = self.calls.processes.get(pid)
-            record = None if space is None else space.pages.get(address >> PAGE_SHIFT)
-            if space is None or record is None or record.state != MEM_COMMIT:
+            page = view[0].get(pid, {}).get(address >> PAGE_SHIFT)
+            if page is None or page.state != MEM_COMMIT:
                 del self.written[(pid, address)]
                 continue
-            frame = record.frame
-            assert frame is not None
-            page = self.calls.vmm.pageman.memory.get(frame)
-            offset = address & (PAGE_SIZE - 1)
-            seen = bytes(len(data)) if page is None else bytes(page[offset:offset + len(data)])
+            seen = self.read(pid, address, len(data))
             if seen != data:
                 wrong.append(f"{address:#x} in process {pid} reads {seen!r}, wrote {data!r}")
         return {CONTENTS: "; ".join(wrong)} if wrong else {}
 
     def access(self, kind: str, address: int) -> None:
         """A user-mode access of one byte; PROT-1 on the spec's Access step."""
-        space = self.space
-        if space is None:
+        pid = self.current_pid()
+        if pid == 0:
             return
-        pre_view = user_view(self.calls)
+        pre_view = self.view()
+        allowed, reply = self.touch(kind, address)
+        self.machine.outcomes[f"access {kind} {'ok' if allowed else 'fault'}"] += 1
+        pre = self.state(pre_view)
+        args = {"pid": z3.IntVal(pid), "vpn": z3.IntVal(address >> PAGE_SHIFT),
+                "kind": z3.IntVal(KIND[kind])}
+        step = us.Access(pre, args["pid"], args["vpn"], args["kind"])
+        claims = [("PROT-1", us.prot_1(pre, step, args) if allowed else z3.BoolVal(True)),
+                  (TRANSITION, step.ok == allowed)]
+        bad = failing(claims, "access")
+        if allowed and kind == "write":
+            self.written[(pid, address)] = b"\x5a"
+        raise_problems(f"{kind} {address:#x} in process {pid}: {reply!r}",
+                       {name: f"the spec's Access step disagrees ({name})" for name in bad})
+
+
+class UserHarness(UserChecks):
+    """The checks on the model's processes, and what was written into their pages."""
+
+    def __init__(self, machine: type[CheckedMachine]) -> None:
+        self.machine = machine
+        self.calls = make_calls()
+        self.free_at_start = self.calls.vmm.pageman.free_count()
+        self.written = {}
+
+    @property
+    def space(self) -> ProcessMemorySpace | None:
+        return self.calls.current
+
+    def view(self) -> View:
+        return user_view(self.calls)
+
+    def nframes(self) -> int:
+        return self.calls.vmm.pageman.nframes
+
+    def snapshot(self) -> object:
+        return world(self.calls)
+
+    def current_pid(self) -> int:
+        return 0 if self.calls.current is None else self.calls.current.pid
+
+    def invoke(self, name: str, args: tuple[Any, ...]) -> tuple[Any, int]:
+        calls = self.calls
+        target = (lambda *a: _protect(calls, *a)) if name == "protect" else getattr(calls, name)
+        reply = target(*args)
+        return reply, self.code(name, args, reply)
+
+    def code(self, name: str, args: tuple[Any, ...], reply: Any) -> int:
+        """0 on success, else the Windows error code or the errno."""
+        if name in LINUX:
+            return linux_code(name, args, reply)
+        if name in ("CreateProcess", "SwitchProcess", "DestroyProcess"):
+            return int(self.calls.last_error)
+        space = self.calls.current
+        return 0 if space is None else int(space.last_error)
+
+    def process_layout(self, pid: int, post_view: View) -> tuple[int, int, int, int]:
+        space, heap = self.calls.processes[pid], self.calls.heaps[pid]
+        return (space.image_base >> PAGE_SHIFT,
+                (space.heap_start - space.image_base) >> PAGE_SHIFT,
+                heap.start_address >> PAGE_SHIFT,
+                (heap.end_address - heap.start_address) >> PAGE_SHIFT)
+
+    def read(self, pid: int, address: int, length: int) -> bytes:
+        record = self.calls.processes[pid].pages[address >> PAGE_SHIFT]
+        assert record.frame is not None
+        page = self.calls.vmm.pageman.memory.get(record.frame)
+        offset = address & (PAGE_SIZE - 1)
+        return bytes(length) if page is None else bytes(page[offset:offset + length])
+
+    def touch(self, kind: str, address: int) -> tuple[bool, object]:
+        space = self.calls.current
+        assert space is not None
         if kind == "read":
             reply: Any = space.ReadUserMemory(address, 1)
         elif kind == "execute":
@@ -385,21 +472,17 @@ class UserHarness:
         else:
             reply = space.WriteUserMemory(address, b"\x5a")
         allowed = not isinstance(reply, PageFault | AccessViolation) and reply not in (None, False)
-        self.machine.outcomes[f"access {kind} {'ok' if allowed else 'fault'}"] += 1
-        pre = self.state(pre_view)
-        args = {"pid": z3.IntVal(space.pid), "vpn": z3.IntVal(address >> PAGE_SHIFT),
-                "kind": z3.IntVal(KIND[kind])}
-        step = us.Access(pre, args["pid"], args["vpn"], args["kind"])
-        claims = [("PROT-1", us.prot_1(pre, step, args) if allowed else z3.BoolVal(True)),
-                  (TRANSITION, step.ok == allowed)]
-        bad = failing(claims, "access")
-        if allowed and kind == "write":
-            self.written[(space.pid, address)] = b"\x5a"
-        raise_problems(f"{kind} {address:#x} in process {space.pid}: {reply!r}",
-                       {name: f"the spec's Access step disagrees ({name})" for name in bad})
+        return allowed, reply
 
 
-LINUX = ("SyscallMmap", "SyscallMunmap", "SyscallMprotect", "SyscallBrk")
+class Layout(NamedTuple):
+    """What the rules read of the current process: its break, its allocations
+    (base, end, origin) by base, its process heap's handle and live blocks."""
+
+    brk: int
+    allocations: list[tuple[int, int, int]]
+    heap: int
+    heap_pointers: list[int]
 
 
 def chain(first: us.UserStep, second: us.UserStep) -> us.UserStep:
@@ -434,17 +517,40 @@ class UserMachine(CheckedMachine):
 
     # -- targets --------------------------------------------------------------------
 
+    def layout(self) -> Layout | None:
+        """What the rules read of the current process (None: no current process)."""
+        space = self.h.space
+        if space is None:
+            return None
+        heap = self.h.calls.heaps[space.pid]
+        return Layout(space.brk, [(a.base, a.end, a.origin) for a in (
+            space.allocations[base] for base in space.bases)], heap.start_address,
+            sorted(header + HEADER_SIZE for header in heap.allocated))
+
+    def pids(self) -> list[int]:
+        return sorted(self.h.calls.processes)
+
+    def has_current(self) -> bool:
+        return self.h.space is not None
+
+    def heap_handle(self) -> int:
+        """GetProcessHeap of the current process (the model's, unchecked)."""
+        return self.h.calls.SyscallGetProcessHeap()
+
+    def protect(self, address: int, size: int, protect: int) -> None:
+        """VirtualProtect in the current process."""
+        self.h.call("protect", address, size, protect)
+
     def addresses(self) -> list[int]:
         """Where the rules aim: the fixed area, the break, and the first page, the
         second page and the end of the current process's allocations (the most
         recent eight), the image and the stack included."""
-        space = self.h.space
+        layout = self.layout()
         found = [FIXED_AREA, FIXED_AREA + 0x11000]
-        if space is not None:
-            found.append(space.brk)
-            for base in space.bases[-8:] + space.bases[:1]:
-                allocation = space.allocations[base]
-                found += [allocation.base, allocation.base + PAGE_SIZE, allocation.end]
+        if layout is not None:
+            found.append(layout.brk)
+            for base, end, _ in layout.allocations[-8:] + layout.allocations[:1]:
+                found += [base, base + PAGE_SIZE, end]
         return found
 
     # -- processes --------------------------------------------------------------------
@@ -454,22 +560,22 @@ class UserMachine(CheckedMachine):
         """Every example starts with one process, current."""
         self.create()
 
-    @precondition(lambda self: len(self.h.calls.processes) < MAX_PROCESSES)
+    @precondition(lambda self: len(self.pids()) < MAX_PROCESSES)
     @rule()
     def create(self) -> None:
         pid = self.h.call("CreateProcess")
         if pid:
             self.h.call("SwitchProcess", pid)
 
-    @precondition(lambda self: bool(self.h.calls.processes))
+    @precondition(lambda self: bool(self.pids()))
     @rule(data=st.data())
     def switch_or_destroy(self, data: st.DataObject) -> None:
-        pid = data.draw(st.sampled_from(sorted(self.h.calls.processes)))
+        pid = data.draw(st.sampled_from(self.pids()))
         self.h.call(data.draw(st.sampled_from(("SwitchProcess", "DestroyProcess"))), pid)
 
     # -- Windows -------------------------------------------------------------------------
 
-    @precondition(lambda self: self.h.space is not None)
+    @precondition(lambda self: self.has_current())
     @rule(size=st.sampled_from((0x1000, 0x3000, 0x5000)),
           protect=st.sampled_from((PAGE_READWRITE, PAGE_READONLY, PAGE_NOACCESS)),
           top_down=st.booleans())
@@ -478,7 +584,7 @@ class UserMachine(CheckedMachine):
         kind = MEM_RESERVE | MEM_COMMIT | (MEM_TOP_DOWN if top_down else 0)
         self.h.call("SyscallVirtualAlloc", 0, size, kind, protect)
 
-    @precondition(lambda self: self.h.space is not None)
+    @precondition(lambda self: self.has_current())
     @rule(data=st.data(), size=st.sampled_from((0x1000, 0x3000, 0x10001, 0, 1)),
           kind=st.sampled_from((MEM_RESERVE | MEM_COMMIT, MEM_COMMIT, MEM_RESERVE, MEM_RELEASE)),
           protect=st.sampled_from((PAGE_READWRITE, *PROTECTIONS, 0x3)))
@@ -489,30 +595,30 @@ class UserMachine(CheckedMachine):
     def private(self) -> list[int]:
         """Bases and second pages of the current process's VirtualAlloc and mmap
         allocations (what VirtualFree and VirtualProtect may change)."""
-        space = self.h.space
-        if space is None:
+        layout = self.layout()
+        if layout is None:
             return []
-        return [address for base in space.bases
-                if space.allocations[base].origin in (ORIGIN_VIRTUAL_ALLOC, ORIGIN_MMAP)
+        return [address for base, _, origin in layout.allocations
+                if origin in (ORIGIN_VIRTUAL_ALLOC, ORIGIN_MMAP)
                 for address in (base, base + PAGE_SIZE)]
 
-    @precondition(lambda self: self.h.space is not None)
+    @precondition(lambda self: self.has_current())
     @rule(data=st.data(), size=st.sampled_from((0, 0x1000, 0x2000)),
           kind=st.sampled_from((MEM_DECOMMIT, MEM_RELEASE)))
     def virtual_free(self, data: st.DataObject, size: int, kind: int) -> None:
         targets = self.private() or self.addresses()
         self.h.call("SyscallVirtualFree", data.draw(st.sampled_from(targets)), size, kind)
 
-    @precondition(lambda self: self.h.space is not None)
+    @precondition(lambda self: self.has_current())
     @rule(data=st.data(), size=st.sampled_from((1, 0x2000)),
           protect=st.sampled_from((*PROTECTIONS, 0x6)))
     def virtual_protect(self, data: st.DataObject, size: int, protect: int) -> None:
         targets = self.private() or self.addresses()
-        self.h.call("protect", data.draw(st.sampled_from(targets)), size, protect)
+        self.protect(data.draw(st.sampled_from(targets)), size, protect)
 
     # -- Linux -----------------------------------------------------------------------------
 
-    @precondition(lambda self: self.h.space is not None)
+    @precondition(lambda self: self.has_current())
     @rule(data=st.data(), length=st.sampled_from((0, 0x1000, 0x3000)),
           prot=st.sampled_from((0, 1, 3, 5, 7)),
           flags=st.sampled_from((MAP_PRIVATE | MAP_ANONYMOUS, MAP_SHARED | MAP_ANONYMOUS,
@@ -521,45 +627,42 @@ class UserMachine(CheckedMachine):
         address = data.draw(st.one_of(st.just(0), st.sampled_from(self.addresses())))
         self.h.call("SyscallMmap", address, length, prot, flags, NO_FD, 0)
 
-    @precondition(lambda self: self.h.space is not None)
+    @precondition(lambda self: self.has_current())
     @rule(data=st.data(), length=st.sampled_from((0x1000, 0x2000)))
     def munmap(self, data: st.DataObject, length: int) -> None:
         self.h.call("SyscallMunmap", page_floor(data.draw(st.sampled_from(self.addresses()))),
                     length)
 
-    @precondition(lambda self: self.h.space is not None)
+    @precondition(lambda self: self.has_current())
     @rule(data=st.data(), length=st.sampled_from((0, 0x1000, 0x3000)),
           prot=st.sampled_from((0, 1, 3, 4)))
     def mprotect(self, data: st.DataObject, length: int, prot: int) -> None:
         self.h.call("SyscallMprotect",
                     page_floor(data.draw(st.sampled_from(self.addresses()))), length, prot)
 
-    @precondition(lambda self: self.h.space is not None)
+    @precondition(lambda self: self.has_current())
     @rule(delta=st.sampled_from((-0x3000, -1, 0, 0x10, 0x2000, 0x5001)))
     def brk(self, delta: int) -> None:
-        space = self.h.space
-        assert space is not None
-        self.h.call("SyscallBrk", max(0, space.brk + delta))
+        layout = self.layout()
+        assert layout is not None
+        self.h.call("SyscallBrk", max(0, layout.brk + delta))
 
     # -- the process heap and accesses -------------------------------------------------
 
-    @precondition(lambda self: self.h.space is not None)
+    @precondition(lambda self: self.has_current())
     @rule(size=st.sampled_from((0, 24, 0x3000, 0x20000)), zero=st.booleans())
     def heap_alloc(self, size: int, zero: bool) -> None:
-        heap = self.h.calls.SyscallGetProcessHeap()
-        self.h.call("SyscallHeapAlloc", heap, 0x8 if zero else 0, size)
+        self.h.call("SyscallHeapAlloc", self.heap_handle(), 0x8 if zero else 0, size)
 
-    @precondition(lambda self: self.h.space is not None)
+    @precondition(lambda self: self.has_current())
     @rule(data=st.data())
     def heap_free(self, data: st.DataObject) -> None:
-        space = self.h.space
-        assert space is not None
-        heap = self.h.calls.heaps[space.pid]
-        live = sorted(header + HEADER_SIZE for header in heap.allocated)
-        pointer = data.draw(st.sampled_from([*live, heap.start_address + 1]))
-        self.h.call("SyscallHeapFree", heap.start_address, 0, pointer)
+        layout = self.layout()
+        assert layout is not None
+        pointer = data.draw(st.sampled_from([*layout.heap_pointers, layout.heap + 1]))
+        self.h.call("SyscallHeapFree", layout.heap, 0, pointer)
 
-    @precondition(lambda self: self.h.space is not None)
+    @precondition(lambda self: self.has_current())
     @rule(data=st.data(), kind=st.sampled_from(("read", "write", "execute")))
     def access(self, data: st.DataObject, kind: str) -> None:
         self.h.access(kind, data.draw(st.sampled_from(self.addresses())))

@@ -44,7 +44,10 @@ def test_the_intended_algorithm_passes_both_modes(build_dir: Path) -> None:
     assert strict.passed, describe(strict)
     spec = search(binary, "spec", max_examples=5, steps=15, seed=11, time_limit=120)
     assert spec.passed, describe(spec)
-    assert not strict.skipped and not spec.skipped
+    kernel = ("PageManager", "VirtualMemoryManager", "KernelHeap", "FrameCounts", "HeapWalk")
+    for outcome in (strict, spec):  # it implements the kernel's managers: only DOS, processes
+        assert outcome.skipped and not [s for s in outcome.skipped
+                                        if s.split()[-1] in kernel], outcome.skipped
 
 
 @pytest.mark.parametrize("bug", sorted(BUGS))

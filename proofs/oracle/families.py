@@ -14,25 +14,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from proofs.oracle.dos_family import DOS
 from proofs.oracle.machine import kernel_machine
 from proofs.oracle.managers import Family
 from proofs.oracle.observed import KernelJudge
+from proofs.oracle.session import last_observed
+from proofs.oracle.user_family import USER
 from proofs.oracle.world import setup_calls
-
-
-def _last_observed(exchanges: list[Any], name: str) -> dict[str, Any] | None:
-    """The last reply to an observation called name, in a trace's exchanges."""
-    for exchange in reversed(exchanges):
-        if exchange.request.get("observe") == name and exchange.reply is not None:
-            observed = exchange.reply.get("observed")
-            return observed if isinstance(observed, dict) else None
-    return None
 
 
 def kernel_map(exchanges: list[Any]) -> list[str]:
     """The heap's blocks and the used frames as last reported."""
     out = []
-    walk = _last_observed(exchanges, "HeapWalk")
+    walk = last_observed(exchanges, "HeapWalk")
     if walk is not None and walk.get("created"):
         out.append(f"heap [{walk['start']:#x}, {walk['end']:#x}) max {walk['max']:#x}, "
                    f"data from {walk['data_start']:#x}:")
@@ -42,11 +36,11 @@ def kernel_map(exchanges: list[Any]) -> list[str]:
                 f"  footer {{magic {b['footer_magic']:#x}, header {b['footer_header']:#x}}}"
             out.append(f"  {b['header']:#x}..{b['header'] + b['size']:#x}  "
                        f"{'hole ' if b['hole'] else 'block'} {b['size']:>6}{ok}")
-    holes = _last_observed(exchanges, "HoleIndex")
+    holes = last_observed(exchanges, "HoleIndex")
     if holes is not None:
         out.append("hole index: " + ", ".join(f"{size}@{header:#x}"
                                               for size, header in holes["holes"]))
-    bitmap = _last_observed(exchanges, "FrameBitmap")
+    bitmap = last_observed(exchanges, "FrameBitmap")
     if bitmap is not None:
         out.append("used frames: " + ", ".join(
             f"{first:#x}" if count == 1 else f"{first:#x}-{first + count - 1:#x}"
@@ -61,7 +55,7 @@ KERNEL = Family(
     judge=KernelJudge, memory_map=kernel_map)
 
 #: Every family, in the order the oracle runs them.
-FAMILIES: tuple[Family, ...] = (KERNEL,)
+FAMILIES: tuple[Family, ...] = (KERNEL, DOS, USER)
 
 
 def runnable(managers: tuple[str, ...]) -> list[Family]:

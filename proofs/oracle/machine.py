@@ -153,14 +153,14 @@ class OracleHeapMachine(PageRules, HeapMachine):
     sequences, and swarm testing makes so few a lottery.
 
     Besides the heap machine's rules, GetBlockSize (judged against the sizes
-    the blocks were allocated with), and three aim at the boundaries where an
+    the blocks were allocated with), and four aim at the boundaries where an
     implementation decides: an allocation sized from a hole the heap has
     (exactly its payload room, or up to 24 bytes less: the split-or-not
     boundary at a header plus a footer), a contraction to the smallest length
-    (0: down to the floor, past any live block), and a free of a block beside
-    a hole (the unifying paths)."""
+    (0: down to the floor, past any live block), and frees that unify: a block
+    beside a hole, and two live neighbours one after the other."""
 
-    swarm = True
+    swarm = False
 
     @rule(pick=st.integers(0, 1 << 16), slack=st.integers(0, 24))
     def alloc_to_fit(self, pick: int, slack: int) -> None:
@@ -179,6 +179,19 @@ class OracleHeapMachine(PageRules, HeapMachine):
     @rule()
     def contract_to_floor(self) -> None:
         self.h.call("Contract", 0)
+
+    @rule(pick=st.integers(0, 1 << 16), left_first=st.booleans())
+    def free_neighbours(self, pick: int, left_first: bool) -> None:
+        """Free two adjacent live blocks, one after the other: the second free
+        unifies with the hole the first one left (on its left, or its right)."""
+        blocks = self.h.snap.blocks
+        pairs = [(a.header + HEADER_SIZE, b.header + HEADER_SIZE)
+                 for a, b in zip(blocks, blocks[1:], strict=False)
+                 if a.header + HEADER_SIZE in self.h.live and b.header + HEADER_SIZE in self.h.live]
+        if pairs:
+            left, right = pairs[pick % len(pairs)]
+            for p in (left, right) if left_first else (right, left):
+                self.h.call("Free", p)
 
     @rule(pick=st.integers(0, 1 << 16), side=st.sampled_from((-1, 1)))
     def free_beside_hole(self, pick: int, side: int) -> None:

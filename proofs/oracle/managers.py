@@ -11,7 +11,7 @@ without a cycle through the world.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,3 +87,9 @@ class WorldPart(Protocol):
 
     def observers(self) -> Mapping[str, Callable[..., Message]]:
         """Every observation it serves: name -> function of the observation's args."""
+
+
+#: Makes a part from the world's PageManager, its VirtualMemoryManager and the
+#: parts made before it (a part over another's model finds it there: the
+#: shared-memory managers map into the processes of the user part).
+PartFactory = Callable[[Any, Any, Sequence[WorldPart]], WorldPart]

@@ -325,6 +325,13 @@ class SpecSession(Session):
             with self._verdicts():
                 look(address, length)
 
+    @one_origin
+    def inspect(self, name: str, args: Message) -> None:
+        inspect = getattr(self.judge, "inspect", None)
+        if inspect is not None and name in self.observations:
+            with self._verdicts():
+                inspect(name, args)
+
 
 class KernelJudge:
     """Spec mode for the page manager, the kernel directory and the kernel heap."""

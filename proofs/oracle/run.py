@@ -25,6 +25,7 @@ from proofs.oracle.families import family_named, runnable
 from proofs.oracle.managers import Family
 from proofs.oracle.observed import Judges, SpecSession
 from proofs.oracle.session import (
+    INSPECTIONS,
     Coverage,
     DivergenceError,
     Exchange,
@@ -101,12 +102,16 @@ def _probe(new: Callable[[], Session], outcome: Outcome) -> Session | None:
     return session
 
 
-def families_of(session: Session, outcome: Outcome) -> list[Family]:
-    """The families to run on an implementation: those whose managers it
-    declares and, in spec mode, whose observations it declares; the others are
-    added to what the outcome skipped, with the reason."""
+def families_of(session: Session, outcome: Outcome,
+                wanted: tuple[str, ...] | None = None) -> list[Family]:
+    """The families to run on an implementation (of those named in ``wanted``,
+    all when None): those whose managers it declares and, in spec mode, whose
+    observations it declares; the others are added to what the outcome skipped,
+    with the reason."""
     chosen = []
     for family in runnable(session.managers):
+        if wanted is not None and family.name not in wanted:
+            continue
         missing = [o for o in family.spec_observations if o not in session.observations]
         if missing and outcome.mode == "spec":
             outcome.skipped.append(f"family {family.name} (spec mode needs the observations "
@@ -118,8 +123,11 @@ def families_of(session: Session, outcome: Outcome) -> list[Family]:
 
 def search(command: str, mode: str, *, max_examples: int = 100, time_limit: float = 60.0,
            seed: int = 0, steps: int = 25, timeout: float = 5.0, shrink_seconds: float = 30.0,
-           progress: Callable[[Outcome], None] | None = None) -> Outcome:
-    """Generate, judge and (on a divergence) shrink sequences against command."""
+           progress: Callable[[Outcome], None] | None = None,
+           families: tuple[str, ...] | None = None) -> Outcome:
+    """Generate, judge and (on a divergence) shrink sequences against command:
+    every runnable family (or those named in ``families``) in turn, a chunk of
+    examples each."""
     outcome = Outcome(mode)
     start = time.monotonic()
     judges = Judges() if mode == "spec" else None
@@ -132,7 +140,7 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
     machines = [(family, family.machine(session_factory(command, mode, timeout,
                                                         outcome.coverage, judges, family),
                                         probe.managers))
-                for family in families_of(probe, outcome)]
+                for family in families_of(probe, outcome, families)]
     chunk = requested = 0
     while machines and requested < max_examples and time.monotonic() - start < time_limit:
         size = min(CHUNK, max_examples - requested)
@@ -167,15 +175,18 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
 # -- traces -----------------------------------------------------------------------
 
 def operations(exchanges: list[Exchange]) -> list[dict[str, Any]]:
-    """The steps of a trace: its operations, and its looks (a VirtualToPhysical,
-    then perhaps a ReadBytes of the same address); the other observations are
-    the oracle's own and are asked again on replay."""
+    """The steps of a trace: its operations, its looks (a VirtualToPhysical,
+    then perhaps a ReadBytes of the same address) and its inspections
+    (VirtualQuery); the other observations are the judges' own and are asked
+    again on replay."""
     steps: list[dict[str, Any]] = []
     for n, e in enumerate(exchanges):
         request = e.request
         if "op" in request:
             steps.append({"manager": request["manager"], "op": request["op"],
                           "args": request["args"]})
+        elif request["observe"] in INSPECTIONS:
+            steps.append({"inspect": request["observe"], "args": request["args"]})
         elif request["observe"] == "VirtualToPhysical":
             address = request["args"]["virtual_addr"]
             read = next((x.request["args"]["length"] for x in exchanges[n + 1:n + 2]
@@ -226,6 +237,8 @@ def replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float = 
             for op in ops:
                 if "look" in op:
                     session.look(op["look"]["virtual_addr"], op["look"]["length"])
+                elif "inspect" in op:
+                    session.inspect(op["inspect"], op["args"])
                 elif op["manager"] in session.managers:
                     session.execute(op["manager"], op["op"], op["args"])
             session.finish()

@@ -47,6 +47,20 @@ class Exchange:
     expected: Message | None = None
 
 
+#: Observations a rule asks for their own sake (not the judge's): traced as
+#: steps of their own, replayed as such.
+INSPECTIONS = ("VirtualQuery",)
+
+
+def last_observed(exchanges: list[Exchange], name: str) -> dict[str, Any] | None:
+    """The last reply to an observation called name, in a trace's exchanges."""
+    for exchange in reversed(exchanges):
+        if exchange.request.get("observe") == name and exchange.reply is not None:
+            observed = exchange.reply.get("observed")
+            return observed if isinstance(observed, dict) else None
+    return None
+
+
 class DivergenceError(AssertionError):
     """The implementation did what neither the model nor the spec allows."""
 
@@ -150,6 +164,11 @@ class Session:
         """Observe VirtualToPhysical(address) and ReadBytes(address, length)."""
         raise NotImplementedError
 
+    def inspect(self, name: str, args: Message) -> None:
+        """One of the INSPECTIONS, when declared: strict mode compares it with
+        the model's; spec mode's judge checks it against the reported state."""
+        raise NotImplementedError
+
     def close(self) -> None:
         self.child.close()
 
@@ -219,6 +238,11 @@ class StrictSession(Session):
         if "ReadBytes" in self.observations:
             self._queue(self._new(None, "ReadBytes", {"virtual_addr": address,
                                                       "length": length}))
+
+    @one_origin
+    def inspect(self, name: str, args: Message) -> None:
+        if name in self.observations:
+            self._queue(self._new(None, name, args))
 
     @one_origin
     def finish(self) -> None:

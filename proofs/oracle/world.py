@@ -24,8 +24,8 @@ from model.page_manager import NO_FRAME, PageManager
 from model.virtual_memory import PageFault, VirtualMemoryManager
 from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT
 from proofs.heap_walk import raw_blocks, read_virtual
-from proofs.oracle import dos_world, user_world
-from proofs.oracle.managers import Manager, Message, Result, WorldPart
+from proofs.oracle import dos_world, shared_world, user_world
+from proofs.oracle.managers import Manager, Message, PartFactory, Result, WorldPart
 
 PROTOCOL_VERSION = 1
 #: The kernel's managers (PROTOCOL.md, "Operations").
@@ -56,7 +56,7 @@ KERNEL_MANAGERS = (
 )
 #: Every manager of the protocol, in the order hellos list them.
 ALL_MANAGERS: tuple[Manager, ...] = (*KERNEL_MANAGERS, *dos_world.MANAGERS,
-                                     *user_world.MANAGERS)
+                                     *user_world.MANAGERS, *shared_world.MANAGERS)
 MANAGERS = tuple(m.name for m in ALL_MANAGERS)
 OBSERVATIONS = tuple(o for m in ALL_MANAGERS for o in m.observations)
 #: The managers each manager needs (the heap maps its pages through the VMM).
@@ -103,8 +103,7 @@ def runs(values: list[int]) -> list[list[int]]:
 
 #: The model behind the managers past the kernel's, made from the world's
 #: PageManager and VirtualMemoryManager.
-PARTS: tuple[Callable[[PageManager, VirtualMemoryManager], WorldPart], ...] = (
-    *dos_world.PARTS, *user_world.PARTS)
+PARTS: tuple[PartFactory, ...] = (*dos_world.PARTS, *user_world.PARTS, *shared_world.PARTS)
 
 
 class ModelWorld:
@@ -132,7 +131,9 @@ class ModelWorld:
             name: getattr(self, f"_observe_{name}") for m in KERNEL_MANAGERS
             for name in m.observations}
         #: The parts behind the other managers (DOS, processes), sharing pm and vmm.
-        self.parts: list[WorldPart] = [make(self.pm, self.vmm) for make in PARTS]
+        self.parts: list[WorldPart] = []
+        for make in PARTS:
+            self.parts.append(make(self.pm, self.vmm, tuple(self.parts)))
         for part in self.parts:
             for key, (fn, error) in part.calls().items():
                 params = OPERATIONS[key[0]][key[1]]

@@ -1,0 +1,296 @@
+"""The dos family: conventional memory, UMBs, XMS and EMS (PROTOCOL.md, "DOS memory").
+
+Every sequence starts with ``InitializePhysicalMemory(0x100000, 0x400000)``
+and the DOS machine's world (proofs/dos_machine.py): the chain from 0800h,
+UMBs [C800h, E000h), XMS to 2 MB, 8 EMS pages. The rules are the DOS
+machine's own (:class:`~proofs.dos_machine.ConventionalRules`, ``XmsRules``,
+``EmsRules``, all three in one machine), so the oracle's coverage grows with
+the model's machine; they read the state through :class:`DosFront`: the model
+world's manager in strict mode, the judge's last observations in spec mode.
+
+Spec mode (:class:`DosJudge`) builds the very view tuple ``dos_view`` makes
+from McbChain, XmsHandles and EmsMappings and judges each call with the DOS
+harness's own checks (:class:`~proofs.dos_machine.DosChecks`): DOS-1..5, the
+spec's step with the implementation's choices, nothing changed by a failure
+(the observations before and after), contents through ReadPhysical (an
+unmapped EMS page's storage is not observed: checked once mapped again).
+A one-byte WriteMemory that changes an MCB's type byte damages the chain:
+the chain calls that follow must fail with 7 and change nothing
+(``mcb-destroyed``) until a write puts the byte back.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis.stateful import RuleBasedStateMachine
+
+from model.dos_physical import PARAGRAPH, read_physical
+from model.xms import XmsBlock
+from proofs.dos_machine import (
+    EMS_PAGES,
+    FIRST,
+    MEMORY_END,
+    UMB_END,
+    UMB_START,
+    XMS_END,
+    ConventionalRules,
+    DosChecks,
+    EmsRules,
+    View,
+    XmsRules,
+    dos_view,
+)
+from proofs.oracle.dos_world import BYTES_LIMIT, FIRST_MB, NAME, DosPart
+from proofs.oracle.machine import SessionRules, machine_class
+from proofs.oracle.managers import Call, Family, Message
+from proofs.oracle.session import Session, last_observed
+from proofs.oracle.world import OPERATIONS
+from proofs.paging_machine import CheckError
+from proofs.pool_machine import (
+    CONTENTS,
+    TRANSITION,
+    UNCHANGED,
+    CheckedMachine,
+    check_invariants,
+    raise_problems,
+)
+from spec import dos_memory as dm
+from spec.dos_memory import DosState, McbView
+
+#: The set-up's world: the DOS machine's (PROTOCOL.md).
+INITIALIZE = {"first_segment": FIRST, "umb_start": UMB_START, "umb_end": UMB_END,
+              "xms_end": XMS_END, "ems_pages": EMS_PAGES}
+OBSERVED = ("McbChain", "XmsHandles", "EmsMappings")
+
+
+def dos_setup(declared: tuple[str, ...]) -> list[Call]:
+    return [("PageManager", "InitializePhysicalMemory",
+             {"mem_start": 0x100000, "mem_end": MEMORY_END}),
+            (NAME, "Initialize", dict(INITIALIZE))]
+
+
+def _wire(value: Any) -> Any:
+    """A rule's argument as JSON can carry it: the machine's hostile values the
+    protocol cannot (None, strings, floats) become -1, also not a u16."""
+    if type(value) is bool or (type(value) is int and -(1 << 31) <= value <= 1 << 33):
+        return value
+    return -1
+
+
+# -- spec mode ------------------------------------------------------------------------
+
+@dataclass
+class DosCache:
+    """What z3 decided, kept across the sessions of a run."""
+
+    machine: type[CheckedMachine] = field(default_factory=lambda: type(
+        "ObservedDos", (CheckedMachine,), {"cache": {}, "outcomes": Counter(), "examples": 0}))
+    states: dict[View, DosState] = field(default_factory=dict)
+
+
+class ObservedDos(DosChecks):
+    """The DOS checks over an implementation's observations."""
+
+    def __init__(self, session: Any, cache: DosCache) -> None:
+        self._begin(cache.machine, cache.states)
+        self.session = session
+        self._seen: tuple[Message, Message, Message, View] | None = None
+
+    def view(self) -> View:
+        s = self.session
+        chain, xms, ems = (s.observe(name) for name in OBSERVED)
+        if self._seen is not None and all(a is b for a, b in zip(self._seen, (chain, xms, ems),
+                                                                 strict=False)):
+            return self._seen[3]
+        view = (tuple(McbView(*b) for b in chain["low"]),
+                tuple(McbView(*b) for b in chain["high"]), chain["first_segment"],
+                chain["umb_start"], chain["umb_end"], chain["linked"], chain["strategy"],
+                tuple(sorted((h, XmsBlock(a, kb, n)) for h, a, kb, n in xms["handles"])),
+                xms["pool_end"], tuple(sorted((h, tuple(ids)) for h, ids in ems["handles"])),
+                tuple(None if slot is None else tuple(slot) for slot in ems["slots"]),
+                ems["total_pages"])
+        self._seen = (chain, xms, ems, view)
+        return view
+
+    def snapshot(self) -> object:
+        return self.view()
+
+    def invoke(self, name: str, args: tuple[Any, ...]) -> tuple[Any, int]:
+        params = OPERATIONS[NAME][name]
+        result, error = self.session.invoke(NAME, name, dict(zip(params, args, strict=True)))
+        return result, int(error)
+
+    def read(self, address: int, length: int) -> bytes | None:
+        out = b""
+        while length > 0:
+            piece = min(length, BYTES_LIMIT)
+            data = self.session.observe("ReadPhysical", address=address, length=piece)["data"]
+            if data is None:
+                return None
+            out += bytes.fromhex(data)
+            address, length = address + piece, length - piece
+        return out
+
+
+class DosJudge:
+    """Spec mode for the dos family."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.cache: DosCache = session.judges.caches.setdefault("dos", DosCache())
+        self.harness: ObservedDos | None = None
+        #: (address, the type byte it held) while a write has damaged an MCB.
+        self.damaged: tuple[int, int] | None = None
+
+    def execute(self, manager: str, op: str, args: Message) -> Any:
+        if manager != NAME or op == "Initialize":
+            result, error = self.session.invoke(manager, op, args)
+            if result is not True or error != 0:
+                raise CheckError(f"the set-up call {op}{tuple(args.values())} failed: "
+                                 f"{result}, error {error}", ["setup"])
+            if op == "Initialize":
+                self.harness = harness = ObservedDos(self.session, self.cache)
+                view = harness.view()
+                raise_problems("the state after Initialize", check_invariants(
+                    harness.machine, dm.INVARIANTS, view, lambda: harness.state(view)))
+            return result
+        if self.harness is None:
+            raise CheckError(f"{op} before Initialize", ["setup"])
+        if op == "WriteMemory":
+            return self._write(self.harness, args["address"], args["data"])
+        values = tuple(args[p] for p in OPERATIONS[NAME][op])
+        if self.damaged is not None:
+            return self.harness.damaged_call(
+                f"{op}{values!r} with the MCB at {self.damaged[0]:#x} damaged", op, values)
+        return self.harness.call(op, *values)
+
+    def _write(self, harness: ObservedDos, address: int, data: str) -> Any:
+        """A program's store: it must succeed in the first MB and read back; a
+        changed MCB type byte damages the chain, the original one repairs it."""
+        payload = bytes.fromhex(data)
+        before = harness.view()
+        valid = len(payload) <= BYTES_LIMIT and 0 <= address <= FIRST_MB - len(payload)
+        mcb = {b.segment * PARAGRAPH: b.type for b in before[0] + before[1]}
+        result, error = harness.session.invoke(NAME, "WriteMemory",
+                                               {"address": address, "data": data})
+        where = f"WriteMemory({address:#x}, {len(payload)} bytes) returned {result} ({error})"
+        if (result is True and error == 0) != valid:
+            raise CheckError(f"{where}: a store {'in' if valid else 'outside'} the first MB",
+                             [TRANSITION])
+        if not valid:
+            if harness.view() != before:
+                raise CheckError(f"{where}, and changed the state", [UNCHANGED])
+            return result
+        if harness.read(address, len(payload)) != payload:
+            raise CheckError(f"{where}: the bytes do not read back", [CONTENTS])
+        if len(payload) == 1 and self.damaged is None and mcb.get(address, payload[0]) \
+                != payload[0]:
+            self.damaged = (address, mcb[address])
+        elif self.damaged is not None and (address, *payload) == self.damaged:
+            self.damaged = None
+        return result
+
+    def finish(self) -> None:
+        """Every call was judged as it came."""
+
+
+# -- the rules' front ---------------------------------------------------------------------
+
+class DosFront:
+    """What the DOS machine's rules see (``self.h``): every call goes through
+    the session (judged, traced); the state is the model world's in strict
+    mode, the judge's last observation in spec mode."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        judge = getattr(session, "judge", None)
+        self.harness: ObservedDos | None = judge.harness if isinstance(judge, DosJudge) else None
+        world = getattr(session, "world", None)
+        self.part = None if world is None else next(
+            p for p in world.parts if isinstance(p, DosPart))
+        self._conv: dict[int, bytes] = {}
+        self._ems: dict[tuple[int, int], tuple[int, bytes]] = {}
+
+    def view(self) -> View:
+        if self.harness is not None:
+            return self.harness.view()
+        assert self.part is not None and self.part.dos is not None
+        return dos_view(self.part.dos)
+
+    @property
+    def conv(self) -> dict[int, bytes]:
+        return self.harness.conv if self.harness is not None else self._conv
+
+    @property
+    def ems(self) -> dict[tuple[int, int], tuple[int, bytes]]:
+        return self.harness.ems if self.harness is not None else self._ems
+
+    def call(self, name: str, *args: Any) -> Any:
+        params = OPERATIONS[NAME][name]
+        return self.session.execute(NAME, name, dict(zip(params, map(_wire, args),
+                                                         strict=True)))
+
+    def poke(self, address: int, data: bytes) -> None:
+        self.session.execute(NAME, "WriteMemory", {"address": address, "data": data.hex()})
+
+    def corrupt(self, segment: int, garbage: int, name: str, *args: Any) -> None:
+        """Damage the MCB's type byte, make the call, put the byte back."""
+        address = segment * PARAGRAPH
+        if self.harness is not None:
+            original = self.harness.read(address, 1) or bytes(1)
+        else:
+            assert self.part is not None
+            original = read_physical(self.part.pm, address, 1)
+        self.poke(address, bytes((garbage,)))
+        self.call(name, *args)
+        self.poke(address, original)
+
+
+class OracleDosMachine(SessionRules, ConventionalRules, XmsRules, EmsRules,
+                       RuleBasedStateMachine):
+    """An implementation of the DOS memory manager: the DOS machine's rules."""
+
+    h: Any
+
+    def started(self) -> None:
+        self.h = DosFront(self.s)
+        self.prepare()
+
+
+def dos_machine(session_factory: Callable[[], Session], managers: tuple[str, ...]
+                ) -> type[SessionRules]:
+    return machine_class(OracleDosMachine, session_factory)
+
+
+# -- the report ---------------------------------------------------------------------
+
+def dos_map(exchanges: list[Any]) -> list[str]:
+    """The MCB chains, XMS handles and EMS mappings as last reported."""
+    out = []
+    chain = last_observed(exchanges, "McbChain")
+    if chain is not None:
+        out.append(f"strategy {chain['strategy']:#x}, UMB link "
+                   f"{'on' if chain['linked'] else 'off'}")
+        for area in ("low", "high"):
+            out += [f"  MCB {seg:04x}h {chr(typ) if 32 <= typ < 127 else hex(typ)} owner "
+                    f"{owner:04x}h size {size:#x}" for seg, typ, owner, size in chain[area]]
+    xms = last_observed(exchanges, "XmsHandles")
+    if xms is not None:
+        out.append("XMS: " + (", ".join(f"{h}@{a:#x} {kb} KB lock {n}"
+                                        for h, a, kb, n in xms["handles"]) or "no handles"))
+    ems = last_observed(exchanges, "EmsMappings")
+    if ems is not None:
+        out.append("EMS: " + ", ".join(f"{h}:{ids}" for h, ids in ems["handles"])
+                   + f"; slots {ems['slots']}")
+    return out
+
+
+DOS = Family(
+    name="dos", managers=("PageManager", NAME), setup=dos_setup,
+    state_observations=(*OBSERVED, "FrameCounts"),
+    spec_observations=(*OBSERVED, "ReadPhysical"), machine=dos_machine,
+    judge=DosJudge, memory_map=dos_map)

@@ -1,0 +1,374 @@
+"""The user family: processes and their system calls, judged by the user-space spec.
+
+- **Set-up**: ``InitializePhysicalMemory(0x100000, 0x400000)`` (768 frames),
+  ``InitializePaging()``, then what the user machine starts with: one process,
+  ``CreateProcess()`` and ``SwitchProcess(1)``.
+- **Rules**: :class:`proofs.user_machine.UserMachine`'s own (processes,
+  VirtualAlloc / Free / Protect, mmap, munmap, mprotect, brk, the process heap,
+  user-mode accesses), through :class:`UserFront`; VirtualProtect goes through
+  SyscallVirtualProtect with its old-protection pointer on the stack's top
+  word, and the VirtualQuery observation is asked as a step of its own
+  (strict mode compares it with the model's, spec mode with the reported
+  pages). At the end every process is destroyed (the machine's teardown).
+- **Strict**: Processes, FrameCounts and FrameBitmap after every call.
+- **Spec** (:class:`UserJudge`): the user harness's own checks
+  (:class:`proofs.user_machine.UserChecks`) over the observations: the view
+  from Processes (pages, PTEs, layouts), nframes from FrameCounts; USR-1..4,
+  PROT-2/3 on every reported state, the spec's step with the frames the
+  implementation picked, no change on failure (Processes and FrameBitmap
+  before and after), PROT-1 on every access, written bytes read back through
+  ProcessBytes, and every frame back once the processes are destroyed. A
+  present PTE of a committed page must map the page's frame (USR-2: the spec
+  has no PTE frame, so the judge checks it on the reports).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+
+from model.user_layout import (
+    MEM_COMMIT,
+    MEM_FREE,
+    ORIGIN_PROCESS_HEAP,
+    PAGE_NOACCESS,
+    PAGE_SHIFT,
+    USER_TOP,
+    page_ceil,
+)
+from proofs.oracle.machine import SessionRules, machine_class
+from proofs.oracle.managers import Family, Message
+from proofs.oracle.session import Session, last_observed
+from proofs.oracle.user_world import MANAGERS, READ_LIMIT, UserPart, linux_code
+from proofs.paging_machine import CheckError, _every_rule_enabled
+from proofs.pool_machine import TRANSITION, CheckedMachine
+from proofs.user_abstraction import View
+from proofs.user_machine import FRAMES, MAX_PROCESSES, Layout, UserChecks, UserMachine
+from spec.user_space import PageView, SpaceView
+
+SYSTEM_CALLS = MANAGERS[0]
+PARAMS = SYSTEM_CALLS.operations
+MEM_START, MEM_END = 0x100000, 0x400000
+#: Where SyscallVirtualProtect writes the old protection: the stack's top word.
+OLD_PROTECT_PTR = USER_TOP - 4
+ACCESS_OPS = {"read": "ReadUserMemory", "write": "WriteUserMemory",
+              "execute": "ExecuteUserMemory"}
+KINDS = {op: kind for kind, op in ACCESS_OPS.items()}
+
+
+def user_setup(managers: tuple[str, ...]) -> list[tuple[str, str, Message]]:
+    return [("PageManager", "InitializePhysicalMemory", {"mem_start": MEM_START,
+                                                        "mem_end": MEM_END}),
+            ("VirtualMemoryManager", "InitializePaging", {}),
+            ("SystemCalls", "CreateProcess", {}),
+            ("SystemCalls", "SwitchProcess", {"pid": 1})]
+
+
+def layout_of(processes: Message, pointers: dict[int, list[int]]) -> Layout | None:
+    """The current process's layout from a Processes observation."""
+    current = next((p for p in processes["processes"] if p["pid"] == processes["current"]),
+                   None)
+    if current is None:
+        return None
+    ends = {base: base + size for base, size, *_ in current["allocations"]}
+    origins = {base: origin for base, _, _, origin, _ in current["allocations"]}
+    return Layout(current["brk"], [(b, ends[b], origins[b]) for b in sorted(ends)],
+                  current["heap"], sorted(pointers.get(current["pid"], [])))
+
+
+def view_of(processes: Message) -> View:
+    """The user harness's view of a Processes observation; a page outside every
+    reported allocation, or a present PTE of a committed page mapping another
+    frame, is refuted on the spot."""
+    spaces: dict[int, dict[int, PageView]] = {}
+    layouts: dict[int, SpaceView] = {}
+    for p in processes["processes"]:
+        pid = p["pid"]
+        origins = {base >> PAGE_SHIFT: origin for base, _, _, origin, _ in p["allocations"]}
+        ptes = {first + n: (frame + n, writable, user)
+                for first, count, frame, writable, user in p["ptes"] for n in range(count)}
+        pages: dict[int, PageView] = {}
+        for first, count, state, protect, base, frame in p["pages"]:
+            if base not in origins:
+                raise CheckError(f"process {pid}: pages from {first << PAGE_SHIFT:#x} lie in "
+                                 f"no reported allocation (base {base << PAGE_SHIFT:#x})",
+                                 ["USR-1"])
+            for n in range(count):
+                vpn = first + n
+                pte = ptes.pop(vpn, None)
+                held = None if frame is None else frame + n
+                if pte is not None and state == MEM_COMMIT and pte[0] != held:
+                    raise CheckError(f"process {pid}: the PTE of {vpn << PAGE_SHIFT:#x} maps "
+                                     f"frame {pte[0]:#x}, the page holds {held}", ["USR-2"])
+                pages[vpn] = PageView(state, protect, base, origins[base], held,
+                                      pte is not None, bool(pte and pte[1]),
+                                      bool(pte and pte[2]))
+        for vpn, (_, writable, user) in ptes.items():
+            pages[vpn] = PageView(MEM_FREE, 0, 0, 0, None, True, writable, user)
+        spaces[pid] = pages
+        layouts[pid] = SpaceView(p["heap_start"] >> PAGE_SHIFT, page_ceil(p["brk"]) >> PAGE_SHIFT,
+                                 p["heap_max"] >> PAGE_SHIFT, p["stack_start"] >> PAGE_SHIFT,
+                                 page_ceil(p["stack_size"]) >> PAGE_SHIFT)
+    return spaces, layouts
+
+
+def virtual_query(process: Message, address: int) -> list[int]:
+    """MEMORY_BASIC_INFORMATION of address as the reported pages give it
+    (model.virtual_alloc's rules): base, allocation base and protection, region
+    size, state, protect, type."""
+    vpn = address >> PAGE_SHIFT
+    pages = {first + n: (state, protect, base)
+             for first, count, state, protect, base, _ in process["pages"] for n in range(count)}
+    allocations = {base: (size, protect, kind) for base, size, protect, _, kind
+                   in process["allocations"]}
+    if vpn not in pages:
+        above = [b for b in allocations if b >= vpn << PAGE_SHIFT]
+        return [vpn << PAGE_SHIFT, 0, 0, min(above, default=USER_TOP) - (vpn << PAGE_SHIFT),
+                MEM_FREE, PAGE_NOACCESS, 0]
+    state, protect, base = pages[vpn]
+    size, allocation_protect, kind = allocations[base << PAGE_SHIFT]
+    end, last = vpn + 1, base + (size >> PAGE_SHIFT)
+    while end < last and pages.get(end, (0, 0, 0))[:2] == (state, protect):
+        end += 1
+    return [vpn << PAGE_SHIFT, base << PAGE_SHIFT, allocation_protect,
+            (end - vpn) << PAGE_SHIFT, state, protect, kind]
+
+
+class UserFront:
+    """What the user machine's rules see: calls through the session; the
+    current process as the model world (strict) or the judge (spec) last saw it;
+    the process heap's live blocks as HeapAlloc / HeapFree returned them."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.pointers: dict[int, list[int]] = {}
+        world = getattr(session, "world", None)
+        self.part: UserPart | None = None if world is None else next(
+            p for p in world.parts if isinstance(p, UserPart))
+
+    def processes(self) -> Message:
+        if self.part is not None:
+            return self.part.observers()["Processes"]()
+        judge = self.session.judge  # type: ignore[attr-defined]
+        assert isinstance(judge, UserJudge)
+        return judge.last
+
+    def call(self, name: str, *args: Any) -> Any:
+        pid = self.processes()["current"]
+        result = self.session.execute("SystemCalls", name,
+                                      dict(zip(PARAMS[name], args, strict=True)))
+        if name == "SyscallHeapAlloc" and isinstance(result, int) and result:
+            self.pointers.setdefault(pid, []).append(result)
+        elif name == "SyscallHeapFree" and result == 1 and args[2] in self.pointers.get(pid, []):
+            self.pointers[pid].remove(args[2])
+        return result
+
+    def access(self, kind: str, address: int) -> None:
+        args: Message = {"addr": address}
+        if kind == "write":
+            args["data"] = "5a"
+        self.session.execute("SystemCalls", ACCESS_OPS[kind], args)
+
+
+class OracleUserMachine(SessionRules, UserMachine):
+    """The user machine's rules, sent to an implementation. The set-up made
+    the first process (the machine's own initialize is replaced)."""
+
+    h: Any  # UserFront
+
+    def __init__(self) -> None:
+        RuleBasedStateMachine.__init__(self)
+        _every_rule_enabled(self)  # no swarm testing: a run is a few sequences
+
+    def started(self) -> None:
+        self.h = self.front = UserFront(self.s)
+
+    def first_process(self) -> None:
+        """Made by the set-up calls."""
+
+    def layout(self) -> Layout | None:
+        return layout_of(self.front.processes(), self.front.pointers)
+
+    def pids(self) -> list[int]:
+        return sorted(p["pid"] for p in self.front.processes()["processes"])
+
+    def has_current(self) -> bool:
+        return bool(self.front.processes()["current"])
+
+    def heap_handle(self) -> int:
+        return int(self.front.call("SyscallGetProcessHeap"))
+
+    def protect(self, address: int, size: int, protect: int) -> None:
+        self.front.call("SyscallVirtualProtect", address, size, protect, OLD_PROTECT_PTR)
+
+    @precondition(lambda self: len(self.pids()) < MAX_PROCESSES)
+    @rule()
+    def create_process(self) -> None:
+        """UserMachine.create (SessionRules' initialize has its name)."""
+        UserMachine.create(self)
+
+    @precondition(lambda self: self.has_current())
+    @rule(pick=st.integers(0, 1 << 16))
+    def query(self, pick: int) -> None:
+        """The VirtualQuery observation at one of the rules' addresses (strict
+        mode compares it with the model's; spec mode with the reported pages)."""
+        targets = self.addresses()
+        self.s.inspect("VirtualQuery", {"pid": self.front.processes()["current"],
+                                        "address": targets[pick % len(targets)]})
+
+    def teardown(self) -> None:
+        """Destroy every process (the machine's FRAMES check), then finish."""
+        session = getattr(self, "s", None)
+        try:
+            if session is not None and not session.failed:
+                for pid in self.pids():
+                    self.front.call("DestroyProcess", pid)
+        finally:
+            SessionRules.teardown(self)
+
+
+class UserJudge(UserChecks):
+    """Spec mode for the user family: the user harness's checks over what the
+    implementation reports."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        machine = session.judges.caches.get("user")
+        if machine is None:
+            machine = session.judges.caches["user"] = type(
+                "UserOracle", (CheckedMachine,), {"cache": {}, "outcomes": Counter()})
+        self.machine = machine
+        self.written = {}
+        self.free_at_start: int | None = None
+        self.last: Message = {"current": 0, "processes": []}
+        self._args: Message = {}
+        self._result: Any = None
+        self._views: tuple[object, View] | None = None
+
+    # -- hooks ------------------------------------------------------------------------
+
+    def processes(self) -> Message:
+        self.last = self.session.observe("Processes")
+        return self.last
+
+    def view(self) -> View:
+        processes = self.processes()
+        if self._views is None or self._views[0] is not processes:
+            self._views = (processes, view_of(processes))
+        return self._views[1]
+
+    def nframes(self) -> int:
+        return int(self.session.observe("FrameCounts")["frames"])
+
+    def snapshot(self) -> object:
+        frames = ("FrameBitmap" if "FrameBitmap" in self.session.observations
+                  else "FrameCounts")
+        return self.processes(), self.session.observe(frames)
+
+    def current_pid(self) -> int:
+        return int(self.processes()["current"])
+
+    def invoke(self, name: str, args: tuple[Any, ...]) -> tuple[Any, int]:
+        result, error = self.session.invoke("SystemCalls", name,
+                                            dict(zip(PARAMS[name], args, strict=True)))
+        if name in ("SyscallMmap", "SyscallMunmap", "SyscallMprotect", "SyscallBrk"):
+            errno = linux_code(name, args, result)
+            if errno != error:
+                raise CheckError(f"{name} returned {result} with error {error}: its result "
+                                 f"means errno {errno}", [TRANSITION])
+        return result, error
+
+    def process_layout(self, pid: int, post_view: View) -> tuple[int, int, int, int]:
+        p = next(p for p in self.last["processes"] if p["pid"] == pid)
+        heap = [v for v, page in post_view[0][pid].items()
+                if page.origin == ORIGIN_PROCESS_HEAP and page.state == MEM_COMMIT]
+        return (p["image_base"] >> PAGE_SHIFT, (p["heap_start"] - p["image_base"]) >> PAGE_SHIFT,
+                p["heap"] >> PAGE_SHIFT, len(heap))
+
+    def read(self, pid: int, address: int, length: int) -> bytes:
+        data = self.session.observe("ProcessBytes", pid=pid, virtual_addr=address,
+                                    length=min(length, READ_LIMIT))["data"]
+        return b"" if data is None else bytes.fromhex(data)
+
+    def check_contents(self, view: View) -> dict[str, str]:
+        if "ProcessBytes" not in self.session.observations:
+            return {}
+        return super().check_contents(view)
+
+    def touch(self, kind: str, address: int) -> tuple[bool, object]:
+        self._result, _ = self.session.invoke("SystemCalls", ACCESS_OPS[kind], self._args)
+        return self._result is True, self._result
+
+    # -- the judge -----------------------------------------------------------------------
+
+    def execute(self, manager: str, op: str, args: Message) -> Any:
+        if manager != "SystemCalls":
+            result, error = self.session.invoke(manager, op, args)
+            if result is not True or error != 0:
+                raise CheckError(f"the set-up call {op}{tuple(args.values())} failed: "
+                                 f"{result}, error {error}", ["setup"])
+            return result
+        if self.free_at_start is None:
+            self.free_at_start = int(self.session.observe("FrameCounts")["free"])
+        if op in KINDS:
+            self._args = args
+            if self.current_pid() == 0:
+                return self.session.invoke(manager, op, args)[0]
+            self.access(KINDS[op], args["addr"])
+            return self._result
+        return self.call(op, *(args[p] for p in PARAMS[op]))
+
+    def inspect(self, name: str, args: Message) -> None:
+        """VirtualQuery of a process agrees with its reported pages."""
+        address = args["address"]
+        process = next((p for p in self.processes()["processes"] if p["pid"] == args["pid"]),
+                       None)
+        if name != "VirtualQuery" or process is None or not 0x400000 <= address < USER_TOP:
+            return
+        got = self.session.observe("VirtualQuery", pid=process["pid"], address=address)
+        fields = ("base_address", "allocation_base", "allocation_protect", "region_size",
+                  "state", "protect", "type")
+        want = virtual_query(process, address)
+        seen = [got[f] for f in fields]
+        if got["result"] != 28 or got["error"] != 0 or seen != want:
+            expected = dict(zip(fields, want, strict=True))
+            raise CheckError(f"VirtualQuery({address:#x}) in process {process['pid']} reports "
+                             f"{got}; the reported pages give {expected}", ["VirtualQuery"])
+
+    def finish(self) -> None:
+        """Every frame back once no process is left (the user machine's FRAMES)."""
+        if self.free_at_start is None or self.processes()["processes"]:
+            return
+        free = int(self.session.observe("FrameCounts")["free"])
+        if free != self.free_at_start:
+            raise CheckError(f"{free} frames free after every process was destroyed, "
+                             f"{self.free_at_start} before the first", [FRAMES])
+
+
+def user_machine(session_factory: Callable[[], Session], managers: tuple[str, ...]
+                 ) -> type[SessionRules]:
+    return machine_class(OracleUserMachine, session_factory)
+
+
+def user_map(exchanges: list[Any]) -> list[str]:
+    """Every process's allocations as last reported."""
+    observed = last_observed(exchanges, "Processes")
+    if observed is None:
+        return []
+    out = [f"current process {observed.get('current')}"]
+    for p in observed.get("processes", []):
+        out.append(f"process {p['pid']}: brk {p['brk']:#x}, heap {p['heap']:#x}")
+        out += [f"  {base:#010x}..{base + size:#010x} origin {origin} type {kind:#x}"
+                for base, size, _, origin, kind in p["allocations"]]
+    return out
+
+
+USER = Family(
+    name="user", managers=("PageManager", "VirtualMemoryManager", "SystemCalls"),
+    setup=user_setup, state_observations=("FrameCounts", "FrameBitmap", "Processes"),
+    spec_observations=("FrameCounts", "Processes"), machine=user_machine, judge=UserJudge,
+    memory_map=user_map)
