@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from proofs.dos_machine import DOS_MODEL_VARIANTS
+from proofs.oracle.__main__ import main
 from proofs.oracle.dos_family import DOS, INITIALIZE, dos_setup
 from proofs.oracle.protocol import ProtocolError, validate
 from proofs.oracle.report import describe
@@ -183,3 +184,12 @@ def test_search_finds_a_broken_model_and_its_trace_replays(tmp_path: Path) -> No
     assert again.divergence is not None, describe(again)
     assert again.divergence.violated == outcome.divergence.violated
     assert replay(shim(), "spec", trace["operations"], family="dos").passed
+
+
+def test_the_cli_runs_one_family(capsys: pytest.CaptureFixture[str]) -> None:
+    """--family dos: only DOS sequences (the set-up's PageManager call aside)."""
+    status = main(["--impl", shim(), "--family", "dos", "--mode", "strict", "--max-examples",
+                   "3", "--steps", "6", "--quiet"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "DosMemoryManager" in out and "KernelHeap" not in out and "SystemCalls" not in out

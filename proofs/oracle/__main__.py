@@ -1,7 +1,8 @@
 """``python -m proofs.oracle``: judge an implementation of the design.
 
     python -m proofs.oracle --impl CMD [--mode spec|strict|both] [--max-examples N]
-                            [--time S] [--seed N] [--junit FILE] [--trace-out FILE]
+                            [--time S] [--seed N] [--family NAME] [--junit FILE]
+                            [--trace-out FILE]
     python -m proofs.oracle replay TRACE --impl CMD [--mode ...] [--junit FILE]
 
 Exit status: 0 nothing diverged (and something ran); 1 a divergence; 2 usage;
@@ -14,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from proofs.oracle.families import FAMILIES
 from proofs.oracle.report import describe, write_junit
 from proofs.oracle.run import Outcome, load_trace, replay, save_trace, search
 from proofs.oracle.world import MANAGERS
@@ -33,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--time", type=float, default=300.0,
                         help="seconds per mode before no new sequence starts (default 300)")
     parser.add_argument("--steps", type=int, default=25, help="operations per sequence")
+    parser.add_argument("--family", action="append", choices=[f.name for f in FAMILIES],
+                        help="run only this family of sequences (repeatable; default: every "
+                             "family whose managers the implementation declares)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generation")
     parser.add_argument("--request-timeout", type=float, default=5.0,
                         help="seconds to wait for each reply (default 5)")
@@ -73,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             outcome = search(args.impl, mode, max_examples=args.max_examples,
                              time_limit=args.time, seed=args.seed, steps=args.steps,
                              timeout=args.request_timeout, shrink_seconds=args.shrink_time,
-                             progress=None if args.quiet else _progress)
+                             progress=None if args.quiet else _progress,
+                             families=None if args.family is None else tuple(args.family))
             managers = _managers(outcome)
         report = describe(outcome, managers)
         if outcome.divergence is not None and not args.trace:
