@@ -54,7 +54,7 @@ def test_cli_exit_status_and_junit(tmp_path: Path) -> None:
     junit = tmp_path / "oracle.xml"
     code = main(["--impl", misbehaving_impl(tmp_path, "crash", 20), "--mode", "strict",
                  "--max-examples", "3", "--quiet", "--trace-out", str(tmp_path / "t.json"),
-                 "--junit", str(junit), "--request-timeout", "20"])
+                 "--junit", str(junit), "--request-timeout", "20", "--shrink-time", "5"])
     assert code == EXIT_DIVERGED
     text = junit.read_text()
     assert "<failure" in text and 'type="crash"' in text

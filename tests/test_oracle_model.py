@@ -17,7 +17,7 @@ from tests.oracle_impls import python_impl
 VALIDATING_MODEL = python_impl("-m", "proofs.oracle.model_shim", "--validate")
 
 
-@pytest.mark.parametrize(("mode", "examples"), [("strict", 9), ("spec", 9)])
+@pytest.mark.parametrize(("mode", "examples"), [("strict", 12), ("spec", 12)])
 def test_the_model_passes_and_every_message_validates(mode: str, examples: int) -> None:
     """The shim validates every request it receives and every reply it sends and
     stops at the first that does not (a crash): passing means they all did.

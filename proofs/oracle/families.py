@@ -19,6 +19,7 @@ from proofs.oracle.machine import kernel_machine
 from proofs.oracle.managers import Family
 from proofs.oracle.observed import KernelJudge
 from proofs.oracle.session import last_observed
+from proofs.oracle.shared_family import SHARED
 from proofs.oracle.user_family import USER
 from proofs.oracle.world import setup_calls
 
@@ -55,7 +56,7 @@ KERNEL = Family(
     judge=KernelJudge, memory_map=kernel_map)
 
 #: Every family, in the order the oracle runs them.
-FAMILIES: tuple[Family, ...] = (KERNEL, DOS, USER)
+FAMILIES: tuple[Family, ...] = (KERNEL, DOS, USER, SHARED)
 
 
 def runnable(managers: tuple[str, ...]) -> list[Family]:

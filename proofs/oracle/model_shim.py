@@ -8,7 +8,8 @@ protocol's schema and stops with status 65 at the first that does not
 validate (the oracle then reports a crash): the test that the oracle only
 sends valid messages. With ``--variant FAMILY:NAME`` it serves a broken model,
 one of the model machines' variants (``heap:`` HEAP_MODEL_VARIANTS, ``dos:``
-DOS_MODEL_VARIANTS, ``user:`` USER_MODEL_VARIANTS): the oracle's tests use them
+DOS_MODEL_VARIANTS, ``user:`` USER_MODEL_VARIANTS, ``shared:``
+SHARED_MODEL_VARIANTS): the oracle's tests use them
 as wrong implementations that spec mode must catch by name.
 """
 
@@ -40,6 +41,9 @@ def variant_patches(name: str) -> Mapping[str, object]:
     elif family == "user":
         from proofs.user_machine import USER_MODEL_VARIANTS
         variants = USER_MODEL_VARIANTS
+    elif family == "shared":
+        from proofs.shared_machine import SHARED_MODEL_VARIANTS
+        variants = SHARED_MODEL_VARIANTS
     else:
         raise KeyError(name)
     return next(v.patches for v in variants if v.name == wanted)
@@ -53,12 +57,15 @@ def variant(name: str | None) -> Iterator[None]:
         return
     from model.dos_memory import DosMemoryManager
     from model.ems import EmsManager
+    from model.mapped_files import MemoryMappedFiles
     from model.process_memory import ProcessMemorySpace
+    from model.shared_memory import SharedMemoryManager
     from model.syscalls import SystemCalls
     from model.xms import XmsDriver
     from proofs.pool_machine import patched_methods
     owners = {cls.__name__: cls for cls in (KernelHeap, DosMemoryManager, XmsDriver, EmsManager,
-                                            ProcessMemorySpace, SystemCalls)}
+                                            ProcessMemorySpace, SystemCalls,
+                                            SharedMemoryManager, MemoryMappedFiles)}
     with patched_methods(variant_patches(name), owners):
         yield
 

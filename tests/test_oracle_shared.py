@@ -1,0 +1,180 @@
+"""The oracle's shared family (proofs/oracle/shared_family.py) against the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from model.user_layout import PAGE_READONLY, PAGE_READWRITE
+from proofs.oracle.families import family_named
+from proofs.oracle.report import describe
+from proofs.oracle.run import load_trace, replay, save_trace, search
+from proofs.oracle.shared_family import SHARED, shared_setup
+from proofs.oracle.shared_world import pattern
+from proofs.oracle.world import ModelWorld
+from tests.oracle_impls import python_impl
+
+VALIDATING_MODEL = python_impl("-m", "proofs.oracle.model_shim", "--validate")
+RW, RO = PAGE_READWRITE, PAGE_READONLY
+MANAGERS = ["PageManager", "VirtualMemoryManager", "SystemCalls", "SharedMemoryManager",
+            "MemoryMappedFiles"]
+
+
+def variant(name: str) -> str:
+    return python_impl("-m", "proofs.oracle.model_shim", "--variant", f"shared:{name}")
+
+
+def op(manager: str, name: str, **args: Any) -> dict[str, Any]:
+    return {"manager": manager, "op": name, "args": args}
+
+
+def shm(name: str, **args: Any) -> dict[str, Any]:
+    return op("SharedMemoryManager", name, **args)
+
+
+def mmf(name: str, **args: Any) -> dict[str, Any]:
+    return op("MemoryMappedFiles", name, **args)
+
+
+def set_up() -> ModelWorld:
+    world = ModelWorld()
+    for manager, name, args in shared_setup(()):
+        result, error = world.call(manager, name, args)
+        assert error == 0 and result, (name, result)
+    return world
+
+
+def bases(*steps: dict[str, Any]) -> list[dict[str, Any]]:
+    """The steps with "BASE" replaced by the base the model's first map returns."""
+    world = set_up()
+    base = 0
+    for step in steps:
+        result, _ = world.call(step["manager"], step["op"], step["args"])
+        if step["op"].startswith("Map"):
+            base = int(result)
+            break
+    return [json.loads(json.dumps(s).replace('"BASE+1"', str(base + 0x1000))
+                       .replace('"BASE"', str(base))) for s in steps]
+
+
+def test_the_family_is_registered() -> None:
+    assert family_named("shared") is SHARED
+    assert SHARED.managers == tuple(MANAGERS)
+
+
+def test_world_replies_and_observations() -> None:
+    """Results and error codes as PROTOCOL.md says; observations change nothing."""
+    world = set_up()
+    assert world.call("MemoryMappedFiles", "CreateFile", {"size": "x", "writable": True}) == \
+        (0, 87)
+    assert world.call("SharedMemoryManager", "CreateSharedMemory",
+                      {"size": 5000, "permissions": RO}) == (1, 0)
+    assert world.call("SharedMemoryManager", "CreateSharedMemory",
+                      {"size": 0, "permissions": RO}) == (0, 87)
+    assert world.call("SharedMemoryManager", "MapSharedMemoryToProcess",
+                      {"pid": 2, "shm_id": 1, "virtual_addr": 0, "protect": RW}) == (0, 5)
+    assert world.call("SharedMemoryManager", "MapSharedMemoryToProcess",
+                      {"pid": 9, "shm_id": 1, "virtual_addr": 0, "protect": 0}) == (0, 6)
+    base, error = world.call("SharedMemoryManager", "MapSharedMemoryToProcess",
+                             {"pid": 2, "shm_id": 1, "virtual_addr": 0, "protect": 0})
+    assert error == 0 and base % 0x10000 == 0
+    view, error = world.call("MemoryMappedFiles", "MapFileToMemory",
+                             {"file": 1, "offset": 0x1000, "size": 0, "protection": RW})
+    assert error == 0
+    assert world.call("MemoryMappedFiles", "MapFileToMemory",
+                      {"file": 9, "offset": 0, "size": 0, "protection": RW}) == (0, 6)
+    assert world.call("MemoryMappedFiles", "MapFileToMemory",
+                      {"file": 3, "offset": 0, "size": 0, "protection": RW}) == (0, 5)
+    assert world.call("SystemCalls", "WriteUserMemory", {"addr": view, "data": "aabb"}) == \
+        (True, 0)
+    before = {name: world.observe(name, {}) for name in ("SharedMemory", "MappedFiles")}
+    assert before["SharedMemory"] == {
+        "blocks": [{"id": 1, "size": 5000, "permissions": RO, "frames": [f, f + 1],
+                    "destroyed": False, "refcount": 1}
+                   for f in [before["SharedMemory"]["blocks"][0]["frames"][0]]],
+        "views": [{"pid": 2, "base": base, "shm_id": 1, "protect": RO}]}
+    mapped = before["MappedFiles"]
+    assert [f["size"] for f in mapped["files"]] == [10040, 8192, 300, 0]
+    assert [(f, k, dirty) for f, k, _, dirty in mapped["cache"]] == [(1, 1, True), (1, 2, False)]
+    assert world.observe("FileBytes", {"file": 1, "offset": 0x1000, "length": 2}) == {
+        "data": pattern(1, 0x1002)[0x1000:].hex()}
+    assert world.observe("FileBytes", {"file": 1, "offset": 10000, "length": 41}) == {
+        "data": None}
+    assert world.observe("FrameBytes", {"frame": 1 << 20}) == {"data": None}
+    frame = mapped["cache"][0][2]
+    assert world.observe("FrameBytes", {"frame": frame})["data"][:4] == "aabb"
+    assert {name: world.observe(name, {}) for name in before} == before
+    assert world.call("MemoryMappedFiles", "SyncMappedFile",
+                      {"addr": view, "invalidate": 1}) == (False, 87)
+    assert world.call("MemoryMappedFiles", "SyncMappedFile",
+                      {"addr": view, "invalidate": False}) == (True, 0)
+    assert world.observe("FileBytes", {"file": 1, "offset": 0x1000, "length": 2}) == {
+        "data": "aabb"}
+
+
+@pytest.mark.parametrize(("mode", "examples"), [("strict", 8), ("spec", 5)])
+def test_the_model_passes_both_modes(mode: str, examples: int) -> None:
+    """Only the shared family runs; every message validates."""
+    outcome = search(VALIDATING_MODEL, mode, max_examples=examples, steps=15, seed=1,
+                     time_limit=120, families=("shared",))
+    assert outcome.passed, describe(outcome)
+    assert outcome.family == "shared" and outcome.examples >= examples
+    ops = {name for manager, name in outcome.coverage.operations
+           if manager in ("SharedMemoryManager", "MemoryMappedFiles")}
+    assert "CreateSharedMemory" in ops and "CreateFile" in ops
+
+
+MAP_FILE = mmf("MapFileToMemory", file=2, offset=0, size=0, protection=RW)
+WRITE_PAGE_1 = op("SystemCalls", "WriteUserMemory", addr="BASE+1", data="5a5a")
+
+
+@pytest.mark.parametrize(("name", "steps", "caught"), [
+    ("rw_view_of_readonly_block",
+     [shm("CreateSharedMemory", size=4096, permissions=RO),
+      shm("MapSharedMemoryToProcess", pid=2, shm_id=1, virtual_addr=0, protect=RW)], "SHM-3"),
+    ("sync_skips_last_page",
+     bases(MAP_FILE, WRITE_PAGE_1, mmf("SyncMappedFile", addr="BASE", invalidate=False)),
+     "MMF-1S"),
+    ("unmap_drops_dirty",
+     bases(MAP_FILE, WRITE_PAGE_1, mmf("UnmapFileFromMemory", addr="BASE")), "MMF-1U"),
+])
+def test_spec_mode_catches_broken_models_by_name(name: str, steps: list[dict[str, Any]],
+                                                  caught: str) -> None:
+    """The model shim serving a SHARED_MODEL_VARIANT diverges in spec mode, by name
+    (a fourth variant is the trace test's)."""
+    outcome = replay(variant(name), "spec", steps, family="shared")
+    assert outcome.divergence is not None, describe(outcome)
+    assert caught in outcome.divergence.violated, outcome.divergence.reason
+
+
+def test_strict_mode_catches_a_reply_that_differs() -> None:
+    """A read-write view of a read-only block is refused by the model: strict mode
+    names the reply."""
+    steps = [shm("CreateSharedMemory", size=4096, permissions=RO),
+             shm("MapSharedMemoryToProcess", pid=2, shm_id=1, virtual_addr=0, protect=RW)]
+    outcome = replay(variant("rw_view_of_readonly_block"), "strict", steps, family="shared")
+    assert outcome.divergence is not None and outcome.divergence.violated == ("strict",)
+    assert "MapSharedMemoryToProcess" in outcome.divergence.reason
+
+
+def test_a_trace_saves_and_replays(tmp_path: Path) -> None:
+    steps = [shm("CreateSharedMemory", size=5000, permissions=RW),
+             shm("MapSharedMemoryToProcess", pid=2, shm_id=1, virtual_addr=0, protect=0),
+             shm("DestroySharedMemory", shm_id=1),
+             shm("UnmapSharedMemoryFromProcess", pid=2, addr="BASE")]
+    steps = bases(*steps)
+    outcome = replay(variant("unmap_keeps_refcount"), "spec", steps, family="shared")
+    assert outcome.divergence is not None, describe(outcome)
+    assert "SHM-1" in outcome.divergence.violated, outcome.divergence.reason
+    path = tmp_path / "shared.json"
+    save_trace(path, outcome, MANAGERS)
+    trace = load_trace(path)
+    assert trace["family"] == "shared" and trace["operations"] == steps
+    again = replay(variant("unmap_keeps_refcount"), "spec", trace["operations"],
+                   family=trace["family"])
+    assert again.divergence is not None
+    assert set(again.divergence.violated) == set(outcome.divergence.violated)
+    assert replay(VALIDATING_MODEL, "spec", trace["operations"], family="shared").passed
