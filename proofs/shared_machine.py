@@ -338,6 +338,16 @@ class SharedHarness:
         seen = self.sub.syscalls.processes[pid].ReadUserMemory(address, PAGE_SIZE)
         return seen if isinstance(seen, bytes) else None
 
+    def remember_write(self, record: Record, page: int, offset: int, data: bytes) -> None:
+        """A write through a view that succeeded: the view's shadow holds the bytes,
+        and a file's expected contents the ones below its end."""
+        self.shadow(record, page)[offset:offset + len(data)] = data
+        if record.kind == FILE:
+            known = self.expected[record.source]
+            start = (record.first + page) * PAGE_SIZE + offset
+            stored = max(0, min(len(data), len(known) - start))
+            known[start:start + stored] = data[:stored]
+
     def invariants(self, snap: SharedSnapshot) -> dict[str, str]:
         """{id: why} for every invariant refuted on the snapshot's state (cached),
         each decided conjunct by conjunct: z3 takes VMM-1 over a dozen views in
@@ -650,12 +660,7 @@ class SharedHarness:
             return [SpecCall("Write", (("pid", pid), ("vpn", vpn), ("token", token)))]
 
         def track(_: object) -> None:
-            self.shadow(record, page)[offset:offset + len(data)] = data
-            if record.kind == FILE:
-                known = self.expected[record.source]
-                start = (record.first + page) * PAGE_SIZE + offset
-                stored = max(0, min(len(data), len(known) - start))
-                known[start:start + stored] = data[:stored]
+            self.remember_write(record, page, offset, data)
 
         self.call(f"write {data!r} at {address + offset:#x} in process {pid}",
                   lambda: space.WriteUserMemory(address + offset, data),

@@ -22,7 +22,6 @@ the chain calls that follow must fail with 7 and change nothing
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +44,7 @@ from proofs.dos_machine import (
     dos_view,
 )
 from proofs.oracle.dos_world import BYTES_LIMIT, FIRST_MB, NAME, DosPart
-from proofs.oracle.machine import SessionRules, machine_class
+from proofs.oracle.machine import SessionRules, one_machine
 from proofs.oracle.managers import Call, Family, Message
 from proofs.oracle.session import Session, last_observed
 from proofs.oracle.world import OPERATIONS
@@ -125,15 +124,7 @@ class ObservedDos(DosChecks):
         return result, int(error)
 
     def read(self, address: int, length: int) -> bytes | None:
-        out = b""
-        while length > 0:
-            piece = min(length, BYTES_LIMIT)
-            data = self.session.observe("ReadPhysical", address=address, length=piece)["data"]
-            if data is None:
-                return None
-            out += bytes.fromhex(data)
-            address, length = address + piece, length - piece
-        return out
+        return self.session.read("ReadPhysical", "address", address, length)  # type: ignore[no-any-return]
 
 
 class DosJudge:
@@ -261,10 +252,6 @@ class OracleDosMachine(SessionRules, ConventionalRules, XmsRules, EmsRules,
         self.prepare()
 
 
-def dos_machine(session_factory: Callable[[], Session], managers: tuple[str, ...]
-                ) -> type[SessionRules]:
-    return machine_class(OracleDosMachine, session_factory)
-
 
 # -- the report ---------------------------------------------------------------------
 
@@ -292,5 +279,5 @@ def dos_map(exchanges: list[Any]) -> list[str]:
 DOS = Family(
     name="dos", managers=("PageManager", NAME), setup=dos_setup,
     state_observations=(*OBSERVED, "FrameCounts"),
-    spec_observations=(*OBSERVED, "ReadPhysical"), machine=dos_machine,
+    spec_observations=(*OBSERVED, "ReadPhysical"), machine=one_machine(OracleDosMachine),
     judge=DosJudge, memory_map=dos_map)

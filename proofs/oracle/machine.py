@@ -99,6 +99,15 @@ def machine_class(base: type[SessionRules], session_factory: Callable[[], Sessio
                                          "examples": 0})
 
 
+def one_machine(base: type[SessionRules]
+                ) -> Callable[[Callable[[], Session], tuple[str, ...]], type[SessionRules]]:
+    """A family's ``machine``: base whatever the declared managers."""
+    def machine(session_factory: Callable[[], Session], managers: tuple[str, ...]
+                ) -> type[SessionRules]:
+        return machine_class(base, session_factory)
+    return machine
+
+
 class PageRules(SessionRules):
     """The page manager's rules."""
 

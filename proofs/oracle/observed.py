@@ -213,15 +213,7 @@ class ObservedHeap(HeapHarness):
         return result, code
 
     def _read(self, address: int, length: int) -> bytes | None:
-        out = b""
-        while length > 0:
-            piece = min(length, READ_LIMIT)
-            data = self.session.observe("ReadBytes", virtual_addr=address, length=piece)["data"]
-            if data is None:
-                return None
-            out += bytes.fromhex(data)
-            address, length = address + piece, length - piece
-        return out
+        return self.session.read("ReadBytes", "virtual_addr", address, length)
 
     def _write(self, address: int, data: bytes) -> object:
         result, _ = self.session.invoke("VirtualMemoryManager", "WriteVirtualMemory",
@@ -281,6 +273,20 @@ class SpecSession(Session):
         if seen is None:
             seen = self._seen[key] = self._exchange(self._new(None, name, dict(args)))["observed"]
         return seen
+
+    def read(self, name: str, key: str, address: int, length: int) -> bytes | None:
+        """length bytes from address through the byte observation ``name`` (its
+        address argument ``key``), READ_LIMIT bytes a request; None when any
+        part is not readable."""
+        out = b""
+        while length > 0:
+            piece = min(length, READ_LIMIT)
+            data = self.observe(name, **{key: address, "length": piece})["data"]
+            if data is None:
+                return None
+            out += bytes.fromhex(data)
+            address, length = address + piece, length - piece
+        return out
 
     def invoke(self, manager: str, op: str, args: Message) -> tuple[Any, int]:
         """Send one operation; the state may change, so forget what was observed."""

@@ -44,7 +44,7 @@ from model.user_layout import (
     protect_allows,
 )
 from model.x86_paging import is_u32
-from proofs.oracle.machine import SessionRules, machine_class
+from proofs.oracle.machine import SessionRules, one_machine
 from proofs.oracle.managers import Family, Message
 from proofs.oracle.session import Session, last_observed
 from proofs.oracle.shared_world import MANAGERS, READ_LIMIT, SharedPart, pattern
@@ -530,15 +530,8 @@ class SharedJudge(SharedHarness):
 
         def written(_: object) -> None:
             record = self.views.get((pid, base << PAGE_SHIFT))
-            if record is None:
-                return
-            page, offset = vpn - base, address & (PAGE_SIZE - 1)
-            self.shadow(record, page)[offset:offset + len(data)] = data
-            if record.kind == FILE:
-                known = self.expected[record.source]
-                start = (record.first + page) * PAGE_SIZE + offset
-                stored = max(0, min(len(data), len(known) - start))
-                known[start:start + stored] = data[:stored]
+            if record is not None:
+                self.remember_write(record, vpn - base, address & (PAGE_SIZE - 1), data)
         return write, written, False
 
     @staticmethod
@@ -574,10 +567,6 @@ class SharedJudge(SharedHarness):
                              f"destroyed, {self.start_free} before the first", [FRAMES])
 
 
-def shared_machine(session_factory: Callable[[], Session], managers: tuple[str, ...]
-                   ) -> type[SessionRules]:
-    return machine_class(OracleSharedMachine, session_factory)
-
 
 def shared_map(exchanges: list[Any]) -> list[str]:
     """The blocks, file views and page cache as last reported."""
@@ -606,4 +595,4 @@ SHARED = Family(
                         "MappedFiles"),
     spec_observations=("FrameCounts", "Processes", "ProcessBytes", "SharedMemory",
                        "MappedFiles", "FileBytes", "FrameBytes"),
-    machine=shared_machine, judge=SharedJudge, memory_map=shared_map)
+    machine=one_machine(OracleSharedMachine), judge=SharedJudge, memory_map=shared_map)

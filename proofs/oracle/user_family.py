@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from hypothesis import strategies as st
@@ -40,7 +39,7 @@ from model.user_layout import (
     USER_TOP,
     page_ceil,
 )
-from proofs.oracle.machine import SessionRules, machine_class
+from proofs.oracle.machine import SessionRules, one_machine
 from proofs.oracle.managers import Family, Message
 from proofs.oracle.session import Session, last_observed
 from proofs.oracle.user_world import MANAGERS, READ_LIMIT, UserPart, linux_code
@@ -349,10 +348,6 @@ class UserJudge(UserChecks):
                              f"{self.free_at_start} before the first", [FRAMES])
 
 
-def user_machine(session_factory: Callable[[], Session], managers: tuple[str, ...]
-                 ) -> type[SessionRules]:
-    return machine_class(OracleUserMachine, session_factory)
-
 
 def user_map(exchanges: list[Any]) -> list[str]:
     """Every process's allocations as last reported."""
@@ -370,5 +365,5 @@ def user_map(exchanges: list[Any]) -> list[str]:
 USER = Family(
     name="user", managers=("PageManager", "VirtualMemoryManager", "SystemCalls"),
     setup=user_setup, state_observations=("FrameCounts", "FrameBitmap", "Processes"),
-    spec_observations=("FrameCounts", "Processes"), machine=user_machine, judge=UserJudge,
-    memory_map=user_map)
+    spec_observations=("FrameCounts", "Processes"), machine=one_machine(OracleUserMachine),
+    judge=UserJudge, memory_map=user_map)
