@@ -222,8 +222,8 @@ class UserPart:
 
     def _process_bytes(self, pid: int, virtual_addr: int, length: int) -> Message:
         space = self.syscalls.processes.get(pid) if type(pid) is int else None
-        if space is None or not (0 <= length <= READ_LIMIT
-                                 and 0 <= virtual_addr <= (1 << 32) - length):
+        if space is None or type(length) is not int or type(virtual_addr) is not int or not (
+                0 <= length <= READ_LIMIT and 0 <= virtual_addr <= (1 << 32) - length):
             return {"data": None}
         out = b""
         address, end = virtual_addr, virtual_addr + length
