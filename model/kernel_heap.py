@@ -522,11 +522,30 @@ class KernelHeap(ReportsStatus):
             address += stop - offset
         return spans
 
+    def _frame(self, address: int) -> int | None:
+        """The frame mapped at address in the heap's directory; None when none is."""
+        table = self._dir().tables[address >> 22]
+        entry = 0 if table is None else table.entries[(address >> PAGE_SHIFT) & 0x3FF]
+        return entry >> PAGE_SHIFT if entry & PTE_PRESENT else None
+
     def _read(self, address: int, length: int) -> bytes | None:
+        offset = address & 0xFFF
+        if offset + length <= PAGE_SIZE:  # one page (a header, a footer): no span list
+            frame = self._frame(address)
+            if frame is None:
+                return None
+            page = self.vmm.pageman.memory.get(frame)
+            return bytes(length) if page is None else bytes(page[offset:offset + length])
         spans = self._spans(address, length)
         return None if spans is None else self.vmm.pageman.read_span(spans)
 
     def _write(self, address: int, data: bytes) -> None:
+        offset = address & 0xFFF
+        if offset + len(data) <= PAGE_SIZE:
+            frame = self._frame(address)
+            assert frame is not None
+            self.vmm.pageman.write_span([(frame, offset, offset + len(data))], data)
+            return
         spans = self._spans(address, len(data))
         assert spans is not None
         self.vmm.pageman.write_span(spans, data)
