@@ -9,7 +9,7 @@ Decisions:
   SystemCalls' ``last_error``); the Linux calls return the signed result
   (-errno on failure) and ``error`` is the errno (0 on success; a brk that
   does not move the break where asked reports ENOMEM, as the user machine
-  judges it: proofs.user_machine.linux_code).
+  judges it: linux_code, which the user machine imports from here).
 - ReadUserMemory / WriteUserMemory / ExecuteUserMemory are user-mode accesses
   in the current process (ProcessMemorySpace's), returning a boolean: true
   when the access was allowed; ``error`` the space's code (998 on a page fault
