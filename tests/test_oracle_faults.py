@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from proofs.oracle.__main__ import EXIT_DIVERGED, main
-from proofs.oracle.run import replay
-from tests.oracle_impls import misbehaving_impl
+from proofs.oracle.report import describe
+from proofs.oracle.run import replay, search
+from tests.oracle_impls import misbehaving_impl, python_impl
 
 #: A short sequence after the set-up calls (the set-up is requests 1..3 in
 #: spec mode plus its observations; in strict mode each call is followed by
@@ -59,3 +60,35 @@ def test_cli_exit_status_and_junit(tmp_path: Path) -> None:
     text = junit.read_text()
     assert "<failure" in text and 'type="crash"' in text
     assert (tmp_path / "t.json").exists()
+
+
+PARTIAL = '''
+import json, sys
+from proofs.oracle.world import ModelWorld
+print(json.dumps({"protocol": 1, "implementation": "DOS only",
+                  "managers": ["PageManager", "DosMemoryManager"],
+                  "observations": ["FrameCounts", "McbChain", "XmsHandles", "EmsMappings",
+                                   "ReadPhysical"]}), flush=True)
+world = ModelWorld()
+for line in sys.stdin:
+    print(json.dumps(world.handle(json.loads(line))), flush=True)
+'''
+
+
+def test_only_what_is_declared_runs(tmp_path: Path) -> None:
+    """An implementation of the DOS manager alone, without FrameBitmap: spec mode
+    runs the dos family only (the kernel family needs FrameBitmap, the others
+    undeclared managers) and says what it skipped; a kernel trace is skipped."""
+    script = tmp_path / "partial.py"
+    script.write_text(PARTIAL)
+    impl = python_impl(str(script))
+    outcome = search(impl, "spec", max_examples=3, steps=6, seed=1, time_limit=60,
+                     shrink_seconds=2)
+    assert outcome.passed, describe(outcome)
+    assert {manager for manager, _ in outcome.coverage.operations} \
+        == {"PageManager", "DosMemoryManager"}
+    assert "family kernel (spec mode needs the observations FrameBitmap)" in outcome.skipped
+    assert "manager SystemCalls" in outcome.skipped
+    kernel = replay(impl, "spec", OPS)
+    assert not kernel.passed and kernel.divergence is None and kernel.examples == 0
+    assert any(s.startswith("family kernel") for s in kernel.skipped)
