@@ -82,11 +82,17 @@ class SessionRules:
     def started(self) -> None:
         """After the set-up calls: the machine's own records."""
 
+    def wind_down(self) -> None:
+        """The calls every sequence ends with (destroy what is left), judged like
+        the others; run only while nothing has diverged."""
+
     def teardown(self) -> None:
         session = getattr(self, "s", None)
         if session is not None:
-            try:
-                if not session.failed:  # else hypothesis is already handling that failure
+            try:  # after a divergence hypothesis is already handling that failure
+                if not session.failed:
+                    self.wind_down()
+                if not session.failed:
                     session.finish()
             finally:
                 session.close()

@@ -156,8 +156,17 @@ class UserFront:
         assert isinstance(judge, UserJudge)
         return judge.last
 
+    def current(self) -> int:
+        """The current process's pid (0: none), without a whole Processes report
+        in strict mode."""
+        if self.part is not None:
+            space = self.part.syscalls.current
+            return 0 if space is None else space.pid
+        return int(self.processes()["current"])
+
     def call(self, name: str, *args: Any) -> Any:
-        pid = self.processes()["current"]
+        heap = name in ("SyscallHeapAlloc", "SyscallHeapFree")
+        pid = self.current() if heap else 0
         result = self.session.execute("SystemCalls", name,
                                       dict(zip(PARAMS[name], args, strict=True)))
         if name == "SyscallHeapAlloc" and isinstance(result, int) and result:
@@ -196,7 +205,7 @@ class OracleUserMachine(SessionRules, UserMachine):
         return sorted(p["pid"] for p in self.front.processes()["processes"])
 
     def has_current(self) -> bool:
-        return bool(self.front.processes()["current"])
+        return bool(self.front.current())
 
     def heap_handle(self) -> int:
         return int(self.front.call("SyscallGetProcessHeap"))
@@ -216,18 +225,13 @@ class OracleUserMachine(SessionRules, UserMachine):
         """The VirtualQuery observation at one of the rules' addresses (strict
         mode compares it with the model's; spec mode with the reported pages)."""
         targets = self.addresses()
-        self.s.inspect("VirtualQuery", {"pid": self.front.processes()["current"],
+        self.s.inspect("VirtualQuery", {"pid": self.front.current(),
                                         "address": targets[pick % len(targets)]})
 
-    def teardown(self) -> None:
-        """Destroy every process (the machine's FRAMES check), then finish."""
-        session = getattr(self, "s", None)
-        try:
-            if session is not None and not session.failed:
-                for pid in self.pids():
-                    self.front.call("DestroyProcess", pid)
-        finally:
-            SessionRules.teardown(self)
+    def wind_down(self) -> None:
+        """Destroy every process (the machine's FRAMES check, at finish)."""
+        for pid in self.pids():
+            self.front.call("DestroyProcess", pid)
 
 
 class UserJudge(UserChecks):
