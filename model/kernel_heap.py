@@ -508,17 +508,15 @@ class KernelHeap(ReportsStatus):
 
     def _spans(self, address: int, length: int) -> list[tuple[int, int, int]] | None:
         """(frame, start, end) pieces of [address, +length) in the heap's directory."""
-        tables = self._dir().tables
         spans = []
         end = address + length
         while address < end:
-            table = tables[address >> 22]
-            entry = 0 if table is None else table.entries[(address >> PAGE_SHIFT) & 0x3FF]
-            if not entry & PTE_PRESENT:
+            frame = self._frame(address)
+            if frame is None:
                 return None
             offset = address & 0xFFF
             stop = min(PAGE_SIZE, offset + end - address)
-            spans.append((entry >> PAGE_SHIFT, offset, stop))
+            spans.append((frame, offset, stop))
             address += stop - offset
         return spans
 
