@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_paging import load_average, machine_info  # noqa: E402
 from proofs.oracle.run import replay  # noqa: E402
-from proofs.oracle.world import MANAGERS, ModelWorld, setup_calls  # noqa: E402
+from proofs.oracle.world import MANAGERS, ModelWorld  # noqa: E402
+from proofs.oracle.worlds.kernel import setup_calls  # noqa: E402
 
 SEED = 20261129
 TARGET = 20_000

@@ -2,7 +2,7 @@
 
 Every function is a total function of integers with a PEP 316 contract
 (``pre:``/``post:``) that CrossHair checks over all paths
-(proofs/crosshair_runs.py). They use ``+ - * // %`` and comparisons only, so
+(proofs/contracts/crosshair.py). They use ``+ - * // %`` and comparisons only, so
 CrossHair keeps them symbolic (see model/x86_paging.py). Each fixes one of
 the tutorial heap's (JamesM's kernel heap) well-known bugs:
 

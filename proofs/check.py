@@ -1,7 +1,8 @@
 """Run every proof obligation and report a verdict for each: ``python -m proofs.check``.
 
-Discovery: every module of the ``proofs`` package (except this one,
-``obligation``, ``__main__`` and private ``_*`` modules) that defines a
+Discovery: every module of the ``proofs`` package and its sub-packages (except
+this one, ``obligation``, ``__main__``, ``cli``, the oracle's and the runner's
+packages, and private ``_*`` modules) that defines a
 top-level ``obligations()`` contributes the :class:`~proofs.obligation.Obligation`
 objects it yields. Ids are unique across the package. A module that fails to
 import, or whose ``obligations()`` raises, contributes one obligation
@@ -45,7 +46,10 @@ from proofs.obligation import PROFILES, Kind, Obligation, Verdict
 
 DEFAULT_PACKAGE = "proofs"
 DEFAULT_TIMEOUT = 600.0
-NOT_OBLIGATION_MODULES = frozenset({"check", "obligation", "__main__"})
+#: Modules and sub-packages that define no obligations: the runner, and the oracle
+#: (its own command; importing it in every worker would only cost time).
+NOT_OBLIGATION_MODULES = frozenset({"check", "obligation", "__main__", "cli", "oracle",
+                                    "runner"})
 
 # Time a fresh worker may take to import the package and rebuild the registry.
 WORKER_STARTUP_TIMEOUT = 120.0
@@ -62,18 +66,23 @@ class DuplicateObligationError(ValueError):
 
 
 def obligation_modules(package: str = DEFAULT_PACKAGE) -> list[str]:
-    """Names of the modules of ``package`` that may define ``obligations()``."""
+    """Names of the modules of ``package`` and of its sub-packages (but the
+    oracle's) that may define ``obligations()``."""
     pkg = importlib.import_module(package)
     names = []
     for info in pkgutil.iter_modules(pkg.__path__):
         if info.name in NOT_OBLIGATION_MODULES or info.name.startswith("_"):
             continue
-        names.append(f"{package}.{info.name}")
+        if info.ispkg:
+            names.append(f"{package}.{info.name}")  # its __init__ may define some
+            names += obligation_modules(f"{package}.{info.name}")
+        else:
+            names.append(f"{package}.{info.name}")
     return sorted(names)
 
 
 def _discovery_failure(module_name: str, detail: str) -> Obligation:
-    short = module_name.rsplit(".", 1)[-1]
+    short = module_name.split(".", 1)[-1]
 
     def run(profile: str) -> Verdict:
         return Verdict(Kind.ERROR, "module failed to import or to list its obligations",

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import z3
 
-from proofs.inductive import conjuncts, instances
-from proofs.layered import Layer, layer_obligations
+from proofs.inductive.layered import Layer, layer_obligations
+from proofs.inductive.paging import conjuncts, instances
 from proofs.obligation import Obligation
 from spec import dos_memory as dm
 from spec.catalogue import Operation

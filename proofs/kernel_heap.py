@@ -14,10 +14,10 @@ from collections.abc import Iterator
 
 import z3
 
-from proofs.inductive import conjuncts, instances
-from proofs.layered import Layer, layer_obligations
+from proofs.inductive.layered import Layer, layer_obligations
+from proofs.inductive.paging import conjuncts, instances
+from proofs.inductive.reachable_layers import heap_states
 from proofs.obligation import Obligation
-from proofs.reachable_layers import heap_states
 from spec import kernel_heap as kh
 from spec.catalogue import HEAP_OPERATIONS
 from spec.state import ADDR, HeapState, Ref, symbolic_heap

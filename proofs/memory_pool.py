@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import z3
 
-from proofs.layered import Layer, layer_obligations
+from proofs.inductive.layered import Layer, layer_obligations
+from proofs.inductive.reachable_layers import pool_states
 from proofs.obligation import Obligation
-from proofs.reachable_layers import pool_states
 from spec import memory_pool as mp
 from spec.catalogue import POOL_OPERATIONS
 from spec.state import PoolState, Ref, symbolic_pool

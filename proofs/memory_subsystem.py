@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import z3
 
-from proofs.layered import Layer, layer_obligations
+from proofs.inductive.layered import Layer, layer_obligations
+from proofs.inductive.reachable_layers import system_states
 from proofs.obligation import Obligation
-from proofs.reachable_layers import system_states
 from spec import memory_subsystem as ms
 from spec.catalogue import SYSTEM_OPERATIONS
 from spec.state import Ref, SystemState, symbolic_system

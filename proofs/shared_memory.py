@@ -22,8 +22,8 @@ from collections.abc import Iterator
 import z3
 
 from model.user_layout import PAGE_READONLY, PAGE_READWRITE
-from proofs.inductive import conjuncts
-from proofs.layered import Layer, layer_obligations
+from proofs.inductive.layered import Layer, layer_obligations
+from proofs.inductive.paging import conjuncts
 from proofs.obligation import Obligation
 from spec import shared_memory as sm
 from spec.catalogue import Operation
@@ -127,7 +127,7 @@ def shared_states() -> list[tuple[str, SharedState]]:
 ROLES = {"p": "pid", "pid": "pid", "v": "vpn", "w": "vpn", "vpn": "vpn", "base": "vpn",
          "fr": "frame", "i": "slot", "b": "block", "shm_id": "block", "f": "file",
          "g": "file", "file": "file", "k": "index", "first": "index"}
-#: The prefix of a goal's witness constants (proofs.inductive.skolemize).
+#: The prefix of a goal's witness constants (proofs.inductive.paging.skolemize).
 WITNESS = re.compile(r"w\d+")
 Terms = tuple[Ref, ...]
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import z3
 
 from model.user_layout import PAGE_EXECUTE, PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE
-from proofs.layered import Layer, layer_obligations
+from proofs.inductive.layered import Layer, layer_obligations
 from proofs.obligation import Obligation
 from spec import user_space as us
 from spec.catalogue import Operation

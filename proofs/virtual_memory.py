@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from proofs.inductive import obligations_for
+from proofs.inductive.paging import obligations_for
 from proofs.obligation import Obligation
 
 

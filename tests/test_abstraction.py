@@ -1,4 +1,4 @@
-"""proofs/abstraction.py: the abstraction of a model is the state the spec's
+"""proofs/abstractions/paging.py: the abstraction of a model is the state the spec's
 invariants judge, so a good model satisfies every invariant and a corrupted
 one violates the invariant that names the corruption."""
 
@@ -13,7 +13,7 @@ import z3
 from model.page_manager import FrameOwner, PageManager
 from model.virtual_memory import PageDirectory, VirtualMemoryManager
 from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, PTE_USER, encode_entry
-from proofs.abstraction import (
+from proofs.abstractions.paging import (
     AbstractionError,
     abstract,
     frame_val,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from proofs.crosshair_runs import (
+from proofs.contracts.crosshair import (
     CONTRACT_MODULES,
     check_function,
     contract_functions,

@@ -1,4 +1,4 @@
-"""The DOS memory machines (proofs/dos_machine.py): the abstraction, single checks, the
+"""The DOS memory machines (proofs/machines/dos_memory.py): the abstraction, single checks, the
 quick run, and the broken models caught by name."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from model.dos_memory import DosMemoryManager
 from model.dos_physical import write_physical
-from proofs.dos_machine import (
+from proofs.machines.dos_memory import (
     CORRUPTION,
     DOS_MODEL_VARIANTS,
     VARIANT_MACHINES,
@@ -20,9 +20,9 @@ from proofs.dos_machine import (
     run_dos_machine,
     to_dos_state,
 )
+from proofs.machines.memory_pool import TRANSITION, UNCHANGED, CheckedMachine, ModelVariant
+from proofs.machines.paging import CheckError
 from proofs.obligation import Kind
-from proofs.paging_machine import CheckError
-from proofs.pool_machine import TRANSITION, UNCHANGED, CheckedMachine, ModelVariant
 from spec.dos_memory import violated
 
 

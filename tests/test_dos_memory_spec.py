@@ -21,7 +21,7 @@ from proofs.dos_memory import (
     dos_states,
     obligations,
 )
-from proofs.layered import Layer, prove
+from proofs.inductive.layered import Layer, prove
 from proofs.obligation import Kind
 from spec import dos_memory as dm
 from spec.dos_memory import McbView, XmsView, concrete_dos, violated

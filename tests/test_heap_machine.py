@@ -1,4 +1,4 @@
-"""proofs/heap_machine.py: the KernelHeap refinement machine passes on the model,
+"""proofs/machines/kernel_heap.py: the KernelHeap refinement machine passes on the model,
 checks each call against the spec's composite of steps, and catches broken
 models by name."""
 
@@ -12,8 +12,8 @@ import pytest
 from model.errors import ErrorCode
 from model.heap_layout import HEADER_SIZE, MIN_BLOCK
 from model.kernel_heap import KernelHeap
-from proofs.heap_abstraction import heap_snapshot
-from proofs.heap_machine import (
+from proofs.abstractions.kernel_heap import heap_snapshot
+from proofs.machines.kernel_heap import (
     CONTENTS,
     END,
     HEAP_MODEL_VARIANTS,
@@ -25,8 +25,8 @@ from proofs.heap_machine import (
     obligations,
     run_heap_machine,
 )
+from proofs.machines.paging import CheckError
 from proofs.obligation import Kind
-from proofs.paging_machine import CheckError
 
 E = ErrorCode
 DATA = START + 0x1000  # 16 index entries round up to one page

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from proofs.dos_machine import DOS_MODEL_VARIANTS
+from proofs.machines.dos_memory import DOS_MODEL_VARIANTS
 from proofs.oracle.__main__ import main
-from proofs.oracle.dos_family import DOS, INITIALIZE, dos_setup
+from proofs.oracle.families.dos import DOS, INITIALIZE, dos_setup
 from proofs.oracle.protocol import ProtocolError, validate
 from proofs.oracle.report import describe
 from proofs.oracle.run import Outcome, load_trace, replay, save_trace, search

@@ -11,7 +11,8 @@ from proofs.oracle.protocol import ProtocolError, check_reply, validate
 from proofs.oracle.report import describe
 from proofs.oracle.run import load_trace, replay, save_trace, search
 from proofs.oracle.session import differences
-from proofs.oracle.world import MANAGERS, ModelWorld, setup_calls
+from proofs.oracle.world import MANAGERS, ModelWorld
+from proofs.oracle.worlds.kernel import setup_calls
 from tests.oracle_impls import python_impl
 
 VALIDATING_MODEL = python_impl("-m", "proofs.oracle.model_shim", "--validate")

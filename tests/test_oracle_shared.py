@@ -1,4 +1,4 @@
-"""The oracle's shared family (proofs/oracle/shared_family.py) against the model."""
+"""The oracle's shared family (proofs/oracle/families/shared.py) against the model."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 
 from model.user_layout import PAGE_READONLY, PAGE_READWRITE
 from proofs.oracle.families import family_named
+from proofs.oracle.families.shared import SHARED, shared_setup
 from proofs.oracle.report import describe
 from proofs.oracle.run import load_trace, replay, save_trace, search
-from proofs.oracle.shared_family import SHARED, shared_setup
-from proofs.oracle.shared_world import pattern
 from proofs.oracle.world import ModelWorld
+from proofs.oracle.worlds.shared import pattern
 from tests.oracle_impls import python_impl
 
 VALIDATING_MODEL = python_impl("-m", "proofs.oracle.model_shim", "--validate")

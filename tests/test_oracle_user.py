@@ -1,4 +1,4 @@
-"""The oracle's user family (proofs/oracle/user_family.py) against the model."""
+"""The oracle's user family (proofs/oracle/families/user.py) against the model."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from model.user_layout import (
     PAGE_READONLY,
     PAGE_READWRITE,
 )
+from proofs.machines.paging import CheckError
 from proofs.oracle.families import family_named
+from proofs.oracle.families.user import OLD_PROTECT_PTR, USER, user_setup, view_of
 from proofs.oracle.report import describe
 from proofs.oracle.run import load_trace, replay, save_trace, search
-from proofs.oracle.user_family import OLD_PROTECT_PTR, USER, user_setup, view_of
 from proofs.oracle.world import ModelWorld
-from proofs.paging_machine import CheckError
 from tests.oracle_impls import python_impl
 
 VALIDATING_MODEL = python_impl("-m", "proofs.oracle.model_shim", "--validate")

@@ -1,4 +1,4 @@
-"""proofs/paging_machine.py: the refinement check passes on the model and
+"""proofs/machines/paging.py: the refinement check passes on the model and
 catches broken models by name.
 
 A scripted :class:`Harness` run checks every operation (composites and
@@ -16,8 +16,7 @@ from model.errors import ErrorCode
 from model.page_manager import FrameOwner
 from model.virtual_memory import PageDirectory, PageTable, VirtualMemoryManager
 from model.x86_paging import PAGE_SHIFT, PAGE_SIZE
-from proofs.obligation import Kind
-from proofs.paging_machine import (
+from proofs.machines.paging import (
     CheckError,
     Harness,
     InvariantViolationError,
@@ -26,6 +25,7 @@ from proofs.paging_machine import (
     patched,
     run_machine,
 )
+from proofs.obligation import Kind
 
 E = ErrorCode
 

@@ -1,4 +1,4 @@
-"""proofs/pool_machine.py: the abstraction, the per-step checks, and the machine,
+"""proofs/machines/memory_pool.py: the abstraction, the per-step checks, and the machine,
 which passes on the model and catches each broken model by name."""
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ import z3
 
 from model.errors import ErrorCode
 from model.memory_pool import MemoryPool
-from proofs.obligation import Kind
-from proofs.paging_machine import CheckError
-from proofs.pool_machine import (
+from proofs.machines.memory_pool import (
     POOL_MODEL_VARIANTS,
     CheckedMachine,
     ModelVariant,
@@ -25,6 +23,8 @@ from proofs.pool_machine import (
     run_pool_machine,
     to_pool_state,
 )
+from proofs.machines.paging import CheckError
+from proofs.obligation import Kind
 from spec import memory_pool as mp
 
 E = ErrorCode

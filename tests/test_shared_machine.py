@@ -1,4 +1,4 @@
-"""The shared-memory machine (proofs/shared_machine.py) and its abstraction."""
+"""The shared-memory machine (proofs/machines/shared_memory.py) and its abstraction."""
 
 from __future__ import annotations
 
@@ -12,22 +12,22 @@ from model.errors import ErrorCode
 from model.file_node import DiskFileNode, MemoryFileNode
 from model.memory_subsystem import MemorySubsystem
 from model.user_layout import PAGE_EXECUTE_READ, PAGE_READONLY, PAGE_READWRITE, PAGE_SIZE
-from proofs.obligation import Kind
-from proofs.paging_machine import CheckError
-from proofs.shared_abstraction import (
+from proofs.abstractions.shared_memory import (
     SharedSnapshot,
     Tokens,
     concrete_state,
     shared_snapshot,
     to_shared_state,
 )
-from proofs.shared_machine import (
+from proofs.machines.paging import CheckError
+from proofs.machines.shared_memory import (
     SHARED_MODEL_VARIANTS,
     SharedMachine,
     make_subsystem,
     obligations,
     run_shared_machine,
 )
+from proofs.obligation import Kind
 from spec.shared_memory import FILE, ZERO, SharedState, violated
 
 E = ErrorCode

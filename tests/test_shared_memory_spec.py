@@ -18,8 +18,8 @@ from model.user_layout import (
     PAGE_READONLY,
     PAGE_READWRITE,
 )
-from proofs import layered
 from proofs.broken_variants import VARIANTS, BrokenVariant, applied
+from proofs.inductive import layered
 from proofs.obligation import Kind
 from proofs.shared_memory import FULL_ONLY, LAYER, obligations, shared_states
 from spec import shared_memory as sm

@@ -1,4 +1,4 @@
-"""proofs/subsystem_machine.py: the abstraction, the per-step checks, and the
+"""proofs/machines/memory_subsystem.py: the abstraction, the per-step checks, and the
 machine, which passes on the model and catches each broken model by name."""
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from model.errors import ErrorCode
 from model.memory_interface import PAGE_AREA_START, MemoryInterface
 from model.memory_subsystem import KERNEL_STACK_AREA_START, MemorySubsystem
 from model.page_manager import NO_FRAME
-from proofs.obligation import Kind
-from proofs.paging_machine import CheckError
-from proofs.pool_machine import CheckedMachine, ModelVariant
-from proofs.subsystem_machine import (
+from proofs.machines.memory_pool import CheckedMachine, ModelVariant
+from proofs.machines.memory_subsystem import (
     BOOT,
     KIND,
     SYSTEM_MODEL_VARIANTS,
@@ -29,6 +27,8 @@ from proofs.subsystem_machine import (
     runs,
     system_snapshot,
 )
+from proofs.machines.paging import CheckError
+from proofs.obligation import Kind
 from spec import memory_subsystem as sp
 
 E = ErrorCode

@@ -1,4 +1,4 @@
-"""The user-space machine (proofs/user_machine.py) and its abstraction."""
+"""The user-space machine (proofs/machines/user_space.py) and its abstraction."""
 
 from __future__ import annotations
 
@@ -18,10 +18,9 @@ from model.user_layout import (
     PAGE_READONLY,
     PAGE_READWRITE,
 )
-from proofs.obligation import Kind
-from proofs.paging_machine import CheckError
-from proofs.user_abstraction import runs, to_user_state, user_view
-from proofs.user_machine import (
+from proofs.abstractions.user_space import runs, to_user_state, user_view
+from proofs.machines.paging import CheckError
+from proofs.machines.user_space import (
     USER_MODEL_VARIANTS,
     CheckedMachine,
     UserHarness,
@@ -29,6 +28,7 @@ from proofs.user_machine import (
     obligations,
     run_user_machine,
 )
+from proofs.obligation import Kind
 from spec.user_space import UserState, concrete_user, violated
 
 

@@ -25,7 +25,7 @@ from model.user_layout import (
     PAGE_READWRITE,
 )
 from proofs.broken_variants import VARIANTS
-from proofs.layered import prove
+from proofs.inductive.layered import prove
 from proofs.obligation import Kind
 from proofs.user_space import FULL_ONLY, LAYER, obligations, user_states
 from spec import user_space as us

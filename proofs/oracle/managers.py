@@ -69,7 +69,7 @@ class Family:
 class Judge(Protocol):
     """Spec mode's judge of one sequence of a family. ``execute`` sends the
     operation through the session (``session.invoke``), asks what it needs
-    (``session.observe``) and raises proofs.paging_machine.CheckError (with the
+    (``session.observe``) and raises proofs.machines.paging.CheckError (with the
     ids violated) when the spec does not allow what the implementation did."""
 
     def execute(self, manager: str, op: str, args: Message) -> Any:

@@ -31,18 +31,18 @@ def variant_patches(name: str) -> Mapping[str, object]:
     only that family's machine is imported."""
     family, _, wanted = name.partition(":")
     if family == "heap":
-        from proofs.heap_machine import HEAP_MODEL_VARIANTS
+        from proofs.machines.kernel_heap import HEAP_MODEL_VARIANTS
         return next({f"KernelHeap.{k}": f for k, f in v.patches.items()}
                     for v in HEAP_MODEL_VARIANTS if v.name == wanted)
     variants: tuple[Any, ...]
     if family == "dos":
-        from proofs.dos_machine import DOS_MODEL_VARIANTS
+        from proofs.machines.dos_memory import DOS_MODEL_VARIANTS
         variants = DOS_MODEL_VARIANTS
     elif family == "user":
-        from proofs.user_machine import USER_MODEL_VARIANTS
+        from proofs.machines.user_space import USER_MODEL_VARIANTS
         variants = USER_MODEL_VARIANTS
     elif family == "shared":
-        from proofs.shared_machine import SHARED_MODEL_VARIANTS
+        from proofs.machines.shared_memory import SHARED_MODEL_VARIANTS
         variants = SHARED_MODEL_VARIANTS
     else:
         raise KeyError(name)
@@ -62,7 +62,7 @@ def variant(name: str | None) -> Iterator[None]:
     from model.shared_memory import SharedMemoryManager
     from model.syscalls import SystemCalls
     from model.xms import XmsDriver
-    from proofs.pool_machine import patched_methods
+    from proofs.machines.memory_pool import patched_methods
     owners = {cls.__name__: cls for cls in (KernelHeap, DosMemoryManager, XmsDriver, EmsManager,
                                             ProcessMemorySpace, SystemCalls,
                                             SharedMemoryManager, MemoryMappedFiles)}

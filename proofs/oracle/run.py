@@ -1,7 +1,7 @@
 """Search, shrink, replay: the oracle's runs and what they conclude.
 
 :func:`search` lets hypothesis generate sequences (the machines of
-:mod:`proofs.oracle.machine`) in chunks of examples, each chunk seeded from
+:mod:`proofs.oracle.families.rules`) in chunks of examples, each chunk seeded from
 ``--seed``, until the example budget or the time budget is spent or an
 implementation diverges; hypothesis then shrinks the sequence and replays the
 minimal one, whose exchanges the :class:`Outcome` carries. :func:`replay`
@@ -21,9 +21,9 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from proofs.machines.paging import shrink_limit
 from proofs.oracle.families import family_named, runnable
 from proofs.oracle.managers import Family
-from proofs.oracle.observed import Judges, SpecSession
 from proofs.oracle.session import (
     INSPECTIONS,
     Coverage,
@@ -33,8 +33,8 @@ from proofs.oracle.session import (
     Session,
     StrictSession,
 )
+from proofs.oracle.spec_session import Judges, SpecSession
 from proofs.oracle.world import MANAGERS, OBSERVATIONS, PROTOCOL_VERSION
-from proofs.paging_machine import shrink_limit
 
 TRACE_FORMAT = "memspec-oracle-trace"
 #: Examples per hypothesis run between two looks at the clock.

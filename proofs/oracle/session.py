@@ -4,7 +4,7 @@
 request (requests are pipelined: the model's replies choose the next
 arguments, the implementation's are read in windows and compared in order).
 :class:`SpecSession` judges every reply by the spec, from the state the
-implementation reports (:mod:`proofs.oracle.observed`). Both record every
+implementation reports (:mod:`proofs.oracle.spec_session`). Both record every
 exchange, so a divergence carries the trace that led to it.
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from proofs.heap_abstraction import HeapSnapshot, heap_snapshot
-from proofs.heap_machine import HeapHarness
+from proofs.abstractions.kernel_heap import HeapSnapshot, heap_snapshot
+from proofs.machines.kernel_heap import HeapHarness
 from proofs.oracle.child import Child, ImplementationError
 from proofs.oracle.managers import Family
 from proofs.oracle.protocol import (

@@ -10,7 +10,7 @@ process heap; user-mode reads, writes and executes. After every call
 :class:`UserHarness` checks
 
 1. every invariant of spec.user_space (USR-1..4, PROT-2, PROT-3) on the
-   abstraction of the post-state (proofs.user_abstraction; one z3 query per
+   abstraction of the post-state (proofs.abstractions.user_space; one z3 query per
    invariant, cached per view; unknown is a failure);
 2. the transition, for the calls the spec has a step for: the spec's step
    from the abstraction of the pre-state, with the call's pages as
@@ -80,10 +80,8 @@ from model.user_layout import (
 from model.virtual_alloc import VirtualProtectProcessMemory
 from model.virtual_memory import PageFault, VirtualMemoryManager
 from model.x86_paging import PTE_PRESENT, PTE_WRITABLE
-from proofs.obligation import Obligation, Verdict
-from proofs.oracle.user_world import LINUX, linux_code
-from proofs.paging_machine import CheckError
-from proofs.pool_machine import (
+from proofs.abstractions.user_space import View, to_user_state, user_view
+from proofs.machines.memory_pool import (
     CONTENTS,
     TRANSITION,
     UNCHANGED,
@@ -94,7 +92,9 @@ from proofs.pool_machine import (
     raise_problems,
     run_machine,
 )
-from proofs.user_abstraction import View, to_user_state, user_view
+from proofs.machines.paging import CheckError
+from proofs.obligation import Obligation, Verdict
+from proofs.oracle.worlds.user import LINUX, linux_code
 from spec import user_space as us
 from spec.state import Ref
 from spec.user_space import UserState
@@ -159,7 +159,7 @@ def world(calls: SystemCalls) -> tuple[object, ...]:
 class UserChecks:
     """The checks of one call, over hooks for what is checked: the current view,
     the call itself, the bytes of a page. :class:`UserHarness` runs them on the
-    model; the oracle's user judge (proofs.oracle.user_family) on what an
+    model; the oracle's user judge (proofs.oracle.families.user) on what an
     implementation reports, so both judge by this one implementation."""
 
     machine: type[CheckedMachine]

@@ -12,7 +12,7 @@ so views map into the processes SystemCalls made. Decisions:
 - The protocol cannot pass an ``fs_node*``: ``CreateFile(size, writable)``
   (the protocol's, not the seed's) makes a MemoryFileNode of size bytes and
   returns its file id (1, 2, ...); byte i of file n is (7i + 13(n - 1) + 1)
-  mod 251 (proofs.shared_machine.pattern). MapFileToMemory's ``file`` is such
+  mod 251 (proofs.machines.shared_memory.pattern). MapFileToMemory's ``file`` is such
   an id; any other value is not a node (ERROR_INVALID_HANDLE). CreateFile
   fails (0, ERROR_INVALID_PARAMETER) for a size that is not a u32 or a
   writable that is not a boolean.
@@ -41,7 +41,7 @@ from model.user_layout import PAGE_SIZE
 from model.virtual_memory import VirtualMemoryManager
 from model.x86_paging import is_u32
 from proofs.oracle.managers import Calls, Manager, Message, PartFactory, Result, WorldPart
-from proofs.oracle.user_world import UserPart
+from proofs.oracle.worlds.user import UserPart
 
 NEEDS = ("PageManager", "VirtualMemoryManager", "SystemCalls")
 MANAGERS: tuple[Manager, ...] = (
@@ -68,7 +68,7 @@ _NOT_A_NODE = object()
 
 
 def pattern(file_id: int, length: int) -> bytes:
-    """A new file's bytes (proofs.shared_machine.pattern of index file_id - 1)."""
+    """A new file's bytes (proofs.machines.shared_memory.pattern of index file_id - 1)."""
     return bytes((i * 7 + (file_id - 1) * 13 + 1) % 251 for i in range(length))
 
 

@@ -68,10 +68,7 @@ from model.dos_physical import PARAGRAPH, read_physical, write_physical
 from model.ems import UNMAP, EmsManager, slot_address
 from model.page_manager import PageManager
 from model.xms import KB, XmsDriver
-from proofs.obligation import Kind, Obligation, Verdict
-from proofs.oracle.dos_world import raw_mcbs
-from proofs.paging_machine import CheckError
-from proofs.pool_machine import (
+from proofs.machines.memory_pool import (
     CONTENTS,
     TRANSITION,
     UNCHANGED,
@@ -82,6 +79,9 @@ from proofs.pool_machine import (
     raise_problems,
     run_machine,
 )
+from proofs.machines.paging import CheckError
+from proofs.obligation import Kind, Obligation, Verdict
+from proofs.oracle.worlds.dos import raw_mcbs
 from spec import dos_memory as dm
 from spec.dos_memory import DosState, McbView, concrete_dos
 from spec.state import Ref

@@ -17,7 +17,7 @@ unmapping, CreateProcess and SwitchProcess. After every call
 :class:`SharedHarness` checks
 
 1. every invariant of spec.shared_memory on the abstraction of the
-   post-state (proofs.shared_abstraction; cached per snapshot);
+   post-state (proofs.abstractions.shared_memory; cached per snapshot);
 2. the transition: the spec's step from the abstraction of the pre-state,
    with the call's arguments and the model's choices (the id it chose, the
    frames it took as ``pick``, where it placed the view, ``occupied``: the
@@ -102,9 +102,14 @@ from model.user_layout import (
 )
 from model.views import narrows
 from model.x86_paging import is_u32
-from proofs.obligation import Obligation, Verdict
-from proofs.paging_machine import CheckError
-from proofs.pool_machine import (
+from proofs.abstractions.shared_memory import (
+    SharedSnapshot,
+    Tokens,
+    file_page,
+    shared_snapshot,
+    to_shared_state,
+)
+from proofs.machines.memory_pool import (
     CONTENTS,
     TRANSITION,
     UNCHANGED,
@@ -115,13 +120,8 @@ from proofs.pool_machine import (
     raise_problems,
     run_machine,
 )
-from proofs.shared_abstraction import (
-    SharedSnapshot,
-    Tokens,
-    file_page,
-    shared_snapshot,
-    to_shared_state,
-)
+from proofs.machines.paging import CheckError
+from proofs.obligation import Obligation, Verdict
 from spec import shared_memory as sm
 from spec.shared_memory import FILE, SHM, SharedState
 from spec.state import Ref

@@ -1,16 +1,16 @@
 """The dos family: conventional memory, UMBs, XMS and EMS (PROTOCOL.md, "DOS memory").
 
 Every sequence starts with ``InitializePhysicalMemory(0x100000, 0x400000)``
-and the DOS machine's world (proofs/dos_machine.py): the chain from 0800h,
+and the DOS machine's world (proofs/machines/dos_memory.py): the chain from 0800h,
 UMBs [C800h, E000h), XMS to 2 MB, 8 EMS pages. The rules are the DOS
-machine's own (:class:`~proofs.dos_machine.ConventionalRules`, ``XmsRules``,
+machine's own (:class:`~proofs.machines.dos_memory.ConventionalRules`, ``XmsRules``,
 ``EmsRules``, all three in one machine), so the oracle's coverage grows with
 the model's machine; they read the state through :class:`DosFront`: the model
 world's manager in strict mode, the judge's last observations in spec mode.
 
 Spec mode (:class:`DosJudge`) builds the very view tuple ``dos_view`` makes
 from McbChain, XmsHandles and EmsMappings and judges each call with the DOS
-harness's own checks (:class:`~proofs.dos_machine.DosChecks`): DOS-1..5, the
+harness's own checks (:class:`~proofs.machines.dos_memory.DosChecks`): DOS-1..5, the
 spec's step with the implementation's choices, nothing changed by a failure
 (the observations before and after), contents through ReadPhysical (an
 unmapped EMS page's storage is not observed: checked once mapped again).
@@ -29,7 +29,7 @@ from hypothesis.stateful import RuleBasedStateMachine
 
 from model.dos_physical import PARAGRAPH, read_physical
 from model.xms import XmsBlock
-from proofs.dos_machine import (
+from proofs.machines.dos_memory import (
     EMS_PAGES,
     FIRST,
     MEMORY_END,
@@ -43,13 +43,7 @@ from proofs.dos_machine import (
     XmsRules,
     dos_view,
 )
-from proofs.oracle.dos_world import BYTES_LIMIT, FIRST_MB, NAME, DosPart
-from proofs.oracle.machine import SessionRules, one_machine
-from proofs.oracle.managers import Call, Family, Message
-from proofs.oracle.session import Session, last_observed
-from proofs.oracle.world import OPERATIONS
-from proofs.paging_machine import CheckError
-from proofs.pool_machine import (
+from proofs.machines.memory_pool import (
     CONTENTS,
     TRANSITION,
     UNCHANGED,
@@ -57,6 +51,12 @@ from proofs.pool_machine import (
     check_invariants,
     raise_problems,
 )
+from proofs.machines.paging import CheckError
+from proofs.oracle.families.rules import SessionRules, one_machine
+from proofs.oracle.managers import Call, Family, Message
+from proofs.oracle.session import Session, last_observed
+from proofs.oracle.world import OPERATIONS
+from proofs.oracle.worlds.dos import BYTES_LIMIT, FIRST_MB, NAME, DosPart
 from spec import dos_memory as dm
 from spec.dos_memory import DosState, McbView
 

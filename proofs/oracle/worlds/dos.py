@@ -2,7 +2,7 @@
 
 One manager, ``DosMemoryManager`` (it needs the PageManager): the seed's DOS
 calls, the model's other INT 21h calls and the XMS / EMS functions the DOS
-machine drives (proofs/dos_machine.py), plus two of the protocol's own:
+machine drives (proofs/machines/dos_memory.py), plus two of the protocol's own:
 
 - ``Initialize(first_segment, umb_start, umb_end, xms_end, ems_pages)`` builds
   the model.dos_memory.DosMemoryManager on the world's PageManager (its

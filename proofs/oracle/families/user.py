@@ -3,7 +3,7 @@
 - **Set-up**: ``InitializePhysicalMemory(0x100000, 0x400000)`` (768 frames),
   ``InitializePaging()``, then what the user machine starts with: one process,
   ``CreateProcess()`` and ``SwitchProcess(1)``.
-- **Rules**: :class:`proofs.user_machine.UserMachine`'s own (processes,
+- **Rules**: :class:`proofs.machines.user_space.UserMachine`'s own (processes,
   VirtualAlloc / Free / Protect, mmap, munmap, mprotect, brk, the process heap,
   user-mode accesses), through :class:`UserFront`; VirtualProtect goes through
   SyscallVirtualProtect with its old-protection pointer on the stack's top
@@ -12,7 +12,7 @@
   pages). At the end every process is destroyed (the machine's teardown).
 - **Strict**: Processes, FrameCounts and FrameBitmap after every call.
 - **Spec** (:class:`UserJudge`): the user harness's own checks
-  (:class:`proofs.user_machine.UserChecks`) over the observations: the view
+  (:class:`proofs.machines.user_space.UserChecks`) over the observations: the view
   from Processes (pages, PTEs, layouts), nframes from FrameCounts; USR-1..4,
   PROT-2/3 on every reported state, the spec's step with the frames the
   implementation picked, no change on failure (Processes and FrameBitmap
@@ -39,14 +39,14 @@ from model.user_layout import (
     USER_TOP,
     page_ceil,
 )
-from proofs.oracle.machine import SessionRules, one_machine
+from proofs.abstractions.user_space import View
+from proofs.machines.memory_pool import TRANSITION, CheckedMachine
+from proofs.machines.paging import CheckError, _every_rule_enabled
+from proofs.machines.user_space import FRAMES, MAX_PROCESSES, Layout, UserChecks, UserMachine
+from proofs.oracle.families.rules import SessionRules, one_machine
 from proofs.oracle.managers import Family, Message
 from proofs.oracle.session import Session, last_observed
-from proofs.oracle.user_world import MANAGERS, READ_LIMIT, UserPart, linux_code
-from proofs.paging_machine import CheckError, _every_rule_enabled
-from proofs.pool_machine import TRANSITION, CheckedMachine
-from proofs.user_abstraction import View
-from proofs.user_machine import FRAMES, MAX_PROCESSES, Layout, UserChecks, UserMachine
+from proofs.oracle.worlds.user import MANAGERS, READ_LIMIT, UserPart, linux_code
 from spec.user_space import PageView, SpaceView
 
 SYSTEM_CALLS = MANAGERS[0]

@@ -63,10 +63,8 @@ from model.errors import ErrorCode
 from model.heap_layout import FOOTER_SIZE, HEADER_SIZE, MIN_BLOCK, aligned_header, fits
 from model.kernel_heap import KernelHeap, footer_bytes
 from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, align_up
-from proofs.heap_abstraction import HeapSnapshot, heap_snapshot, small_heap, to_heap_state
-from proofs.machine_verdicts import verdict_of
-from proofs.obligation import Kind, Obligation, Verdict
-from proofs.paging_machine import (
+from proofs.abstractions.kernel_heap import HeapSnapshot, heap_snapshot, small_heap, to_heap_state
+from proofs.machines.paging import (
     CheckError,
     SolverUnknownError,
     _every_rule_enabled,
@@ -74,6 +72,8 @@ from proofs.paging_machine import (
     remember_proved,
     shrink_limit,
 )
+from proofs.machines.runner import verdict_of
+from proofs.obligation import Kind, Obligation, Verdict
 from spec import kernel_heap as kh
 from spec.state import ADDR, FRAME, HEAP_GHOST_FIELDS, PAGE, HeapState, Ref, bv, symbolic_heap
 

@@ -6,7 +6,7 @@ its VirtualMemoryManager through every operation of ``spec/catalogue.py``
 that is not an internal micro-step, with mostly valid and sometimes hostile
 arguments. At every step the :class:`Harness`
 
-1. abstracts the pre-state (:mod:`proofs.abstraction`),
+1. abstracts the pre-state (:mod:`proofs.abstractions.paging`),
 2. calls the model,
 3. computes the spec's :class:`~spec.step.Step` from the pre abstraction, the
    arguments and the implementation's choices, read from the model's
@@ -117,7 +117,7 @@ from model.x86_paging import (
     PTE_USER,
     PTE_WRITABLE,
 )
-from proofs.abstraction import (
+from proofs.abstractions.paging import (
     END,
     AbstractionError,
     Snapshot,

@@ -60,9 +60,7 @@ from model.memory_subsystem import MemorySubsystem
 from model.page_manager import NO_FRAME, FrameOwner, PageManager
 from model.virtual_memory import PageDirectory
 from model.x86_paging import PAGE_SIZE, is_u32
-from proofs.obligation import Obligation, Verdict
-from proofs.paging_machine import CheckError
-from proofs.pool_machine import (
+from proofs.machines.memory_pool import (
     CONTENTS,
     HOSTILE,
     TRANSITION,
@@ -74,6 +72,8 @@ from proofs.pool_machine import (
     raise_problems,
     run_machine,
 )
+from proofs.machines.paging import CheckError
+from proofs.obligation import Obligation, Verdict
 from spec import memory_subsystem as sp
 from spec.state import ADDR, SYSTEM_GHOST_FIELDS, Ref, SystemState
 

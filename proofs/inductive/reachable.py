@@ -13,7 +13,7 @@ import functools
 
 from model.page_manager import PageManager
 from model.virtual_memory import VirtualMemoryManager
-from proofs.abstraction import abstract
+from proofs.abstractions.paging import abstract
 from spec.state import State
 
 MEM_START = 0x3000  # three reserved frames

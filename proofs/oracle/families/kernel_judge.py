@@ -1,11 +1,11 @@
-"""Spec mode: the implementation's reported state, judged by the spec with z3.
+"""Spec mode in the kernel family: the reported state, judged by the spec with z3.
 
 The observations (PROTOCOL.md) are turned into the very snapshots the model's
 machines abstract, and the machines' judges run on them unchanged:
 
 - the page manager and kernel directory become a paging :class:`Snapshot`
   (FrameCounts, FrameBitmap, PageTables; physical contents are not observed and
-  read as zeros), judged by :class:`proofs.paging_machine.Harness`: the spec's
+  read as zeros), judged by :class:`proofs.machines.paging.Harness`: the spec's
   step from the observed pre-state with the implementation's choice (which
   free frame) must be allowed (its ``assume`` true), report the same status and
   result, and reach the observed post-state;
@@ -20,7 +20,7 @@ machines abstract, and the machines' judges run on them unchanged:
   state costs about 1 s here, against 10-40 ms for a step; checking every
   state made a sequence of 20 calls take 3 s.);
 - the heap becomes a :class:`HeapSnapshot` (HeapWalk, HoleIndex, the heap's
-  PTEs), judged by :class:`proofs.heap_machine.HeapHarness`: HEAP-1..6, the
+  PTEs), judged by :class:`proofs.machines.kernel_heap.HeapHarness`: HEAP-1..6, the
   composite of spec steps with the implementation's hole, end and frames, no
   change on failure, payload bytes intact (ReadBytes).
 
@@ -34,38 +34,28 @@ out twice) breaks FRM-3's ownership rule, reported as FRM-3 directly.
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from model.errors import ErrorCode
 from model.heap_layout import HEADER_SIZE
 from model.page_manager import NO_FRAME, FrameOwner
 from model.x86_paging import PAGE_SHIFT, PTE_PRESENT, is_kernel_slot
-from proofs.abstraction import Snapshot, to_state
-from proofs.heap_abstraction import HeapSnapshot
-from proofs.heap_machine import HeapHarness, Invariants
-from proofs.heap_walk import RawBlock
-from proofs.oracle.child import ImplementationError
-from proofs.oracle.managers import Family, Judge
-from proofs.oracle.protocol import Message, ProtocolError, check_reply
-from proofs.oracle.session import (
-    Coverage,
-    DivergenceError,
-    Exchange,
-    OracleUnknownError,
-    Session,
-    one_origin,
-)
-from proofs.oracle.world import MEM_START, OPERATIONS, READ_LIMIT
-from proofs.paging_machine import (
+from proofs.abstractions.heap_walk import RawBlock
+from proofs.abstractions.kernel_heap import HeapSnapshot
+from proofs.abstractions.paging import Snapshot, to_state
+from proofs.machines.kernel_heap import HeapHarness, Invariants
+from proofs.machines.paging import (
     CheckError,
     Harness,
     InvariantChecker,
-    SolverUnknownError,
     Stats,
 )
+from proofs.oracle.protocol import Message
+from proofs.oracle.spec_session import SpecSession
+from proofs.oracle.world import OPERATIONS
+from proofs.oracle.worlds.kernel import MEM_START
 
 RESERVED_END = MEM_START >> PAGE_SHIFT
 SUCCESS = ErrorCode.ERROR_SUCCESS
@@ -219,124 +209,6 @@ class ObservedHeap(HeapHarness):
         result, _ = self.session.invoke("VirtualMemoryManager", "WriteVirtualMemory",
                                         {"virtual_addr": address, "data": data.hex()})
         return result
-
-
-class Judges:
-    """The z3 judges of spec mode, shared by every session of a run (their
-    query caches carry over from one example to the next): the kernel's here,
-    other families' under their name in ``caches``."""
-
-    def __init__(self) -> None:
-        self.stats = Stats()
-        self.paging = InvariantChecker(self.stats)
-        self.heap = Invariants()
-        self.outcomes: Counter[str] = Counter()
-        self.caches: dict[str, Any] = {}
-
-
-class SpecSession(Session):
-    """Every reply must be allowed by the spec from the reported pre-state; the
-    family's judge decides, through :meth:`invoke` and :meth:`observe`."""
-
-    mode = "spec"
-
-    def __init__(self, command: str, timeout: float, coverage: Coverage, judges: Judges,
-                 family: Family) -> None:
-        super().__init__(command, timeout, coverage, family)
-        self.judges = judges
-        self.held: set[int] = set()
-        self.aligned: set[int] = set()
-        self._seen: dict[tuple[str, tuple[tuple[str, Any], ...]], Message] = {}
-        self.judge: Judge = family.judge(self)
-
-    # -- talking -----------------------------------------------------------------
-
-    def _exchange(self, message: Message) -> Message:
-        exchange = Exchange(message)
-        self.exchanges.append(exchange)
-        try:
-            self.child.send([message])
-            reply = self.child.receive()
-            check_reply(message, reply)
-        except ImplementationError as exc:
-            raise self.fault(exc) from None
-        except ProtocolError as exc:
-            raise DivergenceError(str(exc), ("protocol",), self.exchanges,
-                                  kind="protocol") from None
-        exchange.reply = reply
-        return reply
-
-    def observe(self, name: str, **args: int) -> Message:
-        """An observation of the current state (asked once per state)."""
-        key = (name, tuple(sorted(args.items())))
-        seen = self._seen.get(key)
-        if seen is None:
-            seen = self._seen[key] = self._exchange(self._new(None, name, dict(args)))["observed"]
-        return seen
-
-    def read(self, name: str, key: str, address: int, length: int) -> bytes | None:
-        """length bytes from address through the byte observation ``name`` (its
-        address argument ``key``), READ_LIMIT bytes a request; None when any
-        part is not readable."""
-        out = b""
-        while length > 0:
-            piece = min(length, READ_LIMIT)
-            data = self.observe(name, **{key: address, "length": piece})["data"]
-            if data is None:
-                return None
-            out += bytes.fromhex(data)
-            address, length = address + piece, length - piece
-        return out
-
-    def invoke(self, manager: str, op: str, args: Message) -> tuple[Any, int]:
-        """Send one operation; the state may change, so forget what was observed."""
-        self._seen.clear()
-        reply = self._exchange(self._new(manager, op, args))
-        result, error = reply["result"], reply["error"]
-        self.coverage.errors[manager, op, error] += 1
-        if error == 0 and op == "RequestFrame" and isinstance(result, int):
-            self.held.add(result >> PAGE_SHIFT)
-        elif error == 0 and op == "FreeFrame":
-            self.held.discard(args["frame_addr"] >> PAGE_SHIFT)
-        return result, error
-
-    # -- judging -------------------------------------------------------------------
-
-    @one_origin
-    def execute(self, manager: str, op: str, args: Message) -> Any:
-        with self._verdicts():
-            return self.judge.execute(manager, op, args)
-
-    @contextlib.contextmanager
-    def _verdicts(self) -> Iterator[None]:
-        """A judge's CheckError is a divergence, z3's unknown is neither verdict."""
-        try:
-            yield
-        except CheckError as exc:
-            if isinstance(exc.__cause__, DivergenceError):  # the harness wrapped a fault
-                raise exc.__cause__ from None
-            raise DivergenceError(str(exc), exc.violated, self.exchanges) from None
-        except SolverUnknownError as exc:
-            raise OracleUnknownError(str(exc), self.exchanges) from None
-
-    @one_origin
-    def finish(self) -> None:
-        with self._verdicts():
-            self.judge.finish()
-
-    @one_origin
-    def look(self, address: int, length: int) -> None:
-        look = getattr(self.judge, "look", None)
-        if look is not None:
-            with self._verdicts():
-                look(address, length)
-
-    @one_origin
-    def inspect(self, name: str, args: Message) -> None:
-        inspect = getattr(self.judge, "inspect", None)
-        if inspect is not None and name in self.observations:
-            with self._verdicts():
-                inspect(name, args)
 
 
 class KernelJudge:

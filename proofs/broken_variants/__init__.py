@@ -5,7 +5,7 @@ kernel developer could plausibly write, injected into the spec's transition
 (``spec``) for the inductive proofs; ``catch`` runs the obligation the bug
 must break and reports whether the check answered *counterexample naming the
 expected invariant*. The model-level variants (bugs in model/ methods, caught
-by the refinement state machine) live in ``proofs.paging_machine``.
+by the refinement state machine) live in ``proofs.machines.paging``.
 
 ``python -m proofs.broken_variants`` prints the table; tests assert every row.
 """
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -36,13 +34,13 @@ from model.user_layout import PAGE_EXECUTE_READWRITE, PAGE_NOACCESS
 from proofs import (
     dos_memory,
     kernel_heap,
-    layered,
     memory_pool,
     memory_subsystem,
     shared_memory,
     user_space,
 )
-from proofs.inductive import prove
+from proofs.inductive import layered
+from proofs.inductive.paging import prove
 from proofs.obligation import Kind, Verdict
 from spec.catalogue import OPERATIONS_BY_NAME
 from spec.state import (
@@ -76,8 +74,8 @@ class BrokenVariant:
     description: str
     patches: tuple[Patch, ...] = ()
     transition: Callable[..., Any] | None = None  # a replacement step
-    #: the manager whose layer (proofs.layered) proves the operation; None for
-    #: the physical and virtual memory state (proofs.inductive)
+    #: the manager whose layer (proofs.inductive.layered) proves the operation; None for
+    #: the physical and virtual memory state (proofs.inductive.paging)
     layer: str | None = None
 
 
@@ -547,19 +545,3 @@ def catch(variant: BrokenVariant, profile: str = "teeth") -> Verdict:
 def caught(variant: BrokenVariant, verdict: Verdict) -> bool:
     return verdict.kind is Kind.COUNTEREXAMPLE and variant.invariant in verdict.violated
 
-
-def main() -> int:
-    failures = 0
-    for variant in VARIANTS:
-        start = time.perf_counter()
-        verdict = catch(variant)
-        ok = caught(variant, verdict)
-        failures += not ok
-        print(f"{variant.invariant:7} {variant.name:30} "
-              f"{'caught' if ok else 'MISSED: ' + verdict.summary:40} "
-              f"{time.perf_counter() - start:6.2f}s  {variant.description}")
-    return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,7 @@
 verdict caches' key): the arguments of the spec's ``concrete_shared``.
 ``concrete_state`` is that function's state; ``to_shared_state`` encodes the
 same arrays as piecewise lambdas over runs (consecutive pages of a view,
-consecutive frames of a block or of a PTE run), as proofs/user_abstraction.py
+consecutive frames of a block or of a PTE run), as proofs/abstractions/user_space.py
 does for the user layer: z3 decides VMM-1 over a dozen views three to four
 times faster so. A test checks the two encodings agree field by field.
 What the snapshot reads:

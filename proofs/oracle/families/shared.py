@@ -4,7 +4,7 @@
   what the shared machine starts with: a second process, current, and its
   files: ``CreateFile`` of 10040 bytes (a partial last page) and 8192 bytes,
   writable, of 300 bytes read-only, and an empty one (ids 1-4).
-- **Rules**: :class:`proofs.shared_machine.SharedMachine`'s own (blocks with
+- **Rules**: :class:`proofs.machines.shared_memory.SharedMachine`'s own (blocks with
   bad sizes and permissions, maps at 0, at free, occupied and unaligned
   addresses, with wider protections, in destroyed processes; unmaps, destroys,
   sizes; file views with bad offsets, sizes and protections, sync with and
@@ -15,7 +15,7 @@
 - **Strict**: FrameCounts, FrameBitmap, Processes, SharedMemory and
   MappedFiles after every call.
 - **Spec** (:class:`SharedJudge`): the shared harness's own checks
-  (:class:`proofs.shared_machine.SharedHarness.call`) over the observations:
+  (:class:`proofs.machines.shared_memory.SharedHarness.call`) over the observations:
   the spec state from SharedMemory, MappedFiles, Processes' PTEs, FileBytes
   and FrameBytes (:meth:`SharedJudge.snapshot`); every invariant on every
   reported state, the spec's step with the implementation's choices (its id,
@@ -44,15 +44,10 @@ from model.user_layout import (
     protect_allows,
 )
 from model.x86_paging import is_u32
-from proofs.oracle.machine import SessionRules, one_machine
-from proofs.oracle.managers import Family, Message
-from proofs.oracle.session import Session, last_observed
-from proofs.oracle.shared_world import MANAGERS, READ_LIMIT, SharedPart, pattern
-from proofs.oracle.user_family import user_setup
-from proofs.paging_machine import CheckError, _every_rule_enabled
-from proofs.pool_machine import TRANSITION, CheckedMachine
-from proofs.shared_abstraction import SharedSnapshot, Tokens, file_page
-from proofs.shared_machine import (
+from proofs.abstractions.shared_memory import SharedSnapshot, Tokens, file_page
+from proofs.machines.memory_pool import TRANSITION, CheckedMachine
+from proofs.machines.paging import CheckError, _every_rule_enabled
+from proofs.machines.shared_memory import (
     FRAMES,
     NODES,
     NOTHING_LOST,
@@ -61,6 +56,11 @@ from proofs.shared_machine import (
     SpecCall,
     picks,
 )
+from proofs.oracle.families.rules import SessionRules, one_machine
+from proofs.oracle.families.user import user_setup
+from proofs.oracle.managers import Family, Message
+from proofs.oracle.session import Session, last_observed
+from proofs.oracle.worlds.shared import MANAGERS, READ_LIMIT, SharedPart, pattern
 from spec.shared_memory import FILE, SHM, BlockView, CacheView, PteView, ViewRecord
 
 E = ErrorCode
@@ -536,7 +536,7 @@ class SharedJudge(SharedHarness):
 
     @staticmethod
     def record(kind: int, source: int, first: int, pages: int, writable: bool) -> Any:
-        from proofs.shared_machine import Record
+        from proofs.machines.shared_memory import Record
         return Record(kind, source, first, pages, writable)
 
     def drop(self, key: tuple[int, int]) -> None:

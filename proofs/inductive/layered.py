@@ -1,7 +1,7 @@
 """Inductive obligations for the managers with a state of their own (the heap,
 the pool, the subsystem): one per public operation x claim.
 
-The same scheme as proofs/inductive.py, which serves the physical and
+The same scheme as proofs/inductive/paging.py, which serves the physical and
 virtual memory state: Inv(pre) and a successful step imply each invariant
 on the successor; a public call made of steps (``parts``) is proved through
 each of its steps; a *step claim* (POOL-3) is a property of one operation's
@@ -17,7 +17,7 @@ from typing import Any
 
 import z3
 
-from proofs.inductive import SEARCH_TIMEOUT, conjuncts, decide
+from proofs.inductive.paging import SEARCH_TIMEOUT, conjuncts, decide
 from proofs.obligation import PROFILES, Kind, Obligation, Verdict
 from spec.catalogue import Operation
 from spec.state import Ref

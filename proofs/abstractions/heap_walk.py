@@ -1,6 +1,6 @@
 """A kernel heap's blocks as its memory holds them, read without z3.
 
-The heap abstraction (proofs/heap_abstraction.py) and the oracle's model world
+The heap abstraction (proofs/abstractions/kernel_heap.py) and the oracle's model world
 (proofs/oracle/world.py, whose shim starts without importing z3) both read the
 heap this way: from data_start, each header's size leads to the next; the
 magic, hole flag, size, footer magic and footer back-pointer are the bytes

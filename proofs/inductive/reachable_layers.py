@@ -1,5 +1,5 @@
 """Concrete states of the heap, the pool and the subsystem for counterexample
-search (proofs.layered.search_reachable): the heap's come from the model
+search (proofs.inductive.layered.search_reachable): the heap's come from the model
 itself; the pool's and the subsystem's are built by running their spec steps
 with concrete arguments from the empty state, so each is reachable by
 construction."""
@@ -11,7 +11,7 @@ import functools
 import z3
 
 from model.kernel_heap import MIN_BLOCK
-from proofs.heap_abstraction import abstract_heap, small_heap
+from proofs.abstractions.kernel_heap import abstract_heap, small_heap
 from spec import memory_pool as mp
 from spec import memory_subsystem as ms
 from spec.state import (

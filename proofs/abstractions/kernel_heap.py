@@ -20,7 +20,7 @@ from model.kernel_heap import KernelHeap
 from model.page_manager import PageManager
 from model.virtual_memory import VirtualMemoryManager
 from model.x86_paging import PAGE_SHIFT, PTE_PRESENT
-from proofs.heap_walk import RawBlock, raw_blocks
+from proofs.abstractions.heap_walk import RawBlock, raw_blocks
 from spec.state import ADDR, ENTRY, HeapState
 
 

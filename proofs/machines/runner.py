@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import traceback
 
+from proofs.machines.paging import CheckError, SolverUnknownError
 from proofs.obligation import Kind, Verdict
-from proofs.paging_machine import CheckError, SolverUnknownError
 
 
 def verdict_of(exc: Exception, printed: str, examples: int) -> Verdict:

@@ -34,7 +34,7 @@ docstring); the arena is the implementation's choice, read from the model.
 Costs (CPU, 2-core machine): POOL-1/POOL-2 queries 5-30 ms, cached per
 abstract state; the quick profile (5 examples x 16 steps) about 1 s, the
 full one (100 x 40) about 25 s. The runner below is shared with
-proofs/subsystem_machine.py.
+proofs/machines/memory_subsystem.py.
 """
 
 from __future__ import annotations
@@ -64,10 +64,10 @@ from model.kernel_heap import KernelHeap
 from model.memory_pool import POINTER_SIZE, MemoryPool
 from model.virtual_memory import PageDirectory
 from model.x86_paging import ADDRESS_LIMIT, is_u32
-from proofs.heap_abstraction import small_heap
-from proofs.machine_verdicts import verdict_of
+from proofs.abstractions.kernel_heap import small_heap
+from proofs.machines.paging import CheckError, SolverUnknownError, shrink_limit
+from proofs.machines.runner import verdict_of
 from proofs.obligation import Kind, Obligation, Verdict
-from proofs.paging_machine import CheckError, SolverUnknownError, shrink_limit
 from spec import memory_pool as mp
 from spec.state import WORD, PoolState, Ref, bv
 from spec.step import Transition

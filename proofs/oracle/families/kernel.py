@@ -1,30 +1,36 @@
-"""The sequences the oracle sends: hypothesis rule machines over a session.
+"""The kernel family: the page manager, the kernel directory and the kernel heap.
 
-The kernel heap's rules are :class:`proofs.heap_machine.HeapMachine`'s own
-(sizes, page alignment, live / double / foreign / misaligned frees, Expand,
-Contract, FindSmallestHole, payload writes), so the oracle's coverage grows
-with the model's machine. The page manager's rules are written for the
-protocol's world: RequestFrame, FreeFrame of held frames (twice, sometimes)
-and of addresses that are not held, and the four queries.
-
-Each example is one :class:`~proofs.oracle.session.Session`: a fresh process,
-the set-up calls, the rules' calls; ``teardown`` reads what is still owed.
+- **Set-up**: PROTOCOL.md's (the page manager on 48 frames, paging, a small
+  heap: :func:`proofs.oracle.worlds.kernel.setup_calls`).
+- **Rules**: the kernel heap's are :class:`proofs.machines.kernel_heap.HeapMachine`'s
+  own (sizes, page alignment, live / double / foreign / misaligned frees,
+  Expand, Contract, FindSmallestHole, payload writes), through
+  :class:`HeapFront`, plus boundary rules of the oracle's own; the page
+  manager's are written for the protocol's world: RequestFrame, FreeFrame of
+  held frames (twice, sometimes) and of addresses that are not held, and the
+  four queries.
+- **Judge**: :class:`proofs.oracle.families.kernel_judge.KernelJudge` (the
+  paging and heap specs over the observations).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from model.heap_layout import HEADER_SIZE, MIN_BLOCK
 from model.page_manager import NO_FRAME
 from model.x86_paging import PAGE_SIZE
-from proofs.heap_machine import HeapMachine
-from proofs.oracle.session import Session
-from proofs.oracle.world import HEAP_START, MEM_END, OPERATIONS
+from proofs.machines.kernel_heap import HeapMachine
+from proofs.oracle.families.kernel_judge import KernelJudge
+from proofs.oracle.families.rules import SessionRules, machine_class
+from proofs.oracle.managers import Family
+from proofs.oracle.session import Session, last_observed
+from proofs.oracle.world import OPERATIONS
+from proofs.oracle.worlds.kernel import HEAP_START, MEM_END, setup_calls
 
 QUERIES = ("FirstFreeFrame", "GetFrameCount", "GetFreeFrameCount", "GetUsedFrameCount")
 #: Frame addresses FreeFrame must refuse whatever was handed out: reserved,
@@ -61,57 +67,6 @@ class HeapFront:
             offset %= size
             self.session.execute("VirtualMemoryManager", "WriteVirtualMemory",
                                  {"virtual_addr": p + offset, "data": data[:size - offset].hex()})
-
-
-class SessionRules:
-    """The session's life, one per example: a fresh implementation process
-    and the family's set-up calls; at the end, what is still owed is read and
-    judged. Every family's machine starts from this."""
-
-    new_session: ClassVar[Callable[[], Session]]
-    examples: ClassVar[int] = 0
-    s: Session
-
-    @initialize()
-    def create(self) -> None:
-        type(self).examples += 1
-        self.s = type(self).new_session()
-        self.s.setup()
-        self.started()
-
-    def started(self) -> None:
-        """After the set-up calls: the machine's own records."""
-
-    def wind_down(self) -> None:
-        """The calls every sequence ends with (destroy what is left), judged like
-        the others; run only while nothing has diverged."""
-
-    def teardown(self) -> None:
-        session = getattr(self, "s", None)
-        if session is not None:
-            try:  # after a divergence hypothesis is already handling that failure
-                if not session.failed:
-                    self.wind_down()
-                if not session.failed:
-                    session.finish()
-            finally:
-                session.close()
-
-
-def machine_class(base: type[SessionRules], session_factory: Callable[[], Session]
-                  ) -> type[SessionRules]:
-    """A fresh machine class (its own counters) whose examples use session_factory."""
-    return type(base.__name__, (base,), {"new_session": staticmethod(session_factory),
-                                         "examples": 0})
-
-
-def one_machine(base: type[SessionRules]
-                ) -> Callable[[Callable[[], Session], tuple[str, ...]], type[SessionRules]]:
-    """A family's ``machine``: base whatever the declared managers."""
-    def machine(session_factory: Callable[[], Session], managers: tuple[str, ...]
-                ) -> type[SessionRules]:
-        return machine_class(base, session_factory)
-    return machine
 
 
 class PageRules(SessionRules):
@@ -229,3 +184,35 @@ def kernel_machine(session_factory: Callable[[], Session], managers: tuple[str, 
     """The kernel family's machine: the heap's rules too when it is declared."""
     heap = "KernelHeap" in managers
     return machine_class(OracleHeapMachine if heap else OraclePageMachine, session_factory)
+
+
+def kernel_map(exchanges: list[Any]) -> list[str]:
+    """The heap's blocks and the used frames as last reported."""
+    out = []
+    walk = last_observed(exchanges, "HeapWalk")
+    if walk is not None and walk.get("created"):
+        out.append(f"heap [{walk['start']:#x}, {walk['end']:#x}) max {walk['max']:#x}, "
+                   f"data from {walk['data_start']:#x}:")
+        for b in walk["blocks"]:
+            ok = "" if b["magic"] == b["footer_magic"] == 0x123890AB and \
+                b["footer_header"] == b["header"] else \
+                f"  footer {{magic {b['footer_magic']:#x}, header {b['footer_header']:#x}}}"
+            out.append(f"  {b['header']:#x}..{b['header'] + b['size']:#x}  "
+                       f"{'hole ' if b['hole'] else 'block'} {b['size']:>6}{ok}")
+    holes = last_observed(exchanges, "HoleIndex")
+    if holes is not None:
+        out.append("hole index: " + ", ".join(f"{size}@{header:#x}"
+                                              for size, header in holes["holes"]))
+    bitmap = last_observed(exchanges, "FrameBitmap")
+    if bitmap is not None:
+        out.append("used frames: " + ", ".join(
+            f"{first:#x}" if count == 1 else f"{first:#x}-{first + count - 1:#x}"
+            for first, count in bitmap["used"]))
+    return out
+
+
+KERNEL = Family(
+    name="kernel", managers=("PageManager",), setup=setup_calls,
+    state_observations=("FrameCounts", "FrameBitmap", "PageTables", "HeapWalk", "HoleIndex"),
+    spec_observations=("FrameCounts", "FrameBitmap"), machine=kernel_machine,
+    judge=KernelJudge, memory_map=kernel_map)

@@ -1,0 +1,1 @@
+"""The model helpers' PEP 316 contracts, checked by CrossHair."""

@@ -1,0 +1,150 @@
+"""Spec mode's session: every reply judged by the family's judge, from the state
+the implementation reports (PROTOCOL.md, "Families").
+
+A :class:`SpecSession` sends each operation through :meth:`~SpecSession.invoke`
+and asks observations through :meth:`~SpecSession.observe` (each once per
+state); the family's :class:`~proofs.oracle.managers.Judge` decides, and a
+judge's CheckError becomes the session's divergence, z3's unknown an
+:class:`~proofs.oracle.session.OracleUnknownError` (neither verdict).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from model.x86_paging import PAGE_SHIFT
+from proofs.machines.kernel_heap import Invariants
+from proofs.machines.paging import CheckError, InvariantChecker, SolverUnknownError, Stats
+from proofs.oracle.child import ImplementationError
+from proofs.oracle.managers import Family, Judge
+from proofs.oracle.protocol import Message, ProtocolError, check_reply
+from proofs.oracle.session import (
+    Coverage,
+    DivergenceError,
+    Exchange,
+    OracleUnknownError,
+    Session,
+    one_origin,
+)
+from proofs.oracle.worlds.kernel import READ_LIMIT
+
+
+class Judges:
+    """The z3 judges of spec mode, shared by every session of a run (their
+    query caches carry over from one example to the next): the kernel's here,
+    other families' under their name in ``caches``."""
+
+    def __init__(self) -> None:
+        self.stats = Stats()
+        self.paging = InvariantChecker(self.stats)
+        self.heap = Invariants()
+        self.outcomes: Counter[str] = Counter()
+        self.caches: dict[str, Any] = {}
+
+
+class SpecSession(Session):
+    """Every reply must be allowed by the spec from the reported pre-state; the
+    family's judge decides, through :meth:`invoke` and :meth:`observe`."""
+
+    mode = "spec"
+
+    def __init__(self, command: str, timeout: float, coverage: Coverage, judges: Judges,
+                 family: Family) -> None:
+        super().__init__(command, timeout, coverage, family)
+        self.judges = judges
+        self.held: set[int] = set()
+        self.aligned: set[int] = set()
+        self._seen: dict[tuple[str, tuple[tuple[str, Any], ...]], Message] = {}
+        self.judge: Judge = family.judge(self)
+
+    # -- talking -----------------------------------------------------------------
+
+    def _exchange(self, message: Message) -> Message:
+        exchange = Exchange(message)
+        self.exchanges.append(exchange)
+        try:
+            self.child.send([message])
+            reply = self.child.receive()
+            check_reply(message, reply)
+        except ImplementationError as exc:
+            raise self.fault(exc) from None
+        except ProtocolError as exc:
+            raise DivergenceError(str(exc), ("protocol",), self.exchanges,
+                                  kind="protocol") from None
+        exchange.reply = reply
+        return reply
+
+    def observe(self, name: str, **args: int) -> Message:
+        """An observation of the current state (asked once per state)."""
+        key = (name, tuple(sorted(args.items())))
+        seen = self._seen.get(key)
+        if seen is None:
+            seen = self._seen[key] = self._exchange(self._new(None, name, dict(args)))["observed"]
+        return seen
+
+    def read(self, name: str, key: str, address: int, length: int) -> bytes | None:
+        """length bytes from address through the byte observation ``name`` (its
+        address argument ``key``), READ_LIMIT bytes a request; None when any
+        part is not readable."""
+        out = b""
+        while length > 0:
+            piece = min(length, READ_LIMIT)
+            data = self.observe(name, **{key: address, "length": piece})["data"]
+            if data is None:
+                return None
+            out += bytes.fromhex(data)
+            address, length = address + piece, length - piece
+        return out
+
+    def invoke(self, manager: str, op: str, args: Message) -> tuple[Any, int]:
+        """Send one operation; the state may change, so forget what was observed."""
+        self._seen.clear()
+        reply = self._exchange(self._new(manager, op, args))
+        result, error = reply["result"], reply["error"]
+        self.coverage.errors[manager, op, error] += 1
+        if error == 0 and op == "RequestFrame" and isinstance(result, int):
+            self.held.add(result >> PAGE_SHIFT)
+        elif error == 0 and op == "FreeFrame":
+            self.held.discard(args["frame_addr"] >> PAGE_SHIFT)
+        return result, error
+
+    # -- judging -------------------------------------------------------------------
+
+    @one_origin
+    def execute(self, manager: str, op: str, args: Message) -> Any:
+        with self._verdicts():
+            return self.judge.execute(manager, op, args)
+
+    @contextlib.contextmanager
+    def _verdicts(self) -> Iterator[None]:
+        """A judge's CheckError is a divergence, z3's unknown is neither verdict."""
+        try:
+            yield
+        except CheckError as exc:
+            if isinstance(exc.__cause__, DivergenceError):  # the harness wrapped a fault
+                raise exc.__cause__ from None
+            raise DivergenceError(str(exc), exc.violated, self.exchanges) from None
+        except SolverUnknownError as exc:
+            raise OracleUnknownError(str(exc), self.exchanges) from None
+
+    @one_origin
+    def finish(self) -> None:
+        with self._verdicts():
+            self.judge.finish()
+
+    @one_origin
+    def look(self, address: int, length: int) -> None:
+        look = getattr(self.judge, "look", None)
+        if look is not None:
+            with self._verdicts():
+                look(address, length)
+
+    @one_origin
+    def inspect(self, name: str, args: Message) -> None:
+        inspect = getattr(self.judge, "inspect", None)
+        if inspect is not None and name in self.observations:
+            with self._verdicts():
+                inspect(name, args)
