@@ -38,16 +38,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_paging import best_of, load_average, machine_info, now, rate  # noqa: E402
-from model.kernel_heap import (  # noqa: E402
-    HEAP_INDEX_SIZE,
-    HEAP_MIN_SIZE,
-    KHEAP_INITIAL_SIZE,
-    KHEAP_MAX,
-    KHEAP_START,
-    KernelHeap,
-)
+from model.kernel_heap import KernelHeap
 from model.page_manager import PageManager  # noqa: E402
 from model.virtual_memory import VirtualMemoryManager  # noqa: E402
+from spec.abi import HEAP_INDEX_SIZE, HEAP_MIN_SIZE, KHEAP_INITIAL_SIZE, KHEAP_MAX, KHEAP_START
 
 MEMORY = 512 << 20
 SMALL, LARGE = 1_000, 100_000

@@ -35,9 +35,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.page_manager import NO_FRAME, FrameOwner, PageManager  # noqa: E402
+from model.page_manager import PageManager  # noqa: E402
 from model.virtual_memory import VirtualMemoryManager  # noqa: E402
-from model.x86_paging import ADDRESS_LIMIT, PAGE_SHIFT, PAGE_SIZE, USER_SPACE_START  # noqa: E402
+from spec.abi import ADDRESS_LIMIT, NO_FRAME, PAGE_SHIFT, PAGE_SIZE, USER_SPACE_START, FrameOwner  # noqa: E402  # noqa: E402
 
 FULL_FRAMES = ADDRESS_LIMIT >> PAGE_SHIFT  # 1,048,576
 MIX_OPS = 200_000

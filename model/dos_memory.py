@@ -67,27 +67,32 @@ configuration fails every call with 21 (not ready). Never raises.
 
 from __future__ import annotations
 
-import enum
 import struct
 from typing import NamedTuple, TypeVar
 
-from model.dos_physical import PARAGRAPH, read_physical, write_physical
-from model.ems import EMS_FRAME_SEGMENT, EmsManager
+from model.dos_physical import read_physical, write_physical
+from model.ems import EmsManager
 from model.page_manager import PageManager
-from model.xms import XMS_BASE, XmsDriver
+from model.xms import XmsDriver
+from spec.abi import (
+    CONVENTIONAL_TOP,
+    DEFAULT_FIRST_SEGMENT,
+    DEFAULT_PSP,
+    DEFAULT_UMB_END,
+    DEFAULT_UMB_START,
+    EMS_FRAME_SEGMENT,
+    LOW_MB_FRAMES,
+    MCB_M,
+    MCB_Z,
+    OWNER_DOS,
+    OWNER_FREE,
+    PARAGRAPH,
+    STRATEGIES,
+    UMB_HEAD,
+    XMS_BASE,
+    DosError,
+)
 
-MCB_M = 0x4D
-MCB_Z = 0x5A
-OWNER_FREE = 0
-OWNER_DOS = 8
-CONVENTIONAL_TOP = 0xA000
-UMB_HEAD = 0x9FFF
-DEFAULT_FIRST_SEGMENT = 0x0800
-DEFAULT_UMB_START = 0xC800
-DEFAULT_UMB_END = 0xE000
-DEFAULT_PSP = 0x0100
-LOW_MB_FRAMES = 0x100
-STRATEGIES = frozenset({0x00, 0x01, 0x02, 0x40, 0x41, 0x42, 0x80, 0x81, 0x82})
 FIRST_FIT, BEST_FIT, LAST_FIT = 0, 1, 2
 HIGH_ONLY, HIGH_FIRST = 0x40, 0x80
 
@@ -95,16 +100,6 @@ _T = TypeVar("_T")
 _MCB = struct.Struct("<BHH3x8s")
 
 
-class DosError(enum.IntEnum):
-    """INT 21h error codes (RBIL table 01680)."""
-
-    SUCCESS = 0
-    INVALID_FUNCTION = 1
-    ARENA_TRASHED = 7
-    NOT_ENOUGH_MEMORY = 8
-    INVALID_BLOCK = 9
-    NOT_READY = 21
-    INVALID_PARAMETER = 87
 
 
 class Mcb(NamedTuple):
@@ -122,7 +117,13 @@ def _is_u16(value: object) -> bool:
 
 
 class DosMemoryManager:
-    """Conventional memory and UMBs as MCB chains, plus the XMS and EMS managers."""
+    """Conventional memory and UMBs as MCB chains, plus the XMS and EMS managers.
+
+    Over 300 lines because it is the seed's DosMemoryManager with its INT 21h
+    calls (48h/49h/4Ah/58h and the seed's wrappers): they all walk and rewrite
+    the one MCB chain in modelled memory, and an implementer looks for each of
+    them on this class; XMS and EMS are classes of their own (model/xms.py,
+    model/ems.py) and the byte access is model/dos_physical.py's."""
 
     def __init__(self, pageman: PageManager, *, first_segment: int = DEFAULT_FIRST_SEGMENT,
                  umb_start: int = DEFAULT_UMB_START, umb_end: int = DEFAULT_UMB_END,

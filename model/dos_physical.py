@@ -9,9 +9,7 @@ not checked here: the callers own or reserve them.
 from __future__ import annotations
 
 from model.page_manager import PageManager
-from model.x86_paging import PAGE_SIZE
-
-PARAGRAPH = 16
+from spec.abi import PAGE_SIZE
 
 
 def spans(address: int, length: int) -> list[tuple[int, int, int]]:

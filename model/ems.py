@@ -52,25 +52,26 @@ from __future__ import annotations
 from typing import TypeVar
 
 from model.dos_physical import read_physical, zero_physical
-from model.page_manager import FrameOwner, PageManager
-from model.x86_paging import PAGE_SHIFT
-
-EMS_FRAME_SEGMENT = 0xE000
-EMS_PAGE_SIZE = 0x4000
-PHYSICAL_PAGES = 4
-FRAMES_PER_PAGE = 4
-EMS_VERSION = 0x40
-UNMAP = 0xFFFF
-OS_HANDLE = 0
-
-EMS_SUCCESS = 0x00
-EMS_INVALID_HANDLE = 0x83
-EMS_NO_HANDLES = 0x85
-EMS_TOO_MANY_PAGES = 0x87
-EMS_NOT_ENOUGH_PAGES = 0x88
-EMS_ZERO_PAGES = 0x89
-EMS_INVALID_LOGICAL = 0x8A
-EMS_INVALID_PHYSICAL = 0x8B
+from model.page_manager import PageManager
+from spec.abi import (
+    EMS_FRAME_SEGMENT,
+    EMS_INVALID_HANDLE,
+    EMS_INVALID_LOGICAL,
+    EMS_INVALID_PHYSICAL,
+    EMS_NO_HANDLES,
+    EMS_NOT_ENOUGH_PAGES,
+    EMS_PAGE_SIZE,
+    EMS_SUCCESS,
+    EMS_TOO_MANY_PAGES,
+    EMS_VERSION,
+    EMS_ZERO_PAGES,
+    FRAMES_PER_PAGE,
+    OS_HANDLE,
+    PAGE_SHIFT,
+    PHYSICAL_PAGES,
+    UNMAP,
+    FrameOwner,
+)
 
 _T = TypeVar("_T")
 

@@ -19,11 +19,12 @@ the tutorial heap's (JamesM's kernel heap) well-known bugs:
 
 from __future__ import annotations
 
-from model.x86_paging import PAGE_SIZE, align_up
-
-HEADER_SIZE = 12
-FOOTER_SIZE = 8
-MIN_BLOCK = HEADER_SIZE + FOOTER_SIZE  # 20: the smallest block (empty payload)
+from model.x86_paging import align_up
+from spec.abi import (
+    HEADER_SIZE,
+    MIN_BLOCK,
+    PAGE_SIZE,
+)
 
 
 def aligned_header(hole: int) -> int:

@@ -79,43 +79,29 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from model.errors import ErrorCode, ReportsStatus
-from model.heap_layout import (
+from model.errors import ReportsStatus
+from model.heap_layout import block_header, contraction_length, expansion_length, fits, split_block
+from model.hole_index import HoleIndex
+from model.page_tables import PageDirectory
+from model.virtual_memory import VirtualMemoryManager
+from model.x86_paging import align_up, is_kernel_address, is_page_aligned, is_u32
+from spec.abi import (
     FOOTER_SIZE,
     HEADER_SIZE,
+    HEAP_INDEX_SIZE,
+    HEAP_MAGIC,
+    HEAP_MIN_SIZE,
+    HEAP_TOP,
     MIN_BLOCK,
-    block_header,
-    contraction_length,
-    expansion_length,
-    fits,
-    split_block,
-)
-from model.hole_index import HoleIndex
-from model.virtual_memory import PageDirectory, VirtualMemoryManager
-from model.x86_paging import (
+    NULL,
     PAGE_SHIFT,
     PAGE_SIZE,
     PTE_PRESENT,
-    align_up,
-    is_kernel_address,
-    is_page_aligned,
-    is_u32,
+    U32_MAX,
+    ErrorCode,
 )
 
-HEAP_MAGIC = 0x123890AB
-KHEAP_START = 0xC0000000
-KHEAP_INITIAL_SIZE = 0x100000
-KHEAP_MAX = 0xCFFFF000
-HEAP_INDEX_SIZE = 0x20000
-HEAP_MIN_SIZE = 0x70000
-NULL = 0
-#: The highest page-aligned 32-bit address: a heap's max may not exceed it.
-HEAP_TOP = 0xFFFFF000
-U32_MAX = 0xFFFFFFFF
-
-__all__ = ["FOOTER_SIZE", "HEADER_SIZE", "HEAP_INDEX_SIZE", "HEAP_MAGIC", "HEAP_MIN_SIZE",
-           "HEAP_TOP", "KHEAP_INITIAL_SIZE", "KHEAP_MAX", "KHEAP_START", "MIN_BLOCK", "NULL",
-           "AllocatedBlock", "HeapBlock", "KernelHeap", "footer_bytes", "header_bytes"]
+__all__ = ["AllocatedBlock", "HeapBlock", "KernelHeap", "footer_bytes", "header_bytes"]
 
 _HEADER = struct.Struct("<IB3xI")
 _FOOTER = struct.Struct("<II")
@@ -149,7 +135,13 @@ def footer_bytes(header: int) -> bytes:
 
 
 class KernelHeap(ReportsStatus):
-    """A kernel heap in one page directory, with the seed's operations."""
+    """A kernel heap in one page directory, with the seed's operations.
+
+    Over 300 lines because it is the seed's KernelHeap: Alloc, Free, Expand,
+    Contract, FindSmallestHole and Create share the heap's blocks, index and
+    headers in memory, and an implementer looks for each of them on this class.
+    What needs no heap state is elsewhere: the block arithmetic in
+    model/heap_layout.py, the ordered index in model/hole_index.py."""
 
     def __init__(self, vmm: VirtualMemoryManager, directory: PageDirectory | None = None) -> None:
         self.vmm = vmm

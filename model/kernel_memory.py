@@ -37,19 +37,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from model.errors import ErrorCode, ReportsStatus
-from model.x86_paging import IDENTITY_LIMIT, align_up, is_u32
+from model.errors import ReportsStatus
+from model.x86_paging import align_up, is_u32
+from spec.abi import (
+    IDENTITY_LIMIT,
+    LOW_MEMORY_END,
+    PLACEMENT_ARENA_SIZE,
+    ErrorCode,
+)
 
 if TYPE_CHECKING:
     from model.kernel_heap import KernelHeap
     from model.virtual_memory import VirtualMemoryManager
 
-#: Bytes of the placement arena after the kernel image (256 KB; the frame bitmap of
-#: 4 GiB takes 128 KB of it).
-PLACEMENT_ARENA_SIZE = 0x40000
-#: The first megabyte (real-mode IVT, BIOS data, DOS, video and ROM) is never
-#: kernel memory (SYS-3): kernel_end lies at or above it.
-LOW_MEMORY_END = 0x100000
 NO_ALLOCATION = (0, 0)
 
 

@@ -1,4 +1,4 @@
-"""The Linux i386 memory system calls on a ProcessMemorySpace (seed section 7, issue 4).
+"""The Linux i386 memory system calls on a process's address space (seed section 7, issue 4).
 
 Results are Python ints: an address, 0, or -errno (the i386 register holds
 2**32 - errno; callers of the raw ABI see values above 0xFFFFF000 as errors).
@@ -69,9 +69,10 @@ this machine's kernel where the test can):
 
 from __future__ import annotations
 
-from model.errors import ErrorCode
-from model.process_memory import ProcessMemorySpace
-from model.user_layout import (
+from model.address_space import AddressSpace
+from model.user_layout import page_ceil, prot_from_protect, protect_from_prot
+from model.x86_paging import is_u32
+from spec.abi import (
     EACCES,
     EBADF,
     EEXIST,
@@ -88,6 +89,7 @@ from model.user_layout import (
     MEM_COMMIT,
     MEM_MAPPED,
     MEM_PRIVATE,
+    MMAP_MIN_ADDR,
     ORIGIN_BRK,
     ORIGIN_MMAP,
     ORIGIN_VIRTUAL_ALLOC,
@@ -100,16 +102,10 @@ from model.user_layout import (
     PROT_READ,
     PROT_SEM,
     PROT_WRITE,
-    USER_BASE,
-    USER_TOP,
-    page_ceil,
-    prot_from_protect,
-    protect_from_prot,
+    TASK_SIZE,
+    ErrorCode,
 )
-from model.x86_paging import is_u32
 
-TASK_SIZE = USER_TOP
-MMAP_MIN_ADDR = USER_BASE
 _RWX = PROT_READ | PROT_WRITE | PROT_EXEC
 _LIMIT = 1 << 32
 
@@ -124,7 +120,7 @@ _CODES = {
 }
 
 
-def SyscallMmap(space: ProcessMemorySpace, addr: int, length: int, prot: int, flags: int,
+def SyscallMmap(space: AddressSpace, addr: int, length: int, prot: int, flags: int,
                 fd: int, offset: int) -> int:
     """mmap(addr, length, prot, flags, fd, offset): the address or -errno."""
     bad = _bad_arguments(space, addr, length, prot, flags, offset) or _bad_fd(space, fd)
@@ -135,7 +131,7 @@ def SyscallMmap(space: ProcessMemorySpace, addr: int, length: int, prot: int, fl
     return _mmap(space, addr, length, prot, flags)
 
 
-def SyscallMmap2(space: ProcessMemorySpace, addr: int, length: int, prot: int, flags: int,
+def SyscallMmap2(space: AddressSpace, addr: int, length: int, prot: int, flags: int,
                  fd: int, pgoffset: int) -> int:
     """mmap2: as mmap with the offset in 4096-byte pages."""
     bad = _bad_arguments(space, addr, length, prot, flags, pgoffset) or _bad_fd(space, fd)
@@ -144,7 +140,7 @@ def SyscallMmap2(space: ProcessMemorySpace, addr: int, length: int, prot: int, f
     return _mmap(space, addr, length, prot, flags)
 
 
-def SyscallMunmap(space: ProcessMemorySpace, addr: int, length: int) -> int:
+def SyscallMunmap(space: AddressSpace, addr: int, length: int) -> int:
     """munmap(addr, length): 0 or -errno."""
     bad = _bad_arguments(space, addr, length)
     if bad:
@@ -161,7 +157,7 @@ def SyscallMunmap(space: ProcessMemorySpace, addr: int, length: int) -> int:
     return _done(space, 0)
 
 
-def SyscallMprotect(space: ProcessMemorySpace, addr: int, length: int, prot: int) -> int:
+def SyscallMprotect(space: AddressSpace, addr: int, length: int, prot: int) -> int:
     """mprotect(addr, length, prot): 0 or -errno (pages before a hole stay changed)."""
     bad = _bad_arguments(space, addr, length, prot)
     if bad:
@@ -203,7 +199,7 @@ def SyscallMprotect(space: ProcessMemorySpace, addr: int, length: int, prot: int
     return _errno(space, error) if error else _done(space, 0)
 
 
-def SyscallBrk(space: ProcessMemorySpace, new_brk: int) -> int:
+def SyscallBrk(space: AddressSpace, new_brk: int) -> int:
     """brk(new_brk): the new break, or the current break when it cannot move."""
     code = space.status()
     if code != ErrorCode.ERROR_SUCCESS:
@@ -243,7 +239,7 @@ def SyscallBrk(space: ProcessMemorySpace, new_brk: int) -> int:
     return space._ok(new_brk)
 
 
-def linux_maps(space: ProcessMemorySpace) -> list[tuple[int, int, str]]:
+def linux_maps(space: AddressSpace) -> list[tuple[int, int, str]]:
     """(start, end, perms) like /proc/self/maps: committed pages, runs of equal perms
     inside one allocation merged; perms from prot, else derived from protect."""
     maps: list[tuple[int, int, str]] = []
@@ -271,7 +267,7 @@ def linux_maps(space: ProcessMemorySpace) -> list[tuple[int, int, str]]:
 # -- private ------------------------------------------------------------------
 
 
-def _mmap(space: ProcessMemorySpace, addr: int, length: int, prot: int, flags: int) -> int:
+def _mmap(space: AddressSpace, addr: int, length: int, prot: int, flags: int) -> int:
     if not flags & MAP_ANONYMOUS:
         return _errno(space, EBADF)
     if length == 0:
@@ -320,7 +316,7 @@ def _mmap(space: ProcessMemorySpace, addr: int, length: int, prot: int, flags: i
     return _done(space, base)
 
 
-def _unmap_error(space: ProcessMemorySpace, start: int, end: int) -> int:
+def _unmap_error(space: AddressSpace, start: int, end: int) -> int:
     """EINVAL when [start, end) holds part of a VirtualAlloc reservation or any page of
     the image, the stack or the process heap; else 0."""
     for allocation in space.allocations_between(start, end):
@@ -333,7 +329,7 @@ def _unmap_error(space: ProcessMemorySpace, start: int, end: int) -> int:
     return 0
 
 
-def _bad_arguments(space: ProcessMemorySpace, *values: int) -> int:
+def _bad_arguments(space: AddressSpace, *values: int) -> int:
     """-EINVAL when the space is not live or an argument is not a 32-bit value; else 0."""
     code = space.status()
     if code != ErrorCode.ERROR_SUCCESS:
@@ -345,7 +341,7 @@ def _bad_arguments(space: ProcessMemorySpace, *values: int) -> int:
     return 0
 
 
-def _bad_fd(space: ProcessMemorySpace, fd: int) -> int:
+def _bad_fd(space: AddressSpace, fd: int) -> int:
     """fd is a 32-bit register: a u32 or a negative int32 (-1) are both accepted."""
     if type(fd) is int and -(1 << 31) <= fd < _LIMIT:
         return 0
@@ -353,15 +349,15 @@ def _bad_fd(space: ProcessMemorySpace, fd: int) -> int:
     return -EINVAL
 
 
-def _errno(space: ProcessMemorySpace, errno: int) -> int:
+def _errno(space: AddressSpace, errno: int) -> int:
     space.last_error = _CODES.get(errno, ErrorCode.ERROR_INVALID_PARAMETER)
     return -errno
 
 
-def _done(space: ProcessMemorySpace, value: int) -> int:
+def _done(space: AddressSpace, value: int) -> int:
     space.last_error = ErrorCode.ERROR_SUCCESS
     return value
 
 
-__all__ = ["MMAP_MIN_ADDR", "TASK_SIZE", "SyscallBrk", "SyscallMmap", "SyscallMmap2",
-           "SyscallMprotect", "SyscallMunmap", "linux_maps"]
+__all__ = ["SyscallBrk", "SyscallMmap", "SyscallMmap2", "SyscallMprotect", "SyscallMunmap",
+           "linux_maps"]

@@ -57,14 +57,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from model.errors import ErrorCode, ReportsStatus
+from model.address_space import AddressSpace
+from model.errors import ReportsStatus
 from model.file_node import FileNode
-from model.page_manager import FrameOwner
 from model.process_memory import ProcessMemorySpace
-from model.user_layout import ORIGIN_MAPPED_FILE, PAGE_SHIFT, PAGE_SIZE, page_ceil, protect_allows
+from model.user_layout import page_ceil, protect_allows
 from model.views import is_view_protect, place_view, view_error
 from model.virtual_memory import VirtualMemoryManager
-from model.x86_paging import PTE_DIRTY, is_u32
+from model.x86_paging import is_u32
+from spec.abi import ORIGIN_MAPPED_FILE, PAGE_SHIFT, PAGE_SIZE, PTE_DIRTY, ErrorCode, FrameOwner
 
 
 @dataclass(slots=True)
@@ -172,7 +173,7 @@ class MemoryMappedFiles(ReportsStatus):
 
     # -- ViewOwner ---------------------------------------------------------------
 
-    def detach(self, space: ProcessMemorySpace, base: int) -> None:
+    def detach(self, space: AddressSpace, base: int) -> None:
         """Unmap the view based at base from space, writing its dirty pages back
         (pre: it is one of this manager's views)."""
         view = self.views.pop((space.pid, base))

@@ -37,29 +37,25 @@ A thin layer over a booted MemorySubsystem. Decisions:
 
 from __future__ import annotations
 
-from model.errors import ErrorCode, ReportsStatus
-from model.kernel_heap import HEADER_SIZE, KernelHeap
-from model.memory_subsystem import (
+from model.errors import ReportsStatus
+from model.kernel_heap import KernelHeap
+from model.memory_subsystem import MemorySubsystem
+from model.page_tables import PageDirectory
+from model.x86_paging import is_kernel_address, is_page_aligned, is_u32
+from spec.abi import (
+    ADDRESS_LIMIT,
+    HEADER_SIZE,
+    IDENTITY_LIMIT,
     KERNEL_STACK_AREA_END,
     KERNEL_STACK_AREA_START,
-    MemorySubsystem,
-)
-from model.page_manager import FrameOwner
-from model.virtual_memory import PageDirectory
-from model.x86_paging import (
-    ADDRESS_LIMIT,
-    IDENTITY_LIMIT,
+    PAGE_AREA_END,
+    PAGE_AREA_START,
     PAGE_SHIFT,
     PAGE_SIZE,
     PTE_PRESENT,
-    is_kernel_address,
-    is_page_aligned,
-    is_u32,
+    ErrorCode,
+    FrameOwner,
 )
-
-PAGE_AREA_START = 0xE0000000
-PAGE_AREA_END = 0xF0000000
-
 
 
 class MemoryInterface(ReportsStatus):

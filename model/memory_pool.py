@@ -41,14 +41,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from model.errors import ErrorCode, ReportsStatus
-from model.x86_paging import ADDRESS_LIMIT, OFFSET_MASK, PAGE_SHIFT, PTE_PRESENT, is_u32
+from model.errors import ReportsStatus
+from model.x86_paging import is_u32
+from spec.abi import (
+    ADDRESS_LIMIT,
+    OFFSET_MASK,
+    PAGE_SHIFT,
+    POINTER_SIZE,
+    PTE_PRESENT,
+    ErrorCode,
+)
 
 if TYPE_CHECKING:
     from model.kernel_heap import KernelHeap
 
-#: Bytes of the next pointer (a 32-bit void*).
-POINTER_SIZE = 4
 
 
 

@@ -63,37 +63,35 @@ from collections import Counter
 from collections.abc import Callable
 
 from model.dos_memory import DosMemoryManager
-from model.errors import ErrorCode, ReportsStatus
-from model.kernel_heap import KHEAP_INITIAL_SIZE, KHEAP_MAX, KHEAP_START, KernelHeap
+from model.errors import ReportsStatus
+from model.kernel_heap import KernelHeap
 from model.kernel_memory import KernelMemory, placement_limit, valid_kernel_end
 from model.mapped_files import MemoryMappedFiles
-from model.page_manager import FrameOwner, PageManager
+from model.page_manager import PageManager
+from model.page_tables import PageDirectory, PageTable
 from model.shared_memory import SharedMemoryManager
 from model.syscalls import SystemCalls
-from model.virtual_memory import PageDirectory, PageTable, VirtualMemoryManager
-from model.x86_paging import (
+from model.virtual_memory import VirtualMemoryManager
+from model.x86_paging import align_down, is_u32
+from spec.abi import (
     ADDRESS_LIMIT,
+    DEFAULT_MEMORY_SIZE,
+    DOS_XMS_POOL,
     KERNEL_SPACE_START,
+    KERNEL_STACK_AREA_START,
+    KERNEL_STACK_SIZE,
+    KHEAP_INITIAL_SIZE,
+    KHEAP_MAX,
+    KHEAP_START,
     PAGE_SHIFT,
     PAGE_SIZE,
     PTE_PRESENT,
-    align_down,
-    is_u32,
+    SATURATED,
+    STACK_SLOT_SIZE,
+    STACK_SLOTS,
+    ErrorCode,
+    FrameOwner,
 )
-
-#: The tutorial's 16 MB machine.
-DEFAULT_MEMORY_SIZE = 0x1000000
-#: The XMS pool InitializeDosMemory takes at the top of physical memory.
-DOS_XMS_POOL = 0x100000
-#: Linux i386 THREAD_SIZE.
-KERNEL_STACK_SIZE = 0x2000
-KERNEL_STACK_AREA_START = 0xD0000000
-KERNEL_STACK_AREA_END = 0xE0000000
-#: A slot: one guard page, then the stack.
-STACK_SLOT_SIZE = PAGE_SIZE + KERNEL_STACK_SIZE
-STACK_SLOTS = (KERNEL_STACK_AREA_END - KERNEL_STACK_AREA_START) // STACK_SLOT_SIZE
-#: What a 32-bit statistic reports when the value does not fit.
-SATURATED = 0xFFFFFFFF
 
 #: The PageManager owner each kind of claim in frame_owners must agree with.
 CLAIM_OWNER: dict[str, tuple[FrameOwner, ...]] = {

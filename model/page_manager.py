@@ -5,7 +5,7 @@ frame (``owner``), the reserved range below ``mem_start`` and the contents of
 physical memory (a sparse map frame -> 4096 bytes; a frame with no entry reads
 as zeros).
 
-Decisions where the seed is silent (README, "Semantics decisions"):
+Decisions where the seed is silent (docs/semantics.md):
 
 - ``InitializePhysicalMemory(mem_start, mem_end)``: memory is
   [0, mem_end); the frames below ``mem_start`` (real-mode area, kernel image,
@@ -38,43 +38,40 @@ they never change the state and never raise.
 
 from __future__ import annotations
 
-import enum
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
-from model.errors import ErrorCode
 from model.frame_bitmap import FrameBitmap
-from model.x86_paging import (
+from model.page_tables import PageDirectory
+from model.x86_paging import align_down, align_up, is_page_aligned, is_u32
+from spec.abi import (
     ADDRESS_LIMIT,
     IDENTITY_LIMIT,
+    NO_FRAME,
     PAGE_SHIFT,
     PAGE_SIZE,
-    align_down,
-    align_up,
-    is_page_aligned,
-    is_u32,
+    ErrorCode,
+    FrameOwner,
 )
 
-if TYPE_CHECKING:
-    from model.virtual_memory import PageDirectory, VirtualMemoryManager
 
-#: Failure value of the calls that return a physical address.
-NO_FRAME = 0xFFFFFFFF
+class Paging(Protocol):
+    """The VirtualMemoryManager as the PageManager sees it: attached to it, it
+    carries out AllocFrame, which needs the page tables (same as its AllocPage),
+    and drops the identity mapping of a frame UnreservePage frees."""
+
+    last_error: ErrorCode
+
+    def AllocPage(self, dir: PageDirectory, virtual_addr: int, is_kernel: bool,
+                  is_writeable: bool) -> bool:
+        """Back the page at virtual_addr in dir with a free frame."""
+
+    def drop_identity_mapping(self, frame: int) -> None:
+        """Clear the identity PTE of a reserved frame."""
+
 
 _T = TypeVar("_T")
 
 
-class FrameOwner(enum.IntEnum):
-    """Who owns a frame (the ownership map of FRM-3)."""
-
-    FREE = 0
-    RESERVED = 1
-    DIRECTORY = 2
-    TABLE = 3
-    MAPPED = 4
-    HELD = 5
-    #: A shared-memory block's or a file page cache's frame: mapped by any number
-    #: of PTEs, owned by its manager, never by a PTE (issue 5, VMM-1).
-    SHARED = 6
 
 
 DATA_OWNERS = (FrameOwner.RESERVED, FrameOwner.MAPPED, FrameOwner.HELD)
@@ -93,7 +90,7 @@ class PageManager:
         self.owner = bytearray()
         self.reserved_end = 0  # first frame above the reserved range
         self.memory: dict[int, bytearray] = {}
-        self.paging: VirtualMemoryManager | None = None
+        self.paging: Paging | None = None
         self.initialized = False
         self.last_error = ErrorCode.ERROR_SUCCESS
 

@@ -25,7 +25,7 @@ System V shm's lifetime rules. Rules (shm_common.md), each with its source:
   ERROR_INVALID_ADDRESS, 0 bottom-up from windows_floor); frames for missing
   page tables short -> ERROR_NOT_ENOUGH_MEMORY. The view is an
   ORIGIN_SHARED_MEMORY, MEM_MAPPED allocation whose page i maps the block's
-  frame i (ProcessMemorySpace.map_view); the block's refcount (``mappings``,
+  frame i (AddressSpace.map_view); the block's refcount (``mappings``,
   the set of (pid, base)) grows by one. Any (64 KB aligned) address in each
   process: the same frames, so a write through one view is read through all.
 - UnmapSharedMemoryFromProcess(space, addr): addr must be the base of a
@@ -51,16 +51,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model.errors import ErrorCode, ReportsStatus
-from model.page_manager import FrameOwner
+from model.address_space import AddressSpace
+from model.errors import ReportsStatus
 from model.process_memory import ProcessMemorySpace
-from model.user_layout import ORIGIN_SHARED_MEMORY, PAGE_SIZE, page_ceil
+from model.user_layout import page_ceil
 from model.views import is_view_protect, narrows, place_view, view_error
 from model.virtual_memory import VirtualMemoryManager
 from model.x86_paging import is_u32
-
-#: The largest id; ids wrap around to 1 after it (uint32, 0 means failure).
-MAX_SHM_ID = 0xFFFFFFFF
+from spec.abi import (
+    MAX_SHM_ID,
+    ORIGIN_SHARED_MEMORY,
+    PAGE_SIZE,
+    ErrorCode,
+    FrameOwner,
+)
 
 
 @dataclass(slots=True)
@@ -159,7 +163,7 @@ class SharedMemoryManager(ReportsStatus):
 
     # -- ViewOwner ---------------------------------------------------------------
 
-    def detach(self, space: ProcessMemorySpace, base: int) -> None:
+    def detach(self, space: AddressSpace, base: int) -> None:
         """Unmap the view based at base from space (pre: it is one of this manager's)."""
         shm_id = self.views.pop((space.pid, base))
         space.unmap_view(base)
@@ -186,4 +190,4 @@ class SharedMemoryManager(ReportsStatus):
             release(frame)
 
 
-__all__ = ["MAX_SHM_ID", "SharedMemoryBlock", "SharedMemoryManager"]
+__all__ = ["SharedMemoryBlock", "SharedMemoryManager"]

@@ -58,23 +58,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from model import linux_mm
-from model.errors import ErrorCode, ReportsStatus
+from model.errors import ReportsStatus
 from model.kernel_heap import KernelHeap
 from model.process_memory import ProcessMemorySpace
-from model.user_layout import (
-    ALLOCATION_GRANULARITY,
-    EFAULT,
-    EINVAL,
-    ENOSYS,
-    ESRCH,
-    MEM_PRIVATE,
-    ORIGIN_PROCESS_HEAP,
-    PAGE_READWRITE,
-    USER_TOP,
-    protect_allows,
-)
+from model.user_layout import protect_allows
 from model.virtual_alloc import (
-    MEMORY_BASIC_INFORMATION_SIZE,
     VirtualAllocProcessMemory,
     VirtualFreeProcessMemory,
     VirtualProtectProcessMemory,
@@ -82,28 +70,40 @@ from model.virtual_alloc import (
 )
 from model.virtual_memory import VirtualMemoryManager
 from model.x86_paging import is_u32
+from spec.abi import (
+    ALLOCATION_GRANULARITY,
+    EFAULT,
+    EINVAL,
+    ENOSYS,
+    ESRCH,
+    HEAP_GENERATE_EXCEPTIONS,
+    HEAP_NO_SERIALIZE,
+    HEAP_ZERO_MEMORY,
+    MEM_PRIVATE,
+    MEMORY_BASIC_INFORMATION_SIZE,
+    ORIGIN_PROCESS_HEAP,
+    PAGE_READWRITE,
+    PROCESS_HEAP_INDEX,
+    PROCESS_HEAP_INITIAL,
+    PROCESS_HEAP_MAX,
+    SYS_BRK,
+    SYS_GET_PROCESS_HEAP,
+    SYS_HEAP_ALLOC,
+    SYS_HEAP_FREE,
+    SYS_MMAP,
+    SYS_MMAP2,
+    SYS_MPROTECT,
+    SYS_MUNMAP,
+    SYS_VIRTUAL_ALLOC,
+    SYS_VIRTUAL_FREE,
+    SYS_VIRTUAL_PROTECT,
+    SYS_VIRTUAL_QUERY,
+    USER_TOP,
+    ErrorCode,
+)
 
-HEAP_NO_SERIALIZE = 0x1
-HEAP_GENERATE_EXCEPTIONS = 0x4
-HEAP_ZERO_MEMORY = 0x8
 _HEAP_FLAGS = HEAP_NO_SERIALIZE | HEAP_GENERATE_EXCEPTIONS | HEAP_ZERO_MEMORY
-PROCESS_HEAP_INITIAL = 0x10000
-PROCESS_HEAP_MAX = 0x100000
-#: Hole-index entries of a process heap (its index takes 4 KB at the heap's start).
-PROCESS_HEAP_INDEX = 0x400
 
-SYS_BRK = 45
-SYS_MMAP = 90
-SYS_MUNMAP = 91
-SYS_MPROTECT = 125
-SYS_MMAP2 = 192
-SYS_VIRTUAL_ALLOC = 0x1001
-SYS_VIRTUAL_FREE = 0x1002
-SYS_GET_PROCESS_HEAP = 0x1003
-SYS_HEAP_ALLOC = 0x1004
-SYS_HEAP_FREE = 0x1005
-SYS_VIRTUAL_QUERY = 0x1006
-SYS_VIRTUAL_PROTECT = 0x1007
 
 _MMAP_ARGS = struct.Struct("<6I")
 _MBI = struct.Struct("<7I")
@@ -371,8 +371,4 @@ class SystemCalls(ReportsStatus):
         return result
 
 
-__all__ = ["HEAP_GENERATE_EXCEPTIONS", "HEAP_NO_SERIALIZE", "HEAP_ZERO_MEMORY",
-           "PROCESS_HEAP_INITIAL", "PROCESS_HEAP_INDEX", "PROCESS_HEAP_MAX", "SYS_BRK",
-           "SYS_GET_PROCESS_HEAP", "SYS_HEAP_ALLOC", "SYS_HEAP_FREE", "SYS_MMAP", "SYS_MMAP2",
-           "SYS_MPROTECT", "SYS_MUNMAP", "SYS_VIRTUAL_ALLOC", "SYS_VIRTUAL_FREE",
-           "SYS_VIRTUAL_PROTECT", "SYS_VIRTUAL_QUERY", "SystemCalls"]
+__all__ = ["SystemCalls"]

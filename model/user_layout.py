@@ -24,74 +24,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-# Windows allocation types and states (winnt.h).
-MEM_COMMIT = 0x1000
-MEM_RESERVE = 0x2000
-MEM_DECOMMIT = 0x4000
-MEM_RELEASE = 0x8000
-MEM_FREE = 0x10000
-MEM_TOP_DOWN = 0x100000
-# Windows region types (MEMORY_BASIC_INFORMATION.Type).
-MEM_PRIVATE = 0x20000
-MEM_MAPPED = 0x40000
-MEM_IMAGE = 0x1000000
-
-# Windows page protections (the seed's six).
-PAGE_NOACCESS = 0x01
-PAGE_READONLY = 0x02
-PAGE_READWRITE = 0x04
-PAGE_EXECUTE = 0x10
-PAGE_EXECUTE_READ = 0x20
-PAGE_EXECUTE_READWRITE = 0x40
-VALID_PROTECTIONS = frozenset(
-    (PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE, PAGE_EXECUTE, PAGE_EXECUTE_READ,
-     PAGE_EXECUTE_READWRITE)
+from spec.abi import (
+    ALLOCATION_GRANULARITY,
+    PAGE_EXECUTE,
+    PAGE_EXECUTE_READ,
+    PAGE_EXECUTE_READWRITE,
+    PAGE_NOACCESS,
+    PAGE_READONLY,
+    PAGE_READWRITE,
+    PAGE_SIZE,
+    PROT_EXEC,
+    PROT_READ,
+    PROT_WRITE,
+    USER_BASE,
+    USER_TOP,
+    VALID_PROTECTIONS,
 )
-
-PAGE_SIZE = 4096
-PAGE_SHIFT = 12
-ALLOCATION_GRANULARITY = 0x10000
-
-# User space: [USER_BASE, USER_TOP), in pages [USER_FIRST_VPN, USER_END_VPN).
-USER_BASE = 0x00400000
-USER_TOP = 0xC0000000
-USER_FIRST_VPN = USER_BASE >> PAGE_SHIFT
-USER_END_VPN = USER_TOP >> PAGE_SHIFT
-
-# Linux i386 mmap flags and protections.
-PROT_NONE = 0
-PROT_READ = 1
-PROT_WRITE = 2
-PROT_EXEC = 4
-MAP_SHARED = 0x01
-MAP_PRIVATE = 0x02
-MAP_FIXED = 0x10
-MAP_ANONYMOUS = 0x20
-MAP_FIXED_NOREPLACE = 0x100000
-
-# Linux errno values.
-EPERM = 1
-ENOENT = 2
-EBADF = 9
-ENOMEM = 12
-EACCES = 13
-EEXIST = 17
-EINVAL = 22
-ENOSYS = 38
-
-# Who created an allocation.
-ORIGIN_VIRTUAL_ALLOC = 1
-ORIGIN_MMAP = 2
-ORIGIN_IMAGE = 3
-ORIGIN_BRK = 4
-ORIGIN_STACK = 5
-ORIGIN_PROCESS_HEAP = 6
-#: Views (issue 5): their pages belong to SharedMemoryManager / MemoryMappedFiles.
-ORIGIN_SHARED_MEMORY = 7
-ORIGIN_MAPPED_FILE = 8
-#: Origins whose pages another manager owns (the process heap, views): the
-#: private-memory calls refuse to commit, protect or unmap them.
-MANAGED_ORIGINS = (ORIGIN_PROCESS_HEAP, ORIGIN_SHARED_MEMORY, ORIGIN_MAPPED_FILE)
 
 AccessKind = Literal["read", "write", "execute"]
 
@@ -173,11 +121,4 @@ def is_user_range(address: int, size: int) -> bool:
     return size > 0 and USER_BASE <= address and address + size <= USER_TOP
 
 
-# Further Linux values the syscall layer uses (asm-generic/mman-common.h, errno-base.h).
-PROT_SEM = 0x8
-PROT_GROWSDOWN = 0x01000000
-PROT_GROWSUP = 0x02000000
-MAP_TYPE = 0x0F
-ESRCH = 3
-EFAULT = 14
 

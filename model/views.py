@@ -1,6 +1,6 @@
 """What shared-memory and file views have in common (issue 5, shm_common).
 
-Both managers map a view the same way (ProcessMemorySpace.map_view /
+Both managers map a view the same way (AddressSpace.map_view /
 unmap_view); this module holds the rules they share, with their sources:
 
 - A view's protection is one of PAGE_READONLY, PAGE_READWRITE,
@@ -14,33 +14,25 @@ unmap_view); this module holds the rules they share, with their sources:
   granularity (NtMapViewOfSection's STATUS_MAPPED_ALIGNMENT, Win32
   ERROR_MAPPED_ALIGNMENT 1132) and the range inside user space and free
   (ERROR_INVALID_ADDRESS); 0 places Windows-style, bottom-up from the 64 KB
-  boundary above the brk area (ProcessMemorySpace.windows_floor), none ->
+  boundary above the brk area (AddressSpace.windows_floor), none ->
   ERROR_NOT_ENOUGH_MEMORY.
 """
 
 from __future__ import annotations
 
 from collections.abc import Container
-from typing import TYPE_CHECKING
 
-from model.errors import ErrorCode
-from model.user_layout import (
+from model.address_space import AddressSpace
+from model.user_layout import protect_allows
+from model.x86_paging import is_u32
+from spec.abi import (
     ALLOCATION_GRANULARITY,
-    PAGE_EXECUTE_READ,
-    PAGE_EXECUTE_READWRITE,
-    PAGE_READONLY,
-    PAGE_READWRITE,
     USER_BASE,
     USER_TOP,
-    protect_allows,
+    VIEW_PROTECTIONS,
+    ErrorCode,
 )
-from model.x86_paging import is_u32
 
-if TYPE_CHECKING:
-    from model.process_memory import ProcessMemorySpace
-
-VIEW_PROTECTIONS = frozenset((PAGE_READONLY, PAGE_READWRITE, PAGE_EXECUTE_READ,
-                              PAGE_EXECUTE_READWRITE))
 ACCESS_KINDS = ("read", "write", "execute")
 
 
@@ -55,7 +47,7 @@ def narrows(protect: int, permissions: int) -> bool:
                if protect_allows(protect, kind))
 
 
-def place_view(space: ProcessMemorySpace, virtual_addr: int,
+def place_view(space: AddressSpace, virtual_addr: int,
                length: int) -> tuple[int, ErrorCode]:
     """(base, ERROR_SUCCESS) where a view of length bytes goes, or (-1, the error)."""
     if not is_u32(virtual_addr):
@@ -73,7 +65,7 @@ def place_view(space: ProcessMemorySpace, virtual_addr: int,
     return virtual_addr, ErrorCode.ERROR_SUCCESS
 
 
-def view_error(space: ProcessMemorySpace, addr: int, owner: object,
+def view_error(space: AddressSpace, addr: int, owner: object,
                views: Container[tuple[int, int]]) -> ErrorCode:
     """The status of an unmap or sync of the view based at addr: the space's
     status() code, ERROR_INVALID_PARAMETER for a non-u32 addr,
@@ -90,5 +82,4 @@ def view_error(space: ProcessMemorySpace, addr: int, owner: object,
     return ErrorCode.ERROR_SUCCESS
 
 
-__all__ = ["ACCESS_KINDS", "VIEW_PROTECTIONS", "is_view_protect", "narrows", "place_view",
-           "view_error"]
+__all__ = ["ACCESS_KINDS", "is_view_protect", "narrows", "place_view", "view_error"]

@@ -1,4 +1,4 @@
-"""The Windows-style calls on a ProcessMemorySpace (seed section 4, issue 4).
+"""The Windows-style calls on a process's address space (seed section 4, issue 4).
 
 VirtualAllocProcessMemory, VirtualFreeProcessMemory, VirtualQueryProcessMemory
 and VirtualProtectProcessMemory (the seed's "implement memory protection"). A
@@ -70,9 +70,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from model.errors import ErrorCode
-from model.process_memory import Allocation, ProcessMemorySpace
-from model.user_layout import (
+from model.address_space import AddressSpace, Allocation
+from model.user_layout import is_valid_protect, page_ceil
+from model.x86_paging import is_u32
+from spec.abi import (
     ALLOCATION_GRANULARITY,
     MANAGED_ORIGINS,
     MEM_COMMIT,
@@ -83,6 +84,8 @@ from model.user_layout import (
     MEM_RELEASE,
     MEM_RESERVE,
     MEM_TOP_DOWN,
+    MEMORY_BASIC_INFORMATION_SIZE,
+    NULL,
     ORIGIN_MMAP,
     ORIGIN_VIRTUAL_ALLOC,
     PAGE_NOACCESS,
@@ -90,14 +93,9 @@ from model.user_layout import (
     PAGE_SIZE,
     USER_BASE,
     USER_TOP,
-    is_valid_protect,
-    page_ceil,
+    ErrorCode,
 )
-from model.x86_paging import is_u32
 
-NULL = 0
-#: sizeof(MEMORY_BASIC_INFORMATION) on 32-bit Windows: seven DWORD-sized fields.
-MEMORY_BASIC_INFORMATION_SIZE = 28
 _LIMIT = 1 << 32
 _SUCCESS = ErrorCode.ERROR_SUCCESS
 
@@ -114,7 +112,7 @@ class MemoryBasicInformation(NamedTuple):
     Type: int
 
 
-def VirtualAllocProcessMemory(space: ProcessMemorySpace, address: int, size: int,
+def VirtualAllocProcessMemory(space: AddressSpace, address: int, size: int,
                               allocation_type: int, protect: int) -> int:
     """Reserve and/or commit pages: the base address, or NULL (0)."""
     code = _arguments(space, address, size, allocation_type, protect)
@@ -162,7 +160,7 @@ def VirtualAllocProcessMemory(space: ProcessMemorySpace, address: int, size: int
     return space._ok(start)
 
 
-def VirtualFreeProcessMemory(space: ProcessMemorySpace, address: int, size: int,
+def VirtualFreeProcessMemory(space: AddressSpace, address: int, size: int,
                              free_type: int) -> bool:
     """Decommit pages or release a whole reservation: TRUE, or FALSE."""
     code = _arguments(space, address, size, free_type)
@@ -191,7 +189,7 @@ def VirtualFreeProcessMemory(space: ProcessMemorySpace, address: int, size: int,
     return space._ok(True)
 
 
-def VirtualQueryProcessMemory(space: ProcessMemorySpace,
+def VirtualQueryProcessMemory(space: AddressSpace,
                               address: int) -> tuple[int, MemoryBasicInformation | None]:
     """(28, the region holding address) or (0, None)."""
     code = space.status()
@@ -219,7 +217,7 @@ def VirtualQueryProcessMemory(space: ProcessMemorySpace,
     return space._ok((MEMORY_BASIC_INFORMATION_SIZE, info))
 
 
-def VirtualProtectProcessMemory(space: ProcessMemorySpace, address: int, size: int,
+def VirtualProtectProcessMemory(space: AddressSpace, address: int, size: int,
                                 new_protect: int) -> tuple[bool, int]:
     """Change the protection of committed pages: (TRUE, old protection of the first page)
     or (FALSE, 0)."""
@@ -248,7 +246,7 @@ def VirtualProtectProcessMemory(space: ProcessMemorySpace, address: int, size: i
 # -- private ------------------------------------------------------------------
 
 
-def _arguments(space: ProcessMemorySpace, *values: int) -> ErrorCode:
+def _arguments(space: AddressSpace, *values: int) -> ErrorCode:
     """The space's status, then ERROR_INVALID_PARAMETER for a non-32-bit argument."""
     code = space.status()
     if code == _SUCCESS and not all(is_u32(value) for value in values):
@@ -263,12 +261,11 @@ def _range_error(address: int, size: int) -> ErrorCode:
     return _SUCCESS
 
 
-def _allocation_of(space: ProcessMemorySpace, start: int, end: int) -> Allocation | None:
+def _allocation_of(space: AddressSpace, start: int, end: int) -> Allocation | None:
     """The one allocation holding every page of [start, end), or None."""
     allocation = space.allocation_at(start)
     return allocation if allocation is not None and end <= allocation.end else None
 
 
-__all__ = ["MEMORY_BASIC_INFORMATION_SIZE", "NULL", "MemoryBasicInformation",
-           "VirtualAllocProcessMemory", "VirtualFreeProcessMemory",
+__all__ = ["MemoryBasicInformation", "VirtualAllocProcessMemory", "VirtualFreeProcessMemory",
            "VirtualProtectProcessMemory", "VirtualQueryProcessMemory"]

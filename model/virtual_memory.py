@@ -7,7 +7,7 @@ seed's ``PageDirectory`` fields are kept: ``tables`` (the PageTable objects),
 ``tables_physical`` (the PDEs) and ``physical_addr``. Entries live in the
 objects, not in the bytes of their frames.
 
-Decisions where the seed is silent (README, "Semantics decisions"):
+Decisions where the seed is silent (docs/semantics.md):
 
 - Kernel space is directory slot 0 (the identity-mapped first 4 MB) and slots
   768..1023 (0xC0000000 and up). Their page tables are *kernel tables*: one
@@ -56,20 +56,11 @@ change the state and never raise.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
-from model.errors import ErrorCode
-from model.page_manager import FrameOwner, PageManager
+from model.page_manager import PageManager
+from model.page_tables import PageDirectory, PageFault, PageTable
 from model.x86_paging import (
-    ADDRESS_LIMIT,
-    ENTRIES_PER_TABLE,
-    PAGE_SHIFT,
-    PAGE_SIZE,
-    PTE_ACCESSED,
-    PTE_DIRTY,
-    PTE_PRESENT,
-    PTE_USER,
-    PTE_WRITABLE,
     access_fault,
     encode_entry,
     is_kernel_address,
@@ -77,47 +68,33 @@ from model.x86_paging import (
     is_page_aligned,
     is_u32,
 )
-
-#: Failure value of VirtualToPhysical (check last_error: it is also a valid address).
-INVALID_PHYSICAL_ADDRESS = 0xFFFFFFFF
-
-KERNEL_PDE_FLAGS = PTE_PRESENT | PTE_WRITABLE
-USER_PDE_FLAGS = PTE_PRESENT | PTE_WRITABLE | PTE_USER
-#: PTE bits a clone keeps: a fresh copy is neither accessed nor dirty (Linux's
-#: copy_present_pte marks the child's PTEs old).
-CLONED_BITS = PTE_PRESENT | PTE_WRITABLE | PTE_USER
-#: The bits of a PDE that VMM-4 compares (the hardware sets A in each directory).
-PDE_LINK_MASK = ~(PTE_ACCESSED | PTE_DIRTY) & 0xFFFFFFFF
+from spec.abi import (
+    ADDRESS_LIMIT,
+    CLONED_BITS,
+    ENTRIES_PER_TABLE,
+    INVALID_PHYSICAL_ADDRESS,
+    KERNEL_PDE_FLAGS,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PTE_ACCESSED,
+    PTE_DIRTY,
+    PTE_PRESENT,
+    USER_PDE_FLAGS,
+    ErrorCode,
+    FrameOwner,
+)
 
 _T = TypeVar("_T")
 
 
-class PageFault(NamedTuple):
-    """A page fault: the x86 error code (P, W/R, U/S bits) and the faulting address (CR2)."""
-
-    error_code: int
-    address: int
-
-
-class PageTable:
-    """1024 PTEs in one physical frame."""
-
-    def __init__(self, physical_addr: int) -> None:
-        self.entries = [0] * ENTRIES_PER_TABLE
-        self.physical_addr = physical_addr
-
-
-class PageDirectory:
-    """1024 PDEs (``tables_physical``) and the tables they point to (``tables``)."""
-
-    def __init__(self, physical_addr: int) -> None:
-        self.tables: list[PageTable | None] = [None] * ENTRIES_PER_TABLE
-        self.tables_physical = [0] * ENTRIES_PER_TABLE
-        self.physical_addr = physical_addr
-
-
 class VirtualMemoryManager:
-    """Page directories and tables over a PageManager, with the seed's operations."""
+    """Page directories and tables over a PageManager, with the seed's operations.
+
+    Over 300 lines because it is the seed's VirtualMemoryManager: its ten
+    operations and the accesses share the directories, the kernel tables linked
+    into each (VMM-4) and the PageManager's ownership map, and an implementer
+    looks for each of them on this class. The structures are model/page_tables.py's,
+    the entry encoding model/x86_paging.py's."""
 
     def __init__(self, pageman: PageManager) -> None:
         self.pageman = pageman

@@ -22,34 +22,22 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-PAGE_SIZE = 4096
-PAGE_SHIFT = 12
-ENTRIES_PER_TABLE = 1024
-ADDRESS_LIMIT = 1 << 32
-FRAME_LIMIT = ADDRESS_LIMIT >> PAGE_SHIFT  # 1,048,576 frames in 4 GiB
-OFFSET_MASK = PAGE_SIZE - 1
-FRAME_MASK = 0xFFFFF000
-
-# PDE/PTE bits (SDM Vol. 3A, Tables 4-5 and 4-6).
-PTE_PRESENT = 0x001
-PTE_WRITABLE = 0x002
-PTE_USER = 0x004
-PTE_ACCESSED = 0x020
-PTE_DIRTY = 0x040
-
-# Page-fault error code bits (SDM Vol. 3A, section 4.7).
-FAULT_PROTECTION = 0x1  # P: 0 = page not present, 1 = protection violation
-FAULT_WRITE = 0x2  # W/R: the access was a write
-FAULT_USER = 0x4  # U/S: the access was made in user mode
-
-# Address-space layout (DESIGN.md: Windows 9x keeps the first 4 MB for DOS and
-# the identity map; 0x00400000 is the default image base; the kernel owns
-# 0xC0000000 and up as in the tutorial kernel the seed follows).
-IDENTITY_LIMIT = 0x00400000
-USER_SPACE_START = 0x00400000
-KERNEL_SPACE_START = 0xC0000000
-FIRST_KERNEL_HIGH_SLOT = KERNEL_SPACE_START >> 22  # 768
-IDENTITY_SLOTS = IDENTITY_LIMIT >> 22  # 1: directory slot 0
+from spec.abi import (
+    ADDRESS_LIMIT,
+    FAULT_PROTECTION,
+    FAULT_USER,
+    FAULT_WRITE,
+    FIRST_KERNEL_HIGH_SLOT,
+    IDENTITY_SLOTS,
+    OFFSET_MASK,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PTE_ACCESSED,
+    PTE_DIRTY,
+    PTE_PRESENT,
+    PTE_USER,
+    PTE_WRITABLE,
+)
 
 
 class AddressParts(NamedTuple):

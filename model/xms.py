@@ -42,26 +42,28 @@ from __future__ import annotations
 from typing import NamedTuple, TypeVar
 
 from model.dos_physical import read_physical, write_physical
-from model.page_manager import FrameOwner, PageManager
-from model.x86_paging import PAGE_SHIFT, PAGE_SIZE
-
-XMS_BASE = 0x110000
-KB = 1024
-MAX_LOCKS = 255
-CONVENTIONAL_LIMIT = 0x100000
-
-XMS_SUCCESS = 0x00
-XMS_OUT_OF_MEMORY = 0xA0
-XMS_OUT_OF_HANDLES = 0xA1
-XMS_INVALID_HANDLE = 0xA2
-XMS_INVALID_SOURCE_HANDLE = 0xA3
-XMS_INVALID_SOURCE_OFFSET = 0xA4
-XMS_INVALID_DEST_HANDLE = 0xA5
-XMS_INVALID_DEST_OFFSET = 0xA6
-XMS_INVALID_LENGTH = 0xA7
-XMS_NOT_LOCKED = 0xAA
-XMS_LOCKED = 0xAB
-XMS_LOCK_OVERFLOW = 0xAC
+from model.page_manager import PageManager
+from spec.abi import (
+    CONVENTIONAL_LIMIT,
+    KB,
+    MAX_LOCKS,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    XMS_BASE,
+    XMS_INVALID_DEST_HANDLE,
+    XMS_INVALID_DEST_OFFSET,
+    XMS_INVALID_HANDLE,
+    XMS_INVALID_LENGTH,
+    XMS_INVALID_SOURCE_HANDLE,
+    XMS_INVALID_SOURCE_OFFSET,
+    XMS_LOCK_OVERFLOW,
+    XMS_LOCKED,
+    XMS_NOT_LOCKED,
+    XMS_OUT_OF_HANDLES,
+    XMS_OUT_OF_MEMORY,
+    XMS_SUCCESS,
+    FrameOwner,
+)
 
 _T = TypeVar("_T")
 

@@ -22,6 +22,7 @@ from proofs.inductive.layered import Layer, layer_obligations
 from proofs.inductive.paging import conjuncts, instances
 from proofs.obligation import Obligation
 from spec import dos_memory as dm
+from spec.abi import CONVENTIONAL_TOP, XMS_BASE
 from spec.catalogue import Operation
 from spec.dos_memory import DosState
 from spec.state import Ref
@@ -117,7 +118,7 @@ def dos_states() -> list[tuple[str, DosState]]:
     pages mapped in slots 0 and 1; and a system without UMBs."""
     no = z3.BoolVal(False)
     s = dm.initial_dos(FIRST, UMB_START, UMB_END, XMS_END, EMS_TOTAL)
-    size = dm.CONV_END - FIRST - 1
+    size = CONVENTIONAL_TOP - FIRST - 1
     s = _ok(dm.AllocateDosMemory(s, _i(0x100), _i(FIRST), _i(0x60)))
     second = FIRST + 0x101
     s = _ok(dm.AllocateDosMemory(s, _i(0x200), _i(second), _i(0x60)))
@@ -129,8 +130,8 @@ def dos_states() -> list[tuple[str, DosState]]:
     s = _ok(dm.SetUmbLink(s, z3.BoolVal(True)))
     s = _ok(dm.SetAllocationStrategy(s, _i(0x40)))
     s = _ok(dm.AllocateDosMemory(s, _i(0x40), _i(UMB_START), _i(0x70)))
-    s = _ok(dm.XmsAllocate(s, _i(64), _i(1), _i(dm.XMS_START), no, no))
-    s = _ok(dm.XmsAllocate(s, _i(16), _i(2), _i(dm.XMS_START + 64 * 1024), no, no))
+    s = _ok(dm.XmsAllocate(s, _i(64), _i(1), _i(XMS_BASE), no, no))
+    s = _ok(dm.XmsAllocate(s, _i(16), _i(2), _i(XMS_BASE + 64 * 1024), no, no))
     s = _ok(dm.XmsLock(s, _i(2)))
     s = _ok(dm.EmsAllocate(s, _i(2), _i(1), *_pick(0), no, no))
     s = _ok(dm.EmsAllocate(s, _i(3), _i(2), *_pick(2), no, no))
@@ -163,7 +164,7 @@ def ground(pre: DosState, invariants: Ref, terms: list[Ref]) -> list[Ref]:
     blocks = [pre.mcb_of[t] for t in near]
     after = [dm.nxt(pre, b) for b in [*near, *blocks]]
     wide = [*near, *blocks, *after, *(dm.nxt(pre, b) for b in after), pre.first,
-            pre.umb_start, pre.mcb_of[dm.CONV_END - 1]]
+            pre.umb_start, pre.mcb_of[CONVENTIONAL_TOP - 1]]
     chain = {part.get_id() for holds in (dm.dos_1, dm.dos_2, dm.dos_3)
              for part in conjuncts(holds(pre))}
     out: list[Ref] = []

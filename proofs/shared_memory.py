@@ -21,11 +21,11 @@ from collections.abc import Iterator
 
 import z3
 
-from model.user_layout import PAGE_READONLY, PAGE_READWRITE
 from proofs.inductive.layered import Layer, layer_obligations
 from proofs.inductive.paging import conjuncts
 from proofs.obligation import Obligation
 from spec import shared_memory as sm
+from spec.abi import PAGE_READONLY, PAGE_READWRITE
 from spec.catalogue import Operation
 from spec.shared_memory import FileView, SharedState
 from spec.state import Ref

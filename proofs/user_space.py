@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import z3
 
-from model.user_layout import PAGE_EXECUTE, PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE
 from proofs.inductive.layered import Layer, layer_obligations
 from proofs.obligation import Obligation
 from spec import user_space as us
+from spec.abi import PAGE_EXECUTE, PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE
 from spec.catalogue import Operation
 from spec.state import Ref
 from spec.user_space import UserState

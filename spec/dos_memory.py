@@ -76,35 +76,49 @@ from typing import NamedTuple, Protocol
 
 import z3
 
+from spec.abi import (
+    CONVENTIONAL_TOP,
+    EMS_FRAME_SEGMENT,
+    EMS_INVALID_HANDLE,
+    EMS_INVALID_LOGICAL,
+    EMS_INVALID_PHYSICAL,
+    EMS_NO_HANDLES,
+    EMS_NOT_ENOUGH_PAGES,
+    EMS_PAGE_SIZE,
+    EMS_TOO_MANY_PAGES,
+    EMS_ZERO_PAGES,
+    KB,
+    MAX_LOCKS,
+    MCB_M,
+    MCB_Z,
+    PARAGRAPH,
+    PHYSICAL_PAGES,
+    STRATEGIES,
+    UMB_HEAD,
+    UPPER_END,
+    XMS_BASE,
+    XMS_INVALID_DEST_HANDLE,
+    XMS_INVALID_DEST_OFFSET,
+    XMS_INVALID_HANDLE,
+    XMS_INVALID_LENGTH,
+    XMS_INVALID_SOURCE_HANDLE,
+    XMS_INVALID_SOURCE_OFFSET,
+    XMS_LOCK_OVERFLOW,
+    XMS_LOCKED,
+    XMS_NOT_LOCKED,
+    XMS_OUT_OF_HANDLES,
+    XMS_OUT_OF_MEMORY,
+    DosError,
+)
 from spec.state import Ref, fresh_fields, ite_fields, refuted
 from spec.step import Transition, guarded
 
 INT, BOOL = z3.IntSort(), z3.BoolSort()
 
-CONV_END = 0xA000  # conventional memory ends at segment A000h (640 KB)
-UMB_HEAD = 0x9FFF  # with UMBs, MS-DOS's DOS-owned MCB locking out video memory
-UPPER_END = 0x10000  # upper memory ends at FFFFh
-MCB_M, MCB_Z = 0x4D, 0x5A
-XMS_START = 0x110000  # extended memory blocks start after the HMA
-XMS_MAX_LOCK = 255
-EMS_FRAME, EMS_FRAME_END = 0xE000, 0xF000  # four 16 KB physical pages
-EMS_SLOTS = 4
-EMS_UNMAP = 0xFFFF
+#: The segment past the EMS page frame's four 16 KB pages.
+EMS_FRAME_END = EMS_FRAME_SEGMENT + PHYSICAL_PAGES * EMS_PAGE_SIZE // PARAGRAPH
 FIRST_FIT, BEST_FIT, LAST_FIT = 0, 1, 2
 LOW_ONLY, HIGH_ONLY, HIGH_FIRST = 0, 1, 2  # strategy bits 7-6
-STRATEGIES = frozenset(mode * 0x40 + fit for mode in range(3) for fit in range(3))
-
-# INT 21h errors
-DOS_INVALID_FUNCTION, DOS_MCB_DESTROYED, DOS_INSUFFICIENT, DOS_INVALID_BLOCK = 1, 7, 8, 9
-# XMS 3.0 errors
-XMS_NO_MEMORY, XMS_NO_HANDLES, XMS_INVALID_HANDLE = 0xA0, 0xA1, 0xA2
-XMS_BAD_SRC_HANDLE, XMS_BAD_SRC_OFFSET, XMS_BAD_DST_HANDLE, XMS_BAD_DST_OFFSET = (
-    0xA3, 0xA4, 0xA5, 0xA6)
-XMS_BAD_LENGTH, XMS_NOT_LOCKED, XMS_LOCKED, XMS_LOCK_OVERFLOW = 0xA7, 0xAA, 0xAB, 0xAC
-# LIM EMS 4.0 status codes
-EMS_BAD_HANDLE, EMS_NO_HANDLES, EMS_TOO_MANY, EMS_NO_PAGES, EMS_ZERO_PAGES = (
-    0x83, 0x85, 0x87, 0x88, 0x89)
-EMS_BAD_LOGICAL, EMS_BAD_PHYSICAL = 0x8A, 0x8B
 
 
 @dataclass(frozen=True)
@@ -185,12 +199,12 @@ def nxt(s: DosState, m: Ref) -> Ref:
 
 
 def conventional(m: Ref) -> Ref:
-    return m < CONV_END
+    return m < CONVENTIONAL_TOP
 
 
 def conv_top(s: DosState) -> Ref:
     """Where the conventional chain ends: A000h, or 9FFFh (the UMB head) with UMBs."""
-    return z3.If(has_umbs(s), z3.IntVal(UMB_HEAD), z3.IntVal(CONV_END))
+    return z3.If(has_umbs(s), z3.IntVal(UMB_HEAD), z3.IntVal(CONVENTIONAL_TOP))
 
 
 def end_of(s: DosState, m: Ref) -> Ref:
@@ -264,8 +278,9 @@ def dos_3(s: DosState) -> Ref:
     it; the link is on only when UMBs exist; the strategy is a valid value."""
     m = z3.Int("m")
     return z3.And(
-        CONV_END <= s.umb_start, s.umb_start <= s.umb_end, s.umb_end <= UPPER_END,
-        z3.Or(s.umb_start == s.umb_end, s.umb_end <= EMS_FRAME, EMS_FRAME_END <= s.umb_start),
+        CONVENTIONAL_TOP <= s.umb_start, s.umb_start <= s.umb_end, s.umb_end <= UPPER_END,
+        z3.Or(s.umb_start == s.umb_end, s.umb_end <= EMS_FRAME_SEGMENT,
+              EMS_FRAME_END <= s.umb_start),
         z3.Implies(has_umbs(s), s.is_mcb[s.umb_start]),
         z3.Implies(s.linked, has_umbs(s)),
         z3.Or([s.strategy == value for value in sorted(STRATEGIES)]),
@@ -274,7 +289,7 @@ def dos_3(s: DosState) -> Ref:
 
 
 def xms_end_of(s: DosState, h: Ref) -> Ref:
-    return s.xaddr[h] + 1024 * s.xsize[h]
+    return s.xaddr[h] + KB * s.xsize[h]
 
 
 def dos_4(s: DosState) -> Ref:
@@ -282,10 +297,10 @@ def dos_4(s: DosState) -> Ref:
     pairwise disjoint, with lock counts in [0, 255]; handles are positive."""
     g, h = z3.Ints("g h")
     return z3.And(
-        XMS_START <= s.xms_end,
+        XMS_BASE <= s.xms_end,
         z3.ForAll([h], z3.Implies(s.xlive[h], z3.And(
-            0 < h, XMS_START <= s.xaddr[h], 0 <= s.xsize[h], xms_end_of(s, h) <= s.xms_end,
-            0 <= s.xlock[h], s.xlock[h] <= XMS_MAX_LOCK))),
+            0 < h, XMS_BASE <= s.xaddr[h], 0 <= s.xsize[h], xms_end_of(s, h) <= s.xms_end,
+            0 <= s.xlock[h], s.xlock[h] <= MAX_LOCKS))),
         z3.ForAll([g, h], z3.Implies(z3.And(s.xlive[g], s.xlive[h], g != h), z3.Or(
             xms_end_of(s, g) <= s.xaddr[h], xms_end_of(s, h) <= s.xaddr[g]))))
 
@@ -310,7 +325,7 @@ def dos_5(s: DosState) -> Ref:
             0 <= i, i < s.etotal, s.elive[owner], 0 <= logical, logical < s.epages[owner],
             s.pstore[owner, logical] == i))),
         z3.ForAll([p], z3.Implies(s.slot_used[p], z3.And(
-            0 <= p, p < EMS_SLOTS, s.elive[sh], 0 <= sl, sl < s.epages[sh],
+            0 <= p, p < PHYSICAL_PAGES, s.elive[sh], 0 <= sl, sl < s.epages[sh],
             s.mapped_at[sh, sl] == p))),
         z3.ForAll([h, k], z3.Implies(at != -1, z3.And(
             s.slot_used[at], s.slot_h[at] == h, s.slot_l[at] == k))))
@@ -407,8 +422,8 @@ def AllocateDosMemory(s: DosState, paragraphs: Ref, block: Ref, psp: Ref) -> Dos
     last fit). Returns the data segment; 0 with error 8 when nothing fits."""
     n, b, size = paragraphs, block, s.size[block]
     top = s.strategy % 0x40 == LAST_FIT
-    code = status((z3.Or(n < 0, n > 0xFFFF), DOS_INSUFFICIENT),
-                  (none_fits(s, searched(s), n), DOS_INSUFFICIENT))
+    code = status((z3.Or(n < 0, n > 0xFFFF), DosError.NOT_ENOUGH_MEMORY),
+                  (none_fits(s, searched(s), n), DosError.NOT_ENOUGH_MEMORY))
     whole = s.but(owner=z3.Store(s.owner, b, psp))
     cut = split(s, b, z3.If(top, size - n - 1, n), z3.If(top, z3.IntVal(0), psp),
                 z3.If(top, psp, z3.IntVal(0)))
@@ -433,14 +448,14 @@ def FreeDosMemory(s: DosState, segment: Ref) -> DosStep:
     right_free = z3.And(right != end_of(s, m), s.owner[right] == 0)
     last = z3.If(right_free, right, m)
     merged = make_block(s, z3.If(left_free, left, m), nxt(s, last), z3.IntVal(0), s.typ[last])
-    code = status((z3.Not(s.is_mcb[m]), DOS_INVALID_BLOCK))
+    code = status((z3.Not(s.is_mcb[m]), DosError.INVALID_BLOCK))
     post = ite_dos(s.owner[m] == 0, s, merged)
     return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
 
 
 def _resize_checks(s: DosState, m: Ref, n: Ref) -> list[tuple[Ref, int]]:
-    return [(z3.Not(allocated(s, m)), DOS_INVALID_BLOCK),
-            (z3.Or(n < 0, n > 0xFFFF), DOS_INSUFFICIENT)]
+    return [(z3.Not(allocated(s, m)), DosError.INVALID_BLOCK),
+            (z3.Or(n < 0, n > 0xFFFF), DosError.NOT_ENOUGH_MEMORY)]
 
 
 def ResizeShrink(s: DosState, segment: Ref, paragraphs: Ref) -> DosStep:
@@ -454,7 +469,7 @@ def ResizeShrink(s: DosState, segment: Ref, paragraphs: Ref) -> DosStep:
     low = make_block(s, m, cut, s.owner[m], z3.IntVal(MCB_M))
     post = ite_dos(n == s.size[m], s,
                    make_block(low, cut, nxt(s, last), z3.IntVal(0), s.typ[last]))
-    code = status(*_resize_checks(s, m, n), (n > s.size[m], DOS_INSUFFICIENT))
+    code = status(*_resize_checks(s, m, n), (n > s.size[m], DosError.NOT_ENOUGH_MEMORY))
     return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
 
 
@@ -470,7 +485,7 @@ def _grow(s: DosState, m: Ref, n: Ref) -> tuple[list[tuple[Ref, int]], DosState,
     cut = m + n + 1
     parted = make_block(make_block(s, m, cut, s.owner[m], z3.IntVal(MCB_M)), cut, stop,
                         z3.IntVal(0), s.typ[last])
-    checks = [*_resize_checks(s, m, n), (n <= s.size[m], DOS_INSUFFICIENT)]
+    checks = [*_resize_checks(s, m, n), (n <= s.size[m], DosError.NOT_ENOUGH_MEMORY)]
     return checks, ite_dos(n >= largest, whole, parted), largest
 
 
@@ -482,7 +497,7 @@ def ResizeGrow(s: DosState, segment: Ref, paragraphs: Ref) -> DosStep:
     state (built as a Transition: guarded() keeps a failure's pre-state)."""
     checks, changed, largest = _grow(s, segment - 1, paragraphs)
     applied = status(*checks) == 0
-    code = z3.If(applied, z3.If(paragraphs > largest, z3.IntVal(DOS_INSUFFICIENT),
+    code = z3.If(applied, z3.If(paragraphs > largest, z3.IntVal(DosError.NOT_ENOUGH_MEMORY),
                                 z3.IntVal(0)), status(*checks))
     return Transition(code, ite_dos(applied, changed, s), changed,
                       z3.If(code == 0, z3.IntVal(1), largest))
@@ -499,7 +514,7 @@ def ResizeGrowApplied(s: DosState, segment: Ref, paragraphs: Ref) -> DosStep:
 def SetAllocationStrategy(s: DosState, strategy: Ref) -> DosStep:
     """AX=5801h."""
     valid = z3.Or([strategy == value for value in sorted(STRATEGIES)])
-    return dos_step(s, status((z3.Not(valid), DOS_INVALID_FUNCTION)), s.but(strategy=strategy),
+    return dos_step(s, status((z3.Not(valid), DosError.INVALID_FUNCTION)), s.but(strategy=strategy),
                     z3.BoolVal(True), z3.BoolVal(False))
 
 
@@ -508,7 +523,7 @@ def SetUmbLink(s: DosState, link: Ref) -> DosStep:
     last = s.mcb_of[conv_top(s) - 1]
     # no UMBs: error 1 whichever state is asked for (the model's reading of
     # RBIL AX=5803h, which documents only error 1 for this call)
-    code = status((z3.Not(has_umbs(s)), DOS_INVALID_FUNCTION))
+    code = status((z3.Not(has_umbs(s)), DosError.INVALID_FUNCTION))
     post = s.but(linked=link, typ=z3.Store(s.typ, last, z3.If(link, MCB_M, MCB_Z)))
     return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
 
@@ -523,15 +538,15 @@ def Query(s: DosState) -> DosStep:
 def xms_room(s: DosState, h: Ref, address: Ref, kb: Ref) -> Ref:
     """[address, address + 1024 kb) lies in the pool, apart from every other block."""
     g = z3.Int("g")
-    end = address + 1024 * kb
-    return z3.And(XMS_START <= address, end <= s.xms_end, z3.ForAll([g], z3.Implies(
+    end = address + KB * kb
+    return z3.And(XMS_BASE <= address, end <= s.xms_end, z3.ForAll([g], z3.Implies(
         z3.And(s.xlive[g], g != h), z3.Or(xms_end_of(s, g) <= address, end <= s.xaddr[g]))))
 
 
 def XmsAllocate(s: DosState, kb: Ref, handle: Ref, address: Ref, full: Ref,
                 oom: Ref) -> DosStep:
     """XMS function 09h: a fresh handle for kb KB at a free address."""
-    code = status((full, XMS_NO_HANDLES), (z3.Or(kb < 0, oom), XMS_NO_MEMORY))
+    code = status((full, XMS_OUT_OF_HANDLES), (z3.Or(kb < 0, oom), XMS_OUT_OF_MEMORY))
     post = s.but(xlive=z3.Store(s.xlive, handle, True),
                  xaddr=z3.Store(s.xaddr, handle, address), xsize=z3.Store(s.xsize, handle, kb),
                  xlock=z3.Store(s.xlock, handle, 0))
@@ -550,7 +565,7 @@ def XmsFree(s: DosState, handle: Ref) -> DosStep:
 def XmsLock(s: DosState, handle: Ref) -> DosStep:
     """XMS function 0Ch: returns the block's 32-bit linear address."""
     code = status((z3.Not(s.xlive[handle]), XMS_INVALID_HANDLE),
-                  (s.xlock[handle] >= XMS_MAX_LOCK, XMS_LOCK_OVERFLOW))
+                  (s.xlock[handle] >= MAX_LOCKS, XMS_LOCK_OVERFLOW))
     post = s.but(xlock=z3.Store(s.xlock, handle, s.xlock[handle] + 1))
     return dos_step(s, code, post, s.xaddr[handle], z3.IntVal(0))
 
@@ -566,7 +581,7 @@ def XmsUnlock(s: DosState, handle: Ref) -> DosStep:
 def XmsReallocate(s: DosState, handle: Ref, kb: Ref, address: Ref, oom: Ref) -> DosStep:
     """XMS function 0Fh: an unlocked block gets a new size (and maybe address)."""
     code = status((z3.Not(s.xlive[handle]), XMS_INVALID_HANDLE),
-                  (s.xlock[handle] > 0, XMS_LOCKED), (z3.Or(kb < 0, oom), XMS_NO_MEMORY))
+                  (s.xlock[handle] > 0, XMS_LOCKED), (z3.Or(kb < 0, oom), XMS_OUT_OF_MEMORY))
     post = s.but(xaddr=z3.Store(s.xaddr, handle, address), xsize=z3.Store(s.xsize, handle, kb))
     return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False),
                     xms_room(s, handle, address, kb))
@@ -579,23 +594,23 @@ def XmsMove(s: DosState, length: Ref, src_handle: Ref, src_offset: Ref, dst_hand
         return z3.And(h != 0, z3.Not(s.xlive[h]))
 
     def bad_offset(h: Ref, offset: Ref) -> Ref:
-        return z3.And(h != 0, offset > 1024 * s.xsize[h])
+        return z3.And(h != 0, offset > KB * s.xsize[h])
 
     def past_end(h: Ref, offset: Ref) -> Ref:
-        return z3.And(h != 0, offset + length > 1024 * s.xsize[h])
+        return z3.And(h != 0, offset + length > KB * s.xsize[h])
 
     # per end, as the model checks it: a negative offset (not a 32-bit value),
     # the handle, an offset beyond the block, then a range running past its end
     # (A7h: the length is what is wrong when the start lies inside the block)
-    code = status((z3.Or(length < 0, length % 2 == 1), XMS_BAD_LENGTH),
-                  (src_offset < 0, XMS_BAD_SRC_OFFSET),
-                  (bad_handle(src_handle), XMS_BAD_SRC_HANDLE),
-                  (bad_offset(src_handle, src_offset), XMS_BAD_SRC_OFFSET),
-                  (past_end(src_handle, src_offset), XMS_BAD_LENGTH),
-                  (dst_offset < 0, XMS_BAD_DST_OFFSET),
-                  (bad_handle(dst_handle), XMS_BAD_DST_HANDLE),
-                  (bad_offset(dst_handle, dst_offset), XMS_BAD_DST_OFFSET),
-                  (past_end(dst_handle, dst_offset), XMS_BAD_LENGTH))
+    code = status((z3.Or(length < 0, length % 2 == 1), XMS_INVALID_LENGTH),
+                  (src_offset < 0, XMS_INVALID_SOURCE_OFFSET),
+                  (bad_handle(src_handle), XMS_INVALID_SOURCE_HANDLE),
+                  (bad_offset(src_handle, src_offset), XMS_INVALID_SOURCE_OFFSET),
+                  (past_end(src_handle, src_offset), XMS_INVALID_LENGTH),
+                  (dst_offset < 0, XMS_INVALID_DEST_OFFSET),
+                  (bad_handle(dst_handle), XMS_INVALID_DEST_HANDLE),
+                  (bad_offset(dst_handle, dst_offset), XMS_INVALID_DEST_OFFSET),
+                  (past_end(dst_handle, dst_offset), XMS_INVALID_LENGTH))
     return dos_step(s, code, s, z3.BoolVal(True), z3.BoolVal(False))
 
 
@@ -606,8 +621,9 @@ def EmsAllocate(s: DosState, pages: Ref, handle: Ref, pick: Ref, pinv: Ref, full
     """LIM function 43h: a fresh handle whose logical page l is held in the free
     storage page pick[l] (pinv: the ghost inverse, pick is injective)."""
     k, i = z3.Ints("k i")
-    code = status((z3.Or(pages < 0, pages > s.etotal), EMS_TOO_MANY), (pages == 0, EMS_ZERO_PAGES),
-                  (full, EMS_NO_HANDLES), (short, EMS_NO_PAGES))
+    code = status((z3.Or(pages < 0, pages > s.etotal), EMS_TOO_MANY_PAGES),
+                  (pages == 0, EMS_ZERO_PAGES), (full, EMS_NO_HANDLES),
+                  (short, EMS_NOT_ENOUGH_PAGES))
     taken = z3.And(0 <= pinv[i], pinv[i] < pages, pick[pinv[i]] == i)
     g = z3.Int("g")
     post = s.but(
@@ -625,7 +641,7 @@ def EmsDeallocate(s: DosState, handle: Ref) -> DosStep:
     """LIM function 45h: the handle's pages are freed and unmapped; handle 0
     (the OS handle) stays live with no pages."""
     i, p, g, k = z3.Ints("i p g k")
-    code = status((z3.Not(s.elive[handle]), EMS_BAD_HANDLE))
+    code = status((z3.Not(s.elive[handle]), EMS_INVALID_HANDLE))
     post = s.but(
         elive=z3.Store(s.elive, handle, handle == 0), epages=z3.Store(s.epages, handle, 0),
         sowner=z3.Lambda([i], z3.If(s.sowner[i] == handle, -1, s.sowner[i])),
@@ -635,8 +651,8 @@ def EmsDeallocate(s: DosState, handle: Ref) -> DosStep:
 
 
 def _ems_checks(s: DosState, handle: Ref, physical: Ref) -> list[tuple[Ref, int]]:
-    return [(z3.Not(s.elive[handle]), EMS_BAD_HANDLE),
-            (z3.Or(physical < 0, physical >= EMS_SLOTS), EMS_BAD_PHYSICAL)]
+    return [(z3.Not(s.elive[handle]), EMS_INVALID_HANDLE),
+            (z3.Or(physical < 0, physical >= PHYSICAL_PAGES), EMS_INVALID_PHYSICAL)]
 
 
 def unmapped(s: DosState, physical: Ref) -> DosState:
@@ -659,7 +675,7 @@ def EmsMapPage(s: DosState, handle: Ref, logical: Ref, physical: Ref) -> DosStep
         mapped_at=z3.Lambda([g, k], z3.If(z3.And(g == handle, k == logical), physical,
                                           clear.mapped_at[g, k])))
     code = status(*_ems_checks(s, handle, physical),
-                  (z3.Or(logical < 0, logical >= s.epages[handle]), EMS_BAD_LOGICAL))
+                  (z3.Or(logical < 0, logical >= s.epages[handle]), EMS_INVALID_LOGICAL))
     return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
 
 
@@ -785,10 +801,10 @@ def initial_dos(first: int, umb_start: int, umb_end: int, xms_end: int,
                 ems_total: int) -> DosState:
     """One free block over conventional memory and one over the UMB area (if
     any), link off, first fit, no XMS block, EMS handle 0 with no pages."""
-    top = UMB_HEAD if umb_start < umb_end else CONV_END
+    top = UMB_HEAD if umb_start < umb_end else CONVENTIONAL_TOP
     blocks = [McbView(first, MCB_Z, 0, top - first - 1)]
     if umb_start < umb_end:
         blocks.append(McbView(umb_start, MCB_Z, 0, umb_end - umb_start - 1))
     return concrete_dos(blocks, first=first, umb_start=umb_start, umb_end=umb_end,
                         linked=False, strategy=0, xms={}, xms_end=xms_end, ems_handles={},
-                        ems_slots=[None] * EMS_SLOTS, ems_total=ems_total)
+                        ems_slots=[None] * PHYSICAL_PAGES, ems_total=ems_total)

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import z3
 
-from model.errors import ErrorCode
-from model.kernel_heap import HEAP_MAGIC, MIN_BLOCK
-from model.x86_paging import PAGE_SIZE
+from spec.abi import HEAP_MAGIC, HEAP_TOP, MIN_BLOCK, PAGE_SIZE, ErrorCode
 from spec.state import (
     ADDR,
     ENTRY,
@@ -51,7 +49,7 @@ HeapStep = Transition[HeapState]
 MAGIC = z3.IntVal(HEAP_MAGIC)
 MIN = z3.IntVal(MIN_BLOCK)
 #: The highest page-aligned 32-bit address: nothing of the heap wraps past it.
-TOP = z3.IntVal(0xFFFFF000)
+TOP = z3.IntVal(HEAP_TOP)
 
 
 # -- helpers -------------------------------------------------------------------

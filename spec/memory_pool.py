@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import z3
 
-from model.errors import ErrorCode
+from spec.abi import ErrorCode
 from spec.state import WORD, PoolState, Ref, bv, ite_pool
 from spec.step import Transition, guarded, status
 

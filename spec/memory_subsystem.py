@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import z3
 
-from model.errors import ErrorCode
-from model.kernel_memory import LOW_MEMORY_END
-from model.x86_paging import PAGE_SIZE
+from spec.abi import LOW_MEMORY_END, PAGE_SIZE, ErrorCode
 from spec.state import ADDR, Ref, SystemState, ite_system
 from spec.step import Transition, guarded, status
 

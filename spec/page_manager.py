@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import z3
 
-from model.errors import ErrorCode
-from model.page_manager import NO_FRAME
-from model.x86_paging import IDENTITY_LIMIT
+from spec.abi import IDENTITY_LIMIT, NO_FRAME, PAGE_SHIFT, ErrorCode
 from spec.state import (
     FRAME,
     FRAME_LIMIT,
@@ -88,7 +86,7 @@ def frm_3(s: State) -> Ref:
         z3.ForAll([f], z3.Implies(s.owner[f] == TABLE, z3.And(
             is_directory(s, s.table_dir[f]), present(link), frame_of(link) == f))),
         z3.ForAll([f], z3.Implies(s.owner[f] == RESERVED, z3.And(
-            z3.ULT(f, 1024),
+            z3.ULT(f, IDENTITY_LIMIT >> PAGE_SHIFT),
             z3.Implies(s.paging, z3.And(s.map_table[f] == identity_table,
                                         s.map_index[f] == z3.Extract(9, 0, f)))))))
 

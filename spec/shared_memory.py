@@ -78,13 +78,11 @@ from typing import NamedTuple
 
 import z3
 
-from model.errors import ErrorCode
-from model.user_layout import (
-    PAGE_EXECUTE_READ,
-    PAGE_EXECUTE_READWRITE,
-    PAGE_READONLY,
-    PAGE_READWRITE,
+from spec.abi import (
     PAGE_SIZE,
+    U32_MAX,
+    VIEW_PROTECTIONS,
+    ErrorCode,
 )
 from spec.state import Ref, fresh_fields, ite_fields, refuted
 from spec.step import Transition, guarded
@@ -108,8 +106,6 @@ SHM, FILE = 1, 2
 #: The token of a page of zeros (a new block's pages).
 ZERO = 0
 #: The protections of blocks and views (the seed's flags without NOACCESS and EXECUTE).
-VIEW_PROTECTIONS = (PAGE_READONLY, PAGE_READWRITE, PAGE_EXECUTE_READ, PAGE_EXECUTE_READWRITE)
-U32_MAX = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -199,7 +195,7 @@ def _const2(value: Ref) -> Ref:
 # -- predicates ----------------------------------------------------------------------
 
 def view_protect(protect: Ref) -> Ref:
-    return z3.Or([protect == value for value in VIEW_PROTECTIONS])
+    return z3.Or([protect == value for value in sorted(VIEW_PROTECTIONS)])
 
 
 def narrower(protect: Ref, limit: Ref) -> Ref:

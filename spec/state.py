@@ -22,8 +22,7 @@ from typing import Any, TypeVar
 
 import z3
 
-from model.page_manager import FrameOwner
-from model.x86_paging import FIRST_KERNEL_HIGH_SLOT, PTE_ACCESSED, PTE_DIRTY
+from spec.abi import FIRST_KERNEL_HIGH_SLOT, PDE_LINK_MASK, FrameOwner
 
 FRAME = z3.BitVecSort(20)
 SLOT = z3.BitVecSort(10)
@@ -39,7 +38,7 @@ FREE, RESERVED, DIRECTORY, TABLE, MAPPED, HELD = (
         FrameOwner.MAPPED, FrameOwner.HELD))
 
 #: PDE bits compared by VMM-4: the hardware sets A (and D) per directory.
-LINK_MASK = z3.BitVecVal(~(PTE_ACCESSED | PTE_DIRTY) & 0xFFFFFFFF, ENTRY)
+LINK_MASK = z3.BitVecVal(PDE_LINK_MASK, ENTRY)
 #: 2**20 frames fill the 32-bit physical address space.
 FRAME_LIMIT = z3.BitVecVal(1 << 20, WORD)
 

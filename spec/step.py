@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 
 import z3
 
-from model.errors import ErrorCode
+from spec.abi import ErrorCode
 from spec.state import WORD, Ref, State, bv, ite
 
 Translation = Callable[[Ref, Ref, Ref], tuple[Ref, Ref]]

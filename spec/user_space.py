@@ -58,9 +58,8 @@ from typing import NamedTuple
 
 import z3
 
-from model.errors import ErrorCode
-from model.process_memory import STACK_RESERVE
-from model.user_layout import (
+from spec.abi import (
+    ALLOCATION_GRANULARITY,
     EACCES,
     EINVAL,
     ENOMEM,
@@ -80,9 +79,11 @@ from model.user_layout import (
     PAGE_READONLY,
     PAGE_READWRITE,
     PAGE_SIZE,
+    STACK_RESERVE,
     USER_END_VPN,
     USER_FIRST_VPN,
     VALID_PROTECTIONS,
+    ErrorCode,
 )
 from spec.state import Ref, fresh_fields, ite_fields, refuted
 from spec.step import Transition, guarded
@@ -90,7 +91,7 @@ from spec.step import Transition, guarded
 E = ErrorCode
 INT, BOOL = z3.IntSort(), z3.BoolSort()
 #: Pages of the 64 KB allocation granularity.
-GRANULE_PAGES = 16
+GRANULE_PAGES = ALLOCATION_GRANULARITY // PAGE_SIZE
 #: Pages of the stack's reservation below stack_top.
 STACK_RESERVE_PAGES = STACK_RESERVE // PAGE_SIZE
 #: Access kinds of the Access step.

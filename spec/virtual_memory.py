@@ -21,9 +21,15 @@ from collections.abc import Callable
 
 import z3
 
-from model.errors import ErrorCode
-from model.virtual_memory import INVALID_PHYSICAL_ADDRESS
-from model.x86_paging import PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT, PTE_USER, PTE_WRITABLE
+from spec.abi import (
+    INVALID_PHYSICAL_ADDRESS,
+    PTE_ACCESSED,
+    PTE_DIRTY,
+    PTE_PRESENT,
+    PTE_USER,
+    PTE_WRITABLE,
+    ErrorCode,
+)
 from spec.page_manager import allocate, is_free, release
 from spec.state import (
     DIRECTORY,

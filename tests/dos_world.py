@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from model.dos_memory import (
-    CONVENTIONAL_TOP,
-    MCB_M,
-    MCB_Z,
-    OWNER_FREE,
-    DosMemoryManager,
-    Mcb,
-)
+from model.dos_memory import DosMemoryManager, Mcb
 from model.page_manager import PageManager
+from spec.abi import CONVENTIONAL_TOP, MCB_M, MCB_Z, OWNER_FREE
 
 
 def make_dos(**config: Any) -> DosMemoryManager:

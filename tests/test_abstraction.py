@@ -10,9 +10,10 @@ from collections.abc import Callable
 import pytest
 import z3
 
-from model.page_manager import FrameOwner, PageManager
-from model.virtual_memory import PageDirectory, VirtualMemoryManager
-from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, PTE_USER, encode_entry
+from model.page_manager import PageManager
+from model.page_tables import PageDirectory
+from model.virtual_memory import VirtualMemoryManager
+from model.x86_paging import encode_entry
 from proofs.abstractions.paging import (
     AbstractionError,
     abstract,
@@ -22,6 +23,7 @@ from proofs.abstractions.paging import (
     to_z3,
     word_val,
 )
+from spec.abi import PAGE_SHIFT, PAGE_SIZE, PTE_USER, FrameOwner
 from spec.catalogue import INVARIANTS, OPERATIONS_BY_NAME
 from spec.state import DIRECTORY, FRAME, MAPPED, REAL_FIELDS, SLOT, WORD
 

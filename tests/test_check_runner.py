@@ -18,13 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from proofs.check import (
-    DuplicateObligationError,
-    collect,
-    main,
-    run_obligations,
-)
+from proofs.check import main
 from proofs.obligation import Kind, Obligation, Verdict
+from proofs.runner.discovery import DuplicateObligationError, collect
+from proofs.runner.pool import run_obligations
 
 HEADER = "from proofs.obligation import Kind, Obligation, Verdict\n"
 

@@ -10,6 +10,7 @@ import pytest
 
 from model.dos_memory import DosMemoryManager
 from model.dos_physical import write_physical
+from proofs.machines.checks import TRANSITION, UNCHANGED, CheckError
 from proofs.machines.dos_memory import (
     CORRUPTION,
     DOS_MODEL_VARIANTS,
@@ -20,8 +21,7 @@ from proofs.machines.dos_memory import (
     run_dos_machine,
     to_dos_state,
 )
-from proofs.machines.memory_pool import TRANSITION, UNCHANGED, CheckedMachine, ModelVariant
-from proofs.machines.paging import CheckError
+from proofs.machines.runner import CheckedMachine, ModelVariant
 from proofs.obligation import Kind
 from spec.dos_memory import violated
 
@@ -115,7 +115,7 @@ def test_corruption_is_error_7_and_restored() -> None:
 
 
 def test_the_model_refines_the_spec() -> None:
-    verdict = run_dos_machine("quick")
+    verdict = run_dos_machine("quick", max_examples=5)
     assert verdict.kind == Kind.NO_COUNTEREXAMPLE, verdict.detail
     assert verdict.examples is not None and verdict.examples >= 6
 

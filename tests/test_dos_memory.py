@@ -15,7 +15,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from model.dos_memory import (
+from model.dos_memory import DosMemoryManager, Mcb
+from model.dos_physical import write_physical
+from model.page_manager import PageManager
+from spec.abi import (
     CONVENTIONAL_TOP,
     DEFAULT_PSP,
     MCB_M,
@@ -23,11 +26,8 @@ from model.dos_memory import (
     OWNER_DOS,
     UMB_HEAD,
     DosError,
-    DosMemoryManager,
-    Mcb,
+    FrameOwner,
 )
-from model.dos_physical import write_physical
-from model.page_manager import FrameOwner, PageManager
 from tests.dos_world import check_chains, make_dos, snapshot
 
 FIRST = 0x0800

@@ -24,11 +24,31 @@ from proofs.dos_memory import (
 from proofs.inductive.layered import Layer, prove
 from proofs.obligation import Kind
 from spec import dos_memory as dm
+from spec.abi import (
+    CONVENTIONAL_TOP,
+    EMS_INVALID_HANDLE,
+    EMS_INVALID_LOGICAL,
+    EMS_INVALID_PHYSICAL,
+    EMS_TOO_MANY_PAGES,
+    EMS_ZERO_PAGES,
+    MCB_M,
+    MCB_Z,
+    STRATEGIES,
+    UMB_HEAD,
+    XMS_BASE,
+    XMS_INVALID_HANDLE,
+    XMS_INVALID_LENGTH,
+    XMS_INVALID_SOURCE_HANDLE,
+    XMS_INVALID_SOURCE_OFFSET,
+    XMS_LOCKED,
+    XMS_NOT_LOCKED,
+    DosError,
+)
 from spec.dos_memory import McbView, XmsView, concrete_dos, violated
 from spec.state import Ref
 
 CLAIMS = ["DOS-1", "DOS-2", "DOS-3", "DOS-4", "DOS-5"]
-M, Z = dm.MCB_M, dm.MCB_Z
+M, Z = MCB_M, MCB_Z
 
 
 def valid(claim: Ref) -> bool:
@@ -92,7 +112,7 @@ HOLE, TAIL = FIRST + 0x101, FIRST + 0x101 + 0x201 + 0x81
 @pytest.mark.parametrize(("strategy", "paragraphs", "block", "segment"), [
     (dm.FIRST_FIT, 0x10, HOLE, HOLE + 1),  # the lowest block that fits
     (dm.BEST_FIT, 0x10, HOLE, HOLE + 1),  # the smaller of the two
-    (dm.LAST_FIT, 0x10, TAIL, dm.UMB_HEAD - 0x10),  # the highest, from its end
+    (dm.LAST_FIT, 0x10, TAIL, UMB_HEAD - 0x10),  # the highest, from its end
     (dm.BEST_FIT, 0x300, TAIL, TAIL + 1),  # only the tail is large enough
 ])
 def test_strategy_picks_exactly_one_block(conv: dm.DosState, strategy: int, paragraphs: int,
@@ -108,7 +128,7 @@ def test_strategy_picks_exactly_one_block(conv: dm.DosState, strategy: int, para
 
 def test_allocation_too_large_is_error_8(conv: dm.DosState) -> None:
     step = dm.AllocateDosMemory(conv, i(0xFFFF), z3.Int("b"), i(0x99))
-    assert status_is(step, dm.DOS_INSUFFICIENT)
+    assert status_is(step, DosError.NOT_ENOUGH_MEMORY)
     assert equals(step.result, 0)
     assert step.post is not None and valid(step.post.size == conv.size)
 
@@ -126,13 +146,13 @@ def test_free_merges_both_neighbours(conv: dm.DosState) -> None:
     assert equals(step.status, 0)
     assert valid(z3.And(post.is_mcb[HOLE], z3.Not(post.is_mcb[third]),
                         z3.Not(post.is_mcb[TAIL]), post.owner[HOLE] == 0,
-                        post.typ[HOLE] == Z, dm.nxt(post, HOLE) == dm.UMB_HEAD))
+                        post.typ[HOLE] == Z, dm.nxt(post, HOLE) == UMB_HEAD))
     assert violated(post) == []
 
 
-@pytest.mark.parametrize("segment", [FIRST + 5, 0, dm.UMB_HEAD + 1, dm.CONV_END + 3])
+@pytest.mark.parametrize("segment", [FIRST + 5, 0, UMB_HEAD + 1, CONVENTIONAL_TOP + 3])
 def test_free_of_a_non_block_is_error_9(conv: dm.DosState, segment: int) -> None:
-    assert status_is(dm.FreeDosMemory(conv, i(segment)), dm.DOS_INVALID_BLOCK)
+    assert status_is(dm.FreeDosMemory(conv, i(segment)), DosError.INVALID_BLOCK)
 
 
 def test_free_of_a_free_block_succeeds_and_changes_nothing(conv: dm.DosState) -> None:
@@ -143,13 +163,13 @@ def test_free_of_a_free_block_succeeds_and_changes_nothing(conv: dm.DosState) ->
 
 
 def test_resize_of_a_free_block_is_error_9(conv: dm.DosState) -> None:
-    assert status_is(dm.ResizeShrink(conv, i(HOLE + 1), i(1)), dm.DOS_INVALID_BLOCK)
+    assert status_is(dm.ResizeShrink(conv, i(HOLE + 1), i(1)), DosError.INVALID_BLOCK)
 
 
 def test_resize_grow_reports_the_largest_size(conv: dm.DosState) -> None:
     """Too big: error 8 with the maximum, and the block made that large (RBIL AH=4Ah)."""
     step = dm.ResizeGrow(conv, i(FIRST + 1), i(0x400))
-    assert status_is(step, dm.DOS_INSUFFICIENT)
+    assert status_is(step, DosError.NOT_ENOUGH_MEMORY)
     assert equals(step.result, 0x100 + 0x200 + 1)
     grown = dm.ResizeGrow(conv, i(FIRST + 1), i(0x301))
     assert equals(grown.status, 0) and violated(grown.changed) == []
@@ -167,7 +187,7 @@ def test_resize_grow_without_a_free_neighbour_fails_unchanged(conv: dm.DosState)
     assert status_is(dm.ResizeGrow(conv, i(third + 1), i(0x81)), 0)
     tail_taken = dm.AllocateDosMemory(conv, i(0x10), i(TAIL), i(0x70)).changed
     stuck = dm.ResizeGrow(tail_taken, i(third + 1), i(0x90))
-    assert status_is(stuck, dm.DOS_INSUFFICIENT) and equals(stuck.result, 0x80)
+    assert status_is(stuck, DosError.NOT_ENOUGH_MEMORY) and equals(stuck.result, 0x80)
     assert valid(z3.And([z3.And(stuck.post.size[m] == tail_taken.size[m],
                                 stuck.post.is_mcb[m] == tail_taken.is_mcb[m])
                          for m in (third, TAIL, TAIL + 0x11)]))
@@ -179,15 +199,15 @@ def test_resize_shrink_merges_the_rest_with_a_free_block(conv: dm.DosState) -> N
     post = step.changed
     assert equals(step.status, 0)
     assert valid(z3.And(post.is_mcb[third + 0x11], post.owner[third + 0x11] == 0,
-                        dm.nxt(post, third + 0x11) == dm.UMB_HEAD))
+                        dm.nxt(post, third + 0x11) == UMB_HEAD))
     assert violated(post) == []
 
 
 def test_strategy_and_link_errors(conv: dm.DosState) -> None:
-    assert status_is(dm.SetAllocationStrategy(conv, i(3)), dm.DOS_INVALID_FUNCTION)
+    assert status_is(dm.SetAllocationStrategy(conv, i(3)), DosError.INVALID_FUNCTION)
     assert status_is(dm.SetAllocationStrategy(conv, i(0x41)), 0)
     bare = dos_states()[2][1]
-    assert status_is(dm.SetUmbLink(bare, z3.BoolVal(True)), dm.DOS_INVALID_FUNCTION)
+    assert status_is(dm.SetUmbLink(bare, z3.BoolVal(True)), DosError.INVALID_FUNCTION)
     linked = dm.SetUmbLink(conv, z3.BoolVal(True))
     assert valid(linked.changed.typ[TAIL] == M) and violated(linked.changed) == []
 
@@ -195,31 +215,31 @@ def test_strategy_and_link_errors(conv: dm.DosState) -> None:
 # -- XMS and EMS --------------------------------------------------------------------
 
 def test_xms_codes(busy: dm.DosState) -> None:
-    assert status_is(dm.XmsFree(busy, i(2)), dm.XMS_LOCKED)
-    assert status_is(dm.XmsFree(busy, i(7)), dm.XMS_INVALID_HANDLE)
-    assert status_is(dm.XmsUnlock(busy, i(1)), dm.XMS_NOT_LOCKED)
-    assert equals(dm.XmsLock(busy, i(1)).result, dm.XMS_START)
-    assert status_is(dm.XmsMove(busy, i(3), i(1), i(0), i(2), i(0)), dm.XMS_BAD_LENGTH)
-    assert status_is(dm.XmsMove(busy, i(2), i(9), i(0), i(2), i(0)), dm.XMS_BAD_SRC_HANDLE)
+    assert status_is(dm.XmsFree(busy, i(2)), XMS_LOCKED)
+    assert status_is(dm.XmsFree(busy, i(7)), XMS_INVALID_HANDLE)
+    assert status_is(dm.XmsUnlock(busy, i(1)), XMS_NOT_LOCKED)
+    assert equals(dm.XmsLock(busy, i(1)).result, XMS_BASE)
+    assert status_is(dm.XmsMove(busy, i(3), i(1), i(0), i(2), i(0)), XMS_INVALID_LENGTH)
+    assert status_is(dm.XmsMove(busy, i(2), i(9), i(0), i(2), i(0)), XMS_INVALID_SOURCE_HANDLE)
     assert status_is(dm.XmsMove(busy, i(2), i(2), i(16 * 1024 + 2), i(0), i(0)),
-                     dm.XMS_BAD_SRC_OFFSET)  # the start beyond the block
+                     XMS_INVALID_SOURCE_OFFSET)  # the start beyond the block
     assert status_is(dm.XmsMove(busy, i(2), i(2), i(16 * 1024), i(0), i(0)),
-                     dm.XMS_BAD_LENGTH)  # the start inside, the range past the end
+                     XMS_INVALID_LENGTH)  # the start inside, the range past the end
     assert status_is(dm.XmsMove(busy, i(2), i(9), i(-2), i(2), i(0)),
-                     dm.XMS_BAD_SRC_OFFSET)  # a negative offset before the handle
-    assert status_is(dm.XmsReallocate(busy, i(2), i(1), i(dm.XMS_START), z3.BoolVal(False)),
-                     dm.XMS_LOCKED)
+                     XMS_INVALID_SOURCE_OFFSET)  # a negative offset before the handle
+    assert status_is(dm.XmsReallocate(busy, i(2), i(1), i(XMS_BASE), z3.BoolVal(False)),
+                     XMS_LOCKED)
 
 
 def test_ems_codes(busy: dm.DosState) -> None:
     no = z3.BoolVal(False)
     k = z3.Int("k")
     ident = z3.Lambda([k], k)
-    assert status_is(dm.EmsAllocate(busy, i(0), i(5), ident, ident, no, no), dm.EMS_ZERO_PAGES)
-    assert status_is(dm.EmsAllocate(busy, i(17), i(5), ident, ident, no, no), dm.EMS_TOO_MANY)
-    assert status_is(dm.EmsMapPage(busy, i(9), i(0), i(0)), dm.EMS_BAD_HANDLE)
-    assert status_is(dm.EmsMapPage(busy, i(1), i(0), i(4)), dm.EMS_BAD_PHYSICAL)
-    assert status_is(dm.EmsMapPage(busy, i(1), i(2), i(0)), dm.EMS_BAD_LOGICAL)
+    assert status_is(dm.EmsAllocate(busy, i(0), i(5), ident, ident, no, no), EMS_ZERO_PAGES)
+    assert status_is(dm.EmsAllocate(busy, i(17), i(5), ident, ident, no, no), EMS_TOO_MANY_PAGES)
+    assert status_is(dm.EmsMapPage(busy, i(9), i(0), i(0)), EMS_INVALID_HANDLE)
+    assert status_is(dm.EmsMapPage(busy, i(1), i(0), i(4)), EMS_INVALID_PHYSICAL)
+    assert status_is(dm.EmsMapPage(busy, i(1), i(2), i(0)), EMS_INVALID_LOGICAL)
 
 
 def test_ems_map_moves_a_shown_page(busy: dm.DosState) -> None:
@@ -305,7 +325,7 @@ OPS = st.one_of(
     st.tuples(st.just("alloc"), st.sampled_from([0, 1, 0x10, 0x100, 0x800, 0xFFFF])),
     st.tuples(st.just("free"), st.integers(0, 7)),
     st.tuples(st.just("resize"), st.integers(0, 7), st.sampled_from([0, 4, 0x40, 0x400])),
-    st.tuples(st.just("strategy"), st.sampled_from(sorted(dm.STRATEGIES))),
+    st.tuples(st.just("strategy"), st.sampled_from(sorted(STRATEGIES))),
     st.tuples(st.just("link"), st.booleans()),
     st.tuples(st.just("xalloc"), st.sampled_from([0, 4, 64])),
     st.tuples(st.just("xlock"), st.integers(1, 3)),

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from model.dos_physical import read_physical, write_physical
-from model.ems import (
+from model.ems import slot_address
+from spec.abi import (
     EMS_INVALID_HANDLE,
     EMS_INVALID_LOGICAL,
     EMS_INVALID_PHYSICAL,
@@ -20,9 +21,8 @@ from model.ems import (
     EMS_TOO_MANY_PAGES,
     EMS_ZERO_PAGES,
     UNMAP,
-    slot_address,
+    FrameOwner,
 )
-from model.page_manager import FrameOwner
 from tests.dos_world import make_dos, snapshot
 
 

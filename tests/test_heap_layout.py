@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from model.heap_layout import (
-    MIN_BLOCK,
     aligned_header,
     block_header,
     contraction_length,
@@ -23,6 +22,7 @@ from model.heap_layout import (
     split_block,
 )
 from model.hole_index import HoleIndex
+from spec.abi import MIN_BLOCK
 
 U32 = st.integers(0, 2**32 - 1)
 PAGE = 4096

@@ -9,10 +9,9 @@ from unittest import mock
 
 import pytest
 
-from model.errors import ErrorCode
-from model.heap_layout import HEADER_SIZE, MIN_BLOCK
 from model.kernel_heap import KernelHeap
 from proofs.abstractions.kernel_heap import heap_snapshot
+from proofs.machines.checks import CheckError
 from proofs.machines.kernel_heap import (
     CONTENTS,
     END,
@@ -25,8 +24,8 @@ from proofs.machines.kernel_heap import (
     obligations,
     run_heap_machine,
 )
-from proofs.machines.paging import CheckError
 from proofs.obligation import Kind
+from spec.abi import HEADER_SIZE, MIN_BLOCK, ErrorCode
 
 E = ErrorCode
 DATA = START + 0x1000  # 16 index entries round up to one page
@@ -161,7 +160,7 @@ def test_the_unpatched_model_passes() -> None:
 def test_broken_models_are_caught_by_name(variant: Any) -> None:
     verdict = run_heap_machine("quick", variant.patches, max_examples=20, shrink=False)
     assert verdict.kind is Kind.COUNTEREXAMPLE, verdict.summary
-    assert variant.catches in verdict.violated, verdict.detail
+    assert set(variant.catches) & set(verdict.violated), verdict.detail
     assert "state = HeapMachine()" in verdict.detail
     assert KernelHeap.Free is _FREE and KernelHeap.Alloc is _ALLOC  # restored
 

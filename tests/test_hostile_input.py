@@ -32,16 +32,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model.errors import ErrorCode
-from model.page_manager import NO_FRAME, PageManager
-from model.virtual_memory import (
+from model.page_manager import PageManager
+from model.page_tables import PageDirectory, PageFault, PageTable
+from model.virtual_memory import VirtualMemoryManager
+from spec.abi import (
     INVALID_PHYSICAL_ADDRESS,
-    PageDirectory,
-    PageFault,
-    PageTable,
-    VirtualMemoryManager,
+    KERNEL_SPACE_START,
+    NO_FRAME,
+    PAGE_SIZE,
+    USER_SPACE_START,
+    ErrorCode,
 )
-from model.x86_paging import KERNEL_SPACE_START, PAGE_SIZE, USER_SPACE_START
 
 E = ErrorCode
 RESERVED_END = 0x100000  # 256 reserved, identity-mapped frames

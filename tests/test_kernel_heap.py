@@ -21,18 +21,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from model.errors import ErrorCode
-from model.kernel_heap import (
-    HEAP_MAGIC,
-    AllocatedBlock,
-    HeapBlock,
-    KernelHeap,
-    footer_bytes,
-    header_bytes,
-)
+from model.kernel_heap import AllocatedBlock, HeapBlock, KernelHeap, footer_bytes, header_bytes
 from model.page_manager import PageManager
-from model.virtual_memory import PageDirectory, PageFault, VirtualMemoryManager
-from model.x86_paging import PAGE_SIZE, PTE_PRESENT, PTE_USER, PTE_WRITABLE
+from model.page_tables import PageDirectory, PageFault
+from model.virtual_memory import VirtualMemoryManager
+from spec.abi import HEAP_MAGIC, PAGE_SIZE, PTE_PRESENT, PTE_USER, PTE_WRITABLE, ErrorCode
 
 E = ErrorCode
 S = 0xC0000000

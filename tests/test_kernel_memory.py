@@ -13,16 +13,11 @@ from typing import Any
 
 import pytest
 
-from model.errors import ErrorCode
-from model.kernel_memory import (
-    LOW_MEMORY_END,
-    PLACEMENT_ARENA_SIZE,
-    KernelMemory,
-    placement_limit,
-)
+from model.kernel_memory import KernelMemory, placement_limit
 from model.memory_subsystem import MemorySubsystem
 from model.page_manager import PageManager
 from model.virtual_memory import VirtualMemoryManager
+from spec.abi import LOW_MEMORY_END, PLACEMENT_ARENA_SIZE, ErrorCode
 
 E = ErrorCode
 HOSTILE = [None, -1, 2**32, "16", 1.5, True, b"\x10"]

@@ -58,7 +58,8 @@ from hypothesis import strategies as st
 from model.linux_mm import SyscallBrk, SyscallMmap, SyscallMprotect, SyscallMunmap, linux_maps
 from model.page_manager import PageManager
 from model.process_memory import ProcessMemorySpace
-from model.user_layout import (
+from model.virtual_memory import VirtualMemoryManager
+from spec.abi import (
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
@@ -66,7 +67,6 @@ from model.user_layout import (
     MAP_SHARED,
     PROT_NONE,
 )
-from model.virtual_memory import VirtualMemoryManager
 
 WINDOW_PAGES = 64
 MODEL_WINDOW = 0x40000000

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.errors import ErrorCode
 from model.linux_mm import (
     SyscallBrk,
     SyscallMmap,
@@ -20,14 +19,17 @@ from model.linux_mm import (
     SyscallMunmap,
     linux_maps,
 )
-from model.process_memory import IMAGE_BASE, MMAP_BASE, ProcessMemorySpace
-from model.user_layout import (
+from model.page_tables import PageFault
+from model.process_memory import ProcessMemorySpace
+from model.virtual_alloc import VirtualAllocProcessMemory
+from spec.abi import (
     EACCES,
     EBADF,
     EEXIST,
     EINVAL,
     ENOMEM,
     EPERM,
+    IMAGE_BASE,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
@@ -36,6 +38,7 @@ from model.user_layout import (
     MEM_COMMIT,
     MEM_MAPPED,
     MEM_RESERVE,
+    MMAP_BASE,
     ORIGIN_BRK,
     ORIGIN_MMAP,
     ORIGIN_PROCESS_HEAP,
@@ -51,9 +54,8 @@ from model.user_layout import (
     PROT_READ,
     PROT_SEM,
     PROT_WRITE,
+    ErrorCode,
 )
-from model.virtual_alloc import VirtualAllocProcessMemory
-from model.virtual_memory import PageFault
 from tests.test_process_memory import check_space, new_space, snapshot, world
 
 ANON = MAP_PRIVATE | MAP_ANONYMOUS

@@ -19,13 +19,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from model.errors import ErrorCode
 from model.file_node import DiskFileNode, FileNode, MemoryFileNode
 from model.mapped_files import FileView, MemoryMappedFiles
 from model.memory_subsystem import MemorySubsystem
-from model.page_manager import FrameOwner
+from model.page_tables import PageFault
 from model.process_memory import ProcessMemorySpace
-from model.user_layout import (
+from model.virtual_alloc import VirtualAllocProcessMemory
+from spec.abi import (
+    FAULT_PROTECTION,
+    FAULT_USER,
+    FAULT_WRITE,
     MEM_MAPPED,
     MEM_RESERVE,
     ORIGIN_MAPPED_FILE,
@@ -36,10 +39,10 @@ from model.user_layout import (
     PAGE_READONLY,
     PAGE_READWRITE,
     PAGE_SIZE,
+    PTE_DIRTY,
+    ErrorCode,
+    FrameOwner,
 )
-from model.virtual_alloc import VirtualAllocProcessMemory
-from model.virtual_memory import PageFault
-from model.x86_paging import FAULT_PROTECTION, FAULT_USER, FAULT_WRITE, PTE_DIRTY
 from tests.test_memory_subsystem import booted
 from tests.test_shared_memory import (
     FIRST_VIEW,

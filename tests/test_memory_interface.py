@@ -15,12 +15,20 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from model.errors import ErrorCode
-from model.memory_interface import PAGE_AREA_END, PAGE_AREA_START, MemoryInterface
+from model.memory_interface import MemoryInterface
 from model.memory_subsystem import MemorySubsystem
-from model.page_manager import FrameOwner
-from model.virtual_memory import PageDirectory, PageFault
-from model.x86_paging import FAULT_PROTECTION, FAULT_WRITE, PTE_PRESENT, PTE_USER, PTE_WRITABLE
+from model.page_tables import PageDirectory, PageFault
+from spec.abi import (
+    FAULT_PROTECTION,
+    FAULT_WRITE,
+    PAGE_AREA_END,
+    PAGE_AREA_START,
+    PTE_PRESENT,
+    PTE_USER,
+    PTE_WRITABLE,
+    ErrorCode,
+    FrameOwner,
+)
 
 E = ErrorCode
 FIRST = 0xC008000C

@@ -17,11 +17,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from model.errors import ErrorCode
 from model.kernel_heap import KernelHeap
 from model.memory_pool import MemoryPool
 from model.page_manager import PageManager
-from model.virtual_memory import PageDirectory, VirtualMemoryManager
+from model.page_tables import PageDirectory
+from model.virtual_memory import VirtualMemoryManager
+from spec.abi import ErrorCode
 
 E = ErrorCode
 ARENA = 0xC000100C

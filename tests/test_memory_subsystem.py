@@ -18,23 +18,24 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from model.errors import ErrorCode
-from model.kernel_heap import KHEAP_INITIAL_SIZE, KHEAP_MAX, KHEAP_START
-from model.memory_subsystem import (
-    KERNEL_STACK_AREA_START,
-    KERNEL_STACK_SIZE,
-    STACK_SLOTS,
-    MemorySubsystem,
-)
-from model.page_manager import FrameOwner
-from model.virtual_memory import INVALID_PHYSICAL_ADDRESS, PageDirectory, PageFault
-from model.x86_paging import (
+from model.memory_subsystem import MemorySubsystem
+from model.page_tables import PageDirectory, PageFault
+from spec.abi import (
     FAULT_PROTECTION,
     FAULT_USER,
     FAULT_WRITE,
+    INVALID_PHYSICAL_ADDRESS,
+    KERNEL_STACK_AREA_START,
+    KERNEL_STACK_SIZE,
+    KHEAP_INITIAL_SIZE,
+    KHEAP_MAX,
+    KHEAP_START,
     PTE_PRESENT,
     PTE_USER,
     PTE_WRITABLE,
+    STACK_SLOTS,
+    ErrorCode,
+    FrameOwner,
 )
 
 E = ErrorCode
@@ -401,7 +402,7 @@ def test_processes_frames_are_owned_and_all_come_back() -> None:
     """SYS-1 covers the user spaces: committed pages (mapped, or held while
     PAGE_NOACCESS), the process heaps, directories and tables; destroying every
     process gives every frame back."""
-    from model.user_layout import MEM_COMMIT, MEM_RESERVE, PAGE_NOACCESS, PAGE_READWRITE
+    from spec.abi import MEM_COMMIT, MEM_RESERVE, PAGE_NOACCESS, PAGE_READWRITE
 
     sub = booted()
     calls = sub.syscalls

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from model.user_layout import PAGE_READONLY, PAGE_READWRITE
 from proofs.oracle.families import family_named
 from proofs.oracle.families.shared import SHARED, shared_setup
 from proofs.oracle.report import describe
 from proofs.oracle.run import load_trace, replay, save_trace, search
 from proofs.oracle.world import ModelWorld
 from proofs.oracle.worlds.shared import pattern
+from spec.abi import PAGE_READONLY, PAGE_READWRITE
 from tests.oracle_impls import python_impl
 
 VALIDATING_MODEL = python_impl("-m", "proofs.oracle.model_shim", "--validate")

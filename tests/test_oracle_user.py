@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from model.user_layout import (
+from proofs.machines.checks import CheckError
+from proofs.oracle.families import family_named
+from proofs.oracle.families.user import OLD_PROTECT_PTR, USER, user_setup, view_of
+from proofs.oracle.report import describe
+from proofs.oracle.run import load_trace, replay, save_trace, search
+from proofs.oracle.world import ModelWorld
+from spec.abi import (
     MAP_ANONYMOUS,
     MAP_PRIVATE,
     MEM_COMMIT,
@@ -17,12 +23,6 @@ from model.user_layout import (
     PAGE_READONLY,
     PAGE_READWRITE,
 )
-from proofs.machines.paging import CheckError
-from proofs.oracle.families import family_named
-from proofs.oracle.families.user import OLD_PROTECT_PTR, USER, user_setup, view_of
-from proofs.oracle.report import describe
-from proofs.oracle.run import load_trace, replay, save_trace, search
-from proofs.oracle.world import ModelWorld
 from tests.oracle_impls import python_impl
 
 VALIDATING_MODEL = python_impl("-m", "proofs.oracle.model_shim", "--validate")

@@ -12,10 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.errors import ErrorCode
-from model.page_manager import NO_FRAME, FrameOwner, PageManager
+from model.page_manager import PageManager
 from model.virtual_memory import VirtualMemoryManager
-from model.x86_paging import PAGE_SIZE, USER_SPACE_START
+from spec.abi import NO_FRAME, PAGE_SIZE, USER_SPACE_START, ErrorCode, FrameOwner
 
 RESERVED_END = 0x100000  # 256 reserved frames: real-mode area and kernel image
 MEM_END = 0x1000000  # 16 MB: 4096 frames

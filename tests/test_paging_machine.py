@@ -12,20 +12,14 @@ from typing import Any
 
 import pytest
 
-from model.errors import ErrorCode
-from model.page_manager import FrameOwner
-from model.virtual_memory import PageDirectory, PageTable, VirtualMemoryManager
-from model.x86_paging import PAGE_SHIFT, PAGE_SIZE
-from proofs.machines.paging import (
-    CheckError,
-    Harness,
-    InvariantViolationError,
-    TransitionError,
-    obligations,
-    patched,
-    run_machine,
-)
+from model.page_tables import PageDirectory, PageTable
+from model.virtual_memory import VirtualMemoryManager
+from proofs.machines.checks import CheckError, InvariantViolationError, TransitionError
+from proofs.machines.paging import PATCHABLE, obligations, run_machine
+from proofs.machines.paging_harness import Harness
+from proofs.machines.runner import patched_methods
 from proofs.obligation import Kind
+from spec.abi import PAGE_SHIFT, PAGE_SIZE, ErrorCode, FrameOwner
 
 E = ErrorCode
 
@@ -126,7 +120,8 @@ def test_every_operation_refines_the_spec_on_a_scripted_run() -> None:
 
 
 def test_a_broken_unmap_is_caught_in_the_scripted_run_as_a_leak() -> None:
-    with patched({"VirtualMemoryManager.UnmapVirtualAddress": _unmap_keeps_frame}), \
+    with patched_methods({"VirtualMemoryManager.UnmapVirtualAddress": _unmap_keeps_frame},
+                         PATCHABLE), \
             pytest.raises(InvariantViolationError) as caught:
         scripted(Harness())
     assert "FRM-3" in caught.value.violated
@@ -135,7 +130,8 @@ def test_a_broken_unmap_is_caught_in_the_scripted_run_as_a_leak() -> None:
 
 
 def test_a_broken_access_is_caught_in_the_scripted_run_as_a_transition() -> None:
-    with patched({"VirtualMemoryManager._access": _access_ignoring_user_bit}), \
+    with patched_methods({"VirtualMemoryManager._access": _access_ignoring_user_bit},
+                         PATCHABLE), \
             pytest.raises(CheckError) as caught:
         scripted(Harness())
     assert isinstance(caught.value, TransitionError)
@@ -155,7 +151,8 @@ def test_a_kernel_table_linked_into_one_directory_breaks_vmm_4() -> None:
     assert h.InitializePhysicalMemory(0, 16 * PAGE_SIZE) is True
     assert h.InitializePaging() is True
     d = h.CreatePageDirectory()
-    with patched({"VirtualMemoryManager._new_table": _new_table_unlinked}), \
+    with patched_methods({"VirtualMemoryManager._new_table": _new_table_unlinked},
+                         PATCHABLE), \
             pytest.raises(InvariantViolationError) as caught:
         h.AllocPage(d, 0xC0000000, True, True)
     assert "VMM-4" in caught.value.violated

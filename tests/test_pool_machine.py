@@ -9,12 +9,10 @@ from unittest import mock
 import pytest
 import z3
 
-from model.errors import ErrorCode
 from model.memory_pool import MemoryPool
+from proofs.machines.checks import CheckError
 from proofs.machines.memory_pool import (
     POOL_MODEL_VARIANTS,
-    CheckedMachine,
-    ModelVariant,
     PoolHarness,
     PoolSnapshot,
     abstract_pool,
@@ -23,9 +21,10 @@ from proofs.machines.memory_pool import (
     run_pool_machine,
     to_pool_state,
 )
-from proofs.machines.paging import CheckError
+from proofs.machines.runner import CheckedMachine, ModelVariant
 from proofs.obligation import Kind
 from spec import memory_pool as mp
+from spec.abi import ErrorCode
 
 E = ErrorCode
 

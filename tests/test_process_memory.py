@@ -14,20 +14,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.errors import ErrorCode
-from model.page_manager import FrameOwner, PageManager
-from model.process_memory import (
+from model.address_space import AccessViolation
+from model.page_manager import PageManager
+from model.page_tables import PageFault
+from model.process_memory import ProcessMemorySpace
+from model.user_layout import pte_bits
+from model.virtual_alloc import VirtualProtectProcessMemory
+from model.virtual_memory import VirtualMemoryManager
+from model.x86_paging import is_kernel_slot
+from spec.abi import (
     IMAGE_BASE,
-    MMAP_BASE,
-    STACK_RESERVE,
-    AccessViolation,
-    ProcessMemorySpace,
-)
-from model.user_layout import (
     MEM_COMMIT,
     MEM_IMAGE,
     MEM_PRIVATE,
     MEM_RESERVE,
+    MMAP_BASE,
     ORIGIN_IMAGE,
     ORIGIN_MMAP,
     ORIGIN_STACK,
@@ -39,14 +40,16 @@ from model.user_layout import (
     PAGE_READONLY,
     PAGE_READWRITE,
     PAGE_SIZE,
+    PTE_PRESENT,
+    PTE_USER,
+    PTE_WRITABLE,
+    STACK_RESERVE,
     USER_END_VPN,
     USER_FIRST_VPN,
     USER_TOP,
-    pte_bits,
+    ErrorCode,
+    FrameOwner,
 )
-from model.virtual_alloc import VirtualProtectProcessMemory
-from model.virtual_memory import PageFault, VirtualMemoryManager
-from model.x86_paging import PTE_PRESENT, PTE_USER, PTE_WRITABLE, is_kernel_slot
 
 MEM_END = 0x1000000
 SUCCESS = ErrorCode.ERROR_SUCCESS

@@ -8,10 +8,8 @@ from collections import Counter
 import pytest
 import z3
 
-from model.errors import ErrorCode
 from model.file_node import DiskFileNode, MemoryFileNode
 from model.memory_subsystem import MemorySubsystem
-from model.user_layout import PAGE_EXECUTE_READ, PAGE_READONLY, PAGE_READWRITE, PAGE_SIZE
 from proofs.abstractions.shared_memory import (
     SharedSnapshot,
     Tokens,
@@ -19,15 +17,16 @@ from proofs.abstractions.shared_memory import (
     shared_snapshot,
     to_shared_state,
 )
-from proofs.machines.paging import CheckError
+from proofs.machines.checks import CheckError
 from proofs.machines.shared_memory import (
     SHARED_MODEL_VARIANTS,
     SharedMachine,
-    make_subsystem,
     obligations,
     run_shared_machine,
 )
+from proofs.machines.shared_memory_harness import make_subsystem
 from proofs.obligation import Kind
+from spec.abi import PAGE_EXECUTE_READ, PAGE_READONLY, PAGE_READWRITE, PAGE_SIZE, ErrorCode
 from spec.shared_memory import FILE, ZERO, SharedState, violated
 
 E = ErrorCode

@@ -20,18 +20,28 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from model.errors import ErrorCode
 from model.linux_mm import SyscallBrk, SyscallMmap, SyscallMprotect, SyscallMunmap, linux_maps
 from model.memory_subsystem import MemorySubsystem
-from model.page_manager import FrameOwner
+from model.page_tables import PageFault
 from model.process_memory import ProcessMemorySpace
-from model.shared_memory import MAX_SHM_ID
-from model.user_layout import (
+from model.user_layout import pte_bits
+from model.virtual_alloc import (
+    VirtualAllocProcessMemory,
+    VirtualFreeProcessMemory,
+    VirtualProtectProcessMemory,
+    VirtualQueryProcessMemory,
+)
+from model.x86_paging import is_kernel_slot
+from spec.abi import (
     EACCES,
     EINVAL,
+    FAULT_PROTECTION,
+    FAULT_USER,
+    FAULT_WRITE,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_PRIVATE,
+    MAX_SHM_ID,
     MEM_COMMIT,
     MEM_DECOMMIT,
     MEM_MAPPED,
@@ -47,25 +57,13 @@ from model.user_layout import (
     PAGE_SIZE,
     PROT_READ,
     PROT_WRITE,
-    USER_TOP,
-    pte_bits,
-)
-from model.virtual_alloc import (
-    VirtualAllocProcessMemory,
-    VirtualFreeProcessMemory,
-    VirtualProtectProcessMemory,
-    VirtualQueryProcessMemory,
-)
-from model.virtual_memory import PageFault
-from model.x86_paging import (
-    FAULT_PROTECTION,
-    FAULT_USER,
-    FAULT_WRITE,
     PTE_DIRTY,
     PTE_PRESENT,
     PTE_USER,
     PTE_WRITABLE,
-    is_kernel_slot,
+    USER_TOP,
+    ErrorCode,
+    FrameOwner,
 )
 from tests.test_memory_subsystem import booted
 from tests.test_process_memory import snapshot, world

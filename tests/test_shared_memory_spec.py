@@ -10,19 +10,19 @@ import dataclasses
 import pytest
 import z3
 
-from model.errors import ErrorCode
-from model.user_layout import (
-    PAGE_EXECUTE,
-    PAGE_EXECUTE_READ,
-    PAGE_NOACCESS,
-    PAGE_READONLY,
-    PAGE_READWRITE,
-)
 from proofs.broken_variants import VARIANTS, BrokenVariant, applied
 from proofs.inductive import layered
 from proofs.obligation import Kind
 from proofs.shared_memory import FULL_ONLY, LAYER, obligations, shared_states
 from spec import shared_memory as sm
+from spec.abi import (
+    PAGE_EXECUTE,
+    PAGE_EXECUTE_READ,
+    PAGE_NOACCESS,
+    PAGE_READONLY,
+    PAGE_READWRITE,
+    ErrorCode,
+)
 from spec.shared_memory import (
     FILE,
     SHM,

@@ -10,11 +10,9 @@ from unittest import mock
 import pytest
 import z3
 
-from model.errors import ErrorCode
-from model.memory_interface import PAGE_AREA_START, MemoryInterface
-from model.memory_subsystem import KERNEL_STACK_AREA_START, MemorySubsystem
-from model.page_manager import NO_FRAME
-from proofs.machines.memory_pool import CheckedMachine, ModelVariant
+from model.memory_interface import MemoryInterface
+from model.memory_subsystem import MemorySubsystem
+from proofs.machines.checks import CheckError
 from proofs.machines.memory_subsystem import (
     BOOT,
     KIND,
@@ -27,9 +25,10 @@ from proofs.machines.memory_subsystem import (
     runs,
     system_snapshot,
 )
-from proofs.machines.paging import CheckError
+from proofs.machines.runner import CheckedMachine, ModelVariant
 from proofs.obligation import Kind
 from spec import memory_subsystem as sp
+from spec.abi import KERNEL_STACK_AREA_START, NO_FRAME, PAGE_AREA_START, ErrorCode
 
 E = ErrorCode
 

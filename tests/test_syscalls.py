@@ -8,11 +8,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.errors import ErrorCode
-from model.syscalls import (
+from model.page_tables import PageFault
+from model.syscalls import SystemCalls
+from spec.abi import (
+    EACCES,
+    EFAULT,
+    EINVAL,
+    ENOSYS,
+    ESRCH,
     HEAP_ZERO_MEMORY,
+    MAP_ANONYMOUS,
+    MAP_PRIVATE,
+    MEM_COMMIT,
+    MEM_PRIVATE,
+    MEM_RELEASE,
+    MEM_RESERVE,
+    ORIGIN_PROCESS_HEAP,
+    PAGE_READONLY,
+    PAGE_READWRITE,
     PROCESS_HEAP_INITIAL,
     PROCESS_HEAP_MAX,
+    PROT_READ,
+    PROT_WRITE,
     SYS_BRK,
     SYS_GET_PROCESS_HEAP,
     SYS_HEAP_ALLOC,
@@ -25,27 +42,8 @@ from model.syscalls import (
     SYS_VIRTUAL_FREE,
     SYS_VIRTUAL_PROTECT,
     SYS_VIRTUAL_QUERY,
-    SystemCalls,
+    ErrorCode,
 )
-from model.user_layout import (
-    EACCES,
-    EFAULT,
-    EINVAL,
-    ENOSYS,
-    ESRCH,
-    MAP_ANONYMOUS,
-    MAP_PRIVATE,
-    MEM_COMMIT,
-    MEM_PRIVATE,
-    MEM_RELEASE,
-    MEM_RESERVE,
-    ORIGIN_PROCESS_HEAP,
-    PAGE_READONLY,
-    PAGE_READWRITE,
-    PROT_READ,
-    PROT_WRITE,
-)
-from model.virtual_memory import PageFault
 from tests.test_process_memory import check_space, snapshot, world
 
 ANON = MAP_PRIVATE | MAP_ANONYMOUS

@@ -1,4 +1,5 @@
-"""Constants and pure helpers of user address spaces (model/user_layout.py, issue 4).
+"""The ABI values of user address spaces (spec/abi.py) and the pure helpers of
+model/user_layout.py (issue 4).
 
 The values are the platforms' own (winnt.h, Linux i386 uapi headers): a wrong
 number here would make every comparison with a real kernel meaningless.
@@ -11,34 +12,35 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from model import user_layout as ul
+from spec import abi
 
 
 def test_windows_values() -> None:
-    assert (ul.MEM_COMMIT, ul.MEM_RESERVE, ul.MEM_DECOMMIT, ul.MEM_RELEASE, ul.MEM_FREE,
-            ul.MEM_TOP_DOWN) == (0x1000, 0x2000, 0x4000, 0x8000, 0x10000, 0x100000)
-    assert (ul.MEM_PRIVATE, ul.MEM_MAPPED, ul.MEM_IMAGE) == (0x20000, 0x40000, 0x1000000)
-    assert (ul.PAGE_NOACCESS, ul.PAGE_READONLY, ul.PAGE_READWRITE, ul.PAGE_EXECUTE,
-            ul.PAGE_EXECUTE_READ, ul.PAGE_EXECUTE_READWRITE) == (1, 2, 4, 0x10, 0x20, 0x40)
-    assert (ul.PAGE_SIZE, ul.ALLOCATION_GRANULARITY) == (4096, 0x10000)
+    assert (abi.MEM_COMMIT, abi.MEM_RESERVE, abi.MEM_DECOMMIT, abi.MEM_RELEASE, abi.MEM_FREE,
+            abi.MEM_TOP_DOWN) == (0x1000, 0x2000, 0x4000, 0x8000, 0x10000, 0x100000)
+    assert (abi.MEM_PRIVATE, abi.MEM_MAPPED, abi.MEM_IMAGE) == (0x20000, 0x40000, 0x1000000)
+    assert (abi.PAGE_NOACCESS, abi.PAGE_READONLY, abi.PAGE_READWRITE, abi.PAGE_EXECUTE,
+            abi.PAGE_EXECUTE_READ, abi.PAGE_EXECUTE_READWRITE) == (1, 2, 4, 0x10, 0x20, 0x40)
+    assert (abi.PAGE_SIZE, abi.ALLOCATION_GRANULARITY) == (4096, 0x10000)
 
 
 def test_user_space_bounds() -> None:
-    assert (ul.USER_BASE, ul.USER_TOP, ul.USER_FIRST_VPN, ul.USER_END_VPN) == (
+    assert (abi.USER_BASE, abi.USER_TOP, abi.USER_FIRST_VPN, abi.USER_END_VPN) == (
         0x00400000, 0xC0000000, 0x400, 0xC0000)
 
 
 def test_linux_values() -> None:
-    assert (ul.PROT_NONE, ul.PROT_READ, ul.PROT_WRITE, ul.PROT_EXEC, ul.PROT_SEM) == (0, 1, 2, 4, 8)
-    assert (ul.PROT_GROWSDOWN, ul.PROT_GROWSUP) == (0x01000000, 0x02000000)
-    assert (ul.MAP_SHARED, ul.MAP_PRIVATE, ul.MAP_FIXED, ul.MAP_ANONYMOUS,
-            ul.MAP_FIXED_NOREPLACE, ul.MAP_TYPE) == (1, 2, 0x10, 0x20, 0x100000, 0xF)
-    assert (ul.EPERM, ul.ENOENT, ul.ESRCH, ul.EBADF, ul.ENOMEM, ul.EACCES, ul.EFAULT, ul.EEXIST,
-            ul.EINVAL, ul.ENOSYS) == (1, 2, 3, 9, 12, 13, 14, 17, 22, 38)
+    assert (abi.PROT_NONE, abi.PROT_READ, abi.PROT_WRITE, abi.PROT_EXEC, abi.PROT_SEM) == (0, 1, 2, 4, 8)
+    assert (abi.PROT_GROWSDOWN, abi.PROT_GROWSUP) == (0x01000000, 0x02000000)
+    assert (abi.MAP_SHARED, abi.MAP_PRIVATE, abi.MAP_FIXED, abi.MAP_ANONYMOUS,
+            abi.MAP_FIXED_NOREPLACE, abi.MAP_TYPE) == (1, 2, 0x10, 0x20, 0x100000, 0xF)
+    assert (abi.EPERM, abi.ENOENT, abi.ESRCH, abi.EBADF, abi.ENOMEM, abi.EACCES, abi.EFAULT, abi.EEXIST,
+            abi.EINVAL, abi.ENOSYS) == (1, 2, 3, 9, 12, 13, 14, 17, 22, 38)
 
 
 def test_origins_are_distinct() -> None:
-    origins = (ul.ORIGIN_VIRTUAL_ALLOC, ul.ORIGIN_MMAP, ul.ORIGIN_IMAGE, ul.ORIGIN_BRK,
-               ul.ORIGIN_STACK, ul.ORIGIN_PROCESS_HEAP)
+    origins = (abi.ORIGIN_VIRTUAL_ALLOC, abi.ORIGIN_MMAP, abi.ORIGIN_IMAGE, abi.ORIGIN_BRK,
+               abi.ORIGIN_STACK, abi.ORIGIN_PROCESS_HEAP)
     assert origins == (1, 2, 3, 4, 5, 6)
 
 
@@ -54,30 +56,30 @@ def test_valid_protections() -> None:
 
 def test_microsoft_access_table() -> None:
     table = {p: tuple(ul.protect_allows(p, k) for k in ("read", "write", "execute"))
-             for p in sorted(ul.VALID_PROTECTIONS)}
+             for p in sorted(abi.VALID_PROTECTIONS)}
     assert table == {
-        ul.PAGE_NOACCESS: (False, False, False),
-        ul.PAGE_READONLY: (True, False, False),
-        ul.PAGE_READWRITE: (True, True, False),
-        ul.PAGE_EXECUTE: (False, False, True),
-        ul.PAGE_EXECUTE_READ: (True, False, True),
-        ul.PAGE_EXECUTE_READWRITE: (True, True, True),
+        abi.PAGE_NOACCESS: (False, False, False),
+        abi.PAGE_READONLY: (True, False, False),
+        abi.PAGE_READWRITE: (True, True, False),
+        abi.PAGE_EXECUTE: (False, False, True),
+        abi.PAGE_EXECUTE_READ: (True, False, True),
+        abi.PAGE_EXECUTE_READWRITE: (True, True, True),
     }
     assert not ul.protect_allows(0x80, "read")
-    assert not ul.protect_allows(ul.PAGE_READWRITE, "fetch")
+    assert not ul.protect_allows(abi.PAGE_READWRITE, "fetch")
 
 
 def test_pte_bits() -> None:
-    assert [ul.pte_bits(p) for p in sorted(ul.VALID_PROTECTIONS)] == [
+    assert [ul.pte_bits(p) for p in sorted(abi.VALID_PROTECTIONS)] == [
         (False, False), (True, False), (True, True), (True, False), (True, False), (True, True)]
 
 
 def test_protect_from_prot_all_eight() -> None:
     assert [ul.protect_from_prot(p) for p in range(8)] == [
-        ul.PAGE_NOACCESS, ul.PAGE_READONLY, ul.PAGE_READWRITE, ul.PAGE_READWRITE,
-        ul.PAGE_EXECUTE, ul.PAGE_EXECUTE_READ, ul.PAGE_EXECUTE_READWRITE,
-        ul.PAGE_EXECUTE_READWRITE]
-    assert ul.protect_from_prot(ul.PROT_READ | ul.PROT_SEM) == ul.PAGE_READONLY
+        abi.PAGE_NOACCESS, abi.PAGE_READONLY, abi.PAGE_READWRITE, abi.PAGE_READWRITE,
+        abi.PAGE_EXECUTE, abi.PAGE_EXECUTE_READ, abi.PAGE_EXECUTE_READWRITE,
+        abi.PAGE_EXECUTE_READWRITE]
+    assert ul.protect_from_prot(abi.PROT_READ | abi.PROT_SEM) == abi.PAGE_READONLY
 
 
 @given(st.integers(0, 7))

@@ -8,18 +8,8 @@ import pytest
 import z3
 
 from model.syscalls import SystemCalls
-from model.user_layout import (
-    MAP_ANONYMOUS,
-    MAP_PRIVATE,
-    MEM_COMMIT,
-    MEM_DECOMMIT,
-    MEM_RESERVE,
-    PAGE_NOACCESS,
-    PAGE_READONLY,
-    PAGE_READWRITE,
-)
 from proofs.abstractions.user_space import runs, to_user_state, user_view
-from proofs.machines.paging import CheckError
+from proofs.machines.checks import CheckError
 from proofs.machines.user_space import (
     USER_MODEL_VARIANTS,
     CheckedMachine,
@@ -29,6 +19,16 @@ from proofs.machines.user_space import (
     run_user_machine,
 )
 from proofs.obligation import Kind
+from spec.abi import (
+    MAP_ANONYMOUS,
+    MAP_PRIVATE,
+    MEM_COMMIT,
+    MEM_DECOMMIT,
+    MEM_RESERVE,
+    PAGE_NOACCESS,
+    PAGE_READONLY,
+    PAGE_READWRITE,
+)
 from spec.user_space import UserState, concrete_user, violated
 
 
@@ -99,7 +99,7 @@ def test_a_step_the_spec_forbids_is_reported() -> None:
 
 
 def test_the_model_refines_the_spec() -> None:
-    verdict = run_user_machine("quick")
+    verdict = run_user_machine("quick", max_examples=5)
     assert verdict.kind == Kind.NO_COUNTEREXAMPLE, verdict.detail
     assert verdict.examples is not None and verdict.examples >= 5
 

@@ -7,8 +7,12 @@ from __future__ import annotations
 import pytest
 import z3
 
-from model.errors import ErrorCode
-from model.user_layout import (
+from proofs.broken_variants import VARIANTS
+from proofs.inductive.layered import prove
+from proofs.obligation import Kind
+from proofs.user_space import FULL_ONLY, LAYER, obligations, user_states
+from spec import user_space as us
+from spec.abi import (
     EACCES,
     EINVAL,
     ENOMEM,
@@ -23,12 +27,8 @@ from model.user_layout import (
     PAGE_NOACCESS,
     PAGE_READONLY,
     PAGE_READWRITE,
+    ErrorCode,
 )
-from proofs.broken_variants import VARIANTS
-from proofs.inductive.layered import prove
-from proofs.obligation import Kind
-from proofs.user_space import FULL_ONLY, LAYER, obligations, user_states
-from spec import user_space as us
 from spec.state import Ref
 from spec.user_space import PageView, SpaceView, concrete_user, violated
 

@@ -11,10 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.errors import ErrorCode
 from model.linux_mm import SyscallMmap
-from model.process_memory import IMAGE_BASE, ProcessMemorySpace
-from model.user_layout import (
+from model.process_memory import ProcessMemorySpace
+from model.virtual_alloc import (
+    MemoryBasicInformation,
+    VirtualAllocProcessMemory,
+    VirtualFreeProcessMemory,
+    VirtualProtectProcessMemory,
+    VirtualQueryProcessMemory,
+)
+from spec.abi import (
+    IMAGE_BASE,
     MAP_ANONYMOUS,
     MAP_PRIVATE,
     MEM_COMMIT,
@@ -32,13 +39,7 @@ from model.user_layout import (
     PAGE_READWRITE,
     PROT_READ,
     PROT_WRITE,
-)
-from model.virtual_alloc import (
-    MemoryBasicInformation,
-    VirtualAllocProcessMemory,
-    VirtualFreeProcessMemory,
-    VirtualProtectProcessMemory,
-    VirtualQueryProcessMemory,
+    ErrorCode,
 )
 from tests.test_process_memory import check_space, new_space, snapshot, world
 

@@ -14,16 +14,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from model.errors import ErrorCode
-from model.page_manager import NO_FRAME, FrameOwner, PageManager
-from model.virtual_memory import (
+from model.page_manager import PageManager
+from model.page_tables import PageDirectory, PageFault
+from model.virtual_memory import VirtualMemoryManager
+from spec.abi import (
     INVALID_PHYSICAL_ADDRESS,
-    PageDirectory,
-    PageFault,
-    VirtualMemoryManager,
-)
-from model.x86_paging import (
     KERNEL_SPACE_START,
+    NO_FRAME,
     PAGE_SIZE,
     PTE_ACCESSED,
     PTE_DIRTY,
@@ -31,6 +28,8 @@ from model.x86_paging import (
     PTE_USER,
     PTE_WRITABLE,
     USER_SPACE_START,
+    ErrorCode,
+    FrameOwner,
 )
 
 RESERVED_END = 0x100000

@@ -17,18 +17,6 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from model.x86_paging import (
-    ADDRESS_LIMIT,
-    FAULT_PROTECTION,
-    FAULT_USER,
-    FAULT_WRITE,
-    FRAME_MASK,
-    OFFSET_MASK,
-    PAGE_SHIFT,
-    PTE_ACCESSED,
-    PTE_DIRTY,
-    PTE_PRESENT,
-    PTE_USER,
-    PTE_WRITABLE,
     AddressParts,
     PageEntry,
     access_fault,
@@ -44,6 +32,20 @@ from model.x86_paging import (
     lowest_clear_bit,
     lowest_set_bit,
     split_address,
+)
+from spec.abi import (
+    ADDRESS_LIMIT,
+    FAULT_PROTECTION,
+    FAULT_USER,
+    FAULT_WRITE,
+    FRAME_MASK,
+    OFFSET_MASK,
+    PAGE_SHIFT,
+    PTE_ACCESSED,
+    PTE_DIRTY,
+    PTE_PRESENT,
+    PTE_USER,
+    PTE_WRITABLE,
 )
 
 U32_MAX = ADDRESS_LIMIT - 1

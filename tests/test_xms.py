@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from model.dos_physical import read_physical, write_physical
-from model.xms import (
+from model.xms import XmsBlock
+from spec.abi import (
     XMS_BASE,
     XMS_INVALID_DEST_HANDLE,
     XMS_INVALID_DEST_OFFSET,
@@ -23,7 +24,6 @@ from model.xms import (
     XMS_NOT_LOCKED,
     XMS_OUT_OF_HANDLES,
     XMS_OUT_OF_MEMORY,
-    XmsBlock,
 )
 from tests.dos_world import make_dos, snapshot
 

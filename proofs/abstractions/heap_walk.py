@@ -14,10 +14,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from model.kernel_heap import FOOTER_SIZE, HEADER_SIZE, MIN_BLOCK, KernelHeap
+from model.kernel_heap import KernelHeap
 from model.page_manager import PageManager
-from model.virtual_memory import PageDirectory
-from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, PTE_PRESENT
+from model.page_tables import PageDirectory
+from spec.abi import FOOTER_SIZE, HEADER_SIZE, MIN_BLOCK, PAGE_SHIFT, PAGE_SIZE, PTE_PRESENT
 
 _HEADER = struct.Struct("<IB3xI")
 _FOOTER = struct.Struct("<II")

@@ -19,8 +19,8 @@ import z3
 from model.kernel_heap import KernelHeap
 from model.page_manager import PageManager
 from model.virtual_memory import VirtualMemoryManager
-from model.x86_paging import PAGE_SHIFT, PTE_PRESENT
 from proofs.abstractions.heap_walk import RawBlock, raw_blocks
+from spec.abi import PAGE_SHIFT, PTE_PRESENT
 from spec.state import ADDR, ENTRY, HeapState
 
 

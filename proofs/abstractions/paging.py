@@ -34,13 +34,10 @@ from itertools import compress
 import z3
 
 from model.page_manager import PageManager
-from model.virtual_memory import PageDirectory, PageTable, VirtualMemoryManager
-from model.x86_paging import (
-    ENTRIES_PER_TABLE,
-    PAGE_SHIFT,
-    PTE_PRESENT,
-    is_kernel_slot,
-)
+from model.page_tables import PageDirectory, PageTable
+from model.virtual_memory import VirtualMemoryManager
+from model.x86_paging import is_kernel_slot
+from spec.abi import ENTRIES_PER_TABLE, PAGE_SHIFT, PTE_PRESENT
 from spec.state import (
     BYTE,
     ENTRY,

@@ -45,16 +45,17 @@ import z3
 
 from model.file_node import FileNode
 from model.memory_subsystem import MemorySubsystem
-from model.page_manager import FrameOwner
 from model.process_memory import ProcessMemorySpace
-from model.user_layout import (
+from model.user_layout import page_ceil
+from spec.abi import (
     PAGE_SHIFT,
     PAGE_SIZE,
+    PTE_PRESENT,
+    PTE_WRITABLE,
     USER_END_VPN,
     USER_FIRST_VPN,
-    page_ceil,
+    FrameOwner,
 )
-from model.x86_paging import PTE_PRESENT, PTE_WRITABLE
 from spec.shared_memory import (
     FILE,
     SHM,

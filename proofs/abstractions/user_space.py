@@ -23,15 +23,17 @@ from typing import NamedTuple
 import z3
 
 from model.syscalls import SystemCalls
-from model.user_layout import (
+from model.user_layout import page_ceil
+from spec.abi import (
     MEM_COMMIT,
     MEM_FREE,
     PAGE_SHIFT,
+    PTE_PRESENT,
+    PTE_USER,
+    PTE_WRITABLE,
     USER_END_VPN,
     USER_FIRST_VPN,
-    page_ceil,
 )
-from model.x86_paging import PTE_PRESENT, PTE_USER, PTE_WRITABLE
 from spec.state import Ref
 from spec.user_space import PageView, SpaceView, UserState, empty_user
 

@@ -30,7 +30,6 @@ import spec.page_manager as spm
 import spec.shared_memory as ssm
 import spec.user_space as sus
 import spec.virtual_memory as svm
-from model.user_layout import PAGE_EXECUTE_READWRITE, PAGE_NOACCESS
 from proofs import (
     dos_memory,
     kernel_heap,
@@ -42,6 +41,7 @@ from proofs import (
 from proofs.inductive import layered
 from proofs.inductive.paging import prove
 from proofs.obligation import Kind, Verdict
+from spec.abi import PAGE_EXECUTE_READWRITE, PAGE_NOACCESS, XMS_BASE, XMS_INVALID_HANDLE
 from spec.catalogue import OPERATIONS_BY_NAME
 from spec.state import (
     FREE,
@@ -251,7 +251,7 @@ def _map_over_shown_page(s: sdm.DosState, handle: Ref, logical: Ref,
 
 def _free_locked_xms(s: sdm.DosState, handle: Ref) -> sdm.DosStep:
     """XMS free that does not look at the lock count."""
-    code = sdm.status((z3.Not(s.xlive[handle]), sdm.XMS_INVALID_HANDLE))
+    code = sdm.status((z3.Not(s.xlive[handle]), XMS_INVALID_HANDLE))
     return sdm.dos_step(s, code, s.but(xlive=z3.Store(s.xlive, handle, False)))
 
 
@@ -463,7 +463,7 @@ VARIANTS = (
     BrokenVariant("xms-blocks-overlap", "DOS-4", "XmsAllocate",
                   "XMS allocate places the block in the pool without looking at the others",
                   ((sdm, "xms_room", lambda s, h, address, kb: z3.And(
-                      sdm.XMS_START <= address, address + 1024 * kb <= s.xms_end)),),
+                      XMS_BASE <= address, address + 1024 * kb <= s.xms_end)),),
                   layer="dos_memory.plain"),
     BrokenVariant("xms-free-locked-block", "DOS-4F", "XmsFree",
                   "XMS free accepts a locked block (should be error 0xAB)",

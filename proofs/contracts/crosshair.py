@@ -70,7 +70,7 @@ QUICK_TIMEOUT_OVERRIDES: dict[str, float] = {
     "model.x86_paging.decode_entry": 3.0,
 }
 
-# Functions CrossHair can only sample (bit masks: see the README), 3 s each in
+# Functions CrossHair can only sample (bit masks: docs/check.md#crosshair), 3 s each in
 # the quick profile for "no counterexample in ~95 paths": the full profile
 # samples them longer.
 FULL_PROFILE_ONLY = frozenset({"model.x86_paging.lowest_set_bit",

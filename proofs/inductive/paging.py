@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 
 import z3
 
-from model.page_manager import FrameOwner
 from proofs.inductive.reachable import reference_states
 from proofs.obligation import PROFILES, Kind, Obligation, Verdict
+from spec.abi import FrameOwner
 from spec.catalogue import INVARIANTS, OPERATIONS, OPERATIONS_BY_NAME, Operation, invariant
 from spec.state import FRAME, FREE, SLOT, WORD, Ref, State, frame_of, symbolic
 from spec.step import Step

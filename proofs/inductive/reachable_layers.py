@@ -10,10 +10,10 @@ import functools
 
 import z3
 
-from model.kernel_heap import MIN_BLOCK
 from proofs.abstractions.kernel_heap import abstract_heap, small_heap
 from spec import memory_pool as mp
 from spec import memory_subsystem as ms
+from spec.abi import MIN_BLOCK
 from spec.state import (
     WORD,
     HeapState,

@@ -55,44 +55,57 @@ import z3
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, precondition, rule
 
-from model.dos_memory import (
-    CONVENTIONAL_TOP,
-    DEFAULT_PSP,
-    MCB_M,
-    MCB_Z,
-    OWNER_FREE,
-    DosMemoryManager,
-    Mcb,
-)
-from model.dos_physical import PARAGRAPH, read_physical, write_physical
-from model.ems import UNMAP, EmsManager, slot_address
+from model.dos_memory import DosMemoryManager, Mcb
+from model.dos_physical import read_physical, write_physical
+from model.ems import EmsManager, slot_address
 from model.page_manager import PageManager
-from model.xms import KB, XmsDriver
-from proofs.machines.memory_pool import (
+from model.xms import XmsDriver
+from proofs.machines.checks import (
     CONTENTS,
     TRANSITION,
     UNCHANGED,
-    CheckedMachine,
-    ModelVariant,
+    CheckError,
     check_invariants,
     failing,
     raise_problems,
+)
+from proofs.machines.runner import (
+    Budget,
+    CheckedMachine,
+    ModelVariant,
+    machine_obligation,
     run_machine,
 )
-from proofs.machines.paging import CheckError
 from proofs.obligation import Kind, Obligation, Verdict
 from proofs.oracle.worlds.dos import raw_mcbs
 from spec import dos_memory as dm
+from spec.abi import (
+    CONVENTIONAL_TOP,
+    DEFAULT_PSP,
+    KB,
+    MCB_M,
+    MCB_Z,
+    OWNER_FREE,
+    PARAGRAPH,
+    STRATEGIES,
+    UNMAP,
+    DosError,
+)
 from spec.dos_memory import DosState, McbView, concrete_dos
 from spec.state import Ref
 from spec.step import Transition
 
+#: Hypothesis budget per profile, for each of the three machines: in the quick
+#: profile 2 examples each (3 x 6 measured 7.1 s CPU on the 2-core shared machine,
+#: over the quick profile's share; 3 x 5 kept it near 6 s).
+BUDGETS = {"quick": Budget(2, 16, 20.0), "full": Budget(100, 40, 60.0),
+           "teeth": Budget(30, 16, 10.0)}
 FRAMES, CORRUPTION = "frames", "mcb-destroyed"
 FIRST, UMB_START, UMB_END = 0x0800, 0xC800, 0xE000
 MEMORY_END, XMS_END, EMS_PAGES = 0x400000, 0x200000, 8
 HOSTILE: tuple[Any, ...] = (-1, 0x10000, None, "8", 1.5)
 PARAGRAPHS = (0, 1, 0x10, 0x100, 0x1000, 0x9000, 0x97FE, 0xFFFF)
-STRATEGY_VALUES = (*sorted(dm.STRATEGIES), 3, 0x43, 0xC0, 0xFF, -1)
+STRATEGY_VALUES = (*sorted(STRATEGIES), 3, 0x43, 0xC0, 0xFF, -1)
 _MCB = struct.Struct("<BHH")
 View = tuple[Any, ...]
 
@@ -224,7 +237,7 @@ class DosChecks:
         post_view = self.view()
         problems = check_invariants(self.machine, dm.INVARIANTS, post_view,
                                     lambda: self.state(post_view))
-        partial = name == "ResizeDosMemory" and code == dm.DOS_INSUFFICIENT
+        partial = name == "ResizeDosMemory" and code == DosError.NOT_ENOUGH_MEMORY
         if code and not partial and self.snapshot() != before:
             problems[UNCHANGED] = "a failed call changed memory, frames, handles or slots"
         step = self.expected(name, args, pre_view, post_view, reply, code)
@@ -341,7 +354,7 @@ class DosChecks:
     def result_of(self, name: str, reply: Any, code: int) -> int | None:
         if name == "AllocateDosMemory":
             return int(reply)
-        if name == "ResizeDosMemory" and code == dm.DOS_INSUFFICIENT:
+        if name == "ResizeDosMemory" and code == DosError.NOT_ENOUGH_MEMORY:
             return self.resize_maximum()
         if name == "XmsLock":
             return int(reply)
@@ -821,7 +834,7 @@ def run_dos_machine(profile: str, patches: Mapping[str, object] | None = None, *
     owners = {cls.__name__: cls for cls in (DosMemoryManager, XmsDriver, EmsManager)}
     start, examples, notes = time.process_time(), 0, []
     for machine in machines or MACHINES:
-        verdict = run_machine(machine, profile, patches, owners, max_examples=max_examples,
+        verdict = run_machine(machine, profile, BUDGETS, patches, owners, max_examples=max_examples,
                               shrink_seconds=shrink_seconds)
         if verdict.kind is not Kind.NO_COUNTEREXAMPLE:
             return verdict
@@ -945,15 +958,5 @@ VARIANT_MACHINES: dict[str, tuple[type[CheckedMachine], ...]] = {
     "xms_free_of_locked_block": (XmsMachine,), "ems_map_keeps_old_slot": (EmsMachine,)}
 
 
-#: Examples per machine in the quick profile: 3 x 6 measured 7.1 s CPU (2-core
-#: shared machine), over the quick profile's share; 3 x 5 keeps it near 6 s.
-QUICK_EXAMPLES = 2
-
-
-def _run_profile(profile: str) -> Verdict:
-    return run_dos_machine(profile, max_examples=QUICK_EXAMPLES if profile == "quick" else None)
-
-
 def obligations() -> Iterator[Obligation]:
-    yield Obligation("dos_memory.machine.refinement", "dos_memory", "all", "refinement",
-                     run=_run_profile)
+    yield machine_obligation("dos_memory.machine.refinement", "dos_memory", run_dos_machine)

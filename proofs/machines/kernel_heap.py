@@ -39,53 +39,52 @@ caught within 20 quick examples (5-12 in practice): the tests give them 20.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple
-from unittest import mock
+from typing import Any
 
 import z3
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
-from model.errors import ErrorCode
-from model.heap_layout import FOOTER_SIZE, HEADER_SIZE, MIN_BLOCK, aligned_header, fits
+from model.heap_layout import aligned_header, fits
 from model.kernel_heap import KernelHeap, footer_bytes
-from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, align_up
+from model.x86_paging import align_up
 from proofs.abstractions.kernel_heap import HeapSnapshot, heap_snapshot, small_heap, to_heap_state
-from proofs.machines.paging import (
+from proofs.machines.checks import (
+    CONTENTS,
+    QUERY_TIMEOUT_MS,
+    TRANSITION,
+    UNCHANGED,
     CheckError,
     SolverUnknownError,
-    _every_rule_enabled,
-    proved_before,
-    remember_proved,
-    shrink_limit,
+    decide,
 )
-from proofs.machines.runner import verdict_of
-from proofs.obligation import Kind, Obligation, Verdict
+from proofs.machines.runner import (
+    Budget,
+    CheckedMachine,
+    ModelVariant,
+    machine_obligation,
+    run_machine,
+)
+from proofs.obligation import Obligation, Verdict
 from spec import kernel_heap as kh
+from spec.abi import FOOTER_SIZE, HEADER_SIZE, MIN_BLOCK, PAGE_SHIFT, PAGE_SIZE, ErrorCode
 from spec.state import ADDR, FRAME, HEAP_GHOST_FIELDS, PAGE, HeapState, Ref, bv, symbolic_heap
 
 SUCCESS = ErrorCode.ERROR_SUCCESS
-TRANSITION, CONTENTS, UNCHANGED = "transition", "contents", "unchanged"
 #: The heap every example drives: 4 pages of 0x20000, an index of 16 entries.
 START, END, MAX = 0xC0000000, 0xC0002000, 0xC0020000
 INDEX_SIZE, MIN_SIZE = 16, 0x1000
-#: Hypothesis budget per profile: (max_examples, stateful_step_count).
-BUDGETS = {"quick": (3, 20), "full": (100, 40)}
-SHRINK_SECONDS = {"quick": 20.0, "full": 60.0}
-QUERY_TIMEOUT_MS = 60_000
+#: Hypothesis budget per profile; swarm testing (a random subset of the rules
+#: disabled in each example) only in the full profile: in the quick one it
+#: makes a few examples a lottery.
+BUDGETS = {"quick": Budget(3, 20, 20.0, swarm=False), "full": Budget(100, 40, 60.0)}
 #: What each call returns when it fails.
 FAILURE: dict[str, object] = {"Alloc": 0, "Free": False, "Expand": False, "Contract": 0,
                               "FindSmallestHole": -1, "GetBlockSize": 0}
@@ -109,21 +108,6 @@ def _solve(formula: Ref) -> z3.CheckSatResult:
     solver.set("timeout", QUERY_TIMEOUT_MS)
     solver.add(formula)
     return solver.check()
-
-
-def decide(claim: Ref, what: str) -> bool:
-    """Whether a closed claim holds: simplified, else z3 refutes its negation."""
-    simple = z3.simplify(claim)
-    if z3.is_true(simple) or z3.is_false(simple):
-        return z3.is_true(simple) is True
-    if proved_before(claim):
-        return True
-    result = _solve(z3.Not(claim))
-    if result == z3.unknown:
-        raise SolverUnknownError(f"z3 could not decide {what}: {claim}", [what])
-    if result == z3.unsat:
-        remember_proved(claim)
-    return bool(result == z3.unsat)
 
 
 def value(term: Ref) -> Any:
@@ -478,21 +462,15 @@ _SIZES = st.one_of(st.integers(0, 40), st.integers(41, 0x1000), st.integers(0x10
                    st.sampled_from((0x1C000, 0xFFFFFFEB, 0xFFFFFFEC, -1)))
 
 
-class HeapMachine(RuleBasedStateMachine):
+class HeapMachine(CheckedMachine):
     """The rules; each call's checks are HeapHarness.call's."""
 
-    examples = 0
     checker: Invariants
-    outcomes: Counter[str]
-    #: Hypothesis' swarm testing (a random subset of the rules disabled in each
-    #: example): on in the full profile; off in the quick one, where it makes
-    #: 10 examples a lottery.
-    swarm = True
 
-    def __init__(self) -> None:
-        super().__init__()
-        if not self.swarm:
-            _every_rule_enabled(self)
+    @classmethod
+    def cost(cls) -> str:
+        return (f"{cls.checker.queries} invariant queries, {cls.checker.hits} from the cache; "
+                + super().cost())
 
     @initialize()
     def create(self) -> None:
@@ -660,24 +638,16 @@ def _find_second_fit(self: KernelHeap, size: int, page_align: bool) -> int:
     return next(later, -1)
 
 
-class HeapVariant(NamedTuple):
-    """A broken model: its name, the id it must be caught as, its patches."""
-
-    name: str
-    catches: str
-    patches: Mapping[str, object]
-
-
 HEAP_MODEL_VARIANTS = (
-    HeapVariant("free_unsorted", "HEAP-1", {"Free": _free_unsorted}),
-    HeapVariant("free_not_reinserted", "HEAP-3", {"Free": _free_not_reinserted}),
-    HeapVariant("free_stale_footer", "HEAP-2", {"Free": _free_stale_footer}),
-    HeapVariant("free_no_left_unify", "HEAP-4", {"Free": _free_no_left_unify}),
-    HeapVariant("contract_into_live", "HEAP-2", {"Contract": _contract_into_live}),
-    HeapVariant("contract_unaligned", "HEAP-5", {"Contract": _contract_unaligned}),
-    HeapVariant("expand_unaligned", "HEAP-5", {"Expand": _expand_unaligned}),
-    HeapVariant("alloc_ignoring_align", "HEAP-6", {"Alloc": _alloc_ignoring_align}),
-    HeapVariant("find_second_fit", TRANSITION, {"_find": _find_second_fit}),
+    ModelVariant("free_unsorted", ("HEAP-1",), {"KernelHeap.Free": _free_unsorted}),
+    ModelVariant("free_not_reinserted", ("HEAP-3",), {"KernelHeap.Free": _free_not_reinserted}),
+    ModelVariant("free_stale_footer", ("HEAP-2",), {"KernelHeap.Free": _free_stale_footer}),
+    ModelVariant("free_no_left_unify", ("HEAP-4",), {"KernelHeap.Free": _free_no_left_unify}),
+    ModelVariant("contract_into_live", ("HEAP-2",), {"KernelHeap.Contract": _contract_into_live}),
+    ModelVariant("contract_unaligned", ("HEAP-5",), {"KernelHeap.Contract": _contract_unaligned}),
+    ModelVariant("expand_unaligned", ("HEAP-5",), {"KernelHeap.Expand": _expand_unaligned}),
+    ModelVariant("alloc_ignoring_align", ("HEAP-6",), {"KernelHeap.Alloc": _alloc_ignoring_align}),
+    ModelVariant("find_second_fit", (TRANSITION,), {"KernelHeap._find": _find_second_fit}),
 )
 
 
@@ -688,33 +658,12 @@ def run_heap_machine(profile: str, patches: Mapping[str, object] | None = None, 
     """Run the machine, with KernelHeap methods replaced by ``patches`` (keys
     "Free" or "KernelHeap.Free"; restored afterwards), and return its verdict.
     ``shrink=False`` reports the first failing program as found."""
-    examples, steps = BUDGETS[profile]
-    cls: type[HeapMachine] = type("HeapMachine", (HeapMachine,),
-                                  {"examples": 0, "checker": Invariants(), "outcomes": Counter(),
-                                   "swarm": profile == "full"})
-    options = settings(max_examples=max_examples or examples, stateful_step_count=steps,
-                       deadline=None, derandomize=profile == "quick", database=None,
-                       suppress_health_check=list(HealthCheck), print_blob=False,
-                       report_multiple_bugs=False,
-                       phases=[phase for phase in Phase if shrink or phase is not Phase.shrink])
-    replaced: dict[str, Any] = {key.removeprefix("KernelHeap."): method
-                                for key, method in (patches or {}).items()}
-    out = io.StringIO()
-    start = time.process_time()
-    try:
-        with (mock.patch.multiple(KernelHeap, **replaced) if replaced else contextlib.nullcontext(),
-              contextlib.redirect_stdout(out),
-              shrink_limit(SHRINK_SECONDS[profile])):
-            run_state_machine_as_test(cls, settings=options)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a verdict
-        return verdict_of(exc, out.getvalue(), cls.examples)
-    cost = (f"{cls.checker.queries} invariant queries, {cls.checker.hits} from the cache; "
-            f"{time.process_time() - start:.1f} s CPU; calls: "
-            + ", ".join(f"{k} {n}" for k, n in sorted(cls.outcomes.items())))
-    return Verdict(Kind.NO_COUNTEREXAMPLE, f"no counterexample in {cls.examples} examples",
-                   detail=cost, examples=cls.examples)
+    replaced = {key if "." in key else f"KernelHeap.{key}": method
+                for key, method in (patches or {}).items()}
+    return run_machine(HeapMachine, profile, BUDGETS, replaced, {"KernelHeap": KernelHeap},
+                       max_examples=max_examples, shrink=shrink,
+                       fresh={"checker": Invariants()})
 
 
 def obligations() -> Iterator[Obligation]:
-    yield Obligation("kernel_heap.machine.refinement", "kernel_heap", "all", "refinement",
-                     run=run_heap_machine)
+    yield machine_obligation("kernel_heap.machine.refinement", "kernel_heap", run_heap_machine)

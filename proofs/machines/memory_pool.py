@@ -33,152 +33,59 @@ docstring); the arena is the implementation's choice, read from the model.
 
 Costs (CPU, 2-core machine): POOL-1/POOL-2 queries 5-30 ms, cached per
 abstract state; the quick profile (5 examples x 16 steps) about 1 s, the
-full one (100 x 40) about 25 s. The runner below is shared with
-proofs/machines/memory_subsystem.py.
+full one (100 x 40) about 25 s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import time
-from collections import Counter
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
-from unittest import mock
+from typing import Any
 
 import z3
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
-from model.errors import ErrorCode
 from model.kernel_heap import KernelHeap
-from model.memory_pool import POINTER_SIZE, MemoryPool
-from model.virtual_memory import PageDirectory
-from model.x86_paging import ADDRESS_LIMIT, is_u32
+from model.memory_pool import MemoryPool
+from model.page_tables import PageDirectory
+from model.x86_paging import is_u32
 from proofs.abstractions.kernel_heap import small_heap
-from proofs.machines.paging import CheckError, SolverUnknownError, shrink_limit
-from proofs.machines.runner import verdict_of
-from proofs.obligation import Kind, Obligation, Verdict
+from proofs.machines.checks import (
+    CONTENTS,
+    TRANSITION,
+    UNCHANGED,
+    CheckError,
+    check_invariants,
+    decide,
+    failing,
+    raise_problems,
+)
+from proofs.machines.runner import (
+    Budget,
+    CheckedMachine,
+    ModelVariant,
+    machine_obligation,
+    run_machine,
+)
+from proofs.obligation import Obligation, Verdict
 from spec import memory_pool as mp
+from spec.abi import ADDRESS_LIMIT, POINTER_SIZE, ErrorCode
 from spec.state import WORD, PoolState, Ref, bv
 from spec.step import Transition
 
 E = ErrorCode
 SUCCESS = E.ERROR_SUCCESS
-TRANSITION, CONTENTS, UNCHANGED = "transition", "contents", "unchanged"
-#: Hypothesis budget per profile: (max_examples, stateful_step_count); "teeth"
-#: (derandomized, as quick) gives the broken variants a margin.
-BUDGETS = {"quick": (5, 16), "full": (100, 40), "teeth": (30, 16)}
-SHRINK_SECONDS = {"quick": 20.0, "full": 60.0, "teeth": 10.0}
-QUERY_TIMEOUT_MS = 60_000
+#: Hypothesis budget per profile; "teeth" (derandomized, as quick) gives the
+#: broken variants a margin.
+BUDGETS = {"quick": Budget(5, 16, 20.0), "full": Budget(100, 40, 60.0),
+           "teeth": Budget(30, 16, 10.0)}
 #: Pointers and sizes that are not u32 (True is a bool, not an int).
 HOSTILE: tuple[Any, ...] = (None, -1, 1 << 32, "4", 1.5, True)
-
-
-# -- shared by both machines: deciding claims, invariants, the runner ---------------
-
-def decide(claim: Ref, what: str) -> bool:
-    """Whether a closed claim holds: simplified, else z3 refutes its negation."""
-    simple = z3.simplify(claim)
-    if z3.is_true(simple) or z3.is_false(simple):
-        return bool(z3.is_true(simple))
-    result, solver = z3.unknown, z3.Solver()
-    # The default solver picks its tactic from the query's shape and may give up
-    # on a quantified one it takes for difference logic ("incomplete (theory
-    # difference-logic)"); the AUFLIA solver, configured for arrays and linear
-    # integers with quantifiers, then decides it (user-space steps, 0.2 s).
-    for solver in (z3.Solver(), z3.SolverFor("AUFLIA")):
-        solver.set("timeout", QUERY_TIMEOUT_MS)
-        solver.add(z3.Not(claim))
-        result = solver.check()
-        if result != z3.unknown:
-            break
-    if result == z3.unknown:
-        raise SolverUnknownError(f"z3 could not decide {what}: {solver.reason_unknown()}",
-                                 [what])
-    return bool(result == z3.unsat)
-
-
-def failing(claims: list[tuple[str, Ref]], what: str) -> list[str]:
-    """The names of the claims that do not hold (one query when all do)."""
-    if not claims or decide(z3.And([claim for _, claim in claims]), what):
-        return []
-    return [name for name, claim in claims if not decide(claim, what)]
-
-
-class CheckedMachine(RuleBasedStateMachine):
-    """A machine whose run keeps a verdict cache and counts examples and outcomes."""
-
-    examples = 0
-    #: (what, key) -> names of the failed checks; keys are abstract snapshots.
-    cache: dict[Hashable, tuple[str, ...]] = {}
-    outcomes: Counter[str] = Counter()
-
-
-def check_invariants(cls: type[CheckedMachine], invariants: Mapping[str, Callable[[Any], Ref]],
-                     key: Hashable, state: Callable[[], Any]) -> dict[str, str]:
-    """{id: message} for every invariant refuted on state() (cached per key)."""
-    refuted = cls.cache.get(("invariants", key))
-    if refuted is None:
-        abstract = state()
-        refuted = tuple(name for name, holds in invariants.items()
-                        if not decide(holds(abstract), name))
-        cls.cache[("invariants", key)] = refuted
-    return {name: f"{name} is false on the abstraction of the post-state" for name in refuted}
-
-
-def raise_problems(where: str, problems: Mapping[str, str]) -> None:
-    if problems:
-        lines = "\n".join(f"  {name}: {why}" for name, why in problems.items())
-        raise CheckError(f"{where}\n{lines}", list(problems))
-
-
-@contextlib.contextmanager
-def patched_methods(patches: Mapping[str, object], owners: Mapping[str, type]) -> Iterator[None]:
-    """Replace "Class.method" (Class in owners) for the duration; always restored."""
-    with contextlib.ExitStack() as stack:
-        for target, replacement in patches.items():
-            owner, _, attribute = target.rpartition(".")
-            stack.enter_context(mock.patch.object(owners[owner], attribute, replacement))
-        yield
-
-
-def run_machine(machine: type[CheckedMachine], profile: str,
-                patches: Mapping[str, object] | None, owners: Mapping[str, type], *,
-                max_examples: int | None = None, shrink_seconds: float | None = None
-                ) -> Verdict:
-    """Run the machine on the model (methods replaced by ``patches``) to a Verdict."""
-    if profile not in BUDGETS:
-        raise ValueError(f"unknown profile {profile!r}; expected one of {tuple(BUDGETS)}")
-    examples, steps = BUDGETS[profile]
-    cls: type[CheckedMachine] = type(machine.__name__, (machine,),
-                                     {"examples": 0, "cache": {}, "outcomes": Counter()})
-    options = settings(max_examples=max_examples or examples, stateful_step_count=steps,
-                       deadline=None, derandomize=profile != "full", database=None,
-                       suppress_health_check=list(HealthCheck), print_blob=False,
-                       report_multiple_bugs=False,
-                       phases=[phase for phase in Phase if phase != Phase.explain])
-    out = io.StringIO()
-    start = time.process_time()
-    try:
-        with (patched_methods(patches or {}, owners), contextlib.redirect_stdout(out),
-              shrink_limit(shrink_seconds or SHRINK_SECONDS[profile])):
-            run_state_machine_as_test(cls, settings=options)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a verdict
-        return verdict_of(exc, out.getvalue(), cls.examples)
-    calls = ", ".join(f"{k} {n}" for k, n in sorted(cls.outcomes.items()))
-    return Verdict(Kind.NO_COUNTEREXAMPLE, f"no counterexample in {cls.examples} examples",
-                   detail=f"{time.process_time() - start:.1f} s CPU; calls: {calls}",
-                   examples=cls.examples)
 
 
 # -- the abstraction --------------------------------------------------------------
@@ -502,14 +409,6 @@ def _free_forgets_push(self: MemoryPool, block: int) -> bool:
     return freed
 
 
-class ModelVariant(NamedTuple):
-    """A broken model: its name, the ids it may be caught as (any one), its patches."""
-
-    name: str
-    catches: tuple[str, ...]
-    patches: Mapping[str, object]
-
-
 POOL_MODEL_VARIANTS = (
     ModelVariant("free_accepts_double_free", ("POOL-3", "POOL-1"),
                 {"MemoryPool.FreeBlock": _free_accepts_double_free}),
@@ -522,10 +421,9 @@ def run_pool_machine(profile: str, patches: Mapping[str, object] | None = None, 
                      max_examples: int | None = None, shrink_seconds: float | None = None
                      ) -> Verdict:
     """Run the pool machine; ``patches`` maps "MemoryPool.method" to a replacement."""
-    return run_machine(PoolMachine, profile, patches, {"MemoryPool": MemoryPool},
+    return run_machine(PoolMachine, profile, BUDGETS, patches, {"MemoryPool": MemoryPool},
                        max_examples=max_examples, shrink_seconds=shrink_seconds)
 
 
 def obligations() -> Iterator[Obligation]:
-    yield Obligation("memory_pool.machine.refinement", "memory_pool", "all", "refinement",
-                     run=run_pool_machine)
+    yield machine_obligation("memory_pool.machine.refinement", "memory_pool", run_pool_machine)

@@ -53,30 +53,37 @@ import z3
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, precondition, rule
 
-from model.errors import ErrorCode
-from model.kernel_memory import LOW_MEMORY_END, placement_limit, valid_kernel_end
-from model.memory_interface import PAGE_AREA_START, MemoryInterface
+from model.kernel_memory import placement_limit, valid_kernel_end
+from model.memory_interface import MemoryInterface
 from model.memory_subsystem import MemorySubsystem
-from model.page_manager import NO_FRAME, FrameOwner, PageManager
-from model.virtual_memory import PageDirectory
-from model.x86_paging import PAGE_SIZE, is_u32
-from proofs.machines.memory_pool import (
+from model.page_manager import PageManager
+from model.page_tables import PageDirectory
+from model.x86_paging import is_u32
+from proofs.machines.checks import (
     CONTENTS,
-    HOSTILE,
     TRANSITION,
     UNCHANGED,
-    CheckedMachine,
-    ModelVariant,
+    CheckError,
     check_invariants,
     failing,
     raise_problems,
+)
+from proofs.machines.memory_pool import HOSTILE
+from proofs.machines.runner import (
+    Budget,
+    CheckedMachine,
+    ModelVariant,
+    machine_obligation,
     run_machine,
 )
-from proofs.machines.paging import CheckError
 from proofs.obligation import Obligation, Verdict
 from spec import memory_subsystem as sp
+from spec.abi import LOW_MEMORY_END, NO_FRAME, PAGE_AREA_START, PAGE_SIZE, ErrorCode, FrameOwner
 from spec.state import ADDR, SYSTEM_GHOST_FIELDS, Ref, SystemState
 
+#: Hypothesis budget per profile (the pool machine's).
+BUDGETS = {"quick": Budget(5, 16, 20.0), "full": Budget(100, 40, 60.0),
+           "teeth": Budget(30, 16, 10.0)}
 E = ErrorCode
 SUCCESS = E.ERROR_SUCCESS
 BOOT = "InitializeMemorySubsystem"
@@ -534,10 +541,10 @@ def run_subsystem_machine(profile: str, patches: Mapping[str, object] | None = N
     """Run the machine; ``patches`` maps "MemorySubsystem.method", "MemoryInterface.method"
     or "PageManager.method" to a replacement (restored afterwards)."""
     owners = {cls.__name__: cls for cls in (MemorySubsystem, MemoryInterface, PageManager)}
-    return run_machine(SystemMachine, profile, patches, owners, max_examples=max_examples,
+    return run_machine(SystemMachine, profile, BUDGETS, patches, owners, max_examples=max_examples,
                        shrink_seconds=shrink_seconds)
 
 
 def obligations() -> Iterator[Obligation]:
-    yield Obligation("memory_subsystem.machine.refinement", "memory_subsystem", "all",
-                     "refinement", run=run_subsystem_machine)
+    yield machine_obligation("memory_subsystem.machine.refinement", "memory_subsystem",
+                             run_subsystem_machine)

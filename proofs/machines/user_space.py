@@ -44,14 +44,38 @@ import z3
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, precondition, rule
 
-from model.errors import ErrorCode
-from model.kernel_heap import HEADER_SIZE
+from model.address_space import AccessViolation
 from model.page_manager import PageManager
-from model.process_memory import STACK_RESERVE, AccessViolation, ProcessMemorySpace
+from model.page_tables import PageFault
+from model.process_memory import ProcessMemorySpace
 from model.syscalls import SystemCalls
-from model.user_layout import (
+from model.user_layout import page_ceil, page_floor, protect_from_prot
+from model.virtual_alloc import VirtualProtectProcessMemory
+from model.virtual_memory import VirtualMemoryManager
+from proofs.abstractions.user_space import View, to_user_state, user_view
+from proofs.machines.checks import (
+    CONTENTS,
+    TRANSITION,
+    UNCHANGED,
+    CheckError,
+    check_invariants,
+    failing,
+    raise_problems,
+)
+from proofs.machines.runner import (
+    Budget,
+    CheckedMachine,
+    ModelVariant,
+    machine_obligation,
+    run_machine,
+)
+from proofs.obligation import Obligation, Verdict
+from proofs.oracle.worlds.user import LINUX, linux_code
+from spec import user_space as us
+from spec.abi import (
     EACCES,
     ENOMEM,
+    HEADER_SIZE,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_PRIVATE,
@@ -73,32 +97,21 @@ from model.user_layout import (
     PAGE_READWRITE,
     PAGE_SHIFT,
     PAGE_SIZE,
-    page_ceil,
-    page_floor,
-    protect_from_prot,
+    PTE_PRESENT,
+    PTE_WRITABLE,
+    STACK_RESERVE,
+    ErrorCode,
 )
-from model.virtual_alloc import VirtualProtectProcessMemory
-from model.virtual_memory import PageFault, VirtualMemoryManager
-from model.x86_paging import PTE_PRESENT, PTE_WRITABLE
-from proofs.abstractions.user_space import View, to_user_state, user_view
-from proofs.machines.memory_pool import (
-    CONTENTS,
-    TRANSITION,
-    UNCHANGED,
-    CheckedMachine,
-    ModelVariant,
-    check_invariants,
-    failing,
-    raise_problems,
-    run_machine,
-)
-from proofs.machines.paging import CheckError
-from proofs.obligation import Obligation, Verdict
-from proofs.oracle.worlds.user import LINUX, linux_code
-from spec import user_space as us
 from spec.state import Ref
 from spec.user_space import UserState
 
+#: Hypothesis budget per profile: a step costs ~0.1-1 s of z3 (14 examples of 16
+#: steps measured 40 s of CPU, too much for the quick profile's minute), so the
+#: quick profile runs 2 examples; the full one 20 of up to 40 steps (100, the
+#: other machines' budget, ran past the check's 600 s limit on this 2-core
+#: machine; 30 took 377 s).
+BUDGETS = {"quick": Budget(2, 16, 20.0), "full": Budget(20, 40, 60.0),
+           "teeth": Budget(30, 16, 10.0)}
 E = ErrorCode
 SUCCESS = E.ERROR_SUCCESS
 FRAMES = "frames"
@@ -674,7 +687,7 @@ def run_user_machine(profile: str, patches: Mapping[str, object] | None = None, 
     """Run the machine; ``patches`` maps "Class.method" of the user-space model
     classes to a replacement (restored afterwards)."""
     owners = {cls.__name__: cls for cls in (SystemCalls, ProcessMemorySpace, PageManager)}
-    return run_machine(UserMachine, profile, patches, owners, max_examples=max_examples,
+    return run_machine(UserMachine, profile, BUDGETS, patches, owners, max_examples=max_examples,
                        shrink_seconds=shrink_seconds)
 
 
@@ -724,21 +737,5 @@ USER_MODEL_VARIANTS = (
 )
 
 
-#: Examples in the quick profile: a step costs ~0.1-1 s of z3 (14 examples of 16
-#: steps measured 40 s of CPU, too much for the quick profile's minute).
-QUICK_EXAMPLES = 2
-
-
-#: Examples in the full profile (of up to 40 steps): 100, the other machines'
-#: budget, ran past the check's 600 s limit on this 2-core machine; 30 took 377 s.
-FULL_EXAMPLES = 20
-
-
-def _run_profile(profile: str) -> Verdict:
-    examples = {"quick": QUICK_EXAMPLES, "full": FULL_EXAMPLES}.get(profile)
-    return run_user_machine(profile, max_examples=examples)
-
-
 def obligations() -> Iterator[Obligation]:
-    yield Obligation("user_space.machine.refinement", "user_space", "all", "refinement",
-                     run=_run_profile)
+    yield machine_obligation("user_space.machine.refinement", "user_space", run_user_machine)

@@ -19,13 +19,15 @@ from proofs.oracle.families import FAMILIES
 from proofs.oracle.report import describe, write_junit
 from proofs.oracle.run import Outcome, load_trace, replay, save_trace, search
 from proofs.oracle.world import MANAGERS
+from proofs.version import version
 
 EXIT_PASS, EXIT_DIVERGED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m proofs.oracle", description=__doc__,
+def _parser(prog: str = "python -m proofs.oracle") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"memspec {version()}")
     parser.add_argument("trace", nargs="*", help="'replay TRACE' replays a saved trace")
     parser.add_argument("--impl", required=True,
                         help="the command that starts the implementation (run by the shell)")
@@ -56,11 +58,12 @@ def _progress(outcome: Outcome) -> None:
           f"{outcome.seconds:.1f} s", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m proofs.oracle") -> int:
+    args = _parser(prog).parse_args(argv)
     modes = ("spec", "strict") if args.mode == "both" else (args.mode,)
     if args.trace and (args.trace[0] != "replay" or len(args.trace) != 2):
-        print("usage: python -m proofs.oracle replay TRACE --impl CMD", file=sys.stderr)
+        replay_prog = prog if prog.endswith(" replay") else f"{prog} replay"
+        print(f"usage: {replay_prog} TRACE --impl CMD", file=sys.stderr)
         return EXIT_USAGE
     outcomes: list[Outcome] = []
     reports: list[str] = []

@@ -15,7 +15,9 @@ as wrong implementations that spec mode must catch by name.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import importlib
 import json
 import sys
 from collections.abc import Iterator, Mapping
@@ -25,28 +27,24 @@ from model.kernel_heap import KernelHeap
 from proofs.oracle.protocol import ProtocolError, validate
 from proofs.oracle.world import MANAGERS, OBSERVATIONS, PROTOCOL_VERSION, ModelWorld
 
+#: The broken models served by ``--variant FAMILY:NAME``: each family's
+#: machine module and the name of its variants there (imported only when asked).
+VARIANT_MODULES = {"heap": ("proofs.machines.kernel_heap", "HEAP_MODEL_VARIANTS"),
+                   "dos": ("proofs.machines.dos_memory", "DOS_MODEL_VARIANTS"),
+                   "user": ("proofs.machines.user_space", "USER_MODEL_VARIANTS"),
+                   "shared": ("proofs.machines.shared_memory", "SHARED_MODEL_VARIANTS")}
+
 
 def variant_patches(name: str) -> Mapping[str, object]:
     """The patches of a model variant named FAMILY:NAME (KeyError when unknown);
     only that family's machine is imported."""
     family, _, wanted = name.partition(":")
-    if family == "heap":
-        from proofs.machines.kernel_heap import HEAP_MODEL_VARIANTS
-        return next({f"KernelHeap.{k}": f for k, f in v.patches.items()}
-                    for v in HEAP_MODEL_VARIANTS if v.name == wanted)
-    variants: tuple[Any, ...]
-    if family == "dos":
-        from proofs.machines.dos_memory import DOS_MODEL_VARIANTS
-        variants = DOS_MODEL_VARIANTS
-    elif family == "user":
-        from proofs.machines.user_space import USER_MODEL_VARIANTS
-        variants = USER_MODEL_VARIANTS
-    elif family == "shared":
-        from proofs.machines.shared_memory import SHARED_MODEL_VARIANTS
-        variants = SHARED_MODEL_VARIANTS
-    else:
-        raise KeyError(name)
-    return next(v.patches for v in variants if v.name == wanted)
+    module, attribute = VARIANT_MODULES[family]
+    variants: tuple[Any, ...] = getattr(importlib.import_module(module), attribute)
+    for v in variants:
+        if v.name == wanted:
+            return v.patches  # type: ignore[no-any-return]
+    raise KeyError(name)
 
 
 @contextlib.contextmanager
@@ -62,7 +60,7 @@ def variant(name: str | None) -> Iterator[None]:
     from model.shared_memory import SharedMemoryManager
     from model.syscalls import SystemCalls
     from model.xms import XmsDriver
-    from proofs.machines.memory_pool import patched_methods
+    from proofs.machines.runner import patched_methods
     owners = {cls.__name__: cls for cls in (KernelHeap, DosMemoryManager, XmsDriver, EmsManager,
                                             ProcessMemorySpace, SystemCalls,
                                             SharedMemoryManager, MemoryMappedFiles)}
@@ -71,11 +69,23 @@ def variant(name: str | None) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    checked = "--validate" in args
-    chosen = args[args.index("--variant") + 1] if "--variant" in args else None
-    with variant(chosen):
-        return serve(checked)
+    parser = argparse.ArgumentParser(
+        prog="python -m proofs.oracle.model_shim",
+        description="Serve the model over the oracle protocol (PROTOCOL.md) on stdin/stdout.")
+    parser.add_argument("--validate", action="store_true",
+                        help="check every message against the protocol's schema; exit 65 at "
+                             "the first that does not validate")
+    parser.add_argument("--variant", metavar="FAMILY:NAME",
+                        help="serve a broken model: one of the model machines' variants "
+                             f"(families: {', '.join(VARIANT_MODULES)})")
+    args = parser.parse_args(argv)
+    if args.variant is not None:
+        try:
+            variant_patches(args.variant)
+        except KeyError:
+            parser.error(f"no model variant {args.variant!r}")
+    with variant(args.variant):
+        return serve(args.validate)
 
 
 def serve(checked: bool) -> int:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from model.errors import ErrorCode
 from proofs.oracle.families import family_named
 from proofs.oracle.run import Outcome, setup_count
 from proofs.oracle.session import Exchange
 from proofs.oracle.world import ModelWorld
+from spec.abi import ErrorCode
 
 
 def _value(value: Any) -> str:

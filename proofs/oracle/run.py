@@ -21,7 +21,7 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from proofs.machines.paging import shrink_limit
+from proofs.machines.runner import shrink_limit
 from proofs.oracle.families import family_named, runnable
 from proofs.oracle.managers import Family
 from proofs.oracle.session import (

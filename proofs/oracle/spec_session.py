@@ -15,9 +15,9 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from model.x86_paging import PAGE_SHIFT
+from proofs.machines.checks import CheckError, SolverUnknownError
 from proofs.machines.kernel_heap import Invariants
-from proofs.machines.paging import CheckError, InvariantChecker, SolverUnknownError, Stats
+from proofs.machines.paging_queries import InvariantChecker, Stats
 from proofs.oracle.child import ImplementationError
 from proofs.oracle.managers import Family, Judge
 from proofs.oracle.protocol import Message, ProtocolError, check_reply
@@ -30,6 +30,7 @@ from proofs.oracle.session import (
     one_origin,
 )
 from proofs.oracle.worlds.kernel import READ_LIMIT
+from spec.abi import PAGE_SHIFT
 
 
 class Judges:

@@ -15,11 +15,11 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from model.errors import ErrorCode
 from model.page_manager import PageManager
 from model.virtual_memory import VirtualMemoryManager
 from proofs.oracle.managers import Manager, Message, PartFactory, Result, WorldPart
 from proofs.oracle.worlds import dos, kernel, shared, user
+from spec.abi import ErrorCode
 
 PROTOCOL_VERSION = 1
 #: Every manager of the protocol, in the order hellos list them.

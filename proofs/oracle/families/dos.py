@@ -27,8 +27,16 @@ from typing import Any
 
 from hypothesis.stateful import RuleBasedStateMachine
 
-from model.dos_physical import PARAGRAPH, read_physical
+from model.dos_physical import read_physical
 from model.xms import XmsBlock
+from proofs.machines.checks import (
+    CONTENTS,
+    TRANSITION,
+    UNCHANGED,
+    CheckError,
+    check_invariants,
+    raise_problems,
+)
 from proofs.machines.dos_memory import (
     EMS_PAGES,
     FIRST,
@@ -43,21 +51,14 @@ from proofs.machines.dos_memory import (
     XmsRules,
     dos_view,
 )
-from proofs.machines.memory_pool import (
-    CONTENTS,
-    TRANSITION,
-    UNCHANGED,
-    CheckedMachine,
-    check_invariants,
-    raise_problems,
-)
-from proofs.machines.paging import CheckError
+from proofs.machines.runner import CheckedMachine
 from proofs.oracle.families.rules import SessionRules, one_machine
 from proofs.oracle.managers import Call, Family, Message
 from proofs.oracle.session import Session, last_observed
 from proofs.oracle.world import OPERATIONS
 from proofs.oracle.worlds.dos import BYTES_LIMIT, FIRST_MB, NAME, DosPart
 from spec import dos_memory as dm
+from spec.abi import PARAGRAPH
 from spec.dos_memory import DosState, McbView
 
 #: The set-up's world: the DOS machine's (PROTOCOL.md).

@@ -21,9 +21,6 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
-from model.heap_layout import HEADER_SIZE, MIN_BLOCK
-from model.page_manager import NO_FRAME
-from model.x86_paging import PAGE_SIZE
 from proofs.machines.kernel_heap import HeapMachine
 from proofs.oracle.families.kernel_judge import KernelJudge
 from proofs.oracle.families.rules import SessionRules, machine_class
@@ -31,6 +28,7 @@ from proofs.oracle.managers import Family
 from proofs.oracle.session import Session, last_observed
 from proofs.oracle.world import OPERATIONS
 from proofs.oracle.worlds.kernel import HEAP_START, MEM_END, setup_calls
+from spec.abi import HEADER_SIZE, MIN_BLOCK, NO_FRAME, PAGE_SIZE
 
 QUERIES = ("FirstFreeFrame", "GetFrameCount", "GetFreeFrameCount", "GetUsedFrameCount")
 #: Frame addresses FreeFrame must refuse whatever was handed out: reserved,

@@ -38,24 +38,19 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from model.errors import ErrorCode
-from model.heap_layout import HEADER_SIZE
-from model.page_manager import NO_FRAME, FrameOwner
-from model.x86_paging import PAGE_SHIFT, PTE_PRESENT, is_kernel_slot
+from model.x86_paging import is_kernel_slot
 from proofs.abstractions.heap_walk import RawBlock
 from proofs.abstractions.kernel_heap import HeapSnapshot
 from proofs.abstractions.paging import Snapshot, to_state
+from proofs.machines.checks import CheckError
 from proofs.machines.kernel_heap import HeapHarness, Invariants
-from proofs.machines.paging import (
-    CheckError,
-    Harness,
-    InvariantChecker,
-    Stats,
-)
+from proofs.machines.paging_harness import Harness
+from proofs.machines.paging_queries import InvariantChecker, Stats
 from proofs.oracle.protocol import Message
 from proofs.oracle.spec_session import SpecSession
 from proofs.oracle.world import OPERATIONS
 from proofs.oracle.worlds.kernel import MEM_START
+from spec.abi import HEADER_SIZE, NO_FRAME, PAGE_SHIFT, PTE_PRESENT, ErrorCode, FrameOwner
 
 RESERVED_END = MEM_START >> PAGE_SHIFT
 SUCCESS = ErrorCode.ERROR_SUCCESS

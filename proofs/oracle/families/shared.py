@@ -34,25 +34,18 @@ from typing import Any
 
 from hypothesis.stateful import RuleBasedStateMachine
 
-from model.errors import ErrorCode
-from model.user_layout import (
-    ALLOCATION_GRANULARITY,
-    PAGE_READWRITE,
-    PAGE_SHIFT,
-    PAGE_SIZE,
-    page_ceil,
-    protect_allows,
-)
+from model.user_layout import page_ceil, protect_allows
 from model.x86_paging import is_u32
 from proofs.abstractions.shared_memory import SharedSnapshot, Tokens, file_page
-from proofs.machines.memory_pool import TRANSITION, CheckedMachine
-from proofs.machines.paging import CheckError, _every_rule_enabled
-from proofs.machines.shared_memory import (
+from proofs.machines.checks import TRANSITION, CheckError
+from proofs.machines.runner import CheckedMachine, every_rule_enabled
+from proofs.machines.shared_memory import SharedMachine
+from proofs.machines.shared_memory_harness import (
     FRAMES,
     NODES,
     NOTHING_LOST,
+    Record,
     SharedHarness,
-    SharedMachine,
     SpecCall,
     picks,
 )
@@ -61,6 +54,7 @@ from proofs.oracle.families.user import user_setup
 from proofs.oracle.managers import Family, Message
 from proofs.oracle.session import Session, last_observed
 from proofs.oracle.worlds.shared import MANAGERS, READ_LIMIT, SharedPart, pattern
+from spec.abi import ALLOCATION_GRANULARITY, PAGE_READWRITE, PAGE_SHIFT, PAGE_SIZE, ErrorCode
 from spec.shared_memory import FILE, SHM, BlockView, CacheView, PteView, ViewRecord
 
 E = ErrorCode
@@ -212,7 +206,7 @@ class OracleSharedMachine(SessionRules, SharedMachine):
 
     def __init__(self) -> None:
         RuleBasedStateMachine.__init__(self)
-        _every_rule_enabled(self)  # no swarm testing: a run is a few sequences
+        every_rule_enabled(self)  # no swarm testing: a run is a few sequences
 
     def started(self) -> None:
         self.h = SharedFront(self.s)
@@ -228,9 +222,9 @@ class OracleSharedMachine(SessionRules, SharedMachine):
             self.h.destroy_block(shm_id)
 
 
-class SharedJudge(SharedHarness):
-    """Spec mode for the shared family: the shared harness's checks over what the
-    implementation reports (its hooks read observations, not a model)."""
+class ObservedShared(SharedHarness):
+    """The shared harness over what the implementation reports: its hooks
+    (``everything``, ``read_page``, the snapshot) read observations, not a model."""
 
     def __init__(self, session: Any) -> None:
         self.session = session
@@ -252,8 +246,6 @@ class SharedJudge(SharedHarness):
         self.file_ids: list[int] = []
         self.start_free: int | None = None
         self._status = 0
-
-    # -- hooks ----------------------------------------------------------------------
 
     def observe(self, name: str, **args: int) -> Message:
         return self.session.observe(name, **args)  # type: ignore[no-any-return]
@@ -320,14 +312,33 @@ class SharedJudge(SharedHarness):
                             length=PAGE_SIZE)["data"]
         return None if data is None else bytes.fromhex(data)
 
-    # -- the judge ---------------------------------------------------------------------
-
     def invoke(self, manager: str, op: str, args: Message) -> Any:
         result, self._status = self.session.invoke(manager, op, args)
         if self._status not in E._value2member_map_:
             raise CheckError(f"{op} reports error {self._status}, not an error of the "
                              "design", [TRANSITION])
         return result
+
+    def create_file(self, args: Message) -> Any:
+        """The protocol's CreateFile: a new id whose file has the bytes asked for."""
+        before = {f["id"] for f in self.observe("MappedFiles")["files"]}
+        file_id = self.invoke("MemoryMappedFiles", "CreateFile", args)
+        size, writable = args["size"], args["writable"]
+        report = {f["id"]: f for f in self.observe("MappedFiles")["files"]}.get(file_id)
+        if self._status != 0 or type(file_id) is not int or file_id in before or \
+                report != {"id": file_id, "size": size, "writable": writable} or \
+                self.read_file(file_id, size) != pattern(file_id, size):
+            raise CheckError(f"CreateFile({size}, {writable}) returned {file_id} (error "
+                             f"{self._status}); reported {report}", ["setup"])
+        self.file_ids.append(file_id)
+        self.expected[file_id] = bytearray(pattern(file_id, size))
+        return file_id
+
+
+class SharedJudge(ObservedShared):
+    """Spec mode for the shared family: each operation sent, then judged by the shared
+    harness's checks with the spec calls the implementation's reply implies
+    (:meth:`plan`); at the end, nothing lost and every frame back."""
 
     def execute(self, manager: str, op: str, args: Message) -> Any:
         if manager in ("PageManager", "VirtualMemoryManager"):
@@ -347,21 +358,6 @@ class SharedJudge(SharedHarness):
         plan, track, result = self.plan(op, args, pre, pid, live, processes)
         return self.call(f"{op}{tuple(args.values())}", lambda: self.invoke(manager, op, args),
                          lambda: self._status, plan, result=result, track=track)
-
-    def create_file(self, args: Message) -> Any:
-        """The protocol's CreateFile: a new id whose file has the bytes asked for."""
-        before = {f["id"] for f in self.observe("MappedFiles")["files"]}
-        file_id = self.invoke("MemoryMappedFiles", "CreateFile", args)
-        size, writable = args["size"], args["writable"]
-        report = {f["id"]: f for f in self.observe("MappedFiles")["files"]}.get(file_id)
-        if self._status != 0 or type(file_id) is not int or file_id in before or \
-                report != {"id": file_id, "size": size, "writable": writable} or \
-                self.read_file(file_id, size) != pattern(file_id, size):
-            raise CheckError(f"CreateFile({size}, {writable}) returned {file_id} (error "
-                             f"{self._status}); reported {report}", ["setup"])
-        self.file_ids.append(file_id)
-        self.expected[file_id] = bytearray(pattern(file_id, size))
-        return file_id
 
     def plan(self, op: str, args: Message, pre: SharedSnapshot, pid: int, live: set[int],
              processes: Message) -> Plan:
@@ -536,7 +532,6 @@ class SharedJudge(SharedHarness):
 
     @staticmethod
     def record(kind: int, source: int, first: int, pages: int, writable: bool) -> Any:
-        from proofs.machines.shared_memory import Record
         return Record(kind, source, first, pages, writable)
 
     def drop(self, key: tuple[int, int]) -> None:

@@ -30,23 +30,16 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
-from model.user_layout import (
-    MEM_COMMIT,
-    MEM_FREE,
-    ORIGIN_PROCESS_HEAP,
-    PAGE_NOACCESS,
-    PAGE_SHIFT,
-    USER_TOP,
-    page_ceil,
-)
+from model.user_layout import page_ceil
 from proofs.abstractions.user_space import View
-from proofs.machines.memory_pool import TRANSITION, CheckedMachine
-from proofs.machines.paging import CheckError, _every_rule_enabled
+from proofs.machines.checks import TRANSITION, CheckError
+from proofs.machines.runner import CheckedMachine, every_rule_enabled
 from proofs.machines.user_space import FRAMES, MAX_PROCESSES, Layout, UserChecks, UserMachine
 from proofs.oracle.families.rules import SessionRules, one_machine
 from proofs.oracle.managers import Family, Message
 from proofs.oracle.session import Session, last_observed
 from proofs.oracle.worlds.user import MANAGERS, READ_LIMIT, UserPart, linux_code
+from spec.abi import MEM_COMMIT, MEM_FREE, ORIGIN_PROCESS_HEAP, PAGE_NOACCESS, PAGE_SHIFT, USER_TOP
 from spec.user_space import PageView, SpaceView
 
 SYSTEM_CALLS = MANAGERS[0]
@@ -190,7 +183,7 @@ class OracleUserMachine(SessionRules, UserMachine):
 
     def __init__(self) -> None:
         RuleBasedStateMachine.__init__(self)
-        _every_rule_enabled(self)  # no swarm testing: a run is a few sequences
+        every_rule_enabled(self)  # no swarm testing: a run is a few sequences
 
     def started(self) -> None:
         self.h = self.front = UserFront(self.s)

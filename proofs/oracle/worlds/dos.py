@@ -33,13 +33,12 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from model.dos_memory import MCB_M, DosError, DosMemoryManager
-from model.dos_physical import PARAGRAPH, read_physical, write_physical
-from model.errors import ErrorCode
+from model.dos_memory import DosMemoryManager
+from model.dos_physical import read_physical, write_physical
 from model.page_manager import PageManager
 from model.virtual_memory import VirtualMemoryManager
-from model.x86_paging import PAGE_SIZE
 from proofs.oracle.managers import Calls, Manager, Message, PartFactory, Result, WorldPart
+from spec.abi import MCB_M, PAGE_SIZE, PARAGRAPH, DosError, ErrorCode
 
 NAME = "DosMemoryManager"
 #: A program's stores and the observations' reads: at most this many bytes.

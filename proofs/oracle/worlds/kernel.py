@@ -15,13 +15,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from model.errors import ErrorCode
 from model.kernel_heap import KernelHeap
-from model.page_manager import NO_FRAME, PageManager
-from model.virtual_memory import PageFault, VirtualMemoryManager
-from model.x86_paging import PAGE_SHIFT, PAGE_SIZE, PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT
+from model.page_manager import PageManager
+from model.page_tables import PageFault
+from model.virtual_memory import VirtualMemoryManager
 from proofs.abstractions.heap_walk import raw_blocks, read_virtual
 from proofs.oracle.managers import Calls, Manager, Message, WorldPart
+from spec.abi import (
+    NO_FRAME,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PTE_ACCESSED,
+    PTE_DIRTY,
+    PTE_PRESENT,
+    ErrorCode,
+)
 
 #: The kernel's managers (PROTOCOL.md, "Operations").
 MANAGERS = (

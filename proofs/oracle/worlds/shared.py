@@ -31,17 +31,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from model.errors import ErrorCode
 from model.file_node import MemoryFileNode
 from model.mapped_files import MemoryMappedFiles
 from model.page_manager import PageManager
 from model.process_memory import ProcessMemorySpace
 from model.shared_memory import SharedMemoryManager
-from model.user_layout import PAGE_SIZE
 from model.virtual_memory import VirtualMemoryManager
 from model.x86_paging import is_u32
 from proofs.oracle.managers import Calls, Manager, Message, PartFactory, Result, WorldPart
 from proofs.oracle.worlds.user import UserPart
+from spec.abi import PAGE_SIZE, ErrorCode
 
 NEEDS = ("PageManager", "VirtualMemoryManager", "SystemCalls")
 MANAGERS: tuple[Manager, ...] = (

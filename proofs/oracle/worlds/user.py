@@ -27,23 +27,25 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from model.errors import ErrorCode
 from model.page_manager import PageManager
 from model.process_memory import ProcessMemorySpace
 from model.syscalls import SystemCalls
-from model.user_layout import (
+from model.virtual_alloc import VirtualQueryProcessMemory
+from model.virtual_memory import VirtualMemoryManager
+from proofs.oracle.managers import Calls, Manager, Message, PartFactory, Result, WorldPart
+from spec.abi import (
     EINVAL,
     ENOMEM,
     MEM_COMMIT,
     PAGE_SHIFT,
     PAGE_SIZE,
+    PTE_PRESENT,
+    PTE_USER,
+    PTE_WRITABLE,
     USER_END_VPN,
     USER_FIRST_VPN,
+    ErrorCode,
 )
-from model.virtual_alloc import VirtualQueryProcessMemory
-from model.virtual_memory import VirtualMemoryManager
-from model.x86_paging import PTE_PRESENT, PTE_USER, PTE_WRITABLE
-from proofs.oracle.managers import Calls, Manager, Message, PartFactory, Result, WorldPart
 
 #: Bytes ProcessBytes reads at most.
 READ_LIMIT = PAGE_SIZE
