@@ -30,12 +30,13 @@ def test_user_space_bounds() -> None:
 
 
 def test_linux_values() -> None:
-    assert (abi.PROT_NONE, abi.PROT_READ, abi.PROT_WRITE, abi.PROT_EXEC, abi.PROT_SEM) == (0, 1, 2, 4, 8)
+    assert (abi.PROT_NONE, abi.PROT_READ, abi.PROT_WRITE, abi.PROT_EXEC,
+            abi.PROT_SEM) == (0, 1, 2, 4, 8)
     assert (abi.PROT_GROWSDOWN, abi.PROT_GROWSUP) == (0x01000000, 0x02000000)
     assert (abi.MAP_SHARED, abi.MAP_PRIVATE, abi.MAP_FIXED, abi.MAP_ANONYMOUS,
             abi.MAP_FIXED_NOREPLACE, abi.MAP_TYPE) == (1, 2, 0x10, 0x20, 0x100000, 0xF)
-    assert (abi.EPERM, abi.ENOENT, abi.ESRCH, abi.EBADF, abi.ENOMEM, abi.EACCES, abi.EFAULT, abi.EEXIST,
-            abi.EINVAL, abi.ENOSYS) == (1, 2, 3, 9, 12, 13, 14, 17, 22, 38)
+    assert (abi.EPERM, abi.ENOENT, abi.ESRCH, abi.EBADF, abi.ENOMEM, abi.EACCES, abi.EFAULT,
+            abi.EEXIST, abi.EINVAL, abi.ENOSYS) == (1, 2, 3, 9, 12, 13, 14, 17, 22, 38)
 
 
 def test_origins_are_distinct() -> None:
