@@ -21,9 +21,10 @@ frames only through the ``*_cost`` functions, which callers consult first.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple, ParamSpec, Protocol, TypeVar
 
 from model.errors import ReportsStatus
 from model.page_tables import PageDirectory, PageFault
@@ -53,6 +54,9 @@ from spec.abi import (
     ErrorCode,
     FrameOwner,
 )
+
+_R = TypeVar("_R")
+_P = ParamSpec("_P")
 
 
 @dataclass(slots=True)
@@ -473,6 +477,21 @@ class AddressSpace(ReportsStatus):
                 return self._fail(ErrorCode.ERROR_NOACCESS, AccessViolation(cursor, kind))
             cursor = (vpn + 1) << PAGE_SHIFT
         return None
+
+def on_a_space(failure: _R) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """A call on a process's address space (the Windows and Linux calls take it
+    first, as the seed's ``process_memory_space* space``): given anything but an
+    AddressSpace (a caller's bug, a freed or foreign pointer) it returns failure and
+    changes nothing; there is no space to leave a status in."""
+    def wrap(function: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(function)
+        def checked(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            if not args or not isinstance(args[0], AddressSpace):
+                return failure
+            return function(*args, **kwargs)
+        return checked
+    return wrap
+
 
 def table_slots(start: int, end: int) -> set[int]:
     """Directory slots of the pages of [start, end)."""

@@ -20,12 +20,19 @@ a handle opened for reading only). Decisions:
   descriptor outlives a call). An OSError (the file vanished, a read-only
   filesystem) reads as length 0 / no bytes / 0 bytes written: a node never
   raises.
+- A caller's node is untrusted input (any object with these four members):
+  MemoryMappedFiles reaches it only through ``node_length``, ``node_read``,
+  ``node_write`` and ``node_writable``, which turn an exception it raises, or
+  an answer of the wrong type, into :class:`NodeError`; the manager then fails
+  the call with its documented code and changes nothing of its own.
 """
 
 from __future__ import annotations
 
 import os
 from typing import Protocol, runtime_checkable
+
+from spec.abi import ADDRESS_LIMIT
 
 
 @runtime_checkable
@@ -107,4 +114,54 @@ class DiskFileNode:
             return 0
 
 
-__all__ = ["DiskFileNode", "FileNode", "MemoryFileNode"]
+class NodeError(Exception):
+    """A caller's node raised, or answered with a value of the wrong type."""
+
+
+def node_writable(node: FileNode) -> bool:
+    """The node's ``writable``; NodeError unless it is a bool."""
+    try:
+        writable = node.writable
+    except Exception as exc:  # noqa: BLE001 - the node is untrusted
+        raise NodeError(f"writable: {exc!r}") from None
+    if type(writable) is not bool:
+        raise NodeError(f"writable is {writable!r}, not a bool")
+    return writable
+
+
+def node_length(node: FileNode) -> int:
+    """The node's length(); NodeError unless it is an int in [0, 2**32)."""
+    try:
+        length = node.length()
+    except Exception as exc:  # noqa: BLE001 - the node is untrusted
+        raise NodeError(f"length(): {exc!r}") from None
+    if type(length) is not int or not 0 <= length < ADDRESS_LIMIT:
+        raise NodeError(f"length() returned {length!r}")
+    return length
+
+
+def node_read(node: FileNode, offset: int, size: int) -> bytes:
+    """The node's read(offset, size); NodeError unless it gives at most size bytes."""
+    try:
+        data = node.read(offset, size)
+    except Exception as exc:  # noqa: BLE001 - the node is untrusted
+        raise NodeError(f"read({offset}, {size}): {exc!r}") from None
+    if not isinstance(data, bytes | bytearray) or len(data) > size:
+        raise NodeError(f"read({offset}, {size}) returned {type(data).__name__} "
+                        f"of {len(data) if isinstance(data, bytes | bytearray) else '?'}")
+    return bytes(data)
+
+
+def node_write(node: FileNode, offset: int, data: bytes) -> int:
+    """The node's write(offset, data); NodeError unless it answers an int."""
+    try:
+        stored = node.write(offset, data)
+    except Exception as exc:  # noqa: BLE001 - the node is untrusted
+        raise NodeError(f"write({offset}, {len(data)} bytes): {exc!r}") from None
+    if type(stored) is not int:
+        raise NodeError(f"write({offset}, ...) returned {stored!r}")
+    return stored
+
+
+__all__ = ["DiskFileNode", "FileNode", "MemoryFileNode", "NodeError", "node_length",
+           "node_read", "node_writable", "node_write"]

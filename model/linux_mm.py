@@ -69,7 +69,7 @@ this machine's kernel where the test can):
 
 from __future__ import annotations
 
-from model.address_space import AddressSpace
+from model.address_space import AddressSpace, on_a_space
 from model.user_layout import page_ceil, prot_from_protect, protect_from_prot
 from model.x86_paging import is_u32
 from spec.abi import (
@@ -79,6 +79,7 @@ from spec.abi import (
     EINVAL,
     ENOMEM,
     EPERM,
+    ESRCH,
     MANAGED_ORIGINS,
     MAP_ANONYMOUS,
     MAP_FIXED,
@@ -120,6 +121,7 @@ _CODES = {
 }
 
 
+@on_a_space(-ESRCH)
 def SyscallMmap(space: AddressSpace, addr: int, length: int, prot: int, flags: int,
                 fd: int, offset: int) -> int:
     """mmap(addr, length, prot, flags, fd, offset): the address or -errno."""
@@ -131,6 +133,7 @@ def SyscallMmap(space: AddressSpace, addr: int, length: int, prot: int, flags: i
     return _mmap(space, addr, length, prot, flags)
 
 
+@on_a_space(-ESRCH)
 def SyscallMmap2(space: AddressSpace, addr: int, length: int, prot: int, flags: int,
                  fd: int, pgoffset: int) -> int:
     """mmap2: as mmap with the offset in 4096-byte pages."""
@@ -140,6 +143,7 @@ def SyscallMmap2(space: AddressSpace, addr: int, length: int, prot: int, flags: 
     return _mmap(space, addr, length, prot, flags)
 
 
+@on_a_space(-ESRCH)
 def SyscallMunmap(space: AddressSpace, addr: int, length: int) -> int:
     """munmap(addr, length): 0 or -errno."""
     bad = _bad_arguments(space, addr, length)
@@ -157,6 +161,7 @@ def SyscallMunmap(space: AddressSpace, addr: int, length: int) -> int:
     return _done(space, 0)
 
 
+@on_a_space(-ESRCH)
 def SyscallMprotect(space: AddressSpace, addr: int, length: int, prot: int) -> int:
     """mprotect(addr, length, prot): 0 or -errno (pages before a hole stay changed)."""
     bad = _bad_arguments(space, addr, length, prot)
@@ -199,6 +204,7 @@ def SyscallMprotect(space: AddressSpace, addr: int, length: int, prot: int) -> i
     return _errno(space, error) if error else _done(space, 0)
 
 
+@on_a_space(-ESRCH)
 def SyscallBrk(space: AddressSpace, new_brk: int) -> int:
     """brk(new_brk): the new break, or the current break when it cannot move."""
     code = space.status()

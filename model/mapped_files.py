@@ -38,7 +38,9 @@ process (``current()``, SystemCalls.current), as a system call does. Rules
   of the current process, else ERROR_INVALID_ADDRESS. Writes back every dirty
   page of the view (msync(MS_SYNC), FlushViewOfFile); invalidate=True then
   reloads every page of the view from the file (msync(MS_INVALIDATE): picks up
-  writes made to the node directly).
+  writes made to the node directly): a clean page rereads the node, a page just
+  written back holds what the file now holds (its bytes below the end of the
+  file, zeros past it), without asking the node again.
 - UnmapFileFromMemory(addr) -> bool: the base of a file view of the current
   process, else ERROR_INVALID_ADDRESS. Clears the view's PTEs (their D bits
   fold into the pages' flags), writes the view's dirty pages back (nothing is
@@ -50,6 +52,19 @@ process (``current()``, SystemCalls.current), as a system call does. Rules
   included): nothing is lost without an explicit unmap.
 - A non-u32 addr, or an invalidate that is not a bool: ERROR_INVALID_PARAMETER.
   Processes are told apart by pid. The status is this manager's ``last_error``.
+- The node is the caller's, untrusted (model/file_node.py's node_* guards): a
+  ``writable`` that is not a bool -> ERROR_INVALID_HANDLE; a length() that
+  raises or is not an int in [0, 2**32) -> ERROR_FILE_INVALID; a read() that
+  raises or gives more bytes than asked or not bytes -> ERROR_READ_FAULT (the
+  Win32 code of a device that cannot be read); a write() that raises or does not
+  answer an int -> ERROR_WRITE_FAULT. MapFileToMemory reads every byte its new
+  cache pages need before it changes anything; SyncMappedFile reads what
+  ``invalidate`` reloads, then writes back, and changes the cache (clean flags,
+  D bits, reloaded bytes) only when both succeeded; UnmapFileFromMemory writes
+  back first and keeps the view when the node refuses. Bytes the node stored
+  before it failed are the node's: they cannot be taken back. Process exit
+  cannot fail: a write-back the node refuses there is dropped (Linux drops a
+  page whose writeback fails and keeps the error for the next fsync).
 """
 
 from __future__ import annotations
@@ -59,7 +74,7 @@ from dataclasses import dataclass, field
 
 from model.address_space import AddressSpace
 from model.errors import ReportsStatus
-from model.file_node import FileNode
+from model.file_node import FileNode, NodeError, node_length, node_read, node_writable, node_write
 from model.process_memory import ProcessMemorySpace
 from model.user_layout import page_ceil, protect_allows
 from model.views import is_view_protect, place_view, view_error
@@ -114,9 +129,16 @@ class MemoryMappedFiles(ReportsStatus):
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
         if not (is_u32(offset) and is_u32(size) and is_view_protect(protection)):
             return self._fail(ErrorCode.ERROR_INVALID_PARAMETER, 0)
-        if protect_allows(protection, "write") and not file.writable:
+        try:
+            writable = node_writable(file)
+        except NodeError:
+            return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
+        if protect_allows(protection, "write") and not writable:
             return self._fail(ErrorCode.ERROR_ACCESS_DENIED, 0)
-        length = file.length()
+        try:
+            length = node_length(file)
+        except NodeError:
+            return self._fail(ErrorCode.ERROR_FILE_INVALID, 0)
         if length == 0:
             return self._fail(ErrorCode.ERROR_FILE_INVALID, 0)
         if offset % PAGE_SIZE:
@@ -132,14 +154,22 @@ class MemoryMappedFiles(ReportsStatus):
         file_id = self.file_ids.get(id(file))
         first, count = offset >> PAGE_SHIFT, view_size >> PAGE_SHIFT
         pages = range(first, first + count)
-        new = count if file_id is None else sum((file_id, index) not in self.cache
-                                                for index in pages)
-        if new + space.missing_tables(base, base + view_size) > space.free_frames():
+        new = [index for index in pages if file_id is None or (file_id, index) not in self.cache]
+        if len(new) + space.missing_tables(base, base + view_size) > space.free_frames():
             return self._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, 0)
+        try:  # every byte the new cache pages need, before anything changes
+            loaded = {index: node_read(file, index * PAGE_SIZE, PAGE_SIZE) for index in new}
+        except NodeError:
+            return self._fail(ErrorCode.ERROR_READ_FAULT, 0)
         if file_id is None:
             file_id = self.file_ids[id(file)] = len(self.files) + 1
             self.files[file_id] = file
-        cached = [self._cached(file_id, index) for index in pages]
+        for index, data in loaded.items():
+            frame = self.vmm.pageman.take_frame(FrameOwner.SHARED)
+            assert frame >= 0
+            self._fill(frame, data)
+            self.cache[(file_id, index)] = CachePage(frame)
+        cached = [self.cache[(file_id, index)] for index in pages]
         space.map_view(base, [page.frame for page in cached], protection, ORIGIN_MAPPED_FILE,
                        self)
         for vpn, page in enumerate(cached, base >> PAGE_SHIFT):
@@ -148,15 +178,24 @@ class MemoryMappedFiles(ReportsStatus):
         return self._ok(base)
 
     def UnmapFileFromMemory(self, addr: int) -> bool:
-        """Write back and unmap the current process's view based at addr; True, or False."""
+        """Write back and unmap the current process's view based at addr; True, or False
+        (ERROR_WRITE_FAULT when the file's node refuses the write-back: the view stays)."""
         space = self._space_with_view(addr)
         if space is None:
             return False
+        view = self.views[(space.pid, addr)]
+        try:
+            self._store(view, self._dirty(view))
+        except NodeError:
+            return self._fail(ErrorCode.ERROR_WRITE_FAULT, False)
         self.detach(space, addr)
         return self._ok(True)
 
     def SyncMappedFile(self, addr: int, invalidate: bool = False) -> bool:
-        """Write back the dirty pages of the view at addr (then reload them: invalidate)."""
+        """Write back the dirty pages of the view at addr (then reload them: invalidate).
+        All or nothing for the model: ERROR_READ_FAULT when the node cannot give the
+        pages to reload, ERROR_WRITE_FAULT when it refuses the write-back (its own
+        bytes written before it failed cannot be taken back)."""
         if type(invalidate) is not bool:
             return self._fail(ErrorCode.ERROR_INVALID_PARAMETER, False)
         space = self._space_with_view(addr)
@@ -164,28 +203,45 @@ class MemoryMappedFiles(ReportsStatus):
             return False
         view = self.views[(space.pid, addr)]
         node = self.files[view.file]
-        for index in range(view.first, view.first + view.count):
-            page = self.cache[(view.file, index)]
-            self._write_back(node, index, page)
-            if invalidate:
-                self._load(node, index, page.frame)
+        dirty = self._dirty(view)
+        try:
+            fresh = {index: node_read(node, index * PAGE_SIZE, PAGE_SIZE)
+                     for index in range(view.first, view.first + view.count)
+                     if invalidate and index not in dirty}
+        except NodeError:
+            return self._fail(ErrorCode.ERROR_READ_FAULT, False)
+        try:
+            stored = self._store(view, dirty)
+        except NodeError:
+            return self._fail(ErrorCode.ERROR_WRITE_FAULT, False)
+        for index, data in fresh.items():
+            self._fill(self.cache[(view.file, index)].frame, data)
+        if invalidate:  # a page just written back reloads as what the file now holds
+            for index in dirty:
+                page = self.cache[(view.file, index)]
+                self._fill(page.frame, self.vmm.pageman.read_span(
+                    [(page.frame, 0, stored[index])]))
         return self._ok(True)
 
     # -- ViewOwner ---------------------------------------------------------------
 
     def detach(self, space: AddressSpace, base: int) -> None:
         """Unmap the view based at base from space, writing its dirty pages back
-        (pre: it is one of this manager's views)."""
+        (pre: it is one of this manager's views). At process exit nobody is told of
+        a write-back the node refuses: those pages' bytes are dropped, as Linux
+        drops a page whose writeback fails and keeps the error for a later fsync."""
         view = self.views.pop((space.pid, base))
+        try:
+            self._store(view, self._dirty(view))
+        except NodeError:
+            self._clean(view, self._dirty(view))
         entries = space.unmap_view(base)
-        node = self.files[view.file]
         for vpn, (index, entry) in enumerate(zip(range(view.first, view.first + view.count),
                                                  entries, strict=True), base >> PAGE_SHIFT):
             key = (view.file, index)
             page = self.cache[key]
             page.mappers.discard((space, vpn))
-            page.dirty |= bool(entry & PTE_DIRTY)
-            self._write_back(node, index, page)
+            assert not entry & PTE_DIRTY  # written back (or dropped) above
             if not page.mappers:
                 self.vmm.pageman.release_frame(page.frame)
                 del self.cache[key]
@@ -213,37 +269,47 @@ class MemoryMappedFiles(ReportsStatus):
             return self._fail(code, None)
         return space
 
-    def _cached(self, file_id: int, index: int) -> CachePage:
-        """The cache page of (file_id, index), loaded from the file into a new frame."""
-        page = self.cache.get((file_id, index))
-        if page is None:
-            frame = self.vmm.pageman.take_frame(FrameOwner.SHARED)
-            assert frame >= 0
-            self._load(self.files[file_id], index, frame)
-            page = self.cache[(file_id, index)] = CachePage(frame)
-        return page
-
-    def _load(self, node: FileNode, index: int, frame: int) -> None:
-        """Fill frame with page index of the file; bytes past its end are zero."""
-        data = node.read(index * PAGE_SIZE, PAGE_SIZE)[:PAGE_SIZE]
+    def _fill(self, frame: int, data: bytes) -> None:
+        """Frame's bytes: data, then zeros (past the end of the file)."""
         memory = self.vmm.pageman.memory
         if data.strip(b"\0"):
             memory[frame] = bytearray(data.ljust(PAGE_SIZE, b"\0"))
         else:
             memory.pop(frame, None)
 
-    def _write_back(self, node: FileNode, index: int, page: CachePage) -> None:
-        """When the page is dirty (flag or a mapping PTE's D bit): store its bytes below
-        the end of the file, clear the flag and every mapping PTE's D bit."""
-        for space, vpn in page.mappers:
-            if space.take_dirty(vpn):
-                page.dirty = True
-        if not page.dirty:
-            return
-        stored = min(PAGE_SIZE, node.length() - index * PAGE_SIZE)
-        if stored > 0:
-            node.write(index * PAGE_SIZE, self.vmm.pageman.read_span([(page.frame, 0, stored)]))
-        page.dirty = False
+    def _dirty(self, view: FileView) -> list[int]:
+        """The page indexes of view whose cache page is dirty (flag or a mapping
+        PTE's D bit; nothing is cleared)."""
+        return [index for index in range(view.first, view.first + view.count)
+                if self.is_dirty(self.cache[(view.file, index)])]
+
+    def _store(self, view: FileView, indexes: list[int]) -> dict[int, int]:
+        """Write the bytes of view's pages at indexes below the end of the file into
+        its node, then mark them clean: {index: bytes stored}. A NodeError from the
+        node leaves every page as it was (dirty)."""
+        if not indexes:
+            return {}
+        node = self.files[view.file]
+        length = node_length(node)
+        stored = {}
+        for index in indexes:
+            count = max(0, min(PAGE_SIZE, length - index * PAGE_SIZE))
+            if count:
+                frame = self.cache[(view.file, index)].frame
+                node_write(node, index * PAGE_SIZE,
+                           self.vmm.pageman.read_span([(frame, 0, count)]))
+            stored[index] = count
+        self._clean(view, indexes)
+        return stored
+
+    def _clean(self, view: FileView, indexes: list[int]) -> None:
+        """Clear the dirty flag, and the D bit of every PTE mapping them, of view's
+        pages at indexes."""
+        for index in indexes:
+            page = self.cache[(view.file, index)]
+            for space, vpn in page.mappers:
+                space.take_dirty(vpn)
+            page.dirty = False
 
 
 __all__ = ["CachePage", "FileView", "MemoryMappedFiles"]

@@ -108,6 +108,11 @@ CLAIM_OWNER: dict[str, tuple[FrameOwner, ...]] = {
 
 
 
+def fresh(manager: object, *args: object) -> None:
+    """Reset manager to the state its constructor gives it, keeping the object."""
+    type(manager).__init__(manager, *args)
+
+
 def stack_top(slot: int) -> int:
     """The top of the stack in slot (its guard page is the slot's first page)."""
     return KERNEL_STACK_AREA_START + (slot + 1) * STACK_SLOT_SIZE
@@ -145,10 +150,9 @@ class MemorySubsystem(ReportsStatus):
 
     def InitializeMemorySubsystem(self, kernel_end: int) -> bool:
         """Boot everything from kernel_end; all or nothing."""
-        if self.kernel.kernel_end or self.pageman.initialized:
-            return self._fail(ErrorCode.ERROR_ALREADY_INITIALIZED, False)
-        booted = (self.initialize_physical(kernel_end)
-                  and self.CreateKernelPageDirectory() is not None
+        if not self.initialize_physical(kernel_end):
+            return False  # refused before it changed anything (its own checks)
+        booted = (self.CreateKernelPageDirectory() is not None
                   and self.EnablePaging()
                   and self.CreateKernelHeap(KHEAP_START, KHEAP_START + KHEAP_INITIAL_SIZE,
                                             KHEAP_MAX) is not None)
@@ -323,14 +327,15 @@ class MemorySubsystem(ReportsStatus):
     # -- private -----------------------------------------------------------
 
     def _reset(self) -> None:
-        """Back to a fresh, unbooted subsystem (a failed InitializeMemorySubsystem)."""
-        self.pageman = PageManager()
-        self.virmem = VirtualMemoryManager(self.pageman)
+        """Back to a fresh, unbooted subsystem (a boot that ran out of frames), in
+        place: the manager objects a caller holds stay this subsystem's."""
+        fresh(self.pageman)
+        fresh(self.virmem, self.pageman)
         self.kheap = None
-        self.kernel = KernelMemory(self.virmem)
-        self.syscalls = SystemCalls(self.virmem)
-        self.shared_memory = SharedMemoryManager(self.virmem)
-        self.mapped_files = MemoryMappedFiles(self.virmem, lambda: self.syscalls.current)
+        fresh(self.kernel, self.virmem)
+        fresh(self.syscalls, self.virmem)
+        fresh(self.shared_memory, self.virmem)
+        fresh(self.mapped_files, self.virmem, lambda: self.syscalls.current)
         self.dosmem = None
         self.paging_enabled = False
         self.frame_bitmap_address = 0

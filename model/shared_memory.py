@@ -17,7 +17,8 @@ System V shm's lifetime rules. Rules (shm_common.md), each with its source:
 - MapSharedMemoryToProcess(space, shm_id, virtual_addr, protect=None) -> base
   or 0. protect (default: the block's permissions) is the view's PAGE_* value
   (MapViewOfFile's dwDesiredAccess, shmat's SHM_RDONLY). Checks in order: the
-  space's status() code (ERROR_INVALID_HANDLE for a non-space); shm_id unknown
+  space's status() code (ERROR_INVALID_HANDLE for a non-space, or a space of
+  another subsystem: its VMM is not this manager's); shm_id unknown
   or destroyed -> ERROR_INVALID_HANDLE; protect not a view protection ->
   ERROR_INVALID_PARAMETER; protect allowing an access the block does not ->
   ERROR_ACCESS_DENIED (SHM-3); then placement (model/views.py: a non-u32
@@ -109,7 +110,7 @@ class SharedMemoryManager(ReportsStatus):
     def MapSharedMemoryToProcess(self, space: ProcessMemorySpace, shm_id: int,
                                  virtual_addr: int, protect: int | None = None) -> int:
         """Map the block into space at virtual_addr (0: chosen): the view's base, or 0."""
-        if not isinstance(space, ProcessMemorySpace):
+        if not self._ours(space):
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
         code = space.status()
         if code != ErrorCode.ERROR_SUCCESS:
@@ -136,7 +137,7 @@ class SharedMemoryManager(ReportsStatus):
 
     def UnmapSharedMemoryFromProcess(self, space: ProcessMemorySpace, addr: int) -> bool:
         """Unmap the view based at addr from space; True, or False."""
-        if not isinstance(space, ProcessMemorySpace):
+        if not self._ours(space):
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, False)
         code = view_error(space, addr, self, self.views)
         if code != ErrorCode.ERROR_SUCCESS:
@@ -160,6 +161,12 @@ class SharedMemoryManager(ReportsStatus):
         if block is None:
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
         return self._ok(block.size)
+
+    def _ours(self, space: object) -> bool:
+        """Whether space is a process space of this manager's VirtualMemoryManager: a
+        space of another subsystem (its frames and tables another PageManager's)
+        is not a handle this manager knows, ERROR_INVALID_HANDLE."""
+        return isinstance(space, ProcessMemorySpace) and space.vmm is self.vmm
 
     # -- ViewOwner ---------------------------------------------------------------
 

@@ -9,7 +9,11 @@ calls a user program makes, for the current process. Rules, with sources:
   for a layout that does not fit). DestroyProcess destroys the heap, then the
   space: every frame returns to the PageManager. SwitchProcess loads the
   process's directory (CR3); destroying the current process makes the kernel
-  directory current and ``current`` None. DestroyProcess first detaches every
+  directory current and ``current`` None. A process whose space was destroyed
+  under it (its DestroyUserSpace called directly, as a kernel tears down an
+  exiting task's mm before the task is reaped) makes no calls: every call of it
+  fails with ERROR_INVALID_HANDLE (its Linux calls with -ESRCH), and
+  DestroyProcess only reaps it. DestroyProcess first detaches every
   shared-memory and file view (issue 5: file views write their dirty pages
   back, so a process that exits without unmapping loses nothing; its block
   references are dropped as shmdt would on exit).
@@ -49,6 +53,14 @@ calls a user program makes, for the current process. Rules, with sources:
   space's last_error). Unknown number -> -ENOSYS; wrong argument count or an
   argument that is not a 32-bit integer -> -EINVAL; no current process ->
   -ESRCH. Never raises.
+- A failed call leaves the state as it was, with one exception the hardware
+  makes, not the design: old_mmap reads its argument block through the MMU,
+  which sets the accessed bit (A) in the PDE and in the PTE of each page read
+  (SDM Vol. 3A 4.8) before the call can fail; Linux's old_mmap reads it with
+  copy_from_user, which does the same. Those A bits are all a failed old_mmap
+  changes. A and D bits are no part of the specified state (spec/user_space.py
+  has none; the oracle's observations leave them out), and
+  tests/test_fuzz_model.py checks that nothing else changes.
 """
 
 from __future__ import annotations
@@ -152,16 +164,19 @@ class SystemCalls(ReportsStatus):
         return self._ok(pid)
 
     def DestroyProcess(self, pid: int) -> bool:
-        """Destroy the process's heap and space; every frame goes back."""
+        """Destroy the process's heap and space; every frame goes back. A process
+        whose space was destroyed already (its DestroyUserSpace called directly)
+        is only reaped: its heap's pages went with the space."""
         space = self.processes.get(pid) if type(pid) is int else None
         if space is None:
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, False)
-        space.detach_views()
         heap = self.heaps.pop(pid)
-        start, end = heap.start_address, heap.end_address
-        heap.Destroy()
-        space.disown_unmapped(start, end)
-        space.DestroyUserSpace()
+        if not space.destroyed:
+            space.detach_views()
+            start, end = heap.start_address, heap.end_address
+            heap.Destroy()
+            space.disown_unmapped(start, end)
+            space.DestroyUserSpace()
         del self.processes[pid]
         if self.current is space:
             self.current = None
@@ -180,20 +195,20 @@ class SystemCalls(ReportsStatus):
 
     def SyscallVirtualAlloc(self, address: int, size: int, allocation_type: int,
                             protect: int) -> int:
-        space = self.current
+        space = self._space()
         if space is None:
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
         return self._from(space, VirtualAllocProcessMemory(space, address, size,
                                                            allocation_type, protect))
 
     def SyscallVirtualFree(self, address: int, size: int, free_type: int) -> int:
-        space = self.current
+        space = self._space()
         if space is None:
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
         return self._from(space, int(VirtualFreeProcessMemory(space, address, size, free_type)))
 
     def SyscallGetProcessHeap(self) -> int:
-        space = self.current
+        space = self._space()
         if space is None:
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
         space.last_error = _SUCCESS
@@ -234,7 +249,7 @@ class SystemCalls(ReportsStatus):
         return self._from(space, 1, ok=True)
 
     def SyscallVirtualQuery(self, address: int, buffer: int, length: int) -> int:
-        space = self.current
+        space = self._space()
         if space is None:
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
         if not is_u32(length):
@@ -250,7 +265,7 @@ class SystemCalls(ReportsStatus):
 
     def SyscallVirtualProtect(self, address: int, size: int, new_protect: int,
                               old_protect_ptr: int) -> int:
-        space = self.current
+        space = self._space()
         if space is None:
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
         if not all(is_u32(value) for value in (address, size, old_protect_ptr)):
@@ -269,37 +284,39 @@ class SystemCalls(ReportsStatus):
 
     def SyscallMmap(self, addr: int, length: int, prot: int, flags: int, fd: int,
                     offset: int) -> int:
-        space = self.current
-        return -ESRCH if space is None else self._linux(space, linux_mm.SyscallMmap(
+        space = self._space()
+        return self._no_process() if space is None else self._linux(space, linux_mm.SyscallMmap(
             space, addr, length, prot, flags, fd, offset))
 
     def SyscallMmap2(self, addr: int, length: int, prot: int, flags: int, fd: int,
                      pgoffset: int) -> int:
-        space = self.current
-        return -ESRCH if space is None else self._linux(space, linux_mm.SyscallMmap2(
-            space, addr, length, prot, flags, fd, pgoffset))
+        space = self._space()
+        return self._no_process() if space is None else self._linux(
+            space, linux_mm.SyscallMmap2(space, addr, length, prot, flags, fd, pgoffset))
 
     def SyscallMunmap(self, addr: int, length: int) -> int:
-        space = self.current
+        space = self._space()
         if space is None:
-            return -ESRCH
+            return self._no_process()
         return self._linux(space, linux_mm.SyscallMunmap(space, addr, length))
 
     def SyscallMprotect(self, addr: int, length: int, prot: int) -> int:
-        space = self.current
+        space = self._space()
         if space is None:
-            return -ESRCH
+            return self._no_process()
         return self._linux(space, linux_mm.SyscallMprotect(space, addr, length, prot))
 
     def SyscallBrk(self, new_brk: int) -> int:
-        space = self.current
-        return -ESRCH if space is None else self._linux(space, linux_mm.SyscallBrk(space, new_brk))
+        space = self._space()
+        if space is None:
+            return self._no_process()
+        return self._linux(space, linux_mm.SyscallBrk(space, new_brk))
 
     def SyscallOldMmap(self, args_ptr: int) -> int:
         """i386 old_mmap (90): the six arguments are read from the caller's memory."""
-        space = self.current
+        space = self._space()
         if space is None:
-            return -ESRCH
+            return self._no_process()
         block = space.ReadUserMemory(args_ptr, _MMAP_ARGS.size)
         if not isinstance(block, bytes):
             self.last_error = space.last_error
@@ -310,15 +327,27 @@ class SystemCalls(ReportsStatus):
         """Dispatch a system call by number; -ENOSYS / -EINVAL / -ESRCH as documented."""
         entry = self._table().get(number) if type(number) is int else None
         if entry is None:
-            return -ENOSYS
+            return self._fail(ErrorCode.ERROR_INVALID_FUNCTION, -ENOSYS)
         call, count = entry
         if len(args) != count or not all(is_u32(value) for value in args):
-            return -EINVAL
-        if self.current is None:
-            return -ESRCH
+            return self._fail(ErrorCode.ERROR_INVALID_PARAMETER, -EINVAL)
+        if self._space() is None:
+            return self._no_process()
         return call(*args)
 
     # -- private ------------------------------------------------------------------
+
+    def _no_process(self) -> int:
+        """A Linux call without a live current process: -ESRCH (no such process),
+        ERROR_INVALID_HANDLE as the Windows-named calls report it."""
+        return self._fail(ErrorCode.ERROR_INVALID_HANDLE, -ESRCH)
+
+    def _space(self) -> ProcessMemorySpace | None:
+        """The current process's space; None when there is none, or when its space
+        was destroyed under it (DestroyUserSpace called directly): a process
+        without an address space makes no calls (ERROR_INVALID_HANDLE, -ESRCH)."""
+        space = self.current
+        return None if space is None or space.destroyed else space
 
     def _table(self) -> dict[int, tuple[Callable[..., int], int]]:
         return {
@@ -338,7 +367,7 @@ class SystemCalls(ReportsStatus):
 
     def _heap(self, handle: int) -> tuple[ProcessMemorySpace | None, KernelHeap | None]:
         """The current process and its heap when handle names it; else fails."""
-        space = self.current
+        space = self._space()
         if space is None:
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, (None, None))
         heap = self.heaps[space.pid]

@@ -70,7 +70,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from model.address_space import AddressSpace, Allocation
+from model.address_space import AddressSpace, Allocation, on_a_space
 from model.user_layout import is_valid_protect, page_ceil
 from model.x86_paging import is_u32
 from spec.abi import (
@@ -112,6 +112,11 @@ class MemoryBasicInformation(NamedTuple):
     Type: int
 
 
+#: VirtualQuery's failure: nothing written, no region.
+_NO_REGION: tuple[int, MemoryBasicInformation | None] = (0, None)
+
+
+@on_a_space(NULL)
 def VirtualAllocProcessMemory(space: AddressSpace, address: int, size: int,
                               allocation_type: int, protect: int) -> int:
     """Reserve and/or commit pages: the base address, or NULL (0)."""
@@ -160,6 +165,7 @@ def VirtualAllocProcessMemory(space: AddressSpace, address: int, size: int,
     return space._ok(start)
 
 
+@on_a_space(False)
 def VirtualFreeProcessMemory(space: AddressSpace, address: int, size: int,
                              free_type: int) -> bool:
     """Decommit pages or release a whole reservation: TRUE, or FALSE."""
@@ -189,6 +195,7 @@ def VirtualFreeProcessMemory(space: AddressSpace, address: int, size: int,
     return space._ok(True)
 
 
+@on_a_space(_NO_REGION)
 def VirtualQueryProcessMemory(space: AddressSpace,
                               address: int) -> tuple[int, MemoryBasicInformation | None]:
     """(28, the region holding address) or (0, None)."""
@@ -217,6 +224,7 @@ def VirtualQueryProcessMemory(space: AddressSpace,
     return space._ok((MEMORY_BASIC_INFORMATION_SIZE, info))
 
 
+@on_a_space((False, 0))
 def VirtualProtectProcessMemory(space: AddressSpace, address: int, size: int,
                                 new_protect: int) -> tuple[bool, int]:
     """Change the protection of committed pages: (TRUE, old protection of the first page)

@@ -13,7 +13,9 @@ matched ``--only``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import os
 import sys
 import time
@@ -31,6 +33,7 @@ from proofs.runner.report import (
     json_report,
     junit_report,
     passed,
+    unwritable,
 )
 from proofs.version import version
 
@@ -64,13 +67,28 @@ def _parser(prog: str = "python -m proofs.check") -> argparse.ArgumentParser:
     return parser
 
 
+def is_package(name: str) -> bool:
+    """Whether name imports as a package (the registry of obligations)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and spec.submodule_search_locations is not None
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "python -m proofs.check") -> int:
     parser = _parser(prog)
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
-    if args.timeout <= 0:
-        parser.error("--timeout must be positive")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        parser.error("--timeout must be a positive number of seconds")
+    for option, path in (("--json", args.json), ("--junit", args.junit)):
+        problem = None if path is None else unwritable(path)
+        if problem:
+            parser.error(f"{option}: {problem}")
+    if not is_package(args.registry):
+        parser.error(f"--registry: no package named {args.registry!r}")
     try:
         everything = collect(args.registry)
     except DuplicateObligationError as error:

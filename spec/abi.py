@@ -26,6 +26,8 @@ class ErrorCode(enum.IntEnum):
     """The failures a memory manager reports, with their Windows numbers."""
 
     ERROR_SUCCESS = 0
+    #: A system call number nobody serves ("Incorrect function"; Linux's ENOSYS).
+    ERROR_INVALID_FUNCTION = 1
     #: A directory or handle that is not live (unknown, destroyed, foreign).
     ERROR_INVALID_HANDLE = 6
     #: No free frame (or not enough for the whole operation).
@@ -62,8 +64,15 @@ class ErrorCode(enum.IntEnum):
     #: A view's base address or file offset is not on the required boundary
     #: (NtMapViewOfSection's STATUS_MAPPED_ALIGNMENT).
     ERROR_MAPPED_ALIGNMENT = 1132
-    #: Mapping a file of length 0 (CreateFileMapping rejects empty files).
+    #: Mapping a file of length 0 (CreateFileMapping rejects empty files), or a file
+    #: whose node cannot tell its length.
     ERROR_FILE_INVALID = 1006
+    #: A file's node failed to give its bytes ("The system cannot read from the
+    #: specified device").
+    ERROR_READ_FAULT = 30
+    #: A file's node failed to store bytes written back ("The system cannot write
+    #: to the specified device").
+    ERROR_WRITE_FAULT = 29
 
 
 # ------------------------------------------------------------------------------

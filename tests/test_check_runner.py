@@ -328,3 +328,35 @@ def test_every_module_of_proofs_lists_its_obligations() -> None:
     managers = {o.manager for o in found}
     assert {"page_manager", "virtual_memory", "kernel_heap", "memory_pool",
             "memory_subsystem", "x86_paging", "heap_layout"} <= managers
+
+
+# -- issue 17: bad options are usage errors, found before anything runs ---------------
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-inf", "0", "-1"])
+def test_a_timeout_that_never_fires_is_a_usage_error(timeout: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--timeout", timeout, "--list"])
+    assert stop.value.code == 2 and "--timeout" in capsys.readouterr().err
+
+
+def test_report_paths_are_checked_before_the_run(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    regular = tmp_path / "regular"
+    regular.write_text("")
+    for option, path in (("--json", tmp_path), ("--junit", regular / "below.xml"),
+                         ("--json", Path("/proc/memspec-cannot-write-here.json"))):
+        with pytest.raises(SystemExit) as stop:
+            main([option, str(path), "--only", "no.such.obligation"])
+        assert stop.value.code == 2
+        assert option in capsys.readouterr().err
+    assert main(["--json", str(tmp_path / "new" / "r.json"), "--only", "no.such.obligation"]) == 2
+    assert not (tmp_path / "new").exists()  # the check created nothing
+
+
+@pytest.mark.parametrize("registry", ["no_such_package_here", "proofs.check", "", "."])
+def test_a_registry_that_is_not_a_package_is_a_usage_error(
+        registry: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--registry", registry, "--list"])
+    assert stop.value.code == 2 and "--registry" in capsys.readouterr().err

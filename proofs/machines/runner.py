@@ -30,7 +30,6 @@ from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from proofs.machines.checks import CheckError, SolverUnknownError
 from proofs.obligation import Kind, Obligation, Verdict
 
-
 # -- the machine -----------------------------------------------------------------------
 
 def every_rule_enabled(machine: RuleBasedStateMachine) -> None:

@@ -67,13 +67,14 @@ transition ~10-30 ms, so verdicts are cached per snapshot; an example of
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, precondition, rule
 
-from model.mapped_files import MemoryMappedFiles
+from model.mapped_files import FileView, MemoryMappedFiles
 from model.page_manager import PageManager
 from model.process_memory import ProcessMemorySpace
 from model.shared_memory import SharedMemoryManager
@@ -370,8 +371,9 @@ def run_shared_machine(profile: str, patches: Mapping[str, object] | None = None
 
 # -- broken models ------------------------------------------------------------------
 
-_MAP_BLOCK, _FILE_DETACH = (SharedMemoryManager.MapSharedMemoryToProcess,
-                            MemoryMappedFiles.detach)
+_MAP_BLOCK, _FILE_DETACH, _FILE_UNMAP = (SharedMemoryManager.MapSharedMemoryToProcess,
+                                         MemoryMappedFiles.detach,
+                                         MemoryMappedFiles.UnmapFileFromMemory)
 
 
 def _unmap_keeps_refcount(self: SharedMemoryManager, space: ProcessMemorySpace,
@@ -384,28 +386,43 @@ def _unmap_keeps_refcount(self: SharedMemoryManager, space: ProcessMemorySpace,
 
 def _sync_skips_last_page(self: MemoryMappedFiles, addr: int,
                           invalidate: bool = False) -> bool:
-    """SyncMappedFile whose loop stops one page early."""
+    """SyncMappedFile whose write-back stops one page early."""
     space = self._space_with_view(addr) if type(invalidate) is bool else None
     if space is None:
         return False
     view = self.views[(space.pid, addr)]
-    node = self.files[view.file]
-    for index in range(view.first, view.first + view.count - 1):
-        page = self.cache[(view.file, index)]
-        self._write_back(node, index, page)
-        if invalidate:
-            self._load(node, index, page.frame)
+    short = FileView(view.file, view.first, view.count - 1, view.protect)
+    self._store(short, self._dirty(short))
     return self._ok(True)
 
 
-def _unmap_drops_dirty(self: MemoryMappedFiles, space: ProcessMemorySpace, base: int) -> None:
-    """detach (unmap, process exit) that writes nothing back."""
-    write_back = MemoryMappedFiles._write_back
-    MemoryMappedFiles._write_back = lambda *args: None  # type: ignore[method-assign]
+def _store_nothing(self: MemoryMappedFiles, view: FileView, indexes: list[int]
+                   ) -> dict[int, int]:
+    """_store that marks the pages clean without writing them."""
+    self._clean(view, indexes)
+    return {}
+
+
+@contextlib.contextmanager
+def _dropping_dirty() -> Iterator[None]:
+    store = MemoryMappedFiles._store
+    MemoryMappedFiles._store = _store_nothing  # type: ignore[method-assign]
     try:
-        _FILE_DETACH(self, space, base)
+        yield
     finally:
-        MemoryMappedFiles._write_back = write_back  # type: ignore[method-assign]
+        MemoryMappedFiles._store = store  # type: ignore[method-assign]
+
+
+def _detach_drops_dirty(self: MemoryMappedFiles, space: ProcessMemorySpace, base: int) -> None:
+    """detach (process exit) that writes nothing back."""
+    with _dropping_dirty():
+        _FILE_DETACH(self, space, base)
+
+
+def _unmap_drops_dirty(self: MemoryMappedFiles, addr: int) -> bool:
+    """UnmapFileFromMemory that writes nothing back."""
+    with _dropping_dirty():
+        return _FILE_UNMAP(self, addr)
 
 
 def _map_widens_protection(self: SharedMemoryManager, space: ProcessMemorySpace, shm_id: int,
@@ -432,7 +449,8 @@ SHARED_MODEL_VARIANTS = (
     ModelVariant("sync_skips_last_page", ("MMF-1S", NOTHING_LOST),
                  {"MemoryMappedFiles.SyncMappedFile": _sync_skips_last_page}),
     ModelVariant("unmap_drops_dirty", ("MMF-1U", NOTHING_LOST),
-                 {"MemoryMappedFiles.detach": _unmap_drops_dirty}),
+                 {"MemoryMappedFiles.detach": _detach_drops_dirty,
+                  "MemoryMappedFiles.UnmapFileFromMemory": _unmap_drops_dirty}),
     ModelVariant("rw_view_of_readonly_block", ("SHM-3",),
                  {"SharedMemoryManager.MapSharedMemoryToProcess": _map_widens_protection}),
 )

@@ -132,6 +132,32 @@ def junit_report(results: Sequence[Result], profile: str, wall_seconds: float) -
     return ET.ElementTree(suites)
 
 
+def unwritable(path: str) -> str | None:
+    """Why a report cannot be written at path (None when it can): checked before a
+    run that may take an hour, by creating the file (and its missing parent
+    folders are left to :func:`ensure_parent`): a directory, a path under a
+    regular file, or a place this process may not write."""
+    if os.path.isdir(path):
+        return f"{path} is a directory"
+    parent = os.path.dirname(os.path.abspath(path))
+    existing = parent
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing} is not a directory"
+    if existing != parent:
+        return None if os.access(existing, os.W_OK) else f"cannot create folders in {existing}"
+    created = not os.path.exists(path)
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as error:
+        return f"cannot write {path}: {error.strerror or error}"
+    if created:
+        os.remove(path)
+    return None
+
+
 def ensure_parent(path: str) -> None:
     parent = os.path.dirname(path)
     if parent:
