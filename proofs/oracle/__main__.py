@@ -5,26 +5,58 @@
                             [--trace-out FILE]
     python -m proofs.oracle replay TRACE --impl CMD [--mode ...] [--junit FILE]
 
-Exit status: 0 nothing diverged (and something ran); 1 a divergence; 2 usage;
+Exit status: 0 nothing diverged (and something ran); 1 a divergence; 2 usage
+(checked before anything runs; also a report that could not be written);
 3 undecided (z3 answered unknown on a step: not a pass).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from proofs.oracle import processes
+from proofs.oracle.child import end_children_on_sigterm
 from proofs.oracle.families import FAMILIES
 from proofs.oracle.report import describe, write_junit
 from proofs.oracle.run import Outcome, load_trace, replay, save_trace, search
 from proofs.oracle.world import MANAGERS
+from proofs.runner.report import ensure_parent, unwritable
 from proofs.version import version
 
 EXIT_PASS, EXIT_DIVERGED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 
 
-def _parser(prog: str = "python -m proofs.oracle") -> argparse.ArgumentParser:
+def _number(kind: type[int] | type[float], what: str, ok: Callable[[float], bool]
+            ) -> Callable[[str], float]:
+    """An argparse type: a number of kind for which ok holds (else a usage error
+    that says what was expected)."""
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (math.isfinite(value) and ok(value)):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+    return convert
+
+
+#: --request-timeout, --time: a reply slower than 0 s or than nan s means nothing.
+SECONDS = _number(float, "a positive, finite number of seconds", lambda v: v > 0)
+#: --shrink-time: 0 s shrinks nothing (the first divergence as found).
+SHRINK_SECONDS = _number(float, "a finite number of seconds, 0 or more", lambda v: v >= 0)
+#: --max-examples, --steps: at least one sequence of at least one operation.
+POSITIVE = _number(int, "a positive integer", lambda v: v > 0)
+#: --seed: 0 or more (each seed its own runs: seed * 1000003 + chunk).
+SEED = _number(int, "an integer, 0 or more", lambda v: v >= 0)
+
+
+def parser_of(prog: str = "python -m proofs.oracle") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"memspec {version()}")
@@ -32,24 +64,41 @@ def _parser(prog: str = "python -m proofs.oracle") -> argparse.ArgumentParser:
     parser.add_argument("--impl", required=True,
                         help="the command that starts the implementation (run by the shell)")
     parser.add_argument("--mode", choices=("spec", "strict", "both"), default="both")
-    parser.add_argument("--max-examples", type=int, default=100,
+    parser.add_argument("--max-examples", type=POSITIVE, default=100,
                         help="sequences to generate per mode (default 100)")
-    parser.add_argument("--time", type=float, default=300.0,
+    parser.add_argument("--time", type=SECONDS, default=300.0,
                         help="seconds per mode before no new sequence starts (default 300)")
-    parser.add_argument("--steps", type=int, default=25, help="operations per sequence")
+    parser.add_argument("--steps", type=POSITIVE, default=25,
+                        help="operations per sequence (default 25)")
     parser.add_argument("--family", action="append", choices=[f.name for f in FAMILIES],
                         help="run only this family of sequences (repeatable; default: every "
                              "family whose managers the implementation declares)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the generation")
-    parser.add_argument("--request-timeout", type=float, default=5.0,
+    parser.add_argument("--seed", type=SEED, default=0,
+                        help="seed of the generation, 0 or more (default 0)")
+    parser.add_argument("--request-timeout", type=SECONDS, default=5.0,
                         help="seconds to wait for each reply (default 5)")
-    parser.add_argument("--shrink-time", type=float, default=30.0,
+    parser.add_argument("--shrink-time", type=SHRINK_SECONDS, default=30.0,
                         help="seconds hypothesis may spend shrinking (default 30)")
     parser.add_argument("--trace-out", type=Path, default=Path("oracle-trace.json"),
                         help="where a divergence's trace is saved (default oracle-trace.json)")
     parser.add_argument("--junit", type=Path, help="write a JUnit XML report here")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
+
+
+def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None
+                  ) -> argparse.Namespace:
+    """The options, each checked before anything runs (argparse exits 2 on a bad one)."""
+    args = parser.parse_args(argv)
+    if not args.impl.strip():
+        parser.error("--impl: an empty command")
+    outputs = [("--junit", args.junit)] + ([] if args.trace else [("--trace-out",
+                                                                     args.trace_out)])
+    for option, path in outputs:
+        why = None if path is None else unwritable(str(path))
+        if why is not None:
+            parser.error(f"{option}: {why}")
+    return args
 
 
 def _progress(outcome: Outcome) -> None:
@@ -59,24 +108,44 @@ def _progress(outcome: Outcome) -> None:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m proofs.oracle") -> int:
-    args = _parser(prog).parse_args(argv)
-    modes = ("spec", "strict") if args.mode == "both" else (args.mode,)
+    parser = parser_of(prog)
+    args = parse_options(parser, argv)
     if args.trace and (args.trace[0] != "replay" or len(args.trace) != 2):
         replay_prog = prog if prog.endswith(" replay") else f"{prog} replay"
         print(f"usage: {replay_prog} TRACE --impl CMD", file=sys.stderr)
         return EXIT_USAGE
+    trace = None
+    if args.trace:
+        try:
+            trace = load_trace(Path(args.trace[1]))
+        except (OSError, ValueError) as exc:
+            print(f"cannot read the trace: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    end_children_on_sigterm()
+    if not processes.CAN_TRACK and not args.quiet:
+        print(f"note: at the end of each sequence the oracle ends {processes.TRACKING}",
+              file=sys.stderr)
+    outcomes, reports = _run(args, trace)
+    try:
+        if args.junit is not None:
+            ensure_parent(str(args.junit))
+            write_junit(args.junit, outcomes, reports)
+    except OSError as exc:
+        print(f"cannot write the JUnit report: {exc}", file=sys.stderr)
+        return _verdict(outcomes, written=False)
+    return _verdict(outcomes)
+
+
+def _run(args: argparse.Namespace, trace: dict[str, Any] | None
+         ) -> tuple[list[Outcome], list[str]]:
+    """Each mode in turn until one diverges or is undecided: outcomes, reports."""
     outcomes: list[Outcome] = []
     reports: list[str] = []
-    for mode in modes:
-        if args.trace:
-            try:
-                trace = load_trace(Path(args.trace[1]))
-            except (OSError, ValueError) as exc:
-                print(f"cannot read the trace: {exc}", file=sys.stderr)
-                return EXIT_USAGE
+    for mode in ("spec", "strict") if args.mode == "both" else (args.mode,):
+        if trace is not None:
             outcome = replay(args.impl, mode, trace["operations"], args.request_timeout,
                              family=str(trace.get("family", "kernel")))
-            managers = trace.get("managers", [])
+            managers = list(trace.get("managers", []))
         else:
             outcome = search(args.impl, mode, max_examples=args.max_examples,
                              time_limit=args.time, seed=args.seed, steps=args.steps,
@@ -85,21 +154,34 @@ def main(argv: list[str] | None = None, prog: str = "python -m proofs.oracle") -
                              families=None if args.family is None else tuple(args.family))
             managers = _managers(outcome)
         report = describe(outcome, managers)
-        if outcome.divergence is not None and not args.trace:
-            save_trace(args.trace_out, outcome, managers)
-            report += f"\n\ntrace saved: {args.trace_out} (replay: python -m proofs.oracle " \
-                      f"replay {args.trace_out} --impl ...)"
+        if outcome.divergence is not None and trace is None:
+            report += _save(args.trace_out, outcome, managers)
         print(report, flush=True)
         outcomes.append(outcome)
         reports.append(report)
         if outcome.divergence is not None or outcome.unknown is not None:
             break
-    if args.junit is not None:
-        write_junit(args.junit, outcomes, reports)
+    return outcomes, reports
+
+
+def _save(path: Path, outcome: Outcome, managers: list[str]) -> str:
+    """Save a divergence's trace; what the report says of it."""
+    try:
+        ensure_parent(str(path))
+        save_trace(path, outcome, managers)
+    except OSError as exc:
+        return f"\n\nthe trace could not be saved: {exc}"
+    return (f"\n\ntrace saved: {path} (replay: python -m proofs.oracle replay {path} "
+            "--impl ...)")
+
+
+def _verdict(outcomes: list[Outcome], written: bool = True) -> int:
     if any(o.divergence is not None for o in outcomes):
         return EXIT_DIVERGED
     if any(o.unknown is not None for o in outcomes):
         return EXIT_UNKNOWN
+    if not written:
+        return EXIT_USAGE
     return EXIT_PASS if outcomes and all(o.passed for o in outcomes) else EXIT_DIVERGED
 
 

@@ -2,24 +2,31 @@
 
 Everything the child does wrong is an :class:`ImplementationError` (a
 divergence with a kind: crash, hang, malformed, protocol), never an exception
-of the oracle: the child may exit, hang, write garbage or close its pipes.
-Replies are read with ``os.read`` and a per-request deadline (``select``);
-requests may be written ahead of their replies (strict mode pipelines).
+of the oracle: the child may exit, hang, write garbage or endless lines, fill
+its stderr, close its pipes, ignore signals or leave processes behind. One
+``select`` loop serves its three pipes with a deadline for each request
+(requests may be written ahead of their replies: strict mode pipelines);
+stdout lines are bounded (:data:`LINE_LIMIT`) before they are parsed, stderr
+keeps only its last :data:`STDERR_KEPT` bytes. :meth:`Child.close` ends the
+child and everything it started (:mod:`proofs.oracle.processes`), whatever
+state it is in, and a child the oracle did not get to close (an exception, the
+oracle's exit or SIGTERM) is ended by :func:`end_all`.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
 import signal
 import subprocess
-import tempfile
 import time
 from collections import deque
 from collections.abc import Sequence
 
-from proofs.oracle.protocol import Hello, Message, ProtocolError, check_hello, parse
+from proofs.oracle import processes
+from proofs.oracle.protocol import Hello, Message, ProtocolError, check_hello, parse, printable
 
 #: Seconds to wait for a reply (each request).
 REQUEST_TIMEOUT = 5.0
@@ -27,8 +34,19 @@ REQUEST_TIMEOUT = 5.0
 HELLO_TIMEOUT = 30.0
 #: One encoder for every request (json.dumps with options builds one per call).
 _encode = json.JSONEncoder(separators=(",", ":")).encode
-#: The longest line the oracle accepts from an implementation.
+#: The longest line the oracle accepts from an implementation (bytes).
 LINE_LIMIT = 1 << 22
+#: Lines read ahead of their requests, at most (a strict window owes a few hundred).
+LINES_WAITING = 4096
+#: The bytes of the child's stderr kept for the report (the last ones).
+STDERR_KEPT = 8192
+#: Seconds the child has to exit once its stdin is closed, or once its stdout was.
+EXIT_GRACE = 0.5
+#: Seconds to wait for the rest of a dead child's stderr.
+STDERR_GRACE = 0.2
+
+#: Children started and not yet closed: ended when the oracle exits.
+_LIVE: set[Child] = set()
 
 
 def _signal(number: int) -> str:
@@ -36,6 +54,14 @@ def _signal(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return str(number)
+
+
+def _status_text(status: int) -> str:
+    if status < 0:
+        return f"killed by signal {_signal(-status)}"
+    if 128 < status < 128 + 65:
+        return f"exit status {status}: signal {_signal(status - 128)} as a shell reports it"
+    return f"exit status {status}"
 
 
 class ImplementationError(Exception):
@@ -51,75 +77,165 @@ class Child:
 
     def __init__(self, command: str, timeout: float = REQUEST_TIMEOUT) -> None:
         self.command, self.timeout = command, timeout
-        self._stderr = tempfile.TemporaryFile()
+        self.marker = processes.new_marker()
+        self.since = processes.now()
         self.process = subprocess.Popen(
             command, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._stderr, bufsize=0, start_new_session=True)
-        assert self.process.stdin is not None and self.process.stdout is not None
+            stderr=subprocess.PIPE, bufsize=0, start_new_session=True,
+            env=processes.environment(self.marker))
+        _LIVE.add(self)
+        assert self.process.stdin and self.process.stdout and self.process.stderr
         self._in, self._out = self.process.stdin.fileno(), self.process.stdout.fileno()
+        self._err: int | None = self.process.stderr.fileno()
+        os.set_blocking(self._in, False)
         self._buffer = bytearray()
         self._lines: deque[bytes] = deque()
-        self.hello = self._greet()
+        self._tail = bytearray()
+        self._eof = self._closed = self._faulted = False
+        try:
+            self.hello = self._greet()
+        except BaseException:
+            self.close()
+            raise
 
     def _greet(self) -> Hello:
         try:
             return check_hello(parse(self._line(max(HELLO_TIMEOUT, self.timeout))))
         except ProtocolError as exc:
             raise self.fault("protocol", f"hello: {exc}") from None
+        except ImplementationError as exc:
+            exc.detail = f"hello: {exc.detail}"
+            raise
+
+    # -- the child's state -----------------------------------------------------------
+
+    def status(self) -> int | None:
+        """The exit status as Popen reports it (negative: the signal), None while
+        it runs. The child is not reaped (waitid WNOWAIT): its pid, its group's
+        and session's id, stays its own until :meth:`close`."""
+        if self.process.returncode is not None or not hasattr(os, "waitid"):
+            return self.process.poll()  # without waitid: reaped (macOS)
+        try:
+            info = os.waitid(os.P_PID, self.process.pid,
+                             os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return None
+        if info is None or info.si_pid == 0:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+    def _wait_exit(self, seconds: float) -> int | None:
+        deadline, pause = time.monotonic() + seconds, 0.001
+        while (status := self.status()) is None and time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+        return status
 
     # -- faults --------------------------------------------------------------------
 
     def stderr_tail(self, lines: int = 12) -> str:
-        self._stderr.seek(0)
-        text = self._stderr.read()[-8192:].decode("utf-8", "replace")
+        """The last lines the child wrote to stderr, control characters escaped."""
+        text = printable(self._tail.decode("utf-8", "replace"), keep="\n\t")
         return "\n".join(text.splitlines()[-lines:])
 
     def fault(self, kind: str, detail: str) -> ImplementationError:
-        status = self.process.poll()
-        if status is not None and kind in ("crash", "hang"):
-            detail += (f" (killed by signal {_signal(-status)})" if status < 0
-                       else f" (exit status {status}: signal {_signal(status - 128)} "
-                            "as a shell reports it)" if 128 < status < 128 + 65
-                       else f" (exit status {status})")
+        self._faulted = True
+        status = self.status()
+        if status is not None:
+            self._drain_stderr(STDERR_GRACE)
+            if kind in ("crash", "hang"):
+                detail += f" ({_status_text(status)})"
+        elif kind == "crash":
+            detail += " (still running)"
         return ImplementationError(kind, detail, self.stderr_tail())
+
+    # -- pipes ---------------------------------------------------------------------
+
+    def _readable(self) -> list[int]:
+        """The pipes to read: stdout until its end, or until a line too long or
+        too many lines are waiting (a flood is then the child's to hold)."""
+        full = len(self._buffer) > LINE_LIMIT or len(self._lines) > LINES_WAITING
+        fds = [] if self._eof or full else [self._out]
+        return fds if self._err is None else [*fds, self._err]
+
+    def _take(self, fd: int) -> None:
+        """Read what fd has (select said it would not block)."""
+        chunk = os.read(fd, 1 << 16)
+        if fd == self._err:
+            if not chunk:
+                self._err = None
+            self._tail += chunk
+            del self._tail[:-STDERR_KEPT]
+            return
+        if not chunk:
+            self._eof = True
+            return
+        self._buffer += chunk
+        if b"\n" in chunk:  # every complete line at once: one split per read
+            *lines, rest = self._buffer.split(b"\n")
+            self._lines.extend(map(bytes, lines))
+            self._buffer = bytearray(rest)
+
+    def _pump(self, seconds: float, write: bool = False) -> bool:
+        """Wait up to seconds for the pipes; read what is readable. Whether stdin
+        can be written (when asked)."""
+        readable, writable, _ = select.select(self._readable(), [self._in] if write else [],
+                                              [], max(seconds, 0))
+        for fd in readable:
+            self._take(fd)
+        return bool(writable)
+
+    def _drain_stderr(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while self._err is not None and (left := deadline - time.monotonic()) > 0:
+            if self._err not in select.select([self._err], [], [], left)[0]:
+                return
+            self._take(self._err)
 
     # -- lines ---------------------------------------------------------------------
 
     def send(self, messages: Sequence[Message]) -> None:
-        data = "".join(_encode(m) + "\n" for m in messages).encode()
-        view = memoryview(data)
-        try:
-            while view:
-                written = os.write(self._in, view)
-                view = view[written:]
-        except (BrokenPipeError, ConnectionResetError):
-            self.process.wait(timeout=self.timeout)
-            raise self.fault("crash", "the implementation closed its input") from None
+        """Write requests, reading the child's pipes meanwhile (a child that
+        writes before it reads must not block the oracle); a child that reads
+        none of it within the timeout hangs."""
+        view = memoryview("".join(_encode(m) + "\n" for m in messages).encode())
+        deadline = time.monotonic() + self.timeout
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self.fault("hang", f"the implementation did not read its input within "
+                                         f"{self.timeout:g} s")
+            if not self._pump(left, write=True):
+                continue
+            try:
+                view = view[os.write(self._in, view):]
+            except BlockingIOError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                self._wait_exit(EXIT_GRACE)
+                raise self.fault("crash", "the implementation closed its input") from None
 
     def _line(self, timeout: float | None = None) -> bytes:
         wait = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         while True:
             if self._lines:
-                return self._lines.popleft()
+                line = self._lines.popleft()
+                if len(line) > LINE_LIMIT:
+                    raise self.fault("protocol", f"a line of {len(line)} bytes (the limit is "
+                                                 f"{LINE_LIMIT})")
+                return line
             if len(self._buffer) > LINE_LIMIT:
                 raise self.fault("protocol", f"a line longer than {LINE_LIMIT} bytes")
-            left = deadline - time.monotonic()
-            ready = select.select([self._out], [], [], max(left, 0))[0] if left > 0 else []
-            if not ready:
-                raise self.fault("hang", f"no reply within {wait:g} s")
-            chunk = os.read(self._out, 1 << 16)
-            if not chunk:
-                try:
-                    self.process.wait(timeout=1.0)
-                except subprocess.TimeoutExpired:
-                    pass
+            if self._eof:
+                self._wait_exit(EXIT_GRACE)
                 raise self.fault("crash", "the implementation closed its output")
-            self._buffer += chunk
-            if b"\n" in chunk:  # every complete line at once: one split per read
-                *lines, rest = self._buffer.split(b"\n")
-                self._lines.extend(map(bytes, lines))
-                self._buffer = bytearray(rest)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                unfinished = (f" ({len(self._buffer)} bytes of a line without its end)"
+                              if self._buffer else "")
+                raise self.fault("hang", f"no reply within {wait:g} s{unfinished}")
+            self._pump(left)
 
     def receive(self) -> Message:
         try:
@@ -128,17 +244,59 @@ class Child:
             raise self.fault("protocol", str(exc)) from None
 
     def close(self) -> None:
-        """Close stdin, give the child a moment, then kill its process group."""
+        """Close stdin and give the child a moment to exit (none after a fault);
+        then end its process group and everything it started
+        (:func:`processes.end_processes`), whatever state it is in, and only then
+        reap it."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.process.stdin.close()  # type: ignore[union-attr]
-            self.process.wait(timeout=0.5)
-        except (OSError, subprocess.TimeoutExpired):
+        except OSError:
             pass
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
-        self.process.stdout.close()  # type: ignore[union-attr]
-        self._stderr.close()
+        if not self._faulted:
+            self._wait_exit(EXIT_GRACE)
+        processes.end_processes(self.process.pid, self.marker, self.since)
+        self._end()
+
+    def _end(self) -> None:
+        try:
+            os.kill(self.process.pid, signal.SIGKILL)  # not reaped yet: still ours
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+        _LIVE.discard(self)
+
+
+def end_all(reap: bool = True) -> None:
+    """End every child not closed yet, and what it started (at the oracle's exit),
+    then any process left with this oracle's marker (one started as the oracle
+    was told to stop, before it was registered); reap the children unless told
+    not to (in a signal handler, which may have interrupted a wait)."""
+    for child in list(_LIVE):
+        child._closed = True
+        processes.end_processes(child.process.pid, child.marker, child.since)
+        if reap:
+            child._end()
+    processes.end_marked(processes.own_prefix())
+
+
+def _terminated(number: int, frame: object) -> None:
+    """SIGTERM to the oracle: end the children, then die of the signal as before."""
+    end_all(reap=False)
+    signal.signal(number, signal.SIG_DFL)
+    os.kill(os.getpid(), number)
+
+
+def end_children_on_sigterm() -> None:
+    """For a program that is the oracle (the CLI, the fuzzer): a SIGTERM ends
+    the children too (atexit does not run on a signal)."""
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _terminated)
+
+
+atexit.register(end_all)

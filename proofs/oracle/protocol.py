@@ -3,15 +3,21 @@
 The schema ships with the package (``protocol.schema.json``); fastjsonschema
 compiles each definition once into a Python function, so checking a reply
 costs microseconds. A message that does not validate is the implementation's
-divergence, never the oracle's crash.
+divergence, never the oracle's crash. A line is bounded before it is parsed
+(:data:`NESTING_LIMIT`: the decoder and everything after it recurse), and the
+protocol's numbers are integers: a fraction, an exponent, NaN or Infinity
+(which Python's decoder accepts) is not one.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from itertools import accumulate
 from typing import Any, cast
 
 import fastjsonschema
@@ -19,7 +25,25 @@ import fastjsonschema
 from proofs.oracle.managers import Message
 from proofs.oracle.world import BOOL_RESULTS, OBSERVATIONS, OPERATIONS, PROTOCOL_VERSION
 
-_decode = json.JSONDecoder().decode
+#: The deepest nesting of arrays and objects accepted in a line (the protocol's
+#: deepest message, a Processes observation, nests 6 deep).
+NESTING_LIMIT = 32
+
+
+class _NotAnIntegerError(ValueError):
+    """A JSON number the protocol does not have."""
+
+
+def _not_an_integer(text: str) -> int:
+    raise _NotAnIntegerError(f"{text} is not an integer (the protocol's numbers are)")
+
+
+_decode = json.JSONDecoder(parse_float=_not_an_integer,
+                           parse_constant=_not_an_integer).decode
+#: A JSON string (its brackets do not nest), and each byte's step in depth.
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class ProtocolError(Exception):
@@ -67,10 +91,26 @@ class Hello:
     observations: tuple[str, ...]
 
 
+def nesting(line: bytes) -> int:
+    """How deep the line's arrays and objects nest, without recursion (exact past
+    NESTING_LIMIT; below it, perhaps only the number of brackets: a bound)."""
+    if line.count(b"[") + line.count(b"{") <= NESTING_LIMIT:
+        return line.count(b"[") + line.count(b"{")
+    steps = _STRING.sub(b"", line).translate(_STEPS, _NOT_BRACKETS)
+    return max(accumulate(memoryview(steps).cast("b")), default=0)
+
+
 def parse(line: bytes) -> Message:
+    """One line from the implementation: a JSON object, bounded before decoding."""
+    if line.count(b"[") + line.count(b"{") > NESTING_LIMIT \
+            and (depth := nesting(line)) > NESTING_LIMIT:
+        raise ProtocolError(f"JSON nested {depth} levels deep (the limit is {NESTING_LIMIT}): "
+                            f"{line[:60]!r}")
     try:
         message = _decode(line.decode())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except _NotAnIntegerError as exc:
+        raise ProtocolError(f"not a protocol message: {exc}: {line[:200]!r}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ProtocolError(f"not JSON ({exc}): {line[:200]!r}") from None
     if not isinstance(message, dict):
         raise ProtocolError(f"not a JSON object: {line[:200]!r}")
@@ -78,12 +118,78 @@ def parse(line: bytes) -> Message:
 
 
 def check_hello(message: Message) -> Hello:
+    version = message.get("protocol")
+    if version != PROTOCOL_VERSION and type(version) is int:
+        raise ProtocolError(f"protocol {version} (this oracle speaks {PROTOCOL_VERSION})")
     validate(message, "hello")
-    if message["protocol"] != PROTOCOL_VERSION:
-        raise ProtocolError(f"protocol {message['protocol']} (this oracle speaks "
-                            f"{PROTOCOL_VERSION})")
-    return Hello(message["implementation"], tuple(message["managers"]),
+    return Hello(printable(message["implementation"]), tuple(message["managers"]),
                  tuple(message["observations"]))
+
+
+#: Control characters (C0, DEL, C1) as escapes: none reaches a terminal or the
+#: JUnit XML (where most are not allowed at all).
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))}
+
+
+def printable(text: str, keep: str = "") -> str:
+    """text with its control characters (but those in keep) escaped."""
+    return text.translate({c: e for c, e in _CONTROLS.items() if chr(c) not in keep})
+
+
+#: Pages (and frames) of a 32-bit space: the most one observation's runs may cover.
+SPACE_PAGES = 1 << 20
+#: Pages of the largest file CreateFile makes (1 MB).
+FILE_PAGES = 256
+#: The runs (first, count) of each observation that a judge expands page by page:
+#: where they are (a path; "*" every item), where first and count are in a run,
+#: and what bounds first + count ("frames": the physical memory set up).
+RUNS: dict[str, tuple[tuple[tuple[str, ...], int | str, int | str, str], ...]] = {
+    "FrameBitmap": ((("used",), 0, 1, "frames"),),
+    "Processes": ((("processes", "*", "pages"), 0, 1, "pages"),
+                  (("processes", "*", "ptes"), 0, 1, "pages")),
+    "MappedFiles": ((("views",), "first", "count", "file pages"),),
+}
+
+
+#: Single values a judge counts up to, and what bounds them.
+SIZES: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
+    "FrameCounts": (((), "frames", "frames"),),
+    "MappedFiles": ((("files",), "size", "file bytes"),),
+}
+
+
+def _items(value: Any, path: tuple[str, ...]) -> Iterator[Any]:
+    if not path:
+        yield from value
+        return
+    key, *rest = path
+    for inner in (value if key == "*" else [value[key]]):
+        yield from _items(inner, tuple(rest))
+
+
+def extent(name: str, observed: Message, frames: int) -> str | None:
+    """Why an observation is too large to judge (None: it is not): its runs
+    must end inside their space (``frames`` frames of the physical memory set up,
+    the 32-bit space's pages, a 1 MB file's pages) and together cover at most
+    SPACE_PAGES, its frame count and file sizes stay inside theirs: no reply
+    makes a judge build billions of entries or ask for a file page by page
+    for ever."""
+    limits = {"frames": min(frames, SPACE_PAGES), "pages": SPACE_PAGES,
+              "file pages": FILE_PAGES, "file bytes": FILE_PAGES << 12}
+    for path, key, space in SIZES.get(name, ()):
+        for item in (_items(observed, path) if path else [observed]):
+            if item[key] > limits[space]:
+                return f"{name} reports {key} {item[key]}, past the {limits[space]} {space}"
+    total = 0
+    for path, first, count, space in RUNS.get(name, ()):
+        for run in _items(observed, path):
+            if run[first] + run[count] > limits[space]:
+                return (f"{name} reports a run of {run[count]} {space} from {run[first]}, "
+                        f"past the {limits[space]} {space} there are")
+            total += run[count]
+    if total > SPACE_PAGES:
+        return f"{name} reports runs of {total} pages in all, more than {SPACE_PAGES} can be"
+    return None
 
 
 def request(ident: int, manager: str, op: str, args: Message) -> Message:
@@ -103,8 +209,22 @@ def same_reply(reply: Message, expected: Message) -> bool:
             and type(reply.get("error")) is int)
 
 
+def check_id(sent: Message, reply: Message) -> None:
+    """The reply carries the id of ``sent``: replies come in request order, so a
+    smaller id was answered already."""
+    ident = reply.get("id")
+    if ident == sent["id"] or type(ident) is not int:
+        return
+    if 1 <= ident < sent["id"]:
+        raise ProtocolError(f"replied twice to #{ident}: a second reply with id {ident} came "
+                            f"where the reply to #{sent['id']} was due")
+    raise ProtocolError(f"reply id {ident} where the reply to #{sent['id']} was due "
+                        "(replies come in request order)")
+
+
 def check_reply(sent: Message, reply: Message) -> None:
     """The reply to ``sent`` has its id and the right shape (result type included)."""
+    check_id(sent, reply)
     if "observe" in sent:
         validate(reply, "observed")
         validate(reply["observed"], sent["observe"])
@@ -114,8 +234,6 @@ def check_reply(sent: Message, reply: Message) -> None:
         if isinstance(reply["result"], bool) != want_bool:
             raise ProtocolError(f"{sent['op']} returns a {'boolean' if want_bool else 'number'}"
                                 f", not {json.dumps(reply['result'])}")
-    if reply["id"] != sent["id"]:
-        raise ProtocolError(f"reply id {reply['id']} to request {sent['id']}")
 
 
 def known(manager: str, op: str) -> bool:
@@ -123,4 +241,5 @@ def known(manager: str, op: str) -> bool:
 
 
 __all__ = ["OBSERVATIONS", "Message", "Hello", "ProtocolError", "check_hello", "check_reply",
-           "parse", "request", "observation", "validate", "schema", "known"]
+           "parse", "request", "observation", "validate", "schema", "known", "printable",
+           "NESTING_LIMIT", "SPACE_PAGES", "extent"]

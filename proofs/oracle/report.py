@@ -52,16 +52,30 @@ def _call(request: dict[str, Any]) -> str:
     return f"{request['manager']}.{request['op']}({args})"
 
 
-def side_by_side(exchanges: list[Exchange]) -> list[str]:
-    """The operations with both replies; the last one (where it diverged) marked."""
+def _observation(request: dict[str, Any]) -> str:
+    args = ", ".join(f"{k}={_value(v)}" for k, v in request["args"].items())
+    return f"observe {request['observe']}({args})"
+
+
+def side_by_side(exchanges: list[Exchange], at: int | None = None,
+                 kind: str = "divergence") -> list[str]:
+    """The operations with both replies, the one that diverged marked: the
+    request ``at`` (shown even when it is an observation), else the last
+    operation; a reply that broke the protocol (``kind``) is not shown."""
     world = ModelWorld()
-    calls = [e for e in exchanges if "op" in e.request]
+    shown = [e for e in exchanges if "op" in e.request or e.request["id"] == at]
+    mark = at if any(e.request["id"] == at for e in shown) else \
+        shown[-1].request["id"] if shown else None
     rows = []
-    for n, exchange in enumerate(calls):
+    for exchange in shown:
         request = exchange.request
-        model = world.handle(request)
-        rows.append((f"#{request['id']}", _call(request), _reply(exchange.reply),
-                     _reply(model), "<<" if n == len(calls) - 1 else ""))
+        got = "(broken reply)" if request["id"] == at and kind == "protocol" \
+            else _reply(exchange.reply)
+        if "op" in request:
+            cells = (_call(request), got, _reply(world.handle(request)))
+        else:
+            cells = (_observation(request), got, "(observed)")
+        rows.append((f"#{request['id']}", *cells, "<<" if request["id"] == mark else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(4)] if rows else [0] * 4
     head = ("", "operation", "implementation", "model", "")
     return ["  ".join(cell.ljust(widths[i]) if i < 4 else cell
@@ -92,9 +106,12 @@ def describe(outcome: Outcome, managers: Iterable[str] = ()) -> str:
         if outcome.caught_after is not None:
             lines.append(f"  first divergence after {outcome.caught_after:.1f} s; shrinking "
                          f"took the rest")
-        lines += [f"DIVERGED ({d.kind}): {', '.join(d.violated)}",
-                  f"  shrunk sequence: {ops} operations ({min(fixed, ops)} set-up calls)", ""]
-        lines += side_by_side(d.exchanges)
+        lines.append(f"DIVERGED ({d.kind}): {', '.join(d.violated)}")
+        if d.exchanges:
+            lines += [f"  shrunk sequence: {ops} operations ({min(fixed, ops)} set-up calls)",
+                      "", *side_by_side(d.exchanges, d.at, d.kind)]
+        else:
+            lines.append("  before the first request")
         lines += ["", "why:", *("  " + line for line in d.reason.splitlines())]
         if d.detail:
             lines += ["", *d.detail.splitlines()]

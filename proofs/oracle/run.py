@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
 from proofs.machines.runner import shrink_limit
@@ -154,6 +155,8 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
             outcome.divergence = exc
         except OracleUnknownError as exc:
             outcome.unknown = exc
+        except Flaky:
+            _not_reproduced(outcome)
         outcome.examples = sum(m.examples for _, m in machines)  # type: ignore[attr-defined]
         outcome.seconds = time.monotonic() - start
         if outcome.coverage.first_failure is not None:
@@ -164,6 +167,22 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
             break
     outcome.seconds = time.monotonic() - start
     return outcome
+
+
+def _not_reproduced(outcome: Outcome) -> None:
+    """Hypothesis ran a failing sequence again and it did not fail the same way
+    (a random or timing-dependent implementation): the verdict is the last
+    failure as it happened, unshrunk."""
+    last = outcome.coverage.last_failure
+    if isinstance(last, OracleUnknownError):
+        outcome.unknown = last
+        return
+    if not isinstance(last, DivergenceError):  # hypothesis saw no failure of ours
+        last = DivergenceError("the implementation behaved differently when hypothesis "
+                               "replayed a sequence", ("nondeterministic",), [])
+    last.reason += ("\n(not reproducible: the same sequence, sent again, did not fail the "
+                    "same way, so this is the sequence as it first failed, not shrunk)")
+    outcome.divergence = last
 
 
 # -- traces -----------------------------------------------------------------------
@@ -206,10 +225,36 @@ def save_trace(path: Path, outcome: Outcome, managers: list[str]) -> None:
 
 
 def load_trace(path: Path) -> dict[str, Any]:
+    """A saved trace, its shape checked (ValueError says what is wrong)."""
     data = json.loads(path.read_text())
     if not isinstance(data, dict) or data.get("format") != TRACE_FORMAT:
         raise ValueError(f"{path} is not a memspec oracle trace")
+    family_named(str(data.get("family", "kernel")))
+    managers = data.get("managers", [])
+    if not isinstance(managers, list) or not all(isinstance(m, str) for m in managers):
+        raise ValueError(f"{path}: managers is not a list of names")
+    operations = data.get("operations")
+    if not isinstance(operations, list):
+        raise ValueError(f"{path}: no list of operations")
+    for n, step in enumerate(operations, 1):
+        if not _step_shape(step):
+            raise ValueError(f"{path}: operation {n} is not a call, a look or an "
+                             f"inspection: {json.dumps(step)[:200]}")
     return data
+
+
+def _step_shape(step: Any) -> bool:
+    """A step as :func:`operations` writes it."""
+    def ints(value: Any, *keys: str) -> bool:
+        return isinstance(value, dict) and all(type(value.get(k)) is int for k in keys)
+    if not isinstance(step, dict):
+        return False
+    if "look" in step:
+        return ints(step["look"], "virtual_addr", "length")
+    if "inspect" in step:
+        return isinstance(step["inspect"], str) and isinstance(step.get("args"), dict)
+    return (isinstance(step.get("manager"), str) and isinstance(step.get("op"), str)
+            and isinstance(step.get("args"), dict))
 
 
 def replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float = 5.0,

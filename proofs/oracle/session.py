@@ -65,10 +65,28 @@ class DivergenceError(AssertionError):
     """The implementation did what neither the model nor the spec allows."""
 
     def __init__(self, reason: str, violated: tuple[str, ...], exchanges: list[Exchange],
-                 detail: str = "", kind: str = "divergence") -> None:
+                 detail: str = "", kind: str = "divergence", at: int | None = None) -> None:
         super().__init__(f"{', '.join(violated)}: {reason}")
         self.reason, self.violated, self.kind = reason, violated, kind
         self.exchanges, self.detail = list(exchanges), detail
+        #: The id of the request whose reply diverged (None: the last operation's,
+        #: as the judges decide after each operation).
+        self.at = at
+
+
+def named(request: Message) -> str:
+    """A request as the report's table names it: #id and what it asks."""
+    what = (f"{request['manager']}.{request['op']}" if "op" in request
+            else f"observe {request.get('observe')}")
+    return f"#{request['id']} {what}"
+
+
+def bad_reply(request: Message, reason: str, exchanges: list[Exchange], kind: str = "protocol",
+              detail: str = "") -> DivergenceError:
+    """The reply to request broke the protocol (or never came): the reason names
+    the request, and the report marks it."""
+    return DivergenceError(f"{named(request)}: {reason}", (kind,), exchanges, detail, kind,
+                           at=request["id"])
 
 
 class OracleUnknownError(Exception):
@@ -97,6 +115,7 @@ def one_origin(method: _F) -> _F:
         session.failed = True  # its teardown must not raise again
         if session.coverage.first_failure is None:
             session.coverage.first_failure = time.monotonic()
+        session.coverage.last_failure = error
         error.__context__ = error.__cause__ = None
         raise error.with_traceback(None)
     return judged  # type: ignore[return-value]
@@ -109,6 +128,9 @@ class Coverage:
     operations: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: When the first divergence was raised (time.monotonic), before shrinking.
     first_failure: float | None = None
+    #: The last divergence (or undecided step) raised: the verdict when hypothesis
+    #: cannot replay it (an implementation that does not fail the same way twice).
+    last_failure: Exception | None = None
     observations: Counter[str] = field(default_factory=Counter)
     errors: Counter[tuple[str, str, int]] = field(default_factory=Counter)
 
@@ -138,8 +160,12 @@ class Session:
     def supports(self, manager: str) -> bool:
         return manager in self.managers
 
-    def fault(self, exc: ImplementationError) -> DivergenceError:
+    def fault(self, exc: ImplementationError, request: Message | None = None
+              ) -> DivergenceError:
+        """The child's fault, at request (None: before the first one, at the hello)."""
         detail = f"stderr:\n{exc.stderr}" if exc.stderr else ""
+        if request is not None:
+            return bad_reply(request, exc.detail, self.exchanges, exc.kind, detail)
         return DivergenceError(exc.detail, (exc.kind,), self.exchanges, detail, exc.kind)
 
     def _new(self, manager: str | None, name: str, args: Message) -> Message:
@@ -263,12 +289,11 @@ class StrictSession(Session):
                 if "op" not in exchange.request or not same_reply(reply, expected):
                     check_reply(exchange.request, reply)
             except ImplementationError as exc:
-                raise self.fault(exc) from None
-            except ProtocolError as exc:
-                exchange.reply = None
                 self._truncate(exchange)
-                raise DivergenceError(str(exc), ("protocol",), self.exchanges,
-                                      kind="protocol") from None
+                raise self.fault(exc, exchange.request) from None
+            except ProtocolError as exc:
+                self._truncate(exchange)
+                raise bad_reply(exchange.request, str(exc), self.exchanges) from None
             exchange.reply = reply
             if reply != exchange.expected:
                 self._truncate(exchange)

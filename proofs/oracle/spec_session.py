@@ -20,13 +20,14 @@ from proofs.machines.kernel_heap import Invariants
 from proofs.machines.paging_queries import InvariantChecker, Stats
 from proofs.oracle.child import ImplementationError
 from proofs.oracle.managers import Family, Judge
-from proofs.oracle.protocol import Message, ProtocolError, check_reply
+from proofs.oracle.protocol import SPACE_PAGES, Message, ProtocolError, check_reply, extent
 from proofs.oracle.session import (
     Coverage,
     DivergenceError,
     Exchange,
     OracleUnknownError,
     Session,
+    bad_reply,
     one_origin,
 )
 from proofs.oracle.worlds.kernel import READ_LIMIT
@@ -60,6 +61,10 @@ class SpecSession(Session):
         self.aligned: set[int] = set()
         self._seen: dict[tuple[str, tuple[tuple[str, Any], ...]], Message] = {}
         self.judge: Judge = family.judge(self)
+        #: The frames of the physical memory the set-up calls give (none past them).
+        self.frames = next((args["mem_end"] >> PAGE_SHIFT for _, op, args
+                            in family.setup(self.managers)
+                            if op == "InitializePhysicalMemory"), SPACE_PAGES)
 
     # -- talking -----------------------------------------------------------------
 
@@ -71,10 +76,9 @@ class SpecSession(Session):
             reply = self.child.receive()
             check_reply(message, reply)
         except ImplementationError as exc:
-            raise self.fault(exc) from None
+            raise self.fault(exc, message) from None
         except ProtocolError as exc:
-            raise DivergenceError(str(exc), ("protocol",), self.exchanges,
-                                  kind="protocol") from None
+            raise bad_reply(message, str(exc), self.exchanges) from None
         exchange.reply = reply
         return reply
 
@@ -83,7 +87,12 @@ class SpecSession(Session):
         key = (name, tuple(sorted(args.items())))
         seen = self._seen.get(key)
         if seen is None:
-            seen = self._seen[key] = self._exchange(self._new(None, name, dict(args)))["observed"]
+            request = self._new(None, name, dict(args))
+            seen = self._exchange(request)["observed"]
+            too_large = extent(name, seen, self.frames)
+            if too_large is not None:
+                raise bad_reply(request, too_large, self.exchanges)
+            self._seen[key] = seen
         return seen
 
     def read(self, name: str, key: str, address: int, length: int) -> bytes | None:
