@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.page_manager import PageManager  # noqa: E402
 from model.virtual_memory import VirtualMemoryManager  # noqa: E402
-from spec.abi import ADDRESS_LIMIT, NO_FRAME, PAGE_SHIFT, PAGE_SIZE, USER_SPACE_START, FrameOwner  # noqa: E402  # noqa: E402
+from spec.abi import ADDRESS_LIMIT, NO_FRAME, PAGE_SHIFT, PAGE_SIZE, USER_SPACE_START, FrameOwner  # noqa: E402
 
 FULL_FRAMES = ADDRESS_LIMIT >> PAGE_SHIFT  # 1,048,576
 MIX_OPS = 200_000

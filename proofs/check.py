@@ -22,6 +22,8 @@ import time
 from collections.abc import Sequence
 
 from proofs.obligation import PROFILES
+from proofs.runner.cache import DEFAULT_DIRECTORY as DEFAULT_CACHE
+from proofs.runner.cluster import ClusterUnavailableError, run_on_cluster
 from proofs.runner.discovery import DEFAULT_PACKAGE, DuplicateObligationError, collect, select
 from proofs.runner.pool import DEFAULT_TIMEOUT, run_obligations
 from proofs.runner.report import (
@@ -35,6 +37,8 @@ from proofs.runner.report import (
     passed,
     unwritable,
 )
+from proofs.runner.shard import parse as parse_shard
+from proofs.runner.shard import partition, recorded
 from proofs.version import version
 
 
@@ -60,6 +64,20 @@ def _parser(prog: str = "python -m proofs.check") -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help="per-obligation time limit; a timeout is UNKNOWN, a failure "
                              f"(default: {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--shard", metavar="I/N",
+                        help="run only the I-th of N parts of the chosen obligations, "
+                             "balanced by their recorded durations (N CI jobs, I = 1..N, run "
+                             "every obligation exactly once)")
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE, metavar="DIR",
+                        help="the proof cache: a passing verdict is reused while the source "
+                             "it depends on is unchanged, and z3's unsat answers are reused "
+                             f"for the same query (default: {DEFAULT_CACHE})")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="decide everything afresh; neither read nor write the cache")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the obligations as tasks of the Dask cluster whose "
+                             "scheduler is at ADDRESS (tcp://host:8786; --jobs is then the "
+                             "workers' business; the cache directory is each worker's)")
     # Where to discover obligations; tests point it at a fake package.
     parser.add_argument("--registry", default=DEFAULT_PACKAGE, help=argparse.SUPPRESS)
     # Run in this process without workers or timeouts; for fast tests of the CLI.
@@ -87,6 +105,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m proofs.check"
         problem = None if path is None else unwritable(path)
         if problem:
             parser.error(f"{option}: {problem}")
+    if not args.no_cache and os.path.exists(args.cache_dir) \
+            and not os.path.isdir(args.cache_dir):
+        parser.error(f"--cache-dir: {args.cache_dir} is not a directory")
+    shard = None if args.shard is None else parse_shard(args.shard)
+    if args.shard is not None and shard is None:
+        parser.error(f"--shard: {args.shard!r} is not I/N with 1 <= I <= N")
     if not is_package(args.registry):
         parser.error(f"--registry: no package named {args.registry!r}")
     try:
@@ -100,13 +124,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m proofs.check"
               file=sys.stderr)
         return 2
 
-    if args.list:
-        for o in chosen:
+    to_run = [o for o in chosen if args.profile in o.profiles]
+    if shard is not None:
+        to_run = partition(to_run, shard[1], recorded(args.profile))[shard[0] - 1]
+        print(f"shard {shard[0]}/{shard[1]}: {len(to_run)} obligations", file=sys.stderr)
+    if args.list:  # every profile's obligations; with --shard, the shard's of --profile
+        for o in chosen if shard is None else to_run:
             profiles = ",".join(p for p in PROFILES if p in o.profiles)
             print(f"{o.id}\t{o.manager}\t{o.operation}\t{o.invariant}\t{profiles}")
         return 0
-
-    to_run = [o for o in chosen if args.profile in o.profiles]
     if not to_run:
         print(f"proofs.check: no obligation to run in profile {args.profile!r}",
               file=sys.stderr)
@@ -114,10 +140,20 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m proofs.check"
 
     start = time.monotonic()
     printer = ProgressPrinter(sys.stderr)
+    cache_dir = None if args.no_cache else args.cache_dir
     try:
-        results = run_obligations(to_run, args.profile, args.jobs, timeout=args.timeout,
-                                  package=args.registry, progress=printer,
-                                  in_process=args.in_process)
+        if args.scheduler:
+            results = run_on_cluster(to_run, args.profile, args.scheduler,
+                                     timeout=args.timeout, package=args.registry,
+                                     cache_dir=cache_dir, progress=printer)
+        else:
+            results = run_obligations(to_run, args.profile, args.jobs, timeout=args.timeout,
+                                      package=args.registry, progress=printer,
+                                      in_process=args.in_process, cache_dir=cache_dir)
+    except ClusterUnavailableError as error:
+        printer.close()
+        print(f"proofs.check: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         printer.close()
         print("proofs.check: interrupted", file=sys.stderr)

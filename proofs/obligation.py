@@ -52,6 +52,9 @@ class Verdict:
     violated: tuple[str, ...] = ()
     bound: int | None = None
     examples: int | None = None
+    #: Which of its z3 answers (or its CrossHair verdict) came from the proof
+    #: cache, and when they were made; "" when everything was decided now.
+    cache: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,3 +73,13 @@ class Obligation:
     invariant: str
     run: Callable[[str], Verdict] = field(compare=False, repr=False)
     profiles: frozenset[str] = frozenset(PROFILES)
+    #: The modules whose source decides the verdict (with the modules of spec,
+    #: model and proofs they import, and the module that registers it): while
+    #: they are unchanged, a passing verdict is reused from the proof cache
+    #: (proofs/runner/cache.py). Empty: never reused (the machines').
+    depends_on: tuple[str, ...] = field(default=(), compare=False)
+    #: The sub-proofs it shares with other obligations (``family.Step.CLAIM``:
+    #: AllocFrame and AllocPage are proved by the same steps): the pool runs
+    #: two that share one one after the other, so that with the proof cache the
+    #: second takes the first's answers instead of deciding them again.
+    shares: frozenset[str] = field(default=frozenset(), compare=False)

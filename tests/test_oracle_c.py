@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from proofs.oracle.report import describe
-from proofs.oracle.run import load_trace, replay, save_trace, search
+from proofs.oracle.run import load_trace, replay, save_trace, search, trace_of
 from tests.oracle_impls import build_c
 
 #: Each bug switch and what the spec must name when it catches it.
@@ -62,7 +62,7 @@ def test_each_bug_is_caught_in_spec_mode(build_dir: Path, tmp_path: Path, bug: s
     assert set(divergence.violated) <= BUGS[bug] and divergence.violated, report
     assert "<<" in report and "why:" in report
     path = tmp_path / "trace.json"
-    save_trace(path, outcome, ["PageManager", "VirtualMemoryManager", "KernelHeap"])
+    save_trace(path, trace_of(outcome, ["PageManager", "VirtualMemoryManager", "KernelHeap"]))
     assert len(load_trace(path)["operations"]) <= MAX_OPERATIONS, report
     again = replay(binary, "spec", load_trace(path)["operations"])
     assert again.divergence is not None, "the saved trace replays to a divergence"

@@ -13,7 +13,7 @@ from proofs.oracle.__main__ import main
 from proofs.oracle.families.dos import DOS, INITIALIZE, dos_setup
 from proofs.oracle.protocol import ProtocolError, validate
 from proofs.oracle.report import describe
-from proofs.oracle.run import Outcome, load_trace, replay, save_trace, search
+from proofs.oracle.run import Outcome, load_trace, replay, save_trace, search, trace_of
 from proofs.oracle.world import MANAGERS, ModelWorld
 from tests.oracle_impls import python_impl
 
@@ -177,7 +177,7 @@ def test_search_finds_a_broken_model_and_its_trace_replays(tmp_path: Path) -> No
     assert {"DOS-2", "transition"} & set(outcome.divergence.violated)
     assert any("MCB" in line for line in DOS.memory_map(outcome.divergence.exchanges))
     path = tmp_path / "dos.json"
-    save_trace(path, outcome, [*MANAGERS])
+    save_trace(path, trace_of(outcome, [*MANAGERS]))
     trace = load_trace(path)
     assert trace["family"] == "dos" and trace["operations"]
     again = replay(broken, "spec", trace["operations"], family="dos")

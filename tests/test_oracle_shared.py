@@ -11,7 +11,7 @@ import pytest
 from proofs.oracle.families import family_named
 from proofs.oracle.families.shared import SHARED, shared_setup
 from proofs.oracle.report import describe
-from proofs.oracle.run import load_trace, replay, save_trace, search
+from proofs.oracle.run import load_trace, replay, save_trace, search, trace_of
 from proofs.oracle.world import ModelWorld
 from proofs.oracle.worlds.shared import pattern
 from spec.abi import PAGE_READONLY, PAGE_READWRITE
@@ -170,7 +170,7 @@ def test_a_trace_saves_and_replays(tmp_path: Path) -> None:
     assert outcome.divergence is not None, describe(outcome)
     assert "SHM-1" in outcome.divergence.violated, outcome.divergence.reason
     path = tmp_path / "shared.json"
-    save_trace(path, outcome, MANAGERS)
+    save_trace(path, trace_of(outcome, MANAGERS))
     trace = load_trace(path)
     assert trace["family"] == "shared" and trace["operations"] == steps
     again = replay(variant("unmap_keeps_refcount"), "spec", trace["operations"],

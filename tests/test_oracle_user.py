@@ -12,7 +12,7 @@ from proofs.machines.checks import CheckError
 from proofs.oracle.families import family_named
 from proofs.oracle.families.user import OLD_PROTECT_PTR, USER, user_setup, view_of
 from proofs.oracle.report import describe
-from proofs.oracle.run import load_trace, replay, save_trace, search
+from proofs.oracle.run import load_trace, replay, save_trace, search, trace_of
 from proofs.oracle.world import ModelWorld
 from spec.abi import (
     MAP_ANONYMOUS,
@@ -159,7 +159,7 @@ def test_a_trace_saves_and_replays(tmp_path: Path) -> None:
     assert outcome.divergence is not None
     path = tmp_path / "user.json"
     managers = ["PageManager", "VirtualMemoryManager", "SystemCalls"]
-    save_trace(path, outcome, managers)
+    save_trace(path, trace_of(outcome, managers))
     trace = load_trace(path)
     assert trace["family"] == "user" and trace["operations"] == steps
     again = replay(variant("decommit_keeps_pte"), "spec", trace["operations"],

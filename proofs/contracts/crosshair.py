@@ -262,7 +262,7 @@ def crosshair_obligation(module_name: str, function_name: str, manager: str,
 
     return Obligation(id=f"{manager}.{function_name}.{invariant}", manager=manager,
                       operation=function_name, invariant=invariant, run=run,
-                      profiles=profiles)
+                      profiles=profiles, depends_on=(module_name, __name__))
 
 
 def obligations() -> Iterator[Obligation]:

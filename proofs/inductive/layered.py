@@ -17,7 +17,13 @@ from typing import Any
 
 import z3
 
-from proofs.inductive.paging import SEARCH_TIMEOUT, conjuncts, decide
+from proofs.inductive.paging import (
+    REACHABLE_FIRST,
+    SEARCH_TIMEOUT,
+    conjuncts,
+    decide,
+    prove_steps,
+)
 from proofs.obligation import PROFILES, Kind, Obligation, Verdict
 from spec.catalogue import Operation
 from spec.state import Ref
@@ -63,7 +69,10 @@ def layer_obligations(layer: Layer) -> Iterator[Obligation]:
             ident = f"{layer.manager}.{op.name}.{claim}"
             profiles = frozenset({"full"} if ident in layer.full_only else PROFILES)
             yield Obligation(ident, layer.manager, op.name, claim,
-                             functools.partial(_run, layer, op.name, claim), profiles)
+                             functools.partial(_run, layer, op.name, claim), profiles,
+                             depends_on=(__name__,),
+                             shares=frozenset(f"{layer.manager}.{step}.{claim}"
+                                              for step in op.parts or (op.name,)))
 
 
 def _run(layer: Layer, operation: str, claim: str, profile: str) -> Verdict:
@@ -73,12 +82,8 @@ def _run(layer: Layer, operation: str, claim: str, profile: str) -> Verdict:
 def prove(layer: Layer, op: Operation, claim: str, profile: str) -> Verdict:
     """Decide one step (or every step of a public call) x one claim."""
     if op.parts:
-        for part in op.parts:
-            verdict = prove(layer, layer.operation(part), claim, profile)
-            if verdict.kind is not Kind.PROVED:
-                return Verdict(verdict.kind, f"{verdict.summary} (in step {part})",
-                               verdict.detail, verdict.violated)
-        return Verdict(Kind.PROVED, f"proved (steps {', '.join(op.parts)})")
+        return prove_steps(op.parts, lambda part: prove(layer, layer.operation(part), claim,
+                                                       profile))
     pre = layer.fresh("pre")
     args = {name: z3.Const(f"{op.name}.{name}", sort) for name, sort in op.params}
     result = op.transition(pre, **args)
@@ -95,10 +100,13 @@ def prove(layer: Layer, op: Operation, claim: str, profile: str) -> Verdict:
     ground = layer.ground
     instances = None if ground is None else (
         lambda witness: ground(pre, z3.And(leaned_on or hypotheses[:1]), [*witness, *terms]))
+    if (profile == REACHABLE_FIRST and layer.reachable is not None
+            and (found := search_reachable(layer, op, claim))):
+        return found
     verdict = decide(hypotheses, goal, claim, profile,
                      lambda model: describe(model, op, args, layer, pre), support, instances,
-                     ground_first=ground is not None)
-    if verdict.kind is Kind.UNKNOWN and layer.reachable is not None:
+                     ground_first=ground is not None, name=f"{layer.manager}.{op.name}.{claim}")
+    if verdict.kind is Kind.UNKNOWN and layer.reachable is not None and profile != REACHABLE_FIRST:
         return search_reachable(layer, op, claim) or verdict
     return verdict
 

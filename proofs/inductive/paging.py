@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 import z3
 
+from proofs.inductive import hints
 from proofs.inductive.reachable import reference_states
 from proofs.obligation import PROFILES, Kind, Obligation, Verdict
+from proofs.runner import cache as proof_cache
 from spec.abi import FrameOwner
 from spec.catalogue import INVARIANTS, OPERATIONS, OPERATIONS_BY_NAME, Operation, invariant
 from spec.state import FRAME, FREE, SLOT, WORD, Ref, State, frame_of, symbolic
@@ -107,6 +110,18 @@ FULL_PROFILE_ONLY = frozenset({
 #: Milliseconds per query of the counterexample search from reachable states.
 SEARCH_TIMEOUT = 20000
 
+#: The profile of the broken variants (proofs/broken_variants): a bug is
+#: expected, so the reachable states are searched before the inductive query
+#: (milliseconds per obligation, where an inductive query that cannot prove a
+#: false claim may spend its whole budget before the search runs). Every other
+#: profile searches them only after an unknown; either order reports a
+#: counterexample exactly when one of the two finds it.
+REACHABLE_FIRST = "teeth"
+
+#: The premise sets holding every hypothesis: a model of one is a model of the
+#: hypotheses (the instances are implied by them), so sat is a counterexample.
+COMPLETE = frozenset({"all", "instances+all"})
+
 CLAIMS = (*(inv.id for inv in INVARIANTS), "VMM-3")
 
 #: The invariants each claim's preservation leans on, tried first as the only
@@ -134,11 +149,14 @@ def obligations_for(manager: str) -> Iterator[Obligation]:
             ident = f"{manager}.{op.name}.{claim}"
             profiles = frozenset({"full"} if ident in FULL_PROFILE_ONLY else PROFILES)
             yield Obligation(ident, manager, op.name, claim,
-                             functools.partial(_run, op.name, claim), profiles)
+                             functools.partial(_run, op.name, claim), profiles,
+                             depends_on=(__name__,),
+                             shares=frozenset(f"paging.{step}.{claim}"
+                                              for step in op.parts or (op.name,)))
     if manager == "page_manager":
         for inv in INVARIANTS:
             yield Obligation(f"{manager}.Boot.{inv.id}", manager, "Boot", inv.id,
-                             functools.partial(_run_boot, inv.id))
+                             functools.partial(_run_boot, inv.id), depends_on=(__name__,))
 
 
 def _run(operation: str, claim: str, profile: str) -> Verdict:
@@ -148,12 +166,8 @@ def _run(operation: str, claim: str, profile: str) -> Verdict:
 def prove(op: Operation, claim: str, profile: str) -> Verdict:
     """Decide one operation x claim, through the operation's steps if it has them."""
     if op.parts:
-        for part in op.parts:
-            verdict = prove(OPERATIONS_BY_NAME[part], claim, profile)
-            if verdict.kind is not Kind.PROVED:
-                return Verdict(verdict.kind, f"{verdict.summary} (in step {part})",
-                               verdict.detail, verdict.violated)
-        return Verdict(Kind.PROVED, f"proved (steps {', '.join(op.parts)})")
+        return prove_steps(op.parts, lambda part: prove(OPERATIONS_BY_NAME[part], claim,
+                                                       profile))
     pre = symbolic("pre")
     args = {name: z3.Const(f"{op.name}.{name}", sort) for name, sort in op.params}
     result = op.transition(pre, **args)
@@ -161,12 +175,28 @@ def prove(op: Operation, claim: str, profile: str) -> Verdict:
     support = [*(inv.holds(pre) for inv in INVARIANTS if inv.id in SUPPORT[claim]),
                *hypotheses[1:]]
     terms = [*args.values(), pre.kernel_dir, pre.current_dir]
+    if profile == REACHABLE_FIRST and (found := search_reachable(op, claim, profile)):
+        return found
     verdict = decide(hypotheses, goal(claim, pre, result), claim, profile,
                      lambda model: describe(model, op, args, pre, result.changed), support,
-                     lambda witness: instantiate(hypotheses[0], pre, [*witness, *terms]))
-    if verdict.kind is Kind.UNKNOWN:
+                     lambda witness: instantiate(hypotheses[0], pre, [*witness, *terms]),
+                     name=f"paging.{op.name}.{claim}")
+    if verdict.kind is Kind.UNKNOWN and profile != REACHABLE_FIRST:
         return search_reachable(op, claim, profile) or verdict
     return verdict
+
+
+def prove_steps(parts: Sequence[str], prove_part: Callable[[str], Verdict]) -> Verdict:
+    """A composite operation's verdict: each step proved, in order; the first
+    step that is not is the verdict, naming the step."""
+    details = []
+    for part in parts:
+        verdict = prove_part(part)
+        if verdict.kind is not Kind.PROVED:
+            return Verdict(verdict.kind, f"{verdict.summary} (in step {part})",
+                           verdict.detail, verdict.violated)
+        details.append(verdict.detail)
+    return Verdict(Kind.PROVED, f"proved (steps {', '.join(parts)})", "\n".join(details))
 
 
 def goal(claim: str, pre: State, result: Step) -> Ref:
@@ -199,7 +229,8 @@ def _run_boot(claim: str, profile: str) -> Verdict:
     empty = z3.And(s.nframes == 0, s.used_count == 0, z3.Not(s.paging),
                    z3.ForAll([f], z3.And(z3.Not(s.used[f]), s.owner[f] == FREE)))
     holds = next(inv.holds for inv in INVARIANTS if inv.id == claim)
-    return decide([empty], holds(s), claim, profile, lambda model: "")
+    return decide([empty], holds(s), claim, profile, lambda model: "",
+                  name=f"paging.Boot.{claim}")
 
 
 def conjuncts(goal: Ref) -> list[Ref]:
@@ -215,7 +246,7 @@ def conjuncts(goal: Ref) -> list[Ref]:
 def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
            explain: Callable[[z3.ModelRef], str], support: list[Ref] | None = None,
            ground: Callable[[list[Ref]], list[Ref]] | None = None,
-           ground_first: bool = False) -> Verdict:
+           ground_first: bool = False, name: str = "") -> Verdict:
     """Prove hypotheses => goal by asking z3 for a model of hypotheses and not goal.
 
     Each conjunct of goal is a query of its own, tried with several premises
@@ -225,49 +256,194 @@ def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
     (at the step's arguments and terms around them), with and without the
     quantified hypotheses. Every premise
     set is implied by the hypotheses, so any unsat is a proof. Only a sat
-    answer from all the hypotheses is a counterexample. ``ground_first`` tries
+    answer from a set holding all the hypotheses (``COMPLETE``) is a
+    counterexample; a sat answer from fewer premises moves those sets to the
+    front of the remaining tries. ``ground_first`` tries
     the instances alone first (ground queries: the fastest when they suffice).
-    The PROVED verdict's detail says which premises decided each conjunct.
+    The PROVED verdict's detail says which premises decided each conjunct, and
+    how long that query took, as "<name>: conjuncts decided by ...". ``name``
+    (family.step.claim) also finds the step's recorded hints
+    (proofs/inductive/hints.py): the seed and premise set that decided each
+    conjunct fastest in a recorded run are tried first.
     """
     seeds, timeout = BUDGET[profile]
+    known = hints.of(name)
+    keys = _QueryKeys() if proof_cache.active() is not None else None
     decided_by: list[str] = []
+    rest = hypotheses[1:]
     for index, part in enumerate(conjuncts(goal)):
         witness, negated = skolemize(part, f"w{index}")
-        premise_sets: list[tuple[str, list[Ref]]] = []
+        # (label, premises, extra premises asserted before them: built when a
+        # try needs them, since instantiating costs more than most queries)
+        premise_sets: list[tuple[str, list[Ref], Callable[[], list[Ref]]]] = []
         if support is not None:
-            premise_sets.append(("support", support))
-        premise_sets.append(("all", hypotheses))
+            premise_sets.append(("support", support, list))
+        premise_sets.append(("all", hypotheses, list))
         if ground is not None:
-            instances = ground(witness)
-            alone = ("instances", [*instances, *hypotheses[1:]])
+            instances = functools.cache(functools.partial(ground, witness))
+            alone = ("instances", rest, instances)
             if ground_first:
                 premise_sets.insert(0, alone)
             else:
                 premise_sets.append(alone)
-            premise_sets.append(("instances+all", [*instances, *hypotheses]))
+            premise_sets.append(("instances+all", hypotheses, instances))
+        if keys is not None:  # z3 answered unsat to one of these very queries?
+            label = keys.cached(premise_sets, negated)
+            if label is not None:
+                decided_by.append(f"{index}: {label}, from the cache")
+                continue
         reasons: list[str] = []
         proved = False
-        for seed in seeds:
-            for label, premises in premise_sets:
-                solver = z3.Solver()
-                solver.set("timeout", timeout, "random_seed", seed)
-                solver.add(*premises, negated)
-                answer = solver.check()
-                if answer == z3.unsat:
-                    proved = True
-                    decided_by.append(f"{index}: seed {seed} {label}")
-                    break
-                if answer == z3.sat and label == "all":
-                    return Verdict(Kind.COUNTEREXAMPLE, f"counterexample to {claim}",
-                                   explain(solver.model()), (claim,))
-                reasons.append(f"seed {seed} {label}: {solver.reason_unknown() or 'sat'}")
-            if proved:
+        tries = hints.first(known.get(index),
+                            [(seed, item) for seed in seeds for item in premise_sets])
+        while tries:
+            seed, (label, premises, extra) = tries.pop(0)
+            asked = time.monotonic()
+            query = Asked([*extra(), *premises, negated], seed, timeout)
+            answer = query.answer
+            if keys is not None:
+                keys.asked()
+            if answer == z3.unsat:
+                proved = True
+                decided_by.append(f"{index}: seed {seed} {label} "
+                                  f"({time.monotonic() - asked:.1f} s)")
+                if keys is not None:
+                    keys.remember(label, premises, extra(), negated)
                 break
+            if answer == z3.sat and label in COMPLETE:
+                return Verdict(Kind.COUNTEREXAMPLE, f"counterexample to {claim}",
+                               explain(query.model()), (claim,))
+            if answer == z3.sat:  # fewer premises allow a model: do all of them?
+                tries.sort(key=lambda attempt: attempt[1][0] not in COMPLETE)
+            reasons.append(f"seed {seed} {label}: {query.solver.reason_unknown() or 'sat'}")
         if not proved:
             return Verdict(Kind.UNKNOWN,
                            f"unknown after {len(seeds)} tries of {timeout // 1000} s",
                            f"undecided conjunct: {part.sexpr()[:300]}\n" + "; ".join(reasons))
-    return Verdict(Kind.PROVED, "proved", "conjuncts decided by " + "; ".join(decided_by))
+    return Verdict(Kind.PROVED, "proved",
+                   f"{name or claim}: conjuncts decided by " + "; ".join(decided_by))
+
+
+class Asked:
+    """z3's answer to one query (the conjunction of formulas), asked in a z3
+    context of its own with every symbol renamed k0, k1, ... in the order
+    first met. z3's search depends on its terms' internal ids and on the
+    order of their names, and the spec's states are named by how many came
+    before in the process (pre7.used, pre1234.used): in the shared context
+    the same query (PlaceUserFrame x PROT-1, seed 0, every hypothesis)
+    answered unsat in 3 s in one full run and timed out at 30 s in the next.
+    Renamed and translated, a query's answer and time depend on the query
+    alone, so recorded hints and timings carry over from run to run; the
+    renaming is one-to-one, so the answer is the query's own."""
+
+    def __init__(self, formulas: list[Ref], seed: int, timeout: int) -> None:
+        self.home = formulas[0].ctx
+        self.context = z3.Context()
+        symbols = _symbols(formulas)
+        self.pairs = [(symbol, z3.Const(f"k{index}", symbol.sort()))
+                      for index, symbol in enumerate(symbols)]
+        self.solver = z3.Solver(ctx=self.context)
+        self.solver.set("timeout", timeout, "random_seed", seed)
+        self.solver.add(*(self._renamed(formula) for formula in formulas))
+        self.answer = self.solver.check()
+
+    def _renamed(self, term: Ref) -> Ref:
+        return (z3.substitute(term, *self.pairs) if self.pairs else term).translate(self.context)
+
+    def model(self) -> z3.ModelRef:
+        """The model of a sat answer, evaluating the query's own terms."""
+        return _RenamedModel(self)
+
+
+class _RenamedModel(z3.ModelRef):  # type: ignore[misc]  # z3 ships no type hints
+    """A model of an :class:`Asked` query that evaluates terms of the caller's
+    context (renamed and translated in, their values translated back)."""
+
+    def __init__(self, asked: Asked) -> None:
+        model = asked.solver.model()
+        super().__init__(model.model, model.ctx)
+        self.asked = asked
+
+    def eval(self, t: Ref, model_completion: bool = False) -> Ref:
+        value = super().eval(self.asked._renamed(t), model_completion)
+        return value.translate(self.asked.home)
+
+
+def _symbols(formulas: list[Ref]) -> list[Ref]:
+    """The uninterpreted constants of formulas, in the order first met (left to
+    right, depth first, quantifier bodies included)."""
+    ctx = formulas[0].ctx
+    ref = ctx.ref()
+    seen: set[int] = set()
+    found: list[Ref] = []
+    stack = [formula.as_ast() for formula in reversed(formulas)]
+    while stack:
+        node = stack.pop()
+        ident = proof_cache.AST_ID(ref, node)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        kind = proof_cache.AST_KIND(ref, node)
+        if kind == z3.Z3_APP_AST:
+            count = proof_cache.APP_NUM_ARGS(ref, node)
+            if count == 0 and z3.Z3_get_decl_kind(
+                    ref, proof_cache.APP_DECL(ref, node)) == z3.Z3_OP_UNINTERPRETED:
+                found.append(z3.ExprRef(node, ctx))
+            stack.extend(proof_cache.APP_ARG(ref, node, index)
+                         for index in range(count - 1, -1, -1))
+        elif kind == z3.Z3_QUANTIFIER_AST:
+            stack.append(z3.Z3_get_quantifier_body(ref, node))
+    return found
+
+
+class _QueryKeys:
+    """The proof cache's keys of one :func:`decide` call's queries: the structure
+    of the premises, their extras and the negated goal (order is no part of a
+    conjunction's meaning; seed and timeout are the solver's parameters, not the
+    formula's), asked by :func:`decide`. Each premise list is walked once per
+    call, each goal once per premise set tried.
+
+    A query is looked up through a hint (which premise set decided this goal
+    before, keyed by the goal alone) and then its own key: a hint only says
+    which query to look up, never that one is unsat.
+    """
+
+    def __init__(self) -> None:
+        self.cache = proof_cache.active()
+        self.walked: dict[int, tuple[list[Ref], proof_cache.Structure]] = {}
+
+    def key(self, premises: list[Ref], extra: list[Ref], negated: Ref) -> str:
+        ident = id(premises)
+        if ident not in self.walked:  # the list is kept, so its id stays its own
+            self.walked[ident] = (premises, proof_cache.Structure().add(premises))
+        text = self.walked[ident][1].copy().add([*extra, negated]).hexdigest()
+        return proof_cache.ProofCache.key(text, _DECIDE_SOURCE)
+
+    @staticmethod
+    def hint(negated: Ref) -> str:
+        return proof_cache.ProofCache.key("hint " + proof_cache.structural([negated]),
+                                          _DECIDE_SOURCE)
+
+    def cached(self, premise_sets: list[tuple[str, list[Ref], Callable[[], list[Ref]]]],
+               negated: Ref) -> str | None:
+        """The label of a premise set whose query with negated is known unsat."""
+        assert self.cache is not None
+        labels = self.cache.decided_by(self.hint(negated))
+        for name, premises, extra in premise_sets:
+            if name in labels and self.cache.known_unsat(self.key(premises, extra(), negated)):
+                return name
+        return None
+
+    def remember(self, label: str, premises: list[Ref], extra: list[Ref],
+                 negated: Ref) -> None:
+        assert self.cache is not None
+        self.cache.remember_unsat(self.key(premises, extra, negated),
+                                  proof_cache.current_obligation())
+        self.cache.remember_decided_by(self.hint(negated), label)
+
+    def asked(self) -> None:
+        assert self.cache is not None
+        self.cache.usage.asked += 1
 
 
 def skolemize(part: Ref, prefix: str) -> tuple[list[Ref], Ref]:
@@ -349,3 +525,8 @@ def _show(value: Ref) -> str:
 
 def _owner(code: int) -> str:
     return FrameOwner(code).name if code in FrameOwner._value2member_map_ else str(code)
+
+
+#: What turns z3's answers into verdicts: part of every cache key.
+_DECIDE_SOURCE = proof_cache.source(decide, Asked, _RenamedModel, _symbols, skolemize, conjuncts,
+                                    _QueryKeys)

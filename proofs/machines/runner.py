@@ -24,11 +24,13 @@ from typing import ClassVar, NamedTuple
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.internal.conjecture import engine as hypothesis_engine
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from proofs.machines.checks import CheckError, SolverUnknownError
 from proofs.obligation import Kind, Obligation, Verdict
+from proofs.runner import cache as proof_cache
 
 # -- the machine -----------------------------------------------------------------------
 
@@ -95,13 +97,19 @@ Budgets = Mapping[str, Budget]
 def machine_settings(profile: str, budget: Budget, *, max_examples: int | None = None,
                      steps: int | None = None, shrink: bool = True) -> settings:
     """Hypothesis settings for one run: derandomized (reproducible in CI) in every
-    profile but full; no example database; the smallest failure only (a broken
-    model is one bug, and shrinking each distinct failure would multiply the
-    time)."""
+    profile but full; in full, the example database under the proof cache's
+    directory when ``python -m proofs.check`` runs with one (a failure found once
+    is replayed first by every later run; machines' verdicts themselves are never
+    cached; a derandomized run has no database, hypothesis' rule), none
+    otherwise; the smallest failure only (a broken model is one bug, and
+    shrinking each distinct failure would multiply the time)."""
+    cache = proof_cache.active()
+    database = None if cache is None or profile != "full" else DirectoryBasedExampleDatabase(
+        str(cache.directory / "hypothesis"))
     return settings(
         max_examples=max_examples or budget.examples,
         stateful_step_count=steps or budget.steps,
-        deadline=None, derandomize=profile != "full", database=None,
+        deadline=None, derandomize=profile != "full", database=database,
         suppress_health_check=list(HealthCheck), print_blob=False,
         report_multiple_bugs=False,
         phases=[phase for phase in Phase

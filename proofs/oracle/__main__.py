@@ -20,11 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from proofs.oracle import processes
+from proofs.oracle.campaign import example_database, run_campaign
 from proofs.oracle.child import end_children_on_sigterm
 from proofs.oracle.families import FAMILIES
-from proofs.oracle.report import describe, write_junit
-from proofs.oracle.run import Outcome, load_trace, replay, save_trace, search
-from proofs.oracle.world import MANAGERS
+from proofs.oracle.report import case_of, describe, write_junit
+from proofs.oracle.run import (
+    Outcome,
+    load_trace,
+    managers_of,
+    replay,
+    save_trace,
+    search,
+    trace_of,
+)
+from proofs.runner.cluster import ClusterUnavailableError
 from proofs.runner.report import ensure_parent, unwritable
 from proofs.version import version
 
@@ -79,6 +88,17 @@ def parser_of(prog: str = "python -m proofs.oracle") -> argparse.ArgumentParser:
                         help="seconds to wait for each reply (default 5)")
     parser.add_argument("--shrink-time", type=SHRINK_SECONDS, default=30.0,
                         help="seconds hypothesis may spend shrinking (default 30)")
+    parser.add_argument("--database", metavar="DIR|redis://HOST:PORT/N",
+                        help="hypothesis' example database: every failing sequence is saved "
+                             "there and replayed first by every later run (a directory on "
+                             "shared storage, or Redis, for a campaign across machines)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the search as tasks of the Dask cluster whose scheduler is "
+                             "at ADDRESS (each worker runs --impl itself)")
+    parser.add_argument("--chunks", type=POSITIVE, default=4,
+                        help="with --scheduler: tasks per mode and family, each with its own "
+                             "seed, a share of --max-examples and the whole --time "
+                             "(default 4)")
     parser.add_argument("--trace-out", type=Path, default=Path("oracle-trace.json"),
                         help="where a divergence's trace is saved (default oracle-trace.json)")
     parser.add_argument("--junit", type=Path, help="write a JUnit XML report here")
@@ -98,6 +118,13 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None
         why = None if path is None else unwritable(str(path))
         if why is not None:
             parser.error(f"{option}: {why}")
+    if args.database is not None:
+        try:
+            example_database(args.database)
+        except ValueError as error:
+            parser.error(f"--database: {error}")
+    if args.scheduler is not None and args.trace:
+        parser.error("--scheduler: a replay runs here, not on a cluster")
     return args
 
 
@@ -125,11 +152,19 @@ def main(argv: list[str] | None = None, prog: str = "python -m proofs.oracle") -
     if not processes.CAN_TRACK and not args.quiet:
         print(f"note: at the end of each sequence the oracle ends {processes.TRACKING}",
               file=sys.stderr)
+    if args.scheduler is not None:
+        try:
+            code = run_campaign(args, save_report)
+        except ClusterUnavailableError as error:
+            print(f"proofs.oracle: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        return code
     outcomes, reports = _run(args, trace)
     try:
         if args.junit is not None:
             ensure_parent(str(args.junit))
-            write_junit(args.junit, outcomes, reports)
+            write_junit(args.junit, [case_of(o, r)
+                                     for o, r in zip(outcomes, reports, strict=True)])
     except OSError as exc:
         print(f"cannot write the JUnit report: {exc}", file=sys.stderr)
         return _verdict(outcomes, written=False)
@@ -151,11 +186,13 @@ def _run(args: argparse.Namespace, trace: dict[str, Any] | None
                              time_limit=args.time, seed=args.seed, steps=args.steps,
                              timeout=args.request_timeout, shrink_seconds=args.shrink_time,
                              progress=None if args.quiet else _progress,
-                             families=None if args.family is None else tuple(args.family))
-            managers = _managers(outcome)
+                             families=None if args.family is None else tuple(args.family),
+                             database=None if args.database is None
+                             else example_database(args.database))
+            managers = managers_of(outcome)
         report = describe(outcome, managers)
         if outcome.divergence is not None and trace is None:
-            report += _save(args.trace_out, outcome, managers)
+            report += save_report(args.trace_out, trace_of(outcome, managers))
         print(report, flush=True)
         outcomes.append(outcome)
         reports.append(report)
@@ -164,11 +201,11 @@ def _run(args: argparse.Namespace, trace: dict[str, Any] | None
     return outcomes, reports
 
 
-def _save(path: Path, outcome: Outcome, managers: list[str]) -> str:
+def save_report(path: Path, trace: dict[str, Any]) -> str:
     """Save a divergence's trace; what the report says of it."""
     try:
         ensure_parent(str(path))
-        save_trace(path, outcome, managers)
+        save_trace(path, trace)
     except OSError as exc:
         return f"\n\nthe trace could not be saved: {exc}"
     return (f"\n\ntrace saved: {path} (replay: python -m proofs.oracle replay {path} "
@@ -183,11 +220,6 @@ def _verdict(outcomes: list[Outcome], written: bool = True) -> int:
     if not written:
         return EXIT_USAGE
     return EXIT_PASS if outcomes and all(o.passed for o in outcomes) else EXIT_DIVERGED
-
-
-def _managers(outcome: Outcome) -> list[str]:
-    skipped = {s.removeprefix("manager ") for s in outcome.skipped if s.startswith("manager ")}
-    return [m for m in MANAGERS if m not in skipped]
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from xml.etree import ElementTree
 
 from proofs.oracle.families import family_named
@@ -123,23 +123,43 @@ def describe(outcome: Outcome, managers: Iterable[str] = ()) -> str:
     return "\n".join(lines)
 
 
-def write_junit(path: Path, outcomes: list[Outcome], reports: list[str]) -> None:
-    suite = ElementTree.Element("testsuite", name="memspec-oracle", tests=str(len(outcomes)),
-                                failures=str(sum(o.divergence is not None for o in outcomes)),
-                                errors=str(sum(o.unknown is not None for o in outcomes)),
-                                time=f"{sum(o.seconds for o in outcomes):.3f}")
-    for outcome, report in zip(outcomes, reports, strict=True):
-        case = ElementTree.SubElement(suite, "testcase", classname="memspec.oracle",
-                                      name=f"{outcome.mode}: {outcome.implementation}",
-                                      time=f"{outcome.seconds:.3f}")
-        if outcome.divergence is not None:
-            failure = ElementTree.SubElement(case, "failure", message=str(outcome.divergence),
-                                             type=outcome.divergence.kind)
-            failure.text = report
-        elif outcome.unknown is not None:
-            error = ElementTree.SubElement(case, "error", message="z3 unknown", type="unknown")
-            error.text = report
-        elif not outcome.passed:
-            ElementTree.SubElement(case, "skipped", message="nothing was run")
-        ElementTree.SubElement(case, "system-out").text = report
+class Case(NamedTuple):
+    """One testcase of the JUnit report: a mode's run, or one chunk of a campaign."""
+
+    name: str
+    seconds: float
+    status: str  # "passed", "diverged", "unknown" or "ran nothing"
+    message: str
+    kind: str
+    report: str
+
+
+def case_of(outcome: Outcome, report: str) -> Case:
+    status = ("diverged" if outcome.divergence is not None else
+              "unknown" if outcome.unknown is not None else
+              "passed" if outcome.passed else "ran nothing")
+    return Case(f"{outcome.mode}: {outcome.implementation}", outcome.seconds, status,
+                str(outcome.divergence or ""),
+                outcome.divergence.kind if outcome.divergence is not None else "", report)
+
+
+def write_junit(path: Path, cases: list[Case]) -> None:
+    suite = ElementTree.Element("testsuite", name="memspec-oracle", tests=str(len(cases)),
+                                failures=str(sum(c.status == "diverged" for c in cases)),
+                                errors=str(sum(c.status == "unknown" for c in cases)),
+                                time=f"{sum(c.seconds for c in cases):.3f}")
+    for case in cases:
+        element = ElementTree.SubElement(suite, "testcase", classname="memspec.oracle",
+                                         name=case.name, time=f"{case.seconds:.3f}")
+        if case.status == "diverged":
+            failure = ElementTree.SubElement(element, "failure", message=case.message,
+                                             type=case.kind)
+            failure.text = case.report
+        elif case.status == "unknown":
+            error = ElementTree.SubElement(element, "error", message="z3 unknown",
+                                           type="unknown")
+            error.text = case.report
+        elif case.status != "passed":
+            ElementTree.SubElement(element, "skipped", message="nothing was run")
+        ElementTree.SubElement(element, "system-out").text = case.report
     ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

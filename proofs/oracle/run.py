@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis.database import ExampleDatabase
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -119,10 +120,13 @@ def families_of(session: Session, outcome: Outcome,
 def search(command: str, mode: str, *, max_examples: int = 100, time_limit: float = 60.0,
            seed: int = 0, steps: int = 25, timeout: float = 5.0, shrink_seconds: float = 30.0,
            progress: Callable[[Outcome], None] | None = None,
-           families: tuple[str, ...] | None = None) -> Outcome:
+           families: tuple[str, ...] | None = None,
+           database: ExampleDatabase | None = None) -> Outcome:
     """Generate, judge and (on a divergence) shrink sequences against command:
     every runnable family (or those named in ``families``) in turn, a chunk of
-    examples each."""
+    examples each. With a hypothesis example ``database`` (``--database``), the
+    failing sequences any run saved there are replayed first, and a new one is
+    saved there (hypothesis' reuse phase)."""
     outcome = Outcome(mode)
     start = time.monotonic()
     judges = Judges() if mode == "spec" else None
@@ -145,9 +149,11 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
         machine._hypothesis_internal_use_seed = seed * 1_000_003 + chunk // len(machines)  # type: ignore[attr-defined]
         chunk += 1
         run_settings = settings(
-            max_examples=size, stateful_step_count=steps, deadline=None, database=None,
+            max_examples=size, stateful_step_count=steps, deadline=None, database=database,
             derandomize=False, verbosity=Verbosity.quiet, report_multiple_bugs=False,
-            phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck))
+            phases=(Phase.generate, Phase.shrink) if database is None else
+            (Phase.reuse, Phase.generate, Phase.shrink),
+            suppress_health_check=list(HealthCheck))
         try:
             with shrink_limit(shrink_seconds):
                 run_state_machine_as_test(machine, settings=run_settings)
@@ -213,15 +219,24 @@ def setup_count(family: str, managers: tuple[str, ...] | list[str]) -> int:
     return len(family_named(family).setup(tuple(managers)))
 
 
-def save_trace(path: Path, outcome: Outcome, managers: list[str]) -> None:
+def trace_of(outcome: Outcome, managers: list[str]) -> dict[str, Any]:
+    """The replayable trace of a divergence (its operations after the set-up)."""
     assert outcome.divergence is not None
     ops = operations(outcome.divergence.exchanges)[setup_count(outcome.family, managers):]
-    path.write_text(json.dumps({
-        "format": TRACE_FORMAT, "protocol": PROTOCOL_VERSION, "mode": outcome.mode,
-        "implementation": outcome.implementation, "family": outcome.family,
-        "managers": managers,
-        "violated": list(outcome.divergence.violated), "reason": outcome.divergence.reason,
-        "operations": ops}, indent=1) + "\n")
+    return {"format": TRACE_FORMAT, "protocol": PROTOCOL_VERSION, "mode": outcome.mode,
+            "implementation": outcome.implementation, "family": outcome.family,
+            "managers": managers, "violated": list(outcome.divergence.violated),
+            "reason": outcome.divergence.reason, "operations": ops}
+
+
+def save_trace(path: Path, trace: dict[str, Any]) -> None:
+    path.write_text(json.dumps(trace, indent=1) + "\n")
+
+
+def managers_of(outcome: Outcome) -> list[str]:
+    """The managers the implementation declared (those its hello did not skip)."""
+    skipped = {s.removeprefix("manager ") for s in outcome.skipped if s.startswith("manager ")}
+    return [m for m in MANAGERS if m not in skipped]
 
 
 def load_trace(path: Path) -> dict[str, Any]:

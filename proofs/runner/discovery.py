@@ -10,6 +10,7 @@ reported rather than silently skipped."""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import importlib
 import pkgutil
@@ -23,11 +24,6 @@ DEFAULT_PACKAGE = "proofs"
 #: (its own command; importing it in every worker would only cost time).
 NOT_OBLIGATION_MODULES = frozenset({"check", "obligation", "__main__", "cli", "version",
                                     "oracle", "runner"})
-
-# Time a fresh worker may take to import the package and rebuild the registry.
-
-
-
 
 
 class DuplicateObligationError(ValueError):
@@ -93,6 +89,9 @@ def collect(package: str = DEFAULT_PACKAGE) -> list[Obligation]:
                     f"obligation id {obligation.id!r} is defined by {origin[obligation.id]}"
                     f" and by {module_name}")
             origin[obligation.id] = module_name
+            if obligation.depends_on and module_name not in obligation.depends_on:
+                obligation = dataclasses.replace(
+                    obligation, depends_on=(module_name, *obligation.depends_on))
             obligations.append(obligation)
     return obligations
 

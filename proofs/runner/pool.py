@@ -10,8 +10,10 @@ verdict with the traceback; a worker that dies is an ERROR too."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import multiprocessing
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -19,7 +21,9 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
 from proofs.obligation import PROFILES, Kind, Obligation, Verdict
+from proofs.runner import cache as proof_cache
 from proofs.runner.discovery import DEFAULT_PACKAGE, collect
+from proofs.runner.shard import recorded as durations
 
 DEFAULT_TIMEOUT = 600.0
 
@@ -30,26 +34,29 @@ Result = tuple[Obligation, Verdict, float]
 Progress = Callable[[int, int, Obligation, Verdict, float], None]
 
 
-
-
-
-
 def run_one(obligation: Obligation, profile: str) -> tuple[Verdict, float]:
-    """Run one obligation here, turning an exception into an ERROR verdict."""
+    """Run one obligation here, turning an exception into an ERROR verdict; the
+    verdict says what the proof cache (if one is open) answered."""
     start = time.perf_counter()
-    try:
-        verdict = obligation.run(profile)
-        if not isinstance(verdict, Verdict):
-            verdict = Verdict(Kind.ERROR, "run() did not return a Verdict",
-                              detail=f"run({profile!r}) returned {verdict!r}")
-    except (Exception, SystemExit):
-        verdict = Verdict(Kind.ERROR, "exception in run()", detail=traceback.format_exc())
+    with proof_cache.running(obligation.id) as usage:
+        try:
+            verdict = proof_cache.reuse(obligation, profile) or obligation.run(profile)
+            if not isinstance(verdict, Verdict):
+                verdict = Verdict(Kind.ERROR, "run() did not return a Verdict",
+                                  detail=f"run({profile!r}) returned {verdict!r}")
+            elif not usage.verdict:
+                proof_cache.keep(obligation, profile, verdict)
+        except (Exception, SystemExit):
+            verdict = Verdict(Kind.ERROR, "exception in run()", detail=traceback.format_exc())
+    if usage.hits:
+        verdict = dataclasses.replace(verdict, cache=usage.describe())
     return verdict, time.perf_counter() - start
 
 
-def _worker_main(conn: Connection, package: str) -> None:
+def _worker_main(conn: Connection, package: str, cache_dir: str | None) -> None:
     """A worker process: rebuild the registry once, then run obligations by id."""
     sys.stdout = sys.stderr  # stdout belongs to the parent's report
+    proof_cache.open_cache(cache_dir)
     try:
         registry = {o.id: o for o in collect(package)}
     except BaseException:
@@ -79,11 +86,11 @@ def _worker_main(conn: Connection, package: str) -> None:
 class _Worker:
     """One worker process, the parent's end of its pipe, and what it is running."""
 
-    def __init__(self, package: str) -> None:
+    def __init__(self, package: str, cache_dir: str | None) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child_conn = context.Pipe()
         self.process: BaseProcess = context.Process(
-            target=_worker_main, args=(child_conn, package), daemon=True,
+            target=_worker_main, args=(child_conn, package, cache_dir), daemon=True,
             name="proofs.check worker")
         self.process.start()
         child_conn.close()
@@ -116,14 +123,91 @@ class WorkerStartupError(RuntimeError):
     """A worker could not rebuild the registry."""
 
 
+def _died(obligation_id: str, code: int | None) -> Verdict:
+    return Verdict(Kind.ERROR, f"worker process died (exit code {code})",
+                   detail=f"the worker running {obligation_id} exited with code {code} "
+                          "(killed by a signal if negative)")
+
+
+def _timed_out(timeout: float) -> Verdict:
+    return Verdict(Kind.UNKNOWN, f"timeout after {timeout:g}s",
+                   detail=f"no verdict within --timeout {timeout:g}s; the worker was killed")
+
+
+#: Workers kept between :func:`run_isolated` calls, by (package, cache directory).
+_IDLE: dict[tuple[str, str | None], list[_Worker]] = collections.defaultdict(list)
+_IDLE_LOCK = threading.Lock()
+
+
+def run_isolated(obligation_id: str, profile: str, *, package: str = DEFAULT_PACKAGE,
+                 timeout: float = DEFAULT_TIMEOUT,
+                 cache_dir: str | None = None) -> tuple[Verdict, float]:
+    """Run one obligation by id in a worker process, as the pool does (a hang is
+    UNKNOWN after timeout, a death an ERROR), and keep the worker for the next
+    call of this process: the body of a distributed task (proofs/runner/cluster.py),
+    which would otherwise pay a worker's start-up for every obligation. Safe to
+    call from several threads at once (each takes its own worker)."""
+    if multiprocessing.current_process().daemon:
+        return Verdict(Kind.ERROR, "this worker may not start processes",
+                       detail="a daemonic process cannot start the process an obligation "
+                              "runs in: start Dask workers with "
+                              "DASK_DISTRIBUTED__WORKER__DAEMON=False"), 0.0
+    with _IDLE_LOCK:
+        idle = _IDLE[(package, cache_dir)]
+        worker = idle.pop() if idle else _Worker(package, cache_dir)
+    start = time.monotonic()
+    try:
+        if not worker.ready:
+            if not worker.conn.poll(WORKER_STARTUP_TIMEOUT):
+                raise WorkerStartupError(f"no registry in {WORKER_STARTUP_TIMEOUT}s")
+            tag, payload = worker.conn.recv()
+            if tag != "ready":
+                raise WorkerStartupError(str(payload))
+            worker.ready = True
+    except (WorkerStartupError, EOFError, OSError) as error:
+        worker.kill()
+        return Verdict(Kind.ERROR, "worker failed to start",
+                       detail=f"{type(error).__name__}: {error}"), time.monotonic() - start
+    start = time.monotonic()
+    try:
+        worker.conn.send((obligation_id, profile))
+        if wait([worker.conn, worker.process.sentinel], timeout=timeout):
+            _, (verdict, seconds) = worker.conn.recv()
+            with _IDLE_LOCK:
+                _IDLE[(package, cache_dir)].append(worker)
+            return verdict, seconds
+    except (EOFError, OSError):  # it died
+        worker.process.join(5.0)
+        worker.kill()
+        return _died(obligation_id, worker.process.exitcode), time.monotonic() - start
+    worker.kill()
+    return _timed_out(timeout), timeout
+
+
+def longest_first(obligations: Sequence[Obligation], profile: str) -> list[int]:
+    """The indices of obligations, longest recorded duration first (the classic
+    longest-processing-time order: no core ends the run alone with a long one)."""
+    recorded = durations(profile)
+    known = sorted(recorded.values())
+    default = known[len(known) // 2] if known else 1.0
+    return sorted(range(len(obligations)),
+                  key=lambda i: (-recorded.get(obligations[i].id, default), i))
+
+
+def next_task(obligations: Sequence[Obligation], pending: Sequence[int],
+              running: Sequence[Obligation]) -> int:
+    """The position in pending of the next obligation to start: the first that
+    shares no sub-proof with a running one (else the first): with the cache, it
+    will find the running one's answers when its turn comes."""
+    busy = frozenset().union(*(o.shares for o in running))
+    return next((position for position, index in enumerate(pending)
+                 if not obligations[index].shares & busy), 0)
+
+
 def _run_pool(obligations: Sequence[Obligation], profile: str, jobs: int, timeout: float,
-              package: str, progress: Progress | None) -> list[Result]:
+              package: str, progress: Progress | None, cache_dir: str | None) -> list[Result]:
     results: list[Result | None] = [None] * len(obligations)
-    # The state-machine runs are the longest single obligations: start them
-    # first, so the workers do not end with one long run and one idle core.
-    # The report keeps the discovery order.
-    pending = collections.deque(sorted(range(len(obligations)),
-                                       key=lambda i: obligations[i].invariant != "refinement"))
+    pending = longest_first(obligations, profile)  # indices; the report keeps the order given
     workers: list[_Worker] = []
     done = 0
 
@@ -138,14 +222,15 @@ def _run_pool(obligations: Sequence[Obligation], profile: str, jobs: int, timeou
         worker.kill()
         workers.remove(worker)
         if pending:
-            workers.append(_Worker(package))
+            workers.append(_Worker(package, cache_dir))
 
     try:
-        workers.extend(_Worker(package) for _ in range(min(jobs, len(obligations))))
+        workers.extend(_Worker(package, cache_dir) for _ in range(min(jobs, len(obligations))))
         while done < len(obligations):
             for worker in workers:
                 if worker.ready and worker.task is None and pending:
-                    worker.task = pending.popleft()
+                    running = [obligations[w.task] for w in workers if w.task is not None]
+                    worker.task = pending.pop(next_task(obligations, pending, running))
                     worker.task_started = time.monotonic()
                     worker.conn.send((obligations[worker.task].id, profile))
             now = time.monotonic()
@@ -181,19 +266,13 @@ def _run_pool(obligations: Sequence[Obligation], profile: str, jobs: int, timeou
                         replace(worker)
                         continue
                     seconds = time.monotonic() - worker.task_started
-                    finish(worker.task, Verdict(
-                        Kind.ERROR, f"worker process died (exit code {code})",
-                        detail=f"the worker running {obligations[worker.task].id} exited "
-                               f"with code {code} (killed by a signal if negative)"), seconds)
+                    finish(worker.task, _died(obligations[worker.task].id, code), seconds)
                     replace(worker)
                 elif time.monotonic() >= worker.deadline(timeout):
                     if worker.task is None:
                         raise WorkerStartupError(
                             f"worker did not rebuild the registry in {WORKER_STARTUP_TIMEOUT}s")
-                    finish(worker.task, Verdict(
-                        Kind.UNKNOWN, f"timeout after {timeout:g}s",
-                        detail=f"no verdict within --timeout {timeout:g}s; the worker was "
-                               "killed"), timeout)
+                    finish(worker.task, _timed_out(timeout), timeout)
                     replace(worker)
     except WorkerStartupError as error:
         for index in range(len(obligations)):
@@ -210,7 +289,8 @@ def run_obligations(obligations_or_ids: Iterable[Obligation | str], profile: str
                     jobs: int = 1, *, timeout: float | None = None,
                     package: str = DEFAULT_PACKAGE,
                     progress: Progress | None = None,
-                    in_process: bool | None = None) -> list[Result]:
+                    in_process: bool | None = None,
+                    cache_dir: str | None = None) -> list[Result]:
     """Run obligations (objects, or ids found by discovery in ``package``).
 
     Returns ``(obligation, verdict, seconds)`` in the order given.
@@ -218,7 +298,8 @@ def run_obligations(obligations_or_ids: Iterable[Obligation | str], profile: str
     here, one after another (what tests want; nothing enforces a time limit).
     Otherwise they run in ``jobs`` spawned worker processes that find them by
     id in ``package``, and ``timeout`` (seconds per obligation, default
-    :data:`DEFAULT_TIMEOUT`) is enforced by killing the worker.
+    :data:`DEFAULT_TIMEOUT`) is enforced by killing the worker. ``cache_dir`` is
+    the proof cache's directory (proofs/runner/cache.py; None: no cache).
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
@@ -241,14 +322,21 @@ def run_obligations(obligations_or_ids: Iterable[Obligation | str], profile: str
                                "run it in-process (jobs=1, timeout=None)")
             obligations.append(item)
     if in_process:
-        results: list[Result] = []
-        for index, obligation in enumerate(obligations):
-            verdict, seconds = run_one(obligation, profile)
-            results.append((obligation, verdict, seconds))
-            if progress is not None:
-                progress(index + 1, len(obligations), obligation, verdict, seconds)
-        return results
+        with proof_cache.opened(cache_dir):
+            return _run_here(obligations, profile, progress)
     return _run_pool(obligations, profile, max(1, jobs),
-                     DEFAULT_TIMEOUT if timeout is None else timeout, package, progress)
+                     DEFAULT_TIMEOUT if timeout is None else timeout, package, progress,
+                     cache_dir)
+
+
+def _run_here(obligations: Sequence[Obligation], profile: str,
+              progress: Progress | None) -> list[Result]:
+    results: list[Result] = []
+    for index, obligation in enumerate(obligations):
+        verdict, seconds = run_one(obligation, profile)
+        results.append((obligation, verdict, seconds))
+        if progress is not None:
+            progress(index + 1, len(obligations), obligation, verdict, seconds)
+    return results
 
 

@@ -65,7 +65,8 @@ def passed(results: Sequence[Result]) -> bool:
 def format_table(results: Sequence[Result]) -> str:
     header = ("obligation", "manager", "invariant", "result", "time")
     rows = [(o.id, o.manager, o.invariant,
-             v.summary if v.kind.passed else f"{_label(v.kind)}: {v.summary}",
+             (v.summary if v.kind.passed else f"{_label(v.kind)}: {v.summary}")
+             + (f" [{v.cache}]" if v.cache else ""),
              f"{s:.2f}s")
             for o, v, s in results]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
@@ -94,8 +95,10 @@ def format_totals(results: Sequence[Result], wall_seconds: float) -> str:
     counts = collections.Counter(verdict.kind for _, verdict, _ in results)
     parts = [f"{counts[kind]} {kind.name.lower().replace('_', '-')}" for kind in Kind]
     verdict = "PASSED" if passed(results) else "FAILED"
+    cached = sum(1 for _, v, _ in results if v.cache)
+    reuse = f"; {cached} used the proof cache" if cached else ""
     return (f"{verdict}: {len(results)} obligations: {', '.join(parts)}; "
-            f"wall time {wall_seconds:.1f}s")
+            f"wall time {wall_seconds:.1f}s{reuse}")
 
 
 def json_report(results: Sequence[Result], profile: str, wall_seconds: float) -> dict[str, object]:
@@ -105,7 +108,7 @@ def json_report(results: Sequence[Result], profile: str, wall_seconds: float) ->
             {"id": o.id, "manager": o.manager, "operation": o.operation,
              "invariant": o.invariant, "kind": v.kind.name, "summary": v.summary,
              "detail": v.detail, "violated": list(v.violated), "bound": v.bound,
-             "examples": v.examples, "seconds": round(s, 3)}
+             "examples": v.examples, "cache": v.cache, "seconds": round(s, 3)}
             for o, v, s in results],
         "totals": totals(results, wall_seconds),
         "passed": passed(results),
@@ -123,7 +126,8 @@ def junit_report(results: Sequence[Result], profile: str, wall_seconds: float) -
         case = ET.SubElement(suite, "testcase", classname=obligation.manager,
                              name=obligation.id, time=f"{seconds:.3f}")
         if verdict.kind.passed:
-            ET.SubElement(case, "system-out").text = verdict.summary
+            ET.SubElement(case, "system-out").text = verdict.summary + (
+                f" [{verdict.cache}]" if verdict.cache else "")
         else:
             failure = ET.SubElement(case, "failure", type=verdict.kind.name,
                                     message=verdict.summary)
@@ -162,5 +166,6 @@ def ensure_parent(path: str) -> None:
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
+
 
 
