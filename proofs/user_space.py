@@ -104,7 +104,8 @@ def user_states() -> list[tuple[str, UserState]]:
     """A process with its image, stack, a brk heap of two pages, a VirtualAlloc
     reservation with a committed READONLY and a NOACCESS page, an
     EXECUTE page, and an mmap of three READWRITE pages; then the same
-    after munmap of the mmap's middle page, and a second process."""
+    after munmap of the mmap's middle page, and a second process; and the
+    first process's heap (ProcessHeapCreate), for the heap's own steps."""
     no = z3.BoolVal(False)
     s = us.empty_user(64)
     # the image's page takes frame 1, the two stack pages frames 2 and 3
@@ -125,8 +126,12 @@ def user_states() -> list[tuple[str, UserState]]:
     two = _ok(us.CreateProcess(split, _i(2), _i(IMAGE), _i(1), _i(PAGE_READWRITE), _i(HEAP),
                                _i(HEAP_MAX), _i(STACK_TOP), _i(16), _i(1),
                                *_frames_for(IMAGE, 20, STACK_TOP - 1, 21), no))
+    # the first process's heap (HeapCreate): four pages at a 64 KB boundary, two committed
+    heap = _ok(us.ProcessHeapCreate(two, _i(1), _i(0x480), _i(4), _i(2), *_frames(0x480, 30),
+                                    no))
     return [("one process with every kind of page", one),
-            ("an mmap split by munmap", split), ("two processes", two)]
+            ("an mmap split by munmap", split), ("two processes", two),
+            ("two processes, the first with a process heap", heap)]
 
 
 def _frames_for(image: int, image_frame: int, stack: int, stack_frame: int) -> tuple[Ref, Ref]:

@@ -1,12 +1,15 @@
-"""Obligations of the VirtualMemoryManager operations: operation x invariant steps."""
+"""Obligations of the VirtualMemoryManager operations: operation x invariant steps, and
+each operation's NON-VACUOUS check (proofs/inductive/vacuity.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 from proofs.inductive.paging import obligations_for
+from proofs.inductive.vacuity import paging_obligations
 from proofs.obligation import Obligation
 
 
 def obligations() -> Iterator[Obligation]:
-    return obligations_for("virtual_memory")
+    yield from obligations_for("virtual_memory")
+    yield from paging_obligations("virtual_memory")

@@ -96,8 +96,10 @@ def test_obligations_one_per_call_and_claim() -> None:
     public = [op.name for op in LAYER.operations if not op.internal]
     expected = {f"shared_memory.{name}.{claim}" for name in public for claim in CLAIMS}
     expected |= {f"shared_memory.{op}.{claim}" for claim, (op, _) in sm.STEP_CLAIMS.items()}
+    expected |= {f"shared_memory.{name}.NON-VACUOUS" for name in public}
     assert set(ids) == expected
-    assert len(ids) == len(set(ids)) == 11 * 6 + 5  # 11 calls x 6 invariants, 5 claims
+    # 11 calls x 6 invariants, 5 claims, and each call's non-vacuity
+    assert len(ids) == len(set(ids)) == 11 * 6 + 5 + 11
     assert FULL_ONLY <= set(ids)
     assert set(sm.INVARIANTS) == set(CLAIMS) and set(sm.STEP_CLAIMS) == STEP_CLAIMS
 

@@ -38,10 +38,16 @@ from proofs import (
     shared_memory,
     user_space,
 )
-from proofs.inductive import layered
+from proofs.inductive import layered, vacuity
 from proofs.inductive.paging import prove
 from proofs.obligation import Kind, Verdict
-from spec.abi import PAGE_EXECUTE_READWRITE, PAGE_NOACCESS, XMS_BASE, XMS_INVALID_HANDLE
+from spec.abi import (
+    PAGE_EXECUTE_READWRITE,
+    PAGE_NOACCESS,
+    PAGE_SHIFT,
+    XMS_BASE,
+    XMS_INVALID_HANDLE,
+)
 from spec.catalogue import OPERATIONS_BY_NAME
 from spec.state import (
     FREE,
@@ -349,7 +355,20 @@ def _write_any_view_page(s: ssm.SharedState, pid: Ref, vpn: Ref, token: Ref) -> 
 _ORIGINAL_PUT_ENTRY = svm.put_entry
 _ORIGINAL_MAKE_ENTRY = make_entry
 
+def _free_frame_nowhere(s: State, frame_addr: Ref) -> Step:
+    """FreeFrame whose guard asks for an address below the end of memory
+    (nframes pages) and at or above it."""
+    freed = spm.FreeFrame(s, frame_addr)
+    end = s.nframes << PAGE_SHIFT
+    return dataclasses.replace(freed, assume=z3.And(freed.assume, z3.ULT(frame_addr, end),
+                                                    z3.UGE(frame_addr, end)))
+
+
 VARIANTS = (
+    BrokenVariant("contradictory-guard", vacuity.CLAIM, "FreeFrame",
+                  "FreeFrame's guard asks for an address below the end of memory and at "
+                  "or above it: every claim about it would be proved",
+                  transition=_free_frame_nowhere),
     BrokenVariant("request-frame-beyond-nframes", "FRM-1", "RequestFrame",
                   "RequestFrame may hand out a free bit beyond nframes",
                   ((spm, "is_free", lambda s, f: z3.Not(s.used[f])),)),
@@ -537,6 +556,13 @@ def catch(variant: BrokenVariant, profile: str = "teeth") -> Verdict:
     if variant.transition is not None:
         op = dataclasses.replace(op, transition=variant.transition)
     with applied(variant):
+        if variant.invariant == vacuity.CLAIM:
+            family = vacuity.PAGING if layer is None else vacuity.Family(
+                layer.manager, layer.invariants, layer.fresh,
+                {step.name: step for step in layer.operations}, layer.reachable or tuple)
+            return vacuity.prove(dataclasses.replace(
+                family, operations={**family.operations, op.name: op}, holding={}),
+                op.name, profile)
         if layer is None:
             return prove(op, variant.invariant, profile)
         return layered.prove(layer, op, variant.invariant, profile)

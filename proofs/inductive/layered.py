@@ -17,6 +17,7 @@ from typing import Any
 
 import z3
 
+from proofs.inductive import vacuity
 from proofs.inductive.paging import (
     REACHABLE_FIRST,
     SEARCH_TIMEOUT,
@@ -73,6 +74,10 @@ def layer_obligations(layer: Layer) -> Iterator[Obligation]:
                              depends_on=(__name__,),
                              shares=frozenset(f"{layer.manager}.{step}.{claim}"
                                               for step in op.parts or (op.name,)))
+    family = vacuity.Family(layer.manager, layer.invariants, layer.fresh,
+                            {op.name: op for op in layer.operations}, layer.reachable or tuple)
+    yield from vacuity.operation_obligations(family, layer.manager,
+                                   [op for op in layer.operations if not op.internal])
 
 
 def _run(layer: Layer, operation: str, claim: str, profile: str) -> Verdict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 from model.page_manager import PageManager
+from model.page_tables import PageDirectory
 from model.virtual_memory import VirtualMemoryManager
 from proofs.abstractions.paging import abstract
 from spec.state import State
@@ -27,13 +28,20 @@ def _booted() -> tuple[PageManager, VirtualMemoryManager]:
     return pm, vm
 
 
-def _populated() -> tuple[PageManager, VirtualMemoryManager]:
-    """Two directories; user and kernel pages; a held frame; the kernel directory current."""
+def _two_directories() -> tuple[PageManager, VirtualMemoryManager, PageDirectory,
+                                PageDirectory]:
+    """Paging on, and two new directories (the kernel directory current)."""
     pm, vm = _booted()
     assert vm.InitializePaging()
     first = vm.CreatePageDirectory()
     second = vm.CreatePageDirectory()
     assert first is not None and second is not None
+    return pm, vm, first, second
+
+
+def _populated() -> tuple[PageManager, VirtualMemoryManager]:
+    """Two directories; user and kernel pages; a held frame; the kernel directory current."""
+    pm, vm, first, second = _two_directories()
     assert vm.AllocPage(first, 0x00400000, False, True)
     assert vm.AllocPage(first, 0x00401000, False, False)
     assert vm.AllocPage(second, 0x00800000, False, True)
@@ -52,4 +60,28 @@ def reference_states() -> tuple[tuple[str, State], ...]:
     states.append(("after InitializePaging", abstract(pm, vm)))
     states.append(("two directories with user and kernel pages and a held frame",
                    abstract(*_populated())))
+    states.append((EMPTIED, abstract(*_emptied()[:2])))
     return tuple(states)
+
+
+EMPTIED = "a directory with an emptied user table, and a new directory"
+
+
+def _emptied() -> tuple[PageManager, VirtualMemoryManager, int]:
+    """The populated state, its second directory's only user page freed (its
+    table stays, empty) and a third directory created; and that table's
+    directory frame."""
+    pm, vm, first, second = _two_directories()
+    assert vm.AllocPage(first, 0x00400000, False, True)
+    assert vm.AllocPage(second, 0x00800000, False, True)
+    assert vm.FreePage(second, 0x00800000)
+    assert vm.CreatePageDirectory() is not None
+    return pm, vm, second.physical_addr >> 12
+
+
+@functools.cache
+def reference_pinned() -> dict[str, tuple[str, dict[str, int]]]:
+    """Arguments a step's witness (proofs/inductive/vacuity.py) pins on a
+    reference state, where the step's guard quantifies over the state:
+    FreeTable needs a table with every entry clear."""
+    return {"FreeTable": (EMPTIED, {"dir": _emptied()[2], "slot": 0x00800000 >> 22})}

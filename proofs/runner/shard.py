@@ -21,6 +21,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from proofs.obligation import Obligation
 from proofs.runner.recorded import read_reports, recorder
@@ -65,15 +66,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = recorder("python -m proofs.runner.shard",
                       "Record each obligation's seconds from JSON reports of proofs.check "
                       "(a full and a quick run) into proofs/runner/durations.json, the "
-                      "weights of --shard.")
+                      "weights of --shard (figures of obligations the reports do not show "
+                      "are kept).")
     reports = read_reports(parser, parser.parse_args(argv).reports)
-    table: dict[str, object] = {
-        profile: {o["id"]: round(float(o["seconds"]), 2) for o in obligations}
-        for _, profile, obligations in reports}
-    table["recorded"] = f"{datetime.date.today()}: " + ", ".join(
-        f"the {profile} profile ({len(obligations)} obligations)"
-        for _, profile, obligations in reports)
     target = Path(__file__).with_name("durations.json")
+    table: dict[str, Any] = json.loads(target.read_text()) if target.exists() else {}
+    for _, profile, obligations in reports:  # a report's figures replace older ones
+        table[profile] = {**table.get(profile, {}),
+                          **{o["id"]: round(float(o["seconds"]), 2) for o in obligations}}
+    notes = [table.get("recorded", "")] if table.get("recorded") else []
+    table["recorded"] = "; ".join([*notes, f"{datetime.date.today()}: " + ", ".join(
+        f"the {profile} profile ({len(obligations)} obligations)"
+        for _, profile, obligations in reports)])
     target.write_text(json.dumps(table, indent=0) + "\n")
     print(f"{target}: {', '.join(p for p in table if p != 'recorded')} recorded",
           file=sys.stderr)
