@@ -55,7 +55,7 @@ class Family:
     operations: Mapping[str, Operation]
     reached: Callable[[], Sequence[tuple[str, Any]]] = tuple
     pinned: Callable[[], Mapping[str, Pinned]] = dict
-    #: reached state name -> whether z3 confirmed every invariant on it (filled once)
+    #: reached state name -> whether z3 confirmed every invariant on it (asked once)
     holding: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -86,12 +86,13 @@ def witness(family: Family, op: Operation, profile: str) -> str | Verdict:
     """How op's hypotheses are satisfied, or the failing verdict."""
     args = {name: z3.Const(f"{op.name}.{name}", sort) for name, sort in op.params}
     pinned = family.pinned().get(op.name)
-    for name, state in family.reached():
+    for name, state in reversed(family.reached()):  # the fullest states first
         pins = dict(pinned[1]) if pinned is not None and pinned[0] == name else {}
         step = op.transition(state, **args)
-        query = Asked([step.assume, step.ok, *(args[arg] == value for arg, value in pins.items())],
-                      0, WITNESS_TIMEOUT)
-        if query.answer == z3.sat and _invariants_hold(family, name):
+        solver = z3.Solver()  # a concrete state: quick, so no context of its own needed
+        solver.set("timeout", WITNESS_TIMEOUT)
+        solver.add(step.assume, step.ok, *(args[arg] == value for arg, value in pins.items()))
+        if solver.check() == z3.sat and _invariants_hold(family, name, state):
             shown = ", ".join(f"{arg}={value:#x}" for arg, value in pins.items())
             return f"the reached state {name}" + (f" ({shown})" if shown else "")
     pre = family.fresh("pre")
@@ -112,12 +113,11 @@ def witness(family: Family, op: Operation, profile: str) -> str | Verdict:
                    "the symbolic hypotheses")
 
 
-def _invariants_hold(family: Family, state_name: str) -> bool:
+def _invariants_hold(family: Family, state_name: str, state: Any) -> bool:
     """Whether z3 confirms every invariant on the reached state (asked once)."""
-    if not family.holding:
-        family.holding.update({name: not refuted(family.invariants, state)
-                               for name, state in family.reached()})
-    return family.holding.get(state_name, False)
+    if state_name not in family.holding:
+        family.holding[state_name] = not refuted(family.invariants, state)
+    return family.holding[state_name]
 
 
 def paging_obligations(manager: str) -> Iterator[Obligation]:
