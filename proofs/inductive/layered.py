@@ -76,8 +76,8 @@ def layer_obligations(layer: Layer) -> Iterator[Obligation]:
                                               for step in op.parts or (op.name,)))
     family = vacuity.Family(layer.manager, layer.invariants, layer.fresh,
                             {op.name: op for op in layer.operations}, layer.reachable or tuple)
-    yield from vacuity.operation_obligations(family, layer.manager,
-                                   [op for op in layer.operations if not op.internal])
+    public = [op for op in layer.operations if not op.internal]
+    yield from vacuity.operation_obligations(family, layer.manager, public)
 
 
 def _run(layer: Layer, operation: str, claim: str, profile: str) -> Verdict:

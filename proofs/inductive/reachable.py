@@ -67,10 +67,11 @@ def reference_states() -> tuple[tuple[str, State], ...]:
 EMPTIED = "a directory with an emptied user table, and a new directory"
 
 
+@functools.cache
 def _emptied() -> tuple[PageManager, VirtualMemoryManager, int]:
-    """The populated state, its second directory's only user page freed (its
-    table stays, empty) and a third directory created; and that table's
-    directory frame."""
+    """Two directories with a user page each, the second's page then freed
+    (its table stays, empty), and a third directory created; and the second
+    directory's frame (one run, shared by the state and its pinned arguments)."""
     pm, vm, first, second = _two_directories()
     assert vm.AllocPage(first, 0x00400000, False, True)
     assert vm.AllocPage(second, 0x00800000, False, True)
