@@ -557,9 +557,7 @@ def catch(variant: BrokenVariant, profile: str = "teeth") -> Verdict:
         op = dataclasses.replace(op, transition=variant.transition)
     with applied(variant):
         if variant.invariant == vacuity.CLAIM:
-            family = vacuity.PAGING if layer is None else vacuity.Family(
-                layer.manager, layer.invariants, layer.fresh,
-                {step.name: step for step in layer.operations}, layer.reachable or tuple)
+            family = vacuity.PAGING if layer is None else layer.vacuity_family()
             return vacuity.prove(dataclasses.replace(
                 family, operations={**family.operations, op.name: op}, holding={}),
                 op.name, profile)

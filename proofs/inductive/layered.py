@@ -57,6 +57,11 @@ class Layer:
     def operation(self, name: str) -> Operation:
         return next(op for op in self.operations if op.name == name)
 
+    def vacuity_family(self) -> vacuity.Family:
+        """What the non-vacuity check (proofs/inductive/vacuity.py) needs of the layer."""
+        return vacuity.Family(self.manager, self.invariants, self.fresh,
+                              {op.name: op for op in self.operations}, self.reachable or tuple)
+
 
 def layer_obligations(layer: Layer) -> Iterator[Obligation]:
     """One obligation per public operation x claim of the layer (not a discovered
@@ -74,10 +79,8 @@ def layer_obligations(layer: Layer) -> Iterator[Obligation]:
                              depends_on=(__name__,),
                              shares=frozenset(f"{layer.manager}.{step}.{claim}"
                                               for step in op.parts or (op.name,)))
-    family = vacuity.Family(layer.manager, layer.invariants, layer.fresh,
-                            {op.name: op for op in layer.operations}, layer.reachable or tuple)
     public = [op for op in layer.operations if not op.internal]
-    yield from vacuity.operation_obligations(family, layer.manager, public)
+    yield from vacuity.operation_obligations(layer.vacuity_family(), layer.manager, public)
 
 
 def _run(layer: Layer, operation: str, claim: str, profile: str) -> Verdict:

@@ -293,7 +293,6 @@ def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
                 decided_by.append(f"{index}: {label}, from the cache")
                 continue
         reasons: list[str] = []
-        proved = False
         tries = hints.first(known.get(index),
                             [(seed, item) for seed in seeds for item in premise_sets])
         while tries:
@@ -304,7 +303,6 @@ def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
             if keys is not None:
                 keys.asked()
             if answer == z3.unsat:
-                proved = True
                 decided_by.append(f"{index}: seed {seed} {label} "
                                   f"({time.monotonic() - asked:.1f} s)")
                 if keys is not None:
@@ -316,7 +314,7 @@ def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
             if answer == z3.sat:  # fewer premises allow a model: do all of them?
                 tries.sort(key=lambda attempt: attempt[1][0] not in COMPLETE)
             reasons.append(f"seed {seed} {label}: {query.solver.reason_unknown() or 'sat'}")
-        if not proved:
+        else:  # no try answered unsat
             return Verdict(Kind.UNKNOWN,
                            f"unknown after {len(seeds)} tries of {timeout // 1000} s",
                            f"undecided conjunct: {part.sexpr()[:300]}\n" + "; ".join(reasons))

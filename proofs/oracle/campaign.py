@@ -33,7 +33,7 @@ from typing import Any
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
 from proofs.oracle.families import FAMILIES
-from proofs.oracle.report import Case, describe, write_junit
+from proofs.oracle.report import Case, case_of, describe, write_junit
 from proofs.oracle.run import managers_of, search, trace_of
 
 
@@ -77,12 +77,13 @@ class Chunk:
 @dataclasses.dataclass(frozen=True)
 class ChunkResult:
     chunk: Chunk
-    status: str  # "passed", "diverged", "unknown", "ran nothing" or "lost"
-    report: str
-    seconds: float
-    message: str = ""
-    kind: str = ""
+    #: the chunk's testcase, named for the chunk; status "lost" when its task was
+    case: Case
     trace: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> str:
+        return self.case.status
 
 
 def chunks(args: argparse.Namespace) -> list[Chunk]:
@@ -104,14 +105,9 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
                      timeout=chunk.request_timeout, shrink_seconds=chunk.shrink_seconds,
                      families=(chunk.family,), database=database)
     managers = managers_of(outcome)
-    report = describe(outcome, managers)
-    if outcome.divergence is not None:
-        return ChunkResult(chunk, "diverged", report, outcome.seconds,
-                           str(outcome.divergence), outcome.divergence.kind,
-                           trace_of(outcome, managers))
-    status = ("unknown" if outcome.unknown is not None else
-              "passed" if outcome.passed else "ran nothing")
-    return ChunkResult(chunk, status, report, outcome.seconds)
+    case = case_of(outcome, describe(outcome, managers))._replace(name=chunk.name)
+    trace = None if outcome.divergence is None else trace_of(outcome, managers)
+    return ChunkResult(chunk, case, trace)
 
 
 def run_campaign(args: argparse.Namespace, save: Any) -> int:
@@ -132,13 +128,13 @@ def run_campaign(args: argparse.Namespace, save: Any) -> int:
             try:
                 result = future.result()
             except Exception:
-                result = ChunkResult(chunk, "lost", "the task was lost (its worker died, "
-                                     "or it failed twice):\n" + traceback.format_exc(), 0.0,
-                                     "lost", "lost")
+                result = ChunkResult(chunk, Case(
+                    chunk.name, 0.0, "lost", "lost", "lost", "the task was lost (its worker "
+                    "died, or it failed twice):\n" + traceback.format_exc()))
             results.append(result)
             if not args.quiet:
                 print(f"  [{done}/{len(tasks)}] {result.status:11} {chunk.name} "
-                      f"{result.seconds:.1f} s", file=sys.stderr, flush=True)
+                      f"{result.case.seconds:.1f} s", file=sys.stderr, flush=True)
     finally:
         client.close()
     return _conclude(args, sorted(results, key=lambda r: tasks.index(r.chunk)), save)
@@ -150,15 +146,14 @@ def _conclude(args: argparse.Namespace, results: list[ChunkResult], save: Any) -
         assert result.trace is not None
         path = args.trace_out if number == 0 else \
             args.trace_out.with_name(f"{args.trace_out.stem}.{number}{args.trace_out.suffix}")
-        print(f"chunk {result.chunk.name} (seed {result.chunk.seed}):\n{result.report}"
+        print(f"chunk {result.chunk.name} (seed {result.chunk.seed}):\n{result.case.report}"
               f"{save(path, result.trace)}\n", flush=True)
     counts = {status: sum(r.status == status for r in results)
               for status in ("passed", "diverged", "unknown", "ran nothing", "lost")}
     print(f"memspec oracle campaign: {len(results)} chunks: "
           + ", ".join(f"{n} {status}" for status, n in counts.items()), flush=True)
     if args.junit is not None:
-        write_junit(args.junit, [Case(r.chunk.name, r.seconds, r.status, r.message, r.kind,
-                                      r.report) for r in results])
+        write_junit(args.junit, [r.case for r in results])
     if diverged or counts["lost"]:
         return 1
     if counts["unknown"]:

@@ -47,14 +47,16 @@ def _reply(reply: dict[str, Any] | None) -> str:
     return f"{_value(reply.get('result'))} {_error(int(reply.get('error', 0)))}"
 
 
+def _arguments(request: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_value(v)}" for k, v in request["args"].items())
+
+
 def _call(request: dict[str, Any]) -> str:
-    args = ", ".join(f"{k}={_value(v)}" for k, v in request["args"].items())
-    return f"{request['manager']}.{request['op']}({args})"
+    return f"{request['manager']}.{request['op']}({_arguments(request)})"
 
 
 def _observation(request: dict[str, Any]) -> str:
-    args = ", ".join(f"{k}={_value(v)}" for k, v in request["args"].items())
-    return f"observe {request['observe']}({args})"
+    return f"observe {request['observe']}({_arguments(request)})"
 
 
 def side_by_side(exchanges: list[Exchange], at: int | None = None,

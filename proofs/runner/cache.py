@@ -190,19 +190,24 @@ def verdict_key(obligation: Obligation, profile: str) -> str:
     return ProofCache.key(text, "")
 
 
-def reuse(obligation: Obligation, profile: str) -> Verdict | None:
-    """The obligation's verdict from the open cache, if one is stored for its key."""
-    cache = _ACTIVE
-    if cache is None or not obligation.depends_on:
+def key_of(obligation: Obligation, profile: str) -> str | None:
+    """The obligation's verdict key when a cache is open and it may be cached
+    (None otherwise); taken once, before the run, so the verdict is kept under
+    the source it was decided by, not one edited while it ran."""
+    if _ACTIVE is None or not obligation.depends_on:
         return None
-    return cache.verdict(verdict_key(obligation, profile))
+    return verdict_key(obligation, profile)
 
 
-def keep(obligation: Obligation, profile: str, verdict: Verdict) -> None:
-    """Store a passing verdict (failures are always decided again)."""
-    cache = _ACTIVE
-    if cache is not None and obligation.depends_on and verdict.kind.passed:
-        cache.remember_verdict(verdict_key(obligation, profile), verdict, obligation.id)
+def reuse(key: str | None) -> Verdict | None:
+    """The verdict stored under key in the open cache, if there is one."""
+    return None if key is None or _ACTIVE is None else _ACTIVE.verdict(key)
+
+
+def keep(key: str | None, verdict: Verdict, by: str) -> None:
+    """Store a passing verdict under key (failures are always decided again)."""
+    if key is not None and _ACTIVE is not None and verdict.kind.passed:
+        _ACTIVE.remember_verdict(key, verdict, by)
 
 
 @functools.cache

@@ -23,6 +23,7 @@ from multiprocessing.process import BaseProcess
 from proofs.obligation import PROFILES, Kind, Obligation, Verdict
 from proofs.runner import cache as proof_cache
 from proofs.runner.discovery import DEFAULT_PACKAGE, collect
+from proofs.runner.shard import costs
 from proofs.runner.shard import recorded as durations
 
 DEFAULT_TIMEOUT = 600.0
@@ -40,12 +41,13 @@ def run_one(obligation: Obligation, profile: str) -> tuple[Verdict, float]:
     start = time.perf_counter()
     with proof_cache.running(obligation.id) as usage:
         try:
-            verdict = proof_cache.reuse(obligation, profile) or obligation.run(profile)
+            key = proof_cache.key_of(obligation, profile)
+            verdict = proof_cache.reuse(key) or obligation.run(profile)
             if not isinstance(verdict, Verdict):
                 verdict = Verdict(Kind.ERROR, "run() did not return a Verdict",
                                   detail=f"run({profile!r}) returned {verdict!r}")
             elif not usage.verdict:
-                proof_cache.keep(obligation, profile, verdict)
+                proof_cache.keep(key, verdict, obligation.id)
         except (Exception, SystemExit):
             verdict = Verdict(Kind.ERROR, "exception in run()", detail=traceback.format_exc())
     if usage.hits:
@@ -187,11 +189,8 @@ def run_isolated(obligation_id: str, profile: str, *, package: str = DEFAULT_PAC
 def longest_first(obligations: Sequence[Obligation], profile: str) -> list[int]:
     """The indices of obligations, longest recorded duration first (the classic
     longest-processing-time order: no core ends the run alone with a long one)."""
-    recorded = durations(profile)
-    known = sorted(recorded.values())
-    default = known[len(known) // 2] if known else 1.0
-    return sorted(range(len(obligations)),
-                  key=lambda i: (-recorded.get(obligations[i].id, default), i))
+    cost = costs(obligations, durations(profile))
+    return sorted(range(len(obligations)), key=lambda i: (-cost[obligations[i].id], i))
 
 
 def next_task(obligations: Sequence[Obligation], pending: Sequence[int],

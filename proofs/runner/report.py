@@ -62,11 +62,16 @@ def passed(results: Sequence[Result]) -> bool:
     return bool(results) and all(verdict.kind.passed for _, verdict, _ in results)
 
 
+def _cache_note(verdict: Verdict) -> str:
+    """The note " [what came from the proof cache]", or "" when nothing did."""
+    return f" [{verdict.cache}]" if verdict.cache else ""
+
+
 def format_table(results: Sequence[Result]) -> str:
     header = ("obligation", "manager", "invariant", "result", "time")
     rows = [(o.id, o.manager, o.invariant,
              (v.summary if v.kind.passed else f"{_label(v.kind)}: {v.summary}")
-             + (f" [{v.cache}]" if v.cache else ""),
+             + _cache_note(v),
              f"{s:.2f}s")
             for o, v, s in results]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
@@ -126,8 +131,7 @@ def junit_report(results: Sequence[Result], profile: str, wall_seconds: float) -
         case = ET.SubElement(suite, "testcase", classname=obligation.manager,
                              name=obligation.id, time=f"{seconds:.3f}")
         if verdict.kind.passed:
-            ET.SubElement(case, "system-out").text = verdict.summary + (
-                f" [{verdict.cache}]" if verdict.cache else "")
+            ET.SubElement(case, "system-out").text = verdict.summary + _cache_note(verdict)
         else:
             failure = ET.SubElement(case, "failure", type=verdict.kind.name,
                                     message=verdict.summary)
@@ -166,6 +170,3 @@ def ensure_parent(path: str) -> None:
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
-
-
-

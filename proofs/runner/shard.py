@@ -45,13 +45,19 @@ def recorded(profile: str) -> dict[str, float]:
     return {str(k): float(v) for k, v in table.items()}
 
 
+def costs(obligations: Sequence[Obligation], durations: Mapping[str, float]) -> dict[str, float]:
+    """Each obligation's recorded seconds; the median of the known ones for an
+    obligation not recorded (1 s when none is)."""
+    known = [durations[o.id] for o in obligations if o.id in durations]
+    default = statistics.median(known) if known else 1.0
+    return {o.id: durations.get(o.id, default) for o in obligations}
+
+
 def partition(obligations: Sequence[Obligation], count: int,
               durations: Mapping[str, float]) -> list[list[Obligation]]:
     """The obligations in count shards of near-equal recorded time, each shard in
     the order given."""
-    known = [durations[o.id] for o in obligations if o.id in durations]
-    default = statistics.median(known) if known else 1.0
-    cost = {o.id: durations.get(o.id, default) for o in obligations}
+    cost = costs(obligations, durations)
     totals = [0.0] * count
     chosen: dict[str, int] = {}
     for obligation in sorted(obligations, key=lambda o: (-cost[o.id], o.id)):
