@@ -1,0 +1,199 @@
+"""``python -m proofs.mutation``: sample mutants of model/ with a seed and report
+which the test suite and the quick profile catch (see proofs/mutation/__init__.py).
+
+Exit status: 0 the run completed (whatever the score; read the report);
+1 a mutant could not be judged (a gate failed to run) or the unmutated tree
+failed its own gates; 2 usage error. With ``--min-score P`` a score below P%
+of non-equivalent mutants caught by every gate run exits 1 too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from proofs.mutation.execute import Limits, Worker
+from proofs.mutation.operators import Mutant, compiles, mutants
+from proofs.mutation.report import Result, equivalents, markdown, tally
+from proofs.mutation.selection import CoverageMap, coverage_map, own_tests, tree_digest
+
+ROOT = Path(__file__).resolve().parents[2]
+GATES = ("tests", "quick")
+
+
+def model_modules(root: Path) -> list[tuple[str, str]]:
+    """(dotted name, path) of every module of model/."""
+    return [(f"model.{path.stem}", path.relative_to(root).as_posix())
+            for path in sorted((root / "model").glob("*.py"))]
+
+
+def sample(root: Path, per_module: int, seed: int, modules: list[str] | None) -> list[Mutant]:
+    """per_module mutants of each module (all of them when it has fewer), drawn
+    with random.Random(f"{seed}:{module}") so a module's sample does not
+    change when another module changes; a draw that does not compile is
+    replaced by the next."""
+    chosen: list[Mutant] = []
+    for name, path in model_modules(root):
+        if modules and name not in modules and name.removeprefix("model.") not in modules:
+            continue
+        source = (root / path).read_bytes()
+        found = mutants(name, path, source)
+        random.Random(f"{seed}:{name}").shuffle(found)
+        picked = list(itertools.islice((m for m in found if compiles(m, source)), per_module))
+        chosen += sorted(picked, key=lambda m: (m.line, m.start, m.operator))
+    return chosen
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m proofs.mutation",
+        description="Mutation score of model/: which sampled mutants the test suite and "
+                    "the quick check profile catch.")
+    parser.add_argument("--per-module", type=int, default=20, metavar="N",
+                        help="mutants drawn per model module (default 20)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--modules", nargs="+", metavar="MODULE",
+                        help="only these modules (frame_bitmap or model.frame_bitmap)")
+    parser.add_argument("--keys", nargs="+", metavar="KEY",
+                        help="only the mutants with these keys (from a report)")
+    parser.add_argument("--rerun", metavar="REPORT",
+                        help="only the mutants a previous JSON report lists as survived")
+    parser.add_argument("--limit", type=int, metavar="K",
+                        help="at most K mutants in all, spread over the modules (a smoke run)")
+    parser.add_argument("--gates", default=",".join(GATES),
+                        help="comma-separated gates to run: tests, quick (default both)")
+    parser.add_argument("--select", choices=("coverage", "own"), default="coverage",
+                        help="a mutant's tests: those that run its line (coverage, the "
+                             "default; collects the suite's coverage once per tree) or its "
+                             "module's own tests/test_<module>.py (own: a quick smoke run)")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
+    parser.add_argument("--json", metavar="FILE", help="write every verdict as JSON")
+    parser.add_argument("--markdown", metavar="FILE", help="write the tables and survivors")
+    parser.add_argument("--min-score", type=float, metavar="P",
+                        help="exit 1 when under P%% of non-equivalent mutants are caught")
+    parser.add_argument("--work-dir", metavar="DIR",
+                        help="where the workers' copies go (default: a temporary directory)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    gates = tuple(gate for gate in args.gates.split(",") if gate)
+    if not gates or any(gate not in GATES for gate in gates):
+        _parser().error(f"--gates takes a comma-separated subset of {', '.join(GATES)}")
+    chosen = sample(ROOT, args.per_module, args.seed, args.modules)
+    if args.keys or args.rerun:
+        wanted = set(args.keys or ())
+        if args.rerun:
+            wanted |= {m["key"] for m in json.loads(Path(args.rerun).read_text())["mutants"]
+                       if m["verdict"] == "survived"}
+        chosen = [m for m in chosen if m.key in wanted]
+    if args.limit is not None:
+        chosen = _spread(chosen, args.limit)
+    if not chosen:
+        print("no mutant matches", file=sys.stderr)
+        return 2
+    cache = ROOT / ".memspec-cache" / "mutation"
+    try:
+        if "tests" not in gates:
+            covered = CoverageMap({}, {})
+        elif args.select == "own":
+            covered = own_tests(ROOT, sorted({m.path for m in chosen}))
+        else:
+            covered = coverage_map(ROOT, cache, args.jobs)
+    except RuntimeError as failure:
+        print(failure, file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="memspec-mutation-") as scratch:
+        base = Path(args.work_dir) if args.work_dir else Path(scratch)
+        results = _run(chosen, covered, gates, base, args.jobs)
+    if results is None:
+        return 1
+    heading = (f"Mutation run: seed {args.seed}, {args.per_module} per module, gates "
+               f"{', '.join(gates)}, tree {tree_digest(ROOT)[:12]}")
+    text = markdown(results, gates, heading)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "seed": args.seed, "per_module": args.per_module, "gates": list(gates),
+            "tree": tree_digest(ROOT), "mutants": [r.as_json() for r in results]}, indent=1))
+    errors = [r for r in results if any(o.status == "error" for o in r.outcomes.values())]
+    for result in errors:
+        print(f"could not judge {result.mutant.describe()}: "
+              f"{[o.by for o in result.outcomes.values() if o.status == 'error']}",
+              file=sys.stderr)
+    t = tally(results)
+    low = args.min_score is not None and t.counted and 100 * t.either / t.counted < args.min_score
+    return 1 if errors or low else 0
+
+
+def _spread(chosen: list[Mutant], limit: int) -> list[Mutant]:
+    """At most limit mutants, one module after another (round robin)."""
+    by_module: dict[str, list[Mutant]] = {}
+    for mutant in chosen:
+        by_module.setdefault(mutant.module, []).append(mutant)
+    picked: list[Mutant] = []
+    queues = list(by_module.values())
+    while len(picked) < limit and any(queues):
+        for queue in queues:
+            if queue and len(picked) < limit:
+                picked.append(queue.pop(0))
+    return picked
+
+
+def _run(chosen: list[Mutant], covered: CoverageMap, gates: tuple[str, ...], base: Path,
+         jobs: int) -> list[Result] | None:
+    cache = ROOT / ".memspec-cache"
+    workers = [Worker(ROOT, base / f"worker-{index}", cache) for index in range(jobs)]
+    quick_limit = Limits(tests_seconds=0, check_seconds=900, obligation_seconds=120)
+    if "quick" in gates:
+        baseline = workers[0].baseline(quick_limit)
+        if baseline.status != "survived":
+            print(f"the quick profile fails without any mutant: {baseline.by}", file=sys.stderr)
+            return None
+        print(f"baseline: the quick profile passes on the unmutated copy "
+              f"({baseline.seconds:.1f} s)", file=sys.stderr)
+    equivalent = equivalents()
+    free = list(workers)
+    lock = threading.Lock()
+    done = [0]
+    started = time.monotonic()
+
+    def judge(mutant: Mutant) -> Result:
+        with lock:
+            worker = free.pop()
+        try:
+            tests = covered.tests_for(mutant.path, mutant.line)
+            limits = Limits(tests_seconds=60 + 3 * covered.seconds(tests),
+                            check_seconds=quick_limit.check_seconds,
+                            obligation_seconds=quick_limit.obligation_seconds)
+            outcomes = worker.run(mutant, tests, limits, gates)
+        finally:
+            with lock:
+                free.append(worker)
+        result = Result(mutant, outcomes, equivalent.get(mutant.key))
+        with lock:
+            done[0] += 1
+            parts = "; ".join(f"{gate} {o.status} {o.seconds:.0f} s"
+                              + (f" ({o.by[:80]})" if o.by else "")
+                              for gate, o in outcomes.items())
+            print(f"[{done[0]}/{len(chosen)} {time.monotonic() - started:.0f} s] "
+                  f"{result.verdict}: {mutant.describe()} | {parts}", file=sys.stderr, flush=True)
+        return result
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(judge, chosen))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
