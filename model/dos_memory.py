@@ -21,7 +21,8 @@ Rules (RBIL = Ralf Brown's Interrupt List, INT 21h AH=48h/49h/4Ah/58h):
 - walk(start) follows type bytes and sizes and returns None (callers: error 7,
   ERROR_ARENA_TRASHED) on a type byte other than M/Z, a block running past its
   area (conventional: conv_end; the UMB head: exactly umb_start; UMBs:
-  umb_end), a 'Z' that does not end its area, or an 'M' with no area after it.
+  umb_end), a 'Z' that does not end its area or stands on the UMB head (the
+  UMB blocks always follow it), or an 'M' with no area after it.
   Every operation walks both chains first and fails with 7 on corruption,
   also when the conventional chain's end disagrees with the link flag; a
   corrupt chain is never followed.
@@ -344,7 +345,8 @@ class DosMemoryManager:
                 return None
             blocks.append(Mcb(segment, typ, owner, size, name))
             if typ == MCB_Z:
-                return blocks if end == limit else None
+                head = self.has_umbs and segment == UMB_HEAD
+                return blocks if end == limit and not head else None
             if end == limit and self._limit(end) < 0:
                 return None
             segment = end

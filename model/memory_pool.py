@@ -33,6 +33,11 @@ block, 1 when allocated: the pool's own record). Decisions:
   exposes it.
 - Destroy (the pool's destruction, not a seed call) frees the arena back to the
   heap; the pool is then uncreated and may be created again.
+- The arena is the heap's: once the heap refuses calls (its directory was
+  destroyed: ERROR_INVALID_HANDLE; the heap itself destroyed: ERROR_NOT_READY),
+  AllocBlock and FreeBlock fail with the heap's code after their own checks
+  above and change nothing (a carved block would lie in pages that are gone),
+  and Destroy fails with the code of the heap's Free.
 - Block contents are the caller's: a block is not cleared on allocation
   (the heap's malloc-like contract); the next pointer is left in a popped block.
 """
@@ -98,6 +103,9 @@ class MemoryPool(ReportsStatus):
         """Pop the free list, else carve the next block; 0 when exhausted."""
         if not self.created:
             return self._fail(ErrorCode.ERROR_NOT_READY, 0)
+        code = self.heap._usable()
+        if code != ErrorCode.ERROR_SUCCESS:
+            return self._fail(code, 0)
         head = self.free_list
         if head:
             after = self._peek_next(head)
@@ -131,6 +139,9 @@ class MemoryPool(ReportsStatus):
             return self._fail(ErrorCode.ERROR_INVALID_ADDRESS, False)
         if index >= self.current_blocks or not self.live[index]:
             return self._fail(ErrorCode.ERROR_INVALID_BLOCK, False)
+        code = self.heap._usable()
+        if code != ErrorCode.ERROR_SUCCESS:
+            return self._fail(code, False)
         directory = self.heap.directory
         if directory is None or self.heap.vmm.WriteVirtualMemory(
                 directory, block, self.free_list.to_bytes(POINTER_SIZE, "little"),
