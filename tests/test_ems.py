@@ -113,6 +113,9 @@ def test_deallocate_with_pages_mapped_unmaps_them() -> None:
     assert ems.EmsDeallocate(h)
     assert ems.slots == [None, (g, 0), None, None] and h not in ems.handles
     assert read_physical(pm, slot_address(0), 4) == bytes(4)
+    before = snapshot(dos)
+    assert not ems.EmsDeallocate(h) and ems.last_status == EMS_INVALID_HANDLE  # gone: unknown
+    assert snapshot(dos) == before
 
 
 def test_os_handle_keeps_existing() -> None:

@@ -14,6 +14,7 @@ from proofs.machines.user_space import world
 from spec.abi import (
     EBADF,
     MAP_PRIVATE,
+    PAGE_READONLY,
     PAGE_READWRITE,
     PAGE_SHIFT,
     PROT_READ,
@@ -118,10 +119,16 @@ def test_3_a_misbehaving_node_fails_the_map_cleanly(how: str, code: ErrorCode) -
 def test_3_a_node_with_a_strange_writable_is_not_a_handle() -> None:
     sub = booted()
     with_process(sub)
-    node = Node("fine")
-    node.writable = "yes"
-    assert sub.mapped_files.MapFileToMemory(node, 0, 0, PAGE_READWRITE) == 0
-    assert sub.mapped_files.last_error == E.ERROR_INVALID_HANDLE
+    free, mmf, space = sub.pageman.free_count(), sub.mapped_files, sub.syscalls.current
+    assert space is not None
+    before = (dict(space.allocations), dict(space.pages))
+    for writable in ("yes", 1, None):
+        node = Node("fine")
+        node.writable = writable
+        assert mmf.MapFileToMemory(node, 0, 0, PAGE_READONLY) == 0
+        assert mmf.last_error == E.ERROR_INVALID_HANDLE, writable
+        assert sub.pageman.free_count() == free and mmf.files == {} and mmf.cache == {}
+        assert mmf.views == {} and (dict(space.allocations), dict(space.pages)) == before
 
 
 def test_3_a_node_that_refuses_the_write_back() -> None:

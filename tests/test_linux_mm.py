@@ -21,7 +21,7 @@ from model.linux_mm import (
 )
 from model.page_tables import PageFault
 from model.process_memory import ProcessMemorySpace
-from model.virtual_alloc import VirtualAllocProcessMemory
+from model.virtual_alloc import VirtualAllocProcessMemory, VirtualQueryProcessMemory
 from spec.abi import (
     EACCES,
     EBADF,
@@ -36,6 +36,7 @@ from spec.abi import (
     MAP_PRIVATE,
     MAP_SHARED,
     MEM_COMMIT,
+    MEM_FREE,
     MEM_MAPPED,
     MEM_RESERVE,
     MMAP_BASE,
@@ -54,6 +55,7 @@ from spec.abi import (
     PROT_READ,
     PROT_SEM,
     PROT_WRITE,
+    TASK_SIZE,
     ErrorCode,
 )
 from tests.test_process_memory import check_space, new_space, snapshot, world
@@ -109,6 +111,30 @@ def test_mmap_hint_used_when_free_and_rounded_down(space: ProcessMemorySpace) ->
     assert mmap(space, W + 5, P) == MMAP_BASE - P  # occupied: not the hint
     assert mmap(space, 0x1000, P) == MMAP_BASE - 2 * P  # raised to 0x400000: the image
     assert mmap(space, 0xBFFFF000, P) == MMAP_BASE - 3 * P  # the stack is there
+
+
+def test_mmap_without_a_free_range_is_enomem(space: ProcessMemorySpace) -> None:
+    # Reserve (no frames taken) all of user space that is free: VirtualAlloc's NULL
+    # ranges above the brk area, then each free region left, at its base.
+    size = 0x40000000
+    while size >= P:
+        if not VirtualAllocProcessMemory(space, 0, size, MEM_RESERVE, PAGE_NOACCESS):
+            size //= 2
+    address = IMAGE_BASE
+    while address < TASK_SIZE:
+        region = VirtualQueryProcessMemory(space, address)[1]
+        assert region is not None
+        if region.State == MEM_FREE:
+            assert VirtualAllocProcessMemory(space, address, region.RegionSize, MEM_RESERVE,
+                                             PAGE_NOACCESS) == address
+        address += region.RegionSize
+    before = snapshot(space)
+    for addr, flags in ((0, ANON), (W, ANON), (W, MAP_SHARED | MAP_ANONYMOUS)):
+        # top-down below MMAP_BASE, then bottom-up from TASK_UNMAPPED_BASE: nowhere
+        assert mmap(space, addr, P, flags=flags) == -ENOMEM
+        assert space.last_error == ErrorCode.ERROR_NOT_ENOUGH_MEMORY
+        assert snapshot(space) == before
+    assert space.free_frames() > 0  # the address space ran out, not the frames
 
 
 def test_mmap_fixed_checks(space: ProcessMemorySpace) -> None:

@@ -268,6 +268,39 @@ def test_dispatcher_errors(system: SystemCalls) -> None:
     assert not alone.SwitchProcess(1) and not alone.DestroyProcess("1")  # type: ignore[arg-type]
 
 
+def test_dispatcher_sets_last_error_with_every_result(system: SystemCalls) -> None:
+    space = system.current
+    assert space is not None
+    before = snapshot(space)
+    for number, args, result, code in (
+            (999, (), -ENOSYS, ErrorCode.ERROR_INVALID_FUNCTION),
+            (0x1000, (0,), -ENOSYS, ErrorCode.ERROR_INVALID_FUNCTION),
+            ("45", (0,), -ENOSYS, ErrorCode.ERROR_INVALID_FUNCTION),
+            (SYS_BRK, (), -EINVAL, ErrorCode.ERROR_INVALID_PARAMETER),
+            (SYS_MUNMAP, (1, 2, 3), -EINVAL, ErrorCode.ERROR_INVALID_PARAMETER),
+            (SYS_BRK, (-1,), -EINVAL, ErrorCode.ERROR_INVALID_PARAMETER),
+            (SYS_VIRTUAL_ALLOC, (0, 1 << 32, MEM_COMMIT, PAGE_READWRITE), -EINVAL,
+             ErrorCode.ERROR_INVALID_PARAMETER)):
+        assert system.Syscall(SYS_BRK, 0) > 0 and system.last_error == ErrorCode.ERROR_SUCCESS
+        assert system.Syscall(number, *args) == result  # type: ignore[arg-type]
+        assert system.last_error == code, (number, args)
+        assert snapshot(space) == before
+    alone = SystemCalls(system.vmm)  # no current process
+    assert alone.Syscall(SYS_BRK, 0) == -ESRCH
+    assert alone.last_error == ErrorCode.ERROR_INVALID_HANDLE
+    assert alone.Syscall(SYS_GET_PROCESS_HEAP) == -ESRCH
+    assert alone.last_error == ErrorCode.ERROR_INVALID_HANDLE
+    assert space.DestroyUserSpace()  # the current process's space destroyed under it
+    for number, args, result, code in (
+            (SYS_BRK, (0,), -ESRCH, ErrorCode.ERROR_INVALID_HANDLE),
+            (SYS_GET_PROCESS_HEAP, (), -ESRCH, ErrorCode.ERROR_INVALID_HANDLE),
+            (999, (), -ENOSYS, ErrorCode.ERROR_INVALID_FUNCTION),  # the number comes first
+            (SYS_BRK, (), -EINVAL, ErrorCode.ERROR_INVALID_PARAMETER)):
+        assert system.Syscall(number, *args) == result
+        assert system.last_error == code, (number, args)
+    assert system.DestroyProcess(1) and system.processes == {}
+
+
 NUMBERS = st.sampled_from([SYS_BRK, SYS_MMAP, SYS_MUNMAP, SYS_MPROTECT, SYS_MMAP2,
                            SYS_VIRTUAL_ALLOC, SYS_VIRTUAL_FREE, SYS_GET_PROCESS_HEAP,
                            SYS_HEAP_ALLOC, SYS_HEAP_FREE, SYS_VIRTUAL_QUERY,

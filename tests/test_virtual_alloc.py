@@ -37,6 +37,7 @@ from spec.abi import (
     PAGE_NOACCESS,
     PAGE_READONLY,
     PAGE_READWRITE,
+    PAGE_SIZE,
     PROT_READ,
     PROT_WRITE,
     ErrorCode,
@@ -142,6 +143,23 @@ def test_commit_with_null_address_reserves_and_commits(space: ProcessMemorySpace
 def test_top_down_takes_the_highest_free_64k_range(space: ProcessMemorySpace) -> None:
     assert alloc(space, 0, 0x1000, MEM_RESERVE | MEM_TOP_DOWN, PAGE_READWRITE) == 0xBFEF0000
     assert alloc(space, 0, 0x1000, MEM_RESERVE | MEM_TOP_DOWN, PAGE_READWRITE) == 0xBFEE0000
+
+
+def test_null_address_without_a_free_range_is_not_enough_memory(
+        space: ProcessMemorySpace) -> None:
+    # Reserve (no frames taken) every 64 KB-aligned range left above the brk area.
+    size = 0x40000000
+    while size >= PAGE_SIZE:
+        if not alloc(space, 0, size, MEM_RESERVE, PAGE_NOACCESS):
+            assert space.last_error == ErrorCode.ERROR_NOT_ENOUGH_MEMORY
+            size //= 2
+    before = snapshot(space)
+    for kind in (MEM_RESERVE, MEM_RESERVE | MEM_TOP_DOWN, MEM_COMMIT, RESERVE_COMMIT,
+                 RESERVE_COMMIT | MEM_TOP_DOWN):
+        assert alloc(space, 0, 1, kind, PAGE_READWRITE) == 0
+        assert space.last_error == ErrorCode.ERROR_NOT_ENOUGH_MEMORY, hex(kind)
+        assert snapshot(space) == before
+    assert space.free_frames() > 0  # the address space ran out, not the frames
 
 
 @pytest.mark.parametrize("protect", [0, 0x03, 0x08, 0x80, 0x104, 0x140, 0x204, 0x24, True])
@@ -330,6 +348,9 @@ def test_hostile_arguments_change_nothing(space: ProcessMemorySpace) -> None:
         ):
             before = snapshot(space)
             call()
+            if type(value) is not int or not 0 <= value < 1 << 32:
+                # not a 32-bit argument: ERROR_INVALID_PARAMETER (87), whatever the call
+                assert space.last_error == INVALID_PARAMETER
             if space.last_error != ErrorCode.ERROR_SUCCESS:
                 assert snapshot(space) == before
     check_space(space)
