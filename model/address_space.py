@@ -30,7 +30,7 @@ from model.errors import ReportsStatus
 from model.page_tables import PageDirectory, PageFault
 from model.user_layout import page_ceil, protect_allows, pte_bits
 from model.virtual_memory import VirtualMemoryManager
-from model.x86_paging import access_fault, is_u32
+from model.x86_paging import access_fault, is_u32, page_pieces
 from spec.abi import (
     ALLOCATION_GRANULARITY,
     DEFAULT_HEAP_MAX_SIZE,
@@ -174,13 +174,13 @@ class AddressSpace(ReportsStatus):
     def allocations_between(self, start: int, end: int) -> list[Allocation]:
         """Allocations intersecting [start, end), by address."""
         bases = self.bases
-        index = max(bisect.bisect_right(bases, start) - 1, 0)
         found = []
-        while index < len(bases) and bases[index] < end:
+        for index in range(max(bisect.bisect_right(bases, start) - 1, 0), len(bases)):
+            if bases[index] >= end:
+                break
             allocation = self.allocations[bases[index]]
             if allocation.end > start:
                 found.append(allocation)
-            index += 1
         return found
 
     def is_free(self, start: int, end: int) -> bool:
@@ -197,7 +197,12 @@ class AddressSpace(ReportsStatus):
     def find_bottom_up(self, size: int, low: int, high: int, align: int) -> int:
         """Lowest align-aligned base >= low with [base, base+size) free and <= high; -1."""
         candidate = (low + align - 1) & ~(align - 1)
-        while candidate + size <= high:
+        # Each pass moves past one allocation, of a higher base than the last
+        # one's: one pass per allocation and a last one, a bound should the
+        # candidate ever fail to move up (a zero align, a corrupt allocation).
+        for _ in range(len(self.bases) + 1):
+            if candidate + size > high:
+                return -1
             index = bisect.bisect_left(self.bases, candidate + size) - 1
             if index < 0:
                 return candidate
@@ -212,7 +217,10 @@ class AddressSpace(ReportsStatus):
         if size > high - low:
             return -1
         candidate = (high - size) & ~(align - 1)
-        while candidate >= low:
+        # As find_bottom_up, downwards: each pass moves below one allocation.
+        for _ in range(len(self.bases) + 1):
+            if candidate < low:
+                return -1
             index = bisect.bisect_left(self.bases, candidate + size) - 1
             if index < 0:
                 return candidate
@@ -466,16 +474,14 @@ class AddressSpace(ReportsStatus):
         directory = self.page_dir
         assert directory is not None
         write = kind == "write"
-        cursor, end = addr, addr + length
-        while cursor < end:
-            vpn = cursor >> PAGE_SHIFT
+        for vpn, offset, _ in page_pieces(addr, length):
+            cursor = (vpn << PAGE_SHIFT) + offset
             fault = access_fault(directory.tables_physical[vpn >> 10], self.pte(vpn), True, write)
             if fault >= 0:
                 return self._fail(ErrorCode.ERROR_NOACCESS, PageFault(fault, cursor))
             record = self.pages.get(vpn)
             if record is None or not protect_allows(record.protect, kind):
                 return self._fail(ErrorCode.ERROR_NOACCESS, AccessViolation(cursor, kind))
-            cursor = (vpn + 1) << PAGE_SHIFT
         return None
 
 def on_a_space(failure: _R) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:

@@ -334,7 +334,10 @@ class DosMemoryManager:
             return None
         blocks: list[Mcb] = []
         segment = start_segment
-        while True:
+        # Every MCB takes at least its own paragraph of the 16-bit segment space,
+        # so no chain has more than 0x10000 blocks: a bound, should the next
+        # segment ever fail to move forward.
+        for _ in range(0x10000):
             limit = self._limit(segment)
             if limit < 0:
                 return None
@@ -350,6 +353,7 @@ class DosMemoryManager:
             if end == limit and self._limit(end) < 0:
                 return None
             segment = end
+        return None
 
     def umb_chain(self) -> list[Mcb] | None:
         """The UMB chain from UMB_HEAD (the head included); [] without UMBs."""

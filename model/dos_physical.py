@@ -9,19 +9,13 @@ not checked here: the callers own or reserve them.
 from __future__ import annotations
 
 from model.page_manager import PageManager
+from model.x86_paging import page_pieces
 from spec.abi import PAGE_SIZE
 
 
 def spans(address: int, length: int) -> list[tuple[int, int, int]]:
     """(frame, start, end) pieces of [address, address + length)."""
-    out: list[tuple[int, int, int]] = []
-    cursor, stop = address, address + length
-    while cursor < stop:
-        frame, start = divmod(cursor, PAGE_SIZE)
-        end = min(PAGE_SIZE, start + stop - cursor)
-        out.append((frame, start, end))
-        cursor += end - start
-    return out
+    return list(page_pieces(address, length))
 
 
 def read_physical(pageman: PageManager, address: int, length: int) -> bytes:

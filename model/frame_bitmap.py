@@ -64,7 +64,10 @@ class FrameBitmap:
         self.hint_mask = self.tail_mask if self.tail_index == 0 else FULL_WORD
         self.levels: list[list[int]] = []
         width = nwords
-        while True:
+        # Each level is 32 times narrower than the one below, so a width of b bits
+        # needs at most b // 5 + 1 levels (6 for 4 GiB): a bound, should a level
+        # ever fail to shrink.
+        for _ in range(nwords.bit_length() // WORD_SHIFT + 1):
             level = _full_level(width)
             self.levels.append(level)
             if len(level) == 1:

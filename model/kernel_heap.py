@@ -84,7 +84,7 @@ from model.heap_layout import block_header, contraction_length, expansion_length
 from model.hole_index import HoleIndex
 from model.page_tables import PageDirectory
 from model.virtual_memory import VirtualMemoryManager
-from model.x86_paging import align_up, is_kernel_address, is_page_aligned, is_u32
+from model.x86_paging import align_up, is_kernel_address, is_page_aligned, is_u32, page_pieces
 from spec.abi import (
     FOOTER_SIZE,
     HEADER_SIZE,
@@ -369,7 +369,11 @@ class KernelHeap(ReportsStatus):
             return []
         blocks: list[HeapBlock] = []
         at, end = self.data_start, self.end_address
-        while at < end:
+        # Every block holds a header and a footer: no more blocks than that many
+        # bytes fit, a bound should ``at`` ever fail to move forward.
+        for _ in range((end - at) // (HEADER_SIZE + FOOTER_SIZE)):
+            if at >= end:
+                break
             raw = self._read(at, HEADER_SIZE) if at + HEADER_SIZE <= end else None
             if raw is None:
                 return None
@@ -380,7 +384,7 @@ class KernelHeap(ReportsStatus):
                 return None
             blocks.append(HeapBlock(at, size, is_hole == 1))
             at += size
-        return blocks
+        return blocks if at >= end else None
 
     def holes(self) -> list[tuple[int, int]]:
         """The index in order: (size, header)."""
@@ -501,15 +505,11 @@ class KernelHeap(ReportsStatus):
     def _spans(self, address: int, length: int) -> list[tuple[int, int, int]] | None:
         """(frame, start, end) pieces of [address, +length) in the heap's directory."""
         spans = []
-        end = address + length
-        while address < end:
-            frame = self._frame(address)
+        for page, offset, stop in page_pieces(address, length):
+            frame = self._frame(page << PAGE_SHIFT)
             if frame is None:
                 return None
-            offset = address & 0xFFF
-            stop = min(PAGE_SIZE, offset + end - address)
             spans.append((frame, offset, stop))
-            address += stop - offset
         return spans
 
     def _frame(self, address: int) -> int | None:

@@ -185,17 +185,15 @@ def SyscallMprotect(space: AddressSpace, addr: int, length: int, prot: int) -> i
                          for vpn in range(addr >> PAGE_SHIFT, end >> PAGE_SHIFT))
         found = any_mapped if grows == PROT_GROWSDOWN else mapped_at_start
         return _errno(space, EINVAL if found else ENOMEM)
-    stop, error = addr, 0
-    while stop < end:
-        record = pages.get(stop >> PAGE_SHIFT)
+    stop, error = end, 0
+    for page in range(addr, end, PAGE_SIZE):
+        record = pages.get(page >> PAGE_SHIFT)
         if record is None or record.state != MEM_COMMIT:
-            error = ENOMEM
+            stop, error = page, ENOMEM
             break
-        allocation = space.allocations[record.allocation_base]
-        if allocation.origin in MANAGED_ORIGINS:
-            error = EACCES
+        if space.allocations[record.allocation_base].origin in MANAGED_ORIGINS:
+            stop, error = page, EACCES
             break
-        stop += PAGE_SIZE
     protect = protect_from_prot(prot)
     if stop > addr:
         if space.protect_cost(addr, stop, protect) > space.free_frames():

@@ -150,10 +150,13 @@ class MemoryInterface(ReportsStatus):
             return 0
         pages = self.subsystem.pages
         page = PAGE_AREA_START + self.subsystem.page_hint * PAGE_SIZE
-        while page in pages:
+        # The pages passed over are distinct members of pages: at most len(pages).
+        for _ in range(len(pages)):
+            if page not in pages:
+                break
             page += PAGE_SIZE
         self.subsystem.page_hint = (page - PAGE_AREA_START) // PAGE_SIZE
-        if page >= PAGE_AREA_END:
+        if page >= PAGE_AREA_END or page in pages:
             return self._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, 0)
         vmm = self.subsystem.virmem
         if not vmm.AllocPage(kernel, page, True, True):

@@ -172,16 +172,18 @@ class MemoryPool(ReportsStatus):
         live block, or back onto the list (a cycle).
         """
         blocks: list[int] = []
-        seen: set[int] = set()
         block = self.free_list if self.created else 0
-        while block:
+        # The list holds distinct carved blocks, at most current_blocks of them:
+        # one pass more ends any list that comes back onto itself (a cycle).
+        for _ in range(self.current_blocks + 1):
+            if not block:
+                return blocks
             index = self._index(block)
-            if not 0 <= index < self.current_blocks or self.live[index] or block in seen:
+            if not 0 <= index < self.current_blocks or self.live[index]:
                 return None
             blocks.append(block)
-            seen.add(block)
             block = self._peek_next(block)
-        return blocks
+        return None
 
     # -- private -----------------------------------------------------------
 

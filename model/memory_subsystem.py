@@ -221,13 +221,17 @@ class MemorySubsystem(ReportsStatus):
         if not self.paging_enabled or directory is None:
             return self._fail(ErrorCode.ERROR_NOT_READY, 0)
         slot = self.stack_hint
-        while stack_top(slot) in self.stacks:
+        # The slots passed over are distinct stacks: at most len(self.stacks).
+        for _ in range(len(self.stacks)):
+            if stack_top(slot) not in self.stacks:
+                break
             slot += 1
         self.stack_hint = slot
         top = stack_top(slot)
         pages = range(top - KERNEL_STACK_SIZE, top, PAGE_SIZE)
         tables = {page >> 22 for page in pages if directory.tables[page >> 22] is None}
-        if slot >= STACK_SLOTS or self.pageman.free_count() < len(pages) + len(tables):
+        if (slot >= STACK_SLOTS or top in self.stacks
+                or self.pageman.free_count() < len(pages) + len(tables)):
             return self._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, 0)
         for page in pages:
             self.virmem.AllocPage(directory, page, True, True)

@@ -42,7 +42,7 @@ from typing import Protocol, TypeVar
 
 from model.frame_bitmap import FrameBitmap
 from model.page_tables import PageDirectory
-from model.x86_paging import align_down, align_up, is_page_aligned, is_u32
+from model.x86_paging import align_down, align_up, is_page_aligned, is_u32, page_pieces
 from spec.abi import (
     ADDRESS_LIMIT,
     IDENTITY_LIMIT,
@@ -224,7 +224,9 @@ class PageManager:
         used = []
         for word_index, word in enumerate(self.frames.words):
             base = word_index * 32
-            while word:
+            # One pass per set bit: bounded even for a corrupt negative word
+            # (FRM-1 allows uint32 only), whose ones never run out in Python.
+            for _ in range(word.bit_count()):
                 low = word & -word
                 used.append(base + low.bit_length() - 1)
                 word ^= low
@@ -335,10 +337,7 @@ class PageManager:
             self.last_error = ErrorCode.ERROR_NOT_READY
             return None
         spans: list[tuple[int, int, int]] = []
-        cursor = address
-        while cursor < address + length:
-            frame, start = divmod(cursor, PAGE_SIZE)
-            end = min(PAGE_SIZE, start + address + length - cursor)
+        for frame, start, end in page_pieces(address, length):
             if frame >= self.nframes or self.owner[frame] == FrameOwner.FREE:
                 self.last_error = ErrorCode.ERROR_INVALID_ADDRESS
                 return None
@@ -346,7 +345,6 @@ class PageManager:
                 self.last_error = ErrorCode.ERROR_ACCESS_DENIED
                 return None
             spans.append((frame, start, end))
-            cursor += end - start
         return spans
 
     def _ok(self, value: _T) -> _T:

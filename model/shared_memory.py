@@ -14,6 +14,8 @@ System V shm's lifetime rules. Rules (shm_common.md), each with its source:
   the pages ... are 0"); too few free frames -> ERROR_NOT_ENOUGH_MEMORY.
 - Ids: next_shm_id counts up from 1 and skips every id whose block still holds
   frames, so an id is never reused while any mapping of the old block exists.
+  Every id live (only possible with MAX_SHM_ID below the frame count):
+  ERROR_NOT_ENOUGH_MEMORY, as for too few frames.
 - MapSharedMemoryToProcess(space, shm_id, virtual_addr, protect=None) -> base
   or 0. protect (default: the block's permissions) is the view's PAGE_* value
   (MapViewOfFile's dwDesiredAccess, shmat's SHM_RDONLY). Checks in order: the
@@ -100,8 +102,13 @@ class SharedMemoryManager(ReportsStatus):
         if pageman.free_count() < count:
             return self._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, 0)
         shm_id = self.next_shm_id
-        while shm_id in self.blocks:
+        # The ids passed over are distinct live ids: at most len(self.blocks).
+        for _ in range(len(self.blocks)):
+            if shm_id not in self.blocks:
+                break
             shm_id = shm_id % MAX_SHM_ID + 1
+        if shm_id in self.blocks:  # every id is live
+            return self._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, 0)
         frames = tuple(pageman.take_frame(FrameOwner.SHARED) for _ in range(count))
         self.blocks[shm_id] = SharedMemoryBlock(size, permissions, frames)
         self.next_shm_id = shm_id % MAX_SHM_ID + 1

@@ -216,9 +216,9 @@ def VirtualQueryProcessMemory(space: AddressSpace,
     pages = space.pages
     vpn, last = base >> PAGE_SHIFT, allocation.end >> PAGE_SHIFT
     state, protect = record.state, record.protect
-    end = vpn + 1
-    while end < last and pages[end].state == state and pages[end].protect == protect:
-        end += 1
+    end = next((page for page in range(vpn + 1, last)
+                if pages[page].state != state or pages[page].protect != protect),
+               max(last, vpn + 1))
     info = MemoryBasicInformation(base, allocation.base, allocation.allocation_protect,
                                   (end - vpn) << PAGE_SHIFT, state, protect, allocation.type)
     return space._ok((MEMORY_BASIC_INFORMATION_SIZE, info))

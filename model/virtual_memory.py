@@ -67,6 +67,7 @@ from model.x86_paging import (
     is_kernel_slot,
     is_page_aligned,
     is_u32,
+    page_pieces,
 )
 from spec.abi import (
     ADDRESS_LIMIT,
@@ -75,7 +76,6 @@ from spec.abi import (
     INVALID_PHYSICAL_ADDRESS,
     KERNEL_PDE_FLAGS,
     PAGE_SHIFT,
-    PAGE_SIZE,
     PTE_ACCESSED,
     PTE_DIRTY,
     PTE_PRESENT,
@@ -406,20 +406,17 @@ class VirtualMemoryManager:
             return None
         spans: list[tuple[int, int, int]] = []
         walked: list[tuple[int, PageTable, int]] = []
-        cursor, end = virtual_addr, virtual_addr + length
-        while cursor < end:
-            slot, index, offset = cursor >> 22, (cursor >> PAGE_SHIFT) & 0x3FF, cursor & 0xFFF
+        for page, offset, stop in page_pieces(virtual_addr, length):
+            slot, index = page >> 10, page & 0x3FF
             table = dir.tables[slot]
             pte = 0 if table is None else table.entries[index]
             fault = access_fault(dir.tables_physical[slot], pte, user_mode, write)
             if fault >= 0:
                 self.last_error = ErrorCode.ERROR_NOACCESS
-                return PageFault(fault, cursor)
+                return PageFault(fault, (page << PAGE_SHIFT) + offset)
             assert table is not None
-            stop = min(PAGE_SIZE, offset + end - cursor)
             spans.append((pte >> PAGE_SHIFT, offset, stop))
             walked.append((slot, table, index))
-            cursor += stop - offset
         for slot, table, index in walked:
             dir.tables_physical[slot] |= PTE_ACCESSED
             table.entries[index] |= PTE_ACCESSED | (PTE_DIRTY if write else 0)

@@ -20,6 +20,7 @@ writes honour R/W exactly as user writes do.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from spec.abi import (
@@ -143,6 +144,22 @@ def align_up(value: int) -> int:
     post: __return__ % 4096 == 0
     """
     return value + (-value) % PAGE_SIZE
+
+
+def page_pieces(address: int, length: int) -> Iterator[tuple[int, int, int]]:
+    """(page number, start, end) for each page [address, address + length) touches,
+    in order, start and end being offsets in that page; nothing when length <= 0.
+
+    The page loops of the managers (byte spans, access checks) iterate over this
+    range rather than advance a cursor: its length is fixed before the first pass,
+    so no wrong offset can make a caller loop forever.
+    """
+    if length <= 0:
+        return
+    end = address + length
+    for page in range(address >> PAGE_SHIFT, (end + OFFSET_MASK) >> PAGE_SHIFT):
+        base = page << PAGE_SHIFT
+        yield page, max(address - base, 0), min(end - base, PAGE_SIZE)
 
 
 def is_u32(value: int | bool | float | str | bytes | None) -> bool:
