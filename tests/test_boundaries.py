@@ -45,6 +45,10 @@ from model.process_memory import ProcessMemorySpace
 from model.syscalls import SystemCalls
 from model.virtual_alloc import VirtualAllocProcessMemory, VirtualProtectProcessMemory
 from model.virtual_memory import VirtualMemoryManager
+from proofs.abstractions.kernel_heap import heap_snapshot
+from proofs.machines.kernel_heap import CROSSINGS as MACHINE_CROSSINGS
+from proofs.machines.kernel_heap import make_heap as machine_heap
+from proofs.machines.kernel_heap import size_ending_near_page
 from spec.abi import (
     EMS_NOT_ENOUGH_PAGES,
     FOOTER_SIZE,
@@ -685,3 +689,27 @@ def test_brk_zero_through_the_system_calls() -> None:
     assert calls.SyscallBrk(0x10) == current + PAGE_SIZE
     assert calls.last_error == E.ERROR_INVALID_PARAMETER
     assert calls.SyscallBrk(0) == current + PAGE_SIZE and calls.last_error == SUCCESS
+
+
+def test_the_heap_machine_asks_for_every_crossing() -> None:
+    """The kernel heap machine's alloc_across_page rule: the size it computes puts
+    the block's end at the crossing asked for, in the hole Alloc takes (a hole of
+    the index, or the heap's tail when it expands)."""
+    heap = machine_heap()
+    assert heap.Expand(0x10000)  # a hole of 15 pages to carve from, then holes freed
+    for pages in (0, 1):
+        for crossing in MACHINE_CROSSINGS:
+            size = size_ending_near_page(heap_snapshot(heap), crossing, pages)
+            p = heap.Alloc(size)
+            assert p and heap.last_error == SUCCESS
+            header = p - HEADER_SIZE
+            end = header + heap.allocated[header].size
+            assert (end - crossing) % PAGE_SIZE == 0, (pages, crossing, hex(end))
+            assert straddles(end, HEADER_SIZE) if crossing < 0 else straddles(
+                end - FOOTER_SIZE, FOOTER_SIZE)
+            assert_block_in_memory(heap, header, heap.allocated[header].size, False)
+            if crossing % 3 == 0:  # holes in the index to choose from next time
+                assert heap.Free(p)
+        check_heap(heap)
+        for header in list(heap.allocated):  # room for the next pass
+            assert heap.Free(header + HEADER_SIZE)

@@ -40,7 +40,9 @@ Not given to the spec (checked by 1 and 3 only): arguments that are not
 16-bit values (the model's error 87, which the spec's integers cannot
 express), MapEmsPageToPhysical with an unknown page or a segment outside the
 frame (the seed's translation to LIM 44h), XmsMove with a handle-0 range
-outside the first MB (the spec does not check seg:off).
+outside the first MB (the spec does not check seg:off). The codes of the
+first are compared with the rule tables instead (:func:`hostile_code`: DOS
+87; an XMS handle that is not an int A2h, an EMS one 83h).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ from spec import dos_memory as dm
 from spec.abi import (
     CONVENTIONAL_TOP,
     DEFAULT_PSP,
+    EMS_INVALID_HANDLE,
     KB,
     MCB_M,
     MCB_Z,
@@ -89,6 +92,7 @@ from spec.abi import (
     PARAGRAPH,
     STRATEGIES,
     UNMAP,
+    XMS_INVALID_HANDLE,
     DosError,
 )
 from spec.dos_memory import DosState, McbView, concrete_dos
@@ -108,6 +112,31 @@ PARAGRAPHS = (0, 1, 0x10, 0x100, 0x1000, 0x9000, 0x97FE, 0xFFFF)
 STRATEGY_VALUES = (*sorted(STRATEGIES), 3, 0x43, 0xC0, 0xFF, -1)
 _MCB = struct.Struct("<BHH")
 View = tuple[Any, ...]
+
+
+# -- the codes the spec cannot express -----------------------------------------------
+
+#: The code of a call whose argument has the wrong type or range (the rule tables
+#: of model/dos_memory.py, model/xms.py and model/ems.py): DOS 87; an XMS
+#: handle that is not an int A2h, an EMS one 83h.
+_DOS_CALLS = ("AllocateDosMemory", "FreeDosMemory", "ResizeDosMemory")
+_XMS_HANDLE_CALLS = ("XmsLock", "XmsUnlock", "XmsFree", "FreeXmsMemory")
+_EMS_HANDLE_CALLS = ("EmsDeallocate", "FreeEmsPages")
+
+
+def hostile_code(name: str, args: tuple[Any, ...]) -> int | None:
+    """The documented code of a call with an ill-typed or out-of-range argument
+    the spec cannot represent; None when the arguments are not such."""
+    if name in _DOS_CALLS and not all(_u16(a) for a in args):
+        return DosError.INVALID_PARAMETER
+    if name == "SetAllocationStrategy" and type(args[0]) is not int \
+            or name == "SetUmbLink" and type(args[0]) is not bool:
+        return DosError.INVALID_PARAMETER
+    if name in _XMS_HANDLE_CALLS and type(args[0]) is not int:
+        return XMS_INVALID_HANDLE
+    if name in _EMS_HANDLE_CALLS and type(args[0]) is not int:
+        return EMS_INVALID_HANDLE
+    return None
 
 
 # -- the abstraction ------------------------------------------------------------------
@@ -244,6 +273,9 @@ class DosChecks:
         if step is not None:
             problems.update(self.transition(name, step, args, pre_view, post_view, reply,
                                             code, compare=not code or partial))
+        hostile = hostile_code(name, args) if step is None else None
+        if hostile is not None and code != hostile:
+            problems[TRANSITION] = f"arguments of the wrong type or range: expected {hostile:#x}"
         self.follow(name, args, reply, code, pre_view, moved)
         problems.update(self.check_contents())
         self.raised = bool(problems)

@@ -23,10 +23,21 @@ FindSmallestHole and payload writes through the VMM. After every step
    (ForAll a: block[a] -> equal; ``block`` equal makes these the headers of
    either state), ``index`` at every position below count. Else
    ``transition``;
-3. a failed call (``last_error`` not ERROR_SUCCESS) returns the failure value
-   (else ``transition``) and changes neither the snapshot nor the
-   PageManager's free count (``unchanged``);
+3. a failed call (``last_error`` not ERROR_SUCCESS) returns the failure value,
+   with the code model/kernel_heap.py's rules give for the call's arguments on
+   the pre-state (:meth:`HeapHarness.refusals`: ERROR_INVALID_PARAMETER,
+   ERROR_INVALID_ADDRESS, ERROR_INVALID_BLOCK, or ERROR_NOT_ENOUGH_MEMORY only
+   when no hole fits, the index is full or frames are short; never
+   ERROR_ARENA_TRASHED, as the machine damages nothing), else ``transition``;
+   and it changes neither the snapshot nor the PageManager's free count
+   (``unchanged``);
 4. every byte written into a live payload reads back intact (``contents``).
+
+Besides sizes drawn at random, ``alloc_across_page`` asks for the size whose
+block ends 1..11 bytes before a page boundary (the next header straddles it)
+or 1..7 bytes after one (its own footer does), in the hole the Alloc takes:
+the heap writes those in two frames, and the abstraction reads them back
+through the page tables.
 
 Costs (CPU on the 2-core development machine, with a z3 run beside it): an
 invariant query 3-40 ms (HEAP-2 the slowest; about two thirds are answered
@@ -74,10 +85,19 @@ from proofs.machines.runner import (
 )
 from proofs.obligation import Obligation, Verdict
 from spec import kernel_heap as kh
-from spec.abi import FOOTER_SIZE, HEADER_SIZE, MIN_BLOCK, PAGE_SHIFT, PAGE_SIZE, ErrorCode
+from spec.abi import (
+    FOOTER_SIZE,
+    HEADER_SIZE,
+    MIN_BLOCK,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    U32_MAX,
+    ErrorCode,
+)
 from spec.state import ADDR, FRAME, HEAP_GHOST_FIELDS, PAGE, HeapState, Ref, bv, symbolic_heap
 
 SUCCESS = ErrorCode.ERROR_SUCCESS
+E = ErrorCode
 #: The heap every example drives: 4 pages of 0x20000, an index of 16 entries.
 START, END, MAX = 0xC0000000, 0xC0002000, 0xC0020000
 INDEX_SIZE, MIN_SIZE = 16, 0x1000
@@ -85,6 +105,9 @@ INDEX_SIZE, MIN_SIZE = 16, 0x1000
 #: disabled in each example) only in the full profile: in the quick one it
 #: makes a few examples a lottery.
 BUDGETS = {"quick": Budget(3, 20, 20.0, swarm=False), "full": Budget(100, 40, 60.0)}
+#: Where a block may end relative to a page boundary so that a header (-11..-1:
+#: the next block's) or a footer (+1..+7: its own) straddles it.
+CROSSINGS = (*range(1 - HEADER_SIZE, 0), *range(1, FOOTER_SIZE))
 #: What each call returns when it fails.
 FAILURE: dict[str, object] = {"Alloc": 0, "Free": False, "Expand": False, "Contract": 0,
                               "FindSmallestHole": -1, "GetBlockSize": 0}
@@ -260,6 +283,11 @@ class HeapHarness:
             if self.snap != pre_snap or after != free:
                 raise CheckError(f"failed call {where} changed the heap or the free frames "
                                  f"({free} -> {after})", [UNCHANGED])
+            allowed = self.refusals(name, args, pre_snap, free)
+            if code not in allowed:
+                raise CheckError(f"{where}: the rules allow "
+                                 f"{' or '.join(c.name for c in allowed) or 'no failure'} here",
+                                 [TRANSITION])
         else:
             self.trace = []
             expected = getattr(self, f"_{name}")(pre, pre_snap, args, result, where)
@@ -267,6 +295,51 @@ class HeapHarness:
             self._record(name, args, result)
         self.check_contents(where)
         return result
+
+    def refusals(self, name: str, args: tuple[Any, ...], snap: HeapSnapshot,
+                 free_frames: int) -> frozenset[ErrorCode]:
+        """The codes model/kernel_heap.py's rules allow a failure of the call on the
+        pre-state ``snap`` (empty: it must succeed). Damage is never allowed for
+        (the machine writes only inside payloads); running out is allowed only
+        where it can happen: no hole fits or the index is full (Alloc), the index
+        is full and no neighbour is a hole (Free), the index is full or frames
+        are short (Expand)."""
+        holes = {header: size for size, header in snap.index}
+        room = len(snap.index) < snap.capacity
+        length = snap.end - snap.start
+        if name in ("Alloc", "FindSmallestHole"):
+            size, page_align = args
+            if not (type(size) is int and 0 <= size <= U32_MAX - MIN_BLOCK
+                    and type(page_align) is bool):
+                return frozenset({E.ERROR_INVALID_PARAMETER})
+            if name == "FindSmallestHole" or room and any(
+                    fits(h, s, size, page_align) for h, s in holes.items()):
+                return frozenset()
+            return frozenset({E.ERROR_NOT_ENOUGH_MEMORY})
+        if name == "Free":
+            header = args[0] - HEADER_SIZE if type(args[0]) is int else -1
+            if args[0] not in self.live:
+                return frozenset({E.ERROR_INVALID_BLOCK if header in holes
+                                  else E.ERROR_INVALID_ADDRESS})
+            size = next(b.size for b in snap.blocks if b.header == header)
+            if room or header + size in holes or any(
+                    h + s == header for h, s in holes.items()):
+                return frozenset()
+            return frozenset({E.ERROR_NOT_ENOUGH_MEMORY})
+        if name == "Expand":
+            new_size = args[0]
+            if not (type(new_size) is int and length <= new_size
+                    and align_up(new_size) <= snap.max - snap.start):
+                return frozenset({E.ERROR_INVALID_PARAMETER})
+            tail_hole = any(h + s == snap.end for h, s in holes.items())
+            pages = (align_up(new_size) - length) // PAGE_SIZE
+            if (tail_hole or room) and free_frames > pages:  # a page table at most
+                return frozenset()
+            return frozenset({E.ERROR_NOT_ENOUGH_MEMORY})
+        if name == "Contract":
+            valid = type(args[0]) is int and 0 <= args[0] <= length
+            return frozenset() if valid else frozenset({E.ERROR_INVALID_PARAMETER})
+        return frozenset({E.ERROR_INVALID_ADDRESS})  # GetBlockSize of no live payload
 
     def _compare(self, where: str, spec: HeapState) -> None:
         """One query: the real fields equal (``block`` and ``pte`` as arrays, the
@@ -458,6 +531,35 @@ class HeapHarness:
 
 # -- the machine ----------------------------------------------------------------
 
+def size_ending_near_page(snap: HeapSnapshot, crossing: int, pages: int) -> int:
+    """A payload size whose block ends ``crossing`` bytes from a page boundary
+    (the first boundary it can reach, ``pages`` more on) where Alloc(size, False)
+    places it in the heap ``snap``: the first hole in index order that fits it
+    and leaves a remainder that is a hole (0 or >= MIN_BLOCK bytes: a shorter
+    one is absorbed and moves the end), else past the end of the heap: Alloc
+    expands it and takes the hole that ends it (or the old end)."""
+    def size_for(hole: int, boundaries: int) -> int:
+        boundary = align_up(hole + MIN_BLOCK + HEADER_SIZE) + boundaries * PAGE_SIZE
+        return boundary + crossing - hole - MIN_BLOCK
+
+    index = snap.index
+    for position, (hole_size, hole) in enumerate(index):
+        for boundaries in range(pages, pages + 2):
+            size = size_for(hole, boundaries)
+            rest = hole_size - size - MIN_BLOCK
+            if rest < 0:
+                break
+            if (rest == 0 or rest >= MIN_BLOCK) and all(
+                    s < size + MIN_BLOCK for s, _ in index[:position]):
+                return size
+    tail = next((b.header for b in snap.blocks if b.hole and b.header + b.size == snap.end),
+                snap.end)
+    boundaries = pages
+    while size_for(tail, boundaries) + MIN_BLOCK <= snap.end - tail:
+        boundaries += 1
+    return size_for(tail, boundaries)
+
+
 _SIZES = st.one_of(st.integers(0, 40), st.integers(41, 0x1000), st.integers(0x1000, 0x9000),
                    st.sampled_from((0x1C000, 0xFFFFFFEB, 0xFFFFFFEC, -1)))
 
@@ -480,6 +582,12 @@ class HeapMachine(CheckedMachine):
     @rule(size=_SIZES, page_align=st.booleans())
     def alloc(self, size: int, page_align: bool) -> None:
         self.h.call("Alloc", size, page_align)
+
+    @rule(crossing=st.sampled_from(CROSSINGS), pages=st.integers(0, 1))
+    def alloc_across_page(self, crossing: int, pages: int) -> None:
+        """A block ending ``crossing`` bytes from a page boundary: the next header
+        or its own footer straddles two frames."""
+        self.h.call("Alloc", size_ending_near_page(self.h.snap, crossing, pages), False)
 
     @rule(size=st.integers(0, 64))
     def alloc_small(self, size: int) -> None:

@@ -20,7 +20,13 @@ frames), the statistics and ill-typed arguments. After every call
    except the documented hand-over of a held frame to MapPage (a release of
    the held frame, then a take as mapped). Each call may take and give back
    only the kinds its manager owns (``KINDS``). A failed call moves no frame;
-3. a failed call returns the failure value and changes nothing (``unchanged``);
+3. a failed call returns the failure value and changes nothing (``unchanged``),
+   with the code the rule tables of model/memory_subsystem.py,
+   model/memory_interface.py and the PageManager give for its arguments in
+   that state (:meth:`SystemHarness.refusals`; ``transition`` otherwise):
+   ERROR_INVALID_PARAMETER, ERROR_NOT_READY, ERROR_INVALID_ADDRESS,
+   ERROR_INVALID_BLOCK, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_BUSY,
+   and ERROR_NOT_ENOUGH_MEMORY only for calls that take frames;
 4. what was written into heap blocks, free pages and stacks reads back until
    they are freed (``contents``); GetFreePage pages read as zeros.
 
@@ -58,7 +64,7 @@ from model.memory_interface import MemoryInterface
 from model.memory_subsystem import MemorySubsystem
 from model.page_manager import PageManager
 from model.page_tables import PageDirectory
-from model.x86_paging import is_u32
+from model.x86_paging import is_kernel_address, is_u32
 from proofs.machines.checks import (
     CONTENTS,
     TRANSITION,
@@ -78,7 +84,24 @@ from proofs.machines.runner import (
 )
 from proofs.obligation import Obligation, Verdict
 from spec import memory_subsystem as sp
-from spec.abi import LOW_MEMORY_END, NO_FRAME, PAGE_AREA_START, PAGE_SIZE, ErrorCode, FrameOwner
+from spec.abi import (
+    ADDRESS_LIMIT,
+    HEADER_SIZE,
+    IDENTITY_LIMIT,
+    KERNEL_STACK_AREA_END,
+    KERNEL_STACK_AREA_START,
+    LOW_MEMORY_END,
+    MIN_BLOCK,
+    NO_FRAME,
+    PAGE_AREA_END,
+    PAGE_AREA_START,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PTE_PRESENT,
+    U32_MAX,
+    ErrorCode,
+    FrameOwner,
+)
 from spec.state import ADDR, SYSTEM_GHOST_FIELDS, Ref, SystemState
 
 #: Hypothesis budget per profile (the pool machine's).
@@ -242,11 +265,101 @@ class SystemHarness:
         problems.update({TRANSITION: "; ".join(wrong)} if wrong else {})
         if code != SUCCESS and world(self.ms, self.iface) != before:
             problems[UNCHANGED] = "a failed call changed the subsystem"
+        if code != SUCCESS and name != BOOT and name not in STATISTICS:
+            allowed = self.refusals(name, args)
+            if code not in allowed:
+                problems[TRANSITION] = (f"the rules allow "
+                                        f"{' or '.join(c.name for c in allowed) or 'no failure'}")
         if code == SUCCESS:
             self.track(name, args, reply, problems)
         problems.update(self.check_contents())
         raise_problems(f"{name}{args!r} returned {reply!r} with {code.name}", problems)
         return reply
+
+    def refusals(self, name: str, args: tuple[Any, ...]) -> frozenset[ErrorCode]:
+        """The codes the rule tables allow a failure of the call in the current
+        state, which a failed call leaves as it was (empty: it must succeed)."""
+        ms, pm, iface = self.ms, self.ms.pageman, self.iface
+        kernel_dir = ms.virmem.kernel_directory
+        paging = ms.paging_enabled and kernel_dir is not None
+        heap = ms.kheap if ms.kheap is not None and ms.kheap.created else None
+
+        def page(value: Any) -> bool:
+            return is_u32(value) and value % PAGE_SIZE == 0
+
+        if name in ("AllocateKernelStack", "GetFreePage"):
+            code = E.ERROR_NOT_ENOUGH_MEMORY if paging else E.ERROR_NOT_READY
+        elif name in ("FreeKernelStack", "ReleasePage", "UnmapPage"):
+            valid = page(args[0]) if name == "UnmapPage" else is_u32(args[0])
+            code = (E.ERROR_INVALID_PARAMETER if not valid
+                    else E.ERROR_NOT_READY if name != "FreeKernelStack" and not paging
+                    else E.ERROR_INVALID_ADDRESS)
+        elif name in ("AllocateMemory", "AllocateAlignedMemory"):
+            size, alignment = (args[0], 1) if name == "AllocateMemory" else args
+            total = size
+            if is_u32(size) and is_u32(alignment) and alignment not in (1, PAGE_SIZE):
+                total = size + alignment - (PAGE_SIZE if alignment > PAGE_SIZE else 1)
+            code = (E.ERROR_INVALID_PARAMETER if not (
+                        is_u32(size) and is_u32(alignment) and alignment > 0
+                        and alignment & (alignment - 1) == 0)
+                    else E.ERROR_NOT_READY if heap is None
+                    else E.ERROR_INVALID_PARAMETER if total >= ADDRESS_LIMIT
+                    or total > U32_MAX - MIN_BLOCK
+                    else E.ERROR_NOT_ENOUGH_MEMORY)
+        elif name == "FreeMemory":
+            pointer = args[0]
+            record = iface.aligned.get(pointer) if is_u32(pointer) else None
+            header = (record[0] if record else pointer if is_u32(pointer) else 0) - HEADER_SIZE
+            code = (E.ERROR_INVALID_PARAMETER if not is_u32(pointer)
+                    else E.ERROR_NOT_READY if heap is None
+                    else E.ERROR_INVALID_ADDRESS if record is None and pointer in iface.inner
+                    else E.ERROR_NOT_ENOUGH_MEMORY if header in heap.allocated  # index full
+                    else E.ERROR_INVALID_BLOCK if header in {h for _, h in heap.holes()}
+                    else E.ERROR_INVALID_ADDRESS)
+        elif name == "MapPage":
+            code = self.map_refusal(*args)
+        elif name == "RequestFrame":
+            code = (E.ERROR_INVALID_PARAMETER if not all(type(a) is bool for a in args)
+                    else E.ERROR_NOT_ENOUGH_MEMORY if pm.initialized else E.ERROR_NOT_READY)
+        elif name == "FreeFrame":
+            frame = args[0] >> PAGE_SHIFT if page(args[0]) else -1
+            code = (E.ERROR_INVALID_PARAMETER if frame < 0
+                    else E.ERROR_NOT_READY if not pm.initialized
+                    else E.ERROR_INVALID_ADDRESS if frame >= pm.nframes
+                    else E.ERROR_INVALID_BLOCK if pm.owner[frame] == FrameOwner.FREE
+                    else E.ERROR_BUSY)
+        else:
+            return frozenset()
+        return frozenset({code})
+
+    def map_refusal(self, virtual: Any, physical: Any, kernel: Any, writable: Any) -> ErrorCode:
+        """MapPage's rule table (model/memory_interface.py), in its order."""
+        ms, pm = self.ms, self.ms.pageman
+        vmm = ms.virmem
+        if not (is_u32(virtual) and virtual % PAGE_SIZE == 0 and is_u32(physical)
+                and physical % PAGE_SIZE == 0 and type(kernel) is bool
+                and type(writable) is bool):
+            return E.ERROR_INVALID_PARAMETER
+        directory = vmm.current_directory
+        if not ms.paging_enabled or vmm.kernel_directory is None or directory is None:
+            return E.ERROR_NOT_READY
+        heap = ms.kheap
+        owned = (virtual < IDENTITY_LIMIT
+                 or (heap is not None and heap.start_address <= virtual < heap.max_address)
+                 or KERNEL_STACK_AREA_START <= virtual < KERNEL_STACK_AREA_END
+                 or PAGE_AREA_START <= virtual < PAGE_AREA_END)
+        user = not is_kernel_address(virtual)
+        if owned or (not kernel and not user) or (directory is vmm.kernel_directory and user):
+            return E.ERROR_ACCESS_DENIED
+        table = directory.tables[virtual >> 22]
+        if table is not None and table.entries[(virtual >> PAGE_SHIFT) & 0x3FF] & PTE_PRESENT:
+            return E.ERROR_ALREADY_EXISTS
+        frame = physical >> PAGE_SHIFT
+        if frame >= pm.nframes:
+            return E.ERROR_INVALID_ADDRESS
+        if pm.owner[frame] not in (FrameOwner.FREE, FrameOwner.HELD):
+            return E.ERROR_BUSY
+        return E.ERROR_NOT_ENOUGH_MEMORY
 
     def boot_step(self, kernel_end: Any, booted: bool, pre: SystemState
                   ) -> tuple[sp.SystemStep, int] | ErrorCode:

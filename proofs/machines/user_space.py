@@ -17,7 +17,16 @@ process heap; user-mode reads, writes and executes. After every call
    arguments and the frames the model picked as ``pick``, must report the
    model's status, and on success its post-state must equal the abstraction
    of the model's post-state on every observable field (``TRANSITION``);
-   PROT-1 on every access (the spec's claim on the Access step);
+   PROT-1 on every access (the spec's claim on the Access step). A failed
+   VirtualProtect, VirtualFree, VirtualAlloc(MEM_COMMIT) or munmap whose
+   arguments the spec can represent (user pages, a size above 0) is the
+   spec's step too: its status must be the model's code (:meth:`refused`);
+   the codes of the rule tables the spec does not model are compared
+   directly (:meth:`documented_code`): VirtualProtect outside user space 87
+   (model/virtual_alloc.py), brk's last_error (ERROR_SUCCESS for brk(0), the
+   query) and every Linux call's last_error, the Windows code of its errno
+   (docs/user-space.md: EPERM and EACCES 5, EBADF 6, ENOMEM 8, EEXIST 183,
+   EINVAL 87);
 3. a failed call changes nothing (``UNCHANGED``): records, allocations, PTEs,
    the frame owners and memory contents;
 4. bytes written to a page read back while it stays committed (``CONTENTS``);
@@ -52,6 +61,7 @@ from model.syscalls import SystemCalls
 from model.user_layout import page_ceil, page_floor, protect_from_prot
 from model.virtual_alloc import VirtualProtectProcessMemory
 from model.virtual_memory import VirtualMemoryManager
+from model.x86_paging import is_u32
 from proofs.abstractions.user_space import View, to_user_state, user_view
 from proofs.machines.checks import (
     CONTENTS,
@@ -74,7 +84,11 @@ from proofs.oracle.worlds.user import LINUX, linux_code
 from spec import user_space as us
 from spec.abi import (
     EACCES,
+    EBADF,
+    EEXIST,
+    EINVAL,
     ENOMEM,
+    EPERM,
     HEADER_SIZE,
     MAP_ANONYMOUS,
     MAP_FIXED,
@@ -100,6 +114,7 @@ from spec.abi import (
     PTE_PRESENT,
     PTE_WRITABLE,
     STACK_RESERVE,
+    USER_TOP,
     ErrorCode,
 )
 from spec.state import Ref
@@ -117,6 +132,18 @@ SUCCESS = E.ERROR_SUCCESS
 FRAMES = "frames"
 MEMORY_END = 0x400000
 MAX_PROCESSES = 3
+#: The Windows code a Linux call leaves in last_error for its errno (docs/user-space.md).
+LINUX_CODES = {EPERM: E.ERROR_ACCESS_DENIED, EACCES: E.ERROR_ACCESS_DENIED,
+               EBADF: E.ERROR_INVALID_HANDLE, ENOMEM: E.ERROR_NOT_ENOUGH_MEMORY,
+               EEXIST: E.ERROR_ALREADY_EXISTS, EINVAL: E.ERROR_INVALID_PARAMETER}
+#: VirtualProtect targets at the top of user space: with the rule's sizes (1,
+#: 0x2000) the stack's last page, and ranges reaching kernel space or past 4 GiB.
+OUTSIDE_USER = (0xBFFFF000, 0xC0000000, 0xFFFFF000)
+#: The failed calls whose arguments the spec may represent (UserChecks.refused).
+REFUSED = frozenset({"protect", "SyscallVirtualProtect", "SyscallVirtualFree",
+                     "SyscallVirtualAlloc", "SyscallMunmap"})
+#: brk targets off the heap: the query (0), below start_brk, past heap_max.
+BRK_EDGES = ("query", "below start", "past max")
 NO_FD = 0xFFFFFFFF
 #: Addresses the rules aim at besides the current process's allocations.
 FIXED_AREA = 0x40000000
@@ -231,9 +258,12 @@ class UserChecks:
         partial = name == "SyscallMprotect" and code in (ENOMEM, EACCES)
         if failed and not partial and self.snapshot() != before:
             problems[UNCHANGED] = "a failed call changed the processes or memory"
-        step = self.expected(name, args, pid, pre_view, post_view, reply)
+        step = self.expected(name, args, pid, pre_view, post_view, reply, code)
         if step is not None:
             problems.update(self.transition(step, code, post_view, compare=not failed or partial))
+        wrong = self.documented_code(name, args, reply, code)
+        if wrong:
+            problems[TRANSITION] = "; ".join(filter(None, (problems.get(TRANSITION), wrong)))
         if name == "SyscallVirtualProtect" and not failed:
             old = pre_view[0][pid][page_floor(args[0]) >> PAGE_SHIFT].protect
             for n, byte in enumerate(old.to_bytes(4, "little")):
@@ -245,7 +275,7 @@ class UserChecks:
     # -- the spec's step of a call ------------------------------------------------
 
     def expected(self, name: str, args: tuple[Any, ...], pid: int, pre_view: View,
-                 post_view: View, reply: Any) -> us.UserStep | None:
+                 post_view: View, reply: Any, code: int = 0) -> us.UserStep | None:
         """The spec step the call must take, None when the spec has none for it."""
         pre = self.state(pre_view)
         pick, pinv, oom = self.picked(pid, post_view)
@@ -315,7 +345,55 @@ class UserChecks:
                 return us.BrkGrow(pre, p, z3.IntVal(new_end), pick, pinv, oom)
             if new_end < old_end:
                 return us.BrkShrink(pre, p, z3.IntVal(new_end))
-        return None
+        return self.refused(name, args, pre, p, code, pick, pinv) if live else None
+
+    @staticmethod
+    def refused(name: str, args: tuple[Any, ...], pre: UserState, p: Ref, code: int,
+                pick: Ref, pinv: Ref) -> us.UserStep | None:
+        """The spec's step of a failed call whose arguments it represents: page
+        ranges of user space (a size above 0) of VirtualProtect, VirtualFree
+        (a release from an aligned address with size 0, a decommit of some
+        bytes), VirtualAlloc(MEM_COMMIT) at an address, munmap; only its status
+        is compared (assume true: nothing was picked). None for other failures:
+        argument validation the spec does not model, the syscall's own check of
+        lpflOldProtect (998), and out of memory where the spec leaves the choice
+        free (a VirtualProtect's page tables)."""
+        if code == 0 or name not in REFUSED or not all(is_u32(a) for a in args[:2]):
+            return None
+        address, size = args[:2]
+        first = address >> PAGE_SHIFT
+        count = (page_ceil(address + size) >> PAGE_SHIFT) - first
+        in_user = 0 < size and page_ceil(address + size) <= USER_TOP
+        step: us.UserStep | None = None
+        first_t, count_t = z3.IntVal(first), z3.IntVal(count)
+        if name in ("protect", "SyscallVirtualProtect") and in_user and code not in (
+                E.ERROR_NOT_ENOUGH_MEMORY, E.ERROR_NOACCESS) and type(args[2]) is int:
+            step = us.VirtualProtect(pre, p, first_t, count_t, z3.IntVal(args[2]))
+        elif name == "SyscallVirtualFree" and address % PAGE_SIZE == 0:
+            if args[2] == MEM_RELEASE and size == 0:
+                step = us.VirtualFreeRelease(pre, p, first_t)
+            elif args[2] == MEM_DECOMMIT and in_user:
+                step = us.VirtualFreeDecommit(pre, p, first_t, count_t)
+        elif name == "SyscallVirtualAlloc" and args[2] == MEM_COMMIT and address and in_user \
+                and type(args[3]) is int:
+            step = us.VirtualAllocCommit(pre, p, first_t, count_t, z3.IntVal(args[3]), pick,
+                                         pinv, z3.BoolVal(code == E.ERROR_NOT_ENOUGH_MEMORY))
+        elif name == "SyscallMunmap" and address % PAGE_SIZE == 0:
+            step = us.Munmap(pre, p, first_t, z3.IntVal(page_ceil(size) >> PAGE_SHIFT))
+        return None if step is None else dataclasses.replace(step, assume=z3.BoolVal(True))
+
+    def documented_code(self, name: str, args: tuple[Any, ...], reply: Any,
+                        code: int) -> str:
+        """What is wrong with a code the spec does not model (empty: nothing):
+        VirtualProtect outside user space must fail with 87 (model/virtual_alloc.py's
+        range rule, after the lpflOldProtect check of the system call). The
+        model's harness adds last_error checks of the Linux calls."""
+        if name in ("protect", "SyscallVirtualProtect") and all(
+                is_u32(a) for a in args[:2]) and args[1] and page_ceil(
+                args[0] + args[1]) > USER_TOP and code not in (
+                E.ERROR_INVALID_PARAMETER, E.ERROR_NOACCESS, E.ERROR_INVALID_HANDLE):
+            return f"VirtualProtect outside user space must fail with 87, not {code}"
+        return ""
 
     def created(self, pre: UserState, pid: int, post_view: View, pick: Ref, pinv: Ref,
                 oom: Ref) -> us.UserStep:
@@ -429,6 +507,7 @@ class UserHarness(UserChecks):
         self.calls = make_calls()
         self.free_at_start = self.calls.vmm.pageman.free_count()
         self.written = {}
+        self.brk_before: tuple[int, int, int] | None = None
 
     @property
     def space(self) -> ProcessMemorySpace | None:
@@ -448,9 +527,49 @@ class UserHarness(UserChecks):
 
     def invoke(self, name: str, args: tuple[Any, ...]) -> tuple[Any, int]:
         calls = self.calls
+        space = calls.current
+        self.brk_before = None if space is None else (space.brk, space.heap_start,
+                                                      space.heap_max)
         target = (lambda *a: _protect(calls, *a)) if name == "protect" else getattr(calls, name)
         reply = target(*args)
         return reply, self.code(name, args, reply)
+
+    def documented_code(self, name: str, args: tuple[Any, ...], reply: Any,
+                        code: int) -> str:
+        """UserChecks' rules, then a Linux call's last_error: brk's by its rule
+        table (brk(0), the query, succeeds and returns the break; below
+        start_brk 87, past heap_max 8, any other failure one of 487, 87, 183, 8),
+        the others' the Windows code of the errno (ERROR_SUCCESS for none)."""
+        wrong = super().documented_code(name, args, reply, code)
+        if wrong or name not in LINUX or self.brk_before is None:
+            return wrong
+        last = self.calls.last_error
+        allowed: tuple[ErrorCode, ...]
+        if name == "SyscallBrk":
+            brk, start, top = self.brk_before
+            target = args[0]
+            if target == 0:
+                if reply != brk:
+                    return f"brk(0) returned {reply:#x}, not the break {brk:#x}"
+                allowed = (SUCCESS,)
+            elif reply == target:
+                allowed = (SUCCESS,)
+            elif target < start:
+                allowed = (E.ERROR_INVALID_PARAMETER,)
+            elif target > top:
+                allowed = (E.ERROR_NOT_ENOUGH_MEMORY,)
+            else:
+                allowed = (E.ERROR_INVALID_ADDRESS, E.ERROR_INVALID_PARAMETER,
+                           E.ERROR_ALREADY_EXISTS, E.ERROR_NOT_ENOUGH_MEMORY)
+        elif code == 0:
+            allowed = (SUCCESS,)
+        elif code in LINUX_CODES:
+            allowed = (LINUX_CODES[code],)
+        else:
+            return ""
+        if last not in allowed:
+            return f"last_error {last.name}, the rules give {' or '.join(a.name for a in allowed)}"
+        return ""
 
     def code(self, name: str, args: tuple[Any, ...], reply: Any) -> int:
         """0 on success, else the Windows error code or the errno."""
@@ -626,7 +745,9 @@ class UserMachine(CheckedMachine):
     @rule(data=st.data(), size=st.sampled_from((1, 0x2000)),
           protect=st.sampled_from((*PROTECTIONS, 0x6)))
     def virtual_protect(self, data: st.DataObject, size: int, protect: int) -> None:
-        targets = self.private() or self.addresses()
+        """VirtualProtect of the current process's allocations, or at the top of
+        user space (ranges reaching kernel space or past 4 GiB: 87)."""
+        targets = (self.private() or self.addresses()) + list(OUTSIDE_USER)
         self.protect(data.draw(st.sampled_from(targets)), size, protect)
 
     # -- Linux -----------------------------------------------------------------------------
@@ -654,11 +775,15 @@ class UserMachine(CheckedMachine):
                     page_floor(data.draw(st.sampled_from(self.addresses()))), length, prot)
 
     @precondition(lambda self: self.has_current())
-    @rule(delta=st.sampled_from((-0x3000, -1, 0, 0x10, 0x2000, 0x5001)))
-    def brk(self, delta: int) -> None:
+    @rule(delta=st.sampled_from((-0x3000, -1, 0, 0x10, 0x2000, 0x5001, *BRK_EDGES)))
+    def brk(self, delta: int | str) -> None:
+        """brk near the break, or off the heap: brk(0), the query; below start_brk;
+        past heap_max (the break stays)."""
         layout = self.layout()
         assert layout is not None
-        self.h.call("SyscallBrk", max(0, layout.brk + delta))
+        edges = {"query": 0, "below start": PAGE_SIZE, "past max": layout.brk + 0x2000000}
+        self.h.call("SyscallBrk", edges[delta] if isinstance(delta, str)
+                    else max(0, layout.brk + delta))
 
     # -- the process heap and accesses -------------------------------------------------
 
