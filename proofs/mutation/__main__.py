@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no mutant matches", file=sys.stderr)
         return 2
     cache = ROOT / ".memspec-cache" / "mutation"
+    tree = tree_digest(ROOT)
     try:
         if "tests" not in gates:
             covered = CoverageMap({}, {})
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if results is None:
         return 1
     heading = (f"Mutation run: seed {args.seed}, {args.per_module} per module, gates "
-               f"{', '.join(gates)}, tree {tree_digest(ROOT)[:12]}")
+               f"{', '.join(gates)}, tree {tree[:12]}")
     text = markdown(results, gates, heading)
     print(text)
     if args.markdown:
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "seed": args.seed, "per_module": args.per_module, "gates": list(gates),
-            "tree": tree_digest(ROOT), "mutants": [r.as_json() for r in results]}, indent=1))
+            "tree": tree, "mutants": [r.as_json() for r in results]}, indent=1))
     errors = [r for r in results if any(o.status == "error" for o in r.outcomes.values())]
     for result in errors:
         print(f"could not judge {result.mutant.describe()}: "
