@@ -10,6 +10,7 @@ of non-equivalent mutants caught by every gate run exits 1 too.
 from __future__ import annotations
 
 import argparse
+import difflib
 import itertools
 import json
 import random
@@ -79,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", metavar="FILE", help="write the tables and survivors")
     parser.add_argument("--min-score", type=float, metavar="P",
                         help="exit 1 when under P%% of non-equivalent mutants are caught")
+    parser.add_argument("--show", action="store_true",
+                        help="print the chosen mutants as diffs and run nothing")
     parser.add_argument("--work-dir", metavar="DIR",
                         help="where the workers' copies go (default: a temporary directory)")
     return parser
@@ -101,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     if not chosen:
         print("no mutant matches", file=sys.stderr)
         return 2
+    if args.show:
+        for mutant in chosen:
+            print(_diff(mutant))
+        return 0
     cache = ROOT / ".memspec-cache" / "mutation"
     tree = tree_digest(ROOT)
     try:
@@ -136,6 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     t = tally(results)
     low = args.min_score is not None and t.counted and 100 * t.either / t.counted < args.min_score
     return 1 if errors or low else 0
+
+
+def _diff(mutant: Mutant) -> str:
+    """The mutant as a unified diff of its module, headed by its key."""
+    source = (ROOT / mutant.path).read_bytes()
+    before = source.decode().splitlines(keepends=True)
+    after = mutant.apply(source).decode().splitlines(keepends=True)
+    body = "".join(difflib.unified_diff(before, after, f"a/{mutant.path}", f"b/{mutant.path}"))
+    return f"# {mutant.key} {mutant.describe()}\n{body}"
 
 
 def _spread(chosen: list[Mutant], limit: int) -> list[Mutant]:
