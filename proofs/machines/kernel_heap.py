@@ -25,7 +25,7 @@ FindSmallestHole and payload writes through the VMM. After every step
    ``transition``;
 3. a failed call (``last_error`` not ERROR_SUCCESS) returns the failure value,
    with the code model/kernel_heap.py's rules give for the call's arguments on
-   the pre-state (:meth:`HeapHarness.refusals`: ERROR_INVALID_PARAMETER,
+   the pre-state (:func:`refusals`: ERROR_INVALID_PARAMETER,
    ERROR_INVALID_ADDRESS, ERROR_INVALID_BLOCK, or ERROR_NOT_ENOUGH_MEMORY only
    when no hole fits, the index is full or frames are short; never
    ERROR_ARENA_TRASHED, as the machine damages nothing), else ``transition``;
@@ -283,7 +283,7 @@ class HeapHarness:
             if self.snap != pre_snap or after != free:
                 raise CheckError(f"failed call {where} changed the heap or the free frames "
                                  f"({free} -> {after})", [UNCHANGED])
-            allowed = self.refusals(name, args, pre_snap, free)
+            allowed = refusals(self.live, name, args, pre_snap, free)
             if code not in allowed:
                 raise CheckError(f"{where}: the rules allow "
                                  f"{' or '.join(c.name for c in allowed) or 'no failure'} here",
@@ -295,51 +295,6 @@ class HeapHarness:
             self._record(name, args, result)
         self.check_contents(where)
         return result
-
-    def refusals(self, name: str, args: tuple[Any, ...], snap: HeapSnapshot,
-                 free_frames: int) -> frozenset[ErrorCode]:
-        """The codes model/kernel_heap.py's rules allow a failure of the call on the
-        pre-state ``snap`` (empty: it must succeed). Damage is never allowed for
-        (the machine writes only inside payloads); running out is allowed only
-        where it can happen: no hole fits or the index is full (Alloc), the index
-        is full and no neighbour is a hole (Free), the index is full or frames
-        are short (Expand)."""
-        holes = {header: size for size, header in snap.index}
-        room = len(snap.index) < snap.capacity
-        length = snap.end - snap.start
-        if name in ("Alloc", "FindSmallestHole"):
-            size, page_align = args
-            if not (type(size) is int and 0 <= size <= U32_MAX - MIN_BLOCK
-                    and type(page_align) is bool):
-                return frozenset({E.ERROR_INVALID_PARAMETER})
-            if name == "FindSmallestHole" or room and any(
-                    fits(h, s, size, page_align) for h, s in holes.items()):
-                return frozenset()
-            return frozenset({E.ERROR_NOT_ENOUGH_MEMORY})
-        if name == "Free":
-            header = args[0] - HEADER_SIZE if type(args[0]) is int else -1
-            if args[0] not in self.live:
-                return frozenset({E.ERROR_INVALID_BLOCK if header in holes
-                                  else E.ERROR_INVALID_ADDRESS})
-            size = next(b.size for b in snap.blocks if b.header == header)
-            if room or header + size in holes or any(
-                    h + s == header for h, s in holes.items()):
-                return frozenset()
-            return frozenset({E.ERROR_NOT_ENOUGH_MEMORY})
-        if name == "Expand":
-            new_size = args[0]
-            if not (type(new_size) is int and length <= new_size
-                    and align_up(new_size) <= snap.max - snap.start):
-                return frozenset({E.ERROR_INVALID_PARAMETER})
-            tail_hole = any(h + s == snap.end for h, s in holes.items())
-            pages = (align_up(new_size) - length) // PAGE_SIZE
-            if (tail_hole or room) and free_frames > pages:  # a page table at most
-                return frozenset()
-            return frozenset({E.ERROR_NOT_ENOUGH_MEMORY})
-        if name == "Contract":
-            valid = type(args[0]) is int and 0 <= args[0] <= length
-            return frozenset() if valid else frozenset({E.ERROR_INVALID_PARAMETER})
-        return frozenset({E.ERROR_INVALID_ADDRESS})  # GetBlockSize of no live payload
 
     def _compare(self, where: str, spec: HeapState) -> None:
         """One query: the real fields equal (``block`` and ``pte`` as arrays, the
@@ -527,6 +482,52 @@ class HeapHarness:
         holes = [b.header + HEADER_SIZE for b in self.snap.blocks if b.hole]
         foreign = [0, START, self.snap.data_start + pick % 0x3000, MAX + HEADER_SIZE, *holes]
         return foreign[pick % len(foreign)]
+
+
+def refusals(live: Mapping[int, int], name: str, args: tuple[Any, ...], snap: HeapSnapshot,
+              free_frames: int) -> frozenset[ErrorCode]:
+    """The codes model/kernel_heap.py's rules allow a failure of the call on the
+    pre-state ``snap`` with the payloads ``live`` (empty: it must succeed).
+    Damage is never allowed for (the machine writes only inside payloads);
+    running out is allowed only where it can happen: no hole fits or the index
+    is full (Alloc), the index is full and no neighbour is a hole (Free), the
+    index is full or frames are short (Expand)."""
+    holes = {header: size for size, header in snap.index}
+    room = len(snap.index) < snap.capacity
+    length = snap.end - snap.start
+    if name in ("Alloc", "FindSmallestHole"):
+        size, page_align = args
+        if not (type(size) is int and 0 <= size <= U32_MAX - MIN_BLOCK
+                and type(page_align) is bool):
+            return frozenset({E.ERROR_INVALID_PARAMETER})
+        if name == "FindSmallestHole" or room and any(
+                fits(h, s, size, page_align) for h, s in holes.items()):
+            return frozenset()
+        return frozenset({E.ERROR_NOT_ENOUGH_MEMORY})
+    if name == "Free":
+        header = args[0] - HEADER_SIZE if type(args[0]) is int else -1
+        if args[0] not in live:
+            return frozenset({E.ERROR_INVALID_BLOCK if header in holes
+                              else E.ERROR_INVALID_ADDRESS})
+        size = next(b.size for b in snap.blocks if b.header == header)
+        if room or header + size in holes or any(
+                h + s == header for h, s in holes.items()):
+            return frozenset()
+        return frozenset({E.ERROR_NOT_ENOUGH_MEMORY})
+    if name == "Expand":
+        new_size = args[0]
+        if not (type(new_size) is int and length <= new_size
+                and align_up(new_size) <= snap.max - snap.start):
+            return frozenset({E.ERROR_INVALID_PARAMETER})
+        tail_hole = any(h + s == snap.end for h, s in holes.items())
+        pages = (align_up(new_size) - length) // PAGE_SIZE
+        if (tail_hole or room) and free_frames > pages:  # a page table at most
+            return frozenset()
+        return frozenset({E.ERROR_NOT_ENOUGH_MEMORY})
+    if name == "Contract":
+        valid = type(args[0]) is int and 0 <= args[0] <= length
+        return frozenset() if valid else frozenset({E.ERROR_INVALID_PARAMETER})
+    return frozenset({E.ERROR_INVALID_ADDRESS})  # GetBlockSize of no live payload
 
 
 # -- the machine ----------------------------------------------------------------

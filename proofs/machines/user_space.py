@@ -345,42 +345,7 @@ class UserChecks:
                 return us.BrkGrow(pre, p, z3.IntVal(new_end), pick, pinv, oom)
             if new_end < old_end:
                 return us.BrkShrink(pre, p, z3.IntVal(new_end))
-        return self.refused(name, args, pre, p, code, pick, pinv) if live else None
-
-    @staticmethod
-    def refused(name: str, args: tuple[Any, ...], pre: UserState, p: Ref, code: int,
-                pick: Ref, pinv: Ref) -> us.UserStep | None:
-        """The spec's step of a failed call whose arguments it represents: page
-        ranges of user space (a size above 0) of VirtualProtect, VirtualFree
-        (a release from an aligned address with size 0, a decommit of some
-        bytes), VirtualAlloc(MEM_COMMIT) at an address, munmap; only its status
-        is compared (assume true: nothing was picked). None for other failures:
-        argument validation the spec does not model, the syscall's own check of
-        lpflOldProtect (998), and out of memory where the spec leaves the choice
-        free (a VirtualProtect's page tables)."""
-        if code == 0 or name not in REFUSED or not all(is_u32(a) for a in args[:2]):
-            return None
-        address, size = args[:2]
-        first = address >> PAGE_SHIFT
-        count = (page_ceil(address + size) >> PAGE_SHIFT) - first
-        in_user = 0 < size and page_ceil(address + size) <= USER_TOP
-        step: us.UserStep | None = None
-        first_t, count_t = z3.IntVal(first), z3.IntVal(count)
-        if name in ("protect", "SyscallVirtualProtect") and in_user and code not in (
-                E.ERROR_NOT_ENOUGH_MEMORY, E.ERROR_NOACCESS) and type(args[2]) is int:
-            step = us.VirtualProtect(pre, p, first_t, count_t, z3.IntVal(args[2]))
-        elif name == "SyscallVirtualFree" and address % PAGE_SIZE == 0:
-            if args[2] == MEM_RELEASE and size == 0:
-                step = us.VirtualFreeRelease(pre, p, first_t)
-            elif args[2] == MEM_DECOMMIT and in_user:
-                step = us.VirtualFreeDecommit(pre, p, first_t, count_t)
-        elif name == "SyscallVirtualAlloc" and args[2] == MEM_COMMIT and address and in_user \
-                and type(args[3]) is int:
-            step = us.VirtualAllocCommit(pre, p, first_t, count_t, z3.IntVal(args[3]), pick,
-                                         pinv, z3.BoolVal(code == E.ERROR_NOT_ENOUGH_MEMORY))
-        elif name == "SyscallMunmap" and address % PAGE_SIZE == 0:
-            step = us.Munmap(pre, p, first_t, z3.IntVal(page_ceil(size) >> PAGE_SHIFT))
-        return None if step is None else dataclasses.replace(step, assume=z3.BoolVal(True))
+        return refused(name, args, pre, p, code, pick, pinv) if live else None
 
     def documented_code(self, name: str, args: tuple[Any, ...], reply: Any,
                         code: int) -> str:
@@ -497,6 +462,41 @@ class UserChecks:
             self.written[(pid, address)] = b"\x5a"
         raise_problems(f"{kind} {address:#x} in process {pid}: {reply!r}",
                        {name: f"the spec's Access step disagrees ({name})" for name in bad})
+
+
+def refused(name: str, args: tuple[Any, ...], pre: UserState, p: Ref, code: int,
+            pick: Ref, pinv: Ref) -> us.UserStep | None:
+    """The spec's step of a failed call whose arguments it represents: page
+    ranges of user space (a size above 0) of VirtualProtect, VirtualFree
+    (a release from an aligned address with size 0, a decommit of some
+    bytes), VirtualAlloc(MEM_COMMIT) at an address, munmap; only its status
+    is compared (assume true: nothing was picked). None for other failures:
+    argument validation the spec does not model, the syscall's own check of
+    lpflOldProtect (998), and out of memory where the spec leaves the choice
+    free (a VirtualProtect's page tables)."""
+    if code == 0 or name not in REFUSED or not all(is_u32(a) for a in args[:2]):
+        return None
+    address, size = args[:2]
+    first = address >> PAGE_SHIFT
+    count = (page_ceil(address + size) >> PAGE_SHIFT) - first
+    in_user = 0 < size and page_ceil(address + size) <= USER_TOP
+    step: us.UserStep | None = None
+    first_t, count_t = z3.IntVal(first), z3.IntVal(count)
+    if name in ("protect", "SyscallVirtualProtect") and in_user and code not in (
+            E.ERROR_NOT_ENOUGH_MEMORY, E.ERROR_NOACCESS) and type(args[2]) is int:
+        step = us.VirtualProtect(pre, p, first_t, count_t, z3.IntVal(args[2]))
+    elif name == "SyscallVirtualFree" and address % PAGE_SIZE == 0:
+        if args[2] == MEM_RELEASE and size == 0:
+            step = us.VirtualFreeRelease(pre, p, first_t)
+        elif args[2] == MEM_DECOMMIT and in_user:
+            step = us.VirtualFreeDecommit(pre, p, first_t, count_t)
+    elif name == "SyscallVirtualAlloc" and args[2] == MEM_COMMIT and address and in_user \
+            and type(args[3]) is int:
+        step = us.VirtualAllocCommit(pre, p, first_t, count_t, z3.IntVal(args[3]), pick,
+                                     pinv, z3.BoolVal(code == E.ERROR_NOT_ENOUGH_MEMORY))
+    elif name == "SyscallMunmap" and address % PAGE_SIZE == 0:
+        step = us.Munmap(pre, p, first_t, z3.IntVal(page_ceil(size) >> PAGE_SHIFT))
+    return None if step is None else dataclasses.replace(step, assume=z3.BoolVal(True))
 
 
 class UserHarness(UserChecks):
