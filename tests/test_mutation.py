@@ -115,7 +115,7 @@ def _result(tests: str, quick: str, equivalent: str | None = None) -> Result:
     ("killed", "survived", "killed"), ("survived", "killed", "killed"),
     ("timeout", "survived", "timeout"), ("timeout", "killed", "killed"),
     ("survived", "survived", "survived"), ("untested", "survived", "survived"),
-    ("error", "survived", "survived"),
+    ("error", "survived", "survived"), ("killed", "skipped", "killed"),
 ])
 def test_verdicts(tests: str, quick: str, verdict: str) -> None:
     assert _result(tests, quick).verdict == verdict

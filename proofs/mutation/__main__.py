@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="a mutant's tests: those that run its line (coverage, the "
                              "default; collects the suite's coverage once per tree) or its "
                              "module's own tests/test_<module>.py (own: a quick smoke run)")
+    parser.add_argument("--lazy-quick", action="store_true",
+                        help="run the quick profile only on mutants the tests did not catch "
+                             "(the score of both gates at a fraction of the time; the quick "
+                             "profile's own rate then needs a run of its own, --gates quick)")
     parser.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
     parser.add_argument("--json", metavar="FILE", help="write every verdict as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write the tables and survivors")
@@ -122,11 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="memspec-mutation-") as scratch:
         base = Path(args.work_dir) if args.work_dir else Path(scratch)
-        results = _run(chosen, covered, gates, base, args.jobs)
+        results = _run(chosen, covered, gates, base, args.jobs, args.lazy_quick)
     if results is None:
         return 1
+    lazy = " (quick only where the tests did not catch)" if args.lazy_quick else ""
     heading = (f"Mutation run: seed {args.seed}, {args.per_module} per module, gates "
-               f"{', '.join(gates)}, tree {tree[:12]}")
+               f"{', '.join(gates)}{lazy}, tree {tree[:12]}")
     text = markdown(results, gates, heading)
     print(text)
     if args.markdown:
@@ -169,7 +174,7 @@ def _spread(chosen: list[Mutant], limit: int) -> list[Mutant]:
 
 
 def _run(chosen: list[Mutant], covered: CoverageMap, gates: tuple[str, ...], base: Path,
-         jobs: int) -> list[Result] | None:
+         jobs: int, lazy: bool) -> list[Result] | None:
     cache = ROOT / ".memspec-cache"
     workers = [Worker(ROOT, base / f"worker-{index}", cache) for index in range(jobs)]
     quick_limit = Limits(tests_seconds=0, check_seconds=900, obligation_seconds=120)
@@ -194,7 +199,7 @@ def _run(chosen: list[Mutant], covered: CoverageMap, gates: tuple[str, ...], bas
             limits = Limits(tests_seconds=60 + 3 * covered.seconds(tests),
                             check_seconds=quick_limit.check_seconds,
                             obligation_seconds=quick_limit.obligation_seconds)
-            outcomes = worker.run(mutant, tests, limits, gates)
+            outcomes = worker.run(mutant, tests, limits, gates, lazy)
         finally:
             with lock:
                 free.append(worker)

@@ -25,6 +25,9 @@ from pathlib import Path
 
 from proofs.mutation.operators import Mutant
 
+#: The statuses that count as catching a mutant: a failure, or a hang the
+#: harness stopped and reported.
+CAUGHT = ("killed", "timeout")
 _COPIED = ("model", "spec", "proofs", "tests", "pyproject.toml")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
 
@@ -36,7 +39,8 @@ class Outcome:
     ``status``: ``killed`` (a test or obligation failed), ``timeout`` (the gate
     ran past its limit: a hang, reported as one), ``survived`` (the gate
     passed), ``untested`` (no test executes the line), ``error`` (the gate
-    could not run, e.g. a usage error). ``by`` names what killed it."""
+    could not run, e.g. a usage error), ``skipped`` (not run: the tests
+    caught the mutant and the run was lazy). ``by`` names what killed it."""
 
     status: str
     by: str
@@ -71,7 +75,9 @@ class Worker:
                             "PYTHONDONTWRITEBYTECODE": "1"}
 
     def run(self, mutant: Mutant, tests: list[str], limits: Limits,
-            gates: tuple[str, ...]) -> dict[str, Outcome]:
+            gates: tuple[str, ...], lazy: bool = False) -> dict[str, Outcome]:
+        """Each gate's outcome; with lazy, the quick profile runs only when the
+        tests did not catch the mutant (``skipped`` otherwise)."""
         path = self.root / mutant.path
         original = path.read_bytes()
         path.write_bytes(mutant.apply(original))
@@ -80,7 +86,9 @@ class Worker:
             if "tests" in gates:
                 outcomes["tests"] = self._tests(tests, limits.tests_seconds)
             if "quick" in gates:
-                outcomes["quick"] = self._quick(limits)
+                caught = outcomes.get("tests", Outcome("", "", 0)).status in CAUGHT
+                outcomes["quick"] = Outcome("skipped", "", 0.0) if lazy and caught \
+                    else self._quick(limits)
             return outcomes
         finally:
             path.write_bytes(original)

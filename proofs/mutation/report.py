@@ -17,11 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from proofs.mutation.execute import Outcome
+from proofs.mutation.execute import CAUGHT, Outcome
 from proofs.mutation.operators import Mutant
 
 EQUIVALENT_FILE = Path(__file__).with_name("equivalent.json")
-CAUGHT = ("killed", "timeout")
 
 
 def equivalents(path: Path = EQUIVALENT_FILE) -> dict[str, str]:
@@ -68,6 +67,7 @@ class Tally:
     quick: int = 0
     either: int = 0
     timeouts: int = 0
+    quick_skipped: int = 0
 
     @property
     def counted(self) -> int:
@@ -85,7 +85,9 @@ def tally(results: Iterable[Result]) -> Tally:
         tests=sum(r.caught_by("tests") for r in items),
         quick=sum(r.caught_by("quick") for r in items),
         either=sum(r.verdict in CAUGHT for r in items),
-        timeouts=sum(r.verdict == "timeout" for r in items))
+        timeouts=sum(r.verdict == "timeout" for r in items),
+        quick_skipped=sum(r.outcomes.get("quick", Outcome("", "", 0)).status == "skipped"
+                          for r in items))
 
 
 def markdown(results: list[Result], gates: tuple[str, ...], heading: str) -> str:
@@ -114,4 +116,8 @@ def markdown(results: list[Result], gates: tuple[str, ...], heading: str) -> str
 
 
 def _cell(t: Tally, caught: int, gate: str, gates: tuple[str, ...]) -> str:
-    return f"{caught} ({t.rate(caught)})" if gate in gates else "not run"
+    if gate not in gates:
+        return "not run"
+    if gate == "quick" and t.quick_skipped:
+        return f"{caught} of {t.mutants - t.quick_skipped} run"
+    return f"{caught} ({t.rate(caught)})"
