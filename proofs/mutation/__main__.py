@@ -185,6 +185,14 @@ def _run(chosen: list[Mutant], covered: CoverageMap, gates: tuple[str, ...], bas
             return None
         print(f"baseline: the quick profile passes on the unmutated copy "
               f"({baseline.seconds:.1f} s)", file=sys.stderr)
+    if "tests" in gates:
+        wanted = sorted({t for m in chosen for t in covered.tests_for(m.path, m.line)})
+        found = workers[0].collectable(wanted)
+        if set(wanted) - found:
+            print(f"{len(set(wanted) - found)} of {len(wanted)} recorded tests are not "
+                  f"collected on the unmutated tree and are left out: "
+                  f"{sorted(set(wanted) - found)[:5]}", file=sys.stderr)
+        covered = covered.only(found)
     equivalent = equivalents()
     free = list(workers)
     lock = threading.Lock()

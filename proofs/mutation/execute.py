@@ -98,6 +98,15 @@ class Worker:
         """The quick profile on the unmutated copy: must pass (and warms its cache)."""
         return self._quick(limits)
 
+    def collectable(self, tests: list[str]) -> set[str]:
+        """The test functions pytest collects on the unmutated tree, out of tests."""
+        listing = self.root / ".mutation-tests"
+        listing.write_text("\n".join(tests) + "\n")
+        command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p",
+                   "no:cacheprovider", "-o", "addopts=", f"@{listing}"]
+        _, output, _ = self._call(command, 600)
+        return {line.split("[", 1)[0] for line in output.splitlines() if "::" in line}
+
     def _tests(self, tests: list[str], limit: float) -> Outcome:
         if not tests:
             return Outcome("untested", "", 0.0)
@@ -114,6 +123,11 @@ class Worker:
             failed = re.search(r"^(?:FAILED|ERROR) (\S+)", output, re.MULTILINE)
             by = failed.group(1) if failed else _last_line(output)
             return Outcome("killed", by, seconds)
+        if code == 4 and "found no collectors" in output:
+            # every id was collected on the unmutated tree (collectable): the
+            # mutant makes a test module fail while it is collected
+            return Outcome("killed", "a test module no longer collects: "
+                           + _last_line(output), seconds)
         return Outcome("error", f"pytest exit {code}: {_last_line(output)}", seconds)
 
     def _quick(self, limits: Limits) -> Outcome:

@@ -45,6 +45,12 @@ class CoverageMap:
             tests = sorted({test for ids in by_line.values() for test in ids})
         return sorted(tests, key=lambda test: (self.durations.get(test, 0.0), test))
 
+    def only(self, tests: set[str]) -> CoverageMap:
+        """The map restricted to the given tests."""
+        return CoverageMap({path: {line: [t for t in ids if t in tests]
+                                   for line, ids in lines.items()}
+                            for path, lines in self.lines.items()}, self.durations)
+
     def seconds(self, tests: list[str]) -> float:
         return sum(self.durations.get(test, 0.0) for test in tests)
 
