@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="a mutant's tests: those that run its line (coverage, the "
                              "default; collects the suite's coverage once per tree) or its "
                              "module's own tests/test_<module>.py (own: a quick smoke run)")
+    parser.add_argument("--tests", nargs="+", metavar="NODE_ID",
+                        help="run these tests for every chosen mutant instead of the ones "
+                             "that execute its line (to show which new test kills a survivor)")
     parser.add_argument("--lazy-quick", action="store_true",
                         help="run the quick profile only on mutants the tests did not catch "
                              "(the score of both gates at a fraction of the time; the quick "
@@ -117,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "tests" not in gates:
             covered = CoverageMap({}, {})
+        elif args.tests:
+            named: dict[str, dict[int, list[str]]] = {}
+            for mutant in chosen:
+                named.setdefault(mutant.path, {})[mutant.line] = list(args.tests)
+            covered = CoverageMap(named, {})
         elif args.select == "own":
             covered = own_tests(ROOT, sorted({m.path for m in chosen}))
         else:
