@@ -116,7 +116,6 @@ class AddressSpace(ReportsStatus):
         self.page_dir: PageDirectory | None = None
         self.image_base = IMAGE_BASE
         self.image_size = image_size
-        self.heap_max_size = heap_max_size
         self.heap_start = self.heap_end = self.brk = self.heap_max = 0
         self.stack_start = USER_TOP
         self.stack_size = stack_size

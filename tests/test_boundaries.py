@@ -61,6 +61,7 @@ from spec.abi import (
     MEM_COMMIT,
     MEM_RESERVE,
     NO_FRAME,
+    PAGE_NOACCESS,
     PAGE_READONLY,
     PAGE_READWRITE,
     PAGE_SIZE,
@@ -713,3 +714,20 @@ def test_the_heap_machine_asks_for_every_crossing() -> None:
         check_heap(heap)
         for header in list(heap.allocated):  # room for the next pass
             assert heap.Free(header + HEADER_SIZE)
+
+
+# -- 3c. calls that take no frame succeed with none free --------------------------------------
+
+@pytest.mark.parametrize("protect", [PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE])
+def test_reprotecting_committed_pages_needs_no_free_frame(protect: int) -> None:
+    """VirtualProtect of committed pages whose page table exists takes no frame
+    (a NOACCESS page keeps its frame, docs/user-space.md): it succeeds with
+    none free. A mutation run found a cost of one frame for NOACCESS unnoticed."""
+    pm, space = _space()
+    base = VirtualAllocProcessMemory(space, 0, 0x3000, MEM_RESERVE | MEM_COMMIT,
+                                     PAGE_READWRITE)
+    assert base
+    hold_all_but(pm, 0)
+    assert VirtualProtectProcessMemory(space, base, 0x3000, protect) == (True, PAGE_READWRITE)
+    assert space.last_error == SUCCESS and pm.free_count() == 0
+    assert VirtualProtectProcessMemory(space, base, 0x1000, PAGE_READWRITE) == (True, protect)

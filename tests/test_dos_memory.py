@@ -282,7 +282,9 @@ def test_bad_configuration_is_not_ready() -> None:
     pm = PageManager()
     assert pm.InitializePhysicalMemory(0x100000, 0x400000)
     for config in ({"first_segment": 0x9FFF}, {"umb_start": 0xD000, "umb_end": 0xE800},
-                   {"xms_end": 0x10000000}, {"ems_pages": -1}):
+                   {"xms_end": 0x10000000}, {"ems_pages": -1},
+                   # a UMB bound that is no segment is refused, not read as "no UMBs"
+                   {"umb_start": 0xD000, "umb_end": 0x10001}, {"umb_start": -1}):
         dos = DosMemoryManager(pm, **config)
         assert not dos.ready and dos.last_error == DosError.NOT_READY
         assert dos.AllocateDosMemory(1) == 0 and dos.last_error == DosError.NOT_READY

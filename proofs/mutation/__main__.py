@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from proofs.mutation.execute import Limits, Worker
+from proofs.mutation.execute import Limits, Outcome, Worker
 from proofs.mutation.operators import Mutant, compiles, mutants
 from proofs.mutation.report import Result, equivalents, markdown, tally
 from proofs.mutation.selection import CoverageMap, coverage_map, own_tests, tree_digest
@@ -82,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="run the quick profile only on mutants the tests did not catch "
                              "(the score of both gates at a fraction of the time; the quick "
                              "profile's own rate then needs a run of its own, --gates quick)")
+    parser.add_argument("--journal", metavar="FILE",
+                        help="append each verdict to FILE as it is reached (JSON lines), and "
+                             "reuse the verdicts FILE holds for this tree and these gates: an "
+                             "interrupted run resumes where it stopped")
     parser.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
     parser.add_argument("--json", metavar="FILE", help="write every verdict as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write the tables and survivors")
@@ -134,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="memspec-mutation-") as scratch:
         base = Path(args.work_dir) if args.work_dir else Path(scratch)
-        results = _run(chosen, covered, gates, base, args.jobs, args.lazy_quick)
+        journal = Journal(Path(args.journal), tree, gates, args.lazy_quick) \
+            if args.journal else None
+        results = _run(_spread(chosen, len(chosen)), covered, gates, base, args.jobs,
+                       args.lazy_quick, journal)
     if results is None:
         return 1
     lazy = " (quick only where the tests did not catch)" if args.lazy_quick else ""
@@ -156,6 +163,29 @@ def main(argv: list[str] | None = None) -> int:
     t = tally(results)
     low = args.min_score is not None and t.counted and 100 * t.either / t.counted < args.min_score
     return 1 if errors or low else 0
+
+
+class Journal:
+    """Verdicts as they are reached, one JSON line each, tagged with the tree and
+    the gates they were reached under; only matching lines are reused."""
+
+    def __init__(self, path: Path, tree: str, gates: tuple[str, ...], lazy: bool) -> None:
+        self.path, self.gates = path, gates
+        self.tag: dict[str, object] = {"tree": tree, "gates": list(gates), "lazy": lazy}
+
+    def known(self) -> dict[str, dict[str, Outcome]]:
+        found: dict[str, dict[str, Outcome]] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                entry = json.loads(line)
+                if all(entry.get(name) == value for name, value in self.tag.items()):
+                    found[entry["key"]] = {gate: Outcome(**entry[gate])
+                                           for gate in self.gates}
+        return found
+
+    def add(self, result: Result) -> None:
+        with self.path.open("a") as stream:
+            stream.write(json.dumps({**self.tag, **result.as_json()}) + "\n")
 
 
 def _diff(mutant: Mutant) -> str:
@@ -182,7 +212,18 @@ def _spread(chosen: list[Mutant], limit: int) -> list[Mutant]:
 
 
 def _run(chosen: list[Mutant], covered: CoverageMap, gates: tuple[str, ...], base: Path,
-         jobs: int, lazy: bool) -> list[Result] | None:
+         jobs: int, lazy: bool, journal: Journal | None) -> list[Result] | None:
+    """Every chosen mutant's result, taken round robin over the modules (so a run
+    stopped early has judged every module about as far)."""
+    equivalent = equivalents()
+    known = journal.known() if journal else {}
+    ready = [Result(m, known[m.key], equivalent.get(m.key)) for m in chosen if m.key in known]
+    chosen = [m for m in chosen if m.key not in known]
+    if ready:
+        print(f"{len(ready)} verdicts from the journal, {len(chosen)} mutants to run",
+              file=sys.stderr)
+    if not chosen:
+        return ready
     cache = ROOT / ".memspec-cache"
     workers = [Worker(ROOT, base / f"worker-{index}", cache) for index in range(jobs)]
     quick_limit = Limits(tests_seconds=0, check_seconds=900, obligation_seconds=120)
@@ -196,12 +237,12 @@ def _run(chosen: list[Mutant], covered: CoverageMap, gates: tuple[str, ...], bas
     if "tests" in gates:
         wanted = sorted({t for m in chosen for t in covered.tests_for(m.path, m.line)})
         found = workers[0].collectable(wanted)
+        found |= {test.split("::", 1)[0] for test in found}  # whole files (--select own)
         if set(wanted) - found:
             print(f"{len(set(wanted) - found)} of {len(wanted)} recorded tests are not "
                   f"collected on the unmutated tree and are left out: "
                   f"{sorted(set(wanted) - found)[:5]}", file=sys.stderr)
         covered = covered.only(found)
-    equivalent = equivalents()
     free = list(workers)
     lock = threading.Lock()
     done = [0]
@@ -221,6 +262,8 @@ def _run(chosen: list[Mutant], covered: CoverageMap, gates: tuple[str, ...], bas
                 free.append(worker)
         result = Result(mutant, outcomes, equivalent.get(mutant.key))
         with lock:
+            if journal:
+                journal.add(result)
             done[0] += 1
             parts = "; ".join(f"{gate} {o.status} {o.seconds:.0f} s"
                               + (f" ({o.by[:80]})" if o.by else "")
@@ -230,7 +273,7 @@ def _run(chosen: list[Mutant], covered: CoverageMap, gates: tuple[str, ...], bas
         return result
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(judge, chosen))
+        return ready + list(pool.map(judge, chosen))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -123,6 +124,8 @@ class Worker:
             failed = re.search(r"^(?:FAILED|ERROR) (\S+)", output, re.MULTILINE)
             by = failed.group(1) if failed else _last_line(output)
             return Outcome("killed", by, seconds)
+        if code < 0:
+            return Outcome("killed", f"pytest died of signal {-code}", seconds)
         if code == 4 and "found no collectors" in output:
             # every id was collected on the unmutated tree (collectable): the
             # mutant makes a test module fail while it is collected
@@ -152,8 +155,8 @@ class Worker:
             return Outcome("killed", ", ".join(f"{o['id']} ({o['kind']})" for o in failed[:3])
                            + (f" and {len(failed) - 3} more" if len(failed) > 3 else ""),
                            seconds)
-        if code == 1:
-            return Outcome("killed", _last_line(output), seconds)
+        if code == 1 or code < 0:
+            return Outcome("killed", _last_line(output) or f"died of signal {-code}", seconds)
         return Outcome("error", f"proofs.check exit {code}: {_last_line(output)}", seconds)
 
     def _call(self, command: list[str], limit: float) -> tuple[int | None, str, float]:
@@ -162,7 +165,7 @@ class Worker:
         start = time.monotonic()
         process = subprocess.Popen(command, cwd=self.root, env=self.environment,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=_limit_memory)
         try:
             output, _ = process.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
@@ -170,6 +173,15 @@ class Worker:
             process.communicate()
             return None, "", time.monotonic() - start
         return process.returncode, output.decode(errors="replace"), time.monotonic() - start
+
+
+#: Address space per gate process: a mutant that turns a page count into a
+#: byte count (``<<`` for ``>>``) would otherwise take the machine's memory.
+MEMORY_LIMIT = 6 << 30
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
 def _last_line(output: str) -> str:
