@@ -611,6 +611,26 @@ def test_a_z_on_an_mcb_that_does_not_end_the_chain_is_error_7(where: str) -> Non
     assert snapshot(dos) == before
 
 
+def test_a_z_ending_a_longer_conventional_chain_is_error_7() -> None:
+    """The same 'Z' on the last conventional MCB when the conventional chain has
+    more blocks than the UMB chain: the linked walk stops at 9FFFh and its tail
+    is not the UMB chain (DosMemoryManager._chains compares both, not only the
+    lengths)."""
+    dos, low, high = dos_with_blocks()
+    assert dos.SetAllocationStrategy(0x00)
+    low += [dos.AllocateDosMemory(0x10) for _ in range(4)]
+    assert all(low)
+    chain, umbs = dos.walk(dos.first_segment), dos.umb_chain()
+    assert chain is not None and umbs is not None
+    assert len([b for b in chain if b.segment < UMB_HEAD]) > len(umbs)
+    write_physical(dos.pageman, z_places(dos, low, high)["last conventional"] * 16,
+                   bytes((MCB_Z,)))
+    before = snapshot(dos)
+    assert not dos.AllocateDosMemory(1) and dos.last_error == DosError.ARENA_TRASHED
+    assert not dos.FreeDosMemory(low[-1]) and dos.last_error == DosError.ARENA_TRASHED
+    assert snapshot(dos) == before
+
+
 def test_the_z_where_it_belongs_keeps_the_chain_valid() -> None:
     """The control: rewriting the last UMB's 'Z' (and an 'M' where it is) changes nothing."""
     dos, low, high = dos_with_blocks()
