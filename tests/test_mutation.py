@@ -156,3 +156,13 @@ def test_a_mutant_that_is_not_python_is_known() -> None:
                 if m.operator == "minmax"]
     broken = dataclasses.replace(mutant, mutated="min(")
     assert compiles(mutant, SOURCE) and not compiles(broken, SOURCE)
+
+
+def test_type_only_statements_are_drawn_but_not_run() -> None:
+    source = (b"from typing import TypeVar\n_T = TypeVar('_T')\n_LIMIT = 4\n\n\n"
+              b"def first(items: list[_T]) -> _T:\n    return items[_LIMIT - 4]\n")
+    kept = {m.original for m in mutants("model.t", "model/t.py", source)}
+    marked = [m for m in mutants("model.t", "model/t.py", source, type_only=True)
+              if m.type_only]
+    assert "_T = TypeVar('_T')" not in kept and "_LIMIT = 4" in kept
+    assert [m.original for m in marked] == ["_T = TypeVar('_T')"]

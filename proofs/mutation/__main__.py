@@ -39,16 +39,17 @@ def model_modules(root: Path) -> list[tuple[str, str]]:
 def sample(root: Path, per_module: int, seed: int, modules: list[str] | None) -> list[Mutant]:
     """per_module mutants of each module (all of them when it has fewer), drawn
     with random.Random(f"{seed}:{module}") so a module's sample does not
-    change when another module changes; a draw that does not compile is
-    replaced by the next."""
+    change when another module changes; a draw that does not compile, or that
+    changes a type-only statement, is replaced by the next."""
     chosen: list[Mutant] = []
     for name, path in model_modules(root):
         if modules and name not in modules and name.removeprefix("model.") not in modules:
             continue
         source = (root / path).read_bytes()
-        found = mutants(name, path, source)
+        found = mutants(name, path, source, type_only=True)
         random.Random(f"{seed}:{name}").shuffle(found)
-        picked = list(itertools.islice((m for m in found if compiles(m, source)), per_module))
+        picked = list(itertools.islice(
+            (m for m in found if not m.type_only and compiles(m, source)), per_module))
         chosen += sorted(picked, key=lambda m: (m.line, m.start, m.operator))
     return chosen
 

@@ -16,7 +16,12 @@ what a Python kernel model writes):
 - ``not-return``: ``return x`` in a function declared ``-> bool`` returns
   ``not (x)``.
 
-Annotations, docstrings and ``if TYPE_CHECKING`` blocks are not mutated. A
+Annotations, docstrings, ``if TYPE_CHECKING`` blocks and type-only
+statements (a private module-level name no code reads at run time, such as
+``_T = TypeVar("_T")`` under ``from __future__ import annotations``) are not
+mutated: they exist for the type checker, and a mutant of them is equivalent
+by construction (and the costliest kind to run, since every test of the
+module executes an import-time line). A
 mutant is a splice of the module's source (UTF-8 byte offsets, as ``ast``
 gives them): the mutated node's text replaced by the ``ast.unparse`` of the
 changed node, parenthesised, so the rest of the file (comments, layout) stays
@@ -61,6 +66,9 @@ class Mutant:
     start: int
     end: int
     occurrence: int
+    #: a mutant of a type-only statement (see the module docstring): drawn, and
+    #: then passed over, so that the draws of the others stay as they were
+    type_only: bool = False
 
     @property
     def key(self) -> str:
@@ -92,15 +100,20 @@ def compiles(mutant: Mutant, source: bytes) -> bool:
     return True
 
 
-def mutants(module: str, path: str, source: bytes) -> list[Mutant]:
-    """Every mutant of the module, in source order (see :func:`compiles`)."""
+def mutants(module: str, path: str, source: bytes, *,
+            type_only: bool = False) -> list[Mutant]:
+    """Every mutant of the module, in source order (see :func:`compiles`); with
+    type_only, those of type-only statements too, marked."""
     tree = ast.parse(source)
     starts = [0]
     for line in source.splitlines(keepends=True):
         starts.append(starts[-1] + len(line))
     found: list[Mutant] = []
     seen: dict[tuple[str, str, str, str], int] = {}
-    for function, node, operator, replacement in _Finder().points(tree):
+    skipped = _type_only(tree)
+    for function, node, operator, replacement, in_type_only in _Finder(skipped).points(tree):
+        if in_type_only and not type_only:
+            continue
         assert node.end_lineno is not None and node.end_col_offset is not None
         start = starts[node.lineno - 1] + node.col_offset
         end = starts[node.end_lineno - 1] + node.end_col_offset
@@ -110,18 +123,48 @@ def mutants(module: str, path: str, source: bytes) -> list[Mutant]:
         identity = (function, operator, original, text)
         seen[identity] = seen.get(identity, -1) + 1
         found.append(Mutant(module, path, function, node.lineno, operator, original, text,
-                            start, end, seen[identity]))
+                            start, end, seen[identity], in_type_only))
     return found
 
 
 Point = tuple[str, "ast.expr | ast.stmt", str, "ast.expr | str"]
+Marked = tuple[str, "ast.expr | ast.stmt", str, "ast.expr | str", bool]
+
+
+def _type_only(tree: ast.Module) -> set[int]:
+    """ids of the module-level assignments that bind only private names no code
+    reads at run time (every read of them is inside an annotation)."""
+    annotations: set[int] = set()
+    for node in ast.walk(tree):
+        parts: list[ast.expr | None] = []
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            parts = [node.returns, *(a.annotation for a in (
+                *node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs,
+                *(x for x in (node.args.vararg, node.args.kwarg) if x is not None)))]
+        elif isinstance(node, ast.AnnAssign):
+            parts = [node.annotation]
+        for part in parts:
+            if part is not None:
+                annotations.update(id(child) for child in ast.walk(part))
+    read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)
+            and isinstance(node.ctx, ast.Load) and id(node) not in annotations}
+    return {id(statement) for statement in tree.body
+            if isinstance(statement, ast.Assign) and all(
+                isinstance(target, ast.Name) and target.id.startswith("_")
+                and target.id not in read for target in statement.targets)}
 
 
 class _Finder:
     """Walks a module, tracking the enclosing function's qualified name."""
 
-    def points(self, tree: ast.Module) -> Iterator[Point]:
-        yield from self._body(tree.body, [])
+    def __init__(self, skipped: set[int]) -> None:
+        self.skipped = skipped
+        self.in_type_only = False
+
+    def points(self, tree: ast.Module) -> Iterator[Marked]:
+        """Each point, marked True when it lies in a type-only statement."""
+        for point in self._body(tree.body, []):
+            yield (*point, self.in_type_only)
 
     def _body(self, body: list[ast.stmt], scope: list[str]) -> Iterator[Point]:
         for index, statement in enumerate(body):
@@ -132,6 +175,11 @@ class _Finder:
     def _statement(self, node: ast.stmt, scope: list[str]) -> Iterator[Point]:
         name = ".".join(scope) or "<module>"
         if isinstance(node, ast.If) and _is_type_checking(node.test):
+            return
+        if id(node) in self.skipped:
+            self.in_type_only = True
+            yield from self._simple(node, name, False)
+            self.in_type_only = False
             return
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             inner = [*scope, node.name]
