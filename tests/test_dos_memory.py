@@ -284,7 +284,9 @@ def test_bad_configuration_is_not_ready() -> None:
     for config in ({"first_segment": 0x9FFF}, {"umb_start": 0xD000, "umb_end": 0xE800},
                    {"xms_end": 0x10000000}, {"ems_pages": -1},
                    # a UMB bound that is no segment is refused, not read as "no UMBs"
-                   {"umb_start": 0xD000, "umb_end": 0x10001}, {"umb_start": -1}):
+                   {"umb_start": 0xD000, "umb_end": 0x10001}, {"umb_start": -1},
+                   # no XMS handle at all, or more than a 16-bit count: no driver
+                   {"xms_handles": 0}, {"xms_handles": 0x10000}):
         dos = DosMemoryManager(pm, **config)
         assert not dos.ready and dos.last_error == DosError.NOT_READY
         assert dos.AllocateDosMemory(1) == 0 and dos.last_error == DosError.NOT_READY
