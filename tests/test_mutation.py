@@ -166,3 +166,11 @@ def test_type_only_statements_are_drawn_but_not_run() -> None:
               if m.type_only]
     assert "_T = TypeVar('_T')" not in kept and "_LIMIT = 4" in kept
     assert [m.original for m in marked] == ["_T = TypeVar('_T')"]
+
+
+def test_bare_annotations_are_type_only_outside_dataclasses() -> None:
+    source = (b"from dataclasses import dataclass\n\n\nclass Plain:\n    code: int\n\n\n"
+              b"@dataclass\nclass Record:\n    base: int\n")
+    marked = {m.original: m.type_only for m in mutants("model.c", "model/c.py", source,
+                                                       type_only=True)}
+    assert marked == {"code: int": True, "base: int": False}

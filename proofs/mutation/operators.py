@@ -18,7 +18,8 @@ what a Python kernel model writes):
 
 Annotations, docstrings, ``if TYPE_CHECKING`` blocks and type-only
 statements (a private module-level name no code reads at run time, such as
-``_T = TypeVar("_T")`` under ``from __future__ import annotations``) are not
+``_T = TypeVar("_T")`` under ``from __future__ import annotations``; a bare
+annotation in a class that is no dataclass or NamedTuple) are not
 mutated: they exist for the type checker, and a mutant of them is equivalent
 by construction (and the costliest kind to run, since every test of the
 module executes an import-time line). A
@@ -148,10 +149,25 @@ def _type_only(tree: ast.Module) -> set[int]:
                 annotations.update(id(child) for child in ast.walk(part))
     read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)
             and isinstance(node.ctx, ast.Load) and id(node) not in annotations}
-    return {id(statement) for statement in tree.body
-            if isinstance(statement, ast.Assign) and all(
-                isinstance(target, ast.Name) and target.id.startswith("_")
-                and target.id not in read for target in statement.targets)}
+    skipped = {id(statement) for statement in tree.body
+               if isinstance(statement, ast.Assign) and all(
+                   isinstance(target, ast.Name) and target.id.startswith("_")
+                   and target.id not in read for target in statement.targets)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and not _makes_fields(node):
+            # ``last_error: ErrorCode`` in a plain class only declares a type
+            skipped.update(id(statement) for statement in node.body
+                           if isinstance(statement, ast.AnnAssign) and statement.value is None)
+    return skipped
+
+
+def _makes_fields(node: ast.ClassDef) -> bool:
+    """Whether the class's bare annotations are fields (a dataclass, a NamedTuple,
+    a TypedDict): deleting one of those changes the class."""
+    names = {ast.unparse(d.func if isinstance(d, ast.Call) else d) for d in node.decorator_list}
+    bases = {ast.unparse(base) for base in node.bases}
+    return bool({"dataclass", "dataclasses.dataclass"} & names
+                or {"NamedTuple", "TypedDict", "typing.NamedTuple"} & bases)
 
 
 class _Finder:
