@@ -751,3 +751,19 @@ def test_reprotecting_committed_pages_needs_no_free_frame(protect: int) -> None:
     assert VirtualProtectProcessMemory(space, base, 0x3000, protect) == (True, PAGE_READWRITE)
     assert space.last_error == SUCCESS and pm.free_count() == 0
     assert VirtualProtectProcessMemory(space, base, 0x1000, PAGE_READWRITE) == (True, protect)
+
+
+# -- 4b. the status before any call ------------------------------------------------------------
+
+def test_every_fresh_manager_reports_success_before_its_first_call() -> None:
+    """GetLastError on a thread that made no call is 0 (ERROR_SUCCESS); each manager
+    of a fresh subsystem, and a fresh DOS manager's drivers, start the same way (a
+    mutation run found SystemCalls' initial status unread)."""
+    sub = MemorySubsystem(0x1000000)
+    managers: list[Any] = [sub, sub.pageman, sub.virmem, sub.kernel, sub.syscalls,
+                           sub.shared_memory, sub.mapped_files]
+    dos = make_dos()
+    managers += [dos, dos.xms]
+    for manager in managers:
+        assert manager.last_error == 0, type(manager).__name__
+    assert dos.ems.last_status == 0  # EMS reports a status byte in AH
