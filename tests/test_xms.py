@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from model.dos_physical import read_physical, write_physical
-from model.xms import XmsBlock
+from model.page_manager import PageManager
+from model.xms import XmsBlock, XmsDriver
 from spec.abi import (
     XMS_BASE,
     XMS_INVALID_DEST_HANDLE,
@@ -233,3 +234,15 @@ class XmsMachine(RuleBasedStateMachine):
 TestXmsMachine = XmsMachine.TestCase
 TestXmsMachine.settings = settings(max_examples=40, stateful_step_count=30, deadline=None,
                                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_a_driver_that_is_not_ready_claims_nothing() -> None:
+    """XmsDriver.claim_pool on a driver whose configuration was refused: False, and
+    no frame changes owner (the DOS manager never asks, but the call is public)."""
+    pm = PageManager()
+    assert pm.InitializePhysicalMemory(0x100000, 0x400000)
+    owners = bytes(pm.owner)
+    for driver in (XmsDriver(pm, 0x10000000), XmsDriver(pm, 0x200000, handle_count=0)):
+        assert not driver.ready
+        assert driver.claim_pool() is False
+        assert bytes(pm.owner) == owners
