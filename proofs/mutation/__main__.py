@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", metavar="FILE", help="write the tables and survivors")
     parser.add_argument("--min-score", type=float, metavar="P",
                         help="exit 1 when under P%% of non-equivalent mutants are caught")
+    parser.add_argument("--no-run", action="store_true",
+                        help="with --journal: report the verdicts the journal holds for this "
+                             "tree and sample, and run nothing (a run in progress, or stopped)")
     parser.add_argument("--show", action="store_true",
                         help="print the chosen mutants as diffs and run nothing")
     parser.add_argument("--work-dir", metavar="DIR",
@@ -104,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     gates = tuple(gate for gate in args.gates.split(",") if gate)
     if not gates or any(gate not in GATES for gate in gates):
         _parser().error(f"--gates takes a comma-separated subset of {', '.join(GATES)}")
+    if args.no_run and not args.journal:
+        _parser().error("--no-run reports a --journal")
     chosen = sample(ROOT, args.per_module, args.seed, args.modules)
     if args.keys or args.rerun:
         wanted = set(args.keys or ())
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = ROOT / ".memspec-cache" / "mutation"
     tree = tree_digest(ROOT)
     try:
-        if "tests" not in gates:
+        if "tests" not in gates or args.no_run:
             covered = CoverageMap({}, {})
         elif args.tests:
             named: dict[str, dict[int, list[str]]] = {}
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         journal = Journal(Path(args.journal), tree, gates, args.lazy_quick) \
             if args.journal else None
         results = _run(_spread(chosen, len(chosen)), covered, gates, base, args.jobs,
-                       args.lazy_quick, journal)
+                       args.lazy_quick, journal, args.no_run)
     if results is None:
         return 1
     lazy = " (quick only where the tests did not catch)" if args.lazy_quick else ""
@@ -213,7 +218,8 @@ def _spread(chosen: list[Mutant], limit: int) -> list[Mutant]:
 
 
 def _run(chosen: list[Mutant], covered: CoverageMap, gates: tuple[str, ...], base: Path,
-         jobs: int, lazy: bool, journal: Journal | None) -> list[Result] | None:
+         jobs: int, lazy: bool, journal: Journal | None,
+         no_run: bool = False) -> list[Result] | None:
     """Every chosen mutant's result, taken round robin over the modules (so a run
     stopped early has judged every module about as far)."""
     equivalent = equivalents()
@@ -221,9 +227,9 @@ def _run(chosen: list[Mutant], covered: CoverageMap, gates: tuple[str, ...], bas
     ready = [Result(m, known[m.key], equivalent.get(m.key)) for m in chosen if m.key in known]
     chosen = [m for m in chosen if m.key not in known]
     if ready:
-        print(f"{len(ready)} verdicts from the journal, {len(chosen)} mutants to run",
-              file=sys.stderr)
-    if not chosen:
+        print(f"{len(ready)} verdicts from the journal, {len(chosen)} mutants "
+              f"{'not run (--no-run)' if no_run else 'to run'}", file=sys.stderr)
+    if not chosen or no_run:
         return ready
     cache = ROOT / ".memspec-cache"
     workers = [Worker(ROOT, base / f"worker-{index}", cache) for index in range(jobs)]
