@@ -421,3 +421,14 @@ def test_processes_frames_are_owned_and_all_come_back() -> None:
     assert all(calls.DestroyProcess(pid) for pid in pids)
     check_system(sub)
     assert sub.GetAvailableMemory() == free
+
+
+@pytest.mark.parametrize("frames", [4096, 4097, 4127, 4128, 32769])
+def test_the_frame_bitmap_takes_one_bit_per_frame_in_whole_words(frames: int) -> None:
+    """The bitmap's placement allocation is ceil(frames / 32) 32-bit words, so the
+    next placement starts right after its last word (a mutation run found a
+    rounding of (frames + 30) // 32 unnoticed: one word short when frames % 32 is 1)."""
+    sub = MemorySubsystem(frames * 0x1000)
+    assert sub.InitializeMemorySubsystem(MB)
+    words = -(-frames // 32)
+    assert sub.kernel.placement_address == sub.frame_bitmap_address + 4 * words
