@@ -27,6 +27,7 @@ def test_spans_cut_at_every_frame_boundary() -> None:
     (0x2800, 0x800),                # the second half of a frame, to its end
     (0x2000, 0x800),                # the first half, from its start
     (0x2100, 0x100),                # inside
+    (0x2001, PAGE_SIZE - 1),        # all of a frame but its first byte
     (0x2800, PAGE_SIZE),            # across a boundary: a half and a half
     (0x1800, 2 * PAGE_SIZE),        # a half, a whole frame, a half
 ])

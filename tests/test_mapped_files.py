@@ -99,6 +99,7 @@ def test_memory_file_node_reads_short_and_never_grows() -> None:
     # a negative offset reads nothing, even where Python's slice would wrap around
     assert node.read(-1, 7) == b"" and node.read(-6, 6) == b""
     assert node.read(0, 2) == b"ab" and node.read(0, 0) == b""
+    assert node.read(5, 1) == b"f" and node.read(3, -1) == b""
     assert node.write(4, b"XYZ") == 2 and bytes(node.data) == b"abcdXY"
     assert node.write(6, b"Q") == 0 and node.write(-1, b"Q") == 0 and node.length() == 6
     read_only = MemoryFileNode(b"abc", writable=False)
