@@ -601,3 +601,20 @@ TestMappedFilesMachine = MappedFilesMachine.TestCase
 TestMappedFilesMachine.settings = settings(max_examples=25, stateful_step_count=25,
                                            deadline=None,
                                            suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_destroy_user_space_alone_writes_file_views_back(sub: MemorySubsystem) -> None:
+    """DestroyUserSpace called on its own (not through DestroyProcess, which detaches
+    first) still detaches every view: dirty file pages reach the file and the cache
+    is freed (a mutation run found the space's own detach unchecked)."""
+    mmf = sub.mapped_files
+    start = sub.pageman.free_count()
+    space = use(sub, new_process(sub))
+    node = MemoryFileNode(DATA)
+    base = mmf.MapFileToMemory(node, 0, 0, PAGE_EXECUTE_READWRITE)
+    assert space.WriteUserMemory(base + 10040 - 3, b"end") is True
+    assert space.DestroyUserSpace()
+    assert bytes(node.data) == DATA[:-3] + b"end"
+    assert mmf.cache == {} and mmf.views == {}
+    assert sub.syscalls.DestroyProcess(space.pid)
+    assert sub.pageman.free_count() == start

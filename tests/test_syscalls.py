@@ -352,3 +352,18 @@ def test_hostile_arguments_change_nothing(system: SystemCalls) -> None:
             if system.last_error != ErrorCode.ERROR_SUCCESS:
                 assert snapshot(space) == before, call
     assert system.processes == {1: space}
+
+
+def test_heap_alloc_of_more_than_the_heap_can_ever_hold_is_not_enough_memory() -> None:
+    """HeapAlloc reports ERROR_NOT_ENOUGH_MEMORY for any size the process heap cannot
+    give, including one the kernel heap refuses as a parameter (Windows' HeapAlloc
+    has no invalid size: it fails for want of memory); only a damaged heap says
+    ERROR_ARENA_TRASHED (a mutation run found this mapping unchecked)."""
+    pm, vm = world()
+    system = SystemCalls(vm)
+    pid = system.CreateProcess()
+    assert system.SwitchProcess(pid)
+    heap = system.SyscallGetProcessHeap()
+    for size in (0xFFFFFFFF, 0xFFFFFFF0, 0x7FFFFFFF):
+        assert system.SyscallHeapAlloc(heap, 0, size) == 0
+        assert system.last_error == ErrorCode.ERROR_NOT_ENOUGH_MEMORY, hex(size)
