@@ -13,7 +13,7 @@ import pytest
 from proofs.mutation.__main__ import ROOT, _spread, sample
 from proofs.mutation.execute import Outcome
 from proofs.mutation.operators import compiles, mutants
-from proofs.mutation.report import EQUIVALENT_FILE, Result, tally
+from proofs.mutation.report import CAUGHT_FILE, EQUIVALENT_FILE, Result, tally
 from proofs.mutation.selection import CoverageMap
 
 SOURCE = b'''"""Docstring: 1 < 2 is not code."""
@@ -174,3 +174,17 @@ def test_bare_annotations_are_type_only_outside_dataclasses() -> None:
     marked = {m.original: m.type_only for m in mutants("model.c", "model/c.py", source,
                                                        type_only=True)}
     assert marked == {"code: int": True, "base: int": False}
+
+
+def test_every_survivor_said_caught_names_a_current_mutant_and_an_existing_test() -> None:
+    """caught.json (checked by ``--verify-caught``) names mutants of the model as it
+    is and tests that exist, and no mutant is both caught and equivalent."""
+    named = json.loads(CAUGHT_FILE.read_text())
+    assert not set(named) & set(json.loads(EQUIVALENT_FILE.read_text()))
+    for key, entry in named.items():
+        module = entry["module"].split(".")[1]
+        path = ROOT / "model" / f"{module}.py"
+        assert key in {m.key for m in mutants(entry["module"], f"model/{module}.py",
+                                              path.read_bytes(), type_only=True)}, key
+        file, _, name = entry["test"].partition("::")
+        assert f"def {name}(" in (ROOT / file).read_text(), entry["test"]

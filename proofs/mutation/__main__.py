@@ -23,7 +23,7 @@ from pathlib import Path
 
 from proofs.mutation.execute import Limits, Outcome, Worker
 from proofs.mutation.operators import Mutant, compiles, mutants
-from proofs.mutation.report import Result, equivalents, markdown, tally
+from proofs.mutation.report import CAUGHT_FILE, Result, equivalents, markdown, tally
 from proofs.mutation.selection import CoverageMap, coverage_map, own_tests, tree_digest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", metavar="FILE", help="write the tables and survivors")
     parser.add_argument("--min-score", type=float, metavar="P",
                         help="exit 1 when under P%% of non-equivalent mutants are caught")
+    parser.add_argument("--verify-caught", action="store_true",
+                        help="run each mutant of proofs/mutation/caught.json against the test "
+                             "named there (a survivor's new test): exit 1 unless every one is "
+                             "killed")
     parser.add_argument("--no-run", action="store_true",
                         help="with --journal: report the verdicts the journal holds for this "
                              "tree and sample, and run nothing (a run in progress, or stopped)")
@@ -110,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_run and not args.journal:
         _parser().error("--no-run reports a --journal")
     chosen = sample(ROOT, args.per_module, args.seed, args.modules)
+    if args.verify_caught:
+        return _verify_caught(args.jobs)
     if args.keys or args.rerun:
         wanted = set(args.keys or ())
         if args.rerun:
@@ -169,6 +175,31 @@ def main(argv: list[str] | None = None) -> int:
     t = tally(results)
     low = args.min_score is not None and t.counted and 100 * t.either / t.counted < args.min_score
     return 1 if errors or low else 0
+
+
+def _verify_caught(jobs: int) -> int:
+    """Every survivor caught.json names is killed by the test it names."""
+    named = {key: entry for key, entry in json.loads(CAUGHT_FILE.read_text()).items()}
+    chosen: list[Mutant] = []
+    lines: dict[str, dict[int, list[str]]] = {}
+    for module in sorted({entry["module"] for entry in named.values()}):
+        path = f"model/{module.removeprefix('model.')}.py"
+        for mutant in mutants(module, path, (ROOT / path).read_bytes(), type_only=True):
+            if mutant.key in named:
+                chosen.append(mutant)
+                lines.setdefault(path, {}).setdefault(mutant.line, []).append(
+                    named[mutant.key]["test"])
+    missing = sorted(set(named) - {m.key for m in chosen})
+    with tempfile.TemporaryDirectory(prefix="memspec-mutation-") as scratch:
+        results = _run(chosen, CoverageMap(lines, {}), ("tests",), Path(scratch), jobs,
+                       False, None)
+    alive = [r for r in results or [] if r.verdict not in ("killed", "timeout")]
+    for result in alive:
+        print(f"not killed by its test: {result.mutant.describe()}", file=sys.stderr)
+    for key in missing:
+        print(f"caught.json names {key}, which is no mutant of the model now", file=sys.stderr)
+    print(f"{len(chosen) - len(alive)} of {len(named)} survivors killed by their new tests")
+    return 1 if alive or missing or results is None else 0
 
 
 class Journal:

@@ -21,6 +21,9 @@ from proofs.mutation.execute import CAUGHT, Outcome
 from proofs.mutation.operators import Mutant
 
 EQUIVALENT_FILE = Path(__file__).with_name("equivalent.json")
+#: Survivors of a run and the test written since that kills each (checked by
+#: ``python -m proofs.mutation --verify-caught``).
+CAUGHT_FILE = Path(__file__).with_name("caught.json")
 
 
 def equivalents(path: Path = EQUIVALENT_FILE) -> dict[str, str]:
