@@ -159,6 +159,10 @@ def test_null_address_without_a_free_range_is_not_enough_memory(
         assert alloc(space, 0, 1, kind, PAGE_READWRITE) == 0
         assert space.last_error == ErrorCode.ERROR_NOT_ENOUGH_MEMORY, hex(kind)
         assert snapshot(space) == before
+    # the seed's AllocUserMemory searches the same way (ProcessMemorySpace)
+    assert space.AllocUserMemory(1) == 0
+    assert space.last_error == ErrorCode.ERROR_NOT_ENOUGH_MEMORY
+    assert snapshot(space) == before
     assert space.free_frames() > 0  # the address space ran out, not the frames
 
 
