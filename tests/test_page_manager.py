@@ -409,3 +409,16 @@ def test_fill_free_refill(nframes: int) -> None:
     assert [pm.take_frame(FrameOwner.TABLE) for _ in freed] == freed
     assert pm.take_frame(FrameOwner.HELD) == -1
     check_frames(pm)
+
+
+@pytest.mark.parametrize("owner", [FrameOwner.MAPPED, FrameOwner.HELD])
+def test_physical_writes_reach_mapped_and_held_frames(pm: PageManager,
+                                                      owner: FrameOwner) -> None:
+    """Write/ReadPhysicalMemory serve the data frames a page table maps (MAPPED) as
+    well as the ones a manager holds (HELD), not reserved ones (a mutation run
+    found MAPPED frames unchecked)."""
+    frame = pm.take_frame(owner)
+    address = frame * PAGE_SIZE
+    assert pm.WritePhysicalMemory(address + 4094, b"edge") is False  # runs off the frame
+    assert pm.WritePhysicalMemory(address + 100, b"data") is True
+    assert pm.ReadPhysicalMemory(address + 99, 6) == b"\0data\0"

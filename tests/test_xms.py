@@ -246,3 +246,16 @@ def test_a_driver_that_is_not_ready_claims_nothing() -> None:
         assert not driver.ready
         assert driver.claim_pool() is False
         assert bytes(pm.owner) == owners
+
+
+def test_a_move_from_conventional_address_zero() -> None:
+    """0Bh with source handle 0 takes a real-mode seg:off, and 0000:0000 (the
+    interrupt vector table) is a valid source like any other (a mutation run found
+    the bound at 0 unchecked)."""
+    dos = make_dos()
+    xms = dos.xms
+    handle = xms.XmsAllocate(1)
+    assert handle
+    write_physical(dos.pageman, 0, b"IV")
+    assert xms.XmsMove(2, 0, 0, handle, 0) and xms.last_error == 0
+    assert read_physical(dos.pageman, xms.handles[handle].address, 2) == b"IV"
