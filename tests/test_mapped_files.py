@@ -115,6 +115,9 @@ def test_disk_file_node_reads_and_writes_the_real_file(tmp_path: Path) -> None:
     assert node.read(0, 3) == b"012" and node.read(9, 1) == b"9"
     assert node.read(0, 0) == node.read(0, -1) == node.read(-1, 3) == b""
     assert node.write(7, b"abcdef") == 3 and path.read_bytes() == b"0123456abc"
+    # at or past the end a write stores nothing: a file node never grows
+    assert node.write(10, b"xy") == 0 and node.write(11, b"xyz") == 0
+    assert path.read_bytes() == b"0123456abc"
     assert DiskFileNode(path, writable=False).write(0, b"x") == 0
     assert path.read_bytes() == b"0123456abc"
     missing = DiskFileNode(tmp_path / "none")
