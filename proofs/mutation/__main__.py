@@ -113,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error(f"--gates takes a comma-separated subset of {', '.join(GATES)}")
     if args.no_run and not args.journal:
         _parser().error("--no-run reports a --journal")
-    chosen = sample(ROOT, args.per_module, args.seed, args.modules)
     if args.verify_caught:
         return _verify_caught(args.jobs)
+    chosen = sample(ROOT, args.per_module, args.seed, args.modules)
     if args.keys or args.rerun:
         wanted = set(args.keys or ())
         if args.rerun:
