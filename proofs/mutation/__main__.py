@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from proofs.mutation.execute import Limits, Outcome, Worker
+from proofs.mutation.execute import Limits, Outcome, Worker, limit_memory
 from proofs.mutation.operators import Mutant, compiles, mutants
 from proofs.mutation.report import CAUGHT_FILE, Result, equivalents, markdown, tally
 from proofs.mutation.selection import CoverageMap, coverage_map, own_tests, tree_digest
@@ -263,6 +263,7 @@ def _run(chosen: list[Mutant], covered: CoverageMap, gates: tuple[str, ...], bas
     if not chosen or no_run:
         return ready
     cache = ROOT / ".memspec-cache"
+    limit_memory()
     workers = [Worker(ROOT, base / f"worker-{index}", cache) for index in range(jobs)]
     quick_limit = Limits(tests_seconds=0, check_seconds=900, obligation_seconds=120)
     if "quick" in gates:

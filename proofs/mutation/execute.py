@@ -165,7 +165,7 @@ class Worker:
         start = time.monotonic()
         process = subprocess.Popen(command, cwd=self.root, env=self.environment,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   start_new_session=True, preexec_fn=_limit_memory)
+                                   start_new_session=True)
         try:
             output, _ = process.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
@@ -180,8 +180,14 @@ class Worker:
 MEMORY_LIMIT = 6 << 30
 
 
-def _limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+def limit_memory() -> None:
+    """Cap this process's address space, and so every gate process it starts
+    (a limit is inherited; set here rather than in a preexec_fn, which is not
+    safe beside the worker threads)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = MEMORY_LIMIT if hard == resource.RLIM_INFINITY else min(MEMORY_LIMIT, hard)
+    if soft == resource.RLIM_INFINITY or soft > cap:
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
 
 
 def _last_line(output: str) -> str:
