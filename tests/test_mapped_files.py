@@ -399,13 +399,21 @@ def test_views_in_two_processes_share_cache_pages(sub: MemorySubsystem) -> None:
     assert not any(mmf.is_dirty(page) for page in mmf.cache.values())  # two's D bits too
 
 
-def test_process_exit_writes_back(sub: MemorySubsystem) -> None:
+@pytest.mark.parametrize("space_first", [False, True], ids=["DestroyProcess", "DestroyUserSpace"])
+def test_process_exit_writes_back(sub: MemorySubsystem, space_first: bool) -> None:
+    """Exit writes dirty file pages back; so does DestroyUserSpace called on its own
+    (not through DestroyProcess, which detaches first): a mutation run found the
+    space's own detach unchecked."""
     mmf = sub.mapped_files
     start = sub.pageman.free_count()
     space = use(sub, new_process(sub))
     node = MemoryFileNode(DATA)
     base = mmf.MapFileToMemory(node, 0, 0, PAGE_EXECUTE_READWRITE)
     assert space.WriteUserMemory(base + 10040 - 3, b"end") is True
+    if space_first:
+        assert space.DestroyUserSpace()
+        assert bytes(node.data) == DATA[:-3] + b"end"
+        assert mmf.cache == {} and mmf.views == {}
     assert sub.syscalls.DestroyProcess(space.pid)
     assert bytes(node.data) == DATA[:-3] + b"end"
     assert mmf.cache == {} and mmf.views == {} and sub.pageman.free_count() == start
@@ -607,19 +615,3 @@ TestMappedFilesMachine.settings = settings(max_examples=25, stateful_step_count=
                                            deadline=None,
                                            suppress_health_check=[HealthCheck.too_slow])
 
-
-def test_destroy_user_space_alone_writes_file_views_back(sub: MemorySubsystem) -> None:
-    """DestroyUserSpace called on its own (not through DestroyProcess, which detaches
-    first) still detaches every view: dirty file pages reach the file and the cache
-    is freed (a mutation run found the space's own detach unchecked)."""
-    mmf = sub.mapped_files
-    start = sub.pageman.free_count()
-    space = use(sub, new_process(sub))
-    node = MemoryFileNode(DATA)
-    base = mmf.MapFileToMemory(node, 0, 0, PAGE_EXECUTE_READWRITE)
-    assert space.WriteUserMemory(base + 10040 - 3, b"end") is True
-    assert space.DestroyUserSpace()
-    assert bytes(node.data) == DATA[:-3] + b"end"
-    assert mmf.cache == {} and mmf.views == {}
-    assert sub.syscalls.DestroyProcess(space.pid)
-    assert sub.pageman.free_count() == start

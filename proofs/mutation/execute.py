@@ -101,21 +101,14 @@ class Worker:
 
     def collectable(self, tests: list[str]) -> set[str]:
         """The test functions pytest collects on the unmutated tree, out of tests."""
-        listing = self.root / ".mutation-tests"
-        listing.write_text("\n".join(tests) + "\n")
-        command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p",
-                   "no:cacheprovider", "-o", "addopts=", f"@{listing}"]
-        _, output, _ = self._call(command, 600)
+        _, output, _ = self._call(self._pytest(tests, "--collect-only"), 600)
         return {line.split("[", 1)[0] for line in output.splitlines() if "::" in line}
 
     def _tests(self, tests: list[str], limit: float) -> Outcome:
         if not tests:
             return Outcome("untested", "", 0.0)
-        listing = self.root / ".mutation-tests"
-        listing.write_text("\n".join(tests) + "\n")
-        command = [sys.executable, "-m", "pytest", "-x", "-q", "-rf", "--no-header",
-                   "-p", "no:cacheprovider", "-o", "addopts=", f"@{listing}"]
-        code, output, seconds = self._call(command, limit)
+        code, output, seconds = self._call(self._pytest(tests, "-x", "-rf", "--no-header"),
+                                           limit)
         if code is None:
             return Outcome("timeout", f"no verdict within {limit:.0f} s", seconds)
         if code == 0:
@@ -132,6 +125,14 @@ class Worker:
             return Outcome("killed", "a test module no longer collects: "
                            + _last_line(output), seconds)
         return Outcome("error", f"pytest exit {code}: {_last_line(output)}", seconds)
+
+    def _pytest(self, tests: list[str], *options: str) -> list[str]:
+        """pytest on exactly these node ids (read from a file: there may be
+        thousands), without the project's ``-n auto`` or its cache."""
+        listing = self.root / ".mutation-tests"
+        listing.write_text("\n".join(tests) + "\n")
+        return [sys.executable, "-m", "pytest", "-q", *options, "-p", "no:cacheprovider",
+                "-o", "addopts=", f"@{listing}"]
 
     def _quick(self, limits: Limits) -> Outcome:
         report = self.root / ".mutation-quick.json"
