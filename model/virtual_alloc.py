@@ -16,7 +16,27 @@ Windows returns):
   and modifiers are not supported); a range past 4 GiB or reaching kernel space
   at 0xC0000000 -> ERROR_INVALID_PARAMETER (NtAllocateVirtualMemory's
   STATUS_INVALID_PARAMETER above the highest user address); below user space
-  (the kernel's first 4 MB) -> ERROR_INVALID_ADDRESS (in use by the system).
+  (the kernel's first 4 MB) -> ERROR_INVALID_ADDRESS (in use by the system),
+  except a reservation at a non-NULL address below MM_LOWEST_USER_ADDRESS
+  0x10000: ERROR_INVALID_PARAMETER (ReactOS apitests NtAllocateVirtualMemory.c,
+  START_TEST: 0xf000 gives STATUS_INVALID_PARAMETER_2, 0x10000
+  STATUS_CONFLICTING_ADDRESSES). The protection is checked for every type, the
+  MEM_RESET ones too (The Old New Thing, "Why do I have to pass a valid page
+  protection value to VirtualAlloc even if it ignores it?"; Wine test_VirtualAlloc:
+  protection 0 -> ERROR_INVALID_PARAMETER).
+- MEM_RESET 0x80000 and MEM_RESET_UNDO 0x1000000 (VirtualAlloc docs): each alone
+  (any other bit -> ERROR_INVALID_PARAMETER, "cannot be used with any other
+  value"); flProtect ignored once valid; every page of [addr, addr+size) in one
+  allocation, committed or only reserved (Wine's test_VirtualAlloc resets a
+  reserved page and succeeds, and a range past the allocation's end fails with
+  ERROR_INVALID_ADDRESS; free memory likewise); views and managed allocations
+  too (Wine's test_MapViewOfFile resets a view). Returns the range's first page;
+  no page's state, protection or frame changes. Contents (decision): Windows may
+  discard reset pages (they read back as zeros) or keep them until trimmed; the
+  model keeps them, as Windows does while the page stays in the working set
+  (Wine: "*(DWORD *)addr1 == 0x55555555 || *(DWORD *)addr1 == 0"). So
+  MEM_RESET_UNDO always finds the data intact and succeeds: the docs' failure
+  ("at least some of the data ... replaced with zeroes") never happens here.
 - Reserving (MEM_RESERVE, or MEM_COMMIT with lpAddress NULL, which "reserves
   and commits" per VirtualAlloc's docs): the address is rounded down to 64 KB,
   the end up to a page ("all pages that contain one or more bytes in the
@@ -33,10 +53,14 @@ Windows returns):
   ERROR_NOT_ENOUGH_MEMORY, nothing changes.
 - VirtualFree: dwFreeType exactly MEM_DECOMMIT or MEM_RELEASE (0 or both ->
   ERROR_INVALID_PARAMETER, Wine test and VS warning C6331). MEM_RELEASE: dwSize
-  must be 0 (ERROR_INVALID_PARAMETER, Wine test) and lpAddress the base of an
-  allocation (ERROR_INVALID_ADDRESS otherwise; Windows' STATUS_FREE_VM_NOT_AT_BASE
-  and STATUS_MEMORY_NOT_ALLOCATED both map to it); the whole reservation goes.
-  MEM_DECOMMIT: dwSize 0 decommits the whole allocation based at lpAddress,
+  must be 0 (ERROR_INVALID_PARAMETER, Wine test) and lpAddress in the first page
+  of an allocation (ERROR_INVALID_ADDRESS otherwise; Windows'
+  STATUS_FREE_VM_NOT_AT_BASE and STATUS_MEMORY_NOT_ALLOCATED both map to it);
+  lpAddress is rounded down to its page first (Wine dlls/ntdll/tests/virtual.c,
+  test_NtAllocateVirtualMemory: base + 0xfff releases, base + 0x1001 is
+  STATUS_FREE_VM_NOT_AT_BASE); the whole reservation goes.
+  MEM_DECOMMIT: dwSize 0 decommits the whole allocation whose first page holds
+  lpAddress (same test: base + 0xffe decommits, base + 0x1001 is refused),
   otherwise the pages of [addr, addr+size), which must lie in one allocation
   (ERROR_INVALID_ADDRESS); pages stay reserved; decommitting reserved pages
   succeeds (Wine test decommits 0x10000 bytes of which one page was committed).
@@ -83,8 +107,11 @@ from spec.abi import (
     MEM_PRIVATE,
     MEM_RELEASE,
     MEM_RESERVE,
+    MEM_RESET,
+    MEM_RESET_UNDO,
     MEM_TOP_DOWN,
     MEMORY_BASIC_INFORMATION_SIZE,
+    MM_LOWEST_USER_ADDRESS,
     NULL,
     ORIGIN_MMAP,
     ORIGIN_VIRTUAL_ALLOC,
@@ -123,12 +150,18 @@ def VirtualAllocProcessMemory(space: AddressSpace, address: int, size: int,
     code = _arguments(space, address, size, allocation_type, protect)
     if code == _SUCCESS:
         code = _range_error(address, size)
-    if code == _SUCCESS and (allocation_type & ~(MEM_COMMIT | MEM_RESERVE | MEM_TOP_DOWN)
-                             or not allocation_type & (MEM_COMMIT | MEM_RESERVE)
-                             or not is_valid_protect(protect)):
+    if code == _SUCCESS and allocation_type not in _RESET_TYPES and (
+            allocation_type & ~(MEM_COMMIT | MEM_RESERVE | MEM_TOP_DOWN)
+            or not allocation_type & (MEM_COMMIT | MEM_RESERVE)):
+        code = ErrorCode.ERROR_INVALID_PARAMETER
+    if code == _SUCCESS and not is_valid_protect(protect):
+        code = ErrorCode.ERROR_INVALID_PARAMETER
+    if code == _SUCCESS and allocation_type & MEM_RESERVE and 0 < address < MM_LOWEST_USER_ADDRESS:
         code = ErrorCode.ERROR_INVALID_PARAMETER
     if code != _SUCCESS:
         return space._fail(code, NULL)
+    if allocation_type in _RESET_TYPES:
+        return _reset(space, address, size)
     commit = bool(allocation_type & MEM_COMMIT)
     if allocation_type & MEM_RESERVE or address == 0:
         if address:
@@ -179,8 +212,9 @@ def VirtualFreeProcessMemory(space: AddressSpace, address: int, size: int,
     if code != _SUCCESS:
         return space._fail(code, False)
     if free_type == MEM_RELEASE or size == 0:
-        allocation = space.allocations.get(address)
-        start, end = address, address + (allocation.size if allocation is not None else 0)
+        start = address & ~(PAGE_SIZE - 1)
+        allocation = space.allocations.get(start)
+        end = start + (allocation.size if allocation is not None else 0)
     else:
         start, end = address & ~(PAGE_SIZE - 1), page_ceil(address + size)
         allocation = _allocation_of(space, start, end)
@@ -252,6 +286,20 @@ def VirtualProtectProcessMemory(space: AddressSpace, address: int, size: int,
 
 
 # -- private ------------------------------------------------------------------
+
+#: The allocation types that change no page's state (each alone, no other bit).
+_RESET_TYPES = (MEM_RESET, MEM_RESET_UNDO)
+
+
+def _reset(space: AddressSpace, address: int, size: int) -> int:
+    """MEM_RESET / MEM_RESET_UNDO on checked arguments: the first page of the range,
+    every page of which lies in one allocation (else ERROR_INVALID_ADDRESS); no page's
+    state, protection, frame or contents changes (the model keeps the data)."""
+    start, end = address & ~(PAGE_SIZE - 1), page_ceil(address + size)
+    if _allocation_of(space, start, end) is None:
+        return space._fail(ErrorCode.ERROR_INVALID_ADDRESS, NULL)
+    return space._ok(start)
+
 
 
 def _arguments(space: AddressSpace, *values: int) -> ErrorCode:

@@ -196,6 +196,14 @@ MEM_DECOMMIT = 0x4000
 MEM_RELEASE = 0x8000
 MEM_FREE = 0x10000
 MEM_TOP_DOWN = 0x100000
+#: VirtualAlloc: the range's data is no longer of interest (alone, no other type).
+MEM_RESET = 0x00080000
+#: VirtualAlloc: the data of a MEM_RESET range is of interest again (Windows 8;
+#: same value as MEM_IMAGE, which is a region type, not an allocation type).
+MEM_RESET_UNDO = 0x01000000
+#: VirtualAlloc / NtAllocateVirtualMemory: a non-NULL address below this is
+#: STATUS_INVALID_PARAMETER_2 (ERROR_INVALID_PARAMETER), MM_LOWEST_USER_ADDRESS.
+MM_LOWEST_USER_ADDRESS = 0x10000
 # Windows region types (MEMORY_BASIC_INFORMATION.Type).
 MEM_PRIVATE = 0x20000
 MEM_MAPPED = 0x40000
