@@ -42,6 +42,7 @@ USER_OPERATIONS = (
     Operation("VirtualAllocCommit", _US, us.VirtualAllocCommit, (*RANGE, PROTECT, *CHOICE)),
     Operation("VirtualAllocReserveCommit", _US, us.VirtualAllocReserveCommit,
               (*RANGE, PROTECT, *CHOICE)),
+    Operation("VirtualAllocReset", _US, us.VirtualAllocReset, (*RANGE, PROTECT)),
     Operation("VirtualFreeDecommit", _US, us.VirtualFreeDecommit, RANGE),
     Operation("VirtualFreeRelease", _US, us.VirtualFreeRelease, (PID, ("base", INT))),
     Operation("VirtualProtect", _US, us.VirtualProtect, (*RANGE, PROTECT)),

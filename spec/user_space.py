@@ -25,6 +25,9 @@ Spec-level decisions (the model follows them or the lead reconciles):
   errno (the call returns -errno), as ``status``; 0 is success.
 - Committed pages hold a frame eagerly (Windows commit charge); a committed
   PAGE_NOACCESS page holds its frame with no present PTE.
+- MEM_RESET and MEM_RESET_UNDO change no page's state, protection or frame
+  (model.virtual_alloc); whether reset data survives is not part of this
+  state (the user machine stops expecting bytes written before a reset).
 - Heap and stack stay within their bounds (USR-4): brk pages inside
   [heap_start, heap_end), stack pages inside the 1 MB reservation below
   stack_top (model.process_memory.STACK_RESERVE). Their pages may change
@@ -583,6 +586,17 @@ def VirtualAllocReserveCommit(s: UserState, pid: Ref, first: Ref, count: Ref, pr
     post, assume = commit_pages(reserved, pid, lambda w: within(w, first, count),
                                 _const(protect), pick, pinv)
     return user_step(s, code, post, as_address(first), z3.IntVal(0), assume)
+
+
+def VirtualAllocReset(s: UserState, pid: Ref, first: Ref, count: Ref,
+                      protect: Ref) -> UserStep:
+    """VirtualAlloc(MEM_RESET) and VirtualAlloc(MEM_RESET_UNDO): every page of the
+    range in one allocation, committed or reserved, of any origin; a valid
+    protection that is then ignored; nothing here changes (the pages' data is
+    no longer of interest, and data is not part of this state)."""
+    code = status(*_windows_checks(s, pid, protect), (count <= 0, E.ERROR_INVALID_PARAMETER),
+                  (z3.Not(one_allocation(s, pid, first, count)), E.ERROR_INVALID_ADDRESS))
+    return user_step(s, code, s, as_address(first), z3.IntVal(0))
 
 
 def VirtualFreeDecommit(s: UserState, pid: Ref, first: Ref, count: Ref) -> UserStep:

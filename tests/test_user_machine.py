@@ -25,6 +25,7 @@ from spec.abi import (
     MEM_COMMIT,
     MEM_DECOMMIT,
     MEM_RESERVE,
+    MEM_RESET,
     PAGE_NOACCESS,
     PAGE_READONLY,
     PAGE_READWRITE,
@@ -96,6 +97,30 @@ def test_a_step_the_spec_forbids_is_reported() -> None:
             pytest.raises(CheckError) as failure:
         harness.call("SyscallVirtualFree", base, 0x1000, MEM_DECOMMIT)
     assert {"USR-2", "PROT-2"} & set(failure.value.violated)
+
+
+@pytest.mark.parametrize("discard", [False, True], ids=["keeps", "discards"])
+def test_reset_data_may_be_kept_or_discarded(discard: bool) -> None:
+    """MEM_RESET (Wine test_VirtualAlloc: the word reads 0x55555555 or 0 after it): the
+    harness stops expecting the bytes written before, so a model that keeps them and
+    one that zeroes the pages both pass; a byte written after the reset is expected."""
+    harness = UserHarness(type("M", (CheckedMachine,), {"cache": {}}))
+    assert harness.call("CreateProcess") and harness.call("SwitchProcess", 1)
+    base = harness.call("SyscallVirtualAlloc", 0, 0x2000, MEM_RESERVE | MEM_COMMIT,
+                        PAGE_READWRITE)
+    harness.access("write", base + 0x1001)
+    assert harness.written
+    if discard:
+        space = harness.calls.current
+        assert space is not None
+        frame = space.pages[(base + 0x1000) >> 12].frame
+        assert frame is not None
+        harness.calls.vmm.pageman.memory[frame] = bytearray(4096)
+    assert harness.call("SyscallVirtualAlloc", base + 0x1000, 1, MEM_RESET, PAGE_NOACCESS) \
+        == base + 0x1000
+    assert not harness.written
+    harness.access("write", base + 0x1002)
+    assert harness.written == {(1, base + 0x1002): b"\x5a"}
 
 
 def test_the_model_refines_the_spec() -> None:

@@ -4,6 +4,8 @@ concrete-state builder, and the broken variants caught by name."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import z3
 
@@ -58,8 +60,8 @@ def test_obligations_one_per_call_and_claim() -> None:
     expected = {f"user_space.{name}.{claim}" for name in public for claim in CLAIMS}
     non_vacuous = {f"user_space.{name}.NON-VACUOUS" for name in public}
     assert set(ids) == expected | {"user_space.Access.PROT-1"} | non_vacuous
-    # 25 public calls x 6 invariants, PROT-1, and each call's non-vacuity
-    assert len(ids) == len(set(ids)) == 25 * 6 + 1 + 25
+    # 26 public calls x 6 invariants, PROT-1, and each call's non-vacuity
+    assert len(ids) == len(set(ids)) == 26 * 6 + 1 + 26
     assert FULL_ONLY <= set(ids)
     assert {"BrkGrow", "BrkShrink"} <= {op.name for op in LAYER.operations if op.internal}
 
@@ -103,6 +105,22 @@ def test_commit_only_inside_one_reservation(one: us.UserState) -> None:
     assert status_is(across, E.ERROR_INVALID_ADDRESS)  # 0x444 is past the reservation
     inside = us.VirtualAllocCommit(one, i(1), i(0x442), i(2), i(PAGE_READWRITE), pick, pinv, no)
     assert status_is(inside, 0)
+
+
+def test_reset_inside_one_allocation_changes_nothing(one: us.UserState) -> None:
+    """MEM_RESET / MEM_RESET_UNDO (Wine test_VirtualAlloc): reserved or committed pages
+    of one allocation, the state unchanged; past its end or free: 487; protection
+    checked (87)."""
+    inside = us.VirtualAllocReset(one, i(1), i(0x440), i(4), i(PAGE_NOACCESS))
+    assert status_is(inside, 0)
+    assert all(valid(getattr(inside.post, f.name) == getattr(one, f.name))
+               for f in dataclasses.fields(one))
+    assert status_is(us.VirtualAllocReset(one, i(1), i(0x443), i(2), i(PAGE_NOACCESS)),
+                     E.ERROR_INVALID_ADDRESS)  # 0x444 is past the reservation
+    assert status_is(us.VirtualAllocReset(one, i(1), i(0x470), i(1), i(PAGE_NOACCESS)),
+                     E.ERROR_INVALID_ADDRESS)  # free
+    assert status_is(us.VirtualAllocReset(one, i(1), i(0x440), i(1), i(0)),
+                     E.ERROR_INVALID_PARAMETER)
 
 
 def test_munmap_takes_brk_mmap_and_whole_reservations(one: us.UserState) -> None:

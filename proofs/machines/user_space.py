@@ -18,7 +18,8 @@ process heap; user-mode reads, writes and executes. After every call
    model's status, and on success its post-state must equal the abstraction
    of the model's post-state on every observable field (``TRANSITION``);
    PROT-1 on every access (the spec's claim on the Access step). A failed
-   VirtualProtect, VirtualFree, VirtualAlloc(MEM_COMMIT) or munmap whose
+   VirtualProtect, VirtualFree, VirtualAlloc(MEM_COMMIT, MEM_RESET,
+   MEM_RESET_UNDO) or munmap whose
    arguments the spec can represent (user pages, a size above 0) is the
    spec's step too: its status must be the model's code (:meth:`refused`);
    the codes of the rule tables the spec does not model are compared
@@ -29,7 +30,9 @@ process heap; user-mode reads, writes and executes. After every call
    EINVAL 87);
 3. a failed call changes nothing (``UNCHANGED``): records, allocations, PTEs,
    the frame owners and memory contents;
-4. bytes written to a page read back while it stays committed (``CONTENTS``);
+4. bytes written to a page read back while it stays committed (``CONTENTS``),
+   except after a MEM_RESET of the page and until it is written again (Windows
+   may keep or discard reset data: :meth:`UserChecks.forget`);
 5. at the end of every example, destroying every process gives every frame
    back: the free count returns to its value before the first process
    (``FRAMES``).
@@ -99,6 +102,8 @@ from spec.abi import (
     MEM_FREE,
     MEM_RELEASE,
     MEM_RESERVE,
+    MEM_RESET,
+    MEM_RESET_UNDO,
     MEM_TOP_DOWN,
     ORIGIN_MMAP,
     ORIGIN_PROCESS_HEAP,
@@ -139,6 +144,8 @@ LINUX_CODES = {EPERM: E.ERROR_ACCESS_DENIED, EACCES: E.ERROR_ACCESS_DENIED,
 #: VirtualProtect targets at the top of user space: with the rule's sizes (1,
 #: 0x2000) the stack's last page, and ranges reaching kernel space or past 4 GiB.
 OUTSIDE_USER = (0xBFFFF000, 0xC0000000, 0xFFFFF000)
+#: VirtualAlloc's types that change no page (model.virtual_alloc).
+RESET_TYPES = (MEM_RESET, MEM_RESET_UNDO)
 #: The failed calls whose arguments the spec may represent (UserChecks.refused).
 REFUSED = frozenset({"protect", "SyscallVirtualProtect", "SyscallVirtualFree",
                      "SyscallVirtualAlloc", "SyscallMunmap"})
@@ -264,6 +271,8 @@ class UserChecks:
         wrong = self.documented_code(name, args, reply, code)
         if wrong:
             problems[TRANSITION] = "; ".join(filter(None, (problems.get(TRANSITION), wrong)))
+        if name == "SyscallVirtualAlloc" and not failed and args[2] == MEM_RESET:
+            self.forget(pid, page_floor(args[0]), page_ceil(args[0] + args[1]))
         if name == "SyscallVirtualProtect" and not failed:
             old = pre_view[0][pid][page_floor(args[0]) >> PAGE_SHIFT].protect
             for n, byte in enumerate(old.to_bytes(4, "little")):
@@ -290,6 +299,10 @@ class UserChecks:
         if name == "SyscallVirtualAlloc" and reply:
             address, size, kind, protect = args
             first = reply >> PAGE_SHIFT
+            if kind in RESET_TYPES:
+                count = (page_ceil(address + size) >> PAGE_SHIFT) - first
+                return us.VirtualAllocReset(pre, p, z3.IntVal(first), z3.IntVal(count),
+                                            z3.IntVal(protect))
             if kind & MEM_RESERVE or address == 0:
                 count = self.allocation_pages(post_view, pid, first)
                 if kind & MEM_COMMIT:
@@ -431,6 +444,13 @@ class UserChecks:
         bad = failing(claims, TRANSITION)
         return {TRANSITION: "; ".join(bad)} if bad else {}
 
+    def forget(self, pid: int, start: int, end: int) -> None:
+        """MEM_RESET: the data of [start, end) is no longer of interest: Windows may
+        keep it or discard it (zero pages), so nothing written there is expected
+        until it is written again."""
+        for key in [(q, a) for q, a in self.written if q == pid and start <= a < end]:
+            del self.written[key]
+
     def check_contents(self, view: View) -> dict[str, str]:
         wrong = []
         for (pid, address), data in list(self.written.items()):
@@ -469,7 +489,8 @@ def refused(name: str, args: tuple[Any, ...], pre: UserState, p: Ref, code: int,
     """The spec's step of a failed call whose arguments it represents: page
     ranges of user space (a size above 0) of VirtualProtect, VirtualFree
     (a release from an aligned address with size 0, a decommit of some
-    bytes), VirtualAlloc(MEM_COMMIT) at an address, munmap; only its status
+    bytes), VirtualAlloc(MEM_COMMIT) at an address, VirtualAlloc(MEM_RESET,
+    MEM_RESET_UNDO), munmap; only its status
     is compared (assume true: nothing was picked). None for other failures:
     argument validation the spec does not model, the syscall's own check of
     lpflOldProtect (998), and out of memory where the spec leaves the choice
@@ -490,6 +511,9 @@ def refused(name: str, args: tuple[Any, ...], pre: UserState, p: Ref, code: int,
             step = us.VirtualFreeRelease(pre, p, first_t)
         elif args[2] == MEM_DECOMMIT and in_user:
             step = us.VirtualFreeDecommit(pre, p, first_t, count_t)
+    elif name == "SyscallVirtualAlloc" and args[2] in RESET_TYPES and in_user \
+            and type(args[3]) is int:
+        step = us.VirtualAllocReset(pre, p, first_t, count_t, z3.IntVal(args[3]))
     elif name == "SyscallVirtualAlloc" and args[2] == MEM_COMMIT and address and in_user \
             and type(args[3]) is int:
         step = us.VirtualAllocCommit(pre, p, first_t, count_t, z3.IntVal(args[3]), pick,
@@ -718,7 +742,8 @@ class UserMachine(CheckedMachine):
 
     @precondition(lambda self: self.has_current())
     @rule(data=st.data(), size=st.sampled_from((0x1000, 0x3000, 0x10001, 0, 1)),
-          kind=st.sampled_from((MEM_RESERVE | MEM_COMMIT, MEM_COMMIT, MEM_RESERVE, MEM_RELEASE)),
+          kind=st.sampled_from((MEM_RESERVE | MEM_COMMIT, MEM_COMMIT, MEM_RESERVE, MEM_RELEASE,
+                                MEM_RESET, MEM_RESET_UNDO)),
           protect=st.sampled_from((PAGE_READWRITE, *PROTECTIONS, 0x3)))
     def virtual_alloc(self, data: st.DataObject, size: int, kind: int, protect: int) -> None:
         address = data.draw(st.one_of(st.just(0), st.sampled_from(self.addresses())))
