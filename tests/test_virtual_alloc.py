@@ -31,6 +31,8 @@ from spec.abi import (
     MEM_PRIVATE,
     MEM_RELEASE,
     MEM_RESERVE,
+    MEM_RESET,
+    MEM_RESET_UNDO,
     MEM_TOP_DOWN,
     PAGE_EXECUTE_READ,
     PAGE_EXECUTE_READWRITE,
@@ -223,6 +225,95 @@ def test_release_only_whole_from_the_base(space: ProcessMemorySpace) -> None:
     assert base not in space.allocations and base >> 12 not in space.pages
 
 
+def test_free_size_zero_rounds_the_address_to_its_page(space: ProcessMemorySpace) -> None:
+    """Wine dlls/ntdll/tests/virtual.c test_NtAllocateVirtualMemory: size 0 takes the
+    allocation whose first page holds lpAddress; base + 0x1001 is
+    STATUS_FREE_VM_NOT_AT_BASE (ERROR_INVALID_ADDRESS 487)."""
+    base = alloc(space, 0, 0x10000, RESERVE_COMMIT, PAGE_EXECUTE_READWRITE)
+    assert not VirtualFreeProcessMemory(space, base + 0x1001, 0, MEM_DECOMMIT)
+    assert space.last_error == INVALID_ADDRESS
+    assert VirtualFreeProcessMemory(space, base + 0xFFE, 0, MEM_DECOMMIT)
+    assert {record.state for record in space.pages.values()
+            if record.allocation_base == base} == {MEM_RESERVE}
+    assert not VirtualFreeProcessMemory(space, base + 0x1001, 0, MEM_RELEASE)
+    assert space.last_error == INVALID_ADDRESS
+    assert VirtualFreeProcessMemory(space, base + 0xFFF, 0, MEM_RELEASE)
+    assert base not in space.allocations
+
+
+def test_reserve_below_the_lowest_user_address(space: ProcessMemorySpace) -> None:
+    """ReactOS NtAllocateVirtualMemory.c START_TEST: a reservation at 0xf000 is
+    STATUS_INVALID_PARAMETER_2 (87), at 0x10000 STATUS_CONFLICTING_ADDRESSES (487)."""
+    before = snapshot(space)
+    assert alloc(space, 0xF000, 0x1000, MEM_RESERVE, PAGE_READWRITE) == 0
+    assert space.last_error == ErrorCode.ERROR_INVALID_PARAMETER
+    assert alloc(space, 0x10000, 0x1000, MEM_RESERVE, PAGE_READWRITE) == 0
+    assert space.last_error == ErrorCode.ERROR_INVALID_ADDRESS
+    assert alloc(space, 0xF000, 0x1000, MEM_COMMIT, PAGE_READWRITE) == 0  # not a reservation
+    assert space.last_error == ErrorCode.ERROR_INVALID_ADDRESS
+    assert snapshot(space) == before
+
+
+def test_mem_reset_changes_no_page_and_keeps_the_data(space: ProcessMemorySpace) -> None:
+    """Wine test_VirtualAlloc: MEM_RESET returns the range's first page, committed and
+    reserved pages alike, state and protection unchanged; the data reads back (the
+    model keeps it, as Windows does until the page is trimmed)."""
+    base = alloc(space, 0, 0xFFFC, MEM_RESERVE, PAGE_NOACCESS)
+    assert alloc(space, base, 0x1000, MEM_COMMIT, PAGE_READWRITE) == base
+    assert space.WriteUserMemory(base, b"\x55" * 20) is True
+    before = snapshot(space)
+    assert alloc(space, base + 0x10, 0x10, MEM_RESET, PAGE_NOACCESS) == base
+    assert alloc(space, base + 0x1000, 0x1000, MEM_RESET, PAGE_NOACCESS) == base + 0x1000
+    assert alloc(space, base, 0x10000, MEM_RESET, PAGE_EXECUTE_READ) == base
+    assert snapshot(space) == before
+    assert space.ReadUserMemory(base, 4) == b"\x55" * 4
+    assert query(space, base) == MemoryBasicInformation(
+        base, base, PAGE_NOACCESS, 0x1000, MEM_COMMIT, PAGE_READWRITE, MEM_PRIVATE)
+    assert query(space, base + 0x1000) == MemoryBasicInformation(
+        base + 0x1000, base, PAGE_NOACCESS, 0xF000, MEM_RESERVE, 0, MEM_PRIVATE)
+
+
+def test_mem_reset_argument_rules(space: ProcessMemorySpace) -> None:
+    """MEM_RESET / MEM_RESET_UNDO: alone ("cannot be used with any other value", 87), a
+    valid protection though it is ignored (87), every page in one allocation (Wine:
+    past the allocation's end 487; free memory 487), size 0 (87)."""
+    base = alloc(space, 0, 0x2000, RESERVE_COMMIT, PAGE_READWRITE)
+    before = snapshot(space)
+    for kind in (MEM_RESET, MEM_RESET_UNDO):
+        for bad in (kind | MEM_COMMIT, kind | MEM_RESERVE, kind | MEM_TOP_DOWN,
+                    MEM_RESET | MEM_RESET_UNDO):
+            assert alloc(space, base, 0x1000, bad, PAGE_NOACCESS) == 0
+            assert space.last_error == ErrorCode.ERROR_INVALID_PARAMETER
+        for protect in (0, PAGE_READONLY | PAGE_READWRITE, 0x80):
+            assert alloc(space, base, 0x1000, kind, protect) == 0
+            assert space.last_error == ErrorCode.ERROR_INVALID_PARAMETER
+        assert alloc(space, base, 0, kind, PAGE_NOACCESS) == 0
+        assert space.last_error == ErrorCode.ERROR_INVALID_PARAMETER
+        assert alloc(space, base + 0x1000, 0x2000, kind, PAGE_NOACCESS) == 0
+        assert space.last_error == ErrorCode.ERROR_INVALID_ADDRESS
+        assert alloc(space, 0x30000000, 0x1000, kind, PAGE_NOACCESS) == 0
+        assert space.last_error == ErrorCode.ERROR_INVALID_ADDRESS
+        assert alloc(space, 0, 0x1000, kind, PAGE_NOACCESS) == 0
+        assert space.last_error == ErrorCode.ERROR_INVALID_ADDRESS
+    assert snapshot(space) == before
+
+
+def test_mem_reset_undo_finds_the_data_intact(space: ProcessMemorySpace) -> None:
+    """MEM_RESET_UNDO after MEM_RESET: "If the function succeeds, that means all data in
+    the specified address range is intact" - the model never discards, so it succeeds
+    and returns the first page; the image and the stack may be reset too."""
+    base = alloc(space, 0, 0x3000, RESERVE_COMMIT, PAGE_READWRITE)
+    assert space.WriteUserMemory(base + 0x1FFE, b"\x12\x34\x56\x78") is True
+    assert alloc(space, base + 0x1FFE, 4, MEM_RESET, PAGE_NOACCESS) == base + 0x1000
+    before = snapshot(space)
+    assert alloc(space, base + 0x1FFE, 4, MEM_RESET_UNDO, PAGE_NOACCESS) == base + 0x1000
+    assert space.last_error == ErrorCode.ERROR_SUCCESS
+    assert snapshot(space) == before
+    assert space.ReadUserMemory(base + 0x1FFE, 4) == b"\x12\x34\x56\x78"
+    assert alloc(space, IMAGE_BASE, 0x1000, MEM_RESET, PAGE_NOACCESS) == IMAGE_BASE
+    assert alloc(space, 0xBFFFF000, 0x1000, MEM_RESET, PAGE_NOACCESS) == 0xBFFFF000
+
+
 def test_decommit_leaves_pages_reserved(space: ProcessMemorySpace) -> None:
     base = alloc(space, 0, 0x4000, RESERVE_COMMIT, PAGE_READWRITE)
     assert VirtualFreeProcessMemory(space, base + 0x1fff, 2, MEM_DECOMMIT)
@@ -305,7 +396,8 @@ def test_windows_calls_on_mmap_pages(space: ProcessMemorySpace) -> None:
 @given(st.lists(st.tuples(st.sampled_from(["alloc", "free", "protect", "query"]),
                           st.integers(0x1400, 0x1480), st.integers(0, 0x30000),
                           st.sampled_from([MEM_RESERVE, MEM_COMMIT, RESERVE_COMMIT,
-                                           MEM_DECOMMIT, MEM_RELEASE, 0x1234]),
+                                           MEM_DECOMMIT, MEM_RELEASE, MEM_RESET,
+                                           MEM_RESET_UNDO, 0x1234]),
                           st.sampled_from([PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE,
                                            PAGE_EXECUTE_READ, 0x80])), max_size=25))
 def test_random_sequences_keep_the_contract(ops: list[tuple[str, int, int, int, int]]) -> None:
