@@ -61,6 +61,7 @@ PAGE_WRITECOPY = 0x08
 PAGE_EXECUTE_WRITECOPY = 0x80
 AT_ROUND_TO_PAGE = 0x40000000
 MEM_RESERVE_PLACEHOLDER = 0x00040000
+MEM_WRITE_WATCH = 0x00200000
 RESERVE_COMMIT = MEM_RESERVE | MEM_COMMIT
 
 INVALID_PARAMETER = ErrorCode.ERROR_INVALID_PARAMETER
@@ -354,6 +355,27 @@ NTDLL_FREE = Case("ntdll_NtFreeVirtualMemory_rounding", (
 ))
 
 
+_NF = f"{NTDLL}: test_NtFreeVirtualMemory"
+
+NTDLL_FREE_NOT_AT_BASE = Case("ntdll_NtFreeVirtualMemory_not_at_base", (
+    alloc(0, 0x10000, RESERVE_COMMIT, PAGE_READWRITE, f"{_NF}: allocation", save="addr1"),
+    free(At("addr1", 0x1000), 0, MEM_RELEASE,
+         f"{_NF}: MEM_RELEASE size 0 at + 0x1000 STATUS_FREE_VM_NOT_AT_BASE",
+         error=INVALID_ADDRESS),
+))
+
+NTDLL_SYSCALLS = Case("ntdll_syscalls_thunk_page", (
+    alloc(0, 0x1000, MEM_COMMIT, PAGE_EXECUTE_READWRITE,
+          f"{NTDLL}: test_syscalls: 'syscall thunk copy' VirtualAlloc != NULL", save="ptr"),
+))
+
+K32_WRITE_WATCH_ALONE = Case("k32_write_watch_type_alone", (
+    alloc(0, 0x10000, MEM_WRITE_WATCH, PAGE_READWRITE,
+          f"{K32}: test_write_watch: VirtualAlloc(MEM_WRITE_WATCH) alone fails",
+          error=INVALID_PARAMETER),
+))
+
+
 # -- modules/rostests/apitests/ntdll/NtAllocateVirtualMemory.c ----------------------------
 
 _CS = f"{ROS}: CheckAlignment/CheckSize"
@@ -465,7 +487,8 @@ CASES: tuple[Case, ...] = (
     *(_protect_table_case(p) for p in _ALL_PROTECTIONS),
     *(_exec_rw_case(p) for p in _EXEC_RW),
     *(_alloc_protection_case(p) for p in _ALL_PROTECTIONS),
-    NTDLL_ALLOCATE, NTDLL_FREE,
+    K32_WRITE_WATCH_ALONE,
+    NTDLL_ALLOCATE, NTDLL_FREE, NTDLL_FREE_NOT_AT_BASE, NTDLL_SYSCALLS,
     *(_check_size_case(*row) for row in _CHECK_SIZES),
     ROS_ALIGNMENT, ROS_ADJACENT, ROS_LOW,
 )
