@@ -123,6 +123,26 @@ def test_reset_data_may_be_kept_or_discarded(discard: bool) -> None:
     assert harness.written == {(1, base + 0x1002): b"\x5a"}
 
 
+def test_a_reset_that_changes_pages_is_reported() -> None:
+    """A MEM_RESET that decommits its pages disagrees with the spec's VirtualAllocReset."""
+    from unittest import mock
+
+    import model.virtual_alloc as va
+
+    def reset_decommits(space: object, address: int, size: int) -> int:
+        start = address & ~0xFFF
+        space.decommit(start, start + 0x1000)  # type: ignore[attr-defined]
+        return space._ok(start)  # type: ignore[attr-defined,no-any-return]
+
+    harness = UserHarness(type("M", (CheckedMachine,), {"cache": {}}))
+    assert harness.call("CreateProcess") and harness.call("SwitchProcess", 1)
+    base = harness.call("SyscallVirtualAlloc", 0, 0x2000, MEM_RESERVE | MEM_COMMIT,
+                        PAGE_READWRITE)
+    with mock.patch.object(va, "_reset", reset_decommits), pytest.raises(CheckError) as failure:
+        harness.call("SyscallVirtualAlloc", base, 0x1000, MEM_RESET, PAGE_NOACCESS)
+    assert "transition" in failure.value.violated
+
+
 def test_the_model_refines_the_spec() -> None:
     verdict = run_user_machine("quick", max_examples=5)
     assert verdict.kind == Kind.NO_COUNTEREXAMPLE, verdict.detail
