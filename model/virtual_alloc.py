@@ -5,13 +5,17 @@ and VirtualProtectProcessMemory (the seed's "implement memory protection"). A
 failure returns NULL / FALSE / 0, sets ``space.last_error`` and changes
 nothing. Rules, each with its source (Microsoft Learn pages VirtualAlloc,
 VirtualFree, VirtualQuery, VirtualProtect, MEMORY_BASIC_INFORMATION, "Memory
-Protection Constants"; Wine's dlls/kernel32/tests/virtual.c records what
-Windows returns):
+Protection Constants"; Wine's dlls/kernel32/tests/virtual.c, read in the copy
+ReactOS syncs (modules/rostests/winetests/kernel32/virtual.c), and
+dlls/ntdll/tests/virtual.c record what Windows returns; their asserts run as
+data in tests/conformance/windows_virtual.py):
 
 - Checks in order: space live; argument types (ERROR_INVALID_PARAMETER);
   size 0 -> ERROR_INVALID_PARAMETER (Wine test: "VirtualAlloc should fail on
   zero-sized allocation"); allocation type must hold MEM_COMMIT and/or
-  MEM_RESERVE, optionally MEM_TOP_DOWN, nothing else (ERROR_INVALID_PARAMETER);
+  MEM_RESERVE, optionally MEM_TOP_DOWN, nothing else, or be MEM_RESET or
+  MEM_RESET_UNDO alone (ERROR_INVALID_PARAMETER; Wine: AT_ROUND_TO_PAGE and
+  MEM_WRITE_WATCH alone refused, ntdll test: MEM_RESERVE_PLACEHOLDER refused);
   the protection one of the seed's six (ERROR_INVALID_PARAMETER; combinations
   and modifiers are not supported); a range past 4 GiB or reaching kernel space
   at 0xC0000000 -> ERROR_INVALID_PARAMETER (NtAllocateVirtualMemory's
