@@ -482,6 +482,105 @@ ROS_LOW = Case("ros_low_addresses", (
 ))
 
 
+_SR = f"{ROS}: START_TEST stress"
+#: Runs of the stress loop ported (the source runs 32 and skips the rest once an
+#: allocation fails; Size1 grows by half each run, past this machine's memory).
+STRESS_RUNS = 16
+
+
+def _pattern(size: int, inverted: bool) -> bytes:
+    """AccessMemory1 (LOBYTE(i)) or AccessMemory2 (UCHAR_MAX - LOBYTE(i))."""
+    return bytes((255 - (i & 0xFF)) if inverted else (i & 0xFF) for i in range(size))
+
+
+class _Buffer(NamedTuple):
+    name: str
+    user: int  # UserBuffer - AllocationStart
+    size: int  # AllocationSize
+    data: int  # DataSize
+
+
+def _allocate(data: int, name: str, steps: list[Step]) -> _Buffer:
+    """Allocate(): reserve, commit all but the last page, zeros, fill, header."""
+    size = -(-(data + 0x1000 + 8) // 0x1000) * 0x1000
+    committed = size - 0x1000
+    user = size - 0x1000 - data
+    base = At(name)
+    steps += [
+        alloc(0, size, MEM_RESERVE, PAGE_NOACCESS, f"{_SR}: Allocate reserve NT_SUCCESS",
+              save=name),
+        alloc(base, committed, MEM_COMMIT, PAGE_READWRITE, f"{_SR}: Allocate commit NT_SUCCESS",
+              returns=base),
+        read(base, committed, f"{_SR}: ASSERT(RtlCompareMemoryUlong(FirstPageStart, Size, 0) "
+             "== Size)", bytes(committed)),
+        write(base, b"\xae" * user, f"{_SR}: RtlFillMemory(FirstPageStart, ..., 0xae)"),
+        write(At(name, user), bytes(data), f"{_SR}: RtlZeroMemory(UserBuffer, DataSize)"),
+        write(At(name, user - 8), struct.pack("<II", size, data), f"{_SR}: the size words"),
+        read(At(name, user - 8), 8, f"{_SR}: ValidateAllocations ASSERTs",
+             struct.pack("<II", size, data)),
+    ]
+    return _Buffer(name, user, size, data)
+
+
+def _free(buffer: _Buffer, steps: list[Step]) -> None:
+    steps += [
+        write(At(buffer.name, buffer.user), b"\xbe" * buffer.data,
+              f"{_SR}: Free RtlFillMemory(UserBuffer, DataSize, 0xbe)"),
+        write(At(buffer.name, buffer.user - 8), struct.pack("<II", 0xFAFBFCFD, 0),
+              f"{_SR}: Free size words"),
+        free(At(buffer.name), 0, MEM_RELEASE, f"{_SR}: Free ASSERT(Status == STATUS_SUCCESS)"),
+    ]
+
+
+def _check(buffer: _Buffer, length: int, inverted: bool, steps: list[Step]) -> None:
+    which = 2 if inverted else 1
+    steps.append(read(At(buffer.name, buffer.user), length,
+                      f"{_SR}: ok(CheckMemory{which}(...) == TRUE)", _pattern(length, inverted)))
+
+
+def _access(buffer: _Buffer, length: int, inverted: bool, steps: list[Step]) -> None:
+    which = 2 if inverted else 1
+    steps.append(write(At(buffer.name, buffer.user), _pattern(length, inverted),
+                       f"{_SR}: AccessMemory{which}"))
+
+
+def _reallocate(old: _Buffer, new_data: int, name: str, inverted: bool,
+                steps: list[Step]) -> _Buffer:
+    new = _allocate(new_data, name, steps)
+    steps.append(read(At(old.name, old.user - 4), 4, f"{_SR}: ReAllocate ASSERT(old DataSize)",
+                      struct.pack("<I", old.data)))
+    copied = min(old.data, new_data)
+    steps.append(write(At(new.name, new.user), _pattern(copied, inverted),
+                       f"{_SR}: ReAllocate RtlCopyMemory"))
+    _free(old, steps)
+    return new
+
+
+def _stress_case() -> Case:
+    steps: list[Step] = []
+    size1, size2 = 32, 128
+    mem1 = _allocate(size1, "mem1_0", steps)
+    _access(mem1, size1, False, steps)
+    mem2 = _allocate(size2, "mem2_0", steps)
+    _access(mem2, size2, True, steps)
+    for run in range(1, STRESS_RUNS + 1):
+        _check(mem1, size1, False, steps)
+        mem1 = _reallocate(mem1, size1 * 3 // 2, f"mem1_{run}", False, steps)
+        _check(mem1, size1, False, steps)
+        size1 = size1 * 3 // 2
+        _access(mem1, size1, False, steps)
+        _check(mem2, size2, True, steps)
+        mem2 = _reallocate(mem2, size2 + 128, f"mem2_{run}", True, steps)
+        _check(mem2, size2, True, steps)
+        size2 += 128
+        _access(mem2, size2, True, steps)
+    _check(mem2, size2, True, steps)
+    _free(mem2, steps)
+    _check(mem1, size1, False, steps)
+    _free(mem1, steps)
+    return Case("ros_stress_reallocate", tuple(steps))
+
+
 CASES: tuple[Case, ...] = (
     K32_VIRTUAL_ALLOC, K32_VIRTUAL_ALLOC_64K, K32_VIRTUAL_PROTECT_NULL,
     *(_protect_table_case(p) for p in _ALL_PROTECTIONS),
@@ -490,7 +589,7 @@ CASES: tuple[Case, ...] = (
     K32_WRITE_WATCH_ALONE,
     NTDLL_ALLOCATE, NTDLL_FREE, NTDLL_FREE_NOT_AT_BASE, NTDLL_SYSCALLS,
     *(_check_size_case(*row) for row in _CHECK_SIZES),
-    ROS_ALIGNMENT, ROS_ADJACENT, ROS_LOW,
+    ROS_ALIGNMENT, ROS_ADJACENT, ROS_LOW, _stress_case(),
 )
 
 
