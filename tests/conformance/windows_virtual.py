@@ -13,7 +13,10 @@ Sources (asserts of conformance tests that run against real Windows), cited per 
   CheckSize, CheckAlignment, CheckAdjacentVADs, START_TEST.
 
 Nt* calls are expressed as the Win32 call that makes them, with the Win32 code
-RtlNtStatusToDosError gives (``NT_TO_WIN32``). An NtFreeVirtualMemory(MEM_RELEASE)
+RtlNtStatusToDosError gives (``NT_TO_WIN32``, read from the conversion tables
+of Wine's dlls/ntdll/error.c: C0000018h, C000009Fh and C00000A0h map to
+ERROR_INVALID_ADDRESS, C0000005h to ERROR_NOACCESS, C000000Dh and its
+numbered variants to ERROR_INVALID_PARAMETER). An NtFreeVirtualMemory(MEM_RELEASE)
 with the allocation's whole size is VirtualFree(addr, 0, MEM_RELEASE); one
 whose status depends on a non-zero size (STATUS_UNABLE_TO_FREE_VM, releasing
 part of a reservation) has no Win32 form and is left out, as are asserts about
