@@ -73,7 +73,9 @@ from typing import NamedTuple, TypeVar
 
 from model.dos_physical import read_physical, write_physical
 from model.ems import EmsManager
+from model.int21 import int21h
 from model.page_manager import PageManager
+from model.registers import Registers
 from model.xms import XmsDriver
 from spec.abi import (
     CONVENTIONAL_TOP,
@@ -295,6 +297,10 @@ class DosMemoryManager:
         self._write_type(last.segment, MCB_M if linked else MCB_Z)
         self.umb_linked = linked
         return self._set(True)
+
+    def Int21h(self, regs: Registers) -> Registers:
+        """INT 21h AH=48h/49h/4Ah/58h at the register level (model/int21.py)."""
+        return int21h(self, regs)
 
     # -- XMS / EMS seed operations (codes also in xms.last_error / ems.last_status)
 
