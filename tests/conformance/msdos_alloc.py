@@ -15,8 +15,8 @@ size that makes the chain end at A000h. A block index in ``es`` means that
 block's data segment; in ``ax`` ``Data(k)`` is the data segment of block k of
 the chain after the call, ``Mcb(k)`` the MCB segment of block k before it.
 ``corrupt`` overwrites block k's type byte with 'X'; the chain is then
-expected unchanged. ``differs`` names a case where the model does not (yet)
-answer as MS-DOS: it runs as a strict xfail, so fixing the model flips it.
+expected unchanged. ``differs`` names a deliberate deviation of the model
+(model/dos_memory.py's docstring): the case runs as a strict xfail.
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ P, OTHER, F = DEFAULT_PSP, 0x0200, 0  # the current PSP, another owner, free
 REST = -1
 HIGH = 0x5A5A_0000  # high words a call must keep
 A = "v4.0/src/DOS/ALLOC.ASM"
-LAZY = "model merges on free (AH=49h) instead of joining during the scan"
-OWNER = "model keeps the owner on AH=4Ah (MS-DOS gives the block to the caller)"
 
 
 class Data(NamedTuple):
@@ -90,23 +88,21 @@ CASES = [
          f"{A}: line 219 (0 > size never) and lines 271-281", bx=0),
     Case("48h_scan_joins_adjacent_free_blocks_before_the_fit",
          c((P, 4), (F, 5), (F, 5), (P, REST)), 0x4800, False, Data(1),
-         c((P, 4), (P, 11), (P, REST)), f"{A}: lines 207-210 and 131-139 (Coalesce)", bx=11,
-         differs=LAZY),
+         c((P, 4), (P, 11), (P, REST)), f"{A}: lines 207-210 and 131-139 (Coalesce)", bx=11),
     Case("48h_scan_joins_a_run_of_three", c((P, 4), (F, 2), (F, 2), (F, 2), (P, REST)), 0x4800,
-         False, Data(1), c((P, 4), (P, 8), (P, REST)), f"{A}: line 139 (JMP coalesce)", bx=8,
-         differs=LAZY),
+         False, Data(1), c((P, 4), (P, 8), (P, REST)), f"{A}: line 139 (JMP coalesce)", bx=8),
     Case("48h_scan_goes_on_to_the_z_joining_later_runs",
          c((P, 4), (F, 8), (P, 4), (F, 2), (F, 2), (P, REST)), 0x4800, False, Data(1),
          c((P, 4), (P, 3), (F, 4), (P, 4), (F, 5), (P, REST)),
-         f"{A}: lines 182-187 and 237 (the scan continues after a fit)", bx=3, differs=LAZY),
+         f"{A}: lines 182-187 and 237 (the scan continues after a fit)", bx=3),
     Case("48h_best_fit_compares_joined_sizes",
          c((P, 4), (F, 3), (F, 3), (P, 4), (F, 6), (P, REST)), 0x4800, False, Data(3),
          c((P, 4), (F, 7), (P, 4), (P, 6), (P, REST)), f"{A}: lines 208-210 and 225-234",
-         bx=6, strategy=1, differs=LAZY),
+         bx=6, strategy=1),
     Case("48h_failure_is_8_bx_largest_joined_and_joins_stay",
          c((P, 4), (F, 5), (F, 5), (P, 4), (F, 3), (P, REST)), 0x4800, True,
          DosError.NOT_ENOUGH_MEMORY, c((P, 4), (F, 11), (P, 4), (F, 3), (P, REST)),
-         f"{A}: lines 200-205 and 212-216 (alloc_max)", bx=20, bx_out=11, differs=LAZY),
+         f"{A}: lines 200-205 and 212-216 (alloc_max)", bx=20, bx_out=11),
     Case("48h_probe_ffff_reports_the_largest", c((P, 4), (F, 5), (P, 4), (F, REST)), 0x4800,
          True, DosError.NOT_ENOUGH_MEMORY, c((P, 4), (F, 5), (P, 4), (F, REST)),
          f"{A}: lines 125-127 (Coalesce stops at 'Z') and 200-205", bx=0xFFFF,
@@ -125,7 +121,7 @@ CASES = [
     Case("49h_writes_owner_0_and_leaves_free_neighbours_apart",
          c((P, 4), (F, 5), (P, 6), (F, 7), (P, REST)), 0x4900, False, Mcb(2),
          c((P, 4), (F, 5), (F, 6), (F, 7), (P, REST)),
-         f"{A}: lines 349-356 (only owner <- 0; AX = ES - 1)", es=2, differs=LAZY),
+         f"{A}: lines 349-356 (only owner <- 0; AX = ES - 1)", es=2),
     Case("49h_of_a_block_between_used_blocks", c((P, 4), (P, 6), (P, REST)), 0x4900, False,
          Mcb(1), c((P, 4), (F, 6), (P, REST)), f"{A}: lines 349-356", es=1),
     Case("49h_double_free_succeeds", c((P, 4), (F, 5), (P, REST)), 0x4900, False, Mcb(1),
@@ -141,18 +137,17 @@ CASES = [
          f"{A}: lines 327-330 then 266-281 (alloc_get_size)", bx=4, es=1),
     Case("4ah_gives_the_block_to_the_caller", c((P, 4), (OTHER, 10), (P, REST)), 0x4A00, False,
          Data(1), c((P, 4), (P, 4), (F, 5), (P, REST)),
-         f"{A}: lines 283-286 (alloc_set_owner: owner <- CurrentPDB)", bx=4, es=1,
-         differs=OWNER),
+         f"{A}: lines 283-286 (alloc_set_owner: owner <- CurrentPDB)", bx=4, es=1),
     Case("4ah_shrink_joins_the_free_blocks_after_it_first",
          c((P, 4), (P, 10), (F, 3), (F, 3), (P, REST)), 0x4A00, False, Data(1),
          c((P, 4), (P, 4), (F, 13), (P, REST)), f"{A}: lines 324-325 (Coalesce) and 266-281",
-         bx=4, es=1, differs=LAZY),
+         bx=4, es=1),
     Case("4ah_grow_into_the_following_free_block", c((P, 4), (P, 4), (F, 10), (P, REST)),
          0x4A00, False, Data(1), c((P, 4), (P, 8), (F, 6), (P, REST)),
          f"{A}: lines 324-330 and 266-281", bx=8, es=1),
     Case("4ah_grow_across_several_free_blocks", c((P, 4), (P, 4), (F, 3), (F, 3), (P, REST)),
          0x4A00, False, Data(1), c((P, 4), (P, 12), (P, REST)),
-         f"{A}: lines 131-139 (Coalesce loops) and 270", bx=12, es=1, differs=LAZY),
+         f"{A}: lines 131-139 (Coalesce loops) and 270", bx=12, es=1),
     Case("4ah_grow_too_far_made_as_large_as_possible", c((P, 4), (P, 4), (F, 5), (P, REST)),
          0x4A00, True, DosError.NOT_ENOUGH_MEMORY, c((P, 4), (P, 10), (P, REST)),
          f"{A}: lines 325-331 then 200-205 (BX = the joined size)", bx=20, es=1, bx_out=10),
@@ -161,16 +156,13 @@ CASES = [
          f"{A}: lines 325-331 (alloc_fail writes no owner)", bx=20, es=1, bx_out=10),
     Case("4ah_same_size_joins_then_splits_the_free_run_back_off",
          c((P, 4), (P, 4), (F, 2), (F, 2), (P, REST)), 0x4A00, False, Data(1),
-         c((P, 4), (P, 4), (F, 5), (P, REST)), f"{A}: lines 324-330 and 266-281", bx=4, es=1,
-         differs=LAZY),
+         c((P, 4), (P, 4), (F, 5), (P, REST)), f"{A}: lines 324-330 and 266-281", bx=4, es=1),
     Case("4ah_of_a_free_block_allocates_it_to_the_caller", c((P, 4), (F, 10), (P, REST)),
          0x4A00, False, Data(1), c((P, 4), (P, 4), (F, 5), (P, REST)),
-         f"{A}: lines 311-331 (no owner check) and 283-286", bx=4, es=1,
-         differs="model answers error 9 for a free block"),
+         f"{A}: lines 311-331 (no owner check) and 283-286", bx=4, es=1),
     Case("4ah_bad_signature_is_7", c((P, 4), (P, 6), (P, REST)), 0x4A00, True,
          DosError.ARENA_TRASHED, c((P, 4), (P, 6), (P, REST)),
-         f"{A}: lines 317-321 (setblock_bad -> alloc_trashed)", bx=1, es=1 + 0x10000 * 3,
-         differs="model answers error 9 for a segment that is not a block"),
+         f"{A}: lines 317-321 (setblock_bad -> alloc_trashed)", bx=1, es=1 + 0x10000 * 3),
     Case("4ah_bad_signature_met_while_joining_is_7", c((P, 4), (P, 4), (P, REST)), 0x4A00,
          True, DosError.ARENA_TRASHED, None, f"{A}: lines 128-129 and 325-326", bx=8, es=1,
          corrupt=2),
