@@ -40,8 +40,9 @@ FreeDOS (FDOS/kernel kernel/inthndlr.c) and DOSBox-staging (src/dos/dos.cpp).
 - Hostile registers (``Registers.valid()`` false, or not a Registers): no
   register can hold such a value, so the call never reaches DOS; the answer
   is a fresh record with CF set and AX = 87 (invalid parameter, the model's
-  answer to bad arguments) and no manager is called: state and
-  ``last_error`` unchanged.
+  answer to bad arguments, also in ``last_error``) and no manager operation
+  runs: the state is unchanged. Every answer sets ``last_error`` (0 for the
+  no-op answer, 1 for 58h's undefined subfunctions).
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ ALLOC, DEALLOC, SETBLOCK, ALLOC_OPER = 0x48, 0x49, 0x4A, 0x58
 def int21h(dos: DosMemoryManager, regs: Registers) -> Registers:
     """The registers after INT 21h with ``regs``; see the module docstring."""
     if not (isinstance(regs, Registers) and regs.valid()):
-        return Registers(eax=DosError.INVALID_PARAMETER, carry=True)
+        dos.last_error = DosError.INVALID_PARAMETER
+        return Registers(eax=int(DosError.INVALID_PARAMETER), carry=True)
     function = regs.ah
     if function == ALLOC:
         segment = dos.AllocateDosMemory(regs.bx)
@@ -93,6 +95,7 @@ def int21h(dos: DosMemoryManager, regs: Registers) -> Registers:
         return _failed(dos, regs)
     if function == ALLOC_OPER:
         return _alloc_oper(dos, regs)
+    dos.last_error = DosError.SUCCESS
     return regs.set(al=0)
 
 
@@ -108,6 +111,7 @@ def _alloc_oper(dos: DosMemoryManager, regs: Registers) -> Registers:
     elif sub == 0x03 and regs.bx in (0, 1):
         done = dos.SetUmbLink(bool(regs.bx))
     else:
+        dos.last_error = DosError.INVALID_FUNCTION
         return regs.set(ax=DosError.INVALID_FUNCTION, carry=True)
     return regs.set(carry=False) if done else _failed(dos, regs)
 
