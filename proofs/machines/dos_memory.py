@@ -19,9 +19,13 @@ the EMS page frame. After every call :class:`DosHarness` checks
    new handle, address and storage pages, which of the free-choice failures
    happened), must report the model's status (and its result: the segment,
    the locked address, AH=4Ah's maximum), and wherever the step changes the
-   state (success, and AH=4Ah's error 8 that grows the block to its
-   maximum) its post-state equals the abstraction of the model's on every
-   observable field, pointwise over free constants; DOS-4F on XmsFree;
+   state (success, and AH=48h's and AH=4Ah's error 8, after which the joins
+   stay) its post-state equals the abstraction of the model's on every
+   observable field, pointwise over free constants; DOS-4F on XmsFree.
+   AH=48h and AH=4Ah are the spec's Coalesce on each run of free blocks the
+   call joins (every run of the areas AH=48h scans, the run after AH=4Ah's
+   block: ``scanned``, ``free_runs``), then AllocateDosMemory or
+   ResizeDosMemory on the joined state (``coalesced``);
 3. a failed call changes nothing (``unchanged``): memory, frames, flags,
    handles, slots, storage;
 4. contents (``contents``): bytes written into a block read back while it

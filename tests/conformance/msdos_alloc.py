@@ -3,7 +3,8 @@
 Source: microsoft/MS-DOS v4.0/src/DOS/ALLOC.ASM ($ALLOC 48h, $DEALLOC 49h,
 $SETBLOCK 4Ah, $AllocOper 58h, Coalesce), its dispatcher DISP.ASM, MS_CODE.ASM
 (SYS_RET_OK / SYS_RET_ERR) and MS_TABLE.ASM (the dispatch table); v2.0's
-ALLOC.ASM is the same routine. Where MS-DOS 4 is silent (58h AL=02h/03h, the
+v2.0/source/ALLOC.ASM is the same routine (lines 292-365: $SETBLOCK,
+$DEALLOC, $AllocOper as in 4.0). Where MS-DOS 4 is silent (58h AL=02h/03h, the
 DOS 5 UMB link) FDOS/kernel kernel/inthndlr.c. Each case cites the lines whose
 behaviour it pins down.
 
@@ -166,6 +167,10 @@ CASES = [
     Case("4ah_bad_signature_met_while_joining_is_7", c((P, 4), (P, 4), (P, REST)), 0x4A00,
          True, DosError.ARENA_TRASHED, None, f"{A}: lines 128-129 and 325-326", bx=8, es=1,
          corrupt=2),
+    Case("4ah_splits_low_whatever_the_strategy", c((P, 4), (P, 10), (P, REST)), 0x4A00, False,
+         Data(1), c((P, 4), (P, 4), (F, 5), (P, REST)),
+         f"{A}: line 330 (JBE alloc_get_size: never alloc_do_split_high)", bx=4, es=1,
+         strategy=2),
     Case("4ah_grow_the_z_block_nothing_to_join", c((P, 4), (P, REST)), 0x4A00, True,
          DosError.NOT_ENOUGH_MEMORY, c((P, 4), (P, REST)),
          f"{A}: lines 125-127 and 327-331", bx=0xFFFF, es=1, bx_out=TOP - FIRST - 4 - 2),
