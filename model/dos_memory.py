@@ -38,8 +38,10 @@ DOSBox-staging:
   (ALLOC.ASM:386-388); the model keeps DOS 5's UMB bits meaningful. High bits take effect
   only while the UMB link is on ("setting an allocation strategy involving high
   memory does not automatically link in the UMB chain ... in order to actually
-  allocate high memory", RBIL AH=58h); the low strategies search conventional
-  memory only (the table calls them "low memory").
+  allocate high memory", RBIL AH=58h). With the link on a low strategy scans
+  the whole chain, conventional then UMBs ("low memory first": the chain
+  runs on past 9FFFh to the 'Z', as FreeDOS and DOSBox scan it); high first
+  falls back to the whole chain (see _scans).
 - Joining (ALLOC.ASM:123-139, Coalesce) is lazy: a free block absorbs the free
   blocks after it (its size grows, it takes the last one's type; the absorbed
   MCBs' bytes stay in memory as data). AH=48h joins every free block of each
@@ -208,13 +210,15 @@ class DosMemoryManager:
         if chains is None:
             return 0
         fit = self.strategy & 0x0F
-        scanned: list[list[Mcb]] = []
-        for area in self._areas(*chains):
-            scanned.append(self._coalesce_area(area))
-            block = self._choose(scanned[-1], paragraphs, fit)
+        joined: dict[int, list[Mcb]] = {}
+        for group in self._scans():
+            for area in group:
+                if area not in joined:
+                    joined[area] = self._coalesce_area(chains[area])
+            block = self._choose([b for area in group for b in joined[area]], paragraphs, fit)
             if block is not None:
                 return self._set(self._carve(block, paragraphs, fit == LAST_FIT))
-        self.largest_available = self._largest(scanned)
+        self.largest_available = self._largest(list(joined.values()))
         return self._set(0, DosError.NOT_ENOUGH_MEMORY)
 
     def FreeDosMemory(self, segment: int) -> bool:
@@ -262,7 +266,8 @@ class DosMemoryManager:
         chains = self._chains()
         if chains is None:
             return 0
-        return self._set(self._largest([_joined(area) for area in self._areas(*chains)]))
+        areas = {area for group in self._scans() for area in group}
+        return self._set(self._largest([_joined(chains[area]) for area in areas]))
 
     def GetAllocationStrategy(self) -> int:
         """AX=5800h."""
@@ -402,12 +407,19 @@ class DosMemoryManager:
             return None
         return low, high[1:]
 
-    def _areas(self, low: list[Mcb], high: list[Mcb]) -> list[list[Mcb]]:
-        if self.umb_linked and self.strategy & HIGH_ONLY:
-            return [high]
-        if self.umb_linked and self.strategy & HIGH_FIRST:
-            return [high, low]
-        return [low]
+    def _scans(self) -> list[tuple[int, ...]]:
+        """The scans AH=48h makes, each over areas (0 conventional, 1 UMBs) in
+        chain order: with the link on the chain runs on into the UMBs, so a
+        low strategy scans both (MS-DOS scans to the 'Z', ALLOC.ASM:183-185;
+        FreeDOS memmgr.c:122-190, DOSBox dos_memory.cpp:164-170); high first
+        falls back to the whole chain (memmgr.c:195-202, dos_memory.cpp:225-229)."""
+        if not self.umb_linked:
+            return [(0,)]
+        if self.strategy & HIGH_ONLY:
+            return [(1,)]
+        if self.strategy & HIGH_FIRST:
+            return [(1,), (0, 1)]
+        return [(0, 1)]
 
     @staticmethod
     def _choose(area: list[Mcb], paragraphs: int, fit: int) -> Mcb | None:

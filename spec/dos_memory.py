@@ -32,10 +32,12 @@ Spec-level decisions (the model follows them or the lead reconciles):
   smallest (lowest on ties), last fit = the highest, allocated from its end
   (the new block sits at the top of the free block). A block larger than the
   request is split; the remainder may have 0 paragraphs. Strategy bits 7-6
-  (0x40 high only, 0x80 high then low) act only while the UMB link is on;
-  the low strategies (0x00-0x02) search conventional memory only (RBIL
-  table 01679 calls them "low memory"); with the link off every strategy
-  searches conventional memory.
+  (0x40 high only, 0x80 high then the whole chain) act only while the UMB
+  link is on; with the link on the low strategies (0x00-0x02) search the
+  whole chain, conventional memory first (MS-DOS's scan runs to the 'Z',
+  ALLOC.ASM lines 183-185, and the link moves the 'Z' to the UMBs' end;
+  FreeDOS kernel/memmgr.c lines 122-190, DOSBox src/dos/dos_memory.cpp lines
+  164-170); with the link off every strategy searches conventional memory.
   A request outside [0, 0xFFFF] paragraphs is error 8.
 - AH=49h on a segment that is not a block's data: error 9; otherwise owner
   0, nothing else (a free block too: ALLOC.ASM lines 352-354 check only the
@@ -407,19 +409,26 @@ def _upper(m: Ref) -> Ref:
     return z3.Not(conventional(m))
 
 
+def _anywhere(m: Ref) -> Ref:
+    return z3.BoolVal(True)
+
+
 def chosen(s: DosState, b: Ref, n: Ref) -> Ref:
-    """The strategy picks block b (RBIL AX=5801h; high bits only while linked)."""
+    """The strategy picks block b (RBIL AX=5801h; high bits only while linked;
+    linked, the scan covers the whole chain, high first the UMBs before it)."""
     mode = s.strategy / 0x40
-    return z3.If(z3.Or(z3.Not(s.linked), mode == LOW_ONLY), rule(s, conventional, b, n),
-                 z3.If(mode == HIGH_ONLY, rule(s, _upper, b, n),
-                       z3.Or(rule(s, _upper, b, n),
-                             z3.And(rule(s, conventional, b, n), none_fits(s, _upper, n)))))
+    return z3.If(z3.Not(s.linked), rule(s, conventional, b, n),
+                 z3.If(mode == LOW_ONLY, rule(s, _anywhere, b, n),
+                       z3.If(mode == HIGH_ONLY, rule(s, _upper, b, n),
+                             z3.Or(rule(s, _upper, b, n),
+                                   z3.And(rule(s, _anywhere, b, n),
+                                          none_fits(s, _upper, n))))))
 
 
 def searched(s: DosState) -> Area:
     """The blocks the strategy may take from."""
     mode = s.strategy / 0x40
-    return lambda m: z3.If(z3.Or(z3.Not(s.linked), mode == LOW_ONLY), conventional(m),
+    return lambda m: z3.If(z3.Not(s.linked), conventional(m),
                            z3.If(mode == HIGH_ONLY, _upper(m), z3.BoolVal(True)))
 
 

@@ -275,7 +275,13 @@ def test_high_strategies_need_the_link() -> None:
     assert dos.SetAllocationStrategy(0x82)
     assert dos.AllocateDosMemory(1) == 0xE000 - 1  # last fit in the UMB area
     assert dos.SetAllocationStrategy(0)
-    assert dos.AllocateDosMemory(1) < 0x9FFF  # low strategies: conventional only
+    assert dos.AllocateDosMemory(1) < 0x9FFF  # low first fit: conventional first
+    assert dos.SetAllocationStrategy(2)  # linked: the scan runs on into the UMBs
+    assert dos.AllocateDosMemory(1) == 0xE000 - 3
+    assert dos.SetAllocationStrategy(0)
+    big = max(b.size for b in check_chains(dos)[0] if b.owner == 0)
+    assert dos.AllocateDosMemory(big - 0x10) < 0x9FFF
+    assert dos.AllocateDosMemory(0x100) > 0xC800  # nothing fits low: on into the UMBs
     check_chains(dos)
 
 
@@ -357,10 +363,11 @@ class ChainMachine(RuleBasedStateMachine):
     def allocate(self, size: int) -> None:
         dos = self.dos
         low, high = check_chains(dos)
-        areas = [low]
-        if dos.umb_linked and dos.strategy & 0xC0:
-            areas = [high] if dos.strategy & 0x40 else [high, low]
-        areas = [joined(a) for a in areas]  # the scan joins free runs (ALLOC.ASM:207-208)
+        low, high = joined(low), joined(high)  # the scan joins free runs (ALLOC.ASM:207-208)
+        areas = [low]  # each scan's blocks, in chain order
+        if dos.umb_linked:
+            areas = ([high] if dos.strategy & 0x40 else [high, low + high]
+                     if dos.strategy & 0x80 else [low + high])
         fitting = [[b for b in a if b.owner == 0 and b.size >= size] for a in areas]
         seg = dos.AllocateDosMemory(size)
         candidates = next((f for f in fitting if f), [])

@@ -603,17 +603,16 @@ def pick(data: st.DataObject, good: list[Any], bad: list[Any]) -> Any:
 
 
 def scanned(view: View, paragraphs: int) -> list[tuple[McbView, ...]]:
-    """The areas AH=48h scans (and joins), in order: as the strategy and the
-    link say, up to the first whose joined free blocks fit the request."""
+    """The areas AH=48h scans (and joins): as the strategy and the link say
+    (linked, a low strategy scans both; high first scans the UMBs, then both
+    when nothing there fits the joined blocks)."""
     low, high, linked, strategy = view[0], view[1], view[5], view[6]
-    areas = ([high] if linked and strategy & 0x40 else [high, low]
-             if linked and strategy & 0x80 else [low])
-    out = []
-    for area in areas:
-        out.append(area)
-        if any(stop - head - 1 >= paragraphs for head, stop in free_runs(area, every=True)):
-            break
-    return out
+    if not linked:
+        return [low]
+    if strategy & 0x40:
+        return [high]
+    fits = any(stop - head - 1 >= paragraphs for head, stop in free_runs(high, every=True))
+    return [high] if strategy & 0x80 and fits else [low, high]
 
 
 def free_runs(area: tuple[McbView, ...], at: int | None = None, *,
