@@ -15,6 +15,9 @@ back (owner, size per block; the types are 'M' ... 'Z'). ``REST`` is the
 size that makes the chain end at A000h. A block index in ``es`` means that
 block's data segment; in ``ax`` ``Data(k)`` is the data segment of block k of
 the chain after the call, ``Mcb(k)`` the MCB segment of block k before it.
+``UMB_CASES`` do the same with upper memory blocks [C800h, E000h) behind the
+DOS-owned MCB at 9FFFh (MS-DOS 5's layout; MS-DOS 4 has no UMBs, so they
+cite FreeDOS's kernel/memmgr.c): both chains written, the link set or not.
 ``corrupt`` overwrites block k's type byte with 'X'; the chain is then
 expected unchanged. ``differs`` names a deliberate deviation of the model
 (model/dos_memory.py's docstring): the case runs as a strict xfail.
@@ -259,3 +262,89 @@ def test_msdos_alloc(case: Case) -> None:
     assert after is not None
     assert [(b.owner, b.size) for b in after] == sizes(case.after)
     assert [b.type for b in after] == [MCB_M] * (len(after) - 1) + [MCB_Z]
+
+
+# -- with UMBs: the DOS 5 link (FreeDOS where MS-DOS 4 has nothing) ----------------------
+
+UMB_START, UMB_END, HEAD = 0xC800, 0xE000, 0x9FFF
+M_ = "kernel/memmgr.c"
+
+
+class UmbCase(NamedTuple):
+    name: str
+    low: tuple[tuple[int, int], ...]
+    umb: tuple[tuple[int, int], ...]
+    linked: bool
+    strategy: int
+    bx: int
+    carry: bool
+    ax_out: int
+    low_after: tuple[tuple[int, int], ...]
+    umb_after: tuple[tuple[int, int], ...]
+    source: str
+    bx_out: int | None = None
+    ax: int = 0x4800
+
+
+UMB_CASES = [
+    UmbCase("linked_first_fit_goes_on_into_the_umbs", c((P, REST),), c((F, REST),), True, 0,
+            0x10, False, UMB_START + 1, c((P, REST),), c((P, 0x10), (F, REST)),
+            f"{M_}: lines 137-190 (the scan runs to the 'Z', past the UMB root)"),
+    UmbCase("linked_last_fit_takes_the_highest_block", c((P, 4), (F, REST)), c((F, REST),),
+            True, 2, 0x10, False, UMB_END - 0x10, c((P, 4), (F, REST)), c((F, REST), (P, 0x10)),
+            f"{M_}: lines 156-161 (last fit: the last match) and 216-228"),
+    UmbCase("linked_best_fit_takes_the_smaller_umb", c((P, 4), (F, REST)), c((F, REST),), True,
+            1, 0x10, False, UMB_START + 1, c((P, 4), (F, REST)), c((P, 0x10), (F, REST)),
+            f"{M_}: lines 168-174 (best fit over the whole chain)"),
+    UmbCase("linked_scan_joins_free_umbs", c((P, REST),), c((F, 5), (F, 5), (P, REST)), True, 0,
+            11, False, UMB_START + 1, c((P, REST),), c((P, 11), (P, REST)),
+            f"{M_}: lines 143-146 (joinMCBs while scanning)"),
+    UmbCase("high_only_fails_with_the_largest_umb", c((P, 4), (F, REST)),
+            c((P, 4), (F, 8), (P, REST)), True, 0x40, 0x10, True, 8, c((P, 4), (F, REST)),
+            c((P, 4), (F, 8), (P, REST)), f"{M_}: lines 128-134 and 195-205 (no second scan)",
+            bx_out=8),
+    UmbCase("high_first_falls_back_to_low_memory", c((P, 4), (F, REST)),
+            c((P, 4), (F, 8), (P, REST)), True, 0x80, 0x10, False, FIRST + 6,
+            c((P, 4), (P, 0x10), (F, REST)), c((P, 4), (F, 8), (P, REST)),
+            f"{M_}: lines 195-202 (bit 7: search again from the first MCB)"),
+    UmbCase("high_bits_without_the_link_take_low_memory", c((P, 4), (F, REST)), c((F, REST),),
+            False, 0x40, 0x10, False, FIRST + 6, c((P, 4), (P, 0x10), (F, REST)),
+            c((F, REST),), f"{M_}: lines 128-134 (UMBs only while uppermem_link)"),
+    UmbCase("ax_5802h_reports_the_link", c((P, 4), (F, REST)), c((F, REST),), True, 0, 0,
+            False, 0x5801, c((P, 4), (F, REST)), c((F, REST),),
+            "kernel/inthndlr.c: lines 1222-1224", ax=0x5802),
+]
+
+
+def write_area(dos: DosMemoryManager, chain: tuple[tuple[int, int], ...], start: int, end: int,
+               last: int) -> None:
+    used = sum(size + 1 for _, size in chain if size != REST)
+    at = start
+    for index, (owner, size) in enumerate(chain):
+        size = end - start - used - 1 if size == REST else size
+        typ = last if index == len(chain) - 1 else MCB_M
+        header = bytes((typ,)) + owner.to_bytes(2, "little") + size.to_bytes(2, "little")
+        write_physical(dos.pageman, at * 16, header + bytes(11))
+        at += size + 1
+
+
+def resolved(chain: tuple[tuple[int, int], ...], start: int, end: int) -> list[tuple[int, int]]:
+    used = sum(size + 1 for _, size in chain if size != REST)
+    return [(owner, end - start - used - 1 if size == REST else size) for owner, size in chain]
+
+
+@pytest.mark.parametrize("case", UMB_CASES, ids=[case.name for case in UMB_CASES])
+def test_msdos_alloc_with_umbs(case: UmbCase) -> None:
+    dos = make_dos()
+    assert dos.SetUmbLink(case.linked) and dos.SetAllocationStrategy(case.strategy)
+    write_area(dos, case.low, FIRST, HEAD, MCB_M if case.linked else MCB_Z)
+    write_area(dos, case.umb, UMB_START, UMB_END, MCB_Z)
+    regs = Registers(eax=HIGH | case.ax, ebx=HIGH | case.bx, es=0x1234)
+    out = dos.Int21h(regs)
+    bx = case.bx if case.bx_out is None else case.bx_out
+    assert out == regs.set(ax=case.ax_out, bx=bx, carry=case.carry)
+    chain, umbs = dos.walk(FIRST), dos.umb_chain()
+    assert chain is not None and umbs is not None
+    low = [(b.owner, b.size) for b in chain if b.segment < HEAD]
+    assert low == resolved(case.low_after, FIRST, HEAD)
+    assert [(b.owner, b.size) for b in umbs[1:]] == resolved(case.umb_after, UMB_START, UMB_END)
