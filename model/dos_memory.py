@@ -7,7 +7,10 @@ paragraphs, bytes 8..15 name; the block's data is [m + 1, m + 1 + size), the
 next MCB at m + size + 1 (RBIL table 01628, "Format of DOS memory control
 block"). XMS is ``self.xms`` (model/xms.py), EMS ``self.ems`` (model/ems.py).
 
-Rules (RBIL = Ralf Brown's Interrupt List, INT 21h AH=48h/49h/4Ah/58h):
+Rules. The arbiter is MS-DOS's own source (microsoft/MS-DOS, cited "ALLOC.ASM:N" =
+v4.0/src/DOS/ALLOC.ASM line N; v2.0's is the same routine); where it is silent
+(UMBs, DOS 5) RBIL = Ralf Brown's Interrupt List, FreeDOS (FDOS/kernel) and
+DOSBox-staging:
 
 - Layout. Without UMBs the chain tiles [first_segment, 0xA000), the last block
   'Z'. With UMBs (umb_start < umb_end) MS-DOS 5+'s layout: the conventional
@@ -25,39 +28,51 @@ Rules (RBIL = Ralf Brown's Interrupt List, INT 21h AH=48h/49h/4Ah/58h):
   UMB blocks always follow it), or an 'M' with no area after it.
   Every operation walks both chains first and fails with 7 on corruption,
   also when the conventional chain's end disagrees with the link flag; a
-  corrupt chain is never followed.
-- Strategy (AX=5800h/5801h, RBIL table 01679): 00h first fit = the lowest free
-  block that fits; 01h best fit = the smallest that fits, lowest on ties; 02h
-  last fit = the highest block that fits, the new block carved from its END
-  (MS-DOS's last fit). 40h-42h high only, 80h-82h high then low. Other values:
-  error 1 (DOS 5+ checks; RBIL: DOS 3-4 accepted any). High bits take effect
+  corrupt chain is never followed. Deviation: MS-DOS checks only type bytes
+  (ALLOC.ASM:103-115) and 49h never walks; bounds are the model's, so a
+  chain running past its area is refused rather than followed.
+- Strategy (AX=5800h/5801h, RBIL table 01679): 00h first fit, 01h best fit,
+  02h last fit (see AH=48h); 40h-42h high only, 80h-82h high then low. Other
+  values: error 1, as FreeDOS (kernel/inthndlr.c:1216-1218) and DOSBox
+  (dos_memory.cpp:150-158). Deviation: MS-DOS 4 stores any BL
+  (ALLOC.ASM:386-388); the model keeps DOS 5's UMB bits meaningful. High bits take effect
   only while the UMB link is on ("setting an allocation strategy involving high
   memory does not automatically link in the UMB chain ... in order to actually
-  allocate high memory", RBIL AH=58h); the low strategies search conventional
-  memory only (the table calls them "low memory").
-- AH=48h: paragraphs 0..FFFFh; 0 is allowed (a block of size 0: MS-DOS splits
-  like any other request). A block larger than asked is split: the rest gets a
-  new MCB (name zeroed). No fit: error 8 and ``largest_available`` = the
-  largest free block in the areas the strategy searches (the BX=FFFFh probe;
-  GetDosLargestBlock returns the same number). New blocks are owned by ``psp``.
-- Merging: MS-DOS coalesces free blocks while AH=48h scans (RBIL AH=48h) and
-  AH=4Ah coalesces the blocks following the block; this model merges on free
-  instead (AH=49h merges the freed block with free neighbours in its area, a
-  shrink's remainder with a free successor), so the chain never holds two
-  adjacent free blocks. Every allocation result equals MS-DOS's (its scan sees
-  the same coalesced blocks) and DOS-2 can state "no two adjacent free blocks".
-- AH=49h: the segment's MCB (segment - 1) must be a block of either chain,
-  not the UMB head; else error 9 and nothing changes (RBIL AH=49h: 09h
-  invalid memory block address). Freeing a free block succeeds and changes
-  nothing (MS-DOS only checks the signature and writes owner 0).
-- AH=4Ah: error 9 as AH=49h and for a free block. Shrink splits (the rest
-  merges with a free successor); grow takes the following free block,
-  splitting what is left over. Too big: the block is made as large as
-  possible (it absorbs the whole following free block, if any), then error
-  8 with ``largest_available`` = that maximum (RBIL AH=4Ah: "under DOS
-  2.1-6.0, if there is insufficient memory to expand the block as much as
-  requested, the block will be made as large as possible", BX = the
-  maximum). The one failure that changes state, as MS-DOS does.
+  allocate high memory", RBIL AH=58h). With the link on a low strategy scans
+  the whole chain, conventional then UMBs ("low memory first": the chain
+  runs on past 9FFFh to the 'Z', as FreeDOS and DOSBox scan it); high first
+  falls back to the whole chain (see _scans).
+- Joining (ALLOC.ASM:123-139, Coalesce) is lazy: a free block absorbs the free
+  blocks after it (its size grows, it takes the last one's type; the absorbed
+  MCBs' bytes stay in memory as data). AH=48h joins every free block of each
+  area it scans, to the area's end, before it picks (ALLOC.ASM:176-237: the
+  scan runs to the 'Z' even after a fit), and keeps the joins when it fails;
+  AH=4Ah joins the free blocks after its block; AH=49h joins nothing, so a
+  program that walks the chain after 49h sees two adjacent free MCBs.
+- AH=48h: paragraphs 0..FFFFh; 0 is allowed (a block of size 0: split like
+  any request, ALLOC.ASM:219). First fit = the lowest block that fits, best
+  fit the smallest (the first on ties: JBE, ALLOC.ASM:230-232), last fit the
+  highest, carved from its end (ALLOC.ASM:242-252); sizes are the joined
+  ones. A larger block is split: only type, owner and size of the MCBs are
+  written (ALLOC.ASM:275-286), so a new MCB's name bytes are what memory
+  held. The block is owned by ``psp`` (CurrentPDB). No fit: error 8 and
+  ``largest_available`` = the largest joined free block in the areas scanned
+  (ALLOC.ASM:200-216; GetDosLargestBlock returns that number without
+  writing the joins).
+- AH=49h: owner 0, nothing else (ALLOC.ASM:349-356), a free block included
+  (double free succeeds). Deviation: MS-DOS checks only that segment - 1
+  has an 'M'/'Z' byte (ALLOC.ASM:352) and writes owner 0 into any such
+  paragraph; the model requires a block of either chain, not the UMB head,
+  else error 9 and nothing changes (ALLOC.ASM:358-360's code), rather than
+  writing into a program's data that happens to start with 4Dh/5Ah.
+- AH=4Ah (ALLOC.ASM:311-331): segment - 1 not a block: error 7 (the bad
+  signature goes to alloc_trashed, ALLOC.ASM:317-321; same deviation as
+  49h). Any block, a free one included (no owner check), first absorbs the
+  free blocks after it; then at most its size: split (the rest free, typed as
+  the joined block) and the block's owner becomes ``psp`` (alloc_set_owner,
+  ALLOC.ASM:283-286), also at the same size; more: error 8 with
+  ``largest_available`` = the joined size, the join kept and the owner
+  unchanged ("made as large as possible", ALLOC.ASM:327-331 -> 200-205).
 - GetDosMemorySize: conventional memory in paragraphs (0xA000 = 640 KB, INT
   12h's figure in paragraphs).
 
@@ -73,7 +88,9 @@ from typing import NamedTuple, TypeVar
 
 from model.dos_physical import read_physical, write_physical
 from model.ems import EmsManager
+from model.int21 import int21h
 from model.page_manager import PageManager
+from model.registers import Registers
 from model.xms import XmsDriver
 from spec.abi import (
     CONVENTIONAL_TOP,
@@ -99,6 +116,7 @@ HIGH_ONLY, HIGH_FIRST = 0x40, 0x80
 
 _T = TypeVar("_T")
 _MCB = struct.Struct("<BHH3x8s")
+_HEADER = struct.Struct("<BHH")
 
 
 
@@ -111,6 +129,18 @@ class Mcb(NamedTuple):
     owner: int
     size: int
     name: bytes
+
+
+def _joined(area: list[Mcb]) -> list[Mcb]:
+    """The area's blocks with each run of free blocks counted as one (no write)."""
+    out: list[Mcb] = []
+    for block in area:
+        if out and block.owner == OWNER_FREE and out[-1].owner == OWNER_FREE:
+            out[-1] = out[-1]._replace(size=block.segment + block.size - out[-1].segment,
+                                       type=block.type)
+        else:
+            out.append(block)
+    return out
 
 
 def _is_u16(value: object) -> bool:
@@ -179,71 +209,47 @@ class DosMemoryManager:
         chains = self._chains()
         if chains is None:
             return 0
-        areas = self._areas(*chains)
         fit = self.strategy & 0x0F
-        for area in areas:
-            block = self._choose(area, paragraphs, fit)
+        joined: dict[int, list[Mcb]] = {}
+        for group in self._scans():
+            for area in group:
+                if area not in joined:
+                    joined[area] = self._coalesce_area(chains[area])
+            block = self._choose([b for area in group for b in joined[area]], paragraphs, fit)
             if block is not None:
                 return self._set(self._carve(block, paragraphs, fit == LAST_FIT))
-        self.largest_available = self._largest(areas)
+        self.largest_available = self._largest(list(joined.values()))
         return self._set(0, DosError.NOT_ENOUGH_MEMORY)
 
     def FreeDosMemory(self, segment: int) -> bool:
-        """INT 21h AH=49h: free the block at segment, merging free neighbours."""
+        """INT 21h AH=49h: owner 0, nothing else (no join: ALLOC.ASM:354)."""
         if not self._check(_is_u16(segment)):
             return False
         found = self._find(segment)
         if found is None:
             return False
         area, index = found
-        block = area[index]
-        if block.owner == OWNER_FREE:
-            return self._set(True)
-        start, end = index, index
-        if index > 0 and area[index - 1].owner == OWNER_FREE:
-            start = index - 1
-        if index + 1 < len(area) and area[index + 1].owner == OWNER_FREE:
-            end = index + 1
-        self._merge(area[start:end + 1])
+        self._write_owner(area[index].segment, OWNER_FREE)
         return self._set(True)
 
     def ResizeDosMemory(self, segment: int, paragraphs: int) -> bool:
-        """INT 21h AH=4Ah: shrink or grow an allocated block in place."""
+        """INT 21h AH=4Ah: join the free blocks after it, then split or fail with 8."""
         if not self._check(_is_u16(segment) and _is_u16(paragraphs)):
             return False
         found = self._find(segment)
         if found is None:
+            self.last_error = DosError.ARENA_TRASHED
             return False
         area, index = found
-        block = area[index]
-        if block.owner == OWNER_FREE:
-            return self._set(False, DosError.INVALID_BLOCK)
-        after = area[index + 1] if index + 1 < len(area) else None
-        if paragraphs <= block.size:
-            if paragraphs < block.size:
-                rest = block.segment + paragraphs + 1
-                self._write_mcb(block.segment, MCB_M, block.owner, paragraphs, block.name)
-                self._write_mcb(rest, block.type, OWNER_FREE, block.size - paragraphs - 1)
-                if after is not None and after.owner == OWNER_FREE:
-                    self._write_mcb(rest, after.type, OWNER_FREE,
-                                    after.segment + after.size - rest)
-            return self._set(True)
-        available = block.size
-        if after is not None and after.owner == OWNER_FREE:
-            available += after.size + 1
-        if paragraphs > available:
-            if available > block.size:
-                assert after is not None
-                self._write_mcb(block.segment, after.type, block.owner, available, block.name)
-            self.largest_available = available
+        block = self._coalesce(area, index)
+        if paragraphs > block.size:
+            self.largest_available = block.size
             return self._set(False, DosError.NOT_ENOUGH_MEMORY)
-        assert after is not None
-        if paragraphs == available:
-            self._write_mcb(block.segment, after.type, block.owner, available, block.name)
-        else:
-            self._write_mcb(block.segment, MCB_M, block.owner, paragraphs, block.name)
-            self._write_mcb(block.segment + paragraphs + 1, after.type, OWNER_FREE,
-                            available - paragraphs - 1)
+        if paragraphs < block.size:
+            self._write_header(block.segment + paragraphs + 1, block.type, OWNER_FREE,
+                               block.size - paragraphs - 1)
+            self._write_header(block.segment, MCB_M, block.owner, paragraphs)
+        self._write_owner(block.segment, self.psp)
         return self._set(True)
 
     def GetDosMemorySize(self) -> int:
@@ -253,13 +259,15 @@ class DosMemoryManager:
         return self._set(CONVENTIONAL_TOP)
 
     def GetDosLargestBlock(self) -> int:
-        """The largest block AH=48h could allocate now (the BX=FFFFh probe)."""
+        """The largest block AH=48h could allocate now (the BX=FFFFh probe's BX:
+        free runs counted joined; unlike the probe, nothing is written)."""
         if not self._check(True):
             return 0
         chains = self._chains()
         if chains is None:
             return 0
-        return self._set(self._largest(self._areas(*chains)))
+        areas = {area for group in self._scans() for area in group}
+        return self._set(self._largest([_joined(chains[area]) for area in areas]))
 
     def GetAllocationStrategy(self) -> int:
         """AX=5800h."""
@@ -295,6 +303,10 @@ class DosMemoryManager:
         self._write_type(last.segment, MCB_M if linked else MCB_Z)
         self.umb_linked = linked
         return self._set(True)
+
+    def Int21h(self, regs: Registers) -> Registers:
+        """INT 21h AH=48h/49h/4Ah/58h at the register level (model/int21.py)."""
+        return int21h(self, regs)
 
     # -- XMS / EMS seed operations (codes also in xms.last_error / ems.last_status)
 
@@ -395,12 +407,19 @@ class DosMemoryManager:
             return None
         return low, high[1:]
 
-    def _areas(self, low: list[Mcb], high: list[Mcb]) -> list[list[Mcb]]:
-        if self.umb_linked and self.strategy & HIGH_ONLY:
-            return [high]
-        if self.umb_linked and self.strategy & HIGH_FIRST:
-            return [high, low]
-        return [low]
+    def _scans(self) -> list[tuple[int, ...]]:
+        """The scans AH=48h makes, each over areas (0 conventional, 1 UMBs) in
+        chain order: with the link on the chain runs on into the UMBs, so a
+        low strategy scans both (MS-DOS scans to the 'Z', ALLOC.ASM:183-185;
+        FreeDOS memmgr.c:122-190, DOSBox dos_memory.cpp:164-170); high first
+        falls back to the whole chain (memmgr.c:195-202, dos_memory.cpp:225-229)."""
+        if not self.umb_linked:
+            return [(0,)]
+        if self.strategy & HIGH_ONLY:
+            return [(1,)]
+        if self.strategy & HIGH_FIRST:
+            return [(1,), (0, 1)]
+        return [(0, 1)]
 
     @staticmethod
     def _choose(area: list[Mcb], paragraphs: int, fit: int) -> Mcb | None:
@@ -416,25 +435,49 @@ class DosMemoryManager:
         return max((b.size for area in areas for b in area if b.owner == OWNER_FREE), default=0)
 
     def _carve(self, block: Mcb, paragraphs: int, from_end: bool) -> int:
-        """Allocate paragraphs from the free block; the new block's data segment."""
+        """Allocate paragraphs from the free block; the new block's data segment.
+        Only type, owner and size are written (ALLOC.ASM:276-286): a new MCB's
+        other bytes stay as memory held them."""
         if paragraphs == block.size:
-            self._write_mcb(block.segment, block.type, self.psp, block.size, block.name)
+            self._write_owner(block.segment, self.psp)
             return block.segment + 1
         rest = block.size - paragraphs - 1
         if from_end:
-            self._write_mcb(block.segment, MCB_M, OWNER_FREE, rest, block.name)
             new = block.segment + rest + 1
-            self._write_mcb(new, block.type, self.psp, paragraphs)
+            self._write_header(new, block.type, self.psp, paragraphs)
+            self._write_header(block.segment, MCB_M, OWNER_FREE, rest)
             return new + 1
-        self._write_mcb(block.segment, MCB_M, self.psp, paragraphs, block.name)
-        self._write_mcb(block.segment + paragraphs + 1, block.type, OWNER_FREE, rest)
+        self._write_header(block.segment + paragraphs + 1, block.type, OWNER_FREE, rest)
+        self._write_header(block.segment, MCB_M, self.psp, paragraphs)
         return block.segment + 1
 
-    def _merge(self, blocks: list[Mcb]) -> None:
-        """Make consecutive blocks one free block (the first MCB's name kept)."""
-        first, last = blocks[0], blocks[-1]
-        self._write_mcb(first.segment, last.type, OWNER_FREE,
-                        last.segment + last.size - first.segment, first.name)
+    def _coalesce(self, area: list[Mcb], index: int) -> Mcb:
+        """ALLOC.ASM's Coalesce (123-139): block ``index`` absorbs the free blocks
+        after it; its size and type change, its owner does not."""
+        block, stop = area[index], index + 1
+        while stop < len(area) and area[stop].owner == OWNER_FREE:
+            stop += 1
+        if stop == index + 1:
+            return block
+        last = area[stop - 1]
+        joined = block._replace(type=last.type, size=last.segment + last.size - block.segment)
+        self._write_header(block.segment, joined.type, block.owner, joined.size)
+        return joined
+
+    def _coalesce_area(self, area: list[Mcb]) -> list[Mcb]:
+        """AH=48h's scan (ALLOC.ASM:176-237): every free block joined with the free
+        blocks after it, to the area's end; the area's blocks afterwards."""
+        out: list[Mcb] = []
+        index = 0
+        while index < len(area):
+            block = area[index]
+            index += 1
+            if block.owner == OWNER_FREE:
+                block = self._coalesce(area, index - 1)
+                while index < len(area) and area[index].segment <= block.segment + block.size:
+                    index += 1
+            out.append(block)
+        return out
 
     def _find(self, segment: int) -> tuple[list[Mcb], int] | None:
         chains = self._chains()
@@ -451,6 +494,13 @@ class DosMemoryManager:
                    name: bytes = b"") -> None:
         write_physical(self.pageman, segment * PARAGRAPH,
                        _MCB.pack(typ, owner, size, name.ljust(8, b"\0")[:8]))
+
+    def _write_header(self, segment: int, typ: int, owner: int, size: int) -> None:
+        """Type, owner and size (bytes 0-4) only, as MS-DOS writes an MCB."""
+        write_physical(self.pageman, segment * PARAGRAPH, _HEADER.pack(typ, owner, size))
+
+    def _write_owner(self, segment: int, owner: int) -> None:
+        write_physical(self.pageman, segment * PARAGRAPH + 1, owner.to_bytes(2, "little"))
 
     def _write_type(self, segment: int, typ: int) -> None:
         write_physical(self.pageman, segment * PARAGRAPH, bytes((typ,)))

@@ -3,9 +3,9 @@ the step claim DOS-4F on XmsFree, all unbounded: the chains are arrays over
 segments with the ghost ``mcb_of``, so no proof walks the chain and none
 has a bound on its length or on the number of handles.
 
-The seed's calls are proved through the spec's steps (ResizeDosMemory is
-ResizeShrink or ResizeGrowApplied, which covers the grow failing with 8;
-MapEmsPageToPhysical is EmsMapPage or EmsUnmapPage, ...). Reachable states
+The seed's calls are proved through the spec's steps (AllocateDosMemory and
+ResizeDosMemory after Coalesce, which joins free blocks as MS-DOS's scan
+does; MapEmsPageToPhysical is EmsMapPage or EmsUnmapPage, ...). Reachable states
 are built by running the spec's own steps with concrete arguments from the
 initial state, so a broken variant's counterexample comes from a state the
 spec reaches.
@@ -34,16 +34,16 @@ HANDLE, KB = ("handle", INT), ("kb", INT)
 I2I = z3.ArraySort(INT, INT)
 
 CHAIN_OPERATIONS = (
-    Operation("AllocateDosMemory", _DM, dm.AllocateDosMemory,
-              (PARAGRAPHS, ("block", INT), ("psp", INT))),
+    # AH=48h and AH=4Ah join free blocks first (ALLOC.ASM's Coalesce), then act
+    Operation("Coalesce", _DM, dm.Coalesce, (("mcb", INT), ("stop", INT)), internal=True),
+    Operation("AllocCarve", _DM, dm.AllocateDosMemory,
+              (PARAGRAPHS, ("block", INT), ("psp", INT)), internal=True),
+    Operation("AllocateDosMemory", _DM, dm.AllocateDosMemory, (),
+              parts=("Coalesce", "AllocCarve")),
     Operation("FreeDosMemory", _DM, dm.FreeDosMemory, (SEGMENT,)),
-    Operation("ResizeShrink", _DM, dm.ResizeShrink, (SEGMENT, PARAGRAPHS), internal=True),
-    Operation("ResizeGrow", _DM, dm.ResizeGrow, (SEGMENT, PARAGRAPHS), internal=True),
-    # proved through ResizeGrowApplied: its success covers the grow that fails with 8
-    Operation("ResizeGrowApplied", _DM, dm.ResizeGrowApplied, (SEGMENT, PARAGRAPHS),
+    Operation("SetBlock", _DM, dm.ResizeDosMemory, (SEGMENT, PARAGRAPHS, ("psp", INT)),
               internal=True),
-    Operation("ResizeDosMemory", _DM, dm.ResizeShrink, (),
-              parts=("ResizeShrink", "ResizeGrowApplied")),
+    Operation("ResizeDosMemory", _DM, dm.ResizeDosMemory, (), parts=("Coalesce", "SetBlock")),
 )
 #: Calls that leave the chain alone (or change one MCB's type).
 PLAIN_OPERATIONS = (

@@ -16,29 +16,39 @@ chain's length, so every proof is unbounded.
 
 Spec-level decisions (the model follows them or the lead reconciles):
 
-- Free neighbours merge on free (AH=49h) and when a shrink (AH=4Ah) leaves a
-  free piece beside a free block: DOS-2 forbids two adjacent free blocks in
-  an area. MS-DOS merges lazily during the allocation walk (RBIL); merging
-  eagerly gives the same blocks to every later search, and the issue says
-  "free neighbours merge".
+- Free blocks join lazily, as MS-DOS's own source does (microsoft/MS-DOS
+  v4.0/src/DOS/ALLOC.ASM): AH=49h only writes owner 0 (lines 349-356), so two
+  adjacent free blocks are a state the chain can be in (DOS-2 does not forbid
+  them). ``Coalesce`` (ALLOC.ASM lines 123-139) joins the run of free blocks
+  that follows a block into it. AH=48h is Coalesce on every free block of the
+  areas it scans, in chain order (lines 207-208: the scan joins as it goes,
+  to the 'Z', and a failure keeps the joins), then ``AllocateDosMemory`` on
+  the joined chain; AH=4Ah is Coalesce on the block (lines 324-325), then
+  ``ResizeDosMemory``. The state machine (proofs/machines/dos_memory.py)
+  composes them so; each part is proved on its own, so the composition keeps
+  every invariant.
 - AH=48h: the block is a free choice constrained by the strategy's rule
   (RBIL AX=5801h): first fit = the lowest block that fits, best fit = the
   smallest (lowest on ties), last fit = the highest, allocated from its end
   (the new block sits at the top of the free block). A block larger than the
   request is split; the remainder may have 0 paragraphs. Strategy bits 7-6
-  (0x40 high only, 0x80 high then low) act only while the UMB link is on;
-  the low strategies (0x00-0x02) search conventional memory only (RBIL
-  table 01679 calls them "low memory"); with the link off every strategy
-  searches conventional memory.
+  (0x40 high only, 0x80 high then the whole chain) act only while the UMB
+  link is on; with the link on the low strategies (0x00-0x02) search the
+  whole chain, conventional memory first (MS-DOS's scan runs to the 'Z',
+  ALLOC.ASM lines 183-185, and the link moves the 'Z' to the UMBs' end;
+  FreeDOS kernel/memmgr.c lines 122-190, DOSBox src/dos/dos_memory.cpp lines
+  164-170); with the link off every strategy searches conventional memory.
   A request outside [0, 0xFFFF] paragraphs is error 8.
-- AH=49h on a segment that is not a block's data: error 9; freeing a free
-  block succeeds and changes nothing (MS-DOS only checks the signature and
-  writes owner 0). AH=4Ah on a free block or a non-block: error 9. Grow absorbs a free block
-  after it; asked for more than that, the block still becomes as large as
-  possible and the call fails with error 8 reporting that size (RBIL AH=4Ah:
-  "under DOS 2.1-6.0 ... the block will be made as large as possible").
-- Error 7 (MCB destroyed) is the model's answer to a corrupted chain: no
-  state of the spec has one (DOS-2), so no step returns it.
+- AH=49h on a segment that is not a block's data: error 9; otherwise owner
+  0, nothing else (a free block too: ALLOC.ASM lines 352-354 check only the
+  signature). AH=4Ah on a segment that is not a block's data: error 7
+  (lines 317-321: a bad signature is "arena trashed"); on any block, free
+  ones included (no owner check), after Coalesce: at most its size, the
+  block gets the request and the caller's PSP as owner, the rest splits off
+  free (lines 266-286); more: error 8 with the (joined) size as the result,
+  the join kept (lines 327-331, 200-205: "made as large as possible").
+- Error 7 for a corrupted chain is the model's: no state of the spec has one
+  (DOS-2); AH=4Ah's bad segment is the one step that returns 7.
 - The UMB link (AX=5803h) turns the last conventional MCB's 'Z' into 'M'
   (the chain continues at the UMB head);
   linking without UMBs is error 1. AX=5801h accepts 0-2, 0x40-0x42,
@@ -247,8 +257,9 @@ def dos_2(s: DosState) -> Ref:
     """DOS-2: each chain is well formed and tiles its area exactly: it starts at
     the area's start, each MCB's next is seg + size + 1, the next MCB or the
     area's end; 'Z' exactly on the last (the conventional last is 'M' while
-    linked); every segment of the area belongs to one block (``mcb_of``);
-    no two adjacent blocks of an area are both free (merged)."""
+    linked); every segment of the area belongs to one block (``mcb_of``).
+    Adjacent free blocks are allowed: MS-DOS joins them only while it scans
+    (ALLOC.ASM lines 207-208, 324-325)."""
     m, a, g = z3.Ints("m a g")
     mcb, following = s.is_mcb[m], nxt(s, m)
 
@@ -267,9 +278,7 @@ def dos_2(s: DosState) -> Ref:
         z3.ForAll([a], z3.Implies(in_area(s, a), z3.And(
             holder <= a, a <= holder + s.size[holder]))),
         z3.ForAll([g, a], z3.Implies(z3.And(s.is_mcb[g], g <= a, a <= g + s.size[g]),
-                                     s.mcb_of[a] == g)),
-        each(z3.Implies(z3.And(s.owner[m] == 0, following < end_of(s, m)),
-                        s.owner[following] != 0)))
+                                     s.mcb_of[a] == g)))
 
 
 def dos_3(s: DosState) -> Ref:
@@ -400,26 +409,35 @@ def _upper(m: Ref) -> Ref:
     return z3.Not(conventional(m))
 
 
+def _anywhere(m: Ref) -> Ref:
+    return z3.BoolVal(True)
+
+
 def chosen(s: DosState, b: Ref, n: Ref) -> Ref:
-    """The strategy picks block b (RBIL AX=5801h; high bits only while linked)."""
+    """The strategy picks block b (RBIL AX=5801h; high bits only while linked;
+    linked, the scan covers the whole chain, high first the UMBs before it)."""
     mode = s.strategy / 0x40
-    return z3.If(z3.Or(z3.Not(s.linked), mode == LOW_ONLY), rule(s, conventional, b, n),
-                 z3.If(mode == HIGH_ONLY, rule(s, _upper, b, n),
-                       z3.Or(rule(s, _upper, b, n),
-                             z3.And(rule(s, conventional, b, n), none_fits(s, _upper, n)))))
+    return z3.If(z3.Not(s.linked), rule(s, conventional, b, n),
+                 z3.If(mode == LOW_ONLY, rule(s, _anywhere, b, n),
+                       z3.If(mode == HIGH_ONLY, rule(s, _upper, b, n),
+                             z3.Or(rule(s, _upper, b, n),
+                                   z3.And(rule(s, _anywhere, b, n),
+                                          none_fits(s, _upper, n))))))
 
 
 def searched(s: DosState) -> Area:
     """The blocks the strategy may take from."""
     mode = s.strategy / 0x40
-    return lambda m: z3.If(z3.Or(z3.Not(s.linked), mode == LOW_ONLY), conventional(m),
+    return lambda m: z3.If(z3.Not(s.linked), conventional(m),
                            z3.If(mode == HIGH_ONLY, _upper(m), z3.BoolVal(True)))
 
 
 def AllocateDosMemory(s: DosState, paragraphs: Ref, block: Ref, psp: Ref) -> DosStep:
-    """INT 21h AH=48h: the strategy's block (a free choice, ``assume``) takes the
-    request; the rest of it, if any, stays free (after it, or before it for
-    last fit). Returns the data segment; 0 with error 8 when nothing fits."""
+    """INT 21h AH=48h on the chain Coalesce has joined (ALLOC.ASM lines 207-208):
+    the strategy's block (a free choice, ``assume``) takes the request; the
+    rest of it, if any, stays free (after it, or before it for last fit:
+    lines 242-252). Returns the data segment; 0 with error 8 when nothing
+    fits (lines 200-205; the joins stay)."""
     n, b, size = paragraphs, block, s.size[block]
     top = s.strategy % 0x40 == LAST_FIT
     code = status((z3.Or(n < 0, n > 0xFFFF), DosError.NOT_ENOUGH_MEMORY),
@@ -439,76 +457,50 @@ def allocated(s: DosState, m: Ref) -> Ref:
 
 
 def FreeDosMemory(s: DosState, segment: Ref) -> DosStep:
-    """INT 21h AH=49h: the block becomes free and merges with free neighbours
-    (a free block stays as it is: success)."""
+    """INT 21h AH=49h: owner 0 and nothing else (ALLOC.ASM lines 349-356): no
+    join, a free block stays free (success)."""
     m = segment - 1
-    left = s.mcb_of[m - 1]
-    left_free = z3.And(m != start_of(s, m), s.owner[left] == 0)
-    right = nxt(s, m)
-    right_free = z3.And(right != end_of(s, m), s.owner[right] == 0)
-    last = z3.If(right_free, right, m)
-    merged = make_block(s, z3.If(left_free, left, m), nxt(s, last), z3.IntVal(0), s.typ[last])
     code = status((z3.Not(s.is_mcb[m]), DosError.INVALID_BLOCK))
-    post = ite_dos(s.owner[m] == 0, s, merged)
-    return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
+    return dos_step(s, code, s.but(owner=z3.Store(s.owner, m, 0)), z3.BoolVal(True),
+                    z3.BoolVal(False))
 
 
-def _resize_checks(s: DosState, m: Ref, n: Ref) -> list[tuple[Ref, int]]:
-    return [(z3.Not(allocated(s, m)), DosError.INVALID_BLOCK),
-            (z3.Or(n < 0, n > 0xFFFF), DosError.NOT_ENOUGH_MEMORY)]
+def joins(s: DosState, m: Ref, stop: Ref) -> Ref:
+    """``stop`` ends the run of free blocks right after block m: every MCB in
+    [nxt(m), stop) is free, and stop is the area's end or an allocated block
+    (so it is unique: the first allocated block after m, or the end)."""
+    a = z3.Int("a")
+    after = nxt(s, m)
+    return z3.And(after <= stop, stop <= end_of(s, m),
+                  z3.Or(stop == end_of(s, m), allocated(s, stop)),
+                  z3.ForAll([a], z3.Implies(z3.And(after <= a, a < stop, s.is_mcb[a]),
+                                            s.owner[a] == 0)))
 
 
-def ResizeShrink(s: DosState, segment: Ref, paragraphs: Ref) -> DosStep:
-    """AH=4Ah to at most the current size: the rest becomes a free block, merged
-    with a free block after it."""
+def Coalesce(s: DosState, mcb: Ref, stop: Ref) -> DosStep:
+    """ALLOC.ASM's Coalesce (lines 123-139): block ``mcb`` absorbs the free
+    blocks that follow it, up to ``stop`` (a free choice, ``assume``: joins);
+    it keeps its owner and takes the last absorbed block's type. Not an MCB:
+    error 7 (the caller's bad signature)."""
+    typ = s.typ[s.mcb_of[stop - 1]]
+    post = make_block(s, mcb, stop, s.owner[mcb], typ)
+    code = status((z3.Not(s.is_mcb[mcb]), DosError.ARENA_TRASHED))
+    return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False), joins(s, mcb, stop))
+
+
+def ResizeDosMemory(s: DosState, segment: Ref, paragraphs: Ref, psp: Ref) -> DosStep:
+    """INT 21h AH=4Ah after Coalesce on the block (ALLOC.ASM lines 311-331):
+    at most its size, the block becomes ``psp``'s with the request and the
+    rest splits off free (lines 266-286; the same size: only the owner);
+    more: error 8 with the size as the result, nothing changed here (the
+    join before it is kept). A segment that is not a block's data: error 7
+    (lines 317-321)."""
     m, n = segment - 1, paragraphs
-    right = nxt(s, m)
-    right_free = z3.And(right != end_of(s, m), s.owner[right] == 0)
-    last = z3.If(right_free, right, m)
-    cut = m + n + 1
-    low = make_block(s, m, cut, s.owner[m], z3.IntVal(MCB_M))
-    post = ite_dos(n == s.size[m], s,
-                   make_block(low, cut, nxt(s, last), z3.IntVal(0), s.typ[last]))
-    code = status(*_resize_checks(s, m, n), (n > s.size[m], DosError.NOT_ENOUGH_MEMORY))
-    return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
-
-
-def _grow(s: DosState, m: Ref, n: Ref) -> tuple[list[tuple[Ref, int]], DosState, Ref]:
-    """AH=4Ah's grow: its checks, the block grown to min(n, largest) and largest,
-    the block's maximum (itself plus a free block after it, MCB included)."""
-    right = nxt(s, m)
-    right_free = z3.And(right != end_of(s, m), s.owner[right] == 0)
-    last = z3.If(right_free, right, m)
-    stop = nxt(s, last)
-    largest = stop - m - 1
-    whole = make_block(s, m, stop, s.owner[m], s.typ[last])
-    cut = m + n + 1
-    parted = make_block(make_block(s, m, cut, s.owner[m], z3.IntVal(MCB_M)), cut, stop,
-                        z3.IntVal(0), s.typ[last])
-    checks = [*_resize_checks(s, m, n), (n <= s.size[m], DosError.NOT_ENOUGH_MEMORY)]
-    return checks, ite_dos(n >= largest, whole, parted), largest
-
-
-def ResizeGrow(s: DosState, segment: Ref, paragraphs: Ref) -> DosStep:
-    """AH=4Ah above the current size: the block absorbs a free block after it,
-    splitting off what it does not need. More than it can reach: error 8 with
-    the largest possible size as the result, and the block is still made as
-    large as possible (RBIL AH=4Ah, DOS 2.1-6.0), so this failure changes the
-    state (built as a Transition: guarded() keeps a failure's pre-state)."""
-    checks, changed, largest = _grow(s, segment - 1, paragraphs)
-    applied = status(*checks) == 0
-    code = z3.If(applied, z3.If(paragraphs > largest, z3.IntVal(DosError.NOT_ENOUGH_MEMORY),
-                                z3.IntVal(0)), status(*checks))
-    return Transition(code, ite_dos(applied, changed, s), changed,
-                      z3.If(code == 0, z3.IntVal(1), largest))
-
-
-def ResizeGrowApplied(s: DosState, segment: Ref, paragraphs: Ref) -> DosStep:
-    """The change of every grow past its checks, the one that fails with error 8
-    included (its status 0 here: the obligations then cover the state MS-DOS
-    leaves behind that error 8)."""
-    checks, changed, largest = _grow(s, segment - 1, paragraphs)
-    return dos_step(s, status(*checks), changed, z3.IntVal(1), largest)
+    code = status((z3.Not(s.is_mcb[m]), DosError.ARENA_TRASHED),
+                  (z3.Or(n < 0, n > s.size[m]), DosError.NOT_ENOUGH_MEMORY))
+    whole = s.but(owner=z3.Store(s.owner, m, psp))
+    post = ite_dos(n == s.size[m], whole, split(s, m, n, psp, z3.IntVal(0)))
+    return dos_step(s, code, post, z3.IntVal(1), s.size[m], z3.And(0 < psp, psp <= 0xFFFF))
 
 
 def SetAllocationStrategy(s: DosState, strategy: Ref) -> DosStep:

@@ -27,13 +27,25 @@ def snapshot(dos: DosMemoryManager) -> tuple[object, ...]:
 
 
 def check_area(blocks: list[Mcb], start: int, end: int) -> None:
-    """Blocks tile [start, end), 'M' ... 'Z'-or-linked, no two adjacent free blocks."""
+    """Blocks tile [start, end), 'M' ... 'Z'-or-linked. Adjacent free blocks are
+    allowed: MS-DOS joins them only while AH=48h/4Ah scan (ALLOC.ASM:123-139)."""
     assert blocks[0].segment == start
     for block, after in zip(blocks, blocks[1:], strict=False):
         assert block.type == MCB_M
         assert after.segment == block.segment + block.size + 1
-        assert not (block.owner == OWNER_FREE and after.owner == OWNER_FREE)
     assert blocks[-1].segment + blocks[-1].size + 1 == end
+
+
+def joined(blocks: list[Mcb]) -> list[Mcb]:
+    """The blocks as AH=48h's scan leaves them: each run of free blocks one block."""
+    out: list[Mcb] = []
+    for block in blocks:
+        if out and block.owner == OWNER_FREE and out[-1].owner == OWNER_FREE:
+            out[-1] = out[-1]._replace(size=block.segment + block.size - out[-1].segment,
+                                       type=block.type)
+        else:
+            out.append(block)
+    return out
 
 
 def check_chains(dos: DosMemoryManager) -> tuple[list[Mcb], list[Mcb]]:

@@ -155,7 +155,7 @@ def test_an_oracle_campaign_passes_the_model_and_finds_a_broken_one(
     assert "2 chunks: 2 passed, 0 diverged" in capsys.readouterr().out
     trace = tmp_path / "trace.json"
     junit = tmp_path / "campaign.xml"
-    assert oracle(["--impl", _shim("free_without_merge"), *common, "--max-examples", "6",
+    assert oracle(["--impl", _shim("free_merges_neighbours"), *common, "--max-examples", "6",
                    "--trace-out", str(trace), "--junit", str(junit)]) == 1
     out = capsys.readouterr().out
     assert "DIVERGED" in out and "trace saved" in out
@@ -169,7 +169,7 @@ def test_a_failure_saved_in_the_shared_database_is_replayed_first(tmp_path: Path
     """One run finds a divergence and saves it; a run with another seed and a
     budget of one sequence replays it from the database at once."""
     database = example_database(str(tmp_path / "examples"))
-    broken = _shim("free_without_merge")
+    broken = _shim("free_merges_neighbours")
     first = search(broken, "strict", max_examples=6, steps=12, seed=1, time_limit=120,
                    shrink_seconds=2, families=("dos",), database=database)
     assert first.divergence is not None, describe(first)

@@ -28,7 +28,7 @@ from spec.abi import (
     DosError,
     FrameOwner,
 )
-from tests.dos_world import check_chains, make_dos, snapshot
+from tests.dos_world import check_chains, joined, make_dos, snapshot
 
 FIRST = 0x0800
 TOTAL = 0x9FFF - FIRST - 1  # the one free block at start
@@ -74,8 +74,9 @@ def holes(dos: DosMemoryManager) -> list[int]:
 def test_best_fit_smallest_then_lowest() -> None:
     dos = make_dos()
     segs = holes(dos)
-    # a and b merged: 0x30 + 1 + 0x10 = 0x41; d = 0x10: best fit for 8 is d.
-    assert free_sizes(dos.walk(FIRST) or []) == [0x41, 0x10, TOTAL - 0xA5]
+    # 49h joins nothing (ALLOC.ASM:354): a and b stay apart until the scan joins
+    # them (0x30 + 1 + 0x10 = 0x41); d = 0x10: best fit for 8 is d.
+    assert free_sizes(dos.walk(FIRST) or []) == [0x30, 0x10, 0x10, TOTAL - 0xA5]
     assert dos.SetAllocationStrategy(1)
     assert dos.AllocateDosMemory(8) == segs[3]
     assert dos.AllocateDosMemory(0x10) == segs[0]  # 0x41 beats the rest; lowest
@@ -114,11 +115,18 @@ def test_probe_ffff_returns_8_and_largest_without_change() -> None:
     assert snapshot(dos)[:5] == before[:5]
 
 
-def test_free_merges_both_neighbours() -> None:
+def test_free_joins_nothing_and_the_next_scan_joins_all() -> None:
+    """ALLOC.ASM:354 (49h writes owner 0 only), 207-208 (48h joins as it scans,
+    and keeps the joins when it fails)."""
     dos = make_dos()
     a, b, c = (dos.AllocateDosMemory(0x10) for _ in range(3))
     assert dos.FreeDosMemory(a) and dos.FreeDosMemory(c)
     assert dos.FreeDosMemory(b)
+    assert [(m.type, m.owner, m.size) for m in dos.walk(FIRST) or []] == [
+        (MCB_M, 0, 0x10), (MCB_M, 0, 0x10), (MCB_M, 0, 0x10), (MCB_Z, 0, TOTAL - 0x33)]
+    assert dos.GetDosLargestBlock() == TOTAL  # counted joined, nothing written
+    assert len(dos.walk(FIRST) or []) == 4
+    assert dos.AllocateDosMemory(0xFFFF) == 0 and dos.largest_available == TOTAL
     assert dos.walk(FIRST) == [Mcb(FIRST, MCB_Z, 0, TOTAL, bytes(8))]
 
 
@@ -177,15 +185,39 @@ def test_resize_failure_is_8_and_grows_to_the_maximum() -> None:
     assert snapshot(dos) == before
 
 
-def test_resize_of_free_or_unknown_block_is_9() -> None:
+def test_resize_of_an_unknown_block_is_7_and_of_a_free_one_takes_it() -> None:
+    """ALLOC.ASM:317-321 (bad signature: arena trashed), 311-331 (no owner check)
+    and 283-286 (the block becomes the caller's)."""
     dos = make_dos()
     a = dos.AllocateDosMemory(0x10)
     dos.AllocateDosMemory(0x10)
     assert dos.FreeDosMemory(a)
     before = snapshot(dos)
-    for segment in (a, a + 1):
-        assert not dos.ResizeDosMemory(segment, 4) and dos.last_error == DosError.INVALID_BLOCK
+    assert not dos.ResizeDosMemory(a + 1, 4) and dos.last_error == DosError.ARENA_TRASHED
     assert snapshot(dos) == before
+    dos.psp = 0x0777
+    assert dos.ResizeDosMemory(a, 4) and dos.last_error == 0
+    assert [(m.owner, m.size) for m in (dos.walk(FIRST) or [])[:2]] == [(0x0777, 4), (0, 0xB)]
+
+
+def test_resize_at_the_same_size_takes_the_block_and_joins_the_free_run() -> None:
+    dos = make_dos()
+    a, b, c, _ = (dos.AllocateDosMemory(0x10) for _ in range(4))
+    assert dos.FreeDosMemory(b) and dos.FreeDosMemory(c)
+    dos.psp = 0x0777
+    assert dos.ResizeDosMemory(a, 0x10)
+    assert [(m.owner, m.size) for m in (dos.walk(FIRST) or [])[:3]] == [
+        (0x0777, 0x10), (0, 0x21), (DEFAULT_PSP, 0x10)]
+
+
+def test_split_writes_only_type_owner_and_size() -> None:
+    """ALLOC.ASM:276-281: the new MCB's bytes 5-15 are what memory held."""
+    dos = make_dos()
+    a = dos.AllocateDosMemory(0x20)
+    write_physical(dos.pageman, (a + 7) * 16, b"ABCDEFGHIJKLMNOP")
+    assert dos.ResizeDosMemory(a, 7)
+    mcb = (dos.walk(FIRST) or [])[1]
+    assert (mcb.segment, mcb.owner, mcb.name) == (a + 7, 0, b"IJKLMNOP")
 
 
 @pytest.mark.parametrize("corrupt", ["type", "past_a000", "short_z"])
@@ -243,7 +275,13 @@ def test_high_strategies_need_the_link() -> None:
     assert dos.SetAllocationStrategy(0x82)
     assert dos.AllocateDosMemory(1) == 0xE000 - 1  # last fit in the UMB area
     assert dos.SetAllocationStrategy(0)
-    assert dos.AllocateDosMemory(1) < 0x9FFF  # low strategies: conventional only
+    assert dos.AllocateDosMemory(1) < 0x9FFF  # low first fit: conventional first
+    assert dos.SetAllocationStrategy(2)  # linked: the scan runs on into the UMBs
+    assert dos.AllocateDosMemory(1) == 0xE000 - 3
+    assert dos.SetAllocationStrategy(0)
+    big = max(b.size for b in check_chains(dos)[0] if b.owner == 0)
+    assert dos.AllocateDosMemory(big - 0x10) < 0x9FFF
+    assert dos.AllocateDosMemory(0x100) > 0xC800  # nothing fits low: on into the UMBs
     check_chains(dos)
 
 
@@ -253,8 +291,8 @@ def test_umb_blocks_free_and_resize_and_head_is_9() -> None:
     dos.SetAllocationStrategy(0x40)
     u = dos.AllocateDosMemory(0x10)
     assert dos.ResizeDosMemory(u, 0x20) and dos.FreeDosMemory(u)
-    assert dos.umb_chain() == [(dos.umb_chain() or [])[0],
-                               Mcb(0xC800, MCB_Z, 0, 0xE000 - 0xC800 - 1, bytes(8))]
+    assert [(m.type, m.owner, m.size) for m in (dos.umb_chain() or [])[1:]] == [
+        (MCB_M, 0, 0x20), (MCB_Z, 0, 0xE000 - 0xC800 - 0x22)]
     before = snapshot(dos)
     assert not dos.FreeDosMemory(0xA000) and dos.last_error == DosError.INVALID_BLOCK
     assert snapshot(dos) == before
@@ -325,9 +363,11 @@ class ChainMachine(RuleBasedStateMachine):
     def allocate(self, size: int) -> None:
         dos = self.dos
         low, high = check_chains(dos)
-        areas = [low]
-        if dos.umb_linked and dos.strategy & 0xC0:
-            areas = [high] if dos.strategy & 0x40 else [high, low]
+        low, high = joined(low), joined(high)  # the scan joins free runs (ALLOC.ASM:207-208)
+        areas = [low]  # each scan's blocks, in chain order
+        if dos.umb_linked:
+            areas = ([high] if dos.strategy & 0x40 else [high, low + high]
+                     if dos.strategy & 0x80 else [low + high])
         fitting = [[b for b in a if b.owner == 0 and b.size >= size] for a in areas]
         seg = dos.AllocateDosMemory(size)
         candidates = next((f for f in fitting if f), [])
@@ -356,8 +396,11 @@ class ChainMachine(RuleBasedStateMachine):
             low, high = check_chains(self.dos)
             area = next(a for a in (low, high) if any(b.segment == seg - 1 for b in a))
             index = next(i for i, b in enumerate(area) if b.segment == seg - 1)
-            after = area[index + 1] if index + 1 < len(area) else None
-            most = area[index].size + (after.size + 1 if after and after.owner == 0 else 0)
+            most = area[index].size
+            for after in area[index + 1:]:  # Coalesce: every free block after it
+                if after.owner != 0:
+                    break
+                most += after.size + 1
             if not self.dos.ResizeDosMemory(seg, size):
                 assert self.dos.last_error == DosError.NOT_ENOUGH_MEMORY
                 assert self.dos.largest_available == most < size

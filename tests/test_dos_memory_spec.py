@@ -92,7 +92,7 @@ def test_obligations_one_per_call_and_claim() -> None:
 
 
 @pytest.mark.parametrize(("layer", "operation", "claim"), [
-    (LAYER, "ResizeShrink", "DOS-1"), (LAYER, "FreeDosMemory", "DOS-3"),
+    (LAYER, "SetBlock", "DOS-1"), (LAYER, "Coalesce", "DOS-1"), (LAYER, "FreeDosMemory", "DOS-3"),
     (PLAIN_LAYER, "SetUmbLink", "DOS-2"), (PLAIN_LAYER, "XmsReallocate", "DOS-4"),
     (PLAIN_LAYER, "EmsMapPage", "DOS-5"), (PLAIN_LAYER, "XmsFree", "DOS-4F")])
 def test_step_proved(layer: Layer, operation: str, claim: str) -> None:
@@ -140,15 +140,23 @@ def test_high_only_takes_an_upper_block(busy: dm.DosState) -> None:
     assert valid(z3.Implies(z3.And(step.assume, step.ok), b == UMB_START + 0x41))
 
 
-def test_free_merges_both_neighbours(conv: dm.DosState) -> None:
+def test_free_writes_owner_0_and_coalesce_joins_later(conv: dm.DosState) -> None:
+    """ALLOC.ASM:354 (49h: owner 0 only), 123-139 (Coalesce joins the run after)."""
     third = HOLE + 0x201
     step = dm.FreeDosMemory(conv, i(third + 1))
     post = step.changed
     assert equals(step.status, 0)
-    assert valid(z3.And(post.is_mcb[HOLE], z3.Not(post.is_mcb[third]),
-                        z3.Not(post.is_mcb[TAIL]), post.owner[HOLE] == 0,
-                        post.typ[HOLE] == Z, dm.nxt(post, HOLE) == UMB_HEAD))
+    assert valid(z3.And(post.is_mcb[HOLE], post.is_mcb[third], post.is_mcb[TAIL],
+                        post.owner[third] == 0, post.size[third] == conv.size[third]))
     assert violated(post) == []
+    joined = dm.Coalesce(post, i(HOLE), i(UMB_HEAD))
+    assert equals(joined.status, 0) and valid(joined.assume)
+    assert valid(z3.And(joined.changed.is_mcb[HOLE], z3.Not(joined.changed.is_mcb[third]),
+                        z3.Not(joined.changed.is_mcb[TAIL]), joined.changed.owner[HOLE] == 0,
+                        joined.changed.typ[HOLE] == Z, dm.nxt(joined.changed, HOLE) == UMB_HEAD))
+    assert violated(joined.changed) == []
+    short = dm.Coalesce(post, i(HOLE), i(TAIL))  # stops inside the run: not a valid choice
+    assert not valid(short.assume)
 
 
 @pytest.mark.parametrize("segment", [FIRST + 5, 0, UMB_HEAD + 1, CONVENTIONAL_TOP + 3])
@@ -163,44 +171,53 @@ def test_free_of_a_free_block_succeeds_and_changes_nothing(conv: dm.DosState) ->
                         step.changed.owner == conv.owner))
 
 
-def test_resize_of_a_free_block_is_error_9(conv: dm.DosState) -> None:
-    assert status_is(dm.ResizeShrink(conv, i(HOLE + 1), i(1)), DosError.INVALID_BLOCK)
+def test_resize_of_a_free_block_gives_it_to_the_caller(conv: dm.DosState) -> None:
+    """ALLOC.ASM:311-331 (no owner check), 283-286 (owner <- CurrentPDB); a
+    segment that is not a block's data is 7 (317-321)."""
+    step = dm.ResizeDosMemory(conv, i(HOLE + 1), i(1), i(0x99))
+    assert equals(step.status, 0)
+    assert valid(z3.And(step.changed.owner[HOLE] == 0x99, step.changed.size[HOLE] == 1,
+                        step.changed.owner[HOLE + 2] == 0))
+    assert violated(step.changed) == []
+    assert status_is(dm.ResizeDosMemory(conv, i(FIRST + 5), i(1), i(0x99)),
+                     DosError.ARENA_TRASHED)
 
 
 def test_resize_grow_reports_the_largest_size(conv: dm.DosState) -> None:
-    """Too big: error 8 with the maximum, and the block made that large (RBIL AH=4Ah)."""
-    step = dm.ResizeGrow(conv, i(FIRST + 1), i(0x400))
+    """Too big: error 8 with the joined size; the join stays (ALLOC.ASM:325-331)."""
+    joined = dm.Coalesce(conv, i(FIRST), i(HOLE + 0x201))
+    assert equals(joined.status, 0) and valid(joined.assume)
+    state = joined.changed
+    assert violated(state) == []
+    step = dm.ResizeDosMemory(state, i(FIRST + 1), i(0x400), i(0x99))
     assert status_is(step, DosError.NOT_ENOUGH_MEMORY)
     assert equals(step.result, 0x100 + 0x200 + 1)
-    grown = dm.ResizeGrow(conv, i(FIRST + 1), i(0x301))
+    assert valid(z3.And(step.post.size == state.size, step.post.owner == state.owner))
+    grown = dm.ResizeDosMemory(state, i(FIRST + 1), i(0x301), i(0x99))
     assert equals(grown.status, 0) and violated(grown.changed) == []
-    for post in (step.post, grown.post):
-        assert valid(z3.And(post.is_mcb[FIRST], post.size[FIRST] == 0x301,
-                            post.owner[FIRST] == conv.owner[FIRST],
-                            z3.Not(post.is_mcb[HOLE]), post.is_mcb[HOLE + 0x201]))
-    assert violated(step.post) == []
-    applied = dm.ResizeGrowApplied(conv, i(FIRST + 1), i(0x400))
-    assert equals(applied.status, 0) and valid(applied.changed.size == step.post.size)
+    assert valid(z3.And(grown.post.is_mcb[FIRST], grown.post.size[FIRST] == 0x301,
+                        grown.post.owner[FIRST] == 0x99, z3.Not(grown.post.is_mcb[HOLE]),
+                        grown.post.is_mcb[HOLE + 0x201]))
 
 
 def test_resize_grow_without_a_free_neighbour_fails_unchanged(conv: dm.DosState) -> None:
     third = HOLE + 0x201  # followed by the free tail
-    assert status_is(dm.ResizeGrow(conv, i(third + 1), i(0x81)), 0)
     tail_taken = dm.AllocateDosMemory(conv, i(0x10), i(TAIL), i(0x70)).changed
-    stuck = dm.ResizeGrow(tail_taken, i(third + 1), i(0x90))
+    stuck = dm.ResizeDosMemory(tail_taken, i(third + 1), i(0x90), i(0x99))
     assert status_is(stuck, DosError.NOT_ENOUGH_MEMORY) and equals(stuck.result, 0x80)
     assert valid(z3.And([z3.And(stuck.post.size[m] == tail_taken.size[m],
                                 stuck.post.is_mcb[m] == tail_taken.is_mcb[m])
                          for m in (third, TAIL, TAIL + 0x11)]))
 
 
-def test_resize_shrink_merges_the_rest_with_a_free_block(conv: dm.DosState) -> None:
+def test_resize_shrink_after_the_join_leaves_one_free_rest(conv: dm.DosState) -> None:
     third = HOLE + 0x201
-    step = dm.ResizeShrink(conv, i(third + 1), i(0x10))
+    joined = dm.Coalesce(conv, i(third), i(UMB_HEAD)).changed
+    step = dm.ResizeDosMemory(joined, i(third + 1), i(0x10), i(0x99))
     post = step.changed
     assert equals(step.status, 0)
     assert valid(z3.And(post.is_mcb[third + 0x11], post.owner[third + 0x11] == 0,
-                        dm.nxt(post, third + 0x11) == UMB_HEAD))
+                        dm.nxt(post, third + 0x11) == UMB_HEAD, post.owner[third] == 0x99))
     assert violated(post) == []
 
 
@@ -284,7 +301,7 @@ def test_concrete_good_state() -> None:
 @pytest.mark.parametrize(("blocks", "changes", "broken"), [
     ([*GOOD[:2], (0x832, Z, 0x60, 0xA000 - 0x832)], {}, {"DOS-1", "DOS-2"}),
     ([*GOOD[:2], (0x832, M, 0x60, 0xA000 - 0x833)], {}, {"DOS-2"}),
-    ([(0x800, M, 0, 0x10), *GOOD[1:]], {}, {"DOS-2"}),  # two free neighbours
+    ([(0x800, M, 0, 0x10), *GOOD[1:]], {}, set()),  # two free neighbours: MS-DOS's lazy join
     ([*LOW, (0xF800, Z, 0, 0x7FF)], {"umb_start": 0xF800, "umb_end": 0x10000}, set()),
     ([*GOOD, (0xF800, Z, 0, 0x7FF)], {"umb_start": 0xF800, "umb_end": 0x10000},
      {"DOS-1", "DOS-2"}),  # the conventional chain runs into the UMB head
@@ -315,7 +332,7 @@ def test_concrete_accepts_type_characters() -> None:
 def test_every_dos_invariant_has_a_variant() -> None:
     dos = [v for v in VARIANTS if v.layer is not None and v.layer.startswith("dos_memory")]
     assert {v.invariant for v in dos} == {*CLAIMS, "DOS-4F"}
-    assert {v.name for v in dos} >= {"dos-alloc-crosses-a000", "dos-free-without-merge",
+    assert {v.name for v in dos} >= {"dos-alloc-crosses-a000", "dos-coalesce-keeps-inner-mcbs",
                                      "ems-page-in-two-slots", "xms-free-locked-block",
                                      "umb-past-area-end"}
 

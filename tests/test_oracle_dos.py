@@ -131,9 +131,9 @@ def op(name: str, **args: Any) -> dict[str, Any]:
 
 #: Short sequences on which a broken model breaks what it is named for.
 BREAKING = {
-    "free_without_merge": [op("AllocateDosMemory", paragraphs=0x10),
-                           op("AllocateDosMemory", paragraphs=0x10),
-                           op("FreeDosMemory", segment=0x812)],
+    "free_merges_neighbours": [op("AllocateDosMemory", paragraphs=0x10),
+                               op("AllocateDosMemory", paragraphs=0x10),
+                               op("FreeDosMemory", segment=0x812)],
     "walk_follows_bad_type": [op("AllocateDosMemory", paragraphs=0x10),
                               op("WriteMemory", address=0x8000, data="00"),
                               op("FreeDosMemory", segment=0x801),
@@ -162,7 +162,7 @@ def test_the_model_passes_the_breaking_sequences() -> None:
 
 
 def test_strict_mode_catches_a_reply_that_differs() -> None:
-    outcome = replay(shim("free_without_merge"), "strict", BREAKING["free_without_merge"],
+    outcome = replay(shim("free_merges_neighbours"), "strict", BREAKING["free_merges_neighbours"],
                      family="dos")
     assert outcome.divergence is not None, describe(outcome)
     assert outcome.divergence.violated == ("strict",)
@@ -170,7 +170,7 @@ def test_strict_mode_catches_a_reply_that_differs() -> None:
 
 
 def test_search_finds_a_broken_model_and_its_trace_replays(tmp_path: Path) -> None:
-    broken = shim("free_without_merge")
+    broken = shim("free_merges_neighbours")
     outcome = search(broken, "spec", max_examples=3, steps=15, seed=1, time_limit=120,
                      shrink_seconds=2, families=("dos",))
     assert outcome.divergence is not None and outcome.family == "dos", describe(outcome)

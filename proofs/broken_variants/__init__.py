@@ -230,10 +230,12 @@ def _fits_with_mcb(s: sdm.DosState, m: Ref, n: Ref) -> Ref:
     return z3.And(sdm.free_block(s, m), n <= s.size[m] + 1)
 
 
-def _free_without_merge(s: sdm.DosState, segment: Ref) -> sdm.DosStep:
-    """AH=49h that marks the block free and leaves its free neighbours apart."""
-    done = sdm.FreeDosMemory(s, segment)
-    return sdm.dos_step(s, done.status, s.but(owner=z3.Store(s.owner, segment - 1, 0)))
+def _coalesce_keeps_inner_mcbs(s: sdm.DosState, mcb: Ref, stop: Ref) -> sdm.DosStep:
+    """Coalesce grows the block over the free run but leaves the absorbed MCBs
+    standing (is_mcb): blocks inside a block, the tiling broken."""
+    done = sdm.Coalesce(s, mcb, stop)
+    kept = done.changed.but(is_mcb=z3.Store(s.is_mcb, mcb, True))
+    return sdm.dos_step(s, done.status, kept, assume=done.assume)
 
 
 def _map_keeps_old_slot(s: sdm.DosState, handle: Ref, logical: Ref,
@@ -470,9 +472,9 @@ VARIANTS = (
     BrokenVariant("dos-alloc-crosses-a000", "DOS-1", "AllocateDosMemory",
                   "AH=48h counts the MCB paragraph as room: the last block runs past A000h",
                   ((sdm, "fits", _fits_with_mcb),), layer="dos_memory"),
-    BrokenVariant("dos-free-without-merge", "DOS-2", "FreeDosMemory",
-                  "AH=49h frees the block but does not merge it with free neighbours",
-                  transition=_free_without_merge, layer="dos_memory"),
+    BrokenVariant("dos-coalesce-keeps-inner-mcbs", "DOS-2", "Coalesce",
+                  "joining free blocks (ALLOC.ASM Coalesce) leaves the absorbed MCBs standing",
+                  transition=_coalesce_keeps_inner_mcbs, layer="dos_memory"),
     BrokenVariant("umb-past-area-end", "DOS-3", "AllocateDosMemory",
                   "a high allocation counts the MCB paragraph: a UMB runs past upper memory",
                   ((sdm, "fits", _fits_with_mcb),), layer="dos_memory"),

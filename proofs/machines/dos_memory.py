@@ -19,9 +19,13 @@ the EMS page frame. After every call :class:`DosHarness` checks
    new handle, address and storage pages, which of the free-choice failures
    happened), must report the model's status (and its result: the segment,
    the locked address, AH=4Ah's maximum), and wherever the step changes the
-   state (success, and AH=4Ah's error 8 that grows the block to its
-   maximum) its post-state equals the abstraction of the model's on every
-   observable field, pointwise over free constants; DOS-4F on XmsFree;
+   state (success, and AH=48h's and AH=4Ah's error 8, after which the joins
+   stay) its post-state equals the abstraction of the model's on every
+   observable field, pointwise over free constants; DOS-4F on XmsFree.
+   AH=48h and AH=4Ah are the spec's Coalesce on each run of free blocks the
+   call joins (every run of the areas AH=48h scans, the run after AH=4Ah's
+   block: ``scanned``, ``free_runs``), then AllocateDosMemory or
+   ResizeDosMemory on the joined state (``coalesced``);
 3. a failed call changes nothing (``unchanged``): memory, frames, flags,
    handles, slots, storage;
 4. contents (``contents``): bytes written into a block read back while it
@@ -47,6 +51,7 @@ first are compared with the rule tables instead (:func:`hostile_code`: DOS
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import struct
 import time
@@ -266,7 +271,8 @@ class DosChecks:
         post_view = self.view()
         problems = check_invariants(self.machine, dm.INVARIANTS, post_view,
                                     lambda: self.state(post_view))
-        partial = name == "ResizeDosMemory" and code == DosError.NOT_ENOUGH_MEMORY
+        partial = (name in ("AllocateDosMemory", "ResizeDosMemory")
+                   and code == DosError.NOT_ENOUGH_MEMORY)
         if code and not partial and self.snapshot() != before:
             problems[UNCHANGED] = "a failed call changed memory, frames, handles or slots"
         step = self.expected(name, args, pre_view, post_view, reply, code)
@@ -294,16 +300,19 @@ class DosChecks:
         if name in ("AllocateDosMemory", "FreeDosMemory", "ResizeDosMemory"):
             if not all(_u16(a) for a in args):
                 return None
-            if name == "AllocateDosMemory":
-                block = holder(pre_view, reply - 1) if reply else FIRST
-                return dm.AllocateDosMemory(pre, _i(args[0]), _i(block), _i(self.psp))
             if name == "FreeDosMemory":
                 return dm.FreeDosMemory(pre, _i(args[0]))
-            segment, paragraphs = args
-            found = [b for b in pre_view[0] + pre_view[1] if b.segment == segment - 1]
-            shrink = found and paragraphs <= found[0].size
-            return (dm.ResizeShrink if shrink else dm.ResizeGrow)(pre, _i(segment),
-                                                                   _i(paragraphs))
+            if name == "AllocateDosMemory":
+                joins = [run for area in scanned(pre_view, args[0]) for run in free_runs(area)]
+                joined, assume = coalesced(pre, joins)
+                block = holder(joined_view(pre_view, joins), reply - 1) if reply else FIRST
+                step = dm.AllocateDosMemory(joined, _i(args[0]), _i(block), _i(self.psp))
+            else:
+                segment, paragraphs = args
+                joins = [run for area in pre_view[:2] for run in free_runs(area, segment - 1)]
+                joined, assume = coalesced(pre, joins)
+                step = dm.ResizeDosMemory(joined, _i(segment), _i(paragraphs), _i(self.psp))
+            return dataclasses.replace(step, assume=z3.And(assume, step.assume))
         if name == "SetAllocationStrategy":
             return dm.SetAllocationStrategy(pre, _i(args[0]))
         if name == "SetUmbLink":
@@ -558,7 +567,14 @@ class DosHarness(DosChecks):
         if dos.has_umbs:
             dos.SetUmbLink(False)
         for block in [b for b in dos_view(dos)[0] + dos_view(dos)[1] if b.owner]:
-            self.call("FreeDosMemory", block.segment + 1)  # checked: merges (DOS-2)
+            self.call("FreeDosMemory", block.segment + 1)  # checked: owner 0 only
+        # a failing AH=48h joins every free run of the areas it scans (checked)
+        if dos.has_umbs:
+            self.call("SetUmbLink", True)
+        self.call("SetAllocationStrategy", 0x80 if dos.has_umbs else 0)
+        self.call("AllocateDosMemory", 0xFFFF)
+        if dos.has_umbs:
+            self.call("SetUmbLink", False)
         for handle, block in list(dos.xms.handles.items()):
             for _ in range(block.lock_count):
                 dos.xms.XmsUnlock(handle)
@@ -584,6 +600,66 @@ def pick(data: st.DataObject, good: list[Any], bad: list[Any]) -> Any:
     if good and rarely != 3:
         return data.draw(st.sampled_from(good))
     return data.draw(st.sampled_from(bad))
+
+
+def scanned(view: View, paragraphs: int) -> list[tuple[McbView, ...]]:
+    """The areas AH=48h scans (and joins): as the strategy and the link say
+    (linked, a low strategy scans both; high first scans the UMBs, then both
+    when nothing there fits the joined blocks)."""
+    low, high, linked, strategy = view[0], view[1], view[5], view[6]
+    if not linked:
+        return [low]
+    if strategy & 0x40:
+        return [high]
+    fits = any(stop - head - 1 >= paragraphs for head, stop in free_runs(high, every=True))
+    return [high] if strategy & 0x80 and fits else [low, high]
+
+
+def free_runs(area: tuple[McbView, ...], at: int | None = None, *,
+              every: bool = False) -> list[tuple[int, int]]:
+    """(first MCB, end) of each run of adjacent free blocks of two or more
+    (``every``: of one or more), or, with ``at``, of block ``at`` and the free
+    blocks right after it when there are some (ALLOC.ASM's Coalesce on it)."""
+    out = []
+    for index, block in enumerate(area):
+        free = block.owner == OWNER_FREE
+        if at is None and not free or at is not None and block.segment != at:
+            continue
+        if at is None and index and area[index - 1].owner == OWNER_FREE:
+            continue  # inside a run: its first block stands for it
+        stop = index + 1
+        while stop < len(area) and area[stop].owner == OWNER_FREE:
+            stop += 1
+        if stop - index > 1 or every:
+            last = area[stop - 1]
+            out.append((block.segment, last.segment + last.size + 1))
+    return out
+
+
+def coalesced(pre: DosState, runs: list[tuple[int, int]]) -> tuple[DosState, Ref]:
+    """The spec's Coalesce on each run in turn: the joined state, and that each
+    join was a valid one (status 0, its choice of ``stop`` right)."""
+    state, valid = pre, []
+    for head, stop in runs:
+        step = dm.Coalesce(state, _i(head), _i(stop))
+        valid += [step.status == 0, step.assume]
+        state = step.changed
+    return state, z3.And(valid)
+
+
+def joined_view(view: View, runs: list[tuple[int, int]]) -> View:
+    """The view's chains with each run as one block (to name the block a call took)."""
+    heads = dict(runs)
+    areas = []
+    for area in view[:2]:
+        out: list[McbView] = []
+        for block in area:
+            if out and out[-1].segment in heads and block.segment < heads[out[-1].segment]:
+                continue
+            stop = heads.get(block.segment)
+            out.append(block if stop is None else block._replace(size=stop - block.segment - 1))
+        areas.append(tuple(out))
+    return (*areas, *view[2:])
 
 
 def holder(view: View, segment: int) -> int:
@@ -657,12 +733,17 @@ class ConventionalRules(DosRules):
     def resize_past_maximum(self, data: st.DataObject, more: int) -> None:
         """AH=4Ah beyond what the block can reach: error 8, grown to its maximum."""
         block, after = data.draw(st.sampled_from(self.neighbours()))
-        most = block.size + (after.size + 1 if after and after.owner == OWNER_FREE else 0)
+        area = [b for b in self.blocks() if b.segment > block.segment]
+        most = block.size
+        for later in area:
+            if later.owner != OWNER_FREE or later.segment != block.segment + most + 1:
+                break
+            most += later.size + 1
         self.h.call("ResizeDosMemory", block.segment + 1, min(0xFFFF, most + more))
 
     @rule(data=st.data())
     def free_beside_free(self, data: st.DataObject) -> None:
-        """AH=49h on a block with a free neighbour (it must merge)."""
+        """AH=49h on a block with a free neighbour (owner 0 only: no join)."""
         view = self.h.view()
         beside = [b.segment + 1 for area in view[:2] for a, b in zip(area, area[1:], strict=False)
                   if a.owner == OWNER_FREE and b.owner] + [
@@ -885,14 +966,19 @@ MACHINES: tuple[type[CheckedMachine], ...] = (ConventionalMachine, XmsMachine, E
 _WALK, _EMS_MAP = DosMemoryManager.walk, EmsManager.EmsMap
 
 
-def _free_without_merge(self: DosMemoryManager, segment: int) -> bool:
-    """AH=49h that only writes owner 0: free neighbours stay apart."""
+def _free_merges_neighbours(self: DosMemoryManager, segment: int) -> bool:
+    """AH=49h that joins the freed block with free neighbours at once (the
+    model before issue 15): MS-DOS writes owner 0 only (ALLOC.ASM:354)."""
     found = self._find(segment) if _u16(segment) else None
     if found is None:
         return False
     area, index = found
-    block = area[index]
-    self._write_mcb(block.segment, block.type, OWNER_FREE, block.size, block.name)
+    start = index - 1 if index and area[index - 1].owner == OWNER_FREE else index
+    stop = index + 2 if index + 1 < len(area) and area[index + 1].owner == OWNER_FREE \
+        else index + 1
+    first, last = area[start], area[stop - 1]
+    self._write_mcb(first.segment, last.type, OWNER_FREE,
+                    last.segment + last.size - first.segment, first.name)
     self.last_error = 0
     return True
 
@@ -969,8 +1055,8 @@ def _walk_any_type(self: DosMemoryManager, start_segment: int) -> list[Mcb] | No
 
 
 DOS_MODEL_VARIANTS = (
-    ModelVariant("free_without_merge", ("DOS-2", TRANSITION),
-                 {"DosMemoryManager.FreeDosMemory": _free_without_merge}),
+    ModelVariant("free_merges_neighbours", (TRANSITION,),
+                 {"DosMemoryManager.FreeDosMemory": _free_merges_neighbours}),
     ModelVariant("alloc_past_a000", ("DOS-1", "DOS-2", TRANSITION),
                  {"DosMemoryManager._choose": staticmethod(_choose_past_end),
                   "DosMemoryManager._carve": _carve_past_end}),
