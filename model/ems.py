@@ -58,9 +58,15 @@ from spec.abi import (
     EMS_INVALID_HANDLE,
     EMS_INVALID_LOGICAL,
     EMS_INVALID_PHYSICAL,
+    EMS_MAP_ALREADY_SAVED,
+    EMS_NAME_EXISTS,
+    EMS_NAME_NOT_FOUND,
     EMS_NO_HANDLES,
+    EMS_NO_SAVED_MAP,
     EMS_NOT_ENOUGH_PAGES,
+    EMS_NULL_NAME,
     EMS_PAGE_SIZE,
+    EMS_SAVED_CONTEXT,
     EMS_SUCCESS,
     EMS_TOO_MANY_PAGES,
     EMS_VERSION,
@@ -74,6 +80,9 @@ from spec.abi import (
 )
 
 _T = TypeVar("_T")
+
+#: A handle's name before 53h sets one (LIM 4.0 function 20: eight zero bytes).
+NULL_NAME = bytes(8)
 
 
 def slot_address(physical: int) -> int:
@@ -92,6 +101,8 @@ class EmsManager:
         self.handles: dict[int, list[int]] = {OS_HANDLE: []}
         self.slots: list[tuple[int, int] | None] = [None] * PHYSICAL_PAGES
         self.storage: dict[int, list[int]] = {}  # storage id -> its 4 frames
+        self.saved: dict[int, list[tuple[int, int] | None]] = {}  # 47h save areas
+        self.names: dict[int, bytes] = {}  # 53h names (8 bytes; absent = null)
         self.last_status = EMS_SUCCESS
         self.ready = (type(total_pages) is int and 0 <= total_pages <= 0x7FFF
                       and type(handle_count) is int and 2 <= handle_count <= 255)
@@ -113,24 +124,18 @@ class EmsManager:
         """42h: (unallocated pages, total pages)."""
         return self._set((self._available(), self.total_pages))
 
-    def EmsAllocate(self, pages: int) -> int:
-        """43h: a new handle owning pages logical pages; 0 on failure."""
+    def EmsAllocate(self, pages: int, *, zero_ok: bool = False) -> int:
+        """43h (5Ah with zero_ok): a new handle owning pages logical pages; 0 on failure."""
         if type(pages) is not int or pages < 0 or pages > self.total_pages:
             return self._set(0, EMS_TOO_MANY_PAGES)
-        if pages == 0:
+        if pages == 0 and not zero_ok:
             return self._set(0, EMS_ZERO_PAGES)
         if pages > self._available():
             return self._set(0, EMS_NOT_ENOUGH_PAGES)
         handle = next((h for h in range(1, self.handle_count) if h not in self.handles), 0)
         if handle == 0:
             return self._set(0, EMS_NO_HANDLES)
-        ids = [i for i in range(self.total_pages) if i not in self.storage][:pages]
-        for page in ids:
-            self.storage[page] = [self.pageman.take_frame(FrameOwner.HELD)
-                                  for _ in range(FRAMES_PER_PAGE)]
-            for frame in self.storage[page]:
-                self.pageman.memory.pop(frame, None)
-        self.handles[handle] = ids
+        self.handles[handle] = self._take(pages)
         return self._set(handle)
 
     def EmsMap(self, handle: int, logical: int, physical: int) -> bool:
@@ -160,18 +165,72 @@ class EmsManager:
         pages = self._pages(handle)
         if pages is None:
             return False
-        for physical, mapped in enumerate(self.slots):
-            if mapped is not None and mapped[0] == handle:
-                zero_physical(self.pageman, slot_address(physical), EMS_PAGE_SIZE)
-                self.slots[physical] = None
-        for page in pages:
-            for frame in self.storage.pop(page):
-                self.pageman.release_frame(frame)
+        if handle in self.saved:
+            return self._set(False, EMS_SAVED_CONTEXT)
+        self._drop(handle, 0)
+        self.names.pop(handle, None)
         if handle == OS_HANDLE:
             self.handles[OS_HANDLE] = []
         else:
             del self.handles[handle]
         return self._set(True)
+
+    def EmsReallocate(self, handle: int, pages: int) -> bool:
+        """51h: the handle keeps its first pages pages (0 allowed); new ones are added
+        after them, dropped ones unmapped and returned."""
+        current = self._pages(handle)
+        if current is None:
+            return False
+        if type(pages) is not int or not 0 <= pages <= self.total_pages:
+            return self._set(False, EMS_TOO_MANY_PAGES)
+        if pages - len(current) > self._available():
+            return self._set(False, EMS_NOT_ENOUGH_PAGES)
+        if pages < len(current):
+            self._drop(handle, pages)
+        else:
+            current.extend(self._take(pages - len(current)))
+        return self._set(True)
+
+    def EmsSaveMap(self, handle: int) -> bool:
+        """47h: keep the frame's mapping in the handle's save area (8Dh: one is kept)."""
+        if self._pages(handle) is None:
+            return False
+        if handle in self.saved:
+            return self._set(False, EMS_MAP_ALREADY_SAVED)
+        self.saved[handle] = list(self.slots)
+        return self._set(True)
+
+    def EmsRestoreMap(self, handle: int) -> bool:
+        """48h: map what 47h kept and empty the save area (8Eh: nothing kept). A kept
+        page that no longer exists leaves its physical page unmapped."""
+        if self._pages(handle) is None:
+            return False
+        if handle not in self.saved:
+            return self._set(False, EMS_NO_SAVED_MAP)
+        for physical, target in enumerate(self.saved.pop(handle)):
+            pages = self.handles.get(target[0]) if target is not None else None
+            if target is not None and pages is not None and target[1] < len(pages):
+                self.EmsMap(target[0], target[1], physical)
+            else:
+                self._unmap(physical)
+        return self._set(True)
+
+    def EmsSetName(self, handle: int, name: bytes) -> bool:
+        """53h/01h: A1h when another handle has this (non-null) name."""
+        if self._pages(handle) is None:
+            return False
+        if name != NULL_NAME and any(other != handle and value == name
+                                     for other, value in self.names.items()):
+            return self._set(False, EMS_NAME_EXISTS)
+        self.names[handle] = name
+        return self._set(True)
+
+    def EmsFindName(self, name: bytes) -> int:
+        """54h/01h: the handle named name; A1h for the null name, A0h for none."""
+        if name == NULL_NAME:
+            return self._set(0, EMS_NULL_NAME)
+        found = [handle for handle, value in self.names.items() if value == name]
+        return self._set(found[0]) if found else self._set(0, EMS_NAME_NOT_FOUND)
 
     def EmsGetVersion(self) -> int:
         """46h: 40h (LIM 4.0)."""
@@ -219,6 +278,29 @@ class EmsManager:
         if pages is None:
             self.last_status = EMS_INVALID_HANDLE
         return pages
+
+    def _take(self, count: int) -> list[int]:
+        """count free storage ids (lowest first), each given four HELD frames."""
+        ids = [i for i in range(self.total_pages) if i not in self.storage][:count]
+        for page in ids:
+            self.storage[page] = [self.pageman.take_frame(FrameOwner.HELD)
+                                  for _ in range(FRAMES_PER_PAGE)]
+            for frame in self.storage[page]:
+                self.pageman.memory.pop(frame, None)
+        return ids
+
+    def _drop(self, handle: int, keep: int) -> None:
+        """Drop the handle's pages from logical page keep on: unmapped (contents
+        dropped) and their frames returned."""
+        for physical, mapped in enumerate(self.slots):
+            if mapped is not None and mapped[0] == handle and mapped[1] >= keep:
+                zero_physical(self.pageman, slot_address(physical), EMS_PAGE_SIZE)
+                self.slots[physical] = None
+        pages = self.handles[handle]
+        for page in pages[keep:]:
+            for frame in self.storage.pop(page):
+                self.pageman.release_frame(frame)
+        del pages[keep:]
 
     def _unmap(self, physical: int) -> None:
         """Save the physical page into its logical page, then show zeros."""
