@@ -54,19 +54,19 @@ from typing import TypeVar
 from model.dos_physical import read_physical, zero_physical
 from model.page_manager import PageManager
 from spec.abi import (
+    EMM_MAP_ALREADY_SAVED,
+    EMM_NAME_EXISTS,
+    EMM_NAME_NOT_FOUND,
+    EMM_NO_SAVED_MAP,
+    EMM_NULL_NAME,
+    EMM_SAVED_CONTEXT,
     EMS_FRAME_SEGMENT,
     EMS_INVALID_HANDLE,
     EMS_INVALID_LOGICAL,
     EMS_INVALID_PHYSICAL,
-    EMS_MAP_ALREADY_SAVED,
-    EMS_NAME_EXISTS,
-    EMS_NAME_NOT_FOUND,
     EMS_NO_HANDLES,
-    EMS_NO_SAVED_MAP,
     EMS_NOT_ENOUGH_PAGES,
-    EMS_NULL_NAME,
     EMS_PAGE_SIZE,
-    EMS_SAVED_CONTEXT,
     EMS_SUCCESS,
     EMS_TOO_MANY_PAGES,
     EMS_VERSION,
@@ -166,7 +166,7 @@ class EmsManager:
         if pages is None:
             return False
         if handle in self.saved:
-            return self._set(False, EMS_SAVED_CONTEXT)
+            return self._set(False, EMM_SAVED_CONTEXT)
         self._drop(handle, 0)
         self.names.pop(handle, None)
         if handle == OS_HANDLE:
@@ -196,7 +196,7 @@ class EmsManager:
         if self._pages(handle) is None:
             return False
         if handle in self.saved:
-            return self._set(False, EMS_MAP_ALREADY_SAVED)
+            return self._set(False, EMM_MAP_ALREADY_SAVED)
         self.saved[handle] = list(self.slots)
         return self._set(True)
 
@@ -206,7 +206,7 @@ class EmsManager:
         if self._pages(handle) is None:
             return False
         if handle not in self.saved:
-            return self._set(False, EMS_NO_SAVED_MAP)
+            return self._set(False, EMM_NO_SAVED_MAP)
         for physical, target in enumerate(self.saved.pop(handle)):
             pages = self.handles.get(target[0]) if target is not None else None
             if target is not None and pages is not None and target[1] < len(pages):
@@ -221,16 +221,16 @@ class EmsManager:
             return False
         if name != NULL_NAME and any(other != handle and value == name
                                      for other, value in self.names.items()):
-            return self._set(False, EMS_NAME_EXISTS)
+            return self._set(False, EMM_NAME_EXISTS)
         self.names[handle] = name
         return self._set(True)
 
     def EmsFindName(self, name: bytes) -> int:
         """54h/01h: the handle named name; A1h for the null name, A0h for none."""
         if name == NULL_NAME:
-            return self._set(0, EMS_NULL_NAME)
+            return self._set(0, EMM_NULL_NAME)
         found = [handle for handle, value in self.names.items() if value == name]
-        return self._set(found[0]) if found else self._set(0, EMS_NAME_NOT_FOUND)
+        return self._set(found[0]) if found else self._set(0, EMM_NAME_NOT_FOUND)
 
     def EmsGetVersion(self) -> int:
         """46h: 40h (LIM 4.0)."""

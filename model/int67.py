@@ -51,15 +51,15 @@ from model.dos_physical import read_physical, write_physical
 from model.ems import NULL_NAME, EmsManager
 from model.registers import Registers
 from spec.abi import (
-    EMS_CONTEXT_SIZE,
+    EMM_CONTEXT_SIZE,
+    EMM_FUNCTION_NOT_SUPPORTED,
+    EMM_INVALID_SUBFUNCTION,
+    EMM_RAW_PAGE_PARAGRAPHS,
     EMS_FRAME_SEGMENT,
-    EMS_FUNCTION_NOT_SUPPORTED,
     EMS_INVALID_HANDLE,
     EMS_INVALID_LOGICAL,
     EMS_INVALID_PHYSICAL,
-    EMS_INVALID_SUBFUNCTION,
     EMS_PAGE_SIZE,
-    EMS_RAW_PAGE_PARAGRAPHS,
     EMS_SUCCESS,
     EMS_VERSION,
     PHYSICAL_PAGES,
@@ -138,7 +138,7 @@ class _Call:
 
     def map_multiple(self) -> Registers:
         if self.regs.al > 1:
-            return self.status(EMS_INVALID_SUBFUNCTION)
+            return self.status(EMM_INVALID_SUBFUNCTION)
         pages = self.ems.handles.get(self.regs.dx)
         if pages is None:
             return self.status(EMS_INVALID_HANDLE)
@@ -161,7 +161,7 @@ class _Call:
 
     def handle_name(self) -> Registers:
         if self.regs.al > 1:
-            return self.status(EMS_INVALID_SUBFUNCTION)
+            return self.status(EMM_INVALID_SUBFUNCTION)
         if self.regs.al == 1:
             return self.done(self.ems.EmsSetName(self.regs.dx, self.read(8)))
         if self.regs.dx not in self.ems.handles:
@@ -180,11 +180,11 @@ class _Call:
             return self.done(self.ems.last_status == EMS_SUCCESS, dx=handle)
         if self.regs.al == 2:
             return self.done(True, bx=self.ems.handle_count)
-        return self.status(EMS_INVALID_SUBFUNCTION)
+        return self.status(EMM_INVALID_SUBFUNCTION)
 
     def mappable_array(self) -> Registers:
         if self.regs.al > 1:
-            return self.status(EMS_INVALID_SUBFUNCTION)
+            return self.status(EMM_INVALID_SUBFUNCTION)
         if self.regs.al == 0:
             self.write(b"".join(struct.pack("<HH", EMS_FRAME_SEGMENT + _STEP * page, page)
                                 for page in range(PHYSICAL_PAGES)))
@@ -192,15 +192,15 @@ class _Call:
 
     def hardware_info(self) -> Registers:
         if self.regs.al == 0:
-            self.write(struct.pack("<5H", EMS_RAW_PAGE_PARAGRAPHS, 0, EMS_CONTEXT_SIZE, 0, 0))
+            self.write(struct.pack("<5H", EMM_RAW_PAGE_PARAGRAPHS, 0, EMM_CONTEXT_SIZE, 0, 0))
             return self.done(True)
         if self.regs.al == 1:
             return self.page_counts()
-        return self.status(EMS_INVALID_SUBFUNCTION)
+        return self.status(EMM_INVALID_SUBFUNCTION)
 
     def allocate_any(self) -> Registers:
         if self.regs.al > 1:
-            return self.status(EMS_INVALID_SUBFUNCTION)
+            return self.status(EMM_INVALID_SUBFUNCTION)
         return self.allocate(zero_ok=True)
 
 
@@ -226,8 +226,8 @@ _FUNCTIONS: dict[int, Callable[[_Call], Registers]] = {
 def int67h(ems: EmsManager, regs: Registers, *, installed: bool = True) -> Registers:
     """INT 67h: AH the function; the registers the caller finds after it."""
     if not (isinstance(regs, Registers) and regs.valid()):
-        return Registers(eax=EMS_FUNCTION_NOT_SUPPORTED << 8)
+        return Registers(eax=EMM_FUNCTION_NOT_SUPPORTED << 8)
     function = _FUNCTIONS.get(regs.ah)
     if function is None or not (installed and ems.ready):
-        return regs.set(ah=EMS_FUNCTION_NOT_SUPPORTED)
+        return regs.set(ah=EMM_FUNCTION_NOT_SUPPORTED)
     return function(_Call(ems, regs))

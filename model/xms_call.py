@@ -51,12 +51,12 @@ from model.dos_physical import read_physical
 from model.registers import Registers
 from model.xms import XmsDriver
 from spec.abi import (
-    XMS_DRIVER_REVISION,
+    HIMEM_DRIVER_REVISION,
+    HIMEM_INVALID_UMB,
+    HIMEM_NO_UMB,
+    HIMEM_NOT_IMPLEMENTED,
+    HIMEM_SPEC_VERSION,
     XMS_INVALID_HANDLE,
-    XMS_INVALID_UMB,
-    XMS_NO_UMB,
-    XMS_NOT_IMPLEMENTED,
-    XMS_SPEC_VERSION,
     XMS_SUCCESS,
 )
 
@@ -80,7 +80,7 @@ class _Call:
         return self.status(XMS_SUCCESS if ok else self.xms.last_error, **more)
 
     def version(self) -> Registers:
-        return self.regs.set(ax=XMS_SPEC_VERSION, bx=XMS_DRIVER_REVISION, dx=1)
+        return self.regs.set(ax=HIMEM_SPEC_VERSION, bx=HIMEM_DRIVER_REVISION, dx=1)
 
     def request_hma(self) -> Registers:
         return self.status(self.xms.hma.RequestHma(self.regs.dx))
@@ -154,11 +154,11 @@ class _Call:
 
     def request_umb(self) -> Registers:
         if not self.has_umbs:
-            return self.status(XMS_NOT_IMPLEMENTED)
-        return self.regs.set(ax=0, bl=XMS_NO_UMB, dx=0)
+            return self.status(HIMEM_NOT_IMPLEMENTED)
+        return self.regs.set(ax=0, bl=HIMEM_NO_UMB, dx=0)
 
     def other_umb(self) -> Registers:
-        return self.status(XMS_INVALID_UMB if self.has_umbs else XMS_NOT_IMPLEMENTED)
+        return self.status(HIMEM_INVALID_UMB if self.has_umbs else HIMEM_NOT_IMPLEMENTED)
 
 
 _FUNCTIONS: dict[int, Callable[[_Call], Registers]] = {
@@ -180,8 +180,8 @@ def xms_call(xms: XmsDriver, has_umbs: bool, regs: Registers, *,
              installed: bool = True) -> Registers:
     """The XMS driver entry: AH the function; the registers the caller finds after."""
     if not (isinstance(regs, Registers) and regs.valid()):
-        return Registers(ebx=XMS_NOT_IMPLEMENTED)
+        return Registers(ebx=HIMEM_NOT_IMPLEMENTED)
     function = _FUNCTIONS.get(regs.ah)
     if function is None or not (installed and xms.ready):
-        return regs.set(ax=0, bl=XMS_NOT_IMPLEMENTED)
+        return regs.set(ax=0, bl=HIMEM_NOT_IMPLEMENTED)
     return function(_Call(xms, has_umbs, regs))

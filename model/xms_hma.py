@@ -31,11 +31,11 @@ from __future__ import annotations
 
 from spec.abi import (
     A20_MAX_COUNT,
-    XMS_A20_ERROR,
-    XMS_A20_STILL_ENABLED,
-    XMS_HMA_IN_USE,
-    XMS_HMA_NOT_ALLOCATED,
-    XMS_HMA_TOO_SMALL,
+    HIMEM_A20_ERROR,
+    HIMEM_A20_STILL_ENABLED,
+    HIMEM_HMA_IN_USE,
+    HIMEM_HMA_NOT_ALLOCATED,
+    HIMEM_HMA_TOO_SMALL,
     XMS_SUCCESS,
 )
 
@@ -56,16 +56,16 @@ class XmsHma:
     def RequestHma(self, wanted: int) -> int:
         """01h: wanted = DX, the bytes the caller needs (FFFFh: an application)."""
         if self.hma_owned:
-            return XMS_HMA_IN_USE
+            return HIMEM_HMA_IN_USE
         if wanted < self.hma_min:
-            return XMS_HMA_TOO_SMALL
+            return HIMEM_HMA_TOO_SMALL
         self.hma_owned = True
         return XMS_SUCCESS
 
     def ReleaseHma(self) -> int:
         """02h."""
         if not self.hma_owned:
-            return XMS_HMA_NOT_ALLOCATED
+            return HIMEM_HMA_NOT_ALLOCATED
         self.hma_owned = False
         return XMS_SUCCESS
 
@@ -90,13 +90,13 @@ class XmsHma:
     def LocalEnableA20(self) -> int:
         """05h."""
         if self.a20_local >= A20_MAX_COUNT:
-            return XMS_A20_ERROR
+            return HIMEM_A20_ERROR
         self.a20_local += 1
         return XMS_SUCCESS
 
     def LocalDisableA20(self) -> int:
         """06h."""
         if self.a20_local == 0:
-            return XMS_A20_ERROR
+            return HIMEM_A20_ERROR
         self.a20_local -= 1
-        return XMS_A20_STILL_ENABLED if self.a20_local else XMS_SUCCESS
+        return HIMEM_A20_STILL_ENABLED if self.a20_local else XMS_SUCCESS
