@@ -1,0 +1,44 @@
+"""Int67h (model/int67.py) beyond the conformance cases: what a saved mapping, a
+shrink and a deallocation do to the frames and the page frame's bytes."""
+
+from __future__ import annotations
+
+from model.dos_physical import read_physical, write_physical
+from model.ems import slot_address
+from model.registers import Registers
+from spec.abi import EMM_SAVED_CONTEXT, EMS_PAGE_SIZE
+from tests.dos_world import make_dos
+
+
+def int67(dos: object, ah: int, al: int = 0, **regs: int) -> Registers:
+    return dos.Int67h(Registers(eax=(ah << 8) | al, **regs))  # type: ignore[attr-defined, no-any-return]
+
+
+def test_restore_after_the_saved_page_is_gone() -> None:
+    """48h maps what 47h kept; a page freed since leaves its physical page unmapped."""
+    dos = make_dos()
+    assert int67(dos, 0x43, ebx=2).dx == 1 and int67(dos, 0x43, ebx=1).dx == 2
+    int67(dos, 0x44, 0, ebx=0, edx=1)
+    int67(dos, 0x44, 1, ebx=0, edx=2)
+    write_physical(dos.pageman, slot_address(0), b"first")
+    assert int67(dos, 0x47, edx=1).ah == 0
+    int67(dos, 0x44, 0, ebx=1, edx=1)
+    assert int67(dos, 0x45, edx=2).ah == 0  # handle 2 gone: slot 1 cannot come back
+    assert int67(dos, 0x45, edx=1).ah == EMM_SAVED_CONTEXT
+    assert int67(dos, 0x48, edx=1).ah == 0
+    assert dos.ems.slots == [(1, 0), None, None, None]
+    assert read_physical(dos.pageman, slot_address(0), 5) == b"first"
+    assert int67(dos, 0x45, edx=1).ah == 0
+
+
+def test_reallocate_shrink_returns_frames_and_unmaps() -> None:
+    dos = make_dos()
+    free = dos.pageman.free_count()
+    int67(dos, 0x43, ebx=3)
+    int67(dos, 0x44, 3, ebx=2, edx=1)
+    write_physical(dos.pageman, slot_address(3), b"x" * 16)
+    assert int67(dos, 0x51, ebx=1, edx=1).ah == 0
+    assert dos.ems.slots[3] is None and len(dos.ems.handles[1]) == 1
+    assert read_physical(dos.pageman, slot_address(3), EMS_PAGE_SIZE) == bytes(EMS_PAGE_SIZE)
+    assert dos.pageman.free_count() == free - 4
+    assert int67(dos, 0x51, ebx=0, edx=1).ah == 0 and dos.pageman.free_count() == free
