@@ -45,7 +45,7 @@ from typing import NamedTuple, TypeVar
 
 from model.dos_physical import read_physical, write_physical
 from model.page_manager import PageManager
-from model.xms_hma import XmsHma
+from model.xms_hma import HMA_MIN_LIMIT, XmsHma
 from spec.abi import (
     CONVENTIONAL_LIMIT,
     KB,
@@ -96,6 +96,7 @@ class XmsDriver:
         self.pool_end = xms_end
         self.ready = (type(xms_end) is int and type(xms_start) is int
                       and type(handle_count) is int
+                      and type(hma_min) is int and 0 <= hma_min <= HMA_MIN_LIMIT
                       and 1 <= handle_count <= 0xFFFF and pageman.initialized
                       and XMS_BASE <= xms_start and xms_start % PAGE_SIZE == 0
                       and xms_start + PAGE_SIZE <= xms_end <= pageman.nframes * PAGE_SIZE

@@ -101,7 +101,7 @@ class _Call:
         return self.status(self.xms.hma.LocalDisableA20())
 
     def query_a20(self) -> Registers:
-        return self.regs.set(ax=int(self.xms.hma.a20_enabled), bl=0)
+        return self.regs.set(ax=int(self.xms.hma.QueryA20()), bl=0)
 
     def query_free(self) -> Registers:
         largest, total = self.xms.XmsQueryFree()

@@ -39,6 +39,9 @@ from spec.abi import (
     XMS_SUCCESS,
 )
 
+#: /HMAMIN's largest value, 63 KB, in bytes (HimemX.asm lines 3197-3202).
+HMA_MIN_LIMIT = 63 * 1024
+
 
 class XmsHma:
     """HIMEM's HMA owner flag and A20 counts."""
@@ -52,6 +55,10 @@ class XmsHma:
     @property
     def a20_enabled(self) -> bool:
         return self.a20_local > 0
+
+    def QueryA20(self) -> bool:
+        """07h: whether the A20 line is on."""
+        return self.a20_enabled
 
     def RequestHma(self, wanted: int) -> int:
         """01h: wanted = DX, the bytes the caller needs (FFFFh: an application)."""

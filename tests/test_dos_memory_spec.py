@@ -15,22 +15,30 @@ from proofs.broken_variants import VARIANTS
 from proofs.dos_memory import (
     FIRST,
     FULL_ONLY,
+    HIMEM_LAYER,
     LAYER,
     PLAIN_LAYER,
     UMB_START,
     dos_states,
+    himem_states,
     obligations,
 )
 from proofs.inductive.layered import Layer, prove
 from proofs.obligation import Kind
 from spec import dos_memory as dm
+from spec import himem as hm
 from spec.abi import (
+    A20_MAX_COUNT,
     CONVENTIONAL_TOP,
     EMS_INVALID_HANDLE,
     EMS_INVALID_LOGICAL,
     EMS_INVALID_PHYSICAL,
     EMS_TOO_MANY_PAGES,
     EMS_ZERO_PAGES,
+    HIMEM_A20_ERROR,
+    HIMEM_HMA_IN_USE,
+    HIMEM_HMA_NOT_ALLOCATED,
+    HIMEM_HMA_TOO_SMALL,
     MCB_M,
     MCB_Z,
     STRATEGIES,
@@ -84,17 +92,21 @@ def test_obligations_one_per_call_and_claim() -> None:
     ids = [o.id for o in obligations()]
     public = [op.name for layer in (LAYER, PLAIN_LAYER) for op in layer.operations
               if not op.internal]
+    himem = [op.name for op in HIMEM_LAYER.operations]
     expected = {f"dos_memory.{name}.{claim}" for name in public for claim in CLAIMS}
-    non_vacuous = {f"dos_memory.{name}.NON-VACUOUS" for name in public}
-    assert set(ids) == expected | {"dos_memory.XmsFree.DOS-4F"} | non_vacuous
-    assert len(ids) == len(set(ids)) == 21 * 5 + 1 + 21
+    expected |= {f"dos_memory.{name}.DOS-6" for name in himem}
+    non_vacuous = {f"dos_memory.{name}.NON-VACUOUS" for name in [*public, *himem]}
+    claims = {"dos_memory.XmsFree.DOS-4F", "dos_memory.RequestHma.DOS-6H"}
+    assert set(ids) == expected | claims | non_vacuous
+    assert len(ids) == len(set(ids)) == 21 * 5 + 1 + 21 + 7 + 1 + 7
     assert FULL_ONLY <= set(ids)
 
 
 @pytest.mark.parametrize(("layer", "operation", "claim"), [
     (LAYER, "ResizeShrink", "DOS-1"), (LAYER, "FreeDosMemory", "DOS-3"),
     (PLAIN_LAYER, "SetUmbLink", "DOS-2"), (PLAIN_LAYER, "XmsReallocate", "DOS-4"),
-    (PLAIN_LAYER, "EmsMapPage", "DOS-5"), (PLAIN_LAYER, "XmsFree", "DOS-4F")])
+    (PLAIN_LAYER, "EmsMapPage", "DOS-5"), (PLAIN_LAYER, "XmsFree", "DOS-4F"),
+    (HIMEM_LAYER, "LocalDisableA20", "DOS-6"), (HIMEM_LAYER, "RequestHma", "DOS-6H")])
 def test_step_proved(layer: Layer, operation: str, claim: str) -> None:
     verdict = prove(layer, layer.operation(operation), claim, "quick")
     assert verdict.kind is Kind.PROVED, verdict.detail
@@ -314,7 +326,7 @@ def test_concrete_accepts_type_characters() -> None:
 
 def test_every_dos_invariant_has_a_variant() -> None:
     dos = [v for v in VARIANTS if v.layer is not None and v.layer.startswith("dos_memory")]
-    assert {v.invariant for v in dos} == {*CLAIMS, "DOS-4F"}
+    assert {v.invariant for v in dos} == {*CLAIMS, "DOS-4F", "DOS-6", "DOS-6H"}
     assert {v.name for v in dos} >= {"dos-alloc-crosses-a000", "dos-free-without-merge",
                                      "ems-page-in-two-slots", "xms-free-locked-block",
                                      "umb-past-area-end"}
@@ -378,3 +390,25 @@ def test_model_states_satisfy_the_spec(ops: list[tuple[object, ...]]) -> None:
         elif name == "efree":
             d.ems.EmsDeallocate(a[0])
     assert violated(model_state(d)) == []
+
+
+# -- HIMEM's HMA and A20 (spec/himem.py) -------------------------------------------------
+
+def test_himem_steps_answer_as_himem() -> None:
+    """The spec's statuses and results are HIMEM's (DOSBox-staging src/ints/xms.cpp
+    lines 185-224, 513-578): 91h, 92h, 93h, 82h at 0 and at the limit, 94h as the
+    result of a disable that leaves the count above 0."""
+    loaded, busy, flagged = (state for _, state in himem_states())
+    assert status_is(hm.RequestHma(loaded, i(0x3FF)), HIMEM_HMA_TOO_SMALL)
+    assert status_is(hm.RequestHma(busy, i(0xFFFF)), HIMEM_HMA_IN_USE)
+    assert status_is(hm.ReleaseHma(loaded), HIMEM_HMA_NOT_ALLOCATED)
+    assert status_is(hm.LocalDisableA20(loaded), HIMEM_A20_ERROR)
+    top = loaded.but(a20_count=i(A20_MAX_COUNT))
+    assert status_is(hm.LocalEnableA20(top), HIMEM_A20_ERROR)
+    still = hm.LocalDisableA20(busy)
+    assert status_is(still, 0) and valid(still.result == z3.BoolVal(True))
+    assert equals(still.changed.a20_count, 1)
+    off = hm.GlobalDisableA20(flagged)
+    assert status_is(off, HIMEM_A20_ERROR) and hm.violated(flagged) == []
+    assert valid(hm.QueryA20(busy).result == z3.BoolVal(True))
+    assert hm.violated(loaded.but(a20_count=i(-1))) == ["DOS-6"]

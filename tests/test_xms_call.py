@@ -61,3 +61,18 @@ def test_a20_counts(functions: list[int]) -> None:
             assert (regs.ax, regs.bl) == (int(expected == 0), expected)
         assert (dos.xms.hma.a20_local, dos.xms.hma.a20_global) == (count, flag)
         assert dos.xms.hma.a20_enabled == (count > 0)
+
+
+def test_himem_machine_and_its_broken_model() -> None:
+    """The HIMEM machine (proofs/machines/himem.py) passes on the model and names
+    DOS-6 on a 06h without its check at 0."""
+    from proofs.machines.dos_memory import run_dos_machine
+    from proofs.machines.himem import HIMEM_MODEL_VARIANTS, HimemMachine
+    from proofs.obligation import Kind
+
+    verdict = run_dos_machine("teeth", machines=(HimemMachine,))
+    assert verdict.kind is Kind.NO_COUNTEREXAMPLE, verdict.detail
+    for variant in HIMEM_MODEL_VARIANTS:
+        broken = run_dos_machine("teeth", variant.patches, machines=(HimemMachine,))
+        assert broken.kind is Kind.COUNTEREXAMPLE
+        assert set(variant.catches) & set(broken.violated), broken.detail

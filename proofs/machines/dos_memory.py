@@ -71,6 +71,7 @@ from proofs.machines.checks import (
     failing,
     raise_problems,
 )
+from proofs.machines.himem import HimemMachine
 from proofs.machines.runner import (
     Budget,
     CheckedMachine,
@@ -860,7 +861,7 @@ class EmsMachine(EmsRules, DosMachine):
 def run_dos_machine(profile: str, patches: Mapping[str, object] | None = None, *,
                     max_examples: int | None = None, shrink_seconds: float | None = None,
                     machines: tuple[type[CheckedMachine], ...] | None = None) -> Verdict:
-    """Run the three machines (or ``machines``) (the first counterexample is the verdict);
+    """Run the four machines (or ``machines``) (the first counterexample is the verdict);
     ``patches`` maps "Class.method" of DosMemoryManager, XmsDriver or EmsManager
     to a replacement (restored afterwards)."""
     owners = {cls.__name__: cls for cls in (DosMemoryManager, XmsDriver, EmsManager)}
@@ -877,7 +878,8 @@ def run_dos_machine(profile: str, patches: Mapping[str, object] | None = None, *
                    examples=examples)
 
 
-MACHINES: tuple[type[CheckedMachine], ...] = (ConventionalMachine, XmsMachine, EmsMachine)
+MACHINES: tuple[type[CheckedMachine], ...] = (ConventionalMachine, XmsMachine, EmsMachine,
+                                              HimemMachine)
 
 
 # -- broken models ------------------------------------------------------------------------
