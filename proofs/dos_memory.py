@@ -75,6 +75,8 @@ PLAIN_OPERATIONS = (
                ("short", BOOL))),
     Operation("AllocateEmsPages", _DM, dm.EmsAllocate, (), parts=("EmsAllocate",)),
     Operation("EmsDeallocate", _DM, dm.EmsDeallocate, (HANDLE,)),
+    Operation("EmsReallocate", _DM, dm.EmsReallocate,
+              (HANDLE, ("pages", INT), ("pick", I2I), ("pinv", I2I), ("short", BOOL))),
     Operation("FreeEmsPages", _DM, dm.EmsDeallocate, (), parts=("EmsDeallocate",)),
     Operation("EmsMapPage", _DM, dm.EmsMapPage,
               (HANDLE, ("logical", INT), ("physical", INT)), internal=True),

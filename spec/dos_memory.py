@@ -62,7 +62,9 @@ Spec-level decisions (the model follows them or the lead reconciles):
   Handle 0 is the OS handle: always live, its deallocation frees its pages
   and keeps the handle. Deallocation unmaps the handle's pages. Allocating
   more pages than the total (or fewer than 0) is 0x87, then 0 pages 0x89;
-  out of pages (0x88) or handles (0x85) is a free choice. Map: invalid
+  out of pages (0x88) or handles (0x85) is a free choice. Reallocate (51h)
+  keeps the first pages, frees and unmaps the rest or adds fresh storage
+  pages. Map: invalid
   handle 0x83, physical page not 0-3 0x8B, logical page out of range 0x8A;
   logical 0xFFFF unmaps.
 """
@@ -648,6 +650,35 @@ def EmsDeallocate(s: DosState, handle: Ref) -> DosStep:
         slot_used=z3.Lambda([p], z3.And(s.slot_used[p], s.slot_h[p] != handle)),
         mapped_at=z3.Lambda([g, k], z3.If(g == handle, -1, s.mapped_at[g, k])))
     return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
+
+
+def EmsReallocate(s: DosState, handle: Ref, pages: Ref, pick: Ref, pinv: Ref,
+                  short: Ref) -> DosStep:
+    """LIM function 18 (51h): the handle keeps its first ``pages`` logical pages
+    (0 allowed); the pages past them are freed and leave the slots showing
+    them; new logical pages k (old count <= k < pages) are held in the free
+    storage pages pick[k] (pinv: the ghost inverse). 83h unknown handle, 87h
+    more pages than exist (or negative), 88h (a free choice) not enough free."""
+    i, p, g, k = z3.Ints("i p g k")
+    old = s.epages[handle]
+    code = status((z3.Not(s.elive[handle]), EMS_INVALID_HANDLE),
+                  (z3.Or(pages < 0, pages > s.etotal), EMS_TOO_MANY_PAGES),
+                  (z3.And(pages > old, short), EMS_NOT_ENOUGH_PAGES))
+    dropped = z3.And(s.sowner[i] == handle, s.spage[i] >= pages)
+    taken = z3.And(old <= pinv[i], pinv[i] < pages, pick[pinv[i]] == i)
+    post = s.but(
+        epages=z3.Store(s.epages, handle, pages),
+        pstore=z3.Lambda([g, k], z3.If(z3.And(g == handle, k >= old), pick[k],
+                                       s.pstore[g, k])),
+        sowner=z3.Lambda([i], z3.If(dropped, -1, z3.If(taken, handle, s.sowner[i]))),
+        spage=z3.Lambda([i], z3.If(taken, pinv[i], s.spage[i])),
+        slot_used=z3.Lambda([p], z3.And(s.slot_used[p], z3.Not(z3.And(
+            s.slot_h[p] == handle, s.slot_l[p] >= pages)))),
+        mapped_at=z3.Lambda([g, k], z3.If(z3.And(g == handle, k >= pages), -1,
+                                          s.mapped_at[g, k])))
+    valid = z3.ForAll([k], z3.Implies(z3.And(old <= k, k < pages), z3.And(
+        0 <= pick[k], pick[k] < s.etotal, s.sowner[pick[k]] == -1, pinv[pick[k]] == k)))
+    return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False), valid)
 
 
 def _ems_checks(s: DosState, handle: Ref, physical: Ref) -> list[tuple[Ref, int]]:

@@ -98,7 +98,7 @@ def test_obligations_one_per_call_and_claim() -> None:
     non_vacuous = {f"dos_memory.{name}.NON-VACUOUS" for name in [*public, *himem]}
     claims = {"dos_memory.XmsFree.DOS-4F", "dos_memory.RequestHma.DOS-6H"}
     assert set(ids) == expected | claims | non_vacuous
-    assert len(ids) == len(set(ids)) == 21 * 5 + 1 + 21 + 7 + 1 + 7
+    assert len(ids) == len(set(ids)) == 22 * 5 + 1 + 22 + 7 + 1 + 7
     assert FULL_ONLY <= set(ids)
 
 

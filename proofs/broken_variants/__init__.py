@@ -280,6 +280,14 @@ def _hma_given_twice(s: shm.HimemState, wanted: Ref) -> shm.HimemStep:
     return shm.himem_step(s, code, s.but(hma_owned=z3.BoolVal(True)), z3.BoolVal(True))
 
 
+def _shrink_keeps_slots(s: sdm.DosState, handle: Ref, pages: Ref, pick: Ref, pinv: Ref,
+                        short: Ref) -> sdm.DosStep:
+    """51h that frees the pages past the new count but leaves the slots showing them."""
+    done = sdm.EmsReallocate(s, handle, pages, pick, pinv, short)
+    kept = done.changed.but(slot_used=s.slot_used, mapped_at=s.mapped_at)
+    return sdm.dos_step(s, done.status, kept, assume=done.assume)
+
+
 def _link_without_umbs(s: sdm.DosState, link: Ref) -> sdm.DosStep:
     """AX=5803h that links the chain into upper memory where there are no UMBs."""
     done = sdm.SetUmbLink(s.but(umb_end=s.umb_end + 1), link)
@@ -512,6 +520,9 @@ VARIANTS = (
     BrokenVariant("ems-slot-shows-two-pages", "DOS-5", "EmsMapPage",
                   "EMS map does not unmap the slot's previous page (two pages in one slot)",
                   transition=_map_over_shown_page, layer="dos_memory.plain"),
+    BrokenVariant("ems-shrink-keeps-slots", "DOS-5", "EmsReallocate",
+                  "EMS 51h frees the pages past the new count but leaves them in their slots",
+                  transition=_shrink_keeps_slots, layer="dos_memory.plain"),
     BrokenVariant("a20-disable-below-zero", "DOS-6", "LocalDisableA20",
                   "XMS 06h lowers the A20 count without the 82h check at 0",
                   transition=_disable_below_zero, layer="dos_memory.himem"),

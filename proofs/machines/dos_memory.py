@@ -100,7 +100,7 @@ from spec.dos_memory import DosState, McbView, concrete_dos
 from spec.state import Ref
 from spec.step import Transition
 
-#: Hypothesis budget per profile, for each of the three machines: in the quick
+#: Hypothesis budget per profile, for each machine (the HIMEM one costs little): in the quick
 #: profile 2 examples each (3 x 6 measured 7.1 s CPU on the 2-core shared machine,
 #: over the quick profile's share; 3 x 5 kept it near 6 s).
 BUDGETS = {"quick": Budget(2, 16, 20.0), "full": Budget(100, 40, 60.0),
@@ -122,7 +122,7 @@ View = tuple[Any, ...]
 #: handle that is not an int A2h, an EMS one 83h.
 _DOS_CALLS = ("AllocateDosMemory", "FreeDosMemory", "ResizeDosMemory")
 _XMS_HANDLE_CALLS = ("XmsLock", "XmsUnlock", "XmsFree", "FreeXmsMemory")
-_EMS_HANDLE_CALLS = ("EmsDeallocate", "FreeEmsPages")
+_EMS_HANDLE_CALLS = ("EmsDeallocate", "FreeEmsPages", "EmsReallocate")
 
 
 def hostile_code(name: str, args: tuple[Any, ...]) -> int | None:
@@ -339,6 +339,14 @@ class DosChecks:
                                   z3.BoolVal(code == 0x85), z3.BoolVal(code == 0x88))
         if name in ("EmsDeallocate", "FreeEmsPages"):
             return dm.EmsDeallocate(pre, _i(args[0]))
+        if name == "EmsReallocate":
+            old = dict(pre_view[9]).get(args[0], ())
+            ids = dict(post_view[9]).get(args[0], ()) if not code else ()
+            pick, pinv = z3.K(z3.IntSort(), _i(-1)), z3.K(z3.IntSort(), _i(-1))
+            for logical, store in list(enumerate(ids))[len(old):]:
+                pick, pinv = z3.Store(pick, logical, store), z3.Store(pinv, store, logical)
+            return dm.EmsReallocate(pre, _i(args[0]), _i(args[1]), pick, pinv,
+                                    z3.BoolVal(code == 0x88))
         if name == "EmsMap":
             handle, logical, physical = args
             if logical == UNMAP:
@@ -436,6 +444,9 @@ class DosChecks:
             self.moved(args, moved)
         elif name in ("EmsDeallocate", "FreeEmsPages"):
             self.ems = {page: kept for page, kept in self.ems.items() if page[0] != args[0]}
+        elif name == "EmsReallocate":
+            self.ems = {page: kept for page, kept in self.ems.items()
+                        if page[0] != args[0] or page[1] < args[1]}
         elif name in ("FreeDosMemory", "ResizeDosMemory"):
             self.conv.pop(args[0], None)
 
@@ -827,6 +838,14 @@ class EmsRules(DosRules):
         self.h.ems[shown] = (offset, payload)
 
 
+class EmsModelRules(EmsRules):
+    """EmsRules and LIM 51h (reallocate), which the oracle protocol does not carry."""
+
+    @rule(data=st.data(), pages=st.sampled_from((0, 1, 2, 3, EMS_PAGES, EMS_PAGES + 1)))
+    def ems_reallocate(self, data: st.DataObject, pages: int) -> None:
+        self.h.call("EmsReallocate", self.ems_handle(data), pages)
+
+
 class DosMachine(DosRules, CheckedMachine):
     """Conventional memory, UMBs, XMS and EMS through the model's calls."""
 
@@ -854,8 +873,8 @@ class XmsMachine(XmsRules, DosMachine):
     """XMS functions and the seed's XMS calls; conventional blocks for moves."""
 
 
-class EmsMachine(EmsRules, DosMachine):
-    """LIM 43h-45h, the seed's EMS calls, writes through the page frame."""
+class EmsMachine(EmsModelRules, DosMachine):
+    """LIM 43h-45h and 51h, the seed's EMS calls, writes through the page frame."""
 
 
 def run_dos_machine(profile: str, patches: Mapping[str, object] | None = None, *,
@@ -939,6 +958,16 @@ def _map_keeps_old_slot(self: EmsManager, handle: int, logical: int, physical: i
     return True
 
 
+def _drop_keeps_slots(self: EmsManager, handle: int, keep: int) -> None:
+    """51h's shrink (and 45h) that frees the pages past keep but leaves the
+    slots showing them."""
+    pages = self.handles[handle]
+    for page in pages[keep:]:
+        for frame in self.storage.pop(page):
+            self.pageman.release_frame(frame)
+    del pages[keep:]
+
+
 def _resize_failure_unchanged(self: DosMemoryManager, segment: int, paragraphs: int) -> bool:
     """AH=4Ah whose error 8 leaves the block as it was (not RBIL's DOS 2.1-6.0)."""
     before = read_physical(self.pageman, 0, 0xA0000)
@@ -980,6 +1009,8 @@ DOS_MODEL_VARIANTS = (
                  {"XmsDriver.XmsFree": _xms_free_locked}),
     ModelVariant("ems_map_keeps_old_slot", ("DOS-5", TRANSITION),
                  {"EmsManager.EmsMap": _map_keeps_old_slot}),
+    ModelVariant("ems_shrink_keeps_slots", ("DOS-5", TRANSITION),
+                 {"EmsManager._drop": _drop_keeps_slots}),
     ModelVariant("resize_failure_unchanged", (TRANSITION,),
                  {"DosMemoryManager.ResizeDosMemory": _resize_failure_unchanged}),
     ModelVariant("walk_follows_bad_type", (CORRUPTION,),
@@ -989,7 +1020,8 @@ DOS_MODEL_VARIANTS = (
 #: The machine that exercises each broken model (the teeth run needs only it).
 VARIANT_MACHINES: dict[str, tuple[type[CheckedMachine], ...]] = {
     **{v.name: (ConventionalMachine,) for v in DOS_MODEL_VARIANTS},
-    "xms_free_of_locked_block": (XmsMachine,), "ems_map_keeps_old_slot": (EmsMachine,)}
+    "xms_free_of_locked_block": (XmsMachine,), "ems_map_keeps_old_slot": (EmsMachine,),
+    "ems_shrink_keeps_slots": (EmsMachine,)}
 
 
 def obligations() -> Iterator[Obligation]:
