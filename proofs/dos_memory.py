@@ -75,6 +75,8 @@ PLAIN_OPERATIONS = (
                ("short", BOOL))),
     Operation("AllocateEmsPages", _DM, dm.EmsAllocate, (), parts=("EmsAllocate",)),
     Operation("EmsDeallocate", _DM, dm.EmsDeallocate, (HANDLE,)),
+    Operation("EmsSaveMap", _DM, dm.EmsSaveMap, (HANDLE,)),
+    Operation("EmsRestoreMap", _DM, dm.EmsRestoreMap, (HANDLE,)),
     Operation("EmsReallocate", _DM, dm.EmsReallocate,
               (HANDLE, ("pages", INT), ("pick", I2I), ("pinv", I2I), ("short", BOOL))),
     Operation("FreeEmsPages", _DM, dm.EmsDeallocate, (), parts=("EmsDeallocate",)),
@@ -123,7 +125,8 @@ def _pick(first: int) -> tuple[Ref, Ref]:
 def dos_states() -> list[tuple[str, DosState]]:
     """Three conventional blocks with a hole; then a UMB taken with the link on
     and high-only strategy, two XMS blocks, one locked, two EMS handles with
-    pages mapped in slots 0 and 1; and a system without UMBs."""
+    pages mapped in slots 0 and 1, the mapping saved in handle 2's area; and a
+    system without UMBs."""
     no = z3.BoolVal(False)
     s = dm.initial_dos(FIRST, UMB_START, UMB_END, XMS_END, EMS_TOTAL)
     size = CONVENTIONAL_TOP - FIRST - 1
@@ -145,6 +148,7 @@ def dos_states() -> list[tuple[str, DosState]]:
     s = _ok(dm.EmsAllocate(s, _i(3), _i(2), *_pick(2), no, no))
     s = _ok(dm.EmsMapPage(s, _i(1), _i(1), _i(0)))
     s = _ok(dm.EmsMapPage(s, _i(2), _i(0), _i(1)))
+    s = _ok(dm.EmsSaveMap(s, _i(2)))
     bare = dm.initial_dos(FIRST, UMB_START, UMB_START, XMS_END, EMS_TOTAL)
     bare = _ok(dm.AllocateDosMemory(bare, _i(0x100), _i(FIRST), _i(0x60)))
     return [("conventional blocks with a hole", conventional),

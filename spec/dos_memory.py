@@ -80,6 +80,9 @@ import z3
 
 from spec.abi import (
     CONVENTIONAL_TOP,
+    EMM_MAP_ALREADY_SAVED,
+    EMM_NO_SAVED_MAP,
+    EMM_SAVED_CONTEXT,
     EMS_FRAME_SEGMENT,
     EMS_INVALID_HANDLE,
     EMS_INVALID_LOGICAL,
@@ -148,6 +151,7 @@ class DosState:
     slot_used: Ref  # slot -> Bool
     slot_h: Ref  # slot -> handle
     slot_l: Ref  # slot -> logical page
+    esaved: Ref  # handle -> Bool: 47h saved a mapping context in its save area
     # ghost witnesses
     mcb_of: Ref  # seg -> the MCB whose block holds it
     sowner: Ref  # storage page -> handle (-1 free)
@@ -166,7 +170,7 @@ _SORTS: dict[str, Ref] = {
     **{name: INT for name in ("first", "umb_start", "umb_end", "strategy", "xms_end",
                               "etotal")},
     "linked": BOOL,
-    **{name: _I2B for name in ("is_mcb", "xlive", "elive", "slot_used")},
+    **{name: _I2B for name in ("is_mcb", "xlive", "elive", "slot_used", "esaved")},
     **{name: _I2I for name in ("typ", "owner", "size", "mcb_of", "xaddr", "xsize", "xlock",
                                "epages", "sowner", "spage", "slot_h", "slot_l")},
     **{name: _II2I for name in ("pstore", "mapped_at")},
@@ -309,7 +313,9 @@ def dos_4(s: DosState) -> Ref:
 
 def dos_5(s: DosState) -> Ref:
     """DOS-5: each logical page of a live handle is held in its own storage page
-    (``sowner``/``spage`` invert ``pstore``: owned by exactly one handle);
+    (``sowner``/``spage`` invert ``pstore``: owned by exactly one handle); a
+    handle with a saved mapping context (47h) is live (LIM 4.0 function 6: 45h
+    answers 86h while one is saved);
     a used slot shows one logical page of a live handle, and ``mapped_at``
     inverts the slots: a logical page shows in at most one slot."""
     h, k, i, p = z3.Ints("h k i p")
@@ -320,6 +326,7 @@ def dos_5(s: DosState) -> Ref:
     at = s.mapped_at[h, k]
     return z3.And(
         0 <= s.etotal, s.elive[0],
+        z3.ForAll([h], z3.Implies(s.esaved[h], s.elive[h])),
         z3.ForAll([h], z3.Implies(s.elive[h], z3.And(0 <= h, 0 <= s.epages[h]))),
         z3.ForAll([h, k], z3.Implies(page, z3.And(
             0 <= held, held < s.etotal, s.sowner[held] == h, s.spage[held] == k))),
@@ -641,9 +648,11 @@ def EmsAllocate(s: DosState, pages: Ref, handle: Ref, pick: Ref, pinv: Ref, full
 
 def EmsDeallocate(s: DosState, handle: Ref) -> DosStep:
     """LIM function 45h: the handle's pages are freed and unmapped; handle 0
-    (the OS handle) stays live with no pages."""
+    (the OS handle) stays live with no pages; 86h while a mapping context is
+    saved for the handle (LIM 4.0 function 6)."""
     i, p, g, k = z3.Ints("i p g k")
-    code = status((z3.Not(s.elive[handle]), EMS_INVALID_HANDLE))
+    code = status((z3.Not(s.elive[handle]), EMS_INVALID_HANDLE),
+                  (s.esaved[handle], EMM_SAVED_CONTEXT))
     post = s.but(
         elive=z3.Store(s.elive, handle, handle == 0), epages=z3.Store(s.epages, handle, 0),
         sowner=z3.Lambda([i], z3.If(s.sowner[i] == handle, -1, s.sowner[i])),
@@ -679,6 +688,25 @@ def EmsReallocate(s: DosState, handle: Ref, pages: Ref, pick: Ref, pinv: Ref,
     valid = z3.ForAll([k], z3.Implies(z3.And(old <= k, k < pages), z3.And(
         0 <= pick[k], pick[k] < s.etotal, s.sowner[pick[k]] == -1, pinv[pick[k]] == k)))
     return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False), valid)
+
+
+def EmsSaveMap(s: DosState, handle: Ref) -> DosStep:
+    """LIM function 8 (47h): the handle's save area holds the slots' mapping
+    (83h unknown handle, 8Dh one is already saved)."""
+    code = status((z3.Not(s.elive[handle]), EMS_INVALID_HANDLE),
+                  (s.esaved[handle], EMM_MAP_ALREADY_SAVED))
+    return dos_step(s, code, s.but(esaved=z3.Store(s.esaved, handle, True)),
+                    z3.BoolVal(True), z3.BoolVal(False))
+
+
+def EmsRestoreMap(s: DosState, handle: Ref) -> DosStep:
+    """LIM function 9 (48h), its save-area part: emptied (83h unknown handle, 8Eh
+    nothing saved). The slots it sets are LIM 44h steps (EmsMapPage and
+    EmsUnmapPage, one per slot), proved on their own."""
+    code = status((z3.Not(s.elive[handle]), EMS_INVALID_HANDLE),
+                  (z3.Not(s.esaved[handle]), EMM_NO_SAVED_MAP))
+    return dos_step(s, code, s.but(esaved=z3.Store(s.esaved, handle, False)),
+                    z3.BoolVal(True), z3.BoolVal(False))
 
 
 def _ems_checks(s: DosState, handle: Ref, physical: Ref) -> list[tuple[Ref, int]]:
@@ -766,10 +794,12 @@ def _type_byte(value: int | str | bytes) -> int:
 def concrete_dos(blocks: Iterable[McbLike], *, first: int, umb_start: int, umb_end: int,
                  linked: bool, strategy: int, xms: Mapping[int, XmsLike], xms_end: int,
                  ems_handles: Mapping[int, Sequence[int]],
-                 ems_slots: Sequence[tuple[int, int] | None], ems_total: int) -> DosState:
+                 ems_slots: Sequence[tuple[int, int] | None], ems_total: int,
+                 ems_saved: Iterable[int] = ()) -> DosState:
     """The DosState of the model's plain data: the MCBs of both chains (walk()
     lists; a type may be 'M', b'M' or 0x4D), the XMS handles, the EMS handles'
-    storage pages and the slots; the ghosts computed. The UMB head at 9FFFh
+    storage pages, the slots and the handles with a saved mapping (47h); the
+    ghosts computed. The UMB head at 9FFFh
     (present with UMBs) is fixed, not a block of either area: it is skipped.
     An empty EMS handle 0 is added when absent (the OS handle)."""
     s = symbolic_dos("concrete")
@@ -814,13 +844,17 @@ def concrete_dos(blocks: Iterable[McbLike], *, first: int, umb_start: int, umb_e
             slot_h = z3.Store(slot_h, slot, shown[0])
             slot_l = z3.Store(slot_l, slot, shown[1])
             mapped_at = z3.Store(mapped_at, shown[0], shown[1], slot)
+    esaved = k(INT, z3.BoolVal(False))
+    for handle in sorted(ems_saved):
+        esaved = z3.Store(esaved, handle, True)
     return s.but(first=z3.IntVal(first), umb_start=z3.IntVal(umb_start),
                  umb_end=z3.IntVal(umb_end), linked=z3.BoolVal(linked),
                  strategy=z3.IntVal(strategy), is_mcb=is_mcb, typ=typ, owner=owner, size=size,
                  mcb_of=mcb_of, xlive=xlive, xaddr=xaddr, xsize=xsize, xlock=xlock,
                  xms_end=z3.IntVal(xms_end), elive=elive, epages=epages, pstore=pstore,
                  etotal=z3.IntVal(ems_total), sowner=sowner, spage=spage,
-                 slot_used=slot_used, slot_h=slot_h, slot_l=slot_l, mapped_at=mapped_at)
+                 slot_used=slot_used, slot_h=slot_h, slot_l=slot_l, mapped_at=mapped_at,
+                 esaved=esaved)
 
 
 def violated(s: DosState, timeout_ms: int = 10000) -> list[str]:

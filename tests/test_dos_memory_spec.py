@@ -30,6 +30,9 @@ from spec import himem as hm
 from spec.abi import (
     A20_MAX_COUNT,
     CONVENTIONAL_TOP,
+    EMM_MAP_ALREADY_SAVED,
+    EMM_NO_SAVED_MAP,
+    EMM_SAVED_CONTEXT,
     EMS_INVALID_HANDLE,
     EMS_INVALID_LOGICAL,
     EMS_INVALID_PHYSICAL,
@@ -98,7 +101,7 @@ def test_obligations_one_per_call_and_claim() -> None:
     non_vacuous = {f"dos_memory.{name}.NON-VACUOUS" for name in [*public, *himem]}
     claims = {"dos_memory.XmsFree.DOS-4F", "dos_memory.RequestHma.DOS-6H"}
     assert set(ids) == expected | claims | non_vacuous
-    assert len(ids) == len(set(ids)) == 22 * 5 + 1 + 22 + 7 + 1 + 7
+    assert len(ids) == len(set(ids)) == 24 * 5 + 1 + 24 + 7 + 1 + 7
     assert FULL_ONLY <= set(ids)
 
 
@@ -264,9 +267,19 @@ def test_ems_map_moves_a_shown_page(busy: dm.DosState) -> None:
 
 
 def test_ems_deallocate_unmaps(busy: dm.DosState) -> None:
-    post = dm.EmsDeallocate(busy, i(2)).changed
-    assert valid(z3.And(z3.Not(post.elive[2]), z3.Not(post.slot_used[1]), post.sowner[2] == -1))
+    post = dm.EmsDeallocate(busy, i(1)).changed
+    assert valid(z3.And(z3.Not(post.elive[1]), z3.Not(post.slot_used[0]), post.sowner[0] == -1))
     assert violated(post) == []
+
+
+def test_ems_deallocate_with_a_saved_mapping_is_86h(busy: dm.DosState) -> None:
+    """LIM 4.0 function 6: 86h while 47h's context is saved; 48h empties it."""
+    assert status_is(dm.EmsDeallocate(busy, i(2)), EMM_SAVED_CONTEXT)
+    assert status_is(dm.EmsSaveMap(busy, i(2)), EMM_MAP_ALREADY_SAVED)
+    restored = dm.EmsRestoreMap(busy, i(2))
+    assert status_is(restored, 0)
+    assert status_is(dm.EmsRestoreMap(restored.changed, i(2)), EMM_NO_SAVED_MAP)
+    assert status_is(dm.EmsDeallocate(restored.changed, i(2)), 0)
 
 
 # -- concrete states from plain data ----------------------------------------------------

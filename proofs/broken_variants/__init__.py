@@ -288,6 +288,12 @@ def _shrink_keeps_slots(s: sdm.DosState, handle: Ref, pages: Ref, pick: Ref, pin
     return sdm.dos_step(s, done.status, kept, assume=done.assume)
 
 
+def _free_with_saved_map(s: sdm.DosState, handle: Ref) -> sdm.DosStep:
+    """45h without the 86h check: a handle whose mapping is saved is freed."""
+    done = sdm.EmsDeallocate(s.but(esaved=z3.K(z3.IntSort(), z3.BoolVal(False))), handle)
+    return sdm.dos_step(s, done.status, done.changed.but(esaved=s.esaved))
+
+
 def _link_without_umbs(s: sdm.DosState, link: Ref) -> sdm.DosStep:
     """AX=5803h that links the chain into upper memory where there are no UMBs."""
     done = sdm.SetUmbLink(s.but(umb_end=s.umb_end + 1), link)
@@ -523,6 +529,9 @@ VARIANTS = (
     BrokenVariant("ems-shrink-keeps-slots", "DOS-5", "EmsReallocate",
                   "EMS 51h frees the pages past the new count but leaves them in their slots",
                   transition=_shrink_keeps_slots, layer="dos_memory.plain"),
+    BrokenVariant("ems-free-with-saved-map", "DOS-5", "EmsDeallocate",
+                  "EMS 45h frees a handle whose mapping context 47h saved (no 86h)",
+                  transition=_free_with_saved_map, layer="dos_memory.plain"),
     BrokenVariant("a20-disable-below-zero", "DOS-6", "LocalDisableA20",
                   "XMS 06h lowers the A20 count without the 82h check at 0",
                   transition=_disable_below_zero, layer="dos_memory.himem"),

@@ -7,7 +7,9 @@ XMS pool to 2 MB, 8 EMS pages): AH=48h/49h/4Ah with every strategy value
 sizes; the queries; XMS allocate / free / lock / unlock / reallocate / move
 (handle 0 = conventional memory) through the XMS functions and the seed's
 calls; EMS allocate / deallocate / map / unmap through LIM 44h and the
-seed's MapEmsPageToPhysical; a program's writes into its blocks and through
+seed's MapEmsPageToPhysical, reallocate (51h) and save / restore the mapping
+(47h/48h; a successful 48h has no single spec step: its slots are LIM 44h's);
+HIMEM's HMA and A20 in proofs/machines/himem.py; a program's writes into its blocks and through
 the EMS page frame. After every call :class:`DosHarness` checks
 
 1. DOS-1..5 on the abstraction of the post-state (``dos_view``: the MCBs as
@@ -122,7 +124,8 @@ View = tuple[Any, ...]
 #: handle that is not an int A2h, an EMS one 83h.
 _DOS_CALLS = ("AllocateDosMemory", "FreeDosMemory", "ResizeDosMemory")
 _XMS_HANDLE_CALLS = ("XmsLock", "XmsUnlock", "XmsFree", "FreeXmsMemory")
-_EMS_HANDLE_CALLS = ("EmsDeallocate", "FreeEmsPages", "EmsReallocate")
+_EMS_HANDLE_CALLS = ("EmsDeallocate", "FreeEmsPages", "EmsReallocate", "EmsSaveMap",
+                     "EmsRestoreMap")
 
 
 def hostile_code(name: str, args: tuple[Any, ...]) -> int | None:
@@ -155,15 +158,18 @@ def dos_view(dos: DosMemoryManager) -> View:
             dos.first_segment, dos.umb_start, dos.umb_end, dos.umb_linked, dos.strategy,
             tuple(sorted(dos.xms.handles.items())), dos.xms.pool_end,
             tuple((h, tuple(ids)) for h, ids in sorted(dos.ems.handles.items())),
-            tuple(dos.ems.slots), dos.ems.total_pages)
+            tuple(dos.ems.slots), dos.ems.total_pages, tuple(sorted(dos.ems.saved)))
 
 
 def to_dos_state(view: View) -> DosState:
-    low, high, first, umb_start, umb_end, linked, strategy, xms, xms_end, ems, slots, total = view
+    """The DosState of a view; the handles with a saved mapping (47h) are its
+    13th element, absent from the oracle's views (its protocol has no 47h)."""
+    low, high, first, umb_start, umb_end, linked, strategy, xms, xms_end, ems, slots, total = \
+        view[:12]
     return concrete_dos([*low, *high], first=first, umb_start=umb_start, umb_end=umb_end,
                         linked=linked, strategy=strategy, xms=dict(xms), xms_end=xms_end,
                         ems_handles={h: list(ids) for h, ids in ems}, ems_slots=slots,
-                        ems_total=total)
+                        ems_total=total, ems_saved=view[12] if len(view) > 12 else ())
 
 
 def observable(s: DosState) -> list[Ref]:
@@ -177,6 +183,7 @@ def observable(s: DosState) -> list[Ref]:
             mcb, *(z3.If(mcb, f[m], 0) for f in (s.typ, s.owner, s.size)),
             xl, *(z3.If(xl, f[h], 0) for f in (s.xaddr, s.xsize, s.xlock)),
             el, z3.If(el, s.epages[h], 0), z3.If(page, s.pstore[h, k], 0),
+            z3.And(el, s.esaved[h]),
             used, z3.If(used, s.slot_h[p], 0), z3.If(used, s.slot_l[p], 0)]
 
 
@@ -186,7 +193,8 @@ def world(dos: DosMemoryManager) -> tuple[object, ...]:
     return (bytes(pm.owner), list(pm.frames.words),
             {frame: bytes(page) for frame, page in pm.memory.items()}, dos.strategy,
             dos.umb_linked, dict(dos.xms.handles), {h: list(p) for h, p in dos.ems.handles.items()},
-            list(dos.ems.slots), {k: list(v) for k, v in dos.ems.storage.items()})
+            list(dos.ems.slots), {k: list(v) for k, v in dos.ems.storage.items()},
+            {h: list(v) for h, v in dos.ems.saved.items()})
 
 
 def make_dos(umbs: bool = True) -> DosMemoryManager:
@@ -339,6 +347,10 @@ class DosChecks:
                                   z3.BoolVal(code == 0x85), z3.BoolVal(code == 0x88))
         if name in ("EmsDeallocate", "FreeEmsPages"):
             return dm.EmsDeallocate(pre, _i(args[0]))
+        if name == "EmsSaveMap":
+            return dm.EmsSaveMap(pre, _i(args[0]))
+        if name == "EmsRestoreMap":  # success: its slots are LIM 44h steps, no one step
+            return dm.EmsRestoreMap(pre, _i(args[0])) if code else None
         if name == "EmsReallocate":
             old = dict(pre_view[9]).get(args[0], ())
             ids = dict(post_view[9]).get(args[0], ()) if not code else ()
@@ -575,8 +587,11 @@ class DosHarness(DosChecks):
             for _ in range(block.lock_count):
                 dos.xms.XmsUnlock(handle)
             dos.xms.XmsFree(handle)
+        self.xms.clear()  # freed unchecked above: nothing of theirs to read back
+        for handle in list(dos.ems.saved):
+            self.call("EmsRestoreMap", handle)
         for handle in list(dos.ems.handles):
-            dos.ems.EmsDeallocate(handle)
+            self.call("EmsDeallocate", handle)  # checked: unmaps its pages (DOS-5)
         view = dos_view(dos)
         if view[:2] != self.initial[:2] or view[7] or view[9] != ((0, ()),):
             raise CheckError(f"after freeing everything: {view[:2]!r}", [FRAMES])
@@ -839,11 +854,18 @@ class EmsRules(DosRules):
 
 
 class EmsModelRules(EmsRules):
-    """EmsRules and LIM 51h (reallocate), which the oracle protocol does not carry."""
+    """EmsRules and LIM 47h/48h/51h, which the oracle protocol does not carry."""
 
     @rule(data=st.data(), pages=st.sampled_from((0, 1, 2, 3, EMS_PAGES, EMS_PAGES + 1)))
     def ems_reallocate(self, data: st.DataObject, pages: int) -> None:
         self.h.call("EmsReallocate", self.ems_handle(data), pages)
+
+    @rule(data=st.data(), restore=st.booleans())
+    def ems_save_restore(self, data: st.DataObject, restore: bool) -> None:
+        """LIM 47h / 48h: the slots come back as saved (8Dh, 8Eh, 83h otherwise);
+        no spec step (each restored slot is a LIM 44h): DOS-5, contents, unchanged."""
+        handle = pick(data, [h for h, _ in self.h.view()[9]], [63, -1])
+        self.h.call("EmsRestoreMap" if restore else "EmsSaveMap", handle)
 
 
 class DosMachine(DosRules, CheckedMachine):
