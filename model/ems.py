@@ -10,7 +10,8 @@ its pages' storage ids, ``slots`` each physical page to (handle, logical page)
 or None.
 
 Rules (LIM 4.0 = Lotus/Intel/Microsoft Expanded Memory Specification 4.0,
-1987, functions 1-12 = INT 67h AH=40h-4Ch; status codes as RBIL table 03648):
+1987, functions 1-12 = INT 67h AH=40h-4Ch, and 18, 20, 21, 27 = 51h, 53h, 54h,
+5Ah; status codes as RBIL table 03648):
 
 - 40h status 00h; 41h the frame segment E000h; 42h (unallocated pages, total
   pages): unallocated is also bounded by the PageManager's free frames / 4;
@@ -35,7 +36,7 @@ Rules (LIM 4.0 = Lotus/Intel/Microsoft Expanded Memory Specification 4.0,
   page in at most one physical page: mapping a page that is already mapped
   elsewhere moves it (the old physical page is saved and unmapped).
 - 45h deallocate: 83h unknown handle. LIM 4.0 lists no error for pages that
-  are mapped (86h concerns a saved mapping context, not modelled): the
+  are mapped (86h concerns a saved mapping context, below): the
   physical pages showing the handle's pages are unmapped (their contents
   dropped) and the frames returned. Deallocating handle 0 frees its pages and
   leaves the handle open (LIM 4.0: the OS handle is never released).
@@ -43,6 +44,23 @@ Rules (LIM 4.0 = Lotus/Intel/Microsoft Expanded Memory Specification 4.0,
   id (the seed's system-wide ems_pages index) of an allocated page (else 8Ah),
   segment one of the frame's segments (else 8Bh), as LIM 4.0 function 17
   (50h/01h) maps by segment.
+- 5Ah (``EmsAllocate(pages, zero_ok=True)``) allows 0 pages (LIM 4.0
+  function 27; DOSBox-staging src/ints/ems.cpp lines 264-268).
+- 47h ``EmsSaveMap``: the slots are kept in the handle's save area
+  (``saved``); 8Dh when one is kept. 48h ``EmsRestoreMap``: maps what was kept
+  (each slot as 44h does; a kept page that no longer exists leaves its slot
+  unmapped) and empties the area; 8Eh when none is kept (ems.cpp lines
+  448-491). 45h on a handle with a kept mapping: 86h (LIM 4.0 function 6;
+  DOSBox leaves the check out, ems.cpp line 431), so a saved context never
+  outlives its handle (DOS-5).
+- 51h ``EmsReallocate``: the handle keeps its first pages (0 allowed), the
+  rest are unmapped (contents dropped) and returned, new pages take fresh
+  storage; 87h/88h as 43h (ems.cpp lines 307-321).
+- 53h ``names`` (8 bytes; a handle without an entry has the null name);
+  ``EmsSetName`` refuses a non-null name another handle has (A1h, LIM 4.0
+  function 20); 45h clears the name (ems.cpp line 443). 54h/01h
+  ``EmsFindName``: A1h for the null name, A0h when no handle has it.
+- The register-level entry point is model/int67.py.
 - Bad Python arguments take the nearest status (handles 83h, counts 87h,
   physical pages 8Bh, logical pages 8Ah). Failures change nothing.
 """
@@ -54,6 +72,7 @@ from typing import TypeVar
 from model.dos_physical import read_physical, zero_physical
 from model.page_manager import PageManager
 from spec.abi import (
+    EMM_INVALID_SUBFUNCTION,
     EMM_MAP_ALREADY_SAVED,
     EMM_NAME_EXISTS,
     EMM_NAME_NOT_FOUND,
@@ -216,9 +235,12 @@ class EmsManager:
         return self._set(True)
 
     def EmsSetName(self, handle: int, name: bytes) -> bool:
-        """53h/01h: A1h when another handle has this (non-null) name."""
+        """53h/01h: A1h when another handle has this (non-null) name; a name that is
+        not 8 bytes cannot be passed in registers: 8Fh."""
         if self._pages(handle) is None:
             return False
+        if type(name) is not bytes or len(name) != len(NULL_NAME):
+            return self._set(False, EMM_INVALID_SUBFUNCTION)
         if name != NULL_NAME and any(other != handle and value == name
                                      for other, value in self.names.items()):
             return self._set(False, EMM_NAME_EXISTS)

@@ -6,8 +6,14 @@ from __future__ import annotations
 from model.dos_physical import read_physical, write_physical
 from model.ems import slot_address
 from model.registers import Registers
-from spec.abi import EMM_SAVED_CONTEXT, EMS_PAGE_SIZE
-from tests.dos_world import make_dos
+from spec.abi import (
+    EMM_INVALID_SUBFUNCTION,
+    EMM_SAVED_CONTEXT,
+    EMS_INVALID_HANDLE,
+    EMS_PAGE_SIZE,
+    EMS_TOO_MANY_PAGES,
+)
+from tests.dos_world import make_dos, snapshot
 
 
 def int67(dos: object, ah: int, al: int = 0, **regs: int) -> Registers:
@@ -42,3 +48,19 @@ def test_reallocate_shrink_returns_frames_and_unmaps() -> None:
     assert read_physical(dos.pageman, slot_address(3), EMS_PAGE_SIZE) == bytes(EMS_PAGE_SIZE)
     assert dos.pageman.free_count() == free - 4
     assert int67(dos, 0x51, ebx=0, edx=1).ah == 0 and dos.pageman.free_count() == free
+
+
+def test_hostile_python_arguments_change_nothing() -> None:
+    """The manager's own methods refuse what no register could carry."""
+    dos = make_dos()
+    int67(dos, 0x43, ebx=1)
+    before = snapshot(dos)
+    ems = dos.ems
+    assert not ems.EmsSetName(1, "NAME") and ems.last_status == EMM_INVALID_SUBFUNCTION  # type: ignore[arg-type]
+    assert not ems.EmsSetName(1, b"SHORT") and ems.last_status == EMM_INVALID_SUBFUNCTION
+    assert not ems.EmsReallocate(1, -1) and ems.last_status == EMS_TOO_MANY_PAGES
+    assert not ems.EmsReallocate(None, 1) and ems.last_status == EMS_INVALID_HANDLE  # type: ignore[arg-type]
+    assert not ems.EmsSaveMap("1") and ems.last_status == EMS_INVALID_HANDLE  # type: ignore[arg-type]
+    assert not ems.EmsRestoreMap(1.0) and ems.last_status == EMS_INVALID_HANDLE  # type: ignore[arg-type]
+    assert ems.EmsFindName(None) == 0 and ems.last_status == 0xA0  # type: ignore[arg-type]
+    assert snapshot(dos) == before
