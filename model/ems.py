@@ -60,6 +60,11 @@ Rules (LIM 4.0 = Lotus/Intel/Microsoft Expanded Memory Specification 4.0,
   ``EmsSetName`` refuses a non-null name another handle has (A1h, LIM 4.0
   function 20); 45h clears the name (ems.cpp line 443). 54h/01h
   ``EmsFindName``: A1h for the null name, A0h when no handle has it.
+- 4Eh ``GetPageMap`` / ``SetPageMap``: the context is 16 bytes, (handle,
+  logical page) words per physical page, FFFFh/FFFFh unmapped (DOSBox-staging's
+  layout, ems.cpp lines 826-850; LIM 4.0 leaves it to the EMM); a context that
+  names a page that does not exist or one page twice: A3h (LIM 4.0 function
+  15, "the source array is corrupted"; DOSBox maps what it can).
 - The register-level entry point is model/int67.py.
 - Bad Python arguments take the nearest status (handles 83h, counts 87h,
   physical pages 8Bh, logical pages 8Ah). Failures change nothing.
@@ -67,11 +72,14 @@ Rules (LIM 4.0 = Lotus/Intel/Microsoft Expanded Memory Specification 4.0,
 
 from __future__ import annotations
 
+import struct
 from typing import TypeVar
 
 from model.dos_physical import read_physical, zero_physical
 from model.page_manager import PageManager
 from spec.abi import (
+    EMM_CONTEXT_SIZE,
+    EMM_CORRUPT_MAP,
     EMM_INVALID_SUBFUNCTION,
     EMM_MAP_ALREADY_SAVED,
     EMM_NAME_EXISTS,
@@ -232,6 +240,34 @@ class EmsManager:
                 self.EmsMap(target[0], target[1], physical)
             else:
                 self._unmap(physical)
+        return self._set(True)
+
+    def GetPageMap(self) -> bytes:
+        """4Eh/00h: the mapping context, (handle, logical page) words per physical
+        page, FFFFh/FFFFh for an unmapped one (DOSBox-staging ems.cpp's
+        emm_mappings layout, lines 826-831: 16 bytes)."""
+        return b"".join(struct.pack("<HH", *(mapped or (UNMAP, UNMAP))) for mapped in self.slots)
+
+    def PageMapValid(self, data: bytes) -> bool:
+        """A context SetPageMap accepts: 16 bytes naming live pages, each once."""
+        if type(data) is not bytes or len(data) != EMM_CONTEXT_SIZE:
+            return False
+        entries = [struct.unpack_from("<HH", data, 4 * p) for p in range(PHYSICAL_PAGES)]
+        shown = [e for e in entries if e != (UNMAP, UNMAP)]
+        return len(set(shown)) == len(shown) and all(
+            h in self.handles and logical < len(self.handles[h]) for h, logical in shown)
+
+    def SetPageMap(self, data: bytes) -> bool:
+        """4Eh/01h: map what a GetPageMap context says; A3h (nothing changes) when an
+        entry names no live page or one page twice (LIM 4.0 function 15)."""
+        if not self.PageMapValid(data):
+            return self._set(False, EMM_CORRUPT_MAP)
+        entries = [struct.unpack_from("<HH", data, 4 * p) for p in range(PHYSICAL_PAGES)]
+        for physical in range(PHYSICAL_PAGES):
+            self._unmap(physical)
+        for physical, (handle, logical) in enumerate(entries):
+            if (handle, logical) != (UNMAP, UNMAP):
+                self.EmsMap(handle, logical, physical)
         return self._set(True)
 
     def EmsSetName(self, handle: int, name: bytes) -> bool:

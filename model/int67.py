@@ -15,6 +15,12 @@ src/ints/ems.cpp lines 779-940, the INT 67h handler):
   DOSBox leaves the check commented out, ems.cpp line 431).
 - 4Dh: ES:DI <- (handle, pages) word pairs of every open handle, lowest
   handle first; BX = their number (ems.cpp lines 493-504).
+- 4Eh: 00h ES:DI <- the 16-byte mapping context (model/ems.py GetPageMap);
+  01h the context at DS:SI is mapped (A3h when it names no live page or one
+  page twice; nothing changes); 02h both: the context at DS:SI is read and
+  checked first, then the old one written to ES:DI and the new one mapped
+  (DOSBox writes before it reads: buffers that overlap differ); 03h AL = 16
+  (ems.cpp lines 826-850; LIM 4.0 function 15).
 - 50h (AL 00h physical page numbers / 01h segments; DX handle, CX entries at
   DS:SI of (logical page, physical page or segment) words; logical FFFFh
   unmaps): every entry is checked before any is mapped, so a failing call
@@ -22,6 +28,9 @@ src/ints/ems.cpp lines 779-940, the INT 67h handler):
   ems.cpp lines 854-879; the model's failures change nothing).
 - 51h (DX handle, BX pages, 0 allowed): BX = the new count; pages beyond it are
   unmapped and freed (87h more than exist, 88h more than unallocated).
+- 52h: only volatile handles (ems.cpp lines 635-660): 00h AL = 0; 01h BL = 0
+  accepted, BL = 1 (non-volatile) 91h, other BL 90h; 02h AL = 0; 83h for an
+  unknown handle (00h, 01h).
 - 53h: 00h ES:DI <- the handle's 8-byte name; 01h the name at DS:SI, A1h when
   another handle has it (LIM 4.0 function 20; DOSBox does not check, ems.cpp
   lines 616-632). 45h clears the name (ems.cpp line 443).
@@ -36,10 +45,11 @@ src/ints/ems.cpp lines 779-940, the INT 67h handler):
   lines 910-932).
 - 5Ah (AL 00h standard / 01h raw; BX pages, 0 allowed): DX = the handle
   (ems.cpp lines 933-940).
-- An undefined subfunction of 50h, 53h, 54h, 58h, 59h, 5Ah: 8Fh; an undefined
-  or unmodelled function: 84h (ems.cpp lines 1116-1119). A register record
-  no register can hold (``not regs.valid()``) is refused with AH = 84h before
-  any state is read; a manager that is not ready answers 84h to everything.
+- An undefined subfunction of 4Eh, 50h, 52h, 53h, 54h, 58h, 59h, 5Ah: 8Fh; an
+  undefined or unmodelled function (4Fh, 55h-57h, 5Bh-5Dh, VCPI DEh): 84h
+  (ems.cpp lines 1116-1119). A register record no register can hold
+  (``not regs.valid()``) is refused with AH = 84h before any state is read; a
+  manager that is not ready answers 84h to everything.
 """
 
 from __future__ import annotations
@@ -52,9 +62,12 @@ from model.ems import NULL_NAME, EmsManager
 from model.registers import Registers
 from spec.abi import (
     EMM_CONTEXT_SIZE,
+    EMM_CORRUPT_MAP,
+    EMM_FEATURE_NOT_SUPPORTED,
     EMM_FUNCTION_NOT_SUPPORTED,
     EMM_INVALID_SUBFUNCTION,
     EMM_RAW_PAGE_PARAGRAPHS,
+    EMM_UNDEFINED_ATTRIBUTE,
     EMS_FRAME_SEGMENT,
     EMS_INVALID_HANDLE,
     EMS_INVALID_LOGICAL,
@@ -134,7 +147,35 @@ class _Call:
         self.write(b"".join(struct.pack("<HH", handle, len(pages)) for handle, pages in handles))
         return self.done(True, bx=len(handles))
 
+    def page_map(self) -> Registers:
+        if self.regs.al == 3:
+            return self.done(True, al=EMM_CONTEXT_SIZE)
+        if self.regs.al > 3:
+            return self.status(EMM_INVALID_SUBFUNCTION)
+        old, new = self.ems.GetPageMap(), self.read(EMM_CONTEXT_SIZE)
+        if self.regs.al == 0:
+            self.write(old)
+            return self.done(True)
+        if not self.ems.PageMapValid(new):
+            return self.status(EMM_CORRUPT_MAP)
+        if self.regs.al == 2:
+            self.write(old)
+        return self.done(self.ems.SetPageMap(new))
+
     # -- LIM 4.0 functions ---------------------------------------------
+
+    def handle_attribute(self) -> Registers:
+        if self.regs.al == 2:
+            return self.done(True, al=0)
+        if self.regs.al > 2:
+            return self.status(EMM_INVALID_SUBFUNCTION)
+        if self.regs.dx not in self.ems.handles:
+            return self.status(EMS_INVALID_HANDLE)
+        if self.regs.al == 0:
+            return self.done(True, al=0)
+        if self.regs.bl > 1:
+            return self.status(EMM_UNDEFINED_ATTRIBUTE)
+        return self.done(True) if self.regs.bl == 0 else self.status(EMM_FEATURE_NOT_SUPPORTED)
 
     def map_multiple(self) -> Registers:
         if self.regs.al > 1:
@@ -217,7 +258,8 @@ _FUNCTIONS: dict[int, Callable[[_Call], Registers]] = {
     0x43: lambda call: call.allocate(), 0x44: _Call.map_page, 0x45: _Call.deallocate,
     0x46: _Call.version, 0x47: _Call.save_map, 0x48: _Call.restore_map,
     0x4B: _Call.handle_count, 0x4C: _Call.handle_pages, 0x4D: _Call.all_handle_pages,
-    0x50: _Call.map_multiple, 0x51: _Call.reallocate, 0x53: _Call.handle_name,
+    0x4E: _Call.page_map, 0x50: _Call.map_multiple, 0x51: _Call.reallocate,
+    0x52: _Call.handle_attribute, 0x53: _Call.handle_name,
     0x54: _Call.handle_directory, 0x58: _Call.mappable_array, 0x59: _Call.hardware_info,
     0x5A: _Call.allocate_any,
 }

@@ -416,10 +416,14 @@ EMM_SAVED_CONTEXT = 0x86
 EMM_MAP_ALREADY_SAVED = 0x8D
 EMM_NO_SAVED_MAP = 0x8E
 EMM_INVALID_SUBFUNCTION = 0x8F
+EMM_UNDEFINED_ATTRIBUTE = 0x90
+EMM_FEATURE_NOT_SUPPORTED = 0x91
 EMM_NAME_NOT_FOUND = 0xA0
 EMM_NAME_EXISTS = 0xA1
 #: 54h/01h: searching for the null name (LIM 4.0 function 21: A1h).
 EMM_NULL_NAME = 0xA1
+#: 4Eh/01h: a page map array that names no mapping the EMM could have made.
+EMM_CORRUPT_MAP = 0xA3
 #: 59h/00h: paragraphs in a raw page (16 KB), the context save area in bytes.
 EMM_RAW_PAGE_PARAGRAPHS = 0x0400
 EMM_CONTEXT_SIZE = 16
