@@ -60,7 +60,7 @@ Rules (LIM 4.0 = Lotus/Intel/Microsoft Expanded Memory Specification 4.0,
   ``EmsSetName`` refuses a non-null name another handle has (A1h, LIM 4.0
   function 20); 45h clears the name (ems.cpp line 443). 54h/01h
   ``EmsFindName``: A1h for the null name, A0h when no handle has it.
-- 4Eh ``GetPageMap`` / ``SetPageMap``: the context is 16 bytes, (handle,
+- 4Eh ``EmsGetPageMap`` / ``EmsSetPageMap``: the context is 16 bytes, (handle,
   logical page) words per physical page, FFFFh/FFFFh unmapped (DOSBox-staging's
   layout, ems.cpp lines 826-850; LIM 4.0 leaves it to the EMM); a context that
   names a page that does not exist or one page twice: A3h (LIM 4.0 function
@@ -242,14 +242,14 @@ class EmsManager:
                 self._unmap(physical)
         return self._set(True)
 
-    def GetPageMap(self) -> bytes:
+    def EmsGetPageMap(self) -> bytes:
         """4Eh/00h: the mapping context, (handle, logical page) words per physical
         page, FFFFh/FFFFh for an unmapped one (DOSBox-staging ems.cpp's
         emm_mappings layout, lines 826-831: 16 bytes)."""
         return b"".join(struct.pack("<HH", *(mapped or (UNMAP, UNMAP))) for mapped in self.slots)
 
-    def PageMapValid(self, data: bytes) -> bool:
-        """A context SetPageMap accepts: 16 bytes naming live pages, each once."""
+    def EmsPageMapValid(self, data: bytes) -> bool:
+        """A context EmsSetPageMap accepts: 16 bytes naming live pages, each once."""
         if type(data) is not bytes or len(data) != EMM_CONTEXT_SIZE:
             return False
         entries = [struct.unpack_from("<HH", data, 4 * p) for p in range(PHYSICAL_PAGES)]
@@ -257,10 +257,10 @@ class EmsManager:
         return len(set(shown)) == len(shown) and all(
             h in self.handles and logical < len(self.handles[h]) for h, logical in shown)
 
-    def SetPageMap(self, data: bytes) -> bool:
-        """4Eh/01h: map what a GetPageMap context says; A3h (nothing changes) when an
+    def EmsSetPageMap(self, data: bytes) -> bool:
+        """4Eh/01h: map what an EmsGetPageMap context says; A3h (nothing changes) when an
         entry names no live page or one page twice (LIM 4.0 function 15)."""
-        if not self.PageMapValid(data):
+        if not self.EmsPageMapValid(data):
             return self._set(False, EMM_CORRUPT_MAP)
         entries = [struct.unpack_from("<HH", data, 4 * p) for p in range(PHYSICAL_PAGES)]
         for physical in range(PHYSICAL_PAGES):

@@ -15,7 +15,7 @@ src/ints/ems.cpp lines 779-940, the INT 67h handler):
   DOSBox leaves the check commented out, ems.cpp line 431).
 - 4Dh: ES:DI <- (handle, pages) word pairs of every open handle, lowest
   handle first; BX = their number (ems.cpp lines 493-504).
-- 4Eh: 00h ES:DI <- the 16-byte mapping context (model/ems.py GetPageMap);
+- 4Eh: 00h ES:DI <- the 16-byte mapping context (model/ems.py EmsGetPageMap);
   01h the context at DS:SI is mapped (A3h when it names no live page or one
   page twice; nothing changes); 02h both: the context at DS:SI is read and
   checked first, then the old one written to ES:DI and the new one mapped
@@ -152,15 +152,15 @@ class _Call:
             return self.done(True, al=EMM_CONTEXT_SIZE)
         if self.regs.al > 3:
             return self.status(EMM_INVALID_SUBFUNCTION)
-        old, new = self.ems.GetPageMap(), self.read(EMM_CONTEXT_SIZE)
+        old, new = self.ems.EmsGetPageMap(), self.read(EMM_CONTEXT_SIZE)
         if self.regs.al == 0:
             self.write(old)
             return self.done(True)
-        if not self.ems.PageMapValid(new):
+        if not self.ems.EmsPageMapValid(new):
             return self.status(EMM_CORRUPT_MAP)
         if self.regs.al == 2:
             self.write(old)
-        return self.done(self.ems.SetPageMap(new))
+        return self.done(self.ems.EmsSetPageMap(new))
 
     # -- LIM 4.0 functions ---------------------------------------------
 

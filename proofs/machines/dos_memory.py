@@ -8,7 +8,8 @@ sizes; the queries; XMS allocate / free / lock / unlock / reallocate / move
 (handle 0 = conventional memory) through the XMS functions and the seed's
 calls; EMS allocate / deallocate / map / unmap through LIM 44h and the
 seed's MapEmsPageToPhysical, reallocate (51h) and save / restore the mapping
-(47h/48h; a successful 48h has no single spec step: its slots are LIM 44h's);
+(47h/48h) and set the page map (4Eh; a successful 48h or 4Eh has no single
+spec step: its slots are LIM 44h's);
 HIMEM's HMA and A20 in proofs/machines/himem.py; a program's writes into its blocks and through
 the EMS page frame. After every call :class:`DosHarness` checks
 
@@ -854,7 +855,7 @@ class EmsRules(DosRules):
 
 
 class EmsModelRules(EmsRules):
-    """EmsRules and LIM 47h/48h/51h, which the oracle protocol does not carry."""
+    """EmsRules and LIM 47h/48h/4Eh/51h, which the oracle protocol does not carry."""
 
     @rule(data=st.data(), pages=st.sampled_from((0, 1, 2, 3, EMS_PAGES, EMS_PAGES + 1)))
     def ems_reallocate(self, data: st.DataObject, pages: int) -> None:
@@ -866,6 +867,20 @@ class EmsModelRules(EmsRules):
         no spec step (each restored slot is a LIM 44h): DOS-5, contents, unchanged."""
         handle = pick(data, [h for h, _ in self.h.view()[9]], [63, -1])
         self.h.call("EmsRestoreMap" if restore else "EmsSaveMap", handle)
+
+    @rule(data=st.data(), corrupt=st.booleans())
+    def ems_set_page_map(self, data: st.DataObject, corrupt: bool) -> None:
+        """LIM 4Eh/01h with the slots shuffled (pages of live handles, each once), or
+        naming a handle that does not exist or one page twice (A3h, unchanged); no
+        spec step (each slot is a LIM 44h): DOS-5, contents, unchanged."""
+        pages = [(h, k) for h, ids in self.h.view()[9] for k in range(len(ids))]
+        slots = [data.draw(st.sampled_from([None, *pages])) for _ in range(4)]
+        if corrupt:
+            slots[0] = slots[1] = data.draw(st.sampled_from([(63, 0), *pages]))
+        elif len({s for s in slots if s}) != len([s for s in slots if s]):
+            slots = [None] * 4
+        context = b"".join(struct.pack("<HH", *(s or (UNMAP, UNMAP))) for s in slots)
+        self.h.call("EmsSetPageMap", context)
 
 
 class DosMachine(DosRules, CheckedMachine):
