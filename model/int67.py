@@ -37,6 +37,9 @@ src/ints/ems.cpp lines 779-940, the INT 67h handler):
 - 54h: 00h ES:DI <- (handle word, 8-byte name) of each open handle, AL =
   their number; 01h DX = the handle whose name is at DS:SI (A0h none, A1h the
   null name); 02h BX = the handle table's size (ems.cpp lines 579-614).
+- 57h: move (AL 00h) / exchange (01h) a region, the structure at DS:SI:
+  model/ems_move.py (its statuses 83h, 8Ah, 92h, 93h, 95h-98h, A2h); other AL
+  8Fh (DOSBox answers 84h, ems.cpp lines 680-683).
 - 58h: 00h ES:DI <- (segment, physical page) of the 4 frame pages; 00h and
   01h CX = 4 (ems.cpp lines 897-909).
 - 59h: 00h ES:DI <- raw page paragraphs 0400h, 0 alternate register sets,
@@ -45,8 +48,8 @@ src/ints/ems.cpp lines 779-940, the INT 67h handler):
   lines 910-932).
 - 5Ah (AL 00h standard / 01h raw; BX pages, 0 allowed): DX = the handle
   (ems.cpp lines 933-940).
-- An undefined subfunction of 4Eh, 50h, 52h, 53h, 54h, 58h, 59h, 5Ah: 8Fh; an
-  undefined or unmodelled function (4Fh, 55h-57h, 5Bh-5Dh, VCPI DEh): 84h
+- An undefined subfunction of 4Eh, 50h, 52h-54h, 57h-5Ah: 8Fh; an
+  undefined or unmodelled function (4Fh, 55h, 56h, 5Bh-5Dh, VCPI DEh): 84h
   (ems.cpp lines 1116-1119). A register record no register can hold
   (``not regs.valid()``) is refused with AH = 84h before any state is read; a
   manager that is not ready answers 84h to everything.
@@ -59,6 +62,7 @@ from collections.abc import Callable
 
 from model.dos_physical import read_physical, write_physical
 from model.ems import NULL_NAME, EmsManager
+from model.ems_move import REGION, EmsMoveRegion
 from model.registers import Registers
 from spec.abi import (
     EMM_CONTEXT_SIZE,
@@ -223,6 +227,11 @@ class _Call:
             return self.done(True, bx=self.ems.handle_count)
         return self.status(EMM_INVALID_SUBFUNCTION)
 
+    def move_region(self) -> Registers:
+        if self.regs.al > 1:
+            return self.status(EMM_INVALID_SUBFUNCTION)
+        return self.status(EmsMoveRegion(self.ems, self.regs.al == 1, self.read(REGION.size)))
+
     def mappable_array(self) -> Registers:
         if self.regs.al > 1:
             return self.status(EMM_INVALID_SUBFUNCTION)
@@ -259,8 +268,8 @@ _FUNCTIONS: dict[int, Callable[[_Call], Registers]] = {
     0x46: _Call.version, 0x47: _Call.save_map, 0x48: _Call.restore_map,
     0x4B: _Call.handle_count, 0x4C: _Call.handle_pages, 0x4D: _Call.all_handle_pages,
     0x4E: _Call.page_map, 0x50: _Call.map_multiple, 0x51: _Call.reallocate,
-    0x52: _Call.handle_attribute, 0x53: _Call.handle_name,
-    0x54: _Call.handle_directory, 0x58: _Call.mappable_array, 0x59: _Call.hardware_info,
+    0x52: _Call.handle_attribute, 0x53: _Call.handle_name, 0x54: _Call.handle_directory,
+    0x57: _Call.move_region, 0x58: _Call.mappable_array, 0x59: _Call.hardware_info,
     0x5A: _Call.allocate_any,
 }
 

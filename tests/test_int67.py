@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from model.dos_physical import read_physical, write_physical
 from model.ems import slot_address
+from model.ems_move import EmsMoveRegion
 from model.registers import Registers
 from spec.abi import (
+    EMM_BAD_MEMORY_TYPE,
     EMM_INVALID_SUBFUNCTION,
     EMM_SAVED_CONTEXT,
     EMS_INVALID_HANDLE,
@@ -63,4 +65,13 @@ def test_hostile_python_arguments_change_nothing() -> None:
     assert not ems.EmsSaveMap("1") and ems.last_status == EMS_INVALID_HANDLE  # type: ignore[arg-type]
     assert not ems.EmsRestoreMap(1.0) and ems.last_status == EMS_INVALID_HANDLE  # type: ignore[arg-type]
     assert ems.EmsFindName(None) == 0 and ems.last_status == 0xA0  # type: ignore[arg-type]
+    assert snapshot(dos) == before
+
+
+def test_move_region_refuses_what_no_register_could_point_at() -> None:
+    dos = make_dos()
+    int67(dos, 0x43, ebx=1)
+    before = snapshot(dos)
+    assert EmsMoveRegion(dos.ems, False, b"short") == EMM_BAD_MEMORY_TYPE
+    assert EmsMoveRegion(dos.ems, True, None) == EMM_BAD_MEMORY_TYPE  # type: ignore[arg-type]
     assert snapshot(dos) == before

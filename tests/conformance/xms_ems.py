@@ -20,6 +20,7 @@ state must be unchanged (the snapshot of tests/dos_world.py).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -61,6 +62,11 @@ def move(length: int, src: int, src_offset: int, dst: int, dst_offset: int) -> b
     return (length.to_bytes(4, "little") + src.to_bytes(2, "little")
             + src_offset.to_bytes(4, "little") + dst.to_bytes(2, "little")
             + dst_offset.to_bytes(4, "little"))
+
+
+def region(length: int, src: tuple[int, int, int, int], dst: tuple[int, int, int, int]) -> bytes:
+    """A LIM 57h region: length, then (type, handle, offset, segment or page) twice."""
+    return struct.pack("<IBHHHBHHH", length, *src, *dst)
 
 
 POOL_KB = (0x200000 - XMS_BASE) // KB  # 960: the default pool [110000h, 200000h)
@@ -421,6 +427,65 @@ EMS_CASES = [
       "src/ints/ems.cpp: lines 606-608", unchanged=True),
     e("54h/03h", {"ah": 0x54, "al": 3}, {"ah": 0x8F}, "src/ints/ems.cpp: lines 609-611",
       unchanged=True),
+    e("57h/00h conventional to expanded", {"ah": 0x57, "al": 0, "ds": 0x50, "esi": 0},
+      {"ah": 0}, "src/ints/ems.cpp: lines 676-777 (the move)", setup=EMS3,
+      memory=((MOVE_AT, region(6, (0, 0, 0, 0x600), (1, 1, 0x10, 1))), (DATA_AT, b"HELLO!")),
+      state=(("ems_bytes", (1, 1, 0x10, 6), b"HELLO!"),)),
+    e("57h/00h across a logical page", {"ah": 0x57, "al": 0, "ds": 0x50, "esi": 0},
+      {"ah": 0}, "src/ints/ems.cpp: lines 715-776 (the region runs on into the next page)",
+      setup=EMS3,
+      memory=((MOVE_AT, region(6, (0, 0, 0, 0x600), (1, 1, 0x3FFE, 0))), (DATA_AT, b"HELLO!")),
+      state=(("ems_bytes", (1, 0, 0x3FFE, 2), b"HE"), ("ems_bytes", (1, 1, 0, 4), b"LLO!"))),
+    e("57h/00h expanded to conventional while mapped", {"ah": 0x57, "al": 0, "ds": 0x50,
+                                                         "esi": 0}, {"ah": 0},
+      "src/ints/ems.cpp: lines 719-729 (the source read where the page lives)",
+      setup=EMS3 + ({"ah": 0x57, "eax": 0x5700, "ds": 0x50, "esi": 0x20},
+                    {"ah": 0x44, "eax": 0x4400, "ebx": 0, "edx": 1}),
+      memory=((MOVE_AT, region(4, (1, 1, 0, 0), (0, 0, 0, 0x700))), (DATA_AT, b"WXYZ"),
+              (MOVE_AT + 0x20, region(4, (0, 0, 0, 0x600), (1, 1, 0, 0)))),
+      read=((0x7000, b"WXYZ"),)),
+    e("57h/01h exchange", {"ah": 0x57, "al": 1, "ds": 0x50, "esi": 0}, {"ah": 0},
+      "src/ints/ems.cpp: lines 731-756 (the exchange)",
+      setup=EMS3 + ({"ah": 0x57, "eax": 0x5700, "ds": 0x50, "esi": 0x20},),
+      memory=((MOVE_AT, region(4, (0, 0, 0, 0x600), (1, 1, 0, 2))), (DATA_AT, b"ABCD"),
+              (DATA_AT + 0x100, b"WXYZ"),
+              (MOVE_AT + 0x20, region(4, (0, 0, 0x100, 0x600), (1, 1, 0, 2)))),
+      read=((DATA_AT, b"WXYZ"),), state=(("ems_bytes", (1, 2, 0, 4), b"ABCD"),)),
+    e("57h/02h", {"ah": 0x57, "al": 2, "ds": 0x50, "esi": 0}, {"ah": 0x8F},
+      "LIM 4.0 function 24 (8Fh; ems.cpp lines 680-683 answer 84h)", unchanged=True),
+    e("57h unknown handle", {"ah": 0x57, "al": 0, "ds": 0x50, "esi": 0}, {"ah": 0x83},
+      "src/ints/ems.cpp: line 703", setup=EMS3,
+      memory=((MOVE_AT, region(4, (0, 0, 0, 0x600), (1, 9, 0, 0))),), unchanged=True),
+    e("57h logical page past the handle", {"ah": 0x57, "al": 0, "ds": 0x50, "esi": 0},
+      {"ah": 0x8A}, "src/ints/ems.cpp: line 704", setup=EMS3,
+      memory=((MOVE_AT, region(1, (0, 0, 0, 0x600), (1, 1, 0, 3))),), unchanged=True),
+    e("57h region past the handle's pages", {"ah": 0x57, "al": 0, "ds": 0x50, "esi": 0},
+      {"ah": 0x93}, "LIM 4.0 function 24 (93h; ems.cpp line 704 answers 8Ah)", setup=EMS3,
+      memory=((MOVE_AT, region(2, (1, 1, 0x3FFF, 2), (0, 0, 0, 0x600))),), unchanged=True),
+    e("57h offset past a page", {"ah": 0x57, "al": 0, "ds": 0x50, "esi": 0}, {"ah": 0x95},
+      "LIM 4.0 function 24 (95h)", setup=EMS3,
+      memory=((MOVE_AT, region(1, (0, 0, 0, 0x600), (1, 1, 0x4000, 0))),), unchanged=True),
+    e("57h longer than 1 MB", {"ah": 0x57, "al": 0, "ds": 0x50, "esi": 0}, {"ah": 0x96},
+      "LIM 4.0 function 24 (96h)", setup=EMS3,
+      memory=((MOVE_AT, region(0x100001, (0, 0, 0, 0), (1, 1, 0, 0))),), unchanged=True),
+    e("57h memory type 2", {"ah": 0x57, "al": 0, "ds": 0x50, "esi": 0}, {"ah": 0x98},
+      "LIM 4.0 function 24 (98h)", setup=EMS3,
+      memory=((MOVE_AT, region(1, (2, 0, 0, 0x600), (1, 1, 0, 0))),), unchanged=True),
+    e("57h conventional past 1 MB", {"ah": 0x57, "al": 0, "ds": 0x50, "esi": 0},
+      {"ah": 0xA2}, "LIM 4.0 function 24 (A2h)", setup=EMS3,
+      memory=((MOVE_AT, region(0x20, (0, 0, 0x10, 0xFFFF), (1, 1, 0, 0))),), unchanged=True),
+    e("57h/00h overlapping move", {"ah": 0x57, "al": 0, "ds": 0x50, "esi": 0}, {"ah": 0x92},
+      "LIM 4.0 function 24 (92h: done, the regions overlap)",
+      setup=EMS3 + ({"ah": 0x57, "eax": 0x5700, "ds": 0x50, "esi": 0x20},),
+      memory=((MOVE_AT, region(8, (1, 1, 0, 0), (1, 1, 4, 0))), (DATA_AT, b"ABCDEFGH"),
+              (MOVE_AT + 0x20, region(8, (0, 0, 0, 0x600), (1, 1, 0, 0)))),
+      state=(("ems_bytes", (1, 0, 0, 12), b"ABCDABCDEFGH"),)),
+    e("57h/01h overlapping exchange", {"ah": 0x57, "al": 1, "ds": 0x50, "esi": 0},
+      {"ah": 0x97}, "LIM 4.0 function 24 (97h)", setup=EMS3,
+      memory=((MOVE_AT, region(8, (1, 1, 0, 0), (1, 1, 4, 0))),), unchanged=True),
+    e("57h length 0", {"ah": 0x57, "al": 0, "ds": 0x50, "esi": 0}, {"ah": 0},
+      "src/ints/ems.cpp: line 715 (no bytes, nothing done)", setup=EMS3,
+      memory=((MOVE_AT, region(0, (0, 0, 0, 0x600), (1, 1, 0, 0))),), unchanged=True),
     e("58h/00h mappable array", {"ah": 0x58, "al": 0, "es": 0x60, "edi": 0},
       {"ah": 0, "cx": 4}, "src/ints/ems.cpp: lines 897-909",
       read=((0x600, bytes([0, 0xE0, 0, 0, 0, 0xE4, 1, 0, 0, 0xE8, 2, 0, 0, 0xEC, 3, 0])),)),
@@ -445,7 +510,7 @@ EMS_CASES = [
       "src/ints/ems.cpp: lines 937-939", unchanged=True),
     *[e(f"{ah:02X}h undefined", {"ah": ah, "edx": 1}, {"ah": 0x84},
         "src/ints/ems.cpp: lines 1116-1119 (and 941-945, VCPI off)", setup=EMS3,
-        unchanged=True) for ah in (0x3F, 0x5E, 0x60, 0xDE, 0xFF)],
+        unchanged=True) for ah in (0x3F, 0x4F, 0x55, 0x56, 0x5B, 0x5E, 0x60, 0xDE, 0xFF)],
 ]
 
 CASES = XMS_CASES + EMS_CASES
@@ -489,6 +554,7 @@ READERS: dict[str, Callable[[DosMemoryManager, Any], Any]] = {
     "ems_slot": lambda dos, p: dos.ems.slots[p],
     "ems_saved": lambda dos, h: h in dos.ems.saved,
     "ems_name": lambda dos, h: dos.ems.names.get(h),
+    "ems_bytes": lambda dos, a: dos.ems.read_logical(a[0], a[1])[a[2]:a[2] + a[3]],
 }
 
 
