@@ -176,7 +176,7 @@ XMS_CASES = [
               (MOVE_AT, move(6, 1, 0, 0, 0x0700_0000))),
       read=((0x7000, b"\0\0WXYZ"),)),
     x("0Bh odd length", {"ah": 0x0B, "ds": 0x50, "esi": 0}, {"ax": 0, "bl": 0xA7},
-      "XMS 3.0 function 0Bh (length must be even; A7h invalid length)", setup=ALLOC1,
+      "HimemX.asm: lines 1243-1245 (test cl,1: A7h); XMS 3.0 function 0Bh", setup=ALLOC1,
       memory=((MOVE_AT, move(3, 0, SEG_0600, 1, 0)),), unchanged=True),
     x("0Bh bad source handle", {"ah": 0x0B, "ds": 0x50, "esi": 0}, {"ax": 0, "bl": 0xA3},
       "src/ints/xms.cpp: lines 328-330", setup=ALLOC1,
