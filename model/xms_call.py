@@ -32,7 +32,8 @@ name are returned unchanged; 16-bit results keep the high word of their
   UMB, largest 0) and 11h/12h B2h (not a segment the driver handed out)
   (XMS 3.0 functions 10h-12h).
 - 88h: EAX = largest free KB, EDX = total free KB, ECX = the highest address
-  of the memory the driver manages (pool end - 1; HimemX xms_highest_addr),
+  of the memory the driver manages (pool end - 1; HimemX xms_highest_addr,
+  lines 3305-3310; DOSBox reports the end of all memory - 1, line 684),
   BL = 0 / A0h. 89h (EDX KB): DX = the handle. 8Eh: BH = lock count, CX =
   free handles, EDX = size KB, BL unchanged (xms.cpp lines 692-700). 8Fh
   (DX handle, EBX KB).

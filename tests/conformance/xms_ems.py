@@ -244,7 +244,8 @@ XMS_CASES = [
     # -- 88h-8Fh -------------------------------------------------------------
     x("88h query any free", {"ah": 0x88},
       {"eax": POOL_KB, "edx": POOL_KB, "ecx": 0x1FFFFF, "bl": 0},
-      "src/ints/xms.cpp: lines 680-685; HimemX.asm: lines 881-912 (ECX highest address)",
+      "src/ints/xms.cpp: lines 680-685; HimemX.asm: lines 881-912, 909 and 3305-3310 "
+      "(ECX the end of the highest XMS memory - 1)",
       unchanged=True),
     x("88h over 64 MB", {"ah": 0x88}, {"eax": BIG_KB, "edx": BIG_KB, "ecx": 0x43FFFFF},
       "HimemX.asm: lines 881-912 (32-bit EAX/EDX)", world=BIG, unchanged=True),
