@@ -3,6 +3,9 @@ shrink and a deallocation do to the frames and the page frame's bytes."""
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from model.dos_physical import read_physical, write_physical
 from model.ems import slot_address
 from model.ems_move import EmsMoveRegion
@@ -75,3 +78,44 @@ def test_move_region_refuses_what_no_register_could_point_at() -> None:
     assert EmsMoveRegion(dos.ems, False, b"short") == EMM_BAD_MEMORY_TYPE
     assert EmsMoveRegion(dos.ems, True, None) == EMM_BAD_MEMORY_TYPE  # type: ignore[arg-type]
     assert snapshot(dos) == before
+
+
+EMS_OPS = st.lists(st.one_of(
+    st.tuples(st.sampled_from([0x43, 0x5A]), st.sampled_from([0, 1, 3, 32, 33, 0x1_0001])),
+    st.tuples(st.just(0x44), st.integers(0, 3), st.sampled_from([0, 1, 2, 0xFFFF]),
+              st.integers(0, 5)),
+    st.tuples(st.sampled_from([0x45, 0x47, 0x48, 0x4C]), st.integers(0, 3)),
+    st.tuples(st.just(0x51), st.integers(0, 3), st.sampled_from([0, 1, 5, 33]))),
+    max_size=25)
+
+
+@given(EMS_OPS)
+def test_int67h_is_the_manager_in_registers(ops: list[tuple[int, ...]]) -> None:
+    """Twin managers: one called through Int67h, one through EmsManager's methods;
+    every status and the state agree (ems.cpp lines 779-940's registers: BX pages,
+    DX handle, AL physical page, 16-bit views)."""
+    regs_side, api_side = make_dos(), make_dos()
+    api = api_side.ems
+    for op in ops:
+        ah = op[0]
+        if ah in (0x43, 0x5A):
+            out = int67(regs_side, ah, ebx=op[1])
+            handle = api.EmsAllocate(op[1] & 0xFFFF, zero_ok=ah == 0x5A)
+            assert out.ah == api.last_status and (not handle or out.dx == handle)
+        elif ah == 0x44:
+            out = int67(regs_side, ah, op[3], ebx=op[2], edx=op[1])
+            api.EmsMap(op[1], op[2], op[3])
+            assert out.ah == api.last_status
+        elif ah == 0x51:
+            out = int67(regs_side, ah, ebx=op[2], edx=op[1])
+            api.EmsReallocate(op[1], op[2])
+            assert out.ah == api.last_status
+        else:
+            out = int67(regs_side, ah, edx=op[1])
+            result = {0x45: api.EmsDeallocate, 0x47: api.EmsSaveMap, 0x48: api.EmsRestoreMap,
+                      0x4C: api.EmsGetHandlePages}[ah](op[1])
+            assert out.ah == api.last_status
+            if ah == 0x4C and not out.ah:
+                assert out.bx == result
+        assert regs_side.ems.handles == api.handles and regs_side.ems.slots == api.slots
+    assert snapshot(regs_side) == snapshot(api_side)

@@ -76,3 +76,58 @@ def test_himem_machine_and_its_broken_model() -> None:
         broken = run_dos_machine("teeth", variant.patches, machines=(HimemMachine,))
         assert broken.kind is Kind.COUNTEREXAMPLE
         assert set(variant.catches) & set(broken.violated), broken.detail
+
+
+XMS_OPS = st.lists(st.one_of(
+    st.tuples(st.just(0x09), st.sampled_from([0, 1, 4, 64, 959, 960, 961, 0x1_0004])),
+    st.tuples(st.just(0x89), st.sampled_from([0, 4, 960, 961, 0x1_0000])),
+    st.tuples(st.sampled_from([0x0A, 0x0C, 0x0D, 0x0E, 0x8E]), st.integers(0, 4)),
+    st.tuples(st.sampled_from([0x0F, 0x8F]), st.integers(0, 4),
+              st.sampled_from([0, 2, 100, 960, 0x1_0002])),
+    st.tuples(st.sampled_from([0x08, 0x88]))), max_size=25)
+
+
+@given(XMS_OPS)
+def test_xms_call_is_the_driver_in_registers(ops: list[tuple[int, ...]]) -> None:
+    """Twin managers: one called through XmsCall, one through XmsDriver's methods;
+    every answer and the state agree (the register marshalling of 08h-0Fh,
+    88h-8Fh: xms.cpp lines 579-703)."""
+    regs_side, api_side = make_dos(), make_dos()
+    api = api_side.xms
+    for op in ops:
+        ah = op[0]
+        regs = Registers(eax=ah << 8, ebx=op[2] if len(op) > 2 else 0,
+                         edx=op[1] if len(op) > 1 else 0)
+        out = regs_side.XmsCall(regs)
+        if ah in (0x08, 0x88):
+            largest, total = api.XmsQueryFree()
+            if ah == 0x08:
+                assert (out.ax, out.dx) == (min(largest, 0xFFFF), min(total, 0xFFFF))
+            else:
+                assert (out.eax, out.edx, out.ecx) == (largest, total, api.pool_end - 1)
+            assert out.bl == api.last_error
+            continue
+        if ah in (0x09, 0x89):
+            handle = api.XmsAllocate(op[1] & 0xFFFF if ah == 0x09 else op[1])
+            assert (out.ax, out.dx) == (int(handle != 0), handle)
+        elif ah == 0x0C:
+            address = api.XmsLock(op[1])
+            ok = api.last_error == 0
+            assert out.ax == int(ok) and (not ok or (out.dx << 16 | out.bx) == address)
+        elif ah in (0x0E, 0x8E):
+            info = api.XmsGetHandleInfo(op[1])
+            assert out.ax == int(info is not None)
+            if info is not None:
+                assert out.bx >> 8 == info[0] and (out.dx if ah == 0x0E else out.edx) == info[2]
+        else:
+            if ah == 0x0A:
+                ok = api.XmsFree(op[1])
+            elif ah == 0x0D:
+                ok = api.XmsUnlock(op[1])
+            else:
+                ok = api.XmsReallocate(op[1], op[2] & 0xFFFF if ah == 0x0F else op[2])
+            assert out.ax == int(ok)
+        if out.ax == 0:
+            assert out.bl == api.last_error
+        assert regs_side.xms.handles == api.handles
+    assert snapshot(regs_side) == snapshot(api_side)
