@@ -151,7 +151,7 @@ class EmsManager:
         """42h: (unallocated pages, total pages)."""
         return self._set((self._available(), self.total_pages))
 
-    def EmsAllocate(self, pages: int, *, zero_ok: bool = False) -> int:
+    def EmsAllocate(self, pages: int, zero_ok: bool = False) -> int:
         """43h (5Ah with zero_ok): a new handle owning pages logical pages; 0 on failure."""
         if type(pages) is not int or pages < 0 or pages > self.total_pages:
             return self._set(0, EMS_TOO_MANY_PAGES)

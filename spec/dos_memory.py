@@ -625,13 +625,20 @@ def XmsMove(s: DosState, length: Ref, src_handle: Ref, src_offset: Ref, dst_hand
 
 # -- EMS ------------------------------------------------------------------------------
 
+def EmsAllocateAny(s: DosState, pages: Ref, handle: Ref, pick: Ref, pinv: Ref, full: Ref,
+                   short: Ref) -> DosStep:
+    """LIM function 27 (5Ah): 43h that allows 0 pages (DOSBox-staging
+    src/ints/ems.cpp lines 264-268, 933-936)."""
+    return EmsAllocate(s, pages, handle, pick, pinv, full, short, zero_ok=True)
+
+
 def EmsAllocate(s: DosState, pages: Ref, handle: Ref, pick: Ref, pinv: Ref, full: Ref,
-                short: Ref) -> DosStep:
+                short: Ref, *, zero_ok: bool = False) -> DosStep:
     """LIM function 43h: a fresh handle whose logical page l is held in the free
     storage page pick[l] (pinv: the ghost inverse, pick is injective)."""
     k, i = z3.Ints("k i")
     code = status((z3.Or(pages < 0, pages > s.etotal), EMS_TOO_MANY_PAGES),
-                  (pages == 0, EMS_ZERO_PAGES), (full, EMS_NO_HANDLES),
+                  (z3.And(pages == 0, not zero_ok), EMS_ZERO_PAGES), (full, EMS_NO_HANDLES),
                   (short, EMS_NOT_ENOUGH_PAGES))
     taken = z3.And(0 <= pinv[i], pinv[i] < pages, pick[pinv[i]] == i)
     g = z3.Int("g")

@@ -101,7 +101,7 @@ def test_obligations_one_per_call_and_claim() -> None:
     non_vacuous = {f"dos_memory.{name}.NON-VACUOUS" for name in [*public, *himem]}
     claims = {"dos_memory.XmsFree.DOS-4F", "dos_memory.RequestHma.DOS-6H"}
     assert set(ids) == expected | claims | non_vacuous
-    assert len(ids) == len(set(ids)) == 24 * 5 + 1 + 24 + 7 + 1 + 7
+    assert len(ids) == len(set(ids)) == 25 * 5 + 1 + 25 + 7 + 1 + 7
     assert FULL_ONLY <= set(ids)
 
 
@@ -252,6 +252,7 @@ def test_ems_codes(busy: dm.DosState) -> None:
     k = z3.Int("k")
     ident = z3.Lambda([k], k)
     assert status_is(dm.EmsAllocate(busy, i(0), i(5), ident, ident, no, no), EMS_ZERO_PAGES)
+    assert status_is(dm.EmsAllocateAny(busy, i(0), i(5), ident, ident, no, no), 0)
     assert status_is(dm.EmsAllocate(busy, i(17), i(5), ident, ident, no, no), EMS_TOO_MANY_PAGES)
     assert status_is(dm.EmsMapPage(busy, i(9), i(0), i(0)), EMS_INVALID_HANDLE)
     assert status_is(dm.EmsMapPage(busy, i(1), i(0), i(4)), EMS_INVALID_PHYSICAL)

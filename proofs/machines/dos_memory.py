@@ -344,8 +344,9 @@ class DosChecks:
             pinv: Ref = z3.K(z3.IntSort(), _i(-1))
             for logical, store in enumerate(ids):
                 pick, pinv = z3.Store(pick, logical, store), z3.Store(pinv, store, logical)
-            return dm.EmsAllocate(pre, _i(args[0]), _i(reply), pick, pinv,
-                                  z3.BoolVal(code == 0x85), z3.BoolVal(code == 0x88))
+            allocate = dm.EmsAllocateAny if args[1:] == (True,) else dm.EmsAllocate
+            return allocate(pre, _i(args[0]), _i(reply), pick, pinv,
+                            z3.BoolVal(code == 0x85), z3.BoolVal(code == 0x88))
         if name in ("EmsDeallocate", "FreeEmsPages"):
             return dm.EmsDeallocate(pre, _i(args[0]))
         if name == "EmsSaveMap":
@@ -855,11 +856,16 @@ class EmsRules(DosRules):
 
 
 class EmsModelRules(EmsRules):
-    """EmsRules and LIM 47h/48h/4Eh/51h, which the oracle protocol does not carry."""
+    """EmsRules and LIM 47h/48h/4Eh/51h/5Ah, which the oracle protocol does not carry."""
 
     @rule(data=st.data(), pages=st.sampled_from((0, 1, 2, 3, EMS_PAGES, EMS_PAGES + 1)))
     def ems_reallocate(self, data: st.DataObject, pages: int) -> None:
         self.h.call("EmsReallocate", self.ems_handle(data), pages)
+
+    @rule(pages=st.sampled_from((0, 0, 1, EMS_PAGES + 1)))
+    def ems_allocate_any(self, pages: int) -> None:
+        """LIM 5Ah: 0 pages allowed."""
+        self.h.call("EmsAllocate", pages, True)
 
     @rule(data=st.data(), restore=st.booleans())
     def ems_save_restore(self, data: st.DataObject, restore: bool) -> None:
