@@ -89,9 +89,11 @@ from typing import NamedTuple, TypeVar
 from model.dos_physical import read_physical, write_physical
 from model.ems import EmsManager
 from model.int21 import int21h
+from model.int67 import int67h
 from model.page_manager import PageManager
 from model.registers import Registers
 from model.xms import XmsDriver
+from model.xms_call import xms_call
 from spec.abi import (
     CONVENTIONAL_TOP,
     DEFAULT_FIRST_SEGMENT,
@@ -517,3 +519,20 @@ class DosMemoryManager:
     def _set(self, value: _T, code: DosError = DosError.SUCCESS) -> _T:
         self.last_error = code
         return value
+
+    # -- register-level entry points (issue 15): model/xms_call.py, model/int67.py
+
+    def XmsCall(self, regs: Registers) -> Registers:
+        """The XMS driver's far-call entry (AH = function; AX = 1 / 0, BL = error).
+        ``last_error``: BL when AX = 0 (every failure; 07h's "A20 off" and 08h/88h
+        with nothing free say BL = 0 / A0h there), else success."""
+        out = xms_call(self.xms, self.has_umbs, regs, installed=self.ready)
+        self.last_error = out.bl if out.ax == 0 else DosError.SUCCESS
+        return out
+
+    def Int67h(self, regs: Registers) -> Registers:
+        """INT 67h, the expanded memory manager (AH = function, AH = status on return,
+        also left in ``last_error``)."""
+        out = int67h(self.ems, regs, installed=self.ready)
+        self.last_error = out.ah
+        return out

@@ -10,7 +10,8 @@ its pages' storage ids, ``slots`` each physical page to (handle, logical page)
 or None.
 
 Rules (LIM 4.0 = Lotus/Intel/Microsoft Expanded Memory Specification 4.0,
-1987, functions 1-12 = INT 67h AH=40h-4Ch; status codes as RBIL table 03648):
+1987, functions 1-12 = INT 67h AH=40h-4Ch, and 18, 20, 21, 27 = 51h, 53h, 54h,
+5Ah; status codes as RBIL table 03648):
 
 - 40h status 00h; 41h the frame segment E000h; 42h (unallocated pages, total
   pages): unallocated is also bounded by the PageManager's free frames / 4;
@@ -35,7 +36,7 @@ Rules (LIM 4.0 = Lotus/Intel/Microsoft Expanded Memory Specification 4.0,
   page in at most one physical page: mapping a page that is already mapped
   elsewhere moves it (the old physical page is saved and unmapped).
 - 45h deallocate: 83h unknown handle. LIM 4.0 lists no error for pages that
-  are mapped (86h concerns a saved mapping context, not modelled): the
+  are mapped (86h concerns a saved mapping context, below): the
   physical pages showing the handle's pages are unmapped (their contents
   dropped) and the frames returned. Deallocating handle 0 frees its pages and
   leaves the handle open (LIM 4.0: the OS handle is never released).
@@ -43,17 +44,49 @@ Rules (LIM 4.0 = Lotus/Intel/Microsoft Expanded Memory Specification 4.0,
   id (the seed's system-wide ems_pages index) of an allocated page (else 8Ah),
   segment one of the frame's segments (else 8Bh), as LIM 4.0 function 17
   (50h/01h) maps by segment.
+- 5Ah (``EmsAllocate(pages, zero_ok=True)``) allows 0 pages (LIM 4.0
+  function 27; DOSBox-staging src/ints/ems.cpp lines 264-268).
+- 47h ``EmsSaveMap``: the slots are kept in the handle's save area
+  (``saved``); 8Dh when one is kept. 48h ``EmsRestoreMap``: maps what was kept
+  (each slot as 44h does; a kept page that no longer exists leaves its slot
+  unmapped) and empties the area; 8Eh when none is kept (ems.cpp lines
+  448-491). 45h on a handle with a kept mapping: 86h (LIM 4.0 function 6;
+  DOSBox leaves the check out, ems.cpp line 431), so a saved context never
+  outlives its handle (DOS-5).
+- 51h ``EmsReallocate``: the handle keeps its first pages (0 allowed), the
+  rest are unmapped (contents dropped) and returned, new pages take fresh
+  storage; 87h/88h as 43h (ems.cpp lines 307-321).
+- 53h ``names`` (8 bytes; a handle without an entry has the null name);
+  ``EmsSetName`` refuses a non-null name another handle has (A1h, LIM 4.0
+  function 20); 45h clears the name (ems.cpp line 443). 54h/01h
+  ``EmsFindName``: A1h for the null name, A0h when no handle has it.
+- 4Eh ``EmsGetPageMap`` / ``EmsSetPageMap``: the context is 16 bytes, (handle,
+  logical page) words per physical page, FFFFh/FFFFh unmapped (DOSBox-staging's
+  layout, ems.cpp lines 826-850; LIM 4.0 leaves it to the EMM); a context that
+  names a page that does not exist or one page twice: A3h (LIM 4.0 function
+  15, "the source array is corrupted"; DOSBox maps what it can).
+- The register-level entry point is model/int67.py.
 - Bad Python arguments take the nearest status (handles 83h, counts 87h,
   physical pages 8Bh, logical pages 8Ah). Failures change nothing.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import TypeVar
 
 from model.dos_physical import read_physical, zero_physical
 from model.page_manager import PageManager
 from spec.abi import (
+    EMM_CONTEXT_SIZE,
+    EMM_CORRUPT_MAP,
+    EMM_INVALID_SUBFUNCTION,
+    EMM_MAP_ALREADY_SAVED,
+    EMM_NAME_EXISTS,
+    EMM_NAME_NOT_FOUND,
+    EMM_NO_SAVED_MAP,
+    EMM_NULL_NAME,
+    EMM_SAVED_CONTEXT,
     EMS_FRAME_SEGMENT,
     EMS_INVALID_HANDLE,
     EMS_INVALID_LOGICAL,
@@ -75,6 +108,9 @@ from spec.abi import (
 
 _T = TypeVar("_T")
 
+#: A handle's name before 53h sets one (LIM 4.0 function 20: eight zero bytes).
+NULL_NAME = bytes(8)
+
 
 def slot_address(physical: int) -> int:
     """Physical byte address of physical page 0..3."""
@@ -92,6 +128,8 @@ class EmsManager:
         self.handles: dict[int, list[int]] = {OS_HANDLE: []}
         self.slots: list[tuple[int, int] | None] = [None] * PHYSICAL_PAGES
         self.storage: dict[int, list[int]] = {}  # storage id -> its 4 frames
+        self.saved: dict[int, list[tuple[int, int] | None]] = {}  # 47h save areas
+        self.names: dict[int, bytes] = {}  # 53h names (8 bytes; absent = null)
         self.last_status = EMS_SUCCESS
         self.ready = (type(total_pages) is int and 0 <= total_pages <= 0x7FFF
                       and type(handle_count) is int and 2 <= handle_count <= 255)
@@ -113,24 +151,18 @@ class EmsManager:
         """42h: (unallocated pages, total pages)."""
         return self._set((self._available(), self.total_pages))
 
-    def EmsAllocate(self, pages: int) -> int:
-        """43h: a new handle owning pages logical pages; 0 on failure."""
+    def EmsAllocate(self, pages: int, zero_ok: bool = False) -> int:
+        """43h (5Ah with zero_ok): a new handle owning pages logical pages; 0 on failure."""
         if type(pages) is not int or pages < 0 or pages > self.total_pages:
             return self._set(0, EMS_TOO_MANY_PAGES)
-        if pages == 0:
+        if pages == 0 and not zero_ok:
             return self._set(0, EMS_ZERO_PAGES)
         if pages > self._available():
             return self._set(0, EMS_NOT_ENOUGH_PAGES)
         handle = next((h for h in range(1, self.handle_count) if h not in self.handles), 0)
         if handle == 0:
             return self._set(0, EMS_NO_HANDLES)
-        ids = [i for i in range(self.total_pages) if i not in self.storage][:pages]
-        for page in ids:
-            self.storage[page] = [self.pageman.take_frame(FrameOwner.HELD)
-                                  for _ in range(FRAMES_PER_PAGE)]
-            for frame in self.storage[page]:
-                self.pageman.memory.pop(frame, None)
-        self.handles[handle] = ids
+        self.handles[handle] = self._take(pages)
         return self._set(handle)
 
     def EmsMap(self, handle: int, logical: int, physical: int) -> bool:
@@ -160,18 +192,105 @@ class EmsManager:
         pages = self._pages(handle)
         if pages is None:
             return False
-        for physical, mapped in enumerate(self.slots):
-            if mapped is not None and mapped[0] == handle:
-                zero_physical(self.pageman, slot_address(physical), EMS_PAGE_SIZE)
-                self.slots[physical] = None
-        for page in pages:
-            for frame in self.storage.pop(page):
-                self.pageman.release_frame(frame)
+        if handle in self.saved:
+            return self._set(False, EMM_SAVED_CONTEXT)
+        self._drop(handle, 0)
+        self.names.pop(handle, None)
         if handle == OS_HANDLE:
             self.handles[OS_HANDLE] = []
         else:
             del self.handles[handle]
         return self._set(True)
+
+    def EmsReallocate(self, handle: int, pages: int) -> bool:
+        """51h: the handle keeps its first pages pages (0 allowed); new ones are added
+        after them, dropped ones unmapped and returned."""
+        current = self._pages(handle)
+        if current is None:
+            return False
+        if type(pages) is not int or not 0 <= pages <= self.total_pages:
+            return self._set(False, EMS_TOO_MANY_PAGES)
+        if pages - len(current) > self._available():
+            return self._set(False, EMS_NOT_ENOUGH_PAGES)
+        if pages < len(current):
+            self._drop(handle, pages)
+        else:
+            current.extend(self._take(pages - len(current)))
+        return self._set(True)
+
+    def EmsSaveMap(self, handle: int) -> bool:
+        """47h: keep the frame's mapping in the handle's save area (8Dh: one is kept)."""
+        if self._pages(handle) is None:
+            return False
+        if handle in self.saved:
+            return self._set(False, EMM_MAP_ALREADY_SAVED)
+        self.saved[handle] = list(self.slots)
+        return self._set(True)
+
+    def EmsRestoreMap(self, handle: int) -> bool:
+        """48h: map what 47h kept and empty the save area (8Eh: nothing kept). A kept
+        page that no longer exists leaves its physical page unmapped."""
+        if self._pages(handle) is None:
+            return False
+        if handle not in self.saved:
+            return self._set(False, EMM_NO_SAVED_MAP)
+        for physical, target in enumerate(self.saved.pop(handle)):
+            pages = self.handles.get(target[0]) if target is not None else None
+            if target is not None and pages is not None and target[1] < len(pages):
+                self.EmsMap(target[0], target[1], physical)
+            else:
+                self._unmap(physical)
+        return self._set(True)
+
+    def EmsGetPageMap(self) -> bytes:
+        """4Eh/00h: the mapping context, (handle, logical page) words per physical
+        page, FFFFh/FFFFh for an unmapped one (DOSBox-staging ems.cpp's
+        emm_mappings layout, lines 826-831: 16 bytes)."""
+        return self._set(b"".join(struct.pack("<HH", *(mapped or (UNMAP, UNMAP)))
+                                  for mapped in self.slots))
+
+    def page_map_valid(self, data: bytes) -> bool:
+        """A context EmsSetPageMap accepts: 16 bytes naming live pages, each once (a
+        query of the state, no EMS function: it sets no status)."""
+        if type(data) is not bytes or len(data) != EMM_CONTEXT_SIZE:
+            return False
+        entries = [struct.unpack_from("<HH", data, 4 * p) for p in range(PHYSICAL_PAGES)]
+        shown = [e for e in entries if e != (UNMAP, UNMAP)]
+        return len(set(shown)) == len(shown) and all(
+            h in self.handles and logical < len(self.handles[h]) for h, logical in shown)
+
+    def EmsSetPageMap(self, data: bytes) -> bool:
+        """4Eh/01h: map what an EmsGetPageMap context says; A3h (nothing changes) when an
+        entry names no live page or one page twice (LIM 4.0 function 15)."""
+        if not self.page_map_valid(data):
+            return self._set(False, EMM_CORRUPT_MAP)
+        entries = [struct.unpack_from("<HH", data, 4 * p) for p in range(PHYSICAL_PAGES)]
+        for physical in range(PHYSICAL_PAGES):
+            self._unmap(physical)
+        for physical, (handle, logical) in enumerate(entries):
+            if (handle, logical) != (UNMAP, UNMAP):
+                self.EmsMap(handle, logical, physical)
+        return self._set(True)
+
+    def EmsSetName(self, handle: int, name: bytes) -> bool:
+        """53h/01h: A1h when another handle has this (non-null) name; a name that is
+        not 8 bytes cannot be passed in registers: 8Fh."""
+        if self._pages(handle) is None:
+            return False
+        if type(name) is not bytes or len(name) != len(NULL_NAME):
+            return self._set(False, EMM_INVALID_SUBFUNCTION)
+        if name != NULL_NAME and any(other != handle and value == name
+                                     for other, value in self.names.items()):
+            return self._set(False, EMM_NAME_EXISTS)
+        self.names[handle] = name
+        return self._set(True)
+
+    def EmsFindName(self, name: bytes) -> int:
+        """54h/01h: the handle named name; A1h for the null name, A0h for none."""
+        if name == NULL_NAME:
+            return self._set(0, EMM_NULL_NAME)
+        found = [handle for handle, value in self.names.items() if value == name]
+        return self._set(found[0]) if found else self._set(0, EMM_NAME_NOT_FOUND)
 
     def EmsGetVersion(self) -> int:
         """46h: 40h (LIM 4.0)."""
@@ -219,6 +338,29 @@ class EmsManager:
         if pages is None:
             self.last_status = EMS_INVALID_HANDLE
         return pages
+
+    def _take(self, count: int) -> list[int]:
+        """count free storage ids (lowest first), each given four HELD frames."""
+        ids = [i for i in range(self.total_pages) if i not in self.storage][:count]
+        for page in ids:
+            self.storage[page] = [self.pageman.take_frame(FrameOwner.HELD)
+                                  for _ in range(FRAMES_PER_PAGE)]
+            for frame in self.storage[page]:
+                self.pageman.memory.pop(frame, None)
+        return ids
+
+    def _drop(self, handle: int, keep: int) -> None:
+        """Drop the handle's pages from logical page keep on: unmapped (contents
+        dropped) and their frames returned."""
+        for physical, mapped in enumerate(self.slots):
+            if mapped is not None and mapped[0] == handle and mapped[1] >= keep:
+                zero_physical(self.pageman, slot_address(physical), EMS_PAGE_SIZE)
+                self.slots[physical] = None
+        pages = self.handles[handle]
+        for page in pages[keep:]:
+            for frame in self.storage.pop(page):
+                self.pageman.release_frame(frame)
+        del pages[keep:]
 
     def _unmap(self, physical: int) -> None:
         """Save the physical page into its logical page, then show zeros."""

@@ -1,7 +1,9 @@
 """XmsDriver: extended memory blocks with XMS 3.0 semantics (seed section 6).
 
-The pool is [xms_start, xms_end), xms_start at or above XMS_BASE = 0x110000,
-after the HMA (0x100000-0x10FFEF, not managed here); the memory subsystem
+The HMA and the A20 line are ``self.hma`` (model/xms_hma.py, functions
+01h-07h); the register-level entry point is model/xms_call.py. The pool is
+[xms_start, xms_end), xms_start at or above XMS_BASE = 0x110000,
+after the HMA (0x100000-0x10FFEF, whose owner is ``self.hma``); the memory subsystem
 puts it at the top of physical memory, above the kernel. Its frames are
 claimed from the PageManager at initialisation (owner HELD); a frame that is
 not free (the kernel's, reserved ones included) makes the pool unusable, so
@@ -43,6 +45,7 @@ from typing import NamedTuple, TypeVar
 
 from model.dos_physical import read_physical, write_physical
 from model.page_manager import PageManager
+from model.xms_hma import HMA_MIN_LIMIT, XmsHma
 from spec.abi import (
     CONVENTIONAL_LIMIT,
     KB,
@@ -84,7 +87,7 @@ class XmsDriver:
     """The XMS 3.0 extended memory functions over a pool of PageManager frames."""
 
     def __init__(self, pageman: PageManager, xms_end: int, *, handle_count: int = 32,
-                 xms_start: int = XMS_BASE) -> None:
+                 xms_start: int = XMS_BASE, hma_min: int = 0) -> None:
         self.pageman = pageman
         self.handle_count = handle_count
         self.handles: dict[int, XmsBlock] = {}
@@ -93,11 +96,13 @@ class XmsDriver:
         self.pool_end = xms_end
         self.ready = (type(xms_end) is int and type(xms_start) is int
                       and type(handle_count) is int
+                      and type(hma_min) is int and 0 <= hma_min <= HMA_MIN_LIMIT
                       and 1 <= handle_count <= 0xFFFF and pageman.initialized
                       and XMS_BASE <= xms_start and xms_start % PAGE_SIZE == 0
                       and xms_start + PAGE_SIZE <= xms_end <= pageman.nframes * PAGE_SIZE
                       and xms_end % PAGE_SIZE == 0)
         self._claimed: set[int] = set()
+        self.hma = XmsHma(hma_min)
 
     def claim_pool(self) -> bool:
         """Claim the pool's frames (HELD); False (nothing claimed) if one is not free."""

@@ -1,5 +1,6 @@
 """Obligations of DOS memory (spec/dos_memory.py): every call x DOS-1..5, and
-the step claim DOS-4F on XmsFree, all unbounded: the chains are arrays over
+the step claim DOS-4F on XmsFree; HIMEM's HMA and A20 calls (spec/himem.py) x
+DOS-6 and the claim DOS-6H on RequestHma; all unbounded: the chains are arrays over
 segments with the ghost ``mcb_of``, so no proof walks the chain and none
 has a bound on its length or on the number of handles.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from typing import TypeVar
 
 import z3
 
@@ -22,10 +24,14 @@ from proofs.inductive.layered import Layer, layer_obligations
 from proofs.inductive.paging import conjuncts, instances
 from proofs.obligation import Obligation
 from spec import dos_memory as dm
+from spec import himem as hm
 from spec.abi import CONVENTIONAL_TOP, XMS_BASE
 from spec.catalogue import Operation
 from spec.dos_memory import DosState
 from spec.state import Ref
+from spec.step import Transition
+
+_S = TypeVar("_S")
 
 INT, BOOL = z3.IntSort(), z3.BoolSort()
 _DM = "dos_memory"
@@ -68,7 +74,14 @@ PLAIN_OPERATIONS = (
               (("pages", INT), HANDLE, ("pick", I2I), ("pinv", I2I), ("full", BOOL),
                ("short", BOOL))),
     Operation("AllocateEmsPages", _DM, dm.EmsAllocate, (), parts=("EmsAllocate",)),
+    Operation("EmsAllocateAny", _DM, dm.EmsAllocateAny,
+              (("pages", INT), HANDLE, ("pick", I2I), ("pinv", I2I), ("full", BOOL),
+               ("short", BOOL))),
     Operation("EmsDeallocate", _DM, dm.EmsDeallocate, (HANDLE,)),
+    Operation("EmsSaveMap", _DM, dm.EmsSaveMap, (HANDLE,)),
+    Operation("EmsRestoreMap", _DM, dm.EmsRestoreMap, (HANDLE,)),
+    Operation("EmsReallocate", _DM, dm.EmsReallocate,
+              (HANDLE, ("pages", INT), ("pick", I2I), ("pinv", I2I), ("short", BOOL))),
     Operation("FreeEmsPages", _DM, dm.EmsDeallocate, (), parts=("EmsDeallocate",)),
     Operation("EmsMapPage", _DM, dm.EmsMapPage,
               (HANDLE, ("logical", INT), ("physical", INT)), internal=True),
@@ -98,7 +111,7 @@ def _i(value: int) -> Ref:
     return z3.IntVal(value)
 
 
-def _ok(step: dm.DosStep) -> DosState:
+def _ok(step: Transition[_S]) -> _S:
     """The successor of a step that must succeed (its arguments are concrete)."""
     solver = z3.Solver()
     solver.add(z3.Not(z3.And(step.ok, step.assume)))
@@ -115,7 +128,8 @@ def _pick(first: int) -> tuple[Ref, Ref]:
 def dos_states() -> list[tuple[str, DosState]]:
     """Three conventional blocks with a hole; then a UMB taken with the link on
     and high-only strategy, two XMS blocks, one locked, two EMS handles with
-    pages mapped in slots 0 and 1; and a system without UMBs."""
+    pages mapped in slots 0 and 1, the mapping saved in handle 2's area; and a
+    system without UMBs."""
     no = z3.BoolVal(False)
     s = dm.initial_dos(FIRST, UMB_START, UMB_END, XMS_END, EMS_TOTAL)
     size = CONVENTIONAL_TOP - FIRST - 1
@@ -137,6 +151,7 @@ def dos_states() -> list[tuple[str, DosState]]:
     s = _ok(dm.EmsAllocate(s, _i(3), _i(2), *_pick(2), no, no))
     s = _ok(dm.EmsMapPage(s, _i(1), _i(1), _i(0)))
     s = _ok(dm.EmsMapPage(s, _i(2), _i(0), _i(1)))
+    s = _ok(dm.EmsSaveMap(s, _i(2)))
     bare = dm.initial_dos(FIRST, UMB_START, UMB_START, XMS_END, EMS_TOTAL)
     bare = _ok(dm.AllocateDosMemory(bare, _i(0x100), _i(FIRST), _i(0x60)))
     return [("conventional blocks with a hole", conventional),
@@ -188,6 +203,49 @@ PLAIN_LAYER = Layer(_DM, dm.symbolic_dos, dm.INVARIANTS, PLAIN_OPERATIONS, suppo
                      reachable=dos_states)
 
 
+# -- HIMEM's HMA and A20 (spec/himem.py) --------------------------------------------------
+
+HIMEM_OPERATIONS = (
+    Operation("RequestHma", _DM, hm.RequestHma, (("wanted", INT),)),
+    Operation("ReleaseHma", _DM, hm.ReleaseHma, ()),
+    Operation("GlobalEnableA20", _DM, hm.GlobalEnableA20, ()),
+    Operation("GlobalDisableA20", _DM, hm.GlobalDisableA20, ()),
+    Operation("LocalEnableA20", _DM, hm.LocalEnableA20, ()),
+    Operation("LocalDisableA20", _DM, hm.LocalDisableA20, ()),
+    Operation("QueryA20", _DM, hm.QueryA20, ()),
+)
+
+
+def show_himem(model: z3.ModelRef, pre: hm.HimemState) -> str:
+    def value(term: Ref) -> str:
+        return str(model.eval(term, model_completion=True))
+
+    return (f"HMA owned {value(pre.hma_owned)} (/HMAMIN {value(pre.hma_min)} bytes), A20 count "
+            f"{value(pre.a20_count)}, global {value(pre.a20_global)}")
+
+
+@functools.cache
+def himem_states() -> list[tuple[str, hm.HimemState]]:
+    """The driver as loaded (/HMAMIN=1), the HMA held with A20 enabled twice
+    (global and local), and the global flag left set after a local disable
+    took the count to 0 (HIMEM keeps the flag)."""
+    s = hm.concrete_himem(hma_owned=False, hma_min=1024, a20_count=0, a20_global=False)
+    loaded = s
+    s = _ok(hm.RequestHma(s, _i(0xFFFF)))
+    s = _ok(hm.GlobalEnableA20(s))
+    s = _ok(hm.LocalEnableA20(s))
+    busy = s
+    s = _ok(hm.LocalDisableA20(s))
+    s = _ok(hm.LocalDisableA20(s))
+    return [("loaded", loaded), ("HMA held, A20 enabled twice", busy),
+            ("global flag, count 0", s)]
+
+
+HIMEM_LAYER = Layer(_DM, hm.symbolic_himem, hm.INVARIANTS, HIMEM_OPERATIONS,
+                    step_claims=hm.STEP_CLAIMS, show=show_himem, reachable=himem_states)
+
+
 def obligations() -> Iterator[Obligation]:
     yield from layer_obligations(LAYER)
     yield from layer_obligations(PLAIN_LAYER)
+    yield from layer_obligations(HIMEM_LAYER)

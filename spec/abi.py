@@ -379,6 +379,24 @@ XMS_INVALID_LENGTH = 0xA7
 XMS_NOT_LOCKED = 0xAA
 XMS_LOCKED = 0xAB
 XMS_LOCK_OVERFLOW = 0xAC
+# The driver-level codes (XMS 3.0 "error codes", named HIMEM_ because the oracle
+# protocol's XMS_ codes are A0h-ACh; DOSBox-staging src/ints/xms.cpp
+# lines 40-68; HimemX.asm lines 120-146).
+HIMEM_NOT_IMPLEMENTED = 0x80
+HIMEM_A20_ERROR = 0x82
+HIMEM_HMA_MISSING = 0x90
+HIMEM_HMA_IN_USE = 0x91
+HIMEM_HMA_TOO_SMALL = 0x92
+HIMEM_HMA_NOT_ALLOCATED = 0x93
+HIMEM_A20_STILL_ENABLED = 0x94
+HIMEM_NO_UMB = 0xB1
+HIMEM_INVALID_UMB = 0xB2
+#: 00h: the XMS version (BCD 3.00) and the driver revision (DOSBox-staging
+#: src/ints/xms.cpp lines 31-32).
+HIMEM_SPEC_VERSION = 0x0300
+HIMEM_DRIVER_REVISION = 0x0301
+#: HIMEM's A20 local-enable counter limit (DOSBox-staging xms.cpp line 110).
+A20_MAX_COUNT = 0xFFFF_FFFF
 
 
 # ------------------------------------------------------------------------------
@@ -399,3 +417,29 @@ EMS_NOT_ENOUGH_PAGES = 0x88
 EMS_ZERO_PAGES = 0x89
 EMS_INVALID_LOGICAL = 0x8A
 EMS_INVALID_PHYSICAL = 0x8B
+# INT 67h statuses of the LIM 4.0 functions past 4Ch (named EMM_, as DOSBox-staging's
+# src/ints/ems.cpp lines 47-67 do; the oracle protocol's EMS_ codes are 83h-8Bh).
+EMM_FUNCTION_NOT_SUPPORTED = 0x84
+EMM_SAVED_CONTEXT = 0x86
+EMM_MAP_ALREADY_SAVED = 0x8D
+EMM_NO_SAVED_MAP = 0x8E
+EMM_INVALID_SUBFUNCTION = 0x8F
+EMM_UNDEFINED_ATTRIBUTE = 0x90
+EMM_FEATURE_NOT_SUPPORTED = 0x91
+#: 57h (LIM 4.0 function 24): 92h is a success (the overlapping move was done).
+EMM_MOVE_OVERLAP = 0x92
+EMM_REGION_TOO_LONG = 0x93
+EMM_OFFSET_TOO_LARGE = 0x95
+EMM_LENGTH_TOO_LARGE = 0x96
+EMM_EXCHANGE_OVERLAP = 0x97
+EMM_BAD_MEMORY_TYPE = 0x98
+EMM_PAST_1MB = 0xA2
+EMM_NAME_NOT_FOUND = 0xA0
+EMM_NAME_EXISTS = 0xA1
+#: 54h/01h: searching for the null name (LIM 4.0 function 21: A1h).
+EMM_NULL_NAME = 0xA1
+#: 4Eh/01h: a page map array that names no mapping the EMM could have made.
+EMM_CORRUPT_MAP = 0xA3
+#: 59h/00h: paragraphs in a raw page (16 KB), the context save area in bytes.
+EMM_RAW_PAGE_PARAGRAPHS = 0x0400
+EMM_CONTEXT_SIZE = 16

@@ -72,7 +72,9 @@ Spec-level decisions (the model follows them or the lead reconciles):
   Handle 0 is the OS handle: always live, its deallocation frees its pages
   and keeps the handle. Deallocation unmaps the handle's pages. Allocating
   more pages than the total (or fewer than 0) is 0x87, then 0 pages 0x89;
-  out of pages (0x88) or handles (0x85) is a free choice. Map: invalid
+  out of pages (0x88) or handles (0x85) is a free choice. Reallocate (51h)
+  keeps the first pages, frees and unmaps the rest or adds fresh storage
+  pages. Map: invalid
   handle 0x83, physical page not 0-3 0x8B, logical page out of range 0x8A;
   logical 0xFFFF unmaps.
 """
@@ -88,6 +90,9 @@ import z3
 
 from spec.abi import (
     CONVENTIONAL_TOP,
+    EMM_MAP_ALREADY_SAVED,
+    EMM_NO_SAVED_MAP,
+    EMM_SAVED_CONTEXT,
     EMS_FRAME_SEGMENT,
     EMS_INVALID_HANDLE,
     EMS_INVALID_LOGICAL,
@@ -156,6 +161,7 @@ class DosState:
     slot_used: Ref  # slot -> Bool
     slot_h: Ref  # slot -> handle
     slot_l: Ref  # slot -> logical page
+    esaved: Ref  # handle -> Bool: 47h saved a mapping context in its save area
     # ghost witnesses
     mcb_of: Ref  # seg -> the MCB whose block holds it
     sowner: Ref  # storage page -> handle (-1 free)
@@ -174,7 +180,7 @@ _SORTS: dict[str, Ref] = {
     **{name: INT for name in ("first", "umb_start", "umb_end", "strategy", "xms_end",
                               "etotal")},
     "linked": BOOL,
-    **{name: _I2B for name in ("is_mcb", "xlive", "elive", "slot_used")},
+    **{name: _I2B for name in ("is_mcb", "xlive", "elive", "slot_used", "esaved")},
     **{name: _I2I for name in ("typ", "owner", "size", "mcb_of", "xaddr", "xsize", "xlock",
                                "epages", "sowner", "spage", "slot_h", "slot_l")},
     **{name: _II2I for name in ("pstore", "mapped_at")},
@@ -316,7 +322,9 @@ def dos_4(s: DosState) -> Ref:
 
 def dos_5(s: DosState) -> Ref:
     """DOS-5: each logical page of a live handle is held in its own storage page
-    (``sowner``/``spage`` invert ``pstore``: owned by exactly one handle);
+    (``sowner``/``spage`` invert ``pstore``: owned by exactly one handle); a
+    handle with a saved mapping context (47h) is live (LIM 4.0 function 6: 45h
+    answers 86h while one is saved);
     a used slot shows one logical page of a live handle, and ``mapped_at``
     inverts the slots: a logical page shows in at most one slot."""
     h, k, i, p = z3.Ints("h k i p")
@@ -327,6 +335,7 @@ def dos_5(s: DosState) -> Ref:
     at = s.mapped_at[h, k]
     return z3.And(
         0 <= s.etotal, s.elive[0],
+        z3.ForAll([h], z3.Implies(s.esaved[h], s.elive[h])),
         z3.ForAll([h], z3.Implies(s.elive[h], z3.And(0 <= h, 0 <= s.epages[h]))),
         z3.ForAll([h, k], z3.Implies(page, z3.And(
             0 <= held, held < s.etotal, s.sowner[held] == h, s.spage[held] == k))),
@@ -608,13 +617,20 @@ def XmsMove(s: DosState, length: Ref, src_handle: Ref, src_offset: Ref, dst_hand
 
 # -- EMS ------------------------------------------------------------------------------
 
+def EmsAllocateAny(s: DosState, pages: Ref, handle: Ref, pick: Ref, pinv: Ref, full: Ref,
+                   short: Ref) -> DosStep:
+    """LIM function 27 (5Ah): 43h that allows 0 pages (DOSBox-staging
+    src/ints/ems.cpp lines 264-268, 933-936)."""
+    return EmsAllocate(s, pages, handle, pick, pinv, full, short, zero_ok=True)
+
+
 def EmsAllocate(s: DosState, pages: Ref, handle: Ref, pick: Ref, pinv: Ref, full: Ref,
-                short: Ref) -> DosStep:
+                short: Ref, *, zero_ok: bool = False) -> DosStep:
     """LIM function 43h: a fresh handle whose logical page l is held in the free
     storage page pick[l] (pinv: the ghost inverse, pick is injective)."""
     k, i = z3.Ints("k i")
     code = status((z3.Or(pages < 0, pages > s.etotal), EMS_TOO_MANY_PAGES),
-                  (pages == 0, EMS_ZERO_PAGES), (full, EMS_NO_HANDLES),
+                  (z3.And(pages == 0, not zero_ok), EMS_ZERO_PAGES), (full, EMS_NO_HANDLES),
                   (short, EMS_NOT_ENOUGH_PAGES))
     taken = z3.And(0 <= pinv[i], pinv[i] < pages, pick[pinv[i]] == i)
     g = z3.Int("g")
@@ -631,15 +647,65 @@ def EmsAllocate(s: DosState, pages: Ref, handle: Ref, pick: Ref, pinv: Ref, full
 
 def EmsDeallocate(s: DosState, handle: Ref) -> DosStep:
     """LIM function 45h: the handle's pages are freed and unmapped; handle 0
-    (the OS handle) stays live with no pages."""
+    (the OS handle) stays live with no pages; 86h while a mapping context is
+    saved for the handle (LIM 4.0 function 6)."""
     i, p, g, k = z3.Ints("i p g k")
-    code = status((z3.Not(s.elive[handle]), EMS_INVALID_HANDLE))
+    code = status((z3.Not(s.elive[handle]), EMS_INVALID_HANDLE),
+                  (s.esaved[handle], EMM_SAVED_CONTEXT))
     post = s.but(
         elive=z3.Store(s.elive, handle, handle == 0), epages=z3.Store(s.epages, handle, 0),
         sowner=z3.Lambda([i], z3.If(s.sowner[i] == handle, -1, s.sowner[i])),
         slot_used=z3.Lambda([p], z3.And(s.slot_used[p], s.slot_h[p] != handle)),
         mapped_at=z3.Lambda([g, k], z3.If(g == handle, -1, s.mapped_at[g, k])))
     return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
+
+
+def EmsReallocate(s: DosState, handle: Ref, pages: Ref, pick: Ref, pinv: Ref,
+                  short: Ref) -> DosStep:
+    """LIM function 18 (51h): the handle keeps its first ``pages`` logical pages
+    (0 allowed); the pages past them are freed and leave the slots showing
+    them; new logical pages k (old count <= k < pages) are held in the free
+    storage pages pick[k] (pinv: the ghost inverse). 83h unknown handle, 87h
+    more pages than exist (or negative), 88h (a free choice) not enough free."""
+    i, p, g, k = z3.Ints("i p g k")
+    old = s.epages[handle]
+    code = status((z3.Not(s.elive[handle]), EMS_INVALID_HANDLE),
+                  (z3.Or(pages < 0, pages > s.etotal), EMS_TOO_MANY_PAGES),
+                  (z3.And(pages > old, short), EMS_NOT_ENOUGH_PAGES))
+    dropped = z3.And(s.sowner[i] == handle, s.spage[i] >= pages)
+    taken = z3.And(old <= pinv[i], pinv[i] < pages, pick[pinv[i]] == i)
+    post = s.but(
+        epages=z3.Store(s.epages, handle, pages),
+        pstore=z3.Lambda([g, k], z3.If(z3.And(g == handle, k >= old), pick[k],
+                                       s.pstore[g, k])),
+        sowner=z3.Lambda([i], z3.If(dropped, -1, z3.If(taken, handle, s.sowner[i]))),
+        spage=z3.Lambda([i], z3.If(taken, pinv[i], s.spage[i])),
+        slot_used=z3.Lambda([p], z3.And(s.slot_used[p], z3.Not(z3.And(
+            s.slot_h[p] == handle, s.slot_l[p] >= pages)))),
+        mapped_at=z3.Lambda([g, k], z3.If(z3.And(g == handle, k >= pages), -1,
+                                          s.mapped_at[g, k])))
+    valid = z3.ForAll([k], z3.Implies(z3.And(old <= k, k < pages), z3.And(
+        0 <= pick[k], pick[k] < s.etotal, s.sowner[pick[k]] == -1, pinv[pick[k]] == k)))
+    return dos_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False), valid)
+
+
+def EmsSaveMap(s: DosState, handle: Ref) -> DosStep:
+    """LIM function 8 (47h): the handle's save area holds the slots' mapping
+    (83h unknown handle, 8Dh one is already saved)."""
+    code = status((z3.Not(s.elive[handle]), EMS_INVALID_HANDLE),
+                  (s.esaved[handle], EMM_MAP_ALREADY_SAVED))
+    return dos_step(s, code, s.but(esaved=z3.Store(s.esaved, handle, True)),
+                    z3.BoolVal(True), z3.BoolVal(False))
+
+
+def EmsRestoreMap(s: DosState, handle: Ref) -> DosStep:
+    """LIM function 9 (48h), its save-area part: emptied (83h unknown handle, 8Eh
+    nothing saved). The slots it sets are LIM 44h steps (EmsMapPage and
+    EmsUnmapPage, one per slot), proved on their own."""
+    code = status((z3.Not(s.elive[handle]), EMS_INVALID_HANDLE),
+                  (z3.Not(s.esaved[handle]), EMM_NO_SAVED_MAP))
+    return dos_step(s, code, s.but(esaved=z3.Store(s.esaved, handle, False)),
+                    z3.BoolVal(True), z3.BoolVal(False))
 
 
 def _ems_checks(s: DosState, handle: Ref, physical: Ref) -> list[tuple[Ref, int]]:
@@ -727,10 +793,12 @@ def _type_byte(value: int | str | bytes) -> int:
 def concrete_dos(blocks: Iterable[McbLike], *, first: int, umb_start: int, umb_end: int,
                  linked: bool, strategy: int, xms: Mapping[int, XmsLike], xms_end: int,
                  ems_handles: Mapping[int, Sequence[int]],
-                 ems_slots: Sequence[tuple[int, int] | None], ems_total: int) -> DosState:
+                 ems_slots: Sequence[tuple[int, int] | None], ems_total: int,
+                 ems_saved: Iterable[int] = ()) -> DosState:
     """The DosState of the model's plain data: the MCBs of both chains (walk()
     lists; a type may be 'M', b'M' or 0x4D), the XMS handles, the EMS handles'
-    storage pages and the slots; the ghosts computed. The UMB head at 9FFFh
+    storage pages, the slots and the handles with a saved mapping (47h); the
+    ghosts computed. The UMB head at 9FFFh
     (present with UMBs) is fixed, not a block of either area: it is skipped.
     An empty EMS handle 0 is added when absent (the OS handle)."""
     s = symbolic_dos("concrete")
@@ -775,13 +843,17 @@ def concrete_dos(blocks: Iterable[McbLike], *, first: int, umb_start: int, umb_e
             slot_h = z3.Store(slot_h, slot, shown[0])
             slot_l = z3.Store(slot_l, slot, shown[1])
             mapped_at = z3.Store(mapped_at, shown[0], shown[1], slot)
+    esaved = k(INT, z3.BoolVal(False))
+    for handle in sorted(ems_saved):
+        esaved = z3.Store(esaved, handle, True)
     return s.but(first=z3.IntVal(first), umb_start=z3.IntVal(umb_start),
                  umb_end=z3.IntVal(umb_end), linked=z3.BoolVal(linked),
                  strategy=z3.IntVal(strategy), is_mcb=is_mcb, typ=typ, owner=owner, size=size,
                  mcb_of=mcb_of, xlive=xlive, xaddr=xaddr, xsize=xsize, xlock=xlock,
                  xms_end=z3.IntVal(xms_end), elive=elive, epages=epages, pstore=pstore,
                  etotal=z3.IntVal(ems_total), sowner=sowner, spage=spage,
-                 slot_used=slot_used, slot_h=slot_h, slot_l=slot_l, mapped_at=mapped_at)
+                 slot_used=slot_used, slot_h=slot_h, slot_l=slot_l, mapped_at=mapped_at,
+                 esaved=esaved)
 
 
 def violated(s: DosState, timeout_ms: int = 10000) -> list[str]:

@@ -23,7 +23,9 @@ def snapshot(dos: DosMemoryManager) -> tuple[object, ...]:
             {frame: bytes(page) for frame, page in pm.memory.items()},
             dos.strategy, dos.umb_linked, dos.largest_available,
             dict(dos.xms.handles), {h: list(p) for h, p in dos.ems.handles.items()},
-            list(dos.ems.slots), {k: list(v) for k, v in dos.ems.storage.items()})
+            list(dos.ems.slots), {k: list(v) for k, v in dos.ems.storage.items()},
+            vars(dos.xms.hma).copy(), {h: list(v) for h, v in dos.ems.saved.items()},
+            dict(dos.ems.names))
 
 
 def check_area(blocks: list[Mcb], start: int, end: int) -> None:

@@ -15,22 +15,33 @@ from proofs.broken_variants import VARIANTS
 from proofs.dos_memory import (
     FIRST,
     FULL_ONLY,
+    HIMEM_LAYER,
     LAYER,
     PLAIN_LAYER,
     UMB_START,
     dos_states,
+    himem_states,
     obligations,
 )
 from proofs.inductive.layered import Layer, prove
 from proofs.obligation import Kind
 from spec import dos_memory as dm
+from spec import himem as hm
 from spec.abi import (
+    A20_MAX_COUNT,
     CONVENTIONAL_TOP,
+    EMM_MAP_ALREADY_SAVED,
+    EMM_NO_SAVED_MAP,
+    EMM_SAVED_CONTEXT,
     EMS_INVALID_HANDLE,
     EMS_INVALID_LOGICAL,
     EMS_INVALID_PHYSICAL,
     EMS_TOO_MANY_PAGES,
     EMS_ZERO_PAGES,
+    HIMEM_A20_ERROR,
+    HIMEM_HMA_IN_USE,
+    HIMEM_HMA_NOT_ALLOCATED,
+    HIMEM_HMA_TOO_SMALL,
     MCB_M,
     MCB_Z,
     STRATEGIES,
@@ -84,17 +95,21 @@ def test_obligations_one_per_call_and_claim() -> None:
     ids = [o.id for o in obligations()]
     public = [op.name for layer in (LAYER, PLAIN_LAYER) for op in layer.operations
               if not op.internal]
+    himem = [op.name for op in HIMEM_LAYER.operations]
     expected = {f"dos_memory.{name}.{claim}" for name in public for claim in CLAIMS}
-    non_vacuous = {f"dos_memory.{name}.NON-VACUOUS" for name in public}
-    assert set(ids) == expected | {"dos_memory.XmsFree.DOS-4F"} | non_vacuous
-    assert len(ids) == len(set(ids)) == 21 * 5 + 1 + 21
+    expected |= {f"dos_memory.{name}.DOS-6" for name in himem}
+    non_vacuous = {f"dos_memory.{name}.NON-VACUOUS" for name in [*public, *himem]}
+    claims = {"dos_memory.XmsFree.DOS-4F", "dos_memory.RequestHma.DOS-6H"}
+    assert set(ids) == expected | claims | non_vacuous
+    assert len(ids) == len(set(ids)) == 25 * 5 + 1 + 25 + 7 + 1 + 7
     assert FULL_ONLY <= set(ids)
 
 
 @pytest.mark.parametrize(("layer", "operation", "claim"), [
     (LAYER, "SetBlock", "DOS-1"), (LAYER, "Coalesce", "DOS-1"), (LAYER, "FreeDosMemory", "DOS-3"),
     (PLAIN_LAYER, "SetUmbLink", "DOS-2"), (PLAIN_LAYER, "XmsReallocate", "DOS-4"),
-    (PLAIN_LAYER, "EmsMapPage", "DOS-5"), (PLAIN_LAYER, "XmsFree", "DOS-4F")])
+    (PLAIN_LAYER, "EmsMapPage", "DOS-5"), (PLAIN_LAYER, "XmsFree", "DOS-4F"),
+    (HIMEM_LAYER, "LocalDisableA20", "DOS-6"), (HIMEM_LAYER, "RequestHma", "DOS-6H")])
 def test_step_proved(layer: Layer, operation: str, claim: str) -> None:
     verdict = prove(layer, layer.operation(operation), claim, "quick")
     assert verdict.kind is Kind.PROVED, verdict.detail
@@ -254,6 +269,7 @@ def test_ems_codes(busy: dm.DosState) -> None:
     k = z3.Int("k")
     ident = z3.Lambda([k], k)
     assert status_is(dm.EmsAllocate(busy, i(0), i(5), ident, ident, no, no), EMS_ZERO_PAGES)
+    assert status_is(dm.EmsAllocateAny(busy, i(0), i(5), ident, ident, no, no), 0)
     assert status_is(dm.EmsAllocate(busy, i(17), i(5), ident, ident, no, no), EMS_TOO_MANY_PAGES)
     assert status_is(dm.EmsMapPage(busy, i(9), i(0), i(0)), EMS_INVALID_HANDLE)
     assert status_is(dm.EmsMapPage(busy, i(1), i(0), i(4)), EMS_INVALID_PHYSICAL)
@@ -269,9 +285,19 @@ def test_ems_map_moves_a_shown_page(busy: dm.DosState) -> None:
 
 
 def test_ems_deallocate_unmaps(busy: dm.DosState) -> None:
-    post = dm.EmsDeallocate(busy, i(2)).changed
-    assert valid(z3.And(z3.Not(post.elive[2]), z3.Not(post.slot_used[1]), post.sowner[2] == -1))
+    post = dm.EmsDeallocate(busy, i(1)).changed
+    assert valid(z3.And(z3.Not(post.elive[1]), z3.Not(post.slot_used[0]), post.sowner[0] == -1))
     assert violated(post) == []
+
+
+def test_ems_deallocate_with_a_saved_mapping_is_86h(busy: dm.DosState) -> None:
+    """LIM 4.0 function 6: 86h while 47h's context is saved; 48h empties it."""
+    assert status_is(dm.EmsDeallocate(busy, i(2)), EMM_SAVED_CONTEXT)
+    assert status_is(dm.EmsSaveMap(busy, i(2)), EMM_MAP_ALREADY_SAVED)
+    restored = dm.EmsRestoreMap(busy, i(2))
+    assert status_is(restored, 0)
+    assert status_is(dm.EmsRestoreMap(restored.changed, i(2)), EMM_NO_SAVED_MAP)
+    assert status_is(dm.EmsDeallocate(restored.changed, i(2)), 0)
 
 
 # -- concrete states from plain data ----------------------------------------------------
@@ -331,7 +357,7 @@ def test_concrete_accepts_type_characters() -> None:
 
 def test_every_dos_invariant_has_a_variant() -> None:
     dos = [v for v in VARIANTS if v.layer is not None and v.layer.startswith("dos_memory")]
-    assert {v.invariant for v in dos} == {*CLAIMS, "DOS-4F"}
+    assert {v.invariant for v in dos} == {*CLAIMS, "DOS-4F", "DOS-6", "DOS-6H"}
     assert {v.name for v in dos} >= {"dos-alloc-crosses-a000", "dos-coalesce-keeps-inner-mcbs",
                                      "ems-page-in-two-slots", "xms-free-locked-block",
                                      "umb-past-area-end"}
@@ -395,3 +421,25 @@ def test_model_states_satisfy_the_spec(ops: list[tuple[object, ...]]) -> None:
         elif name == "efree":
             d.ems.EmsDeallocate(a[0])
     assert violated(model_state(d)) == []
+
+
+# -- HIMEM's HMA and A20 (spec/himem.py) -------------------------------------------------
+
+def test_himem_steps_answer_as_himem() -> None:
+    """The spec's statuses and results are HIMEM's (DOSBox-staging src/ints/xms.cpp
+    lines 185-224, 513-578): 91h, 92h, 93h, 82h at 0 and at the limit, 94h as the
+    result of a disable that leaves the count above 0."""
+    loaded, busy, flagged = (state for _, state in himem_states())
+    assert status_is(hm.RequestHma(loaded, i(0x3FF)), HIMEM_HMA_TOO_SMALL)
+    assert status_is(hm.RequestHma(busy, i(0xFFFF)), HIMEM_HMA_IN_USE)
+    assert status_is(hm.ReleaseHma(loaded), HIMEM_HMA_NOT_ALLOCATED)
+    assert status_is(hm.LocalDisableA20(loaded), HIMEM_A20_ERROR)
+    top = loaded.but(a20_count=i(A20_MAX_COUNT))
+    assert status_is(hm.LocalEnableA20(top), HIMEM_A20_ERROR)
+    still = hm.LocalDisableA20(busy)
+    assert status_is(still, 0) and valid(still.result == z3.BoolVal(True))
+    assert equals(still.changed.a20_count, 1)
+    off = hm.GlobalDisableA20(flagged)
+    assert status_is(off, HIMEM_A20_ERROR) and hm.violated(flagged) == []
+    assert valid(hm.QueryA20(busy).result == z3.BoolVal(True))
+    assert hm.violated(loaded.but(a20_count=i(-1))) == ["DOS-6"]

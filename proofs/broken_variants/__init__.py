@@ -23,6 +23,7 @@ from unittest import mock
 import z3
 
 import spec.dos_memory as sdm
+import spec.himem as shm
 import spec.kernel_heap as skh
 import spec.memory_pool as smp
 import spec.memory_subsystem as sms
@@ -42,6 +43,7 @@ from proofs.inductive import layered, vacuity
 from proofs.inductive.paging import prove
 from proofs.obligation import Kind, Verdict
 from spec.abi import (
+    HIMEM_HMA_TOO_SMALL,
     PAGE_EXECUTE_READWRITE,
     PAGE_NOACCESS,
     PAGE_SHIFT,
@@ -261,6 +263,37 @@ def _free_locked_xms(s: sdm.DosState, handle: Ref) -> sdm.DosStep:
     """XMS free that does not look at the lock count."""
     code = sdm.status((z3.Not(s.xlive[handle]), XMS_INVALID_HANDLE))
     return sdm.dos_step(s, code, s.but(xlive=z3.Store(s.xlive, handle, False)))
+
+
+def _disable_below_zero(s: shm.HimemState) -> shm.HimemStep:
+    """06h that lowers the count without looking whether it is 0."""
+    return shm.himem_step(s, z3.IntVal(0), s.but(a20_count=s.a20_count - 1),
+                          s.a20_count > 1)
+
+
+def _enable_without_limit(s: shm.HimemState) -> shm.HimemStep:
+    """05h that raises the count past its limit (the counter wraps on hardware)."""
+    return shm.himem_step(s, z3.IntVal(0), s.but(a20_count=s.a20_count + 1), z3.BoolVal(False))
+
+
+def _hma_given_twice(s: shm.HimemState, wanted: Ref) -> shm.HimemStep:
+    """01h that checks /HMAMIN but not whether the HMA is already held."""
+    code = shm.status((wanted < s.hma_min, HIMEM_HMA_TOO_SMALL))
+    return shm.himem_step(s, code, s.but(hma_owned=z3.BoolVal(True)), z3.BoolVal(True))
+
+
+def _shrink_keeps_slots(s: sdm.DosState, handle: Ref, pages: Ref, pick: Ref, pinv: Ref,
+                        short: Ref) -> sdm.DosStep:
+    """51h that frees the pages past the new count but leaves the slots showing them."""
+    done = sdm.EmsReallocate(s, handle, pages, pick, pinv, short)
+    kept = done.changed.but(slot_used=s.slot_used, mapped_at=s.mapped_at)
+    return sdm.dos_step(s, done.status, kept, assume=done.assume)
+
+
+def _free_with_saved_map(s: sdm.DosState, handle: Ref) -> sdm.DosStep:
+    """45h without the 86h check: a handle whose mapping is saved is freed."""
+    done = sdm.EmsDeallocate(s.but(esaved=z3.K(z3.IntSort(), z3.BoolVal(False))), handle)
+    return sdm.dos_step(s, done.status, done.changed.but(esaved=s.esaved))
 
 
 def _link_without_umbs(s: sdm.DosState, link: Ref) -> sdm.DosStep:
@@ -495,6 +528,21 @@ VARIANTS = (
     BrokenVariant("ems-slot-shows-two-pages", "DOS-5", "EmsMapPage",
                   "EMS map does not unmap the slot's previous page (two pages in one slot)",
                   transition=_map_over_shown_page, layer="dos_memory.plain"),
+    BrokenVariant("ems-shrink-keeps-slots", "DOS-5", "EmsReallocate",
+                  "EMS 51h frees the pages past the new count but leaves them in their slots",
+                  transition=_shrink_keeps_slots, layer="dos_memory.plain"),
+    BrokenVariant("ems-free-with-saved-map", "DOS-5", "EmsDeallocate",
+                  "EMS 45h frees a handle whose mapping context 47h saved (no 86h)",
+                  transition=_free_with_saved_map, layer="dos_memory.plain"),
+    BrokenVariant("a20-disable-below-zero", "DOS-6", "LocalDisableA20",
+                  "XMS 06h lowers the A20 count without the 82h check at 0",
+                  transition=_disable_below_zero, layer="dos_memory.himem"),
+    BrokenVariant("a20-enable-past-limit", "DOS-6", "LocalEnableA20",
+                  "XMS 05h raises the A20 count past HIMEM's limit",
+                  transition=_enable_without_limit, layer="dos_memory.himem"),
+    BrokenVariant("hma-given-twice", "DOS-6H", "RequestHma",
+                  "XMS 01h gives the HMA to a second caller (no 91h check)",
+                  transition=_hma_given_twice, layer="dos_memory.himem"),
     BrokenVariant("map-frame-of-another-block", "VMM-1", "MapSharedMemoryToProcess",
                   "a shared-memory view maps the frames of another block",
                   transition=_map_frames_of_next_block, layer="shared_memory"),
@@ -547,7 +595,8 @@ def applied(variant: BrokenVariant) -> Iterator[None]:
 LAYERS = {**{layer.manager: layer for layer in (kernel_heap.LAYER, memory_pool.LAYER,
                                                 memory_subsystem.LAYER, user_space.LAYER,
                                                 dos_memory.LAYER, shared_memory.LAYER)},
-          "dos_memory.plain": dos_memory.PLAIN_LAYER}
+          "dos_memory.plain": dos_memory.PLAIN_LAYER,
+          "dos_memory.himem": dos_memory.HIMEM_LAYER}
 
 
 def catch(variant: BrokenVariant, profile: str = "teeth") -> Verdict:

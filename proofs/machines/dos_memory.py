@@ -7,7 +7,10 @@ XMS pool to 2 MB, 8 EMS pages): AH=48h/49h/4Ah with every strategy value
 sizes; the queries; XMS allocate / free / lock / unlock / reallocate / move
 (handle 0 = conventional memory) through the XMS functions and the seed's
 calls; EMS allocate / deallocate / map / unmap through LIM 44h and the
-seed's MapEmsPageToPhysical; a program's writes into its blocks and through
+seed's MapEmsPageToPhysical, reallocate (51h) and save / restore the mapping
+(47h/48h) and set the page map (4Eh; a successful 48h or 4Eh has no single
+spec step: its slots are LIM 44h's);
+HIMEM's HMA and A20 in proofs/machines/himem.py; a program's writes into its blocks and through
 the EMS page frame. After every call :class:`DosHarness` checks
 
 1. DOS-1..5 on the abstraction of the post-state (``dos_view``: the MCBs as
@@ -76,6 +79,7 @@ from proofs.machines.checks import (
     failing,
     raise_problems,
 )
+from proofs.machines.himem import HimemMachine
 from proofs.machines.runner import (
     Budget,
     CheckedMachine,
@@ -104,7 +108,7 @@ from spec.dos_memory import DosState, McbView, concrete_dos
 from spec.state import Ref
 from spec.step import Transition
 
-#: Hypothesis budget per profile, for each of the three machines: in the quick
+#: Hypothesis budget per profile, for each machine (the HIMEM one costs little): in the quick
 #: profile 2 examples each (3 x 6 measured 7.1 s CPU on the 2-core shared machine,
 #: over the quick profile's share; 3 x 5 kept it near 6 s).
 BUDGETS = {"quick": Budget(2, 16, 20.0), "full": Budget(100, 40, 60.0),
@@ -126,7 +130,8 @@ View = tuple[Any, ...]
 #: handle that is not an int A2h, an EMS one 83h.
 _DOS_CALLS = ("AllocateDosMemory", "FreeDosMemory", "ResizeDosMemory")
 _XMS_HANDLE_CALLS = ("XmsLock", "XmsUnlock", "XmsFree", "FreeXmsMemory")
-_EMS_HANDLE_CALLS = ("EmsDeallocate", "FreeEmsPages")
+_EMS_HANDLE_CALLS = ("EmsDeallocate", "FreeEmsPages", "EmsReallocate", "EmsSaveMap",
+                     "EmsRestoreMap")
 
 
 def hostile_code(name: str, args: tuple[Any, ...]) -> int | None:
@@ -159,15 +164,18 @@ def dos_view(dos: DosMemoryManager) -> View:
             dos.first_segment, dos.umb_start, dos.umb_end, dos.umb_linked, dos.strategy,
             tuple(sorted(dos.xms.handles.items())), dos.xms.pool_end,
             tuple((h, tuple(ids)) for h, ids in sorted(dos.ems.handles.items())),
-            tuple(dos.ems.slots), dos.ems.total_pages)
+            tuple(dos.ems.slots), dos.ems.total_pages, tuple(sorted(dos.ems.saved)))
 
 
 def to_dos_state(view: View) -> DosState:
-    low, high, first, umb_start, umb_end, linked, strategy, xms, xms_end, ems, slots, total = view
+    """The DosState of a view; the handles with a saved mapping (47h) are its
+    13th element, absent from the oracle's views (its protocol has no 47h)."""
+    low, high, first, umb_start, umb_end, linked, strategy, xms, xms_end, ems, slots, total = \
+        view[:12]
     return concrete_dos([*low, *high], first=first, umb_start=umb_start, umb_end=umb_end,
                         linked=linked, strategy=strategy, xms=dict(xms), xms_end=xms_end,
                         ems_handles={h: list(ids) for h, ids in ems}, ems_slots=slots,
-                        ems_total=total)
+                        ems_total=total, ems_saved=view[12] if len(view) > 12 else ())
 
 
 def observable(s: DosState) -> list[Ref]:
@@ -181,6 +189,7 @@ def observable(s: DosState) -> list[Ref]:
             mcb, *(z3.If(mcb, f[m], 0) for f in (s.typ, s.owner, s.size)),
             xl, *(z3.If(xl, f[h], 0) for f in (s.xaddr, s.xsize, s.xlock)),
             el, z3.If(el, s.epages[h], 0), z3.If(page, s.pstore[h, k], 0),
+            z3.And(el, s.esaved[h]),
             used, z3.If(used, s.slot_h[p], 0), z3.If(used, s.slot_l[p], 0)]
 
 
@@ -190,7 +199,8 @@ def world(dos: DosMemoryManager) -> tuple[object, ...]:
     return (bytes(pm.owner), list(pm.frames.words),
             {frame: bytes(page) for frame, page in pm.memory.items()}, dos.strategy,
             dos.umb_linked, dict(dos.xms.handles), {h: list(p) for h, p in dos.ems.handles.items()},
-            list(dos.ems.slots), {k: list(v) for k, v in dos.ems.storage.items()})
+            list(dos.ems.slots), {k: list(v) for k, v in dos.ems.storage.items()},
+            {h: list(v) for h, v in dos.ems.saved.items()})
 
 
 def make_dos(umbs: bool = True) -> DosMemoryManager:
@@ -212,6 +222,17 @@ def _u16(value: object) -> bool:
 
 
 # -- the harness ----------------------------------------------------------------------
+
+def move_address(view: View, handle: Any, offset: Any) -> int | None:
+    """The physical address an XMS move's (handle, offset) names in the view
+    (handle 0: seg:off in conventional memory); None when it names none."""
+    if type(handle) is not int or type(offset) is not int or offset < 0:
+        return None
+    if handle == 0:
+        return (offset >> 16) * PARAGRAPH + (offset & 0xFFFF)
+    block = dict(view[7]).get(handle)
+    return None if block is None else block.address + offset
+
 
 class DosChecks:
     """The checks of one DOS world (1-5 of the module docstring) over four hooks:
@@ -343,10 +364,23 @@ class DosChecks:
             pinv: Ref = z3.K(z3.IntSort(), _i(-1))
             for logical, store in enumerate(ids):
                 pick, pinv = z3.Store(pick, logical, store), z3.Store(pinv, store, logical)
-            return dm.EmsAllocate(pre, _i(args[0]), _i(reply), pick, pinv,
-                                  z3.BoolVal(code == 0x85), z3.BoolVal(code == 0x88))
+            allocate = dm.EmsAllocateAny if args[1:] == (True,) else dm.EmsAllocate
+            return allocate(pre, _i(args[0]), _i(reply), pick, pinv,
+                            z3.BoolVal(code == 0x85), z3.BoolVal(code == 0x88))
         if name in ("EmsDeallocate", "FreeEmsPages"):
             return dm.EmsDeallocate(pre, _i(args[0]))
+        if name == "EmsSaveMap":
+            return dm.EmsSaveMap(pre, _i(args[0]))
+        if name == "EmsRestoreMap":  # success: its slots are LIM 44h steps, no one step
+            return dm.EmsRestoreMap(pre, _i(args[0])) if code else None
+        if name == "EmsReallocate":
+            old = dict(pre_view[9]).get(args[0], ())
+            ids = dict(post_view[9]).get(args[0], ()) if not code else ()
+            pick, pinv = z3.K(z3.IntSort(), _i(-1)), z3.K(z3.IntSort(), _i(-1))
+            for logical, store in list(enumerate(ids))[len(old):]:
+                pick, pinv = z3.Store(pick, logical, store), z3.Store(pinv, store, logical)
+            return dm.EmsReallocate(pre, _i(args[0]), _i(args[1]), pick, pinv,
+                                    z3.BoolVal(code == 0x88))
         if name == "EmsMap":
             handle, logical, physical = args
             if logical == UNMAP:
@@ -406,18 +440,10 @@ class DosChecks:
     def move_source(self, args: tuple[Any, ...]) -> bytes | None:
         """The bytes a move's source holds before it (None: not a plain range)."""
         length, src_handle, src_offset = args[:3]
-        start = self.address(src_handle, src_offset)
+        start = move_address(self.view(), src_handle, src_offset)
         if start is None or type(length) is not int or not 0 <= length <= 0x10000:
             return None
         return self.read(start, length)
-
-    def address(self, handle: Any, offset: Any) -> int | None:
-        if type(handle) is not int or type(offset) is not int or offset < 0:
-            return None
-        if handle == 0:
-            return (offset >> 16) * PARAGRAPH + (offset & 0xFFFF)
-        block = dict(self.view()[7]).get(handle)
-        return None if block is None else block.address + offset
 
     def follow(self, name: str, args: tuple[Any, ...], reply: Any, code: int,
                pre_view: View, moved: bytes | None) -> None:
@@ -444,13 +470,16 @@ class DosChecks:
             self.moved(args, moved)
         elif name in ("EmsDeallocate", "FreeEmsPages"):
             self.ems = {page: kept for page, kept in self.ems.items() if page[0] != args[0]}
+        elif name == "EmsReallocate":
+            self.ems = {page: kept for page, kept in self.ems.items()
+                        if page[0] != args[0] or page[1] < args[1]}
         elif name in ("FreeDosMemory", "ResizeDosMemory"):
             self.conv.pop(args[0], None)
 
     def moved(self, args: tuple[Any, ...], data: bytes) -> None:
         """A successful move: the destination holds the source's bytes as they were."""
         length, _, _, dst_handle, dst_offset = args
-        start = self.address(dst_handle, dst_offset)
+        start = move_address(self.view(), dst_handle, dst_offset)
         seen = None if start is None else self.read(start, length)
         if seen is not None and seen != data:
             self.raised = True
@@ -579,8 +608,11 @@ class DosHarness(DosChecks):
             for _ in range(block.lock_count):
                 dos.xms.XmsUnlock(handle)
             dos.xms.XmsFree(handle)
+        self.xms.clear()  # freed unchecked above: nothing of theirs to read back
+        for handle in list(dos.ems.saved):
+            self.call("EmsRestoreMap", handle)
         for handle in list(dos.ems.handles):
-            dos.ems.EmsDeallocate(handle)
+            self.call("EmsDeallocate", handle)  # checked: unmaps its pages (DOS-5)
         view = dos_view(dos)
         if view[:2] != self.initial[:2] or view[7] or view[9] != ((0, ()),):
             raise CheckError(f"after freeing everything: {view[:2]!r}", [FRAMES])
@@ -907,6 +939,40 @@ class EmsRules(DosRules):
         self.h.ems[shown] = (offset, payload)
 
 
+class EmsModelRules(EmsRules):
+    """EmsRules and LIM 47h/48h/4Eh/51h/5Ah, which the oracle protocol does not carry."""
+
+    @rule(data=st.data(), pages=st.sampled_from((0, 1, 2, 3, EMS_PAGES, EMS_PAGES + 1)))
+    def ems_reallocate(self, data: st.DataObject, pages: int) -> None:
+        self.h.call("EmsReallocate", self.ems_handle(data), pages)
+
+    @rule(pages=st.sampled_from((0, 0, 1, EMS_PAGES + 1)))
+    def ems_allocate_any(self, pages: int) -> None:
+        """LIM 5Ah: 0 pages allowed."""
+        self.h.call("EmsAllocate", pages, True)
+
+    @rule(data=st.data(), restore=st.booleans())
+    def ems_save_restore(self, data: st.DataObject, restore: bool) -> None:
+        """LIM 47h / 48h: the slots come back as saved (8Dh, 8Eh, 83h otherwise);
+        no spec step (each restored slot is a LIM 44h): DOS-5, contents, unchanged."""
+        handle = pick(data, [h for h, _ in self.h.view()[9]], [63, -1])
+        self.h.call("EmsRestoreMap" if restore else "EmsSaveMap", handle)
+
+    @rule(data=st.data(), corrupt=st.booleans())
+    def ems_set_page_map(self, data: st.DataObject, corrupt: bool) -> None:
+        """LIM 4Eh/01h with the slots shuffled (pages of live handles, each once), or
+        naming a handle that does not exist or one page twice (A3h, unchanged); no
+        spec step (each slot is a LIM 44h): DOS-5, contents, unchanged."""
+        pages = [(h, k) for h, ids in self.h.view()[9] for k in range(len(ids))]
+        slots = [data.draw(st.sampled_from([None, *pages])) for _ in range(4)]
+        if corrupt:
+            slots[0] = slots[1] = data.draw(st.sampled_from([(63, 0), *pages]))
+        elif len({s for s in slots if s}) != len([s for s in slots if s]):
+            slots = [None] * 4
+        context = b"".join(struct.pack("<HH", *(s or (UNMAP, UNMAP))) for s in slots)
+        self.h.call("EmsSetPageMap", context)
+
+
 class DosMachine(DosRules, CheckedMachine):
     """Conventional memory, UMBs, XMS and EMS through the model's calls."""
 
@@ -938,10 +1004,15 @@ class EmsMachine(EmsRules, DosMachine):
     """LIM 43h-45h, the seed's EMS calls, writes through the page frame."""
 
 
+class EmsLim4Machine(EmsModelRules, DosMachine):
+    """EmsMachine's rules and LIM 47h/48h/4Eh/51h (a machine of their own, so that
+    EmsMachine's budget still finds its broken models)."""
+
+
 def run_dos_machine(profile: str, patches: Mapping[str, object] | None = None, *,
                     max_examples: int | None = None, shrink_seconds: float | None = None,
                     machines: tuple[type[CheckedMachine], ...] | None = None) -> Verdict:
-    """Run the three machines (or ``machines``) (the first counterexample is the verdict);
+    """Run the five machines (or ``machines``) (the first counterexample is the verdict);
     ``patches`` maps "Class.method" of DosMemoryManager, XmsDriver or EmsManager
     to a replacement (restored afterwards)."""
     owners = {cls.__name__: cls for cls in (DosMemoryManager, XmsDriver, EmsManager)}
@@ -958,7 +1029,8 @@ def run_dos_machine(profile: str, patches: Mapping[str, object] | None = None, *
                    examples=examples)
 
 
-MACHINES: tuple[type[CheckedMachine], ...] = (ConventionalMachine, XmsMachine, EmsMachine)
+MACHINES: tuple[type[CheckedMachine], ...] = (ConventionalMachine, XmsMachine, EmsMachine,
+                                              EmsLim4Machine, HimemMachine)
 
 
 # -- broken models ------------------------------------------------------------------------
@@ -1023,6 +1095,16 @@ def _map_keeps_old_slot(self: EmsManager, handle: int, logical: int, physical: i
     return True
 
 
+def _drop_keeps_slots(self: EmsManager, handle: int, keep: int) -> None:
+    """51h's shrink (and 45h) that frees the pages past keep but leaves the
+    slots showing them."""
+    pages = self.handles[handle]
+    for page in pages[keep:]:
+        for frame in self.storage.pop(page):
+            self.pageman.release_frame(frame)
+    del pages[keep:]
+
+
 def _resize_failure_unchanged(self: DosMemoryManager, segment: int, paragraphs: int) -> bool:
     """AH=4Ah whose error 8 leaves the block as it was (not RBIL's DOS 2.1-6.0)."""
     before = read_physical(self.pageman, 0, 0xA0000)
@@ -1064,6 +1146,8 @@ DOS_MODEL_VARIANTS = (
                  {"XmsDriver.XmsFree": _xms_free_locked}),
     ModelVariant("ems_map_keeps_old_slot", ("DOS-5", TRANSITION),
                  {"EmsManager.EmsMap": _map_keeps_old_slot}),
+    ModelVariant("ems_shrink_keeps_slots", ("DOS-5", TRANSITION),
+                 {"EmsManager._drop": _drop_keeps_slots}),
     ModelVariant("resize_failure_unchanged", (TRANSITION,),
                  {"DosMemoryManager.ResizeDosMemory": _resize_failure_unchanged}),
     ModelVariant("walk_follows_bad_type", (CORRUPTION,),
@@ -1073,7 +1157,8 @@ DOS_MODEL_VARIANTS = (
 #: The machine that exercises each broken model (the teeth run needs only it).
 VARIANT_MACHINES: dict[str, tuple[type[CheckedMachine], ...]] = {
     **{v.name: (ConventionalMachine,) for v in DOS_MODEL_VARIANTS},
-    "xms_free_of_locked_block": (XmsMachine,), "ems_map_keeps_old_slot": (EmsMachine,)}
+    "xms_free_of_locked_block": (XmsMachine,), "ems_map_keeps_old_slot": (EmsMachine,),
+    "ems_shrink_keeps_slots": (EmsLim4Machine,)}
 
 
 def obligations() -> Iterator[Obligation]:

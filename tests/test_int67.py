@@ -1,0 +1,121 @@
+"""Int67h (model/int67.py) beyond the conformance cases: what a saved mapping, a
+shrink and a deallocation do to the frames and the page frame's bytes."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from model.dos_physical import read_physical, write_physical
+from model.ems import slot_address
+from model.ems_move import EmsMoveRegion
+from model.registers import Registers
+from spec.abi import (
+    EMM_BAD_MEMORY_TYPE,
+    EMM_INVALID_SUBFUNCTION,
+    EMM_SAVED_CONTEXT,
+    EMS_INVALID_HANDLE,
+    EMS_PAGE_SIZE,
+    EMS_TOO_MANY_PAGES,
+)
+from tests.dos_world import make_dos, snapshot
+
+
+def int67(dos: object, ah: int, al: int = 0, **regs: int) -> Registers:
+    return dos.Int67h(Registers(eax=(ah << 8) | al, **regs))  # type: ignore[attr-defined, no-any-return]
+
+
+def test_restore_after_the_saved_page_is_gone() -> None:
+    """48h maps what 47h kept; a page freed since leaves its physical page unmapped."""
+    dos = make_dos()
+    assert int67(dos, 0x43, ebx=2).dx == 1 and int67(dos, 0x43, ebx=1).dx == 2
+    int67(dos, 0x44, 0, ebx=0, edx=1)
+    int67(dos, 0x44, 1, ebx=0, edx=2)
+    write_physical(dos.pageman, slot_address(0), b"first")
+    assert int67(dos, 0x47, edx=1).ah == 0
+    int67(dos, 0x44, 0, ebx=1, edx=1)
+    assert int67(dos, 0x45, edx=2).ah == 0  # handle 2 gone: slot 1 cannot come back
+    assert int67(dos, 0x45, edx=1).ah == EMM_SAVED_CONTEXT
+    assert int67(dos, 0x48, edx=1).ah == 0
+    assert dos.ems.slots == [(1, 0), None, None, None]
+    assert read_physical(dos.pageman, slot_address(0), 5) == b"first"
+    assert int67(dos, 0x45, edx=1).ah == 0
+
+
+def test_reallocate_shrink_returns_frames_and_unmaps() -> None:
+    dos = make_dos()
+    free = dos.pageman.free_count()
+    int67(dos, 0x43, ebx=3)
+    int67(dos, 0x44, 3, ebx=2, edx=1)
+    write_physical(dos.pageman, slot_address(3), b"x" * 16)
+    assert int67(dos, 0x51, ebx=1, edx=1).ah == 0
+    assert dos.ems.slots[3] is None and len(dos.ems.handles[1]) == 1
+    assert read_physical(dos.pageman, slot_address(3), EMS_PAGE_SIZE) == bytes(EMS_PAGE_SIZE)
+    assert dos.pageman.free_count() == free - 4
+    assert int67(dos, 0x51, ebx=0, edx=1).ah == 0 and dos.pageman.free_count() == free
+
+
+def test_hostile_python_arguments_change_nothing() -> None:
+    """The manager's own methods refuse what no register could carry."""
+    dos = make_dos()
+    int67(dos, 0x43, ebx=1)
+    before = snapshot(dos)
+    ems = dos.ems
+    assert not ems.EmsSetName(1, "NAME") and ems.last_status == EMM_INVALID_SUBFUNCTION  # type: ignore[arg-type]
+    assert not ems.EmsSetName(1, b"SHORT") and ems.last_status == EMM_INVALID_SUBFUNCTION
+    assert not ems.EmsReallocate(1, -1) and ems.last_status == EMS_TOO_MANY_PAGES
+    assert not ems.EmsReallocate(None, 1) and ems.last_status == EMS_INVALID_HANDLE  # type: ignore[arg-type]
+    assert not ems.EmsSaveMap("1") and ems.last_status == EMS_INVALID_HANDLE  # type: ignore[arg-type]
+    assert not ems.EmsRestoreMap(1.0) and ems.last_status == EMS_INVALID_HANDLE  # type: ignore[arg-type]
+    assert ems.EmsFindName(None) == 0 and ems.last_status == 0xA0  # type: ignore[arg-type]
+    assert snapshot(dos) == before
+
+
+def test_move_region_refuses_what_no_register_could_point_at() -> None:
+    dos = make_dos()
+    int67(dos, 0x43, ebx=1)
+    before = snapshot(dos)
+    assert EmsMoveRegion(dos.ems, False, b"short") == EMM_BAD_MEMORY_TYPE
+    assert EmsMoveRegion(dos.ems, True, None) == EMM_BAD_MEMORY_TYPE  # type: ignore[arg-type]
+    assert snapshot(dos) == before
+
+
+EMS_OPS = st.lists(st.one_of(
+    st.tuples(st.sampled_from([0x43, 0x5A]), st.sampled_from([0, 1, 3, 32, 33, 0x1_0001])),
+    st.tuples(st.just(0x44), st.integers(0, 3), st.sampled_from([0, 1, 2, 0xFFFF]),
+              st.integers(0, 5)),
+    st.tuples(st.sampled_from([0x45, 0x47, 0x48, 0x4C]), st.integers(0, 3)),
+    st.tuples(st.just(0x51), st.integers(0, 3), st.sampled_from([0, 1, 5, 33]))),
+    max_size=25)
+
+
+@given(EMS_OPS)
+def test_int67h_is_the_manager_in_registers(ops: list[tuple[int, ...]]) -> None:
+    """Twin managers: one called through Int67h, one through EmsManager's methods;
+    every status and the state agree (ems.cpp lines 779-940's registers: BX pages,
+    DX handle, AL physical page, 16-bit views)."""
+    regs_side, api_side = make_dos(), make_dos()
+    api = api_side.ems
+    for op in ops:
+        ah = op[0]
+        if ah in (0x43, 0x5A):
+            out = int67(regs_side, ah, ebx=op[1])
+            handle = api.EmsAllocate(op[1] & 0xFFFF, zero_ok=ah == 0x5A)
+            assert out.ah == api.last_status and (not handle or out.dx == handle)
+        elif ah == 0x44:
+            out = int67(regs_side, ah, op[3], ebx=op[2], edx=op[1])
+            api.EmsMap(op[1], op[2], op[3])
+            assert out.ah == api.last_status
+        elif ah == 0x51:
+            out = int67(regs_side, ah, ebx=op[2], edx=op[1])
+            api.EmsReallocate(op[1], op[2])
+            assert out.ah == api.last_status
+        else:
+            out = int67(regs_side, ah, edx=op[1])
+            result = {0x45: api.EmsDeallocate, 0x47: api.EmsSaveMap, 0x48: api.EmsRestoreMap,
+                      0x4C: api.EmsGetHandlePages}[ah](op[1])
+            assert out.ah == api.last_status
+            if ah == 0x4C and not out.ah:
+                assert out.bx == result
+        assert regs_side.ems.handles == api.handles and regs_side.ems.slots == api.slots
+    assert snapshot(regs_side) == snapshot(api_side)
