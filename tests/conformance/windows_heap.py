@@ -30,6 +30,7 @@ checks it, the name the result is kept under, and the source.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import pytest
@@ -277,7 +278,7 @@ def _run(system: SystemCalls, step: Step, names: dict[str, int]) -> int:
         return int(space.WriteUserMemory(pointer, bytes([byte]) * length) is True)
     if step.call == "Aligned":
         return int(args[0] % args[1] == 0)
-    call = {"HeapAlloc": system.SyscallHeapAlloc, "HeapReAlloc": system.SyscallHeapReAlloc,
+    call: Callable[..., int] = {"HeapAlloc": system.SyscallHeapAlloc, "HeapReAlloc": system.SyscallHeapReAlloc,
             "HeapSize": system.SyscallHeapSize, "HeapFree": system.SyscallHeapFree}[step.call]
     return int(call(*args))
 
