@@ -278,8 +278,10 @@ def _run(system: SystemCalls, step: Step, names: dict[str, int]) -> int:
         return int(space.WriteUserMemory(pointer, bytes([byte]) * length) is True)
     if step.call == "Aligned":
         return int(args[0] % args[1] == 0)
-    call: Callable[..., int] = {"HeapAlloc": system.SyscallHeapAlloc, "HeapReAlloc": system.SyscallHeapReAlloc,
-            "HeapSize": system.SyscallHeapSize, "HeapFree": system.SyscallHeapFree}[step.call]
+    calls: dict[str, Callable[..., int]] = {
+        "HeapAlloc": system.SyscallHeapAlloc, "HeapReAlloc": system.SyscallHeapReAlloc,
+        "HeapSize": system.SyscallHeapSize, "HeapFree": system.SyscallHeapFree}
+    call = calls[step.call]
     return int(call(*args))
 
 
