@@ -207,15 +207,18 @@ def test_generate_exceptions_notes_the_status_raised(system: SystemCalls) -> Non
     block = system.SyscallHeapAlloc(heap, exc, 8)
     assert block and system.raised == 0
     assert system.SyscallHeapFree(heap, exc, block + 8) == 0
-    assert system.raised == STATUS_INVALID_PARAMETER
+    assert (system.raised, system.last_error) == (STATUS_INVALID_PARAMETER,
+                                                  E.ERROR_INVALID_PARAMETER)
     assert system.SyscallHeapReAlloc(heap + 8, exc, block, 8) == 0
-    assert system.raised == STATUS_INVALID_HANDLE
+    assert (system.raised, system.last_error) == (STATUS_INVALID_HANDLE,
+                                                  E.ERROR_INVALID_HANDLE)
     assert system.SyscallHeapSize(heap, exc, block + 8) == HEAP_SIZE_FAILED
     assert system.raised == STATUS_INVALID_PARAMETER
     fence = system.SyscallHeapAlloc(heap, 0, 8)
     write(system, block + 8, b"\xcc" * 8)
     assert system.SyscallHeapFree(heap, exc, block) == 0
-    assert system.raised == STATUS_ACCESS_VIOLATION
+    assert (system.raised, system.last_error) == (STATUS_ACCESS_VIOLATION,
+                                                  E.ERROR_ARENA_TRASHED)
     assert fence
 
 
