@@ -249,31 +249,16 @@ class KernelHeap(ReportsStatus):
 
     def Free(self, p: int) -> bool:
         """Free the live block whose payload is at p, unifying it with neighbouring holes."""
-        code = self._usable()
+        code = self.free_error(p)
         if code != _SUCCESS:
             return self._fail(code, False)
-        header = p - HEADER_SIZE if type(p) is int else -1
-        block = self.allocated.get(header)
-        index = self.index
-        if block is None:
-            if header in index and self._read(header, HEADER_SIZE) == header_bytes(
-                    index.size_of(header), True):
-                return self._fail(ErrorCode.ERROR_INVALID_BLOCK, False)
-            return self._fail(ErrorCode.ERROR_INVALID_ADDRESS, False)
-        size = block.size
+        header = p - HEADER_SIZE
+        size = self.allocated[header].size
         right = header + size
+        index = self.index
         right_hole = right in index
         left = self._ends.get(header, -1)
         left_hole = left in index
-        if not (self._intact(header, size, False)
-                and (right == self.end_address or self._read(right, HEADER_SIZE) == header_bytes(
-                    index.size_of(right) if right_hole else self.allocated[right].size,
-                    right_hole))
-                and (left < 0 or self._read(header - FOOTER_SIZE, FOOTER_SIZE)
-                     == footer_bytes(left))):
-            return self._fail(ErrorCode.ERROR_ARENA_TRASHED, False)
-        if not (right_hole or left_hole) and len(index) >= self.index_size:
-            return self._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, False)
         ends = self._ends
         del self.allocated[header]
         del ends[right]
@@ -293,6 +278,36 @@ class KernelHeap(ReportsStatus):
             if length < self.end_address - start:
                 self._cut(length)
         return self._ok(True)
+
+    def free_error(self, p: int) -> ErrorCode:
+        """Why Free(p) would fail now (ERROR_SUCCESS when it would not); changes
+        nothing. Free's checks, in its order."""
+        code = self._usable()
+        if code != _SUCCESS:
+            return code
+        header = p - HEADER_SIZE if type(p) is int else -1
+        block = self.allocated.get(header)
+        index = self.index
+        if block is None:
+            if header in index and self._read(header, HEADER_SIZE) == header_bytes(
+                    index.size_of(header), True):
+                return ErrorCode.ERROR_INVALID_BLOCK
+            return ErrorCode.ERROR_INVALID_ADDRESS
+        size = block.size
+        right = header + size
+        right_hole = right in index
+        left = self._ends.get(header, -1)
+        left_hole = left in index
+        if not (self._intact(header, size, False)
+                and (right == self.end_address or self._read(right, HEADER_SIZE) == header_bytes(
+                    index.size_of(right) if right_hole else self.allocated[right].size,
+                    right_hole))
+                and (left < 0 or self._read(header - FOOTER_SIZE, FOOTER_SIZE)
+                     == footer_bytes(left))):
+            return ErrorCode.ERROR_ARENA_TRASHED
+        if not (right_hole or left_hole) and len(index) >= self.index_size:
+            return ErrorCode.ERROR_NOT_ENOUGH_MEMORY
+        return _SUCCESS
 
     def FindSmallestHole(self, size: int, page_align: bool) -> int:
         """The index position of the first hole that fits the request, or -1."""

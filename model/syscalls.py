@@ -25,16 +25,10 @@ calls a user program makes, for the current process. Rules, with sources:
   heap never shrinks below it). After every heap call the space's records of
   [start, end) are committed READWRITE and the rest reserved, updating only the
   pages that changed. The handle is the heap's start address.
-- HeapAlloc(heap, flags, size): flags among HEAP_NO_SERIALIZE,
-  HEAP_GENERATE_EXCEPTIONS, HEAP_ZERO_MEMORY (else ERROR_INVALID_PARAMETER);
-  HEAP_ZERO_MEMORY zero-fills the block (the heap reuses memory, so the model
-  writes the zeros); no room -> NULL with ERROR_NOT_ENOUGH_MEMORY (HeapAlloc
-  itself does not call SetLastError; the model sets it for diagnosis). An
-  unknown handle -> ERROR_INVALID_HANDLE.
-- HeapFree(heap, flags, ptr): TRUE for NULL (RtlFreeHeap returns TRUE for a NULL
-  pointer, Wine/ReactOS); a pointer that is not a live block (foreign, double
-  free) -> FALSE with ERROR_INVALID_PARAMETER (HeapFree's documented failure);
-  a damaged heap -> ERROR_ARENA_TRASHED.
+- HeapAlloc, HeapFree, HeapSize, HeapReAlloc: model/process_heap.py (the
+  ProcessHeapCalls mixin) states their rules with sources: 8-aligned pointers,
+  HeapSize the size asked for, unknown flag bits ignored, HEAP_ZERO_MEMORY,
+  HEAP_REALLOC_IN_PLACE_ONLY, HEAP_GENERATE_EXCEPTIONS as ``raised``.
 - SyscallVirtualQuery(address, buffer, length) writes the 28-byte 32-bit
   MEMORY_BASIC_INFORMATION (seven little-endian DWORDs) into the caller's
   memory: length < 28 -> ERROR_BAD_LENGTH (STATUS_INFO_LENGTH_MISMATCH); a buffer
@@ -49,10 +43,10 @@ calls a user program makes, for the current process. Rules, with sources:
   at 0x1000 + n (Linux i386 numbers stay below 0x1000): SYS_VIRTUAL_ALLOC
   0x1001, SYS_VIRTUAL_FREE 0x1002, SYS_GET_PROCESS_HEAP 0x1003, SYS_HEAP_ALLOC
   0x1004, SYS_HEAP_FREE 0x1005, SYS_VIRTUAL_QUERY 0x1006, SYS_VIRTUAL_PROTECT
-  0x1007; they return their uint32 result (0 = failure, GetLastError in the
-  space's last_error). Unknown number -> -ENOSYS; wrong argument count or an
-  argument that is not a 32-bit integer -> -EINVAL; no current process ->
-  -ESRCH. Never raises.
+  0x1007, SYS_HEAP_SIZE 0x1008, SYS_HEAP_REALLOC 0x1009; they return their
+  uint32 result (0 = failure, GetLastError in the space's last_error).
+  Unknown number -> -ENOSYS; wrong argument count or an argument that is not
+  a 32-bit integer -> -EINVAL; no current process -> -ESRCH. Never raises.
 - A failed call leaves the state as it was, with one exception the hardware
   makes, not the design: old_mmap reads its argument block through the MMU,
   which sets the accessed bit (A) in the PDE and in the PTE of each page read
@@ -67,11 +61,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import TypeVar
 
 from model import linux_mm
-from model.errors import ReportsStatus
 from model.kernel_heap import KernelHeap
+from model.process_heap import ProcessHeapCalls
 from model.process_memory import ProcessMemorySpace
 from model.user_layout import protect_allows
 from model.virtual_alloc import (
@@ -88,9 +81,6 @@ from spec.abi import (
     EINVAL,
     ENOSYS,
     ESRCH,
-    HEAP_GENERATE_EXCEPTIONS,
-    HEAP_NO_SERIALIZE,
-    HEAP_ZERO_MEMORY,
     MEM_PRIVATE,
     MEMORY_BASIC_INFORMATION_SIZE,
     ORIGIN_PROCESS_HEAP,
@@ -102,6 +92,8 @@ from spec.abi import (
     SYS_GET_PROCESS_HEAP,
     SYS_HEAP_ALLOC,
     SYS_HEAP_FREE,
+    SYS_HEAP_REALLOC,
+    SYS_HEAP_SIZE,
     SYS_MMAP,
     SYS_MMAP2,
     SYS_MPROTECT,
@@ -114,22 +106,20 @@ from spec.abi import (
     ErrorCode,
 )
 
-_HEAP_FLAGS = HEAP_NO_SERIALIZE | HEAP_GENERATE_EXCEPTIONS | HEAP_ZERO_MEMORY
-
-
 _MMAP_ARGS = struct.Struct("<6I")
 _MBI = struct.Struct("<7I")
 _SUCCESS = ErrorCode.ERROR_SUCCESS
-_V = TypeVar("_V")
 
 
-class SystemCalls(ReportsStatus):
+class SystemCalls(ProcessHeapCalls):
     """Processes over one VirtualMemoryManager, and the calls of the current one."""
 
     def __init__(self, vmm: VirtualMemoryManager) -> None:
         self.vmm = vmm
         self.processes: dict[int, ProcessMemorySpace] = {}
         self.heaps: dict[int, KernelHeap] = {}
+        self.heap_sizes: dict[int, dict[int, int]] = {}
+        self.raised = 0
         self.current: ProcessMemorySpace | None = None
         self.next_pid = 1
         self.last_error = _SUCCESS
@@ -160,6 +150,7 @@ class SystemCalls(ReportsStatus):
         space.adopt_mapped(base, heap.end_address, PAGE_READWRITE)
         self.processes[pid] = space
         self.heaps[pid] = heap
+        self.heap_sizes[pid] = {}
         self.next_pid = pid + 1
         return self._ok(pid)
 
@@ -171,6 +162,7 @@ class SystemCalls(ReportsStatus):
         if space is None:
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, False)
         heap = self.heaps.pop(pid)
+        del self.heap_sizes[pid]
         if not space.destroyed:
             space.detach_views()
             start, end = heap.start_address, heap.end_address
@@ -206,47 +198,6 @@ class SystemCalls(ReportsStatus):
         if space is None:
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
         return self._from(space, int(VirtualFreeProcessMemory(space, address, size, free_type)))
-
-    def SyscallGetProcessHeap(self) -> int:
-        space = self._space()
-        if space is None:
-            return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
-        space.last_error = _SUCCESS
-        return self._ok(self.heaps[space.pid].start_address)
-
-    def SyscallHeapAlloc(self, heap: int, flags: int, size: int) -> int:
-        space, kheap = self._heap(heap)
-        if space is None or kheap is None:
-            return 0
-        if not (is_u32(flags) and is_u32(size)) or flags & ~_HEAP_FLAGS:
-            return self._fail_in(space, ErrorCode.ERROR_INVALID_PARAMETER, 0)
-        old_end = kheap.end_address
-        pointer = kheap.Alloc(size)
-        if pointer == 0:
-            code = kheap.last_error
-            return self._fail_in(space, code if code == ErrorCode.ERROR_ARENA_TRASHED
-                                 else ErrorCode.ERROR_NOT_ENOUGH_MEMORY, 0)
-        self._sync(space, kheap, old_end)
-        if flags & HEAP_ZERO_MEMORY and size:
-            assert space.page_dir is not None
-            self.vmm.WriteVirtualMemory(space.page_dir, pointer, bytes(size), True)
-        return self._from(space, pointer, ok=True)
-
-    def SyscallHeapFree(self, heap: int, flags: int, ptr: int) -> int:
-        space, kheap = self._heap(heap)
-        if space is None or kheap is None:
-            return 0
-        if not (is_u32(flags) and is_u32(ptr)) or flags & ~_HEAP_FLAGS:
-            return self._fail_in(space, ErrorCode.ERROR_INVALID_PARAMETER, 0)
-        if ptr == 0:
-            return self._from(space, 1, ok=True)
-        old_end = kheap.end_address
-        if not kheap.Free(ptr):
-            code = kheap.last_error
-            return self._fail_in(space, code if code == ErrorCode.ERROR_ARENA_TRASHED
-                                 else ErrorCode.ERROR_INVALID_PARAMETER, 0)
-        self._sync(space, kheap, old_end)
-        return self._from(space, 1, ok=True)
 
     def SyscallVirtualQuery(self, address: int, buffer: int, length: int) -> int:
         space = self._space()
@@ -363,37 +314,9 @@ class SystemCalls(ReportsStatus):
             SYS_HEAP_FREE: (self.SyscallHeapFree, 3),
             SYS_VIRTUAL_QUERY: (self.SyscallVirtualQuery, 3),
             SYS_VIRTUAL_PROTECT: (self.SyscallVirtualProtect, 4),
+            SYS_HEAP_SIZE: (self.SyscallHeapSize, 3),
+            SYS_HEAP_REALLOC: (self.SyscallHeapReAlloc, 4),
         }
-
-    def _heap(self, handle: int) -> tuple[ProcessMemorySpace | None, KernelHeap | None]:
-        """The current process and its heap when handle names it; else fails."""
-        space = self._space()
-        if space is None:
-            return self._fail(ErrorCode.ERROR_INVALID_HANDLE, (None, None))
-        heap = self.heaps[space.pid]
-        if type(handle) is not int or handle != heap.start_address:
-            return self._fail_in(space, ErrorCode.ERROR_INVALID_HANDLE, (space, None))
-        return space, heap
-
-    @staticmethod
-    def _sync(space: ProcessMemorySpace, heap: KernelHeap, old_end: int) -> None:
-        """Keep the space's records of the heap's pages in step with the heap."""
-        new_end = heap.end_address
-        if new_end > old_end:
-            space.adopt_mapped(old_end, new_end, PAGE_READWRITE)
-        elif new_end < old_end:
-            space.disown_unmapped(new_end, old_end)
-
-    def _from(self, space: ProcessMemorySpace, value: int, ok: bool = False) -> int:
-        """Return value, copying the space's status (or setting success when ok)."""
-        if ok:
-            space.last_error = _SUCCESS
-        self.last_error = space.last_error
-        return value
-
-    def _fail_in(self, space: ProcessMemorySpace, code: ErrorCode, value: _V) -> _V:
-        space.last_error = code
-        return self._fail(code, value)
 
     def _linux(self, space: ProcessMemorySpace, result: int) -> int:
         self.last_error = space.last_error

@@ -74,6 +74,11 @@ USER_OPERATIONS = (
     Operation("ProcessHeapShrink", _US, us.ProcessHeapShrink, RANGE, internal=True),
     Operation("SyscallHeapAlloc", _US, us.ProcessHeapGrow, (), parts=("ProcessHeapGrow",)),
     Operation("SyscallHeapFree", _US, us.ProcessHeapShrink, (), parts=("ProcessHeapShrink",)),
+    # a HeapReAlloc grows the heap (the new block), shrinks it (the old block freed) or
+    # leaves its pages (in place, or a new block from a hole): spec/user_space.py
+    Operation("SyscallHeapReAlloc", _US, us.ProcessHeapGrow, (),
+              parts=("ProcessHeapGrow", "ProcessHeapShrink", "SyscallHeapSize")),
+    Operation("SyscallHeapSize", _US, us.ProcessHeapSize, (PID,)),
 )
 
 
@@ -170,6 +175,7 @@ FULL_ONLY = frozenset({
         "Brk.USR-1", "Brk.USR-4", "Access.USR-1",
         # 0.7-1.5 s in the full profile (2026-11-29)
         "ProcessHeapCreate.USR-1", "SyscallHeapAlloc.USR-1", "SyscallHeapFree.USR-1",
+        "SyscallHeapReAlloc.USR-1",
         # 0.75-8 s in an idle quick run of the whole project (2026-11-29)
         "Brk.PROT-3", "MmapFixed.USR-1", "MmapFixed.USR-3", "VirtualAllocReserve.USR-1",
         "VirtualFreeRelease.USR-1",

@@ -227,6 +227,23 @@ MEMORY_BASIC_INFORMATION_SIZE = 28
 HEAP_NO_SERIALIZE = 0x1
 HEAP_GENERATE_EXCEPTIONS = 0x4
 HEAP_ZERO_MEMORY = 0x8
+#: HeapReAlloc: fail rather than move the block (winnt.h).
+HEAP_REALLOC_IN_PLACE_ONLY = 0x10
+#: The flag bits the process heap's calls act on; others are ignored, as
+#: Windows ignores them (Wine dlls/kernel32/tests/heap.c: test_block_layout
+#: allocates with 0xc00 | HEAP_ADD_USER_INFO and gets a block).
+HEAP_KNOWN_FLAGS = HEAP_NO_SERIALIZE | HEAP_GENERATE_EXCEPTIONS | HEAP_ZERO_MEMORY \
+    | HEAP_REALLOC_IN_PLACE_ONLY
+#: winnt.h MEMORY_ALLOCATION_ALIGNMENT on 32-bit: every heap pointer is a multiple of it.
+MEMORY_ALLOCATION_ALIGNMENT = 8
+#: HeapSize's failure value, (SIZE_T)-1 on 32-bit.
+HEAP_SIZE_FAILED = 0xFFFFFFFF
+#: The NTSTATUS a call made with HEAP_GENERATE_EXCEPTIONS raises for its failure
+#: (ntstatus.h; Microsoft Learn, HeapAlloc "Return value").
+STATUS_NO_MEMORY = 0xC0000017
+STATUS_ACCESS_VIOLATION = 0xC0000005
+STATUS_INVALID_PARAMETER = 0xC000000D
+STATUS_INVALID_HANDLE = 0xC0000008
 PROCESS_HEAP_INITIAL = 0x10000
 PROCESS_HEAP_MAX = 0x100000
 #: Hole-index entries of a process heap (its index takes 4 KB at the heap's start).
@@ -313,6 +330,8 @@ SYS_HEAP_ALLOC = 0x1004
 SYS_HEAP_FREE = 0x1005
 SYS_VIRTUAL_QUERY = 0x1006
 SYS_VIRTUAL_PROTECT = 0x1007
+SYS_HEAP_SIZE = 0x1008
+SYS_HEAP_REALLOC = 0x1009
 
 
 # ------------------------------------------------------------------------------

@@ -637,7 +637,18 @@ def VirtualQuery(s: UserState, pid: Ref, vpn: Ref) -> UserStep:
     return user_step(s, code, s, s.state[pid, vpn], z3.IntVal(0))
 
 
-# -- the process heap (SyscallGetProcessHeap, SyscallHeapAlloc, SyscallHeapFree) --------
+# -- the process heap (SyscallGetProcessHeap, SyscallHeapAlloc, SyscallHeapFree,
+#    SyscallHeapReAlloc, SyscallHeapSize) ---------------------------------------------
+#
+# Pages, not blocks: the heap's blocks are the kernel heap's spec (spec/kernel_heap.py),
+# the pointers, sizes and contents its callers see are checked per call by the user
+# machine (proofs/machines/user_space.py, HEAP_BLOCKS). A call changes the process's
+# pages only at the heap's end: HeapAlloc by ProcessHeapGrow, HeapFree by
+# ProcessHeapShrink, HeapReAlloc by one of them (a block that moves is taken before
+# the old one is freed: taking it may grow the heap, and then the old block lies below
+# the new one and freeing it cannot shrink the heap; a new block taken from a hole
+# leaves the heap's length, and freeing the old one may shrink it). HeapSize changes
+# nothing (ProcessHeapSize).
 
 def ProcessHeapCreate(s: UserState, pid: Ref, first: Ref, count: Ref, committed_pages: Ref,
                       pick: Ref, pinv: Ref, oom: Ref) -> UserStep:
@@ -676,6 +687,13 @@ def ProcessHeapShrink(s: UserState, pid: Ref, first: Ref, count: Ref) -> UserSte
                   (z3.Not(heap_page(s, pid, first)), E.ERROR_INVALID_ADDRESS))
     post = decommit_pages(s, pid, lambda w: within(w, first, count))
     return user_step(s, code, post, z3.IntVal(1), z3.IntVal(0))
+
+
+def ProcessHeapSize(s: UserState, pid: Ref) -> UserStep:
+    """HeapSize (and a HeapReAlloc or HeapAlloc that leaves the heap's length):
+    no page changes."""
+    code = status(*_windows_checks(s, pid))
+    return user_step(s, code, s, z3.IntVal(0), z3.IntVal(0))
 
 
 # -- Linux: mmap, munmap, mprotect, brk -----------------------------------------------

@@ -60,8 +60,8 @@ def test_obligations_one_per_call_and_claim() -> None:
     expected = {f"user_space.{name}.{claim}" for name in public for claim in CLAIMS}
     non_vacuous = {f"user_space.{name}.NON-VACUOUS" for name in public}
     assert set(ids) == expected | {"user_space.Access.PROT-1"} | non_vacuous
-    # 26 public calls x 6 invariants, PROT-1, and each call's non-vacuity
-    assert len(ids) == len(set(ids)) == 26 * 6 + 1 + 26
+    # 28 public calls x 6 invariants, PROT-1, and each call's non-vacuity
+    assert len(ids) == len(set(ids)) == 28 * 6 + 1 + 28
     assert FULL_ONLY <= set(ids)
     assert {"BrkGrow", "BrkShrink"} <= {op.name for op in LAYER.operations if op.internal}
 

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 #: The names of the machines' own checks (beside invariant ids): the call is the
 #: spec's transition; written bytes read back; a failure changed nothing.
 TRANSITION, CONTENTS, UNCHANGED = "transition", "contents", "unchanged"
+#: The process heap's blocks as a program sees them (proofs/machines/user_space.py).
+HEAP_BLOCKS = "heap-blocks"
 #: Milliseconds z3 may spend on one query; running out is UNKNOWN, a failure.
 QUERY_TIMEOUT_MS = 60_000
 

@@ -158,14 +158,18 @@ class UserFront:
         return int(self.processes()["current"])
 
     def call(self, name: str, *args: Any) -> Any:
-        heap = name in ("SyscallHeapAlloc", "SyscallHeapFree")
+        heap = name in ("SyscallHeapAlloc", "SyscallHeapFree", "SyscallHeapReAlloc")
         pid = self.current() if heap else 0
         result = self.session.execute("SystemCalls", name,
                                       dict(zip(PARAMS[name], args, strict=True)))
+        live = self.pointers.setdefault(pid, []) if heap else []
         if name == "SyscallHeapAlloc" and isinstance(result, int) and result:
-            self.pointers.setdefault(pid, []).append(result)
-        elif name == "SyscallHeapFree" and result == 1 and args[2] in self.pointers.get(pid, []):
-            self.pointers[pid].remove(args[2])
+            live.append(result)
+        elif name == "SyscallHeapFree" and result == 1 and args[2] in live:
+            live.remove(args[2])
+        elif name == "SyscallHeapReAlloc" and isinstance(result, int) and result \
+                and args[2] in live:
+            live[live.index(args[2])] = result
         return result
 
     def access(self, kind: str, address: int) -> None:

@@ -62,6 +62,8 @@ MANAGERS: tuple[Manager, ...] = (
         "SyscallGetProcessHeap": (),
         "SyscallHeapAlloc": ("heap", "flags", "size"),
         "SyscallHeapFree": ("heap", "flags", "ptr"),
+        "SyscallHeapSize": ("heap", "flags", "ptr"),
+        "SyscallHeapReAlloc": ("heap", "flags", "ptr", "size"),
         "SyscallMmap": ("addr", "length", "prot", "flags", "fd", "offset"),
         "SyscallMmap2": ("addr", "length", "prot", "flags", "fd", "pgoffset"),
         "SyscallMunmap": ("addr", "length"),
