@@ -3,7 +3,8 @@
 
 A case's source is the file (or specification) its ``source`` string names
 before the first colon: Wine's and ReactOS's tests, the MS-DOS, FreeDOS,
-DOSBox-staging and HimemX sources, the XMS 3.0 and LIM EMS 4.0 specifications.
+DOSBox-staging and HimemX sources, the Linux Test Project's system call tests,
+the XMS 3.0 and LIM EMS 4.0 specifications.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from tests.conformance import msdos_alloc, windows_heap, windows_virtual, xms_ems
+from tests.conformance import linux_ltp, msdos_alloc, windows_heap, windows_virtual, xms_ems
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -32,6 +33,13 @@ PROJECTS = {
     "HimemX.asm": "HimemX (Baron-von-Riedesel/HimemX)",
     "XMS 3.0": "eXtended Memory Specification 3.0",
     "LIM 4.0": "Lotus/Intel/Microsoft EMS 4.0",
+    **{f"testcases/kernel/syscalls/{name}": "Linux Test Project (linux-test-project/ltp)"
+       for name in ("mmap/mmap04.c", "mmap/mmap05.c", "mmap/mmap06.c", "mmap/mmap08.c",
+                    "mmap/mmap10.c", "mmap/mmap15.c", "mmap/mmap17.c",
+                    "munmap/munmap01.c", "munmap/munmap03.c", "mprotect/mprotect01.c",
+                    "mprotect/mprotect02.c", "mprotect/mprotect03.c",
+                    "mprotect/mprotect04.c", "mprotect/mprotect05.c", "brk/brk01.c",
+                    "brk/brk02.c")},
 }
 
 
@@ -47,6 +55,7 @@ def sources() -> list[str]:
     cases += [case.source for case in windows_heap.CASES]
     cases += [case.source for case in (*msdos_alloc.CASES, *msdos_alloc.UMB_CASES)]
     cases += [case.source for case in xms_ems.CASES]
+    cases += [step_case.steps[0].source for step_case in linux_ltp.CASES]
     return cases
 
 
