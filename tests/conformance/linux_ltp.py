@@ -2,7 +2,7 @@
 records it, as data, run against the model through its user-mode front end
 (model/syscalls.py's SystemCalls, the i386 calls of the current process).
 
-Source: linux-test-project/ltp testcases/kernel/syscalls/{mmap,munmap,mprotect,brk}/*.c,
+Source: linux-test-project/ltp testcases/kernel/syscalls/{mmap,munmap,mprotect,brk,sbrk}/*.c,
 each step citing the line of the assert (or of the call whose failure the test
 reports through SAFE_* / TST_EXP_*) or the tcases entry it comes from.
 
@@ -27,6 +27,9 @@ How the sources are expressed:
 - brk01 / brk02 run both variants: the raw system call (the new break, or the
   old one on failure) and libc's brk() (success iff the call returned at least
   the address asked) followed by sbrk(0) (the break now, the brk(0) query).
+- sbrk(increment) is glibc's: the break now (brk(0)); increment 0 returns it;
+  else brk(now + increment), the old break when the call returned at least
+  that, else -1 with ENOMEM (shown as -ENOMEM).
 
 Left out (counted in the issue 15 report): asserts about file contents, file
 permissions and truncation, MAP_POPULATE, SIGBUS, mremap, threads, stack
@@ -89,6 +92,8 @@ MPROTECT04 = f"{LTP}/mprotect/mprotect04.c"
 MPROTECT05 = f"{LTP}/mprotect/mprotect05.c"
 BRK01 = f"{LTP}/brk/brk01.c"
 BRK02 = f"{LTP}/brk/brk02.c"
+SBRK01 = f"{LTP}/sbrk/sbrk01.c"
+SBRK02 = f"{LTP}/sbrk/sbrk02.c"
 
 
 class At(NamedTuple):
@@ -102,7 +107,7 @@ Value = int | At
 
 
 class Step(NamedTuple):
-    call: str  # mmap | munmap | mprotect | brk | write | read | execute | maps
+    call: str  # mmap | munmap | mprotect | brk | sbrk | write | read | execute | maps
     args: tuple[Value | bytes, ...]
     source: str
     returns: Value | bytes | None = None
@@ -139,6 +144,11 @@ def mprotect(addr: Value, length: int, prot: int, source: str, *,
 def brk(addr: Value, source: str, *, returns: Value | None = None,
         at_least: Value | None = None, save: str = "") -> Step:
     return Step("brk", (addr,), source, returns, at_least, save=save)
+
+
+def sbrk(increment: int, source: str, *, returns: Value | None = None,
+         errno: tuple[int, ...] = ()) -> Step:
+    return Step("sbrk", (increment,), source, returns, errno=errno)
 
 
 def write(addr: Value, data: bytes, source: str, *, fault: bool = False) -> Step:
@@ -405,6 +415,33 @@ def _brk02_case(libc: bool) -> Case:
     return Case(f"brk02_{'libc' if libc else 'syscall'}", tuple(steps))
 
 
+#: sbrk01.c tcases[] (lines 18-20), run in order in one process.
+_SBRK01_INCREMENTS = (0, 8192, -8192)
+
+
+def _sbrk01_case(index: int) -> Case:
+    steps = [brk(0, f"{SBRK01}: the break before tcases[0]", save="brk")]
+    now = 0
+    for i in range(index + 1):
+        increment = _SBRK01_INCREMENTS[i]
+        steps.append(sbrk(increment, f"{SBRK01}: the tcases entry {{{increment}}} "
+                          f"(line {18 + i}), TST_EXP_PASS_PTR_VOID line 27",
+                          returns=At("brk", now)))
+        now += increment
+    steps.append(brk(0, f"{SBRK01}: the break moved by the increments", returns=At("brk", now)))
+    return Case(f"sbrk01_{_SBRK01_INCREMENTS[index]}", tuple(steps))
+
+
+_INC = 16 << 20
+SBRK02 = Case("sbrk02_enomem", (
+    sbrk(_INC, f"{SBRK02}: setup lines 28-31, the loop's first sbrk(16 MB) already fails: "
+         "the break stops a guard page below the process heap at heap_max (RLIMIT_DATA's "
+         "part here)", errno=(ENOMEM,)),
+    sbrk(2 * _INC, f"{SBRK02}: line 20 TST_EXP_FAIL_PTR_VOID(sbrk(increment), ENOMEM)",
+         errno=(ENOMEM,)),
+))
+
+
 CASES: tuple[Case, ...] = (
     *(_mmap04_case(i) for i in range(len(_MMAP04_TCASES))),
     MMAP05, MMAP06_LENGTH_ZERO, MMAP06_NO_TYPE, MMAP08, MMAP10, MMAP15, MMAP17,
@@ -412,6 +449,7 @@ CASES: tuple[Case, ...] = (
     MPROTECT01_ENOMEM, MPROTECT01_EINVAL, MPROTECT02, MPROTECT03, MPROTECT04_NONE,
     MPROTECT04_EXEC, MPROTECT05,
     _brk01_case(False), _brk01_case(True), _brk02_case(False), _brk02_case(True),
+    *(_sbrk01_case(i) for i in range(len(_SBRK01_INCREMENTS))), SBRK02,
 )
 
 
@@ -431,6 +469,8 @@ def perform(system: SystemCalls, step: Step, saved: dict[str, int]) -> object:
              "mprotect": system.SyscallMprotect, "brk": system.SyscallBrk}
     if step.call in calls:
         return calls[step.call](*args)
+    if step.call == "sbrk":
+        return _sbrk(system, step.args[0])
     if step.call == "write":
         return space.WriteUserMemory(*args)
     if step.call == "read":
@@ -438,6 +478,18 @@ def perform(system: SystemCalls, step: Step, saved: dict[str, int]) -> object:
     if step.call == "execute":
         return space.ExecuteUserMemory(*args)
     return next((line for line in linux_maps(space) if line[0] == args[0]), None)
+
+
+def _sbrk(system: SystemCalls, increment: object) -> int:
+    """glibc's sbrk over the brk system call (misc/sbrk.c): the old break or -ENOMEM."""
+    assert isinstance(increment, int)
+    now = system.SyscallBrk(0)
+    if increment == 0:
+        return now
+    asked = now + increment
+    if not 0 <= asked < 1 << 32:
+        return -ENOMEM
+    return now if system.SyscallBrk(asked) >= asked else -ENOMEM
 
 
 def check(system: SystemCalls, step: Step, saved: dict[str, int]) -> None:

@@ -39,7 +39,7 @@ PROJECTS = {
                     "munmap/munmap01.c", "munmap/munmap03.c", "mprotect/mprotect01.c",
                     "mprotect/mprotect02.c", "mprotect/mprotect03.c",
                     "mprotect/mprotect04.c", "mprotect/mprotect05.c", "brk/brk01.c",
-                    "brk/brk02.c")},
+                    "brk/brk02.c", "sbrk/sbrk01.c", "sbrk/sbrk02.c")},
 }
 
 
