@@ -9,7 +9,9 @@ lands on them) but are holes for mprotect and are not listed by linux_maps.
 
 Rules, each with its source (Linux 6.x mm/mmap.c, mm/mprotect.c, mm/nommu-free
 paths, the man pages mmap(2), munmap(2), mprotect(2), brk(2); checked against
-this machine's kernel where the test can):
+this machine's kernel where the test can, and against the asserts of the Linux
+Test Project's mmap, munmap, mprotect, brk and sbrk tests in
+tests/conformance/linux_ltp.py):
 
 - mmap: checks in the kernel's order. Offset not page aligned -> EINVAL
   (old_mmap / sys_mmap, before anything else; mmap2 takes pages). Without

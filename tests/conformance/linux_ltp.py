@@ -44,7 +44,8 @@ accepted on failure, whether the access faults, the bytes read, the
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -199,7 +200,7 @@ def _mmap04_case(index: int) -> Case:
     ))
 
 
-MMAP05 = Case("mmap05_prot_none_access_faults", (
+MMAP05_CASE = Case("mmap05_prot_none_access_faults", (
     mmap(0, P, PROT_NONE, ANON | MAP_SHARED,
          f"{MMAP05}: line 51 mmap PROT_NONE MAP_SHARED succeeds (anonymous for the file)",
          save="addr"),
@@ -219,13 +220,13 @@ MMAP06_NO_TYPE = Case("mmap06_no_map_type_einval", (
          "(line 37; anonymous for the file)", errno=(EINVAL,)),
 ))
 
-MMAP08 = Case("mmap08_closed_fd_ebadf", (
+MMAP08_CASE = Case("mmap08_closed_fd_ebadf", (
     mmap(0, P, PROT_WRITE, MAP_SHARED, f"{MMAP08}: lines 28-29 a closed fd is EBADF", fd=3,
          errno=(EBADF,)),
 ))
 
 _SIZE = 5 << 20
-MMAP10 = Case("mmap10_anonymous_partial_unmaps", (
+MMAP10_CASE = Case("mmap10_anonymous_partial_unmaps", (
     mmap(0, 2 * _SIZE - P, PROT_READ | PROT_WRITE, ANON | MAP_PRIVATE,
          f"{MMAP10}: the tcases entry {{.anon = 1}} (line 51), SAFE_MMAP line 74",
          save="memory"),
@@ -235,14 +236,14 @@ MMAP10 = Case("mmap10_anonymous_partial_unmaps", (
     munmap(At("memory"), 2 * _SIZE - P, f"{MMAP10}: SAFE_MUNMAP of the whole range, line 99"),
 ))
 
-MMAP15 = Case("mmap15_fixed_at_high_address", (
+MMAP15_CASE = Case("mmap15_fixed_at_high_address", (
     mmap(-P & 0xFFFFFFFF, P, PROT_READ, ANON | MAP_SHARED | MAP_FIXED,
          f"{MMAP15}: lines 31 and 39 MAP_FIXED at -page_size fails ENOMEM or EINVAL "
          "(anonymous for the file)", errno=(ENOMEM, EINVAL)),
 ))
 
 _MSG_LEN = len("Writing to mapped file")
-MMAP17 = Case("mmap17_fixed_noreplace_eexist", (
+MMAP17_CASE = Case("mmap17_fixed_noreplace_eexist", (
     mmap(0, _MSG_LEN, PROT_WRITE, ANON | MAP_PRIVATE,
          f"{MMAP17}: SAFE_MMAP line 35 (anonymous for the file)", save="mapped"),
     mmap(At("mapped"), _MSG_LEN, PROT_WRITE, ANON | MAP_PRIVATE | MAP_FIXED_NOREPLACE,
@@ -305,7 +306,7 @@ MPROTECT01_EINVAL = Case("mprotect01_unaligned_einval", (
 
 _BUF = b"abcdefghijklmnopqrstuvwxyz"
 
-MPROTECT02 = Case("mprotect02_read_only_then_writable", (
+MPROTECT02_CASE = Case("mprotect02_read_only_then_writable", (
     mmap(0, len(_BUF) + 1, PROT_READ, ANON | MAP_SHARED,
          f"{MPROTECT02}: SAFE_MMAP PROT_READ line 89 (anonymous for the file)", save="addr"),
     write(At("addr"), _BUF, f"{MPROTECT02}: lines 96 and 108 memcpy raises SIGSEGV",
@@ -316,7 +317,7 @@ MPROTECT02 = Case("mprotect02_read_only_then_writable", (
     munmap(At("addr"), len(_BUF) + 1, f"{MPROTECT02}: SAFE_MUNMAP line 143"),
 ))
 
-MPROTECT03 = Case("mprotect03_read_only_write_faults", (
+MPROTECT03_CASE = Case("mprotect03_read_only_write_faults", (
     mmap(0, len(_BUF), PROT_READ | PROT_WRITE, ANON | MAP_SHARED,
          f"{MPROTECT03}: mmap line 87 (anonymous for the file)", save="addr"),
     mprotect(At("addr"), len(_BUF), PROT_READ, f"{MPROTECT03}: mprotect PROT_READ line 95 "
@@ -348,7 +349,7 @@ MPROTECT04_EXEC = Case("mprotect04_prot_exec", (
     munmap(At("p"), P, f"{MPROTECT04}: testfunc_protexec SAFE_MUNMAP line 278"),
 ))
 
-MPROTECT05 = Case("mprotect05_split_and_merge", (
+MPROTECT05_CASE = Case("mprotect05_split_and_merge", (
     mmap(0, 5 * P, PROT_READ, ANON | MAP_SHARED,
          f"{MPROTECT05}: SAFE_MMAP of five pages PROT_READ line 32 (anonymous for the file)",
          save="addr"),
@@ -433,7 +434,7 @@ def _sbrk01_case(index: int) -> Case:
 
 
 _INC = 16 << 20
-SBRK02 = Case("sbrk02_enomem", (
+SBRK02_CASE = Case("sbrk02_enomem", (
     sbrk(_INC, f"{SBRK02}: setup lines 28-31, the loop's first sbrk(16 MB) already fails: "
          "the break stops a guard page below the process heap at heap_max (RLIMIT_DATA's "
          "part here)", errno=(ENOMEM,)),
@@ -444,19 +445,20 @@ SBRK02 = Case("sbrk02_enomem", (
 
 CASES: tuple[Case, ...] = (
     *(_mmap04_case(i) for i in range(len(_MMAP04_TCASES))),
-    MMAP05, MMAP06_LENGTH_ZERO, MMAP06_NO_TYPE, MMAP08, MMAP10, MMAP15, MMAP17,
+    MMAP05_CASE, MMAP06_LENGTH_ZERO, MMAP06_NO_TYPE, MMAP08_CASE, MMAP10_CASE, MMAP15_CASE,
+    MMAP17_CASE,
     _munmap01_case(False), _munmap01_case(True), *(_munmap03_case(i) for i in range(3)),
-    MPROTECT01_ENOMEM, MPROTECT01_EINVAL, MPROTECT02, MPROTECT03, MPROTECT04_NONE,
-    MPROTECT04_EXEC, MPROTECT05,
+    MPROTECT01_ENOMEM, MPROTECT01_EINVAL, MPROTECT02_CASE, MPROTECT03_CASE, MPROTECT04_NONE,
+    MPROTECT04_EXEC, MPROTECT05_CASE,
     _brk01_case(False), _brk01_case(True), _brk02_case(False), _brk02_case(True),
-    *(_sbrk01_case(i) for i in range(len(_SBRK01_INCREMENTS))), SBRK02,
+    *(_sbrk01_case(i) for i in range(len(_SBRK01_INCREMENTS))), SBRK02_CASE,
 )
 
 
 # -- the runner -----------------------------------------------------------------------
 
 
-def resolve(value: Value | bytes | None, saved: dict[str, int]) -> int | bytes | None:
+def resolve(value: Value | bytes | None, saved: dict[str, int]) -> Any:
     return saved[value.name] + value.offset if isinstance(value, At) else value
 
 
@@ -465,8 +467,9 @@ def perform(system: SystemCalls, step: Step, saved: dict[str, int]) -> object:
     space = system.current
     assert space is not None
     args = [resolve(a, saved) for a in step.args]
-    calls = {"mmap": system.SyscallMmap, "munmap": system.SyscallMunmap,
-             "mprotect": system.SyscallMprotect, "brk": system.SyscallBrk}
+    calls: dict[str, Callable[..., int]] = {
+        "mmap": system.SyscallMmap, "munmap": system.SyscallMunmap,
+        "mprotect": system.SyscallMprotect, "brk": system.SyscallBrk}
     if step.call in calls:
         return calls[step.call](*args)
     if step.call == "sbrk":
