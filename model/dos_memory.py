@@ -349,9 +349,13 @@ class DosMemoryManager:
         blocks: list[Mcb] = []
         segment = start_segment
         # Every MCB takes at least its own paragraph of the 16-bit segment space,
-        # so no chain has more than 0x10000 blocks: a bound, should the next
-        # segment ever fail to move forward.
+        # so no chain has more than 0x10000 blocks, and each next segment lies
+        # above the last: a bound and a check, should it ever fail to move forward.
+        previous = -1
         for _ in range(0x10000):
+            if segment <= previous:
+                return None
+            previous = segment
             limit = self._limit(segment)
             if limit < 0:
                 return None

@@ -250,3 +250,18 @@ def test_no_current_process(system: SystemCalls) -> None:
     assert system.last_error == E.ERROR_INVALID_HANDLE
     assert system.SyscallHeapReAlloc(0, 0, 8, 8) == 0
     assert system.last_error == E.ERROR_INVALID_HANDLE
+
+
+def test_alloc_from_a_damaged_hole_is_arena_trashed(system: SystemCalls) -> None:
+    """HeapAlloc passes the kernel heap's ERROR_ARENA_TRASHED on (a hole whose header
+    was overwritten) and says ERROR_NOT_ENOUGH_MEMORY for every other refusal
+    (model/process_heap.py ``_take``; a mutation run found the mapping unchecked)."""
+    heap = system.SyscallGetProcessHeap()
+    block = system.SyscallHeapAlloc(heap, 0, 64)
+    fence = system.SyscallHeapAlloc(heap, 0, 64)
+    assert block and fence and system.SyscallHeapFree(heap, 0, block)
+    write(system, block - 4 - 12, b"\xcc" * 4)  # the hole's header magic
+    before = state(system)
+    assert system.SyscallHeapAlloc(heap, 0, 16) == 0
+    assert system.last_error == E.ERROR_ARENA_TRASHED
+    assert state(system) == before
