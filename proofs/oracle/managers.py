@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 Message = dict[str, Any]
-#: A protocol result: a JSON boolean or an unsigned (or, where stated, signed) number.
-Result = bool | int
+#: A protocol result: a JSON boolean or an unsigned (or, where stated, signed) number;
+#: the register form's calls return the register object (proofs/oracle/register_form.py).
+Result = bool | int | dict[str, Any]
 #: (manager, op) -> (the function, the function that reads its error code)
 Calls = Mapping[tuple[str, str], tuple[Callable[..., Result], Callable[[], int]]]
 
