@@ -65,6 +65,10 @@ class Family:
     judge: Callable[[Any], Judge]
     #: The lines of the report's memory map, from a divergence's exchanges.
     memory_map: Callable[[list[Any]], list[str]]
+    #: Strict mode's sender of a call to a manager the implementation serves in
+    #: register form: (send one request and return the model's result, manager,
+    #: op, args) -> the call's seed-level result (PROTOCOL.md, "Register form").
+    send: Callable[[Callable[[str, str, Message], Any], str, str, Message], Any] | None = None
 
 
 class Judge(Protocol):

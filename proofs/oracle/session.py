@@ -252,6 +252,11 @@ class StrictSession(Session):
 
     @one_origin
     def execute(self, manager: str, op: str, args: Message) -> Any:
+        if self.family.send is not None and manager in self.register_form:
+            return self.family.send(self._execute, manager, op, args)
+        return self._execute(manager, op, args)
+
+    def _execute(self, manager: str, op: str, args: Message) -> Any:
         expected = self._queue(self._new(manager, op, args))
         self.coverage.errors[manager, op, expected["error"]] += 1
         if manager == "KernelHeap" and expected["error"] == 0 and self.heap is not None:

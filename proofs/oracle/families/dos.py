@@ -22,6 +22,7 @@ the chain calls that follow must fail with 7 and change nothing
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -260,17 +261,9 @@ class DosFront:
         return self.harness.ems if self.harness is not None else self._ems
 
     def call(self, name: str, *args: Any) -> Any:
-        """The call through the session; in strict mode, in register form when
-        declared (spec mode's judge translates it itself: ObservedDos.invoke)."""
         params = OPERATIONS[NAME][name]
-        message = dict(zip(params, map(_wire, args), strict=True))
-        form = (to_registers(name, message)
-                if self.harness is None and NAME in self.session.register_form else None)
-        if form is None:
-            return self.session.execute(NAME, name, message)
-        if name == "XmsMove":
-            self.session.execute(NAME, "WriteMemory", move_write(message))
-        return from_registers(name, self.session.execute(NAME, *form))[0]
+        return self.session.execute(NAME, name, dict(zip(params, map(_wire, args),
+                                                         strict=True)))
 
     def poke(self, address: int, data: bytes) -> None:
         self.session.execute(NAME, "WriteMemory", {"address": address, "data": data.hex()})
@@ -300,6 +293,19 @@ class OracleDosMachine(SessionRules, ConventionalRules, XmsRules, EmsRules,
 
 
 
+def send_registers(execute: Callable[[str, str, Message], Any], manager: str, op: str,
+                   args: Message) -> Any:
+    """Strict mode's call to a DOS manager in register form: the registers it
+    stands for (XmsMove's structure stored first), the model's registers read
+    back into the seed-level result; a call without a register form as it is."""
+    form = to_registers(op, args) if manager == NAME else None
+    if form is None:
+        return execute(manager, op, args)
+    if op == "XmsMove":
+        execute(NAME, "WriteMemory", move_write(args))
+    return from_registers(op, execute(NAME, *form))[0]
+
+
 # -- the report ---------------------------------------------------------------------
 
 def dos_map(exchanges: list[Any]) -> list[str]:
@@ -327,4 +333,4 @@ DOS = Family(
     name="dos", managers=("PageManager", NAME), setup=dos_setup,
     state_observations=(*OBSERVED, "FrameCounts"),
     spec_observations=(*OBSERVED, "ReadPhysical"), machine=one_machine(OracleDosMachine),
-    judge=DosJudge, memory_map=dos_map)
+    judge=DosJudge, memory_map=dos_map, send=send_registers)
