@@ -37,6 +37,18 @@ def from_message(args: dict[str, Any]) -> Registers:
     return Registers(**{name: args[name] for name in REGISTER_FIELDS})
 
 
+def registers_text(regs: dict[str, Any]) -> str:
+    """A register object as a debugger shows it: AX=4800 BX=FFFF ... CF=0 (a
+    32-bit register by its E-name when its high word is not 0)."""
+    if set(regs) != set(REGISTER_FIELDS) or not all(
+            type(regs[name]) is int for name in REGISTER_FIELDS[:-1]):
+        return repr(regs)
+    parts = [f"E{_WORDS[name]}={regs[name]:08X}" if regs[name] >> 16
+             else f"{_WORDS[name]}={regs[name]:04X}" for name in _WORDS]
+    return " ".join([*parts, f"DS={regs['ds']:04X}", f"ES={regs['es']:04X}",
+                     f"CF={int(bool(regs['carry']))}"])
+
+
 def register_differences(got: Any, want: dict[str, Any]) -> list[str]:
     """Each register the implementation left other than the model, named as a
     program reads it (AX, BX, ..., the high word as EAX[31:16]), expected and

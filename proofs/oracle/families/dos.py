@@ -17,6 +17,13 @@ unmapped EMS page's storage is not observed: checked once mapped again).
 A one-byte WriteMemory that changes an MCB's type byte damages the chain:
 the chain calls that follow must fail with 7 and change nothing
 (``mcb-destroyed``) until a write puts the byte back.
+
+An implementation that declares the manager in register form (PROTOCOL.md,
+"Register form") gets each call as the registers a DOS program loads
+(:mod:`.dos_registers`): strict mode sends them through the family's
+``send`` (:func:`send_registers`) and compares every register with the
+model's; spec mode's :meth:`ObservedDos.invoke` sends them and reads the
+registers back into the result and error its checks judge.
 """
 
 from __future__ import annotations

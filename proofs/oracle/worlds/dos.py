@@ -12,6 +12,10 @@ machine drives (proofs/machines/dos_memory.py), plus two of the protocol's own:
 - ``WriteMemory(address, data)``: a real-mode program's store of hex ``data``
   at a physical ``address`` in the first MB (its blocks, the EMS page frame,
   an MCB when it damages the chain), at most 4096 bytes; else 87.
+- ``Int21h``, ``XmsCall``, ``Int67h`` (the register form, PROTOCOL.md): the
+  register object (proofs/oracle/register_form.py) in, the manager's
+  ``Int21h`` / ``XmsCall`` / ``Int67h`` answer out, ``error`` its
+  ``last_error``; before Initialize the registers as sent, error 21.
 
 Each call's ``error`` is the code space of the call: the DOS error
 (model.dos_memory.DosError, the Windows numbers) for the INT 21h calls,
