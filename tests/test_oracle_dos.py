@@ -14,6 +14,7 @@ from proofs.oracle.families.dos import DOS, INITIALIZE, dos_setup
 from proofs.oracle.families.dos_registers import (
     from_registers,
     move_write,
+    register_problems,
     seed_call,
     to_registers,
 )
@@ -246,6 +247,7 @@ def test_registers_say_what_the_seed_calls_return() -> None:
         validate(out, "registers")
         assert from_registers(name, out) == call(seed, name, **args), name
         assert error == from_registers(name, out)[1]
+        assert register_problems(name, form[1], out) == [], name
         structure = bytes.fromhex(move_write(args)["data"]) if name == "XmsMove" else None
         assert seed_call(form[0], form[1], structure) == (name, args), name
     assert observed(seed) == observed(regs)
@@ -320,8 +322,8 @@ def test_the_model_in_register_form_passes_both_modes(mode: str, examples: int) 
 
 
 #: The model in register form, one register of INT 21h's answer wrong: BX as the
-#: caller loaded it after error 8 (not the largest block), or AX left at 4900h
-#: after a successful 49h (not the MCB's segment).
+#: caller loaded it after error 8 (not the largest block), AX left at 4900h
+#: after a successful 49h (not the MCB's segment), or ECX's high word changed.
 TAMPERING = """
 import json, sys
 from proofs.oracle.world import MANAGERS, OBSERVATIONS, ModelWorld
@@ -340,6 +342,8 @@ for line in sys.stdin:
             regs["ebx"] = sent["ebx"]
         if how == "ax-after-49" and sent["eax"] >> 8 == 0x49 and not regs["carry"]:
             regs["eax"] = sent["eax"]
+        if how == "clobbers-ecx":
+            regs["ecx"] = 0xDEAD0000
     out(reply)
 """
 
@@ -349,7 +353,8 @@ for line in sys.stdin:
      "BX: expected 0x97fe, observed 0xffff"),
     ("ax-after-49", [op("AllocateDosMemory", paragraphs=0x10), op("FreeDosMemory",
                                                                   segment=0x801)],
-     "AX: expected 0x0800, observed 0x4900")])
+     "AX: expected 0x0800, observed 0x4900"),
+    ("clobbers-ecx", [op("GetUmbLink")], "ECX[31:16]: expected 0x0000, observed 0xdead")])
 def test_strict_mode_names_a_wrong_register(tmp_path: Path, how: str, ops: list[Any],
                                             register: str) -> None:
     script = tmp_path / "tampering.py"
@@ -405,3 +410,40 @@ def test_spec_mode_reads_register_steps_back_as_seed_calls() -> None:
     unknown = replay(shim(), "spec", [op("Int21h", **{**register_steps(
         EVERY_REGISTER_CALL[:1])[0]["args"], "eax": 0x3000})], family="dos")
     assert unknown.divergence is not None and unknown.divergence.violated == ("setup",)
+
+
+@pytest.mark.parametrize(("how", "ops", "why"), [
+    ("ax-after-49", [op("AllocateDosMemory", paragraphs=0x10), op("FreeDosMemory",
+                                                                  segment=0x801)],
+     "AX after AX=4900h: expected 0x0800, observed 0x4900"),
+    ("clobbers-ecx", [op("GetUmbLink")], "ECX changed from 0x0 to 0xdead0000")])
+def test_spec_mode_checks_the_registers_no_state_decides(tmp_path: Path, how: str,
+                                                         ops: list[Any], why: str) -> None:
+    """Spec mode judges the result the registers say by the spec, and the register
+    rules that hold in every state: outputs only, AX after 49h."""
+    script = tmp_path / "tampering.py"
+    script.write_text(TAMPERING)
+    outcome = replay(python_impl(str(script), how), "spec", ops, family="dos")
+    assert outcome.divergence is not None, describe(outcome)
+    assert outcome.divergence.violated == ("register",)
+    assert why in outcome.divergence.reason, outcome.divergence.reason
+    assert replay(python_impl(str(script), "none"), "spec", ops, family="dos").passed
+
+
+def test_register_rules_name_what_changed() -> None:
+    sent = to_registers("XmsFree", {"handle": 1})
+    assert sent is not None
+    regs = sent[1]
+    assert register_problems("XmsFree", regs, {**regs, "eax": 1}) == []
+    assert register_problems("XmsFree", regs, {**regs, "eax": 0, "ebx": 0xA2}) == []
+    assert register_problems("XmsFree", regs, {**regs, "eax": 2}) == [
+        "AX after AH=0Ah is 0x0002, not 1 or 0"]
+    assert register_problems("XmsFree", regs, {**regs, "eax": 1, "edx": 0}) == [
+        "EDX changed from 0x1 to 0x0 (the call writes 0x0 of it)"]
+    assert register_problems("XmsFree", regs, {**regs, "eax": 1, "carry": True}) == [
+        "CF changed"]
+    ems = to_registers("EmsMap", {"handle": 1, "logical": 0, "physical": 3})
+    assert ems is not None
+    assert register_problems("EmsMap", ems[1], {**ems[1], "eax": 0x8B03}) == []
+    assert register_problems("EmsMap", ems[1], {**ems[1], "eax": 0x0000}) == [
+        "EAX changed from 0x4403 to 0x0 (the call writes 0xff00 of it)"]

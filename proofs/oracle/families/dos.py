@@ -22,8 +22,9 @@ An implementation that declares the manager in register form (PROTOCOL.md,
 "Register form") gets each call as the registers a DOS program loads
 (:mod:`.dos_registers`): strict mode sends them through the family's
 ``send`` (:func:`send_registers`) and compares every register with the
-model's; spec mode's :meth:`ObservedDos.invoke` sends them and reads the
-registers back into the result and error its checks judge.
+model's; spec mode's :meth:`ObservedDos.invoke` sends them, reads the
+registers back into the result and error its checks judge, and checks the
+register rules no state decides (``register_problems``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from proofs.oracle.families.dos_registers import (
     MOVE_SCRATCH,
     from_registers,
     move_write,
+    register_problems,
     seed_call,
     to_registers,
 )
@@ -151,9 +153,13 @@ class ObservedDos(DosChecks):
                                  f"returned {stored}", [TRANSITION])
         regs, error = self.session.invoke(NAME, *form)
         result, said = from_registers(name, regs)
+        where = f"{form[0]} AX={form[1]['eax']:04X}h ({name})"
         if error != said:
-            raise CheckError(f"{form[0]} AX={form[1]['eax']:04X}h ({name}): the registers say "
-                             f"error {said:#x}, the reply's error is {error:#x}", ["register"])
+            raise CheckError(f"{where}: the registers say error {said:#x}, the reply's error "
+                             f"is {error:#x}", ["register"])
+        problems = register_problems(name, form[1], regs)
+        if problems:
+            raise CheckError(f"{where}: " + "; ".join(problems), ["register"])
         return result, said
 
     def read(self, address: int, length: int) -> bytes | None:

@@ -146,6 +146,56 @@ def from_registers(op: str, regs: Message) -> tuple[Any, int]:
     return values[kind], error
 
 
+#: The register bits each call may write (model/int21.py: AX and CF, BX after
+#: error 8; model/xms_call.py: AX, BL or BX, DX; model/int67.py: AH and the
+#: outputs), beyond which every register comes back as it was loaded.
+_WRITES: dict[str, tuple[tuple[str, int], ...]] = {
+    "XmsQueryFree": (("eax", 0xFFFF), ("ebx", 0xFF), ("edx", 0xFFFF)),
+    "XmsAllocate": (("eax", 0xFFFF), ("ebx", 0xFF), ("edx", 0xFFFF)),
+    "XmsLock": (("eax", 0xFFFF), ("ebx", 0xFFFF), ("edx", 0xFFFF)),
+    "XmsGetHandleInfo": (("eax", 0xFFFF), ("ebx", 0xFFFF), ("edx", 0xFFFF)),
+    "EmsGetPageFrame": (("eax", 0xFF00), ("ebx", 0xFFFF)),
+    "EmsGetPageCounts": (("eax", 0xFF00), ("ebx", 0xFFFF), ("edx", 0xFFFF)),
+    "EmsAllocate": (("eax", 0xFF00), ("edx", 0xFFFF)),
+    "EmsGetVersion": (("eax", 0xFFFF),),
+    "EmsGetHandleCount": (("eax", 0xFF00), ("ebx", 0xFFFF)),
+    "EmsGetHandlePages": (("eax", 0xFF00), ("ebx", 0xFFFF)),
+}
+_DEFAULT_WRITES = {"Int21h": (("eax", 0xFFFF),), "XmsCall": (("eax", 0xFFFF), ("ebx", 0xFF)),
+                   "Int67h": (("eax", 0xFF00),)}
+
+
+def register_problems(op: str, sent: Message, got: Message) -> list[str]:
+    """What the registers after a register-form call break of the rules that hold
+    whatever the state (spec mode's register check): no register but the call's
+    outputs changes (MS-DOS restores the caller's registers, DISP.ASM:261/:417;
+    HIMEM and the EMM write only their outputs), INT 21h AX = ES - 1 after 49h
+    and ES after 4Ah (ALLOC.ASM:350-356, :287-288), AX kept by a successful
+    5801h / 5803h and AH by 5802h, XMS AX 0 or 1 (but 08h)."""
+    name = TABLE[op][0]
+    writes = dict(_WRITES.get(op, _DEFAULT_WRITES[name]))
+    if name == "Int21h" and got["carry"] and got["eax"] & 0xFFFF == 8:
+        writes["ebx"] = 0xFFFF
+    problems = [f"{register.upper()} changed from {sent[register]:#x} to {got[register]:#x} "
+                f"(the call writes {writes.get(register, 0):#x} of it)"
+                for register in REGISTER_FIELDS[:-1]
+                if (sent[register] ^ got[register]) & ~writes.get(register, 0)]
+    if name != "Int21h" and got["carry"] != sent["carry"]:
+        problems.append("CF changed")
+    ax, function = got["eax"] & 0xFFFF, sent["eax"] & 0xFFFF
+    if name == "Int21h" and not got["carry"]:
+        want = {0x4900: (sent["es"] - 1) & 0xFFFF, 0x4A00: sent["es"], 0x5801: function,
+                0x5803: function}.get(function, ax)
+        if function == 0x5802:
+            want = (function & 0xFF00) | (ax & 0xFF)
+        if ax != want:
+            problems.append(f"AX after AX={function:04X}h: expected {want:#06x}, "
+                            f"observed {ax:#06x}")
+    if name == "XmsCall" and op != "XmsQueryFree" and ax not in (0, 1):
+        problems.append(f"AX after AH={function >> 8:02X}h is {ax:#06x}, not 1 or 0")
+    return problems
+
+
 def seed_call(op: str, regs: Message, structure: bytes | None = None
               ) -> tuple[str, Message] | None:
     """The seed-level call a register step of a trace makes (``structure``: the
