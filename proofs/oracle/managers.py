@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 Message = dict[str, Any]
-#: A protocol result: a JSON boolean or an unsigned (or, where stated, signed) number.
-Result = bool | int
+#: A protocol result: a JSON boolean or an unsigned (or, where stated, signed) number;
+#: the register form's calls return the register object (proofs/oracle/register_form.py).
+Result = bool | int | dict[str, Any]
 #: (manager, op) -> (the function, the function that reads its error code)
 Calls = Mapping[tuple[str, str], tuple[Callable[..., Result], Callable[[], int]]]
 
@@ -64,6 +65,10 @@ class Family:
     judge: Callable[[Any], Judge]
     #: The lines of the report's memory map, from a divergence's exchanges.
     memory_map: Callable[[list[Any]], list[str]]
+    #: Strict mode's sender of a call to a manager the implementation serves in
+    #: register form: (send one request and return the model's result, manager,
+    #: op, args) -> the call's seed-level result (PROTOCOL.md, "Register form").
+    send: Callable[[Callable[[str, str, Message], Any], str, str, Message], Any] | None = None
 
 
 class Judge(Protocol):

@@ -10,7 +10,10 @@ sends valid messages. With ``--variant FAMILY:NAME`` it serves a broken model,
 one of the model machines' variants (``heap:`` HEAP_MODEL_VARIANTS, ``dos:``
 DOS_MODEL_VARIANTS, ``user:`` USER_MODEL_VARIANTS, ``shared:``
 SHARED_MODEL_VARIANTS): the oracle's tests use them
-as wrong implementations that spec mode must catch by name.
+as wrong implementations that spec mode must catch by name. With
+``--register-form`` its hello declares the DOS manager in register form
+(PROTOCOL.md, "Register form"): the oracle's dos family then sends INT 21h,
+XMS and INT 67h calls as registers (the world serves both forms).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 from model.kernel_heap import KernelHeap
 from proofs.oracle.protocol import ProtocolError, validate
+from proofs.oracle.register_form import REGISTER_MANAGERS
 from proofs.oracle.world import MANAGERS, OBSERVATIONS, PROTOCOL_VERSION, ModelWorld
 
 #: The broken models served by ``--variant FAMILY:NAME``: each family's
@@ -78,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", metavar="FAMILY:NAME",
                         help="serve a broken model: one of the model machines' variants "
                              f"(families: {', '.join(VARIANT_MODULES)})")
+    parser.add_argument("--register-form", action="store_true",
+                        help="declare DosMemoryManager in register form (Int21h, XmsCall, "
+                             "Int67h)")
     args = parser.parse_args(argv)
     if args.variant is not None:
         try:
@@ -85,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         except KeyError:
             parser.error(f"no model variant {args.variant!r}")
     with variant(args.variant):
-        return serve(args.validate)
+        return serve(args.validate, args.register_form)
 
 
-def serve(checked: bool) -> int:
+def serve(checked: bool, register_form: bool = False) -> int:
     """Speak the protocol on stdin/stdout until stdin closes."""
     world = ModelWorld()
     out = sys.stdout
@@ -97,8 +104,11 @@ def serve(checked: bool) -> int:
         out.write(json.dumps(message, separators=(",", ":")) + "\n")
         out.flush()
 
-    send({"protocol": PROTOCOL_VERSION, "implementation": "memspec model",
-          "managers": list(MANAGERS), "observations": list(OBSERVATIONS)})
+    hello: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "implementation": "memspec model",
+                             "managers": list(MANAGERS), "observations": list(OBSERVATIONS)}
+    if register_form:
+        hello["register_form"] = list(REGISTER_MANAGERS)
+    send(hello)
     for line in sys.stdin:
         if not line.strip():
             continue

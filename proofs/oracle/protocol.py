@@ -23,6 +23,7 @@ from typing import Any, cast
 import fastjsonschema
 
 from proofs.oracle.managers import Message
+from proofs.oracle.register_form import REGISTER_OPS
 from proofs.oracle.world import BOOL_RESULTS, OBSERVATIONS, OPERATIONS, PROTOCOL_VERSION
 
 #: The deepest nesting of arrays and objects accepted in a line (the protocol's
@@ -89,6 +90,8 @@ class Hello:
     implementation: str
     managers: tuple[str, ...]
     observations: tuple[str, ...]
+    #: The managers served in register form (PROTOCOL.md, "Register form").
+    register_form: tuple[str, ...] = ()
 
 
 def nesting(line: bytes) -> int:
@@ -123,7 +126,7 @@ def check_hello(message: Message) -> Hello:
         raise ProtocolError(f"protocol {version} (this oracle speaks {PROTOCOL_VERSION})")
     validate(message, "hello")
     return Hello(printable(message["implementation"]), tuple(message["managers"]),
-                 tuple(message["observations"]))
+                 tuple(message["observations"]), tuple(message.get("register_form", ())))
 
 
 #: Control characters (C0, DEL, C1) as escapes: none reaches a terminal or the
@@ -230,6 +233,12 @@ def check_reply(sent: Message, reply: Message) -> None:
         validate(reply["observed"], sent["observe"])
     else:
         validate(reply, "reply")
+        if sent["op"] in REGISTER_OPS:
+            validate(reply["result"], "registers")
+            return
+        if isinstance(reply["result"], dict):
+            raise ProtocolError(f"{sent['op']} returns a number or a boolean, not a register "
+                                "object")
         want_bool = (sent["manager"], sent["op"]) in BOOL_RESULTS
         if isinstance(reply["result"], bool) != want_bool:
             raise ProtocolError(f"{sent['op']} returns a {'boolean' if want_bool else 'number'}"

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from xml.etree import ElementTree
 
 from proofs.oracle.families import family_named
+from proofs.oracle.register_form import REGISTER_FIELDS, REGISTER_OPS, registers_text
 from proofs.oracle.run import Outcome, setup_count
 from proofs.oracle.session import Exchange
 from proofs.oracle.world import ModelWorld
@@ -23,6 +24,8 @@ from spec.abi import ErrorCode
 
 
 def _value(value: Any) -> str:
+    if isinstance(value, dict) and set(value) == set(REGISTER_FIELDS):
+        return registers_text(value)
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
     if isinstance(value, int):
@@ -52,6 +55,8 @@ def _arguments(request: dict[str, Any]) -> str:
 
 
 def _call(request: dict[str, Any]) -> str:
+    if request["op"] in REGISTER_OPS:
+        return f"{request['manager']}.{request['op']}({_value(request['args'])})"
     return f"{request['manager']}.{request['op']}({_arguments(request)})"
 
 

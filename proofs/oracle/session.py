@@ -30,6 +30,7 @@ from proofs.oracle.protocol import (
     request,
     same_reply,
 )
+from proofs.oracle.register_form import REGISTER_OPS, register_differences
 from proofs.oracle.world import NEEDS, ModelWorld
 
 #: Replies the strict session lets the implementation owe before reading them
@@ -156,6 +157,8 @@ class Session:
         self.managers = tuple(m for m in self.hello.managers
                               if all(n in self.hello.managers for n in NEEDS[m]))
         self.observations = self.hello.observations
+        #: The managers the implementation serves in register form.
+        self.register_form = self.hello.register_form
 
     def supports(self, manager: str) -> bool:
         return manager in self.managers
@@ -249,6 +252,11 @@ class StrictSession(Session):
 
     @one_origin
     def execute(self, manager: str, op: str, args: Message) -> Any:
+        if self.family.send is not None and manager in self.register_form:
+            return self.family.send(self._execute, manager, op, args)
+        return self._execute(manager, op, args)
+
+    def _execute(self, manager: str, op: str, args: Message) -> Any:
         expected = self._queue(self._new(manager, op, args))
         self.coverage.errors[manager, op, expected["error"]] += 1
         if manager == "KernelHeap" and expected["error"] == 0 and self.heap is not None:
@@ -298,6 +306,12 @@ class StrictSession(Session):
             if reply != exchange.expected:
                 self._truncate(exchange)
                 what = exchange.request.get("op") or exchange.request.get("observe")
+                if what in REGISTER_OPS and reply["result"] != expected["result"]:
+                    lines = register_differences(reply["result"], expected["result"])
+                    raise DivergenceError(
+                        f"the registers after #{reply['id']} {what} (AX={named_ax(exchange)})"
+                        " differ from the model's:\n" + "\n".join(f"  {x}" for x in lines),
+                        ("register",), self.exchanges)
                 lines = differences(reply, exchange.expected)
                 raise DivergenceError(
                     f"the reply to #{reply['id']} {what} differs from the model's:\n"
@@ -308,6 +322,11 @@ class StrictSession(Session):
         """The trace ends at the exchange that diverged (later ones were only sent)."""
         del self.exchanges[self.exchanges.index(last) + 1:]
         self.pending.clear()
+
+
+def named_ax(exchange: Exchange) -> str:
+    """The function a register call asked for: AX on entry, in hex."""
+    return f"{exchange.request['args'].get('eax', 0) & 0xFFFF:04X}h"
 
 
 def differences(got: Any, want: Any, path: str = "", limit: int = 6) -> list[str]:

@@ -17,11 +17,20 @@ unmapped EMS page's storage is not observed: checked once mapped again).
 A one-byte WriteMemory that changes an MCB's type byte damages the chain:
 the chain calls that follow must fail with 7 and change nothing
 (``mcb-destroyed``) until a write puts the byte back.
+
+An implementation that declares the manager in register form (PROTOCOL.md,
+"Register form") gets each call as the registers a DOS program loads
+(:mod:`.dos_registers`): strict mode sends them through the family's
+``send`` (:func:`send_registers`) and compares every register with the
+model's; spec mode's :meth:`ObservedDos.invoke` sends them, reads the
+registers back into the result and error its checks judge, and checks the
+register rules no state decides (``register_problems``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,8 +61,17 @@ from proofs.machines.dos_memory import (
     dos_view,
 )
 from proofs.machines.runner import CheckedMachine
+from proofs.oracle.families.dos_registers import (
+    MOVE_SCRATCH,
+    from_registers,
+    move_write,
+    register_problems,
+    seed_call,
+    to_registers,
+)
 from proofs.oracle.families.rules import SessionRules, one_machine
 from proofs.oracle.managers import Call, Family, Message
+from proofs.oracle.register_form import REGISTER_OPS
 from proofs.oracle.session import Session, last_observed
 from proofs.oracle.world import OPERATIONS
 from proofs.oracle.worlds.dos import BYTES_LIMIT, FIRST_MB, NAME, DosPart
@@ -120,9 +138,29 @@ class ObservedDos(DosChecks):
         return self.view()
 
     def invoke(self, name: str, args: tuple[Any, ...]) -> tuple[Any, int]:
-        params = OPERATIONS[NAME][name]
-        result, error = self.session.invoke(NAME, name, dict(zip(params, args, strict=True)))
-        return result, int(error)
+        """The call in the form the implementation declared: in register form the
+        registers it stands for (dos_registers.py), read back into the seed's
+        result and error; the reply's ``error`` must be the one they say."""
+        message = dict(zip(OPERATIONS[NAME][name], args, strict=True))
+        form = to_registers(name, message) if NAME in self.session.register_form else None
+        if form is None:
+            result, error = self.session.invoke(NAME, name, message)
+            return result, int(error)
+        if name == "XmsMove":
+            stored = self.session.invoke(NAME, "WriteMemory", move_write(message))
+            if stored != (True, 0):
+                raise CheckError(f"WriteMemory of XmsMove's structure at {MOVE_SCRATCH} "
+                                 f"returned {stored}", [TRANSITION])
+        regs, error = self.session.invoke(NAME, *form)
+        result, said = from_registers(name, regs)
+        where = f"{form[0]} AX={form[1]['eax']:04X}h ({name})"
+        if error != said:
+            raise CheckError(f"{where}: the registers say error {said:#x}, the reply's error "
+                             f"is {error:#x}", ["register"])
+        problems = register_problems(name, form[1], regs)
+        if problems:
+            raise CheckError(f"{where}: " + "; ".join(problems), ["register"])
+        return result, said
 
     def read(self, address: int, length: int) -> bytes | None:
         return self.session.read("ReadPhysical", "address", address, length)  # type: ignore[no-any-return]
@@ -154,11 +192,25 @@ class DosJudge:
             raise CheckError(f"{op} before Initialize", ["setup"])
         if op == "WriteMemory":
             return self._write(self.harness, args["address"], args["data"])
+        if op in REGISTER_OPS:  # a register-form trace's step
+            op, args = self._seed_call(op, args)
         values = tuple(args[p] for p in OPERATIONS[NAME][op])
         if self.damaged is not None:
             return self.harness.damaged_call(
                 f"{op}{values!r} with the MCB at {self.damaged[0]:#x} damaged", op, values)
         return self.harness.call(op, *values)
+
+    def _seed_call(self, op: str, regs: Message) -> tuple[str, Message]:
+        """The seed-level call a register step stands for (XMS 0Bh: its structure
+        read at DS:SI); a register call the family never makes is refused."""
+        structure = None
+        if op == "XmsCall" and type(regs.get("ds")) is int and type(regs.get("esi")) is int:
+            structure = self.session.read("ReadPhysical", "address",
+                                          regs["ds"] * PARAGRAPH + (regs["esi"] & 0xFFFF), 16)
+        seed = seed_call(op, regs, structure)
+        if seed is None:
+            raise CheckError(f"{op} with {regs} is not a call the dos family makes", ["setup"])
+        return seed
 
     def _write(self, harness: ObservedDos, address: int, data: str) -> Any:
         """A program's store: it must succeed in the first MB and read back; a
@@ -254,6 +306,19 @@ class OracleDosMachine(SessionRules, ConventionalRules, XmsRules, EmsRules,
 
 
 
+def send_registers(execute: Callable[[str, str, Message], Any], manager: str, op: str,
+                   args: Message) -> Any:
+    """Strict mode's call to a DOS manager in register form: the registers it
+    stands for (XmsMove's structure stored first), the model's registers read
+    back into the seed-level result; a call without a register form as it is."""
+    form = to_registers(op, args) if manager == NAME else None
+    if form is None:
+        return execute(manager, op, args)
+    if op == "XmsMove":
+        execute(NAME, "WriteMemory", move_write(args))
+    return from_registers(op, execute(NAME, *form))[0]
+
+
 # -- the report ---------------------------------------------------------------------
 
 def dos_map(exchanges: list[Any]) -> list[str]:
@@ -281,4 +346,4 @@ DOS = Family(
     name="dos", managers=("PageManager", NAME), setup=dos_setup,
     state_observations=(*OBSERVED, "FrameCounts"),
     spec_observations=(*OBSERVED, "ReadPhysical"), machine=one_machine(OracleDosMachine),
-    judge=DosJudge, memory_map=dos_map)
+    judge=DosJudge, memory_map=dos_map, send=send_registers)

@@ -12,6 +12,10 @@ machine drives (proofs/machines/dos_memory.py), plus two of the protocol's own:
 - ``WriteMemory(address, data)``: a real-mode program's store of hex ``data``
   at a physical ``address`` in the first MB (its blocks, the EMS page frame,
   an MCB when it damages the chain), at most 4096 bytes; else 87.
+- ``Int21h``, ``XmsCall``, ``Int67h`` (the register form, PROTOCOL.md): the
+  register object (proofs/oracle/register_form.py) in, the manager's
+  ``Int21h`` / ``XmsCall`` / ``Int67h`` answer out, ``error`` its
+  ``last_error``; before Initialize the registers as sent, error 21.
 
 Each call's ``error`` is the code space of the call: the DOS error
 (model.dos_memory.DosError, the Windows numbers) for the INT 21h calls,
@@ -36,8 +40,10 @@ from typing import Any
 from model.dos_memory import DosMemoryManager
 from model.dos_physical import read_physical, write_physical
 from model.page_manager import PageManager
+from model.registers import Registers
 from model.virtual_memory import VirtualMemoryManager
 from proofs.oracle.managers import Calls, Manager, Message, PartFactory, Result, WorldPart
+from proofs.oracle.register_form import REGISTER_FIELDS, REGISTER_OPS, from_message, to_message
 from spec.abi import MCB_M, PAGE_SIZE, PARAGRAPH, DosError, ErrorCode
 
 NAME = "DosMemoryManager"
@@ -80,6 +86,7 @@ _OPERATIONS: dict[str, tuple[str, ...]] = {
     "EmsGetVersion": (),
     "EmsGetHandleCount": (),
     "EmsGetHandlePages": ("handle",),
+    **dict.fromkeys(REGISTER_OPS, REGISTER_FIELDS),
 }
 BOOL_OPS = frozenset({
     "Initialize", "WriteMemory", "FreeDosMemory", "ResizeDosMemory", "SetAllocationStrategy",
@@ -138,7 +145,8 @@ class DosPart:
 
     def calls(self) -> Calls:
         special: dict[str, Callable[..., Result]] = {
-            "Initialize": self._initialize, "WriteMemory": self._write_memory}
+            "Initialize": self._initialize, "WriteMemory": self._write_memory,
+            **{op: self._register_call(op) for op in REGISTER_OPS}}
         return {(NAME, op): (special.get(op) or self._call(op), self._error)
                 for op in _OPERATIONS}
 
@@ -154,6 +162,20 @@ class DosPart:
             self.error = int(dos.xms.last_error if op.startswith("Xms") else
                              dos.ems.last_status if op.startswith("Ems") else dos.last_error)
             return _pack(op, reply)
+        return call
+
+    def _register_call(self, op: str) -> Callable[..., Result]:
+        """Int21h, XmsCall, Int67h: the register object in, the manager's answer out
+        (before Initialize: the registers as they came, error 21)."""
+        def call(*values: Any) -> Result:
+            regs = from_message(dict(zip(REGISTER_FIELDS, values, strict=True)))
+            if self.dos is None:
+                self.error = int(DosError.NOT_READY)
+                return to_message(regs) if regs.valid() else to_message(
+                    Registers(eax=int(DosError.NOT_READY), carry=True))
+            out = getattr(self.dos, op)(regs)
+            self.error = int(self.dos.last_error)
+            return to_message(out)
         return call
 
     def _initialize(self, first_segment: int, umb_start: int, umb_end: int, xms_end: int,
