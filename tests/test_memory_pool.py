@@ -262,3 +262,15 @@ class PoolMachine(RuleBasedStateMachine):
 TestPoolMachine = PoolMachine.TestCase
 TestPoolMachine.settings = settings(max_examples=25, stateful_step_count=30, deadline=None,
                                     suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_a_pool_without_blocks_has_an_empty_free_list() -> None:
+    """free_blocks() is None only for a corrupt list (model/memory_pool.py); a pool
+    before Create and after Destroy carves no block, so its free list is empty,
+    [], as POOL-1 (spec/memory_pool.py) reads it (a mutation run found the
+    uncreated start of the walk unchecked)."""
+    pool = MemoryPool(make_heap())
+    assert pool.free_blocks() == []
+    assert pool.Create(10, 4) is pool and pool.free_blocks() == []
+    assert pool.AllocBlock() and pool.Destroy()
+    assert pool.free_blocks() == []
