@@ -264,13 +264,20 @@ TestPoolMachine.settings = settings(max_examples=25, stateful_step_count=30, dea
                                     suppress_health_check=[HealthCheck.too_slow])
 
 
-def test_a_pool_without_blocks_has_an_empty_free_list() -> None:
-    """free_blocks() is None only for a corrupt list (model/memory_pool.py); a pool
-    before Create and after Destroy carves no block, so its free list is empty,
-    [], as POOL-1 (spec/memory_pool.py) reads it (a mutation run found the
-    uncreated start of the walk unchecked)."""
-    pool = MemoryPool(make_heap())
-    assert pool.free_blocks() == []
-    assert pool.Create(10, 4) is pool and pool.free_blocks() == []
-    assert pool.AllocBlock() and pool.Destroy()
-    assert pool.free_blocks() == []
+
+@pytest.mark.parametrize("damage", ["misaligned", "uncarved", "outside", "-"])
+def test_use_after_free_is_detected_when_the_last_carved_block_is_free(damage: str) -> None:
+    """POOL-1 (spec/memory_pool.py): a next pointer off the carved blocks or off a
+    boundary makes the list corrupt (free_blocks() is None), also when the last
+    carved block is free: the off-arena index -1 must not be read as "the last
+    block" (a mutation run found the lower bound of the index check unchecked,
+    since in the neighbouring test the last block is live)."""
+    pool = make_pool()
+    b0, b1, b2 = (pool.AllocBlock() for _ in range(3))
+    assert pool.FreeBlock(b2) and pool.FreeBlock(b1)  # list: b1 -> b2, b0 live
+    assert pool.free_blocks() == [b1, b2]
+    value = {"misaligned": b0 + 2, "uncarved": ARENA + 36, "outside": 0xDEADBEEF,
+             "-": ARENA - 12}[damage]
+    write(pool, b1, value.to_bytes(4, "little"))  # a write through a dangling pointer
+    assert pool.free_blocks() is None
+    refused(pool, pool.AllocBlock, 0, E.ERROR_ARENA_TRASHED)
