@@ -67,6 +67,7 @@ from spec.abi import (
     PAGE_SIZE,
     PROT_READ,
     PROT_WRITE,
+    PTE_DIRTY,
     UMB_HEAD,
     DosError,
     ErrorCode,
@@ -75,6 +76,7 @@ from spec.abi import (
 from tests.dos_world import make_dos, snapshot
 from tests.test_kernel_heap import check_heap, make_world
 from tests.test_memory_subsystem import booted
+from tests.test_process_memory import snapshot as snapshot_space
 from tests.test_shared_memory import check_world, new_process
 
 E = ErrorCode
@@ -767,3 +769,31 @@ def test_every_fresh_manager_reports_success_before_its_first_call() -> None:
     for manager in managers:
         assert manager.last_error == 0, type(manager).__name__
     assert dos.ems.last_status == 0  # EMS reports a status byte in AH
+
+
+# -- 4c. the D bit of a page without a page table ---------------------------------------------
+
+def test_take_dirty_of_a_page_without_a_table_is_false_and_changes_nothing() -> None:
+    """AddressSpace.take_dirty answers whether page vpn's PTE has D set and clears it
+    (the page cache's sync, model/mapped_files.py ``_clean``): a page with no page
+    table, or a space with no directory, has no PTE, so the answer is False and
+    nothing changes; a dirty page answers True once. ``_clean`` reaches a missing
+    table when the kernel destroyed a mapper's directory behind its back
+    (VirtualMemoryManager.DestroyPageDirectory). A mutation run found both the
+    missing table and the clean answer unchecked."""
+    pm, space = _space()
+    base = VirtualAllocProcessMemory(space, 0, 0x2000, MEM_RESERVE | MEM_COMMIT,
+                                     PAGE_READWRITE)
+    assert base
+    vpn = base >> 12
+    assert space.take_dirty(vpn) is False  # committed, never written: clean
+    assert space.WriteUserMemory(base, b"d") is True
+    assert space.pte(vpn) & PTE_DIRTY
+    assert space.take_dirty(vpn) is True and not space.pte(vpn) & PTE_DIRTY
+    assert space.take_dirty(vpn) is False
+    far = 0x80000000 >> 12  # no allocation near: no page table for it
+    assert space.page_dir is not None and space.page_dir.tables[far >> 10] is None
+    before = snapshot_space(space)
+    assert space.take_dirty(far) is False and snapshot_space(space) == before
+    fresh = ProcessMemorySpace(space.vmm, 2)  # not initialized: no directory
+    assert fresh.take_dirty(vpn) is False

@@ -318,6 +318,23 @@ def test_invalidate_reloads_what_was_written_to_the_node(sub: MemorySubsystem,
                                                                                b"\0")
 
 
+def test_invalidate_reloads_a_page_the_file_now_holds_as_zeros(
+        sub: MemorySubsystem, space: ProcessMemorySpace) -> None:
+    """SyncMappedFile(invalidate=True) reloads every clean page from the file
+    (msync(MS_INVALIDATE), model/mapped_files.py), a page of zeros too: the frame
+    then reads as zeros, not as the bytes it held before (a mutation run found the
+    all-zero reload unchecked)."""
+    mmf = sub.mapped_files
+    node = MemoryFileNode(DATA)
+    base = mmf.MapFileToMemory(node, 0, 0, PAGE_READWRITE)
+    assert space.ReadUserMemory(base, 8) == DATA[:8] and DATA[:PAGE_SIZE].strip(b"\0")
+    assert node.write(0, bytes(PAGE_SIZE)) == PAGE_SIZE
+    assert mmf.SyncMappedFile(base, invalidate=True)
+    assert space.ReadUserMemory(base, PAGE_SIZE) == bytes(PAGE_SIZE)
+    assert space.ReadUserMemory(base, 3 * PAGE_SIZE) == bytes(node.data).ljust(3 * PAGE_SIZE,
+                                                                               b"\0")
+
+
 def test_a_read_only_view_refuses_writes(sub: MemorySubsystem, space: ProcessMemorySpace) -> None:
     mmf = sub.mapped_files
     node = MemoryFileNode(DATA)

@@ -262,3 +262,22 @@ class PoolMachine(RuleBasedStateMachine):
 TestPoolMachine = PoolMachine.TestCase
 TestPoolMachine.settings = settings(max_examples=25, stateful_step_count=30, deadline=None,
                                     suppress_health_check=[HealthCheck.too_slow])
+
+
+
+@pytest.mark.parametrize("damage", ["misaligned", "uncarved", "outside", "-"])
+def test_use_after_free_is_detected_when_the_last_carved_block_is_free(damage: str) -> None:
+    """POOL-1 (spec/memory_pool.py): a next pointer off the carved blocks or off a
+    boundary makes the list corrupt (free_blocks() is None), also when the last
+    carved block is free: the off-arena index -1 must not be read as "the last
+    block" (a mutation run found the lower bound of the index check unchecked,
+    since in the neighbouring test the last block is live)."""
+    pool = make_pool()
+    b0, b1, b2 = (pool.AllocBlock() for _ in range(3))
+    assert pool.FreeBlock(b2) and pool.FreeBlock(b1)  # list: b1 -> b2, b0 live
+    assert pool.free_blocks() == [b1, b2]
+    value = {"misaligned": b0 + 2, "uncarved": ARENA + 36, "outside": 0xDEADBEEF,
+             "-": ARENA - 12}[damage]
+    write(pool, b1, value.to_bytes(4, "little"))  # a write through a dangling pointer
+    assert pool.free_blocks() is None
+    refused(pool, pool.AllocBlock, 0, E.ERROR_ARENA_TRASHED)

@@ -432,3 +432,19 @@ def test_the_frame_bitmap_takes_one_bit_per_frame_in_whole_words(frames: int) ->
     assert sub.InitializeMemorySubsystem(MB)
     words = -(-frames // 32)
     assert sub.kernel.placement_address == sub.frame_bitmap_address + 4 * words
+
+
+def test_frame_owners_name_xms_and_ems_frames_dos() -> None:
+    """SYS-1 (spec/memory_subsystem.py): each frame is claimed by exactly one
+    owner, and the DOS layer's frames, the XMS pool and every EMS page's frames
+    alike, are claimed "dos" (a mutation run found the union of the two
+    unchecked: a frame named "held" instead passed the frame-set check)."""
+    sub = booted()
+    dos = sub.InitializeDosMemory()
+    assert dos is not None
+    assert dos.ems.EmsAllocate(2)
+    xms, ems = dos.xms.frames(), dos.ems.frames()
+    assert xms and ems and not xms & ems
+    owners = sub.frame_owners()
+    assert {frame: owners[frame] for frame in xms | ems} == dict.fromkeys(xms | ems, "dos")
+    check_system(sub)

@@ -42,6 +42,7 @@ from spec.abi import (
     PAGE_SIZE,
     PROT_READ,
     PROT_WRITE,
+    USER_TOP,
     ErrorCode,
 )
 from tests.test_process_memory import check_space, new_space, snapshot, world
@@ -150,9 +151,14 @@ def test_top_down_takes_the_highest_free_64k_range(space: ProcessMemorySpace) ->
 def test_null_address_without_a_free_range_is_not_enough_memory(
         space: ProcessMemorySpace) -> None:
     # Reserve (no frames taken) every 64 KB-aligned range left above the brk area.
+    # Each reservation must land inside the user range: a failed search (-1) taken
+    # for a base would reserve at -1 and succeed forever (the timeout mutant).
     size = 0x40000000
     while size >= PAGE_SIZE:
-        if not alloc(space, 0, size, MEM_RESERVE, PAGE_NOACCESS):
+        base = alloc(space, 0, size, MEM_RESERVE, PAGE_NOACCESS)
+        if base:
+            assert space.windows_floor() <= base and base + size <= USER_TOP, hex(base)
+        else:
             assert space.last_error == ErrorCode.ERROR_NOT_ENOUGH_MEMORY
             size //= 2
     before = snapshot(space)

@@ -259,3 +259,24 @@ def test_a_move_from_conventional_address_zero() -> None:
     write_physical(dos.pageman, 0, b"IV")
     assert xms.XmsMove(2, 0, 0, handle, 0) and xms.last_error == 0
     assert read_physical(dos.pageman, xms.handles[handle].address, 2) == b"IV"
+
+
+def test_a_bad_handle_is_reported_before_the_largest_offset() -> None:
+    """0Bh checks the source handle before its offset (A3h, not A4h), also at the
+    largest u32 offset 0xFFFFFFFF, which is an int in range and so is taken to the
+    handle lookup (model/xms.py: "A3h/A5h bad source/destination handle; A4h/A6h
+    offset beyond the block"; a mutation run found the u32 bound unchecked)."""
+    dos = make_dos()
+    xms = dos.xms
+    handle = xms.XmsAllocate(1)
+    assert handle
+    before = snapshot(dos)
+    cases = [((2, 9, 0xFFFFFFFF, handle, 0), XMS_INVALID_SOURCE_HANDLE),
+             ((2, handle, 0, 9, 0xFFFFFFFF), XMS_INVALID_DEST_HANDLE),
+             ((2, handle, 0xFFFFFFFF, handle, 0), XMS_INVALID_SOURCE_OFFSET),
+             ((2, 0, 0xFFFFFFFF, handle, 0), XMS_INVALID_SOURCE_OFFSET),
+             ((2, handle, 0, handle, 0xFFFFFFFF), XMS_INVALID_DEST_OFFSET)]
+    for args, code in cases:
+        assert not xms.XmsMove(*args), args
+        assert xms.last_error == code, args
+    assert snapshot(dos) == before
