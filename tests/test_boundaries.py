@@ -20,7 +20,8 @@ through a path independent of the code under test:
    type byte on an MCB that does not end its chain, with the UMBs linked;
 4. error codes: VirtualProtect's for a range into kernel space or past 4 GiB
    (the module's ``_range_error``: ERROR_INVALID_PARAMETER), and last_error
-   after brk(0) (the query succeeds: ERROR_SUCCESS).
+   after brk(0) (the query succeeds: ERROR_SUCCESS), and place_view's failure
+   base (-1 with every error, though its callers read only the code).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from model.page_manager import PageManager
 from model.page_tables import PageDirectory
 from model.process_memory import ProcessMemorySpace
 from model.syscalls import SystemCalls
+from model.views import place_view
 from model.virtual_alloc import VirtualAllocProcessMemory, VirtualProtectProcessMemory
 from model.virtual_memory import VirtualMemoryManager
 from proofs.abstractions.kernel_heap import heap_snapshot
@@ -53,6 +55,7 @@ from spec.abi import (
     EMS_NOT_ENOUGH_PAGES,
     FOOTER_SIZE,
     HEADER_SIZE,
+    IMAGE_BASE,
     INVALID_PHYSICAL_ADDRESS,
     MAP_ANONYMOUS,
     MAP_PRIVATE,
@@ -69,6 +72,7 @@ from spec.abi import (
     PROT_WRITE,
     PTE_DIRTY,
     UMB_HEAD,
+    USER_TOP,
     DosError,
     ErrorCode,
     FrameOwner,
@@ -797,3 +801,25 @@ def test_take_dirty_of_a_page_without_a_table_is_false_and_changes_nothing() -> 
     assert space.take_dirty(far) is False and snapshot_space(space) == before
     fresh = ProcessMemorySpace(space.vmm, 2)  # not initialized: no directory
     assert fresh.take_dirty(vpn) is False
+
+
+# -- 4d. place_view's failure base ------------------------------------------------------------
+
+def test_place_view_answers_minus_one_with_every_error() -> None:
+    """place_view (model/views.py, the placement both MapSharedMemoryToProcess and
+    MapFileToMemory use) answers (base, ERROR_SUCCESS) or (-1, the error): a
+    non-u32 address ERROR_INVALID_PARAMETER, one off the 64 KB granularity
+    ERROR_MAPPED_ALIGNMENT, no room for a system-chosen base
+    ERROR_NOT_ENOUGH_MEMORY, a taken range (the image at IMAGE_BASE)
+    ERROR_INVALID_ADDRESS; and it changes nothing. Its callers read only the
+    code on failure, so a mutation run found the failure base unchecked (0, -2:
+    a direct call sees them)."""
+    sub = booted()
+    space = new_process(sub)
+    before = snapshot_space(space)
+    assert place_view(space, 2**32, PAGE_SIZE) == (-1, E.ERROR_INVALID_PARAMETER)
+    assert place_view(space, 0x10001000, PAGE_SIZE) == (-1, E.ERROR_MAPPED_ALIGNMENT)
+    assert place_view(space, 0, USER_TOP) == (-1, E.ERROR_NOT_ENOUGH_MEMORY)
+    assert place_view(space, IMAGE_BASE, PAGE_SIZE) == (-1, E.ERROR_INVALID_ADDRESS)
+    assert place_view(space, 0x10000000, PAGE_SIZE) == (0x10000000, SUCCESS)
+    assert snapshot_space(space) == before

@@ -632,3 +632,24 @@ TestMappedFilesMachine.settings = settings(max_examples=25, stateful_step_count=
                                            deadline=None,
                                            suppress_health_check=[HealthCheck.too_slow])
 
+
+
+def test_write_back_stores_nothing_past_a_file_that_shrank(
+        sub: MemorySubsystem, space: ProcessMemorySpace) -> None:
+    """Write-back stores only the bytes below the file's length, a mapping never
+    extends its file, and a page just written back reloads as what the file now
+    holds, zeros past its end (model/mapped_files.py, msync(MS_INVALIDATE); the
+    node is the caller's and may shrink under a view: mmap(2) leaves that
+    unspecified). A dirty page wholly past the new end asks the node for no write
+    and reads back as zeros (a mutation run found the 0 of that page's byte count
+    unchecked: 1 there writes one byte past the end and keeps it)."""
+    mmf = sub.mapped_files
+    node = CountingNode(DATA)
+    base = mmf.MapFileToMemory(node, 0, 0, PAGE_READWRITE)
+    del node.data[2 * PAGE_SIZE:]  # the file ends where the view's third page starts
+    assert space.WriteUserMemory(base + 2 * PAGE_SIZE, b"past") is True
+    assert mmf.SyncMappedFile(base, invalidate=True)
+    assert node.writes == [] and bytes(node.data) == DATA[:2 * PAGE_SIZE]
+    assert space.ReadUserMemory(base + 2 * PAGE_SIZE, PAGE_SIZE) == bytes(PAGE_SIZE)
+    assert not mmf.is_dirty(mmf.cache[(1, 2)])
+    assert mmf.UnmapFileFromMemory(base) and node.writes == []

@@ -281,3 +281,20 @@ def test_use_after_free_is_detected_when_the_last_carved_block_is_free(damage: s
     write(pool, b1, value.to_bytes(4, "little"))  # a write through a dangling pointer
     assert pool.free_blocks() is None
     refused(pool, pool.AllocBlock, 0, E.ERROR_ARENA_TRASHED)
+
+
+def test_free_blocks_of_a_pool_whose_heap_was_destroyed_is_none() -> None:
+    """POOL-1 over free_blocks() (model/memory_pool.py): the free list is read from
+    memory, and a next pointer that cannot be read (no page directory left: the
+    heap under the pool was destroyed, KernelHeap.Destroy resets its directory)
+    makes the list unreadable, None, not a list that ends at its head (a mutation
+    run found _peek_next's -1 for a missing directory unchecked: 0 there reads as
+    the end of the list)."""
+    pool = make_pool()
+    b0, b1 = pool.AllocBlock(), pool.AllocBlock()
+    assert pool.FreeBlock(b0) and pool.FreeBlock(b1)
+    assert pool.free_blocks() == [b1, b0]
+    assert pool.heap.Destroy() and pool.heap.directory is None
+    assert pool.created and pool.free_list == b1
+    assert pool.free_blocks() is None
+    refused(pool, pool.AllocBlock, 0, E.ERROR_NOT_READY)

@@ -448,3 +448,17 @@ def test_frame_owners_name_xms_and_ems_frames_dos() -> None:
     owners = sub.frame_owners()
     assert {frame: owners[frame] for frame in xms | ems} == dict.fromkeys(xms | ems, "dos")
     check_system(sub)
+
+
+def test_initialize_dos_memory_twice_is_already_initialized() -> None:
+    """InitializeDosMemory creates ``dosmem`` once (model/memory_subsystem.py: done
+    twice, ERROR_ALREADY_INITIALIZED): the manager it returns is the subsystem's
+    dosmem, a second call changes nothing, and SYS-1 names the DOS layer's frames
+    "dos" (a mutation run found the assignment of dosmem unchecked)."""
+    sub = booted()
+    dos = sub.InitializeDosMemory()
+    assert dos is not None and sub.last_error == E.ERROR_SUCCESS and sub.dosmem is dos
+    refused(sub, sub.InitializeDosMemory, None, E.ERROR_ALREADY_INITIALIZED)
+    assert sub.dosmem is dos
+    assert dos.xms.frames() and set(sub.frame_owners().values()) >= {"dos"}
+    check_system(sub)

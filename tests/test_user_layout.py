@@ -98,3 +98,16 @@ def test_rounding_helpers() -> None:
     assert (ul.granularity_floor(0x2FFFF), ul.granularity_ceil(0x20001)) == (0x20000, 0x30000)
     assert ul.is_user_range(0x400000, 1) and not ul.is_user_range(0x3FF000, 0x2000)
     assert not ul.is_user_range(0xBFFFF000, 0x2000) and not ul.is_user_range(0x400000, 0)
+
+
+@pytest.mark.parametrize("address", [0, 0x10000, 0x20000, 0x7FFF0000, 0xFFFF0000])
+def test_granularity_ceil_keeps_an_aligned_address(address: int) -> None:
+    """granularity_ceil rounds up to the 64 KB allocation granularity
+    (model/user_layout.py, spec/abi.py's ALLOCATION_GRANULARITY): an address
+    already on a boundary is its own ceiling, the byte below it rounds up to it,
+    and the byte past it to the next boundary (a mutation run found both the
+    addend and the mask unchecked at aligned addresses)."""
+    assert ul.granularity_ceil(address) == address
+    assert ul.granularity_ceil(address + 1) == address + abi.ALLOCATION_GRANULARITY
+    if address:
+        assert ul.granularity_ceil(address - 1) == address
