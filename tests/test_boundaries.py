@@ -759,6 +759,21 @@ def test_reprotecting_committed_pages_needs_no_free_frame(protect: int) -> None:
     assert VirtualProtectProcessMemory(space, base, 0x1000, PAGE_READWRITE) == (True, protect)
 
 
+def test_reprotecting_that_needs_a_page_table_fails_whole_with_none_free() -> None:
+    """VirtualProtect that makes a NOACCESS page (no PTE) accessible in a region with
+    no page table needs a frame for the table: with none free it fails with
+    ERROR_NOT_ENOUGH_MEMORY, answers (False, 0) as every failure does, and changes
+    nothing (a mutation run found the failure's second value unchecked)."""
+    pm, space = _space()
+    base = VirtualAllocProcessMemory(space, 0, 0x1000, MEM_RESERVE | MEM_COMMIT, PAGE_NOACCESS)
+    assert base and space.protect_cost(base, base + 0x1000, PAGE_READWRITE) == 1
+    hold_all_but(pm, 0)
+    before = memory_state(pm)
+    assert VirtualProtectProcessMemory(space, base, 0x1000, PAGE_READWRITE) == (False, 0)
+    assert space.last_error == ErrorCode.ERROR_NOT_ENOUGH_MEMORY
+    assert memory_state(pm) == before
+
+
 # -- 4b. the status before any call ------------------------------------------------------------
 
 def test_every_fresh_manager_reports_success_before_its_first_call() -> None:

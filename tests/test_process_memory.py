@@ -395,3 +395,18 @@ def test_hostile_arguments_change_nothing(space: ProcessMemorySpace) -> None:
             assert snapshot(space) == before, call
         assert result is not None or space.last_error != SUCCESS
     check_space(space)
+
+
+@pytest.mark.parametrize("sizes", [{"stack_size": 0x1000 + 0.5}, {"image_size": "0x1000"},
+                                   {"heap_max_size": -1, "stack_size": 0x1000},
+                                   {"image_size": 1 << 32}])
+def test_a_layout_with_any_size_no_u32_is_refused(sizes: dict[str, object]) -> None:
+    """A space whose image, heap or stack size is not a 32-bit integer has no layout:
+    InitializeUserSpace fails with ERROR_INVALID_PARAMETER and raises nothing, even
+    when the other sizes are fine (a mutation run found the check's conjunction
+    unexamined: a float stack size passed)."""
+    _, vm = world()
+    space = ProcessMemorySpace(vm, 1, **sizes)  # type: ignore[arg-type]
+    assert space.heap_start == 0
+    assert not space.InitializeUserSpace()
+    assert space.last_error == ErrorCode.ERROR_INVALID_PARAMETER
