@@ -21,6 +21,19 @@ src/ints/ems.cpp lines 779-940, the INT 67h handler):
   checked first, then the old one written to ES:DI and the new one mapped
   (DOSBox writes before it reads: buffers that overlap differ); 03h AL = 16
   (ems.cpp lines 826-850; LIM 4.0 function 15).
+- 4Fh (LIM 4.0 function 16; ems.cpp lines 506-577 give the layout): the
+  partial context is a count word, then per page a byte physical page, a byte
+  handle (FFh unmapped) and a word logical page (FFFFh unmapped). 00h: DS:SI
+  = a count word and that many segments, ES:DI <- the context; 01h: DS:SI =
+  such a context, mapped over the other pages' mappings; 02h: BX pages -> AL =
+  2 + 4 * BX. Statuses: 8Bh a segment that is not a frame page's (ems.cpp
+  line 540) or a context page past the frame (line 561), or 02h's BX past the
+  4 physical pages (LIM 4.0 function 16; DOSBox does not check it); A3h a
+  count past the 4 mappable pages (RBIL INT 67h AH=4Fh) or a context naming
+  no live page or one page twice (as 4Eh/01h); a failure writes and maps
+  nothing (DOSBox writes and maps entry by entry, see docs/deviations.md).
+  Only the frame's exact page segments are mappable (DOSBox also takes a
+  segment inside a page, and conventional-memory segments when configured).
 - 50h (AL 00h physical page numbers / 01h segments; DX handle, CX entries at
   DS:SI of (logical page, physical page or segment) words; logical FFFFh
   unmaps): every entry is checked before any is mapped, so a failing call
@@ -48,8 +61,16 @@ src/ints/ems.cpp lines 779-940, the INT 67h handler):
   lines 910-932).
 - 5Ah (AL 00h standard / 01h raw; BX pages, 0 allowed): DX = the handle
   (ems.cpp lines 933-940).
-- An undefined subfunction of 4Eh, 50h, 52h-54h, 57h-5Ah: 8Fh; an
-  undefined or unmodelled function (4Fh, 55h, 56h, 5Bh-5Dh, VCPI DEh): 84h
+- 5Ch (LIM 4.0 function 29, prepare for warm boot): AH = 0, nothing changes
+  (the model keeps no hardware state a warm boot could lose; DOSBox answers
+  84h, it has no 5Ch).
+- 55h/56h (LIM 4.0 functions 22, 23: alter the page map and jump to / call a
+  far address) answer 84h: they transfer control to code, and a model with
+  no CPU has none to transfer to; VCPI DEh is the protected-mode interface
+  of DOS extenders (page tables, mode switches), outside an EMS memory
+  model: 84h, as DOSBox with VCPI off (ems.cpp lines 941-945).
+- An undefined subfunction of 4Eh, 4Fh, 50h, 52h-54h, 57h-5Ah: 8Fh; an
+  undefined or unmodelled function (55h, 56h, 5Bh, 5Dh, VCPI DEh): 84h
   (ems.cpp lines 1116-1119). A register record no register can hold
   (``not regs.valid()``) is refused with AH = 84h before any state is read; a
   manager that is not ready answers 84h to everything.
@@ -85,6 +106,10 @@ from spec.abi import (
 
 #: Paragraphs between two physical pages' segments.
 _STEP = EMS_PAGE_SIZE // 16
+#: A 4Fh context entry: physical page byte, handle byte, logical page word.
+_PARTIAL = struct.Struct("<BBH")
+#: The handle byte of an unmapped page in a 4Fh context (NULL_HANDLE's low byte).
+_NO_HANDLE = 0xFF
 
 
 class _Call:
@@ -167,6 +192,46 @@ class _Call:
         return self.done(self.ems.EmsSetPageMap(new))
 
     # -- LIM 4.0 functions ---------------------------------------------
+
+    def partial_page_map(self) -> Registers:
+        if self.regs.al == 2:
+            if self.regs.bx > PHYSICAL_PAGES:
+                return self.status(EMS_INVALID_PHYSICAL)
+            return self.done(True, al=2 + _PARTIAL.size * self.regs.bx)
+        if self.regs.al > 2:
+            return self.status(EMM_INVALID_SUBFUNCTION)
+        count = struct.unpack("<H", self.read(2))[0]
+        if count > PHYSICAL_PAGES:
+            return self.status(EMM_CORRUPT_MAP)
+        if self.regs.al == 0:
+            return self.get_partial(count)
+        return self.set_partial(count)
+
+    def get_partial(self, count: int) -> Registers:
+        pages = [_physical_of(struct.unpack("<H", self.read(2, 2 + 2 * index))[0])
+                 for index in range(count)]
+        if -1 in pages:
+            return self.status(EMS_INVALID_PHYSICAL)
+        context = self.ems.EmsGetPageMap()
+        entries = b"".join(_PARTIAL.pack(page, *_entry_bytes(context, page)) for page in pages)
+        self.write(struct.pack("<H", count) + entries)
+        return self.done(True)
+
+    def set_partial(self, count: int) -> Registers:
+        entries = [_PARTIAL.unpack(self.read(_PARTIAL.size, 2 + _PARTIAL.size * index))
+                   for index in range(count)]
+        if any(page >= PHYSICAL_PAGES for page, _, _ in entries):
+            return self.status(EMS_INVALID_PHYSICAL)
+        context = bytearray(self.ems.EmsGetPageMap())
+        for page, handle, logical in entries:
+            handle = UNMAP if handle == _NO_HANDLE else handle
+            struct.pack_into("<HH", context, 4 * page, handle, logical)
+        if not self.ems.page_map_valid(bytes(context)):
+            return self.status(EMM_CORRUPT_MAP)
+        return self.done(self.ems.EmsSetPageMap(bytes(context)))
+
+    def warm_boot(self) -> Registers:
+        return self.done(True)
 
     def handle_attribute(self) -> Registers:
         if self.regs.al == 2:
@@ -254,6 +319,12 @@ class _Call:
         return self.allocate(zero_ok=True)
 
 
+def _entry_bytes(context: bytes, page: int) -> tuple[int, int]:
+    """(handle byte, logical page) of a physical page in a 4Eh context."""
+    handle, logical = struct.unpack_from("<HH", context, 4 * page)
+    return (_NO_HANDLE if handle == UNMAP else handle), logical
+
+
 def _physical_of(segment: int) -> int:
     """The physical page at a frame segment; -1 for any other segment."""
     offset = segment - EMS_FRAME_SEGMENT
@@ -267,10 +338,11 @@ _FUNCTIONS: dict[int, Callable[[_Call], Registers]] = {
     0x43: lambda call: call.allocate(), 0x44: _Call.map_page, 0x45: _Call.deallocate,
     0x46: _Call.version, 0x47: _Call.save_map, 0x48: _Call.restore_map,
     0x4B: _Call.handle_count, 0x4C: _Call.handle_pages, 0x4D: _Call.all_handle_pages,
-    0x4E: _Call.page_map, 0x50: _Call.map_multiple, 0x51: _Call.reallocate,
-    0x52: _Call.handle_attribute, 0x53: _Call.handle_name, 0x54: _Call.handle_directory,
+    0x4E: _Call.page_map, 0x4F: _Call.partial_page_map, 0x50: _Call.map_multiple,
+    0x51: _Call.reallocate, 0x52: _Call.handle_attribute, 0x53: _Call.handle_name,
+    0x54: _Call.handle_directory,
     0x57: _Call.move_region, 0x58: _Call.mappable_array, 0x59: _Call.hardware_info,
-    0x5A: _Call.allocate_any,
+    0x5A: _Call.allocate_any, 0x5C: _Call.warm_boot,
 }
 
 

@@ -3,6 +3,9 @@ shrink and a deallocation do to the frames and the page frame's bytes."""
 
 from __future__ import annotations
 
+import struct
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,9 +15,11 @@ from model.ems_move import EmsMoveRegion
 from model.registers import Registers
 from spec.abi import (
     EMM_BAD_MEMORY_TYPE,
+    EMM_CORRUPT_MAP,
     EMM_INVALID_SUBFUNCTION,
     EMM_SAVED_CONTEXT,
     EMS_INVALID_HANDLE,
+    EMS_INVALID_PHYSICAL,
     EMS_PAGE_SIZE,
     EMS_TOO_MANY_PAGES,
 )
@@ -119,3 +124,73 @@ def test_int67h_is_the_manager_in_registers(ops: list[tuple[int, ...]]) -> None:
                 assert out.bx == result
         assert regs_side.ems.handles == api.handles and regs_side.ems.slots == api.slots
     assert snapshot(regs_side) == snapshot(api_side)
+
+
+def test_partial_page_map_round_trip() -> None:
+    """4Fh/00h saves two frame pages' mappings, 01h puts them back over later
+    changes and leaves the other pages alone (LIM 4.0 function 16; the layout
+    of ems.cpp lines 506-567: count word, then page, handle byte, logical word)."""
+    dos = make_dos()
+    int67(dos, 0x43, ebx=4)
+    int67(dos, 0x44, 0, ebx=0, edx=1)
+    int67(dos, 0x44, 3, ebx=3, edx=1)
+    write_physical(dos.pageman, 0x500, struct.pack("<3H", 2, 0xE000, 0xE400))
+    assert int67(dos, 0x4F, 0, ds=0x50, esi=0, es=0x60, edi=0).ah == 0
+    saved = read_physical(dos.pageman, 0x600, 10)
+    assert saved == struct.pack("<HBBHBBH", 2, 0, 1, 0, 1, 0xFF, 0xFFFF)
+    int67(dos, 0x44, 0, ebx=1, edx=1)
+    int67(dos, 0x44, 1, ebx=2, edx=1)
+    int67(dos, 0x44, 3, ebx=0xFFFF, edx=1)
+    assert int67(dos, 0x4F, 1, ds=0x60, esi=0).ah == 0
+    assert dos.ems.slots == [(1, 0), None, None, None]
+    assert int67(dos, 0x4F, 2, ebx=2).al == len(saved)
+
+
+@pytest.mark.parametrize("al, context, status", [
+    (1, struct.pack("<HBBH", 1, 0, 1, 4), EMM_CORRUPT_MAP),
+    (1, struct.pack("<HBBHBBH", 2, 0, 1, 0, 1, 1, 0), EMM_CORRUPT_MAP),  # a page twice
+    (1, struct.pack("<HBBH", 1, 0, 0xFF, 0), EMM_CORRUPT_MAP),  # no handle, a page
+    (1, struct.pack("<HBBH", 1, 4, 1, 0), EMS_INVALID_PHYSICAL),
+    (1, struct.pack("<H", 5), EMM_CORRUPT_MAP),
+    (0, struct.pack("<2H", 1, 0xE001), EMS_INVALID_PHYSICAL),  # inside a page, not its start
+    (0, struct.pack("<2H", 1, 0xF000), EMS_INVALID_PHYSICAL),
+    (0, struct.pack("<H", 0xFFFF), EMM_CORRUPT_MAP),
+    (4, b"", EMM_INVALID_SUBFUNCTION),
+    (0xFF, b"", EMM_INVALID_SUBFUNCTION),
+])
+def test_partial_page_map_failures_change_nothing(al: int, context: bytes, status: int) -> None:
+    """Every refused 4Fh call leaves the whole state, the ES:DI buffer included, as it was."""
+    dos = make_dos()
+    int67(dos, 0x43, ebx=4)
+    int67(dos, 0x44, 0, ebx=0, edx=1)
+    write_physical(dos.pageman, 0x500, context)
+    before = snapshot(dos)
+    out = int67(dos, 0x4F, al, ds=0x50, esi=0, es=0x60, edi=0)
+    assert out.ah == status and out.al == al
+    assert snapshot(dos) == before
+    assert read_physical(dos.pageman, 0x600, 16) == bytes(16)
+
+
+@given(st.integers(0, 2), st.binary(min_size=0, max_size=24))
+def test_partial_page_map_hostile_contexts(al: int, data: bytes) -> None:
+    """Any bytes at DS:SI: no exception; a failure changes nothing; a mapping that
+    results keeps every logical page in at most one physical page."""
+    dos = make_dos()
+    int67(dos, 0x43, ebx=2)
+    int67(dos, 0x44, 1, ebx=1, edx=1)
+    write_physical(dos.pageman, 0x500, data)
+    before = snapshot(dos)
+    out = int67(dos, 0x4F, al, ds=0x50, esi=0, es=0x60, edi=0, ebx=len(data))
+    if out.ah:
+        assert snapshot(dos) == before
+    shown = [slot for slot in dos.ems.slots if slot is not None]
+    assert len(shown) == len(set(shown))
+
+
+def test_warm_boot_changes_nothing() -> None:
+    """5Ch: AH = 0 and the state as it was (LIM 4.0 function 29)."""
+    dos = make_dos()
+    int67(dos, 0x43, ebx=1)
+    int67(dos, 0x44, 2, ebx=0, edx=1)
+    before = snapshot(dos)
+    assert int67(dos, 0x5C).ah == 0 and snapshot(dos) == before
