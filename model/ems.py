@@ -130,6 +130,13 @@ class EmsManager:
         self.storage: dict[int, list[int]] = {}  # storage id -> its 4 frames
         self.saved: dict[int, list[tuple[int, int] | None]] = {}  # 47h save areas
         self.names: dict[int, bytes] = {}  # 53h names (8 bytes; absent = null)
+        # LIM 4.0 functions 28 and 30 (model/ems_os.py): 5Bh/01h's context save
+        # area (segment, offset); 5Dh's access key (None: none issued), how many
+        # keys were issued, and whether 59h/5Bh are enabled.
+        self.alternate_area: tuple[int, int] | None = None
+        self.access_key: int | None = None
+        self.keys_issued = 0
+        self.os_enabled = True
         self.last_status = EMS_SUCCESS
         self.ready = (type(total_pages) is int and 0 <= total_pages <= 0x7FFF
                       and type(handle_count) is int and 2 <= handle_count <= 255)

@@ -59,6 +59,9 @@ src/ints/ems.cpp lines 779-940, the INT 67h handler):
   the context save area's 16 bytes, 0 DMA channels, 0; 01h BX = unallocated,
   DX = total raw pages (raw pages are the 16 KB standard pages) (ems.cpp
   lines 910-932).
+- 5Bh (alternate map register set, with none: the 4Eh context save area) and
+  5Dh (the OS/E function set's access key; while disabled 59h and 5Bh answer
+  A4h): model/ems_os.py (LIM 4.0 functions 28, 30; DOSBox answers 84h).
 - 5Ah (AL 00h standard / 01h raw; BX pages, 0 allowed): DX = the handle
   (ems.cpp lines 933-940).
 - 5Ch (LIM 4.0 function 29, prepare for warm boot): AH = 0, nothing changes
@@ -70,7 +73,7 @@ src/ints/ems.cpp lines 779-940, the INT 67h handler):
   of DOS extenders (page tables, mode switches), outside an EMS memory
   model: 84h, as DOSBox with VCPI off (ems.cpp lines 941-945).
 - An undefined subfunction of 4Eh, 4Fh, 50h, 52h-54h, 57h-5Ah: 8Fh; an
-  undefined or unmodelled function (55h, 56h, 5Bh, 5Dh, VCPI DEh): 84h
+  undefined or unmodelled function (55h, 56h, VCPI DEh): 84h
   (ems.cpp lines 1116-1119). A register record no register can hold
   (``not regs.valid()``) is refused with AH = 84h before any state is read; a
   manager that is not ready answers 84h to everything.
@@ -84,8 +87,10 @@ from collections.abc import Callable
 from model.dos_physical import read_physical, write_physical
 from model.ems import NULL_NAME, EmsManager
 from model.ems_move import REGION, EmsMoveRegion
+from model.ems_os import alternate_map_register_set, os_function_set
 from model.registers import Registers
 from spec.abi import (
+    EMM_ACCESS_DENIED,
     EMM_CONTEXT_SIZE,
     EMM_CORRUPT_MAP,
     EMM_FEATURE_NOT_SUPPORTED,
@@ -306,6 +311,8 @@ class _Call:
         return self.done(True, cx=PHYSICAL_PAGES)
 
     def hardware_info(self) -> Registers:
+        if not self.ems.os_enabled:
+            return self.status(EMM_ACCESS_DENIED)
         if self.regs.al == 0:
             self.write(struct.pack("<5H", EMM_RAW_PAGE_PARAGRAPHS, 0, EMM_CONTEXT_SIZE, 0, 0))
             return self.done(True)
@@ -343,6 +350,8 @@ _FUNCTIONS: dict[int, Callable[[_Call], Registers]] = {
     0x54: _Call.handle_directory,
     0x57: _Call.move_region, 0x58: _Call.mappable_array, 0x59: _Call.hardware_info,
     0x5A: _Call.allocate_any, 0x5C: _Call.warm_boot,
+    0x5B: lambda call: alternate_map_register_set(call.ems, call.regs),
+    0x5D: lambda call: os_function_set(call.ems, call.regs),
 }
 
 

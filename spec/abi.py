@@ -459,6 +459,10 @@ EMM_NAME_EXISTS = 0xA1
 EMM_NULL_NAME = 0xA1
 #: 4Eh/01h: a page map array that names no mapping the EMM could have made.
 EMM_CORRUPT_MAP = 0xA3
+#: 5Bh: alternate map register sets are not supported and BL != 0 (LIM 4.0 function 28).
+EMM_NO_ALTERNATE_SETS = 0x9C
+#: 59h, 5Bh, 5Dh: the operating system denied access (LIM 4.0 function 30).
+EMM_ACCESS_DENIED = 0xA4
 #: 59h/00h: paragraphs in a raw page (16 KB), the context save area in bytes.
 EMM_RAW_PAGE_PARAGRAPHS = 0x0400
 EMM_CONTEXT_SIZE = 16

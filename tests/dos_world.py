@@ -25,7 +25,8 @@ def snapshot(dos: DosMemoryManager) -> tuple[object, ...]:
             dict(dos.xms.handles), {h: list(p) for h, p in dos.ems.handles.items()},
             list(dos.ems.slots), {k: list(v) for k, v in dos.ems.storage.items()},
             vars(dos.xms.hma).copy(), {h: list(v) for h, v in dos.ems.saved.items()},
-            dict(dos.ems.names))
+            dict(dos.ems.names), dos.ems.alternate_area, dos.ems.access_key,
+            dos.ems.keys_issued, dos.ems.os_enabled)
 
 
 def check_area(blocks: list[Mcb], start: int, end: int) -> None:

@@ -14,9 +14,11 @@ from model.ems import slot_address
 from model.ems_move import EmsMoveRegion
 from model.registers import Registers
 from spec.abi import (
+    EMM_ACCESS_DENIED,
     EMM_BAD_MEMORY_TYPE,
     EMM_CORRUPT_MAP,
     EMM_INVALID_SUBFUNCTION,
+    EMM_NO_ALTERNATE_SETS,
     EMM_SAVED_CONTEXT,
     EMS_INVALID_HANDLE,
     EMS_INVALID_PHYSICAL,
@@ -194,3 +196,62 @@ def test_warm_boot_changes_nothing() -> None:
     int67(dos, 0x44, 2, ebx=0, edx=1)
     before = snapshot(dos)
     assert int67(dos, 0x5C).ah == 0 and snapshot(dos) == before
+
+
+def test_access_key_protocol() -> None:
+    """5Dh (LIM 4.0 function 30): the first call issues the key; later calls need
+    it; 02h gives it back and the next call issues a different one; while
+    disabled 59h and 5Bh answer A4h, and 5Dh with a wrong key changes nothing."""
+    dos = make_dos()
+    first = int67(dos, 0x5D, 1)
+    key = (first.bx, first.cx)
+    assert first.ah == 0 and not dos.ems.os_enabled
+    assert int67(dos, 0x59, 0, es=0x60, edi=0).ah == EMM_ACCESS_DENIED
+    assert int67(dos, 0x5B, 3).ah == EMM_ACCESS_DENIED
+    before = snapshot(dos)
+    for al in (0, 1, 2):
+        assert int67(dos, 0x5D, al, ebx=key[0], ecx=key[1] ^ 1).ah == EMM_ACCESS_DENIED
+    assert snapshot(dos) == before
+    assert int67(dos, 0x5D, 0, ebx=key[0], ecx=key[1]).ah == 0 and dos.ems.os_enabled
+    assert int67(dos, 0x59, 1).ah == 0 and int67(dos, 0x5B, 3).ah == 0
+    assert int67(dos, 0x5D, 2, ebx=key[0], ecx=key[1]).ah == 0
+    assert dos.ems.access_key is None and dos.ems.os_enabled
+    second = int67(dos, 0x5D, 0)
+    assert second.ah == 0 and (second.bx, second.cx) != key
+    assert int67(dos, 0x5D, 1, ebx=key[0], ecx=key[1]).ah == EMM_ACCESS_DENIED
+
+
+def test_alternate_save_area_follows_the_map() -> None:
+    """5Bh/01h BL = 0 maps the context at ES:DI and keeps the pointer; 00h writes the
+    current context there and returns it (LIM 4.0 function 28); a refused 01h
+    keeps the old pointer and the mapping."""
+    dos = make_dos()
+    int67(dos, 0x43, ebx=2)
+    int67(dos, 0x44, 0, ebx=0, edx=1)
+    assert int67(dos, 0x4E, 0, es=0x50, edi=0).ah == 0
+    assert int67(dos, 0x5B, 1, ebx=0, es=0x50, edi=0).ah == 0
+    int67(dos, 0x44, 2, ebx=1, edx=1)
+    out = int67(dos, 0x5B, 0)
+    assert (out.ah, out.bl, out.es, out.di) == (0, 0, 0x50, 0)
+    assert read_physical(dos.pageman, 0x500, 16) == dos.ems.EmsGetPageMap()
+    write_physical(dos.pageman, 0x700, struct.pack("<8H", *[0xFFFF] * 6, 1, 2))
+    before = snapshot(dos)
+    assert int67(dos, 0x5B, 1, ebx=0, es=0x70, edi=0).ah == EMM_CORRUPT_MAP
+    assert int67(dos, 0x5B, 1, ebx=2, es=0x50, edi=0).ah == EMM_NO_ALTERNATE_SETS
+    assert snapshot(dos) == before and dos.ems.alternate_area == (0x50, 0)
+
+
+@given(st.integers(0, 0xFF), st.integers(0, 0xFF), st.integers(0, 0xFFFF),
+       st.integers(0, 0xFFFF), st.binary(max_size=16))
+def test_os_functions_hostile_registers(ah_pick: int, al: int, bx: int, cx: int,
+                                        data: bytes) -> None:
+    """5Bh / 5Dh with any AL, BX, CX and bytes at ES:DI: no exception, a status, and a
+    refused call changes nothing."""
+    dos = make_dos()
+    int67(dos, 0x43, ebx=2)
+    int67(dos, 0x5D, 1)
+    write_physical(dos.pageman, 0x500, data)
+    before = snapshot(dos)
+    out = int67(dos, 0x5B if ah_pick % 2 else 0x5D, al, ebx=bx, ecx=cx, es=0x50, edi=0)
+    if out.ah:
+        assert snapshot(dos) == before
