@@ -12,13 +12,13 @@ machine without mapping hardware:
   changes) and ES:DI becomes the save area; BL != 0: 9Ch. 02h: DX = 16.
   03h/05h (allocate a map / DMA register set): BL = 0, none available.
   04h/06h/07h/08h (deallocate, enable / disable DMA on, deallocate DMA
-  register set BL): BL = 0 accepted, nothing to do; other BL 9Ch. Other AL
-  8Fh.
+  register set BL): BL = 0 accepted, nothing to do (a decision: no source
+  says what set 0 means to these); other BL 9Ch. Other AL 8Fh.
 - 5Dh: the first 00h (enable) or 01h (disable) call returns the access key in
   BX:CX; every later 00h/01h/02h call must present it in BX:CX (A4h
   otherwise, nothing changes). 02h (return the key) enables the functions and
   forgets the key, so the next 00h/01h issues a new one; 02h with no key
-  issued changes nothing. Other AL 8Fh. While the set is disabled 59h and
+  issued changes nothing (a decision: the specification is silent). Other AL 8Fh. While the set is disabled 59h and
   5Bh answer A4h. The model's key is deterministic (the issue count over a
   fixed base); EMM386's is unpredictable, which a model need not be.
 """

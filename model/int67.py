@@ -28,7 +28,8 @@ src/ints/ems.cpp lines 779-940, the INT 67h handler):
   such a context, mapped over the other pages' mappings; 02h: BX pages -> AL =
   2 + 4 * BX. Statuses: 8Bh a segment that is not a frame page's (ems.cpp
   line 540) or a context page past the frame (line 561), or 02h's BX past the
-  4 physical pages (LIM 4.0 function 16; DOSBox does not check it); A3h a
+  4 physical pages (a decision: RBIL lists 8Bh among 4Fh's statuses, and
+  DOSBox does not check BX at all); A3h a
   count past the 4 mappable pages (RBIL INT 67h AH=4Fh) or a context naming
   no live page or one page twice (as 4Eh/01h); a failure writes and maps
   nothing (DOSBox writes and maps entry by entry, see docs/deviations.md).
