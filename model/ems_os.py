@@ -19,8 +19,9 @@ machine without mapping hardware:
   otherwise, nothing changes). 02h (return the key) enables the functions and
   forgets the key, so the next 00h/01h issues a new one; 02h with no key
   issued changes nothing (a decision: the specification is silent). Other
-  AL 8Fh. While the set is disabled 59h and 5Bh answer A4h. The model's key is deterministic (the issue count over a
-  fixed base); EMM386's is unpredictable, which a model need not be.
+  AL 8Fh. While the set is disabled 59h and 5Bh answer A4h. The model's key
+  is deterministic (the issue count over a fixed base); EMM386's is
+  unpredictable, which a model need not be.
 """
 
 from __future__ import annotations
