@@ -45,7 +45,7 @@ accepted on failure, whether the access faults, the bytes read, the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pytest
 
@@ -68,7 +68,8 @@ from spec.abi import (
     PROT_READ,
     PROT_WRITE,
 )
-from tests.test_process_memory import check_space, snapshot, world
+from tests.conformance.steps import At, Value, resolve, run_case
+from tests.test_process_memory import snapshot
 
 P = PAGE_SIZE
 ANON = MAP_ANONYMOUS
@@ -95,16 +96,6 @@ BRK01 = f"{LTP}/brk/brk01.c"
 BRK02 = f"{LTP}/brk/brk02.c"
 SBRK01 = f"{LTP}/sbrk/sbrk01.c"
 SBRK02 = f"{LTP}/sbrk/sbrk02.c"
-
-
-class At(NamedTuple):
-    """A value an earlier step saved, plus an offset."""
-
-    name: str
-    offset: int = 0
-
-
-Value = int | At
 
 
 class Step(NamedTuple):
@@ -458,10 +449,6 @@ CASES: tuple[Case, ...] = (
 # -- the runner -----------------------------------------------------------------------
 
 
-def resolve(value: Value | bytes | None, saved: dict[str, int]) -> Any:
-    return saved[value.name] + value.offset if isinstance(value, At) else value
-
-
 def perform(system: SystemCalls, step: Step, saved: dict[str, int]) -> object:
     """Run one step: the call's result (an int, bytes, a fault, or the maps line)."""
     space = system.current
@@ -535,14 +522,7 @@ def check(system: SystemCalls, step: Step, saved: dict[str, int]) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_linux_ltp(case: Case) -> None:
-    _, vm = world(MEM_END)
-    system = SystemCalls(vm)
-    assert system.SwitchProcess(system.CreateProcess())
-    saved: dict[str, int] = {}
-    for step in case.steps:
-        check(system, step, saved)
-    for space in system.processes.values():
-        check_space(space)
+    run_case(case.steps, check, MEM_END)
 
 
 __all__ = ["CASES", "At", "Case", "Step", "test_linux_ltp"]

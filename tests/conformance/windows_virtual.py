@@ -58,7 +58,8 @@ from spec.abi import (
     USER_TOP,
     ErrorCode,
 )
-from tests.test_process_memory import check_space, snapshot, world
+from tests.conformance.steps import At, Value, resolve, run_case
+from tests.test_process_memory import snapshot
 
 PAGE_WRITECOPY = 0x08
 PAGE_EXECUTE_WRITECOPY = 0x80
@@ -85,16 +86,6 @@ NT_TO_WIN32 = {
 K32 = "dlls/kernel32/tests/virtual.c"
 NTDLL = "dlls/ntdll/tests/virtual.c"
 ROS = "modules/rostests/apitests/ntdll/NtAllocateVirtualMemory.c"
-
-
-class At(NamedTuple):
-    """An address an earlier step saved, plus an offset."""
-
-    name: str
-    offset: int = 0
-
-
-Value = int | At
 
 
 class Step(NamedTuple):
@@ -604,10 +595,6 @@ QUERY_BUFFER = USER_TOP - 64
 OLD_PROTECT = USER_TOP - 4
 
 
-def resolve(value: Value | bytes | None, saved: dict[str, int]) -> Any:
-    return saved[value.name] + value.offset if isinstance(value, At) else value
-
-
 def perform(system: SystemCalls, step: Step, saved: dict[str, int]) -> tuple[bool, Any, int]:
     """Run one step: (succeeded, the value to compare, the last error)."""
     space = system.current
@@ -662,14 +649,7 @@ def check(system: SystemCalls, step: Step, saved: dict[str, int]) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_windows_virtual(case: Case) -> None:
-    _, vm = world()
-    system = SystemCalls(vm)
-    assert system.SwitchProcess(system.CreateProcess())
-    saved: dict[str, int] = {}
-    for step in case.steps:
-        check(system, step, saved)
-    for space in system.processes.values():
-        check_space(space)
+    run_case(case.steps, check)
 
 
 __all__ = ["CASES", "NT_TO_WIN32", "At", "Case", "Step", "test_windows_virtual"]
