@@ -41,9 +41,11 @@ def _cases(module: Any) -> Iterator[tuple[str, Callable[..., None], dict[str, An
             names = [n.strip() for n in mark.args[0].split(",")] if isinstance(
                 mark.args[0], str) else list(mark.args[0])
             for index, value in enumerate(mark.args[1]):
-                marks = getattr(value, "marks", ())
-                values = value.values if hasattr(value, "values") and hasattr(
-                    value, "marks") else (value,) if len(names) == 1 else tuple(value)
+                param = hasattr(value, "values") and hasattr(value, "marks")  # pytest.param
+                if param:
+                    values, marks = value.values, value.marks
+                else:
+                    values, marks = (value,) if len(names) == 1 else tuple(value), ()
                 xfail = any(m.name == "xfail" for m in marks)
                 yield f"{name}[{index}]", function, dict(zip(names, values, strict=True)), xfail
 
