@@ -1,6 +1,7 @@
 """Obligations of DOS memory (spec/dos_memory.py): every call x DOS-1..5, and
 the step claim DOS-4F on XmsFree; HIMEM's HMA and A20 calls (spec/himem.py) x
-DOS-6 and the claim DOS-6H on RequestHma; all unbounded: the chains are arrays over
+DOS-6 and the claim DOS-6H on RequestHma; the EMM's 5Dh and 5Bh (spec/ems_os.py)
+x DOS-7, DOS-8 and the claims DOS-7K, DOS-7D; all unbounded: the chains are arrays over
 segments with the ghost ``mcb_of``, so no proof walks the chain and none
 has a bound on its length or on the number of handles.
 
@@ -24,6 +25,7 @@ from proofs.inductive.layered import Layer, layer_obligations
 from proofs.inductive.paging import conjuncts, instances
 from proofs.obligation import Obligation
 from spec import dos_memory as dm
+from spec import ems_os as eo
 from spec import himem as hm
 from spec.abi import CONVENTIONAL_TOP, XMS_BASE
 from spec.catalogue import Operation
@@ -90,6 +92,13 @@ PLAIN_OPERATIONS = (
     Operation("EmsMap", _DM, dm.EmsMapPage, (), parts=("EmsMapPage", "EmsUnmapPage")),
     Operation("MapEmsPageToPhysical", _DM, dm.EmsMapPage, (),
               parts=("EmsMapPage", "EmsUnmapPage")),
+    # LIM 4.0 functions 15 and 16 (4Eh, 4Fh): a context read changes nothing; a
+    # context set (4Eh/01h, 4Fh/01h, and 5Bh/01h's mapping) maps or unmaps one
+    # physical page at a time, each a 44h step
+    Operation("EmsGetPartialPageMap", _DM, dm.Query, (), parts=("Query",)),
+    Operation("EmsSetPartialPageMap", _DM, dm.EmsMapPage, (),
+              parts=("EmsMapPage", "EmsUnmapPage")),
+    Operation("EmsSetPageMap", _DM, dm.EmsMapPage, (), parts=("EmsMapPage", "EmsUnmapPage")),
 )
 
 
@@ -245,7 +254,47 @@ HIMEM_LAYER = Layer(_DM, hm.symbolic_himem, hm.INVARIANTS, HIMEM_OPERATIONS,
                     step_claims=hm.STEP_CLAIMS, show=show_himem, reachable=himem_states)
 
 
+# -- the EMM's OS state: 5Bh and 5Dh (spec/ems_os.py) ------------------------------------
+
+EMS_OS_OPERATIONS = (
+    Operation("OsFunctionSet", _DM, eo.OsFunctionSet,
+              (("function", INT), ("presented", INT), ("key", INT))),
+    Operation("AlternateMapRegisterSet", _DM, eo.AlternateMapRegisterSet,
+              (("function", INT), ("bl", INT), SEGMENT, ("offset", INT), ("corrupt", BOOL))),
+)
+
+
+def show_ems_os(model: z3.ModelRef, pre: eo.EmsOsState) -> str:
+    def value(term: Ref) -> str:
+        return str(model.eval(term, model_completion=True))
+
+    return (f"OS/E set enabled {value(pre.os_enabled)}, key held {value(pre.key_held)} "
+            f"({value(pre.access_key)}, {value(pre.keys_issued)} issued), save area "
+            f"{value(pre.alt_set)} at {value(pre.alt_segment)}:{value(pre.alt_offset)}")
+
+
+@functools.cache
+def ems_os_states() -> list[tuple[str, eo.EmsOsState]]:
+    """As loaded; disabled by the first 01h (a key issued) with a save area set;
+    the key returned (02h), so enabled again with none outstanding."""
+    s = eo.initial_ems_os()
+    loaded = s
+    key = _i(0x4F53_0001)
+    s = _ok(eo.OsFunctionSet(s, _i(1), _i(0), key))
+    held = s
+    s = _ok(eo.OsFunctionSet(s, _i(0), key, key))
+    s = _ok(eo.AlternateMapRegisterSet(s, _i(1), _i(0), _i(0x2000), _i(0x10), z3.BoolVal(False)))
+    s = _ok(eo.OsFunctionSet(s, _i(2), key, key))
+    return [("loaded", loaded), ("disabled, key held", held),
+            ("key returned, save area set", s)]
+
+
+EMS_OS_LAYER = Layer(_DM, eo.symbolic_ems_os, eo.INVARIANTS, EMS_OS_OPERATIONS,
+                     step_claims=eo.STEP_CLAIMS, show=show_ems_os, reachable=ems_os_states)
+
+
 def obligations() -> Iterator[Obligation]:
     yield from layer_obligations(LAYER)
     yield from layer_obligations(PLAIN_LAYER)
     yield from layer_obligations(HIMEM_LAYER)
+    yield from layer_obligations(EMS_OS_LAYER)

@@ -7,6 +7,8 @@ import pytest
 from proofs.broken_variants import VARIANTS, BrokenVariant, catch, caught
 from spec import (
     dos_memory,
+    ems_os,
+    himem,
     kernel_heap,
     memory_pool,
     memory_subsystem,
@@ -22,6 +24,8 @@ def test_every_invariant_has_a_broken_variant() -> None:
              | set(memory_pool.INVARIANTS) | set(memory_subsystem.INVARIANTS)
              | set(user_space.INVARIANTS) | set(user_space.STEP_CLAIMS)
              | set(dos_memory.INVARIANTS) | set(dos_memory.STEP_CLAIMS)
+             | set(himem.INVARIANTS) | set(himem.STEP_CLAIMS)
+             | set(ems_os.INVARIANTS) | set(ems_os.STEP_CLAIMS)
              | set(shared_memory.INVARIANTS) | set(shared_memory.STEP_CLAIMS))
     assert every <= covered
 

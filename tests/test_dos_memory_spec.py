@@ -13,6 +13,7 @@ from model.dos_memory import DosMemoryManager
 from model.page_manager import PageManager
 from proofs.broken_variants import VARIANTS
 from proofs.dos_memory import (
+    EMS_OS_LAYER,
     FIRST,
     FULL_ONLY,
     HIMEM_LAYER,
@@ -96,12 +97,16 @@ def test_obligations_one_per_call_and_claim() -> None:
     public = [op.name for layer in (LAYER, PLAIN_LAYER) for op in layer.operations
               if not op.internal]
     himem = [op.name for op in HIMEM_LAYER.operations]
+    ems_os = [op.name for op in EMS_OS_LAYER.operations]
     expected = {f"dos_memory.{name}.{claim}" for name in public for claim in CLAIMS}
     expected |= {f"dos_memory.{name}.DOS-6" for name in himem}
-    non_vacuous = {f"dos_memory.{name}.NON-VACUOUS" for name in [*public, *himem]}
-    claims = {"dos_memory.XmsFree.DOS-4F", "dos_memory.RequestHma.DOS-6H"}
+    expected |= {f"dos_memory.{name}.{claim}" for name in ems_os for claim in ("DOS-7", "DOS-8")}
+    non_vacuous = {f"dos_memory.{name}.NON-VACUOUS" for name in [*public, *himem, *ems_os]}
+    claims = {"dos_memory.XmsFree.DOS-4F", "dos_memory.RequestHma.DOS-6H",
+              "dos_memory.OsFunctionSet.DOS-7K", "dos_memory.AlternateMapRegisterSet.DOS-7D"}
     assert set(ids) == expected | claims | non_vacuous
-    assert len(ids) == len(set(ids)) == 25 * 5 + 1 + 25 + 7 + 1 + 7
+    assert len(ids) == len(set(ids)) == (28 * 5 + 1 + 28 + 7 + 1 + 7
+                                         + 2 * 2 + 2 + 2)
     assert FULL_ONLY <= set(ids)
 
 
@@ -357,7 +362,8 @@ def test_concrete_accepts_type_characters() -> None:
 
 def test_every_dos_invariant_has_a_variant() -> None:
     dos = [v for v in VARIANTS if v.layer is not None and v.layer.startswith("dos_memory")]
-    assert {v.invariant for v in dos} == {*CLAIMS, "DOS-4F", "DOS-6", "DOS-6H"}
+    assert {v.invariant for v in dos} == {*CLAIMS, "DOS-4F", "DOS-6", "DOS-6H", "DOS-7",
+                                            "DOS-7K", "DOS-7D", "DOS-8"}
     assert {v.name for v in dos} >= {"dos-alloc-crosses-a000", "dos-coalesce-keeps-inner-mcbs",
                                      "ems-page-in-two-slots", "xms-free-locked-block",
                                      "umb-past-area-end"}

@@ -23,6 +23,7 @@ from unittest import mock
 import z3
 
 import spec.dos_memory as sdm
+import spec.ems_os as seo
 import spec.himem as shm
 import spec.kernel_heap as skh
 import spec.memory_pool as smp
@@ -280,6 +281,43 @@ def _hma_given_twice(s: shm.HimemState, wanted: Ref) -> shm.HimemStep:
     """01h that checks /HMAMIN but not whether the HMA is already held."""
     code = shm.status((wanted < s.hma_min, HIMEM_HMA_TOO_SMALL))
     return shm.himem_step(s, code, s.but(hma_owned=z3.BoolVal(True)), z3.BoolVal(True))
+
+
+def _return_key_keeps_state(s: seo.EmsOsState, function: Ref, presented: Ref,
+                            key: Ref) -> seo.EmsOsStep:
+    """5Dh/02h that forgets the key but leaves the set as it was (disabled stays
+    disabled, and nobody holds a key to enable it)."""
+    done = seo.OsFunctionSet(s, function, presented, key)
+    returned = z3.And(function == 2, s.key_held)
+    post = seo.ite_ems_os(returned, done.changed.but(os_enabled=s.os_enabled), done.changed)
+    return seo.ems_os_step(s, done.status, post, done.result, presented, done.assume)
+
+
+def _key_not_compared(s: seo.EmsOsState, function: Ref, presented: Ref,
+                      key: Ref) -> seo.EmsOsStep:
+    """5Dh that takes any BX:CX as the outstanding access key."""
+    done = seo.OsFunctionSet(s.but(access_key=presented), function, presented, key)
+    issued = z3.And(done.status == 0, z3.Not(s.key_held), function != 2)
+    post = done.changed.but(access_key=z3.If(issued, key, s.access_key))
+    return seo.ems_os_step(s, done.status, post, done.result, presented, done.assume)
+
+
+def _save_area_linear(s: seo.EmsOsState, function: Ref, bl: Ref, segment: Ref, offset: Ref,
+                      corrupt: Ref) -> seo.EmsOsStep:
+    """5Bh/01h that keeps ES:DI's linear address in the segment word."""
+    done = seo.AlternateMapRegisterSet(s, function, bl, segment, offset, corrupt)
+    post = seo.ite_ems_os(function == 1, done.changed.but(alt_segment=segment * 16 + offset),
+                          done.changed)
+    return seo.ems_os_step(s, done.status, post, done.result, z3.IntVal(0), done.assume)
+
+
+def _alternate_while_disabled(s: seo.EmsOsState, function: Ref, bl: Ref, segment: Ref,
+                              offset: Ref, corrupt: Ref) -> seo.EmsOsStep:
+    """5Bh without the A4h check: it answers while the OS/E set is disabled."""
+    done = seo.AlternateMapRegisterSet(s.but(os_enabled=z3.BoolVal(True)), function, bl,
+                                       segment, offset, corrupt)
+    post = done.changed.but(os_enabled=s.os_enabled)
+    return seo.ems_os_step(s, done.status, post, done.result, z3.IntVal(0), done.assume)
 
 
 def _shrink_keeps_slots(s: sdm.DosState, handle: Ref, pages: Ref, pick: Ref, pinv: Ref,
@@ -543,6 +581,18 @@ VARIANTS = (
     BrokenVariant("hma-given-twice", "DOS-6H", "RequestHma",
                   "XMS 01h gives the HMA to a second caller (no 91h check)",
                   transition=_hma_given_twice, layer="dos_memory.himem"),
+    BrokenVariant("ems-return-key-keeps-disabled", "DOS-7", "OsFunctionSet",
+                  "EMS 5Dh/02h forgets the access key but leaves the OS/E set disabled",
+                  transition=_return_key_keeps_state, layer="dos_memory.ems_os"),
+    BrokenVariant("ems-access-key-not-compared", "DOS-7K", "OsFunctionSet",
+                  "EMS 5Dh takes any BX:CX as the outstanding access key (no A4h)",
+                  transition=_key_not_compared, layer="dos_memory.ems_os"),
+    BrokenVariant("ems-save-area-linear", "DOS-8", "AlternateMapRegisterSet",
+                  "EMS 5Bh/01h keeps ES:DI's linear address as the save area's segment",
+                  transition=_save_area_linear, layer="dos_memory.ems_os"),
+    BrokenVariant("ems-alternate-while-disabled", "DOS-7D", "AlternateMapRegisterSet",
+                  "EMS 5Bh answers while the OS/E set is disabled (no A4h)",
+                  transition=_alternate_while_disabled, layer="dos_memory.ems_os"),
     BrokenVariant("map-frame-of-another-block", "VMM-1", "MapSharedMemoryToProcess",
                   "a shared-memory view maps the frames of another block",
                   transition=_map_frames_of_next_block, layer="shared_memory"),
@@ -596,7 +646,8 @@ LAYERS = {**{layer.manager: layer for layer in (kernel_heap.LAYER, memory_pool.L
                                                 memory_subsystem.LAYER, user_space.LAYER,
                                                 dos_memory.LAYER, shared_memory.LAYER)},
           "dos_memory.plain": dos_memory.PLAIN_LAYER,
-          "dos_memory.himem": dos_memory.HIMEM_LAYER}
+          "dos_memory.himem": dos_memory.HIMEM_LAYER,
+          "dos_memory.ems_os": dos_memory.EMS_OS_LAYER}
 
 
 def catch(variant: BrokenVariant, profile: str = "teeth") -> Verdict:

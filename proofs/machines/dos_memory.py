@@ -79,6 +79,7 @@ from proofs.machines.checks import (
     failing,
     raise_problems,
 )
+from proofs.machines.ems_os import EmsOsMachine
 from proofs.machines.himem import HimemMachine
 from proofs.machines.runner import (
     Budget,
@@ -1030,7 +1031,7 @@ def run_dos_machine(profile: str, patches: Mapping[str, object] | None = None, *
 
 
 MACHINES: tuple[type[CheckedMachine], ...] = (ConventionalMachine, XmsMachine, EmsMachine,
-                                              EmsLim4Machine, HimemMachine)
+                                              EmsLim4Machine, HimemMachine, EmsOsMachine)
 
 
 # -- broken models ------------------------------------------------------------------------
