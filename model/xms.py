@@ -23,11 +23,23 @@ Rules (XMS 3.0 = "eXtended Memory Specification Version 3.0", Microsoft et al.
   HIMEM does not clear).
 - 0Ah free: A2h unknown handle, ABh the block is locked.
 - 0Bh move (length, src_handle, src_offset, dst_handle, dst_offset): handle 0
-  means conventional memory with offset = segment:offset (segment in the high
-  word), limited to the first MB; A7h odd length or a range past the block;
-  A3h/A5h bad source/destination handle; A4h/A6h offset beyond the block.
+  means a real-mode address with offset = segment:offset (segment in the high
+  word), linear segment * 16 + offset, so FFFF:0010-FFFF:FFFF reach the HMA
+  (model/hma_memory.py keeps its bytes); a handle-0 range must end at or below
+  10FFF0h (the HMA's end), else A7h (DOSBox-staging src/ints/xms.cpp lines
+  340-347, 363-370, "Microsoft TEST.C considers it an error..."; HimemX.asm
+  xms_get_move_addr lines 1164-1182: cmp edx,10fff0h). Neither driver asks
+  for A20 or the HMA's owner (01h): the driver turns A20 on for the copy and
+  restores it (xms.cpp lines 376-390; HimemX.asm lines 1230-1236), so the
+  move leaves the A20 count and the owner as they were. A7h odd length (checked
+  first) or a range past the block; A3h/A5h bad source/destination handle;
+  A4h/A6h a block offset beyond the block (a seg:off never is: at most
+  10FFEFh).
   Overlapping moves are done as memmove (XMS 3.0 guarantees only some overlaps
   and allows A8h; the model never needs it). Length 0 succeeds.
+- The HMA's bytes live in 16 frames the driver takes (HELD) with its pool
+  (``frames()`` lists them too); the pool's claim fails when there are not
+  16 more free frames.
 - 0Ch lock: returns the 32-bit physical address (linear = physical below the
   paging layer); the lock count is a byte: the 256th lock fails with ACh.
   0Dh unlock: AAh when not locked. Both A2h on an unknown handle.
@@ -44,10 +56,11 @@ from __future__ import annotations
 from typing import NamedTuple, TypeVar
 
 from model.dos_physical import read_physical, write_physical
+from model.hma_memory import HMA_FRAMES, HmaMemory
 from model.page_manager import PageManager
 from model.xms_hma import HMA_MIN_LIMIT, XmsHma
 from spec.abi import (
-    CONVENTIONAL_LIMIT,
+    HMA_END,
     KB,
     MAX_LOCKS,
     PAGE_SHIFT,
@@ -103,6 +116,7 @@ class XmsDriver:
                       and xms_end % PAGE_SIZE == 0)
         self._claimed: set[int] = set()
         self.hma = XmsHma(hma_min)
+        self.hma_memory = HmaMemory(pageman)
 
     def claim_pool(self) -> bool:
         """Claim the pool's frames (HELD); False (nothing claimed) if one is not free."""
@@ -113,13 +127,16 @@ class XmsDriver:
         if any(owner[f] != FrameOwner.FREE for f in pool):
             self.ready = False
             return False
+        if self.pageman.free_count() < len(pool) + HMA_FRAMES:
+            self.ready = False
+            return False
         for frame in pool:
             self.pageman.claim_frame(frame, FrameOwner.HELD)
             self._claimed.add(frame)
-        return True
+        return self.hma_memory.claim()
 
     def frames(self) -> set[int]:
-        return set(self._claimed)
+        return self._claimed | set(self.hma_memory.frames)
 
     @property
     def pool_kb(self) -> int:
@@ -175,7 +192,7 @@ class XmsDriver:
                              XMS_INVALID_DEST_OFFSET)
         if dst < 0:
             return False
-        write_physical(self.pageman, dst, read_physical(self.pageman, src, length))
+        self.hma_memory.write(dst, self.hma_memory.read(src, length))
         return self._set(True)
 
     def XmsLock(self, handle: int) -> int:
@@ -266,7 +283,7 @@ class XmsDriver:
             return self._set(-1, offset_code)
         if handle == 0 and type(handle) is int:
             start = (offset >> 16) * 16 + (offset & 0xFFFF)
-            limit = CONVENTIONAL_LIMIT
+            limit = HMA_END
         else:
             block = self._block(handle, handle_code)
             if block is None:

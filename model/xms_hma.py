@@ -5,7 +5,10 @@ State: ``hma_owned`` (a program or TSR holds the HMA), ``hma_min`` (HIMEM's
 3186-3202), ``a20_global`` (the global-enable flag) and ``a20_local`` (the
 local-enable count). The A20 line is on exactly when the count is above 0.
 The HMA always exists here: the manager's memory reaches past 110000h, so 00h
-reports DX=1 and 90h ("HMA does not exist") is never the answer.
+reports DX=1 and 90h ("HMA does not exist") is never the answer. Its 65,520
+bytes are model/hma_memory.py's (XmsDriver.hma_memory), which 0Bh with handle
+0 reads and writes whoever owns the HMA and whatever the A20 count (HIMEM
+turns A20 on around the copy itself; model/xms.py).
 
 Rules (DOSBox-staging src/ints/xms.cpp lines 185-224 and 513-578, "how
 Microsoft HIMEM.SYS implements this"; HimemX.asm lines 648-789):

@@ -386,6 +386,10 @@ XMS_BASE = 0x110000
 KB = 1024
 MAX_LOCKS = 255
 CONVENTIONAL_LIMIT = 0x100000
+#: The High Memory Area: FFFF:0010-FFFF:FFFF, linear [HMA_START, HMA_END), 65,520 bytes;
+#: HMA_END is also the end of what a real-mode seg:off (an XMS move's handle 0) reaches.
+HMA_START = 0x100000
+HMA_END = 0x10FFF0
 XMS_SUCCESS = 0x00
 XMS_OUT_OF_MEMORY = 0xA0
 XMS_OUT_OF_HANDLES = 0xA1

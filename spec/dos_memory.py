@@ -59,9 +59,11 @@ Spec-level decisions (the model follows them or the lead reconciles):
   choice here (this layer does not count free space), all or nothing. Free
   or reallocate of a locked block: 0xAB; unlock of an unlocked one: 0xAA;
   lock past 255: 0xAC. XmsMove changes no bookkeeping (contents are the
-  model's state machine's): checks in order length (0xA7, odd or negative),
+  model's state machine's): checks in order length (0xA7, odd or not 32-bit),
   source handle (0xA3), source offset (0xA4), destination (0xA5, 0xA6);
-  handle 0's seg:off offsets are not checked here.
+  handle 0's offset is a real-mode seg:off whose range must end at or below
+  10FFF0h, the HMA's end (0xA7; DOSBox-staging src/ints/xms.cpp lines
+  340-347, HimemX.asm lines 1164-1182).
 - EMS LIM 4.0: ``pstore[h, l]`` is the storage page holding handle h's
   logical page l, ``sowner``/``spage`` its ghost inverse (-1 = free storage),
   so each storage page belongs to exactly one (handle, logical page). Slots
@@ -102,6 +104,7 @@ from spec.abi import (
     EMS_PAGE_SIZE,
     EMS_TOO_MANY_PAGES,
     EMS_ZERO_PAGES,
+    HMA_END,
     KB,
     MAX_LOCKS,
     MCB_M,
@@ -598,17 +601,24 @@ def XmsMove(s: DosState, length: Ref, src_handle: Ref, src_offset: Ref, dst_hand
         return z3.And(h != 0, offset > KB * s.xsize[h])
 
     def past_end(h: Ref, offset: Ref) -> Ref:
-        return z3.And(h != 0, offset + length > KB * s.xsize[h])
+        real = offset / 0x10000 * PARAGRAPH + offset % 0x10000
+        return z3.If(h != 0, offset + length > KB * s.xsize[h], real + length > HMA_END)
 
-    # per end, as the model checks it: a negative offset (not a 32-bit value),
-    # the handle, an offset beyond the block, then a range running past its end
-    # (A7h: the length is what is wrong when the start lies inside the block)
-    code = status((z3.Or(length < 0, length % 2 == 1), XMS_INVALID_LENGTH),
-                  (src_offset < 0, XMS_INVALID_SOURCE_OFFSET),
+    def not_u32(offset: Ref) -> Ref:
+        return z3.Or(offset < 0, offset > 0xFFFFFFFF)
+
+    # per end, as the model checks it: an offset that is not a 32-bit value, the
+    # handle, an offset beyond the block, then a range running past its end (A7h:
+    # the length is what is wrong when the start lies inside the block); handle
+    # 0's seg:off range must end at or below HMA_END (10FFF0h: xms.cpp lines
+    # 340-347, HimemX.asm lines 1164-1182)
+    code = status((z3.Or(length < 0, length > 0xFFFFFFFF, length % 2 == 1),
+                   XMS_INVALID_LENGTH),
+                  (not_u32(src_offset), XMS_INVALID_SOURCE_OFFSET),
                   (bad_handle(src_handle), XMS_INVALID_SOURCE_HANDLE),
                   (bad_offset(src_handle, src_offset), XMS_INVALID_SOURCE_OFFSET),
                   (past_end(src_handle, src_offset), XMS_INVALID_LENGTH),
-                  (dst_offset < 0, XMS_INVALID_DEST_OFFSET),
+                  (not_u32(dst_offset), XMS_INVALID_DEST_OFFSET),
                   (bad_handle(dst_handle), XMS_INVALID_DEST_HANDLE),
                   (bad_offset(dst_handle, dst_offset), XMS_INVALID_DEST_OFFSET),
                   (past_end(dst_handle, dst_offset), XMS_INVALID_LENGTH))

@@ -269,6 +269,21 @@ def test_xms_codes(busy: dm.DosState) -> None:
                      XMS_LOCKED)
 
 
+def test_xms_move_handle_0_reaches_the_hma(busy: dm.DosState) -> None:
+    """Handle 0's seg:off range may end at 10FFF0h, the HMA's end, not past it
+    (xms.cpp lines 340-347, HimemX.asm lines 1164-1182): A7h, and never A4h/A6h."""
+    hma, last = 0xFFFF_0010, 0xFFFF_FFF0
+    assert status_is(dm.XmsMove(busy, i(0x800), i(0), i(hma), i(1), i(0)), 0)
+    assert status_is(dm.XmsMove(busy, i(16), i(1), i(0), i(0), i(last)), 0)
+    assert status_is(dm.XmsMove(busy, i(0), i(0), i(0xFFFF_FFFF), i(0), i(0)), 0)
+    assert status_is(dm.XmsMove(busy, i(18), i(1), i(0), i(0), i(last)), XMS_INVALID_LENGTH)
+    assert status_is(dm.XmsMove(busy, i(2), i(0), i(0xFFFF_FFFF), i(1), i(0)),
+                     XMS_INVALID_LENGTH)
+    assert status_is(dm.XmsMove(busy, i(2), i(0), i(1 << 32), i(1), i(0)),
+                     XMS_INVALID_SOURCE_OFFSET)
+    assert status_is(dm.XmsMove(busy, i(1 << 32), i(0), i(0), i(1), i(0)), XMS_INVALID_LENGTH)
+
+
 def test_ems_codes(busy: dm.DosState) -> None:
     no = z3.BoolVal(False)
     k = z3.Int("k")

@@ -130,8 +130,8 @@ def test_move_errors_exact_and_unchanged() -> None:
              ((2, h, 1025, h, 0), XMS_INVALID_SOURCE_OFFSET),
              ((2, h, 0, h, 1025), XMS_INVALID_DEST_OFFSET),
              ((4, h, 1022, h, 0), XMS_INVALID_LENGTH),
-             ((4, 0, 0xFFFF000E, h, 0), XMS_INVALID_LENGTH),
-             ((2, 0, 0xFFFF0011, h, 0), XMS_INVALID_SOURCE_OFFSET),
+             ((4, 0, 0xFFFFFFFE, h, 0), XMS_INVALID_LENGTH),  # FFFF:FFFE + 4 > 10FFF0h
+             ((2, 0, 0xFFFFFFFF, h, 0), XMS_INVALID_LENGTH),  # FFFF:FFFF + 2
              ((-2, h, 0, h, 0), XMS_INVALID_LENGTH),
              ((2, h, -1, h, 0), XMS_INVALID_SOURCE_OFFSET),
              ((2, "h", 0, h, 0), XMS_INVALID_SOURCE_HANDLE)]
@@ -274,7 +274,7 @@ def test_a_bad_handle_is_reported_before_the_largest_offset() -> None:
     cases = [((2, 9, 0xFFFFFFFF, handle, 0), XMS_INVALID_SOURCE_HANDLE),
              ((2, handle, 0, 9, 0xFFFFFFFF), XMS_INVALID_DEST_HANDLE),
              ((2, handle, 0xFFFFFFFF, handle, 0), XMS_INVALID_SOURCE_OFFSET),
-             ((2, 0, 0xFFFFFFFF, handle, 0), XMS_INVALID_SOURCE_OFFSET),
+             ((2, 0, 0xFFFFFFFF, handle, 0), XMS_INVALID_LENGTH),  # FFFF:FFFF + 2
              ((2, handle, 0, handle, 0xFFFFFFFF), XMS_INVALID_DEST_OFFSET)]
     for args, code in cases:
         assert not xms.XmsMove(*args), args

@@ -564,7 +564,8 @@ class DosHarness(DosChecks):
         return reply, self.code(name)
 
     def read(self, address: int, length: int) -> bytes:
-        return read_physical(self.dos.pageman, address, length)
+        """Linear bytes: the HMA's from its frames (model/hma_memory.py)."""
+        return self.dos.xms.hma_memory.read(address, length)
 
     def read_logical(self, handle: int, logical: int) -> bytes:
         return self.dos.ems.read_logical(handle, logical)
@@ -702,15 +703,8 @@ def holder(view: View, segment: int) -> int:
 
 
 def moved_outside(args: tuple[Any, ...]) -> bool:
-    """A handle-0 end of a move outside the first MB, or arguments not integers."""
-    if not all(type(a) is int for a in args):
-        return True
-    length = args[0]
-    for handle, offset in ((args[1], args[2]), (args[3], args[4])):
-        start = (offset >> 16) * PARAGRAPH + (offset & 0xFFFF)
-        if handle == 0 and not (0 <= offset and start + length <= 0x100000):
-            return True
-    return False
+    """Arguments a spec step cannot take (not integers)."""
+    return not all(type(a) is int for a in args)
 
 
 # -- the machine -------------------------------------------------------------------------
@@ -872,12 +866,13 @@ class XmsRules(DosRules):
 
     def end(self, data: st.DataObject, length: int, source: bool) -> tuple[int, int]:
         """A move's end: an XMS block at an offset (some past its end), a live
-        conventional block's data (seg:0) large enough, the EMS frame (a
-        source only), past the first MB, an unknown handle."""
+        conventional block's data (seg:0) large enough, the HMA, the EMS frame (a
+        source only), the HMA's last 16 bytes (A7h past them), an unknown handle."""
         choices: list[tuple[int, int]] = [
             (0, b.segment + 1 << 16) for b in self.blocks()
             if b.owner != OWNER_FREE and b.size * PARAGRAPH >= length][:4]
-        bad = [(0, 0xFFFF << 16 | 0x20), (77, 0)]
+        choices.append((0, 0xFFFF << 16 | 0x20))  # FFFF:0020, in the HMA
+        bad = [(0, 0xFFFF << 16 | 0xFFF0), (77, 0)]  # FFFF:FFF0: 16 bytes before 10FFF0h
         if source:
             choices.append((0, 0xE000 << 16))
         for handle, block in self.h.view()[7][:3]:
@@ -1106,6 +1101,22 @@ def _drop_keeps_slots(self: EmsManager, handle: int, keep: int) -> None:
     del pages[keep:]
 
 
+def _endpoint_first_mb(self: XmsDriver, handle: int, offset: int, length: int,
+                       handle_code: int, offset_code: int) -> int:
+    """0Bh's handle 0 kept inside the first MB (the model before issue 15's HMA
+    move): FFFF:0010 and above are refused, where HIMEM reaches 10FFF0h."""
+    if handle == 0 and type(handle) is int and type(offset) is int and 0 <= offset <= 0xFFFFFFFF:
+        start = (offset >> 16) * PARAGRAPH + (offset & 0xFFFF)
+        if start > 0x100000:
+            return int(self._set(-1, offset_code))
+        if start + length > 0x100000:
+            return int(self._set(-1, 0xA7))
+    return int(_ENDPOINT(self, handle, offset, length, handle_code, offset_code))
+
+
+_ENDPOINT = XmsDriver._endpoint
+
+
 def _resize_failure_unchanged(self: DosMemoryManager, segment: int, paragraphs: int) -> bool:
     """AH=4Ah whose error 8 leaves the block as it was (not RBIL's DOS 2.1-6.0)."""
     before = read_physical(self.pageman, 0, 0xA0000)
@@ -1149,6 +1160,8 @@ DOS_MODEL_VARIANTS = (
                  {"EmsManager.EmsMap": _map_keeps_old_slot}),
     ModelVariant("ems_shrink_keeps_slots", ("DOS-5", TRANSITION),
                  {"EmsManager._drop": _drop_keeps_slots}),
+    ModelVariant("xms_move_first_mb_only", (TRANSITION,),
+                 {"XmsDriver._endpoint": _endpoint_first_mb}),
     ModelVariant("resize_failure_unchanged", (TRANSITION,),
                  {"DosMemoryManager.ResizeDosMemory": _resize_failure_unchanged}),
     ModelVariant("walk_follows_bad_type", (CORRUPTION,),
@@ -1158,7 +1171,8 @@ DOS_MODEL_VARIANTS = (
 #: The machine that exercises each broken model (the teeth run needs only it).
 VARIANT_MACHINES: dict[str, tuple[type[CheckedMachine], ...]] = {
     **{v.name: (ConventionalMachine,) for v in DOS_MODEL_VARIANTS},
-    "xms_free_of_locked_block": (XmsMachine,), "ems_map_keeps_old_slot": (EmsMachine,),
+    "xms_free_of_locked_block": (XmsMachine,), "xms_move_first_mb_only": (XmsMachine,),
+    "ems_map_keeps_old_slot": (EmsMachine,),
     "ems_shrink_keeps_slots": (EmsLim4Machine,)}
 
 
