@@ -12,7 +12,8 @@ After every call the machine checks
    the step's free choice, taken from the model); DOS-7K and DOS-7D on them;
    4Fh/01h (and 5Bh/01h) leave exactly the slots the context names over the
    others (A3h when that is no valid mapping), 4Fh/00h writes what the slots
-   show, 4Fh/02h's AL is 2 + 4 * BX;
+   show, 4Fh/02h's AL is 2 + 4 * BX; 59h answers A4h exactly while the set is
+   disabled;
 3. a failure changes nothing: slots, handles, OS state, and the caller's
    buffer.
 """
@@ -36,6 +37,7 @@ from proofs.machines.runner import CheckedMachine, ModelVariant
 from spec import dos_memory as dm
 from spec import ems_os as eo
 from spec.abi import (
+    EMM_ACCESS_DENIED,
     EMM_CORRUPT_MAP,
     EMS_FRAME_SEGMENT,
     EMS_INVALID_PHYSICAL,
@@ -298,6 +300,19 @@ class EmsOsMachine(CheckedMachine):
         elif code == EMS_SUCCESS and tuple(self.dos.ems.slots) != after:
             problems[TRANSITION] = f"4Fh/01h left {self.dos.ems.slots}, the context says {after}"
         raise_problems(f"4Fh/01h {entries} (count {count}) returned {answer}", problems)
+
+    @rule(al=st.sampled_from((0, 1, 2)))
+    def hardware_info(self, al: int) -> None:
+        """59h: A4h while the OS/E set is disabled (LIM 4.0 function 26), else 00h
+        writes the 10-byte record, 01h the raw page counts, 02h 8Fh."""
+        out = BUFFERS[0]
+        regs = Registers(eax=0x5900 | al, es=out[0], edi=out[1])
+        disabled = not self.dos.ems.os_enabled
+        answer, problems = self.call(regs)
+        code = EMM_ACCESS_DENIED if disabled else 0x8F if al == 2 else EMS_SUCCESS
+        if answer.ah != code:
+            problems[TRANSITION] = f"expected AH = {code:#x} (OS/E set disabled: {disabled})"
+        raise_problems(f"59h/{al:02X}h returned {answer}", problems)
 
     @rule(al=st.sampled_from((2, 3)), bx=st.integers(0, 5))
     def partial_size(self, al: int, bx: int) -> None:
