@@ -74,10 +74,10 @@ def concrete(model: z3.ModelRef, pre: HeapState) -> dict[str, Any]:
         return int(model.eval(term, model_completion=True).as_long())
 
     def flag(term: Ref) -> bool:
-        return z3.is_true(model.eval(term, model_completion=True))
+        return bool(z3.is_true(model.eval(term, model_completion=True)))
 
     end = value(pre.end)
-    blocks = []
+    blocks: list[dict[str, Any]] = []
     header = value(pre.data_start)
     while header < end and len(blocks) < SHOWN:
         h = z3.IntVal(header)
@@ -88,7 +88,7 @@ def concrete(model: z3.ModelRef, pre: HeapState) -> dict[str, Any]:
         if size < MIN_BLOCK:
             break
         header += size
-    holes = []
+    holes: list[list[int]] = []
     for position in range(min(max(value(pre.count), 0), SHOWN)):
         entry = value(pre.index[z3.IntVal(position)])
         holes.append([value(pre.size[z3.IntVal(entry)]), entry])

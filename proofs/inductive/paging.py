@@ -18,6 +18,7 @@ import functools
 import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import z3
 
@@ -511,10 +512,10 @@ def describe(model: z3.ModelRef, op: Operation, args: dict[str, Ref], pre: State
             value(args["slot"]) if "slot" in args else 0)
         for state in (pre, post):
             frames.append(value(frame_of(state.pde[args["dir"]][z3.BitVecVal(slot, SLOT)])))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for frame in dict.fromkeys(frames):
         f = z3.BitVecVal(frame, FRAME)
-        row = {"frame": frame,
+        row: dict[str, Any] = {"frame": frame,
                "owner": [_owner(value(pre.owner[f])), _owner(value(post.owner[f]))],
                "used": [z3.is_true(model.eval(s.used[f], model_completion=True))
                         for s in (pre, post)],
@@ -524,12 +525,12 @@ def describe(model: z3.ModelRef, op: Operation, args: dict[str, Ref], pre: State
             f"frame {frame:#x}: owner {row['owner'][0]} -> {row['owner'][1]}, used "
             f"{model.eval(pre.used[f])} -> {model.eval(post.used[f])}, rank "
             f"{row['rank'][0]} -> {row['rank'][1]}")
-    state = {"step": {"op": op.name, "args": shown},
+    data = {"step": {"op": op.name, "args": shown},
              "nframes": value(pre.nframes),
              "used_count": [value(pre.used_count), value(post.used_count)],
              "kernel_dir": value(pre.kernel_dir), "current_dir": value(pre.current_dir),
              "frames": rows}
-    return Explained("\n".join(lines), state)
+    return Explained("\n".join(lines), data)
 
 
 def _show(value: Ref) -> str:
