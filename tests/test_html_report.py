@@ -127,12 +127,13 @@ def test_the_oracle_report_marks_the_step_and_draws_the_heap(tmp_path: Path) -> 
     assert len(marked) == 1 and "marked" in marked[0].classes
     assert marked[0].attrs["id"] == f"step-{divergence['marked']}"
     assert "KernelHeap.Free(" in marked[0].content()
-    before = dom.first("div", "before").first("svg", "heap")
-    after = dom.first("div", "after").first("svg", "heap")
+    (heaps,) = [s for s in dom.all("section", "state-part") if s.attrs["data-part"] == "heap"]
+    before = heaps.first("div", "before").first("svg", "heap")
+    after = heaps.first("div", "after").first("svg", "heap")
     assert (len(before.all("g", "block")), len(before.all("g", "hole"))) == (4, 2)
     assert (len(after.all("g", "block")), len(after.all("g", "hole"))) == (3, 2)
     assert len(after.all("g", "damaged")) == 1 and not before.all("g", "damaged")
-    model = dom.first("div", "model-after").first("svg", "heap")
+    model = heaps.first("div", "model-after").first("svg", "heap")
     assert not model.all("g", "damaged")
     shown = dom.first("form", "filters").first("output").content()
     operations = sum(1 for s in divergence["steps"] if "op" in s["request"])

@@ -43,8 +43,9 @@ def counterexample(data: dict[str, Any] | None) -> str:
                      + kernel_drawings.counterexample_frames(data["frames"]))
     if isinstance(data.get("heap"), dict):
         heap = data["heap"]
-        parts.append("<p>the heap before the step:</p>"
-                     + kernel_drawings.heap(heap, heap.get("holes")))
+        named = {int(v) for v in dict(step.get("args", {})).values() if str(v).isdigit()}
+        parts.append("<p>the heap before the step (outlined: the block the step names):</p>"
+                     + kernel_drawings.heap(heap, heap.get("holes"), named))
     return f'<div class="counterexample">{"".join(parts)}</div>'
 
 
@@ -64,7 +65,8 @@ def _row(o: dict[str, Any]) -> str:
             f'<td>{esc(o.get("operation"))}</td><td>{esc(o.get("invariant"))}</td>'
             f'<td class="{"fail" if bad else "pass"}">{esc(kind)}</td>'
             f'<td class="num" data-value="{seconds}">{seconds:.3f}</td>'
-            f'<td>{esc(o.get("summary"))}{esc(" (" + o["cache"] + ")") if o.get("cache") else ""}'
+            f'<td class="detail">{esc(o.get("summary"))}'
+            f'{esc(" (" + o["cache"] + ")") if o.get("cache") else ""}'
             f'{more}</td></tr>\n')
 
 

@@ -13,20 +13,22 @@ from proofs.html.page import esc
 PLAIN = ("FrameCounts", "XmsHandles", "EmsMappings", "VirtualQuery")
 
 
-def state(observed: dict[str, Any], before: dict[str, Any] | None = None) -> str:
-    """Every drawing the observations allow, each under its heading; ``before``
-    (the previous state's observations) marks what changed where a drawing can."""
+def parts(observed: dict[str, Any], before: dict[str, Any] | None = None,
+          focus: set[int] | frozenset[int] = frozenset()) -> list[tuple[str, str, str]]:
+    """(key, title, drawing) for every drawing the observations allow; ``before``
+    (the previous state's observations) marks what changed where a drawing can,
+    ``focus`` (the step's arguments) the heap block the step names."""
     out = []
     walk = observed.get("HeapWalk")
     if isinstance(walk, dict):
         holes = observed.get("HoleIndex")
-        out.append(("kernel heap (HeapWalk, HoleIndex)", kernel_drawings.heap(
-            walk, holes.get("holes") if isinstance(holes, dict) else None)))
+        out.append(("heap", "kernel heap (HeapWalk, HoleIndex)", kernel_drawings.heap(
+            walk, holes.get("holes") if isinstance(holes, dict) else None, focus)))
     bitmap = observed.get("FrameBitmap")
     if isinstance(bitmap, dict):
         counts = observed.get("FrameCounts")
         was = (before or {}).get("FrameBitmap")
-        out.append(("frame bitmap (FrameBitmap)", kernel_drawings.frame_bitmap(
+        out.append(("frames", "frame bitmap (FrameBitmap)", kernel_drawings.frame_bitmap(
             bitmap, counts if isinstance(counts, dict) else None,
             was if isinstance(was, dict) else None)))
     drawn = {"PageTables": ("page tables (PageTables)", kernel_drawings.page_tables),
@@ -40,10 +42,9 @@ def state(observed: dict[str, Any], before: dict[str, Any] | None = None) -> str
     for name, (title, draw) in drawn.items():
         value = observed.get(name)
         if isinstance(value, dict):
-            out.append((title, draw(value)))
+            out.append((name, title, draw(value)))
     for name in PLAIN:
         value = observed.get(name)
         if value is not None:
-            out.append((name, f"<pre>{esc(json.dumps(value))[:4000]}</pre>"))
-    return "".join(f'<section class="state-part"><h4>{esc(title)}</h4>{body}</section>'
-                   for title, body in out) or "<p>nothing observed</p>"
+            out.append((name, name, f'<pre class="plain">{esc(json.dumps(value)[:4000])}</pre>'))
+    return out

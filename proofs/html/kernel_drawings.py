@@ -30,10 +30,12 @@ def damaged(block: dict[str, Any]) -> bool:
             or block.get("footer_header") != block.get("header"))
 
 
-def heap(walk: dict[str, Any], holes: list[list[int]] | None = None) -> str:
+def heap(walk: dict[str, Any], holes: list[list[int]] | None = None,
+         focus: set[int] | frozenset[int] = frozenset()) -> str:
     """Blocks and holes along the heap's address line, each with its header
     (left mark) and footer (right mark); the index array before data_start;
-    below, the hole index, each entry drawn to the header it points at."""
+    below, the hole index, each entry drawn to the header it points at. A
+    block whose header or payload address is in ``focus`` is outlined."""
     blocks = list(walk.get("blocks", []))[:256]
     if not walk.get("created", True) and not blocks:
         return '<p class="note">no heap yet (Create has not succeeded)</p>'
@@ -60,7 +62,8 @@ def heap(walk: dict[str, Any], holes: list[list[int]] | None = None) -> str:
         where[header] = x + w / 2
         bad = damaged(block)
         kind = "hole" if block.get("hole") else "used"
-        classes = f"block {kind}" + (" damaged" if bad else "")
+        named = header in focus or header + HEADER_SIZE in focus
+        classes = f"block {kind}" + (" damaged" if bad else "") + (" focus" if named else "")
         tip = (f"{'hole' if block.get('hole') else 'block'} at {hexa(header)}, size {size}; "
                f"header magic {hexa(block.get('magic'))}, footer magic "
                f"{hexa(block.get('footer_magic'))} -> {hexa(block.get('footer_header'))}")
@@ -74,6 +77,8 @@ def heap(walk: dict[str, Any], holes: list[list[int]] | None = None) -> str:
             f'<rect class="header" x="{x:.1f}" y="20" width="{mark:.1f}" height="36" '
             f'fill="#334"/><rect class="footer" x="{x + w - mark:.1f}" y="20" '
             f'width="{mark:.1f}" height="36" fill="{DAMAGED if bad else "#667"}"/>'
+            + (f'<rect x="{x - 2:.1f}" y="17" width="{w + 4:.1f}" height="42" fill="none" '
+               f'stroke="#e07a00" stroke-width="2.5" stroke-dasharray="5 3"/>' if named else "")
             + (f'<text x="{x + mark + 2:.1f}" y="35">{size}</text>' if w > 34 else "")
             + (f'<text class="mono" x="{x + 1:.1f}" y="14">{hex(header)[-5:]}</text>'
                if w > 44 else "") + "</g>")
@@ -109,7 +114,7 @@ def frame_bitmap(bitmap: dict[str, Any], counts: dict[str, Any] | None = None,
     frames = int((counts or {}).get("frames") or max(used, default=-1) + 1)
     shown = min(frames, MAX_FRAMES)
     was = _used(before) if before is not None else used
-    cell, columns = 14, 32
+    cell, columns = (14, 32) if shown <= 256 else (10, 64)
     parts = []
     for frame in range(shown):
         x, y = (frame % columns) * cell, (frame // columns) * cell
@@ -122,8 +127,8 @@ def frame_bitmap(bitmap: dict[str, Any], counts: dict[str, Any] | None = None,
                      f'<title>frame {frame} ({hex(frame << 12)}): {state}</title></rect>')
     rows = -(-shown // columns) if shown else 1
     note = f" (the first {shown} drawn)" if shown < frames else ""
-    return (f'<figure class="drawing frames"><svg width="{columns * cell}" '
-            f'height="{rows * cell}">{"".join(parts)}</svg><figcaption>{frames} frames, '
+    return (f'<figure class="drawing frames">{svg(columns * cell, rows * cell, "".join(parts))}'
+            f'<figcaption>{frames} frames, '
             f'{len(used)} used{esc(note)}; outlined: changed by the step</figcaption></figure>')
 
 

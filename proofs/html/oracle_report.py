@@ -69,23 +69,43 @@ def _observed(steps: list[dict[str, Any]], side: str, first: int, last: int
 
 
 def at_step(steps: list[dict[str, Any]], marked: int | None) -> str:
-    """The state before and after the marked step, as drawings."""
+    """The state before and after the marked step, as drawings: for each kind of
+    state observed, the implementation's before and after and the model's after,
+    one under the other so their address lines line up."""
     if marked is None:
         return "<p>no step to show (the divergence came before the first request)</p>"
     ops = [s["id"] for s in steps if "op" in s.get("request", {})]
     before_op = max((i for i in ops if i < marked), default=0)
     after_op = min((i for i in ops if i > marked), default=1 << 62)
+    step = next((s for s in steps if s.get("id") == marked), {})
+    focus = {v for v in dict(step.get("request", {}).get("args", {})).values()
+             if isinstance(v, int) and not isinstance(v, bool)}
     before = _observed(steps, "implementation", before_op, marked)
     after = _observed(steps, "implementation", marked + 1, after_op)
     model = _observed(steps, "model", marked + 1, after_op)
-    columns = [("before the step (implementation)", before, None),
-               ("after the step (implementation)", after, before),
-               ("after the step (model)", model, before)]
-    return '<div class="side">' + "".join(
-        f'<div class="state {cls}"><h3>{esc(title)}</h3>'
-        f'{drawings.state(obs, was) if obs else "<p>nothing observed here</p>"}</div>'
-        for (title, obs, was), cls in zip(columns, ("before", "after", "model-after"),
-                                          strict=True)) + "</div>"
+    sides = [("before", "before the step (implementation)", drawings.parts(before, None, focus)),
+             ("after", "after the step (implementation)", drawings.parts(after, before, focus)),
+             ("model-after", "after the step (model)", drawings.parts(model, before, focus))]
+    keys: dict[str, str] = {}
+    for _, _, drawn in sides:
+        keys.update((key, title) for key, title, _ in drawn)
+    if not keys:
+        return "<p>nothing observed around this step</p>"
+    sections = []
+    for key, title in keys.items():
+        rows = []
+        for css, label, drawn in sides:
+            body = next((html for k, _, html in drawn if k == key),
+                        '<p class="note">not observed</p>')
+            rows.append(f'<div class="state {css}"><h4>{esc(label)}</h4>{body}</div>')
+        now, model = ([html for k, _, html in drawn if k == key] for _, _, drawn in sides[1:])
+        differs = now != model and bool(now and model)
+        note = ('<p class="diff">the implementation\'s state differs from the model\'s '
+                'here</p>' if differs else "")
+        sections.append(f'<section class="state-part{" differs" if differs else ""}" '
+                        f'data-part="{esc(key)}"><h3>{esc(title)}</h3>{note}{"".join(rows)}'
+                        '</section>')
+    return "".join(sections)
 
 
 def divergence(n: int, mode: dict[str, Any], found: dict[str, Any]) -> str:

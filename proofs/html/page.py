@@ -18,6 +18,7 @@ border-bottom:1px solid #ccd}h3{font-size:1.05em;margin:1em 0 .3em}
 table{border-collapse:collapse;margin:.4em 0}th,td{padding:2px 8px;text-align:left;
 vertical-align:top;border-bottom:1px solid #e4e6ea}th{background:#f1f3f6}
 th[data-sort]{cursor:pointer}th[data-sort]:after{content:" \\2195";color:#99a}
+td.detail{max-width:620px}td.detail pre{white-space:pre-wrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 code,pre,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px}
 pre{background:#f6f7f9;padding:.5em;overflow:auto;max-height:24em;margin:.3em 0}
@@ -33,6 +34,8 @@ tr.failing{background:#fdecea}tr.marked{background:#fff3c4;outline:2px solid #e0
 .side{display:flex;gap:1.5em;flex-wrap:wrap;align-items:flex-start}
 .side>div{flex:1 1 300px;min-width:0}
 figure{margin:.3em 0}
+.state-part{border-left:3px solid #ccd;padding-left:.8em;margin:.8em 0}
+.state h4{margin:.4em 0 .1em;font-size:13px;color:#445}
 .stderr{color:#6b4f00;font-size:12px;white-space:pre-wrap}
 .diff{color:#b3261e;font-weight:600}
 svg text{font:11px system-ui,sans-serif}svg .mono{font:10px ui-monospace,monospace}

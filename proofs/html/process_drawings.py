@@ -100,7 +100,7 @@ def processes(observed: dict[str, Any]) -> str:
                 pieces.append((cursor, run[0] - cursor, MEM_FREE, 0, 0))
             pieces.append(run)
             cursor = run[0] + run[1]
-        boxes = spans([count for _, count, *_ in pieces], WIDTH - 10, 34.0)
+        boxes = spans([count for _, count, *_ in pieces], WIDTH - 10, 62.0)
         parts = []
         for (first, count, state, protect, base), (x, w) in zip(pieces, boxes, strict=True):
             name, fill = STATES.get(state, (hex(state), "#ddd"))
@@ -108,8 +108,10 @@ def processes(observed: dict[str, Any]) -> str:
                    f"{hex(protect)}, allocation base {hex(base << PAGE_SHIFT)}")
             parts.append(f'<g class="region {name}"><title>{esc(tip)}</title><rect '
                          f'x="{x + 5:.1f}" y="4" width="{w:.1f}" height="30" fill="{fill}" '
-                         f'stroke="#445"/>' + (f'<text x="{x + 8:.1f}" y="23">{esc(name)} '
-                                              f'{count}p</text>' if w > 60 else "") + "</g>")
+                         f'stroke="#445"/>' + (f'<text x="{x + 8:.1f}" y="16">{esc(name)} '
+                                              f'{count}p</text><text class="mono" '
+                                              f'x="{x + 8:.1f}" y="29">{first << PAGE_SHIFT:x}'
+                                              f'</text>' if w > 56 else "") + "</g>")
         caption = (f"process {process.get('pid')}: {len(runs)} regions; heap "
                    f"{hexa(process.get('heap_start'))}, break {hexa(process.get('brk'))}, "
                    f"{len(process.get('allocations', []))} allocations")
