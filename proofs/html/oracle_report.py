@@ -98,8 +98,8 @@ def at_step(steps: list[dict[str, Any]], marked: int | None) -> str:
             body = next((html for k, _, html in drawn if k == key),
                         '<p class="note">not observed</p>')
             rows.append(f'<div class="state {css}"><h4>{esc(label)}</h4>{body}</div>')
-        now, model = ([html for k, _, html in drawn if k == key] for _, _, drawn in sides[1:])
-        differs = now != model and bool(now and model)
+        now, ours = ([html for k, _, html in drawn if k == key] for _, _, drawn in sides[1:])
+        differs = now != ours and bool(now and ours)
         note = ('<p class="diff">the implementation\'s state differs from the model\'s '
                 'here</p>' if differs else "")
         sections.append(f'<section class="state-part{" differs" if differs else ""}" '
