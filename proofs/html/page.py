@@ -18,7 +18,9 @@ border-bottom:1px solid #ccd}h3{font-size:1.05em;margin:1em 0 .3em}
 table{border-collapse:collapse;margin:.4em 0}th,td{padding:2px 8px;text-align:left;
 vertical-align:top;border-bottom:1px solid #e4e6ea}th{background:#f1f3f6}
 th[data-sort]{cursor:pointer}th[data-sort]:after{content:" \\2195";color:#99a}
-td.detail{max-width:620px}td.detail pre{white-space:pre-wrap}
+td.detail{min-width:240px;max-width:620px}
+#obligations td.mono{overflow-wrap:anywhere;min-width:240px;max-width:340px}
+td.detail pre{white-space:pre-wrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 code,pre,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px}
 pre{background:#f6f7f9;padding:.5em;overflow:auto;max-height:24em;margin:.3em 0}

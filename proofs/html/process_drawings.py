@@ -35,7 +35,7 @@ def _owner(owner: int) -> str:
 
 def _chain(mcbs: list[list[int]], y: int, label: str) -> str:
     mcbs = mcbs[:LIMIT]
-    boxes = spans([1 + int(size) for _, _, _, size in mcbs], WIDTH - 110, 30.0)
+    boxes = spans([1 + int(size) for _, _, _, size in mcbs], WIDTH - 110, 72.0)
     parts = [f'<text x="0" y="{y + 22}">{esc(label)}</text>']
     for (segment, kind, owner, size), (x, w) in zip(mcbs, boxes, strict=True):
         x += 105
@@ -57,12 +57,13 @@ def _chain(mcbs: list[list[int]], y: int, label: str) -> str:
 
 
 def mcb_chain(chain: dict[str, Any]) -> str:
-    """The conventional chain from the first MCB up to 9FFFh, and the UMB chain."""
+    """The conventional chain from the first MCB up to 9FFFh (first line), and
+    the UMB chain (second line), each MCB a box as long as its block."""
     low, high = list(chain.get("low", [])), list(chain.get("high", []))
-    body = _chain(low, 4, f"{int(chain.get('first_segment', 0)):04X}h–{UMB_HEAD:04X}h")
+    body = _chain(low, 4, f"{int(chain.get('first_segment', 0)):04X}h-{UMB_HEAD:04X}h")
     height = 44
     if high:
-        body += _chain(high, 48, f"UMB {int(chain.get('umb_start', 0)):04X}h–"
+        body += _chain(high, 48, f"{int(chain.get('umb_start', 0)):04X}h-"
                                  f"{int(chain.get('umb_end', 0)):04X}h")
         height = 88
     note = (f"conventional memory to {CONVENTIONAL_TOP:04X}h, UMBs "
