@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m proofs.report
     try:
         data = json.loads(Path(args.report).read_text(encoding="utf-8"))
         write_html(args.html, data)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
         print(f"{prog}: {args.report}: {error}", file=sys.stderr)
         return EXIT_USAGE
     print(f"HTML report written: {args.html}")

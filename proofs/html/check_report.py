@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from proofs.html import kernel_drawings
+from proofs.html import drawings, kernel_drawings
 from proofs.html.page import attributes, esc, page, table
 from proofs.html.svg import bar_chart
 
@@ -54,7 +54,9 @@ def _row(o: dict[str, Any]) -> str:
     seconds = float(o.get("seconds", 0))
     kind = str(o.get("kind", "?"))
     detail = str(o.get("detail") or "")
-    drawn = counterexample(o.get("counterexample"))
+    data = o.get("counterexample")
+    drawn = drawings.drawn(lambda: counterexample(data if isinstance(data, dict) else None),
+                           data)
     more = ""
     if detail or drawn:
         more = (f"<details{' open' if bad else ''}><summary>detail</summary>{drawn}"

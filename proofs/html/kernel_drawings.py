@@ -127,15 +127,17 @@ def frame_bitmap(bitmap: dict[str, Any], counts: dict[str, Any] | None = None,
                      f'<title>frame {frame} ({hex(frame << 12)}): {state}</title></rect>')
     rows = -(-shown // columns) if shown else 1
     note = f" (the first {shown} drawn)" if shown < frames else ""
+    total = (counts or {}).get("used", len(used))
     return (f'<figure class="drawing frames">{svg(columns * cell, rows * cell, "".join(parts))}'
             f'<figcaption>{frames} frames, '
-            f'{len(used)} used{esc(note)}; outlined: changed by the step</figcaption></figure>')
+            f'{esc(total)} used{esc(note)}; outlined: changed by the step</figcaption></figure>')
 
 
 def _used(bitmap: dict[str, Any] | None) -> set[int]:
+    """The used frames among the first MAX_FRAMES (those a map draws)."""
     out: set[int] = set()
     for first, count in (bitmap or {}).get("used", [])[:MAX_FRAMES]:
-        out.update(range(int(first), int(first) + min(int(count), MAX_FRAMES)))
+        out.update(range(max(int(first), 0), min(int(first) + int(count), MAX_FRAMES)))
     return out
 
 

@@ -1,0 +1,122 @@
+"""The HTML renderers without a browser: what each drawing counts, the VirtualQuery
+grouping of a process's pages, escaping of what an implementation sends, and a
+report that stays whole when an observation cannot be drawn."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from proofs.html import check_report, drawings, kernel_drawings, oracle_report, process_drawings
+from proofs.html.process_drawings import regions
+from proofs.html.svg import spans
+from proofs.report import render
+from spec.abi import HEAP_MAGIC, MEM_COMMIT, MEM_RESERVE, PAGE_READWRITE
+
+EVIL = '<script>alert("x")</script>'
+
+
+def block(header: int, size: int, hole: bool, back: int | None = None) -> dict[str, Any]:
+    return {"header": header, "magic": HEAP_MAGIC, "hole": hole, "size": size,
+            "footer_magic": HEAP_MAGIC, "footer_header": header if back is None else back}
+
+
+WALK = {"created": True, "start": 0xC0000000, "end": 0xC0003000, "data_start": 0xC0001000,
+        "index_size": 16, "blocks": [block(0xC0001000, 0x100, True),
+                                     block(0xC0001100, 0x40, False),
+                                     block(0xC0001140, 0x1EC0, True, back=0xC0001100)]}
+
+
+def count(html: str, css: str) -> int:
+    return len(re.findall(rf'<g class="[^"]*\b{css}\b', html))
+
+
+def test_the_heap_drawing_has_a_box_per_block_and_an_entry_per_hole() -> None:
+    html = kernel_drawings.heap(WALK, [[0x100, 0xC0001000], [0x1EC0, 0xC0001140]],
+                                focus={0xC000110C})
+    assert (count(html, "block"), count(html, "hole"), count(html, "used")) == (3, 2, 1)
+    assert count(html, "damaged") == 1  # the footer pointing at another header
+    assert count(html, "index-entry") == 2 and "dangling" not in html
+    assert count(html, "focus") == 1  # the payload address the step names
+    stray = kernel_drawings.heap(WALK, [[0x100, 0xC0000FFF]])
+    assert "dangling" in stray
+
+
+def test_the_frame_bitmap_marks_what_the_step_changed() -> None:
+    html = kernel_drawings.frame_bitmap({"used": [[0, 8], [10, 2]]}, {"frames": 48},
+                                        {"used": [[0, 8]]})
+    assert html.count('class="frame used') == 10 and html.count('class="frame free') == 38
+    assert html.count(' changed"') == 2
+
+
+def test_regions_are_virtualquery_regions() -> None:
+    """Adjacent pages of one allocation with the same state and protection are one
+    region; a change of state, protection or allocation base starts another."""
+    rw = PAGE_READWRITE
+    pages = [[0x400, 2, MEM_COMMIT, rw, 0x400, 9], [0x402, 1, MEM_COMMIT, rw, 0x400, 10],
+             [0x403, 1, MEM_RESERVE, 0, 0x400, 0], [0x404, 1, MEM_RESERVE, 0, 0x404, 0]]
+    assert regions(pages) == [(0x400, 3, MEM_COMMIT, rw, 0x400), (0x403, 1, MEM_RESERVE, 0, 0x400),
+                              (0x404, 1, MEM_RESERVE, 0, 0x404)]
+
+
+def test_the_mcb_chain_draws_both_chains() -> None:
+    chain = {"first_segment": 0x800, "umb_start": 0xC800, "umb_end": 0xE000, "linked": False,
+             "strategy": 0, "low": [[0x800, 0x4D, 0x100, 0x10], [0x811, 0x5A, 0, 0x97EE]],
+             "high": [[0xC800, 0x5A, 0, 0x17FF]]}
+    html = process_drawings.mcb_chain(chain)
+    assert (count(html, "mcb"), count(html, "free"), count(html, "owned")) == (3, 2, 1)
+    assert "PSP 0100h" in html
+
+
+def test_spans_keep_small_boxes_visible() -> None:
+    boxes = spans([20, 16_000], 600, 26.0)
+    assert boxes[0][1] >= 26 and abs(sum(w for _, w in boxes) - 600) < 1e-6
+
+
+def test_what_an_implementation_sends_is_escaped_and_bad_shapes_are_not_fatal() -> None:
+    steps = [{"id": 1, "request": {"id": 1, "manager": "KernelHeap", "op": "Free",
+                                   "args": {"p": 1}},
+              "implementation": {"id": 1, "result": EVIL, "error": 0},
+              "model": {"id": 1, "result": False, "error": 87}, "differs": True,
+              "stderr": [EVIL]},
+             {"id": 2, "request": {"id": 2, "observe": "HeapWalk", "args": {}},
+              "implementation": {"id": 2, "observed": {"blocks": [{"header": EVIL}]}},
+              "model": {"id": 2, "observed": {"blocks": []}}, "differs": True, "stderr": []}]
+    report = {"format": "memspec-oracle-report", "command": "search", "verdict": 1,
+              "modes": [{"mode": "spec", "implementation": EVIL, "status": "diverged",
+                         "divergences": [{"family": "kernel", "kind": "divergence",
+                                          "violated": [EVIL], "reason": EVIL, "marked": 1,
+                                          "steps": steps}], "text": EVIL}]}
+    html = render(report)
+    assert EVIL not in html and "&lt;script&gt;" in html
+    assert "could not be drawn" in html
+    assert html.count('data-marked="true"') == 1
+
+
+def test_a_check_report_lists_failures_first() -> None:
+    obligations = [{"id": f"ok.{n}", "manager": "m", "kind": "PROVED", "seconds": 5 - n}
+                   for n in range(3)]
+    obligations.insert(1, {"id": "bad", "manager": EVIL, "kind": "UNKNOWN", "seconds": 0.1,
+                           "detail": EVIL, "counterexample": {"heap": "not a heap"}})
+    html = check_report.render({"profile": "quick", "obligations": obligations,
+                                "totals": {}, "passed": False})
+    ids = re.findall(r'<td class="mono">([^<]*)</td>', html)
+    assert ids == ["bad", "ok.0", "ok.1", "ok.2"]
+    assert EVIL not in html
+
+
+def test_the_oracle_report_draws_the_state_around_the_marked_step() -> None:
+    def observe(ident: int, walk: dict[str, Any]) -> dict[str, Any]:
+        reply = {"id": ident, "observed": walk}
+        return {"id": ident, "request": {"id": ident, "observe": "HeapWalk", "args": {}},
+                "implementation": reply, "model": reply, "differs": False, "stderr": []}
+    free = {"id": 2, "request": {"id": 2, "manager": "KernelHeap", "op": "Free",
+                                 "args": {"p": 0xC000110C}},
+            "implementation": {"id": 2, "result": True, "error": 0},
+            "model": {"id": 2, "result": True, "error": 0}, "differs": False, "stderr": []}
+    after = {**WALK, "blocks": WALK["blocks"][:1]}
+    html = oracle_report.at_step([observe(1, WALK), free, observe(3, after)], 2)
+    before_part, after_part, model_part = re.split(r'<div class="state ', html)[1:]
+    assert count(before_part, "block") == 3 and count(after_part, "block") == 1
+    assert count(model_part, "block") == 1
+    assert drawings.parts({}) == []
