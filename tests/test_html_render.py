@@ -1,17 +1,25 @@
 """The HTML renderers without a browser: what each drawing counts, the VirtualQuery
-grouping of a process's pages, escaping of what an implementation sends, and a
-report that stays whole when an observation cannot be drawn."""
+grouping of a process's pages, escaping of what an implementation sends, a
+report that stays whole when an observation cannot be drawn, and the oracle's
+``--json``/``--html`` on a search."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from proofs.html import check_report, drawings, kernel_drawings, oracle_report, process_drawings
 from proofs.html.process_drawings import regions
 from proofs.html.svg import spans
+from proofs.oracle.__main__ import EXIT_DIVERGED
+from proofs.oracle.__main__ import main as oracle_main
 from proofs.report import render
 from spec.abi import HEAP_MAGIC, MEM_COMMIT, MEM_RESERVE, PAGE_READWRITE
+from tests.oracle_impls import misbehaving_impl
 
 EVIL = '<script>alert("x")</script>'
 
@@ -120,3 +128,30 @@ def test_the_oracle_report_draws_the_state_around_the_marked_step() -> None:
     assert count(before_part, "block") == 3 and count(after_part, "block") == 1
     assert count(model_part, "block") == 1
     assert drawings.parts({}) == []
+
+
+def test_a_search_writes_its_json_and_html_reports(tmp_path: Path) -> None:
+    """``python -m proofs.oracle --json --html`` on a search (not a replay): the
+    divergence with its steps and saved trace, and the page rendered from it."""
+    trace, data, page = tmp_path / "t.json", tmp_path / "o.json", tmp_path / "o.html"
+    code = oracle_main(["--impl", misbehaving_impl(tmp_path, "crash", 20), "--mode", "strict",
+                        "--max-examples", "3", "--quiet", "--trace-out", str(trace),
+                        "--request-timeout", "20", "--shrink-time", "5",
+                        "--json", str(data), "--html", str(page)])
+    assert code == EXIT_DIVERGED
+    report = json.loads(data.read_text())
+    assert report["command"] == "search" and report["verdict"] == EXIT_DIVERGED
+    (found,) = report["modes"][0]["divergences"]
+    assert found["kind"] == "crash" and found["trace"] == str(trace) and trace.exists()
+    assert found["marked"] in [step["id"] for step in found["steps"]]
+    assert all(set(step) >= {"request", "implementation", "model", "differs", "stderr"}
+               for step in found["steps"])
+    assert page.read_text() == render(report)
+
+
+def test_json_and_html_are_refused_on_a_cluster(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        oracle_main(["--impl", "true", "--scheduler", "tcp://127.0.0.1:1",
+                     "--html", str(tmp_path / "o.html")])
+    assert stop.value.code == 2 and "--json/--html" in capsys.readouterr().err
