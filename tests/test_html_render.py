@@ -155,3 +155,17 @@ def test_json_and_html_are_refused_on_a_cluster(tmp_path: Path,
         oracle_main(["--impl", "true", "--scheduler", "tcp://127.0.0.1:1",
                      "--html", str(tmp_path / "o.html")])
     assert stop.value.code == 2 and "--json/--html" in capsys.readouterr().err
+
+
+def test_a_paging_counterexample_shows_its_entries_decoded() -> None:
+    """user-bit-on-kernel-page's counterexample (proofs/broken_variants): the PTE
+    its PlaceFrame writes, 0 -> 0x10005, is a user page of frame 0x10."""
+    html = check_report.counterexample({
+        "step": {"op": "PlaceFrame", "args": {"dir": "0x5", "virtual_addr": "0x10000"}},
+        "frames": [{"frame": 16, "owner": ["FREE", "MAPPED"], "used": [False, True],
+                    "rank": [0, 11]}],
+        "entries": [{"entry": "PDE", "table": 5, "index": 0, "values": [0x4003, 0x4003]},
+                    {"entry": "PTE", "table": 4, "index": 16, "values": [0, 0x10005]}]})
+    assert "FREE → MAPPED" in html
+    assert "0x00010005 (frame 0x10 RU)" in html and "(not present)" in html
+    assert html.count('class="entry changed"') == 1

@@ -41,6 +41,8 @@ def counterexample(data: dict[str, Any] | None) -> str:
         parts.append(f"<p>{esc(data.get('nframes'))} frames, used {esc(used[0])} → "
                      f"{esc(used[1])}; kernel directory {esc(data.get('kernel_dir'))}</p>"
                      + kernel_drawings.counterexample_frames(data["frames"]))
+    if data.get("entries"):
+        parts.append(kernel_drawings.counterexample_entries(data["entries"]))
     if isinstance(data.get("heap"), dict):
         heap = data["heap"]
         named = {int(v) for v in dict(step.get("args", {})).values() if str(v).isdigit()}

@@ -192,3 +192,25 @@ def counterexample_frames(rows: list[dict[str, Any]]) -> str:
                    f'<td class="num">{esc(rank[0])} → {esc(rank[1])}</td></tr>')
     return ('<table class="frames"><thead><tr><th>frame</th><th>owner</th><th>used</th>'
             f'<th>rank</th></tr></thead><tbody>{"".join(out)}</tbody></table>')
+
+
+def _flags(entry: int) -> str:
+    if not entry & PTE_PRESENT:
+        return "not present" if entry == 0 else f"not present ({entry:#x})"
+    return (f"frame {entry >> 12:#x} " + ("W" if entry & PTE_WRITABLE else "R")
+            + ("U" if entry & PTE_USER else "S"))
+
+
+def counterexample_entries(rows: list[dict[str, Any]]) -> str:
+    """The PDE and PTE a paging counterexample's step writes, decoded, before ->
+    after (W/R: writable or not; U/S: user or supervisor)."""
+    out = []
+    for row in rows:
+        pre, post = (int(v) for v in row.get("values", [0, 0]))
+        out.append(f'<tr class="entry{" changed" if pre != post else ""}"><td>'
+                   f'{esc(row.get("entry"))}</td><td class="mono">{int(row.get("table", 0)):#x}'
+                   f'[{int(row.get("index", 0))}]</td><td class="mono">{pre:#010x} '
+                   f'({esc(_flags(pre))})</td><td class="mono">{post:#010x} '
+                   f'({esc(_flags(post))})</td></tr>')
+    return ('<table class="entries"><thead><tr><th>entry</th><th>table[index]</th>'
+            f'<th>before</th><th>after</th></tr></thead><tbody>{"".join(out)}</tbody></table>')

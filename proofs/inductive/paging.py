@@ -507,11 +507,13 @@ def describe(model: z3.ModelRef, op: Operation, args: dict[str, Ref], pre: State
             frames.append(value(term))
         elif term.sort() == WORD:
             frames.append(value(term) >> 12)
+    entries: list[dict[str, Any]] = []
     if "dir" in args:
         slot = (value(args["virtual_addr"]) >> 22) if "virtual_addr" in args else (
             value(args["slot"]) if "slot" in args else 0)
         for state in (pre, post):
             frames.append(value(frame_of(state.pde[args["dir"]][z3.BitVecVal(slot, SLOT)])))
+        entries = _entries(value, args, slot, pre, post)
     rows: list[dict[str, Any]] = []
     for frame in dict.fromkeys(frames):
         f = z3.BitVecVal(frame, FRAME)
@@ -529,8 +531,24 @@ def describe(model: z3.ModelRef, op: Operation, args: dict[str, Ref], pre: State
              "nframes": value(pre.nframes),
              "used_count": [value(pre.used_count), value(post.used_count)],
              "kernel_dir": value(pre.kernel_dir), "current_dir": value(pre.current_dir),
-             "frames": rows}
+             "frames": rows, "entries": entries}
     return Explained("\n".join(lines), data)
+
+
+def _entries(value: Callable[[Ref], int], args: dict[str, Ref], slot: int, pre: State,
+             post: State) -> list[dict[str, Any]]:
+    """The directory entry the step's dir and slot name, and (with a virtual
+    address) the table entry behind it, before and after: raw 32-bit values."""
+    where = z3.BitVecVal(slot, SLOT)
+    pdes = [value(s.pde[args["dir"]][where]) for s in (pre, post)]
+    out: list[dict[str, Any]] = [{"entry": "PDE", "table": value(args["dir"]), "index": slot,
+                                  "values": pdes}]
+    if "virtual_addr" in args:
+        index = (value(args["virtual_addr"]) >> 12) & 0x3FF
+        at = z3.BitVecVal(index, SLOT)
+        ptes = [value(s.pte[frame_of(s.pde[args["dir"]][where])][at]) for s in (pre, post)]
+        out.append({"entry": "PTE", "table": pdes[1] >> 12, "index": index, "values": ptes})
+    return out
 
 
 def _show(value: Ref) -> str:
