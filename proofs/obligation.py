@@ -63,7 +63,8 @@ class Verdict:
 class Explained(NamedTuple):
     """A counterexample as text and as data: ``{"step": {"op", "args"}}`` and
     the concrete state it names, ``"frames"`` (each frame's owner, used bit and
-    rank before -> after the step) or ``"heap"`` (the pre-state's blocks as
+    rank before -> after the step) and ``"entries"`` (the PDE and PTE the step
+    names, raw, before -> after), or ``"heap"`` (the pre-state's blocks as
     the oracle's HeapWalk observation lists them, and its hole index)."""
 
     text: str
