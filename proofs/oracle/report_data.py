@@ -57,10 +57,14 @@ def steps_of(divergence: DivergenceError) -> list[dict[str, Any]]:
     return out
 
 
-def divergence_data(divergence: DivergenceError, family: str,
-                    trace: str | None = None) -> dict[str, Any]:
-    return {"family": family, "kind": divergence.kind, "violated": list(divergence.violated),
-            "reason": divergence.reason, "detail": divergence.detail, "at": divergence.at,
+def divergence_data(divergence: DivergenceError, family: str, trace: str | None = None,
+                    **bucket: Any) -> dict[str, Any]:
+    """One divergence; ``bucket`` adds what a campaign knows of it (its bucket's
+    fields: operation, invariant, clause; when it was found...), which the HTML
+    report shows when present."""
+    return {**bucket, "family": family, "kind": divergence.kind,
+            "violated": list(divergence.violated), "reason": divergence.reason,
+            "detail": divergence.detail, "at": divergence.at,
             "marked": marked_step(divergence), "trace": trace, "steps": steps_of(divergence)}
 
 
@@ -70,13 +74,16 @@ def status(outcome: Outcome) -> str:
             "passed" if outcome.passed else "ran nothing")
 
 
-def outcome_data(outcome: Outcome, managers: Iterable[str] = (),
-                 trace: str | None = None) -> dict[str, Any]:
+def outcome_data(outcome: Outcome, managers: Iterable[str] = (), trace: str | None = None,
+                 divergences: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One mode's run: its summary, coverage per manager and operation, its
-    divergences (each with its steps) and the text report."""
+    divergences (each with its steps: ``divergences`` as given, a campaign's
+    one per bug, else the run's one divergence, whose trace was saved at
+    ``trace``) and the text report."""
     managers = list(managers)
-    divergences = [] if outcome.divergence is None else [
-        divergence_data(outcome.divergence, outcome.family, trace)]
+    if divergences is None:
+        divergences = [] if outcome.divergence is None else [
+            divergence_data(outcome.divergence, outcome.family, trace)]
     return {"mode": outcome.mode, "implementation": outcome.implementation,
             "family": outcome.family, "status": status(outcome),
             "sequences": outcome.examples, "seconds": round(outcome.seconds, 3),
