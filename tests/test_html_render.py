@@ -169,3 +169,17 @@ def test_a_paging_counterexample_shows_its_entries_decoded() -> None:
     assert "FREE → MAPPED" in html
     assert "0x00010005 (frame 0x10 RU)" in html and "(not present)" in html
     assert html.count('class="entry changed"') == 1
+
+
+def test_stderr_lines_and_a_campaign_bug_are_shown() -> None:
+    """A step's stderr lines stay in view (an observation with some is not
+    filtered out); a campaign's bug shows its bucket and what is known of it."""
+    look = {"id": 5, "request": {"id": 5, "observe": "FrameCounts", "args": {}},
+            "implementation": {"id": 5, "observed": {}}, "model": {"id": 5, "observed": {}},
+            "differs": False, "stderr": ["kheap: free 0xc000100c"]}
+    found = {"family": "kernel", "operation": "Free", "invariant": "HEAP-2", "clause": "x",
+             "found_after": 1.5, "minimal": True, "kind": "divergence", "violated": ["HEAP-2"],
+             "marked": 5, "steps": [look]}
+    html = oracle_report.divergence(1, {"mode": "spec"}, found)
+    assert 'data-step="op"' in html and "stderr: kheap: free 0xc000100c" in html
+    assert "bug: Free / HEAP-2 / x" in html and "found after: 1.5; minimal: True" in html

@@ -47,7 +47,8 @@ def _step_row(step: dict[str, Any], marked: Any) -> str:
     differs = ' class="diff"' if step.get("differs") else ""
     stderr = "".join(f'<div class="stderr">stderr: {esc(line)}</div>'
                      for line in step.get("stderr", []))
-    shown = "op" if is_op or mark else "observe"  # the marked step is never filtered out
+    # the marked step, and a step with stderr lines, are never filtered out
+    shown = "op" if is_op or mark or step.get("stderr") else "observe"
     where = attributes(id=f"step-{ident}", data_step=shown, data_marked="true" if mark else None)
     return (f'<tr class="{" ".join(classes)}"{where}>'
             f'<td class="num">#{esc(ident)}{" ◀" if mark else ""}</td>'
@@ -108,6 +109,15 @@ def at_step(steps: list[dict[str, Any]], marked: int | None) -> str:
     return "".join(sections)
 
 
+#: What a campaign says of a bug (proofs/oracle/report_data.py's ``bucket``).
+CAMPAIGN = ("found_after", "sequences", "shrunk_from", "operations", "minimal", "hit_again")
+
+
+def _campaign(found: dict[str, Any]) -> str:
+    known = [f"{key.replace('_', ' ')}: {found[key]}" for key in CAMPAIGN if key in found]
+    return f'<p class="campaign">{esc("; ".join(known))}</p>' if known else ""
+
+
 def divergence(n: int, mode: dict[str, Any], found: dict[str, Any]) -> str:
     steps = list(found.get("steps", []))
     marked = found.get("marked")
@@ -117,6 +127,7 @@ def divergence(n: int, mode: dict[str, Any], found: dict[str, Any]) -> str:
             f'{esc(found.get("family"))} — {esc(found.get("kind"))} '
             f'{esc(", ".join(found.get("violated", [])))}</h2>'
             + (f"<p>bug: {esc(bucket)}</p>" if bucket else "")
+            + _campaign(found)
             + f'<pre class="reason">{esc(found.get("reason", ""))}</pre>'
             + (f'<pre class="detail">{esc(found.get("detail"))}</pre>'
                if found.get("detail") else "")
