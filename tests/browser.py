@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -36,11 +37,14 @@ def chromium() -> str:
 
 
 def _run(browser: str, page: Path, *switches: str) -> str:
-    done = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--no-first-run", "--disable-extensions", "--window-size=1300,2400", *switches,
-         page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=SECONDS, check=False)
+    # a profile of its own: two browsers started at once (pytest -n) with the same
+    # profile would hand the second page to the first process
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}",
+             "--window-size=1300,2400", *switches, page.resolve().as_uri()],
+            capture_output=True, text=True, timeout=SECONDS, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 

@@ -72,9 +72,9 @@ def shoot(html: str, out: Path, height: int, folder: Path, width: int = 1000) ->
     source = folder / f"{out.stem}.html"
     source.write_text(html)
     subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu",
-                    "--hide-scrollbars", f"--window-size={width},{height}",
-                    f"--screenshot={out}", source.resolve().as_uri()],
-                   check=True, capture_output=True, timeout=60)
+                    "--hide-scrollbars", f"--user-data-dir={folder / 'profile'}",
+                    f"--window-size={width},{height}", f"--screenshot={out}",
+                    source.resolve().as_uri()], check=True, capture_output=True, timeout=60)
 
 
 def main(target: str) -> None:
