@@ -17,6 +17,9 @@ from proofs.html.process_drawings import regions
 from proofs.html.svg import spans
 from proofs.oracle.__main__ import EXIT_DIVERGED
 from proofs.oracle.__main__ import main as oracle_main
+from proofs.oracle.report_data import outcome_data, report_data
+from proofs.oracle.run import Outcome
+from proofs.oracle.session import Exchange, OracleUnknownError
 from proofs.report import render
 from spec.abi import HEAP_MAGIC, MEM_COMMIT, MEM_RESERVE, PAGE_READWRITE
 from tests.oracle_impls import misbehaving_impl
@@ -183,3 +186,16 @@ def test_stderr_lines_and_a_campaign_bug_are_shown() -> None:
     html = oracle_report.divergence(1, {"mode": "spec"}, found)
     assert 'data-step="op"' in html and "stderr: kheap: free 0xc000100c" in html
     assert "bug: Free / HEAP-2 / x" in html and "found after: 1.5; minimal: True" in html
+
+
+def test_an_undecided_run_shows_its_steps() -> None:
+    """z3 unknown is not a pass: the page says so and shows the steps up to it."""
+    request = {"id": 1, "manager": "PageManager", "op": "InitializePhysicalMemory",
+               "args": {"mem_start": 0x8000, "mem_end": 0x30000}}
+    outcome = Outcome("spec", implementation="x", unknown=OracleUnknownError(
+        "z3 said unknown", [Exchange(request, {"id": 1, "result": True, "error": 0})]))
+    data = outcome_data(outcome)
+    assert data["status"] == "unknown" and data["undecided"]["marked"] == 1
+    assert data["undecided"]["steps"][0]["model"] == {"id": 1, "result": True, "error": 0}
+    html = render(report_data("replay", [data], 3))
+    assert "not a pass" in html and html.count('data-marked="true"') == 1

@@ -192,8 +192,15 @@ def render(report: dict[str, Any]) -> str:
             n += 1
             parts.append(divergence(n, mode, found))
         if mode.get("unknown"):
-            parts.append(f'<h2>Undecided ({esc(mode.get("mode"))} mode)</h2>'
-                         f'<pre>{esc(mode["unknown"])}</pre>')
+            undecided = mode.get("undecided") or {}
+            steps, marked = list(undecided.get("steps", [])), undecided.get("marked")
+            parts.append(f'<section class="undecided"><h2>Undecided ({esc(mode.get("mode"))} '
+                         f'mode): z3 answered unknown, not a pass</h2>'
+                         f'<pre>{esc(mode["unknown"])}</pre>'
+                         + (table(["#", "request", "implementation", "model"],
+                                  [_step_row(s, marked) for s in steps])
+                            + f"<h3>At step #{esc(marked)}</h3>{at_step(steps, marked)}"
+                            if steps else "") + "</section>")
     texts = "".join(f'<details><summary>{esc(m.get("mode"))} mode</summary><pre>'
                     f'{esc(m.get("text", ""))}</pre></details>' for m in modes)
     parts.append(f"<h2>The text report</h2>{texts}")

@@ -7,7 +7,8 @@ the request, the implementation's reply, the model's reply to the same
 request (the model replayed on a fresh world, as the text report's table
 does), the implementation's stderr lines written while answering it (when the
 session recorded them) and whether the two replies differ; ``marked`` is the
-step the text report marks ``<<``. The list of divergences is a list so that
+step the text report marks ``<<``; an undecided run (z3 unknown) carries
+its steps the same way (``undecided``). The list of divergences is a list so that
 a campaign reporting several (one per bug) fills it the same way.
 """
 
@@ -18,20 +19,19 @@ from typing import Any
 
 from proofs.oracle.report import describe
 from proofs.oracle.run import Outcome
-from proofs.oracle.session import DivergenceError
+from proofs.oracle.session import DivergenceError, Exchange
 from proofs.oracle.world import ModelWorld
 
 FORMAT = "memspec-oracle-report"
 VERSION = 1
 
 
-def marked_step(divergence: DivergenceError) -> int | None:
-    """The id of the step the report marks: the request the divergence names,
-    else the last operation (proofs/oracle/report.py's side_by_side)."""
-    ids = [e.request["id"] for e in divergence.exchanges]
-    if divergence.at in ids:
-        return divergence.at
-    ops = [e.request["id"] for e in divergence.exchanges if "op" in e.request]
+def marked_step(exchanges: list[Exchange], at: int | None = None) -> int | None:
+    """The id of the step the report marks: the request ``at`` names, else the
+    last operation (proofs/oracle/report.py's side_by_side)."""
+    if at is not None and at in [e.request["id"] for e in exchanges]:
+        return at
+    ops = [e.request["id"] for e in exchanges if "op" in e.request]
     return ops[-1] if ops else None
 
 
@@ -42,12 +42,11 @@ def _differs(got: dict[str, Any] | None, want: dict[str, Any] | None) -> bool:
     return any(got.get(k) != want.get(k) for k in keys)
 
 
-def steps_of(divergence: DivergenceError) -> list[dict[str, Any]]:
-    """Every exchange of the divergence, with the model's reply beside the
-    implementation's."""
+def steps_of(exchanges: list[Exchange]) -> list[dict[str, Any]]:
+    """Every exchange, with the model's reply beside the implementation's."""
     world = ModelWorld()
     out = []
-    for exchange in divergence.exchanges:
+    for exchange in exchanges:
         model = world.handle(exchange.request)
         reply = exchange.reply
         out.append({"id": exchange.request["id"], "request": exchange.request,
@@ -65,7 +64,8 @@ def divergence_data(divergence: DivergenceError, family: str, trace: str | None 
     return {**bucket, "family": family, "kind": divergence.kind,
             "violated": list(divergence.violated), "reason": divergence.reason,
             "detail": divergence.detail, "at": divergence.at,
-            "marked": marked_step(divergence), "trace": trace, "steps": steps_of(divergence)}
+            "marked": marked_step(divergence.exchanges, divergence.at), "trace": trace,
+            "steps": steps_of(divergence.exchanges)}
 
 
 def status(outcome: Outcome) -> str:
@@ -94,6 +94,9 @@ def outcome_data(outcome: Outcome, managers: Iterable[str] = (), trace: str | No
                            sorted(outcome.coverage.operations.items())],
             "observations": dict(sorted(outcome.coverage.observations.items())),
             "unknown": None if outcome.unknown is None else outcome.unknown.reason,
+            "undecided": None if outcome.unknown is None else {
+                "marked": marked_step(outcome.unknown.exchanges),
+                "steps": steps_of(outcome.unknown.exchanges)},
             "divergences": divergences, "text": describe(outcome, managers)}
 
 
