@@ -2,7 +2,9 @@
 
 Obligations are found in the ``proofs`` package by proofs/runner/discovery.py,
 run in worker processes with a time limit each by proofs/runner/pool.py, and
-reported (table, failures, totals, JSON, JUnit XML) by proofs/runner/report.py.
+reported (table, failures, totals, JSON, JUnit XML) by proofs/runner/report.py;
+``--html FILE`` writes the HTML report, rendered from the JSON report's data
+(proofs/html/check_report.py).
 
 Exit status: 0 when every obligation passed (:attr:`Kind.passed`), 1 when any
 was a counterexample, unknown (including a timeout) or an error, or when no
@@ -59,6 +61,10 @@ def _parser(prog: str = "python -m proofs.check") -> argparse.ArgumentParser:
                              "(default: full)")
     parser.add_argument("--json", metavar="FILE", help="write a JSON report to FILE")
     parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML report to FILE")
+    parser.add_argument("--html", metavar="FILE",
+                        help="write a self-contained HTML report to FILE (rendered from the "
+                             "JSON report's data; `memspec report FILE.json --html OUT` "
+                             "renders a saved one)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                         help="worker processes (default: the number of CPUs)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
@@ -101,7 +107,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m proofs.check"
         parser.error("--jobs must be at least 1")
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         parser.error("--timeout must be a positive number of seconds")
-    for option, path in (("--json", args.json), ("--junit", args.junit)):
+    for option, path in (("--json", args.json), ("--junit", args.junit),
+                         ("--html", args.html)):
         problem = None if path is None else unwritable(path)
         if problem:
             parser.error(f"{option}: {problem}")
@@ -174,11 +181,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m proofs.check"
         print(f"not run in profile {args.profile}: {len(not_run)} obligations "
               f"(their profiles exclude it; `--list` shows them)")
 
+    data = json_report(results, args.profile, wall)
     if args.json:
         ensure_parent(args.json)
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(json_report(results, args.profile, wall), handle, indent=2)
+            json.dump(data, handle, indent=2)
             handle.write("\n")
+    if args.html:
+        from proofs.report import write_html
+        write_html(args.html, json.loads(json.dumps(data)))  # what the JSON file holds
     if args.junit:
         ensure_parent(args.junit)
         junit_report(results, args.profile, wall).write(args.junit, encoding="utf-8",

@@ -3,6 +3,7 @@
     memspec check [OPTIONS]          the proof obligations (python -m proofs.check)
     memspec oracle --impl CMD [...]  judge an implementation (python -m proofs.oracle)
     memspec replay TRACE --impl CMD  replay a saved trace (python -m proofs.oracle replay)
+    memspec report FILE.json --html OUT  the HTML report of a saved JSON report
     memspec --version
 
 Each command takes the options, and returns the exit status, of the module it
@@ -33,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "check":
             from proofs import check
             return check.main(rest, prog="memspec check")
+        if command == "report":
+            from proofs import report
+            return report.main(rest, prog="memspec report")
         if command in ("oracle", "replay"):
             from proofs.oracle import __main__ as oracle
             replaying = command == "replay" and rest[:1] not in (["--help"], ["-h"])

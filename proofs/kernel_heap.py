@@ -11,6 +11,7 @@ instances suffice), then by the invariants each claim leans on, then by all.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import z3
 
@@ -19,6 +20,7 @@ from proofs.inductive.paging import conjuncts, instances
 from proofs.inductive.reachable_layers import heap_states
 from proofs.obligation import Obligation
 from spec import kernel_heap as kh
+from spec.abi import MIN_BLOCK
 from spec.catalogue import HEAP_OPERATIONS
 from spec.state import ADDR, HeapState, Ref, symbolic_heap
 
@@ -59,6 +61,42 @@ def show(model: z3.ModelRef, pre: HeapState) -> str:
             f"{value(pre.capacity)}")
 
 
+#: Blocks and index entries a counterexample's heap lists at most (a model may
+#: give a heap millions of bytes long; the report needs the ones around the step).
+SHOWN = 64
+
+
+def concrete(model: z3.ModelRef, pre: HeapState) -> dict[str, Any]:
+    """The pre-state as data: its blocks from data_start, each header's size
+    followed (as the oracle's HeapWalk lists them: a size below MIN_BLOCK or
+    past the end is the last block), and its hole index as (size, header)."""
+    def value(term: Ref) -> int:
+        return int(model.eval(term, model_completion=True).as_long())
+
+    def flag(term: Ref) -> bool:
+        return bool(z3.is_true(model.eval(term, model_completion=True)))
+
+    end = value(pre.end)
+    blocks: list[dict[str, Any]] = []
+    header = value(pre.data_start)
+    while header < end and len(blocks) < SHOWN:
+        h = z3.IntVal(header)
+        size = value(pre.size[h])
+        blocks.append({"header": header, "magic": value(pre.magic[h]), "hole": flag(pre.hole[h]),
+                       "size": size, "footer_magic": value(pre.fmagic[h]),
+                       "footer_header": value(pre.back[h])})
+        if size < MIN_BLOCK:
+            break
+        header += size
+    holes: list[list[int]] = []
+    for position in range(min(max(value(pre.count), 0), SHOWN)):
+        entry = value(pre.index[z3.IntVal(position)])
+        holes.append([value(pre.size[z3.IntVal(entry)]), entry])
+    return {"heap": {"created": flag(pre.created), "start": value(pre.start), "end": end,
+                     "max": value(pre.max), "data_start": value(pre.data_start),
+                     "index_size": value(pre.capacity), "blocks": blocks, "holes": holes}}
+
+
 #: Measured at 1 s or more in the quick budget on the 2-core machine
 #: (2026-11-29, loaded): full profile only, so the quick profile stays CI-sized.
 FULL_PROFILE_ONLY = frozenset(f"kernel_heap.{name}" for name in (
@@ -76,7 +114,8 @@ LAYER = Layer(
     support={"HEAP-1": ("HEAP-1", "HEAP-3"), "HEAP-2": ("HEAP-2", "HEAP-5", "HEAP-6"),
              "HEAP-3": ("HEAP-2", "HEAP-3"), "HEAP-4": ("HEAP-2", "HEAP-3", "HEAP-4"),
              "HEAP-5": ("HEAP-2", "HEAP-5"), "HEAP-6": ("HEAP-2", "HEAP-6")},
-    ground=ground, full_only=FULL_PROFILE_ONLY, show=show, reachable=heap_states)
+    ground=ground, full_only=FULL_PROFILE_ONLY, show=show, concrete=concrete,
+    reachable=heap_states)
 
 
 def obligations() -> Iterator[Obligation]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 PROFILES = ("quick", "full")
 
@@ -43,7 +44,8 @@ class Verdict:
     "no counterexample in 200 examples"); ``detail`` is the readable
     counterexample or the reason for an unknown/error; ``violated`` names the
     invariant a counterexample breaks (a broken variant is caught *by name*
-    only when this matches).
+    only when this matches). ``counterexample`` is the same counterexample as
+    data (:class:`Explained`), for the HTML report to draw.
     """
 
     kind: Kind
@@ -55,6 +57,18 @@ class Verdict:
     #: Which of its z3 answers (or its CrossHair verdict) came from the proof
     #: cache, and when they were made; "" when everything was decided now.
     cache: str = ""
+    counterexample: dict[str, Any] | None = None
+
+
+class Explained(NamedTuple):
+    """A counterexample as text and as data: ``{"step": {"op", "args"}}`` and
+    the concrete state it names, ``"frames"`` (each frame's owner, used bit and
+    rank before -> after the step) and ``"entries"`` (the PDE and PTE the step
+    names, raw, before -> after), or ``"heap"`` (the pre-state's blocks as
+    the oracle's HeapWalk observation lists them, and its hole index)."""
+
+    text: str
+    state: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -252,7 +252,9 @@ def test_json_and_junit_reports(make_registry: Callable[..., str], tmp_path: Pat
     assert "frame 3 twice" in bad["detail"]
     assert by_id["fake.FreeFrame.FRM-2"]["bound"] == 8
     assert set(bad) == {"id", "manager", "operation", "invariant", "kind", "summary",
-                        "detail", "violated", "bound", "examples", "cache", "seconds"}
+                        "detail", "violated", "bound", "examples", "cache", "seconds",
+                        "counterexample"}
+    assert bad["counterexample"] is None  # a fake verdict carries its text only
 
     cases = ET.parse(junit_path).getroot().findall(".//testcase")
     assert {(c.get("classname"), c.get("name")) for c in cases} == {

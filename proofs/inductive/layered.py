@@ -25,7 +25,7 @@ from proofs.inductive.paging import (
     decide,
     prove_steps,
 )
-from proofs.obligation import PROFILES, Kind, Obligation, Verdict
+from proofs.obligation import PROFILES, Explained, Kind, Obligation, Verdict
 from spec.catalogue import Operation
 from spec.state import Ref
 from spec.step import Transition
@@ -50,6 +50,8 @@ class Layer:
     full_only: frozenset[str] = frozenset()
     #: (model, pre) -> the pre-state around the counterexample, for a reader
     show: Callable[[z3.ModelRef, Any], str] | None = None
+    #: (model, pre) -> the pre-state as data (proofs/obligation.py's Explained)
+    concrete: Callable[[z3.ModelRef, Any], dict[str, Any]] | None = None
     #: concrete states the model reaches, (name, state): when a proof is
     #: undecided, a counterexample is searched from them with symbolic arguments
     reachable: Callable[[], list[tuple[str, Any]]] | None = None
@@ -136,16 +138,21 @@ def search_reachable(layer: Layer, op: Operation, claim: str) -> Verdict | None:
             solver.set("timeout", SEARCH_TIMEOUT)
             solver.add(result.assume, result.ok, z3.Not(part))
             if solver.check() == z3.sat:
-                detail = describe(solver.model(), op, args, layer, pre)
+                detail, state = describe(solver.model(), op, args, layer, pre)
                 return Verdict(Kind.COUNTEREXAMPLE, f"counterexample to {claim} (reachable)",
-                               f"from the reachable state {name}:\n{detail}", (claim,))
+                               f"from the reachable state {name}:\n{detail}", (claim,),
+                               counterexample=state)
     return None
 
 
 def describe(model: z3.ModelRef, op: Operation, args: Mapping[str, Ref], layer: Layer,
-             pre: Any) -> str:
-    """The counterexample's call, with its arguments' values, and the pre-state."""
-    shown = ", ".join(f"{name}={model.eval(term, model_completion=True)}"
-                      for name, term in args.items() if not z3.is_array(term))
+             pre: Any) -> Explained:
+    """The counterexample's call, with its arguments' values, and the pre-state
+    (as text, and as data when the layer says how)."""
+    values = {name: str(model.eval(term, model_completion=True))
+              for name, term in args.items() if not z3.is_array(term)}
+    shown = ", ".join(f"{name}={value}" for name, value in values.items())
     state = "" if layer.show is None else "\n" + layer.show(model, pre)
-    return f"step: {op.name}({shown}){state}"
+    data = {"step": {"op": op.name, "args": values},
+            **({} if layer.concrete is None else layer.concrete(model, pre))}
+    return Explained(f"step: {op.name}({shown}){state}", data)

@@ -18,12 +18,13 @@ import functools
 import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import z3
 
 from proofs.inductive import hints
 from proofs.inductive.reachable import reference_states
-from proofs.obligation import PROFILES, Kind, Obligation, Verdict
+from proofs.obligation import PROFILES, Explained, Kind, Obligation, Verdict
 from proofs.runner import cache as proof_cache
 from spec.abi import FrameOwner
 from spec.catalogue import INVARIANTS, OPERATIONS, OPERATIONS_BY_NAME, Operation, invariant
@@ -216,9 +217,10 @@ def search_reachable(op: Operation, claim: str, profile: str) -> Verdict | None:
             solver.set("timeout", SEARCH_TIMEOUT)
             solver.add(result.assume, result.ok, z3.Not(part))
             if solver.check() == z3.sat:
-                detail = describe(solver.model(), op, args, pre, result.changed)
+                detail, state = describe(solver.model(), op, args, pre, result.changed)
                 return Verdict(Kind.COUNTEREXAMPLE, f"counterexample to {claim} (reachable)",
-                               f"from the reachable state {name}:\n{detail}", (claim,))
+                               f"from the reachable state {name}:\n{detail}", (claim,),
+                               counterexample=state)
     return None
 
 
@@ -244,7 +246,7 @@ def conjuncts(goal: Ref) -> list[Ref]:
 
 
 def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
-           explain: Callable[[z3.ModelRef], str], support: list[Ref] | None = None,
+           explain: Callable[[z3.ModelRef], str | Explained], support: list[Ref] | None = None,
            ground: Callable[[list[Ref]], list[Ref]] | None = None,
            ground_first: bool = False, name: str = "") -> Verdict:
     """Prove hypotheses => goal by asking z3 for a model of hypotheses and not goal.
@@ -309,8 +311,10 @@ def decide(hypotheses: list[Ref], goal: Ref, claim: str, profile: str,
                     keys.remember(label, premises, extra(), negated)
                 break
             if answer == z3.sat and label in COMPLETE:
-                return Verdict(Kind.COUNTEREXAMPLE, f"counterexample to {claim}",
-                               explain(query.model()), (claim,))
+                explained = explain(query.model())
+                text, state = (explained, None) if isinstance(explained, str) else explained
+                return Verdict(Kind.COUNTEREXAMPLE, f"counterexample to {claim}", text,
+                               (claim,), counterexample=state)
             if answer == z3.sat:  # fewer premises allow a model: do all of them?
                 tries.sort(key=lambda attempt: attempt[1][0] not in COMPLETE)
             reasons.append(f"seed {seed} {label}: {query.solver.reason_unknown() or 'sat'}")
@@ -486,14 +490,14 @@ def instances(invariants: Ref, pool: dict[Ref, list[Ref]]) -> list[Ref]:
 
 
 def describe(model: z3.ModelRef, op: Operation, args: dict[str, Ref], pre: State,
-             post: State) -> str:
-    """The counterexample as a reader wants it: the call, then the frames it names."""
+             post: State) -> Explained:
+    """The counterexample as a reader wants it: the call, then the frames it names
+    (as text, and as data for the HTML report)."""
     def value(term: Ref) -> int:
         return int(model.eval(term, model_completion=True).as_long())
 
-    lines = [f"step: {op.name}(" + ", ".join(
-        f"{name}={_show(model.eval(term, model_completion=True))}"
-        for name, term in args.items()) + ")",
+    shown = {name: _show(model.eval(term, model_completion=True)) for name, term in args.items()}
+    lines = [f"step: {op.name}(" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")",
              f"nframes={value(pre.nframes)} used_count {value(pre.used_count)} -> "
              f"{value(post.used_count)}; paging={model.eval(pre.paging)}; "
              f"kernel_dir={value(pre.kernel_dir)} current_dir={value(pre.current_dir)}"]
@@ -503,18 +507,48 @@ def describe(model: z3.ModelRef, op: Operation, args: dict[str, Ref], pre: State
             frames.append(value(term))
         elif term.sort() == WORD:
             frames.append(value(term) >> 12)
+    entries: list[dict[str, Any]] = []
     if "dir" in args:
         slot = (value(args["virtual_addr"]) >> 22) if "virtual_addr" in args else (
             value(args["slot"]) if "slot" in args else 0)
         for state in (pre, post):
             frames.append(value(frame_of(state.pde[args["dir"]][z3.BitVecVal(slot, SLOT)])))
+        entries = _entries(value, args, slot, pre, post)
+    rows: list[dict[str, Any]] = []
     for frame in dict.fromkeys(frames):
         f = z3.BitVecVal(frame, FRAME)
+        row: dict[str, Any] = {"frame": frame,
+               "owner": [_owner(value(pre.owner[f])), _owner(value(post.owner[f]))],
+               "used": [z3.is_true(model.eval(s.used[f], model_completion=True))
+                        for s in (pre, post)],
+               "rank": [value(pre.rank[f]), value(post.rank[f])]}
+        rows.append(row)
         lines.append(
-            f"frame {frame:#x}: owner {_owner(value(pre.owner[f]))} -> "
-            f"{_owner(value(post.owner[f]))}, used {model.eval(pre.used[f])} -> "
-            f"{model.eval(post.used[f])}, rank {value(pre.rank[f])} -> {value(post.rank[f])}")
-    return "\n".join(lines)
+            f"frame {frame:#x}: owner {row['owner'][0]} -> {row['owner'][1]}, used "
+            f"{model.eval(pre.used[f])} -> {model.eval(post.used[f])}, rank "
+            f"{row['rank'][0]} -> {row['rank'][1]}")
+    data = {"step": {"op": op.name, "args": shown},
+             "nframes": value(pre.nframes),
+             "used_count": [value(pre.used_count), value(post.used_count)],
+             "kernel_dir": value(pre.kernel_dir), "current_dir": value(pre.current_dir),
+             "frames": rows, "entries": entries}
+    return Explained("\n".join(lines), data)
+
+
+def _entries(value: Callable[[Ref], int], args: dict[str, Ref], slot: int, pre: State,
+             post: State) -> list[dict[str, Any]]:
+    """The directory entry the step's dir and slot name, and (with a virtual
+    address) the table entry behind it, before and after: raw 32-bit values."""
+    where = z3.BitVecVal(slot, SLOT)
+    pdes = [value(s.pde[args["dir"]][where]) for s in (pre, post)]
+    out: list[dict[str, Any]] = [{"entry": "PDE", "table": value(args["dir"]), "index": slot,
+                                  "values": pdes}]
+    if "virtual_addr" in args:
+        index = (value(args["virtual_addr"]) >> 12) & 0x3FF
+        at = z3.BitVecVal(index, SLOT)
+        ptes = [value(s.pte[frame_of(s.pde[args["dir"]][where])][at]) for s in (pre, post)]
+        out.append({"entry": "PTE", "table": pdes[1] >> 12, "index": index, "values": ptes})
+    return out
 
 
 def _show(value: Ref) -> str:

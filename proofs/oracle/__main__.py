@@ -2,8 +2,9 @@
 
     python -m proofs.oracle --impl CMD [--mode spec|strict|both] [--max-examples N]
                             [--time S] [--seed N] [--family NAME] [--junit FILE]
-                            [--trace-out FILE]
+                            [--trace-out FILE] [--json FILE] [--html FILE]
     python -m proofs.oracle replay TRACE --impl CMD [--mode ...] [--junit FILE]
+                            [--json FILE] [--html FILE]
 
 Exit status: 0 nothing diverged (and something ran); 1 a divergence; 2 usage
 (checked before anything runs; also a report that could not be written);
@@ -13,6 +14,7 @@ Exit status: 0 nothing diverged (and something ran); 1 a divergence; 2 usage
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from proofs.oracle.campaign import example_database, run_campaign
 from proofs.oracle.child import end_children_on_sigterm
 from proofs.oracle.families import FAMILIES
 from proofs.oracle.report import case_of, describe, write_junit
+from proofs.oracle.report_data import outcome_data, report_data
 from proofs.oracle.run import (
     Outcome,
     load_trace,
@@ -33,6 +36,7 @@ from proofs.oracle.run import (
     search,
     trace_of,
 )
+from proofs.report import write_html
 from proofs.runner.cluster import ClusterUnavailableError
 from proofs.runner.report import ensure_parent, unwritable
 from proofs.version import version
@@ -102,6 +106,10 @@ def parser_of(prog: str = "python -m proofs.oracle") -> argparse.ArgumentParser:
     parser.add_argument("--trace-out", type=Path, default=Path("oracle-trace.json"),
                         help="where a divergence's trace is saved (default oracle-trace.json)")
     parser.add_argument("--junit", type=Path, help="write a JUnit XML report here")
+    parser.add_argument("--json", type=Path, help="write the JSON report here (every step of "
+                        "each divergence, both replies; proofs/oracle/report_data.py)")
+    parser.add_argument("--html", type=Path, help="write a self-contained HTML report here, "
+                        "rendered from the JSON report's data")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
@@ -112,8 +120,8 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None
     args = parser.parse_args(argv)
     if not args.impl.strip():
         parser.error("--impl: an empty command")
-    outputs = [("--junit", args.junit)] + ([] if args.trace else [("--trace-out",
-                                                                     args.trace_out)])
+    outputs = [("--junit", args.junit), ("--json", args.json), ("--html", args.html)]
+    outputs += [] if args.trace else [("--trace-out", args.trace_out)]
     for option, path in outputs:
         why = None if path is None else unwritable(str(path))
         if why is not None:
@@ -125,6 +133,9 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None
             parser.error(f"--database: {error}")
     if args.scheduler is not None and args.trace:
         parser.error("--scheduler: a replay runs here, not on a cluster")
+    if args.scheduler is not None and (args.json or args.html):
+        parser.error("--json/--html: not with --scheduler (its chunks return their text "
+                     "reports and traces, not the replies the report shows)")
     return args
 
 
@@ -165,10 +176,27 @@ def main(argv: list[str] | None = None, prog: str = "python -m proofs.oracle") -
             ensure_parent(str(args.junit))
             write_junit(args.junit, [case_of(o, r)
                                      for o, r in zip(outcomes, reports, strict=True)])
+        if args.json is not None or args.html is not None:
+            _write_reports(args, trace, outcomes)
     except OSError as exc:
-        print(f"cannot write the JUnit report: {exc}", file=sys.stderr)
+        print(f"cannot write the report: {exc}", file=sys.stderr)
         return _verdict(outcomes, written=False)
     return _verdict(outcomes)
+
+
+def _write_reports(args: argparse.Namespace, trace: dict[str, Any] | None,
+                   outcomes: list[Outcome]) -> None:
+    """The JSON report and the HTML report rendered from it (--json, --html)."""
+    modes = [outcome_data(o, trace.get("managers", []) if trace else managers_of(o),
+                          None if trace is not None or o.divergence is None
+                          else str(args.trace_out)) for o in outcomes]
+    data = json.loads(json.dumps(report_data("replay" if trace else "search", modes,
+                                             _verdict(outcomes))))
+    if args.json is not None:
+        ensure_parent(str(args.json))
+        args.json.write_text(json.dumps(data, indent=1) + "\n")
+    if args.html is not None:
+        write_html(args.html, data)
 
 
 def _run(args: argparse.Namespace, trace: dict[str, Any] | None

@@ -113,7 +113,8 @@ def json_report(results: Sequence[Result], profile: str, wall_seconds: float) ->
             {"id": o.id, "manager": o.manager, "operation": o.operation,
              "invariant": o.invariant, "kind": v.kind.name, "summary": v.summary,
              "detail": v.detail, "violated": list(v.violated), "bound": v.bound,
-             "examples": v.examples, "cache": v.cache, "seconds": round(s, 3)}
+             "examples": v.examples, "cache": v.cache, "seconds": round(s, 3),
+             "counterexample": v.counterexample}
             for o, v, s in results],
         "totals": totals(results, wall_seconds),
         "passed": passed(results),
