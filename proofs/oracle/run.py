@@ -197,7 +197,9 @@ def operations(exchanges: list[Exchange]) -> list[dict[str, Any]]:
     """The steps of a trace: its operations, its looks (a VirtualToPhysical,
     then perhaps a ReadBytes of the same address) and its inspections
     (VirtualQuery); the other observations are the judges' own and are asked
-    again on replay."""
+    again on replay. A step carries what the implementation wrote to stderr
+    while answering it and the observations after it (``stderr``, for the
+    reader: a replay ignores it)."""
     steps: list[dict[str, Any]] = []
     for n, e in enumerate(exchanges):
         request = e.request
@@ -212,6 +214,8 @@ def operations(exchanges: list[Exchange]) -> list[dict[str, Any]]:
                          if x.request.get("observe") == "ReadBytes"
                          and x.request["args"]["virtual_addr"] == address), 0)
             steps.append({"look": {"virtual_addr": address, "length": read}})
+        if e.stderr and steps:  # what it wrote to stderr: with its step, or the one before
+            steps[-1].setdefault("stderr", []).extend(e.stderr)
     return steps
 
 
@@ -264,6 +268,9 @@ def _step_shape(step: Any) -> bool:
         return isinstance(value, dict) and all(type(value.get(k)) is int for k in keys)
     if not isinstance(step, dict):
         return False
+    said = step.get("stderr", [])
+    if not isinstance(said, list) or not all(isinstance(line, str) for line in said):
+        return False
     if "look" in step:
         return ints(step["look"], "virtual_addr", "length")
     if "inspect" in step:
@@ -276,8 +283,21 @@ def replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float = 
            observe: bool = True, family: str = "kernel") -> Outcome:
     """Run one sequence of a family (its set-up calls, then ops) and judge it.
     ``observe`` False: strict mode compares the operations' replies only (the
-    benchmark)."""
+    benchmark). A strict divergence whose stderr came while several requests
+    were pending is replayed once more in step, so each line is shown beside
+    the request it answered."""
+    outcome = _replay(command, mode, ops, timeout, observe, family, lockstep=False)
+    if outcome.divergence is not None and outcome.coverage.lockstep:
+        again = _replay(command, mode, ops, timeout, observe, family, lockstep=True)
+        if again.divergence is not None:  # in step: each stderr line beside its request
+            return again
+    return outcome
+
+
+def _replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float,
+            observe: bool, family: str, lockstep: bool) -> Outcome:
     outcome = Outcome(mode, family=family)
+    outcome.coverage.lockstep = lockstep
     start = time.monotonic()
     judges = Judges() if mode == "spec" else None
     new = session_factory(command, mode, timeout, outcome.coverage, judges,

@@ -46,6 +46,8 @@ class Exchange:
     request: Message
     reply: Message | None = None
     expected: Message | None = None
+    #: What the implementation wrote to stderr while this request was answered.
+    stderr: list[str] = field(default_factory=list)
 
 
 #: Observations a rule asks for their own sake (not the judge's): traced as
@@ -134,6 +136,10 @@ class Coverage:
     last_failure: Exception | None = None
     observations: Counter[str] = field(default_factory=Counter)
     errors: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    #: Strict mode answers one request at a time (no pipelining): the
+    #: implementation writes to stderr, and a line is shown beside the request
+    #: it answered only when no other was pending (a replay is always in step).
+    lockstep: bool = False
 
 
 class Session:
@@ -246,7 +252,7 @@ class StrictSession(Session):
         self.outgoing.append(message)
         self.pending.append(exchange)
         self.pending_bytes += 96 if "result" in expected else len(json.dumps(expected))
-        if self.pending_bytes > WINDOW_BYTES:
+        if self.pending_bytes > WINDOW_BYTES or self.coverage.lockstep:
             self.finish()
         return expected
 
@@ -289,14 +295,17 @@ class StrictSession(Session):
             self.child.send(outgoing)
         except ImplementationError:
             pass
+        window = [e.request["id"] for e in self.pending]
         while self.pending:
             exchange = self.pending.popleft()
             expected = exchange.expected or {}
             try:
                 reply = self.child.receive()
+                exchange.stderr = self._stderr(window)
                 if "op" not in exchange.request or not same_reply(reply, expected):
                     check_reply(exchange.request, reply)
             except ImplementationError as exc:
+                exchange.stderr += self._stderr(window)
                 self._truncate(exchange)
                 raise self.fault(exc, exchange.request) from None
             except ProtocolError as exc:
@@ -317,6 +326,17 @@ class StrictSession(Session):
                     f"the reply to #{reply['id']} {what} differs from the model's:\n"
                     + "\n".join(f"  {line}" for line in lines), ("strict",), self.exchanges)
         self.pending_bytes = 0
+
+    def _stderr(self, window: list[int]) -> list[str]:
+        """The stderr lines read since the last reply; with several requests sent
+        at once, which one they belong to is unknown: said so, and the run's
+        sessions go in step from now on."""
+        lines = self.child.step_stderr()
+        if lines and len(window) > 1 and not self.coverage.lockstep:
+            self.coverage.lockstep = True
+            lines = [f"(while #{window[0]}..#{window[-1]} were answered) {line}"
+                     for line in lines]
+        return lines
 
     def _truncate(self, last: Exchange) -> None:
         """The trace ends at the exchange that diverged (later ones were only sent)."""

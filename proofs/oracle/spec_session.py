@@ -74,8 +74,10 @@ class SpecSession(Session):
         try:
             self.child.send([message])
             reply = self.child.receive()
+            exchange.stderr = self.child.step_stderr()
             check_reply(message, reply)
         except ImplementationError as exc:
+            exchange.stderr += self.child.step_stderr()
             raise self.fault(exc, message) from None
         except ProtocolError as exc:
             raise bad_reply(message, str(exc), self.exchanges) from None
