@@ -127,6 +127,11 @@ def describe(outcome: Outcome, managers: Iterable[str] = ()) -> str:
     if outcome.skipped:
         lines.append("  skipped (not declared by the implementation): "
                      + ", ".join(outcome.skipped))
+    if outcome.coverage.unsupported:
+        lines.append("  skipped at run time (answered unsupported; each time, that sequence "
+                     "was dropped): " + ", ".join(
+                         f"{m}.{op} {n}x" for (m, op), n in sorted(
+                             outcome.coverage.unsupported.items())))
     if outcome.unknown is not None:
         lines += ["UNKNOWN: z3 could not decide a step; this is not a pass.",
                   outcome.unknown.reason]

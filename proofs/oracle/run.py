@@ -20,12 +20,14 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import ExampleDatabase
-from hypothesis.errors import Flaky
+from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.stateful import run_state_machine_as_test
 
 from proofs.machines.runner import shrink_limit
 from proofs.oracle.families import family_named, runnable
+from proofs.oracle.families.rules import without_unsupported
 from proofs.oracle.managers import Family
+from proofs.oracle.protocol import OperationUnsupported
 from proofs.oracle.session import (
     INSPECTIONS,
     Coverage,
@@ -88,12 +90,14 @@ def _probe(new: Callable[[], Session], outcome: Outcome) -> Session | None:
     outcome.implementation = hello.implementation
     outcome.skipped = ([f"manager {m}" for m in MANAGERS if m not in session.managers]
                        + [f"observation {o}" for o in OBSERVATIONS
-                          if o not in hello.observations])
+                          if o not in hello.observations]
+                       + [f"operation {m}.{op} (declared unsupported)"
+                          for m, op in sorted(hello.unsupported) if m in session.managers])
     session.close()
-    if "PageManager" not in session.managers:
+    if not runnable(session.managers):
         outcome.divergence = DivergenceError(
-            "the implementation declares no PageManager: nothing can be set up",
-            ("protocol",), [], kind="protocol")
+            "the implementation declares no manager a family can start with (PageManager, "
+            "or DosMemoryManager): nothing can be set up", ("protocol",), [], kind="protocol")
         return None
     return session
 
@@ -108,7 +112,8 @@ def families_of(session: Session, outcome: Outcome,
     for family in runnable(session.managers):
         if wanted is not None and family.name not in wanted:
             continue
-        missing = [o for o in family.spec_observations if o not in session.observations]
+        missing = [o for o in family.spec_observations
+                   if o not in session.observations and o not in session.hello.unserved]
         if missing and outcome.mode == "spec":
             outcome.skipped.append(f"family {family.name} (spec mode needs the observations "
                                    f"{', '.join(missing)})")
@@ -136,9 +141,9 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
     if probe is None:
         outcome.seconds = time.monotonic() - start
         return outcome
-    machines = [(family, family.machine(session_factory(command, mode, timeout,
-                                                        outcome.coverage, judges, family),
-                                        probe.managers))
+    machines = [(family, without_unsupported(family.machine(
+        session_factory(command, mode, timeout, outcome.coverage, judges, family),
+        probe.managers), probe.unsupported))
                 for family in families_of(probe, outcome, families)]
     chunk = requested = 0
     while machines and requested < max_examples and time.monotonic() - start < time_limit:
@@ -163,6 +168,10 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
             outcome.unknown = exc
         except Flaky:
             _not_reproduced(outcome)
+        except Unsatisfiable:  # every sequence reached an operation it does not support
+            outcome.skipped.append(f"family {family.name} (every sequence tried reached an "
+                                   "unsupported operation)")
+            machines.remove((family, machine))
         outcome.examples = sum(m.examples for _, m in machines)  # type: ignore[attr-defined]
         outcome.seconds = time.monotonic() - start
         if outcome.coverage.first_failure is not None:
@@ -220,7 +229,9 @@ def operations(exchanges: list[Exchange]) -> list[dict[str, Any]]:
 
 
 def setup_count(family: str, managers: tuple[str, ...] | list[str]) -> int:
-    return len(family_named(family).setup(tuple(managers)))
+    """The set-up calls sent (those of the declared managers)."""
+    return sum(1 for manager, _, _ in family_named(family).setup(tuple(managers))
+               if manager in managers)
 
 
 def trace_of(outcome: Outcome, managers: list[str]) -> dict[str, Any]:
@@ -317,10 +328,15 @@ def _replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float,
                     session.look(op["look"]["virtual_addr"], op["look"]["length"])
                 elif "inspect" in op:
                     session.inspect(op["inspect"], op["args"])
+                elif (op["manager"], op["op"]) in session.unsupported:
+                    continue  # declared unsupported: never sent (listed as skipped)
                 elif op["manager"] in session.managers:
                     session.execute(op["manager"], op["op"], op["args"])
             session.finish()
             outcome.examples = 1
+        except OperationUnsupported as exc:  # answered so: the rest is not run
+            outcome.skipped.append(f"operation {exc.manager}.{exc.op} (answered unsupported: "
+                                   "the trace's later steps were not sent)")
         except DivergenceError as exc:
             outcome.divergence = exc
         except OracleUnknownError as exc:

@@ -24,6 +24,7 @@ from proofs.oracle.child import Child, ImplementationError
 from proofs.oracle.managers import Family
 from proofs.oracle.protocol import (
     Message,
+    OperationUnsupported,
     ProtocolError,
     check_reply,
     observation,
@@ -136,6 +137,9 @@ class Coverage:
     last_failure: Exception | None = None
     observations: Counter[str] = field(default_factory=Counter)
     errors: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    #: Operations answered "unsupported" (PROTOCOL.md), by (manager, op): each
+    #: time one was, a sequence was dropped; none is sent again in this run.
+    unsupported: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: Strict mode answers one request at a time (no pipelining): the
     #: implementation writes to stderr, and a line is shown beside the request
     #: it answered only when no other was pending (a replay is always in step).
@@ -165,6 +169,8 @@ class Session:
         self.observations = self.hello.observations
         #: The managers the implementation serves in register form.
         self.register_form = self.hello.register_form
+        #: The operations never to be sent (its hello's, PROTOCOL.md "Partial managers").
+        self.unsupported = self.hello.unsupported
 
     def supports(self, manager: str) -> bool:
         return manager in self.managers
@@ -186,8 +192,39 @@ class Session:
         return request(ident, manager, name, args)
 
     def setup(self) -> None:
+        """The family's set-up calls: those of the declared managers are sent (one
+        answered "unsupported" is a divergence: a family cannot start without
+        it); the others are the model's own (:meth:`model_setup`)."""
         for manager, op, args in self.family.setup(self.managers):
-            self.execute(manager, op, args)
+            if manager not in self.managers:
+                self.model_setup(manager, op, args)
+                continue
+            try:
+                self.execute(manager, op, args)
+            except OperationUnsupported as exc:
+                raise bad_reply(self.exchanges[-1].request if self.exchanges else
+                                {"id": 0, "manager": manager, "op": op},
+                                f"the set-up call {exc.manager}.{exc.op} answered "
+                                "unsupported: the family cannot start without it",
+                                self.exchanges) from None
+
+    def model_setup(self, manager: str, op: str, args: Message) -> None:
+        """A set-up call of a manager the implementation does not declare (the DOS
+        family's InitializePhysicalMemory for an implementation of the DOS manager
+        alone): the model world makes it; nothing is sent."""
+
+    def unsupported_call(self, manager: str, op: str) -> None:
+        """An operation not to send: declared unsupported, or answered so earlier in
+        this run; the sequence is dropped (OperationUnsupported) before it is sent."""
+        if (manager, op) in self.unsupported or (manager, op) in self.coverage.unsupported:
+            self.failed = True
+            raise OperationUnsupported(manager, op, declared=(manager, op) in self.unsupported)
+
+    def answered_unsupported(self, exc: OperationUnsupported) -> OperationUnsupported:
+        """The implementation answered "unsupported": counted, the sequence ends."""
+        self.coverage.unsupported[exc.manager, exc.op] += 1
+        self.failed = True
+        return exc
 
     def execute(self, manager: str, op: str, args: Message) -> Any:
         raise NotImplementedError
@@ -256,8 +293,12 @@ class StrictSession(Session):
             self.finish()
         return expected
 
+    def model_setup(self, manager: str, op: str, args: Message) -> None:
+        self.world.call(manager, op, args)
+
     @one_origin
     def execute(self, manager: str, op: str, args: Message) -> Any:
+        self.unsupported_call(manager, op)
         if self.family.send is not None and manager in self.register_form:
             return self.family.send(self._execute, manager, op, args)
         return self._execute(manager, op, args)
@@ -311,6 +352,9 @@ class StrictSession(Session):
             except ProtocolError as exc:
                 self._truncate(exchange)
                 raise bad_reply(exchange.request, str(exc), self.exchanges) from None
+            except OperationUnsupported as exc:
+                self._truncate(exchange)
+                raise self.answered_unsupported(exc) from None
             exchange.reply = reply
             if reply != exchange.expected:
                 self._truncate(exchange)
