@@ -429,6 +429,7 @@ _Noreturn void mo_panic(const char *fmt, ...) {
 
 void mo_handle(const struct mo_implementation *im, char *line, struct mo_buf *out) {
     struct mo_request r;
+    mo__install();
     if (!mo_parse(line, &r)) return; /* a blank line */
     size_t mark = out->len;
     snprintf(mo__what, sizeof mo__what, "#%lld %s%s%s", (long long)r.id,
@@ -478,7 +479,6 @@ int mo_serve(const struct mo_implementation *im) {
     size_t cap = 1 << 16, len = 0;
     char *in = malloc(cap), *line, *nl;
     if (!in) return 1;
-    mo__install();
     mo_hello(&out, im);
     for (ssize_t n = 1; n > 0; len += (size_t)n) {
         for (line = in; (nl = memchr(line, '\n', len - (size_t)(line - in))); line = nl + 1)

@@ -11,9 +11,9 @@ import pytest
 
 from proofs.oracle.report import describe
 from proofs.oracle.run import replay, search
+from proofs.oracle.world import OPERATIONS
 from proofs.oracle.worlds.dos import CONVENTIONAL_OPS, EMS_OPS, MANAGER_PARTS, XMS_OPS
 from proofs.oracle.worlds.dos import NAME as DOS
-from proofs.oracle.world import OPERATIONS
 from tests.oracle_impls import model_impl, python_impl
 
 #: An implementation of DOS conventional memory alone (an emulator's INT 21h
