@@ -337,15 +337,28 @@ int mo_returns_bool(const char *manager, const char *op) {
     return 0;
 }
 
+static void mo__string_out(struct mo_buf *o, const char *text) { /* a JSON string */
+    mo_buf_put(o, "\"", 1);
+    for (const unsigned char *c = (const unsigned char *)text; c && *c; c++) {
+        if (*c == '"' || *c == '\\') mo_buf_printf(o, "\\%c", *c);
+        else if (*c < 0x20) mo_buf_printf(o, "\\u%04x", *c);
+        else mo_buf_put(o, (const char *)c, 1);
+    }
+    mo_buf_put(o, "\"", 1);
+}
+
 static void mo__names(struct mo_buf *o, const char *key, const char *const *names) {
     mo_buf_printf(o, ",\"%s\":[", key);
-    for (int i = 0; names && names[i]; i++) mo_buf_printf(o, "%s\"%s\"", i ? "," : "", names[i]);
+    for (int i = 0; names && names[i]; i++) {
+        if (i) mo_buf_put(o, ",", 1);
+        mo__string_out(o, names[i]);
+    }
     mo_buf_put(o, "]", 1);
 }
 
 void mo_hello(struct mo_buf *o, const struct mo_implementation *im) {
-    mo_buf_printf(o, "{\"protocol\":%d,\"implementation\":\"%s\"", MEMSPEC_ORACLE_PROTOCOL,
-                  im->name);
+    mo_buf_printf(o, "{\"protocol\":%d,\"implementation\":", MEMSPEC_ORACLE_PROTOCOL);
+    mo__string_out(o, im->name ? im->name : "?");
     mo__names(o, "managers", im->managers);
     mo__names(o, "observations", im->observations);
     if (im->unsupported && im->unsupported[0]) mo__names(o, "unsupported", im->unsupported);

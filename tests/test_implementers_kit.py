@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from proofs.oracle.protocol import check_hello, parse
 from proofs.oracle.report import describe
 from proofs.oracle.run import replay, search
 from proofs.oracle.world import BOOL_RESULTS
@@ -142,3 +143,37 @@ def test_memory_at_its_real_address(tmp_path: Path, bits: str) -> None:
         '{"id":2,"result":0,"error":998}', '{"id":3,"result":4660,"error":0}']
     assert "SIGSEGV in #2 PageManager.Write at address 0x30000008" in done.stderr
     assert "range in use" in done.stderr or "File exists" in done.stderr
+
+
+HELLO = r"""
+#define MEMSPEC_ORACLE_IMPLEMENTATION
+#include "memspec_oracle.h"
+#include <stdio.h>
+int main(void) {
+    static const char *const managers[] = {"DosMemoryManager", 0};
+    static const char *const observations[] = {"McbChain", "ReadPhysical", 0};
+    static const char *const parts[] = {"DosMemoryManager.conventional", 0};
+    static const char *const unsupported[] = {"DosMemoryManager.SetUmbLink", 0};
+    struct mo_implementation im = {.name = "an \"emulator\"\t2", .managers = managers,
+                                   .observations = observations, .parts = parts,
+                                   .unsupported = unsupported};
+    struct mo_buf out = {0};
+    mo_hello(&out, &im);
+    fwrite(out.p, 1, out.len, stdout);
+    return 0;
+}
+"""
+
+
+def test_the_kits_hello_declares_parts_and_unsupported_operations(tmp_path: Path) -> None:
+    source = tmp_path / "hello.c"
+    source.write_text(HELLO)
+    subprocess.run([compiler(), *FLAGS, "-I", str(KIT.parent), "-o", str(tmp_path / "hello"),
+                    str(source)], check=True, capture_output=True, text=True)
+    line = subprocess.run([str(tmp_path / "hello")], capture_output=True, check=True,
+                          timeout=20).stdout
+    hello = check_hello(parse(line.rstrip(b"\n")))
+    assert hello.implementation == 'an "emulator"\\x092'  # a control character escaped
+    assert ("DosMemoryManager", "SetUmbLink") in hello.unsupported
+    assert ("DosMemoryManager", "XmsAllocate") in hello.unsupported  # not in its parts
+    assert hello.unserved == {"XmsHandles", "EmsMappings"}
