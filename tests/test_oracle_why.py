@@ -94,3 +94,15 @@ def test_a_dos_invariant_is_explained_too() -> None:
     assert any(line.startswith("DOS-5: each logical page of a live handle") for line in lines)
     assert any(line.startswith("false: ") and "mapped_at" in line for line in lines), lines
     assert any(line.startswith("where ") and "p = 0" in line for line in lines), lines
+
+
+def test_a_dos_transition_names_the_mcb_and_field_that_differ() -> None:
+    """A free that joins its neighbour at once: the why names the MCB (by segment)
+    and the fields where the reported chain differs from the spec's post-state."""
+    variant = "free_merges_neighbours"
+    impl = python_impl("-m", "proofs.oracle.model_shim", "--variant", f"dos:{variant}")
+    outcome = replay(impl, "spec", BREAKING[variant], family="dos")
+    assert outcome.divergence is not None
+    why = outcome.divergence.reason
+    assert "transition: " in why and "post-state term" not in why, why
+    assert "[m] for m = " in why and "the spec's " in why and ", reported " in why, why

@@ -165,3 +165,19 @@ def explain(holds: Callable[[Any], Ref], state: Any) -> list[str]:
     reads += [f"{v} = {_text(x)}" for v, x in twin.bound if _mentions(formula, v)]
     return [*lines, *path, f"false: {clause[:300]}",
             *([f"where {', '.join(reads)}"] if reads else [])]
+
+
+def differs(name: str, expected: Ref, observed: Ref, assume: Ref,
+            free: tuple[Ref, ...]) -> str:
+    """Where a spec's post-state term and the reported one differ: the free
+    constants' values z3's counterexample picks (which MCB, which handle) and the
+    two values, ``name`` naming the term (``owner[m]``)."""
+    model = _check(z3.And(assume, expected != observed))
+    if not isinstance(model, z3.ModelRef):
+        return name
+    at = [f"{str(v).removeprefix('_o')} = {_text(model.eval(v, model_completion=True))}"
+          for v in free
+          if _mentions(expected, v) or _mentions(observed, v)]
+    values = (f"the spec's {_text(model.eval(expected, model_completion=True))}, reported "
+              f"{_text(model.eval(observed, model_completion=True))}")
+    return f"{name}{' for ' + ', '.join(at) if at else ''}: {values}"
