@@ -370,7 +370,10 @@ void mo_hello(struct mo_buf *o, const struct mo_implementation *im) {
 
 static sigjmp_buf mo__jump;
 static volatile sig_atomic_t mo__armed;
-static char mo__what[96]; /* the request being answered, for the stderr line */
+/* The request being answered, for the stderr line (pointers into its line). */
+static sigset_t mo__mask; /* the signal mask outside the handler */
+static int64_t mo__id;
+static const char *mo__first, *mo__dot, *mo__second;
 static const int mo__signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
 
 int mo_guarded(void) { return mo__armed; }
@@ -392,13 +395,21 @@ static void mo__on_signal(int sig, siginfo_t *info, void *context) {
         return;
     }
     mo__armed = 0;
-    char line[256];
-    size_t n = 0;
+    char line[320], id[24];
+    size_t n = 0, k = 0;
     const char *name = sig == SIGSEGV ? "SIGSEGV" : sig == SIGBUS ? "SIGBUS"
                      : sig == SIGILL ? "SIGILL" : sig == SIGFPE ? "SIGFPE" : "SIGABRT";
-    const char *parts[] = {"memspec_oracle: ", name, " in ", mo__what};
-    for (size_t i = 0; i < 4; i++)
-        for (const char *c = parts[i]; *c && n < 200; c++) line[n++] = *c;
+    uint64_t v = mo__id < 0 ? 0 : (uint64_t)mo__id; /* async-signal-safe %lld */
+    do id[k++] = (char)('0' + v % 10); while (v /= 10);
+    for (size_t i = 0; i < k / 2; i++) {
+        char t = id[i];
+        id[i] = id[k - 1 - i], id[k - 1 - i] = t;
+    }
+    id[k] = 0;
+    const char *parts[] = {"memspec_oracle: ", name, " in #", id, " ", mo__first, mo__dot,
+                           mo__second};
+    for (size_t i = 0; i < 8; i++)
+        for (const char *c = parts[i]; *c && n < 240; c++) line[n++] = *c;
     if (sig != SIGABRT && info) {
         memcpy(line + n, " at address ", 12), n += 12;
         n += mo__hex_text(line + n, (uintptr_t)info->si_addr);
@@ -406,6 +417,7 @@ static void mo__on_signal(int sig, siginfo_t *info, void *context) {
     line[n++] = '\n';
     ssize_t ignored = write(2, line, n);
     (void)ignored;
+    sigprocmask(SIG_SETMASK, &mo__mask, NULL); /* abort() may have blocked signals */
     siglongjmp(mo__jump, sig);
 }
 
@@ -414,6 +426,7 @@ static void mo__install(void) {
     static char stack[1 << 16]; /* the handler's own stack: a stack overflow faults too */
     if (done) return;
     done = 1;
+    sigprocmask(SIG_SETMASK, NULL, &mo__mask);
     stack_t alt = {.ss_sp = stack, .ss_size = sizeof stack, .ss_flags = 0};
     sigaltstack(&alt, NULL);
     struct sigaction action;
@@ -427,7 +440,10 @@ static void mo__install(void) {
 
 _Noreturn void mo_panic(const char *fmt, ...) {
     va_list ap;
-    fprintf(stderr, "memspec_oracle: panic in %s: ", mo__armed ? mo__what : "(no call)");
+    if (mo__armed)
+        fprintf(stderr, "memspec_oracle: panic in #%lld %s%s%s: ", (long long)mo__id, mo__first,
+                mo__dot, mo__second);
+    else fputs("memspec_oracle: panic outside a call: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -445,11 +461,14 @@ void mo_handle(const struct mo_implementation *im, char *line, struct mo_buf *ou
     mo__install();
     if (!mo_parse(line, &r)) return; /* a blank line */
     size_t mark = out->len;
-    snprintf(mo__what, sizeof mo__what, "#%lld %s%s%s", (long long)r.id,
-             r.observe ? "observe " : r.manager ? r.manager : "?", r.observe ? "" : ".",
-             r.observe ? r.observe : r.op ? r.op : "?");
+    mo__id = r.id;
+    mo__first = r.observe ? "observe" : r.manager ? r.manager : "?";
+    mo__dot = r.observe ? " " : ".";
+    mo__second = r.observe ? r.observe : r.op ? r.op : "?";
     mo_buf_printf(out, "{\"id\":%lld,", (long long)r.id);
-    int sig = sigsetjmp(mo__jump, 1);
+    /* No signal mask to save: the handler runs with none added (SA_NODEFER, an
+     * empty sa_mask), so jumping out of it leaves the mask as it was. */
+    int sig = sigsetjmp(mo__jump, 0);
     if (sig != 0) { /* it faulted or panicked: what it wrote so far is dropped */
         out->len = mark;
         mo_buf_printf(out, "{\"id\":%lld,", (long long)r.id);

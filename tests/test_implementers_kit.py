@@ -91,12 +91,14 @@ def test_a_panic_is_a_failed_call_beside_its_step(tmp_path: Path) -> None:
 PROBE = r'''
 #define MEMSPEC_ORACLE_IMPLEMENTATION
 #include "memspec_oracle.h"
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #define VA 0x30000000u
 static struct mo_result call(const char *m, const char *op, const struct mo_args *a) {
     (void)m, (void)a;
     if (!strcmp(op, "Write")) *(volatile uint32_t *)(uintptr_t)(VA + 8) = 7;  /* read-only now */
+    if (!strcmp(op, "Assert")) assert(m == NULL);
     return mo_int(*(volatile uint32_t *)(uintptr_t)(VA + 4), 0);
 }
 int main(void) {
@@ -111,7 +113,10 @@ int main(void) {
     char one[] = "{\"id\":1,\"manager\":\"PageManager\",\"op\":\"Read\",\"args\":{}}";
     char two[] = "{\"id\":2,\"manager\":\"PageManager\",\"op\":\"Write\",\"args\":{}}";
     char three[] = "{\"id\":3,\"manager\":\"PageManager\",\"op\":\"Read\",\"args\":{}}";
+    char four[] = "{\"id\":4,\"manager\":\"PageManager\",\"op\":\"Assert\",\"args\":{}}";
+    char five[] = "{\"id\":5,\"manager\":\"PageManager\",\"op\":\"Write\",\"args\":{}}";
     mo_handle(&im, one, &out), mo_handle(&im, two, &out), mo_handle(&im, three, &out);
+    mo_handle(&im, four, &out), mo_handle(&im, five, &out);
     fwrite(out.p, 1, out.len, stdout);
     return mo_unmap_at(VA, 8192);
 }
@@ -122,7 +127,8 @@ int main(void) {
 def test_memory_at_its_real_address(tmp_path: Path, bits: str) -> None:
     """mo_map_at places pages at exactly the address asked (0x30000000), refuses a
     taken range or an unaligned one; a write to a page made read-only faults inside
-    the call, which fails, and the next call runs. -m32 where the compiler has a
+    the call, which fails, and the next call runs; a failed assert (SIGABRT) too,
+    and the guard still holds after it. -m32 where the compiler has a
     32-bit C library (skipped otherwise)."""
     source = tmp_path / "probe.c"
     source.write_text(PROBE)
@@ -140,8 +146,12 @@ def test_memory_at_its_real_address(tmp_path: Path, bits: str) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "at 1", "again 1", "unaligned 1", '{"id":1,"result":4660,"error":0}',
-        '{"id":2,"result":0,"error":998}', '{"id":3,"result":4660,"error":0}']
+        '{"id":2,"result":0,"error":998}', '{"id":3,"result":4660,"error":0}',
+        '{"id":4,"result":0,"error":998}', '{"id":5,"result":0,"error":998}']
     assert "SIGSEGV in #2 PageManager.Write at address 0x30000008" in done.stderr
+    assert "Assertion `m == NULL' failed" in done.stderr  # assert's own line, then:
+    assert "SIGABRT in #4 PageManager.Assert" in done.stderr
+    assert "SIGSEGV in #5 PageManager.Write" in done.stderr  # still guarded after abort()
     assert "range in use" in done.stderr or "File exists" in done.stderr
 
 

@@ -10,7 +10,8 @@ stdout lines are bounded (:data:`LINE_LIMIT`) before they are parsed, stderr
 keeps only its last :data:`STDERR_KEPT` bytes, and the lines that came since the
 last look (:meth:`Child.step_stderr`, at most :data:`STEP_LINES` of them), which
 the sessions hand to the step that produced them: stderr is polled once more
-after each reply, so a panic message written before the reply is the reply's.
+after a reply read fresh from the pipe, so a panic message written before the
+reply is the reply's.
 :meth:`Child.close` ends the child and everything it started
 (:mod:`proofs.oracle.processes`), whatever state it is in, and a child the oracle
 did not get to close (an exception, the oracle's exit or SIGTERM) is ended by
@@ -287,7 +288,8 @@ class Child:
     def receive(self) -> Message:
         try:
             line = self._line()
-            self._poll_stderr()
+            if not self._lines:  # a fresh read: what stderr holds came before this reply
+                self._poll_stderr()
             return parse(line)
         except ProtocolError as exc:
             raise self.fault("protocol", str(exc)) from None
