@@ -104,6 +104,8 @@ class Hello:
     unsupported: frozenset[tuple[str, str]] = frozenset()
     #: The observations of those parts: no family needs them.
     unserved: frozenset[str] = frozenset()
+    #: The parts of managers it leaves out, as "Manager.part".
+    parts_left_out: tuple[str, ...] = ()
 
 
 def nesting(line: bytes) -> int:
@@ -138,9 +140,13 @@ def check_hello(message: Message) -> Hello:
         raise ProtocolError(f"protocol {version} (this oracle speaks {PROTOCOL_VERSION})")
     validate(message, "hello")
     unsupported, unserved = _partial(message)
+    declared = set(message.get("parts", ()))
+    managers = {name.partition(".")[0] for name in declared}
+    left_out = tuple(f"{m}.{part}" for m in sorted(managers) for part in PARTS_OF[m]
+                     if f"{m}.{part}" not in declared)
     return Hello(printable(message["implementation"]), tuple(message["managers"]),
                  tuple(message["observations"]), tuple(message.get("register_form", ())),
-                 unsupported, unserved)
+                 unsupported, unserved, left_out)
 
 
 def _partial(message: Message) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:

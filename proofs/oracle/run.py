@@ -27,7 +27,7 @@ from proofs.machines.runner import shrink_limit
 from proofs.oracle.families import family_named, runnable
 from proofs.oracle.families.rules import without_unsupported
 from proofs.oracle.managers import Family
-from proofs.oracle.protocol import OperationUnsupported
+from proofs.oracle.protocol import Hello, OperationUnsupported
 from proofs.oracle.session import (
     INSPECTIONS,
     Coverage,
@@ -38,7 +38,7 @@ from proofs.oracle.session import (
     StrictSession,
 )
 from proofs.oracle.spec_session import Judges, SpecSession
-from proofs.oracle.world import MANAGERS, OBSERVATIONS, PROTOCOL_VERSION
+from proofs.oracle.world import MANAGERS, OBSERVATIONS, PARTS_OF, PROTOCOL_VERSION
 
 TRACE_FORMAT = "memspec-oracle-trace"
 #: Examples per hypothesis run between two looks at the clock.
@@ -91,8 +91,11 @@ def _probe(new: Callable[[], Session], outcome: Outcome) -> Session | None:
     outcome.skipped = ([f"manager {m}" for m in MANAGERS if m not in session.managers]
                        + [f"observation {o}" for o in OBSERVATIONS
                           if o not in hello.observations]
+                       + [f"part {part} (not declared: its operations are unsupported)"
+                          for part in hello.parts_left_out]
                        + [f"operation {m}.{op} (declared unsupported)"
-                          for m, op in sorted(hello.unsupported) if m in session.managers])
+                          for m, op in sorted(hello.unsupported)
+                          if m in session.managers and not _in_left_out(hello, m, op)])
     session.close()
     if not runnable(session.managers):
         outcome.divergence = DivergenceError(
@@ -100,6 +103,12 @@ def _probe(new: Callable[[], Session], outcome: Outcome) -> Session | None:
             "or DosMemoryManager): nothing can be set up", ("protocol",), [], kind="protocol")
         return None
     return session
+
+
+def _in_left_out(hello: Hello, manager: str, op: str) -> bool:
+    """Whether op belongs to a part of manager the hello leaves out."""
+    return any(op in PARTS_OF[manager][name.partition(".")[2]][0]
+               for name in hello.parts_left_out if name.partition(".")[0] == manager)
 
 
 def families_of(session: Session, outcome: Outcome,
