@@ -106,3 +106,23 @@ def test_a_dos_transition_names_the_mcb_and_field_that_differ() -> None:
     why = outcome.divergence.reason
     assert "transition: " in why and "post-state term" not in why, why
     assert "[m] for m = " in why and "the spec's " in why and ", reported " in why, why
+
+
+def test_a_paging_invariant_is_explained_too() -> None:
+    """A used count one more than the frames marked used: FRM-2, with the first
+    position past the marked frames as z3's counterexample."""
+    from model.page_manager import PageManager
+    from model.virtual_memory import VirtualMemoryManager
+    from proofs.abstractions.paging import snapshot, to_state
+    from spec.catalogue import INVARIANTS
+
+    pm = PageManager()
+    pm.InitializePhysicalMemory(0x8000, 0x30000)
+    vmm = VirtualMemoryManager(pm)
+    vmm.InitializePaging()
+    snap = snapshot(pm, vmm)
+    state = to_state(dataclasses.replace(snap, used_count=snap.used_count + 1))
+    frm_2 = next(inv.holds for inv in INVARIANTS if inv.id == "FRM-2")
+    lines = explain(frm_2, state)
+    assert lines[0] == "FRM-2: the used count equals the number of set bits."
+    assert f"for i = {snap.used_count}" in lines, lines
