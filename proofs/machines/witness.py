@@ -42,6 +42,17 @@ def _text(value: Any) -> str:
     return re.sub(r"\s+", " ", str(value))[:60]
 
 
+_SELECT = re.compile(r"Select\((\w+), ([^()]+?)\)")
+
+
+def _pretty(text: str) -> str:
+    """z3's text with a field's reads as ``field[i, j]`` (its printer writes a
+    select of a two-index array as ``Select(field, i, j)``)."""
+    while (simpler := _SELECT.sub(r"\1[\2]", text)) != text:
+        text = simpler
+    return text
+
+
 def _check(claim: Ref) -> z3.ModelRef | None | bool:
     """A model of claim (sat), False (unsat) or None (z3 could not say)."""
     solver = z3.Solver()
@@ -161,9 +172,9 @@ def explain(holds: Callable[[Any], Ref], state: Any) -> list[str]:
             break
     clause = re.sub(r"\b\d{4,}\b", lambda m: _text(z3.IntVal(int(m.group()))),
                     re.sub(r"\s+", " ", str(formula)))
-    reads = [f"{r} = {twin.value(r)}" for r in _reads(formula, twin.names)]
+    reads = [f"{_pretty(str(r))} = {twin.value(r)}" for r in _reads(formula, twin.names)]
     reads += [f"{v} = {_text(x)}" for v, x in twin.bound if _mentions(formula, v)]
-    return [*lines, *path, f"false: {clause[:300]}",
+    return [*lines, *path, f"false: {_pretty(clause)[:300]}",
             *([f"where {', '.join(reads)}"] if reads else [])]
 
 
