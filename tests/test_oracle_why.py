@@ -126,3 +126,14 @@ def test_a_paging_invariant_is_explained_too() -> None:
     lines = explain(frm_2, state)
     assert lines[0] == "FRM-2: the used count equals the number of set bits."
     assert f"for i = {snap.used_count}" in lines, lines
+
+
+def test_a_search_explains_the_sequence_it_shrank(tmp_path: Path) -> None:
+    """The search looks for no counterexamples while it shrinks (every failing
+    candidate raises); the shrunk sequence is replayed once and its why is whole."""
+    from proofs.oracle.run import search
+
+    outcome = search(build_c(tmp_path, "BUG_INDEX_UNSORTED"), "spec", max_examples=300,
+                     steps=12, seed=1, time_limit=90, shrink_seconds=10)
+    assert outcome.divergence is not None, describe(outcome)
+    assert "false: key[i] <= key[i + 1]" in outcome.divergence.reason, outcome.divergence.reason

@@ -10,21 +10,38 @@ conjunct of an ``And`` ("clause 2 of 3"), and a ``ForAll``'s body with the
 counterexample z3's model gives for its bound variables (``h = 0xc0001014``).
 At the clause it prints the formula over field names and the value of every
 field read there (``size[h] = 20``), numbers from 0x1000 up in hex. Only a
-state already refuted is explained, so the search pays nothing for it; every
+state already refuted is explained, and not while the oracle shrinks
+(:func:`quiet`: it explains the shrunk sequence once, by replaying it); every
 query is bounded (:data:`TIMEOUT_MS`), and what z3 cannot answer ends the
 explanation where it is.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import z3
 
 Ref = Any
+#: While set, explanations are only the invariant's text (:func:`quiet`).
+_QUIET: contextvars.ContextVar[bool] = contextvars.ContextVar("witness_quiet", default=False)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """No counterexamples looked for meanwhile: a search that shrinks raises a
+    divergence for every failing candidate, and only the last one is read (the
+    oracle replays it to explain it)."""
+    token = _QUIET.set(True)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
 #: Each query of an explanation (a concrete state: usually milliseconds).
 TIMEOUT_MS = 2000
 #: Steps down the formula (nested And / Implies / ForAll), at most.
@@ -137,7 +154,7 @@ def explain(holds: Callable[[Any], Ref], state: Any) -> list[str]:
     twin = _Twin(state)
     doc = " ".join((holds.__doc__ or "").split("\n\n")[0].split())
     lines = [doc] if doc else []
-    if not twin.pairs:
+    if not twin.pairs or _QUIET.get():
         return lines
     formula = holds(twin.state)
     path: list[str] = []
@@ -183,7 +200,7 @@ def differs(name: str, expected: Ref, observed: Ref, assume: Ref,
     """Where a spec's post-state term and the reported one differ: the free
     constants' values z3's counterexample picks (which MCB, which handle) and the
     two values, ``name`` naming the term (``owner[m]``)."""
-    model = _check(z3.And(assume, expected != observed))
+    model = None if _QUIET.get() else _check(z3.And(assume, expected != observed))
     if not isinstance(model, z3.ModelRef):
         return name
     at = [f"{str(v).removeprefix('_o')} = {_text(model.eval(v, model_completion=True))}"

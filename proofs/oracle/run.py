@@ -24,6 +24,7 @@ from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.stateful import run_state_machine_as_test
 
 from proofs.machines.runner import shrink_limit
+from proofs.machines.witness import quiet
 from proofs.oracle.families import family_named, runnable
 from proofs.oracle.families.rules import without_unsupported
 from proofs.oracle.managers import Family
@@ -169,7 +170,7 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
             (Phase.reuse, Phase.generate, Phase.shrink),
             suppress_health_check=list(HealthCheck))
         try:
-            with shrink_limit(shrink_seconds):
+            with shrink_limit(shrink_seconds), quiet():
                 run_state_machine_as_test(machine, settings=run_settings)
         except DivergenceError as exc:
             outcome.divergence = exc
@@ -189,8 +190,22 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
             progress(outcome)
         if outcome.divergence is not None or outcome.unknown is not None:
             break
+    if outcome.divergence is not None and mode == "spec":
+        _explain(outcome, command, timeout, probe.managers)
     outcome.seconds = time.monotonic() - start
     return outcome
+
+
+def _explain(outcome: Outcome, command: str, timeout: float, managers: tuple[str, ...]
+             ) -> None:
+    """The shrunk divergence replayed once with its why in full (the search
+    raised it quietly: proofs/machines/witness.py), kept when it fails the same way."""
+    divergence = outcome.divergence
+    assert divergence is not None
+    steps = operations(divergence.exchanges)[setup_count(outcome.family, managers):]
+    again = replay(command, outcome.mode, steps, timeout, family=outcome.family)
+    if again.divergence is not None and again.divergence.violated == divergence.violated:
+        divergence.reason = again.divergence.reason
 
 
 def _not_reproduced(outcome: Outcome) -> None:
