@@ -126,3 +126,22 @@ def test_a_hello_naming_what_the_protocol_lacks_is_refused(tmp_path: Path) -> No
         outcome = replay(python_impl("-m", "proofs.oracle.model_shim", flag, name), "spec", [])
         assert outcome.divergence is not None and says in outcome.divergence.reason, name
     assert replay(model_impl(), "spec", []).passed
+
+
+def test_the_model_shim_serves_parts_of_the_dos_manager() -> None:
+    """``--parts``: conventional memory and XMS without EMS. A trace's EMS call is
+    skipped (never sent), its XMS call judged; the search sends no EMS call."""
+    impl = python_impl("-m", "proofs.oracle.model_shim", "--parts",
+                       f"{DOS}.conventional", "--parts", f"{DOS}.xms")
+    ops = [{"manager": DOS, "op": "XmsAllocate", "args": {"kb": 4}},
+           {"manager": DOS, "op": "EmsAllocate", "args": {"pages": 1}},
+           {"manager": DOS, "op": "XmsLock", "args": {"handle": 1}}]
+    once = replay(impl, "spec", ops, family="dos")
+    assert once.passed, describe(once)
+    assert (DOS, "XmsLock") in once.coverage.operations
+    assert (DOS, "EmsAllocate") not in once.coverage.operations
+    outcome = search(impl, "strict", max_examples=6, steps=10, seed=7, time_limit=60,
+                     families=("dos",))
+    assert outcome.passed, describe(outcome)
+    assert not {op for _, op in outcome.coverage.operations} & EMS_OPS
+    assert f"part {DOS}.ems (not declared: its operations are unsupported)" in outcome.skipped
