@@ -145,3 +145,12 @@ def test_the_model_shim_serves_parts_of_the_dos_manager() -> None:
     assert outcome.passed, describe(outcome)
     assert not {op for _, op in outcome.coverage.operations} & EMS_OPS
     assert f"part {DOS}.ems (not declared: its operations are unsupported)" in outcome.skipped
+
+
+@pytest.mark.parametrize("flag", ["--unsupported", "--answer-unsupported"])
+def test_a_set_up_call_left_out_is_a_protocol_divergence(flag: str) -> None:
+    impl = python_impl("-m", "proofs.oracle.model_shim", flag, "KernelHeap.Create")
+    outcome = replay(impl, "spec", [])
+    assert outcome.divergence is not None and outcome.divergence.kind == "protocol"
+    assert "the set-up call KernelHeap.Create" in outcome.divergence.reason
+    assert "kernel family cannot start" in outcome.divergence.reason

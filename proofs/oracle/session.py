@@ -202,11 +202,11 @@ class Session:
             try:
                 self.execute(manager, op, args)
             except OperationUnsupported as exc:
-                raise bad_reply(self.exchanges[-1].request if self.exchanges else
-                                {"id": 0, "manager": manager, "op": op},
-                                f"the set-up call {exc.manager}.{exc.op} answered "
-                                "unsupported: the family cannot start without it",
-                                self.exchanges) from None
+                said = "is declared unsupported" if exc.declared else "was answered unsupported"
+                raise DivergenceError(
+                    f"the set-up call {exc.manager}.{exc.op} {said}: the {self.family.name} "
+                    "family cannot start without it", ("protocol",), self.exchanges,
+                    kind="protocol") from None
 
     def model_setup(self, manager: str, op: str, args: Message) -> None:
         """A set-up call of a manager the implementation does not declare (the DOS
