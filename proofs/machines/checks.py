@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import z3
 
+from proofs.machines.witness import explain
 from spec.state import Ref
 
 if TYPE_CHECKING:
@@ -121,4 +122,12 @@ def check_invariants(cls: type[CheckedMachine], invariants: Mapping[str, Callabl
         refuted = tuple(name for name, holds in invariants.items()
                         if not decide(holds(abstract), name))
         cls.cache[("invariants", key)] = refuted
-    return {name: f"{name} is false on the abstraction of the post-state" for name in refuted}
+    return {name: why_false(name, invariants[name], state()) for name in refuted}
+
+
+def why_false(name: str, holds: Callable[[Any], Ref], state: Any) -> str:
+    """An invariant refuted on state, and why: its text, the false clause and the
+    concrete objects (proofs/machines/witness.py), one line each, indented."""
+    lines = explain(holds, state)
+    return f"{name} is false on the abstraction of the post-state" + "".join(
+        f"\n      {line}" for line in lines)

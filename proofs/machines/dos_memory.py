@@ -88,6 +88,7 @@ from proofs.machines.runner import (
     machine_obligation,
     run_machine,
 )
+from proofs.machines.witness import differs
 from proofs.obligation import Kind, Obligation, Verdict
 from proofs.oracle.worlds.dos import raw_mcbs
 from spec import dos_memory as dm
@@ -177,6 +178,17 @@ def to_dos_state(view: View) -> DosState:
                         linked=linked, strategy=strategy, xms=dict(xms), xms_end=xms_end,
                         ems_handles={h: list(ids) for h, ids in ems}, ems_slots=slots,
                         ems_total=total, ems_saved=view[12] if len(view) > 12 else ())
+
+
+#: What each term of :func:`observable` is, as the why names it.
+OBSERVABLE_NAMES = (
+    "first", "umb_start", "umb_end", "linked", "strategy", "xms_end", "etotal",
+    "is_mcb[m]", "typ[m]", "owner[m]", "size[m]", "xlive[h]", "xaddr[h]", "xsize[h]",
+    "xlock[h]", "elive[h]", "epages[h]", "pstore[h, k]", "esaved[h]", "slot_used[p]",
+    "slot_h[p]", "slot_l[p]")
+#: The free constants of :func:`observable` (an MCB segment, a handle, a logical
+#: page, a slot).
+OBSERVABLE_FREE = tuple(z3.Ints("_om _oh _ol _op"))
 
 
 def observable(s: DosState) -> list[Ref]:
@@ -416,12 +428,16 @@ class DosChecks:
             pre = self.state(pre_view)
             done = Transition(_i(code), pre, pre)
             claims.append(("DOS-4F", dm.dos_4f(pre, done, {"handle": _i(args[0])})))
+        terms: dict[str, tuple[Ref, Ref]] = {}
         if compare:
             post = self.state(post_view)
-            claims += [(f"post-state term {n}", z3.Implies(step.assume, a == b))
-                       for n, (a, b) in enumerate(zip(observable(step.post), observable(post),
-                                                      strict=True))]
-        bad = failing(claims, TRANSITION)
+            terms = dict(zip(OBSERVABLE_NAMES, zip(observable(step.post), observable(post),
+                                                   strict=True), strict=True))
+            claims += [(f"post-state {n}", z3.Implies(step.assume, a == b))
+                       for n, (a, b) in terms.items()]
+        bad = [differs(b.removeprefix("post-state "), *terms[b.removeprefix("post-state ")],
+                       step.assume, OBSERVABLE_FREE)
+               if b.startswith("post-state ") else b for b in failing(claims, TRANSITION)]
         problems = {TRANSITION: "; ".join(b for b in bad if b != "DOS-4F")} if bad else {}
         if "DOS-4F" in bad:
             problems["DOS-4F"] = "a free that succeeded freed a locked or dead block"

@@ -83,6 +83,7 @@ from proofs.machines.runner import (
     machine_obligation,
     run_machine,
 )
+from proofs.machines.witness import explain
 from proofs.obligation import Obligation, Verdict
 from spec import kernel_heap as kh
 from spec.abi import (
@@ -194,6 +195,11 @@ class Invariants:
 
 # -- the harness ---------------------------------------------------------------
 
+def _hex(value: Any) -> str:
+    """An argument or result as the report shows it: addresses in hex."""
+    return hex(value) if type(value) is int and value >= 0x1000 else repr(value)
+
+
 def make_heap() -> KernelHeap:
     return small_heap(END - START, MAX - START, INDEX_SIZE, MIN_SIZE)
 
@@ -250,7 +256,9 @@ class HeapHarness:
     def check_invariants(self, where: str) -> None:
         broken = self.checker.violated(self.state)
         if broken:
-            raise CheckError(f"{where} breaks {', '.join(broken)}", broken)
+            why = "".join("\n  " + "\n    ".join(explain(kh.INVARIANTS[ident], self.state))
+                          for ident in broken)
+            raise CheckError(f"{where} breaks {', '.join(broken)}{why}", broken)
 
     def check_contents(self, where: str) -> None:
         for p, record in self.written.items():
@@ -271,7 +279,7 @@ class HeapHarness:
         result, code = self._invoke(name, args)
         self.outcomes[f"{name} {code.name.removeprefix('ERROR_')}"] += 1
         self._observe()
-        where = f"{name}{args!r} -> {result!r} ({code.name})"
+        where = f"{name}({', '.join(map(_hex, args))}) -> {_hex(result)} ({code.name})"
         self.check_invariants(where)
         if name == "GetBlockSize" and (code == SUCCESS) != (args[0] in self.live):
             raise CheckError(f"{where}: GetBlockSize must succeed exactly for the payload of "

@@ -48,6 +48,7 @@ from proofs.machines.paging_expect import (
     substitute,
 )
 from proofs.machines.paging_queries import InvariantChecker, Stats, prove, value_of
+from proofs.machines.witness import explain
 from spec import page_manager as spec_pm
 from spec import virtual_memory as spec_vm
 from spec.abi import (
@@ -63,6 +64,7 @@ from spec.abi import (
     PTE_WRITABLE,
     ErrorCode,
 )
+from spec.catalogue import INVARIANTS
 from spec.state import (
     REAL_FIELDS,
     WORD,
@@ -72,6 +74,15 @@ from spec.state import (
     walk,
 )
 from spec.step import Step
+
+#: The paging invariants by id (spec/catalogue.py), for the why.
+_HOLDS = {inv.id: inv.holds for inv in INVARIANTS}
+
+
+def _explained(refuted: Sequence[str], state: State) -> list[str]:
+    """Why each refuted invariant is false on state (proofs/machines/witness.py)."""
+    return [f"    {line}" for ident in refuted if ident in _HOLDS
+            for line in explain(_HOLDS[ident], state)]
 
 E = ErrorCode
 
@@ -134,7 +145,8 @@ class HarnessCore:
             if unknown:
                 lines.append(f"z3 answered unknown for {', '.join(unknown)}")
             if refuted:
-                raise InvariantViolationError("\n".join(lines), refuted + unknown)
+                raise InvariantViolationError("\n".join(lines + _explained(refuted, state)),
+                                              refuted + unknown)
             raise SolverUnknownError("\n".join(lines), unknown)
 
     def call(self, operation: str, args: Mapping[str, object], invoke: Callable[[], object],
@@ -191,6 +203,7 @@ class HarnessCore:
                 lines.append("  transition check failed: " + "; ".join(failed))
             if refuted:
                 lines.append(f"  invariants violated in the post-state: {', '.join(refuted)}")
+                lines += _explained(refuted, post)
             lines.append("  calls so far: " + "; ".join(self.history[-12:]))
             if refuted:
                 raise InvariantViolationError("\n".join(lines), ids)

@@ -38,6 +38,7 @@ from proofs.machines.checks import (
     decide,
     failing,
     raise_problems,
+    why_false,
 )
 from spec import shared_memory as sm
 from spec.abi import (
@@ -293,7 +294,7 @@ class SharedCore:
                 if not all(decide(part, name) for part in parts):
                     broken.append(name)
             refuted = self.machine.cache[key] = tuple(broken)
-        return {name: f"{name} is false on the abstraction of the post-state"
+        return {name: why_false(name, sm.INVARIANTS[name], self.state(snap))
                 for name in refuted}
 
     def transition(self, pre_snap: SharedSnapshot, post_snap: SharedSnapshot,

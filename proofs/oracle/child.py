@@ -7,10 +7,15 @@ its stderr, close its pipes, ignore signals or leave processes behind. One
 ``select`` loop serves its three pipes with a deadline for each request
 (requests may be written ahead of their replies: strict mode pipelines);
 stdout lines are bounded (:data:`LINE_LIMIT`) before they are parsed, stderr
-keeps only its last :data:`STDERR_KEPT` bytes. :meth:`Child.close` ends the
-child and everything it started (:mod:`proofs.oracle.processes`), whatever
-state it is in, and a child the oracle did not get to close (an exception, the
-oracle's exit or SIGTERM) is ended by :func:`end_all`.
+keeps only its last :data:`STDERR_KEPT` bytes, and the lines that came since the
+last look (:meth:`Child.step_stderr`, at most :data:`STEP_LINES` of them), which
+the sessions hand to the step that produced them: stderr is polled once more
+after a reply read fresh from the pipe, so a panic message written before the
+reply is the reply's.
+:meth:`Child.close` ends the child and everything it started
+(:mod:`proofs.oracle.processes`), whatever state it is in, and a child the oracle
+did not get to close (an exception, the oracle's exit or SIGTERM) is ended by
+:func:`end_all`.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ STDERR_KEPT = 8192
 EXIT_GRACE = 0.5
 #: Seconds to wait for the rest of a dead child's stderr.
 STDERR_GRACE = 0.2
+#: stderr lines kept for one step of the report (the first ones), and their length.
+STEP_LINES = 8
+STEP_LINE_CHARS = 240
 
 #: Children started and not yet closed: ended when the oracle exits.
 _LIVE: set[Child] = set()
@@ -91,9 +99,16 @@ class Child:
         self._buffer = bytearray()
         self._lines: deque[bytes] = deque()
         self._tail = bytearray()
+        #: stderr since the last step_stderr: complete lines, the unfinished rest, and
+        #: how many lines were dropped past STEP_LINES.
+        self._step_lines: list[str] = []
+        self._step_rest = bytearray()
+        self._step_dropped = 0
         self._eof = self._closed = self._faulted = False
         try:
             self.hello = self._greet()
+            #: What it wrote to stderr before its hello (not a step's).
+            self.hello_stderr = self.step_stderr()
         except BaseException:
             self.close()
             raise
@@ -166,6 +181,7 @@ class Child:
                 self._err = None
             self._tail += chunk
             del self._tail[:-STDERR_KEPT]
+            self._step_stderr(chunk)
             return
         if not chunk:
             self._eof = True
@@ -184,6 +200,38 @@ class Child:
         for fd in readable:
             self._take(fd)
         return bool(writable)
+
+    def _step_stderr(self, chunk: bytes) -> None:
+        """Split what stderr gave into the step's lines, bounded (a flood keeps its
+        first lines and counts the rest)."""
+        self._step_rest += chunk
+        if b"\n" not in chunk:
+            del self._step_rest[STEP_LINE_CHARS * 4:]
+            return
+        *lines, rest = self._step_rest.split(b"\n")
+        self._step_rest = bytearray(rest[:STEP_LINE_CHARS * 4])
+        for line in lines:
+            if len(self._step_lines) < STEP_LINES:
+                text = printable(line.decode("utf-8", "replace"), keep="\t")
+                self._step_lines.append(text[:STEP_LINE_CHARS])
+            else:
+                self._step_dropped += 1
+
+    def step_stderr(self) -> list[str]:
+        """The stderr lines written since the last call (a last line without its
+        end included), control characters escaped; then forgotten."""
+        if self._step_rest:
+            self._step_stderr(b"\n")
+        lines, self._step_lines = self._step_lines, []
+        if self._step_dropped:
+            lines.append(f"(and {self._step_dropped} more lines)")
+            self._step_dropped = 0
+        return lines
+
+    def _poll_stderr(self) -> None:
+        """Read what stderr already holds, without waiting."""
+        if self._err is not None and select.select([self._err], [], [], 0)[0]:
+            self._take(self._err)
 
     def _drain_stderr(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -239,7 +287,10 @@ class Child:
 
     def receive(self) -> Message:
         try:
-            return parse(self._line())
+            line = self._line()
+            if not self._lines:  # a fresh read: what stderr holds came before this reply
+                self._poll_stderr()
+            return parse(line)
         except ProtocolError as exc:
             raise self.fault("protocol", str(exc)) from None
 

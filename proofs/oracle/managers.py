@@ -12,7 +12,7 @@ without a cycle through the world.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Message = dict[str, Any]
@@ -36,6 +36,10 @@ class Manager:
     observations: tuple[str, ...]
     #: The operations whose result is a JSON boolean (the others return a number).
     bool_results: frozenset[str] = frozenset()
+    #: The parts a hello may declare alone (``"parts": ["Manager.part", ...]``):
+    #: part -> (its operations, its observations). Every operation and
+    #: observation of a manager with parts belongs to exactly one.
+    parts: Mapping[str, tuple[frozenset[str], tuple[str, ...]]] = field(default_factory=dict)
 
 
 #: One call of a set-up: (manager, op, args).

@@ -13,7 +13,11 @@ SHARED_MODEL_VARIANTS): the oracle's tests use them
 as wrong implementations that spec mode must catch by name. With
 ``--register-form`` its hello declares the DOS manager in register form
 (PROTOCOL.md, "Register form"): the oracle's dos family then sends INT 21h,
-XMS and INT 67h calls as registers (the world serves both forms).
+XMS and INT 67h calls as registers (the world serves both forms). With
+``--unsupported MANAGER.OP``, ``--parts MANAGER.PART`` and
+``--answer-unsupported MANAGER.OP`` it leaves operations out (PROTOCOL.md,
+"Partial managers"): declared in its hello, or answered ``"unsupported"`` at
+run time only.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ import importlib
 import json
 import sys
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from model.kernel_heap import KernelHeap
 from proofs.oracle.protocol import ProtocolError, validate
 from proofs.oracle.register_form import REGISTER_MANAGERS
-from proofs.oracle.world import MANAGERS, OBSERVATIONS, PROTOCOL_VERSION, ModelWorld
+from proofs.oracle.world import MANAGERS, OBSERVATIONS, PARTS_OF, PROTOCOL_VERSION, ModelWorld
 
 #: The broken models served by ``--variant FAMILY:NAME``: each family's
 #: machine module and the name of its variants there (imported only when asked).
@@ -82,6 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", metavar="FAMILY:NAME",
                         help="serve a broken model: one of the model machines' variants "
                              f"(families: {', '.join(VARIANT_MODULES)})")
+    parser.add_argument("--unsupported", action="append", default=[], metavar="MANAGER.OP",
+                        help="declare an operation unsupported in the hello (and answer it "
+                             "so if it comes); repeatable")
+    parser.add_argument("--parts", action="append", default=[], metavar="MANAGER.PART",
+                        help="declare only these parts of a manager (DosMemoryManager."
+                             "conventional, .xms, .ems); repeatable")
+    parser.add_argument("--answer-unsupported", action="append", default=[],
+                        metavar="MANAGER.OP", help="answer an operation \"unsupported\" at "
+                        "run time without declaring it; repeatable")
     parser.add_argument("--register-form", action="store_true",
                         help="declare DosMemoryManager in register form (Int21h, XmsCall, "
                              "Int67h)")
@@ -92,11 +106,36 @@ def main(argv: list[str] | None = None) -> int:
         except KeyError:
             parser.error(f"no model variant {args.variant!r}")
     with variant(args.variant):
-        return serve(args.validate, args.register_form)
+        return serve(args.validate, args.register_form, Partial(
+            args.unsupported, args.parts, args.answer_unsupported))
 
 
-def serve(checked: bool, register_form: bool = False) -> int:
+@dataclass(frozen=True)
+class Partial:
+    """What the shim leaves out (PROTOCOL.md, "Partial managers"): operations
+    declared unsupported, the parts declared, operations answered "unsupported"
+    without a word in the hello."""
+
+    unsupported: list[str] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
+    answered: list[str] = field(default_factory=list)
+
+    def declines(self, request: dict[str, Any]) -> bool:
+        """Whether to answer this request "unsupported"."""
+        if "op" not in request:
+            return False
+        name = f"{request['manager']}.{request['op']}"
+        if name in self.unsupported or name in self.answered:
+            return True
+        manager = request["manager"]
+        declared = [p.partition(".")[2] for p in self.parts if p.startswith(manager + ".")]
+        return bool(declared) and not any(
+            request["op"] in PARTS_OF[manager][part][0] for part in declared)
+
+
+def serve(checked: bool, register_form: bool = False, partial: Partial | None = None) -> int:
     """Speak the protocol on stdin/stdout until stdin closes."""
+    partial = partial or Partial()
     world = ModelWorld()
     out = sys.stdout
 
@@ -108,12 +147,17 @@ def serve(checked: bool, register_form: bool = False) -> int:
                              "managers": list(MANAGERS), "observations": list(OBSERVATIONS)}
     if register_form:
         hello["register_form"] = list(REGISTER_MANAGERS)
+    if partial.unsupported:
+        hello["unsupported"] = partial.unsupported
+    if partial.parts:
+        hello["parts"] = partial.parts
     send(hello)
     for line in sys.stdin:
         if not line.strip():
             continue
         request = json.loads(line)
-        reply = world.handle(request)
+        reply = ({"id": request["id"], "unsupported": True} if partial.declines(request)
+                 else world.handle(request))
         if checked:
             try:
                 validate(request)

@@ -21,10 +21,17 @@ from itertools import accumulate
 from typing import Any, cast
 
 import fastjsonschema
+from hypothesis.errors import UnsatisfiedAssumption
 
 from proofs.oracle.managers import Message
 from proofs.oracle.register_form import REGISTER_OPS
-from proofs.oracle.world import BOOL_RESULTS, OBSERVATIONS, OPERATIONS, PROTOCOL_VERSION
+from proofs.oracle.world import (
+    BOOL_RESULTS,
+    OBSERVATIONS,
+    OPERATIONS,
+    PARTS_OF,
+    PROTOCOL_VERSION,
+)
 
 #: The deepest nesting of arrays and objects accepted in a line (the protocol's
 #: deepest message, a Processes observation, nests 6 deep).
@@ -92,6 +99,13 @@ class Hello:
     observations: tuple[str, ...]
     #: The managers served in register form (PROTOCOL.md, "Register form").
     register_form: tuple[str, ...] = ()
+    #: The operations never to be sent (PROTOCOL.md, "Partial managers"): those the
+    #: hello names, and those of a manager's parts it does not declare.
+    unsupported: frozenset[tuple[str, str]] = frozenset()
+    #: The observations of those parts: no family needs them.
+    unserved: frozenset[str] = frozenset()
+    #: The parts of managers it leaves out, as "Manager.part".
+    parts_left_out: tuple[str, ...] = ()
 
 
 def nesting(line: bytes) -> int:
@@ -125,8 +139,45 @@ def check_hello(message: Message) -> Hello:
     if version != PROTOCOL_VERSION and type(version) is int:
         raise ProtocolError(f"protocol {version} (this oracle speaks {PROTOCOL_VERSION})")
     validate(message, "hello")
+    unsupported, unserved = _partial(message)
+    declared = set(message.get("parts", ()))
+    managers = {name.partition(".")[0] for name in declared}
+    left_out = tuple(f"{m}.{part}" for m in sorted(managers) for part in PARTS_OF[m]
+                     if f"{m}.{part}" not in declared)
     return Hello(printable(message["implementation"]), tuple(message["managers"]),
-                 tuple(message["observations"]), tuple(message.get("register_form", ())))
+                 tuple(message["observations"]), tuple(message.get("register_form", ())),
+                 unsupported, unserved, left_out)
+
+
+def _partial(message: Message) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
+    """The operations a hello's ``unsupported`` and ``parts`` leave out, and the
+    observations of the parts it does not declare; a name PROTOCOL.md does not
+    have is a protocol error."""
+    unsupported: set[tuple[str, str]] = set()
+    for name in message.get("unsupported", ()):
+        manager, _, op = name.partition(".")
+        if op not in OPERATIONS.get(manager, {}):
+            raise ProtocolError(f"hello: unsupported names {name!r}, not an operation of "
+                                "PROTOCOL.md (Manager.Op)")
+        unsupported.add((manager, op))
+    declared: dict[str, set[str]] = {}
+    for name in message.get("parts", ()):
+        manager, _, part = name.partition(".")
+        if part not in PARTS_OF.get(manager, {}):
+            raise ProtocolError(f"hello: parts names {name!r}, not a part of a manager "
+                                f"(PROTOCOL.md: {', '.join(_part_names())})")
+        declared.setdefault(manager, set()).add(part)
+    unserved: set[str] = set()
+    for manager, parts in declared.items():
+        for part, (ops, observations) in PARTS_OF[manager].items():
+            if part not in parts:
+                unsupported |= {(manager, op) for op in ops}
+                unserved |= set(observations)
+    return frozenset(unsupported), frozenset(unserved)
+
+
+def _part_names() -> list[str]:
+    return [f"{m}.{p}" for m, parts in PARTS_OF.items() for p in parts]
 
 
 #: Control characters (C0, DEL, C1) as escapes: none reaches a terminal or the
@@ -225,9 +276,25 @@ def check_id(sent: Message, reply: Message) -> None:
                         "(replies come in request order)")
 
 
+class OperationUnsupported(UnsatisfiedAssumption):
+    """The implementation does not implement this operation (PROTOCOL.md,
+    "Unsupported operations"): declared so in its hello (the oracle never sends
+    it) or answered ``{"id": N, "unsupported": true}``. Not a pass, not a
+    divergence: the sequence is dropped (hypothesis' assumption, so the search
+    goes on with others) and the operation counted as skipped."""
+
+    def __init__(self, manager: str, op: str, declared: bool) -> None:
+        super().__init__(f"{manager}.{op} is not supported by the implementation")
+        self.manager, self.op, self.declared = manager, op, declared
+
+
 def check_reply(sent: Message, reply: Message) -> None:
-    """The reply to ``sent`` has its id and the right shape (result type included)."""
+    """The reply to ``sent`` has its id and the right shape (result type included);
+    an operation answered "unsupported" raises OperationUnsupported."""
     check_id(sent, reply)
+    if "op" in sent and "unsupported" in reply:
+        validate(reply, "unsupported")
+        raise OperationUnsupported(sent["manager"], sent["op"], declared=False)
     if "observe" in sent:
         validate(reply, "observed")
         validate(reply["observed"], sent["observe"])
@@ -249,6 +316,7 @@ def known(manager: str, op: str) -> bool:
     return op in OPERATIONS.get(manager, {})
 
 
-__all__ = ["OBSERVATIONS", "Message", "Hello", "ProtocolError", "check_hello", "check_reply",
+__all__ = ["OBSERVATIONS", "Message", "Hello", "ProtocolError", "OperationUnsupported",
+           "check_hello", "check_reply",
            "parse", "request", "observation", "validate", "schema", "known", "printable",
            "NESTING_LIMIT", "SPACE_PAGES", "extent"]

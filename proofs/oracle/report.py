@@ -74,6 +74,7 @@ def side_by_side(exchanges: list[Exchange], at: int | None = None,
     mark = at if any(e.request["id"] == at for e in shown) else \
         shown[-1].request["id"] if shown else None
     rows = []
+    said = stderr_by_step(exchanges, {e.request["id"] for e in shown})
     for exchange in shown:
         request = exchange.request
         got = "(broken reply)" if request["id"] == at and kind == "protocol" \
@@ -85,8 +86,31 @@ def side_by_side(exchanges: list[Exchange], at: int | None = None,
         rows.append((f"#{request['id']}", *cells, "<<" if request["id"] == mark else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(4)] if rows else [0] * 4
     head = ("", "operation", "implementation", "model", "")
-    return ["  ".join(cell.ljust(widths[i]) if i < 4 else cell
-                      for i, cell in enumerate(row)).rstrip() for row in [head, *rows]]
+    lines = []
+    for row in [head, *rows]:
+        lines.append("  ".join(cell.ljust(widths[i]) if i < 4 else cell
+                               for i, cell in enumerate(row)).rstrip())
+        ident = int(row[0][1:]) if row[0] else 0
+        lines += [f"{'':{widths[0]}}  stderr: {text}" for text in said.get(ident, [])]
+    return lines
+
+
+def stderr_by_step(exchanges: list[Exchange], shown: set[int]) -> dict[int, list[str]]:
+    """What the implementation wrote to stderr, by the shown request it belongs
+    to: a hidden observation's lines go to the shown request before it (the
+    state it observes is that step's), lines before any to the first shown."""
+    said: dict[int, list[str]] = {}
+    owner: int | None = None
+    early: list[str] = []
+    for exchange in exchanges:
+        ident = exchange.request["id"]
+        if ident in shown:
+            owner = ident
+            said.setdefault(owner, []).extend(early)
+            early = []
+        if exchange.stderr:
+            (early if owner is None else said.setdefault(owner, [])).extend(exchange.stderr)
+    return {k: v for k, v in said.items() if v}
 
 
 def describe(outcome: Outcome, managers: Iterable[str] = ()) -> str:
@@ -103,6 +127,11 @@ def describe(outcome: Outcome, managers: Iterable[str] = ()) -> str:
     if outcome.skipped:
         lines.append("  skipped (not declared by the implementation): "
                      + ", ".join(outcome.skipped))
+    if outcome.coverage.unsupported:
+        lines.append("  skipped at run time (answered unsupported; each time, that sequence "
+                     "was dropped): " + ", ".join(
+                         f"{m}.{op} {n}x" for (m, op), n in sorted(
+                             outcome.coverage.unsupported.items())))
     if outcome.unknown is not None:
         lines += ["UNKNOWN: z3 could not decide a step; this is not a pass.",
                   outcome.unknown.reason]

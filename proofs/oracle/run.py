@@ -20,12 +20,15 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import ExampleDatabase
-from hypothesis.errors import Flaky
+from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.stateful import run_state_machine_as_test
 
 from proofs.machines.runner import shrink_limit
+from proofs.machines.witness import quiet
 from proofs.oracle.families import family_named, runnable
+from proofs.oracle.families.rules import without_unsupported
 from proofs.oracle.managers import Family
+from proofs.oracle.protocol import Hello, OperationUnsupported
 from proofs.oracle.session import (
     INSPECTIONS,
     Coverage,
@@ -36,7 +39,7 @@ from proofs.oracle.session import (
     StrictSession,
 )
 from proofs.oracle.spec_session import Judges, SpecSession
-from proofs.oracle.world import MANAGERS, OBSERVATIONS, PROTOCOL_VERSION
+from proofs.oracle.world import MANAGERS, OBSERVATIONS, PARTS_OF, PROTOCOL_VERSION
 
 TRACE_FORMAT = "memspec-oracle-trace"
 #: Examples per hypothesis run between two looks at the clock.
@@ -88,14 +91,25 @@ def _probe(new: Callable[[], Session], outcome: Outcome) -> Session | None:
     outcome.implementation = hello.implementation
     outcome.skipped = ([f"manager {m}" for m in MANAGERS if m not in session.managers]
                        + [f"observation {o}" for o in OBSERVATIONS
-                          if o not in hello.observations])
+                          if o not in hello.observations]
+                       + [f"part {part} (not declared: its operations are unsupported)"
+                          for part in hello.parts_left_out]
+                       + [f"operation {m}.{op} (declared unsupported)"
+                          for m, op in sorted(hello.unsupported)
+                          if m in session.managers and not _in_left_out(hello, m, op)])
     session.close()
-    if "PageManager" not in session.managers:
+    if not runnable(session.managers):
         outcome.divergence = DivergenceError(
-            "the implementation declares no PageManager: nothing can be set up",
-            ("protocol",), [], kind="protocol")
+            "the implementation declares no manager a family can start with (PageManager, "
+            "or DosMemoryManager): nothing can be set up", ("protocol",), [], kind="protocol")
         return None
     return session
+
+
+def _in_left_out(hello: Hello, manager: str, op: str) -> bool:
+    """Whether op belongs to a part of manager the hello leaves out."""
+    return any(op in PARTS_OF[manager][name.partition(".")[2]][0]
+               for name in hello.parts_left_out if name.partition(".")[0] == manager)
 
 
 def families_of(session: Session, outcome: Outcome,
@@ -108,7 +122,8 @@ def families_of(session: Session, outcome: Outcome,
     for family in runnable(session.managers):
         if wanted is not None and family.name not in wanted:
             continue
-        missing = [o for o in family.spec_observations if o not in session.observations]
+        missing = [o for o in family.spec_observations
+                   if o not in session.observations and o not in session.hello.unserved]
         if missing and outcome.mode == "spec":
             outcome.skipped.append(f"family {family.name} (spec mode needs the observations "
                                    f"{', '.join(missing)})")
@@ -136,9 +151,9 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
     if probe is None:
         outcome.seconds = time.monotonic() - start
         return outcome
-    machines = [(family, family.machine(session_factory(command, mode, timeout,
-                                                        outcome.coverage, judges, family),
-                                        probe.managers))
+    machines = [(family, without_unsupported(family.machine(
+        session_factory(command, mode, timeout, outcome.coverage, judges, family),
+        probe.managers), probe.unsupported))
                 for family in families_of(probe, outcome, families)]
     chunk = requested = 0
     while machines and requested < max_examples and time.monotonic() - start < time_limit:
@@ -155,7 +170,7 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
             (Phase.reuse, Phase.generate, Phase.shrink),
             suppress_health_check=list(HealthCheck))
         try:
-            with shrink_limit(shrink_seconds):
+            with shrink_limit(shrink_seconds), quiet():
                 run_state_machine_as_test(machine, settings=run_settings)
         except DivergenceError as exc:
             outcome.divergence = exc
@@ -163,6 +178,10 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
             outcome.unknown = exc
         except Flaky:
             _not_reproduced(outcome)
+        except Unsatisfiable:  # every sequence reached an operation it does not support
+            outcome.skipped.append(f"family {family.name} (every sequence tried reached an "
+                                   "unsupported operation)")
+            machines.remove((family, machine))
         outcome.examples = sum(m.examples for _, m in machines)  # type: ignore[attr-defined]
         outcome.seconds = time.monotonic() - start
         if outcome.coverage.first_failure is not None:
@@ -171,8 +190,22 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
             progress(outcome)
         if outcome.divergence is not None or outcome.unknown is not None:
             break
+    if outcome.divergence is not None and mode == "spec":
+        _explain(outcome, command, timeout, probe.managers)
     outcome.seconds = time.monotonic() - start
     return outcome
+
+
+def _explain(outcome: Outcome, command: str, timeout: float, managers: tuple[str, ...]
+             ) -> None:
+    """The shrunk divergence replayed once with its why in full (the search
+    raised it quietly: proofs/machines/witness.py), kept when it fails the same way."""
+    divergence = outcome.divergence
+    assert divergence is not None
+    steps = operations(divergence.exchanges)[setup_count(outcome.family, managers):]
+    again = replay(command, outcome.mode, steps, timeout, family=outcome.family)
+    if again.divergence is not None and again.divergence.violated == divergence.violated:
+        divergence.reason = again.divergence.reason
 
 
 def _not_reproduced(outcome: Outcome) -> None:
@@ -197,7 +230,9 @@ def operations(exchanges: list[Exchange]) -> list[dict[str, Any]]:
     """The steps of a trace: its operations, its looks (a VirtualToPhysical,
     then perhaps a ReadBytes of the same address) and its inspections
     (VirtualQuery); the other observations are the judges' own and are asked
-    again on replay."""
+    again on replay. A step carries what the implementation wrote to stderr
+    while answering it and the observations after it (``stderr``, for the
+    reader: a replay ignores it)."""
     steps: list[dict[str, Any]] = []
     for n, e in enumerate(exchanges):
         request = e.request
@@ -212,11 +247,15 @@ def operations(exchanges: list[Exchange]) -> list[dict[str, Any]]:
                          if x.request.get("observe") == "ReadBytes"
                          and x.request["args"]["virtual_addr"] == address), 0)
             steps.append({"look": {"virtual_addr": address, "length": read}})
+        if e.stderr and steps:  # what it wrote to stderr: with its step, or the one before
+            steps[-1].setdefault("stderr", []).extend(e.stderr)
     return steps
 
 
 def setup_count(family: str, managers: tuple[str, ...] | list[str]) -> int:
-    return len(family_named(family).setup(tuple(managers)))
+    """The set-up calls sent (those of the declared managers)."""
+    return sum(1 for manager, _, _ in family_named(family).setup(tuple(managers))
+               if manager in managers)
 
 
 def trace_of(outcome: Outcome, managers: list[str]) -> dict[str, Any]:
@@ -264,6 +303,9 @@ def _step_shape(step: Any) -> bool:
         return isinstance(value, dict) and all(type(value.get(k)) is int for k in keys)
     if not isinstance(step, dict):
         return False
+    said = step.get("stderr", [])
+    if not isinstance(said, list) or not all(isinstance(line, str) for line in said):
+        return False
     if "look" in step:
         return ints(step["look"], "virtual_addr", "length")
     if "inspect" in step:
@@ -276,8 +318,21 @@ def replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float = 
            observe: bool = True, family: str = "kernel") -> Outcome:
     """Run one sequence of a family (its set-up calls, then ops) and judge it.
     ``observe`` False: strict mode compares the operations' replies only (the
-    benchmark)."""
+    benchmark). A strict divergence whose stderr came while several requests
+    were pending is replayed once more in step, so each line is shown beside
+    the request it answered."""
+    outcome = _replay(command, mode, ops, timeout, observe, family, lockstep=False)
+    if outcome.divergence is not None and outcome.coverage.lockstep:
+        again = _replay(command, mode, ops, timeout, observe, family, lockstep=True)
+        if again.divergence is not None:  # in step: each stderr line beside its request
+            return again
+    return outcome
+
+
+def _replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float,
+            observe: bool, family: str, lockstep: bool) -> Outcome:
     outcome = Outcome(mode, family=family)
+    outcome.coverage.lockstep = lockstep
     start = time.monotonic()
     judges = Judges() if mode == "spec" else None
     new = session_factory(command, mode, timeout, outcome.coverage, judges,
@@ -297,10 +352,15 @@ def replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float = 
                     session.look(op["look"]["virtual_addr"], op["look"]["length"])
                 elif "inspect" in op:
                     session.inspect(op["inspect"], op["args"])
+                elif (op["manager"], op["op"]) in session.unsupported:
+                    continue  # declared unsupported: never sent (listed as skipped)
                 elif op["manager"] in session.managers:
                     session.execute(op["manager"], op["op"], op["args"])
             session.finish()
             outcome.examples = 1
+        except OperationUnsupported as exc:  # answered so: the rest is not run
+            outcome.skipped.append(f"operation {exc.manager}.{exc.op} (answered unsupported: "
+                                   "the trace's later steps were not sent)")
         except DivergenceError as exc:
             outcome.divergence = exc
         except OracleUnknownError as exc:

@@ -24,6 +24,7 @@ from proofs.oracle.child import Child, ImplementationError
 from proofs.oracle.managers import Family
 from proofs.oracle.protocol import (
     Message,
+    OperationUnsupported,
     ProtocolError,
     check_reply,
     observation,
@@ -46,6 +47,8 @@ class Exchange:
     request: Message
     reply: Message | None = None
     expected: Message | None = None
+    #: What the implementation wrote to stderr while this request was answered.
+    stderr: list[str] = field(default_factory=list)
 
 
 #: Observations a rule asks for their own sake (not the judge's): traced as
@@ -134,6 +137,13 @@ class Coverage:
     last_failure: Exception | None = None
     observations: Counter[str] = field(default_factory=Counter)
     errors: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    #: Operations answered "unsupported" (PROTOCOL.md), by (manager, op): each
+    #: time one was, a sequence was dropped; none is sent again in this run.
+    unsupported: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Strict mode answers one request at a time (no pipelining): the
+    #: implementation writes to stderr, and a line is shown beside the request
+    #: it answered only when no other was pending (a replay is always in step).
+    lockstep: bool = False
 
 
 class Session:
@@ -159,6 +169,8 @@ class Session:
         self.observations = self.hello.observations
         #: The managers the implementation serves in register form.
         self.register_form = self.hello.register_form
+        #: The operations never to be sent (its hello's, PROTOCOL.md "Partial managers").
+        self.unsupported = self.hello.unsupported
 
     def supports(self, manager: str) -> bool:
         return manager in self.managers
@@ -180,8 +192,39 @@ class Session:
         return request(ident, manager, name, args)
 
     def setup(self) -> None:
+        """The family's set-up calls: those of the declared managers are sent (one
+        answered "unsupported" is a divergence: a family cannot start without
+        it); the others are the model's own (:meth:`model_setup`)."""
         for manager, op, args in self.family.setup(self.managers):
-            self.execute(manager, op, args)
+            if manager not in self.managers:
+                self.model_setup(manager, op, args)
+                continue
+            try:
+                self.execute(manager, op, args)
+            except OperationUnsupported as exc:
+                said = "is declared unsupported" if exc.declared else "was answered unsupported"
+                raise DivergenceError(
+                    f"the set-up call {exc.manager}.{exc.op} {said}: the {self.family.name} "
+                    "family cannot start without it", ("protocol",), self.exchanges,
+                    kind="protocol") from None
+
+    def model_setup(self, manager: str, op: str, args: Message) -> None:
+        """A set-up call of a manager the implementation does not declare (the DOS
+        family's InitializePhysicalMemory for an implementation of the DOS manager
+        alone): the model world makes it; nothing is sent."""
+
+    def unsupported_call(self, manager: str, op: str) -> None:
+        """An operation not to send: declared unsupported, or answered so earlier in
+        this run; the sequence is dropped (OperationUnsupported) before it is sent."""
+        if (manager, op) in self.unsupported or (manager, op) in self.coverage.unsupported:
+            self.failed = True
+            raise OperationUnsupported(manager, op, declared=(manager, op) in self.unsupported)
+
+    def answered_unsupported(self, exc: OperationUnsupported) -> OperationUnsupported:
+        """The implementation answered "unsupported": counted, the sequence ends."""
+        self.coverage.unsupported[exc.manager, exc.op] += 1
+        self.failed = True
+        return exc
 
     def execute(self, manager: str, op: str, args: Message) -> Any:
         raise NotImplementedError
@@ -246,12 +289,16 @@ class StrictSession(Session):
         self.outgoing.append(message)
         self.pending.append(exchange)
         self.pending_bytes += 96 if "result" in expected else len(json.dumps(expected))
-        if self.pending_bytes > WINDOW_BYTES:
+        if self.pending_bytes > WINDOW_BYTES or self.coverage.lockstep:
             self.finish()
         return expected
 
+    def model_setup(self, manager: str, op: str, args: Message) -> None:
+        self.world.call(manager, op, args)
+
     @one_origin
     def execute(self, manager: str, op: str, args: Message) -> Any:
+        self.unsupported_call(manager, op)
         if self.family.send is not None and manager in self.register_form:
             return self.family.send(self._execute, manager, op, args)
         return self._execute(manager, op, args)
@@ -289,19 +336,25 @@ class StrictSession(Session):
             self.child.send(outgoing)
         except ImplementationError:
             pass
+        window = [e.request["id"] for e in self.pending]
         while self.pending:
             exchange = self.pending.popleft()
             expected = exchange.expected or {}
             try:
                 reply = self.child.receive()
+                exchange.stderr = self._stderr(window)
                 if "op" not in exchange.request or not same_reply(reply, expected):
                     check_reply(exchange.request, reply)
             except ImplementationError as exc:
+                exchange.stderr += self._stderr(window)
                 self._truncate(exchange)
                 raise self.fault(exc, exchange.request) from None
             except ProtocolError as exc:
                 self._truncate(exchange)
                 raise bad_reply(exchange.request, str(exc), self.exchanges) from None
+            except OperationUnsupported as exc:
+                self._truncate(exchange)
+                raise self.answered_unsupported(exc) from None
             exchange.reply = reply
             if reply != exchange.expected:
                 self._truncate(exchange)
@@ -317,6 +370,17 @@ class StrictSession(Session):
                     f"the reply to #{reply['id']} {what} differs from the model's:\n"
                     + "\n".join(f"  {line}" for line in lines), ("strict",), self.exchanges)
         self.pending_bytes = 0
+
+    def _stderr(self, window: list[int]) -> list[str]:
+        """The stderr lines read since the last reply; with several requests sent
+        at once, which one they belong to is unknown: said so, and the run's
+        sessions go in step from now on."""
+        lines = self.child.step_stderr()
+        if lines and len(window) > 1 and not self.coverage.lockstep:
+            self.coverage.lockstep = True
+            lines = [f"(while #{window[0]}..#{window[-1]} were answered) {line}"
+                     for line in lines]
+        return lines
 
     def _truncate(self, last: Exchange) -> None:
         """The trace ends at the exchange that diverged (later ones were only sent)."""

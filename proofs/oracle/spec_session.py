@@ -20,7 +20,14 @@ from proofs.machines.kernel_heap import Invariants
 from proofs.machines.paging_queries import InvariantChecker, Stats
 from proofs.oracle.child import ImplementationError
 from proofs.oracle.managers import Family, Judge
-from proofs.oracle.protocol import SPACE_PAGES, Message, ProtocolError, check_reply, extent
+from proofs.oracle.protocol import (
+    SPACE_PAGES,
+    Message,
+    OperationUnsupported,
+    ProtocolError,
+    check_reply,
+    extent,
+)
 from proofs.oracle.session import (
     Coverage,
     DivergenceError,
@@ -74,11 +81,15 @@ class SpecSession(Session):
         try:
             self.child.send([message])
             reply = self.child.receive()
+            exchange.stderr = self.child.step_stderr()
             check_reply(message, reply)
         except ImplementationError as exc:
+            exchange.stderr += self.child.step_stderr()
             raise self.fault(exc, message) from None
         except ProtocolError as exc:
             raise bad_reply(message, str(exc), self.exchanges) from None
+        except OperationUnsupported as exc:
+            raise self.answered_unsupported(exc) from None
         exchange.reply = reply
         return reply
 
@@ -125,6 +136,7 @@ class SpecSession(Session):
 
     @one_origin
     def execute(self, manager: str, op: str, args: Message) -> Any:
+        self.unsupported_call(manager, op)
         with self._verdicts():
             return self.judge.execute(manager, op, args)
 
@@ -134,8 +146,8 @@ class SpecSession(Session):
         try:
             yield
         except CheckError as exc:
-            if isinstance(exc.__cause__, DivergenceError):  # the harness wrapped a fault
-                raise exc.__cause__ from None
+            if isinstance(exc.__cause__, (DivergenceError, OperationUnsupported)):
+                raise exc.__cause__ from None  # the harness wrapped a fault or a skip
             raise DivergenceError(str(exc), exc.violated, self.exchanges) from None
         except SolverUnknownError as exc:
             raise OracleUnknownError(str(exc), self.exchanges) from None

@@ -34,6 +34,8 @@ OBSERVATIONS_OF = {m.name: m.observations for m in ALL_MANAGERS}
 #: Every operation's parameters, in the seed's order.
 OPERATIONS: dict[str, dict[str, tuple[str, ...]]] = {
     m.name: dict(m.operations) for m in ALL_MANAGERS}
+#: Each manager's parts (PROTOCOL.md, "Partial managers"): part -> (ops, observations).
+PARTS_OF = {m.name: m.parts for m in ALL_MANAGERS}
 #: The operations whose result is a JSON boolean (the others return a number).
 BOOL_RESULTS = frozenset((m.name, op) for m in ALL_MANAGERS for op in m.bool_results)
 #: The model behind the managers past the kernel's, each made from the world's

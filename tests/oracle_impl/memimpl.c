@@ -12,7 +12,6 @@
  * are taken from the top of memory). */
 #include "memimpl.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,44 +35,6 @@ enum { OK = 0, E_DENIED = 5, E_TRASHED = 7, E_NOMEM = 8, E_BLOCK = 9, E_NOT_READ
        E_PARAM = 87, E_BUSY = 170, E_EXISTS = 183, E_ADDRESS = 487, E_NOACCESS = 998,
        E_ALREADY = 1247 };
 enum { FREE, RESERVED, DIRECTORY, TABLE, MAPPED, HELD }; /* frame owners */
-
-/* ---- output ------------------------------------------------------------ */
-
-void buf_put(struct buf *b, const char *s, size_t n) {
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2 + 4096;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p) abort();
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-void buf_printf(struct buf *b, const char *fmt, ...) {
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    buf_put(b, tmp, (size_t)n);
-}
-
-/* Append sep and the JSON array of n <= 3 numbers (printf was the observations' hot spot). */
-static void put_array(struct buf *b, const char *sep, const uint32_t *v, int n) {
-    char tmp[40], *p = tmp;
-    while (*sep) *p++ = *sep++;
-    *p++ = '[';
-    for (int i = 0; i < n; i++) {
-        char digits[10];
-        int k = 0;
-        uint32_t u = v[i];
-        do digits[k++] = (char)('0' + u % 10); while (u /= 10);
-        if (i) *p++ = ',';
-        while (k) *p++ = digits[--k];
-    }
-    *p++ = ']';
-    buf_put(b, tmp, (size_t)(p - tmp));
-}
 
 static int64_t align_up(int64_t v) { return (v + PAGE - 1) / PAGE * PAGE; } /* v >= 0 */
 static int is_u32(const struct arg *a) { return a->kind == ARG_INT && a->num >= 0 && a->num < LIMIT; }
@@ -715,13 +676,6 @@ static const struct op {
     {"KernelHeap", "FindSmallestHole", heap_find, {"size", "page_align"}},
     {"KernelHeap", "GetBlockSize", heap_block_size, {"p"}},
 };
-
-const struct arg *arg_named(const struct args *a, const char *key) {
-    const struct arg *found = NULL;
-    for (int i = 0; i < a->n; i++)
-        if (!strcmp(a->v[i].key, key)) found = &a->v[i];
-    return found;
-}
 
 struct result mem_call(const char *manager, const char *op, const struct args *a) {
     for (size_t i = 0; manager && op && i < sizeof OPS / sizeof *OPS; i++) {

@@ -1,48 +1,37 @@
 /* memimpl: a C implementation of memspec's PageManager, kernel directory and
  * KernelHeap (the seed's sections 1-3), written for the oracle's own test.
  * It replies as model/page_manager.py, model/virtual_memory.py and
- * model/kernel_heap.py do; shim.c speaks proofs/oracle/PROTOCOL.md over it. */
+ * model/kernel_heap.py do; shim.c serves it over proofs/oracle/PROTOCOL.md with
+ * the implementers' kit (kit/memspec_oracle.h), which holds every piece of the
+ * protocol: this file only names the kit's types as memimpl.c has always
+ * called them. */
 #ifndef MEMIMPL_H
 #define MEMIMPL_H
 
-#include <stddef.h>
-#include <stdint.h>
+#include "../../kit/memspec_oracle.h"
 
-/* One request argument as it arrived: a JSON int, bool or string. */
-enum { ARG_INT, ARG_BOOL, ARG_STR, ARG_OTHER };
-struct arg {
-    const char *key;
-    int kind;
-    int64_t num;     /* ARG_INT value, or 0/1 for ARG_BOOL */
-    const char *str; /* ARG_STR, NUL-terminated */
-};
-#define MAX_ARGS 16
-struct args {
-    int n;
-    struct arg v[MAX_ARGS];
-};
+#include <stdio.h> /* memimpl.c's system headers, read before the names below */
+#include <stdlib.h>
+#include <string.h>
 
-/* A reply's result (a JSON bool or int) and the manager's last_error. */
-enum { RES_BOOL, RES_INT };
-struct result {
-    int kind;
-    int64_t value;
-    uint32_t error;
-};
+/* memimpl.c's names for the kit's request arguments, results and buffers. */
+#define arg mo_arg
+#define args mo_args
+#define result mo_result
+#define buf mo_buf
+#define ARG_INT MO_INT
+#define ARG_BOOL MO_BOOL
+#define ARG_STR MO_STR
+#define ARG_OTHER MO_OTHER
+#define RES_BOOL MO_RES_BOOL
+#define RES_INT MO_RES_INT
+#define buf_put mo_buf_put
+#define buf_printf mo_buf_printf
+#define put_array mo_buf_u32s
+#define arg_named mo_arg_named
 
-/* A growable output buffer. */
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-void buf_put(struct buf *b, const char *s, size_t n);
-void buf_printf(struct buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* The argument named key (the last one, as a JSON object keeps it), or NULL. */
-const struct arg *arg_named(const struct args *a, const char *key);
 /* Run an operation of a manager (unknown op or wrong arg names: false,
- * ERROR_INVALID_PARAMETER; manager and op may be NULL). */
+ * ERROR_INVALID_PARAMETER). */
 struct result mem_call(const char *manager, const char *op, const struct args *a);
 /* Append the JSON object an observation yields; 0 for an unknown observation. */
 int mem_observe(const char *name, const struct args *a, struct buf *out);

@@ -1,7 +1,8 @@
 """The dos family: conventional memory, UMBs, XMS and EMS (PROTOCOL.md, "DOS memory").
 
-Every sequence starts with ``InitializePhysicalMemory(0x100000, 0x400000)``
-and the DOS machine's world (proofs/machines/dos_memory.py): the chain from 0800h,
+Every sequence starts with ``InitializePhysicalMemory(0x100000, 0x400000)`` (the
+model's own when the implementation declares no PageManager: an emulator has
+none) and the DOS machine's world (proofs/machines/dos_memory.py): the chain from 0800h,
 UMBs [C800h, E000h), XMS to 2 MB, 8 EMS pages. The rules are the DOS
 machine's own (:class:`~proofs.machines.dos_memory.ConventionalRules`, ``XmsRules``,
 ``EmsRules``, all three in one machine), so the oracle's coverage grows with
@@ -73,7 +74,7 @@ from proofs.oracle.families.rules import SessionRules, one_machine
 from proofs.oracle.managers import Call, Family, Message
 from proofs.oracle.register_form import REGISTER_OPS
 from proofs.oracle.session import Session, last_observed
-from proofs.oracle.world import OPERATIONS
+from proofs.oracle.world import OPERATIONS, ModelWorld
 from proofs.oracle.worlds.dos import BYTES_LIMIT, FIRST_MB, NAME, DosPart
 from spec import dos_memory as dm
 from spec.abi import PARAGRAPH
@@ -108,6 +109,8 @@ class DosCache:
     machine: type[CheckedMachine] = field(default_factory=lambda: type(
         "ObservedDos", (CheckedMachine,), {"cache": {}, "outcomes": Counter(), "examples": 0}))
     states: dict[View, DosState] = field(default_factory=dict)
+    #: The observations of parts not served: the state the set-up leaves.
+    unserved: dict[str, Message] = field(default_factory=dict)
 
 
 class ObservedDos(DosChecks):
@@ -116,11 +119,13 @@ class ObservedDos(DosChecks):
     def __init__(self, session: Any, cache: DosCache) -> None:
         self._begin(cache.machine, cache.states)
         self.session = session
+        self.cache_of_unserved = cache.unserved
         self._seen: tuple[Message, Message, Message, View] | None = None
 
     def view(self) -> View:
         s = self.session
-        chain, xms, ems = (s.observe(name) for name in OBSERVED)
+        chain, xms, ems = (s.observe(name) if name not in s.hello.unserved
+                           else self.unserved(name) for name in OBSERVED)
         if self._seen is not None and all(a is b for a, b in zip(self._seen, (chain, xms, ems),
                                                                  strict=False)):
             return self._seen[3]
@@ -133,6 +138,18 @@ class ObservedDos(DosChecks):
                 ems["total_pages"])
         self._seen = (chain, xms, ems, view)
         return view
+
+    def unserved(self, name: str) -> Message:
+        """An observation of a part the implementation does not serve (PROTOCOL.md,
+        "Partial managers"): none of that part's calls is ever sent, so its state
+        is the one the set-up leaves, as the model reports it."""
+        cache: dict[str, Message] = self.cache_of_unserved
+        if name not in cache:
+            world = ModelWorld()
+            for manager, op, args in dos_setup(()):
+                world.call(manager, op, args)
+            cache[name] = world.observe(name, {})
+        return cache[name]
 
     def snapshot(self) -> object:
         return self.view()
@@ -343,7 +360,7 @@ def dos_map(exchanges: list[Any]) -> list[str]:
 
 
 DOS = Family(
-    name="dos", managers=("PageManager", NAME), setup=dos_setup,
+    name="dos", managers=(NAME,), setup=dos_setup,
     state_observations=(*OBSERVED, "FrameCounts"),
     spec_observations=(*OBSERVED, "ReadPhysical"), machine=one_machine(OracleDosMachine),
     judge=DosJudge, memory_map=dos_map, send=send_registers)

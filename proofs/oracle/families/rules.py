@@ -9,10 +9,13 @@ oracle's coverage grows with theirs.
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from hypothesis.stateful import initialize
+from hypothesis.stateful import RULE_MARKER, initialize
 
 from proofs.oracle.session import Session
 
@@ -57,6 +60,35 @@ def machine_class(base: type[SessionRules], session_factory: Callable[[], Sessio
     """A fresh machine class (its own counters) whose examples use session_factory."""
     return type(base.__name__, (base,), {"new_session": staticmethod(session_factory),
                                          "examples": 0})
+
+
+def calls_named(function: Callable[..., Any]) -> frozenset[str]:
+    """The string constants of a rule's body (the operations it calls by name,
+    ``h.call("XmsAllocate", ...)``); empty when its source cannot be read."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return frozenset()
+    return frozenset(node.value for node in ast.walk(tree)
+                     if isinstance(node, ast.Constant) and isinstance(node.value, str))
+
+
+def without_unsupported(machine: type, unsupported: frozenset[tuple[str, str]]) -> type:
+    """machine without the rules that call an operation the implementation
+    declared unsupported (PROTOCOL.md, "Partial managers"): hypothesis never
+    generates them. A rule that reaches one another way (an operation drawn from
+    a list) has its sequence dropped before the call is sent
+    (:meth:`Session.unsupported_call`)."""
+    ops = {op for _, op in unsupported}
+    if not ops:
+        return machine
+    hidden: dict[str, Any] = {}
+    for name, member in inspect.getmembers(machine):
+        if getattr(member, RULE_MARKER, None) is not None and calls_named(member) & ops:
+            hidden[name] = None  # not a rule any more
+    if not hidden:
+        return machine
+    return type(machine.__name__, (machine,), {**hidden, "examples": 0})
 
 
 def one_machine(base: type[SessionRules]

@@ -1,6 +1,6 @@
 """The DOS memory manager's side of the model world (PROTOCOL.md, "DOS memory").
 
-One manager, ``DosMemoryManager`` (it needs the PageManager): the seed's DOS
+One manager, ``DosMemoryManager`` (three parts: conventional, xms, ems): the seed's DOS
 calls, the model's other INT 21h calls and the XMS / EMS functions the DOS
 machine drives (proofs/machines/dos_memory.py), plus two of the protocol's own:
 
@@ -94,8 +94,24 @@ BOOL_OPS = frozenset({
     "XmsFree", "XmsMove", "XmsUnlock", "XmsReallocate", "EmsMap", "EmsDeallocate"})
 OBSERVATIONS = ("McbChain", "XmsHandles", "EmsMappings", "ReadPhysical")
 
+#: The manager's parts (PROTOCOL.md, "Partial managers"): conventional memory and
+#: UMBs (INT 21h), XMS, EMS, each with its calls and observations; ReadPhysical
+#: (the first MB's bytes) is conventional memory's.
+CONVENTIONAL_OPS = frozenset({
+    "Initialize", "WriteMemory", "AllocateDosMemory", "FreeDosMemory", "ResizeDosMemory",
+    "GetDosMemorySize", "GetDosLargestBlock", "GetAllocationStrategy",
+    "SetAllocationStrategy", "GetUmbLink", "SetUmbLink", "Int21h"})
+XMS_OPS = frozenset({"AllocateXmsMemory", "FreeXmsMemory", "XmsCall",
+                     *(op for op in _OPERATIONS if op.startswith("Xms") and op != "XmsCall")})
+EMS_OPS = frozenset({"AllocateEmsPages", "FreeEmsPages", "MapEmsPageToPhysical", "Int67h",
+                     *(op for op in _OPERATIONS if op.startswith("Ems"))})
+MANAGER_PARTS = {"conventional": (CONVENTIONAL_OPS, ("McbChain", "ReadPhysical")),
+                 "xms": (XMS_OPS, ("XmsHandles",)), "ems": (EMS_OPS, ("EmsMappings",))}
+
+#: The DOS manager needs no other: an emulator has no PageManager to declare (the
+#: model world sets its physical memory up itself, PROTOCOL.md "DOS memory").
 MANAGERS: tuple[Manager, ...] = (
-    Manager(NAME, ("PageManager",), _OPERATIONS, OBSERVATIONS, BOOL_OPS),)
+    Manager(NAME, (), _OPERATIONS, OBSERVATIONS, BOOL_OPS, MANAGER_PARTS),)
 
 
 def raw_mcbs(pm: PageManager, start: int, end: int) -> list[tuple[int, int, int, int]]:
