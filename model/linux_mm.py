@@ -62,17 +62,28 @@ tests/conformance/linux_ltp.py):
   changes. mprotect changes any committed page (Windows' VirtualProtect allows
   the same) except the process heap's (EACCES: the heap manager needs them
   READWRITE, like a mapping without VM_MAYWRITE).
-- Views (issue 5, shm_common) are refused like the process heap: munmap,
-  MAP_FIXED and brk over any view page -> EINVAL, mprotect -> EACCES. A
-  documented deviation: Linux would split or re-protect the vma; here a view
-  belongs to SharedMemoryManager / MemoryMappedFiles and leaves only whole,
-  through their unmap calls.
+- Views (issue 5, shm_common): mprotect changes the protection of a view's
+  pages as of any mapping's (Linux splits the vma; the model keeps one
+  allocation with per-page records), the pages stay shared ("s" in
+  linux_maps); asking for an access the view's own protection lacks ->
+  EACCES at that page, the pages before it changed (mm/mprotect.c: a new
+  VM_WRITE/VM_EXEC needs VM_MAYWRITE/VM_MAYEXEC, which a shared mapping of a
+  read-only file and shmat(SHM_RDONLY) lack; mprotect(2) EACCES; LTP
+  mprotect01 TC[2]; model/views.py may_protect states the one bound both
+  systems share). munmap and MAP_FIXED over any view page -> EINVAL and
+  nothing changes: a documented deviation (docs/deviations.md): Linux
+  unmaps those pages, shrinking or splitting the vma, where here a view
+  leaves only whole, through its manager. brk never grows into a view (the
+  guard-page check above refuses any allocation, as Linux's
+  vm_start_gap check refuses any vma: the old break is returned) and a
+  shrinking brk only removes brk pages.
 """
 
 from __future__ import annotations
 
 from model.address_space import AddressSpace, on_a_space
 from model.user_layout import page_ceil, prot_from_protect, protect_from_prot
+from model.views import may_protect
 from model.x86_paging import is_u32
 from spec.abi import (
     EACCES,
@@ -82,7 +93,6 @@ from spec.abi import (
     ENOMEM,
     EPERM,
     ESRCH,
-    MANAGED_ORIGINS,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
@@ -95,6 +105,7 @@ from spec.abi import (
     MMAP_MIN_ADDR,
     ORIGIN_BRK,
     ORIGIN_MMAP,
+    ORIGIN_PROCESS_HEAP,
     ORIGIN_VIRTUAL_ALLOC,
     PAGE_READWRITE,
     PAGE_SHIFT,
@@ -188,15 +199,18 @@ def SyscallMprotect(space: AddressSpace, addr: int, length: int, prot: int) -> i
         found = any_mapped if grows == PROT_GROWSDOWN else mapped_at_start
         return _errno(space, EINVAL if found else ENOMEM)
     stop, error = end, 0
+    protect = protect_from_prot(prot)
     for page in range(addr, end, PAGE_SIZE):
         record = pages.get(page >> PAGE_SHIFT)
         if record is None or record.state != MEM_COMMIT:
             stop, error = page, ENOMEM
             break
-        if space.allocations[record.allocation_base].origin in MANAGED_ORIGINS:
+        allocation = space.allocations[record.allocation_base]
+        if allocation.origin == ORIGIN_PROCESS_HEAP or (
+                allocation.base in space.views
+                and not may_protect(protect, allocation.allocation_protect)):
             stop, error = page, EACCES
             break
-    protect = protect_from_prot(prot)
     if stop > addr:
         if space.protect_cost(addr, stop, protect) > space.free_frames():
             return _errno(space, ENOMEM)

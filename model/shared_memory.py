@@ -186,6 +186,9 @@ class SharedMemoryManager(ReportsStatus):
         if block.destroyed and not block.mappings:
             self._free(shm_id)
 
+    def fold_dirty(self, space: AddressSpace, base: int, vpn: int) -> None:
+        """Nothing to keep: a block is never written back (its frames are its data)."""
+
     # -- observation ---------------------------------------------------------------
 
     def frames(self) -> list[int]:

@@ -16,6 +16,21 @@ unmap_view); this module holds the rules they share, with their sources:
   (ERROR_INVALID_ADDRESS); 0 places Windows-style, bottom-up from the 64 KB
   boundary above the brk area (AddressSpace.windows_floor), none ->
   ERROR_NOT_ENOUGH_MEMORY.
+- Private protection calls on a view's pages (``may_protect``): VirtualProtect
+  and mprotect may give any page of a view a protection that allows nothing
+  the view's own protection (its AllocationProtect, itself within the
+  section's) does not; PAGE_NOACCESS / PROT_NONE always. Windows: Wine
+  dlls/kernel32/tests/virtual.c test_mapping (is_compatible_protection: the
+  new access must be within the view's, and then it is within the section's;
+  otherwise VirtualProtect fails with ERROR_INVALID_PARAMETER, and on success
+  the old protection is the page's previous one). Linux: mprotect(2) EACCES,
+  mm/mprotect.c (a new VM_READ/WRITE/EXEC needs the vma's VM_MAY* bit; a shared
+  mapping of a read-only file, or shmat's SHM_RDONLY, lacks VM_MAYWRITE),
+  LTP mprotect01 TC[2]. The view's protection stands for the VM_MAY* bits on
+  both systems (one bound, so SHM-3 holds page by page); real Linux keeps
+  VM_MAYEXEC on a shared mapping outside a noexec mount, so its mprotect
+  would let a page of a non-executable view execute: a deviation
+  (docs/deviations.md).
 """
 
 from __future__ import annotations
@@ -45,6 +60,13 @@ def narrows(protect: int, permissions: int) -> bool:
     """Whether every access protect allows, permissions allows too (SHM-3)."""
     return all(protect_allows(permissions, kind) for kind in ACCESS_KINDS
                if protect_allows(protect, kind))
+
+
+def may_protect(protect: int, view_protect: int) -> bool:
+    """Whether a private protection call may give a page of a view mapped with
+    view_protect the protection protect (a valid PAGE_* value): every access it
+    allows, the view allows (Wine test_mapping's is_compatible_protection)."""
+    return narrows(protect, view_protect)
 
 
 def place_view(space: AddressSpace, virtual_addr: int,
@@ -82,4 +104,5 @@ def view_error(space: AddressSpace, addr: int, owner: object,
     return ErrorCode.ERROR_SUCCESS
 
 
-__all__ = ["ACCESS_KINDS", "is_view_protect", "narrows", "place_view", "view_error"]
+__all__ = ["ACCESS_KINDS", "is_view_protect", "may_protect", "narrows", "place_view",
+           "view_error"]
