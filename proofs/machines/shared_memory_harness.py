@@ -147,7 +147,8 @@ def observable(s: SharedState) -> list[tuple[str, Ref]]:
     terms += [(name, z3.If(held, getattr(s, name)[b], -1))
               for name in ("bpages", "bsize", "bprotect", "brefs")]
     terms += [(name, z3.If(viewed, getattr(s, name)[p, v], -1))
-              for name in ("vsrc", "vidx", "vbase", "vprotect", "vframe", "vcount")]
+              for name in ("vsrc", "vidx", "vbase", "vprotect", "vaccess", "vframe",
+                           "vcount")]
     return terms
 
 
