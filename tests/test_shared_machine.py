@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from unittest import mock
 
 import pytest
 import z3
@@ -211,6 +212,16 @@ def test_broken_models_are_caught_by_name(variant: object) -> None:
     assert verdict.kind == Kind.COUNTEREXAMPLE, verdict.summary
     assert set(variant.catches) & set(verdict.violated), verdict.detail  # type: ignore[attr-defined]
     assert "state = SharedMachine()" in verdict.detail
+
+
+def test_a_model_protecting_beyond_the_view_is_caught_by_name() -> None:
+    """VirtualProtect and mprotect without the view's bound (model/views.py
+    may_protect answering yes): a page of a view wider than the view, SHM-3."""
+    with mock.patch("model.virtual_alloc.may_protect", lambda protect, view: True), \
+            mock.patch("model.linux_mm.may_protect", lambda protect, view: True):
+        verdict = run_shared_machine("teeth", {}, shrink_seconds=2)
+    assert verdict.kind == Kind.COUNTEREXAMPLE, verdict.summary
+    assert "SHM-3" in verdict.violated, verdict.detail
 
 
 def test_the_obligation_is_registered() -> None:
