@@ -103,6 +103,10 @@ class ViewOwner(Protocol):
         """The PTE of page vpn of the view based at base, dirty (D set), is about to be
         cleared (the page made PAGE_NOACCESS): keep that the page was written."""
 
+    def may_write(self, space: AddressSpace, base: int) -> bool:
+        """Whether the source of the view based at base may be written through it
+        (Linux's VM_MAYWRITE: the mapping's file open for writing)."""
+
 
 class AddressSpace(ReportsStatus):
     """One process's user address space: its records, observations and range

@@ -65,16 +65,14 @@ tests/conformance/linux_ltp.py):
 - Views (issue 5, shm_common): mprotect changes the protection of a view's
   pages as of any mapping's (Linux splits the vma; the model keeps one
   allocation with per-page records), the pages stay shared ("s" in
-  linux_maps); asking for an access the view's own protection lacks ->
-  EACCES at that page, the pages before it changed (mm/mprotect.c: a new
-  VM_WRITE/VM_EXEC needs VM_MAYWRITE/VM_MAYEXEC, which a shared mapping of a
-  read-only file and shmat(SHM_RDONLY) lack; mprotect(2) EACCES; LTP
-  mprotect01 TC[2]; model/views.py may_protect states the one bound both
-  systems share). munmap and MAP_FIXED over any view page -> EINVAL and
-  nothing changes: a documented deviation (docs/deviations.md): Linux
-  unmaps those pages, shrinking or splitting the vma, where here a view
-  leaves only whole, through its manager. brk never grows into a view (the
-  guard-page check above refuses any allocation, as Linux's
+  linux_maps); asking for PROT_WRITE on a view whose source may not be
+  written through it -> EACCES at that page, the pages before it changed
+  (model/views.py may_mprotect: VM_MAYWRITE; LTP mprotect01 TC[2], mprotect02).
+  munmap and MAP_FIXED over any view page -> EINVAL and nothing changes: a
+  documented deviation (docs/deviations.md): Linux unmaps those pages,
+  shrinking or splitting the vma, where here a view leaves only whole,
+  through its manager. brk never grows into a view (the guard-page check
+  above refuses any allocation, as Linux's
   vm_start_gap check refuses any vma: the old break is returned) and a
   shrinking brk only removes brk pages.
 """
@@ -83,7 +81,7 @@ from __future__ import annotations
 
 from model.address_space import AddressSpace, on_a_space
 from model.user_layout import page_ceil, prot_from_protect, protect_from_prot
-from model.views import may_protect
+from model.views import may_mprotect
 from model.x86_paging import is_u32
 from spec.abi import (
     EACCES,
@@ -206,9 +204,10 @@ def SyscallMprotect(space: AddressSpace, addr: int, length: int, prot: int) -> i
             stop, error = page, ENOMEM
             break
         allocation = space.allocations[record.allocation_base]
+        owner = space.views.get(allocation.base)
         if allocation.origin == ORIGIN_PROCESS_HEAP or (
-                allocation.base in space.views
-                and not may_protect(protect, allocation.allocation_protect)):
+                owner is not None
+                and not may_mprotect(protect, owner.may_write(space, allocation.base))):
             stop, error = page, EACCES
             break
     if stop > addr:

@@ -253,6 +253,18 @@ class MemoryMappedFiles(ReportsStatus):
         view = self.views[(space.pid, base)]
         self.cache[(view.file, view.first + vpn - (base >> PAGE_SHIFT))].dirty = True
 
+    def may_write(self, space: AddressSpace, base: int) -> bool:
+        """Whether the view's node takes writes (a shared mapping of a file open for
+        writing has VM_MAYWRITE, whatever prot it was mapped with: LTP mprotect02);
+        a node whose ``writable`` is not a bool does not."""
+        view = self.views.get((space.pid, base))
+        if view is None:
+            return False
+        try:
+            return node_writable(self.files[view.file])
+        except NodeError:
+            return False
+
     # -- observation ---------------------------------------------------------------
 
     def frames(self) -> list[int]:

@@ -26,16 +26,19 @@ follows them):
   dwDesiredAccess): SHM-3. For protect=None the caller passes the block's.
 - A view's protection as mapped is its ``vaccess`` (AllocationProtect, the
   same on every page); each page has its own ``vprotect``, any of the six
-  PAGE_* values allowing nothing vaccess does not (SHM-3). VirtualProtect and
-  mprotect change it for pages of one view: a protection beyond the view's
-  -> ERROR_INVALID_PARAMETER (Wine dlls/kernel32/tests/virtual.c
-  test_mapping) / ERROR_ACCESS_DENIED, mprotect's EACCES (mm/mprotect.c
-  VM_MAY*, LTP mprotect01); nothing changes then (model/views.py
-  may_protect). A range not inside one view: ERROR_INVALID_ADDRESS
-  (VirtualProtect's one-allocation rule); mprotect ranges past a view are
-  the user layer's (its partial change is not this layer's step). A
-  PAGE_NOACCESS page keeps its frame and its mapping (its slot, the
-  refcount), with no writable PTE.
+  PAGE_* values, allowing writes only when the view's source may be written
+  through it (``writable_source``: a block's view whose vaccess allows
+  writes, a file view of a writable node): SHM-3. VirtualProtect and
+  mprotect change it for pages of one view (model/views.py): VirtualProtect
+  within vaccess, else ERROR_INVALID_PARAMETER (Wine
+  dlls/kernel32/tests/virtual.c test_mapping); mprotect within
+  writable_source (Linux's VM_MAYWRITE; read and execute always), else
+  EACCES, which the model's last_error reports as ERROR_ACCESS_DENIED
+  (mm/mprotect.c, LTP mprotect01 TC[2], mprotect02); nothing changes then. A
+  range not inside one view: ERROR_INVALID_ADDRESS (VirtualProtect's
+  one-allocation rule); mprotect ranges past a view are the user layer's
+  (its partial change is not this layer's step). A PAGE_NOACCESS page keeps
+  its frame and its mapping (its slot, the refcount), with no writable PTE.
 - Destroy (shmctl(IPC_RMID): "destroyed only after the last process
   detaches it"; a section lives while a view exists): the id is invalid at
   once, the frames are released now without a mapping, else at the last
@@ -324,10 +327,18 @@ def shm_2(s: SharedState) -> Ref:
             (s.bpages[b] - 1) * PAGE_SIZE < s.bsize[b], s.bsize[b] <= s.bpages[b] * PAGE_SIZE))))
 
 
+def writable_source(s: SharedState, p: Ref, v: Ref) -> Ref:
+    """The source of the view page (p, v) may be written through its view: a
+    block's view that allows writes, a file view of a writable node."""
+    return z3.If(s.vkind[p, v] == SHM, allows(s.vaccess[p, v], WRITE), s.fwritable[s.vsrc[p, v]])
+
+
 def shm_3(s: SharedState) -> Ref:
-    """SHM-3: blocks and views have one of the four protections, a view of a
-    block allows nothing its block does not, and each page of a view is one
-    of the six page protections allowing nothing its view does not."""
+    """SHM-3: blocks and views have one of the four protections, a view allows
+    nothing its block does not (a file view writes only to a writable node),
+    and each page of a view is one
+    of the six page protections, allowing writes only when its view's source
+    may be written through it."""
     p, v = _pv()
     b = z3.Int("b")
     return z3.And(
@@ -335,8 +346,12 @@ def shm_3(s: SharedState) -> Ref:
         z3.ForAll([p, v], z3.Implies(viewed(s, p, v), view_protect(s.vaccess[p, v]))),
         z3.ForAll([p, v], z3.Implies(s.vkind[p, v] == SHM, narrower(
             s.vaccess[p, v], s.bprotect[s.vsrc[p, v]]))),
+        z3.ForAll([p, v], z3.Implies(z3.And(s.vkind[p, v] == FILE,
+                                            allows(s.vaccess[p, v], WRITE)),
+                                     s.fwritable[s.vsrc[p, v]])),
         z3.ForAll([p, v], z3.Implies(viewed(s, p, v), z3.And(
-            page_protect(s.vprotect[p, v]), narrower(s.vprotect[p, v], s.vaccess[p, v])))))
+            page_protect(s.vprotect[p, v]), z3.Implies(allows(s.vprotect[p, v], WRITE),
+                                                       writable_source(s, p, v))))))
 
 
 def mmf_1(s: SharedState) -> Ref:
@@ -733,13 +748,14 @@ def one_view(s: SharedState, pid: Ref, vpn: Ref, count: Ref) -> Ref:
 
 
 def protect_pages(s: SharedState, pid: Ref, vpn: Ref, count: Ref, protect: Ref,
-                  beyond: int) -> SharedStep:
-    """Pages [vpn, vpn+count) take protect (their PTE writable iff it allows writes,
-    and of a file only when the node takes writes, as a map makes it); the result
-    is the first page's old protection."""
+                  allowed: Ref, beyond: int) -> SharedStep:
+    """Pages [vpn, vpn+count) take protect when allowed (else the code beyond):
+    their PTE writable iff it allows writes, and of a file only when the node
+    takes writes, as a map makes it; the result is the first page's old
+    protection."""
     code = status((z3.Not(page_protect(protect)), E.ERROR_INVALID_PARAMETER),
                   (z3.Not(one_view(s, pid, vpn, count)), E.ERROR_INVALID_ADDRESS),
-                  (z3.Not(narrower(protect, s.vaccess[pid, vpn])), beyond))
+                  (z3.Not(allowed), beyond))
     writable = z3.And(allows(protect, WRITE), z3.Or(s.vkind[pid, vpn] == SHM,
                                                    s.fwritable[s.vsrc[pid, vpn]]))
     post = set_view_pages(s, pid, vpn, count, vprotect=_const(protect),
@@ -751,15 +767,18 @@ def VirtualProtect(s: SharedState, pid: Ref, vpn: Ref, count: Ref,
                    protect: Ref) -> SharedStep:
     """VirtualProtect of count pages from vpn of pid, inside one view: a protection
     beyond the view's -> ERROR_INVALID_PARAMETER (Wine test_mapping)."""
-    return protect_pages(s, pid, vpn, count, protect, E.ERROR_INVALID_PARAMETER)
+    return protect_pages(s, pid, vpn, count, protect, narrower(protect, s.vaccess[pid, vpn]),
+                         E.ERROR_INVALID_PARAMETER)
 
 
 def SyscallMprotect(s: SharedState, pid: Ref, vpn: Ref, count: Ref,
                     protect: Ref) -> SharedStep:
     """mprotect of count pages from vpn of pid inside one view (protect: the PAGE_*
-    value of its PROT_* bits, the caller's translation): a protection beyond the
-    view's -> EACCES, which the model's last_error reports as ERROR_ACCESS_DENIED."""
-    return protect_pages(s, pid, vpn, count, protect, E.ERROR_ACCESS_DENIED)
+    value of its PROT_* bits, the caller's translation): writing on a view whose
+    source may not be written through it -> EACCES (no VM_MAYWRITE), which the
+    model's last_error reports as ERROR_ACCESS_DENIED."""
+    allowed = z3.Implies(allows(protect, WRITE), writable_source(s, pid, vpn))
+    return protect_pages(s, pid, vpn, count, protect, allowed, E.ERROR_ACCESS_DENIED)
 
 
 # -- concrete states -------------------------------------------------------------------

@@ -24,8 +24,7 @@ from model.linux_mm import SyscallBrk, SyscallMmap, SyscallMprotect, SyscallMunm
 from model.memory_subsystem import MemorySubsystem
 from model.page_tables import PageFault
 from model.process_memory import ProcessMemorySpace
-from model.user_layout import pte_bits
-from model.views import narrows
+from model.user_layout import protect_allows, pte_bits
 from model.virtual_alloc import (
     VirtualAllocProcessMemory,
     VirtualFreeProcessMemory,
@@ -123,8 +122,9 @@ def check_world(sub: MemorySubsystem) -> None:
             for vpn, frame in enumerate(frames, base // PAGE_SIZE):
                 record = space.pages[vpn]
                 assert (record.state, record.frame, record.shared) == (MEM_COMMIT, frame, True)
-                # a page's own protection narrows the view's (VirtualProtect, mprotect)
-                assert narrows(record.protect, allocation.allocation_protect)
+                # a page writes only when its source may be written through the view
+                assert not protect_allows(record.protect, "write") or owner.may_write(
+                    space, base)
                 pte = space.pte(vpn)
                 if record.protect == PAGE_NOACCESS:
                     assert not pte & PTE_PRESENT
@@ -613,7 +613,8 @@ def test_private_memory_calls_refuse_view_pages(sub: MemorySubsystem,
                                                space: ProcessMemorySpace) -> None:
     """What no private call does to a view (Wine test_MapViewOfFile, test_mapping; the
     munmap / MAP_FIXED deviation of docs/deviations.md), each leaving every record as
-    it was: freeing, committing, unmapping, and protections beyond the view's access."""
+    it was: freeing, committing, unmapping, and VirtualProtect beyond the view's
+    access (mprotect's bound is Linux's VM_MAY*: test_a_read_only_view_refuses_...)."""
     shm = sub.shared_memory
     shm_id = shm.CreateSharedMemory(2 * PAGE_SIZE, PAGE_EXECUTE_READWRITE)
     base = shm.MapSharedMemoryToProcess(space, shm_id, 0x00420000, PAGE_READWRITE)
@@ -644,8 +645,6 @@ def test_private_memory_calls_refuse_view_pages(sub: MemorySubsystem,
         # past the view's end: not one allocation
         (lambda: windows(VirtualProtectProcessMemory, base, 3 * PAGE_SIZE, PAGE_READONLY),
          ((False, 0), E.ERROR_INVALID_ADDRESS)),
-        (lambda: SyscallMprotect(space, base, PAGE_SIZE, PROT_READ | PROT_EXEC), -EACCES),
-        (lambda: SyscallMprotect(space, base, 2 * PAGE_SIZE, PROT_EXEC), -EACCES),
         (lambda: SyscallMunmap(space, base, PAGE_SIZE), -EINVAL),
         (lambda: SyscallMunmap(space, base - 0x10000, 0x20000), -EINVAL),
         (lambda: SyscallMmap(space, base, PAGE_SIZE, PROT_READ | PROT_WRITE,
@@ -718,6 +717,25 @@ def test_protection_calls_change_view_pages_within_the_view_access(sub: MemorySu
     assert shm.UnmapSharedMemoryFromProcess(one, base)  # a page without a PTE unmaps too
     assert shm.DestroySharedMemory(shm_id) and shm.UnmapSharedMemoryFromProcess(two, other)
     assert sub.pageman.owner[frame] == FrameOwner.FREE
+
+
+def test_mprotect_bounds_a_view_by_linux_vm_may_bits(sub: MemorySubsystem,
+                                                     space: ProcessMemorySpace) -> None:
+    """mprotect asks VM_MAYWRITE / VM_MAYEXEC, not the view's protection: a read-write
+    view of a block may execute (VM_MAYEXEC), where VirtualProtect refuses it."""
+    shm = sub.shared_memory
+    shm_id = shm.CreateSharedMemory(PAGE_SIZE, PAGE_READWRITE)
+    base = shm.MapSharedMemoryToProcess(space, shm_id, 0)
+    before = world_snapshot(sub)
+    assert VirtualProtectProcessMemory(space, base, 1, PAGE_EXECUTE_READ) == (False, 0)
+    assert world_snapshot(sub) == before
+    assert SyscallMprotect(space, base, PAGE_SIZE, PROT_READ | PROT_EXEC) == 0
+    info = VirtualQueryProcessMemory(space, base)[1]
+    assert info is not None and (info.Protect, info.AllocationProtect, info.Type) == (
+        PAGE_EXECUTE_READ, PAGE_READWRITE, MEM_MAPPED)
+    assert space.ExecuteUserMemory(base) == b"\0"
+    assert VirtualProtectProcessMemory(space, base, 1, PAGE_READWRITE) == (True,
+                                                                         PAGE_EXECUTE_READ)
 
 
 def test_mprotect_stops_at_the_first_page_beyond_a_view_access(sub: MemorySubsystem,

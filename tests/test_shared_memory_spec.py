@@ -310,6 +310,14 @@ def test_virtual_protect_within_the_view_access(mapped: SharedState) -> None:
     assert valid(hidden.changed.refs[hidden.changed.vframe[1, 0x500]] == 2)
     again = sm.SyscallMprotect(hidden.changed, i(1), i(0x500), i(2), RW)
     assert status_is(again, 0) and valid(again.changed.pte_writable[1, 0x501])
+    # mprotect: execution always (VM_MAYEXEC); VirtualProtect: within the view only
+    assert status_is(sm.SyscallMprotect(mapped, i(1), i(0x500), i(1), i(PAGE_EXECUTE)), 0)
+    assert status_is(sm.VirtualProtect(mapped, i(1), i(0x500), i(1), i(PAGE_EXECUTE)),
+                     E.ERROR_INVALID_PARAMETER)
+    # a read-only view of a writable file: mprotect may make it writable (mprotect02)
+    rw = sm.SyscallMprotect(mapped, i(2), i(0x701), i(1), RW)
+    assert status_is(rw, 0) and valid(rw.changed.pte_writable[2, 0x701])
+    assert violated(rw.changed) == []
 
 
 @pytest.mark.parametrize(("call", "args", "code"), [
@@ -317,7 +325,7 @@ def test_virtual_protect_within_the_view_access(mapped: SharedState) -> None:
     ("VirtualProtect", (2, 0x600, 1, PAGE_READWRITE), E.ERROR_INVALID_PARAMETER),
     ("SyscallMprotect", (2, 0x600, 1, PAGE_READWRITE), E.ERROR_ACCESS_DENIED),
     ("VirtualProtect", (1, 0x500, 2, PAGE_EXECUTE_READ), E.ERROR_INVALID_PARAMETER),
-    ("SyscallMprotect", (1, 0x500, 1, PAGE_EXECUTE), E.ERROR_ACCESS_DENIED),
+    ("SyscallMprotect", (2, 0x710, 1, PAGE_READWRITE), E.ERROR_ACCESS_DENIED),  # RO file
     # not one of the six protections
     ("VirtualProtect", (1, 0x500, 1, 0x08), E.ERROR_INVALID_PARAMETER),
     # past the view's end, no page, no pages
@@ -389,8 +397,8 @@ def test_concrete_shared_builds_a_valid_state() -> None:
       "ptes": {k: v for k, v in PTES.items() if k != (1, 0x701)}}, ["MMF-1"]),
     # a writable PTE on a read-only view
     ({"ptes": {**PTES, (2, 0x600): PteView(10, True)}}, ["MMF-2"]),
-    # a writable file view of a read-only node
-    ({"files": {1: FILE_1._replace(writable=False)}}, ["MMF-2"]),
+    # a writable file view of a read-only node (its view and its PTEs)
+    ({"files": {1: FILE_1._replace(writable=False)}}, ["SHM-3", "MMF-2"]),
     # a page of a read-only view made read-write
     ({"views": {**VIEWS, (2, 0x600): VIEWS[(2, 0x600)]._replace(
         pages=(PAGE_READWRITE, PAGE_READONLY))}}, ["SHM-3"]),
