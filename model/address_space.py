@@ -329,9 +329,15 @@ class AddressSpace(ReportsStatus):
 
     def cut(self, start: int, end: int) -> None:
         """Remove the pages of [start, end) from every allocation they are in, freeing
-        their frames; the pieces left become allocations of their own (munmap)."""
+        their frames; the pieces left become allocations of their own (munmap). A view
+        (only ever whole inside the range: the callers' check) is its owner's to
+        detach."""
         pages = self.pages
         for allocation in self.allocations_between(start, end):
+            owner = self.views.get(allocation.base)
+            if owner is not None:
+                owner.detach(self, allocation.base)
+                continue
             low, high = max(start, allocation.base), min(end, allocation.end)
             for vpn in range(low >> PAGE_SHIFT, high >> PAGE_SHIFT):
                 record = pages.pop(vpn)

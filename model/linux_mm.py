@@ -68,11 +68,14 @@ tests/conformance/linux_ltp.py):
   linux_maps); asking for PROT_WRITE on a view whose source may not be
   written through it -> EACCES at that page, the pages before it changed
   (model/views.py may_mprotect: VM_MAYWRITE; LTP mprotect01 TC[2], mprotect02).
-  munmap and MAP_FIXED over any view page -> EINVAL and nothing changes: a
-  documented deviation (docs/deviations.md): Linux unmaps those pages,
-  shrinking or splitting the vma, where here a view leaves only whole,
-  through its manager. brk never grows into a view (the guard-page check
-  above refuses any allocation, as Linux's
+  munmap and MAP_FIXED over whole views unmap them through their managers
+  (ViewOwner.detach: a block's refcount - 1, a destroyed block freed at its
+  last view; a file view's dirty pages written back, a write-back the node
+  refuses dropped as at exit): munmap(2) of a shm attach or a shared file
+  mapping; over part of a view -> EINVAL and nothing changes, a documented
+  deviation (docs/deviations.md): Linux unmaps those pages, shrinking or
+  splitting the vma, where here a view is one piece. brk never grows into a
+  view (the guard-page check above refuses any allocation, as Linux's
   vm_start_gap check refuses any vma: the old break is returned) and a
   shrinking brk only removes brk pages.
 """
@@ -323,8 +326,10 @@ def _mmap(space: AddressSpace, addr: int, length: int, prot: int, flags: int) ->
     if error:
         return _errno(space, error)
     protect = protect_from_prot(prot)
+    views = space.views  # a view's frames stay with its manager (counted as not freed)
     freed = sum(1 for vpn in range(base >> PAGE_SHIFT, end >> PAGE_SHIFT)
-                if (record := space.pages.get(vpn)) is not None and record.frame is not None)
+                if (record := space.pages.get(vpn)) is not None and record.frame is not None
+                and record.allocation_base not in views)
     needed = size // PAGE_SIZE + (space.missing_tables(base, end) if prot & _RWX else 0)
     if needed > space.free_frames() + freed:
         return _errno(space, ENOMEM)
@@ -336,13 +341,14 @@ def _mmap(space: AddressSpace, addr: int, length: int, prot: int, flags: int) ->
 
 
 def _unmap_error(space: AddressSpace, start: int, end: int) -> int:
-    """EINVAL when [start, end) holds part of a VirtualAlloc reservation or any page of
-    the image, the stack or the process heap; else 0."""
+    """EINVAL when [start, end) holds part of a VirtualAlloc reservation or of a view,
+    or any page of the image, the stack or the process heap; else 0."""
     for allocation in space.allocations_between(start, end):
         if allocation.origin in (ORIGIN_MMAP, ORIGIN_BRK):
             continue
-        if (allocation.origin == ORIGIN_VIRTUAL_ALLOC and start <= allocation.base
-                and allocation.end <= end):
+        whole = start <= allocation.base and allocation.end <= end
+        if whole and (allocation.origin == ORIGIN_VIRTUAL_ALLOC
+                      or allocation.base in space.views):
             continue
         return EINVAL
     return 0

@@ -71,10 +71,13 @@ follows them):
   reading (PAGE_NOACCESS and PAGE_EXECUTE refuse it: ERROR_NOACCESS). A file
   page written becomes dirty.
 - Process exit is a sequence of unmaps (composite, as the paging spec's
-  Destroy); Unmap takes the view's base (UnmapViewOfFile, shmdt), else
-  ERROR_INVALID_ADDRESS. A call on a space that is not live fails first with
-  the space's status() code (``space``: None or 0 = live), as the model's
-  ProcessMemorySpace.status() reports it.
+  Destroy), and so is a munmap over whole views (the caller's translation:
+  each view's Unmap, in the order the model detaches them; munmap over part of
+  a view fails in the user layer and leaves this one); Unmap takes the
+  view's base (UnmapViewOfFile, shmdt), else ERROR_INVALID_ADDRESS. A call
+  on a space that is not live fails first with the space's status() code
+  (``space``: None or 0 = live), as the model's ProcessMemorySpace.status()
+  reports it.
 - Step claims (ids of their own: a claim id names one operation):
   SHM-2D / SHM-2U (frames leave a block only when it is destroyed and
   unmapped, on Destroy / Unmap), MMF-1S (after a sync every page of the view

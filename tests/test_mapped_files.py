@@ -20,12 +20,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from model.file_node import DiskFileNode, FileNode, MemoryFileNode
+from model.linux_mm import SyscallMunmap
 from model.mapped_files import FileView, MemoryMappedFiles
 from model.memory_subsystem import MemorySubsystem
 from model.page_tables import PageFault
 from model.process_memory import ProcessMemorySpace
 from model.virtual_alloc import VirtualAllocProcessMemory, VirtualProtectProcessMemory
 from spec.abi import (
+    EINVAL,
     FAULT_PROTECTION,
     FAULT_USER,
     FAULT_WRITE,
@@ -367,6 +369,22 @@ def test_a_dirty_page_made_noaccess_is_still_written_back(
     assert VirtualProtectProcessMemory(space, base, 1, PAGE_NOACCESS)[0]
     assert mmf.UnmapFileFromMemory(base) and bytes(node.data[:1]) == b"Z"
     assert not mmf.cache
+
+
+def test_munmap_of_a_whole_file_view_writes_it_back(
+        sub: MemorySubsystem, space: ProcessMemorySpace) -> None:
+    """munmap(2) of a whole shared file mapping keeps its writes (the page cache writes
+    them back; here at the unmap); part of a view is refused (EINVAL)."""
+    mmf = sub.mapped_files
+    node = MemoryFileNode(DATA)
+    base = mmf.MapFileToMemory(node, 0, 0, PAGE_READWRITE)
+    assert space.WriteUserMemory(base + 2 * PAGE_SIZE, b"END") is True
+    before = state(sub, node)
+    assert SyscallMunmap(space, base + PAGE_SIZE, PAGE_SIZE) == -EINVAL
+    assert state(sub, node) == before
+    assert SyscallMunmap(space, base, 3 * PAGE_SIZE) == 0
+    assert bytes(node.data[2 * PAGE_SIZE:2 * PAGE_SIZE + 3]) == b"END"
+    assert not mmf.views and not mmf.cache and base not in space.allocations
 
 
 def test_sync_and_unmap_errors_change_nothing(sub: MemorySubsystem,

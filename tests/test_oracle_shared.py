@@ -214,3 +214,19 @@ def test_protection_calls_on_a_view_pass_the_judge() -> None:
         shm("UnmapSharedMemoryFromProcess", pid=2, addr="BASE"))
     outcome = replay(VALIDATING_MODEL, "spec", steps, family="shared")
     assert outcome.passed, describe(outcome)
+
+
+def test_munmap_of_a_whole_view_is_its_unmap() -> None:
+    """munmap over a whole view and the free page after it is judged as the view's
+    Unmap step (the block's refcount, a file view's write-back); over part of a view
+    it is refused and nothing changes."""
+    sys = "SystemCalls"
+    steps = bases(
+        MAP_FILE, WRITE_PAGE_1,
+        op(sys, "SyscallMunmap", addr="BASE+1", length=4096),
+        op(sys, "SyscallMunmap", addr="BASE", length=0x3000))
+    outcome = replay(VALIDATING_MODEL, "spec", steps, family="shared")
+    assert outcome.passed, describe(outcome)
+    broken = replay(variant("unmap_drops_dirty"), "spec", steps, family="shared")
+    assert broken.divergence is not None, describe(broken)
+    assert "MMF-1U" in broken.divergence.violated, broken.divergence.reason

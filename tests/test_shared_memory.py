@@ -646,7 +646,9 @@ def test_private_memory_calls_refuse_view_pages(sub: MemorySubsystem,
         (lambda: windows(VirtualProtectProcessMemory, base, 3 * PAGE_SIZE, PAGE_READONLY),
          ((False, 0), E.ERROR_INVALID_ADDRESS)),
         (lambda: SyscallMunmap(space, base, PAGE_SIZE), -EINVAL),
-        (lambda: SyscallMunmap(space, base - 0x10000, 0x20000), -EINVAL),
+        (lambda: SyscallMunmap(space, base + PAGE_SIZE, 0x20000), -EINVAL),
+        (lambda: SyscallMmap(space, base - PAGE_SIZE, 2 * PAGE_SIZE, PROT_READ,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), -EINVAL),
         (lambda: SyscallMmap(space, base, PAGE_SIZE, PROT_READ | PROT_WRITE,
                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), -EINVAL),
         (lambda: space.FreeUserMemory(base, 0), False),
@@ -658,6 +660,34 @@ def test_private_memory_calls_refuse_view_pages(sub: MemorySubsystem,
         assert call() == expected
         assert world_snapshot(sub) == before
     assert space.ReadUserMemory(base, 4) == bytes(4)
+
+
+def test_munmap_and_map_fixed_over_whole_views_detach_them(sub: MemorySubsystem) -> None:
+    """munmap(2) of a whole shm attach (with the free pages after it) is its shmdt:
+    the block's refcount - 1, a destroyed block freed at its last view; MAP_FIXED over a
+    whole view replaces it with fresh pages."""
+    shm, pm = sub.shared_memory, sub.pageman
+    one, two = new_process(sub), new_process(sub)
+    shm_id = shm.CreateSharedMemory(2 * PAGE_SIZE, PAGE_READWRITE)
+    frames = shm.blocks[shm_id].frames
+    base = shm.MapSharedMemoryToProcess(one, shm_id, 0)
+    other = shm.MapSharedMemoryToProcess(two, shm_id, 0)
+    assert one.WriteUserMemory(base, b"kept") is True
+    assert shm.DestroySharedMemory(shm_id)
+    assert SyscallMunmap(one, base, 0x30000) == 0  # the free pages after it too
+    assert base not in one.allocations and base not in one.views
+    assert (one.pid, base) not in shm.views and shm.blocks[shm_id].mappings == {
+        (two.pid, other)}
+    assert two.ReadUserMemory(other, 4) == b"kept"
+    check_world(sub)
+    fresh = SyscallMmap(two, other, PAGE_SIZE, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+    assert fresh == -EINVAL  # half of the view: refused
+    fresh = SyscallMmap(two, other, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+    assert fresh == other and two.ReadUserMemory(other, 4) == bytes(4)
+    assert shm_id not in shm.blocks and all(pm.owner[f] != FrameOwner.SHARED for f in frames)
+    check_world(sub)
 
 
 def test_a_read_only_view_refuses_write_protections(sub: MemorySubsystem,

@@ -15,7 +15,8 @@ UnmapFileFromMemory, SyncMappedFile (with and without invalidate), user
 writes and reads of one view page in any process, DestroyProcess without
 unmapping, CreateProcess and SwitchProcess, VirtualProtect and mprotect of
 pages of a view (within the view's access or beyond it; VirtualProtect past
-its end or with PAGE_WRITECOPY). After every call
+its end or with PAGE_WRITECOPY), munmap of a whole view or of part of one.
+After every call
 :class:`SharedHarness` checks
 
 1. every invariant of spec.shared_memory on the abstraction of the
@@ -284,12 +285,23 @@ class SharedMachine(CheckedMachine):
     @rule(data=st.data(), stale=st.sampled_from((False, False, False, True)))
     def unmap_block(self, data: st.DataObject, stale: bool) -> None:
         """UnmapSharedMemoryFromProcess of a view (stale: with the space of a
-        destroyed process, the model's ERROR_INVALID_HANDLE)."""
+        destroyed process, the model's ERROR_INVALID_HANDLE), or munmap of it."""
         pid = self.holder(data, SHM)
         address = self.address(data, pid, SHM)
+        if not stale and self.munmapped(data, pid, address):
+            return
         space = self.h.stale[-1] if stale and self.h.stale else \
             self.h.sub.syscalls.processes[pid]
         self.h.unmap_block(space, address)
+
+    def munmapped(self, data: st.DataObject, pid: int, address: int) -> bool:
+        """A quarter of the unmaps of a view's base are munmap: of the whole view (and
+        the free page after it), or of its second page (part of a view: refused)."""
+        record = self.h.views.get((pid, address))
+        if record is None or not data.draw(st.sampled_from((False, False, False, True))):
+            return False
+        self.h.munmap(pid, address, record.pages == 1 or data.draw(st.booleans()))
+        return True
 
     @precondition(lambda self: bool(self.h.sub.shared_memory.blocks))
     @rule(data=st.data(), size=st.booleans(), fault=st.sampled_from((False, False, True)))
@@ -337,9 +349,12 @@ class SharedMachine(CheckedMachine):
     @rule(data=st.data(), sync=st.booleans(), invalidate=st.booleans())
     def unmap_or_sync_file(self, data: st.DataObject, sync: bool, invalidate: bool) -> None:
         """UnmapFileFromMemory or SyncMappedFile of a view, mostly in its process (made
-        current); else in whatever process is current, or none (ERROR_NOT_READY)."""
+        current); else in whatever process is current, or none (ERROR_NOT_READY); or
+        munmap of it."""
         pid = self.holder(data, FILE)
         address = self.address(data, pid, FILE)
+        if not sync and self.munmapped(data, pid, address):
+            return
         if data.draw(st.sampled_from((True, True, True, False))):
             self.h.processes("SwitchProcess", pid)
         self.h.unmap_file(address, sync, invalidate)

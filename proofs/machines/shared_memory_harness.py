@@ -18,7 +18,7 @@ import z3
 
 from model.address_space import Allocation, PageRecord
 from model.file_node import DiskFileNode, FileNode, MemoryFileNode
-from model.linux_mm import SyscallMprotect
+from model.linux_mm import SyscallMprotect, SyscallMunmap
 from model.mapped_files import MemoryMappedFiles
 from model.memory_subsystem import MemorySubsystem
 from model.process_memory import ProcessMemorySpace
@@ -651,6 +651,34 @@ class ProcessCalls(SharedCore):
 
         self.call(f"{op}({address:#x}, {size:#x}, {value:#x}) in process {pid}", run,
                   lambda: int(space.last_error), plan, result=not linux)
+
+    def munmap(self, pid: int, base: int, whole: bool) -> None:
+        """munmap of the whole view at base of process pid and the free page after it
+        (the view's Unmap step: shmdt / UnmapFileFromMemory's, checked from the state
+        before the manager's detach to the one after it), or of its second page
+        (whole False: part of a view, refused, the layer unchanged)."""
+        space = self.sub.syscalls.processes[pid]
+        record = self.views[(pid, base)]
+        address, length = (base, (record.pages + 1) * PAGE_SIZE) if whole else (
+            base + PAGE_SIZE, PAGE_SIZE)
+        unmap = "UnmapSharedMemoryFromProcess" if record.kind == SHM else "UnmapFileFromMemory"
+        steps = [SpecCall(unmap, (("pid", pid), ("base", base >> PAGE_SHIFT)))]
+        stages: list[SharedSnapshot] = []
+
+        def run() -> int:
+            managers = (self.sub.shared_memory, self.sub.mapped_files)
+            for manager in managers:
+                manager.detach = self.watched(  # type: ignore[method-assign, assignment]
+                    manager, stages)
+            try:
+                return SyscallMunmap(space, address, length)
+            finally:
+                for manager in managers:
+                    delattr(manager, "detach")
+
+        self.call(f"munmap({address:#x}, {length:#x}) in process {pid}", run,
+                  lambda: int(space.last_error), lambda *_: steps if whole else None,
+                  result=False, track=lambda _: self.forget((pid, base)), stages=stages)
 
     def processes(self, name: str, pid: int = 0) -> int:
         """CreateProcess, SwitchProcess(pid) or DestroyProcess(pid): the Unmap steps

@@ -11,9 +11,8 @@ How the sources are expressed: the file's bytes are the test's buffer (or zeros:
 of those bits, the fd's open mode the node's ``writable``; a SIGSEGV the test's
 child observes is the model's PageFault at that address. linux_ltp.py has the
 same tests with anonymous mappings; these are their file-backed forms, which is
-what the tests map. Left out: the tests' SAFE_MUNMAP of the mapping (munmap of a
-view is refused, EINVAL: docs/deviations.md; the view goes with
-UnmapFileFromMemory here, not asserted), the forks and the file cleanup.
+what the tests map (their SAFE_MUNMAP of the whole mapping unmaps the view, its
+writes written back). Left out: the forks and the file cleanup.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ BUF = b"abcdefghijklmnopqrstuvwxyz"
 
 
 class Step(NamedTuple):
-    call: str  # map | mprotect | write
+    call: str  # map | mprotect | munmap | write
     args: tuple[Value | bytes, ...]
     source: str
     errno: int = 0
@@ -78,6 +77,8 @@ MPROTECT02_FILE = Case("mprotect02_file_read_only_then_writable", True,
     Step("mprotect", (ADDR, len(BUF) + 1, PROT_WRITE), f"{MPROTECT02}: mprotect PROT_WRITE "
          "line 118 succeeds (line 120)"),
     Step("write", (ADDR, BUF), f"{MPROTECT02}: lines 126 and 134 memcpy without SIGSEGV"),
+    Step("munmap", (ADDR, len(BUF) + 1), f"{MPROTECT02}: SAFE_MUNMAP(addr, sizeof(buf)) "
+         "line 143 (the whole mapping)"),
 ))
 
 MPROTECT03_FILE = Case("mprotect03_file_read_only_write_faults", True, BUF, (
@@ -87,6 +88,7 @@ MPROTECT03_FILE = Case("mprotect03_file_read_only_write_faults", True, BUF, (
          "succeeds (line 97)"),
     Step("write", (ADDR, BUF), f"{MPROTECT03}: lines 103 and 114 memcpy raises SIGSEGV",
          fault=True),
+    Step("munmap", (ADDR, len(BUF)), f"{MPROTECT03}: SAFE_MUNMAP line 123"),
 ))
 
 CASES: tuple[Case, ...] = (MPROTECT01_EACCES, MPROTECT02_FILE, MPROTECT03_FILE)
@@ -106,8 +108,9 @@ def check(sub: MemorySubsystem, node: MemoryFileNode, step: Step,
         assert base, f"{where}: failed with {sub.mapped_files.last_error}"
         saved[step.save] = base
         return
-    if step.call == "mprotect":
-        result: object = system.SyscallMprotect(*args)
+    if step.call in ("mprotect", "munmap"):
+        call = system.SyscallMprotect if step.call == "mprotect" else system.SyscallMunmap
+        result: object = call(*args)
     else:
         result = space.WriteUserMemory(*args)
     if step.errno:

@@ -9,7 +9,8 @@
   addresses, with wider protections, in destroyed processes; unmaps, destroys,
   sizes; file views with bad offsets, sizes and protections, sync with and
   without invalidate, unmaps; writes and reads of view pages; VirtualProtect
-  and mprotect of view pages; process exit without unmapping), through
+  and mprotect of view pages, munmap of views; process exit without
+  unmapping), through
   :class:`SharedFront`. A write or read of a view
   page switches to its process first (the protocol's accesses are the current
   process's). At the end every process is destroyed, then every live block.
@@ -225,6 +226,16 @@ class SharedFront:
         else:
             self._call("SyscallVirtualProtect", address, size, value, OLD_PROTECT_PTR)
 
+    def munmap(self, pid: int, base: int, whole: bool) -> None:
+        """munmap of the whole view and the page after it, or of its second page."""
+        if self.current() != pid:
+            self.processes("SwitchProcess", pid)
+        pages = self.views[(pid, base)].pages
+        address, length = (base, (pages + 1) * PAGE_SIZE) if whole else (base + PAGE_SIZE,
+                                                                         PAGE_SIZE)
+        if self._call("SyscallMunmap", address, length) == 0 and whole:
+            self.views.pop((pid, base), None)
+
     def processes(self, name: str, pid: int = 0) -> int:
         reply = self._call(name) if name == "CreateProcess" else self._call(name, pid)
         if name == "DestroyProcess" and reply is True:
@@ -362,7 +373,7 @@ class ObservedShared(SharedHarness):
 
     def invoke(self, manager: str, op: str, args: Message) -> Any:
         result, self._status = self.session.invoke(manager, op, args)
-        if op == "SyscallMprotect":  # an errno: the Windows code the model's last_error has
+        if op in ("SyscallMprotect", "SyscallMunmap"):  # errno: as the model's last_error
             self._status = int(ERRNO_CODES.get(self._status, self._status))
         if self._status not in E._value2member_map_:
             raise CheckError(f"{op} reports error {self._status}, not an error of the "
@@ -555,6 +566,8 @@ class SharedJudge(ObservedShared):
             return (lambda *_: steps or None), exited, False
         if op in ("SyscallVirtualProtect", "SyscallMprotect"):
             return self.plan_protect(op, args, pid, views)
+        if op == "SyscallMunmap":
+            return self.plan_munmap(args, pid, views)
         address: Any = args.get("addr")
         vpn = address >> PAGE_SHIFT if type(address) is int else -1
         base = next((b for (q, b), view in views.items()
@@ -595,6 +608,22 @@ class SharedJudge(ObservedShared):
             ("pid", pid), ("vpn", vpn), ("count", page_ceil(size) >> PAGE_SHIFT),
             ("protect", protect)))
         return (lambda *_: [call]), None, False
+
+    def plan_munmap(self, args: Message, pid: int,
+                    views: dict[tuple[int, int], ViewRecord]) -> Plan:
+        """munmap over whole views of the current process: each view's Unmap step, in
+        address order (chained); over part of a view it fails and the layer stays."""
+        first, end = args["addr"] >> PAGE_SHIFT, page_ceil(args["addr"] + args["length"])
+        inside = [(base, view) for (q, base), view in sorted(views.items())
+                  if q == pid and first <= base and base + view.count <= end >> PAGE_SHIFT]
+        steps = [SpecCall("UnmapSharedMemoryFromProcess" if view.kind == SHM
+                          else "UnmapFileFromMemory", (("pid", pid), ("base", base)))
+                 for base, view in inside]
+
+        def unmapped(_: object) -> None:
+            for base, _view in inside:
+                self.drop((pid, base << PAGE_SHIFT))
+        return (lambda *_: steps or None), unmapped, False
 
     @staticmethod
     def vpn(address: Any) -> int:
