@@ -99,6 +99,14 @@ class ViewOwner(Protocol):
     def detach(self, space: AddressSpace, base: int) -> None:
         """Unmap the view based at base from space (write back first where needed)."""
 
+    def fold_dirty(self, space: AddressSpace, base: int, vpn: int) -> None:
+        """The PTE of page vpn of the view based at base, dirty (D set), is about to be
+        cleared (the page made PAGE_NOACCESS): keep that the page was written."""
+
+    def may_write(self, space: AddressSpace, base: int) -> bool:
+        """Whether the source of the view based at base may be written through it
+        (Linux's VM_MAYWRITE: the mapping's file open for writing)."""
+
 
 class AddressSpace(ReportsStatus):
     """One process's user address space: its records, observations and range
@@ -321,9 +329,15 @@ class AddressSpace(ReportsStatus):
 
     def cut(self, start: int, end: int) -> None:
         """Remove the pages of [start, end) from every allocation they are in, freeing
-        their frames; the pieces left become allocations of their own (munmap)."""
+        their frames; the pieces left become allocations of their own (munmap). A view
+        (only ever whole inside the range: the callers' check) is its owner's to
+        detach."""
         pages = self.pages
         for allocation in self.allocations_between(start, end):
+            owner = self.views.get(allocation.base)
+            if owner is not None:
+                owner.detach(self, allocation.base)
+                continue
             low, high = max(start, allocation.base), min(end, allocation.end)
             for vpn in range(low >> PAGE_SHIFT, high >> PAGE_SHIFT):
                 record = pages.pop(vpn)
@@ -393,7 +407,9 @@ class AddressSpace(ReportsStatus):
         entries = []
         for vpn in range(base >> PAGE_SHIFT, allocation.end >> PAGE_SHIFT):
             del pages[vpn]
-            entries.append(self.vmm.UnmapSharedPage(self.page_dir, vpn << PAGE_SHIFT))
+            present = self.pte(vpn) & PTE_PRESENT  # a PAGE_NOACCESS page has no PTE
+            entries.append(self.vmm.UnmapSharedPage(self.page_dir, vpn << PAGE_SHIFT)
+                           if present else 0)
         self._remove(allocation)
         del self.views[base]
         return entries
@@ -442,20 +458,31 @@ class AddressSpace(ReportsStatus):
             self.vmm.pageman.release_frame(record.frame)
 
     def _reprotect(self, vpn: int, record: PageRecord, protect: int) -> None:
-        """Make the PTE of committed page vpn match protect; the frame is kept."""
+        """Make the PTE of committed page vpn match protect; the frame is kept. A view
+        page's frame stays SHARED (its manager's) with or without a PTE; its D bit
+        goes to the manager before a PAGE_NOACCESS change clears the PTE."""
         directory = self.page_dir
         assert directory is not None and record.frame is not None
         present, writable = pte_bits(protect)
         entry = self.pte(vpn)
+        owner = self.views.get(record.allocation_base)
         if entry & PTE_PRESENT:
             table = directory.tables[vpn >> 10]
             assert table is not None
             if present:
                 table.entries[vpn & 0x3FF] = (entry & ~PTE_WRITABLE) | (
                     PTE_WRITABLE if writable else 0)
+            elif owner is not None:
+                if entry & PTE_DIRTY:
+                    owner.fold_dirty(self, record.allocation_base, vpn)
+                table.entries[vpn & 0x3FF] = 0
             else:
                 table.entries[vpn & 0x3FF] = 0
                 self.vmm.pageman.owner[record.frame] = FrameOwner.HELD
+        elif present and owner is not None:
+            mapped = self.vmm.MapSharedPage(directory, vpn << PAGE_SHIFT, record.frame,
+                                            writable)
+            assert mapped, self.vmm.last_error
         elif present:
             mapped = self.vmm.MapVirtualAddress(directory, vpn << PAGE_SHIFT,
                                                 record.frame << PAGE_SHIFT, False, writable)

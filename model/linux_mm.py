@@ -62,17 +62,29 @@ tests/conformance/linux_ltp.py):
   changes. mprotect changes any committed page (Windows' VirtualProtect allows
   the same) except the process heap's (EACCES: the heap manager needs them
   READWRITE, like a mapping without VM_MAYWRITE).
-- Views (issue 5, shm_common) are refused like the process heap: munmap,
-  MAP_FIXED and brk over any view page -> EINVAL, mprotect -> EACCES. A
-  documented deviation: Linux would split or re-protect the vma; here a view
-  belongs to SharedMemoryManager / MemoryMappedFiles and leaves only whole,
-  through their unmap calls.
+- Views (issue 5, shm_common): mprotect changes the protection of a view's
+  pages as of any mapping's (Linux splits the vma; the model keeps one
+  allocation with per-page records), the pages stay shared ("s" in
+  linux_maps); asking for PROT_WRITE on a view whose source may not be
+  written through it -> EACCES at that page, the pages before it changed
+  (model/views.py may_mprotect: VM_MAYWRITE; LTP mprotect01 TC[2], mprotect02).
+  munmap and MAP_FIXED over whole views unmap them through their managers
+  (ViewOwner.detach: a block's refcount - 1, a destroyed block freed at its
+  last view; a file view's dirty pages written back, a write-back the node
+  refuses dropped as at exit): munmap(2) of a shm attach or a shared file
+  mapping; over part of a view -> EINVAL and nothing changes, a documented
+  deviation (docs/deviations.md): Linux unmaps those pages, shrinking or
+  splitting the vma, where here a view is one piece. brk never grows into a
+  view (the guard-page check above refuses any allocation, as Linux's
+  vm_start_gap check refuses any vma: the old break is returned) and a
+  shrinking brk only removes brk pages.
 """
 
 from __future__ import annotations
 
 from model.address_space import AddressSpace, on_a_space
 from model.user_layout import page_ceil, prot_from_protect, protect_from_prot
+from model.views import may_mprotect
 from model.x86_paging import is_u32
 from spec.abi import (
     EACCES,
@@ -82,7 +94,6 @@ from spec.abi import (
     ENOMEM,
     EPERM,
     ESRCH,
-    MANAGED_ORIGINS,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
@@ -95,6 +106,7 @@ from spec.abi import (
     MMAP_MIN_ADDR,
     ORIGIN_BRK,
     ORIGIN_MMAP,
+    ORIGIN_PROCESS_HEAP,
     ORIGIN_VIRTUAL_ALLOC,
     PAGE_READWRITE,
     PAGE_SHIFT,
@@ -188,15 +200,19 @@ def SyscallMprotect(space: AddressSpace, addr: int, length: int, prot: int) -> i
         found = any_mapped if grows == PROT_GROWSDOWN else mapped_at_start
         return _errno(space, EINVAL if found else ENOMEM)
     stop, error = end, 0
+    protect = protect_from_prot(prot)
     for page in range(addr, end, PAGE_SIZE):
         record = pages.get(page >> PAGE_SHIFT)
         if record is None or record.state != MEM_COMMIT:
             stop, error = page, ENOMEM
             break
-        if space.allocations[record.allocation_base].origin in MANAGED_ORIGINS:
+        allocation = space.allocations[record.allocation_base]
+        owner = space.views.get(allocation.base)
+        if allocation.origin == ORIGIN_PROCESS_HEAP or (
+                owner is not None
+                and not may_mprotect(protect, owner.may_write(space, allocation.base))):
             stop, error = page, EACCES
             break
-    protect = protect_from_prot(prot)
     if stop > addr:
         if space.protect_cost(addr, stop, protect) > space.free_frames():
             return _errno(space, ENOMEM)
@@ -310,8 +326,10 @@ def _mmap(space: AddressSpace, addr: int, length: int, prot: int, flags: int) ->
     if error:
         return _errno(space, error)
     protect = protect_from_prot(prot)
+    views = space.views  # a view's frames stay with its manager (counted as not freed)
     freed = sum(1 for vpn in range(base >> PAGE_SHIFT, end >> PAGE_SHIFT)
-                if (record := space.pages.get(vpn)) is not None and record.frame is not None)
+                if (record := space.pages.get(vpn)) is not None and record.frame is not None
+                and record.allocation_base not in views)
     needed = size // PAGE_SIZE + (space.missing_tables(base, end) if prot & _RWX else 0)
     if needed > space.free_frames() + freed:
         return _errno(space, ENOMEM)
@@ -323,13 +341,14 @@ def _mmap(space: AddressSpace, addr: int, length: int, prot: int, flags: int) ->
 
 
 def _unmap_error(space: AddressSpace, start: int, end: int) -> int:
-    """EINVAL when [start, end) holds part of a VirtualAlloc reservation or any page of
-    the image, the stack or the process heap; else 0."""
+    """EINVAL when [start, end) holds part of a VirtualAlloc reservation or of a view,
+    or any page of the image, the stack or the process heap; else 0."""
     for allocation in space.allocations_between(start, end):
         if allocation.origin in (ORIGIN_MMAP, ORIGIN_BRK):
             continue
-        if (allocation.origin == ORIGIN_VIRTUAL_ALLOC and start <= allocation.base
-                and allocation.end <= end):
+        whole = start <= allocation.base and allocation.end <= end
+        if whole and (allocation.origin == ORIGIN_VIRTUAL_ALLOC
+                      or allocation.base in space.views):
             continue
         return EINVAL
     return 0

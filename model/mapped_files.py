@@ -246,6 +246,25 @@ class MemoryMappedFiles(ReportsStatus):
                 self.vmm.pageman.release_frame(page.frame)
                 del self.cache[key]
 
+    def fold_dirty(self, space: AddressSpace, base: int, vpn: int) -> None:
+        """The D bit of a PTE about to be cleared (the page made PAGE_NOACCESS) goes
+        into its cache page's flag, as Linux folds pte_dirty into the page when a
+        PTE is changed (pre: base is one of space's file views, vpn a page of it)."""
+        view = self.views[(space.pid, base)]
+        self.cache[(view.file, view.first + vpn - (base >> PAGE_SHIFT))].dirty = True
+
+    def may_write(self, space: AddressSpace, base: int) -> bool:
+        """Whether the view's node takes writes (a shared mapping of a file open for
+        writing has VM_MAYWRITE, whatever prot it was mapped with: LTP mprotect02);
+        a node whose ``writable`` is not a bool does not."""
+        view = self.views.get((space.pid, base))
+        if view is None:
+            return False
+        try:
+            return node_writable(self.files[view.file])
+        except NodeError:
+            return False
+
     # -- observation ---------------------------------------------------------------
 
     def frames(self) -> list[int]:

@@ -60,7 +60,8 @@ Rules, each with its source:
   owned by their manager (FrameOwner.SHARED, VirtualMemoryManager.MapSharedPage);
   ``views`` maps its base to that manager (a ViewOwner). The space never frees
   those frames: releasing a view (DestroyUserSpace, which detaches every view
-  first) asks its owner to detach it, and ``frames()`` leaves them out (the
+  first; munmap and MAP_FIXED over a whole view, AddressSpace.cut) asks its
+  owner to detach it, and ``frames()`` leaves them out (the
   manager claims each shared frame once, however many spaces map it). Mapping
   a view costs only its missing page tables.
 - DestroyUserSpace frees every page frame, then the directory with its page

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from model.address_space import AddressSpace
 from model.errors import ReportsStatus
 from model.process_memory import ProcessMemorySpace
-from model.user_layout import page_ceil
+from model.user_layout import page_ceil, protect_allows
 from model.views import is_view_protect, narrows, place_view, view_error
 from model.virtual_memory import VirtualMemoryManager
 from model.x86_paging import is_u32
@@ -185,6 +185,15 @@ class SharedMemoryManager(ReportsStatus):
         block.mappings.discard((space.pid, base))
         if block.destroyed and not block.mappings:
             self._free(shm_id)
+
+    def fold_dirty(self, space: AddressSpace, base: int, vpn: int) -> None:
+        """Nothing to keep: a block is never written back (its frames are its data)."""
+
+    def may_write(self, space: AddressSpace, base: int) -> bool:
+        """Unless the view is read-only (shmat's SHM_RDONLY opens the segment's file
+        FMODE_READ, so the vma lacks VM_MAYWRITE: ipc/shm.c do_shmat)."""
+        allocation = space.allocations.get(base)
+        return allocation is not None and protect_allows(allocation.allocation_protect, "write")
 
     # -- observation ---------------------------------------------------------------
 

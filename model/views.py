@@ -16,6 +16,22 @@ unmap_view); this module holds the rules they share, with their sources:
   (ERROR_INVALID_ADDRESS); 0 places Windows-style, bottom-up from the 64 KB
   boundary above the brk area (AddressSpace.windows_floor), none ->
   ERROR_NOT_ENOUGH_MEMORY.
+- Private protection calls on a view's pages, each system with its own bound.
+  Windows (``may_protect``): VirtualProtect may give a page of a view any
+  protection allowing nothing the view's own (its AllocationProtect, itself
+  within the section's) does not, PAGE_NOACCESS always; otherwise
+  ERROR_INVALID_PARAMETER, and on success the old protection is the page's
+  previous one (Wine dlls/kernel32/tests/virtual.c test_mapping,
+  is_compatible_protection). Linux (``may_mprotect``): mprotect asks the vma's
+  VM_MAY* bits (mm/mprotect.c: a new VM_WRITE needs VM_MAYWRITE, else EACCES;
+  mprotect(2) EACCES): VM_MAYREAD and VM_MAYEXEC are always set here (no
+  noexec mounts), VM_MAYWRITE when the view's source may be written through it
+  (ViewOwner.may_write: a block's view unless read-only, shmat's SHM_RDONLY; a
+  file view when its node takes writes, whatever protection it was mapped with:
+  LTP mprotect01 TC[2] EACCES on a read-only file, mprotect02 PROT_WRITE on a
+  PROT_READ shared mapping of a file open O_RDWR). So a page's protection
+  allows writing only when its source may be written (SHM-3), and its PTE is
+  writable only then (MMF-2).
 """
 
 from __future__ import annotations
@@ -45,6 +61,20 @@ def narrows(protect: int, permissions: int) -> bool:
     """Whether every access protect allows, permissions allows too (SHM-3)."""
     return all(protect_allows(permissions, kind) for kind in ACCESS_KINDS
                if protect_allows(protect, kind))
+
+
+def may_protect(protect: int, view_protect: int) -> bool:
+    """Whether VirtualProtect may give a page of a view mapped with view_protect the
+    protection protect (a valid PAGE_* value): every access it allows, the view
+    allows (Wine test_mapping's is_compatible_protection)."""
+    return narrows(protect, view_protect)
+
+
+def may_mprotect(protect: int, may_write: bool) -> bool:
+    """Whether mprotect may give a page of a view the protection protect (the PAGE_*
+    value of its PROT_* bits): writing only when the view's source may be written
+    (VM_MAYWRITE); reading and executing always (VM_MAYREAD, VM_MAYEXEC)."""
+    return may_write or not protect_allows(protect, "write")
 
 
 def place_view(space: AddressSpace, virtual_addr: int,
@@ -82,4 +112,5 @@ def view_error(space: AddressSpace, addr: int, owner: object,
     return ErrorCode.ERROR_SUCCESS
 
 
-__all__ = ["ACCESS_KINDS", "is_view_protect", "narrows", "place_view", "view_error"]
+__all__ = ["ACCESS_KINDS", "is_view_protect", "may_mprotect", "may_protect", "narrows",
+           "place_view", "view_error"]

@@ -88,10 +88,20 @@ data in tests/conformance/windows_virtual.py):
   VirtualAlloc did not create); their pages may be re-protected and reserved
   stack pages committed. The process heap cannot be freed either, and its pages
   belong to the heap manager: commit and protect -> ERROR_ACCESS_DENIED.
-- Views (issue 5, shm_common): their pages belong to SharedMemoryManager /
-  MemoryMappedFiles as the process heap's belong to the heap manager:
-  VirtualFree -> ERROR_INVALID_PARAMETER (Windows frees a view only with
-  UnmapViewOfFile), commit and protect -> ERROR_ACCESS_DENIED.
+- Views (issue 5, shm_common; a model view is a SEC_COMMIT section's, every
+  page committed): VirtualFree, MEM_DECOMMIT or MEM_RELEASE ->
+  ERROR_INVALID_PARAMETER (Wine test_MapViewOfFile: VirtualFree(ptr, 0x10000,
+  MEM_DECOMMIT) of a view fails so; a view goes only with UnmapViewOfFile);
+  VirtualAlloc(MEM_COMMIT) on a view's pages -> ERROR_ACCESS_DENIED whatever
+  the protection (Wine test_mapping, for every page_prot of every SEC_COMMIT
+  view). VirtualProtect on a view's pages succeeds when the new protection
+  allows nothing the view's own (AllocationProtect) does not, the page's old
+  protection returned, and VirtualQuery then reports the protection per page
+  (Type MEM_MAPPED, AllocationProtect unchanged); otherwise
+  ERROR_INVALID_PARAMETER (Wine test_mapping, is_compatible_protection;
+  model/views.py may_protect). The PAGE_WRITECOPY values, which Windows
+  accepts on a readable view, are no protection the model has (the seed's six
+  values): ERROR_INVALID_PARAMETER, as for private pages.
 """
 
 from __future__ import annotations
@@ -100,6 +110,7 @@ from typing import NamedTuple
 
 from model.address_space import AddressSpace, Allocation, on_a_space
 from model.user_layout import is_valid_protect, page_ceil
+from model.views import may_protect
 from model.x86_paging import is_u32
 from spec.abi import (
     ALLOCATION_GRANULARITY,
@@ -118,6 +129,7 @@ from spec.abi import (
     MM_LOWEST_USER_ADDRESS,
     NULL,
     ORIGIN_MMAP,
+    ORIGIN_PROCESS_HEAP,
     ORIGIN_VIRTUAL_ALLOC,
     PAGE_NOACCESS,
     PAGE_SHIFT,
@@ -280,8 +292,11 @@ def VirtualProtectProcessMemory(space: AddressSpace, address: int, size: int,
     if allocation is None or any(pages[vpn].state != MEM_COMMIT
                                  for vpn in range(start >> PAGE_SHIFT, end >> PAGE_SHIFT)):
         return space._fail(ErrorCode.ERROR_INVALID_ADDRESS, (False, 0))
-    if allocation.origin in MANAGED_ORIGINS:
+    if allocation.origin == ORIGIN_PROCESS_HEAP:
         return space._fail(ErrorCode.ERROR_ACCESS_DENIED, (False, 0))
+    if allocation.base in space.views and not may_protect(new_protect,
+                                                          allocation.allocation_protect):
+        return space._fail(ErrorCode.ERROR_INVALID_PARAMETER, (False, 0))
     if space.protect_cost(start, end, new_protect) > space.free_frames():
         return space._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, (False, 0))
     old = pages[start >> PAGE_SHIFT].protect

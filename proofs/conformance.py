@@ -26,7 +26,8 @@ from typing import Any
 from proofs.obligation import Kind, Obligation, Verdict
 
 #: tests/conformance/ modules whose parametrized runners are the cases.
-SUITES = ("windows_virtual", "windows_heap", "linux_ltp", "msdos_alloc", "xms_ems")
+SUITES = ("windows_virtual", "windows_heap", "linux_ltp", "msdos_alloc", "xms_ems",
+          "windows_views", "linux_ltp_views")
 
 
 def _cases(module: Any) -> Iterator[tuple[str, Callable[..., None], dict[str, Any], bool]]:

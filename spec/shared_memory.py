@@ -24,6 +24,21 @@ follows them):
   without the WRITECOPY values the seed lacks). A view may only narrow its
   block's permissions (ERROR_ACCESS_DENIED; shmat's SHM_RDONLY, MapViewOfFile's
   dwDesiredAccess): SHM-3. For protect=None the caller passes the block's.
+- A view's protection as mapped is its ``vaccess`` (AllocationProtect, the
+  same on every page); each page has its own ``vprotect``, any of the six
+  PAGE_* values, allowing writes only when the view's source may be written
+  through it (``writable_source``: a block's view whose vaccess allows
+  writes, a file view of a writable node): SHM-3. VirtualProtect and
+  mprotect change it for pages of one view (model/views.py): VirtualProtect
+  within vaccess, else ERROR_INVALID_PARAMETER (Wine
+  dlls/kernel32/tests/virtual.c test_mapping); mprotect within
+  writable_source (Linux's VM_MAYWRITE; read and execute always), else
+  EACCES, which the model's last_error reports as ERROR_ACCESS_DENIED
+  (mm/mprotect.c, LTP mprotect01 TC[2], mprotect02); nothing changes then. A
+  range not inside one view: ERROR_INVALID_ADDRESS (VirtualProtect's
+  one-allocation rule); mprotect ranges past a view are the user layer's
+  (its partial change is not this layer's step). A PAGE_NOACCESS page keeps
+  its frame and its mapping (its slot, the refcount), with no writable PTE.
 - Destroy (shmctl(IPC_RMID): "destroyed only after the last process
   detaches it"; a section lives while a view exists): the id is invalid at
   once, the frames are released now without a mapping, else at the last
@@ -52,13 +67,17 @@ follows them):
   Unmap writes the view's dirty pages back first: nothing is lost.
 - Write / Read are a user write of a token to one view page, and a read: a
   write needs a writable PTE (else the access path's page fault,
-  ERROR_NOACCESS: MMF-2); a read needs a view page. A file page written
-  becomes dirty.
+  ERROR_NOACCESS: MMF-2); a read needs a view page whose protection allows
+  reading (PAGE_NOACCESS and PAGE_EXECUTE refuse it: ERROR_NOACCESS). A file
+  page written becomes dirty.
 - Process exit is a sequence of unmaps (composite, as the paging spec's
-  Destroy); Unmap takes the view's base (UnmapViewOfFile, shmdt), else
-  ERROR_INVALID_ADDRESS. A call on a space that is not live fails first with
-  the space's status() code (``space``: None or 0 = live), as the model's
-  ProcessMemorySpace.status() reports it.
+  Destroy), and so is a munmap over whole views (the caller's translation:
+  each view's Unmap, in the order the model detaches them; munmap over part of
+  a view fails in the user layer and leaves this one); Unmap takes the
+  view's base (UnmapViewOfFile, shmdt), else ERROR_INVALID_ADDRESS. A call
+  on a space that is not live fails first with the space's status() code
+  (``space``: None or 0 = live), as the model's ProcessMemorySpace.status()
+  reports it.
 - Step claims (ids of their own: a claim id names one operation):
   SHM-2D / SHM-2U (frames leave a block only when it is destroyed and
   unmapped, on Destroy / Unmap), MMF-1S (after a sync every page of the view
@@ -81,6 +100,7 @@ import z3
 from spec.abi import (
     PAGE_SIZE,
     U32_MAX,
+    VALID_PROTECTIONS,
     VIEW_PROTECTIONS,
     ErrorCode,
 )
@@ -136,7 +156,8 @@ class SharedState:
     vsrc: Ref  # block id or file id
     vidx: Ref  # page index in the block or file
     vbase: Ref  # the view's first vpn
-    vprotect: Ref  # PAGE_*
+    vprotect: Ref  # PAGE_*: the page's own protection
+    vaccess: Ref  # PAGE_*: the view's protection as mapped (AllocationProtect)
     vframe: Ref  # the frame the PTE maps
     pte_writable: Ref  # Bool: the PTE's R/W bit
     vcount: Ref  # pages of the view
@@ -160,7 +181,8 @@ _SORTS: dict[str, Ref] = {
     **{name: _I2I for name in ("bpages", "bsize", "bprotect", "brefs", "fpages", "kind", "refs",
                                "mdata", "src", "idx")},
     **{name: _II2I for name in ("bframe", "fdata", "cframe", "vkind", "vsrc", "vidx", "vbase",
-                                "vprotect", "vframe", "vcount", "slot_pid", "slot_vpn",
+                                "vprotect", "vaccess", "vframe", "vcount", "slot_pid",
+                                "slot_vpn",
                                 "vslot")},
     **{name: _II2B for name in ("cached", "dirty", "pte_writable")},
     "nframes": INT,
@@ -196,6 +218,11 @@ def _const2(value: Ref) -> Ref:
 
 def view_protect(protect: Ref) -> Ref:
     return z3.Or([protect == value for value in sorted(VIEW_PROTECTIONS)])
+
+
+def page_protect(protect: Ref) -> Ref:
+    """One of the six PAGE_* values a page may have (VirtualProtect's)."""
+    return z3.Or([protect == value for value in sorted(VALID_PROTECTIONS)])
 
 
 def narrower(protect: Ref, limit: Ref) -> Ref:
@@ -238,7 +265,7 @@ def vmm_1(s: SharedState) -> Ref:
     have frames of their own (in memory, kind/src/idx naming the page back: no
     two pages share a frame, and kind != 0 only for those frames); every view
     page lies in a contiguous view (64 KB aligned, in user space, pid > 0,
-    each page recording the view's base, count, kind, source and protection)
+    each page recording the view's base, count, kind, source and vaccess)
     and maps the frame of its source page; the slots are a bijection between
     [0, refs[fr]) and the mappings of fr, so refs[fr] is their number."""
     p, v = _pv()
@@ -272,7 +299,7 @@ def vmm_1(s: SharedState) -> Ref:
         forall([p, v, w], z3.Implies(z3.And(viewed(s, p, v), within(w, base, count)), z3.And(
             viewed(s, p, w), s.vbase[p, w] == base, s.vcount[p, w] == count,
             s.vkind[p, w] == kind, s.vsrc[p, w] == source,
-            s.vprotect[p, w] == s.vprotect[p, v], s.vidx[p, w] == index + w - v)),
+            s.vaccess[p, w] == s.vaccess[p, v], s.vidx[p, w] == index + w - v)),
             s.vkind[p, v], s.vkind[p, w]),
         z3.ForAll([p, v], z3.Implies(kind == SHM, z3.And(
             held_page(s, source, index), index == v - base, count == s.bpages[source]))),
@@ -303,16 +330,31 @@ def shm_2(s: SharedState) -> Ref:
             (s.bpages[b] - 1) * PAGE_SIZE < s.bsize[b], s.bsize[b] <= s.bpages[b] * PAGE_SIZE))))
 
 
+def writable_source(s: SharedState, p: Ref, v: Ref) -> Ref:
+    """The source of the view page (p, v) may be written through its view: a
+    block's view that allows writes, a file view of a writable node."""
+    return z3.If(s.vkind[p, v] == SHM, allows(s.vaccess[p, v], WRITE), s.fwritable[s.vsrc[p, v]])
+
+
 def shm_3(s: SharedState) -> Ref:
-    """SHM-3: blocks and views have one of the four protections, and a view
-    of a block allows nothing its block does not."""
+    """SHM-3: blocks and views have one of the four protections, a view allows
+    nothing its block does not (a file view writes only to a writable node),
+    and each page of a view is one
+    of the six page protections, allowing writes only when its view's source
+    may be written through it."""
     p, v = _pv()
     b = z3.Int("b")
     return z3.And(
         z3.ForAll([b], z3.Implies(s.bheld[b], view_protect(s.bprotect[b]))),
-        z3.ForAll([p, v], z3.Implies(viewed(s, p, v), view_protect(s.vprotect[p, v]))),
+        z3.ForAll([p, v], z3.Implies(viewed(s, p, v), view_protect(s.vaccess[p, v]))),
         z3.ForAll([p, v], z3.Implies(s.vkind[p, v] == SHM, narrower(
-            s.vprotect[p, v], s.bprotect[s.vsrc[p, v]]))))
+            s.vaccess[p, v], s.bprotect[s.vsrc[p, v]]))),
+        z3.ForAll([p, v], z3.Implies(z3.And(s.vkind[p, v] == FILE,
+                                            allows(s.vaccess[p, v], WRITE)),
+                                     s.fwritable[s.vsrc[p, v]])),
+        z3.ForAll([p, v], z3.Implies(viewed(s, p, v), z3.And(
+            page_protect(s.vprotect[p, v]), z3.Implies(allows(s.vprotect[p, v], WRITE),
+                                                       writable_source(s, p, v))))))
 
 
 def mmf_1(s: SharedState) -> Ref:
@@ -453,6 +495,7 @@ def add_view(s: SharedState, pid: Ref, base: Ref, count: Ref, kind: int, source:
     post = set_view_pages(
         s, pid, base, count, vkind=_const(kind), vsrc=_const(source),
         vidx=lambda w: first + w - base, vbase=_const(base), vprotect=_const(protect),
+        vaccess=_const(protect),
         vframe=frame_at, pte_writable=_const(writable),
         vcount=_const(count),
         vslot=lambda w: s.refs[frame_at(w)])
@@ -484,6 +527,7 @@ def remove_view(s: SharedState, pid: Ref, base: Ref) -> SharedState:
     other = s.vframe[q, w]
     cleared = set_view_pages(s, pid, base, count, vkind=_const(0), vsrc=_const(0),
                              vidx=_const(0), vbase=_const(0), vprotect=_const(0),
+                             vaccess=_const(0),
                              vframe=_const(0), pte_writable=_const(False), vcount=_const(0),
                              vslot=_const(0))
     return cleared.but(
@@ -688,9 +732,56 @@ def Write(s: SharedState, pid: Ref, vpn: Ref, token: Ref) -> SharedStep:
 
 
 def Read(s: SharedState, pid: Ref, vpn: Ref) -> SharedStep:
-    """A user read of a view page: its frame's token (every view protection reads)."""
-    code = status((z3.Not(viewed(s, pid, vpn)), E.ERROR_NOACCESS))
+    """A user read of a view page: its frame's token (a page whose protection
+    refuses reads: PAGE_NOACCESS's page fault, PAGE_EXECUTE's access violation,
+    ERROR_NOACCESS)."""
+    code = status((z3.Not(z3.And(viewed(s, pid, vpn), allows(s.vprotect[pid, vpn], READ))),
+                   E.ERROR_NOACCESS))
     return shared_step(s, code, s, s.mdata[s.vframe[pid, vpn]], z3.IntVal(0))
+
+
+# -- private protection calls on view pages ---------------------------------------------
+
+def one_view(s: SharedState, pid: Ref, vpn: Ref, count: Ref) -> Ref:
+    """Pages [vpn, vpn+count) of pid (count > 0) all belong to one view: the view
+    of vpn reaches vpn+count (VMM-1 makes every page of [vbase, vbase+vcount) a
+    page of that view, so no quantifier is needed)."""
+    return z3.And(count > 0, viewed(s, pid, vpn),
+                  vpn + count <= s.vbase[pid, vpn] + s.vcount[pid, vpn])
+
+
+def protect_pages(s: SharedState, pid: Ref, vpn: Ref, count: Ref, protect: Ref,
+                  allowed: Ref, beyond: int) -> SharedStep:
+    """Pages [vpn, vpn+count) take protect when allowed (else the code beyond):
+    their PTE writable iff it allows writes, and of a file only when the node
+    takes writes, as a map makes it; the result is the first page's old
+    protection."""
+    code = status((z3.Not(page_protect(protect)), E.ERROR_INVALID_PARAMETER),
+                  (z3.Not(one_view(s, pid, vpn, count)), E.ERROR_INVALID_ADDRESS),
+                  (z3.Not(allowed), beyond))
+    writable = z3.And(allows(protect, WRITE), z3.Or(s.vkind[pid, vpn] == SHM,
+                                                   s.fwritable[s.vsrc[pid, vpn]]))
+    post = set_view_pages(s, pid, vpn, count, vprotect=_const(protect),
+                          pte_writable=_const(writable))
+    return shared_step(s, code, post, s.vprotect[pid, vpn], z3.IntVal(0))
+
+
+def VirtualProtect(s: SharedState, pid: Ref, vpn: Ref, count: Ref,
+                   protect: Ref) -> SharedStep:
+    """VirtualProtect of count pages from vpn of pid, inside one view: a protection
+    beyond the view's -> ERROR_INVALID_PARAMETER (Wine test_mapping)."""
+    return protect_pages(s, pid, vpn, count, protect, narrower(protect, s.vaccess[pid, vpn]),
+                         E.ERROR_INVALID_PARAMETER)
+
+
+def SyscallMprotect(s: SharedState, pid: Ref, vpn: Ref, count: Ref,
+                    protect: Ref) -> SharedStep:
+    """mprotect of count pages from vpn of pid inside one view (protect: the PAGE_*
+    value of its PROT_* bits, the caller's translation): writing on a view whose
+    source may not be written through it -> EACCES (no VM_MAYWRITE), which the
+    model's last_error reports as ERROR_ACCESS_DENIED."""
+    allowed = z3.Implies(allows(protect, WRITE), writable_source(s, pid, vpn))
+    return protect_pages(s, pid, vpn, count, protect, allowed, E.ERROR_ACCESS_DENIED)
 
 
 # -- concrete states -------------------------------------------------------------------
@@ -723,7 +814,9 @@ class ViewRecord(NamedTuple):
     source: int  # shm id or file id
     first: int  # first page index in the block or file
     count: int  # type: ignore[assignment]  # the contract's name (shadows tuple.count)
-    protect: int
+    protect: int  # the view's protection as mapped (vaccess)
+    #: Each page's own protection (vprotect); empty: every page has ``protect``.
+    pages: tuple[int, ...] = ()
 
 
 class PteView(NamedTuple):
@@ -752,9 +845,11 @@ def concrete_shared(blocks: Mapping[int, BlockView], files: Mapping[int, FileVie
             brefs[view.source] = brefs.get(view.source, 0) + 1
         for offset in range(view.count):
             vpn = base + offset
+            own = view.pages[offset] if view.pages else view.protect
             for name, value in (("vkind", view.kind), ("vsrc", view.source),
                                 ("vidx", view.first + offset), ("vbase", base),
-                                ("vprotect", view.protect), ("vcount", view.count)):
+                                ("vprotect", own), ("vaccess", view.protect),
+                                ("vcount", view.count)):
                 put(name, pid, vpn, value)
     for b, block in sorted(blocks.items()):
         for name, value in (("blive", block.live), ("bheld", True), ("bsize", block.size),

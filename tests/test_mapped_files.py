@@ -20,12 +20,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from model.file_node import DiskFileNode, FileNode, MemoryFileNode
+from model.linux_mm import SyscallMunmap
 from model.mapped_files import FileView, MemoryMappedFiles
 from model.memory_subsystem import MemorySubsystem
 from model.page_tables import PageFault
 from model.process_memory import ProcessMemorySpace
-from model.virtual_alloc import VirtualAllocProcessMemory
+from model.virtual_alloc import VirtualAllocProcessMemory, VirtualProtectProcessMemory
 from spec.abi import (
+    EINVAL,
     FAULT_PROTECTION,
     FAULT_USER,
     FAULT_WRITE,
@@ -344,6 +346,45 @@ def test_a_read_only_view_refuses_writes(sub: MemorySubsystem, space: ProcessMem
     assert fault == PageFault(FAULT_PROTECTION | FAULT_WRITE | FAULT_USER, base + 5)
     assert state(sub, node) == before
     assert mmf.UnmapFileFromMemory(base) and bytes(node.data) == DATA
+
+
+def test_a_dirty_page_made_noaccess_is_still_written_back(
+        sub: MemorySubsystem, space: ProcessMemorySpace) -> None:
+    """VirtualProtect(PAGE_NOACCESS) clears the PTE of a written file page: its D bit
+    goes to the cache page first, so sync and unmap still write it back; a file view's
+    pages may not become wider than the view (ERROR_INVALID_PARAMETER)."""
+    mmf = sub.mapped_files
+    node = MemoryFileNode(DATA)
+    base = mmf.MapFileToMemory(node, 0, 0, PAGE_READWRITE)
+    assert space.WriteUserMemory(base + 1, b"NEW") is True
+    assert VirtualProtectProcessMemory(space, base, 1, PAGE_EXECUTE_READWRITE) == (False, 0)
+    assert space.last_error == ErrorCode.ERROR_INVALID_PARAMETER
+    assert VirtualProtectProcessMemory(space, base, 1, PAGE_NOACCESS) == (True, PAGE_READWRITE)
+    page = mmf.cache[(1, 0)]
+    assert page.dirty and MemoryMappedFiles.is_dirty(page)
+    assert mmf.SyncMappedFile(base) and bytes(node.data[:4]) == DATA[:1] + b"NEW"
+    assert not page.dirty
+    assert VirtualProtectProcessMemory(space, base, 1, PAGE_READWRITE) == (True, PAGE_NOACCESS)
+    assert space.WriteUserMemory(base, b"Z") is True
+    assert VirtualProtectProcessMemory(space, base, 1, PAGE_NOACCESS)[0]
+    assert mmf.UnmapFileFromMemory(base) and bytes(node.data[:1]) == b"Z"
+    assert not mmf.cache
+
+
+def test_munmap_of_a_whole_file_view_writes_it_back(
+        sub: MemorySubsystem, space: ProcessMemorySpace) -> None:
+    """munmap(2) of a whole shared file mapping keeps its writes (the page cache writes
+    them back; here at the unmap); part of a view is refused (EINVAL)."""
+    mmf = sub.mapped_files
+    node = MemoryFileNode(DATA)
+    base = mmf.MapFileToMemory(node, 0, 0, PAGE_READWRITE)
+    assert space.WriteUserMemory(base + 2 * PAGE_SIZE, b"END") is True
+    before = state(sub, node)
+    assert SyscallMunmap(space, base + PAGE_SIZE, PAGE_SIZE) == -EINVAL
+    assert state(sub, node) == before
+    assert SyscallMunmap(space, base, 3 * PAGE_SIZE) == 0
+    assert bytes(node.data[2 * PAGE_SIZE:2 * PAGE_SIZE + 3]) == b"END"
+    assert not mmf.views and not mmf.cache and base not in space.allocations
 
 
 def test_sync_and_unmap_errors_change_nothing(sub: MemorySubsystem,

@@ -187,3 +187,46 @@ def test_search_finds_a_read_write_view_of_a_read_only_block() -> None:
                      seed=0, time_limit=60, shrink_seconds=5, families=("shared",))
     assert outcome.divergence is not None and outcome.family == "shared", describe(outcome)
     assert "SHM-3" in outcome.divergence.violated, outcome.divergence.reason
+
+
+def test_protection_calls_on_a_view_pass_the_judge() -> None:
+    """VirtualProtect and mprotect of a view's pages, judged in spec mode on the model:
+    a page made read-only refuses the write, PAGE_NOACCESS keeps its frame mapped (the
+    judge reads its data through ProcessBytes), a protection beyond the view's is
+    refused (87, EACCES) and changes nothing, mprotect makes it writable again."""
+    sys = "SystemCalls"
+    old = 0xC0000000 - 4
+    steps = bases(
+        shm("CreateSharedMemory", size=8192, permissions=RW),
+        shm("MapSharedMemoryToProcess", pid=2, shm_id=1, virtual_addr=0, protect=RW),
+        op(sys, "WriteUserMemory", addr="BASE", data="5a5a"),
+        op(sys, "SyscallVirtualProtect", address="BASE", size=4096, new_protect=RO,
+           old_protect_ptr=old),
+        op(sys, "WriteUserMemory", addr="BASE", data="0101"),
+        op(sys, "SyscallVirtualProtect", address="BASE", size=8192, new_protect=1,
+           old_protect_ptr=old),
+        op(sys, "ReadUserMemory", addr="BASE+1"),
+        op(sys, "SyscallVirtualProtect", address="BASE", size=4096, new_protect=0x20,
+           old_protect_ptr=old),
+        op(sys, "SyscallMprotect", addr="BASE", length=4096, prot=7),
+        op(sys, "SyscallMprotect", addr="BASE", length=8192, prot=3),
+        op(sys, "WriteUserMemory", addr="BASE+1", data="0202"),
+        shm("UnmapSharedMemoryFromProcess", pid=2, addr="BASE"))
+    outcome = replay(VALIDATING_MODEL, "spec", steps, family="shared")
+    assert outcome.passed, describe(outcome)
+
+
+def test_munmap_of_a_whole_view_is_its_unmap() -> None:
+    """munmap over a whole view and the free page after it is judged as the view's
+    Unmap step (the block's refcount, a file view's write-back); over part of a view
+    it is refused and nothing changes."""
+    sys = "SystemCalls"
+    steps = bases(
+        MAP_FILE, WRITE_PAGE_1,
+        op(sys, "SyscallMunmap", addr="BASE+1", length=4096),
+        op(sys, "SyscallMunmap", addr="BASE", length=0x3000))
+    outcome = replay(VALIDATING_MODEL, "spec", steps, family="shared")
+    assert outcome.passed, describe(outcome)
+    broken = replay(variant("unmap_drops_dirty"), "spec", steps, family="shared")
+    assert broken.divergence is not None, describe(broken)
+    assert "MMF-1U" in broken.divergence.violated, broken.divergence.reason

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from unittest import mock
 
 import pytest
 import z3
@@ -211,6 +212,18 @@ def test_broken_models_are_caught_by_name(variant: object) -> None:
     assert verdict.kind == Kind.COUNTEREXAMPLE, verdict.summary
     assert set(variant.catches) & set(verdict.violated), verdict.detail  # type: ignore[attr-defined]
     assert "state = SharedMachine()" in verdict.detail
+
+
+def test_a_model_protecting_beyond_the_view_is_caught_by_name() -> None:
+    """VirtualProtect and mprotect without their bounds (model/views.py may_protect
+    and may_mprotect answering yes) are caught."""
+    with mock.patch("model.virtual_alloc.may_protect", lambda protect, view: True), \
+            mock.patch("model.linux_mm.may_mprotect", lambda protect, may_write: True):
+        verdict = run_shared_machine("teeth", {}, shrink_seconds=2)
+    assert verdict.kind == Kind.COUNTEREXAMPLE, verdict.summary
+    # the step the spec expects refused (an executable page: transition), or a page
+    # writable through a read-only view (SHM-3), whichever the search shrinks to
+    assert {"SHM-3", "transition"} & set(verdict.violated), verdict.detail
 
 
 def test_the_obligation_is_registered() -> None:

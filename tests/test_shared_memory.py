@@ -24,7 +24,7 @@ from model.linux_mm import SyscallBrk, SyscallMmap, SyscallMprotect, SyscallMunm
 from model.memory_subsystem import MemorySubsystem
 from model.page_tables import PageFault
 from model.process_memory import ProcessMemorySpace
-from model.user_layout import pte_bits
+from model.user_layout import protect_allows, pte_bits
 from model.virtual_alloc import (
     VirtualAllocProcessMemory,
     VirtualFreeProcessMemory,
@@ -55,6 +55,7 @@ from spec.abi import (
     PAGE_READONLY,
     PAGE_READWRITE,
     PAGE_SIZE,
+    PROT_EXEC,
     PROT_READ,
     PROT_WRITE,
     PTE_DIRTY,
@@ -120,13 +121,18 @@ def check_world(sub: MemorySubsystem) -> None:
             assert allocation.size == len(frames) * PAGE_SIZE
             for vpn, frame in enumerate(frames, base // PAGE_SIZE):
                 record = space.pages[vpn]
-                assert (record.state, record.protect, record.frame, record.shared) == (
-                    MEM_COMMIT, allocation.allocation_protect, frame, True)
+                assert (record.state, record.frame, record.shared) == (MEM_COMMIT, frame, True)
+                # a page writes only when its source may be written through the view
+                assert not protect_allows(record.protect, "write") or owner.may_write(
+                    space, base)
                 pte = space.pte(vpn)
-                assert pte & PTE_PRESENT and pte & PTE_USER and pte >> 12 == frame
-                assert bool(pte & PTE_WRITABLE) == pte_bits(record.protect)[1]
+                if record.protect == PAGE_NOACCESS:
+                    assert not pte & PTE_PRESENT
+                else:
+                    assert pte & PTE_PRESENT and pte & PTE_USER and pte >> 12 == frame
+                    assert bool(pte & PTE_WRITABLE) == pte_bits(record.protect)[1]
                 assert pm.owner[frame] == FrameOwner.SHARED
-                refs[frame] += 1
+                refs[frame] += 1  # a view page maps its frame, PTE or not
         own = {vpn: record for vpn, record in space.pages.items()
                if record.allocation_base not in space.views}
         frames_held = [record.frame for record in own.values() if record.frame is not None]
@@ -600,15 +606,19 @@ def test_unmap_shared_page_returns_the_entry_and_keeps_the_frame() -> None:
         assert bytes(pm.owner) == owners and table.entries == entries
 
 
-# -- the private-memory calls never touch a view --------------------------------------------
+# -- the private-memory calls on a view's pages ----------------------------------------------
 
 
 def test_private_memory_calls_refuse_view_pages(sub: MemorySubsystem,
                                                space: ProcessMemorySpace) -> None:
+    """What no private call does to a view (Wine test_MapViewOfFile, test_mapping; the
+    munmap / MAP_FIXED deviation of docs/deviations.md), each leaving every record as
+    it was: freeing, committing, unmapping, and VirtualProtect beyond the view's
+    access (mprotect's bound is Linux's VM_MAY*: test_a_read_only_view_refuses_...)."""
     shm = sub.shared_memory
-    shm_id = shm.CreateSharedMemory(2 * PAGE_SIZE, PAGE_READWRITE)
-    base = shm.MapSharedMemoryToProcess(space, shm_id, 0x00420000)  # just above the break
-    assert base == 0x00420000
+    shm_id = shm.CreateSharedMemory(2 * PAGE_SIZE, PAGE_EXECUTE_READWRITE)
+    base = shm.MapSharedMemoryToProcess(space, shm_id, 0x00420000, PAGE_READWRITE)
+    assert base == 0x00420000  # just above the break
 
     def windows(call: Any, *args: Any) -> tuple[Any, ErrorCode]:
         result = call(space, *args)
@@ -621,13 +631,24 @@ def test_private_memory_calls_refuse_view_pages(sub: MemorySubsystem,
          (False, E.ERROR_INVALID_PARAMETER)),
         (lambda: windows(VirtualAllocProcessMemory, base, PAGE_SIZE, 0x1000, PAGE_READONLY),
          (0, E.ERROR_ACCESS_DENIED)),
-        (lambda: windows(VirtualProtectProcessMemory, base, PAGE_SIZE, PAGE_READONLY),
-         ((False, 0), E.ERROR_ACCESS_DENIED)),
-        (lambda: windows(VirtualProtectProcessMemory, base, PAGE_SIZE, PAGE_NOACCESS),
-         ((False, 0), E.ERROR_ACCESS_DENIED)),
-        (lambda: SyscallMprotect(space, base, PAGE_SIZE, PROT_READ), -EACCES),
+        (lambda: windows(VirtualAllocProcessMemory, base, PAGE_SIZE, 0x1000, PAGE_NOACCESS),
+         (0, E.ERROR_ACCESS_DENIED)),
+        # beyond the view's PAGE_READWRITE (the block would allow execution)
+        (lambda: windows(VirtualProtectProcessMemory, base, PAGE_SIZE, PAGE_EXECUTE_READ),
+         ((False, 0), E.ERROR_INVALID_PARAMETER)),
+        (lambda: windows(VirtualProtectProcessMemory, base, PAGE_SIZE, PAGE_EXECUTE),
+         ((False, 0), E.ERROR_INVALID_PARAMETER)),
+        (lambda: windows(VirtualProtectProcessMemory, base, 2 * PAGE_SIZE,
+                         PAGE_EXECUTE_READWRITE), ((False, 0), E.ERROR_INVALID_PARAMETER)),
+        (lambda: windows(VirtualProtectProcessMemory, base, PAGE_SIZE, PAGE_WRITECOPY),
+         ((False, 0), E.ERROR_INVALID_PARAMETER)),
+        # past the view's end: not one allocation
+        (lambda: windows(VirtualProtectProcessMemory, base, 3 * PAGE_SIZE, PAGE_READONLY),
+         ((False, 0), E.ERROR_INVALID_ADDRESS)),
         (lambda: SyscallMunmap(space, base, PAGE_SIZE), -EINVAL),
-        (lambda: SyscallMunmap(space, base - 0x10000, 0x20000), -EINVAL),
+        (lambda: SyscallMunmap(space, base + PAGE_SIZE, 0x20000), -EINVAL),
+        (lambda: SyscallMmap(space, base - PAGE_SIZE, 2 * PAGE_SIZE, PROT_READ,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), -EINVAL),
         (lambda: SyscallMmap(space, base, PAGE_SIZE, PROT_READ | PROT_WRITE,
                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), -EINVAL),
         (lambda: space.FreeUserMemory(base, 0), False),
@@ -639,6 +660,127 @@ def test_private_memory_calls_refuse_view_pages(sub: MemorySubsystem,
         assert call() == expected
         assert world_snapshot(sub) == before
     assert space.ReadUserMemory(base, 4) == bytes(4)
+
+
+def test_munmap_and_map_fixed_over_whole_views_detach_them(sub: MemorySubsystem) -> None:
+    """munmap(2) of a whole shm attach (with the free pages after it) is its shmdt:
+    the block's refcount - 1, a destroyed block freed at its last view; MAP_FIXED over a
+    whole view replaces it with fresh pages."""
+    shm, pm = sub.shared_memory, sub.pageman
+    one, two = new_process(sub), new_process(sub)
+    shm_id = shm.CreateSharedMemory(2 * PAGE_SIZE, PAGE_READWRITE)
+    frames = shm.blocks[shm_id].frames
+    base = shm.MapSharedMemoryToProcess(one, shm_id, 0)
+    other = shm.MapSharedMemoryToProcess(two, shm_id, 0)
+    assert one.WriteUserMemory(base, b"kept") is True
+    assert shm.DestroySharedMemory(shm_id)
+    assert SyscallMunmap(one, base, 0x30000) == 0  # the free pages after it too
+    assert base not in one.allocations and base not in one.views
+    assert (one.pid, base) not in shm.views and shm.blocks[shm_id].mappings == {
+        (two.pid, other)}
+    assert two.ReadUserMemory(other, 4) == b"kept"
+    check_world(sub)
+    fresh = SyscallMmap(two, other, PAGE_SIZE, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+    assert fresh == -EINVAL  # half of the view: refused
+    fresh = SyscallMmap(two, other, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+    assert fresh == other and two.ReadUserMemory(other, 4) == bytes(4)
+    assert shm_id not in shm.blocks and all(pm.owner[f] != FrameOwner.SHARED for f in frames)
+    check_world(sub)
+
+
+def test_a_read_only_view_refuses_write_protections(sub: MemorySubsystem,
+                                                    space: ProcessMemorySpace) -> None:
+    """SHM_RDONLY / FILE_MAP_READ: no write access can be given back (LTP mprotect01
+    TC[2] EACCES; Wine test_mapping ERROR_INVALID_PARAMETER)."""
+    shm = sub.shared_memory
+    shm_id = shm.CreateSharedMemory(PAGE_SIZE, PAGE_READWRITE)
+    base = shm.MapSharedMemoryToProcess(space, shm_id, 0, PAGE_READONLY)
+    before = world_snapshot(sub)
+    assert SyscallMprotect(space, base, PAGE_SIZE, PROT_WRITE) == -EACCES
+    assert space.last_error == E.ERROR_ACCESS_DENIED
+    for protect in (PAGE_READWRITE, PAGE_EXECUTE_READWRITE, PAGE_EXECUTE_READ):
+        assert VirtualProtectProcessMemory(space, base, 1, protect) == (False, 0)
+        assert space.last_error == E.ERROR_INVALID_PARAMETER
+    assert world_snapshot(sub) == before
+    assert VirtualProtectProcessMemory(space, base, 1, PAGE_READONLY) == (True, PAGE_READONLY)
+
+
+def test_protection_calls_change_view_pages_within_the_view_access(sub: MemorySubsystem) -> None:
+    """VirtualProtect / mprotect on a view's pages: per page, this process only, the
+    frame kept SHARED (PTE or not), VirtualQuery's Protect per page with
+    AllocationProtect and MEM_MAPPED unchanged (Wine test_mapping)."""
+    shm = sub.shared_memory
+    one, two = new_process(sub), new_process(sub)
+    shm_id = shm.CreateSharedMemory(2 * PAGE_SIZE, PAGE_READWRITE)
+    base = shm.MapSharedMemoryToProcess(one, shm_id, 0)
+    other = shm.MapSharedMemoryToProcess(two, shm_id, 0)
+    frame = shm.blocks[shm_id].frames[0]
+    assert one.WriteUserMemory(base, b"abc") is True
+    assert VirtualProtectProcessMemory(one, base, 1, PAGE_READONLY) == (True, PAGE_READWRITE)
+    assert one.last_error == E.ERROR_SUCCESS
+    info = VirtualQueryProcessMemory(one, base)[1]
+    assert info is not None
+    assert (info.BaseAddress, info.AllocationBase, info.AllocationProtect, info.RegionSize,
+            info.State, info.Protect, info.Type) == (
+        base, base, PAGE_READWRITE, PAGE_SIZE, MEM_COMMIT, PAGE_READONLY, MEM_MAPPED)
+    info = VirtualQueryProcessMemory(one, base + PAGE_SIZE)[1]
+    assert info is not None and (info.RegionSize, info.Protect) == (PAGE_SIZE, PAGE_READWRITE)
+    fault = one.WriteUserMemory(base, b"x")
+    assert isinstance(fault, PageFault) and fault.address == base
+    assert two.WriteUserMemory(other, b"xyz") is True  # the other view is untouched
+    assert one.ReadUserMemory(base, 3) == b"xyz"
+    assert VirtualProtectProcessMemory(one, base, 2 * PAGE_SIZE, PAGE_NOACCESS) == (
+        True, PAGE_READONLY)
+    assert not one.pte(base >> 12) & PTE_PRESENT
+    assert sub.pageman.owner[frame] == FrameOwner.SHARED
+    check_world(sub)
+    assert not isinstance(one.ReadUserMemory(base, 1), bytes)
+    assert SyscallMprotect(one, base, PAGE_SIZE, PROT_READ | PROT_WRITE) == 0
+    assert [line for line in linux_maps(one) if base <= line[0] < base + 2 * PAGE_SIZE] == [
+        (base, base + PAGE_SIZE, "rw-s"),
+        (base + PAGE_SIZE, base + 2 * PAGE_SIZE, "---s")]
+    assert one.ReadUserMemory(base, 3) == b"xyz"  # the data survived PAGE_NOACCESS
+    assert one.WriteUserMemory(base, b"q") is True and two.ReadUserMemory(other, 1) == b"q"
+    check_world(sub)
+    assert shm.UnmapSharedMemoryFromProcess(one, base)  # a page without a PTE unmaps too
+    assert shm.DestroySharedMemory(shm_id) and shm.UnmapSharedMemoryFromProcess(two, other)
+    assert sub.pageman.owner[frame] == FrameOwner.FREE
+
+
+def test_mprotect_bounds_a_view_by_linux_vm_may_bits(sub: MemorySubsystem,
+                                                     space: ProcessMemorySpace) -> None:
+    """mprotect asks VM_MAYWRITE / VM_MAYEXEC, not the view's protection: a read-write
+    view of a block may execute (VM_MAYEXEC), where VirtualProtect refuses it."""
+    shm = sub.shared_memory
+    shm_id = shm.CreateSharedMemory(PAGE_SIZE, PAGE_READWRITE)
+    base = shm.MapSharedMemoryToProcess(space, shm_id, 0)
+    before = world_snapshot(sub)
+    assert VirtualProtectProcessMemory(space, base, 1, PAGE_EXECUTE_READ) == (False, 0)
+    assert world_snapshot(sub) == before
+    assert SyscallMprotect(space, base, PAGE_SIZE, PROT_READ | PROT_EXEC) == 0
+    info = VirtualQueryProcessMemory(space, base)[1]
+    assert info is not None and (info.Protect, info.AllocationProtect, info.Type) == (
+        PAGE_EXECUTE_READ, PAGE_READWRITE, MEM_MAPPED)
+    assert space.ExecuteUserMemory(base) == b"\0"
+    assert VirtualProtectProcessMemory(space, base, 1, PAGE_READWRITE) == (True,
+                                                                         PAGE_EXECUTE_READ)
+
+
+def test_mprotect_stops_at_the_first_page_beyond_a_view_access(sub: MemorySubsystem,
+                                                               space: ProcessMemorySpace) -> None:
+    """mprotect over a private mapping and then a read-only view: the mapping's pages
+    change, the view's first page fails with EACCES (do_mprotect_pkey's loop)."""
+    shm = sub.shared_memory
+    shm_id = shm.CreateSharedMemory(PAGE_SIZE, PAGE_READONLY)
+    base = shm.MapSharedMemoryToProcess(space, shm_id, 0x00430000)
+    below = SyscallMmap(space, base - PAGE_SIZE, PAGE_SIZE, PROT_READ,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
+    assert below == base - PAGE_SIZE
+    assert SyscallMprotect(space, below, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE) == -EACCES
+    assert space.pages[below >> 12].protect == PAGE_READWRITE
+    assert space.pages[base >> 12].protect == PAGE_READONLY
 
 
 # -- SYS-1 and a random walk ---------------------------------------------------------------------

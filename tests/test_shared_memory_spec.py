@@ -98,8 +98,8 @@ def test_obligations_one_per_call_and_claim() -> None:
     expected |= {f"shared_memory.{op}.{claim}" for claim, (op, _) in sm.STEP_CLAIMS.items()}
     expected |= {f"shared_memory.{name}.NON-VACUOUS" for name in public}
     assert set(ids) == expected
-    # 11 calls x 6 invariants, 5 claims, and each call's non-vacuity
-    assert len(ids) == len(set(ids)) == 11 * 6 + 5 + 11
+    # 13 calls x 6 invariants, 5 claims, and each call's non-vacuity
+    assert len(ids) == len(set(ids)) == 13 * 6 + 5 + 13
     assert FULL_ONLY <= set(ids)
     assert set(sm.INVARIANTS) == set(CLAIMS) and set(sm.STEP_CLAIMS) == STEP_CLAIMS
 
@@ -291,6 +291,54 @@ def test_unmap_file_writes_back_and_releases_unmapped_pages(mapped: SharedState)
     assert valid(z3.And(z3.Not(last.cached[1, 2]), last.fdata[1, 2] == 9))
 
 
+# -- private protection calls on view pages ---------------------------------------------------
+
+def test_virtual_protect_within_the_view_access(mapped: SharedState) -> None:
+    """pid 1's read-write view of block 1 at 0x500: its page 0x500 may become read-only
+    (the old protection returned, the PTE read-only, page 0x501 unchanged) and then
+    PAGE_NOACCESS (reads refused, the frame still mapped: SHM-1 holds)."""
+    step = sm.VirtualProtect(mapped, i(1), i(0x500), i(1), RO)
+    assert status_is(step, 0)
+    post = step.changed
+    assert valid(z3.And(step.result == PAGE_READWRITE, post.vprotect[1, 0x500] == PAGE_READONLY,
+                        z3.Not(post.pte_writable[1, 0x500]), post.vaccess[1, 0x500] == RW,
+                        post.vprotect[1, 0x501] == PAGE_READWRITE, post.pte_writable[1, 0x501]))
+    assert violated(post) == []
+    hidden = sm.VirtualProtect(post, i(1), i(0x500), i(2), i(PAGE_NOACCESS))
+    assert status_is(hidden, 0) and violated(hidden.changed) == []
+    assert status_is(sm.Read(hidden.changed, i(1), i(0x501)), E.ERROR_NOACCESS)
+    assert valid(hidden.changed.refs[hidden.changed.vframe[1, 0x500]] == 2)
+    again = sm.SyscallMprotect(hidden.changed, i(1), i(0x500), i(2), RW)
+    assert status_is(again, 0) and valid(again.changed.pte_writable[1, 0x501])
+    # mprotect: execution always (VM_MAYEXEC); VirtualProtect: within the view only
+    assert status_is(sm.SyscallMprotect(mapped, i(1), i(0x500), i(1), i(PAGE_EXECUTE)), 0)
+    assert status_is(sm.VirtualProtect(mapped, i(1), i(0x500), i(1), i(PAGE_EXECUTE)),
+                     E.ERROR_INVALID_PARAMETER)
+    # a read-only view of a writable file: mprotect may make it writable (mprotect02)
+    rw = sm.SyscallMprotect(mapped, i(2), i(0x701), i(1), RW)
+    assert status_is(rw, 0) and valid(rw.changed.pte_writable[2, 0x701])
+    assert violated(rw.changed) == []
+
+
+@pytest.mark.parametrize(("call", "args", "code"), [
+    # beyond the read-only view of pid 2 at 0x600
+    ("VirtualProtect", (2, 0x600, 1, PAGE_READWRITE), E.ERROR_INVALID_PARAMETER),
+    ("SyscallMprotect", (2, 0x600, 1, PAGE_READWRITE), E.ERROR_ACCESS_DENIED),
+    ("VirtualProtect", (1, 0x500, 2, PAGE_EXECUTE_READ), E.ERROR_INVALID_PARAMETER),
+    ("SyscallMprotect", (2, 0x710, 1, PAGE_READWRITE), E.ERROR_ACCESS_DENIED),  # RO file
+    # not one of the six protections
+    ("VirtualProtect", (1, 0x500, 1, 0x08), E.ERROR_INVALID_PARAMETER),
+    # past the view's end, no page, no pages
+    ("VirtualProtect", (1, 0x501, 2, PAGE_READONLY), E.ERROR_INVALID_ADDRESS),
+    ("VirtualProtect", (1, 0x580, 1, PAGE_READONLY), E.ERROR_INVALID_ADDRESS),
+    ("SyscallMprotect", (1, 0x500, 0, PAGE_READONLY), E.ERROR_INVALID_ADDRESS),
+])
+def test_protection_calls_refused(mapped: SharedState, call: str, args: tuple[int, ...],
+                                  code: int) -> None:
+    step = getattr(sm, call)(mapped, *(i(a) for a in args))
+    assert refused(step, mapped, code)
+
+
 # -- concrete_shared -----------------------------------------------------------------------
 
 BLOCK = BlockView(True, 8192, PAGE_READWRITE, (10, 11))
@@ -349,8 +397,18 @@ def test_concrete_shared_builds_a_valid_state() -> None:
       "ptes": {k: v for k, v in PTES.items() if k != (1, 0x701)}}, ["MMF-1"]),
     # a writable PTE on a read-only view
     ({"ptes": {**PTES, (2, 0x600): PteView(10, True)}}, ["MMF-2"]),
-    # a writable file view of a read-only node
-    ({"files": {1: FILE_1._replace(writable=False)}}, ["MMF-2"]),
+    # a writable file view of a read-only node (its view and its PTEs)
+    ({"files": {1: FILE_1._replace(writable=False)}}, ["SHM-3", "MMF-2"]),
+    # a page of a read-only view made read-write
+    ({"views": {**VIEWS, (2, 0x600): VIEWS[(2, 0x600)]._replace(
+        pages=(PAGE_READWRITE, PAGE_READONLY))}}, ["SHM-3"]),
+    # a page made PAGE_NOACCESS keeps its mapping (no PTE: not writable): valid
+    ({"views": {**VIEWS, (1, 0x500): VIEWS[(1, 0x500)]._replace(
+        pages=(PAGE_NOACCESS, PAGE_READWRITE))},
+      "ptes": {**PTES, (1, 0x500): PteView(10, False)}}, []),
+    # ... but a writable PTE left on it
+    ({"views": {**VIEWS, (1, 0x500): VIEWS[(1, 0x500)]._replace(
+        pages=(PAGE_NOACCESS, PAGE_READWRITE))}}, ["MMF-2"]),
 ])
 def test_concrete_shared_corrupted_states(changes: dict[str, object], broken: list[str]) -> None:
     assert violated(build(**changes)) == broken

@@ -17,9 +17,12 @@ What the snapshot reads:
   pages = page_ceil(length) / 4096;
 - cache: (file id, page) -> CacheView(frame, MemoryMappedFiles.is_dirty);
 - views: the managers' records, keyed by (pid, base vpn); a block view's
-  protection is its allocation's allocation_protect;
-- ptes: the PTE of every view page that has a present one, and every other
-  present user PTE mapping a SHARED frame (a PTE left behind shows up);
+  protection is its allocation's allocation_protect; each page's own
+  protection is its page record's (VirtualProtect / mprotect change it);
+- ptes: the PTE of every view page that has a present one, the page record's
+  frame (not writable) for a view page without one (a PAGE_NOACCESS page: its
+  frame stays mapped, as Linux's rmap counts a PROT_NONE PTE), and every
+  other present user PTE mapping a SHARED frame (a PTE left behind shows up);
 - memory: the token of every frame the PageManager owns as SHARED.
 
 Tokens (spec.shared_memory: "equal tokens = equal 4096 bytes"): ``Tokens``
@@ -127,6 +130,17 @@ def user_ptes(space: ProcessMemorySpace) -> Iterator[tuple[int, int]]:
                 yield (slot << 10) | index, entry
 
 
+def page_protections(space: ProcessMemorySpace | None, first: int,
+                     count: int) -> tuple[int, ...]:
+    """The protection of each page of [first, first + count) in space (0 for a page
+    without a record: the view's pages always have one in a sound model)."""
+    if space is None:
+        return ()
+    pages = space.pages
+    return tuple(record.protect if (record := pages.get(vpn)) is not None else 0
+                 for vpn in range(first, first + count))
+
+
 def shared_snapshot(sub: MemorySubsystem, tokens: Tokens,
                     extra: Mapping[int, FileNode] | None = None) -> SharedSnapshot:
     """The snapshot of sub's shared memory, files, page cache and views."""
@@ -151,16 +165,22 @@ def shared_snapshot(sub: MemorySubsystem, tokens: Tokens,
     for (pid, base), shm_id in shm.views.items():
         space = processes.get(pid)
         allocation = None if space is None else space.allocations.get(base)
+        count = len(shm.blocks[shm_id].frames)
         views[(pid, base >> PAGE_SHIFT)] = ViewRecord(
-            SHM, shm_id, 0, len(shm.blocks[shm_id].frames),
-            0 if allocation is None else allocation.allocation_protect)
+            SHM, shm_id, 0, count, 0 if allocation is None else allocation.allocation_protect,
+            page_protections(space, base >> PAGE_SHIFT, count))
     for (pid, base), view in mmf.views.items():
-        views[(pid, base >> PAGE_SHIFT)] = ViewRecord(FILE, view.file, view.first, view.count,
-                                                      view.protect)
+        views[(pid, base >> PAGE_SHIFT)] = ViewRecord(
+            FILE, view.file, view.first, view.count, view.protect,
+            page_protections(processes.get(pid), base >> PAGE_SHIFT, view.count))
     ptes: dict[tuple[int, int], PteView] = {}
     for pid, space in processes.items():
         viewed = {vpn for (p, base), view in views.items() if p == pid
                   for vpn in range(base, base + view.count)}
+        for vpn in sorted(viewed):
+            record = space.pages.get(vpn)
+            if record is not None and record.frame is not None:
+                ptes[(pid, vpn)] = PteView(record.frame, False)
         for vpn, entry in user_ptes(space):
             frame = entry >> PAGE_SHIFT
             if vpn in viewed or (frame < pm.nframes and pm.owner[frame] == FrameOwner.SHARED):
@@ -285,6 +305,10 @@ def to_shared_state(snap: SharedSnapshot) -> SharedState:
                                              view.protect, view.count),
                      (False, False, True, False, False, False))
                  for (pid, base), view in snap.views]
+    protect_runs = runs([(pid, base + offset, (view.pages[offset] if view.pages
+                                               else view.protect,))
+                         for (pid, base), view in snap.views for offset in range(view.count)],
+                        (False,))
     fr, i, q, w, c, k = z3.Ints("_sfr _si _sq _sw _sc _sk")
     memory: Ref = z3.IntVal(0)
     for frame, token in reversed(snap.memory):
@@ -307,12 +331,13 @@ def to_shared_state(snap: SharedSnapshot) -> SharedState:
         vframe=z3.Lambda([q, w], ptes.field(0)),
         pte_writable=z3.Lambda([q, w], ptes.field(1) == 1),
         vslot=z3.Lambda([q, w], ptes.field(2)),
+        vprotect=z3.Lambda([q, w], Pieces(w, protect_runs, q).field(0)),
         **{name: z3.Lambda([q, w], views.field(index))
-           for index, name in enumerate(("vkind", "vsrc", "vidx", "vbase", "vprotect",
+           for index, name in enumerate(("vkind", "vsrc", "vidx", "vbase", "vaccess",
                                          "vcount"))})
     return SharedState(**a)
 
 
 __all__ = ["Run", "SharedSnapshot", "Tokens", "concrete_state", "file_page", "frame_bytes",
-           "Pieces", "runs", "shared_snapshot",
+           "Pieces", "page_protections", "runs", "shared_snapshot",
            "to_shared_state", "user_ptes"]

@@ -425,6 +425,25 @@ def _write_any_view_page(s: ssm.SharedState, pid: Ref, vpn: Ref, token: Ref) -> 
     return ssm.shared_step(s, done.status, done.changed.but(pte_writable=s.pte_writable))
 
 
+
+def _protect_beyond_view(s: ssm.SharedState, pid: Ref, vpn: Ref, count: Ref,
+                         protect: Ref) -> ssm.SharedStep:
+    """VirtualProtect that checks the new protection against PAGE_EXECUTE_READWRITE,
+    not against the view's own (Wine test_mapping's is_compatible_protection)."""
+    loose = s.but(vaccess=ssm.set_view_pages(s, pid, vpn, count, vaccess=lambda w: z3.IntVal(
+        PAGE_EXECUTE_READWRITE)).vaccess)
+    done = ssm.VirtualProtect(loose, pid, vpn, count, protect)
+    return ssm.shared_step(s, done.status, done.changed.but(vaccess=s.vaccess), done.result,
+                           z3.IntVal(0))
+
+
+def _mprotect_keeps_pte(s: ssm.SharedState, pid: Ref, vpn: Ref, count: Ref,
+                        protect: Ref) -> ssm.SharedStep:
+    """mprotect that changes the pages' protection but not their PTEs' R/W bit."""
+    done = ssm.SyscallMprotect(s, pid, vpn, count, protect)
+    return ssm.shared_step(s, done.status, done.changed.but(pte_writable=s.pte_writable),
+                           done.result, z3.IntVal(0))
+
 _ORIGINAL_PUT_ENTRY = svm.put_entry
 _ORIGINAL_MAKE_ENTRY = make_entry
 
@@ -631,6 +650,12 @@ VARIANTS = (
     BrokenVariant("write-through-read-only-pte", "MMF-2W", "Write",
                   "a user write succeeds on any view page, its PTE read-only or not",
                   transition=_write_any_view_page, layer="shared_memory"),
+    BrokenVariant("protect-view-page-beyond-its-view", "SHM-3", "VirtualProtect",
+                  "VirtualProtect gives a view page an access its view does not allow",
+                  transition=_protect_beyond_view, layer="shared_memory"),
+    BrokenVariant("mprotect-keeps-writable-pte", "MMF-2", "SyscallMprotect",
+                  "mprotect of a view page leaves its PTE's R/W bit as it was",
+                  transition=_mprotect_keeps_pte, layer="shared_memory"),
 )
 
 

@@ -13,7 +13,10 @@ DestroySharedMemory, GetSharedMemorySize, MapFileToMemory (after switching
 to the process; offsets and sizes unaligned, past the end, 0),
 UnmapFileFromMemory, SyncMappedFile (with and without invalidate), user
 writes and reads of one view page in any process, DestroyProcess without
-unmapping, CreateProcess and SwitchProcess. After every call
+unmapping, CreateProcess and SwitchProcess, VirtualProtect and mprotect of
+pages of a view (within the view's access or beyond it; VirtualProtect past
+its end or with PAGE_WRITECOPY), munmap of a whole view or of part of one.
+After every call
 :class:`SharedHarness` checks
 
 1. every invariant of spec.shared_memory on the abstraction of the
@@ -107,15 +110,24 @@ from proofs.machines.shared_memory_harness import (
 from proofs.obligation import Obligation, Verdict
 from spec.abi import (
     ALLOCATION_GRANULARITY,
+    PAGE_EXECUTE,
     PAGE_EXECUTE_READ,
     PAGE_EXECUTE_READWRITE,
     PAGE_NOACCESS,
     PAGE_READONLY,
     PAGE_READWRITE,
     PAGE_SIZE,
+    PROT_EXEC,
+    PROT_READ,
+    PROT_WRITE,
     USER_TOP,
 )
 from spec.shared_memory import FILE, SHM
+
+#: The six page protections VirtualProtect takes, and one it does not.
+PAGE_PROTECTIONS = (PAGE_READONLY, PAGE_NOACCESS, PAGE_READWRITE, PAGE_EXECUTE,
+                    PAGE_EXECUTE_READ, PAGE_EXECUTE_READWRITE)
+PAGE_WRITECOPY = 0x08
 
 #: Hypothesis budget per profile: in the quick profile 3 examples of 16 steps
 #: (derandomized: 3 measured 3.7 s of CPU; 4 made hypothesis run 7, 6.2 s); in the
@@ -273,12 +285,23 @@ class SharedMachine(CheckedMachine):
     @rule(data=st.data(), stale=st.sampled_from((False, False, False, True)))
     def unmap_block(self, data: st.DataObject, stale: bool) -> None:
         """UnmapSharedMemoryFromProcess of a view (stale: with the space of a
-        destroyed process, the model's ERROR_INVALID_HANDLE)."""
+        destroyed process, the model's ERROR_INVALID_HANDLE), or munmap of it."""
         pid = self.holder(data, SHM)
         address = self.address(data, pid, SHM)
+        if not stale and self.munmapped(data, pid, address):
+            return
         space = self.h.stale[-1] if stale and self.h.stale else \
             self.h.sub.syscalls.processes[pid]
         self.h.unmap_block(space, address)
+
+    def munmapped(self, data: st.DataObject, pid: int, address: int) -> bool:
+        """A quarter of the unmaps of a view's base are munmap: of the whole view (and
+        the free page after it), or of its second page (part of a view: refused)."""
+        record = self.h.views.get((pid, address))
+        if record is None or not data.draw(st.sampled_from((False, False, False, True))):
+            return False
+        self.h.munmap(pid, address, record.pages == 1 or data.draw(st.booleans()))
+        return True
 
     @precondition(lambda self: bool(self.h.sub.shared_memory.blocks))
     @rule(data=st.data(), size=st.booleans(), fault=st.sampled_from((False, False, True)))
@@ -326,9 +349,12 @@ class SharedMachine(CheckedMachine):
     @rule(data=st.data(), sync=st.booleans(), invalidate=st.booleans())
     def unmap_or_sync_file(self, data: st.DataObject, sync: bool, invalidate: bool) -> None:
         """UnmapFileFromMemory or SyncMappedFile of a view, mostly in its process (made
-        current); else in whatever process is current, or none (ERROR_NOT_READY)."""
+        current); else in whatever process is current, or none (ERROR_NOT_READY); or
+        munmap of it."""
         pid = self.holder(data, FILE)
         address = self.address(data, pid, FILE)
+        if not sync and self.munmapped(data, pid, address):
+            return
         if data.draw(st.sampled_from((True, True, True, False))):
             self.h.processes("SwitchProcess", pid)
         self.h.unmap_file(address, sync, invalidate)
@@ -342,9 +368,13 @@ class SharedMachine(CheckedMachine):
     def access(self, data: st.DataObject, offset: int, value: bytes, read: bool,
                then: str | None) -> None:
         """A user write (mostly through a writable view; a read-only one refuses it)
-        or a read of one view page;
+        or a read of one view page (a third of the reads: a protection call,
+        :meth:`protect`, a rule of its own would dilute the others);
         after a write to a file view, then: SyncMappedFile (with invalidate) or
         UnmapFileFromMemory of that view in its process."""
+        if read and data.draw(st.sampled_from((False, False, True))):
+            self.protect(data)
+            return
         writable = tuple(key for key, record in sorted(self.h.views.items())
                          if record.writable)
         views = tuple(sorted(self.h.views))
@@ -356,6 +386,28 @@ class SharedMachine(CheckedMachine):
         if not read and then is not None and record.kind == FILE:
             self.h.processes("SwitchProcess", pid)
             self.h.unmap_file(base, then != "unmap", then == "invalidate")
+
+
+    def protect(self, data: st.DataObject) -> None:
+        """VirtualProtect or mprotect of pages of one view: any of the six protections
+        (PROT_* combinations), some beyond the view's own; a quarter of the
+        VirtualProtects past the view's end, or with PAGE_WRITECOPY or 0 (mprotect
+        ranges stay inside the view: one past it is the user layer's partial change)."""
+        pid, base = data.draw(st.sampled_from(tuple(sorted(self.h.views))))
+        record = self.h.views[(pid, base)]
+        page = data.draw(st.integers(0, record.pages - 1))
+        count = data.draw(st.integers(1, record.pages - page))
+        if data.draw(st.booleans()):
+            value = data.draw(st.integers(0, PROT_READ | PROT_WRITE | PROT_EXEC))
+            self.h.protect(pid, base, page, count, value, True)
+            return
+        value = data.draw(st.sampled_from(PAGE_PROTECTIONS))
+        if data.draw(st.sampled_from((False, False, False, True))):
+            if data.draw(st.booleans()):
+                count += 1
+            else:
+                value = data.draw(st.sampled_from((0, PAGE_WRITECOPY)))
+        self.h.protect(pid, base, page, count, value, False)
 
 
 def run_shared_machine(profile: str, patches: Mapping[str, object] | None = None, *,

@@ -18,11 +18,13 @@ import z3
 
 from model.address_space import Allocation, PageRecord
 from model.file_node import DiskFileNode, FileNode, MemoryFileNode
+from model.linux_mm import SyscallMprotect, SyscallMunmap
 from model.mapped_files import MemoryMappedFiles
 from model.memory_subsystem import MemorySubsystem
 from model.process_memory import ProcessMemorySpace
 from model.shared_memory import SharedMemoryManager
-from model.user_layout import page_ceil, protect_allows
+from model.user_layout import page_ceil, protect_allows, protect_from_prot
+from model.virtual_alloc import VirtualProtectProcessMemory
 from model.x86_paging import is_u32
 from proofs.abstractions.shared_memory import (
     SharedSnapshot,
@@ -148,7 +150,8 @@ def observable(s: SharedState) -> list[tuple[str, Ref]]:
     terms += [(name, z3.If(held, getattr(s, name)[b], -1))
               for name in ("bpages", "bsize", "bprotect", "brefs")]
     terms += [(name, z3.If(viewed, getattr(s, name)[p, v], -1))
-              for name in ("vsrc", "vidx", "vbase", "vprotect", "vframe", "vcount")]
+              for name in ("vsrc", "vidx", "vbase", "vprotect", "vaccess", "vframe",
+                           "vcount")]
     return terms
 
 
@@ -266,9 +269,18 @@ class SharedCore:
         return world(self.sub, self.nodes)
 
     def read_page(self, pid: int, address: int) -> bytes | None:
-        """The page at address as process pid reads it (a hook, as everything)."""
-        seen = self.sub.syscalls.processes[pid].ReadUserMemory(address, PAGE_SIZE)
-        return seen if isinstance(seen, bytes) else None
+        """The page at address as process pid reads it (a hook, as everything); a page
+        whose protection refuses reads (PAGE_NOACCESS, PAGE_EXECUTE) through its
+        record's frame, as the oracle's ProcessBytes reads it."""
+        space = self.sub.syscalls.processes[pid]
+        seen = space.ReadUserMemory(address, PAGE_SIZE)
+        if isinstance(seen, bytes):
+            return seen
+        record = space.pages.get(address >> PAGE_SHIFT)
+        if record is None or record.frame is None or protect_allows(record.protect, "read"):
+            return None
+        page = self.sub.pageman.memory.get(record.frame)
+        return bytes(PAGE_SIZE) if page is None else bytes(page)
 
     def remember_write(self, record: Record, page: int, offset: int, data: bytes) -> None:
         """A write through a view that succeeded: the view's shadow holds the bytes,
@@ -617,6 +629,57 @@ class ProcessCalls(SharedCore):
         self.call(f"write {data!r} at {address + offset:#x} in process {pid}",
                   lambda: space.WriteUserMemory(address + offset, data),
                   lambda: int(space.last_error), write_plan, result=False, track=track)
+
+    def protect(self, pid: int, base: int, page: int, count: int, value: int,
+                linux: bool) -> None:
+        """VirtualProtect (value: a PAGE_* value) or mprotect (value: PROT_* bits, the
+        spec's protection their PAGE_* value) of count pages from page of the view at
+        base of process pid, called on its space (as the current process would)."""
+        space = self.sub.syscalls.processes[pid]
+        address, size = base + page * PAGE_SIZE, count * PAGE_SIZE
+        op = "SyscallMprotect" if linux else "VirtualProtect"
+        protect = protect_from_prot(value) if linux else value
+
+        def run() -> int:
+            if linux:
+                return SyscallMprotect(space, address, size, value)
+            done, old = VirtualProtectProcessMemory(space, address, size, value)
+            return old if done else 0
+
+        def plan(post: SharedSnapshot, reply: Any, status: int) -> list[SpecCall]:
+            return [SpecCall(op, (("pid", pid), ("vpn", address >> PAGE_SHIFT),
+                                  ("count", count), ("protect", protect)))]
+
+        self.call(f"{op}({address:#x}, {size:#x}, {value:#x}) in process {pid}", run,
+                  lambda: int(space.last_error), plan, result=not linux)
+
+    def munmap(self, pid: int, base: int, whole: bool) -> None:
+        """munmap of the whole view at base of process pid and the free page after it
+        (the view's Unmap step: shmdt / UnmapFileFromMemory's, checked from the state
+        before the manager's detach to the one after it), or of its second page
+        (whole False: part of a view, refused, the layer unchanged)."""
+        space = self.sub.syscalls.processes[pid]
+        record = self.views[(pid, base)]
+        address, length = (base, (record.pages + 1) * PAGE_SIZE) if whole else (
+            base + PAGE_SIZE, PAGE_SIZE)
+        unmap = "UnmapSharedMemoryFromProcess" if record.kind == SHM else "UnmapFileFromMemory"
+        steps = [SpecCall(unmap, (("pid", pid), ("base", base >> PAGE_SHIFT)))]
+        stages: list[SharedSnapshot] = []
+
+        def run() -> int:
+            managers = (self.sub.shared_memory, self.sub.mapped_files)
+            for manager in managers:
+                manager.detach = self.watched(  # type: ignore[method-assign, assignment]
+                    manager, stages)
+            try:
+                return SyscallMunmap(space, address, length)
+            finally:
+                for manager in managers:
+                    delattr(manager, "detach")
+
+        self.call(f"munmap({address:#x}, {length:#x}) in process {pid}", run,
+                  lambda: int(space.last_error), lambda *_: steps if whole else None,
+                  result=False, track=lambda _: self.forget((pid, base)), stages=stages)
 
     def processes(self, name: str, pid: int = 0) -> int:
         """CreateProcess, SwitchProcess(pid) or DestroyProcess(pid): the Unmap steps

@@ -13,7 +13,15 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from tests.conformance import linux_ltp, msdos_alloc, windows_heap, windows_virtual, xms_ems
+from tests.conformance import (
+    linux_ltp,
+    linux_ltp_views,
+    msdos_alloc,
+    windows_heap,
+    windows_views,
+    windows_virtual,
+    xms_ems,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -56,6 +64,8 @@ def sources() -> list[str]:
     cases += [case.source for case in (*msdos_alloc.CASES, *msdos_alloc.UMB_CASES)]
     cases += [case.source for case in xms_ems.CASES]
     cases += [step_case.steps[0].source for step_case in linux_ltp.CASES]
+    cases += [step_case.steps[0].source for step_case in windows_views.CASES]
+    cases += [step_case.steps[0].source for step_case in linux_ltp_views.CASES]
     return cases
 
 

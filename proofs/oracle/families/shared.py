@@ -8,8 +8,10 @@
   bad sizes and permissions, maps at 0, at free, occupied and unaligned
   addresses, with wider protections, in destroyed processes; unmaps, destroys,
   sizes; file views with bad offsets, sizes and protections, sync with and
-  without invalidate, unmaps; writes and reads of view pages; process exit
-  without unmapping), through :class:`SharedFront`. A write or read of a view
+  without invalidate, unmaps; writes and reads of view pages; VirtualProtect
+  and mprotect of view pages, munmap of views; process exit without
+  unmapping), through
+  :class:`SharedFront`. A write or read of a view
   page switches to its process first (the protocol's accesses are the current
   process's). At the end every process is destroyed, then every live block.
 - **Strict**: FrameCounts, FrameBitmap, Processes, SharedMemory and
@@ -34,7 +36,7 @@ from typing import Any
 
 from hypothesis.stateful import RuleBasedStateMachine
 
-from model.user_layout import page_ceil, protect_allows
+from model.user_layout import page_ceil, protect_allows, protect_from_prot
 from model.x86_paging import is_u32
 from proofs.abstractions.shared_memory import SharedSnapshot, Tokens, file_page
 from proofs.machines.checks import TRANSITION, CheckError
@@ -50,16 +52,30 @@ from proofs.machines.shared_memory_harness import (
     picks,
 )
 from proofs.oracle.families.rules import SessionRules, one_machine
-from proofs.oracle.families.user import user_setup
+from proofs.oracle.families.user import OLD_PROTECT_PTR, user_setup
 from proofs.oracle.managers import Family, Message
 from proofs.oracle.session import Session, last_observed
 from proofs.oracle.worlds.shared import MANAGERS, READ_LIMIT, SharedPart, pattern
-from spec.abi import ALLOCATION_GRANULARITY, PAGE_READWRITE, PAGE_SHIFT, PAGE_SIZE, ErrorCode
+from proofs.oracle.worlds.user import MANAGERS as USER_MANAGERS
+from spec.abi import (
+    ALLOCATION_GRANULARITY,
+    EACCES,
+    EINVAL,
+    ENOMEM,
+    PAGE_READWRITE,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    ErrorCode,
+)
 from spec.shared_memory import FILE, SHM, BlockView, CacheView, PteView, ViewRecord
 
 E = ErrorCode
 SUCCESS = E.ERROR_SUCCESS
 PARAMS = {op: params for m in MANAGERS for op, params in m.operations.items()}
+USER_PARAMS = USER_MANAGERS[0].operations
+#: The Windows code of each errno mprotect reports (model/linux_mm.py's last_error).
+ERRNO_CODES = {0: E.ERROR_SUCCESS, EACCES: E.ERROR_ACCESS_DENIED,
+               EINVAL: E.ERROR_INVALID_PARAMETER, ENOMEM: E.ERROR_NOT_ENOUGH_MEMORY}
 OWNER = {op: m.name for m in MANAGERS for op in m.operations}
 #: The files every sequence starts with: the machine's NODES, then an empty one.
 FILES = (*NODES, (0, True))
@@ -70,6 +86,15 @@ FREE_AREA = 0x60000000
 #: judge's records learn from its success, and whether the reply is the step's result.
 Plan = tuple[Callable[[SharedSnapshot, Any, int], "list[SpecCall] | None"],
              "Callable[[Any], None] | None", bool]
+
+
+def page_records(runs: list[list[Any]]) -> dict[int, tuple[int, int | None]]:
+    """vpn -> (protect, frame) of the Processes report's page runs."""
+    out: dict[int, tuple[int, int | None]] = {}
+    for first, count, _, protect, _, frame in runs:
+        for n in range(count):
+            out[first + n] = (protect, None if frame is None else frame + n)
+    return out
 
 
 def shared_setup(managers: tuple[str, ...]) -> list[tuple[str, str, Message]]:
@@ -132,8 +157,9 @@ class SharedFront:
 
     def _call(self, op: str, *args: Any) -> Any:
         manager = OWNER.get(op, "SystemCalls")
-        params = PARAMS.get(op) or {"CreateProcess": (), "WriteUserMemory": ("addr", "data")
-                                    }.get(op, ("pid",) if op.endswith("Process") else ("addr",))
+        params = PARAMS.get(op) or USER_PARAMS.get(op) or {
+            "CreateProcess": (), "WriteUserMemory": ("addr", "data")}.get(
+            op, ("pid",) if op.endswith("Process") else ("addr",))
         return self.session.execute(manager, op, dict(zip(params, args, strict=True)))
 
     def create(self, size: Any, permissions: int) -> int:
@@ -188,6 +214,27 @@ class SharedFront:
             self._call("ReadUserMemory", address)
         else:
             self._call("WriteUserMemory", address + offset, data[:PAGE_SIZE - offset].hex())
+
+    def protect(self, pid: int, base: int, page: int, count: int, value: int,
+                linux: bool) -> None:
+        """VirtualProtect (its old protection on the stack's top) or mprotect, in pid."""
+        if self.current() != pid:
+            self.processes("SwitchProcess", pid)
+        address, size = base + page * PAGE_SIZE, count * PAGE_SIZE
+        if linux:
+            self._call("SyscallMprotect", address, size, value)
+        else:
+            self._call("SyscallVirtualProtect", address, size, value, OLD_PROTECT_PTR)
+
+    def munmap(self, pid: int, base: int, whole: bool) -> None:
+        """munmap of the whole view and the page after it, or of its second page."""
+        if self.current() != pid:
+            self.processes("SwitchProcess", pid)
+        pages = self.views[(pid, base)].pages
+        address, length = (base, (pages + 1) * PAGE_SIZE) if whole else (base + PAGE_SIZE,
+                                                                         PAGE_SIZE)
+        if self._call("SyscallMunmap", address, length) == 0 and whole:
+            self.views.pop((pid, base), None)
 
     def processes(self, name: str, pid: int = 0) -> int:
         reply = self._call(name) if name == "CreateProcess" else self._call(name, pid)
@@ -275,18 +322,30 @@ class ObservedShared(SharedHarness):
                 data[k * PAGE_SIZE:(k + 1) * PAGE_SIZE], f["size"], k)) for k in range(pages))))
         cache = tuple(((f, k), CacheView(frame, dirty)) for f, k, frame, dirty in mapped["cache"])
         frames_of = {i: block.frames for i, block in blocks}
+        processes = self.observe("Processes")["processes"]
+        records = {p["pid"]: page_records(p["pages"]) for p in processes}
+
+        def own(pid: int, base: int, count: int) -> tuple[int, ...]:
+            pages = records.get(pid, {})
+            return tuple(pages.get(vpn, (0, None))[0] for vpn in range(base, base + count))
         views = {(v["pid"], v["base"] >> PAGE_SHIFT): ViewRecord(
-            SHM, v["shm_id"], 0, len(frames_of.get(v["shm_id"], ())), v["protect"])
+            SHM, v["shm_id"], 0, len(frames_of.get(v["shm_id"], ())), v["protect"],
+            own(v["pid"], v["base"] >> PAGE_SHIFT, len(frames_of.get(v["shm_id"], ()))))
             for v in shared["views"]}
         views.update({(v["pid"], v["base"] >> PAGE_SHIFT): ViewRecord(
-            FILE, v["file"], v["first"], v["count"], v["protect"]) for v in mapped["views"]})
+            FILE, v["file"], v["first"], v["count"], v["protect"],
+            own(v["pid"], v["base"] >> PAGE_SHIFT, v["count"])) for v in mapped["views"]})
         cached = {frame: (f, k) for f, k, frame, _ in mapped["cache"]}
         shared_frames = sorted({*cached, *(f for _, b in blocks for f in b.frames)})
         ptes: dict[tuple[int, int], PteView] = {}
-        for p in self.observe("Processes")["processes"]:
+        for p in processes:
             pid = p["pid"]
             viewed = {vpn for (q, base), view in views.items() if q == pid
                       for vpn in range(base, base + view.count)}
+            for vpn in sorted(viewed):  # a PAGE_NOACCESS view page: its record's frame
+                frame = records[pid].get(vpn, (0, None))[1]
+                if frame is not None:
+                    ptes[(pid, vpn)] = PteView(frame, False)
             for first, count, frame, writable, _ in p["ptes"]:
                 for n in range(count):
                     if first + n in viewed or frame + n in shared_frames:
@@ -314,6 +373,8 @@ class ObservedShared(SharedHarness):
 
     def invoke(self, manager: str, op: str, args: Message) -> Any:
         result, self._status = self.session.invoke(manager, op, args)
+        if op in ("SyscallMprotect", "SyscallMunmap"):  # errno: as the model's last_error
+            self._status = int(ERRNO_CODES.get(self._status, self._status))
         if self._status not in E._value2member_map_:
             raise CheckError(f"{op} reports error {self._status}, not an error of the "
                              "design", [TRANSITION])
@@ -503,6 +564,10 @@ class SharedJudge(ObservedShared):
                 for key in [key for key in self.views if key[0] == target]:
                     self.drop(key)
             return (lambda *_: steps or None), exited, False
+        if op in ("SyscallVirtualProtect", "SyscallMprotect"):
+            return self.plan_protect(op, args, pid, views)
+        if op == "SyscallMunmap":
+            return self.plan_munmap(args, pid, views)
         address: Any = args.get("addr")
         vpn = address >> PAGE_SHIFT if type(address) is int else -1
         base = next((b for (q, b), view in views.items()
@@ -524,6 +589,41 @@ class SharedJudge(ObservedShared):
             if record is not None:
                 self.remember_write(record, vpn - base, address & (PAGE_SIZE - 1), data)
         return write, written, False
+
+    @staticmethod
+    def plan_protect(op: str, args: Message, pid: int,
+                     views: dict[tuple[int, int], ViewRecord]) -> Plan:
+        """VirtualProtect or mprotect of pages of a view of the current process: the
+        spec's step of that name (the machine sends page-aligned ranges from a view
+        page; mprotect's PROT_* bits as their PAGE_* value); other pages are not
+        this layer's."""
+        linux = op == "SyscallMprotect"
+        address, size = (args["addr"], args["length"]) if linux else (args["address"],
+                                                                      args["size"])
+        vpn = address >> PAGE_SHIFT
+        if not any(q == pid and b <= vpn < b + view.count for (q, b), view in views.items()):
+            return (lambda *_: None), None, False
+        protect = protect_from_prot(args["prot"]) if linux else args["new_protect"]
+        call = SpecCall("SyscallMprotect" if linux else "VirtualProtect", (
+            ("pid", pid), ("vpn", vpn), ("count", page_ceil(size) >> PAGE_SHIFT),
+            ("protect", protect)))
+        return (lambda *_: [call]), None, False
+
+    def plan_munmap(self, args: Message, pid: int,
+                    views: dict[tuple[int, int], ViewRecord]) -> Plan:
+        """munmap over whole views of the current process: each view's Unmap step, in
+        address order (chained); over part of a view it fails and the layer stays."""
+        first, end = args["addr"] >> PAGE_SHIFT, page_ceil(args["addr"] + args["length"])
+        inside = [(base, view) for (q, base), view in sorted(views.items())
+                  if q == pid and first <= base and base + view.count <= end >> PAGE_SHIFT]
+        steps = [SpecCall("UnmapSharedMemoryFromProcess" if view.kind == SHM
+                          else "UnmapFileFromMemory", (("pid", pid), ("base", base)))
+                 for base, view in inside]
+
+        def unmapped(_: object) -> None:
+            for base, _view in inside:
+                self.drop((pid, base << PAGE_SHIFT))
+        return (lambda *_: steps or None), unmapped, False
 
     @staticmethod
     def vpn(address: Any) -> int:
