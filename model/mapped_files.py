@@ -41,8 +41,11 @@ process (``current()``, SystemCalls.current), as a system call does. Rules
   writes made to the node directly): a clean page rereads the node, a page just
   written back holds what the file now holds (its bytes below the end of the
   file, zeros past it), without asking the node again.
-- UnmapFileFromMemory(addr) -> bool: the base of a file view of the current
-  process, else ERROR_INVALID_ADDRESS. Clears the view's PTEs (their D bits
+- UnmapFileFromMemory(addr) -> bool: any address inside a file view of the
+  current process unmaps that view (UnmapViewOfFile: Wine
+  dlls/kernel32/tests/virtual.c test_MapViewOfFile maps 12288 bytes of a file
+  and unmaps at ptr + 100, ptr + 4096, ptr + 4096 + 100; model/views.py
+  view_holding), else ERROR_INVALID_ADDRESS. Clears the view's PTEs (their D bits
   fold into the pages' flags), writes the view's dirty pages back (nothing is
   lost: munmap of a MAP_SHARED file mapping keeps its writes), each page's
   refcount - 1, frees the pages that reach 0.
@@ -77,7 +80,7 @@ from model.errors import ReportsStatus
 from model.file_node import FileNode, NodeError, node_length, node_read, node_writable, node_write
 from model.process_memory import ProcessMemorySpace
 from model.user_layout import page_ceil, protect_allows
-from model.views import is_view_protect, place_view, view_error
+from model.views import is_view_protect, place_view, view_error, view_holding
 from model.virtual_memory import VirtualMemoryManager
 from model.x86_paging import is_u32
 from spec.abi import ORIGIN_MAPPED_FILE, PAGE_SHIFT, PAGE_SIZE, PTE_DIRTY, ErrorCode, FrameOwner
@@ -178,17 +181,20 @@ class MemoryMappedFiles(ReportsStatus):
         return self._ok(base)
 
     def UnmapFileFromMemory(self, addr: int) -> bool:
-        """Write back and unmap the current process's view based at addr; True, or False
+        """Write back and unmap the current process's view holding addr; True, or False
         (ERROR_WRITE_FAULT when the file's node refuses the write-back: the view stays)."""
-        space = self._space_with_view(addr)
+        space = self.current()
         if space is None:
-            return False
-        view = self.views[(space.pid, addr)]
+            return self._fail(ErrorCode.ERROR_NOT_READY, False)
+        base, code = view_holding(space, addr, self, self.views)
+        if code != ErrorCode.ERROR_SUCCESS:
+            return self._fail(code, False)
+        view = self.views[(space.pid, base)]
         try:
             self._store(view, self._dirty(view))
         except NodeError:
             return self._fail(ErrorCode.ERROR_WRITE_FAULT, False)
-        self.detach(space, addr)
+        self.detach(space, base)
         return self._ok(True)
 
     def SyncMappedFile(self, addr: int, invalidate: bool = False) -> bool:

@@ -31,9 +31,11 @@ System V shm's lifetime rules. Rules (shm_common.md), each with its source:
   frame i (AddressSpace.map_view); the block's refcount (``mappings``,
   the set of (pid, base)) grows by one. Any (64 KB aligned) address in each
   process: the same frames, so a write through one view is read through all.
-- UnmapSharedMemoryFromProcess(space, addr): addr must be the base of a
-  shared-memory view in space (UnmapViewOfFile / shmdt take the base), else
-  ERROR_INVALID_ADDRESS (not a u32: ERROR_INVALID_PARAMETER). Clears the PTEs,
+- UnmapSharedMemoryFromProcess(space, addr): addr anywhere inside a
+  shared-memory view in space unmaps that view (UnmapViewOfFile: Wine
+  dlls/kernel32/tests/virtual.c test_MapViewOfFile unmaps at ptr + 100 and
+  ptr + 4096; model/views.py view_holding), else ERROR_INVALID_ADDRESS (not a
+  u32: ERROR_INVALID_PARAMETER). Clears the PTEs,
   removes the allocation, refcount - 1; a destroyed block whose refcount
   reaches 0 frees its frames now.
 - DestroySharedMemory(shm_id): unknown or destroyed -> ERROR_INVALID_HANDLE.
@@ -58,7 +60,7 @@ from model.address_space import AddressSpace
 from model.errors import ReportsStatus
 from model.process_memory import ProcessMemorySpace
 from model.user_layout import page_ceil, protect_allows
-from model.views import is_view_protect, narrows, place_view, view_error
+from model.views import is_view_protect, narrows, place_view, view_holding
 from model.virtual_memory import VirtualMemoryManager
 from model.x86_paging import is_u32
 from spec.abi import (
@@ -143,13 +145,13 @@ class SharedMemoryManager(ReportsStatus):
         return self._ok(base)
 
     def UnmapSharedMemoryFromProcess(self, space: ProcessMemorySpace, addr: int) -> bool:
-        """Unmap the view based at addr from space; True, or False."""
+        """Unmap the view holding addr from space; True, or False."""
         if not self._ours(space):
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, False)
-        code = view_error(space, addr, self, self.views)
+        base, code = view_holding(space, addr, self, self.views)
         if code != ErrorCode.ERROR_SUCCESS:
             return self._fail(code, False)
-        self.detach(space, addr)
+        self.detach(space, base)
         return self._ok(True)
 
     def DestroySharedMemory(self, shm_id: int) -> bool:

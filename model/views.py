@@ -16,6 +16,15 @@ unmap_view); this module holds the rules they share, with their sources:
   (ERROR_INVALID_ADDRESS); 0 places Windows-style, bottom-up from the 64 KB
   boundary above the brk area (AddressSpace.windows_floor), none ->
   ERROR_NOT_ENOUGH_MEMORY.
+- Unmap: the seed's UnmapSharedMemoryFromProcess and UnmapFileFromMemory are
+  Windows-facing calls (seed section 7: Windows conventions; their status is a
+  Win32 code), so each takes UnmapViewOfFile's rule: any address inside one of
+  the manager's views of the space unmaps that whole view (``view_holding``;
+  Wine test_MapViewOfFile). Linux reaches a view through munmap
+  (model/linux_mm.py, its own rule) and process exit; the seed has no shmdt
+  call (its Linux layer is mmap, munmap and brk), whose attach-address-only
+  rule is then nobody's. FlushViewOfFile / msync (SyncMappedFile) still take
+  the view's base (``view_error``).
 - Private protection calls on a view's pages, each system with its own bound.
   Windows (``may_protect``): VirtualProtect may give a page of a view any
   protection allowing nothing the view's own (its AllocationProtect, itself
@@ -95,22 +104,39 @@ def place_view(space: AddressSpace, virtual_addr: int,
     return virtual_addr, ErrorCode.ERROR_SUCCESS
 
 
-def view_error(space: AddressSpace, addr: int, owner: object,
-               views: Container[tuple[int, int]]) -> ErrorCode:
-    """The status of an unmap or sync of the view based at addr: the space's
-    status() code, ERROR_INVALID_PARAMETER for a non-u32 addr,
-    ERROR_INVALID_ADDRESS unless addr is the base of one of owner's views in
-    space (UnmapViewOfFile, shmdt and FlushViewOfFile here take the base); views
-    is owner's own record, keyed (pid, base)."""
+def view_holding(space: AddressSpace, addr: int, owner: object,
+                 views: Container[tuple[int, int]]) -> tuple[int, ErrorCode]:
+    """(base, ERROR_SUCCESS) of owner's view in space whose pages hold addr, or
+    (-1, the error): the space's status() code, ERROR_INVALID_PARAMETER for a
+    non-u32 addr, ERROR_INVALID_ADDRESS outside owner's views in space (memory of
+    VirtualAlloc, another manager's view, a free page). UnmapViewOfFile takes any
+    address inside the view (Wine dlls/kernel32/tests/virtual.c
+    test_MapViewOfFile: UnmapViewOfFile(ptr + 100), (ptr + 4096) and
+    (ptr + 4096 + 100) each unmap the view; NtUnmapViewOfSection looks the
+    address up among the process's views). views is owner's own record, keyed
+    (pid, base)."""
     code = space.status()
     if code != ErrorCode.ERROR_SUCCESS:
-        return code
+        return -1, code
     if not is_u32(addr):
-        return ErrorCode.ERROR_INVALID_PARAMETER
-    if (space.pid, addr) not in views or space.views.get(addr) is not owner:
+        return -1, ErrorCode.ERROR_INVALID_PARAMETER
+    allocation = space.allocation_at(addr)
+    if allocation is None or (space.pid, allocation.base) not in views \
+            or space.views.get(allocation.base) is not owner:
+        return -1, ErrorCode.ERROR_INVALID_ADDRESS
+    return allocation.base, ErrorCode.ERROR_SUCCESS
+
+
+def view_error(space: AddressSpace, addr: int, owner: object,
+               views: Container[tuple[int, int]]) -> ErrorCode:
+    """The status of a sync of the view based at addr (FlushViewOfFile / msync here
+    take the base): view_holding's, and ERROR_INVALID_ADDRESS for an address
+    inside a view that is not its base."""
+    base, code = view_holding(space, addr, owner, views)
+    if code == ErrorCode.ERROR_SUCCESS and base != addr:
         return ErrorCode.ERROR_INVALID_ADDRESS
-    return ErrorCode.ERROR_SUCCESS
+    return code
 
 
 __all__ = ["ACCESS_KINDS", "is_view_protect", "may_mprotect", "may_protect", "narrows",
-           "place_view", "view_error"]
+           "place_view", "view_error", "view_holding"]

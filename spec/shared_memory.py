@@ -73,8 +73,11 @@ follows them):
 - Process exit is a sequence of unmaps (composite, as the paging spec's
   Destroy), and so is a munmap over whole views (the caller's translation:
   each view's Unmap, in the order the model detaches them; munmap over part of
-  a view fails in the user layer and leaves this one); Unmap takes the
-  view's base (UnmapViewOfFile, shmdt), else ERROR_INVALID_ADDRESS. A call
+  a view fails in the user layer and leaves this one); Unmap takes any page
+  of the view (``base`` is the vpn of the address given: UnmapViewOfFile
+  unmaps at ptr + 100 and ptr + 4096, Wine dlls/kernel32/tests/virtual.c
+  test_MapViewOfFile; both seed calls are Windows-facing, model/views.py),
+  else ERROR_INVALID_ADDRESS; Sync takes the view's base. A call
   on a space that is not live fails first with the space's status() code
   (``space``: None or 0 = live), as the model's ProcessMemorySpace.status()
   reports it.
@@ -403,7 +406,9 @@ def frames_released(pre: SharedState, result: SharedStep, args: Mapping[str, Ref
 
 
 def _view_pages(pre: SharedState, args: Mapping[str, Ref]) -> tuple[Ref, Ref, Ref, Ref]:
-    pid, base = args["pid"], args["base"]
+    """pid, the base, the source and the page count of the view holding vpn base."""
+    pid = args["pid"]
+    base = pre.vbase[pid, args["base"]]
     return pid, base, pre.vsrc[pid, base], pre.vcount[pid, base]
 
 
@@ -612,14 +617,14 @@ def MapSharedMemoryToProcess(s: SharedState, pid: Ref, space: Ref, shm_id: Ref, 
 
 def UnmapSharedMemoryFromProcess(s: SharedState, pid: Ref, base: Ref,
                                  space: Ref | None = None) -> SharedStep:
-    """shmdt / UnmapViewOfFile of the view based at base (space: the space's
-    status() code, None = live); the last unmap of a destroyed block releases
-    its frames."""
+    """UnmapViewOfFile of the view holding vpn base, any page of it (space: the
+    space's status() code, None = live); the last unmap of a destroyed block
+    releases its frames."""
     b = s.vsrc[pid, base]
     code = status(*_space_checks(space),
-                  (z3.Not(is_base(s, pid, base, SHM)), E.ERROR_INVALID_ADDRESS))
+                  (s.vkind[pid, base] != SHM, E.ERROR_INVALID_ADDRESS))
     release = z3.And(z3.Not(s.blive[b]), s.brefs[b] == 1)
-    t = remove_view(s, pid, base)
+    t = remove_view(s, pid, s.vbase[pid, base])
     fr = z3.Int("_fr")
     post = t.but(brefs=z3.Store(s.brefs, b, s.brefs[b] - 1),
                  bheld=z3.Store(s.bheld, b, z3.Not(release)),
@@ -689,12 +694,14 @@ def MapFileToMemory(s: SharedState, pid: Ref, file: Ref, first: Ref, count: Ref,
 
 def UnmapFileFromMemory(s: SharedState, pid: Ref, base: Ref,
                         space: Ref | None = None) -> SharedStep:
-    """The view's dirty pages are written back, its pages unmapped; a page
-    whose last mapping this was leaves the cache."""
-    f, first, count = s.vsrc[pid, base], s.vidx[pid, base], s.vcount[pid, base]
+    """UnmapViewOfFile of the file view holding vpn base, any page of it: its
+    dirty pages are written back, its pages unmapped; a page whose last
+    mapping this was leaves the cache."""
+    view = s.vbase[pid, base]
+    f, first, count = s.vsrc[pid, view], s.vidx[pid, view], s.vcount[pid, view]
     code = status(*_current_checks(pid, space),
-                  (z3.Not(is_base(s, pid, base, FILE)), E.ERROR_INVALID_ADDRESS))
-    t = remove_view(write_back(s, f, first, count), pid, base)
+                  (s.vkind[pid, base] != FILE, E.ERROR_INVALID_ADDRESS))
+    t = remove_view(write_back(s, f, first, count), pid, view)
     fr, g, k = z3.Ints("_fr _g _k")
     gone = z3.And(in_source(s, fr, z3.IntVal(FILE), f, first, count), s.refs[fr] == 1)
     post = t.but(

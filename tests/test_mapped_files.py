@@ -415,7 +415,7 @@ def test_sync_and_unmap_errors_change_nothing(sub: MemorySubsystem,
         before = state(sub, node)
         assert mmf.SyncMappedFile(address, invalidate) is False
         assert mmf.last_error == code, address
-        if invalidate is False:
+        if invalidate is False and address != mine + PAGE_SIZE:  # inside: unmaps (below)
             assert mmf.UnmapFileFromMemory(address) is False
             assert mmf.last_error == code, address
         assert state(sub, node) == before
@@ -430,6 +430,26 @@ def test_sync_and_unmap_errors_change_nothing(sub: MemorySubsystem,
     before = state(sub, node)
     assert mmf.UnmapFileFromMemory(mine) is False and mmf.last_error == E.ERROR_INVALID_ADDRESS
     assert state(sub, node) == before
+
+
+@pytest.mark.parametrize("offset", [100, PAGE_SIZE, PAGE_SIZE + 100])
+def test_unmap_at_an_address_inside_the_view_writes_back_and_unmaps_it(
+        sub: MemorySubsystem, space: ProcessMemorySpace, offset: int) -> None:
+    """UnmapViewOfFile of a file view at ptr + 100, ptr + 4096, ptr + 4096 + 100
+    (Wine dlls/kernel32/tests/virtual.c test_MapViewOfFile): the whole view is
+    written back and unmapped, its cache pages freed; SyncMappedFile still takes
+    the base (ERROR_INVALID_ADDRESS inside)."""
+    mmf = sub.mapped_files
+    node = MemoryFileNode(DATA)
+    base = mmf.MapFileToMemory(node, 0, 0, PAGE_READWRITE)
+    assert space.WriteUserMemory(base + 2 * PAGE_SIZE, b"END") is True
+    before = state(sub, node)
+    assert mmf.SyncMappedFile(base + offset) is False
+    assert mmf.last_error == E.ERROR_INVALID_ADDRESS and state(sub, node) == before
+    assert mmf.UnmapFileFromMemory(base + offset) is True
+    assert mmf.last_error == E.ERROR_SUCCESS
+    assert bytes(node.data[2 * PAGE_SIZE:2 * PAGE_SIZE + 3]) == b"END"
+    assert not mmf.views and not mmf.cache and base not in space.allocations
 
 
 # -- several processes -----------------------------------------------------------------------

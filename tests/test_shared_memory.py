@@ -445,7 +445,8 @@ def test_unmap_errors_change_nothing(sub: MemorySubsystem) -> None:
     fresh = ProcessMemorySpace(sub.virmem, 99)
     cases: list[tuple[Any, Any, ErrorCode]] = [
         (fresh, at_one, E.ERROR_NOT_READY), (None, at_one, E.ERROR_INVALID_HANDLE),
-        (one, at_one + PAGE_SIZE, E.ERROR_INVALID_ADDRESS),  # not the base
+        (one, at_one + 2 * PAGE_SIZE, E.ERROR_INVALID_ADDRESS),  # just past the view
+        (one, at_one - 1, E.ERROR_INVALID_ADDRESS),  # just before it
         (one, at_two, E.ERROR_INVALID_ADDRESS),  # the other process's view
         (one, private, E.ERROR_INVALID_ADDRESS), (one, 0x00400000, E.ERROR_INVALID_ADDRESS),
         (one, 0, E.ERROR_INVALID_ADDRESS), (one, -1, E.ERROR_INVALID_PARAMETER),
@@ -460,6 +461,28 @@ def test_unmap_errors_change_nothing(sub: MemorySubsystem) -> None:
     before = world_snapshot(sub)
     assert shm.UnmapSharedMemoryFromProcess(one, at_one) is False  # twice
     assert shm.last_error == E.ERROR_INVALID_ADDRESS and world_snapshot(sub) == before
+
+
+@pytest.mark.parametrize("offset", [100, PAGE_SIZE, PAGE_SIZE + 100, 3 * PAGE_SIZE - 1])
+def test_unmap_at_an_address_inside_the_view_unmaps_all_of_it(sub: MemorySubsystem,
+                                                             offset: int) -> None:
+    """UnmapViewOfFile takes any address inside the view (Wine
+    dlls/kernel32/tests/virtual.c test_MapViewOfFile: ptr + 100, ptr + 4096,
+    ptr + 4096 + 100): the whole view goes, the block keeps its other views."""
+    shm = sub.shared_memory
+    one, two = new_process(sub), new_process(sub)
+    shm_id = shm.CreateSharedMemory(3 * PAGE_SIZE, PAGE_READWRITE)
+    at_one = shm.MapSharedMemoryToProcess(one, shm_id, 0)
+    at_two = shm.MapSharedMemoryToProcess(two, shm_id, 0)
+    assert one.WriteUserMemory(at_one + 2 * PAGE_SIZE, b"kept") is True
+    assert shm.UnmapSharedMemoryFromProcess(one, at_one + offset) is True
+    assert shm.last_error == E.ERROR_SUCCESS
+    assert at_one not in one.allocations and at_one not in one.views
+    assert all(one.pte((at_one >> 12) + k) == 0 for k in range(3))
+    assert shm.blocks[shm_id].mappings == {(two.pid, at_two)}
+    assert two.ReadUserMemory(at_two + 2 * PAGE_SIZE, 4) == b"kept"
+    assert shm.UnmapSharedMemoryFromProcess(one, at_one + offset) is False
+    assert shm.last_error == E.ERROR_INVALID_ADDRESS
 
 
 def test_destroy_while_mapped_defers_the_frames_to_the_last_unmap(sub: MemorySubsystem) -> None:

@@ -194,13 +194,19 @@ def test_a_write_through_one_view_is_read_through_every_other(mapped: SharedStat
 
 
 def test_unmap_and_destroy(mapped: SharedState, destroyed: SharedState) -> None:
-    for base in (0x501, 0x700, 0x900):  # not a base, a file view, nothing
+    for base in (0x700, 0x900):  # a file view, nothing
         assert refused(sm.UnmapSharedMemoryFromProcess(mapped, i(1), i(base)), mapped,
                        E.ERROR_INVALID_ADDRESS)
     assert refused(sm.UnmapSharedMemoryFromProcess(mapped, i(1), i(0x500), i(6)), mapped, 6)
     once = sm.UnmapSharedMemoryFromProcess(mapped, i(1), i(0x500)).changed
     assert valid(z3.And(once.brefs[1] == 1, once.bheld[1], once.vkind[1, 0x501] == 0,
                         once.refs[once.bframe[1, 0]] == 1))
+    # a page inside the view unmaps the whole view (UnmapViewOfFile at ptr + 4096)
+    inside = sm.UnmapSharedMemoryFromProcess(mapped, i(1), i(0x501))
+    assert status_is(inside, 0) and valid(z3.And(
+        inside.changed.brefs[1] == 1, inside.changed.vkind[1, 0x500] == 0,
+        inside.changed.vkind[1, 0x501] == 0))
+    assert violated(inside.changed) == []
     # destroyed while mapped: the id is invalid at once, the frames stay until the last unmap
     assert valid(z3.And(z3.Not(destroyed.blive[1]), destroyed.bheld[1],
                         destroyed.kind[destroyed.bframe[1, 1]] == SHM))
@@ -281,6 +287,10 @@ def test_sync_writes_back_and_invalidate_reloads(mapped: SharedState) -> None:
 def test_unmap_file_writes_back_and_releases_unmapped_pages(mapped: SharedState) -> None:
     assert refused(sm.UnmapFileFromMemory(mapped, i(1), i(0x500)), mapped,
                    E.ERROR_INVALID_ADDRESS)
+    # a page inside the view unmaps all of it, written back (UnmapViewOfFile at ptr + 4096)
+    inside = sm.UnmapFileFromMemory(mapped, i(2), i(0x701)).changed
+    assert valid(z3.And(inside.fdata[1, 2] == 9, inside.vkind[2, 0x700] == 0,
+                        inside.vkind[2, 0x701] == 0))
     post = sm.UnmapFileFromMemory(mapped, i(1), i(0x700)).changed
     frame0 = mapped.cframe[1, 0]
     assert valid(z3.And(post.fdata[1, 2] == 9, z3.Not(post.cached[1, 0]), post.kind[frame0] == 0,

@@ -48,10 +48,12 @@ After every call
 
 Byte-level arguments the spec leaves to its caller (its docstring) are
 translated here: an address not a multiple of 4096 is vpn -1 (unaligned for
-the spec); a file view of bytes past the end of the file gets count 0 (the
-spec's ERROR_ACCESS_DENIED); a file offset that is not page aligned is
-ERROR_MAPPED_ALIGNMENT once every check the spec makes before the page range
-passed (checked with the range of page 0). UnmapFileFromMemory /
+the spec), except for the Unmap calls, which take the address's vpn (any
+address inside a view unmaps it: UnmapViewOfFile); a file view of bytes past
+the end of the file gets count 0 (the spec's ERROR_ACCESS_DENIED); a file
+offset that is not page aligned is ERROR_MAPPED_ALIGNMENT once every check
+the spec makes before the page range passed (checked with the range of page
+0). UnmapFileFromMemory /
 SyncMappedFile with no current process are pid 0 (the spec's and the model's
 ERROR_NOT_READY); Unmap with the space of a destroyed process passes its
 status (ERROR_INVALID_HANDLE).
@@ -191,7 +193,8 @@ class SharedMachine(CheckedMachine):
 
     def address(self, data: st.DataObject, pid: int, kind: int) -> int:
         """Mostly the base of one of pid's views of this kind; else another view's
-        base, a page inside a view, an unaligned address or a free one."""
+        base, a page inside a view, an unaligned address inside it or a free one
+        (an unmap of the two inside succeeds: UnmapViewOfFile; a sync fails)."""
         bases = self.view_bases(pid, kind)
         bogus = [FIXED_AREA, *self.view_bases(pid), *(base + offset for base in bases[:1]
                                                       for offset in (PAGE_SIZE, 5))]

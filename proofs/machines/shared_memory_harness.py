@@ -404,6 +404,14 @@ class SharedCore:
                 self.file_pages[(index, k)] = bytearray(file_page(
                     data[k * PAGE_SIZE:(k + 1) * PAGE_SIZE], length, k))
 
+    def holding(self, pid: int, address: int) -> tuple[int, int]:
+        """The key of pid's view whose pages hold address (UnmapViewOfFile takes any
+        address inside a view), else (pid, address)."""
+        for (owner, base), record in self.views.items():
+            if owner == pid and base <= address < base + record.pages * PAGE_SIZE:
+                return owner, base
+        return pid, address
+
     def forget(self, key: tuple[int, int]) -> None:
         """The view at key is gone: drop the shadows nothing maps any more."""
         record = self.views.pop(key)
@@ -483,13 +491,13 @@ class BlockCalls(SharedCore):
 
     def unmap_block(self, space: ProcessMemorySpace, address: int) -> None:
         shm = self.sub.shared_memory
-        base = address >> PAGE_SHIFT if address % PAGE_SIZE == 0 else -1
-        call = SpecCall("UnmapSharedMemoryFromProcess", (("pid", space.pid), ("base", base),
-                                                          ("space", int(space.status()))))
+        call = SpecCall("UnmapSharedMemoryFromProcess", (
+            ("pid", space.pid), ("base", address >> PAGE_SHIFT),
+            ("space", int(space.status()))))
         self.call(f"UnmapSharedMemoryFromProcess(<process {space.pid}>, {address:#x})",
                   lambda: shm.UnmapSharedMemoryFromProcess(space, address),
                   lambda: int(shm.last_error), lambda *_: [call],
-                  track=lambda _: self.forget((space.pid, address)))
+                  track=lambda _: self.forget(self.holding(space.pid, address)))
 
     def destroy_block(self, shm_id: int) -> None:
         shm = self.sub.shared_memory
@@ -583,10 +591,10 @@ class FileCalls(SharedCore):
                       lambda: mmf.SyncMappedFile(address, invalidate),
                       lambda: int(mmf.last_error), lambda *_: [call], track=track)
             return
-        call = SpecCall("UnmapFileFromMemory", (("pid", pid), ("base", base)))
+        call = SpecCall("UnmapFileFromMemory", (("pid", pid), ("base", address >> PAGE_SHIFT)))
         self.call(f"UnmapFileFromMemory({address:#x}) in process {pid}",
                   lambda: mmf.UnmapFileFromMemory(address), lambda: int(mmf.last_error),
-                  lambda *_: [call], track=lambda _: self.forget(key))
+                  lambda *_: [call], track=lambda _: self.forget(self.holding(pid, address)))
 
 
 class ProcessCalls(SharedCore):

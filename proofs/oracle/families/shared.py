@@ -177,9 +177,14 @@ class SharedFront:
             self.views[(space.pid, base)] = SimpleNamespace(kind=SHM, pages=pages,
                                                             writable=writable)
 
+    def _holding(self, pid: int, address: int) -> tuple[int, int]:
+        """The key of pid's view holding address (an unmap takes any address in it)."""
+        return next((key for key, view in self.views.items() if key[0] == pid
+                     and key[1] <= address < key[1] + view.pages * PAGE_SIZE), (pid, address))
+
     def unmap_block(self, space: Any, address: int) -> None:
         if self._call("UnmapSharedMemoryFromProcess", space.pid, address) is True:
-            self.views.pop((space.pid, address), None)
+            self.views.pop(self._holding(space.pid, address), None)
 
     def destroy_block(self, shm_id: int) -> None:
         if self._call("DestroySharedMemory", shm_id) is True:
@@ -204,7 +209,7 @@ class SharedFront:
         if sync:
             self._call("SyncMappedFile", address, invalidate)
         elif self._call("UnmapFileFromMemory", address) is True:
-            self.views.pop((pid, address), None)
+            self.views.pop(self._holding(pid, address), None)
 
     def access(self, pid: int, base: int, page: int, offset: int, data: bytes | None) -> None:
         if self.current() != pid:
@@ -479,11 +484,12 @@ class SharedJudge(ObservedShared):
                 self.views[(target, view)] = self.record(SHM, shm_id, 0, count,
                                                          protect_allows(spec_protect, "write"))
             return map_block, mapped, True
-        if op == "UnmapSharedMemoryFromProcess":
+        if op == "UnmapSharedMemoryFromProcess":  # any address inside the view
             target, address = a
-            call = SpecCall(op, (("pid", target), ("base", self.vpn(address)),
+            call = SpecCall(op, (("pid", target), ("base", self.page(address)),
                                  ("space", 0 if target in live else 6)))
-            return (lambda *_: [call]), (lambda _: self.drop((target, address))), True
+            return (lambda *_: [call]), (lambda _: self.drop(self.holding(target, address))), \
+                True
         if op in ("DestroySharedMemory", "GetSharedMemorySize"):
             (shm_id,) = a
 
@@ -509,8 +515,8 @@ class SharedJudge(ObservedShared):
                     if invalidate and record is not None:
                         self.load(record.source, record.first, record.pages, reload=True)
                 return (lambda *_: [call]), synced, True
-            call = SpecCall(op, (("pid", pid), ("base", self.vpn(address))))
-            return (lambda *_: [call]), (lambda _: self.drop(key)), True
+            call = SpecCall(op, (("pid", pid), ("base", self.page(address))))
+            return (lambda *_: [call]), (lambda _: self.drop(self.holding(pid, address))), True
         return self.plan_process(op, args, pid, live, views)
 
     def plan_map_file(self, a: list[Any], pid: int, files: dict[int, tuple[int, bool]],
@@ -629,6 +635,11 @@ class SharedJudge(ObservedShared):
     def vpn(address: Any) -> int:
         return address >> PAGE_SHIFT if type(address) is int and address % PAGE_SIZE == 0 \
             else -1
+
+    @staticmethod
+    def page(address: Any) -> int:
+        """The vpn of an address an unmap takes (any address inside a view)."""
+        return address >> PAGE_SHIFT if type(address) is int and address >= 0 else -1
 
     @staticmethod
     def record(kind: int, source: int, first: int, pages: int, writable: bool) -> Any:
