@@ -8,8 +8,14 @@ unmap_view); this module holds the rules they share, with their sources:
   without the WRITECOPY values, which the seed's flag list lacks, and without
   NOACCESS / EXECUTE, which CreateFileMapping does not accept.
 - A view may only narrow what its source allows (SHM-3; MapViewOfFile fails
-  with ERROR_ACCESS_DENIED for an access the section was not created with;
-  shmat gives SHM_RDONLY for a segment without write permission).
+  with ERROR_ACCESS_DENIED for an access the section was not created with,
+  an executable view (FILE_MAP_EXECUTE) of a PAGE_READONLY or PAGE_READWRITE
+  section included, file-backed or pagefile-backed: Wine
+  dlls/kernel32/tests/virtual.c test_mapping, is_compatible_access over
+  map_prot_to_access, which grants SECTION_MAP_EXECUTE to the PAGE_EXECUTE_*
+  sections only, in the file and the anonymous passes of test_mappings; an
+  older copy of the test granted it to every section, as Vista did; shmat
+  gives SHM_RDONLY for a segment without write permission).
 - Placement: a nonzero address must be a multiple of the 64 KB allocation
   granularity (NtMapViewOfSection's STATUS_MAPPED_ALIGNMENT, Win32
   ERROR_MAPPED_ALIGNMENT 1132) and the range inside user space and free

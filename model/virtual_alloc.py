@@ -93,8 +93,10 @@ data in tests/conformance/windows_virtual.py):
   ERROR_INVALID_PARAMETER (Wine test_MapViewOfFile: VirtualFree(ptr, 0x10000,
   MEM_DECOMMIT) of a view fails so; a view goes only with UnmapViewOfFile);
   VirtualAlloc(MEM_COMMIT) on a view's pages -> ERROR_ACCESS_DENIED whatever
-  the protection (Wine test_mapping, for every page_prot of every SEC_COMMIT
-  view). VirtualProtect on a view's pages succeeds when the new protection
+  the protection (Wine test_mapping's file pass, for every page_prot of every
+  SEC_COMMIT view; its anonymous pass shows Windows committing a pagefile
+  section's view within the view's protection: an open row of
+  docs/deviations.md). VirtualProtect on a view's pages succeeds when the new protection
   allows nothing the view's own (AllocationProtect) does not, the page's old
   protection returned, and VirtualQuery then reports the protection per page
   (Type MEM_MAPPED, AllocationProtect unchanged); otherwise

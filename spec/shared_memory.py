@@ -23,7 +23,10 @@ follows them):
   PAGE_EXECUTE_READ, PAGE_EXECUTE_READWRITE (CreateFileMapping's flProtect
   without the WRITECOPY values the seed lacks). A view may only narrow its
   block's permissions (ERROR_ACCESS_DENIED; shmat's SHM_RDONLY, MapViewOfFile's
-  dwDesiredAccess): SHM-3. For protect=None the caller passes the block's.
+  dwDesiredAccess: an executable view of a PAGE_READONLY or PAGE_READWRITE
+  section is refused, Wine dlls/kernel32/tests/virtual.c test_mapping's
+  is_compatible_access, file and anonymous sections alike): SHM-3. For
+  protect=None the caller passes the block's.
 - A view's protection as mapped is its ``vaccess`` (AllocationProtect, the
   same on every page); each page has its own ``vprotect``, any of the six
   PAGE_* values, allowing writes only when the view's source may be written

@@ -1,36 +1,55 @@
-"""What real Windows does with the private memory calls on a section's views, as data,
-run against the model: SharedMemoryManager's blocks stand for the sections
-(CreateFileMapping with SEC_COMMIT, one page) and its views for MapViewOfFile's,
-the calls are the current process's through model/syscalls.py.
+"""What real Windows does with a section's views and the private memory calls on
+them, as data, run against the model: SharedMemoryManager's blocks stand for the
+pagefile-backed sections (CreateFileMapping(INVALID_HANDLE_VALUE, SEC_COMMIT)),
+MemoryMappedFiles' views for a file section's, the calls are the current
+process's through model/syscalls.py.
 
 Sources (asserts of Wine's conformance tests, which run against real Windows), cited
 per step: ``k32`` Wine's dlls/kernel32/tests/virtual.c, read in wine-mirror/wine's
-stored copy (test_mapping: its page_prot x view[] x page_prot loops, with
-is_compatible_access / is_compatible_protection deciding each assert) and in the
-copy ReactOS syncs (reactos/reactos modules/rostests/winetests/kernel32/virtual.c:
-test_MapViewOfFile).
+stored copy (test_mapping as test_mappings calls it: a writable file with
+SEC_COMMIT and then an anonymous, pagefile-backed mapping; its page_prot x view[] x
+page_prot loops, with is_compatible_access (map_prot_to_access of
+file_access_to_prot) and the two-argument is_compatible_protection deciding each
+assert; test_MapViewOfFile) and in the copy ReactOS syncs (reactos/reactos
+modules/rostests/winetests/kernel32/virtual.c: test_MapViewOfFile).
 
 How the sources are expressed:
 
-- test_mapping maps a one-page file; the rules its asserts check are the section's
-  and the view's protections (is_compatible_*), not the backing: the model's
-  pagefile-backed block of one page stands for it. Each view[] entry is a case
-  (the entry's dwDesiredAccess gives the view's protection, view[j].prot, which is
-  what the model's MapSharedMemoryToProcess takes).
+- test_mapping's anonymous mapping (test_mapping(INVALID_HANDLE_VALUE, SEC_COMMIT,
+  FALSE)) is a block of two pages with the section's protection as its
+  permissions; each view[] entry is a case (its dwDesiredAccess gives the view's
+  protection, view[j].prot, which MapSharedMemoryToProcess takes). An executable
+  view (FILE_MAP_EXECUTE) of a PAGE_READONLY or PAGE_READWRITE section fails with
+  ERROR_ACCESS_DENIED, file-backed or not: the current test's map_prot_to_access
+  grants SECTION_MAP_EXECUTE to the PAGE_EXECUTE_* sections only (an older copy of
+  the test, ReactOS's sync of Wine's, granted it to every section, as Vista did).
+- test_mapping's file mapping (test_mapping(hfile, SEC_COMMIT, FALSE), a file of two
+  pages opened for reading, writing and executing) is MapFileToMemory of a
+  writable node for each view[] entry the section grants (the model's file views
+  have no section object: a view the section refuses is not expressible); there
+  VirtualAlloc(MEM_COMMIT) on the view fails with ERROR_ACCESS_DENIED.
 - test_MapViewOfFile's VirtualFree(MEM_DECOMMIT) of a view is made on a SEC_RESERVE
   section's view whose pages were committed: the model's views are SEC_COMMIT, all
   pages committed, as they are when the source asserts.
+- test_MapViewOfFile's file sections (CreateFileMapping on its test file) are
+  MemoryMappedFiles' views of a MemoryFileNode: ``CreateFile`` makes the node at the
+  length the file has when the source maps it (its first CreateFileMapping of
+  MAPPING_SIZE bytes extended the 4096-byte file; the model's nodes are not
+  extended by a mapping), ``CreateFileMapping`` with the node names the file
+  section, and MapViewOfFile of it is MapFileToMemory (offset 0, the size asked,
+  the view's protection). UnmapViewOfFile goes to the manager whose view holds the
+  address (the file manager's views, else the shared-memory manager).
 
 Left out (counted in the report): sections and views with the WRITECOPY values and
 views with no access (not protections the model has: the seed's flags), the
 WRITECOPY protections' successful VirtualProtect (copy-on-write; the old
-protection the next step reads is then not asserted) and VirtualAlloc's
-ERROR_ACCESS_DENIED for them (the model refuses the value first, 87), executable
-views of PAGE_READONLY and PAGE_READWRITE file sections (Windows grants
-SECTION_MAP_EXECUTE there, is_compatible_access; the model's SHM-3 keeps a view
-within its section's protection), SEC_RESERVE sections, UnmapViewOfFile at an
-address inside a view (the model takes the base), DuplicateHandle's access masks,
-named mappings, NtQuerySection and other processes.
+protection the next step reads is then not asserted), the NtMapViewOfSection views
+test_mapping compares with, the file-only PAGE_WRITECOPY pass over the whole view,
+the read-only file and SEC_IMAGE passes, VirtualAlloc(MEM_COMMIT) on an anonymous
+mapping's view (Windows commits it with the protection when the view allows it,
+else ERROR_INVALID_PARAMETER; the model refuses it with ERROR_ACCESS_DENIED, an
+open row of docs/deviations.md), SEC_RESERVE sections, DuplicateHandle's access
+masks, named mappings, NtQuerySection and other processes.
 """
 
 from __future__ import annotations
@@ -40,6 +59,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from model.file_node import MemoryFileNode
 from model.memory_subsystem import MemorySubsystem
 from model.virtual_alloc import MemoryBasicInformation
 from spec.abi import (
@@ -49,6 +69,7 @@ from spec.abi import (
     MEM_MAPPED,
     MEM_RELEASE,
     MEM_RESET,
+    PAGE_EXECUTE,
     PAGE_EXECUTE_READ,
     PAGE_EXECUTE_READWRITE,
     PAGE_NOACCESS,
@@ -80,8 +101,8 @@ _MV = f"{K32}: test_MapViewOfFile"
 
 
 class Step(NamedTuple):
-    call: str  # CreateFileMapping | MapViewOfFile | UnmapViewOfFile | VirtualAlloc
-    #            | VirtualFree | VirtualProtect | VirtualQuery
+    call: str  # CreateFile | CreateFileMapping | MapViewOfFile | UnmapViewOfFile
+    #            | VirtualAlloc | VirtualFree | VirtualProtect | VirtualQuery
     args: tuple[Value, ...]
     source: str
     ok: bool = True
@@ -99,7 +120,7 @@ class Case(NamedTuple):
 # -- test_mapping's tables, as data ------------------------------------------------------
 
 #: page_prot[]: the sections' and the requested protections, in the source's order.
-PAGE_PROT = (PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE, PAGE_WRITECOPY,
+PAGE_PROT = (PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE, PAGE_WRITECOPY, PAGE_EXECUTE,
              PAGE_EXECUTE_READ, PAGE_EXECUTE_READWRITE, PAGE_EXECUTE_WRITECOPY)
 #: view[]: (dwDesiredAccess, the view's protection), its entries by their comment.
 VIEWS = (
@@ -117,91 +138,138 @@ VIEWS = (
     (0x2F, PAGE_EXECUTE_READWRITE))
 #: The protections the model has for sections and views (the seed's four).
 MODELLED = (PAGE_READONLY, PAGE_READWRITE, PAGE_EXECUTE_READ, PAGE_EXECUTE_READWRITE)
+#: test_mapping's sections: two pages.
+SECTION_SIZE = 2 * PAGE_SIZE
 
-_R, _W, _X, _WC = 0x01, 0x02, 0x04, 0x08
+_R, _W, _X = 0x01, 0x02, 0x04
 #: page_prot_to_access (its table; the other values: no access).
-_ACCESS = {PAGE_READWRITE: _R | _W, PAGE_EXECUTE_READ: _R | _X,
-           PAGE_EXECUTE_READWRITE: _R | _W | _WC | _X, PAGE_EXECUTE_WRITECOPY: _R | _WC | _X,
-           PAGE_READONLY: _R, PAGE_WRITECOPY: _R}
-#: map_prot_to_access's SECTION_MAP_WRITE: the sections a write view may map.
-_SECTION_WRITES = (PAGE_READWRITE, PAGE_EXECUTE_READWRITE)
+_ACCESS = {PAGE_READONLY: _R, PAGE_WRITECOPY: _R, PAGE_READWRITE: _R | _W,
+           PAGE_EXECUTE: _R | _X, PAGE_EXECUTE_READ: _R | _X,
+           PAGE_EXECUTE_WRITECOPY: _R | _X, PAGE_EXECUTE_READWRITE: _R | _W | _X}
+SECTION_QUERY, SECTION_MAP_WRITE, SECTION_MAP_READ = 0x01, 0x02, 0x04
+#: map_prot_to_access (its table; the other values: no rights).
+_SECTION_RIGHTS = {
+    PAGE_READWRITE: SECTION_MAP_READ | SECTION_MAP_WRITE | SECTION_QUERY,
+    PAGE_EXECUTE_READWRITE: SECTION_MAP_READ | SECTION_MAP_WRITE | SECTION_MAP_EXECUTE
+    | SECTION_QUERY,
+    PAGE_READONLY: SECTION_MAP_READ | SECTION_QUERY,
+    PAGE_WRITECOPY: SECTION_MAP_READ | SECTION_QUERY,
+    **dict.fromkeys((PAGE_EXECUTE, PAGE_EXECUTE_READ, PAGE_EXECUTE_WRITECOPY),
+                    SECTION_MAP_READ | SECTION_MAP_EXECUTE | SECTION_QUERY)}
+
+
+def file_access_to_prot(access: int) -> int:
+    """file_access_to_prot: the page protection a dwDesiredAccess maps with."""
+    execute, access = access & FILE_MAP_EXECUTE, access & ~FILE_MAP_EXECUTE
+    if access == FILE_MAP_COPY:
+        return PAGE_EXECUTE_WRITECOPY if execute else PAGE_WRITECOPY
+    if access & FILE_MAP_WRITE:
+        return PAGE_EXECUTE_READWRITE if execute else PAGE_READWRITE
+    if access & FILE_MAP_READ:
+        return PAGE_EXECUTE_READ if execute else PAGE_READONLY
+    return PAGE_NOACCESS
 
 
 def compatible_access(map_prot: int, access: int) -> bool:
-    """is_compatible_access: the view's access rights within the section's
-    (map_prot_to_access: every section grants query, read and both execute rights,
-    write only a PAGE_READWRITE or PAGE_EXECUTE_READWRITE one; no right asked: read)."""
-    granted = FILE_MAP_COPY | FILE_MAP_READ | SECTION_MAP_EXECUTE | FILE_MAP_EXECUTE | (
-        FILE_MAP_WRITE if map_prot in _SECTION_WRITES else 0)  # FILE_MAP_COPY: SECTION_QUERY
-    return (access or FILE_MAP_READ) & granted == (access or FILE_MAP_READ)
+    """is_compatible_access: the section rights the view's protection needs (no
+    right: SECTION_MAP_READ) are all the section's (map_prot_to_access)."""
+    granted = _SECTION_RIGHTS.get(map_prot, 0)
+    needed = _SECTION_RIGHTS.get(file_access_to_prot(access), 0) or SECTION_MAP_READ
+    return needed & granted == needed
 
 
-def compatible_protection(map_prot: int, view_prot: int, prot: int) -> bool:
-    """is_compatible_protection: the new protection's access within the view's."""
-    view, new = _ACCESS.get(view_prot, 0), _ACCESS.get(prot, 0)
-    if view == new:
-        return True
-    if not view or view & new != new:
-        return False
-    return _ACCESS.get(map_prot, 0) & new == new
+def compatible_protection(view_prot: int, prot: int) -> bool:
+    """is_compatible_protection (two arguments): the new protection's access within
+    the view's."""
+    new = _ACCESS.get(prot, 0)
+    return _ACCESS.get(view_prot, 0) & new == new
 
 
-def _mapping_case(map_prot: int, access: int, view_prot: int) -> Case | None:
-    """One view[] entry on one section: None when the source's asserts there are not
-    expressible (see the module docstring)."""
-    src = f"{_TM}: page_prot {map_prot:#04x}, view[] entry {access:#04x}"
-    if view_prot not in MODELLED:
-        return None
-    steps = [Step("CreateFileMapping", (map_prot,), f"{src}: CreateFileMapping SEC_COMMIT "
-                  "succeeds", save="map")]
-    if not compatible_access(map_prot, access):
-        steps.append(Step("MapViewOfFile", (At("map"), view_prot),
-                          f"{src}: 'MapViewOfFile should fail', ERROR_ACCESS_DENIED",
-                          ok=False, error=ACCESS_DENIED))
-        return Case(f"k32_mapping_{map_prot:#04x}_{access:#04x}", tuple(steps))
-    if _ACCESS[view_prot] & ~_ACCESS[map_prot] & (_W | _X):
-        return None  # Windows maps it (the section grants the right); the model refuses
-    steps += [
-        Step("MapViewOfFile", (At("map"), view_prot), f"{src}: base != NULL", save="base"),
-        Step("VirtualQuery", (At("base"),), f"{src}: VirtualQuery (7 fields)", fields=(
-            ("BaseAddress", At("base")), ("RegionSize", PAGE_SIZE), ("Protect", view_prot),
-            ("AllocationBase", At("base")), ("AllocationProtect", view_prot),
-            ("State", MEM_COMMIT), ("Type", MEM_MAPPED)))]
+def _protect_steps(src: str, view_prot: int) -> list[Step]:
+    """The page_prot loop of VirtualProtect on the view's first page: each compatible
+    one succeeds returning the previous protection, VirtualQuery then reporting it;
+    the others fail with ERROR_INVALID_PARAMETER."""
+    steps: list[Step] = []
     prev: int | None = view_prot
     for prot in PAGE_PROT:
         where = f"{src}: VirtualProtect({prot:#04x})"
-        if compatible_protection(map_prot, view_prot, prot):
-            if prot in (PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY):
-                prev = None  # copy-on-write: not the model's; the next old is unknown
-                continue
-            steps.append(Step("VirtualProtect", (At("base"), PAGE_SIZE, prot),
-                              f"{where} succeeds, old_prot == prev_prot", returns=prev))
-            prev = prot
-        else:
+        if not compatible_protection(view_prot, prot):
             steps.append(Step("VirtualProtect", (At("base"), PAGE_SIZE, prot),
                               f"{where} 'should fail', ERROR_INVALID_PARAMETER", ok=False,
                               error=INVALID_PARAMETER))
-    for prot in PAGE_PROT:
+        elif prot in (PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY):
+            prev = None  # copy-on-write: not the model's; the next old is unknown
+        else:
+            steps += [Step("VirtualProtect", (At("base"), PAGE_SIZE, prot),
+                           f"{where} succeeds, old_prot == prev_prot", returns=prev),
+                      Step("VirtualQuery", (At("base"),), f"{where}: VirtualQuery Protect",
+                           fields=(("Protect", prot),))]
+            prev = prot
+    return steps
+
+
+def _mapped_steps(src: str, view_prot: int, file: bool) -> list[Step]:
+    """A view the section grants: its VirtualQuery, the VirtualProtect loop, for a
+    file section the VirtualAlloc loop (ERROR_ACCESS_DENIED), its unmap."""
+    steps = [
+        Step("MapViewOfFile", (At("map"), view_prot, 0), f"{src}: base != NULL", save="base"),
+        Step("VirtualQuery", (At("base"),), f"{src}: VirtualQuery (7 fields)", fields=(
+            ("BaseAddress", At("base")), ("RegionSize", SECTION_SIZE), ("Protect", view_prot),
+            ("AllocationBase", At("base")), ("AllocationProtect", view_prot),
+            ("State", MEM_COMMIT), ("Type", MEM_MAPPED))),
+        *_protect_steps(src, view_prot)]
+    for prot in PAGE_PROT if file else ():
         if prot in (PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY):
             continue  # the model refuses the value itself (87), Windows the commit (5)
         steps.append(Step("VirtualAlloc", (At("base"), PAGE_SIZE, MEM_COMMIT, prot),
-                          f"{src}: VirtualAlloc(MEM_COMMIT, {prot:#04x}) 'should fail', "
-                          "ERROR_ACCESS_DENIED", ok=False, error=ACCESS_DENIED))
+                          f"{src}: file mapping: VirtualAlloc(MEM_COMMIT, {prot:#04x}) "
+                          "'should fail', ERROR_ACCESS_DENIED", ok=False, error=ACCESS_DENIED))
     steps.append(Step("UnmapViewOfFile", (At("base"),), f"{src}: UnmapViewOfFile(base)"))
-    return Case(f"k32_mapping_{map_prot:#04x}_{access:#04x}", tuple(steps))
+    return steps
+
+
+def _mapping_case(map_prot: int, access: int, view_prot: int, file: bool) -> Case | None:
+    """One view[] entry on one section: None when the source's asserts there are not
+    expressible (see the module docstring)."""
+    kind = "file" if file else "anon"
+    src = f"{_TM}: {kind} mapping, page_prot {map_prot:#04x}, view[] entry {access:#04x}"
+    if view_prot not in MODELLED:
+        return None
+    granted = compatible_access(map_prot, access)
+    if file:  # the model's file views have no section to refuse them
+        if not granted:
+            return None
+        steps = [Step("CreateFile", (SECTION_SIZE,), f"{_TM}: CreateFileA(file_name, "
+                      "GENERIC_READ|GENERIC_WRITE|GENERIC_EXECUTE), two pages", save="file"),
+                 Step("CreateFileMapping", (map_prot, SECTION_SIZE, At("file")),
+                      f"{src}: CreateFileMappingW(hfile, SEC_COMMIT) succeeds", save="map")]
+    else:
+        steps = [Step("CreateFileMapping", (map_prot, SECTION_SIZE),
+                      f"{src}: CreateFileMappingW(INVALID_HANDLE_VALUE, SEC_COMMIT) succeeds",
+                      save="map")]
+    if granted:
+        steps += _mapped_steps(src, view_prot, file)
+    else:
+        steps.append(Step("MapViewOfFile", (At("map"), view_prot, 0),
+                          f"{src}: 'MapViewOfFile should fail', ERROR_ACCESS_DENIED",
+                          ok=False, error=ACCESS_DENIED))
+    return Case(f"k32_mapping_{kind}_{map_prot:#04x}_{access:#04x}", tuple(steps))
 
 
 def _mapping_cases() -> list[Case]:
-    cases = [Case("k32_mapping_noaccess_section", (
-        Step("CreateFileMapping", (PAGE_NOACCESS,), f"{_TM}: 'CreateFileMapping(PAGE_NOACCESS)"
-             " should fail', ERROR_INVALID_PARAMETER", ok=False, error=INVALID_PARAMETER),))]
-    for map_prot in PAGE_PROT:
-        if map_prot not in MODELLED:
-            continue
-        for access, view_prot in VIEWS:
-            case = _mapping_case(map_prot, access, view_prot)
-            if case is not None:
-                cases.append(case)
+    cases = [Case(f"k32_mapping_{name}_section", (
+        Step("CreateFileMapping", (prot, SECTION_SIZE), f"{_TM}: anon mapping: "
+             f"'CreateFileMapping({name}) should fail', ERROR_INVALID_PARAMETER", ok=False,
+             error=INVALID_PARAMETER),)) for name, prot in (("PAGE_NOACCESS", PAGE_NOACCESS),
+                                                            ("PAGE_EXECUTE", PAGE_EXECUTE))]
+    for file in (True, False):
+        for map_prot in PAGE_PROT:
+            if map_prot not in MODELLED:
+                continue
+            for access, view_prot in VIEWS:
+                case = _mapping_case(map_prot, access, view_prot, file)
+                if case is not None:
+                    cases.append(case)
     return cases
 
 
@@ -246,7 +314,60 @@ MV_UNMAP_PRIVATE = Case("k32_MapViewOfFile_unmap_of_virtual_alloc_memory", (
          f"{_MV}: VirtualFree(addr, 0, MEM_RELEASE)"),
 ))
 
-CASES: tuple[Case, ...] = (*_mapping_cases(), *MV_QUERIES, MV_COMMITTED_VIEW, MV_UNMAP_PRIVATE)
+def _file_view(protect: int, size: int, name: str, what: str) -> Step:
+    return Step("MapViewOfFile", (At("map"), protect, size), f"{_MV}: {what} != NULL", save=name)
+
+
+_VIEW_FIELDS = (("BaseAddress", At("ptr")), ("RegionSize", MAPPING_SIZE),
+                ("Protect", PAGE_READWRITE), ("AllocationBase", At("ptr")),
+                ("AllocationProtect", PAGE_READWRITE), ("State", MEM_COMMIT),
+                ("Type", MEM_MAPPED))
+_FREED_FIELDS = (("BaseAddress", At("ptr")), ("Protect", PAGE_NOACCESS),
+                 ("AllocationBase", 0), ("AllocationProtect", 0), ("State", MEM_FREE),
+                 ("Type", 0))
+
+def _unclosed_view(kind: str, create: tuple[Step, ...]) -> Case:
+    """The view left after CloseHandle(mapping) (the named mapping "Foo"): VirtualQuery
+    twice (after the close, after CreateFileMappingA of the name again), then its
+    UnmapViewOfFile and VirtualQuery of the free range."""
+    return Case(f"k32_MapViewOfFile_{kind}_view_outlives_its_handle", (
+        *create,
+        _file_view(PAGE_READWRITE, 0, "ptr", f"{kind}: MapViewOfFile(mapping, FILE_MAP_WRITE)"),
+        *(Step("VirtualQuery", (At("ptr"),), f"{_MV}: {kind} view {when}: VirtualQuery "
+               "(7 fields)", fields=_VIEW_FIELDS)
+          for when in ("after CloseHandle(mapping)", "after CreateFileMappingA(name) again")),
+        Step("UnmapViewOfFile", (At("ptr"),), f"{_MV}: {kind} view: UnmapViewOfFile(ptr)"),
+        Step("VirtualQuery", (At("ptr"),), f"{_MV}: {kind} view after UnmapViewOfFile: "
+             "MEM_FREE (6 fields)", fields=_FREED_FIELDS)))
+
+
+MV_UNCLOSED = (
+    _unclosed_view("pagefile", (Step(
+        "CreateFileMapping", (PAGE_READWRITE, MAPPING_SIZE), f"{_MV}: CreateFileMappingA("
+        "INVALID_HANDLE_VALUE, PAGE_READWRITE, MAPPING_SIZE, name) != 0", save="map"),)),
+    _unclosed_view("file", (
+        Step("CreateFile", (MAPPING_SIZE,), f"{_MV}: CreateFileA(testfile) (4096 bytes, "
+             "extended to MAPPING_SIZE by the CreateFileMappingA below)", save="file"),
+        Step("CreateFileMapping", (PAGE_READWRITE, MAPPING_SIZE, At("file")),
+             f"{_MV}: CreateFileMappingA(file, PAGE_READWRITE, MAPPING_SIZE, name) != 0",
+             save="map"))))
+
+#: UnmapViewOfFile at an address inside a view unmaps it (NtUnmapViewOfSection looks
+#: the address up among the process's views); each next MapViewOfFile maps again.
+MV_UNMAP_INSIDE = Case("k32_MapViewOfFile_unmap_inside_the_view", (
+    Step("CreateFile", (MAPPING_SIZE,), f"{_MV}: the test file (MAPPING_SIZE bytes by then)",
+         save="file"),
+    Step("CreateFileMapping", (PAGE_READONLY, 12288, At("file")),
+         f"{_MV}: CreateFileMappingA(file, PAGE_READONLY, 12288) != NULL", save="map"),
+    *(step for offset in (100, 4096, 4096 + 100) for step in (
+        _file_view(PAGE_READONLY, 12288, "ptr",
+                   "MapViewOfFile(mapping, FILE_MAP_READ, 0, 0, 12288)"),
+        Step("UnmapViewOfFile", (At("ptr", offset),),
+             f"{_MV}: UnmapViewOfFile((char *)ptr + {offset}) succeeds"))),
+))
+
+CASES: tuple[Case, ...] = (*_mapping_cases(), *MV_QUERIES, MV_COMMITTED_VIEW, MV_UNMAP_PRIVATE,
+                           *MV_UNCLOSED, MV_UNMAP_INSIDE)
 
 
 # -- the runner -----------------------------------------------------------------------
@@ -256,19 +377,44 @@ QUERY_BUFFER = USER_TOP - 64
 OLD_PROTECT = USER_TOP - 4
 
 
-def perform(sub: MemorySubsystem, step: Step, saved: dict[str, int]) -> tuple[bool, Any, int]:
+#: The first handle of a file section (a pagefile section's handle is its block's id).
+FILE_SECTIONS = 0x10000
+
+
+class Files(NamedTuple):
+    """The run's file nodes (CreateFile) and file sections (node index, size)."""
+
+    nodes: list[MemoryFileNode]
+    sections: list[tuple[int, int]]
+
+
+def perform(sub: MemorySubsystem, step: Step, saved: dict[str, int],
+            files: Files) -> tuple[bool, Any, int]:
     """Run one step in the current process: (succeeded, the value to compare, the error)."""
-    system, shm = sub.syscalls, sub.shared_memory
+    system, shm, mmf = sub.syscalls, sub.shared_memory, sub.mapped_files
     space = system.current
     assert space is not None
     args = [resolve(a, saved) for a in step.args]
+    if step.call == "CreateFile":
+        files.nodes.append(MemoryFileNode(bytes(args[0])))
+        return True, len(files.nodes) - 1, 0
+    if step.call == "CreateFileMapping" and len(args) > 2:  # a file section
+        files.sections.append((args[2], args[1]))
+        return True, FILE_SECTIONS + len(files.sections) - 1, 0
     if step.call == "CreateFileMapping":
         shm_id = shm.CreateSharedMemory(args[1] if len(args) > 1 else PAGE_SIZE, args[0])
         return shm_id != 0, shm_id, shm.last_error
+    if step.call == "MapViewOfFile" and args[0] >= FILE_SECTIONS:
+        index, size = files.sections[args[0] - FILE_SECTIONS]
+        base = mmf.MapFileToMemory(files.nodes[index], 0, args[2] or size, args[1])
+        return base != 0, base, mmf.last_error
     if step.call == "MapViewOfFile":
         base = shm.MapSharedMemoryToProcess(space, args[0], 0, args[1])
         return base != 0, base, shm.last_error
     if step.call == "UnmapViewOfFile":
+        allocation = space.allocation_at(args[0]) if type(args[0]) is int else None
+        if allocation is not None and (space.pid, allocation.base) in mmf.views:
+            return mmf.UnmapFileFromMemory(args[0]), None, mmf.last_error
         return shm.UnmapSharedMemoryFromProcess(space, args[0]), None, shm.last_error
     if step.call == "VirtualAlloc":
         result = system.SyscallVirtualAlloc(*args)
@@ -291,13 +437,15 @@ def state(sub: MemorySubsystem) -> object:
     """What a failed step must leave as it was: the space's records and the blocks."""
     space = sub.syscalls.current
     assert space is not None
+    mmf = sub.mapped_files
     return snapshot(space), {shm_id: (block.frames, frozenset(block.mappings))
-                             for shm_id, block in sub.shared_memory.blocks.items()}
+                             for shm_id, block in sub.shared_memory.blocks.items()}, \
+        dict(mmf.views), {key: page.frame for key, page in mmf.cache.items()}
 
 
-def check(sub: MemorySubsystem, step: Step, saved: dict[str, int]) -> None:
+def check(sub: MemorySubsystem, step: Step, saved: dict[str, int], files: Files) -> None:
     before = state(sub)
-    ok, value, error = perform(sub, step, saved)
+    ok, value, error = perform(sub, step, saved, files)
     where = f"{step.call}{step.args} ({step.source})"
     assert ok == step.ok, f"{where}: {'succeeded' if ok else f'failed with {error}'}"
     if not ok:
@@ -319,8 +467,9 @@ def test_windows_views(case: Case) -> None:
     system = sub.syscalls
     assert system.SwitchProcess(system.CreateProcess())
     saved: dict[str, int] = {}
+    files = Files([], [])
     for step in case.steps:
-        check(sub, step, saved)
+        check(sub, step, saved, files)
     check_world(sub)
 
 
