@@ -480,7 +480,8 @@ class HeapHarness:
         if how == "misaligned" and live:
             return live[pick % len(live)] + (1, 2, 4, -1, -4)[pick % 5]
         holes = [b.header + HEADER_SIZE for b in self.snap.blocks if b.hole]
-        foreign = [0, START, self.snap.data_start + pick % 0x3000, MAX + HEADER_SIZE, *holes]
+        foreign = [0, self.snap.start, self.snap.data_start + pick % 0x3000,
+                   self.snap.max + HEADER_SIZE, *holes]
         return foreign[pick % len(foreign)]
 
 
@@ -613,12 +614,12 @@ class HeapMachine(CheckedMachine):
     def expand(self, delta: int) -> None:
         """Expand to the length plus delta: page multiples or not, below the
         length, past max."""
-        self.h.call("Expand", self.h.snap.end - START + delta)
+        self.h.call("Expand", self.h.snap.end - self.h.snap.start + delta)
 
     @rule(cut=st.one_of(st.integers(0, 0x3000), st.sampled_from((-1, 0x7FFFFFFF))))
     def contract(self, cut: int) -> None:
         """Contract to the length minus cut (above the length, or negative, too)."""
-        self.h.call("Contract", self.h.snap.end - START - cut)
+        self.h.call("Contract", self.h.snap.end - self.h.snap.start - cut)
 
     @rule(size=_SIZES, page_align=st.booleans())
     def find_smallest_hole(self, size: int, page_align: bool) -> None:

@@ -13,7 +13,9 @@ SHARED_MODEL_VARIANTS): the oracle's tests use them
 as wrong implementations that spec mode must catch by name. With
 ``--register-form`` its hello declares the DOS manager in register form
 (PROTOCOL.md, "Register form"): the oracle's dos family then sends INT 21h,
-XMS and INT 67h calls as registers (the world serves both forms).
+XMS and INT 67h calls as registers (the world serves both forms). With
+``--config FILE`` its hello declares that configuration (PROTOCOL.md,
+"Configuration"): the set-up calls then carry its values.
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", metavar="FAMILY:NAME",
                         help="serve a broken model: one of the model machines' variants "
                              f"(families: {', '.join(VARIANT_MODULES)})")
+    parser.add_argument("--config", metavar="FILE",
+                        help="declare this configuration (PROTOCOL.md, Configuration: JSON) in "
+                             "the hello")
     parser.add_argument("--register-form", action="store_true",
                         help="declare DosMemoryManager in register form (Int21h, XmsCall, "
                              "Int67h)")
@@ -91,11 +96,15 @@ def main(argv: list[str] | None = None) -> int:
             variant_patches(args.variant)
         except KeyError:
             parser.error(f"no model variant {args.variant!r}")
+    config = None
+    if args.config is not None:
+        with open(args.config) as file:
+            config = json.load(file)
     with variant(args.variant):
-        return serve(args.validate, args.register_form)
+        return serve(args.validate, args.register_form, config)
 
 
-def serve(checked: bool, register_form: bool = False) -> int:
+def serve(checked: bool, register_form: bool = False, config: Any = None) -> int:
     """Speak the protocol on stdin/stdout until stdin closes."""
     world = ModelWorld()
     out = sys.stdout
@@ -108,6 +117,8 @@ def serve(checked: bool, register_form: bool = False) -> int:
                              "managers": list(MANAGERS), "observations": list(OBSERVATIONS)}
     if register_form:
         hello["register_form"] = list(REGISTER_MANAGERS)
+    if config is not None:
+        hello["config"] = config
     send(hello)
     for line in sys.stdin:
         if not line.strip():

@@ -92,6 +92,8 @@ class Hello:
     observations: tuple[str, ...]
     #: The managers served in register form (PROTOCOL.md, "Register form").
     register_form: tuple[str, ...] = ()
+    #: The configuration the implementation declares (PROTOCOL.md, "Configuration").
+    config: Message | None = None
 
 
 def nesting(line: bytes) -> int:
@@ -126,7 +128,8 @@ def check_hello(message: Message) -> Hello:
         raise ProtocolError(f"protocol {version} (this oracle speaks {PROTOCOL_VERSION})")
     validate(message, "hello")
     return Hello(printable(message["implementation"]), tuple(message["managers"]),
-                 tuple(message["observations"]), tuple(message.get("register_form", ())))
+                 tuple(message["observations"]), tuple(message.get("register_form", ())),
+                 message.get("config"))
 
 
 #: Control characters (C0, DEL, C1) as escapes: none reaches a terminal or the

@@ -68,14 +68,24 @@ static void handle(char *s) {
     }
 }
 
+/* MEMIMPL_CONFIG=real: the tutorial heap's own constants (an index of 0x20000
+ * entries, a min size of 0x70000, a 1 MB initial heap) on 4096 frames,
+ * declared in the hello (PROTOCOL.md, "Configuration"). */
+static const char real_config[] = ",\"config\":{\"kernel\":{\"mem_end\":16777216,"
+    "\"heap_start\":3221225472,\"heap_end\":3222274048,\"heap_max\":3489656832,"
+    "\"index_size\":131072,\"min_size\":458752}}";
+
 int main(void) {
     static const char hello[] = "{\"protocol\":1,\"implementation\":\"memspec C test impl\","
         "\"managers\":[\"PageManager\",\"VirtualMemoryManager\",\"KernelHeap\"],\"observations\":"
         "[\"FrameCounts\",\"FrameBitmap\",\"PageTables\",\"VirtualToPhysical\",\"ReadBytes\","
-        "\"HeapWalk\",\"HoleIndex\"]}\n";
+        "\"HeapWalk\",\"HoleIndex\"]";
+    const char *config = getenv("MEMIMPL_CONFIG");
     size_t cap = 1 << 16, len = 0;
     char *in = malloc(cap), *line, *nl;
     buf_put(&out, hello, sizeof hello - 1);
+    if (config && !strcmp(config, "real")) buf_put(&out, real_config, sizeof real_config - 1);
+    buf_put(&out, "}\n", 2);
     for (ssize_t n = 1; n > 0; len += (size_t)n) {
         for (line = in; (nl = memchr(line, '\n', len - (size_t)(line - in))); line = nl + 1)
             *nl = 0, handle(line);

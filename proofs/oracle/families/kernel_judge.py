@@ -39,21 +39,23 @@ from collections.abc import Callable
 from typing import Any
 
 from model.x86_paging import is_kernel_slot
+from proofs.abstractions import paging_twin
 from proofs.abstractions.heap_walk import RawBlock
 from proofs.abstractions.kernel_heap import HeapSnapshot
 from proofs.abstractions.paging import Snapshot, to_state
-from proofs.machines.checks import CheckError
+from proofs.machines.checks import CheckError, InvariantViolationError
 from proofs.machines.kernel_heap import HeapHarness, Invariants
 from proofs.machines.paging_harness import Harness
 from proofs.machines.paging_queries import InvariantChecker, Stats
 from proofs.oracle.protocol import Message
 from proofs.oracle.spec_session import SpecSession
 from proofs.oracle.world import OPERATIONS
-from proofs.oracle.worlds.kernel import MEM_START
 from spec.abi import HEADER_SIZE, NO_FRAME, PAGE_SHIFT, PTE_PRESENT, ErrorCode, FrameOwner
 
-RESERVED_END = MEM_START >> PAGE_SHIFT
 SUCCESS = ErrorCode.ERROR_SUCCESS
+#: States up to this many frames (the default configuration's 48) have a twin's
+#: violation confirmed by z3.
+Z3_CONFIRM_FRAMES = 64
 
 
 class _Calls:
@@ -91,6 +93,22 @@ class ObservedPaging(Harness):
         self.state = to_state(self.snap)
         self._check_invariants(self.state, "the initial state", [])
 
+    def _check_invariants(self, state: Any, where: str, context: list[str]) -> None:
+        """The paging invariants of the reported state, decided by their Python
+        twins (:mod:`proofs.abstractions.paging_twin`, property-tested against
+        the z3 forms): z3 over a state of thousands of frames takes minutes. On
+        a state of at most Z3_CONFIRM_FRAMES frames, z3 confirms a violation
+        (and names what it refutes)."""
+        refuted = paging_twin.violated(self.snap)
+        if not refuted:
+            return
+        if self.snap.nframes <= Z3_CONFIRM_FRAMES:
+            super()._check_invariants(state, where, context)
+            refuted = [f"{ident} (the twin's verdict; z3 does not confirm it)"
+                       for ident in refuted]
+        raise InvariantViolationError(f"{', '.join(refuted)}: invariant violated in {where}",
+                                      [r.split()[0] for r in refuted])
+
     def _abstract(self) -> tuple[Snapshot, Any]:
         snap = self._observed()
         return snap, (self.state if snap == self.snap else to_state(snap))
@@ -125,7 +143,7 @@ class ObservedPaging(Harness):
             roles.setdefault(frame, []).append((int(owner), what))
 
         for f in used:
-            if f < RESERVED_END:
+            if f < s.reserved_end:
                 role(f, FrameOwner.RESERVED, "reserved")
         if directory:
             role(directory, FrameOwner.DIRECTORY, "the kernel directory")
@@ -133,7 +151,7 @@ class ObservedPaging(Harness):
             role(frame, FrameOwner.TABLE, f"the page table of slot {slot}")
         for slot, index, entry in tables["ptes"]:
             frame = entry >> PAGE_SHIFT
-            identity = slot == 0 and index == frame and frame < RESERVED_END
+            identity = slot == 0 and index == frame and frame < s.reserved_end
             if entry & PTE_PRESENT and not identity:
                 role(frame, FrameOwner.MAPPED, f"mapped at {(slot << 22) | (index << 12):#x}")
         for f in s.held:

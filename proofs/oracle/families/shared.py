@@ -72,8 +72,9 @@ Plan = tuple[Callable[[SharedSnapshot, Any, int], "list[SpecCall] | None"],
              "Callable[[Any], None] | None", bool]
 
 
-def shared_setup(managers: tuple[str, ...]) -> list[tuple[str, str, Message]]:
-    return [*user_setup(managers), ("SystemCalls", "CreateProcess", {}),
+def shared_setup(managers: tuple[str, ...], config: Mapping[str, Any] | None = None
+                 ) -> list[tuple[str, str, Message]]:
+    return [*user_setup(managers, config), ("SystemCalls", "CreateProcess", {}),
             ("SystemCalls", "SwitchProcess", {"pid": 2}),
             *(("MemoryMappedFiles", "CreateFile", {"size": size, "writable": writable})
               for size, writable in FILES)]
