@@ -6,7 +6,8 @@ directory), takes their snapshot and then corrupts it by a few edits of its
 own drawing (an owner, a bitmap bit, the used count, nframes, a PDE or a PTE
 with chosen flags, the directories); on every snapshot the twins
 (:func:`proofs.abstractions.paging_twin.violated`) must name exactly the
-invariants z3 refutes on :func:`proofs.abstractions.paging.to_state` of it.
+invariants z3 refutes on :func:`proofs.abstractions.paging.to_state` of it;
+and FirstFreeFrame's ``assume`` agrees with its twin at every frame.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from hypothesis import strategies as st
 from model.page_manager import PageManager
 from model.virtual_memory import VirtualMemoryManager
 from proofs.abstractions.paging import Snapshot, snapshot, to_state
-from proofs.abstractions.paging_twin import violated
+from proofs.abstractions.paging_twin import guarded, lowest_free, violated
+from proofs.machines.checks import decide
+from proofs.machines.paging_expect import spec_step
 from proofs.machines.paging_queries import InvariantChecker, Stats
 from spec.abi import PAGE_SIZE
 
@@ -90,6 +93,19 @@ def test_the_twins_agree_with_z3_on_valid_and_corrupted_states(data: st.DataObje
     refuted, unknown = CHECKER.violated(to_state(snap))
     assert not unknown
     assert violated(snap) == refuted, snap
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_lowest_free_agrees_with_first_free_frames_assume(data: st.DataObject) -> None:
+    """FirstFreeFrame's ``assume`` (spec/page_manager.py) and its twin, for every
+    frame of a valid or corrupted state and one past memory."""
+    snap = data.draw(model_states())
+    snap = data.draw(corrupted(snap))
+    state = to_state(snap)
+    for frame in range(min(snap.nframes + 1, 1 << 20)):
+        _, lowest = guarded(spec_step("FirstFreeFrame", state, result=frame).assume)
+        assert lowest_free(snap, frame) == decide(lowest, "assume"), (frame, snap)
 
 
 def test_a_valid_model_state_breaks_nothing() -> None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import z3
+
 from proofs.abstractions.paging import Snapshot, ghosts
 from spec.abi import (
     FIRST_KERNEL_HIGH_SLOT,
@@ -34,6 +36,7 @@ from spec.abi import (
     PTE_USER,
     FrameOwner,
 )
+from spec.state import Ref
 
 FREE, RESERVED, DIRECTORY, TABLE, MAPPED, HELD = (
     FrameOwner.FREE, FrameOwner.RESERVED, FrameOwner.DIRECTORY, FrameOwner.TABLE,
@@ -223,3 +226,27 @@ def violated(snap: Snapshot) -> list[str]:
     """The ids of the paging invariants the snapshot's abstraction breaks."""
     view = View(snap)
     return [ident for ident, holds in TWINS.items() if not holds(view)]
+
+
+def guarded(assume: Ref) -> tuple[Ref, Ref]:
+    """(ok, the step's own assume) of a guarded step's ``Implies(ok, assume)``
+    (spec/step.py's guarded; an unguarded one: (True, assume))."""
+    if z3.is_implies(assume):
+        return assume.arg(0), assume.arg(1)
+    return z3.BoolVal(True), assume
+
+
+def is_free(snap: Snapshot, frame: int) -> bool:
+    """spec/page_manager.py's is_free on the snapshot: in memory, not used,
+    owned by nobody."""
+    return frame < snap.nframes and frame not in snap.used and snap.owner.get(frame, FREE) == FREE
+
+
+def lowest_free(snap: Snapshot, frame: int) -> bool:
+    """The ``assume`` of spec/page_manager.py's FirstFreeFrame(s, frame): frame is
+    free and no frame below it is (its z3 form quantifies over every lower
+    frame: minutes of z3 on 4096 frames)."""
+    used = set(snap.used)
+    return is_free(snap, frame) and all(
+        not (g < snap.nframes and g not in used and snap.owner.get(g, FREE) == FREE)
+        for g in range(frame))
