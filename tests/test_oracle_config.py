@@ -32,6 +32,7 @@ from proofs.oracle.run import load_trace, replay, save_trace, search
 from proofs.oracle.session import Coverage, StrictSession
 from proofs.oracle.world import MANAGERS
 from tests.oracle_impls import build_c
+from tests.test_oracle_c import BUGS
 
 #: The C fixture's real-size configuration, as its hello declares it.
 REAL = {"mem_end": 0x1000000, "heap_start": 0xC0000000, "heap_end": 0xC0100000,
@@ -175,3 +176,24 @@ def test_the_fixture_at_real_size_passes_both_modes(build_dir: Path) -> None:
                                         if DEFAULTS["kernel"][k] != v}}
     spec = search(binary, "spec", max_examples=4, steps=15, seed=3, time_limit=120)
     assert spec.passed, describe(spec)
+
+
+REAL_TRACES = Path(__file__).resolve().parent / "oracle_traces" / "real"
+
+
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_every_bug_switch_is_caught_at_real_size(build_dir: Path, bug: str) -> None:
+    """tests/oracle_traces/real holds, for each bug switch, the trace a spec-mode
+    search found against the fixture at its real-size configuration
+    (``MEMIMPL_CONFIG=real``: what benchmarks/bench_oracle_spec.py and
+    docs/oracle.md time): replayed there it diverges by name, and the clean
+    build passes it in both modes."""
+    trace = load_trace(REAL_TRACES / f"{bug}.json")
+    assert trace["config"]["kernel"]["index_size"] == REAL["index_size"]
+    caught = replay(real(build_c(build_dir, bug)), "spec", trace["operations"])
+    assert caught.config == trace["config"], caught.config
+    assert caught.divergence is not None and caught.divergence.violated, describe(caught)
+    assert set(caught.divergence.violated) <= BUGS[bug], describe(caught)
+    for mode in ("spec", "strict"):
+        clean = replay(real(build_c(build_dir)), mode, trace["operations"])
+        assert clean.passed, describe(clean)
