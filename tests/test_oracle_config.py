@@ -146,6 +146,18 @@ def test_the_hello_configuration_reaches_the_set_up_and_the_model(tmp_path: Path
         "index_size": 40, "min_size": 0x3000, "mem_end": 0x40000}}, describe(outcome)
 
 
+def test_the_report_names_the_configuration(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"kernel": {"index_size": 40}}))
+    code = main(["--impl", shim(path), "--mode", "strict", "--max-examples", "1", "--quiet",
+                 "--family", "kernel", "--set", "kernel.min_size=0x3000",
+                 "--trace-out", str(tmp_path / "t.json")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "configuration: kernel.index_size=0x28, kernel.min_size=0x3000" in out, out
+
+
 def test_a_trace_carries_its_configuration(tmp_path: Path) -> None:
     """A divergence found under a configuration replays under it (the trace's
     "config"), whatever the replaying implementation's hello says."""

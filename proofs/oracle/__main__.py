@@ -212,6 +212,9 @@ def _run(args: argparse.Namespace, trace: dict[str, Any] | None
             managers = managers_of(outcome)
         report = (describe(outcome, managers) if outcome.refused is None else
                   f"[{mode}] the configuration is refused: {outcome.refused}")
+        if outcome.config:
+            first, _, rest = report.partition("\n")
+            report = f"{first}\n  configuration: {shown_config(outcome.config)}\n{rest}"
         if outcome.divergence is not None and trace is None:
             report += save_report(args.trace_out, trace_of(outcome, managers))
         print(report, flush=True)
@@ -221,6 +224,13 @@ def _run(args: argparse.Namespace, trace: dict[str, Any] | None
                 or outcome.refused is not None):
             break
     return outcomes, reports
+
+
+def shown_config(config: dict[str, Any]) -> str:
+    """The configuration's values beside the defaults, as FAMILY.FIELD=VALUE."""
+    return ", ".join(f"{family}.{key}={value:#x}" if type(value) is int else
+                     f"{family}.{key}={str(value).lower()}"
+                     for family, fields in config.items() for key, value in fields.items())
 
 
 def save_report(path: Path, trace: dict[str, Any]) -> str:

@@ -103,7 +103,7 @@ def parse_setting(text: str) -> tuple[str, str, int | bool]:
             value = int(raw.strip(), 0)
         except ValueError:
             raise ConfigError(f"{text!r}: {raw.strip()!r} is not a number") from None
-    _check_schema({family: {key: value}}, f"--set {text}")
+    _check_schema({family: {key: value}}, text)
     return family, key, value
 
 
