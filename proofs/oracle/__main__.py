@@ -3,12 +3,15 @@
     python -m proofs.oracle --impl CMD [--mode spec|strict|both] [--max-examples N]
                             [--time S] [--seed N] [--family NAME] [--junit FILE]
                             [--trace-out FILE] [--json FILE] [--html FILE]
+                            [--config FILE] [--set FAMILY.FIELD=VALUE]
     python -m proofs.oracle replay TRACE --impl CMD [--mode ...] [--junit FILE]
                             [--json FILE] [--html FILE]
 
 Exit status: 0 nothing diverged (and something ran); 1 a divergence; 2 usage
-(checked before anything runs; also a report that could not be written);
-3 undecided (z3 answered unknown on a step: not a pass).
+(checked before anything runs, a --config/--set the schema or the model refuses
+among them; also a report that could not be written); 3 undecided (z3 answered
+unknown on a step: not a pass); 4 the configuration the hello declares (with
+--config/--set on top) is refused by the model's preconditions.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from proofs.oracle import processes
 from proofs.oracle.campaign import example_database, run_campaign
 from proofs.oracle.child import end_children_on_sigterm
+from proofs.oracle.config import ConfigError, checked, layered, read_file, settings
 from proofs.oracle.families import FAMILIES
 from proofs.oracle.report import case_of, describe, write_junit
 from proofs.oracle.report_data import outcome_data, report_data
@@ -41,7 +45,7 @@ from proofs.runner.cluster import ClusterUnavailableError
 from proofs.runner.report import ensure_parent, unwritable
 from proofs.version import version
 
-EXIT_PASS, EXIT_DIVERGED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+EXIT_PASS, EXIT_DIVERGED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_CONFIG = 0, 1, 2, 3, 4
 
 
 def _number(kind: type[int] | type[float], what: str, ok: Callable[[float], bool]
@@ -111,6 +115,12 @@ def parser_of(prog: str = "python -m proofs.oracle") -> argparse.ArgumentParser:
     parser.add_argument("--html", type=Path, help="write a self-contained HTML report here, "
                         "rendered from the JSON report's data")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="the set-up's values (PROTOCOL.md, Configuration), JSON or TOML "
+                             "(.toml): over the ones the hello declares")
+    parser.add_argument("--set", action="append", default=[], metavar="FAMILY.FIELD=VALUE",
+                        dest="settings", help="one value of the configuration, over --config "
+                                              "(repeatable; kernel.index_size=0x20000)")
     return parser
 
 
@@ -136,6 +146,14 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None
     if args.scheduler is not None and (args.json or args.html):
         parser.error("--json/--html: not with --scheduler (its chunks return their text "
                      "reports and traces, not the replies the report shows)")
+    try:
+        layer = read_file(args.config) if args.config is not None else {}
+        for family, fields in settings(args.settings).items():
+            layer.setdefault(family, {}).update(fields)
+        checked(layered(layer), args.family)
+    except ConfigError as error:
+        parser.error(f"{'--config' if args.config is not None else '--set'}: {error}")
+    args.config_layer = layer or None
     return args
 
 
@@ -206,8 +224,11 @@ def _run(args: argparse.Namespace, trace: dict[str, Any] | None
     reports: list[str] = []
     for mode in ("spec", "strict") if args.mode == "both" else (args.mode,):
         if trace is not None:
+            layer = {f: dict(v) for f, v in trace.get("config", {}).items()}
+            for family, fields in (args.config_layer or {}).items():
+                layer.setdefault(family, {}).update(fields)
             outcome = replay(args.impl, mode, trace["operations"], args.request_timeout,
-                             family=str(trace.get("family", "kernel")))
+                             family=str(trace.get("family", "kernel")), config=layer or None)
             managers = list(trace.get("managers", []))
         else:
             outcome = search(args.impl, mode, max_examples=args.max_examples,
@@ -216,17 +237,29 @@ def _run(args: argparse.Namespace, trace: dict[str, Any] | None
                              progress=None if args.quiet else _progress,
                              families=None if args.family is None else tuple(args.family),
                              database=None if args.database is None
-                             else example_database(args.database))
+                             else example_database(args.database), config=args.config_layer)
             managers = managers_of(outcome)
-        report = describe(outcome, managers)
+        report = (describe(outcome, managers) if outcome.refused is None else
+                  f"[{mode}] the configuration is refused: {outcome.refused}")
+        if outcome.config:
+            first, _, rest = report.partition("\n")
+            report = f"{first}\n  configuration: {shown_config(outcome.config)}\n{rest}"
         if outcome.divergence is not None and trace is None:
             report += save_report(args.trace_out, trace_of(outcome, managers))
         print(report, flush=True)
         outcomes.append(outcome)
         reports.append(report)
-        if outcome.divergence is not None or outcome.unknown is not None:
+        if (outcome.divergence is not None or outcome.unknown is not None
+                or outcome.refused is not None):
             break
     return outcomes, reports
+
+
+def shown_config(config: dict[str, Any]) -> str:
+    """The configuration's values beside the defaults, as FAMILY.FIELD=VALUE."""
+    return ", ".join(f"{family}.{key}={value:#x}" if type(value) is int else
+                     f"{family}.{key}={str(value).lower()}"
+                     for family, fields in config.items() for key, value in fields.items())
 
 
 def save_report(path: Path, trace: dict[str, Any]) -> str:
@@ -245,6 +278,8 @@ def _verdict(outcomes: list[Outcome], written: bool = True) -> int:
         return EXIT_DIVERGED
     if any(o.unknown is not None for o in outcomes):
         return EXIT_UNKNOWN
+    if any(o.refused is not None for o in outcomes):
+        return EXIT_CONFIG
     if not written:
         return EXIT_USAGE
     return EXIT_PASS if outcomes and all(o.passed for o in outcomes) else EXIT_DIVERGED

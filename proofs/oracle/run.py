@@ -25,10 +25,11 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from proofs.machines.runner import shrink_limit
 from proofs.machines.witness import quiet
+from proofs.oracle.config import problems
 from proofs.oracle.families import family_named, runnable
 from proofs.oracle.families.rules import without_unsupported
 from proofs.oracle.managers import Family
-from proofs.oracle.protocol import Hello, OperationUnsupported
+from proofs.oracle.protocol import Hello, OperationUnsupported, ProtocolError, validate
 from proofs.oracle.session import (
     INSPECTIONS,
     Coverage,
@@ -63,25 +64,36 @@ class Outcome:
 
     #: Seconds from the start to the first divergence (the rest was shrinking).
     caught_after: float | None = None
+    #: The configuration's fields that differ from the defaults (PROTOCOL.md,
+    #: "Configuration"), as the sequences used them.
+    config: dict[str, Any] = field(default_factory=dict)
+    #: Why the model refuses the configuration the hello declares (exit 4).
+    refused: str | None = None
 
     @property
     def passed(self) -> bool:
-        return self.divergence is None and self.unknown is None and self.examples > 0
+        return (self.divergence is None and self.unknown is None and self.refused is None
+                and self.examples > 0)
 
 
 def session_factory(command: str, mode: str, timeout: float, coverage: Coverage,
-                    judges: Judges | None, family: Family, observe: bool = True
-                    ) -> Callable[[], Session]:
+                    judges: Judges | None, family: Family, observe: bool = True,
+                    config: dict[str, Any] | None = None) -> Callable[[], Session]:
+    """Sessions of a family; ``config``: the command line's configuration, over
+    the hello's (:mod:`proofs.oracle.config`)."""
     def new() -> Session:
         if mode == "strict":
-            return StrictSession(command, timeout, coverage, family, observe)
+            return StrictSession(command, timeout, coverage, family, observe, config)
         assert judges is not None
-        return SpecSession(command, timeout, coverage, judges, family)
+        return SpecSession(command, timeout, coverage, judges, family, config)
     return new
 
 
-def _probe(new: Callable[[], Session], outcome: Outcome) -> Session | None:
-    """Start the implementation once: its hello (what it supports, what is skipped)."""
+def _probe(new: Callable[[], Session], outcome: Outcome,
+           families: tuple[str, ...] | None = None) -> Session | None:
+    """Start the implementation once: its hello (what it supports, what is
+    skipped), and its configuration checked against the model's preconditions
+    (for the families named, all when None)."""
     try:
         session = new()
     except DivergenceError as exc:
@@ -98,6 +110,11 @@ def _probe(new: Callable[[], Session], outcome: Outcome) -> Session | None:
                           for m, op in sorted(hello.unsupported)
                           if m in session.managers and not _in_left_out(hello, m, op)])
     session.close()
+    outcome.config = session.config.declared()
+    refused = problems(session.config, families)
+    if refused:
+        outcome.refused = "; ".join(refused)
+        return None
     if not runnable(session.managers):
         outcome.divergence = DivergenceError(
             "the implementation declares no manager a family can start with (PageManager, "
@@ -136,23 +153,26 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
            seed: int = 0, steps: int = 25, timeout: float = 5.0, shrink_seconds: float = 30.0,
            progress: Callable[[Outcome], None] | None = None,
            families: tuple[str, ...] | None = None,
-           database: ExampleDatabase | None = None) -> Outcome:
+           database: ExampleDatabase | None = None,
+           config: dict[str, Any] | None = None) -> Outcome:
     """Generate, judge and (on a divergence) shrink sequences against command:
     every runnable family (or those named in ``families``) in turn, a chunk of
     examples each. With a hypothesis example ``database`` (``--database``), the
     failing sequences any run saved there are replayed first, and a new one is
-    saved there (hypothesis' reuse phase)."""
+    saved there (hypothesis' reuse phase). ``config``: the command line's
+    configuration, over the hello's."""
     outcome = Outcome(mode)
     start = time.monotonic()
     judges = Judges() if mode == "spec" else None
     first = family_named("kernel")
-    probe = _probe(session_factory(command, mode, timeout, outcome.coverage, judges, first),
-                   outcome)
+    probe = _probe(session_factory(command, mode, timeout, outcome.coverage, judges, first,
+                                   config=config), outcome, families)
     if probe is None:
         outcome.seconds = time.monotonic() - start
         return outcome
     machines = [(family, without_unsupported(family.machine(
-        session_factory(command, mode, timeout, outcome.coverage, judges, family),
+        session_factory(command, mode, timeout, outcome.coverage, judges, family,
+                        config=config),
         probe.managers), probe.unsupported))
                 for family in families_of(probe, outcome, families)]
     chunk = requested = 0
@@ -262,10 +282,13 @@ def trace_of(outcome: Outcome, managers: list[str]) -> dict[str, Any]:
     """The replayable trace of a divergence (its operations after the set-up)."""
     assert outcome.divergence is not None
     ops = operations(outcome.divergence.exchanges)[setup_count(outcome.family, managers):]
-    return {"format": TRACE_FORMAT, "protocol": PROTOCOL_VERSION, "mode": outcome.mode,
-            "implementation": outcome.implementation, "family": outcome.family,
-            "managers": managers, "violated": list(outcome.divergence.violated),
-            "reason": outcome.divergence.reason, "operations": ops}
+    trace = {"format": TRACE_FORMAT, "protocol": PROTOCOL_VERSION, "mode": outcome.mode,
+             "implementation": outcome.implementation, "family": outcome.family,
+             "managers": managers, "violated": list(outcome.divergence.violated),
+             "reason": outcome.divergence.reason, "operations": ops}
+    if outcome.config:
+        trace["config"] = outcome.config
+    return trace
 
 
 def save_trace(path: Path, trace: dict[str, Any]) -> None:
@@ -287,6 +310,11 @@ def load_trace(path: Path) -> dict[str, Any]:
     managers = data.get("managers", [])
     if not isinstance(managers, list) or not all(isinstance(m, str) for m in managers):
         raise ValueError(f"{path}: managers is not a list of names")
+    if "config" in data:
+        try:
+            validate(data["config"], "config")
+        except ProtocolError as exc:
+            raise ValueError(f"{path}: config: {exc}") from None
     operations = data.get("operations")
     if not isinstance(operations, list):
         raise ValueError(f"{path}: no list of operations")
@@ -315,29 +343,32 @@ def _step_shape(step: Any) -> bool:
 
 
 def replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float = 5.0,
-           observe: bool = True, family: str = "kernel") -> Outcome:
+           observe: bool = True, family: str = "kernel",
+           config: dict[str, Any] | None = None) -> Outcome:
     """Run one sequence of a family (its set-up calls, then ops) and judge it.
     ``observe`` False: strict mode compares the operations' replies only (the
     benchmark). A strict divergence whose stderr came while several requests
     were pending is replayed once more in step, so each line is shown beside
-    the request it answered."""
-    outcome = _replay(command, mode, ops, timeout, observe, family, lockstep=False)
+    the request it answered. ``config``: the trace's configuration (and the
+    command line's), over the hello's."""
+    outcome = _replay(command, mode, ops, timeout, observe, family, config, lockstep=False)
     if outcome.divergence is not None and outcome.coverage.lockstep:
-        again = _replay(command, mode, ops, timeout, observe, family, lockstep=True)
+        again = _replay(command, mode, ops, timeout, observe, family, config, lockstep=True)
         if again.divergence is not None:  # in step: each stderr line beside its request
             return again
     return outcome
 
 
 def _replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float,
-            observe: bool, family: str, lockstep: bool) -> Outcome:
+            observe: bool, family: str, config: dict[str, Any] | None,
+            lockstep: bool) -> Outcome:
     outcome = Outcome(mode, family=family)
     outcome.coverage.lockstep = lockstep
     start = time.monotonic()
     judges = Judges() if mode == "spec" else None
     new = session_factory(command, mode, timeout, outcome.coverage, judges,
-                          family_named(family), observe)
-    probe = _probe(new, outcome)
+                          family_named(family), observe, config)
+    probe = _probe(new, outcome, (family,))
     if probe is not None and family not in [f.name for f in families_of(probe, outcome)]:
         if family not in [f.name for f in runnable(probe.managers)]:
             outcome.skipped.append(f"family {family} (its managers are not all declared)")

@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 from proofs.abstractions.kernel_heap import HeapSnapshot, heap_snapshot
 from proofs.machines.kernel_heap import HeapHarness
 from proofs.oracle.child import Child, ImplementationError
-from proofs.oracle.managers import Family
+from proofs.oracle.config import Config, layered
+from proofs.oracle.managers import Call, Family
 from proofs.oracle.protocol import (
     Message,
     OperationUnsupported,
@@ -152,7 +153,7 @@ class Session:
     mode = ""
 
     def __init__(self, command: str, timeout: float, coverage: Coverage,
-                 family: Family) -> None:
+                 family: Family, config: Message | None = None) -> None:
         self.coverage, self.family = coverage, family
         #: A divergence was raised: the sequence is over.
         self.failed = False
@@ -171,6 +172,9 @@ class Session:
         self.register_form = self.hello.register_form
         #: The operations never to be sent (its hello's, PROTOCOL.md "Partial managers").
         self.unsupported = self.hello.unsupported
+        #: The set-up's values: the defaults, the hello's, then ``config`` (the
+        #: command line's, or a replayed trace's) on top.
+        self.config: Config = layered(self.hello.config, config)
 
     def supports(self, manager: str) -> bool:
         return manager in self.managers
@@ -191,11 +195,15 @@ class Session:
         self.coverage.operations[manager, name] += 1
         return request(ident, manager, name, args)
 
+    def setup_calls(self) -> list[Call]:
+        """The family's set-up calls with this session's configuration."""
+        return self.family.setup(self.managers, self.config.of(self.family.name))
+
     def setup(self) -> None:
         """The family's set-up calls: those of the declared managers are sent (one
         answered "unsupported" is a divergence: a family cannot start without
         it); the others are the model's own (:meth:`model_setup`)."""
-        for manager, op, args in self.family.setup(self.managers):
+        for manager, op, args in self.setup_calls():
             if manager not in self.managers:
                 self.model_setup(manager, op, args)
                 continue
@@ -272,8 +280,8 @@ class StrictSession(Session):
     mode = "strict"
 
     def __init__(self, command: str, timeout: float, coverage: Coverage, family: Family,
-                 observe: bool = True) -> None:
-        super().__init__(command, timeout, coverage, family)
+                 observe: bool = True, config: Message | None = None) -> None:
+        super().__init__(command, timeout, coverage, family, config)
         self.world = ModelWorld()
         self.outgoing: list[Message] = []  # written in one go when the window is full
         self.pending: deque[Exchange] = deque()
