@@ -20,12 +20,15 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import ExampleDatabase
-from hypothesis.errors import Flaky
+from hypothesis.errors import Flaky, Unsatisfiable
 from hypothesis.stateful import run_state_machine_as_test
 
 from proofs.machines.runner import shrink_limit
+from proofs.oracle.buckets import Finding, bucket_of
+from proofs.oracle.budget import Budget
 from proofs.oracle.families import family_named, runnable
 from proofs.oracle.managers import Family
+from proofs.oracle.minimize import minimize
 from proofs.oracle.session import (
     INSPECTIONS,
     Coverage,
@@ -60,6 +63,10 @@ class Outcome:
 
     #: Seconds from the start to the first divergence (the rest was shrinking).
     caught_after: float | None = None
+    #: Every bug found (a campaign goes on after the first), each shrunk.
+    findings: list[Finding] = field(default_factory=list)
+    #: What ended the search: "time", "--max-examples N", "the first divergence"...
+    stopped: str = ""
 
     @property
     def passed(self) -> bool:
@@ -117,16 +124,23 @@ def families_of(session: Session, outcome: Outcome,
     return chosen
 
 
-def search(command: str, mode: str, *, max_examples: int = 100, time_limit: float = 60.0,
-           seed: int = 0, steps: int = 25, timeout: float = 5.0, shrink_seconds: float = 30.0,
-           progress: Callable[[Outcome], None] | None = None,
+def search(command: str, mode: str, *, max_examples: int | None = 100,
+           time_limit: float = 60.0, seed: int = 0, steps: int = 25, timeout: float = 5.0,
+           shrink_seconds: float = 30.0, progress: Callable[[Outcome], None] | None = None,
            families: tuple[str, ...] | None = None,
-           database: ExampleDatabase | None = None) -> Outcome:
+           database: ExampleDatabase | None = None, keep_going: bool = False) -> Outcome:
     """Generate, judge and (on a divergence) shrink sequences against command:
     every runnable family (or those named in ``families``) in turn, a chunk of
-    examples each. With a hypothesis example ``database`` (``--database``), the
-    failing sequences any run saved there are replayed first, and a new one is
-    saved there (hypothesis' reuse phase)."""
+    examples each, until ``max_examples`` sequences (None: no limit) or
+    ``time_limit`` seconds. Each divergence is shrunk by hypothesis and then by
+    delta debugging (:mod:`proofs.oracle.minimize`), each for up to
+    ``shrink_seconds``. ``keep_going`` (a campaign): the search goes on after a
+    divergence, and a later sequence that hits a bug already found ends there
+    and counts as a pass, so each bug (:mod:`proofs.oracle.buckets`) is reported
+    once, in ``outcome.findings``; else it stops at the first. With a hypothesis
+    example ``database`` (``--database``), the failing sequences any run saved
+    there are replayed first, and a new one is saved there (hypothesis' reuse
+    phase)."""
     outcome = Outcome(mode)
     start = time.monotonic()
     judges = Judges() if mode == "spec" else None
@@ -135,19 +149,31 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
                    outcome)
     if probe is None:
         outcome.seconds = time.monotonic() - start
+        outcome.stopped = "the hello"
         return outcome
-    machines = [(family, family.machine(session_factory(command, mode, timeout,
-                                                        outcome.coverage, judges, family),
-                                        probe.managers))
-                for family in families_of(probe, outcome, families)]
+    budget = Budget(start + time_limit, outcome.coverage)
+    machines = []
+    for family in families_of(probe, outcome, families):
+        new = session_factory(command, mode, timeout, outcome.coverage, judges, family)
+        machine = family.machine(new, probe.managers)
+        machine.budget = budget  # type: ignore[attr-defined]
+        machines.append((family, machine, new))
     chunk = requested = 0
-    while machines and requested < max_examples and time.monotonic() - start < time_limit:
-        size = min(CHUNK, max_examples - requested)
+    outcome.stopped = "nothing to run"
+    while machines:
+        if max_examples is not None and requested >= max_examples:
+            outcome.stopped = f"--max-examples {max_examples}"
+            break
+        if time.monotonic() - start >= time_limit:
+            outcome.stopped = "time"
+            break
+        size = CHUNK if max_examples is None else min(CHUNK, max_examples - requested)
         requested += size
-        family, machine = machines[chunk % len(machines)]
+        family, machine, new = machines[chunk % len(machines)]
         outcome.family = family.name
         machine._hypothesis_internal_use_seed = seed * 1_000_003 + chunk // len(machines)  # type: ignore[attr-defined]
         chunk += 1
+        budget.open(4 * size)
         run_settings = settings(
             max_examples=size, stateful_step_count=steps, deadline=None, database=database,
             derandomize=False, verbosity=Verbosity.quiet, report_multiple_bugs=False,
@@ -158,21 +184,58 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
             with shrink_limit(shrink_seconds):
                 run_state_machine_as_test(machine, settings=run_settings)
         except DivergenceError as exc:
-            outcome.divergence = exc
+            _found(outcome, exc, family.name, new, shrink_seconds, start,
+                   sum(m.examples for _, m, _ in machines))  # type: ignore[attr-defined]
         except OracleUnknownError as exc:
             outcome.unknown = exc
         except Flaky:
             _not_reproduced(outcome)
-        outcome.examples = sum(m.examples for _, m in machines)  # type: ignore[attr-defined]
+        except Unsatisfiable:
+            pass  # every sequence of the chunk hit a bug already found, or the budget
+        outcome.examples = sum(m.examples for _, m, _ in machines)  # type: ignore[attr-defined]
         outcome.seconds = time.monotonic() - start
-        if outcome.coverage.first_failure is not None:
+        if outcome.coverage.first_failure is not None and outcome.caught_after is None:
             outcome.caught_after = outcome.coverage.first_failure - start
         if progress is not None:
             progress(outcome)
-        if outcome.divergence is not None or outcome.unknown is not None:
+        if outcome.unknown is not None:
+            outcome.stopped = "an undecided step"
             break
+        if outcome.divergence is not None and not keep_going:
+            outcome.stopped = "the first divergence"
+            break
+    if outcome.findings:
+        outcome.family = outcome.findings[0].bucket.family
     outcome.seconds = time.monotonic() - start
     return outcome
+
+
+def _found(outcome: Outcome, divergence: DivergenceError, family: str,
+           new: Callable[[], Session], shrink_seconds: float, start: float,
+           sequences: int) -> None:
+    """A divergence hypothesis shrank: a new bug (delta-debugged, added to the
+    findings and to the buckets the search now passes over) or one already
+    found (counted)."""
+    coverage = outcome.coverage
+    bucket = bucket_of(divergence, family)
+    if bucket in coverage.known:
+        coverage.known[bucket] += 1
+        return
+    found_at = coverage.first_failure if coverage.first_failure is not None else time.monotonic()
+    coverage.first_failure = None  # the next bug's first divergence is timed afresh
+    fixed = len(family_named(family).setup(tuple(managers_of(outcome))))
+    steps = operations(divergence.exchanges)[fixed:]
+    shrunk = minimize(new, steps, bucket, family, shrink_seconds)
+    finding = Finding(bucket, divergence, found_at - start, sequences, len(steps), len(steps))
+    if shrunk is not None:
+        finding.divergence, finding.minimal = shrunk.divergence, shrunk.minimal
+        finding.operations = len(operations(shrunk.divergence.exchanges)[fixed:])
+        finding.replays = shrunk.replays
+    coverage.known[bucket] = 0
+    outcome.findings.append(finding)
+    if outcome.divergence is None:
+        outcome.divergence = finding.divergence
+        outcome.caught_after = finding.found_after
 
 
 def _not_reproduced(outcome: Outcome) -> None:
@@ -219,14 +282,22 @@ def setup_count(family: str, managers: tuple[str, ...] | list[str]) -> int:
     return len(family_named(family).setup(tuple(managers)))
 
 
-def trace_of(outcome: Outcome, managers: list[str]) -> dict[str, Any]:
-    """The replayable trace of a divergence (its operations after the set-up)."""
-    assert outcome.divergence is not None
-    ops = operations(outcome.divergence.exchanges)[setup_count(outcome.family, managers):]
-    return {"format": TRACE_FORMAT, "protocol": PROTOCOL_VERSION, "mode": outcome.mode,
-            "implementation": outcome.implementation, "family": outcome.family,
-            "managers": managers, "violated": list(outcome.divergence.violated),
-            "reason": outcome.divergence.reason, "operations": ops}
+def trace_of(outcome: Outcome, managers: list[str], finding: Finding | None = None
+             ) -> dict[str, Any]:
+    """The replayable trace of a divergence (its operations after the set-up):
+    finding's, else the outcome's divergence or undecided step."""
+    found: DivergenceError | OracleUnknownError | None = \
+        finding.divergence if finding is not None else outcome.divergence or outcome.unknown
+    assert found is not None
+    family = finding.bucket.family if finding is not None else outcome.family
+    ops = operations(found.exchanges)[setup_count(family, managers):]
+    trace = {"format": TRACE_FORMAT, "protocol": PROTOCOL_VERSION, "mode": outcome.mode,
+             "implementation": outcome.implementation, "family": family,
+             "managers": managers, "violated": list(getattr(found, "violated", ("unknown",))),
+             "reason": found.reason, "operations": ops}
+    if finding is not None:
+        trace["bucket"] = finding.bucket._asdict()
+    return trace
 
 
 def save_trace(path: Path, trace: dict[str, Any]) -> None:

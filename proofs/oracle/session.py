@@ -18,8 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from hypothesis import reject
+
 from proofs.abstractions.kernel_heap import HeapSnapshot, heap_snapshot
 from proofs.machines.kernel_heap import HeapHarness
+from proofs.oracle.buckets import Bucket, bucket_of
 from proofs.oracle.child import Child, ImplementationError
 from proofs.oracle.managers import Family
 from proofs.oracle.protocol import (
@@ -73,6 +76,8 @@ class DivergenceError(AssertionError):
         #: The id of the request whose reply diverged (None: the last operation's,
         #: as the judges decide after each operation).
         self.at = at
+        #: The session's method that raised it (``finish``: the checks owed at the end).
+        self.step = ""
 
 
 def named(request: Message) -> str:
@@ -114,6 +119,10 @@ def one_origin(method: _F) -> _F:
             error: Exception = exc
         session = args[0]
         session.failed = True  # its teardown must not raise again
+        if isinstance(error, DivergenceError):
+            error.step = error.step or method.__name__
+            if session.coverage.known_bucket(error, session.family.name):
+                reject()  # a bug the campaign has: this sequence is over, the search goes on
         if session.coverage.first_failure is None:
             session.coverage.first_failure = time.monotonic()
         session.coverage.last_failure = error
@@ -134,6 +143,19 @@ class Coverage:
     last_failure: Exception | None = None
     observations: Counter[str] = field(default_factory=Counter)
     errors: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    #: A campaign's bugs found so far, each with the sequences that hit it again
+    #: (those sequences end there and count as passes: the search goes on).
+    known: Counter[Bucket] = field(default_factory=Counter)
+
+    def known_bucket(self, error: DivergenceError, family: str) -> bool:
+        """Whether error is a bug the campaign already has (counted if so)."""
+        if not self.known:
+            return False
+        bucket = bucket_of(error, family)
+        if bucket not in self.known:
+            return False
+        self.known[bucket] += 1
+        return True
 
 
 class Session:

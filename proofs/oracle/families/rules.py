@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
+from hypothesis import reject
 from hypothesis.stateful import initialize
 
+from proofs.oracle.budget import Budget
 from proofs.oracle.session import Session
 
 
@@ -26,8 +28,14 @@ class SessionRules:
     examples: ClassVar[int] = 0
     s: Session
 
+    #: The search's budget (None: no limit here); past it a sequence is not started.
+    budget: ClassVar[Budget | None] = None
+
     @initialize()
     def create(self) -> None:
+        budget = type(self).budget
+        if budget is not None and budget.spent():
+            reject()  # before a process is started: hypothesis ends the chunk
         type(self).examples += 1
         self.s = type(self).new_session()
         self.s.setup()
@@ -56,7 +64,7 @@ def machine_class(base: type[SessionRules], session_factory: Callable[[], Sessio
                   ) -> type[SessionRules]:
     """A fresh machine class (its own counters) whose examples use session_factory."""
     return type(base.__name__, (base,), {"new_session": staticmethod(session_factory),
-                                         "examples": 0})
+                                         "examples": 0, "budget": None})
 
 
 def one_machine(base: type[SessionRules]
