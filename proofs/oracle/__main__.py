@@ -13,6 +13,7 @@ Exit status: 0 nothing diverged (and something ran); 1 a divergence; 2 usage
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Callable
@@ -23,7 +24,8 @@ from proofs.oracle import processes
 from proofs.oracle.campaign import example_database, run_campaign
 from proofs.oracle.child import end_children_on_sigterm
 from proofs.oracle.families import FAMILIES
-from proofs.oracle.report import case_of, describe, write_junit
+from proofs.oracle.findings_report import cases_of, describe_campaign, json_of, numbered
+from proofs.oracle.report import describe, write_junit
 from proofs.oracle.run import (
     Outcome,
     load_trace,
@@ -73,10 +75,15 @@ def parser_of(prog: str = "python -m proofs.oracle") -> argparse.ArgumentParser:
     parser.add_argument("--impl", required=True,
                         help="the command that starts the implementation (run by the shell)")
     parser.add_argument("--mode", choices=("spec", "strict", "both"), default="both")
-    parser.add_argument("--max-examples", type=POSITIVE, default=100,
-                        help="sequences to generate per mode (default 100)")
+    parser.add_argument("--max-examples", type=POSITIVE, default=None,
+                        help="sequences to generate per mode (default: no limit, --time "
+                             "ends the search)")
     parser.add_argument("--time", type=SECONDS, default=300.0,
-                        help="seconds per mode before no new sequence starts (default 300)")
+                        help="seconds per mode before no new sequence starts: the "
+                             "campaign's budget (default 300)")
+    parser.add_argument("--first", action="store_true",
+                        help="stop at the first divergence (default: a campaign that goes "
+                             "on and reports every distinct bug, each with its own trace)")
     parser.add_argument("--steps", type=POSITIVE, default=25,
                         help="operations per sequence (default 25)")
     parser.add_argument("--family", action="append", choices=[f.name for f in FAMILIES],
@@ -102,6 +109,7 @@ def parser_of(prog: str = "python -m proofs.oracle") -> argparse.ArgumentParser:
     parser.add_argument("--trace-out", type=Path, default=Path("oracle-trace.json"),
                         help="where a divergence's trace is saved (default oracle-trace.json)")
     parser.add_argument("--junit", type=Path, help="write a JUnit XML report here")
+    parser.add_argument("--json", type=Path, help="write a JSON report here (every bug)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
@@ -112,8 +120,8 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None
     args = parser.parse_args(argv)
     if not args.impl.strip():
         parser.error("--impl: an empty command")
-    outputs = [("--junit", args.junit)] + ([] if args.trace else [("--trace-out",
-                                                                     args.trace_out)])
+    outputs = [("--junit", args.junit), ("--json", args.json)]
+    outputs += [] if args.trace else [("--trace-out", args.trace_out)]
     for option, path in outputs:
         why = None if path is None else unwritable(str(path))
         if why is not None:
@@ -159,28 +167,38 @@ def main(argv: list[str] | None = None, prog: str = "python -m proofs.oracle") -
             print(f"proofs.oracle: {error}", file=sys.stderr)
             return EXIT_USAGE
         return code
-    outcomes, reports = _run(args, trace)
+    outcomes, reports, traces = _run(args, trace)
     try:
         if args.junit is not None:
             ensure_parent(str(args.junit))
-            write_junit(args.junit, [case_of(o, r)
-                                     for o, r in zip(outcomes, reports, strict=True)])
+            write_junit(args.junit, [c for o, r in zip(outcomes, reports, strict=True)
+                                     for c in cases_of(o, r)])
+        if args.json is not None:
+            ensure_parent(str(args.json))
+            args.json.write_text(json.dumps(
+                {"verdict": _verdict(outcomes), "modes": [
+                    json_of(o, t) for o, t in zip(outcomes, traces, strict=True)]},
+                indent=1) + "\n")
     except OSError as exc:
-        print(f"cannot write the JUnit report: {exc}", file=sys.stderr)
+        print(f"cannot write the report: {exc}", file=sys.stderr)
         return _verdict(outcomes, written=False)
     return _verdict(outcomes)
 
 
 def _run(args: argparse.Namespace, trace: dict[str, Any] | None
-         ) -> tuple[list[Outcome], list[str]]:
-    """Each mode in turn until one diverges or is undecided: outcomes, reports."""
+         ) -> tuple[list[Outcome], list[str], list[list[str]]]:
+    """Each mode in turn (a replay or ``--first``: until one diverges; always
+    until one is undecided): outcomes, reports, the paths of each one's traces."""
     outcomes: list[Outcome] = []
     reports: list[str] = []
+    saved: list[list[str]] = []
     for mode in ("spec", "strict") if args.mode == "both" else (args.mode,):
+        paths: list[str] = []
         if trace is not None:
             outcome = replay(args.impl, mode, trace["operations"], args.request_timeout,
                              family=str(trace.get("family", "kernel")))
             managers = list(trace.get("managers", []))
+            report = describe(outcome, managers)
         else:
             outcome = search(args.impl, mode, max_examples=args.max_examples,
                              time_limit=args.time, seed=args.seed, steps=args.steps,
@@ -188,17 +206,45 @@ def _run(args: argparse.Namespace, trace: dict[str, Any] | None
                              progress=None if args.quiet else _progress,
                              families=None if args.family is None else tuple(args.family),
                              database=None if args.database is None
-                             else example_database(args.database))
+                             else example_database(args.database),
+                             keep_going=not args.first)
             managers = managers_of(outcome)
-        report = describe(outcome, managers)
-        if outcome.divergence is not None and trace is None:
-            report += save_report(args.trace_out, trace_of(outcome, managers))
+            report, paths = _saved(args, outcome, managers,
+                                   sum(len(p) for p in saved))
         print(report, flush=True)
         outcomes.append(outcome)
         reports.append(report)
-        if outcome.divergence is not None or outcome.unknown is not None:
+        saved.append(paths)
+        if outcome.unknown is not None or (outcome.divergence is not None
+                                           and (args.first or trace is not None)):
             break
-    return outcomes, reports
+    return outcomes, reports, saved
+
+
+def _saved(args: argparse.Namespace, outcome: Outcome, managers: list[str], before: int
+           ) -> tuple[str, list[str]]:
+    """Save the traces of a search's bugs (numbered from ``before``) or of its
+    undecided step: its report, and where they went."""
+    paths: list[str] = []
+    notes: list[str] = []
+    for n, finding in enumerate(outcome.findings):
+        path = numbered(args.trace_out, before + n)
+        note = save_report(path, trace_of(outcome, managers, finding))
+        paths.append(str(path) if note.startswith("\n\ntrace saved") else "")
+        notes.append(note.strip())
+    if outcome.findings:
+        report = describe_campaign(outcome, managers, notes)
+    else:
+        report = describe(outcome, managers)
+    if outcome.divergence is not None and not outcome.findings:  # not reproducible
+        report += save_report(numbered(args.trace_out, before),
+                              trace_of(outcome, managers))
+        paths.append(str(numbered(args.trace_out, before)))
+    if outcome.unknown is not None:
+        path = numbered(args.trace_out, before + len(paths))
+        report += save_report(path, trace_of(outcome, managers, unknown=True))
+        paths.append(str(path))
+    return report, paths
 
 
 def save_report(path: Path, trace: dict[str, Any]) -> str:

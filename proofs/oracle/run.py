@@ -201,11 +201,9 @@ def search(command: str, mode: str, *, max_examples: int | None = 100,
         if outcome.unknown is not None:
             outcome.stopped = "an undecided step"
             break
-        if outcome.divergence is not None and not keep_going:
-            outcome.stopped = "the first divergence"
+        if outcome.divergence is not None and not (keep_going and outcome.findings):
+            outcome.stopped = "the first divergence"  # or one that did not reproduce
             break
-    if outcome.findings:
-        outcome.family = outcome.findings[0].bucket.family
     outcome.seconds = time.monotonic() - start
     return outcome
 
@@ -282,12 +280,13 @@ def setup_count(family: str, managers: tuple[str, ...] | list[str]) -> int:
     return len(family_named(family).setup(tuple(managers)))
 
 
-def trace_of(outcome: Outcome, managers: list[str], finding: Finding | None = None
-             ) -> dict[str, Any]:
+def trace_of(outcome: Outcome, managers: list[str], finding: Finding | None = None,
+             unknown: bool = False) -> dict[str, Any]:
     """The replayable trace of a divergence (its operations after the set-up):
-    finding's, else the outcome's divergence or undecided step."""
+    finding's, else the outcome's undecided step (``unknown``) or divergence."""
     found: DivergenceError | OracleUnknownError | None = \
-        finding.divergence if finding is not None else outcome.divergence or outcome.unknown
+        finding.divergence if finding is not None else \
+        outcome.unknown if unknown or outcome.divergence is None else outcome.divergence
     assert found is not None
     family = finding.bucket.family if finding is not None else outcome.family
     ops = operations(found.exchanges)[setup_count(family, managers):]

@@ -9,6 +9,7 @@ oracle's coverage grows with theirs.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -51,10 +52,14 @@ class SessionRules:
     def teardown(self) -> None:
         session = getattr(self, "s", None)
         if session is not None:
-            try:  # after a divergence hypothesis is already handling that failure
-                if not session.failed:
+            # after a divergence hypothesis is already handling that failure; when
+            # it abandons the sequence (StopTest: out of choices), nothing may be
+            # raised in place of that
+            abandoned = sys.exc_info()[1] is not None
+            try:
+                if not session.failed and not abandoned:
                     self.wind_down()
-                if not session.failed:
+                if not session.failed and not abandoned:
                     session.finish()
             finally:
                 session.close()
