@@ -186,10 +186,15 @@ def search(command: str, mode: str, *, max_examples: int | None = 100,
         except DivergenceError as exc:
             _found(outcome, exc, family.name, new, shrink_seconds, start,
                    sum(m.examples for _, m, _ in machines))  # type: ignore[attr-defined]
+        except Flaky:
+            last = outcome.coverage.last_failure
+            if keep_going and isinstance(last, DivergenceError):  # replayed, it may still
+                _found(outcome, last, family.name, new, shrink_seconds, start,
+                       sum(m.examples for _, m, _ in machines))  # type: ignore[attr-defined]
+            else:
+                _not_reproduced(outcome)
         except OracleUnknownError as exc:
             outcome.unknown = exc
-        except Flaky:
-            _not_reproduced(outcome)
         except Unsatisfiable:
             pass  # every sequence of the chunk hit a bug already found, or the budget
         outcome.examples = sum(m.examples for _, m, _ in machines)  # type: ignore[attr-defined]
@@ -229,6 +234,8 @@ def _found(outcome: Outcome, divergence: DivergenceError, family: str,
         finding.divergence, finding.minimal = shrunk.divergence, shrunk.minimal
         finding.operations = len(operations(shrunk.divergence.exchanges)[fixed:])
         finding.replays = shrunk.replays
+    else:
+        finding.divergence = unreproduced(divergence)
     coverage.known[bucket] = 0
     outcome.findings.append(finding)
     if outcome.divergence is None:
@@ -247,9 +254,18 @@ def _not_reproduced(outcome: Outcome) -> None:
     if not isinstance(last, DivergenceError):  # hypothesis saw no failure of ours
         last = DivergenceError("the implementation behaved differently when hypothesis "
                                "replayed a sequence", ("nondeterministic",), [])
-    last.reason += ("\n(not reproducible: the same sequence, sent again, did not fail the "
-                    "same way, so this is the sequence as it first failed, not shrunk)")
-    outcome.divergence = last
+    outcome.divergence = unreproduced(last)
+
+
+def unreproduced(divergence: DivergenceError) -> DivergenceError:
+    """A divergence that did not happen again when its sequence was sent again:
+    a copy that says so (the sequence as it first failed, not shrunk)."""
+    d = divergence
+    note = ("\n(not reproducible: the same sequence, sent again, did not fail the same "
+            "way, so this is the sequence as it first failed, not shrunk)")
+    copy = DivergenceError(d.reason + note, d.violated, d.exchanges, d.detail, d.kind, d.at)
+    copy.step = d.step
+    return copy
 
 
 # -- traces -----------------------------------------------------------------------
