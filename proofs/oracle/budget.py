@@ -1,33 +1,34 @@
-"""The search's budget as the rule machines see it (docs/oracle.md, "Campaigns").
+"""A chunk's bound on sequences that end at a bug already found (docs/oracle.md,
+"Campaigns").
 
 In a campaign a sequence that hits a bug already found ends there and is
-discarded (hypothesis' ``reject``), so hypothesis keeps generating; it does
-not count such sequences towards a chunk's examples and would try hundreds.
-:class:`Budget` bounds a chunk: no new sequence is started past the time
-budget or past ``cap`` sequences in the chunk, unless a new divergence was
-raised in it (hypothesis is then shrinking it, with its own time limit).
+discarded (hypothesis' ``reject``), so that hypothesis keeps generating. It
+does not count such sequences towards a chunk's examples: by its own
+thresholds (``INVALID_THRESHOLD_BASE`` + ``INVALID_PER_VALID`` per valid
+example, 458 + 100 in hypothesis 6.170) it would try hundreds, each a process
+and a judged sequence, before the time budget is looked at again.
+:func:`rejections_limit` lowers them for the duration of a chunk, as
+:func:`proofs.machines.runner.shrink_limit` does the shrinking time (both are
+module constants of hypothesis' engine). The bound must not depend on the
+clock or on a count kept outside hypothesis: a sequence that ran once and is
+refused the next time makes hypothesis raise FlakyStrategyDefinition.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Any
+import contextlib
+from collections.abc import Iterator
+
+from hypothesis.internal.conjecture import engine
 
 
-class Budget:
-    """When no new sequence may start in the current chunk."""
-
-    def __init__(self, deadline: float, coverage: Any) -> None:
-        self.deadline, self.coverage = deadline, coverage
-        self.cap = self.started = 0
-        self._last: object = None
-
-    def open(self, cap: int) -> None:
-        """A new chunk of at most cap sequences."""
-        self.cap, self.started, self._last = cap, 0, self.coverage.last_failure
-
-    def spent(self) -> bool:
-        if self.coverage.last_failure is not self._last:
-            return False  # hypothesis is shrinking a new divergence
-        self.started += 1
-        return self.started > self.cap or time.monotonic() > self.deadline
+@contextlib.contextmanager
+def rejections_limit(count: int) -> Iterator[None]:
+    """At most about count discarded sequences in a hypothesis run (then it
+    ends, with Unsatisfiable when no sequence was kept)."""
+    saved = engine.INVALID_THRESHOLD_BASE, engine.INVALID_PER_VALID
+    engine.INVALID_THRESHOLD_BASE, engine.INVALID_PER_VALID = count, 1
+    try:
+        yield
+    finally:
+        engine.INVALID_THRESHOLD_BASE, engine.INVALID_PER_VALID = saved

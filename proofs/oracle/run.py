@@ -25,7 +25,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from proofs.machines.runner import shrink_limit
 from proofs.oracle.buckets import Finding, bucket_of
-from proofs.oracle.budget import Budget
+from proofs.oracle.budget import rejections_limit
 from proofs.oracle.families import family_named, runnable
 from proofs.oracle.managers import Family
 from proofs.oracle.minimize import minimize
@@ -151,13 +151,10 @@ def search(command: str, mode: str, *, max_examples: int | None = 100,
         outcome.seconds = time.monotonic() - start
         outcome.stopped = "the hello"
         return outcome
-    budget = Budget(start + time_limit, outcome.coverage)
     machines = []
     for family in families_of(probe, outcome, families):
         new = session_factory(command, mode, timeout, outcome.coverage, judges, family)
-        machine = family.machine(new, probe.managers)
-        machine.budget = budget  # type: ignore[attr-defined]
-        machines.append((family, machine, new))
+        machines.append((family, family.machine(new, probe.managers), new))
     chunk = requested = 0
     outcome.stopped = "nothing to run"
     while machines:
@@ -173,7 +170,6 @@ def search(command: str, mode: str, *, max_examples: int | None = 100,
         outcome.family = family.name
         machine._hypothesis_internal_use_seed = seed * 1_000_003 + chunk // len(machines)  # type: ignore[attr-defined]
         chunk += 1
-        budget.open(4 * size)
         run_settings = settings(
             max_examples=size, stateful_step_count=steps, deadline=None, database=database,
             derandomize=False, verbosity=Verbosity.quiet, report_multiple_bugs=False,
@@ -181,7 +177,7 @@ def search(command: str, mode: str, *, max_examples: int | None = 100,
             (Phase.reuse, Phase.generate, Phase.shrink),
             suppress_health_check=list(HealthCheck))
         try:
-            with shrink_limit(shrink_seconds):
+            with shrink_limit(shrink_seconds), rejections_limit(2 * CHUNK):
                 run_state_machine_as_test(machine, settings=run_settings)
         except DivergenceError as exc:
             _found(outcome, exc, family.name, new, shrink_seconds, start,

@@ -13,10 +13,9 @@ import sys
 from collections.abc import Callable
 from typing import ClassVar
 
-from hypothesis import reject
+from hypothesis.errors import StopTest
 from hypothesis.stateful import initialize
 
-from proofs.oracle.budget import Budget
 from proofs.oracle.session import Session
 
 
@@ -29,14 +28,8 @@ class SessionRules:
     examples: ClassVar[int] = 0
     s: Session
 
-    #: The search's budget (None: no limit here); past it a sequence is not started.
-    budget: ClassVar[Budget | None] = None
-
     @initialize()
     def create(self) -> None:
-        budget = type(self).budget
-        if budget is not None and budget.spent():
-            reject()  # before a process is started: hypothesis ends the chunk
         type(self).examples += 1
         self.s = type(self).new_session()
         self.s.setup()
@@ -55,7 +48,7 @@ class SessionRules:
             # after a divergence hypothesis is already handling that failure; when
             # it abandons the sequence (StopTest: out of choices), nothing may be
             # raised in place of that
-            abandoned = sys.exc_info()[1] is not None
+            abandoned = isinstance(sys.exc_info()[1], StopTest)
             try:
                 if not session.failed and not abandoned:
                     self.wind_down()
@@ -69,7 +62,7 @@ def machine_class(base: type[SessionRules], session_factory: Callable[[], Sessio
                   ) -> type[SessionRules]:
     """A fresh machine class (its own counters) whose examples use session_factory."""
     return type(base.__name__, (base,), {"new_session": staticmethod(session_factory),
-                                         "examples": 0, "budget": None})
+                                         "examples": 0})
 
 
 def one_machine(base: type[SessionRules]
