@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from proofs.oracle.model_shim import VARIANT_MODULES, variant_patches  # noqa: E402
-from proofs.oracle.run import search  # noqa: E402
+from proofs.oracle.run import managers_of, operations, search, setup_count  # noqa: E402
 from tests.oracle_impls import build_c, python_impl  # noqa: E402
 
 #: The C fixture's bug switches (tests/oracle_impl/memimpl.c).
@@ -60,8 +60,9 @@ def targets(build_dir: Path) -> list[tuple[str, str, str]]:
     return out
 
 
-def measure(command: str, family: str, seconds: float, seed: int, shrink: float
-            ) -> dict[str, Any]:
+def measure(command: str, family: str, seconds: float, seed: int, shrink: float,
+            save: Path | None = None) -> dict[str, Any]:
+    """One search; with save, the trace hypothesis left and the minimized one go there."""
     start = time.monotonic()
     outcome = search(command, "spec", max_examples=None, time_limit=seconds, seed=seed,
                      steps=STEPS[family], shrink_seconds=shrink, families=(family,),
@@ -70,6 +71,12 @@ def measure(command: str, family: str, seconds: float, seed: int, shrink: float
                            "seconds": round(time.monotonic() - start, 1), "found": False}
     if outcome.findings:
         f = outcome.findings[0]
+        if save is not None and f.first is not None:
+            fixed = setup_count(family, managers_of(outcome))
+            save.write_text(json.dumps({
+                "family": family, "bucket": f.bucket._asdict(),
+                "operations": operations(f.first.exchanges)[fixed:],
+                "minimized": operations(f.divergence.exchanges)[fixed:]}, indent=1) + "\n")
         row.update(found=True, bucket=str(f.bucket), first_divergence=round(f.found_after, 1),
                    sequences=f.sequences, hypothesis_ops=f.shrunk_from, ops=f.operations,
                    minimal=f.minimal, replays=f.replays)
@@ -86,13 +93,19 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", nargs="*", help="bug switches or FAMILY:NAME variants")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--save", type=Path, help="a folder: each bug's traces, before and "
+                        "after delta debugging (NAME.json)")
     args = parser.parse_args()
+    if args.save is not None:
+        args.save.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as build:
         for name, command, family in targets(Path(build)):
             if args.only and name not in args.only:
                 continue
-            rows[name] = row = measure(command, family, args.seconds, args.seed, args.shrink)
+            save = None if args.save is None else args.save / f"{name.replace(':', '.')}.json"
+            rows[name] = row = measure(command, family, args.seconds, args.seed, args.shrink,
+                                       save)
             print(f"| {name} | {family} | {row.get('sequences', '-')} | "
                   f"{row.get('first_divergence', '-')} | {row.get('hypothesis_ops', '-')} | "
                   f"{row.get('ops', 'not found')} | {'yes' if row.get('minimal') else 'no'} |",

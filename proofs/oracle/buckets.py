@@ -106,3 +106,5 @@ class Finding:
     #: bug did not reproduce by replay and is shown as hypothesis left it).
     minimal: bool = False
     replays: int = 0
+    #: The divergence as hypothesis' shrinker left it (before delta debugging).
+    first: DivergenceError | None = None

@@ -132,9 +132,9 @@ def search(command: str, mode: str, *, max_examples: int | None = 100,
     """Generate, judge and (on a divergence) shrink sequences against command:
     every runnable family (or those named in ``families``) in turn, a chunk of
     examples each, until ``max_examples`` sequences (None: no limit) or
-    ``time_limit`` seconds. Each divergence is shrunk by hypothesis and then by
-    delta debugging (:mod:`proofs.oracle.minimize`), each for up to
-    ``shrink_seconds``. ``keep_going`` (a campaign): the search goes on after a
+    ``time_limit`` seconds. Each divergence is shrunk by hypothesis for up to
+    ``shrink_seconds``, then by delta debugging (:mod:`proofs.oracle.minimize`)
+    for up to twice as long. ``keep_going`` (a campaign): the search goes on after a
     divergence, and a later sequence that hits a bug already found ends there
     and counts as a pass, so each bug (:mod:`proofs.oracle.buckets`) is reported
     once, in ``outcome.findings``; else it stops at the first. With a hypothesis
@@ -151,6 +151,7 @@ def search(command: str, mode: str, *, max_examples: int | None = 100,
         outcome.seconds = time.monotonic() - start
         outcome.stopped = "the hello"
         return outcome
+    outcome.coverage.sessions = 0  # the probe read the hello: not a sequence
     machines = []
     for family in families_of(probe, outcome, families):
         new = session_factory(command, mode, timeout, outcome.coverage, judges, family)
@@ -180,13 +181,11 @@ def search(command: str, mode: str, *, max_examples: int | None = 100,
             with shrink_limit(shrink_seconds), rejections_limit(2 * CHUNK):
                 run_state_machine_as_test(machine, settings=run_settings)
         except DivergenceError as exc:
-            _found(outcome, exc, family.name, new, shrink_seconds, start,
-                   sum(m.examples for _, m, _ in machines))  # type: ignore[attr-defined]
+            _found(outcome, exc, family.name, new, shrink_seconds, start)
         except Flaky:
             last = outcome.coverage.last_failure
             if keep_going and isinstance(last, DivergenceError):  # replayed, it may still
-                _found(outcome, last, family.name, new, shrink_seconds, start,
-                       sum(m.examples for _, m, _ in machines))  # type: ignore[attr-defined]
+                _found(outcome, last, family.name, new, shrink_seconds, start)
             else:
                 _not_reproduced(outcome)
         except OracleUnknownError as exc:
@@ -210,8 +209,7 @@ def search(command: str, mode: str, *, max_examples: int | None = 100,
 
 
 def _found(outcome: Outcome, divergence: DivergenceError, family: str,
-           new: Callable[[], Session], shrink_seconds: float, start: float,
-           sequences: int) -> None:
+           new: Callable[[], Session], shrink_seconds: float, start: float) -> None:
     """A divergence hypothesis shrank: a new bug (delta-debugged, added to the
     findings and to the buckets the search now passes over) or one already
     found (counted)."""
@@ -221,11 +219,13 @@ def _found(outcome: Outcome, divergence: DivergenceError, family: str,
         coverage.known[bucket] += 1
         return
     found_at = coverage.first_failure if coverage.first_failure is not None else time.monotonic()
+    sequences = coverage.failed_at if coverage.first_failure is not None else coverage.sessions
     coverage.first_failure = None  # the next bug's first divergence is timed afresh
     fixed = len(family_named(family).setup(tuple(managers_of(outcome))))
     steps = operations(divergence.exchanges)[fixed:]
-    shrunk = minimize(new, steps, bucket, family, shrink_seconds)
-    finding = Finding(bucket, divergence, found_at - start, sequences, len(steps), len(steps))
+    shrunk = minimize(new, steps, bucket, family, 2 * shrink_seconds)
+    finding = Finding(bucket, divergence, found_at - start, sequences, len(steps), len(steps),
+                      first=divergence)
     if shrunk is not None:
         finding.divergence, finding.minimal = shrunk.divergence, shrunk.minimal
         finding.operations = len(operations(shrunk.divergence.exchanges)[fixed:])

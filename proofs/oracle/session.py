@@ -125,6 +125,7 @@ def one_origin(method: _F) -> _F:
                 reject()  # a bug the campaign has: this sequence is over, the search goes on
         if session.coverage.first_failure is None:
             session.coverage.first_failure = time.monotonic()
+            session.coverage.failed_at = session.coverage.sessions
         session.coverage.last_failure = error
         error.__context__ = error.__cause__ = None
         raise error.with_traceback(None)
@@ -143,6 +144,10 @@ class Coverage:
     last_failure: Exception | None = None
     observations: Counter[str] = field(default_factory=Counter)
     errors: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    #: Sessions started (sequences, hypothesis' shrinking included), and how many
+    #: had started when the first divergence was raised.
+    sessions: int = 0
+    failed_at: int = 0
     #: A campaign's bugs found so far, each with the sequences that hit it again
     #: (those sequences end there and count as passes: the search goes on).
     known: Counter[Bucket] = field(default_factory=Counter)
@@ -166,6 +171,7 @@ class Session:
     def __init__(self, command: str, timeout: float, coverage: Coverage,
                  family: Family) -> None:
         self.coverage, self.family = coverage, family
+        coverage.sessions += 1
         #: A divergence was raised: the sequence is over.
         self.failed = False
         self.exchanges: list[Exchange] = []
