@@ -155,7 +155,10 @@ def search(command: str, mode: str, *, max_examples: int | None = 100,
     machines = []
     for family in families_of(probe, outcome, families):
         new = session_factory(command, mode, timeout, outcome.coverage, judges, family)
-        machines.append((family, family.machine(new, probe.managers), new))
+        # delta debugging's replays: a coverage of their own (no buckets to pass
+        # over, no counts of the search's)
+        replays = session_factory(command, mode, timeout, Coverage(), judges, family)
+        machines.append((family, family.machine(new, probe.managers), replays))
     chunk = requested = 0
     outcome.stopped = "nothing to run"
     while machines:
