@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from proofs.machines.kernel_heap import HeapMachine
+from proofs.oracle.families.kernel_boundaries import BoundaryRules
 from proofs.oracle.families.kernel_judge import KernelJudge
 from proofs.oracle.families.rules import SessionRules, machine_class
 from proofs.oracle.managers import Family
@@ -122,7 +123,7 @@ class OraclePageMachine(PageRules, RuleBasedStateMachine):
     """An implementation of the page manager alone."""
 
 
-class OracleHeapMachine(PageRules, HeapMachine):
+class OracleHeapMachine(PageRules, BoundaryRules, HeapMachine):
     """An implementation of the page manager and the kernel heap. Every rule
     stays enabled (no swarm testing): a run of the oracle is a few dozen
     sequences, and swarm testing makes so few a lottery.
@@ -133,9 +134,16 @@ class OracleHeapMachine(PageRules, HeapMachine):
     (exactly its payload room, or up to 24 bytes less: the split-or-not
     boundary at a header plus a footer), a contraction to the smallest length
     (0: down to the floor, past any live block), and frees that unify: a block
-    beside a hole, and two live neighbours one after the other."""
+    beside a hole, and two live neighbours one after the other; more, and
+    hypothesis' targets, in :mod:`.kernel_boundaries`."""
 
     swarm = False
+
+    def teardown(self) -> None:
+        try:
+            self.aim()
+        finally:
+            super().teardown()
 
     @rule(pick=st.integers(0, 1 << 16), slack=st.integers(0, 24))
     def alloc_to_fit(self, pick: int, slack: int) -> None:
