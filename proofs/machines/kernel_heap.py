@@ -324,8 +324,6 @@ class HeapHarness:
         self.state = to_heap_state(self.snap)
         self.check_invariants("Create")
 
-    # -- the checks ------------------------------------------------------------
-
     # -- what the harness reads and drives (the oracle drives an implementation) --
 
     def _snapshot(self) -> HeapSnapshot:

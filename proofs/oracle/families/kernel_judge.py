@@ -209,19 +209,21 @@ class ObservedHeap(HeapHarness):
                  outcomes: Counter[str]) -> None:
         self.session = session
         self._deferred = False
+        self._where = ""
         self._begin(checker, outcomes)
 
     def check_invariants(self, where: str) -> None:
+        self._where = where  # the harness's own words for the call, result and code
         if not self._deferred:
             super().check_invariants(where)
 
     def call(self, name: str, *args: Any) -> Any:
-        self._deferred = True
+        self._deferred, self._where = True, f"{name}{args!r}"
         try:
             return super().call(name, *args)
         except CheckError:
             self._deferred = False
-            super().check_invariants(f"{name}{args!r}")
+            super().check_invariants(self._where)
             raise
         finally:
             self._deferred = False
