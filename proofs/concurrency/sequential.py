@@ -53,6 +53,10 @@ CONCURRENT_OPERATIONS = {
 }
 
 
+#: At most this many spare worlds are kept (each a thawed copy of a state).
+SPARE_WORLDS = 64
+
+
 class Matching(Enum):
     """How an implementation's reply is matched against the model's."""
 
@@ -67,11 +71,16 @@ class SequentialSpec:
         self.matching = matching
         self._snapshots: dict[Hashable, Snapshot] = {}
         self.initial = self._intern(world.snapshot())
-        #: Whether KernelHeap calls may take or return frames (module docstring).
-        self.heap_uses_frames = world.heap.max_address > world.heap.end_address
+        #: Whether KernelHeap calls may take or return frames: an Alloc expands
+        #: below max_address, a Free contracts down to min_size (model/kernel_heap.py);
+        #: a heap at both bounds maps the same pages whatever is called.
+        heap = world.heap
+        self.heap_uses_frames = (heap.max_address > heap.end_address
+                                 or heap.end_address - heap.start_address > heap.min_size)
         self.named_frames: frozenset[int] = frozenset()
         self._transitions: dict[tuple[Hashable, Op, Reply | None], tuple[Snapshot, ...]] = {}
         self._expected: dict[tuple[Hashable, Op], Reply] = {}
+        self._spare: dict[Hashable, World] = {}
         #: How often the model ran (cache misses): the search's real cost.
         self.model_runs = 0
 
@@ -106,7 +115,10 @@ class SequentialSpec:
         found = self._expected.get(cache_key)
         if found is None:
             self.model_runs += 1
-            found = self._expected[cache_key] = state.thaw().apply(op)
+            world = self._thaw(state)
+            found = self._expected[cache_key] = world.apply(op)
+            if world.key() == state.key:
+                self._keep(world, state.key)
         return found
 
     def footprint(self, op: Op) -> frozenset[str]:
@@ -131,16 +143,37 @@ class SequentialSpec:
         """One snapshot per key: the first one met stands for all."""
         return self._snapshots.setdefault(snapshot.key, snapshot)
 
+    def _freeze(self, world: World) -> Snapshot:
+        """world's snapshot: pickled only when its key is new (pickling is the
+        dear part; a key is a few microseconds)."""
+        key = world.key()
+        found = self._snapshots.get(key)
+        return found if found is not None else self._intern(world.snapshot(key))
+
+    def _thaw(self, state: Snapshot) -> World:
+        """A private world in state: a spare one if a call left one unchanged."""
+        spare = self._spare.pop(state.key, None)
+        return spare if spare is not None else state.thaw()
+
+    def _keep(self, world: World, key: Hashable) -> None:
+        """Keep world (in state key, no longer used) for the next thaw of key."""
+        if len(self._spare) >= SPARE_WORLDS:
+            self._spare.clear()
+        self._spare[key] = world
+
     def _run(self, state: Snapshot, op: Op, reply: Reply | None) -> tuple[Snapshot, ...]:
         self.model_runs += 1
-        world = state.thaw()
+        world = self._thaw(state)
         owners = bytes(world.pm.owner)
         model_reply = world.apply(op)
         self._expected[(state.key, op)] = model_reply
         renamable = (self.matching is Matching.ANY_FREE_FRAME and op.manager == "PageManager"
                      and op.name == "RequestFrame" and model_reply[1] == _SUCCESS)
-        if reply is None and not renamable or reply == model_reply:
-            return (self._intern(world.snapshot()),)
+        if not renamable and (reply is None or reply == model_reply) or reply == model_reply:
+            after = self._freeze(world)
+            if after is state:  # the call changed nothing: the world is still state's
+                self._keep(world, state.key)
+            return (after,)
         if not renamable:
             return ()
         taken = int(model_reply[0]) >> PAGE_SHIFT
@@ -148,7 +181,7 @@ class SequentialSpec:
             frame = _frame_of(reply, len(owners))
             if frame < 0 or owners[frame] != _FREE:
                 return ()
-            return (self._intern(_renamed(world, taken, frame).snapshot()),)
+            return (self._freeze(_renamed(world, taken, frame)),)
         choices = sorted(f for f in self.named_frames if f < len(owners) and owners[f] == _FREE)
         unnamed = taken if taken not in self.named_frames else next(
             (f for f, owner in enumerate(owners) if owner == _FREE and f not in self.named_frames),
@@ -160,7 +193,7 @@ class SequentialSpec:
         for frame in choices:
             world = _renamed(world, held, frame)
             held = frame
-            states.append(self._intern(world.snapshot()))
+            states.append(self._freeze(world))
         return tuple(states)
 
 

@@ -146,8 +146,10 @@ class World:
                 for a in space.allocations.values())),
         )
 
-    def snapshot(self) -> Snapshot:
-        return Snapshot(self.key(), pickle.dumps(self, pickle.HIGHEST_PROTOCOL))
+    def snapshot(self, key: Hashable | None = None) -> Snapshot:
+        """The world frozen; key, when given, is its key() computed already."""
+        return Snapshot(self.key() if key is None else key,
+                        pickle.dumps(self, pickle.HIGHEST_PROTOCOL))
 
 
 @dataclass(frozen=True, slots=True)
