@@ -241,6 +241,25 @@ def test_groups_follow_the_contract() -> None:
     assert groups(history, fixed) == [[0], [1], [2]]
 
 
+def test_an_expanding_alloc_takes_frames_so_the_heap_is_grouped_with_them() -> None:
+    growing = World()
+    first = growing.apply(REQUEST)
+    growing = World()
+    assert growing.apply(alloc(20000))[1] == OK  # no hole fits: the heap expands
+    assert growing.apply(REQUEST) != first
+    fixed = World(heap_max=HEAP_END)
+    assert fixed.apply(alloc(20000))[1] == int(E.ERROR_NOT_ENOUGH_MEMORY)
+    assert fixed.apply(REQUEST) == first
+
+
+def test_a_heap_at_its_max_but_above_its_floor_still_uses_frames() -> None:
+    world = World()
+    assert world.heap.Expand(HEAP_MAX - world.heap.start_address)
+    assert world.heap.end_address == world.heap.max_address
+    # A Free leaving a trailing hole contracts it back towards min_size.
+    assert SequentialSpec(world).heap_uses_frames
+
+
 def test_a_failing_group_fails_the_history() -> None:
     result = verdict(call(1, ALLOC_BLOCK, 0, 1, (BLOCK0, OK)),
                      call(2, REQUEST, 0, 1, (F0, OK)), call(3, REQUEST, 0, 1, (F0, OK)))
