@@ -28,7 +28,7 @@ from proofs.concurrency.linearize import (
     groups,
 )
 from proofs.concurrency.sequential import Matching, SequentialSpec
-from proofs.concurrency.world import HEAP_END, HEAP_MAX, Op, Reply, World
+from proofs.concurrency.world import HEAP_END, HEAP_MAX, OBSERVE, Op, Reply, World
 from spec.abi import NO_FRAME, PAGE_READWRITE, PAGE_SIZE, ErrorCode
 
 E = ErrorCode
@@ -69,8 +69,12 @@ def sequential_replies(*ops: Op, shared: bool = False) -> list[Reply]:
     return [world.apply(op) for op in ops]
 
 
-HEAP_P1, HEAP_P2 = (r[0] for r in sequential_replies(alloc(64), alloc(64)))
-BLOCK0, BLOCK1 = (r[0] for r in sequential_replies(ALLOC_BLOCK, ALLOC_BLOCK))
+def numbers(replies: list[Reply]) -> list[int]:
+    return [r[0] for r in replies if type(r[0]) is int]
+
+
+HEAP_P1, HEAP_P2 = numbers(sequential_replies(alloc(64), alloc(64)))
+BLOCK0, BLOCK1 = numbers(sequential_replies(ALLOC_BLOCK, ALLOC_BLOCK))
 
 
 # -- frames -----------------------------------------------------------------------
@@ -226,6 +230,54 @@ def test_shared_memory_ids_race() -> None:
                    shared=True).linearizable
     assert verdict(call(1, create, 0, 2, (1, OK)), call(2, create, 1, 3, (1, OK)),
                    shared=True).outcome is Outcome.NOT_LINEARIZABLE
+
+
+# -- observations at quiescent points ----------------------------------------------------------
+
+
+def observe(name: str) -> Op:
+    return Op(OBSERVE, name)
+
+
+USED = World().pm.used_frames()
+
+
+def test_a_quiescent_observation_is_judged_after_the_order_chosen() -> None:
+    race = (call(1, REQUEST, 0, 2, (F1, OK)), call(2, REQUEST, 1, 3, (F0, OK)))
+    assert verdict(*race, call(3, observe("FrameBitmap"), 4, 5,
+                               (tuple(sorted(USED + (F0 >> 12, F1 >> 12))), OK))).linearizable
+    result = verdict(*race, call(3, observe("FrameBitmap"), 4, 5, (USED + (F0 >> 12,), OK)))
+    assert result.outcome is Outcome.NOT_LINEARIZABLE
+
+
+def test_an_observation_sees_the_frame_the_implementation_chose() -> None:
+    # Any-free-frame: the state after is the renamed one, which the bitmap must show.
+    chose = call(1, REQUEST, 0, 1, (F3, OK))
+    shows_f3 = (tuple(sorted(USED + (F3 >> 12,))), OK)
+    shows_f0 = (tuple(sorted(USED + (F0 >> 12,))), OK)
+    assert verdict(chose, call(2, observe("FrameBitmap"), 2, 3, shows_f3),
+                   matching=Matching.ANY_FREE_FRAME).linearizable
+    assert verdict(chose, call(2, observe("FrameBitmap"), 2, 3, shows_f0),
+                   matching=Matching.ANY_FREE_FRAME).outcome is Outcome.NOT_LINEARIZABLE
+
+
+def test_a_heap_walk_after_an_alloc_race() -> None:
+    world = World()
+    world.apply(alloc(64))
+    world.apply(alloc(64))
+    walk = world.apply(observe("HeapWalk"))
+    race = (call(1, alloc(64), 0, 2, (HEAP_P2, OK)), call(2, alloc(64), 1, 3, (HEAP_P1, OK)))
+    assert verdict(*race, call(1, observe("HeapWalk"), 4, 5, walk)).linearizable
+    assert verdict(*race, call(1, observe("HoleIndex"), 4, 5, ((1, 2), OK))).outcome \
+        is Outcome.NOT_LINEARIZABLE
+
+
+def test_an_observation_overlapping_a_call_is_refused() -> None:
+    with pytest.raises(MalformedHistoryError):
+        History((call(1, REQUEST, 0, 2, (F0, OK)), call(2, observe("FrameCounts"), 1, 3,
+                                                         ((0, 0), OK))))
+    with pytest.raises(MalformedHistoryError):
+        History((call(1, observe("FrameCounts"), 0),))
 
 
 # -- groups (P-compositionality) -------------------------------------------------------------

@@ -136,6 +136,8 @@ def corrupt(rng: random.Random, history: History) -> tuple[History, int]:
     choice = rng.random()
     if type(result) is bool:
         new: Reply = (not result, error) if choice < 0.5 else (result, error ^ 1)
+    elif not isinstance(result, int):  # an observation: drop its last entry
+        new = (result[:-1], error)
     elif choice < 0.6 and error == 0:
         new = (result + rng.choice((-1, 1)) * rng.choice((4, 16, PAGE_SIZE)), error)
     elif choice < 0.8:

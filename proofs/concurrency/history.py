@@ -12,7 +12,10 @@ order (Herlihy and Wing, "Linearizability", TOPLAS 1990, section 2).
 A well-formed history (checked by :class:`History`): each thread's calls are
 sequential (a thread invokes its next call only after the reply to its last),
 so at most one call per thread is pending and it is that thread's last; every
-call returns no earlier than it was invoked.
+call returns no earlier than it was invoked; an observation (manager
+``observe``) has a reply and overlaps no other call: it is taken at a
+quiescent point, where it is a call like any other (docs/concurrency.md,
+"Observations").
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from proofs.concurrency.world import Op, Reply
+from proofs.concurrency.world import OBSERVE, Op, Reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,12 @@ class History:
                 raise MalformedHistoryError(f"{call}: thread {call.thread} invoked it before "
                                        f"the reply to {before}")
             last[call.thread] = call
+        for call in self.calls:
+            if call.op.manager == OBSERVE and (call.pending or any(
+                    other is not call and not (other.precedes(call) or call.precedes(other))
+                    for other in self.calls)):
+                raise MalformedHistoryError(f"{call}: an observation is taken only at a "
+                                            "quiescent point (no other call overlaps it)")
         object.__setattr__(self, "threads", tuple(sorted(last)))
 
     def __len__(self) -> int:

@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from enum import Enum
 
-from proofs.concurrency.world import Op, Reply, Snapshot, World
+from proofs.concurrency.world import OBSERVE, Op, Reply, Snapshot, World
 from spec.abi import NO_FRAME, PAGE_SHIFT, ErrorCode, FrameOwner
 
 _HELD = int(FrameOwner.HELD)
@@ -123,8 +123,10 @@ class SequentialSpec:
 
     def footprint(self, op: Op) -> frozenset[str]:
         """The objects op may read or change (docs/concurrency.md, "Independent objects")."""
-        if op.manager == "PageManager":
+        if op.manager == "PageManager" or op.name in ("FrameCounts", "FrameBitmap"):
             return frozenset({"frames"})
+        if op.manager == OBSERVE:  # HeapWalk, HoleIndex
+            return frozenset({"heap"})
         if op.manager == "KernelHeap":
             return frozenset({"heap", "frames"} if self.heap_uses_frames else {"heap"})
         if op.manager == "MemoryPool":
@@ -176,7 +178,8 @@ class SequentialSpec:
             return (after,)
         if not renamable:
             return ()
-        taken = int(model_reply[0]) >> PAGE_SHIFT
+        assert type(model_reply[0]) is int  # RequestFrame answers a frame address
+        taken = model_reply[0] >> PAGE_SHIFT
         if reply is not None:
             frame = _frame_of(reply, len(owners))
             if frame < 0 or owners[frame] != _FREE:

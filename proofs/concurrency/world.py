@@ -48,7 +48,14 @@ HEAP_INDEX = 64
 POOL_BLOCK_SIZE = 16
 POOL_BLOCKS = 8
 
-Value = int | bool
+#: An argument: a number or a boolean.
+Arg = int | bool
+#: A result: a number, a boolean, or (an observation) a tuple of numbers or tuples.
+Value = int | bool | tuple[object, ...]
+#: The manager name of observations, taken only at quiescent points
+#: (docs/concurrency.md, "Observations"); the names are the oracle's.
+OBSERVE = "observe"
+OBSERVATIONS = ("FrameCounts", "FrameBitmap", "HeapWalk", "HoleIndex")
 #: A reply: the result (a number or a boolean) and the error code.
 Reply = tuple[Value, int]
 
@@ -59,14 +66,16 @@ class Op:
 
     manager: str
     name: str
-    args: tuple[Value, ...] = ()
+    args: tuple[Arg, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.manager}.{self.name}({', '.join(map(_show, self.args))})"
 
 
 def _show(value: Value) -> str:
-    return str(value) if isinstance(value, bool) or value < 0x1000 else hex(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return str(value)
+    return str(value) if value < 0x1000 else hex(value)
 
 
 class World:
@@ -104,9 +113,11 @@ class World:
             return getattr(self.pool, name)(*args), int(self.pool.last_error)
         if manager == "SharedMemoryManager":
             return self._shared(name, args), int(self.shm.last_error)
+        if manager == OBSERVE and name in OBSERVATIONS and not args:
+            return self.observe(name), int(ErrorCode.ERROR_SUCCESS)
         raise ValueError(f"no such operation: {op}")
 
-    def _shared(self, name: str, args: tuple[Value, ...]) -> Value:
+    def _shared(self, name: str, args: tuple[Arg, ...]) -> Value:
         shm = self.shm
         if name in ("CreateSharedMemory", "DestroySharedMemory", "GetSharedMemorySize"):
             result: Value = getattr(shm, name)(*args)
@@ -123,6 +134,19 @@ class World:
             shm.last_error = ErrorCode.ERROR_INVALID_HANDLE
             return 0 if name == "MapSharedMemoryToProcess" else False
         raise ValueError(f"no such operation: SharedMemoryManager.{name}")
+
+    def observe(self, name: str) -> tuple[object, ...]:
+        """An observation, read from the model's own observers; changes nothing.
+        FrameCounts (free, used); FrameBitmap the used frames, ascending;
+        HeapWalk (header, size, is_hole) per block as memory holds them, () when
+        corrupt; HoleIndex (size, header) in index order."""
+        if name == "FrameCounts":
+            return (self.pm.free_count(), self.pm.frames.used)
+        if name == "FrameBitmap":
+            return self.pm.used_frames()
+        if name == "HeapWalk":
+            return tuple(tuple(block) for block in self.heap.walk() or ())
+        return tuple(self.heap.holes())
 
     # -- states ------------------------------------------------------------------
 
