@@ -385,10 +385,13 @@ def replays(history: History, order: tuple[int, ...]) -> bool:
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), mix=MIX, pending=st.sampled_from([0.0, 0.5]))
-def test_overlapped_model_runs_are_linearizable(seed: int, mix: str, pending: float) -> None:
+@given(seed=st.integers(0, 2**32 - 1), mix=MIX, pending=st.sampled_from([0.0, 0.5]),
+       observe_every=st.sampled_from([0, 4]))
+def test_overlapped_model_runs_are_linearizable(seed: int, mix: str, pending: float,
+                                                observe_every: int) -> None:
     rng = random.Random(seed)
-    history = overlap(rng, sequential_run(rng, World(), 3, 6, mix), pending=pending)
+    history = overlap(rng, sequential_run(rng, World(), 3, 6, mix, observe_every=observe_every),
+                      pending=pending)
     for matching in Matching:
         whole = check(history, SequentialSpec(World(), matching), compositional=False)
         assert whole.linearizable, whole.explain(history)
@@ -398,10 +401,12 @@ def test_overlapped_model_runs_are_linearizable(seed: int, mix: str, pending: fl
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), mix=MIX)
-def test_a_corrupted_reply_is_caught_or_proved_harmless(seed: int, mix: str) -> None:
+@given(seed=st.integers(0, 2**32 - 1), mix=MIX, observe_every=st.sampled_from([0, 4]))
+def test_a_corrupted_reply_is_caught_or_proved_harmless(seed: int, mix: str,
+                                                        observe_every: int) -> None:
     rng = random.Random(seed)
-    history, _ = corrupt(rng, overlap(rng, sequential_run(rng, World(), 3, 6, mix)))
+    run = sequential_run(rng, World(), 3, 6, mix, observe_every=observe_every)
+    history, _ = corrupt(rng, overlap(rng, run))
     whole = check(history, SequentialSpec(World()), compositional=False)
     split = check(history, SequentialSpec(World()))
     assert whole.outcome is split.outcome

@@ -6,7 +6,10 @@ call an interval around its instant in that run: a call's interval reaches at
 most halfway to its thread's previous and next instants, so each thread's
 calls stay sequential while calls of different threads overlap at random. The
 run's order is a linearization of the result, so it is linearizable
-(a test oracle for the checker). ``corrupt`` changes one reply.
+(a test oracle for the checker). With ``observe_every``, a thread of its own
+(OBSERVER) takes an observation every few calls and ``overlap`` keeps every
+other call clear of it: a quiescent point (docs/concurrency.md,
+"Observations"). ``corrupt`` changes one reply.
 
 Arguments name handles the run has seen (frames held, blocks and pointers
 live, shared ids and views), and sometimes a stale or bogus one, so failures
@@ -19,7 +22,7 @@ import random
 from dataclasses import dataclass, field
 
 from proofs.concurrency.history import Call, History
-from proofs.concurrency.world import Op, Reply, World
+from proofs.concurrency.world import OBSERVATIONS, OBSERVE, Op, Reply, World
 from spec.abi import PAGE_READWRITE, PAGE_SIZE
 
 #: The call kinds of each mix; a mix names the managers a history exercises.
@@ -31,8 +34,9 @@ MIXES = {
     "shared": ("CreateSharedMemory", "MapSharedMemoryToProcess",
                "UnmapSharedMemoryFromProcess", "DestroySharedMemory", "RequestFrame"),
 }
-_MANAGER = {"RequestFrame": "PageManager", "FreeFrame": "PageManager", "Alloc": "KernelHeap",
-            "Free": "KernelHeap", "AllocBlock": "MemoryPool", "FreeBlock": "MemoryPool"}
+#: The thread id of the observations sequential_run inserts.
+OBSERVER = 0
+_FAR = float("inf")
 
 
 @dataclass
@@ -88,13 +92,18 @@ def _remember(seen: _Seen, op: Op, reply: Reply) -> None:
 
 
 def sequential_run(rng: random.Random, world: World, threads: int, calls: int,
-                   mix: str = "kernel") -> list[tuple[int, Op, Reply]]:
-    """threads x calls random calls run one at a time on world: (thread, op, reply)."""
+                   mix: str = "kernel", *, observe_every: int = 0) -> list[tuple[int, Op, Reply]]:
+    """threads x calls random calls run one at a time on world: (thread, op, reply).
+    With observe_every = k, thread OBSERVER takes an observation after every k
+    calls (overlap makes those points quiescent)."""
     kinds = MIXES[mix]
     seen = _Seen()
     left = {thread: calls for thread in range(1, threads + 1)}
     run = []
-    for _ in range(threads * calls):
+    for count in range(threads * calls):
+        if observe_every and count and not count % observe_every:
+            op = Op(OBSERVE, rng.choice(OBSERVATIONS))
+            run.append((OBSERVER, op, world.apply(op)))
         thread = rng.choice([t for t, n in left.items() if n])
         left[thread] -= 1
         op = _op(rng, rng.choice(kinds), seen, world.pid)
@@ -111,15 +120,22 @@ def overlap(rng: random.Random, run: list[tuple[int, Op, Reply]], *,
     instants: dict[int, list[int]] = {}
     for at, (thread, _, _) in enumerate(run):
         instants.setdefault(thread, []).append(at)
+    barriers = instants.get(OBSERVER, [])
     calls = []
     for at, (thread, op, reply) in enumerate(run):
+        if thread == OBSERVER:  # quiescent: every other call is clamped away from it
+            calls.append(Call(thread, op, at - 0.05, at + 0.05, reply))
+            continue
         mine = instants[thread]
         k = mine.index(at)
         before = mine[k - 1] if k else at - 2 * len(run)
         after = mine[k + 1] if k + 1 < len(mine) else at + 2 * len(run)
-        invoked = at - rng.uniform(0, 0.49) * (at - before)
-        returned = at + rng.uniform(0, 0.49) * (after - at)
-        if k + 1 == len(mine) and rng.random() < pending:
+        low = max((b for b in barriers if b < at), default=-_FAR) + 0.1
+        high = min((b for b in barriers if b > at), default=_FAR) - 0.1
+        invoked = max(low, at - rng.uniform(0, 0.49) * (at - before))
+        returned = min(high, at + rng.uniform(0, 0.49) * (after - at))
+        # A call in flight at an observation would make that point not quiescent.
+        if k + 1 == len(mine) and high == _FAR and rng.random() < pending:
             calls.append(Call(thread, op, invoked))
         else:
             calls.append(Call(thread, op, invoked, returned, reply))
@@ -136,8 +152,8 @@ def corrupt(rng: random.Random, history: History) -> tuple[History, int]:
     choice = rng.random()
     if type(result) is bool:
         new: Reply = (not result, error) if choice < 0.5 else (result, error ^ 1)
-    elif not isinstance(result, int):  # an observation: drop its last entry
-        new = (result[:-1], error)
+    elif not isinstance(result, int):  # an observation: drop its last entry, or add one
+        new = (result[:-1] if result else ((0,),), error)
     elif choice < 0.6 and error == 0:
         new = (result + rng.choice((-1, 1)) * rng.choice((4, 16, PAGE_SIZE)), error)
     elif choice < 0.8:

@@ -151,24 +151,41 @@ class World:
     # -- states ------------------------------------------------------------------
 
     def key(self) -> Hashable:
-        """What the operations observe (module docstring): equal keys, equal futures."""
-        heap, pool, shm = self.heap, self.pool, self.shm
+        """What the operations observe (module docstring): equal keys, equal futures.
+        One part per manager, each its adapter's abstraction of the model's state."""
+        return (self.frames_key(), self.heap_key(), self.pool_key(), self.shared_key())
+
+    def frames_key(self) -> Hashable:
+        """PageManager: the owner of every frame (the bitmap bit is set exactly for
+        owned frames, FRM-3); contents are zero for a frame the operations hand out."""
+        return bytes(self.pm.owner)
+
+    def heap_key(self) -> Hashable:
+        """KernelHeap: its end, its live blocks and its hole index; headers and
+        footers in memory follow from them (the heap writes no payload)."""
+        heap = self.heap
+        return (heap.end_address,
+                tuple(sorted((h, b.size, b.requested, b.page_align)
+                             for h, b in heap.allocated.items())),
+                tuple(heap.index))
+
+    def pool_key(self) -> Hashable:
+        """MemoryPool: its free list as memory holds it, carved and live blocks."""
+        pool = self.pool
+        return (pool.free_list, pool.current_blocks, bytes(pool.live),
+                tuple(pool.free_blocks() or (-1,)))
+
+    def shared_key(self) -> Hashable:
+        """SharedMemoryManager: the id counter, the blocks with their frames and
+        views, and the allocations of the process views are placed among."""
+        shm = self.shm
         space = self.syscalls.processes.get(self.pid)
-        return (
-            bytes(self.pm.owner),
-            heap.end_address,
-            tuple(sorted((h, b.size, b.requested, b.page_align)
-                         for h, b in heap.allocated.items())),
-            tuple(heap.index),
-            pool.free_list, pool.current_blocks, bytes(pool.live),
-            tuple(pool.free_blocks() or (-1,)),
-            shm.next_shm_id,
-            tuple(sorted((i, b.size, b.permissions, b.frames, b.destroyed,
-                          tuple(sorted(b.mappings))) for i, b in shm.blocks.items())),
-            () if space is None else tuple(sorted(
-                (a.base, a.size, a.allocation_protect, a.origin)
-                for a in space.allocations.values())),
-        )
+        return (shm.next_shm_id,
+                tuple(sorted((i, b.size, b.permissions, b.frames, b.destroyed,
+                              tuple(sorted(b.mappings))) for i, b in shm.blocks.items())),
+                () if space is None else tuple(sorted(
+                    (a.base, a.size, a.allocation_protect, a.origin)
+                    for a in space.allocations.values())))
 
     def snapshot(self, key: Hashable | None = None) -> Snapshot:
         """The world frozen; key, when given, is its key() computed already."""
