@@ -318,6 +318,21 @@ def test_a_failing_group_fails_the_history() -> None:
     assert result.outcome is Outcome.NOT_LINEARIZABLE and result.groups == 2
 
 
+def test_the_memo_bounds_the_search() -> None:
+    """Lowe's memoization: 3 threads of 6 calls that change nothing, in rounds
+    where each round's 3 calls overlap, and a call no order can explain. Without
+    the memo the search tries 6**6 orders of the rounds; with it, each set of
+    linearized calls (a prefix per thread: at most 7**3) is entered once."""
+    invalid = (False, int(E.ERROR_INVALID_BLOCK))
+    calls = [call(t, free_frame(F0), 10 * k, 10 * k + 9, invalid)
+             for k in range(6) for t in (1, 2, 3)]
+    calls.append(call(4, free_frame(F0), 0, 100, (True, OK)))  # F0 was never held
+    result = verdict(*sorted(calls, key=lambda c: c.invoked))
+    assert result.outcome is Outcome.NOT_LINEARIZABLE
+    assert result.nodes <= 7 ** 3
+    assert len(result.orders[0]) == 18
+
+
 # -- the budget ----------------------------------------------------------------------------------
 
 
