@@ -470,3 +470,16 @@ def test_a_thawed_snapshot_answers_as_the_world_does(seed: int, mix: str) -> Non
     rng = random.Random(seed + 1)
     tail = [op for _, op, _ in sequential_run(rng, World(), 1, 8, mix)]
     assert [copy.apply(op) for op in ops + tail] == [world.apply(op) for op in ops + tail]
+
+
+def test_the_explanation_draws_one_lane_per_thread() -> None:
+    history = History((call(1, REQUEST, 0, 2, (F0, OK)), call(2, REQUEST, 1, 3, (F0, OK)),
+                       call(3, REQUEST, 4)))
+    text = check(history, SequentialSpec(World())).explain(history)
+    lines = text.splitlines()
+    assert lines[0].startswith("not linearizable")
+    assert f"but the model answers ({hex(F1)}, 0)" in text
+    drawn = [line for line in lines if line.startswith("t")]
+    assert [line.split("|")[0].strip() for line in drawn] == ["t1", "t2", "t3"]
+    assert drawn[2].rstrip("|").endswith(">")  # the pending call runs off the edge
+    assert sum(line.startswith("*#") for line in lines) == 1  # the call that cannot follow

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from proofs.concurrency.world import OBSERVE, Op, Reply
+from proofs.concurrency.world import OBSERVE, Op, Reply, show_reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,8 @@ class Call:
     def __str__(self) -> str:
         if self.returned is None or self.reply is None:
             return f"t{self.thread} {self.op} [{self.invoked:g}, pending)"
-        return f"t{self.thread} {self.op} -> {self.reply} [{self.invoked:g}, {self.returned:g}]"
+        return (f"t{self.thread} {self.op} -> {show_reply(self.reply)} "
+                f"[{self.invoked:g}, {self.returned:g}]")
 
 
 class MalformedHistoryError(ValueError):

@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from proofs.concurrency.history import Call, History
+from proofs.concurrency.lanes import lanes
 from proofs.concurrency.sequential import SequentialSpec
-from proofs.concurrency.world import Reply, Snapshot
+from proofs.concurrency.world import Reply, Snapshot, show_reply
 
 #: How many closest orders a verdict keeps.
 CLOSEST = 3
@@ -98,7 +99,8 @@ class Verdict:
                                                         for i in self.orders[0]))
         for block in self.blocked:
             lines.append(f"  next could be {history.calls[block.call]}, "
-                         f"but the model answers {block.expected}")
+                         f"but the model answers {show_reply(block.expected)}")
+        lines.append(lanes(history, marked=frozenset(block.call for block in self.blocked)))
         return "\n".join(lines)
 
 

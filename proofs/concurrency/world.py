@@ -72,6 +72,11 @@ class Op:
         return f"{self.manager}.{self.name}({', '.join(map(_show, self.args))})"
 
 
+def show_reply(reply: Reply) -> str:
+    """A reply as the lanes print it: (result, error), addresses in hex."""
+    return f"({_show(reply[0])}, {reply[1]})"
+
+
 def _show(value: Value) -> str:
     if isinstance(value, bool) or not isinstance(value, int):
         return str(value)
