@@ -483,3 +483,16 @@ def test_the_explanation_draws_one_lane_per_thread() -> None:
     assert [line.split("|")[0].strip() for line in drawn] == ["t1", "t2", "t3"]
     assert drawn[2].rstrip("|").endswith(">")  # the pending call runs off the edge
     assert sum(line.startswith("*#") for line in lines) == 1  # the call that cannot follow
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_shared_memory_histories_judged_alike_whole_and_grouped(seed: int) -> None:
+    rng = random.Random(seed)
+    history = overlap(rng, sequential_run(rng, World(shared=True), 3, 4, "shared"),
+                      pending=0.3)
+    assert check(history, SequentialSpec(World(shared=True))).linearizable
+    corrupted, _ = corrupt(rng, history)
+    whole = check(corrupted, SequentialSpec(World(shared=True)), compositional=False)
+    split = check(corrupted, SequentialSpec(World(shared=True)))
+    assert whole.outcome is split.outcome is not Outcome.UNDECIDED
