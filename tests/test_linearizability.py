@@ -145,6 +145,11 @@ def test_a_pending_call_may_not_have_taken_effect() -> None:
     assert verdict(call(1, REQUEST, 0), call(2, REQUEST, 1, 2, (F0, OK))).linearizable
 
 
+def test_a_history_of_pending_calls_only_is_linearizable() -> None:
+    result = verdict(call(1, REQUEST, 0), call(2, alloc(64), 1))
+    assert result.linearizable and result.orders == ((),)  # one group: the heap can grow
+
+
 def test_a_pending_call_cannot_explain_everything() -> None:
     # One pending RequestFrame takes one frame at most: F2 needs two before it.
     result = verdict(call(1, REQUEST, 0), call(2, REQUEST, 1, 2, (F2, OK)))

@@ -182,11 +182,12 @@ class _Search:
         numbers = [numbers[i] for i in by_start]
         returned = [_INF if c.returned is None else c.returned for c in calls]
         required = sum(1 << i for i, c in enumerate(calls) if not c.pending)
+        if not required:  # only pending calls: none of them need have taken effect
+            return _Result(Outcome.LINEARIZABLE, ((),))
         spec = self.spec
         start = spec.initial
         seen = {(0, start.key)}
         path: list[int] = []
-        states = [start]
         best: list[tuple[int, ...]] = [()]
         best_state, best_done = start, 0
         stack: list[Iterator[tuple[int, Snapshot]]] = [self._next(calls, returned, 0, start)]
@@ -199,7 +200,6 @@ class _Search:
             if step is None:
                 stack.pop()
                 masks.pop()
-                states.pop()
                 if path:
                     path.pop()
                 continue
@@ -215,7 +215,6 @@ class _Search:
                 out_of_budget = True
                 break
             path.append(index)
-            states.append(state)
             done = (mask & required).bit_count()
             if done > best_done:
                 best_done, best, best_state = done, [tuple(path)], state
