@@ -11,6 +11,7 @@ calls independent commute.
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -18,7 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proofs.concurrency.generate import corrupt, overlap, sequential_run
-from proofs.concurrency.history import Call, History, MalformedHistoryError, Recorder
+from proofs.concurrency.history import (
+    Call,
+    History,
+    MalformedHistoryError,
+    Recorder,
+    from_json,
+    to_json,
+)
 from proofs.concurrency.linearize import (
     DEFAULT_BUDGET,
     Budget,
@@ -501,3 +509,22 @@ def test_shared_memory_histories_judged_alike_whole_and_grouped(seed: int) -> No
     whole = check(corrupted, SequentialSpec(World(shared=True)), compositional=False)
     split = check(corrupted, SequentialSpec(World(shared=True)))
     assert whole.outcome is split.outcome is not Outcome.UNDECIDED
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), mix=MIX)
+def test_a_history_survives_json(seed: int, mix: str) -> None:
+    rng = random.Random(seed)
+    history = overlap(rng, sequential_run(rng, World(), 3, 5, mix, observe_every=4),
+                      pending=0.5)
+    text = json.dumps(to_json(history))
+    assert from_json(json.loads(text)) == history
+
+
+@pytest.mark.parametrize("data", [{}, [{"thread": 1}], [{"thread": 1, "manager": "PageManager",
+                                                         "op": "FreeFrame", "args": ["x"],
+                                                         "invoked": 0}]],
+                         ids=["not-a-list", "no-op", "string-argument"])
+def test_json_that_is_no_history_is_refused(data: object) -> None:
+    with pytest.raises(MalformedHistoryError):
+        from_json(data)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from proofs.concurrency.world import OBSERVE, Op, Reply, show_reply
+from proofs.concurrency.world import OBSERVE, Arg, Op, Reply, Value, show_reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +117,55 @@ class Recorder:
     def history(self) -> History:
         """The calls so far; those with no response yet are pending."""
         return History(tuple(self._calls))
+
+
+# -- JSON (the form a recorded history is stored and reported in) ----------------------
+
+
+def _value(value: object) -> Value:
+    """A reply's result from JSON: a number, a boolean, or lists back to tuples."""
+    if isinstance(value, bool | int):
+        return value
+    if isinstance(value, list):
+        return tuple(_value(v) for v in value)
+    raise TypeError(f"not a result: {value!r}")
+
+
+def _arg(value: object) -> Arg:
+    if isinstance(value, bool | int):
+        return value
+    raise TypeError(f"not an argument: {value!r}")
+
+
+def to_json(history: History) -> list[dict[str, object]]:
+    """history as JSON data: one object per call, in history order; a pending
+    call has no ``returned`` and no ``reply``."""
+    out: list[dict[str, object]] = []
+    for call in history:
+        entry: dict[str, object] = {"thread": call.thread, "manager": call.op.manager,
+                                    "op": call.op.name, "args": list(call.op.args),
+                                    "invoked": call.invoked}
+        if call.returned is not None and call.reply is not None:
+            entry["returned"] = call.returned
+            entry["reply"] = [call.reply[0], call.reply[1]]
+        out.append(entry)
+    return out
+
+
+def from_json(data: object) -> History:
+    """The history to_json wrote; MalformedHistoryError for anything else."""
+    if not isinstance(data, list):
+        raise MalformedHistoryError("a history is a JSON list of calls")
+    calls = []
+    for entry in data:
+        try:
+            op = Op(str(entry["manager"]), str(entry["op"]),
+                    tuple(_arg(a) for a in entry["args"]))
+            reply = entry.get("reply")
+            returned = entry.get("returned")
+            calls.append(Call(int(entry["thread"]), op, float(entry["invoked"]),
+                              None if returned is None else float(returned),
+                              None if reply is None else (_value(reply[0]), int(reply[1]))))
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise MalformedHistoryError(f"not a call: {entry!r} ({error})") from error
+    return History(tuple(calls))
