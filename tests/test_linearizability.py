@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proofs.concurrency.__main__ import main as concurrency_main
 from proofs.concurrency.generate import corrupt, overlap, sequential_run
 from proofs.concurrency.history import (
     Call,
@@ -528,3 +530,20 @@ def test_a_history_survives_json(seed: int, mix: str) -> None:
 def test_json_that_is_no_history_is_refused(data: object) -> None:
     with pytest.raises(MalformedHistoryError):
         from_json(data)
+
+
+def test_the_command_line_judges_a_history_file(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    good = History((call(1, REQUEST, 0, 2, (F3, OK)), call(2, REQUEST, 1, 3, (F0, OK))))
+    bad = History((call(1, REQUEST, 0, 2, (F0, OK)), call(2, REQUEST, 1, 3, (F0, OK))))
+    files = []
+    for name, history in (("good", good), ("bad", bad)):
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps(to_json(history)))
+    assert concurrency_main([str(files[0])]) == 0
+    assert concurrency_main([str(files[0]), "--matching", "strict"]) == 1
+    assert concurrency_main([str(files[1])]) == 1
+    assert "next could be" in capsys.readouterr().out
+    assert concurrency_main([str(files[1]), "--nodes", "1"]) == 2
+    (tmp_path / "no.json").write_text("{}")
+    assert concurrency_main([str(tmp_path / "no.json")]) == 3
