@@ -143,6 +143,20 @@ def test_a_failure_reply_must_be_the_models_in_any_mode() -> None:
     assert result.outcome is Outcome.NOT_LINEARIZABLE
 
 
+def test_a_free_frame_count_takes_effect_at_one_instant_too() -> None:
+    count = Op("PageManager", "GetFreeFrameCount")
+    free = World().pm.free_count()
+    request = call(1, REQUEST, 0, 4, (F0, OK))
+    # Overlapping the RequestFrame it may count before or after it ...
+    for seen in (free, free - 1):
+        assert verdict(request, call(2, count, 1, 2, (seen, OK))).linearizable
+    # ... after its response, only after; and never a count no state had.
+    assert verdict(request, call(2, count, 5, 6, (free, OK))).outcome \
+        is Outcome.NOT_LINEARIZABLE
+    assert verdict(request, call(2, count, 1, 2, (free - 2, OK))).outcome \
+        is Outcome.NOT_LINEARIZABLE
+
+
 # -- pending calls ------------------------------------------------------------------
 
 
@@ -547,3 +561,11 @@ def test_the_command_line_judges_a_history_file(tmp_path: Path,
     assert concurrency_main([str(files[1]), "--nodes", "1"]) == 2
     (tmp_path / "no.json").write_text("{}")
     assert concurrency_main([str(tmp_path / "no.json")]) == 3
+
+
+@pytest.mark.parametrize("op", [Op("VirtualMemoryManager", "MapVirtualAddress", (1, 2)),
+                                Op("KernelHeap", "Expand", (8192,)),
+                                Op(OBSERVE, "PageTables")], ids=str)
+def test_operations_outside_the_contract_are_refused(op: Op) -> None:
+    with pytest.raises(ValueError, match="no such operation"):
+        World().apply(op)

@@ -27,7 +27,7 @@ from spec.abi import PAGE_READWRITE, PAGE_SIZE
 
 #: The call kinds of each mix; a mix names the managers a history exercises.
 MIXES = {
-    "frames": ("RequestFrame", "FreeFrame"),
+    "frames": ("RequestFrame", "FreeFrame", "GetFreeFrameCount"),
     "kernel": ("RequestFrame", "FreeFrame", "Alloc", "Free", "AllocBlock", "FreeBlock"),
     "heap": ("Alloc", "Free"),
     "pool": ("AllocBlock", "FreeBlock"),
@@ -60,6 +60,8 @@ def _pick(rng: random.Random, seen: list[int], bogus: int) -> int:
 def _op(rng: random.Random, kind: str, seen: _Seen, pid: int) -> Op:
     if kind == "RequestFrame":
         return Op("PageManager", kind, (True, True))
+    if kind == "GetFreeFrameCount":
+        return Op("PageManager", kind)
     if kind == "FreeFrame":
         return Op("PageManager", kind, (_pick(rng, seen.frames, 0x3FF000),))
     if kind == "Alloc":

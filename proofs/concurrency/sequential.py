@@ -42,15 +42,6 @@ from spec.abi import NO_FRAME, PAGE_SHIFT, ErrorCode, FrameOwner
 _HELD = int(FrameOwner.HELD)
 _FREE = int(FrameOwner.FREE)
 _SUCCESS = int(ErrorCode.ERROR_SUCCESS)
-#: The operations each manager offers to concurrent callers.
-CONCURRENT_OPERATIONS = {
-    "PageManager": ("RequestFrame", "FreeFrame"),
-    "KernelHeap": ("Alloc", "Free"),
-    "MemoryPool": ("AllocBlock", "FreeBlock"),
-    "SharedMemoryManager": ("CreateSharedMemory", "MapSharedMemoryToProcess",
-                            "UnmapSharedMemoryFromProcess", "DestroySharedMemory",
-                            "GetSharedMemorySize"),
-}
 
 
 #: At most this many spare worlds are kept (each a thawed copy of a state).

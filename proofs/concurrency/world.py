@@ -56,6 +56,17 @@ Value = int | bool | tuple[object, ...]
 #: (docs/concurrency.md, "Observations"); the names are the oracle's.
 OBSERVE = "observe"
 OBSERVATIONS = ("FrameCounts", "FrameBitmap", "HeapWalk", "HoleIndex")
+#: The operations each manager offers to concurrent callers (docs/concurrency.md,
+#: "The contract"), and the observations.
+OPERATIONS: dict[str, tuple[str, ...]] = {
+    "PageManager": ("RequestFrame", "FreeFrame", "GetFreeFrameCount"),
+    "KernelHeap": ("Alloc", "Free"),
+    "MemoryPool": ("AllocBlock", "FreeBlock"),
+    "SharedMemoryManager": ("CreateSharedMemory", "MapSharedMemoryToProcess",
+                            "UnmapSharedMemoryFromProcess", "DestroySharedMemory",
+                            "GetSharedMemorySize"),
+    OBSERVE: OBSERVATIONS,
+}
 #: A reply: the result (a number or a boolean) and the error code.
 Reply = tuple[Value, int]
 
@@ -110,17 +121,17 @@ class World:
     def apply(self, op: Op) -> Reply:
         """Run op on the model: its (result, error). Unknown operations raise."""
         manager, name, args = op.manager, op.name, op.args
-        if manager == "PageManager" and name in ("RequestFrame", "FreeFrame"):
+        if name not in OPERATIONS.get(manager, ()):
+            raise ValueError(f"no such operation: {op}")
+        if manager == "PageManager":
             return getattr(self.pm, name)(*args), int(self.pm.last_error)
-        if manager == "KernelHeap" and name in ("Alloc", "Free"):
+        if manager == "KernelHeap":
             return getattr(self.heap, name)(*args), int(self.heap.last_error)
-        if manager == "MemoryPool" and name in ("AllocBlock", "FreeBlock"):
+        if manager == "MemoryPool":
             return getattr(self.pool, name)(*args), int(self.pool.last_error)
         if manager == "SharedMemoryManager":
             return self._shared(name, args), int(self.shm.last_error)
-        if manager == OBSERVE and name in OBSERVATIONS and not args:
-            return self.observe(name), int(ErrorCode.ERROR_SUCCESS)
-        raise ValueError(f"no such operation: {op}")
+        return self.observe(name), int(ErrorCode.ERROR_SUCCESS)
 
     def _shared(self, name: str, args: tuple[Arg, ...]) -> Value:
         shm = self.shm
