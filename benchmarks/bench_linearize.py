@@ -15,9 +15,10 @@ thread (the most orders to try). A copy with one reply changed
 (``corrupt``) is checked too: mostly not linearizable, which the search must
 prove by exhausting every order the memo does not cut. Checking uses
 Matching.ANY_FREE_FRAME (the mode a real allocator needs) and the default
-budget (200,000 nodes, 2 s). Reported per mix and kind: the verdicts, and the
-wall time per history (median, p90, max), the search nodes and model runs
-(cache misses: thawing a snapshot, running the call, snapshotting) at the max.
+budget (200,000 nodes, 2 CPU seconds). Reported per mix and kind: the
+verdicts, and the wall time per history (median, p90, max), the search nodes
+and model runs (cache misses: thawing a snapshot, running the call,
+snapshotting) at the max.
 This is a measurement, not a test: it checks only that no linearizable-by-
 construction history is judged otherwise.
 """
@@ -119,7 +120,8 @@ def main() -> int:
     rows = [measure(mix, kind, args.histories) for mix in args.mixes.split(",")
             for kind in ("linearizable", "corrupt", "wide", "wide-corrupt")]
     print(f"{THREADS} threads x {CALLS} calls, {args.histories} histories a row, budget "
-          f"{DEFAULT_BUDGET.nodes} nodes / {DEFAULT_BUDGET.seconds:g} s; load {load_average()}")
+          f"{DEFAULT_BUDGET.nodes} nodes / {DEFAULT_BUDGET.seconds:g} CPU s; "
+          f"load {load_average()}")
     if args.markdown:
         for name, value in machine_info():
             print(f"- {name}: {value}")

@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=DEFAULT_BUDGET.nodes,
                         help="search nodes at most")
     parser.add_argument("--seconds", type=float, default=DEFAULT_BUDGET.seconds,
-                        help="seconds at most")
+                        help="CPU seconds at most")
     args = parser.parse_args(argv)
     try:
         with open(args.history, encoding="utf-8") as file:
