@@ -6,7 +6,8 @@ with cc):
     .venv/bin/python benchmarks/bench_campaign.py [--seconds S] [--seed N]
         [--only NAME ...] [--json FILE]
 
-For every bug switch of the C fixture (kernel family) and every broken model
+For every bug switch of the C fixture (kernel family; at the configuration
+tests/oracle_impls.py's C_SWITCH_CONFIG gives it, if any) and every broken model
 the model shim serves (``--variant heap:`` in the kernel family, ``dos:``,
 ``user:``, ``shared:`` in theirs), one spec-mode search with that seed and a
 budget of ``--seconds``: the sequences and seconds to the first divergence,
@@ -29,11 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from proofs.oracle.model_shim import VARIANT_MODULES, variant_patches  # noqa: E402
 from proofs.oracle.run import managers_of, operations, search, setup_count  # noqa: E402
-from tests.oracle_impls import build_c, python_impl  # noqa: E402
+from tests.oracle_impls import C_SWITCH_CONFIG, C_SWITCHES, build_c, python_impl  # noqa: E402
 
-#: The C fixture's bug switches (tests/oracle_impl/memimpl.c).
-C_SWITCHES = ("BUG_FRAME_TWICE", "BUG_INDEX_UNSORTED", "BUG_SPLIT_UNDERFLOW", "BUG_ALIGN",
-              "BUG_CONTRACT_LIVE", "BUG_STALE_FOOTER")
 #: The family each variant module's broken models run in.
 FAMILY_OF = {"heap": "kernel", "dos": "dos", "user": "user", "shared": "shared"}
 STEPS = {"kernel": 12, "dos": 25, "user": 25, "shared": 25}
@@ -61,12 +59,14 @@ def targets(build_dir: Path) -> list[tuple[str, str, str]]:
 
 
 def measure(command: str, family: str, seconds: float, seed: int, shrink: float,
-            save: Path | None = None) -> dict[str, Any]:
-    """One search; with save, the trace hypothesis left and the minimized one go there."""
+            save: Path | None = None, config: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
+    """One search (at config, when given); with save, the trace hypothesis left
+    and the minimized one go there."""
     start = time.monotonic()
     outcome = search(command, "spec", max_examples=None, time_limit=seconds, seed=seed,
                      steps=STEPS[family], shrink_seconds=shrink, families=(family,),
-                     timeout=30.0)
+                     timeout=30.0, config=config)
     row: dict[str, Any] = {"family": family, "sequences_run": outcome.examples,
                            "seconds": round(time.monotonic() - start, 1), "found": False}
     if outcome.findings:
@@ -76,7 +76,8 @@ def measure(command: str, family: str, seconds: float, seed: int, shrink: float,
             save.write_text(json.dumps({
                 "family": family, "bucket": f.bucket._asdict(),
                 "operations": operations(f.first.exchanges)[fixed:],
-                "minimized": operations(f.divergence.exchanges)[fixed:]}, indent=1) + "\n")
+                "minimized": operations(f.divergence.exchanges)[fixed:],
+                **({"config": config} if config else {})}, indent=1) + "\n")
         row.update(found=True, bucket=str(f.bucket), first_divergence=round(f.found_after, 1),
                    sequences=f.sequences, hypothesis_ops=f.shrunk_from, ops=f.operations,
                    minimal=f.minimal, replays=f.replays)
@@ -105,7 +106,7 @@ def main() -> int:
                 continue
             save = None if args.save is None else args.save / f"{name.replace(':', '.')}.json"
             rows[name] = row = measure(command, family, args.seconds, args.seed, args.shrink,
-                                       save)
+                                       save, C_SWITCH_CONFIG.get(name))
             print(f"| {name} | {family} | {row.get('sequences', '-')} | "
                   f"{row.get('first_divergence', '-')} | {row.get('hypothesis_ops', '-')} | "
                   f"{row.get('ops', 'not found')} | {'yes' if row.get('minimal') else 'no'} |",

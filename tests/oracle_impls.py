@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -315,6 +316,17 @@ def compiler() -> str:
             pytest.fail("no C compiler (cc/gcc): the oracle's C tests cannot run")
         pytest.skip("no C compiler (cc/gcc)")
     return cc
+
+
+#: The C fixture's bug switches (tests/oracle_impl/memimpl.c's header).
+C_SWITCHES = ("BUG_FRAME_TWICE", "BUG_INDEX_UNSORTED", "BUG_SPLIT_UNDERFLOW", "BUG_ALIGN",
+              "BUG_CONTRACT_LIVE", "BUG_STALE_FOOTER", "BUG_INDEX_FULL", "BUG_ALIGN_GAP",
+              "BUG_PAST_MAX", "BUG_WRAP", "BUG_EXACT_FIT", "BUG_BOTH_NEIGHBOURS")
+#: The configuration a switch is searched at when the default one cannot show it
+#: in 6 operations: a full index needs capacity + 1 holes, each an Alloc and a
+#: Free apart, so its switch runs with a 2-entry index (the hello's index_size
+#: overridden as ``--set kernel.index_size=2`` would).
+C_SWITCH_CONFIG: dict[str, dict[str, Any]] = {"BUG_INDEX_FULL": {"kernel": {"index_size": 2}}}
 
 
 def build_c(out_dir: Path, *defines: str) -> str:

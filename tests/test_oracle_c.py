@@ -1,6 +1,8 @@
 """The oracle against a C implementation built here (tests/oracle_impl).
 
-The intended algorithm passes both modes; each bug switch is caught in spec
+The intended algorithm passes both modes; each bug switch (the boundary
+classes too: a full index, the gap of a page-aligned split, the heap's max,
+wrap-around sizes, an exact fit, a free between two holes) is caught in spec
 mode within 60 s (the first divergence; hypothesis then shrinks it for up to
 35 s more, then delta debugging), by name, with a shrunk trace of at most 6
 operations (the calls after the three set-up calls every sequence starts
@@ -18,7 +20,7 @@ import pytest
 
 from proofs.oracle.report import describe
 from proofs.oracle.run import load_trace, replay, save_trace, search, trace_of
-from tests.oracle_impls import build_c
+from tests.oracle_impls import C_SWITCH_CONFIG, build_c
 
 #: Each bug switch and what the spec must name when it catches it.
 BUGS = {
@@ -28,6 +30,13 @@ BUGS = {
     "BUG_ALIGN": {"HEAP-6", "transition"},
     "BUG_CONTRACT_LIVE": {"HEAP-2", "transition"},
     "BUG_STALE_FOOTER": {"HEAP-2", "HEAP-3", "transition"},
+    # the boundary classes (issue 16, "Campaigns"; memimpl.c's header)
+    "BUG_INDEX_FULL": {"HEAP-3", "transition"},
+    "BUG_ALIGN_GAP": {"HEAP-2", "HEAP-3", "transition"},
+    "BUG_PAST_MAX": {"HEAP-5", "transition"},
+    "BUG_WRAP": {"HEAP-2", "HEAP-3", "transition"},
+    "BUG_EXACT_FIT": {"transition"},
+    "BUG_BOTH_NEIGHBOURS": {"HEAP-4", "transition"},
 }
 LIMIT_SECONDS = 60.0
 TRACES = Path(__file__).resolve().parent / "oracle_traces"
@@ -54,8 +63,9 @@ def test_the_intended_algorithm_passes_both_modes(build_dir: Path) -> None:
 @pytest.mark.parametrize("bug", sorted(BUGS))
 def test_each_bug_is_caught_in_spec_mode(build_dir: Path, tmp_path: Path, bug: str) -> None:
     binary = build_c(build_dir, bug)
+    config = C_SWITCH_CONFIG.get(bug)
     outcome = search(binary, "spec", max_examples=2000, steps=12, seed=0,
-                     time_limit=LIMIT_SECONDS - 5, shrink_seconds=35)
+                     time_limit=LIMIT_SECONDS - 5, shrink_seconds=35, config=config)
     report = describe(outcome, ["PageManager", "VirtualMemoryManager", "KernelHeap"])
     assert outcome.divergence is not None, report
     assert outcome.caught_after is not None and outcome.caught_after < LIMIT_SECONDS, report
@@ -65,10 +75,11 @@ def test_each_bug_is_caught_in_spec_mode(build_dir: Path, tmp_path: Path, bug: s
     path = tmp_path / "trace.json"
     save_trace(path, trace_of(outcome, ["PageManager", "VirtualMemoryManager", "KernelHeap"]))
     assert len(load_trace(path)["operations"]) <= MAX_OPERATIONS, report
-    again = replay(binary, "spec", load_trace(path)["operations"])
+    again = replay(binary, "spec", load_trace(path)["operations"], config=config)
     assert again.divergence is not None, "the saved trace replays to a divergence"
     assert set(again.divergence.violated) <= BUGS[bug]
-    assert replay(build_c(build_dir), "spec", load_trace(path)["operations"]).passed
+    assert replay(build_c(build_dir), "spec", load_trace(path)["operations"],
+                  config=config).passed
 
 
 def test_highest_frame_passes_spec_and_fails_strict(build_dir: Path) -> None:
@@ -85,10 +96,12 @@ def test_saved_traces_are_regression_tests(build_dir: Path, bug: str) -> None:
     """tests/oracle_traces holds the shortest trace found for each bug switch:
     replayed, it diverges on that build (by name) and passes on the clean one,
     in both modes' sense: spec mode names the invariant, strict mode differs."""
-    trace = load_trace(TRACES / f"{bug}.json")["operations"]
-    caught = replay(build_c(build_dir, bug), "spec", trace)
+    saved = load_trace(TRACES / f"{bug}.json")
+    trace, config = saved["operations"], saved.get("config")
+    assert config == C_SWITCH_CONFIG.get(bug, config)
+    caught = replay(build_c(build_dir, bug), "spec", trace, config=config)
     assert caught.divergence is not None and caught.divergence.violated, describe(caught)
     assert set(caught.divergence.violated) <= BUGS[bug], describe(caught)
-    assert replay(build_c(build_dir, bug), "strict", trace).divergence is not None
-    assert replay(build_c(build_dir), "spec", trace).passed
-    assert replay(build_c(build_dir), "strict", trace).passed
+    assert replay(build_c(build_dir, bug), "strict", trace, config=config).divergence is not None
+    assert replay(build_c(build_dir), "spec", trace, config=config).passed
+    assert replay(build_c(build_dir), "strict", trace, config=config).passed

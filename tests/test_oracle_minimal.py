@@ -51,7 +51,8 @@ def test_every_known_bug_has_a_stored_trace() -> None:
     """Every C switch and every variant the benchmark found is here."""
     assert {n for n in CASES if n.startswith("BUG_")} >= {
         "BUG_FRAME_TWICE", "BUG_INDEX_UNSORTED", "BUG_SPLIT_UNDERFLOW", "BUG_ALIGN",
-        "BUG_CONTRACT_LIVE", "BUG_STALE_FOOTER"}
+        "BUG_CONTRACT_LIVE", "BUG_STALE_FOOTER", "BUG_INDEX_FULL", "BUG_ALIGN_GAP",
+        "BUG_PAST_MAX", "BUG_WRAP", "BUG_EXACT_FIT", "BUG_BOTH_NEIGHBOURS"}
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -62,7 +63,7 @@ def test_delta_debugging_reaches_six_operations(build_dir: Path, name: str) -> N
         pytest.skip("a broken model's replays cost a Python start and z3 each: "
                     "MEMSPEC_SLOW=1 runs it")
     new = session_factory(command(name, build_dir), "spec", 30.0, Coverage(), Judges(),
-                          family_named(family))
+                          family_named(family), config=saved.get("config"))
     bucket = Bucket(**saved["bucket"])
     shrunk = minimize(new, saved["operations"], bucket, family, 600.0)
     assert shrunk is not None, "the stored trace replays to its bucket"

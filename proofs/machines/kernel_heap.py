@@ -499,12 +499,12 @@ class HeapHarness:
             return self._step(s, kh.DropHole, where, new_end=new_end)
         return self._step(s, kh.ShrinkHole, where, tail, new_end=new_end)
 
-    # -- the composites --------------------------------------------------------------
-
     def _Alloc(self, pre: HeapState, pre_snap: HeapSnapshot, args: tuple[Any, ...],
                p: int, where: str) -> HeapState:
-        size, page_align = args
-        x = p - HEADER_SIZE
+        (size, page_align), x = args, p - HEADER_SIZE
+        fit = next((h for n, h in pre_snap.index if fits(h, n, size, page_align)), None)
+        if self.snap.end > pre_snap.end and fit is not None:  # spec: grows when none fits
+            raise self._fail(where, f"the heap grew while the hole at {fit:#x} fits")
         s = self._grow(pre, pre_snap, where)
         candidates = [b.header for b in pre_snap.blocks if b.hole] + [pre_snap.end]
         h = next((c for c in candidates if value(kh.a_hole(s, lit(c)))

@@ -9,7 +9,14 @@
  * Build switches, each changing one thing (the oracle must notice each):
  * BUG_FRAME_TWICE, BUG_INDEX_UNSORTED, BUG_SPLIT_UNDERFLOW, BUG_ALIGN,
  * BUG_CONTRACT_LIVE, BUG_STALE_FOOTER, and HIGHEST_FRAME (not a bug: frames
- * are taken from the top of memory). */
+ * are taken from the top of memory). The boundary classes where heaps break
+ * (issue 16, "Campaigns"): BUG_INDEX_FULL (a Free needing a new index entry is
+ * let through a full index: an off-by-one), BUG_ALIGN_GAP (the split made for a
+ * page-aligned payload leaves a gap of 1..19 bytes as a hole), BUG_PAST_MAX (an
+ * Alloc grows the heap past its max), BUG_WRAP (size + header + footer computed
+ * in 32 bits: a size near 2^32 wraps to a tiny block), BUG_EXACT_FIT (a hole of
+ * exactly the size asked is passed over), BUG_BOTH_NEIGHBOURS (a Free between
+ * two holes merges the left one only). */
 #include "memimpl.h"
 
 #include <stdio.h>
@@ -406,7 +413,11 @@ static int64_t aligned_header(int64_t hole) {
 #else
     int64_t header = align_up(hole + HDR) - HDR;
 #endif
+#ifdef BUG_ALIGN_GAP
+    return header; /* a gap of 1..19 bytes becomes a hole too small for its header and footer */
+#else
     return header - hole > 0 && header - hole < MIN_BLOCK ? header + PAGE : header;
+#endif
 }
 
 static int64_t block_header(int64_t hole, int page_align) { return page_align ? aligned_header(hole) : hole; }
@@ -418,7 +429,11 @@ static int fits(int64_t hole, int64_t hole_size, int64_t size, int page_align) {
 /* The index position of the first hole that fits; -1 when none. */
 static int64_t find(int64_t size, int page_align) {
     for (size_t i = 0; i < heap.nholes; i++) {
+#ifdef BUG_EXACT_FIT
+        if (heap.index[i].size <= size + MIN_BLOCK) continue; /* an exact fit passed over */
+#else
         if (heap.index[i].size < size + MIN_BLOCK) continue;
+#endif
         if (!page_align) return (int64_t)i;
         if (fits(heap.index[i].header, heap.index[i].size, size, 1)) return (int64_t)i;
     }
@@ -528,8 +543,17 @@ static struct result heap_create(const struct arg *const *p) {
 static struct result heap_alloc(const struct arg *const *p) {
     if (!heap.created) return res_int(0, E_NOT_READY);
     int64_t size = p[0]->num, need = size + MIN_BLOCK;
+#ifdef BUG_WRAP
+    /* the block's size computed in 32 bits: size + header + footer wraps past 2^32 */
+    if (!(is_u32(p[0]) && is_bool(p[1]))) return res_int(0, E_PARAM);
+    need = (uint32_t)(size + MIN_BLOCK);
+    int64_t requested = size;
+    size = need - MIN_BLOCK;
+#else
     if (!(is_int(p[0]) && size >= 0 && size <= 0xFFFFFFFFLL - MIN_BLOCK && is_bool(p[1])))
         return res_int(0, E_PARAM);
+    int64_t requested = size;
+#endif
     int page_align = (int)p[1]->num, fresh = 0;
     int64_t position = find(size, page_align), new_end = 0, hole, hole_size;
     if (position >= 0) {
@@ -537,7 +561,11 @@ static struct result heap_alloc(const struct arg *const *p) {
         if (!intact(hole, (uint32_t)hole_size, 1)) return res_int(0, E_TRASHED);
     } else {
         int64_t wanted = align_up(heap.end - heap.start + need + (page_align ? PAGE : 0));
+#ifdef BUG_PAST_MAX
+        new_end = heap.start + wanted; /* not capped at the heap's max */
+#else
         new_end = heap.start + (wanted > heap.max - heap.start ? heap.max - heap.start : wanted);
+#endif
         struct block *t = tail();
         fresh = !(t && t->hole);
         hole = fresh ? heap.end : t->header;
@@ -561,7 +589,7 @@ static struct result heap_alloc(const struct arg *const *p) {
     if (gap) new_hole(hole, gap);
     put_header(header, (uint32_t)block_size, 0);
     put_footer(header, (uint32_t)block_size);
-    blk_add((struct block){(uint32_t)header, (uint32_t)block_size, (uint32_t)size, 0});
+    blk_add((struct block){(uint32_t)header, (uint32_t)block_size, (uint32_t)requested, 0});
     if (rest) new_hole(header + block_size, rest);
     return res_int(header + HDR, OK);
 }
@@ -580,11 +608,19 @@ static struct result heap_free(const struct arg *const *p) {
           && (right == heap.end || (rb && header_is(right, rb->size, right_hole)))
           && (left < 0 || footer_is(header - FTR, left))))
         return res_bool(0, E_TRASHED);
+#ifdef BUG_INDEX_FULL
+    if (!right_hole && !left_hole && (int64_t)heap.nholes > heap.index_size) /* off by one */
+#else
     if (!right_hole && !left_hole && (int64_t)heap.nholes >= heap.index_size)
+#endif
         return res_bool(0, E_NOMEM);
     int64_t merged = header, merged_size = size;
     blk_del(header);
+#ifdef BUG_BOTH_NEIGHBOURS
+    if (right_hole && !left_hole) merged_size += hole_remove(right); /* the right one stays */
+#else
     if (right_hole) merged_size += hole_remove(right);
+#endif
     if (left_hole) merged = left, merged_size += hole_remove(left);
 #ifdef BUG_STALE_FOOTER
     int footer = !left_hole; /* the merged hole keeps the freed block's old footer */

@@ -13,6 +13,8 @@ request lands exactly on a boundary an implementation decides at:
 - the leftover of a page-aligned split: a hole made to begin ``gap`` bytes
   before the header a page-aligned payload needs (0, 1, a header and footer
   less one, exactly, one more), then a page-aligned request into it;
+- a hole's size: a request for exactly a hole of the index (an exact fit), a
+  byte less or a byte more;
 - a full index: small blocks, every other one freed, a few holes at a time
   until the index holds its capacity and one more hole is asked for (only
   while at most 40 holes are missing, so never at a real-size index).
@@ -79,6 +81,16 @@ class BoundaryRules:
         """A size ``short`` bytes below 2^32: with its header and footer (and
         alignment) the block's length wraps; Alloc and FindSmallestHole must fail."""
         self.h.call("FindSmallestHole" if find else "Alloc", WORD - 1 - short, page_align)
+
+    @rule(which=st.integers(0, 7), offset=st.sampled_from((-1, 0, 1)))
+    def alloc_hole_sized(self, which: int, offset: int) -> None:
+        """Exactly a hole of the index (size plus header and footer: an exact
+        fit, no split), a byte less (a 1-byte remainder, too small to split off)
+        or a byte more (the hole no longer fits)."""
+        index = self.h.snap.index
+        if index:
+            size = index[which % len(index)][0] - MIN_BLOCK + offset
+            self.h.call("Alloc", max(size, 0), False)
 
     @rule(gap=st.sampled_from((0, 1, MIN_BLOCK - 1, MIN_BLOCK, MIN_BLOCK + 1)),
           size=st.integers(0, 64))
