@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -224,6 +225,19 @@ def test_a_model_protecting_beyond_the_view_is_caught_by_name() -> None:
     # the step the spec expects refused (an executable page: transition), or a page
     # writable through a read-only view (SHM-3), whichever the search shrinks to
     assert {"SHM-3", "transition"} & set(verdict.violated), verdict.detail
+
+
+def test_a_model_refusing_every_view_commit_is_caught() -> None:
+    """VirtualAlloc(MEM_COMMIT) refused on a block's view as on a file's (the model before
+    test_mapping's anonymous pass was followed) is caught: the spec's step succeeds."""
+    def refuse(space: Any, allocation: Any, start: int, end: int, protect: int) -> int:
+        return int(space._fail(ErrorCode.ERROR_ACCESS_DENIED, 0))
+
+    with mock.patch("model.virtual_alloc._commit_block_view", refuse):
+        verdict = run_shared_machine("teeth", {}, shrink_seconds=2)
+    assert verdict.kind == Kind.COUNTEREXAMPLE, verdict.summary
+    assert "transition" in verdict.violated, verdict.detail
+    assert "VirtualAlloc" in verdict.detail
 
 
 def test_the_obligation_is_registered() -> None:
