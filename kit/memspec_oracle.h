@@ -122,6 +122,9 @@ struct mo_implementation {
      * served, the operations never to be sent ("Manager.Op"), the managers'
      * parts served ("DosMemoryManager.conventional"; NULL: every part). */
     const char *const *managers, *const *observations, *const *unsupported, *const *parts;
+    /* The hello's "config" (PROTOCOL.md, "Configuration"): a JSON object's text, as
+     * {"kernel":{"index_size":131072}}, written as given; NULL: the defaults. */
+    const char *config;
     /* An operation; return mo_unsupported() for one you do not implement. */
     struct mo_result (*call)(const char *manager, const char *op, const struct mo_args *args);
     /* Append the observation's JSON object to out; 0 when you do not serve it. */
@@ -363,6 +366,7 @@ void mo_hello(struct mo_buf *o, const struct mo_implementation *im) {
     mo__names(o, "observations", im->observations);
     if (im->unsupported && im->unsupported[0]) mo__names(o, "unsupported", im->unsupported);
     if (im->parts && im->parts[0]) mo__names(o, "parts", im->parts);
+    if (im->config) mo_buf_printf(o, ",\"config\":%s", im->config);
     mo_buf_put(o, "}\n", 2);
 }
 

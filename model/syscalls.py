@@ -85,6 +85,7 @@ from spec.abi import (
     MEMORY_BASIC_INFORMATION_SIZE,
     ORIGIN_PROCESS_HEAP,
     PAGE_READWRITE,
+    PAGE_SIZE,
     PROCESS_HEAP_INDEX,
     PROCESS_HEAP_INITIAL,
     PROCESS_HEAP_MAX,
@@ -221,7 +222,10 @@ class SystemCalls(ProcessHeapCalls):
             return self._fail(ErrorCode.ERROR_INVALID_HANDLE, 0)
         if not all(is_u32(value) for value in (address, size, old_protect_ptr)):
             return self._fail_in(space, ErrorCode.ERROR_INVALID_PARAMETER, 0)
-        overlaps = old_protect_ptr < address + size and address < old_protect_ptr + 4
+        # The call changes whole pages (the range rounded out to page bounds), so the
+        # pointer is in a changed page when it is in one of those, not only in the range.
+        first, end = address & ~(PAGE_SIZE - 1), -(-(address + size) // PAGE_SIZE) * PAGE_SIZE
+        overlaps = old_protect_ptr < end and first < old_protect_ptr + 4
         if space._check_access(old_protect_ptr, 4, "write") is not None or (
                 overlaps and not protect_allows(new_protect, "write")):
             return self._fail_in(space, ErrorCode.ERROR_NOACCESS, 0)

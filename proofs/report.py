@@ -1,6 +1,7 @@
 """``python -m proofs.report FILE.json --html OUT`` (``memspec report``): the
 HTML report of a saved JSON report, of a check run (``python -m proofs.check
---json``) or of an oracle run (``python -m proofs.oracle --json``), so an old
+--json``), of an oracle run (``python -m proofs.oracle --json``) or of a verdict
+on a concurrent history (``python -m proofs.concurrency --json``), so an old
 run can be looked at again. ``--html FILE`` on both commands writes the same
 page at the end of the run, from the same data.
 
@@ -17,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from proofs.html import check_report, oracle_report
+from proofs.concurrency.verdict_data import FORMAT as CONCURRENCY_FORMAT
+from proofs.html import check_report, lanes, oracle_report
 from proofs.oracle.report_data import FORMAT as ORACLE_FORMAT
 from proofs.runner.report import ensure_parent, unwritable
 
@@ -28,9 +30,11 @@ def render(data: Any) -> str:
     """The page of a JSON report (ValueError: neither kind)."""
     if isinstance(data, dict) and data.get("format") == ORACLE_FORMAT:
         return oracle_report.render(data)
+    if isinstance(data, dict) and data.get("format") == CONCURRENCY_FORMAT:
+        return lanes.render(data)
     if isinstance(data, dict) and isinstance(data.get("obligations"), list):
         return check_report.render(data)
-    raise ValueError("not a JSON report of proofs.check or proofs.oracle")
+    raise ValueError("not a JSON report of proofs.check, proofs.oracle or proofs.concurrency")
 
 
 def write_html(path: str | Path, data: Any) -> None:
@@ -42,7 +46,8 @@ def write_html(path: str | Path, data: Any) -> None:
 def main(argv: Sequence[str] | None = None, prog: str = "python -m proofs.report") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                      epilog="Exit status: 0 written; 2 usage error.")
-    parser.add_argument("report", help="a JSON report of proofs.check or proofs.oracle")
+    parser.add_argument("report", help="a JSON report of proofs.check, proofs.oracle or "
+                        "proofs.concurrency")
     parser.add_argument("--html", required=True, metavar="OUT", help="the page to write")
     args = parser.parse_args(argv)
     why = unwritable(args.html)

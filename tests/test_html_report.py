@@ -9,7 +9,8 @@ drawn as its state. The divergence: tests/oracle_traces/BUG_STALE_FOOTER.json
 replayed on the C fixture built with that bug switch (tests/oracle_impls.py):
 the Free that leaves a stale footer must be the marked step, and the heap
 drawn before it (4 blocks, 2 holes) and after it (3 blocks, 2 holes, one with
-its footer pointing at the wrong header). ``MEMSPEC_SCREENSHOTS=DIR`` keeps
+its footer pointing at the wrong header). A verdict on a concurrent history
+(proofs/concurrency) is drawn as one lane per thread. ``MEMSPEC_SCREENSHOTS=DIR`` keeps
 the screenshots there (how docs/images/ were made).
 """
 
@@ -26,8 +27,12 @@ from pathlib import Path
 import pytest
 
 from proofs.check import main as check_main
+from proofs.concurrency.__main__ import main as concurrency_main
+from proofs.concurrency.history import Call, History, to_json
+from proofs.concurrency.world import Op, World
 from proofs.report import main as report_main
 from proofs.report import render
+from spec.abi import PAGE_SIZE
 from tests.browser import look
 from tests.oracle_impls import ROOT, build_c
 
@@ -138,3 +143,32 @@ def test_the_oracle_report_marks_the_step_and_draws_the_heap(tmp_path: Path) -> 
     shown = dom.first("form", "filters").first("output").content()
     operations = sum(1 for s in divergence["steps"] if "op" in s["request"])
     assert shown == f"{operations} shown"  # the script ran: observations filtered out
+
+
+def test_a_concurrent_history_is_drawn_as_lanes(tmp_path: Path) -> None:
+    """Two RequestFrame calls answering one frame while a third thread's FreeFrame
+    is pending: one lane per thread, a box per call (the pending one open), the
+    call that could not come next marked in red and in the table."""
+    f0 = World().pm.FirstFreeFrame()
+    request = Op("PageManager", "RequestFrame", (True, True))
+    history = History((Call(1, request, 0.0, 3.0, (f0, 0)), Call(2, request, 1.0, 4.0, (f0, 0)),
+                       Call(3, Op("PageManager", "FreeFrame", (f0 + PAGE_SIZE,)), 2.0)))
+    (tmp_path / "history.json").write_text(json.dumps(to_json(history)))
+    assert concurrency_main([str(tmp_path / "history.json"), "--json",
+                             str(tmp_path / "verdict.json"), "--html",
+                             str(tmp_path / "verdict.html")]) == 1
+    again = tmp_path / "again.html"
+    assert report_main([str(tmp_path / "verdict.json"), "--html", str(again)]) == 0
+    assert again.read_text() == (tmp_path / "verdict.html").read_text()
+    dom = look(tmp_path / "verdict.html", tmp_path / "lanes.png")
+    _keep(tmp_path / "lanes.png", "html-lanes.png")
+    drawing = dom.first("svg", "lanes")
+    assert [g.attrs["data-thread"] for g in drawing.all("g", "lane")] == ["1", "2", "3"]
+    boxes = drawing.all("g", "call")
+    assert [g.attrs["data-call"] for g in boxes] == ["0", "1", "2"]
+    assert [g.attrs["data-call"] for g in drawing.all("g", "blocked")] == ["1"]
+    assert [g.attrs["data-call"] for g in drawing.all("g", "pending")] == ["2"]
+    marked = dom.first("table").first("tbody").all("tr", "marked")
+    assert [row.attrs["data-call"] for row in marked] == ["1"]
+    assert hex(f0 + PAGE_SIZE) in marked[0].content()  # the model's answer there
+    assert "not linearizable" in dom.first("span", "badge").content()

@@ -24,6 +24,7 @@ from spec.abi import (
     MEM_RELEASE,
     MEM_RESERVE,
     ORIGIN_PROCESS_HEAP,
+    PAGE_EXECUTE,
     PAGE_READONLY,
     PAGE_READWRITE,
     PROCESS_HEAP_INITIAL,
@@ -220,6 +221,10 @@ def test_virtual_protect_writes_the_old_protection(system: SystemCalls) -> None:
     assert system.last_error == ErrorCode.ERROR_NOACCESS
     assert system.SyscallVirtualProtect(base + 0x1000, 4096, PAGE_READONLY, None) == 0
     assert system.last_error == ErrorCode.ERROR_INVALID_PARAMETER
+    # One byte protects its whole page: a pointer elsewhere in that page would not
+    # be writable either (found by the oracle's user family against the model).
+    assert system.SyscallVirtualProtect(base + 0x1000, 1, PAGE_EXECUTE, base + 0x1FFC) == 0
+    assert system.last_error == ErrorCode.ERROR_NOACCESS
     assert snapshot(space) == before
 
 

@@ -12,6 +12,7 @@ from its record of live blocks, the PTEs from the heap's directory.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import z3
@@ -94,11 +95,30 @@ def _stores(default: z3.ArrayRef, items: list[tuple[z3.ExprRef, z3.ExprRef]]) ->
 
 
 def _words(default: int, pairs: list[tuple[int, int]]) -> z3.ArrayRef:
-    return _stores(z3.K(ADDR, _word(default)), [(_word(k), _word(v)) for k, v in pairs])
+    return _cached_words(default, tuple(pairs))
 
 
 def _flags(headers: list[int]) -> z3.ArrayRef:
+    return _cached_flags(tuple(headers))
+
+
+# The terms of a field whose values did not change are built once: a 1 MB heap
+# maps 256 pages, and a Store chain of them cost 90 ms a state (issue 16); the
+# same term (z3 hash-conses) also lets the checks see an unchanged field.
+@functools.lru_cache(maxsize=256)
+def _cached_words(default: int, pairs: tuple[tuple[int, int], ...]) -> z3.ArrayRef:
+    return _stores(z3.K(ADDR, _word(default)), [(_word(k), _word(v)) for k, v in pairs])
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_flags(headers: tuple[int, ...]) -> z3.ArrayRef:
     return _stores(z3.K(ADDR, z3.BoolVal(False)), [(_word(h), z3.BoolVal(True)) for h in headers])
+
+
+@functools.lru_cache(maxsize=64)
+def _pte_array(ptes: tuple[tuple[int, int], ...]) -> z3.ArrayRef:
+    return _stores(z3.K(ADDR, z3.BitVecVal(0, ENTRY)),
+                   [(z3.IntVal(p), z3.BitVecVal(e, ENTRY)) for p, e in ptes])
 
 
 def to_heap_state(snap: HeapSnapshot) -> HeapState:
@@ -122,8 +142,7 @@ def to_heap_state(snap: HeapSnapshot) -> HeapState:
         back=_words(0, [(b.header, b.back) for b in snap.blocks]),
         index=_words(0, [(i, header) for i, (_, header) in enumerate(snap.index)]),
         count=_word(len(snap.index)),
-        pte=_stores(z3.K(ADDR, z3.BitVecVal(0, ENTRY)),
-                    [(z3.IntVal(p), z3.BitVecVal(e, ENTRY)) for p, e in snap.ptes]),
+        pte=_pte_array(snap.ptes),
         key=_words(0, [(i, size) for i, (size, _) in enumerate(snap.index)]),
         pos=_words(-1, [(header, i) for i, (_, header) in enumerate(snap.index)]),
         owner_of=z3.Lambda([a], owner_of))

@@ -3,12 +3,15 @@
     python -m proofs.oracle --impl CMD [--mode spec|strict|both] [--max-examples N]
                             [--time S] [--seed N] [--family NAME] [--junit FILE]
                             [--trace-out FILE] [--json FILE] [--html FILE]
+                            [--config FILE] [--set FAMILY.FIELD=VALUE]
     python -m proofs.oracle replay TRACE --impl CMD [--mode ...] [--junit FILE]
                             [--json FILE] [--html FILE]
 
 Exit status: 0 nothing diverged (and something ran); 1 a divergence; 2 usage
-(checked before anything runs; also a report that could not be written);
-3 undecided (z3 answered unknown on a step: not a pass).
+(checked before anything runs, a --config/--set the schema or the model refuses
+among them; also a report that could not be written); 3 undecided (z3 answered
+unknown on a step: not a pass); 4 the configuration the hello declares (with
+--config/--set on top) is refused by the model's preconditions.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from typing import Any
 from proofs.oracle import processes
 from proofs.oracle.campaign import example_database, run_campaign
 from proofs.oracle.child import end_children_on_sigterm
+from proofs.oracle.config import ConfigError, checked, layered, read_file, settings
 from proofs.oracle.families import FAMILIES
-from proofs.oracle.report import case_of, describe, write_junit
-from proofs.oracle.report_data import outcome_data, report_data
+from proofs.oracle.findings_report import bug_fields, cases_of, describe_campaign, numbered
+from proofs.oracle.report import describe, write_junit
+from proofs.oracle.report_data import divergence_data, outcome_data, report_data
 from proofs.oracle.run import (
     Outcome,
     load_trace,
@@ -41,7 +46,7 @@ from proofs.runner.cluster import ClusterUnavailableError
 from proofs.runner.report import ensure_parent, unwritable
 from proofs.version import version
 
-EXIT_PASS, EXIT_DIVERGED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
+EXIT_PASS, EXIT_DIVERGED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_CONFIG = 0, 1, 2, 3, 4
 
 
 def _number(kind: type[int] | type[float], what: str, ok: Callable[[float], bool]
@@ -77,10 +82,15 @@ def parser_of(prog: str = "python -m proofs.oracle") -> argparse.ArgumentParser:
     parser.add_argument("--impl", required=True,
                         help="the command that starts the implementation (run by the shell)")
     parser.add_argument("--mode", choices=("spec", "strict", "both"), default="both")
-    parser.add_argument("--max-examples", type=POSITIVE, default=100,
-                        help="sequences to generate per mode (default 100)")
+    parser.add_argument("--max-examples", type=POSITIVE, default=None,
+                        help="sequences to generate per mode (default: no limit, --time "
+                             "ends the search)")
     parser.add_argument("--time", type=SECONDS, default=300.0,
-                        help="seconds per mode before no new sequence starts (default 300)")
+                        help="seconds per mode before no new sequence starts: the "
+                             "campaign's budget (default 300)")
+    parser.add_argument("--first", action="store_true",
+                        help="stop at the first divergence (default: a campaign that goes "
+                             "on and reports every distinct bug, each with its own trace)")
     parser.add_argument("--steps", type=POSITIVE, default=25,
                         help="operations per sequence (default 25)")
     parser.add_argument("--family", action="append", choices=[f.name for f in FAMILIES],
@@ -106,11 +116,17 @@ def parser_of(prog: str = "python -m proofs.oracle") -> argparse.ArgumentParser:
     parser.add_argument("--trace-out", type=Path, default=Path("oracle-trace.json"),
                         help="where a divergence's trace is saved (default oracle-trace.json)")
     parser.add_argument("--junit", type=Path, help="write a JUnit XML report here")
-    parser.add_argument("--json", type=Path, help="write the JSON report here (every step of "
-                        "each divergence, both replies; proofs/oracle/report_data.py)")
+    parser.add_argument("--json", type=Path, help="write the JSON report here (every bug, every "
+                        "step of each, both replies; proofs/oracle/report_data.py)")
     parser.add_argument("--html", type=Path, help="write a self-contained HTML report here, "
                         "rendered from the JSON report's data")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="the set-up's values (PROTOCOL.md, Configuration), JSON or TOML "
+                             "(.toml): over the ones the hello declares")
+    parser.add_argument("--set", action="append", default=[], metavar="FAMILY.FIELD=VALUE",
+                        dest="settings", help="one value of the configuration, over --config "
+                                              "(repeatable; kernel.index_size=0x20000)")
     return parser
 
 
@@ -136,6 +152,14 @@ def parse_options(parser: argparse.ArgumentParser, argv: list[str] | None
     if args.scheduler is not None and (args.json or args.html):
         parser.error("--json/--html: not with --scheduler (its chunks return their text "
                      "reports and traces, not the replies the report shows)")
+    try:
+        layer = read_file(args.config) if args.config is not None else {}
+        for family, fields in settings(args.settings).items():
+            layer.setdefault(family, {}).update(fields)
+        checked(layered(layer), args.family)
+    except ConfigError as error:
+        parser.error(f"{'--config' if args.config is not None else '--set'}: {error}")
+    args.config_layer = layer or None
     return args
 
 
@@ -170,14 +194,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m proofs.oracle") -
             print(f"proofs.oracle: {error}", file=sys.stderr)
             return EXIT_USAGE
         return code
-    outcomes, reports = _run(args, trace)
+    outcomes, reports, traces = _run(args, trace)
     try:
         if args.junit is not None:
             ensure_parent(str(args.junit))
-            write_junit(args.junit, [case_of(o, r)
-                                     for o, r in zip(outcomes, reports, strict=True)])
+            write_junit(args.junit, [c for o, r in zip(outcomes, reports, strict=True)
+                                     for c in cases_of(o, r)])
         if args.json is not None or args.html is not None:
-            _write_reports(args, trace, outcomes)
+            _write_reports(args, trace, outcomes, traces)
     except OSError as exc:
         print(f"cannot write the report: {exc}", file=sys.stderr)
         return _verdict(outcomes, written=False)
@@ -185,11 +209,17 @@ def main(argv: list[str] | None = None, prog: str = "python -m proofs.oracle") -
 
 
 def _write_reports(args: argparse.Namespace, trace: dict[str, Any] | None,
-                   outcomes: list[Outcome]) -> None:
-    """The JSON report and the HTML report rendered from it (--json, --html)."""
-    modes = [outcome_data(o, trace.get("managers", []) if trace else managers_of(o),
-                          None if trace is not None or o.divergence is None
-                          else str(args.trace_out)) for o in outcomes]
+                   outcomes: list[Outcome], traces: list[list[str]]) -> None:
+    """The JSON report and the HTML report rendered from it (--json, --html):
+    a campaign's every bug with its bucket and its saved trace."""
+    modes = []
+    for outcome, paths in zip(outcomes, traces, strict=True):
+        bugs = [divergence_data(f.divergence, f.bucket.family, **bug_fields(
+            outcome, f, paths[n] if n < len(paths) and paths[n] else None))
+            for n, f in enumerate(outcome.findings)]
+        modes.append(outcome_data(
+            outcome, trace.get("managers", []) if trace else managers_of(outcome),
+            paths[0] if paths and paths[0] else None, bugs or None))
     data = json.loads(json.dumps(report_data("replay" if trace else "search", modes,
                                              _verdict(outcomes))))
     if args.json is not None:
@@ -200,15 +230,22 @@ def _write_reports(args: argparse.Namespace, trace: dict[str, Any] | None,
 
 
 def _run(args: argparse.Namespace, trace: dict[str, Any] | None
-         ) -> tuple[list[Outcome], list[str]]:
-    """Each mode in turn until one diverges or is undecided: outcomes, reports."""
+         ) -> tuple[list[Outcome], list[str], list[list[str]]]:
+    """Each mode in turn (a replay or ``--first``: until one diverges; always
+    until one is undecided): outcomes, reports, the paths of each one's traces."""
     outcomes: list[Outcome] = []
     reports: list[str] = []
+    saved: list[list[str]] = []
     for mode in ("spec", "strict") if args.mode == "both" else (args.mode,):
+        paths: list[str] = []
         if trace is not None:
+            layer = {f: dict(v) for f, v in trace.get("config", {}).items()}
+            for family, fields in (args.config_layer or {}).items():
+                layer.setdefault(family, {}).update(fields)
             outcome = replay(args.impl, mode, trace["operations"], args.request_timeout,
-                             family=str(trace.get("family", "kernel")))
+                             family=str(trace.get("family", "kernel")), config=layer or None)
             managers = list(trace.get("managers", []))
+            report = describe(outcome, managers)
         else:
             outcome = search(args.impl, mode, max_examples=args.max_examples,
                              time_limit=args.time, seed=args.seed, steps=args.steps,
@@ -216,17 +253,56 @@ def _run(args: argparse.Namespace, trace: dict[str, Any] | None
                              progress=None if args.quiet else _progress,
                              families=None if args.family is None else tuple(args.family),
                              database=None if args.database is None
-                             else example_database(args.database))
+                             else example_database(args.database), config=args.config_layer,
+                             keep_going=not args.first)
             managers = managers_of(outcome)
-        report = describe(outcome, managers)
-        if outcome.divergence is not None and trace is None:
-            report += save_report(args.trace_out, trace_of(outcome, managers))
+            report, paths = _saved(args, outcome, managers, sum(len(p) for p in saved))
+        if outcome.refused is not None:
+            report = f"[{mode}] the configuration is refused: {outcome.refused}"
+        if outcome.config:
+            first, _, rest = report.partition("\n")
+            report = f"{first}\n  configuration: {shown_config(outcome.config)}\n{rest}"
         print(report, flush=True)
         outcomes.append(outcome)
         reports.append(report)
-        if outcome.divergence is not None or outcome.unknown is not None:
+        saved.append(paths)
+        if outcome.unknown is not None or outcome.refused is not None or (
+                outcome.divergence is not None and (args.first or trace is not None)):
             break
-    return outcomes, reports
+    return outcomes, reports, saved
+
+
+def _saved(args: argparse.Namespace, outcome: Outcome, managers: list[str], before: int
+           ) -> tuple[str, list[str]]:
+    """Save the traces of a search's bugs (numbered from ``before``) or of its
+    undecided step: its report, and where they went."""
+    paths: list[str] = []
+    notes: list[str] = []
+    for n, finding in enumerate(outcome.findings):
+        path = numbered(args.trace_out, before + n)
+        note = save_report(path, trace_of(outcome, managers, finding))
+        paths.append(str(path) if note.startswith("\n\ntrace saved") else "")
+        notes.append(note.strip())
+    if outcome.findings:
+        report = describe_campaign(outcome, managers, notes)
+    else:
+        report = describe(outcome, managers)
+    if outcome.divergence is not None and not outcome.findings:  # not reproducible
+        report += save_report(numbered(args.trace_out, before),
+                              trace_of(outcome, managers))
+        paths.append(str(numbered(args.trace_out, before)))
+    if outcome.unknown is not None:
+        path = numbered(args.trace_out, before + len(paths))
+        report += save_report(path, trace_of(outcome, managers, unknown=True))
+        paths.append(str(path))
+    return report, paths
+
+
+def shown_config(config: dict[str, Any]) -> str:
+    """The configuration's values beside the defaults, as FAMILY.FIELD=VALUE."""
+    return ", ".join(f"{family}.{key}={value:#x}" if type(value) is int else
+                     f"{family}.{key}={str(value).lower()}"
+                     for family, fields in config.items() for key, value in fields.items())
 
 
 def save_report(path: Path, trace: dict[str, Any]) -> str:
@@ -245,6 +321,8 @@ def _verdict(outcomes: list[Outcome], written: bool = True) -> int:
         return EXIT_DIVERGED
     if any(o.unknown is not None for o in outcomes):
         return EXIT_UNKNOWN
+    if any(o.refused is not None for o in outcomes):
+        return EXIT_CONFIG
     if not written:
         return EXIT_USAGE
     return EXIT_PASS if outcomes and all(o.passed for o in outcomes) else EXIT_DIVERGED

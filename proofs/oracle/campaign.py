@@ -62,7 +62,7 @@ class Chunk:
     family: str
     index: int
     seed: int
-    max_examples: int
+    max_examples: int | None
     time_limit: float
     steps: int
     request_timeout: float
@@ -90,7 +90,7 @@ def chunks(args: argparse.Namespace) -> list[Chunk]:
     """The campaign's tasks: each mode x family x chunk."""
     modes = ("spec", "strict") if args.mode == "both" else (args.mode,)
     families = args.family or [family.name for family in FAMILIES]
-    share = -(-args.max_examples // args.chunks)  # the ceiling
+    share = None if args.max_examples is None else -(-args.max_examples // args.chunks)
     return [Chunk(args.impl, mode, family, index, args.seed * args.chunks + index, share,
                   args.time, args.steps, args.request_timeout, args.shrink_time,
                   args.database)

@@ -57,8 +57,9 @@ class Family:
     name: str
     #: Every one must be declared for the family to run.
     managers: tuple[str, ...]
-    #: The set-up calls, given the declared managers.
-    setup: Callable[[tuple[str, ...]], list[Call]]
+    #: The set-up calls, given the declared managers and (optional) the family's
+    #: configuration (:mod:`proofs.oracle.config`; None: the defaults).
+    setup: Callable[..., list[Call]]
     #: Asked after every operation in strict mode (those declared).
     state_observations: tuple[str, ...]
     #: Spec mode judges the family only when all of these are declared.

@@ -17,7 +17,8 @@ XMS and INT 67h calls as registers (the world serves both forms). With
 ``--unsupported MANAGER.OP``, ``--parts MANAGER.PART`` and
 ``--answer-unsupported MANAGER.OP`` it leaves operations out (PROTOCOL.md,
 "Partial managers"): declared in its hello, or answered ``"unsupported"`` at
-run time only.
+run time only. With ``--config FILE`` its hello declares that configuration (PROTOCOL.md,
+"Configuration"): the set-up calls then carry its values.
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--answer-unsupported", action="append", default=[],
                         metavar="MANAGER.OP", help="answer an operation \"unsupported\" at "
                         "run time without declaring it; repeatable")
+    parser.add_argument("--config", metavar="FILE",
+                        help="declare this configuration (PROTOCOL.md, Configuration: JSON) in "
+                             "the hello")
     parser.add_argument("--register-form", action="store_true",
                         help="declare DosMemoryManager in register form (Int21h, XmsCall, "
                              "Int67h)")
@@ -105,9 +109,13 @@ def main(argv: list[str] | None = None) -> int:
             variant_patches(args.variant)
         except KeyError:
             parser.error(f"no model variant {args.variant!r}")
+    config = None
+    if args.config is not None:
+        with open(args.config) as file:
+            config = json.load(file)
     with variant(args.variant):
         return serve(args.validate, args.register_form, Partial(
-            args.unsupported, args.parts, args.answer_unsupported))
+            args.unsupported, args.parts, args.answer_unsupported), config)
 
 
 @dataclass(frozen=True)
@@ -133,7 +141,8 @@ class Partial:
             request["op"] in PARTS_OF[manager][part][0] for part in declared)
 
 
-def serve(checked: bool, register_form: bool = False, partial: Partial | None = None) -> int:
+def serve(checked: bool, register_form: bool = False, partial: Partial | None = None,
+          config: Any = None) -> int:
     """Speak the protocol on stdin/stdout until stdin closes."""
     partial = partial or Partial()
     world = ModelWorld()
@@ -151,6 +160,8 @@ def serve(checked: bool, register_form: bool = False, partial: Partial | None = 
         hello["unsupported"] = partial.unsupported
     if partial.parts:
         hello["parts"] = partial.parts
+    if config is not None:
+        hello["config"] = config
     send(hello)
     for line in sys.stdin:
         if not line.strip():

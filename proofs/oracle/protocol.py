@@ -106,6 +106,8 @@ class Hello:
     unserved: frozenset[str] = frozenset()
     #: The parts of managers it leaves out, as "Manager.part".
     parts_left_out: tuple[str, ...] = ()
+    #: The configuration the implementation declares (PROTOCOL.md, "Configuration").
+    config: Message | None = None
 
 
 def nesting(line: bytes) -> int:
@@ -146,7 +148,7 @@ def check_hello(message: Message) -> Hello:
                      if f"{m}.{part}" not in declared)
     return Hello(printable(message["implementation"]), tuple(message["managers"]),
                  tuple(message["observations"]), tuple(message.get("register_form", ())),
-                 unsupported, unserved, left_out)
+                 unsupported, unserved, left_out, message.get("config"))
 
 
 def _partial(message: Message) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:

@@ -116,7 +116,8 @@ def stderr_by_step(exchanges: list[Exchange], shown: set[int]) -> dict[int, list
 def describe(outcome: Outcome, managers: Iterable[str] = ()) -> str:
     """The human report of a run."""
     lines = [f"memspec oracle, {outcome.mode} mode: {outcome.implementation or '?'}",
-             f"  sequences run: {outcome.examples} in {outcome.seconds:.1f} s"]
+             f"  sequences run: {outcome.examples} in {outcome.seconds:.1f} s"
+             + (f" (ended by {outcome.stopped})" if outcome.stopped else "")]
     per_manager: dict[str, int] = {}
     for (manager, _op), count in outcome.coverage.operations.items():
         per_manager[manager] = per_manager.get(manager, 0) + count

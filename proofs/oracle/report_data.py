@@ -87,6 +87,7 @@ def outcome_data(outcome: Outcome, managers: Iterable[str] = (), trace: str | No
     return {"mode": outcome.mode, "implementation": outcome.implementation,
             "family": outcome.family, "status": status(outcome),
             "sequences": outcome.examples, "seconds": round(outcome.seconds, 3),
+            "stopped": outcome.stopped,
             "caught_after": None if outcome.caught_after is None
             else round(outcome.caught_after, 3),
             "skipped": list(outcome.skipped), "managers": managers,

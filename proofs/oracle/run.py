@@ -25,10 +25,14 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from proofs.machines.runner import shrink_limit
 from proofs.machines.witness import quiet
+from proofs.oracle.buckets import Finding, bucket_of
+from proofs.oracle.budget import rejections_limit
+from proofs.oracle.config import problems
 from proofs.oracle.families import family_named, runnable
 from proofs.oracle.families.rules import without_unsupported
 from proofs.oracle.managers import Family
-from proofs.oracle.protocol import Hello, OperationUnsupported
+from proofs.oracle.minimize import minimize
+from proofs.oracle.protocol import Hello, OperationUnsupported, ProtocolError, validate
 from proofs.oracle.session import (
     INSPECTIONS,
     Coverage,
@@ -63,25 +67,40 @@ class Outcome:
 
     #: Seconds from the start to the first divergence (the rest was shrinking).
     caught_after: float | None = None
+    #: The configuration's fields that differ from the defaults (PROTOCOL.md,
+    #: "Configuration"), as the sequences used them.
+    config: dict[str, Any] = field(default_factory=dict)
+    #: Why the model refuses the configuration the hello declares (exit 4).
+    refused: str | None = None
+    #: Every bug found (a campaign goes on after the first), each shrunk.
+    findings: list[Finding] = field(default_factory=list)
+    #: What ended the search: "time", "--max-examples N", "the first divergence"...
+    stopped: str = ""
 
     @property
     def passed(self) -> bool:
-        return self.divergence is None and self.unknown is None and self.examples > 0
+        return (self.divergence is None and self.unknown is None and self.refused is None
+                and self.examples > 0)
 
 
 def session_factory(command: str, mode: str, timeout: float, coverage: Coverage,
-                    judges: Judges | None, family: Family, observe: bool = True
-                    ) -> Callable[[], Session]:
+                    judges: Judges | None, family: Family, observe: bool = True,
+                    config: dict[str, Any] | None = None) -> Callable[[], Session]:
+    """Sessions of a family; ``config``: the command line's configuration, over
+    the hello's (:mod:`proofs.oracle.config`)."""
     def new() -> Session:
         if mode == "strict":
-            return StrictSession(command, timeout, coverage, family, observe)
+            return StrictSession(command, timeout, coverage, family, observe, config)
         assert judges is not None
-        return SpecSession(command, timeout, coverage, judges, family)
+        return SpecSession(command, timeout, coverage, judges, family, config)
     return new
 
 
-def _probe(new: Callable[[], Session], outcome: Outcome) -> Session | None:
-    """Start the implementation once: its hello (what it supports, what is skipped)."""
+def _probe(new: Callable[[], Session], outcome: Outcome,
+           families: tuple[str, ...] | None = None) -> Session | None:
+    """Start the implementation once: its hello (what it supports, what is
+    skipped), and its configuration checked against the model's preconditions
+    (for the families named, all when None)."""
     try:
         session = new()
     except DivergenceError as exc:
@@ -98,6 +117,11 @@ def _probe(new: Callable[[], Session], outcome: Outcome) -> Session | None:
                           for m, op in sorted(hello.unsupported)
                           if m in session.managers and not _in_left_out(hello, m, op)])
     session.close()
+    outcome.config = session.config.declared()
+    refused = problems(session.config, families)
+    if refused:
+        outcome.refused = "; ".join(refused)
+        return None
     if not runnable(session.managers):
         outcome.divergence = DivergenceError(
             "the implementation declares no manager a family can start with (PageManager, "
@@ -132,34 +156,57 @@ def families_of(session: Session, outcome: Outcome,
     return chosen
 
 
-def search(command: str, mode: str, *, max_examples: int = 100, time_limit: float = 60.0,
-           seed: int = 0, steps: int = 25, timeout: float = 5.0, shrink_seconds: float = 30.0,
-           progress: Callable[[Outcome], None] | None = None,
+def search(command: str, mode: str, *, max_examples: int | None = 100,
+           time_limit: float = 60.0, seed: int = 0, steps: int = 25, timeout: float = 5.0,
+           shrink_seconds: float = 30.0, progress: Callable[[Outcome], None] | None = None,
            families: tuple[str, ...] | None = None,
-           database: ExampleDatabase | None = None) -> Outcome:
+           database: ExampleDatabase | None = None, keep_going: bool = False,
+           config: dict[str, Any] | None = None) -> Outcome:
     """Generate, judge and (on a divergence) shrink sequences against command:
     every runnable family (or those named in ``families``) in turn, a chunk of
-    examples each. With a hypothesis example ``database`` (``--database``), the
-    failing sequences any run saved there are replayed first, and a new one is
-    saved there (hypothesis' reuse phase)."""
+    examples each, until ``max_examples`` sequences (None: no limit) or
+    ``time_limit`` seconds. Each divergence is shrunk by hypothesis for up to
+    ``shrink_seconds``, then by delta debugging (:mod:`proofs.oracle.minimize`)
+    for up to twice as long. ``keep_going`` (a campaign): the search goes on after a
+    divergence, and a later sequence that hits a bug already found ends there
+    and counts as a pass, so each bug (:mod:`proofs.oracle.buckets`) is reported
+    once, in ``outcome.findings``; else it stops at the first. With a hypothesis
+    example ``database`` (``--database``), the failing sequences any run saved
+    there are replayed first, and a new one is saved there (hypothesis' reuse
+    phase). ``config``: the command line's configuration, over the hello's."""
     outcome = Outcome(mode)
     start = time.monotonic()
     judges = Judges() if mode == "spec" else None
     first = family_named("kernel")
-    probe = _probe(session_factory(command, mode, timeout, outcome.coverage, judges, first),
-                   outcome)
+    probe = _probe(session_factory(command, mode, timeout, outcome.coverage, judges, first,
+                                   config=config), outcome, families)
     if probe is None:
         outcome.seconds = time.monotonic() - start
+        outcome.stopped = "the hello"
         return outcome
-    machines = [(family, without_unsupported(family.machine(
-        session_factory(command, mode, timeout, outcome.coverage, judges, family),
-        probe.managers), probe.unsupported))
-                for family in families_of(probe, outcome, families)]
+    outcome.coverage.sessions = 0  # the probe read the hello: not a sequence
+    machines = []
+    for family in families_of(probe, outcome, families):
+        new = session_factory(command, mode, timeout, outcome.coverage, judges, family,
+                              config=config)
+        # delta debugging's replays: a coverage of their own (no buckets to pass
+        # over, no counts of the search's)
+        replays = session_factory(command, mode, timeout, Coverage(), judges, family,
+                                  config=config)
+        machine = without_unsupported(family.machine(new, probe.managers), probe.unsupported)
+        machines.append((family, machine, replays))
     chunk = requested = 0
-    while machines and requested < max_examples and time.monotonic() - start < time_limit:
-        size = min(CHUNK, max_examples - requested)
+    outcome.stopped = "nothing to run"
+    while machines:
+        if max_examples is not None and requested >= max_examples:
+            outcome.stopped = f"--max-examples {max_examples}"
+            break
+        if time.monotonic() - start >= time_limit:
+            outcome.stopped = "time"
+            break
+        size = CHUNK if max_examples is None else min(CHUNK, max_examples - requested)
         requested += size
-        family, machine = machines[chunk % len(machines)]
+        family, machine, new = machines[chunk % len(machines)]
         outcome.family = family.name
         machine._hypothesis_internal_use_seed = seed * 1_000_003 + chunk // len(machines)  # type: ignore[attr-defined]
         chunk += 1
@@ -170,27 +217,39 @@ def search(command: str, mode: str, *, max_examples: int = 100, time_limit: floa
             (Phase.reuse, Phase.generate, Phase.shrink),
             suppress_health_check=list(HealthCheck))
         try:
-            with shrink_limit(shrink_seconds), quiet():
+            with shrink_limit(shrink_seconds), rejections_limit(2 * CHUNK), quiet():
                 run_state_machine_as_test(machine, settings=run_settings)
         except DivergenceError as exc:
-            outcome.divergence = exc
+            _found(outcome, exc, family.name, new, shrink_seconds, start)
+        except Flaky:
+            last = outcome.coverage.last_failure
+            if keep_going and isinstance(last, DivergenceError):  # replayed, it may still
+                _found(outcome, last, family.name, new, shrink_seconds, start)
+            else:
+                _not_reproduced(outcome)
         except OracleUnknownError as exc:
             outcome.unknown = exc
-        except Flaky:
-            _not_reproduced(outcome)
-        except Unsatisfiable:  # every sequence reached an operation it does not support
-            outcome.skipped.append(f"family {family.name} (every sequence tried reached an "
-                                   "unsupported operation)")
-            machines.remove((family, machine))
-        outcome.examples = sum(m.examples for _, m in machines)  # type: ignore[attr-defined]
+        except Unsatisfiable:
+            # every sequence of the chunk was dropped: it hit a bug already found,
+            # or (with none found) it reached an operation the implementation
+            # does not support
+            if not outcome.coverage.known:
+                outcome.skipped.append(f"family {family.name} (every sequence tried reached "
+                                       "an unsupported operation)")
+                machines.remove((family, machine, new))
+        outcome.examples = sum(m.examples for _, m, _ in machines)  # type: ignore[attr-defined]
         outcome.seconds = time.monotonic() - start
-        if outcome.coverage.first_failure is not None:
+        if outcome.coverage.first_failure is not None and outcome.caught_after is None:
             outcome.caught_after = outcome.coverage.first_failure - start
         if progress is not None:
             progress(outcome)
-        if outcome.divergence is not None or outcome.unknown is not None:
+        if outcome.unknown is not None:
+            outcome.stopped = "an undecided step"
             break
-    if outcome.divergence is not None and mode == "spec":
+        if outcome.divergence is not None and not (keep_going and outcome.findings):
+            outcome.stopped = "the first divergence"  # or one that did not reproduce
+            break
+    if outcome.divergence is not None and mode == "spec" and not outcome.findings:
         _explain(outcome, command, timeout, probe.managers)
     outcome.seconds = time.monotonic() - start
     return outcome
@@ -206,6 +265,35 @@ def _explain(outcome: Outcome, command: str, timeout: float, managers: tuple[str
     again = replay(command, outcome.mode, steps, timeout, family=outcome.family)
     if again.divergence is not None and again.divergence.violated == divergence.violated:
         divergence.reason = again.divergence.reason
+def _found(outcome: Outcome, divergence: DivergenceError, family: str,
+           new: Callable[[], Session], shrink_seconds: float, start: float) -> None:
+    """A divergence hypothesis shrank: a new bug (delta-debugged, added to the
+    findings and to the buckets the search now passes over) or one already
+    found (counted)."""
+    coverage = outcome.coverage
+    bucket = bucket_of(divergence, family)
+    if bucket in coverage.known:
+        coverage.known[bucket] += 1
+        return
+    found_at = coverage.first_failure if coverage.first_failure is not None else time.monotonic()
+    sequences = coverage.failed_at if coverage.first_failure is not None else coverage.sessions
+    coverage.first_failure = None  # the next bug's first divergence is timed afresh
+    fixed = setup_count(family, managers_of(outcome))
+    steps = operations(divergence.exchanges)[fixed:]
+    shrunk = minimize(new, steps, bucket, family, 2 * shrink_seconds)
+    finding = Finding(bucket, divergence, found_at - start, sequences, len(steps), len(steps),
+                      first=divergence)
+    if shrunk is not None:
+        finding.divergence, finding.minimal = shrunk.divergence, shrunk.minimal
+        finding.operations = len(operations(shrunk.divergence.exchanges)[fixed:])
+        finding.replays = shrunk.replays
+    else:
+        finding.divergence = unreproduced(divergence)
+    coverage.known[bucket] = 0
+    outcome.findings.append(finding)
+    if outcome.divergence is None:
+        outcome.divergence = finding.divergence
+        outcome.caught_after = finding.found_after
 
 
 def _not_reproduced(outcome: Outcome) -> None:
@@ -219,9 +307,18 @@ def _not_reproduced(outcome: Outcome) -> None:
     if not isinstance(last, DivergenceError):  # hypothesis saw no failure of ours
         last = DivergenceError("the implementation behaved differently when hypothesis "
                                "replayed a sequence", ("nondeterministic",), [])
-    last.reason += ("\n(not reproducible: the same sequence, sent again, did not fail the "
-                    "same way, so this is the sequence as it first failed, not shrunk)")
-    outcome.divergence = last
+    outcome.divergence = unreproduced(last)
+
+
+def unreproduced(divergence: DivergenceError) -> DivergenceError:
+    """A divergence that did not happen again when its sequence was sent again:
+    a copy that says so (the sequence as it first failed, not shrunk)."""
+    d = divergence
+    note = ("\n(not reproducible: the same sequence, sent again, did not fail the same "
+            "way, so this is the sequence as it first failed, not shrunk)")
+    copy = DivergenceError(d.reason + note, d.violated, d.exchanges, d.detail, d.kind, d.at)
+    copy.step = d.step
+    return copy
 
 
 # -- traces -----------------------------------------------------------------------
@@ -258,14 +355,25 @@ def setup_count(family: str, managers: tuple[str, ...] | list[str]) -> int:
                if manager in managers)
 
 
-def trace_of(outcome: Outcome, managers: list[str]) -> dict[str, Any]:
-    """The replayable trace of a divergence (its operations after the set-up)."""
-    assert outcome.divergence is not None
-    ops = operations(outcome.divergence.exchanges)[setup_count(outcome.family, managers):]
-    return {"format": TRACE_FORMAT, "protocol": PROTOCOL_VERSION, "mode": outcome.mode,
-            "implementation": outcome.implementation, "family": outcome.family,
-            "managers": managers, "violated": list(outcome.divergence.violated),
-            "reason": outcome.divergence.reason, "operations": ops}
+def trace_of(outcome: Outcome, managers: list[str], finding: Finding | None = None,
+             unknown: bool = False) -> dict[str, Any]:
+    """The replayable trace of a divergence (its operations after the set-up):
+    finding's, else the outcome's undecided step (``unknown``) or divergence."""
+    found: DivergenceError | OracleUnknownError | None = \
+        finding.divergence if finding is not None else \
+        outcome.unknown if unknown or outcome.divergence is None else outcome.divergence
+    assert found is not None
+    family = finding.bucket.family if finding is not None else outcome.family
+    ops = operations(found.exchanges)[setup_count(family, managers):]
+    trace = {"format": TRACE_FORMAT, "protocol": PROTOCOL_VERSION, "mode": outcome.mode,
+             "implementation": outcome.implementation, "family": family,
+             "managers": managers, "violated": list(getattr(found, "violated", ("unknown",))),
+             "reason": found.reason, "operations": ops}
+    if finding is not None:
+        trace["bucket"] = finding.bucket._asdict()
+    if outcome.config:
+        trace["config"] = outcome.config
+    return trace
 
 
 def save_trace(path: Path, trace: dict[str, Any]) -> None:
@@ -287,6 +395,11 @@ def load_trace(path: Path) -> dict[str, Any]:
     managers = data.get("managers", [])
     if not isinstance(managers, list) or not all(isinstance(m, str) for m in managers):
         raise ValueError(f"{path}: managers is not a list of names")
+    if "config" in data:
+        try:
+            validate(data["config"], "config")
+        except ProtocolError as exc:
+            raise ValueError(f"{path}: config: {exc}") from None
     operations = data.get("operations")
     if not isinstance(operations, list):
         raise ValueError(f"{path}: no list of operations")
@@ -315,29 +428,32 @@ def _step_shape(step: Any) -> bool:
 
 
 def replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float = 5.0,
-           observe: bool = True, family: str = "kernel") -> Outcome:
+           observe: bool = True, family: str = "kernel",
+           config: dict[str, Any] | None = None) -> Outcome:
     """Run one sequence of a family (its set-up calls, then ops) and judge it.
     ``observe`` False: strict mode compares the operations' replies only (the
     benchmark). A strict divergence whose stderr came while several requests
     were pending is replayed once more in step, so each line is shown beside
-    the request it answered."""
-    outcome = _replay(command, mode, ops, timeout, observe, family, lockstep=False)
+    the request it answered. ``config``: the trace's configuration (and the
+    command line's), over the hello's."""
+    outcome = _replay(command, mode, ops, timeout, observe, family, config, lockstep=False)
     if outcome.divergence is not None and outcome.coverage.lockstep:
-        again = _replay(command, mode, ops, timeout, observe, family, lockstep=True)
+        again = _replay(command, mode, ops, timeout, observe, family, config, lockstep=True)
         if again.divergence is not None:  # in step: each stderr line beside its request
             return again
     return outcome
 
 
 def _replay(command: str, mode: str, ops: list[dict[str, Any]], timeout: float,
-            observe: bool, family: str, lockstep: bool) -> Outcome:
+            observe: bool, family: str, config: dict[str, Any] | None,
+            lockstep: bool) -> Outcome:
     outcome = Outcome(mode, family=family)
     outcome.coverage.lockstep = lockstep
     start = time.monotonic()
     judges = Judges() if mode == "spec" else None
     new = session_factory(command, mode, timeout, outcome.coverage, judges,
-                          family_named(family), observe)
-    probe = _probe(new, outcome)
+                          family_named(family), observe, config)
+    probe = _probe(new, outcome, (family,))
     if probe is not None and family not in [f.name for f in families_of(probe, outcome)]:
         if family not in [f.name for f in runnable(probe.managers)]:
             outcome.skipped.append(f"family {family} (its managers are not all declared)")

@@ -18,10 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from hypothesis import reject
+
 from proofs.abstractions.kernel_heap import HeapSnapshot, heap_snapshot
 from proofs.machines.kernel_heap import HeapHarness
+from proofs.oracle.buckets import Bucket, bucket_of
 from proofs.oracle.child import Child, ImplementationError
-from proofs.oracle.managers import Family
+from proofs.oracle.config import Config, layered
+from proofs.oracle.managers import Call, Family
 from proofs.oracle.protocol import (
     Message,
     OperationUnsupported,
@@ -76,6 +80,8 @@ class DivergenceError(AssertionError):
         #: The id of the request whose reply diverged (None: the last operation's,
         #: as the judges decide after each operation).
         self.at = at
+        #: The session's method that raised it (``finish``: the checks owed at the end).
+        self.step = ""
 
 
 def named(request: Message) -> str:
@@ -117,8 +123,13 @@ def one_origin(method: _F) -> _F:
             error: Exception = exc
         session = args[0]
         session.failed = True  # its teardown must not raise again
+        if isinstance(error, DivergenceError):
+            error.step = error.step or method.__name__
+            if session.coverage.known_bucket(error, session.family.name):
+                reject()  # a bug the campaign has: this sequence is over, the search goes on
         if session.coverage.first_failure is None:
             session.coverage.first_failure = time.monotonic()
+            session.coverage.failed_at = session.coverage.sessions
         session.coverage.last_failure = error
         error.__context__ = error.__cause__ = None
         raise error.with_traceback(None)
@@ -144,6 +155,23 @@ class Coverage:
     #: implementation writes to stderr, and a line is shown beside the request
     #: it answered only when no other was pending (a replay is always in step).
     lockstep: bool = False
+    #: Sessions started (sequences, hypothesis' shrinking included), and how many
+    #: had started when the first divergence was raised.
+    sessions: int = 0
+    failed_at: int = 0
+    #: A campaign's bugs found so far, each with the sequences that hit it again
+    #: (those sequences end there and count as passes: the search goes on).
+    known: Counter[Bucket] = field(default_factory=Counter)
+
+    def known_bucket(self, error: DivergenceError, family: str) -> bool:
+        """Whether error is a bug the campaign already has (counted if so)."""
+        if not self.known:
+            return False
+        bucket = bucket_of(error, family)
+        if bucket not in self.known:
+            return False
+        self.known[bucket] += 1
+        return True
 
 
 class Session:
@@ -152,8 +180,9 @@ class Session:
     mode = ""
 
     def __init__(self, command: str, timeout: float, coverage: Coverage,
-                 family: Family) -> None:
+                 family: Family, config: Message | None = None) -> None:
         self.coverage, self.family = coverage, family
+        coverage.sessions += 1
         #: A divergence was raised: the sequence is over.
         self.failed = False
         self.exchanges: list[Exchange] = []
@@ -171,6 +200,9 @@ class Session:
         self.register_form = self.hello.register_form
         #: The operations never to be sent (its hello's, PROTOCOL.md "Partial managers").
         self.unsupported = self.hello.unsupported
+        #: The set-up's values: the defaults, the hello's, then ``config`` (the
+        #: command line's, or a replayed trace's) on top.
+        self.config: Config = layered(self.hello.config, config)
 
     def supports(self, manager: str) -> bool:
         return manager in self.managers
@@ -191,11 +223,15 @@ class Session:
         self.coverage.operations[manager, name] += 1
         return request(ident, manager, name, args)
 
+    def setup_calls(self) -> list[Call]:
+        """The family's set-up calls with this session's configuration."""
+        return self.family.setup(self.managers, self.config.of(self.family.name))
+
     def setup(self) -> None:
         """The family's set-up calls: those of the declared managers are sent (one
         answered "unsupported" is a divergence: a family cannot start without
         it); the others are the model's own (:meth:`model_setup`)."""
-        for manager, op, args in self.family.setup(self.managers):
+        for manager, op, args in self.setup_calls():
             if manager not in self.managers:
                 self.model_setup(manager, op, args)
                 continue
@@ -272,8 +308,8 @@ class StrictSession(Session):
     mode = "strict"
 
     def __init__(self, command: str, timeout: float, coverage: Coverage, family: Family,
-                 observe: bool = True) -> None:
-        super().__init__(command, timeout, coverage, family)
+                 observe: bool = True, config: Message | None = None) -> None:
+        super().__init__(command, timeout, coverage, family, config)
         self.world = ModelWorld()
         self.outgoing: list[Message] = []  # written in one go when the window is full
         self.pending: deque[Exchange] = deque()

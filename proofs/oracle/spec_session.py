@@ -61,17 +61,19 @@ class SpecSession(Session):
     mode = "spec"
 
     def __init__(self, command: str, timeout: float, coverage: Coverage, judges: Judges,
-                 family: Family) -> None:
-        super().__init__(command, timeout, coverage, family)
+                 family: Family, config: Message | None = None) -> None:
+        super().__init__(command, timeout, coverage, family, config)
         self.judges = judges
         self.held: set[int] = set()
         self.aligned: set[int] = set()
         self._seen: dict[tuple[str, tuple[tuple[str, Any], ...]], Message] = {}
         self.judge: Judge = family.judge(self)
+        memory = next((args for _, op, args in self.setup_calls()
+                       if op == "InitializePhysicalMemory"), None)
         #: The frames of the physical memory the set-up calls give (none past them).
-        self.frames = next((args["mem_end"] >> PAGE_SHIFT for _, op, args
-                            in family.setup(self.managers)
-                            if op == "InitializePhysicalMemory"), SPACE_PAGES)
+        self.frames = SPACE_PAGES if memory is None else memory["mem_end"] >> PAGE_SHIFT
+        #: The frames below the set-up's memory start: reserved.
+        self.reserved_end = 0 if memory is None else memory["mem_start"] >> PAGE_SHIFT
 
     # -- talking -----------------------------------------------------------------
 

@@ -5,13 +5,25 @@
 #define MEMSPEC_ORACLE_IMPLEMENTATION
 #include "memimpl.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 static const char *const managers[] = {"PageManager", "VirtualMemoryManager", "KernelHeap", 0};
 static const char *const observations[] = {"FrameCounts", "FrameBitmap", "PageTables",
                                            "VirtualToPhysical", "ReadBytes", "HeapWalk",
                                            "HoleIndex", 0};
 
+/* MEMIMPL_CONFIG=real: the tutorial heap's own constants (an index of 0x20000
+ * entries, a min size of 0x70000, a 1 MB initial heap) on 4096 frames,
+ * declared in the hello (PROTOCOL.md, "Configuration"). */
+static const char real_config[] = "{\"kernel\":{\"mem_end\":16777216,"
+    "\"heap_start\":3221225472,\"heap_end\":3222274048,\"heap_max\":3489656832,"
+    "\"index_size\":131072,\"min_size\":458752}}";
+
 int main(void) {
+    const char *config = getenv("MEMIMPL_CONFIG");
     return mo_serve(&(struct mo_implementation){
         .name = "memspec C test impl", .managers = managers, .observations = observations,
+        .config = config && !strcmp(config, "real") ? real_config : NULL,
         .call = mem_call, .observe = mem_observe});
 }

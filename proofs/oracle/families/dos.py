@@ -31,7 +31,7 @@ register rules no state decides (``register_problems``).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,10 +86,13 @@ INITIALIZE = {"first_segment": FIRST, "umb_start": UMB_START, "umb_end": UMB_END
 OBSERVED = ("McbChain", "XmsHandles", "EmsMappings")
 
 
-def dos_setup(declared: tuple[str, ...]) -> list[Call]:
+def dos_setup(declared: tuple[str, ...], config: Mapping[str, Any] | None = None
+              ) -> list[Call]:
+    """The set-up calls; the values from the configuration (None: today's)."""
+    c = config or {}
     return [("PageManager", "InitializePhysicalMemory",
-             {"mem_start": 0x100000, "mem_end": MEMORY_END}),
-            (NAME, "Initialize", dict(INITIALIZE))]
+             {"mem_start": c.get("mem_start", 0x100000), "mem_end": c.get("mem_end", MEMORY_END)}),
+            (NAME, "Initialize", {k: c.get(k, v) for k, v in INITIALIZE.items()})]
 
 
 def _wire(value: Any) -> Any:

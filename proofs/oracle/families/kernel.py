@@ -1,7 +1,8 @@
 """The kernel family: the page manager, the kernel directory and the kernel heap.
 
-- **Set-up**: PROTOCOL.md's (the page manager on 48 frames, paging, a small
-  heap: :func:`proofs.oracle.worlds.kernel.setup_calls`).
+- **Set-up**: PROTOCOL.md's (by default the page manager on 48 frames, paging,
+  a small heap; the implementation's configuration when it declares one:
+  :func:`proofs.oracle.worlds.kernel.setup_calls`).
 - **Rules**: the kernel heap's are :class:`proofs.machines.kernel_heap.HeapMachine`'s
   own (sizes, page alignment, live / double / foreign / misaligned frees,
   Expand, Contract, FindSmallestHole, payload writes), through
@@ -22,18 +23,22 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from proofs.machines.kernel_heap import HeapMachine
+from proofs.oracle.families.kernel_boundaries import BoundaryRules
 from proofs.oracle.families.kernel_judge import KernelJudge
 from proofs.oracle.families.rules import SessionRules, machine_class
 from proofs.oracle.managers import Family
 from proofs.oracle.session import Session, last_observed
 from proofs.oracle.world import OPERATIONS
-from proofs.oracle.worlds.kernel import HEAP_START, MEM_END, setup_calls
+from proofs.oracle.worlds.kernel import setup_calls
 from spec.abi import HEADER_SIZE, MIN_BLOCK, NO_FRAME, PAGE_SIZE
 
 QUERIES = ("FirstFreeFrame", "GetFrameCount", "GetFreeFrameCount", "GetUsedFrameCount")
-#: Frame addresses FreeFrame must refuse whatever was handed out: reserved,
-#: past the end, unaligned, the last word.
-BAD_FRAMES = (0x0, 0x5000, 0xFF000, MEM_END, MEM_END + 0x1000, 0x100001, 0xFFFFFFFF)
+
+
+def bad_frames(mem_end: int) -> tuple[int, ...]:
+    """Frame addresses FreeFrame must refuse whatever was handed out: reserved,
+    past the end (the configuration's), unaligned, the last word."""
+    return (0x0, 0x5000, 0xFF000, mem_end, mem_end + 0x1000, 0x100001, 0xFFFFFFFF)
 
 
 class HeapFront:
@@ -75,6 +80,9 @@ class PageRules(SessionRules):
     def started(self) -> None:
         self.frames: list[int] = []
         self.h = HeapFront(self.s)
+        config = self.s.config.of("kernel")
+        self.bad_frames = bad_frames(config["mem_end"])
+        self.heap_start = config["heap_start"]
 
     def _frame(self, op: str, **args: Any) -> Any:
         return self.s.execute("PageManager", op, args)
@@ -98,7 +106,7 @@ class PageRules(SessionRules):
     def free_not_held(self, pick: int) -> None:
         """FreeFrame of an address that is not a held frame."""
         extra = [f + 0x800 for f in self.frames[:2]]
-        choices = [*BAD_FRAMES, *extra]
+        choices = [*self.bad_frames, *extra]
         self._frame("FreeFrame", frame_addr=choices[pick % len(choices)])
 
     @rule(which=st.sampled_from(QUERIES))
@@ -108,14 +116,14 @@ class PageRules(SessionRules):
     @rule(page=st.integers(0, 0x21), offset=st.integers(0, 0xFFF), length=st.integers(0, 48))
     def look(self, page: int, offset: int, length: int) -> None:
         """Translate and read an address of the heap's range (mapped or not)."""
-        self.s.look(HEAP_START + page * PAGE_SIZE + offset, length)
+        self.s.look(self.heap_start + page * PAGE_SIZE + offset, length)
 
 
 class OraclePageMachine(PageRules, RuleBasedStateMachine):
     """An implementation of the page manager alone."""
 
 
-class OracleHeapMachine(PageRules, HeapMachine):
+class OracleHeapMachine(PageRules, BoundaryRules, HeapMachine):
     """An implementation of the page manager and the kernel heap. Every rule
     stays enabled (no swarm testing): a run of the oracle is a few dozen
     sequences, and swarm testing makes so few a lottery.
@@ -126,9 +134,16 @@ class OracleHeapMachine(PageRules, HeapMachine):
     (exactly its payload room, or up to 24 bytes less: the split-or-not
     boundary at a header plus a footer), a contraction to the smallest length
     (0: down to the floor, past any live block), and frees that unify: a block
-    beside a hole, and two live neighbours one after the other."""
+    beside a hole, and two live neighbours one after the other; more, and
+    hypothesis' targets, in :mod:`.kernel_boundaries`."""
 
     swarm = False
+
+    def teardown(self) -> None:
+        try:
+            self.aim()
+        finally:
+            super().teardown()
 
     @rule(pick=st.integers(0, 1 << 16), slack=st.integers(0, 24))
     def alloc_to_fit(self, pick: int, slack: int) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import ast
 import inspect
+import sys
 import textwrap
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from hypothesis.errors import StopTest
 from hypothesis.stateful import RULE_MARKER, initialize
 
 from proofs.oracle.session import Session
@@ -46,10 +48,14 @@ class SessionRules:
     def teardown(self) -> None:
         session = getattr(self, "s", None)
         if session is not None:
-            try:  # after a divergence hypothesis is already handling that failure
-                if not session.failed:
+            # after a divergence hypothesis is already handling that failure; when
+            # it abandons the sequence (StopTest: out of choices), nothing may be
+            # raised in place of that
+            abandoned = isinstance(sys.exc_info()[1], StopTest)
+            try:
+                if not session.failed and not abandoned:
                     self.wind_down()
-                if not session.failed:
+                if not session.failed and not abandoned:
                     session.finish()
             finally:
                 session.close()

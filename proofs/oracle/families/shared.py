@@ -97,8 +97,9 @@ def page_records(runs: list[list[Any]]) -> dict[int, tuple[int, int | None]]:
     return out
 
 
-def shared_setup(managers: tuple[str, ...]) -> list[tuple[str, str, Message]]:
-    return [*user_setup(managers), ("SystemCalls", "CreateProcess", {}),
+def shared_setup(managers: tuple[str, ...], config: Mapping[str, Any] | None = None
+                 ) -> list[tuple[str, str, Message]]:
+    return [*user_setup(managers, config), ("SystemCalls", "CreateProcess", {}),
             ("SystemCalls", "SwitchProcess", {"pid": 2}),
             *(("MemoryMappedFiles", "CreateFile", {"size": size, "writable": writable})
               for size, writable in FILES)]

@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from hypothesis import strategies as st
@@ -52,9 +53,12 @@ ACCESS_OPS = {"read": "ReadUserMemory", "write": "WriteUserMemory",
 KINDS = {op: kind for kind, op in ACCESS_OPS.items()}
 
 
-def user_setup(managers: tuple[str, ...]) -> list[tuple[str, str, Message]]:
-    return [("PageManager", "InitializePhysicalMemory", {"mem_start": MEM_START,
-                                                        "mem_end": MEM_END}),
+def user_setup(managers: tuple[str, ...], config: Mapping[str, Any] | None = None
+               ) -> list[tuple[str, str, Message]]:
+    """The set-up calls; the physical range from the configuration (None: today's)."""
+    c = config or {}
+    return [("PageManager", "InitializePhysicalMemory",
+             {"mem_start": c.get("mem_start", MEM_START), "mem_end": c.get("mem_end", MEM_END)}),
             ("VirtualMemoryManager", "InitializePaging", {}),
             ("SystemCalls", "CreateProcess", {}),
             ("SystemCalls", "SwitchProcess", {"pid": 1})]

@@ -61,23 +61,31 @@ MANAGERS = (
 MEM_START, MEM_END = 0x8000, 0x30000
 HEAP_START, HEAP_END, HEAP_MAX = 0xC0000000, 0xC0002000, 0xC0020000
 HEAP_INDEX_SIZE, HEAP_MIN_SIZE = 16, 0x1000
+#: The same values as a configuration (PROTOCOL.md, "Configuration").
+DEFAULT_CONFIG: Mapping[str, Any] = {
+    "mem_start": MEM_START, "mem_end": MEM_END, "heap_start": HEAP_START, "heap_end": HEAP_END,
+    "heap_max": HEAP_MAX, "index_size": HEAP_INDEX_SIZE, "min_size": HEAP_MIN_SIZE,
+    "supervisor": True, "readonly": False}
 READ_LIMIT = PAGE_SIZE
 _AD = PTE_ACCESSED | PTE_DIRTY
 
 
-
-
-def setup_calls(managers: Iterator[str] | tuple[str, ...]) -> list[tuple[str, str, Message]]:
-    """The set-up calls of a sequence, for the declared managers."""
+def setup_calls(managers: Iterator[str] | tuple[str, ...],
+                config: Mapping[str, Any] | None = None) -> list[tuple[str, str, Message]]:
+    """The set-up calls of a sequence, for the declared managers, with the
+    configuration's values (:mod:`proofs.oracle.config`; None: the defaults)."""
     declared = set(managers)
+    c = dict(DEFAULT_CONFIG if config is None else config)
     calls: list[tuple[str, str, Message]] = [
-        ("PageManager", "InitializePhysicalMemory", {"mem_start": MEM_START, "mem_end": MEM_END})]
+        ("PageManager", "InitializePhysicalMemory",
+         {"mem_start": c["mem_start"], "mem_end": c["mem_end"]})]
     if "KernelHeap" in declared or "VirtualMemoryManager" in declared:
         calls.append(("VirtualMemoryManager", "InitializePaging", {}))
     if "KernelHeap" in declared:
         calls.append(("KernelHeap", "Create", {
-            "start": HEAP_START, "end": HEAP_END, "max": HEAP_MAX, "supervisor": True,
-            "readonly": False, "index_size": HEAP_INDEX_SIZE, "min_size": HEAP_MIN_SIZE}))
+            "start": c["heap_start"], "end": c["heap_end"], "max": c["heap_max"],
+            "supervisor": c["supervisor"], "readonly": c["readonly"],
+            "index_size": c["index_size"], "min_size": c["min_size"]}))
     return calls
 
 
