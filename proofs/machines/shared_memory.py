@@ -372,11 +372,11 @@ class SharedMachine(CheckedMachine):
     def access(self, data: st.DataObject, offset: int, value: bytes, read: bool,
                then: str | None) -> None:
         """A user write (mostly through a writable view; a read-only one refuses it)
-        or a read of one view page (half of the reads: a protection call,
+        or a read of one view page (a third of the reads: a protection call,
         :meth:`protect`, a rule of its own would dilute the others);
         after a write to a file view, then: SyncMappedFile (with invalidate) or
         UnmapFileFromMemory of that view in its process."""
-        if read and data.draw(st.booleans()):
+        if read and data.draw(st.sampled_from((False, False, True))):
             self.protect(data)
             return
         writable = tuple(key for key, record in sorted(self.h.views.items())
