@@ -37,16 +37,19 @@ unmap_view); this module holds the rules they share, with their sources:
   within the section's) does not, PAGE_NOACCESS always; otherwise
   ERROR_INVALID_PARAMETER, and on success the old protection is the page's
   previous one (Wine dlls/kernel32/tests/virtual.c test_mapping,
-  is_compatible_protection). Linux (``may_mprotect``): mprotect asks the vma's
-  VM_MAY* bits (mm/mprotect.c: a new VM_WRITE needs VM_MAYWRITE, else EACCES;
-  mprotect(2) EACCES): VM_MAYREAD and VM_MAYEXEC are always set here (no
-  noexec mounts), VM_MAYWRITE when the view's source may be written through it
-  (ViewOwner.may_write: a block's view unless read-only, shmat's SHM_RDONLY; a
-  file view when its node takes writes, whatever protection it was mapped with:
-  LTP mprotect01 TC[2] EACCES on a read-only file, mprotect02 PROT_WRITE on a
-  PROT_READ shared mapping of a file open O_RDWR). So a page's protection
-  allows writing only when its source may be written (SHM-3), and its PTE is
-  writable only then (MMF-2).
+  is_compatible_protection). VirtualAlloc(MEM_COMMIT) on a block view's pages,
+  committed already, takes the same bound (test_mapping's anonymous pass:
+  is_compatible_protection(view[j].prot, page_prot[k])); on a file view's it
+  fails with ERROR_ACCESS_DENIED (model/virtual_alloc.py). Linux
+  (``may_mprotect``): mprotect asks the vma's VM_MAY* bits (mm/mprotect.c: a
+  new VM_WRITE needs VM_MAYWRITE, else EACCES; mprotect(2) EACCES): VM_MAYREAD
+  and VM_MAYEXEC are always set here (no noexec mounts), VM_MAYWRITE when the
+  view's source may be written through it (ViewOwner.may_write: a block's view
+  unless read-only, shmat's SHM_RDONLY; a file view when its node takes
+  writes, whatever protection it was mapped with: LTP mprotect01 TC[2] EACCES
+  on a read-only file, mprotect02 PROT_WRITE on a PROT_READ shared mapping of
+  a file open O_RDWR). So a page's protection allows writing only when its
+  source may be written (SHM-3), and its PTE is writable only then (MMF-2).
 """
 
 from __future__ import annotations

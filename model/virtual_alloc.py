@@ -92,11 +92,15 @@ data in tests/conformance/windows_virtual.py):
   page committed): VirtualFree, MEM_DECOMMIT or MEM_RELEASE ->
   ERROR_INVALID_PARAMETER (Wine test_MapViewOfFile: VirtualFree(ptr, 0x10000,
   MEM_DECOMMIT) of a view fails so; a view goes only with UnmapViewOfFile);
-  VirtualAlloc(MEM_COMMIT) on a view's pages -> ERROR_ACCESS_DENIED whatever
-  the protection (Wine test_mapping's file pass, for every page_prot of every
-  SEC_COMMIT view; its anonymous pass shows Windows committing a pagefile
-  section's view within the view's protection: an open row of
-  docs/deviations.md). VirtualProtect on a view's pages succeeds when the new protection
+  VirtualAlloc(MEM_COMMIT) on a file view's pages -> ERROR_ACCESS_DENIED
+  whatever the protection (Wine test_mapping's file pass, for every page_prot
+  of every SEC_COMMIT view; test_CreateFileMapping_protection likewise); on a
+  block's view (a pagefile-backed section's, its pages committed already) it
+  re-protects the pages as VirtualProtect does, within the view's
+  AllocationProtect, else ERROR_INVALID_PARAMETER, and returns the first page
+  (test_mapping's anonymous pass: is_compatible_protection(view[j].prot,
+  page_prot[k]) decides, VirtualQuery then reports Protect == page_prot[k]).
+  VirtualProtect on a view's pages succeeds when the new protection
   allows nothing the view's own (AllocationProtect) does not, the page's old
   protection returned, and VirtualQuery then reports the protection per page
   (Type MEM_MAPPED, AllocationProtect unchanged); otherwise
@@ -132,6 +136,7 @@ from spec.abi import (
     NULL,
     ORIGIN_MMAP,
     ORIGIN_PROCESS_HEAP,
+    ORIGIN_SHARED_MEMORY,
     ORIGIN_VIRTUAL_ALLOC,
     PAGE_NOACCESS,
     PAGE_SHIFT,
@@ -208,6 +213,8 @@ def VirtualAllocProcessMemory(space: AddressSpace, address: int, size: int,
     allocation = _allocation_of(space, start, end)
     if allocation is None:
         return space._fail(ErrorCode.ERROR_INVALID_ADDRESS, NULL)
+    if allocation.origin == ORIGIN_SHARED_MEMORY:
+        return _commit_block_view(space, allocation, start, end, protect)
     if allocation.origin in MANAGED_ORIGINS:
         return space._fail(ErrorCode.ERROR_ACCESS_DENIED, NULL)
     if space.commit_cost(start, end, protect) > space.free_frames():
@@ -296,17 +303,41 @@ def VirtualProtectProcessMemory(space: AddressSpace, address: int, size: int,
         return space._fail(ErrorCode.ERROR_INVALID_ADDRESS, (False, 0))
     if allocation.origin == ORIGIN_PROCESS_HEAP:
         return space._fail(ErrorCode.ERROR_ACCESS_DENIED, (False, 0))
-    if allocation.base in space.views and not may_protect(new_protect,
-                                                          allocation.allocation_protect):
-        return space._fail(ErrorCode.ERROR_INVALID_PARAMETER, (False, 0))
-    if space.protect_cost(start, end, new_protect) > space.free_frames():
-        return space._fail(ErrorCode.ERROR_NOT_ENOUGH_MEMORY, (False, 0))
     old = pages[start >> PAGE_SHIFT].protect
+    code = _protect_error(space, allocation, start, end, new_protect)
+    if code != _SUCCESS:
+        return space._fail(code, (False, 0))
     space.set_protect(start, end, new_protect, None)
     return space._ok((True, old))
 
 
 # -- private ------------------------------------------------------------------
+
+def _protect_error(space: AddressSpace, allocation: Allocation, start: int, end: int,
+                   protect: int) -> ErrorCode:
+    """Whether the committed pages [start, end) of allocation may take protect: a view's
+    only within its AllocationProtect (ERROR_INVALID_PARAMETER, model/views.py
+    may_protect), and the page-table frames it needs must be free
+    (ERROR_NOT_ENOUGH_MEMORY)."""
+    if allocation.base in space.views and not may_protect(protect,
+                                                          allocation.allocation_protect):
+        return ErrorCode.ERROR_INVALID_PARAMETER
+    if space.protect_cost(start, end, protect) > space.free_frames():
+        return ErrorCode.ERROR_NOT_ENOUGH_MEMORY
+    return _SUCCESS
+
+
+def _commit_block_view(space: AddressSpace, allocation: Allocation, start: int, end: int,
+                       protect: int) -> int:
+    """VirtualAlloc(MEM_COMMIT) on pages of a block's view (a pagefile-backed SEC_COMMIT
+    section's, every page committed already): they take protect as VirtualProtect
+    gives it (_protect_error); returns start (Wine test_mapping, anonymous pass)."""
+    code = _protect_error(space, allocation, start, end, protect)
+    if code != _SUCCESS:
+        return space._fail(code, NULL)
+    space.set_protect(start, end, protect, None)
+    return space._ok(start)
+
 
 #: The allocation types that change no page's state (each alone, no other bit).
 _RESET_TYPES = (MEM_RESET, MEM_RESET_UNDO)

@@ -1,5 +1,6 @@
 """Obligations of shared memory and mapped files (spec/shared_memory.py):
-every call (VirtualProtect and SyscallMprotect on view pages included) x
+every call (VirtualProtect, VirtualAlloc(MEM_COMMIT) and SyscallMprotect on view
+pages included) x
 VMM-1, SHM-1..3, MMF-1..2, and the step claims SHM-2D
 (DestroySharedMemory), SHM-2U (UnmapSharedMemoryFromProcess), MMF-1S
 (SyncMappedFile), MMF-1U (UnmapFileFromMemory) and MMF-2W (Write), all
@@ -56,6 +57,8 @@ SHARED_OPERATIONS = (
     Operation("Write", _SM, sm.Write, (PID, ("vpn", INT), ("token", INT))),
     Operation("Read", _SM, sm.Read, (PID, ("vpn", INT))),
     Operation("VirtualProtect", _SM, sm.VirtualProtect,
+              (PID, ("vpn", INT), ("count", INT), ("protect", INT))),
+    Operation("VirtualAlloc", _SM, sm.VirtualAlloc,
               (PID, ("vpn", INT), ("count", INT), ("protect", INT))),
     Operation("SyscallMprotect", _SM, sm.SyscallMprotect,
               (PID, ("vpn", INT), ("count", INT), ("protect", INT))),

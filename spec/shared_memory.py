@@ -37,7 +37,12 @@ follows them):
   dlls/kernel32/tests/virtual.c test_mapping); mprotect within
   writable_source (Linux's VM_MAYWRITE; read and execute always), else
   EACCES, which the model's last_error reports as ERROR_ACCESS_DENIED
-  (mm/mprotect.c, LTP mprotect01 TC[2], mprotect02); nothing changes then. A
+  (mm/mprotect.c, LTP mprotect01 TC[2], mprotect02); nothing changes then.
+  VirtualAlloc(MEM_COMMIT) on a view's pages, already committed, re-protects
+  a block view's as VirtualProtect does (within vaccess, else
+  ERROR_INVALID_PARAMETER; it returns the first page's address) and refuses a
+  file view's (ERROR_ACCESS_DENIED): Wine test_mapping's VirtualAlloc loop,
+  the anonymous pass by is_compatible_protection(view[j].prot, ...). A
   range not inside one view: ERROR_INVALID_ADDRESS (VirtualProtect's
   one-allocation rule); mprotect ranges past a view are the user layer's
   (its partial change is not this layer's step). A PAGE_NOACCESS page keeps
@@ -761,27 +766,44 @@ def one_view(s: SharedState, pid: Ref, vpn: Ref, count: Ref) -> Ref:
 
 
 def protect_pages(s: SharedState, pid: Ref, vpn: Ref, count: Ref, protect: Ref,
-                  allowed: Ref, beyond: int) -> SharedStep:
-    """Pages [vpn, vpn+count) take protect when allowed (else the code beyond):
-    their PTE writable iff it allows writes, and of a file only when the node
-    takes writes, as a map makes it; the result is the first page's old
-    protection."""
+                  *refusals: tuple[Ref, int], result: Ref | None = None) -> SharedStep:
+    """Pages [vpn, vpn+count) take protect unless a refusal's condition holds (its
+    code, in order, after the protection's and the range's checks): their PTE
+    writable iff it allows writes, and of a file only when the node takes
+    writes, as a map makes it; the result is the first page's old protection
+    unless ``result`` is given."""
     code = status((z3.Not(page_protect(protect)), E.ERROR_INVALID_PARAMETER),
                   (z3.Not(one_view(s, pid, vpn, count)), E.ERROR_INVALID_ADDRESS),
-                  (z3.Not(allowed), beyond))
+                  *refusals)
     writable = z3.And(allows(protect, WRITE), z3.Or(s.vkind[pid, vpn] == SHM,
                                                    s.fwritable[s.vsrc[pid, vpn]]))
     post = set_view_pages(s, pid, vpn, count, vprotect=_const(protect),
                           pte_writable=_const(writable))
-    return shared_step(s, code, post, s.vprotect[pid, vpn], z3.IntVal(0))
+    return shared_step(s, code, post, s.vprotect[pid, vpn] if result is None else result,
+                       z3.IntVal(0))
 
 
 def VirtualProtect(s: SharedState, pid: Ref, vpn: Ref, count: Ref,
                    protect: Ref) -> SharedStep:
     """VirtualProtect of count pages from vpn of pid, inside one view: a protection
     beyond the view's -> ERROR_INVALID_PARAMETER (Wine test_mapping)."""
-    return protect_pages(s, pid, vpn, count, protect, narrower(protect, s.vaccess[pid, vpn]),
-                         E.ERROR_INVALID_PARAMETER)
+    return protect_pages(s, pid, vpn, count, protect,
+                         (z3.Not(narrower(protect, s.vaccess[pid, vpn])),
+                          E.ERROR_INVALID_PARAMETER))
+
+
+def VirtualAlloc(s: SharedState, pid: Ref, vpn: Ref, count: Ref, protect: Ref) -> SharedStep:
+    """VirtualAlloc(MEM_COMMIT) of count pages from vpn of pid, inside one view: the
+    pages are committed already, so a block view's take protect as VirtualProtect
+    gives it (beyond the view's -> ERROR_INVALID_PARAMETER), a file view's are
+    refused (ERROR_ACCESS_DENIED); the result is the first page's address (Wine
+    dlls/kernel32/tests/virtual.c test_mapping, its VirtualAlloc loop: anonymous
+    sections by is_compatible_protection(view[j].prot, ...), file sections
+    always refused)."""
+    return protect_pages(s, pid, vpn, count, protect,
+                         (s.vkind[pid, vpn] == FILE, E.ERROR_ACCESS_DENIED),
+                         (z3.Not(narrower(protect, s.vaccess[pid, vpn])),
+                          E.ERROR_INVALID_PARAMETER), result=as_address(vpn))
 
 
 def SyscallMprotect(s: SharedState, pid: Ref, vpn: Ref, count: Ref,
@@ -791,7 +813,8 @@ def SyscallMprotect(s: SharedState, pid: Ref, vpn: Ref, count: Ref,
     source may not be written through it -> EACCES (no VM_MAYWRITE), which the
     model's last_error reports as ERROR_ACCESS_DENIED."""
     allowed = z3.Implies(allows(protect, WRITE), writable_source(s, pid, vpn))
-    return protect_pages(s, pid, vpn, count, protect, allowed, E.ERROR_ACCESS_DENIED)
+    return protect_pages(s, pid, vpn, count, protect,
+                         (z3.Not(allowed), E.ERROR_ACCESS_DENIED))
 
 
 # -- concrete states -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from model.file_node import MemoryFileNode
 from model.linux_mm import SyscallBrk, SyscallMmap, SyscallMprotect, SyscallMunmap, linux_maps
 from model.memory_subsystem import MemorySubsystem
 from model.page_tables import PageFault
@@ -636,12 +637,16 @@ def test_private_memory_calls_refuse_view_pages(sub: MemorySubsystem,
                                                space: ProcessMemorySpace) -> None:
     """What no private call does to a view (Wine test_MapViewOfFile, test_mapping; the
     munmap / MAP_FIXED deviation of docs/deviations.md), each leaving every record as
-    it was: freeing, committing, unmapping, and VirtualProtect beyond the view's
+    it was: freeing, unmapping, and VirtualAlloc(MEM_COMMIT) or VirtualProtect beyond the view's
     access (mprotect's bound is Linux's VM_MAY*: test_a_read_only_view_refuses_...)."""
     shm = sub.shared_memory
     shm_id = shm.CreateSharedMemory(2 * PAGE_SIZE, PAGE_EXECUTE_READWRITE)
     base = shm.MapSharedMemoryToProcess(space, shm_id, 0x00420000, PAGE_READWRITE)
     assert base == 0x00420000  # just above the break
+    assert sub.syscalls.SwitchProcess(space.pid)
+    file_view = sub.mapped_files.MapFileToMemory(MemoryFileNode(bytes(2 * PAGE_SIZE)), 0, 0,
+                                                 PAGE_READWRITE)
+    assert file_view
 
     def windows(call: Any, *args: Any) -> tuple[Any, ErrorCode]:
         result = call(space, *args)
@@ -652,10 +657,21 @@ def test_private_memory_calls_refuse_view_pages(sub: MemorySubsystem,
          (False, E.ERROR_INVALID_PARAMETER)),
         (lambda: windows(VirtualFreeProcessMemory, base, PAGE_SIZE, MEM_DECOMMIT),
          (False, E.ERROR_INVALID_PARAMETER)),
-        (lambda: windows(VirtualAllocProcessMemory, base, PAGE_SIZE, 0x1000, PAGE_READONLY),
-         (0, E.ERROR_ACCESS_DENIED)),
-        (lambda: windows(VirtualAllocProcessMemory, base, PAGE_SIZE, 0x1000, PAGE_NOACCESS),
-         (0, E.ERROR_ACCESS_DENIED)),
+        # MEM_COMMIT beyond the view's PAGE_READWRITE, past its end, not a protection
+        (lambda: windows(VirtualAllocProcessMemory, base, PAGE_SIZE, 0x1000,
+                         PAGE_EXECUTE_READ), (0, E.ERROR_INVALID_PARAMETER)),
+        (lambda: windows(VirtualAllocProcessMemory, base, PAGE_SIZE, 0x1000, PAGE_EXECUTE),
+         (0, E.ERROR_INVALID_PARAMETER)),
+        (lambda: windows(VirtualAllocProcessMemory, base, 3 * PAGE_SIZE, 0x1000,
+                         PAGE_READONLY), (0, E.ERROR_INVALID_ADDRESS)),
+        (lambda: windows(VirtualAllocProcessMemory, base, PAGE_SIZE, 0x1000, PAGE_WRITECOPY),
+         (0, E.ERROR_INVALID_PARAMETER)),
+        # MEM_COMMIT on a file view: refused whatever the protection (test_mapping's
+        # file pass, test_CreateFileMapping_protection)
+        (lambda: windows(VirtualAllocProcessMemory, file_view, PAGE_SIZE, 0x1000,
+                         PAGE_READWRITE), (0, E.ERROR_ACCESS_DENIED)),
+        (lambda: windows(VirtualAllocProcessMemory, file_view + PAGE_SIZE, PAGE_SIZE, 0x1000,
+                         PAGE_NOACCESS), (0, E.ERROR_ACCESS_DENIED)),
         # beyond the view's PAGE_READWRITE (the block would allow execution)
         (lambda: windows(VirtualProtectProcessMemory, base, PAGE_SIZE, PAGE_EXECUTE_READ),
          ((False, 0), E.ERROR_INVALID_PARAMETER)),
@@ -728,6 +744,46 @@ def test_a_read_only_view_refuses_write_protections(sub: MemorySubsystem,
         assert space.last_error == E.ERROR_INVALID_PARAMETER
     assert world_snapshot(sub) == before
     assert VirtualProtectProcessMemory(space, base, 1, PAGE_READONLY) == (True, PAGE_READONLY)
+
+
+def test_commit_re_protects_block_view_pages_within_the_view_access(
+        sub: MemorySubsystem) -> None:
+    """VirtualAlloc(MEM_COMMIT) on a block view's pages, committed already: they take the
+    protection as VirtualProtect gives it, the first page's address returned, VirtualQuery
+    then reporting it per page, the data and the frame kept (Wine test_mapping, anonymous
+    pass: ptr != NULL, info.Protect == page_prot[k])."""
+    shm = sub.shared_memory
+    one, two = new_process(sub), new_process(sub)
+    shm_id = shm.CreateSharedMemory(2 * PAGE_SIZE, PAGE_EXECUTE_READWRITE)
+    base = shm.MapSharedMemoryToProcess(one, shm_id, 0)
+    other = shm.MapSharedMemoryToProcess(two, shm_id, 0, PAGE_READONLY)
+    frame = shm.blocks[shm_id].frames[1]
+    assert one.WriteUserMemory(base + PAGE_SIZE, b"abc") is True
+    assert VirtualAllocProcessMemory(one, base + PAGE_SIZE + 5, 1, MEM_COMMIT,
+                                     PAGE_EXECUTE_READ) == base + PAGE_SIZE
+    assert one.last_error == E.ERROR_SUCCESS
+    info = VirtualQueryProcessMemory(one, base + PAGE_SIZE)[1]
+    assert info is not None
+    assert (info.AllocationBase, info.AllocationProtect, info.RegionSize, info.State,
+            info.Protect, info.Type) == (base, PAGE_EXECUTE_READWRITE, PAGE_SIZE, MEM_COMMIT,
+                                         PAGE_EXECUTE_READ, MEM_MAPPED)
+    fault = one.WriteUserMemory(base + PAGE_SIZE, b"x")
+    assert isinstance(fault, PageFault) and fault.address == base + PAGE_SIZE
+    assert one.ReadUserMemory(base + PAGE_SIZE, 3) == b"abc"
+    assert VirtualAllocProcessMemory(one, base, 2 * PAGE_SIZE, MEM_COMMIT,
+                                     PAGE_NOACCESS) == base
+    assert not one.pte((base + PAGE_SIZE) >> 12) & PTE_PRESENT
+    assert sub.pageman.owner[frame] == FrameOwner.SHARED
+    assert VirtualAllocProcessMemory(one, base, 2 * PAGE_SIZE, MEM_COMMIT,
+                                     PAGE_READWRITE) == base
+    assert one.WriteUserMemory(base + PAGE_SIZE, b"xyz") is True
+    assert two.ReadUserMemory(other + PAGE_SIZE, 3) == b"xyz"
+    before = world_snapshot(sub)  # the read-only view: nothing writable, not even PAGE_EXECUTE
+    for protect in (PAGE_READWRITE, PAGE_EXECUTE, PAGE_EXECUTE_READWRITE):
+        assert VirtualAllocProcessMemory(two, other, PAGE_SIZE, MEM_COMMIT, protect) == 0
+        assert two.last_error == E.ERROR_INVALID_PARAMETER
+    assert world_snapshot(sub) == before
+    check_world(sub)
 
 
 def test_protection_calls_change_view_pages_within_the_view_access(sub: MemorySubsystem) -> None:

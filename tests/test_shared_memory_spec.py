@@ -98,8 +98,8 @@ def test_obligations_one_per_call_and_claim() -> None:
     expected |= {f"shared_memory.{op}.{claim}" for claim, (op, _) in sm.STEP_CLAIMS.items()}
     expected |= {f"shared_memory.{name}.NON-VACUOUS" for name in public}
     assert set(ids) == expected
-    # 13 calls x 6 invariants, 5 claims, and each call's non-vacuity
-    assert len(ids) == len(set(ids)) == 13 * 6 + 5 + 13
+    # 14 calls x 6 invariants, 5 claims, and each call's non-vacuity
+    assert len(ids) == len(set(ids)) == 14 * 6 + 5 + 14
     assert FULL_ONLY <= set(ids)
     assert set(sm.INVARIANTS) == set(CLAIMS) and set(sm.STEP_CLAIMS) == STEP_CLAIMS
 
@@ -330,7 +330,32 @@ def test_virtual_protect_within_the_view_access(mapped: SharedState) -> None:
     assert violated(rw.changed) == []
 
 
+def test_virtual_alloc_commit_re_protects_a_block_view(mapped: SharedState) -> None:
+    """VirtualAlloc(MEM_COMMIT) on pid 1's read-write view of block 1: page 0x501 takes
+    PAGE_READONLY (its PTE read-only, page 0x500 unchanged), the result its address;
+    PAGE_NOACCESS keeps the frame mapped (Wine test_mapping, anonymous pass)."""
+    step = sm.VirtualAlloc(mapped, i(1), i(0x501), i(1), RO)
+    assert status_is(step, 0)
+    post = step.changed
+    assert valid(z3.And(step.result == 0x501 * 4096, post.vprotect[1, 0x501] == PAGE_READONLY,
+                        z3.Not(post.pte_writable[1, 0x501]), post.vaccess[1, 0x501] == RW,
+                        post.vprotect[1, 0x500] == PAGE_READWRITE, post.pte_writable[1, 0x500]))
+    assert violated(post) == []
+    hidden = sm.VirtualAlloc(post, i(1), i(0x500), i(2), i(PAGE_NOACCESS))
+    assert status_is(hidden, 0) and violated(hidden.changed) == []
+    assert valid(hidden.changed.refs[hidden.changed.vframe[1, 0x500]] == 2)
+    back = sm.VirtualAlloc(hidden.changed, i(1), i(0x500), i(2), RW)
+    assert status_is(back, 0) and valid(back.changed.pte_writable[1, 0x501])
+
+
 @pytest.mark.parametrize(("call", "args", "code"), [
+    # VirtualAlloc(MEM_COMMIT): beyond a block view's access; any file view (even within)
+    ("VirtualAlloc", (2, 0x600, 1, PAGE_READWRITE), E.ERROR_INVALID_PARAMETER),
+    ("VirtualAlloc", (1, 0x500, 1, PAGE_EXECUTE), E.ERROR_INVALID_PARAMETER),
+    ("VirtualAlloc", (1, 0x700, 1, PAGE_READONLY), E.ERROR_ACCESS_DENIED),
+    ("VirtualAlloc", (2, 0x710, 1, PAGE_READWRITE), E.ERROR_ACCESS_DENIED),
+    ("VirtualAlloc", (1, 0x500, 1, 0x08), E.ERROR_INVALID_PARAMETER),
+    ("VirtualAlloc", (1, 0x501, 2, PAGE_READONLY), E.ERROR_INVALID_ADDRESS),
     # beyond the read-only view of pid 2 at 0x600
     ("VirtualProtect", (2, 0x600, 1, PAGE_READWRITE), E.ERROR_INVALID_PARAMETER),
     ("SyscallMprotect", (2, 0x600, 1, PAGE_READWRITE), E.ERROR_ACCESS_DENIED),

@@ -437,6 +437,18 @@ def _protect_beyond_view(s: ssm.SharedState, pid: Ref, vpn: Ref, count: Ref,
                            z3.IntVal(0))
 
 
+def _commit_file_view_pages(s: ssm.SharedState, pid: Ref, vpn: Ref, count: Ref,
+                            protect: Ref) -> ssm.SharedStep:
+    """VirtualAlloc(MEM_COMMIT) that re-protects a view's pages with no check of the
+    view's access, a file view's too (Wine test_mapping refuses both)."""
+    loose = s.but(vaccess=ssm.set_view_pages(s, pid, vpn, count, vaccess=lambda w: z3.IntVal(
+        PAGE_EXECUTE_READWRITE)).vaccess, vkind=ssm.set_view_pages(
+            s, pid, vpn, count, vkind=lambda w: z3.IntVal(ssm.SHM)).vkind)
+    done = ssm.VirtualAlloc(loose, pid, vpn, count, protect)
+    return ssm.shared_step(s, done.status, done.changed.but(vaccess=s.vaccess, vkind=s.vkind),
+                           done.result, z3.IntVal(0))
+
+
 def _mprotect_keeps_pte(s: ssm.SharedState, pid: Ref, vpn: Ref, count: Ref,
                         protect: Ref) -> ssm.SharedStep:
     """mprotect that changes the pages' protection but not their PTEs' R/W bit."""
@@ -653,6 +665,10 @@ VARIANTS = (
     BrokenVariant("protect-view-page-beyond-its-view", "SHM-3", "VirtualProtect",
                   "VirtualProtect gives a view page an access its view does not allow",
                   transition=_protect_beyond_view, layer="shared_memory"),
+    BrokenVariant("commit-view-page-beyond-its-view", "SHM-3", "VirtualAlloc",
+                  "VirtualAlloc(MEM_COMMIT) re-protects any view's pages, beyond the "
+                  "view's access, a file view's too",
+                  transition=_commit_file_view_pages, layer="shared_memory"),
     BrokenVariant("mprotect-keeps-writable-pte", "MMF-2", "SyscallMprotect",
                   "mprotect of a view page leaves its PTE's R/W bit as it was",
                   transition=_mprotect_keeps_pte, layer="shared_memory"),

@@ -13,9 +13,10 @@ DestroySharedMemory, GetSharedMemorySize, MapFileToMemory (after switching
 to the process; offsets and sizes unaligned, past the end, 0),
 UnmapFileFromMemory, SyncMappedFile (with and without invalidate), user
 writes and reads of one view page in any process, DestroyProcess without
-unmapping, CreateProcess and SwitchProcess, VirtualProtect and mprotect of
-pages of a view (within the view's access or beyond it; VirtualProtect past
-its end or with PAGE_WRITECOPY), munmap of a whole view or of part of one.
+unmapping, CreateProcess and SwitchProcess, VirtualProtect,
+VirtualAlloc(MEM_COMMIT) and mprotect of pages of a view (within the view's
+access or beyond it; the Windows calls past its end or with PAGE_WRITECOPY),
+munmap of a whole view or of part of one.
 After every call
 :class:`SharedHarness` checks
 
@@ -392,17 +393,18 @@ class SharedMachine(CheckedMachine):
 
 
     def protect(self, data: st.DataObject) -> None:
-        """VirtualProtect or mprotect of pages of one view: any of the six protections
-        (PROT_* combinations), some beyond the view's own; a quarter of the
-        VirtualProtects past the view's end, or with PAGE_WRITECOPY or 0 (mprotect
-        ranges stay inside the view: one past it is the user layer's partial change)."""
+        """VirtualProtect, VirtualAlloc(MEM_COMMIT) or mprotect of pages of one view:
+        any of the six protections (PROT_* combinations), some beyond the view's own
+        (a file view refuses every commit); a quarter of the Windows calls past the
+        view's end, or with PAGE_WRITECOPY or 0 (mprotect ranges stay inside the view:
+        one past it is the user layer's partial change)."""
         pid, base = data.draw(st.sampled_from(tuple(sorted(self.h.views))))
         record = self.h.views[(pid, base)]
         page = data.draw(st.integers(0, record.pages - 1))
         count = data.draw(st.integers(1, record.pages - page))
         if data.draw(st.booleans()):
             value = data.draw(st.integers(0, PROT_READ | PROT_WRITE | PROT_EXEC))
-            self.h.protect(pid, base, page, count, value, True)
+            self.h.protect(pid, base, page, count, value, "SyscallMprotect")
             return
         value = data.draw(st.sampled_from(PAGE_PROTECTIONS))
         if data.draw(st.sampled_from((False, False, False, True))):
@@ -410,7 +412,8 @@ class SharedMachine(CheckedMachine):
                 count += 1
             else:
                 value = data.draw(st.sampled_from((0, PAGE_WRITECOPY)))
-        self.h.protect(pid, base, page, count, value, False)
+        op = data.draw(st.sampled_from(("VirtualProtect", "VirtualAlloc")))
+        self.h.protect(pid, base, page, count, value, op)
 
 
 def run_shared_machine(profile: str, patches: Mapping[str, object] | None = None, *,

@@ -24,7 +24,7 @@ from model.memory_subsystem import MemorySubsystem
 from model.process_memory import ProcessMemorySpace
 from model.shared_memory import SharedMemoryManager
 from model.user_layout import page_ceil, protect_allows, protect_from_prot
-from model.virtual_alloc import VirtualProtectProcessMemory
+from model.virtual_alloc import VirtualAllocProcessMemory, VirtualProtectProcessMemory
 from model.x86_paging import is_u32
 from proofs.abstractions.shared_memory import (
     SharedSnapshot,
@@ -45,6 +45,7 @@ from proofs.machines.checks import (
 from spec import shared_memory as sm
 from spec.abi import (
     ALLOCATION_GRANULARITY,
+    MEM_COMMIT,
     PAGE_EXECUTE,
     PAGE_EXECUTE_READ,
     PAGE_EXECUTE_READWRITE,
@@ -639,18 +640,21 @@ class ProcessCalls(SharedCore):
                   lambda: int(space.last_error), write_plan, result=False, track=track)
 
     def protect(self, pid: int, base: int, page: int, count: int, value: int,
-                linux: bool) -> None:
-        """VirtualProtect (value: a PAGE_* value) or mprotect (value: PROT_* bits, the
-        spec's protection their PAGE_* value) of count pages from page of the view at
-        base of process pid, called on its space (as the current process would)."""
+                op: str) -> None:
+        """VirtualProtect or VirtualAlloc(MEM_COMMIT) (value: a PAGE_* value), or
+        SyscallMprotect (value: PROT_* bits, the spec's protection their PAGE_* value),
+        of count pages from page of the view at base of process pid, called on its
+        space (as the current process would)."""
         space = self.sub.syscalls.processes[pid]
         address, size = base + page * PAGE_SIZE, count * PAGE_SIZE
-        op = "SyscallMprotect" if linux else "VirtualProtect"
+        linux = op == "SyscallMprotect"
         protect = protect_from_prot(value) if linux else value
 
         def run() -> int:
             if linux:
                 return SyscallMprotect(space, address, size, value)
+            if op == "VirtualAlloc":
+                return VirtualAllocProcessMemory(space, address, size, MEM_COMMIT, value)
             done, old = VirtualProtectProcessMemory(space, address, size, value)
             return old if done else 0
 

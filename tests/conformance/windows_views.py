@@ -10,7 +10,8 @@ stored copy (test_mapping as test_mappings calls it: a writable file with
 SEC_COMMIT and then an anonymous, pagefile-backed mapping; its page_prot x view[] x
 page_prot loops, with is_compatible_access (map_prot_to_access of
 file_access_to_prot) and the two-argument is_compatible_protection deciding each
-assert; test_MapViewOfFile) and in the copy ReactOS syncs (reactos/reactos
+assert; test_MapViewOfFile; test_CreateFileMapping_protection's first td[] loop) and
+in the copy ReactOS syncs (reactos/reactos
 modules/rostests/winetests/kernel32/virtual.c: test_MapViewOfFile).
 
 How the sources are expressed:
@@ -27,7 +28,15 @@ How the sources are expressed:
   pages opened for reading, writing and executing) is MapFileToMemory of a
   writable node for each view[] entry the section grants (the model's file views
   have no section object: a view the section refuses is not expressible); there
-  VirtualAlloc(MEM_COMMIT) on the view fails with ERROR_ACCESS_DENIED.
+  VirtualAlloc(MEM_COMMIT) on the view fails with ERROR_ACCESS_DENIED, where on an
+  anonymous mapping's view it re-protects the page when
+  is_compatible_protection(view[j].prot, page_prot[k]) allows it (VirtualQuery then
+  reports page_prot[k]), else fails with ERROR_INVALID_PARAMETER.
+- test_CreateFileMapping_protection's first loop (a one-page file section per td[]
+  protection, a FILE_MAP_READ view of it) is a case per section protection the model
+  has: VirtualAlloc(MEM_COMMIT, td[i].prot) on the view fails with ERROR_ACCESS_DENIED,
+  VirtualProtect(td[i].prot) succeeds for PAGE_READONLY only (else
+  ERROR_INVALID_PARAMETER).
 - test_MapViewOfFile's VirtualFree(MEM_DECOMMIT) of a view is made on a SEC_RESERVE
   section's view whose pages were committed: the model's views are SEC_COMMIT, all
   pages committed, as they are when the source asserts.
@@ -45,11 +54,12 @@ views with no access (not protections the model has: the seed's flags), the
 WRITECOPY protections' successful VirtualProtect (copy-on-write; the old
 protection the next step reads is then not asserted), the NtMapViewOfSection views
 test_mapping compares with, the file-only PAGE_WRITECOPY pass over the whole view,
-the read-only file and SEC_IMAGE passes, VirtualAlloc(MEM_COMMIT) on an anonymous
-mapping's view (Windows commits it with the protection when the view allows it,
-else ERROR_INVALID_PARAMETER; the model refuses it with ERROR_ACCESS_DENIED, an
-open row of docs/deviations.md), SEC_RESERVE sections, DuplicateHandle's access
-masks, named mappings, NtQuerySection and other processes.
+the read-only file and SEC_IMAGE passes, VirtualAlloc(MEM_COMMIT) with the WRITECOPY
+values (the model refuses the value itself), SEC_RESERVE sections, DuplicateHandle's access
+masks, named mappings, NtQuerySection and other processes;
+test_CreateFileMapping_protection's protections CreateFileMapping refuses (the model's
+file sections are the node and a size, with no protection to check) and its second
+loop (VirtualProtect on an execute-read-write view, not a VirtualAlloc assert).
 """
 
 from __future__ import annotations
@@ -208,9 +218,39 @@ def _protect_steps(src: str, view_prot: int) -> list[Step]:
     return steps
 
 
+def _commit_steps(src: str, view_prot: int, file: bool) -> list[Step]:
+    """The page_prot loop of VirtualAlloc(MEM_COMMIT) on the view's first page: on a
+    file section's view each fails with ERROR_ACCESS_DENIED; on an anonymous one each
+    protection is_compatible_protection(view[j].prot, ...) allows succeeds, VirtualQuery
+    then reporting it, the others fail with ERROR_INVALID_PARAMETER. The WRITECOPY
+    values are left out: the model refuses the value itself (87), where Windows refuses
+    the commit of a file view (5) and commits an anonymous view's page (every modelled
+    view allows reading, so they are compatible)."""
+    steps: list[Step] = []
+    for prot in PAGE_PROT:
+        where = f"{src}: VirtualAlloc(base, page, MEM_COMMIT, {prot:#04x})"
+        if prot in (PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY):
+            continue
+        if file:
+            steps.append(Step("VirtualAlloc", (At("base"), PAGE_SIZE, MEM_COMMIT, prot),
+                              f"{where}: file mapping 'should fail', ERROR_ACCESS_DENIED",
+                              ok=False, error=ACCESS_DENIED))
+        elif compatible_protection(view_prot, prot):
+            steps += [Step("VirtualAlloc", (At("base"), PAGE_SIZE, MEM_COMMIT, prot),
+                           f"{where}: anon mapping, ptr != NULL"),
+                      Step("VirtualQuery", (At("base"),),
+                           f"{where}: VirtualQuery Protect == page_prot[k]",
+                           fields=(("Protect", prot),))]
+        else:
+            steps.append(Step("VirtualAlloc", (At("base"), PAGE_SIZE, MEM_COMMIT, prot),
+                              f"{where}: anon mapping 'should fail', ERROR_INVALID_PARAMETER",
+                              ok=False, error=INVALID_PARAMETER))
+    return steps
+
+
 def _mapped_steps(src: str, view_prot: int, file: bool) -> list[Step]:
-    """A view the section grants: its VirtualQuery, the VirtualProtect loop, for a
-    file section the VirtualAlloc loop (ERROR_ACCESS_DENIED), its unmap."""
+    """A view the section grants: its VirtualQuery, the VirtualProtect loop, the
+    VirtualAlloc(MEM_COMMIT) loop, its unmap."""
     steps = [
         Step("MapViewOfFile", (At("map"), view_prot, 0), f"{src}: base != NULL", save="base"),
         Step("VirtualQuery", (At("base"),), f"{src}: VirtualQuery (7 fields)", fields=(
@@ -218,12 +258,7 @@ def _mapped_steps(src: str, view_prot: int, file: bool) -> list[Step]:
             ("AllocationBase", At("base")), ("AllocationProtect", view_prot),
             ("State", MEM_COMMIT), ("Type", MEM_MAPPED))),
         *_protect_steps(src, view_prot)]
-    for prot in PAGE_PROT if file else ():
-        if prot in (PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY):
-            continue  # the model refuses the value itself (87), Windows the commit (5)
-        steps.append(Step("VirtualAlloc", (At("base"), PAGE_SIZE, MEM_COMMIT, prot),
-                          f"{src}: file mapping: VirtualAlloc(MEM_COMMIT, {prot:#04x}) "
-                          "'should fail', ERROR_ACCESS_DENIED", ok=False, error=ACCESS_DENIED))
+    steps += _commit_steps(src, view_prot, file)
     steps.append(Step("UnmapViewOfFile", (At("base"),), f"{src}: UnmapViewOfFile(base)"))
     return steps
 
@@ -366,8 +401,44 @@ MV_UNMAP_INSIDE = Case("k32_MapViewOfFile_unmap_inside_the_view", (
              f"{_MV}: UnmapViewOfFile((char *)ptr + {offset}) succeeds"))),
 ))
 
+
+# -- test_CreateFileMapping_protection -----------------------------------------------------
+
+_CP = f"{K32}: test_CreateFileMapping_protection"
+
+
+def _protection_case(prot: int) -> Case:
+    """Its first td[] loop, for a section protection the model has: a one-page file
+    section, a FILE_MAP_READ view of it, VirtualAlloc(MEM_COMMIT, td[i].prot) refused
+    with ERROR_ACCESS_DENIED, VirtualProtect(td[i].prot) allowed for PAGE_READONLY
+    only, else ERROR_INVALID_PARAMETER."""
+    where = f"{_CP}: td[] {prot:#04x}"
+    protect = (Step("VirtualProtect", (At("base"), PAGE_SIZE, prot), f"{where}: VirtualProtect "
+                    "succeeds") if prot == PAGE_READONLY else
+               Step("VirtualProtect", (At("base"), PAGE_SIZE, prot), f"{where}: VirtualProtect "
+                    "'should fail', ERROR_INVALID_PARAMETER", ok=False, error=INVALID_PARAMETER))
+    return Case(f"k32_CreateFileMapping_protection_{prot:#04x}", (
+        Step("CreateFile", (PAGE_SIZE,), f"{_CP}: CreateFileA(GENERIC_READ|GENERIC_WRITE|"
+             "GENERIC_EXECUTE), one page", save="file"),
+        Step("CreateFileMapping", (prot, PAGE_SIZE, At("file")),
+             f"{where}: CreateFileMappingW(hfile, SEC_COMMIT) succeeds", save="map"),
+        Step("MapViewOfFile", (At("map"), PAGE_READONLY, 0),
+             f"{where}: MapViewOfFile(FILE_MAP_READ) != NULL", save="base"),
+        Step("VirtualQuery", (At("base"),), f"{where}: VirtualQuery (7 fields)", fields=(
+            ("BaseAddress", At("base")), ("RegionSize", PAGE_SIZE), ("Protect", PAGE_READONLY),
+            ("AllocationBase", At("base")), ("AllocationProtect", PAGE_READONLY),
+            ("State", MEM_COMMIT), ("Type", MEM_MAPPED))),
+        Step("VirtualAlloc", (At("base"), PAGE_SIZE, MEM_COMMIT, prot),
+             f"{where}: VirtualAlloc 'should fail', ERROR_ACCESS_DENIED", ok=False,
+             error=ACCESS_DENIED),
+        protect,
+        Step("UnmapViewOfFile", (At("base"),), f"{where}: UnmapViewOfFile(base)")))
+
+
+CP_CASES = tuple(_protection_case(prot) for prot in MODELLED)
+
 CASES: tuple[Case, ...] = (*_mapping_cases(), *MV_QUERIES, MV_COMMITTED_VIEW, MV_UNMAP_PRIVATE,
-                           *MV_UNCLOSED, MV_UNMAP_INSIDE)
+                           *MV_UNCLOSED, MV_UNMAP_INSIDE, *CP_CASES)
 
 
 # -- the runner -----------------------------------------------------------------------

@@ -8,8 +8,8 @@
   bad sizes and permissions, maps at 0, at free, occupied and unaligned
   addresses, with wider protections, in destroyed processes; unmaps, destroys,
   sizes; file views with bad offsets, sizes and protections, sync with and
-  without invalidate, unmaps; writes and reads of view pages; VirtualProtect
-  and mprotect of view pages, munmap of views; process exit without
+  without invalidate, unmaps; writes and reads of view pages; VirtualProtect,
+  VirtualAlloc(MEM_COMMIT) and mprotect of view pages, munmap of views; process exit without
   unmapping), through
   :class:`SharedFront`. A write or read of a view
   page switches to its process first (the protocol's accesses are the current
@@ -62,6 +62,7 @@ from spec.abi import (
     EACCES,
     EINVAL,
     ENOMEM,
+    MEM_COMMIT,
     PAGE_READWRITE,
     PAGE_SHIFT,
     PAGE_SIZE,
@@ -222,13 +223,16 @@ class SharedFront:
             self._call("WriteUserMemory", address + offset, data[:PAGE_SIZE - offset].hex())
 
     def protect(self, pid: int, base: int, page: int, count: int, value: int,
-                linux: bool) -> None:
-        """VirtualProtect (its old protection on the stack's top) or mprotect, in pid."""
+                op: str) -> None:
+        """VirtualProtect (its old protection on the stack's top),
+        VirtualAlloc(MEM_COMMIT) or SyscallMprotect, in pid."""
         if self.current() != pid:
             self.processes("SwitchProcess", pid)
         address, size = base + page * PAGE_SIZE, count * PAGE_SIZE
-        if linux:
+        if op == "SyscallMprotect":
             self._call("SyscallMprotect", address, size, value)
+        elif op == "VirtualAlloc":
+            self._call("SyscallVirtualAlloc", address, size, MEM_COMMIT, value)
         else:
             self._call("SyscallVirtualProtect", address, size, value, OLD_PROTECT_PTR)
 
@@ -571,7 +575,7 @@ class SharedJudge(ObservedShared):
                 for key in [key for key in self.views if key[0] == target]:
                     self.drop(key)
             return (lambda *_: steps or None), exited, False
-        if op in ("SyscallVirtualProtect", "SyscallMprotect"):
+        if op in ("SyscallVirtualProtect", "SyscallMprotect", "SyscallVirtualAlloc"):
             return self.plan_protect(op, args, pid, views)
         if op == "SyscallMunmap":
             return self.plan_munmap(args, pid, views)
@@ -600,21 +604,24 @@ class SharedJudge(ObservedShared):
     @staticmethod
     def plan_protect(op: str, args: Message, pid: int,
                      views: dict[tuple[int, int], ViewRecord]) -> Plan:
-        """VirtualProtect or mprotect of pages of a view of the current process: the
-        spec's step of that name (the machine sends page-aligned ranges from a view
-        page; mprotect's PROT_* bits as their PAGE_* value); other pages are not
-        this layer's."""
-        linux = op == "SyscallMprotect"
+        """VirtualProtect, VirtualAlloc(MEM_COMMIT) or mprotect of pages of a view of
+        the current process: the spec's step of that name (the machine sends
+        page-aligned ranges from a view page; mprotect's PROT_* bits as their PAGE_*
+        value; VirtualAlloc's reply, the first page's address, is the step's
+        result); other pages and other allocation types are not this layer's."""
+        linux, commit = op == "SyscallMprotect", op == "SyscallVirtualAlloc"
         address, size = (args["addr"], args["length"]) if linux else (args["address"],
                                                                       args["size"])
         vpn = address >> PAGE_SHIFT
-        if not any(q == pid and b <= vpn < b + view.count for (q, b), view in views.items()):
+        if not any(q == pid and b <= vpn < b + view.count for (q, b), view in views.items()) \
+                or (commit and args["allocation_type"] != MEM_COMMIT):
             return (lambda *_: None), None, False
-        protect = protect_from_prot(args["prot"]) if linux else args["new_protect"]
-        call = SpecCall("SyscallMprotect" if linux else "VirtualProtect", (
-            ("pid", pid), ("vpn", vpn), ("count", page_ceil(size) >> PAGE_SHIFT),
-            ("protect", protect)))
-        return (lambda *_: [call]), None, False
+        protect = (protect_from_prot(args["prot"]) if linux else args["protect"] if commit
+                   else args["new_protect"])
+        name = "SyscallMprotect" if linux else "VirtualAlloc" if commit else "VirtualProtect"
+        call = SpecCall(name, (("pid", pid), ("vpn", vpn),
+                               ("count", page_ceil(size) >> PAGE_SHIFT), ("protect", protect)))
+        return (lambda *_: [call]), None, commit
 
     def plan_munmap(self, args: Message, pid: int,
                     views: dict[tuple[int, int], ViewRecord]) -> Plan:
