@@ -21,7 +21,8 @@
  * BUG_RACE_REQUEST RequestFrame finds the lowest free frame and marks it
  * without the lock; BUG_RACE_FREE FreeFrame checks the frame is held and
  * releases it without the lock; BUG_RACE_ALLOC Alloc and Free run without the
- * heap's lock. */
+ * heap's lock (the window: after Alloc chose its hole, after Free checked its
+ * block). */
 #include "memimpl.h"
 
 #include <stdio.h>
@@ -659,6 +660,9 @@ static struct result heap_free(const struct arg *const *p) {
         return res_bool(0, E_TRASHED);
     if (!right_hole && !left_hole && (int64_t)heap.nholes >= heap.index_size)
         return res_bool(0, E_NOMEM);
+#if defined BUG_RACE_ALLOC && defined THREADS
+    race_window(); /* the block is checked live, not yet freed: another Free may check it too */
+#endif
     int64_t merged = header, merged_size = size;
     blk_del(header);
     if (right_hole) merged_size += hole_remove(right);

@@ -1,0 +1,191 @@
+"""The concurrent oracle (protocol 3; docs/concurrency.md, "Protocol"): the C
+fixture's threaded build passes, each of its race switches is caught as a
+history that is not linearizable with at most 4 threads and 12 calls, a thread
+that does not answer is stopped with its call pending, replies without times
+are timed by the oracle, and the command line keeps the oracle's exit codes.
+
+Each switch's search takes a few seconds (the race window is a sched_yield()
+between the check and the act: tests/oracle_impl/memimpl.c); MEMSPEC_SLOW=1
+runs it from three seeds with the full 120 s bound."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from proofs.concurrency.linearize import Outcome
+from proofs.oracle import concurrent_cli
+from proofs.oracle.concurrent import observed_value, run_plan
+from proofs.oracle.concurrent_plan import Plan, Step
+from proofs.oracle.concurrent_search import SearchOptions, search, smaller, stress
+from proofs.oracle.config import DEFAULTS
+from proofs.oracle.protocol import ProtocolError, check_hello
+from tests.oracle_impls import build_c, python_impl
+
+SLOW = os.environ.get("MEMSPEC_SLOW") == "1"
+KERNEL = DEFAULTS["kernel"]
+R = Step("RequestFrame")
+
+#: A protocol 3 implementation in Python: the model, answering one request at a
+#: time (so every history it gives is linearizable), with or without times;
+#: ``hang`` never answers thread 2's second call.
+FAKE = r'''
+import json, sys, time
+from proofs.oracle.world import MANAGERS, OBSERVATIONS, ModelWorld
+how = sys.argv[1]
+def out(message):
+    sys.stdout.write(json.dumps(message) + "\n"); sys.stdout.flush()
+out({"protocol": 3, "threads": 4, "implementation": "fake " + how,
+     "managers": list(MANAGERS), "observations": list(OBSERVATIONS)})
+world, seen = ModelWorld(), {}
+for line in sys.stdin:
+    request = json.loads(line)
+    thread = request.pop("thread", None)
+    seen[thread] = seen.get(thread, 0) + 1
+    if how == "hang" and thread == 2 and seen[thread] == 2:
+        continue
+    invoked = time.monotonic_ns()
+    reply = world.handle(request)
+    if thread is not None:
+        reply["thread"] = thread
+        if how == "times":
+            reply["invoked"], reply["returned"] = invoked, time.monotonic_ns()
+        if how == "backwards":
+            reply["invoked"], reply["returned"] = 10, 5
+    out(reply)
+'''
+
+
+def fake(tmp: Path, how: str) -> str:
+    script = tmp / "fake3.py"
+    script.write_text(FAKE)
+    return python_impl(str(script), how)
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("threads")
+
+
+def threaded(out: Path, *bugs: str) -> str:
+    return build_c(out, "THREADS", *bugs)
+
+
+def test_a_protocol_3_hello_declares_its_threads() -> None:
+    hello = check_hello({"protocol": 3, "threads": 4, "implementation": "x",
+                         "managers": ["PageManager"], "observations": []})
+    assert hello.threads == 4
+    assert check_hello({"protocol": 1, "implementation": "x", "managers": [],
+                        "observations": []}).threads == 0
+    for wrong in ({"protocol": 3}, {"protocol": 1, "threads": 2},
+                  {"protocol": 3, "threads": 0}, {"protocol": 3, "threads": 65}):
+        with pytest.raises(ProtocolError):
+            check_hello({"implementation": "x", "managers": [], "observations": [], **wrong})
+
+
+def test_observations_become_the_checkers_replies() -> None:
+    assert observed_value("FrameCounts", {"frames": 48, "free": 35, "used": 13}) == (35, 13)
+    assert observed_value("FrameBitmap", {"used": [[0, 3], [7, 2]]}) == (0, 1, 2, 7, 8)
+    assert observed_value("HeapWalk", {"blocks": [{"header": 8, "size": 40, "hole": True}]}) \
+        == ((8, 40, True),)
+    assert observed_value("HoleIndex", {"holes": [[40, 8]]}) == ((40, 8),)
+
+
+def test_a_plan_survives_json_and_shrinks_to_fewer_threads_and_calls() -> None:
+    plan = Plan(((R, Step("FreeFrame", "any", 1)), (R,), (Step("GetFreeFrameCount"),)),
+                (Step("Alloc", size=20, flags=(False, True)),))
+    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+    sizes = [p.size() for p in smaller(plan)]
+    assert (2, 4) in sizes and (3, 4) in sizes and all(s < plan.size() for s in sizes)
+
+
+def test_the_threaded_fixture_passes(builds: Path) -> None:
+    impl = threaded(builds)
+    found = search(impl, KERNEL, SearchOptions(heap=True, max_examples=25, attempts=1,
+                                               time_limit=60))
+    assert found.failure is None and found.undecided is None
+    assert found.examples == 25
+
+
+def test_the_kit_runs_each_threads_calls_at_once(builds: Path) -> None:
+    """Calls of different threads overlap in time (their CLOCK_MONOTONIC
+    intervals), which a server answering one request at a time never shows,
+    whatever its calls do. Shown on the race build, whose sched_yield() inside
+    RequestFrame gives another thread time to start: the correct build's calls
+    take about a microsecond, less than waking a thread, and rarely overlap
+    (docs/concurrency.md, "Protocol")."""
+    impl = threaded(builds, "BUG_RACE_REQUEST")
+    plan = Plan(((R, R, R), (R, R, R), (R, R, R)))
+    for _ in range(20):
+        judged = run_plan(impl, plan, KERNEL, heap=False, timeout=5)
+        assert judged.timing == "implementation" and judged.history is not None
+        calls = [c for c in judged.history if c.op.manager == "PageManager"]
+        if any(not a.precedes(b) and not b.precedes(a) for a in calls for b in calls
+               if a is not b):
+            return
+    pytest.fail("no two calls overlapped in 20 runs")
+
+
+SWITCHES = [("BUG_RACE_REQUEST", False), ("BUG_RACE_FREE", False), ("BUG_RACE_ALLOC", True)]
+
+
+@pytest.mark.parametrize(("bug", "heap"), SWITCHES, ids=[s for s, _ in SWITCHES])
+def test_each_race_is_caught_small(builds: Path, bug: str, heap: bool) -> None:
+    impl = threaded(builds, bug)
+    for seed in (0, 1, 2) if SLOW else (1,):
+        found = search(impl, KERNEL, SearchOptions(heap=heap, seed=seed, time_limit=120,
+                                                   shrink_seconds=30 if SLOW else 3))
+        failure = found.failure
+        assert failure is not None, f"{bug} not caught from seed {seed}"
+        assert failure.plan.used_threads <= 4 and failure.plan.calls <= 12
+        assert failure.verdict is not None and failure.history is not None
+        assert failure.verdict.outcome is Outcome.NOT_LINEARIZABLE
+        assert "not linearizable" in failure.verdict.explain(failure.history)
+        again = stress(impl, failure.plan, KERNEL, 20, heap=heap, timeout=5)
+        assert again.failures > 0, "the shrunk plan never fails again"
+
+
+def test_a_silent_thread_is_stopped_and_its_call_left_pending(tmp_path: Path) -> None:
+    plan = Plan(((R, R), (R, R, R)))
+    judged = run_plan(fake(tmp_path, "hang"), plan, KERNEL, heap=False, timeout=0.5)
+    assert judged.stopped == [2] and judged.history is not None
+    pending = [c for c in judged.history if c.pending]
+    assert [(c.thread, c.op.name) for c in pending] == [(2, "RequestFrame")]
+    assert judged.verdict is not None and judged.verdict.linearizable
+
+
+@pytest.mark.parametrize("how", ["times", "none"])
+def test_replies_with_or_without_times_are_judged(tmp_path: Path, how: str) -> None:
+    plan = Plan(((R, Step("FreeFrame", "own", 0)), (R, Step("GetFreeFrameCount"))))
+    judged = run_plan(fake(tmp_path, how), plan, KERNEL, heap=False, timeout=5)
+    assert judged.problem is None and judged.verdict is not None
+    assert judged.verdict.linearizable
+    assert judged.timing == ("implementation" if how == "times" else "oracle")
+
+
+def test_times_no_execution_has_are_a_protocol_error(tmp_path: Path) -> None:
+    judged = run_plan(fake(tmp_path, "backwards"), Plan(((R,), (R,))), KERNEL, heap=False,
+                      timeout=5)
+    assert judged.failed and judged.problem is not None
+    assert judged.problem[0] == "protocol" and "no history" in judged.problem[1]
+
+
+def test_the_command_line_keeps_the_oracles_exit_codes(
+        builds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "race.json"
+    bug = threaded(builds, "BUG_RACE_REQUEST")
+    assert concurrent_cli.main(["--impl", bug, "--seed", "1", "--quiet", "--stress", "5",
+                                "--shrink-time", "5", "--trace-out", str(trace)]) == 1
+    out = capsys.readouterr().out
+    assert "DIVERGED" in out and "stress:" in out and "closest order" in out
+    assert json.loads(trace.read_text())["history"]
+    assert concurrent_cli.main(["--impl", bug, "--replay", str(trace), "--stress", "20"]) == 1
+    good = threaded(builds)
+    assert concurrent_cli.main(["--impl", good, "--replay", str(trace), "--stress", "3"]) == 0
+    assert concurrent_cli.main(["--impl", good, "--max-examples", "5", "--quiet"]) == 0
+    sequential = build_c(builds)
+    assert concurrent_cli.main(["--impl", sequential, "--quiet"]) == 2
+    assert "does not declare concurrency" in capsys.readouterr().err
