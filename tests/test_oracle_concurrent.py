@@ -144,8 +144,30 @@ def test_each_race_is_caught_small(builds: Path, bug: str, heap: bool) -> None:
         assert failure.verdict is not None and failure.history is not None
         assert failure.verdict.outcome is Outcome.NOT_LINEARIZABLE
         assert "not linearizable" in failure.verdict.explain(failure.history)
-        again = stress(impl, failure.plan, KERNEL, 20, heap=heap, timeout=5)
-        assert again.failures > 0, "the shrunk plan never fails again"
+
+
+A = Step("Alloc", size=20, flags=(False, True))
+#: The smallest plan each race shows in: two threads at the same call, on a frame
+#: or block thread 1 made first where the race is a double free.
+SMALLEST = {
+    "BUG_RACE_REQUEST": Plan(((R,), (R,))),
+    "BUG_RACE_FREE": Plan(((Step("FreeFrame", "any", 0),), (Step("FreeFrame", "any", 0),)),
+                          (R,)),
+    "BUG_RACE_ALLOC": Plan(((A,), (A,))),
+}
+
+
+@pytest.mark.parametrize("bug", list(SMALLEST))
+def test_stress_counts_how_often_a_race_shows(builds: Path, bug: str) -> None:
+    """Replayed 20 times, the smallest plan of each race fails on some runs with
+    the race build and on none with the correct one."""
+    plan = SMALLEST[bug]
+    heap = bug == "BUG_RACE_ALLOC"
+    racy = stress(threaded(builds, bug), plan, KERNEL, 20, heap=heap, timeout=5)
+    assert racy.failures > 0 and racy.first_failure is not None
+    assert racy.first_failure.plan == plan
+    correct = stress(threaded(builds), plan, KERNEL, 20, heap=heap, timeout=5)
+    assert (correct.failures, correct.undecided) == (0, 0)
 
 
 def test_a_silent_thread_is_stopped_and_its_call_left_pending(tmp_path: Path) -> None:
