@@ -23,6 +23,7 @@ from proofs.oracle.concurrent_plan import Plan, Step
 from proofs.oracle.concurrent_search import SearchOptions, search, smaller, stress
 from proofs.oracle.config import DEFAULTS
 from proofs.oracle.protocol import ProtocolError, check_hello
+from proofs.oracle.run import search as oracle_search
 from tests.oracle_impls import build_c, python_impl
 
 SLOW = os.environ.get("MEMSPEC_SLOW") == "1"
@@ -31,7 +32,9 @@ R = Step("RequestFrame")
 
 #: A protocol 3 implementation in Python: the model, answering one request at a
 #: time (so every history it gives is linearizable), with or without times;
-#: ``hang`` never answers thread 2's second call.
+#: ``hang`` never answers thread 2's second call; ``leak`` reports one frame
+#: more used than it holds at the quiescent FrameCounts (every call's reply
+#: right, the state broken).
 FAKE = r'''
 import json, sys, time
 from proofs.oracle.world import MANAGERS, OBSERVATIONS, ModelWorld
@@ -49,6 +52,9 @@ for line in sys.stdin:
         continue
     invoked = time.monotonic_ns()
     reply = world.handle(request)
+    if how == "leak" and request.get("observe") == "FrameCounts":
+        reply["observed"]["free"] -= 1
+        reply["observed"]["used"] += 1
     if thread is not None:
         reply["thread"] = thread
         if how == "times":
@@ -186,6 +192,24 @@ def test_replies_with_or_without_times_are_judged(tmp_path: Path, how: str) -> N
     assert judged.problem is None and judged.verdict is not None
     assert judged.verdict.linearizable
     assert judged.timing == ("implementation" if how == "times" else "oracle")
+
+
+def test_a_broken_state_at_the_quiescent_observation_is_a_divergence(tmp_path: Path) -> None:
+    plan = Plan(((R, Step("FreeFrame", "own", 0)), (R,)))
+    judged = run_plan(fake(tmp_path, "leak"), plan, KERNEL, heap=False, timeout=5)
+    assert judged.failed and judged.verdict is not None and judged.history is not None
+    assert judged.verdict.outcome is Outcome.NOT_LINEARIZABLE
+    blocked = [judged.history.calls[b.call] for b in judged.verdict.blocked]
+    assert [c.op.name for c in blocked] == ["FrameCounts"]
+
+
+def test_a_protocol_3_implementation_is_judged_sequentially_as_before(builds: Path) -> None:
+    """python -m proofs.oracle --impl (no thread in any request) passes the
+    threaded build in both modes, as it passes the sequential one."""
+    impl = threaded(builds)
+    for mode in ("spec", "strict"):
+        outcome = oracle_search(impl, mode, max_examples=8, time_limit=60, steps=15)
+        assert outcome.passed and outcome.examples == 8, mode
 
 
 def test_times_no_execution_has_are_a_protocol_error(tmp_path: Path) -> None:
