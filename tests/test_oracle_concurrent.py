@@ -235,3 +235,9 @@ def test_the_command_line_keeps_the_oracles_exit_codes(
     sequential = build_c(builds)
     assert concurrent_cli.main(["--impl", sequential, "--quiet"]) == 2
     assert "does not declare concurrency" in capsys.readouterr().err
+    assert concurrent_cli.main(["--impl", good, "--max-examples", "3", "--nodes", "1",
+                                "--quiet"]) == 3  # undecided: never a pass
+    assert "UNDECIDED" in capsys.readouterr().out
+    for wrong in (["--threads", "1"], ["--max-examples", "0"], ["--time", "nan"],
+                  ["--stress", "-1"]):
+        assert concurrent_cli.main(["--impl", good, *wrong]) == 2, wrong

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proofs.concurrency.history import History, MalformedHistoryError, Recorder
-from proofs.concurrency.linearize import DEFAULT_BUDGET, Budget, Verdict, check
+from proofs.concurrency.linearize import DEFAULT_BUDGET, Budget, Outcome, Verdict, check
 from proofs.concurrency.sequential import Matching, SequentialSpec
 from proofs.concurrency.world import OBSERVE, Op, Reply, Value, World
 from proofs.oracle.child import Child, ImplementationError
@@ -75,12 +75,11 @@ class Judged:
     def failed(self) -> bool:
         """A divergence: not linearizable, or a problem."""
         return self.problem is not None or (
-            self.verdict is not None and self.verdict.outcome.value == "not linearizable")
+            self.verdict is not None and self.verdict.outcome is Outcome.NOT_LINEARIZABLE)
 
     @property
     def undecided(self) -> bool:
-        return self.verdict is not None and self.verdict.outcome.value == \
-            "undecided within budget"
+        return self.verdict is not None and self.verdict.outcome is Outcome.UNDECIDED
 
 
 def observed_value(name: str, observed: Mapping[str, Any]) -> Value:

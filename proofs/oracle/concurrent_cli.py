@@ -132,9 +132,14 @@ def _save(path: Path, judged: Judged) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser_of().parse_args(argv)
-    if args.threads < 2 or args.calls < 2 or args.stress < 0 or args.attempts < 1:
-        print("--threads and --calls: 2 or more; --stress 0 or more; --attempts 1 or more",
-              file=sys.stderr)
+    if (args.threads < 2 or args.calls < 2 or args.stress < 0 or args.attempts < 1
+            or args.max_examples < 1 or args.nodes < 1
+            or not all(0 < t < float("inf") for t in (args.time, args.request_timeout,
+                                                       args.seconds))
+            or not 0 <= args.shrink_time < float("inf")):
+        print("--threads and --calls: 2 or more; --stress and --shrink-time: 0 or more; "
+              "--attempts, --max-examples, --nodes: 1 or more; --time, --request-timeout, "
+              "--seconds: positive", file=sys.stderr)
         return EXIT_USAGE
     end_children_on_sigterm()
     declared = _hello(args.impl, args.request_timeout)
