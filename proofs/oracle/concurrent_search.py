@@ -28,11 +28,20 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as seeded
-from hypothesis.errors import HypothesisException
+from hypothesis.errors import Flaky
 
 from proofs.concurrency.linearize import DEFAULT_BUDGET, Budget
 from proofs.oracle.concurrent import Judged, run_plan
 from proofs.oracle.concurrent_plan import Plan, plans
+
+#: The note when hypothesis finds the failure flaky.
+FLAKY = ("hypothesis: {} (a race does not show on every run; the smallest failing run seen "
+         "is reported)")
+
+
+class DivergedError(Exception):
+    """An example's run failed (only this ends a search quietly: any other
+    exception is the oracle's own bug and propagates)."""
 
 
 @dataclass
@@ -86,7 +95,7 @@ def search(impl: str, config: Mapping[str, Any], options: SearchOptions,
                 _keep(found, judged)
                 if not shrink_until:
                     shrink_until.append(time.monotonic() + options.shrink_seconds)
-                raise AssertionError(f"diverged: {plan}")
+                raise DivergedError(f"diverged: {plan}")
             if judged.undecided and found.undecided is None:
                 found.undecided = judged
         if progress is not None and found.examples % 20 == 0:
@@ -98,14 +107,16 @@ def search(impl: str, config: Mapping[str, Any], options: SearchOptions,
         given(plans(options.threads, options.calls, options.heap))(one))
     try:
         seeded(options.seed)(test)()
-    except AssertionError:
+    except DivergedError:
         pass  # the failure is in found
-    except HypothesisException as error:  # flaky: the smallest failure seen stands
-        found.notes.append(f"hypothesis: {type(error).__name__} (a race does not show on "
-                           "every run; the smallest failing run seen is reported)")
     except BaseExceptionGroup as group:  # hypothesis' FlakyFailure is an ExceptionGroup
-        found.notes.append(f"hypothesis: {type(group).__name__} (a race does not show on "
-                           "every run; the smallest failing run seen is reported)")
+        if group.split(DivergedError)[1] is not None or found.failure is None:
+            raise  # not a run that failed: the oracle's own bug
+        found.notes.append(FLAKY.format(type(group).__name__))
+    except Flaky as error:  # the shrunk example passed when replayed
+        if found.failure is None:
+            raise
+        found.notes.append(FLAKY.format(type(error).__name__))
     if found.failure is not None:
         shrink_more(impl, config, options, found,
                     (shrink_until[0] if shrink_until else time.monotonic()
