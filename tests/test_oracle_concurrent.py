@@ -116,6 +116,19 @@ def test_the_threaded_fixture_passes(builds: Path) -> None:
     assert found.examples == 25
 
 
+def test_an_allocator_taking_other_free_frames_passes(builds: Path) -> None:
+    """HIGHEST_FRAME takes the highest free frame for callers and for its own page
+    tables and heap pages: any free frame is allowed (docs/concurrency.md,
+    "Matching replies"). A plan where the heap grows into a frame a caller freed
+    (the model takes the lowest) passes too."""
+    impl = threaded(builds, "HIGHEST_FRAME")
+    found = search(impl, KERNEL, SearchOptions(heap=True, max_examples=20, attempts=1))
+    assert found.failure is None and found.undecided is None and found.examples == 20
+    grows = Plan(((R,), (R, Step("FreeFrame", "own", 0), Step("Alloc", size=0,
+                                                               flags=(True, True)))))
+    assert stress(impl, grows, KERNEL, 5, heap=True, timeout=5).failures == 0
+
+
 def test_the_kit_runs_each_threads_calls_at_once(builds: Path) -> None:
     """Calls of different threads overlap in time (their CLOCK_MONOTONIC
     intervals), which a server answering one request at a time never shows,
