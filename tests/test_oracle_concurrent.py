@@ -237,7 +237,7 @@ def test_the_command_line_keeps_the_oracles_exit_codes(
     trace = tmp_path / "race.json"
     bug = threaded(builds, "BUG_RACE_REQUEST")
     assert concurrent_cli.main(["--impl", bug, "--seed", "1", "--quiet", "--stress", "5",
-                                "--shrink-time", "5", "--trace-out", str(trace)]) == 1
+                                "--shrink-time", "1", "--trace-out", str(trace)]) == 1
     out = capsys.readouterr().out
     assert "DIVERGED" in out and "stress:" in out and "closest order" in out
     assert json.loads(trace.read_text())["history"]
