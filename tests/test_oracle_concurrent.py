@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from proofs.concurrency.history import from_json
 from proofs.concurrency.linearize import Outcome
 from proofs.oracle import concurrent_cli
 from proofs.oracle.concurrent import observed_value, run_plan
@@ -240,7 +241,9 @@ def test_the_command_line_keeps_the_oracles_exit_codes(
                                 "--shrink-time", "1", "--trace-out", str(trace)]) == 1
     out = capsys.readouterr().out
     assert "DIVERGED" in out and "stress:" in out and "closest order" in out
-    assert json.loads(trace.read_text())["history"]
+    saved = json.loads(trace.read_text())
+    assert from_json(saved["history"]) and saved["verdict"]["outcome"] == "not linearizable"
+    assert saved["verdict"]["blocked"] and saved["verdict"]["closest"]
     assert concurrent_cli.main(["--impl", bug, "--replay", str(trace), "--stress", "20"]) == 1
     good = threaded(builds)
     assert concurrent_cli.main(["--impl", good, "--replay", str(trace), "--stress", "3"]) == 0

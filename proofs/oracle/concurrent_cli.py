@@ -13,8 +13,9 @@ manager's calls; with ``--heap`` the kernel heap's too), runs each
 concurrently, judges its history with the linearizability checker and shrinks
 a failing one; ``--stress N`` then replays the smallest failing plan N times
 and says how often it fails. A failing run is saved with ``--trace-out`` (the
-plan and its history); ``--replay FILE`` runs a saved plan again (N times with
-``--stress``).
+plan, its history as proofs/concurrency/history.py's JSON, the verdict: the
+closest orders and the calls blocked after the first, by number); ``--replay
+FILE`` runs a saved plan again (N times with ``--stress``).
 
 Exit status, as the oracle's: 0 every history linearizable (and something
 ran); 1 a divergence (a history that is not linearizable, a crash, a
@@ -119,9 +120,15 @@ def _stressed(result: Stressed) -> str:
 
 
 def _save(path: Path, judged: Judged) -> str:
+    verdict = judged.verdict
     data = {"format": TRACE_FORMAT, "plan": judged.plan.to_json(),
             "problem": list(judged.problem) if judged.problem else None,
-            "history": to_json(judged.history) if judged.history is not None else None}
+            "timing": judged.timing, "stopped": judged.stopped,
+            "history": to_json(judged.history) if judged.history is not None else None,
+            "verdict": None if verdict is None else {
+                "outcome": verdict.outcome.value, "closest": [list(o) for o in verdict.orders],
+                "blocked": [{"call": b.call, "reply": None if b.reply is None else list(b.reply),
+                             "model": list(b.expected)} for b in verdict.blocked]}}
     try:
         path.write_text(json.dumps(data, indent=1) + "\n")
     except OSError as error:
