@@ -311,6 +311,23 @@ def test_a_bitmap_may_show_the_managers_own_frames_elsewhere() -> None:
                        matching=Matching.ANY_FREE_FRAME).outcome is Outcome.NOT_LINEARIZABLE
 
 
+def test_a_failed_free_of_a_frame_no_caller_holds_may_name_either_owner() -> None:
+    """Any-free-frame: once a caller freed F3, the implementation's own structures
+    may hold it (its heap grew there), so a FreeFrame of it may fail as busy
+    where the model fails it as free; not under strict matching, not with any
+    other code, and not for a frame a caller holds."""
+    got, freed = call(1, REQUEST, 0, 1, (F3, OK)), call(1, free_frame(F3), 2, 3, (True, OK))
+    busy = (False, int(E.ERROR_BUSY))
+    assert verdict(got, freed, call(2, free_frame(F3), 4, 5, busy),
+                   matching=Matching.ANY_FREE_FRAME).linearizable
+    assert verdict(got, freed, call(2, free_frame(F3), 4, 5, busy)).outcome \
+        is Outcome.NOT_LINEARIZABLE
+    assert verdict(got, freed, call(2, free_frame(F3), 4, 5, (False, int(E.ERROR_ACCESS_DENIED))),
+                   matching=Matching.ANY_FREE_FRAME).outcome is Outcome.NOT_LINEARIZABLE
+    assert verdict(got, call(2, free_frame(F3), 4, 5, busy),
+                   matching=Matching.ANY_FREE_FRAME).outcome is Outcome.NOT_LINEARIZABLE
+
+
 def test_a_heap_walk_after_an_alloc_race() -> None:
     world = World()
     world.apply(alloc(64))

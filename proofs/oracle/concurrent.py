@@ -15,9 +15,11 @@ and each reply carries the thread and the call's invocation and response times
 - stops a thread whose call gets no reply within the request timeout: the call
   stays pending (it may or may not have taken effect) and the thread gets
   nothing more; a late reply is not read into the history;
-- when nothing is pending (a quiescent point), asks the observations the
-  checker offers (FrameCounts, FrameBitmap; HeapWalk and HoleIndex when the
-  heap is in the run) as calls of the history that follow every other call;
+- when nothing is pending (a quiescent point: the end of a round), asks the
+  observations the checker offers (FrameCounts, FrameBitmap; HeapWalk and
+  HoleIndex when the heap is in the run) as calls of the history that follow
+  every call before them; the plan's next round, if any, then starts as the
+  first did (no round starts once a thread was stopped);
 - builds the history with the checker's :class:`Recorder`, from the
   implementation's times, or from the oracle's send and receive times (its
   clock) when a reply has none: those intervals are wider, which can only make
@@ -110,6 +112,7 @@ class _Run:
         self.child, self.plan, self.heap, self.timeout = child, plan, heap, timeout
         self.resolver = Resolver(int(config["mem_end"]))
         self.next_id = 0
+        self.round: tuple[tuple[Step, ...], ...] = plan.threads
         self.next_step = [0] * len(plan.threads)
         #: id -> (thread, step, op, sent at (ns), deadline (monotonic s))
         self.flying: dict[int, tuple[int, Step, Op, int, float]] = {}
@@ -135,7 +138,7 @@ class _Run:
         messages = []
         for thread in threads:
             index = self.next_step[thread - 1]
-            steps = self.plan.threads[thread - 1]
+            steps = self.round[thread - 1] if thread <= len(self.round) else ()
             if index < len(steps):
                 self.next_step[thread - 1] += 1
                 messages.append(self.message(thread, steps[index]))
@@ -203,15 +206,17 @@ class _Run:
             self.send(thread)
 
     def observe(self) -> None:
-        """The observations, at the quiescent point after every call."""
+        """The observations, at a quiescent point: after every call so far."""
         last = max((t for t, *_ in self.events), default=0)
         names = FRAME_OBSERVATIONS + (HEAP_OBSERVATIONS if self.heap else ())
         for n, name in enumerate(names, 1):
             reply = self.request({"observe": name, "args": {}})
-            observed = reply.get("observed")
-            if not isinstance(observed, dict):
-                raise self.child.fault("protocol", f"observe {name}: {observed!r}")
-            value = observed_value(name, observed)
+            try:
+                validate(reply, "observed")
+                validate(reply["observed"], name)
+            except ProtocolError as exc:
+                raise self.child.fault("protocol", f"observe {name}: {exc}") from None
+            value = observed_value(name, reply["observed"])
             op = Op(OBSERVE, name)
             self.events.append((last + 2 * n, 0, 0, op, None))
             self.events.append((last + 2 * n + 1, 1, 0, None, (value, 0)))
@@ -249,12 +254,15 @@ def run_plan(impl: str, plan: Plan, config: Mapping[str, Any], *, heap: bool,
             while run.flying:
                 run.receive()
         run.in_prefix = False
-        if not run.stopped:
-            run.send(*range(1, len(plan.threads) + 1))
-        while run.flying:
-            run.receive()
-        if not run.stopped:
-            run.observe()
+        for threads in plan.rounds:  # each round ends at a quiescent point, observed
+            if run.stopped:
+                break
+            run.round, run.next_step = threads, [0] * len(threads)
+            run.send(*range(1, len(threads) + 1))
+            while run.flying:
+                run.receive()
+            if not run.stopped:
+                run.observe()
         judged.timing = "oracle" if run.oracle_times else "implementation"
         judged.stopped = run.stopped
         try:

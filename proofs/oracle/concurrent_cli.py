@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, KeyError, TypeError) as error:
             print(f"cannot read the trace: {error}", file=sys.stderr)
             return EXIT_USAGE
-        heap = any(s.manager == "KernelHeap" for t in plan.threads for s in t)
+        heap = any(s.manager == "KernelHeap"
+                   for s in (*plan.prefix, *(s for r in plan.rounds for t in r for s in t)))
         result = stress(args.impl, plan, config, max(1, args.stress), heap=heap,
                         timeout=args.request_timeout, budget=budget)
         print(f"[concurrent] replay of {args.replay}: {_stressed(result)}")

@@ -72,22 +72,31 @@ class Step:
                     int(data.get("size", 0)), (bool(flags[0]), bool(flags[1])))
 
 
+Round = tuple[tuple[Step, ...], ...]
+
+
 @dataclass(frozen=True)
 class Plan:
     """Each thread's calls, thread 1 first, after a prefix that thread 1 runs
     alone before the others start (RequestFrame and Alloc calls: what the
-    threads then race to free)."""
+    threads then race to free); then, after a quiescent point where the
+    observations are taken, each later round's calls the same way."""
 
-    threads: tuple[tuple[Step, ...], ...]
+    threads: Round
     prefix: tuple[Step, ...] = ()
+    later: tuple[Round, ...] = ()
+
+    @property
+    def rounds(self) -> tuple[Round, ...]:
+        return (self.threads, *self.later)
 
     @property
     def calls(self) -> int:
-        return len(self.prefix) + sum(len(t) for t in self.threads)
+        return len(self.prefix) + sum(len(t) for r in self.rounds for t in r)
 
     @property
     def used_threads(self) -> int:
-        return sum(1 for t in self.threads if t)
+        return max(sum(1 for t in r if t) for r in self.rounds)
 
     def size(self) -> tuple[int, int]:
         """How big it is, as shrinking counts: threads with calls, then calls."""
@@ -95,19 +104,33 @@ class Plan:
 
     def __str__(self) -> str:
         first = [f"first t1: {', '.join(map(str, self.prefix))}"] if self.prefix else []
-        return "; ".join(first + [f"t{n}: " + ", ".join(map(str, steps))
-                                  for n, steps in enumerate(self.threads, 1) if steps])
+        rounds = ["; ".join(f"t{n}: " + ", ".join(map(str, steps))
+                            for n, steps in enumerate(r, 1) if steps) for r in self.rounds]
+        return "; ".join(first + [" | observe | ".join(rounds)])
 
     def to_json(self) -> dict[str, Any]:
         return {"prefix": [step.to_json() for step in self.prefix],
-                "threads": [[step.to_json() for step in steps] for steps in self.threads]}
+                "threads": _round_json(self.threads),
+                "later": [_round_json(r) for r in self.later]}
 
     @staticmethod
     def from_json(data: object) -> Plan:
         if not (isinstance(data, dict) and isinstance(data.get("threads"), list)):
-            raise ValueError("a plan is {prefix: [calls], threads: [[calls], ...]}")
-        return Plan(tuple(tuple(Step.from_json(s) for s in steps) for steps in data["threads"]),
-                    tuple(Step.from_json(s) for s in data.get("prefix", [])))
+            raise ValueError("a plan is {prefix: [calls], threads: [[calls], ...], "
+                             "later: [[[calls], ...], ...]}")
+        return Plan(_round(data["threads"]),
+                    tuple(Step.from_json(s) for s in data.get("prefix", [])),
+                    tuple(_round(r) for r in data.get("later", [])))
+
+
+def _round_json(threads: Round) -> list[list[dict[str, Any]]]:
+    return [[step.to_json() for step in steps] for steps in threads]
+
+
+def _round(data: object) -> Round:
+    if not isinstance(data, list):
+        raise ValueError("a round is a list of threads, each a list of calls")
+    return tuple(tuple(Step.from_json(s) for s in steps) for steps in data)
 
 
 class Resolver:
@@ -171,14 +194,17 @@ def steps(heap: bool) -> st.SearchStrategy[Step]:
 @st.composite
 def plans(draw: st.DrawFn, threads: int, calls: int, heap: bool) -> Plan:
     """A plan of 2..threads threads and at most calls calls in all (each thread at
-    least one, a prefix of at most two); shrinks to fewer threads and fewer calls."""
+    least one, a prefix of at most two; a second round one time in three);
+    shrinks to fewer threads, rounds and calls."""
     count = draw(st.integers(2, max(2, threads)))
+    rounds = 1 + draw(st.sampled_from((0, 0, 1))) if calls >= 2 * count + 2 else 1
     made = st.builds(Step, st.just("RequestFrame"), flags=st.tuples(st.booleans(),
                                                                       st.booleans()))
     if heap:
         made = made | st.builds(Step, st.just("Alloc"), size=st.sampled_from(ALLOC_SIZES),
                                 flags=st.tuples(st.booleans(), st.just(True)))
-    prefix = tuple(draw(st.lists(made, max_size=min(2, calls - count))))
-    per = max(1, (calls - len(prefix)) // count)
-    out = [tuple(draw(st.lists(steps(heap), min_size=1, max_size=per))) for _ in range(count)]
-    return Plan(tuple(out), prefix)
+    prefix = tuple(draw(st.lists(made, max_size=min(2, calls - rounds * count))))
+    per = max(1, (calls - len(prefix)) // (count * rounds))
+    drawn = [tuple(tuple(draw(st.lists(steps(heap), min_size=1, max_size=per)))
+                   for _ in range(count)) for _ in range(rounds)]
+    return Plan(drawn[0], prefix, tuple(drawn[1:]))

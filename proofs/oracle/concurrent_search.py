@@ -32,7 +32,7 @@ from hypothesis.errors import Flaky
 
 from proofs.concurrency.linearize import DEFAULT_BUDGET, Budget
 from proofs.oracle.concurrent import Judged, run_plan
-from proofs.oracle.concurrent_plan import Plan, plans
+from proofs.oracle.concurrent_plan import Plan, Round, Step, plans
 
 #: The note when hypothesis finds the failure flaky.
 FLAKY = ("hypothesis: {} (a race does not show on every run; the smallest failing run seen "
@@ -126,18 +126,27 @@ def search(impl: str, config: Mapping[str, Any], options: SearchOptions,
 
 
 def smaller(plan: Plan) -> list[Plan]:
-    """The plans one step smaller: a thread dropped (down to two), then one call
-    (a thread keeps one at least)."""
-    out: list[Plan] = []
-    threads = plan.threads
-    if len(threads) > 2:
-        out += [Plan(threads[:n] + threads[n + 1:], plan.prefix) for n in range(len(threads))]
-    out += [Plan(threads, plan.prefix[:n] + plan.prefix[n + 1:])
+    """The plans one step smaller: a round dropped (the first stays), a thread
+    dropped (down to two), a call of the prefix, then one call (a thread keeps
+    one at least)."""
+    rounds = plan.rounds
+
+    def made(new: tuple[Round, ...], prefix: tuple[Step, ...] = plan.prefix) -> Plan:
+        return Plan(new[0], prefix, new[1:])
+
+    out = [made(rounds[:r] + rounds[r + 1:]) for r in range(1, len(rounds))]
+    for r, threads in enumerate(rounds):
+        if len(threads) > 2:
+            out += [made(rounds[:r] + (threads[:n] + threads[n + 1:],) + rounds[r + 1:])
+                    for n in range(len(threads))]
+    out += [made(rounds, plan.prefix[:n] + plan.prefix[n + 1:])
             for n in range(len(plan.prefix))]
-    for t, steps in enumerate(threads):
-        if len(steps) > 1:
-            out += [Plan(threads[:t] + (steps[:n] + steps[n + 1:],) + threads[t + 1:],
-                         plan.prefix) for n in range(len(steps))]
+    for r, threads in enumerate(rounds):
+        for t, steps in enumerate(threads):
+            if len(steps) > 1:
+                out += [made(rounds[:r] + (threads[:t] + (steps[:n] + steps[n + 1:],)
+                                           + threads[t + 1:],) + rounds[r + 1:])
+                        for n in range(len(steps))]
     return out
 
 

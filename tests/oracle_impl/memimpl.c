@@ -16,8 +16,10 @@
  * 116), are real spinlocks on C11 atomics, taken by every call of their manager;
  * the heap takes the PageManager's lock inside its own when it maps or unmaps a
  * page. Its bug switches each drop a lock on one path, and widen the race
- * window that opens with a sched_yield() between the check and the act (a
- * preemption there does the same on a real kernel, only more rarely):
+ * window that opens between the check and the act by sleeping 200 us there
+ * (race_window: an interrupt or a preemption there does the same on a real
+ * kernel, only more rarely; a sched_yield() alone widens nothing on an idle
+ * 2-core machine, where the yielding thread has its CPU to itself):
  * BUG_RACE_REQUEST RequestFrame finds the lowest free frame and marks it
  * without the lock; BUG_RACE_FREE FreeFrame checks the frame is held and
  * releases it without the lock; BUG_RACE_ALLOC Alloc and Free run without the
@@ -32,6 +34,8 @@
 #ifdef THREADS
 #include <sched.h>
 #include <stdatomic.h>
+#include <threads.h>
+#include <time.h>
 
 /* A spinlock as a kernel has one: test-and-set, spinning on a read; it yields
  * the CPU after a while, as a user-space thread must (its holder may be
@@ -44,7 +48,9 @@ static void spin_lock(spinlock *l) {
 }
 static void spin_unlock(spinlock *l) { atomic_flag_clear_explicit(&l->held, memory_order_release); }
 /* The race window of a bug build (module comment). */
-static inline void race_window(void) { sched_yield(); }
+static inline void race_window(void) {
+    thrd_sleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 200000}, NULL);
+}
 #else
 typedef struct { int unused; } spinlock;
 #define SPINLOCK_INIT {0}
