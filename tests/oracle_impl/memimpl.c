@@ -25,6 +25,9 @@
  * releases it without the lock; BUG_RACE_ALLOC Alloc and Free run without the
  * heap's lock (the window: after Alloc chose its hole, after Free checked its
  * block). */
+#ifdef THREADS
+#define _POSIX_C_SOURCE 200809L /* nanosleep (race_window), before any header */
+#endif
 #include "memimpl.h"
 
 #include <stdio.h>
@@ -34,7 +37,6 @@
 #ifdef THREADS
 #include <sched.h>
 #include <stdatomic.h>
-#include <threads.h>
 #include <time.h>
 
 /* A spinlock as a kernel has one: test-and-set, spinning on a read; it yields
@@ -49,7 +51,7 @@ static void spin_lock(spinlock *l) {
 static void spin_unlock(spinlock *l) { atomic_flag_clear_explicit(&l->held, memory_order_release); }
 /* The race window of a bug build (module comment). */
 static inline void race_window(void) {
-    thrd_sleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 200000}, NULL);
+    nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 200000}, NULL);
 }
 #else
 typedef struct { int unused; } spinlock;
