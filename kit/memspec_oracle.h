@@ -39,6 +39,10 @@
 #include <stdint.h>
 
 #define MEMSPEC_ORACLE_PROTOCOL 1
+/* The protocol of an implementation that runs threads concurrently (PROTOCOL.md,
+ * "Concurrency (protocol 3)"): mo_implementation.threads > 0, and
+ * MEMSPEC_ORACLE_THREADS defined before the implementation part (link with -pthread). */
+#define MEMSPEC_ORACLE_PROTOCOL_THREADS 3
 
 /* ---- requests ------------------------------------------------------------------ */
 
@@ -60,6 +64,7 @@ struct mo_args {
  * set). The strings point into the line, which mo_parse changes in place. */
 struct mo_request {
     int64_t id;
+    int64_t thread; /* protocol 3: the request's thread (1..threads); 0 when absent */
     const char *manager, *op, *observe;
     struct mo_args args;
 };
@@ -129,6 +134,10 @@ struct mo_implementation {
     struct mo_result (*call)(const char *manager, const char *op, const struct mo_args *args);
     /* Append the observation's JSON object to out; 0 when you do not serve it. */
     int (*observe)(const char *name, const struct mo_args *args, struct mo_buf *out);
+    /* Protocol 3 (needs MEMSPEC_ORACLE_THREADS): the threads it runs concurrently,
+     * each request with a "thread" on that OS thread, timed by CLOCK_MONOTONIC; your
+     * calls must then be thread-safe. 0: protocol 1, one request at a time. */
+    int threads;
 };
 
 /* Serve the oracle on stdin/stdout until stdin closes; the exit status. */
@@ -169,6 +178,7 @@ int mo_protect_at(uint64_t va, size_t len, int writable);
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 /* -- parsing: flat objects of int, bool and escape-free string values, and one
@@ -230,7 +240,9 @@ int mo_parse(char *line, struct mo_request *r) {
     if (*line != '{') return 0;
     mo__object(&line, &top, &r->args);
     const struct mo_arg *id = mo_arg_named(&top, "id");
+    const struct mo_arg *thread = mo_arg_named(&top, "thread");
     r->id = id ? id->num : 0;
+    r->thread = thread && thread->kind == MO_INT ? thread->num : 0;
     r->manager = mo__text(&top, "manager"), r->op = mo__text(&top, "op");
     r->observe = mo__text(&top, "observe");
     return 1;
@@ -360,7 +372,10 @@ static void mo__names(struct mo_buf *o, const char *key, const char *const *name
 }
 
 void mo_hello(struct mo_buf *o, const struct mo_implementation *im) {
-    mo_buf_printf(o, "{\"protocol\":%d,\"implementation\":", MEMSPEC_ORACLE_PROTOCOL);
+    if (im->threads > 0)
+        mo_buf_printf(o, "{\"protocol\":%d,\"threads\":%d,\"implementation\":",
+                      MEMSPEC_ORACLE_PROTOCOL_THREADS, im->threads);
+    else mo_buf_printf(o, "{\"protocol\":%d,\"implementation\":", MEMSPEC_ORACLE_PROTOCOL);
     mo__string_out(o, im->name ? im->name : "?");
     mo__names(o, "managers", im->managers);
     mo__names(o, "observations", im->observations);
@@ -372,12 +387,14 @@ void mo_hello(struct mo_buf *o, const struct mo_implementation *im) {
 
 /* -- the guard -- */
 
-static sigjmp_buf mo__jump;
-static volatile sig_atomic_t mo__armed;
+/* One guard per thread (protocol 3 runs calls on several): a fault is raised on
+ * the thread that faulted, which jumps back into its own call. */
+static _Thread_local sigjmp_buf mo__jump;
+static _Thread_local volatile sig_atomic_t mo__armed;
 /* The request being answered, for the stderr line (pointers into its line). */
 static sigset_t mo__mask; /* the signal mask outside the handler */
-static int64_t mo__id;
-static const char *mo__first, *mo__dot, *mo__second;
+static _Thread_local int64_t mo__id;
+static _Thread_local const char *mo__first, *mo__dot, *mo__second;
 static const int mo__signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
 
 int mo_guarded(void) { return mo__armed; }
@@ -460,43 +477,74 @@ _Noreturn void mo_panic(const char *fmt, ...) {
 
 /* -- answering -- */
 
-void mo_handle(const struct mo_implementation *im, char *line, struct mo_buf *out) {
-    struct mo_request r;
-    mo__install();
-    if (!mo_parse(line, &r)) return; /* a blank line */
+/* CLOCK_MONOTONIC in nanoseconds: a protocol 3 reply's invocation and response times. */
+static int64_t mo__now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* The reply's opening: its id, and a protocol 3 request's thread. */
+static void mo__open(struct mo_buf *out, const struct mo_request *r) {
+    if (r->thread > 0)
+        mo_buf_printf(out, "{\"id\":%lld,\"thread\":%lld,", (long long)r->id, (long long)r->thread);
+    else mo_buf_printf(out, "{\"id\":%lld,", (long long)r->id);
+}
+
+/* The reply's end: a protocol 3 request's invocation and response times. */
+static void mo__close(struct mo_buf *out, const struct mo_request *r, int64_t invoked) {
+    if (r->thread > 0)
+        mo_buf_printf(out, ",\"invoked\":%lld,\"returned\":%lld", (long long)invoked,
+                      (long long)mo__now());
+    mo_buf_put(out, "}\n", 2);
+}
+
+/* Answer a parsed request into out, under the guard. */
+static void mo__answer(const struct mo_implementation *im, struct mo_request *rp,
+                       struct mo_buf *out) {
+    struct mo_request r = *rp;
     size_t mark = out->len;
     mo__id = r.id;
     mo__first = r.observe ? "observe" : r.manager ? r.manager : "?";
     mo__dot = r.observe ? " " : ".";
     mo__second = r.observe ? r.observe : r.op ? r.op : "?";
-    mo_buf_printf(out, "{\"id\":%lld,", (long long)r.id);
+    mo__open(out, &r);
     /* No signal mask to save: the handler runs with none added (SA_NODEFER, an
      * empty sa_mask), so jumping out of it leaves the mask as it was. */
+    volatile int64_t invoked = mo__now();
     int sig = sigsetjmp(mo__jump, 0);
     if (sig != 0) { /* it faulted or panicked: what it wrote so far is dropped */
         out->len = mark;
-        mo_buf_printf(out, "{\"id\":%lld,", (long long)r.id);
-        if (r.observe) mo_buf_put(out, "\"observed\":null}\n", 17);
+        mo__open(out, &r);
+        if (r.observe) mo_buf_put(out, "\"observed\":null", 15);
         else mo_buf_printf(out, r.manager && r.op && mo_returns_bool(r.manager, r.op)
-                           ? "\"result\":false,\"error\":%u}\n" : "\"result\":0,\"error\":%u}\n",
+                           ? "\"result\":false,\"error\":%u" : "\"result\":0,\"error\":%u",
                            sig == -1 ? MO_ERROR_PANIC : MO_ERROR_FAULT);
+        mo__close(out, &r, invoked);
         return;
     }
     mo__armed = 1;
     if (r.observe) {
         mo_buf_put(out, "\"observed\":", 11);
         if (!im->observe || !im->observe(r.observe, &r.args, out)) mo_buf_put(out, "null", 4);
-        mo_buf_put(out, "}\n", 2);
     } else {
         struct mo_result res = r.manager && r.op && im->call ? im->call(r.manager, r.op, &r.args)
                                                              : mo_unsupported();
-        if (res.kind == MO_RES_UNSUPPORTED) mo_buf_put(out, "\"unsupported\":true}\n", 20);
+        if (res.kind == MO_RES_UNSUPPORTED) mo_buf_put(out, "\"unsupported\":true", 18);
         else if (res.kind == MO_RES_BOOL)
-            mo_buf_printf(out, "\"result\":%s,\"error\":%u}\n", res.value ? "true" : "false",
+            mo_buf_printf(out, "\"result\":%s,\"error\":%u", res.value ? "true" : "false",
                           res.error);
-        else mo_buf_printf(out, "\"result\":%lld,\"error\":%u}\n", (long long)res.value, res.error);
+        else mo_buf_printf(out, "\"result\":%lld,\"error\":%u", (long long)res.value, res.error);
     }
     mo__armed = 0;
+    mo__close(out, &r, invoked);
+}
+
+void mo_handle(const struct mo_implementation *im, char *line, struct mo_buf *out) {
+    struct mo_request r;
+    mo__install();
+    if (!mo_parse(line, &r)) return; /* a blank line */
+    mo__answer(im, &r, out);
 }
 
 static int mo__flush(struct mo_buf *out) {
@@ -510,8 +558,133 @@ static int mo__flush(struct mo_buf *out) {
     return 1;
 }
 
+#ifdef MEMSPEC_ORACLE_THREADS
+/* -- protocol 3: each thread's requests on its own OS thread -- */
+
+#include <pthread.h>
+
+struct mo__job {
+    struct mo__job *next;
+    char *line; /* the request's own copy: r's strings point into it */
+    struct mo_request r;
+};
+struct mo__worker {
+    pthread_t id;
+    pthread_cond_t wake;
+    struct mo__job *head, *tail;
+    const struct mo_implementation *im;
+};
+static pthread_mutex_t mo__queue_lock = PTHREAD_MUTEX_INITIALIZER; /* queues, mo__busy */
+static pthread_mutex_t mo__out_lock = PTHREAD_MUTEX_INITIALIZER;   /* stdout */
+static pthread_cond_t mo__idle = PTHREAD_COND_INITIALIZER;
+static int mo__busy; /* requests queued or running on the threads */
+
+static void *mo__work(void *arg) {
+    struct mo__worker *w = arg;
+    stack_t alt = {.ss_sp = malloc(1 << 16), .ss_size = 1 << 16, .ss_flags = 0};
+    if (alt.ss_sp) sigaltstack(&alt, NULL); /* each thread's handler stack is its own */
+    struct mo_buf out = {0};
+    for (;;) {
+        pthread_mutex_lock(&mo__queue_lock);
+        while (!w->head) pthread_cond_wait(&w->wake, &mo__queue_lock);
+        struct mo__job *job = w->head;
+        if (!(w->head = job->next)) w->tail = NULL;
+        pthread_mutex_unlock(&mo__queue_lock);
+        mo__answer(w->im, &job->r, &out);
+        pthread_mutex_lock(&mo__out_lock);
+        int written = mo__flush(&out);
+        pthread_mutex_unlock(&mo__out_lock);
+        free(job->line);
+        free(job);
+        if (!written) exit(1);
+        pthread_mutex_lock(&mo__queue_lock);
+        if (--mo__busy == 0) pthread_cond_broadcast(&mo__idle);
+        pthread_mutex_unlock(&mo__queue_lock);
+    }
+    return NULL;
+}
+
+static void mo__quiesce(void) { /* until no request is queued or running */
+    pthread_mutex_lock(&mo__queue_lock);
+    while (mo__busy) pthread_cond_wait(&mo__idle, &mo__queue_lock);
+    pthread_mutex_unlock(&mo__queue_lock);
+}
+
+/* One request line: to its thread's queue, or (no thread: set-up calls and
+ * observations) answered here once every thread is idle. 0 when stdout failed. */
+static int mo__dispatch(const struct mo_implementation *im, struct mo__worker *workers,
+                        const char *line, struct mo_buf *out) {
+    struct mo__job *job = malloc(sizeof *job);
+    if (!job || !(job->line = strdup(line))) abort();
+    job->next = NULL;
+    if (!mo_parse(job->line, &job->r)) {
+        free(job->line);
+        free(job);
+        return 1;
+    }
+    int64_t t = job->r.thread;
+    if (t >= 1 && t <= im->threads) {
+        struct mo__worker *w = &workers[t - 1];
+        pthread_mutex_lock(&mo__queue_lock);
+        mo__busy++;
+        if (w->tail) w->tail->next = job;
+        else w->head = job;
+        w->tail = job;
+        pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&mo__queue_lock);
+        return 1;
+    }
+    mo__quiesce();
+    job->r.thread = 0; /* a thread id out of range is answered here, as protocol 1 */
+    mo__answer(im, &job->r, out);
+    pthread_mutex_lock(&mo__out_lock);
+    int written = mo__flush(out);
+    pthread_mutex_unlock(&mo__out_lock);
+    free(job->line);
+    free(job);
+    return written;
+}
+
+static int mo__serve_threads(const struct mo_implementation *im) {
+    static struct mo_buf out;
+    size_t cap = 1 << 16, len = 0;
+    char *in = malloc(cap), *line, *nl;
+    struct mo__worker *workers = calloc((size_t)im->threads, sizeof *workers);
+    if (!in || !workers) return 1;
+    mo__install(); /* the handlers, once, before any thread runs */
+    for (int i = 0; i < im->threads; i++) {
+        workers[i].im = im;
+        pthread_cond_init(&workers[i].wake, NULL);
+        if (pthread_create(&workers[i].id, NULL, mo__work, &workers[i])) return 1;
+    }
+    mo_hello(&out, im);
+    if (!mo__flush(&out)) return 1;
+    for (ssize_t n = 1; n > 0; len += (size_t)n) {
+        for (line = in; (nl = memchr(line, '\n', len - (size_t)(line - in))); line = nl + 1)
+            if (*nl = 0, !mo__dispatch(im, workers, line, &out)) return 1;
+        memmove(in, line, len -= (size_t)(line - in));
+        if (len + 1 >= cap && !(in = realloc(in, cap *= 2))) return 1;
+        while ((n = read(0, in + len, cap - len - 1)) < 0 && errno == EINTR) {}
+        if (n < 0) n = 0;
+    }
+    in[len] = 0;
+    int written = mo__dispatch(im, workers, in, &out); /* a last line without its newline */
+    mo__quiesce();
+    return written ? 0 : 1;
+}
+#endif
+
 int mo_serve(const struct mo_implementation *im) {
     static struct mo_buf out;
+    if (im->threads > 0) {
+#ifdef MEMSPEC_ORACLE_THREADS
+        return mo__serve_threads(im);
+#else
+        fputs("memspec_oracle: threads > 0 needs MEMSPEC_ORACLE_THREADS (and -pthread)\n",
+              stderr);
+        return 1;
+#endif
+    }
     size_t cap = 1 << 16, len = 0;
     char *in = malloc(cap), *line, *nl;
     if (!in) return 1;

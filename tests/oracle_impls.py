@@ -228,7 +228,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "no-hello": ("crash", "hello: the implementation closed its output"),
     "bad-hello": ("protocol", "hello: not JSON"),
     "garbage-hello": ("protocol", "hello: not JSON"),
-    "version": ("protocol", "hello: protocol 2 (this oracle speaks 1)"),
+    "version": ("protocol", "hello: protocol 2 (this oracle speaks 1, and 3 for concurrency)"),
     "huge-hello": ("protocol", "hello: a line longer than"),
     "deep-hello": ("protocol", "hello: JSON nested 100000 levels deep"),
     "crash": ("crash", "signal SIGABRT"),
@@ -335,7 +335,8 @@ def build_c(out_dir: Path, *defines: str) -> str:
     binary = out_dir / name
     if not binary.exists():
         sources = sorted(str(p) for p in C_SOURCES.glob("*.c"))
-        subprocess.run([compiler(), "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror",
+        threads = ["-pthread"] if "THREADS" in defines else []
+        subprocess.run([compiler(), "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", *threads,
                         *(f"-D{d}" for d in defines), "-o", str(binary), *sources],
                        check=True, capture_output=True, text=True)
     return shlex.quote(str(binary))

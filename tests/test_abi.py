@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from proofs.oracle.world import MAX_THREADS
 from spec import abi
 
 ORACLE = Path(__file__).resolve().parent.parent / "proofs" / "oracle"
@@ -46,9 +47,11 @@ def words(name: str) -> set[str]:
 
 def test_the_schemas_bounds_are_the_abis() -> None:
     """Every number the schema bounds is a u32, a u16 register, a frame number, a
-    signed result down to -MAX_ERRNO, an id, or an argument the oracle may send
-    out of range on purpose (up to 2**33, down to -2**31: the model refuses it)."""
+    signed result down to -MAX_ERRNO, an id, a protocol 3 thread (at most
+    MAX_THREADS), or an argument the oracle may send out of range on purpose
+    (up to 2**33, down to -2**31: the model refuses it)."""
     allowed = {("maximum", abi.U32_MAX), ("maximum", U16_MAX), ("maximum", abi.FRAME_LIMIT - 1),
+               ("maximum", MAX_THREADS),
                ("maximum", 2 * abi.ADDRESS_LIMIT), ("minimum", 0), ("minimum", 1),
                ("minimum", -MAX_ERRNO), ("minimum", -(abi.ADDRESS_LIMIT // 2))}
     found = {(key, value) for _, key, value in bounds(SCHEMA)}

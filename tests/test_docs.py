@@ -118,6 +118,8 @@ def program(command: str) -> tuple[tuple[str, ...], list[str]] | None:
     name = Path(words[0]).name
     if name in ("python", "python3") and words[1:3] == ["-m", "venv"]:
         return None
+    if name in ("python", "python3") and words[1:4] == ["-m", "proofs.oracle", "concurrent"]:
+        return (sys.executable, "-m", "proofs.oracle", "concurrent"), words[4:]
     if name in ("python", "python3") and words[1:2] == ["-m"]:
         return (sys.executable, "-m", words[2]), words[3:]
     if name in ("python", "python3"):

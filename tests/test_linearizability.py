@@ -290,6 +290,44 @@ def test_an_observation_sees_the_frame_the_implementation_chose() -> None:
                    matching=Matching.ANY_FREE_FRAME).outcome is Outcome.NOT_LINEARIZABLE
 
 
+def test_a_bitmap_may_show_the_managers_own_frames_elsewhere() -> None:
+    """Any-free-frame: the frames no caller holds (the directory, page tables, heap
+    pages) may be other free frames than the model's, in the same number; every
+    frame a caller holds must show, and the count must be the model's. Strict
+    matching wants the model's bitmap exactly."""
+    chose = call(1, REQUEST, 0, 1, (F3, OK))
+    last = World().pm.frames.nframes - 1
+    moved = tuple(sorted((set(USED) - {max(USED)}) | {last, F3 >> 12}))
+    assert verdict(chose, call(2, observe("FrameBitmap"), 2, 3, (moved, OK)),
+                   matching=Matching.ANY_FREE_FRAME).linearizable
+    assert verdict(call(1, REQUEST, 0, 1, (F0, OK)),
+                   call(2, observe("FrameBitmap"), 2, 3,
+                        (tuple(sorted((set(USED) - {max(USED)}) | {last, F0 >> 12})), OK))
+                   ).outcome is Outcome.NOT_LINEARIZABLE
+    lost_held = tuple(sorted((set(USED) - {max(USED)}) | {last, F2 >> 12}))
+    one_more = tuple(sorted(set(moved) | {last - 1}))
+    for wrong in (lost_held, one_more):
+        assert verdict(chose, call(2, observe("FrameBitmap"), 2, 3, (wrong, OK)),
+                       matching=Matching.ANY_FREE_FRAME).outcome is Outcome.NOT_LINEARIZABLE
+
+
+def test_a_failed_free_of_a_frame_no_caller_holds_may_name_either_owner() -> None:
+    """Any-free-frame: once a caller freed F3, the implementation's own structures
+    may hold it (its heap grew there), so a FreeFrame of it may fail as busy
+    where the model fails it as free; not under strict matching, not with any
+    other code, and not for a frame a caller holds."""
+    got, freed = call(1, REQUEST, 0, 1, (F3, OK)), call(1, free_frame(F3), 2, 3, (True, OK))
+    busy = (False, int(E.ERROR_BUSY))
+    assert verdict(got, freed, call(2, free_frame(F3), 4, 5, busy),
+                   matching=Matching.ANY_FREE_FRAME).linearizable
+    assert verdict(got, freed, call(2, free_frame(F3), 4, 5, busy)).outcome \
+        is Outcome.NOT_LINEARIZABLE
+    assert verdict(got, freed, call(2, free_frame(F3), 4, 5, (False, int(E.ERROR_ACCESS_DENIED))),
+                   matching=Matching.ANY_FREE_FRAME).outcome is Outcome.NOT_LINEARIZABLE
+    assert verdict(got, call(2, free_frame(F3), 4, 5, busy),
+                   matching=Matching.ANY_FREE_FRAME).outcome is Outcome.NOT_LINEARIZABLE
+
+
 def test_a_heap_walk_after_an_alloc_race() -> None:
     world = World()
     world.apply(alloc(64))

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from proofs.oracle.families import FAMILIES, family_named
+from proofs.oracle.protocol import check_hello, validate
 from proofs.oracle.run import TRACE_FORMAT, _step_shape
 from proofs.oracle.world import MANAGERS, ModelWorld
 from tests.oracle_impls import build_c
@@ -82,3 +83,21 @@ def test_the_trace_example_is_a_trace() -> None:
     assert all(_step_shape(step) for step in trace["operations"])
     kinds = {("op" in s) + 2 * ("look" in s) + 4 * ("inspect" in s) for s in trace["operations"]}
     assert kinds == {1, 2, 4}
+
+
+def test_the_concurrency_examples_are_the_protocols(tmp_path: Path) -> None:
+    """PROTOCOL.md's protocol 3 hello is one, each line of its example run
+    validates, and the C fixture's THREADS build says hello as written."""
+    section = PROTOCOL.read_text().split("## Concurrency (protocol 3)")[1].split("\n## ")[0]
+    blocks = BLOCK.findall(section)
+    hello = check_hello(json.loads(blocks[0]))
+    assert hello.threads == 8
+    lines = [json.loads(line) for line in blocks[1].splitlines()]
+    for message in lines:
+        validate(message)
+    threaded = [m for m in lines if "thread" in m and "result" in m]
+    assert threaded and all(m["invoked"] <= m["returned"] for m in threaded)
+    binary = build_c(tmp_path, "THREADS").strip("'")
+    done = subprocess.run([binary], input="", capture_output=True, text=True, timeout=20)
+    written = check_hello(json.loads(done.stdout.splitlines()[0]))
+    assert written.threads > 0 and "KernelHeap" in written.managers

@@ -4,7 +4,7 @@ A :class:`Call` is one operation of one thread: its invocation time, and its
 response time and reply, or none (a *pending* call: the thread was cut off,
 or the run ended, before the reply; it may or may not have taken effect).
 Times come from one monotonic clock shared by the threads (docs/concurrency.md,
-"Protocol, next step"); only their order matters. Call ``a`` precedes call
+"Protocol: running it"); only their order matters. Call ``a`` precedes call
 ``b`` in real time when ``a.returned < b.invoked``; calls that do not precede
 one another overlap, and linearizability lets them take effect in either
 order (Herlihy and Wing, "Linearizability", TOPLAS 1990, section 2).

@@ -20,7 +20,18 @@ Matching (docs/concurrency.md, "Matching replies"):
   claim_frame). A pending RequestFrame, whose frame nobody saw, may have taken
   any free frame: the search tries each free frame the history names (in a
   reply or a FreeFrame argument) and one frame it does not name (any other is
-  the same to every reply: the history cannot tell them apart).
+  the same to every reply: the history cannot tell them apart). A FrameBitmap
+  observation must then show as used every frame a caller holds (one the
+  history names that the model has HELD), and as many used frames in all as
+  the model: the other used frames are the managers' own (the directory, page
+  tables, heap pages), which an implementation may take from any free frame
+  too (spec mode allows it: proofs/oracle/PROTOCOL.md, "Modes"), a frame a
+  caller freed included, so which they are is not compared (an allocator
+  taking the highest frame first, the C fixture's HIGHEST_FRAME, passes).
+  For the same reason a failed FreeFrame of a frame that is neither reserved
+  nor held by a caller may fail as free (ERROR_INVALID_BLOCK) or as a
+  manager's (ERROR_BUSY) whichever the model says: the implementation's heap
+  may have grown into a frame a caller freed, the model's into another.
 
 Everything else (heap, pool, shared-memory results) is strict: their
 placement is the seed's rule (smallest hole, LIFO free list, lowest id), which
@@ -41,6 +52,9 @@ from spec.abi import NO_FRAME, PAGE_SHIFT, ErrorCode, FrameOwner
 
 _HELD = int(FrameOwner.HELD)
 _FREE = int(FrameOwner.FREE)
+_RESERVED = int(FrameOwner.RESERVED)
+_BUSY = int(ErrorCode.ERROR_BUSY)
+_INVALID_BLOCK = int(ErrorCode.ERROR_INVALID_BLOCK)
 _SUCCESS = int(ErrorCode.ERROR_SUCCESS)
 
 
@@ -87,7 +101,8 @@ class SequentialSpec:
                     and reply[0] != NO_FRAME:
                 named.add(reply[0] >> PAGE_SHIFT)
         self.named_frames = frozenset(named)
-        self._transitions = {k: v for k, v in self._transitions.items() if k[2] is not None}
+        self._transitions = {k: v for k, v in self._transitions.items()
+                             if k[2] is not None and k[1].name != "FrameBitmap"}
 
     # -- the search's questions ---------------------------------------------------
 
@@ -162,7 +177,9 @@ class SequentialSpec:
         self._expected[(state.key, op)] = model_reply
         renamable = (self.matching is Matching.ANY_FREE_FRAME and op.manager == "PageManager"
                      and op.name == "RequestFrame" and model_reply[1] == _SUCCESS)
-        if not renamable and (reply is None or reply == model_reply) or reply == model_reply:
+        if not renamable and (reply is None or reply == model_reply) or reply == model_reply \
+                or self._same_held_frames(op, reply, model_reply, owners) \
+                or self._free_or_managers(op, reply, model_reply, owners):
             after = self._freeze(world)
             if after is state:  # the call changed nothing: the world is still state's
                 self._keep(world, state.key)
@@ -189,6 +206,34 @@ class SequentialSpec:
             held = frame
             states.append(self._freeze(world))
         return tuple(states)
+
+
+    def _same_held_frames(self, op: Op, reply: Reply | None, model_reply: Reply,
+                          owners: bytes) -> bool:
+        """Any-free-frame: a FrameBitmap that shows every frame a caller holds and
+        as many used frames as the model's (module docstring)."""
+        if not (self.matching is Matching.ANY_FREE_FRAME and op.name == "FrameBitmap"
+                and op.manager == OBSERVE and reply is not None and reply[1] == model_reply[1]
+                and isinstance(reply[0], tuple) and isinstance(model_reply[0], tuple)):
+            return False
+        got = set(reply[0])
+        held = {f for f in self.named_frames if f < len(owners) and owners[f] == _HELD}
+        return len(got) == len(reply[0]) == len(model_reply[0]) and held <= got
+
+
+    def _free_or_managers(self, op: Op, reply: Reply | None, model_reply: Reply,
+                          owners: bytes) -> bool:
+        """Any-free-frame: a FreeFrame that fails as free where the model fails it as
+        a manager's frame, or back, on a frame neither reserved nor held by a caller
+        (module docstring); it changes nothing either way."""
+        codes = {_BUSY, _INVALID_BLOCK}
+        if not (self.matching is Matching.ANY_FREE_FRAME and op.manager == "PageManager"
+                and op.name == "FreeFrame" and reply is not None and reply[0] is False
+                and model_reply[0] is False and reply[1] in codes and model_reply[1] in codes
+                and op.args and type(op.args[0]) is int):
+            return False
+        frame = op.args[0] >> PAGE_SHIFT
+        return 0 <= frame < len(owners) and owners[frame] not in (_HELD, _RESERVED)
 
 
 def _frame_of(reply: Reply, nframes: int) -> int:

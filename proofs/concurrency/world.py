@@ -25,8 +25,9 @@ that key-equal states answer alike.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from model.kernel_heap import KernelHeap
 from model.memory_pool import MemoryPool
@@ -97,16 +98,27 @@ def _show(value: Value) -> str:
 class World:
     """The model's managers, booted small, each operation run as the model runs it."""
 
-    def __init__(self, *, heap_max: int = HEAP_MAX, shared: bool = False) -> None:
+    def __init__(self, *, heap_max: int = HEAP_MAX, shared: bool = False,
+                 kernel: Mapping[str, Any] | None = None) -> None:
+        """kernel: boot as the oracle's kernel family does with that configuration
+        (proofs/oracle/config.py's ``kernel`` fields; PROTOCOL.md, "Configuration"),
+        the world an implementation run by ``python -m proofs.oracle concurrent``
+        is in: its set-up calls only, no pool (the protocol has none)."""
+        c = {"mem_start": MEMORY_START, "mem_end": MEMORY_END, "heap_start": HEAP_START,
+             "heap_end": HEAP_END, "heap_max": heap_max, "index_size": HEAP_INDEX,
+             "min_size": 0, "supervisor": True, "readonly": False, **(kernel or {})}
         self.pm = PageManager()
-        ok = self.pm.InitializePhysicalMemory(MEMORY_START, MEMORY_END)
+        ok = self.pm.InitializePhysicalMemory(c["mem_start"], c["mem_end"])
         self.vmm = VirtualMemoryManager(self.pm)
         ok = ok and self.vmm.InitializePaging()
         self.heap = KernelHeap(self.vmm)
-        ok = ok and self.heap.Create(HEAP_START, HEAP_END, heap_max, True, False,
-                                     index_size=HEAP_INDEX, min_size=0) is not None
+        ok = ok and self.heap.Create(c["heap_start"], c["heap_end"], c["heap_max"],
+                                     c["supervisor"], c["readonly"],
+                                     index_size=c["index_size"],
+                                     min_size=c["min_size"]) is not None
         self.pool = MemoryPool(self.heap)
-        ok = ok and self.pool.Create(POOL_BLOCK_SIZE, POOL_BLOCKS) is not None
+        if kernel is None:
+            ok = ok and self.pool.Create(POOL_BLOCK_SIZE, POOL_BLOCKS) is not None
         #: The process views map into: made only for shared memory (a process
         #: costs five times the rest in every snapshot).
         self.syscalls = SystemCalls(self.vmm)

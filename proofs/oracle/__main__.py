@@ -6,6 +6,8 @@
                             [--config FILE] [--set FAMILY.FIELD=VALUE]
     python -m proofs.oracle replay TRACE --impl CMD [--mode ...] [--junit FILE]
                             [--json FILE] [--html FILE]
+    python -m proofs.oracle concurrent --impl CMD [--threads N] [--heap] [--stress N] ...
+                            (protocol 3: proofs/oracle/concurrent_cli.py)
 
 Exit status: 0 nothing diverged (and something ran); 1 a divergence; 2 usage
 (checked before anything runs, a --config/--set the schema or the model refuses
@@ -27,6 +29,7 @@ from typing import Any
 from proofs.oracle import processes
 from proofs.oracle.campaign import example_database, run_campaign
 from proofs.oracle.child import end_children_on_sigterm
+from proofs.oracle.concurrent_cli import main as concurrent_main
 from proofs.oracle.config import ConfigError, checked, layered, read_file, settings
 from proofs.oracle.families import FAMILIES
 from proofs.oracle.findings_report import bug_fields, cases_of, describe_campaign, numbered
@@ -170,6 +173,9 @@ def _progress(outcome: Outcome) -> None:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m proofs.oracle") -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["concurrent"]:  # protocol 3: proofs/oracle/concurrent_cli.py
+        return concurrent_main(words[1:])
     parser = parser_of(prog)
     args = parse_options(parser, argv)
     if args.trace and (args.trace[0] != "replay" or len(args.trace) != 2):

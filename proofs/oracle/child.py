@@ -285,9 +285,11 @@ class Child:
                 raise self.fault("hang", f"no reply within {wait:g} s{unfinished}")
             self._pump(left)
 
-    def receive(self) -> Message:
+    def receive(self, timeout: float | None = None) -> Message:
+        """The next reply; a hang fault after timeout seconds (None: the request
+        timeout)."""
         try:
-            line = self._line()
+            line = self._line(timeout)
             if not self._lines:  # a fresh read: what stderr holds came before this reply
                 self._poll_stderr()
             return parse(line)

@@ -30,6 +30,7 @@ from proofs.oracle.world import (
     OBSERVATIONS,
     OPERATIONS,
     PARTS_OF,
+    PROTOCOL_THREADS,
     PROTOCOL_VERSION,
 )
 
@@ -108,6 +109,9 @@ class Hello:
     parts_left_out: tuple[str, ...] = ()
     #: The configuration the implementation declares (PROTOCOL.md, "Configuration").
     config: Message | None = None
+    #: Protocol 3: the threads it runs concurrently (PROTOCOL.md, "Concurrency
+    #: (protocol 3)"); 0: it declares no concurrency (protocol 1).
+    threads: int = 0
 
 
 def nesting(line: bytes) -> int:
@@ -138,8 +142,9 @@ def parse(line: bytes) -> Message:
 
 def check_hello(message: Message) -> Hello:
     version = message.get("protocol")
-    if version != PROTOCOL_VERSION and type(version) is int:
-        raise ProtocolError(f"protocol {version} (this oracle speaks {PROTOCOL_VERSION})")
+    if version not in (PROTOCOL_VERSION, PROTOCOL_THREADS) and type(version) is int:
+        raise ProtocolError(f"protocol {version} (this oracle speaks {PROTOCOL_VERSION}, and "
+                            f"{PROTOCOL_THREADS} for concurrency)")
     validate(message, "hello")
     unsupported, unserved = _partial(message)
     declared = set(message.get("parts", ()))
@@ -148,7 +153,8 @@ def check_hello(message: Message) -> Hello:
                      if f"{m}.{part}" not in declared)
     return Hello(printable(message["implementation"]), tuple(message["managers"]),
                  tuple(message["observations"]), tuple(message.get("register_form", ())),
-                 unsupported, unserved, left_out, message.get("config"))
+                 unsupported, unserved, left_out, message.get("config"),
+                 int(message.get("threads", 0)))
 
 
 def _partial(message: Message) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:

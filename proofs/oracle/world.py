@@ -22,6 +22,11 @@ from proofs.oracle.worlds import dos, kernel, shared, user
 from spec.abi import ErrorCode
 
 PROTOCOL_VERSION = 1
+#: The protocol of an implementation that declares concurrency (PROTOCOL.md,
+#: "Concurrency (protocol 3)").
+PROTOCOL_THREADS = 3
+#: The most threads a protocol 3 hello may declare (the schema's bound).
+MAX_THREADS = 64
 #: Every manager of the protocol, in the order hellos list them.
 ALL_MANAGERS: tuple[Manager, ...] = (*kernel.MANAGERS, *dos.MANAGERS, *user.MANAGERS,
                                      *shared.MANAGERS)

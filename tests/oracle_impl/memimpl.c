@@ -16,12 +16,58 @@
  * Alloc grows the heap past its max), BUG_WRAP (size + header + footer computed
  * in 32 bits: a size near 2^32 wraps to a tiny block), BUG_EXACT_FIT (a hole of
  * exactly the size asked is passed over), BUG_BOTH_NEIGHBOURS (a Free between
- * two holes merges the left one only). */
+ * two holes merges the left one only).
+ *
+ * THREADS: the threaded build (protocol 3, docs/concurrency.md): the seed's
+ * spinlocks, PageManager's (memory-design.md line 42) and KernelHeap's (line
+ * 116), are real spinlocks on C11 atomics, taken by every call of their manager;
+ * the heap takes the PageManager's lock inside its own when it maps or unmaps a
+ * page. Its bug switches each drop a lock on one path, and widen the race
+ * window that opens between the check and the act by sleeping 200 us there
+ * (race_window: an interrupt or a preemption there does the same on a real
+ * kernel, only more rarely; a sched_yield() alone widens nothing on an idle
+ * 2-core machine, where the yielding thread has its CPU to itself):
+ * BUG_RACE_REQUEST RequestFrame finds the lowest free frame and marks it
+ * without the lock; BUG_RACE_FREE FreeFrame checks the frame is held and
+ * releases it without the lock; BUG_RACE_ALLOC Alloc and Free run without the
+ * heap's lock (the window: after Alloc chose its hole, after Free checked its
+ * block). */
+#ifdef THREADS
+#define _POSIX_C_SOURCE 200809L /* nanosleep (race_window), before any header */
+#endif
 #include "memimpl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef THREADS
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
+
+/* A spinlock as a kernel has one: test-and-set, spinning on a read; it yields
+ * the CPU after a while, as a user-space thread must (its holder may be
+ * descheduled, which a kernel spinlock prevents by disabling preemption). */
+typedef struct { atomic_flag held; } spinlock;
+#define SPINLOCK_INIT {ATOMIC_FLAG_INIT}
+static void spin_lock(spinlock *l) {
+    for (unsigned spins = 0; atomic_flag_test_and_set_explicit(&l->held, memory_order_acquire);)
+        if (++spins % 64 == 0) sched_yield();
+}
+static void spin_unlock(spinlock *l) { atomic_flag_clear_explicit(&l->held, memory_order_release); }
+/* The race window of a bug build (module comment). */
+static inline void race_window(void) {
+    nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 200000}, NULL);
+}
+#else
+typedef struct { int unused; } spinlock;
+#define SPINLOCK_INIT {0}
+static void spin_lock(spinlock *l) { (void)l; }
+static void spin_unlock(spinlock *l) { (void)l; }
+#endif
+
+static spinlock pm_lock = SPINLOCK_INIT, heap_lock = SPINLOCK_INIT;
 
 #define PAGE 4096
 #define NO_FRAME 0xFFFFFFFFu
@@ -91,8 +137,9 @@ static void mark(uint32_t f, int owner) {
     pm.owner[f] = (uint8_t)owner;
 }
 
-/* Allocate a free frame to owner (the lowest; HIGHEST_FRAME: the highest); -1 if none. */
-static int64_t take_frame(int owner) {
+/* Allocate a free frame to owner (the lowest; HIGHEST_FRAME: the highest); -1 if none.
+ * The caller holds pm_lock. */
+static int64_t take_frame_locked(int owner) {
 #ifdef HIGHEST_FRAME
     int64_t f = highest_free();
 #else
@@ -103,13 +150,27 @@ static int64_t take_frame(int owner) {
     return f;
 }
 
-static void release_frame(uint32_t f) {
+static void release_frame_locked(uint32_t f) { /* the caller holds pm_lock */
     pm.bits[f / 32] &= ~(1u << (f % 32));
     pm.used--;
     pm.owner[f] = FREE;
     free(pm.mem[f]);
     pm.mem[f] = NULL;
     if (f / 32 < pm.hint) pm.hint = f / 32;
+}
+
+/* The same, taking the PageManager's lock (the heap's and the directory's frames). */
+static int64_t take_frame(int owner) {
+    spin_lock(&pm_lock);
+    int64_t f = take_frame_locked(owner);
+    spin_unlock(&pm_lock);
+    return f;
+}
+
+static void release_frame(uint32_t f) {
+    spin_lock(&pm_lock);
+    release_frame_locked(f);
+    spin_unlock(&pm_lock);
 }
 
 static uint32_t free_count(void) { return pm.nframes - pm.used; }
@@ -135,8 +196,12 @@ static struct result pm_init(const struct arg *const *p) {
 static struct result pm_request(const struct arg *const *p) {
     if (!is_bool(p[0]) || !is_bool(p[1])) return res_int(NO_FRAME, E_PARAM);
     if (!pm.initialized) return res_int(NO_FRAME, E_NOT_READY);
-#ifdef BUG_FRAME_TWICE
+#if defined BUG_FRAME_TWICE
     int64_t f = lowest_free(); /* forgets to mark it used */
+#elif defined BUG_RACE_REQUEST && defined THREADS
+    int64_t f = lowest_free(); /* without the lock: another thread may find it too */
+    race_window();
+    if (f >= 0) mark((uint32_t)f, HELD);
 #else
     int64_t f = take_frame(HELD);
 #endif
@@ -148,20 +213,38 @@ static struct result pm_free(const struct arg *const *p) {
     if (!pm.initialized) return res_bool(0, E_NOT_READY);
     int64_t f = p[0]->num / PAGE;
     if (f >= pm.nframes) return res_bool(0, E_ADDRESS);
+#if defined BUG_RACE_FREE && defined THREADS
     if (pm.owner[f] != HELD) return res_bool(0, pm.owner[f] == FREE ? E_BLOCK : E_BUSY);
-    release_frame((uint32_t)f);
+    race_window(); /* held when checked: another FreeFrame may check it too */
+    release_frame_locked((uint32_t)f);
     return res_bool(1, OK);
+#else
+    spin_lock(&pm_lock);
+    int owner = pm.owner[f];
+    if (owner == HELD) release_frame_locked((uint32_t)f);
+    spin_unlock(&pm_lock);
+    if (owner != HELD) return res_bool(0, owner == FREE ? E_BLOCK : E_BUSY);
+    return res_bool(1, OK);
+#endif
 }
 
 static struct result pm_first(const struct arg *const *p) {
     (void)p;
     if (!pm.initialized) return res_int(NO_FRAME, E_NOT_READY);
+    spin_lock(&pm_lock);
     int64_t f = lowest_free();
+    spin_unlock(&pm_lock);
     return f < 0 ? res_int(NO_FRAME, E_NOMEM) : res_int(f * PAGE, OK);
 }
 
 static struct result pm_count(const struct arg *const *p) { (void)p; return res_int(pm.nframes, OK); }
-static struct result pm_free_count(const struct arg *const *p) { (void)p; return res_int(free_count(), OK); }
+static struct result pm_free_count(const struct arg *const *p) {
+    (void)p;
+    spin_lock(&pm_lock);
+    uint32_t n = free_count();
+    spin_unlock(&pm_lock);
+    return res_int(n, OK);
+}
 static struct result pm_used_count(const struct arg *const *p) { (void)p; return res_int(pm.used, OK); }
 
 /* ---- the kernel directory ------------------------------------------------ */
@@ -576,6 +659,9 @@ static struct result heap_alloc(const struct arg *const *p) {
     }
     int64_t header = block_header(hole, page_align), gap = header - hole;
     int64_t rest = hole_size - gap - need, block_size = need;
+#if defined BUG_RACE_ALLOC && defined THREADS
+    race_window(); /* the hole is chosen, not yet taken: another Alloc may choose it too */
+#endif
 #ifdef BUG_SPLIT_UNDERFLOW
     if (rest <= 0) /* splits off remainders of 1..19 bytes too */
 #else
@@ -614,6 +700,9 @@ static struct result heap_free(const struct arg *const *p) {
     if (!right_hole && !left_hole && (int64_t)heap.nholes >= heap.index_size)
 #endif
         return res_bool(0, E_NOMEM);
+#if defined BUG_RACE_ALLOC && defined THREADS
+    race_window(); /* the block is checked live, not yet freed: another Free may check it too */
+#endif
     int64_t merged = header, merged_size = size;
     blk_del(header);
 #ifdef BUG_BOTH_NEIGHBOURS
@@ -726,7 +815,15 @@ struct result mem_call(const char *manager, const char *op, const struct args *a
             for (int k = 0; k < n; k++) known |= !strcmp(o->params[k], a->v[j].key);
             if (!known) return res_bool(0, E_PARAM);
         }
-        return o->fn(p);
+        /* The heap's calls hold its lock (BUG_RACE_ALLOC: not Alloc and Free). */
+        int heap_call = !strcmp(manager, "KernelHeap");
+#if defined BUG_RACE_ALLOC && defined THREADS
+        heap_call = heap_call && strcmp(op, "Alloc") && strcmp(op, "Free");
+#endif
+        if (heap_call) spin_lock(&heap_lock);
+        struct result r = o->fn(p);
+        if (heap_call) spin_unlock(&heap_lock);
+        return r;
     }
     return res_bool(0, E_PARAM);
 }

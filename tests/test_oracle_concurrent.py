@@ -1,0 +1,279 @@
+"""The concurrent oracle (protocol 3; docs/concurrency.md, "Protocol"): the C
+fixture's threaded build passes, each of its race switches is caught as a
+history that is not linearizable with at most 4 threads and 12 calls, a thread
+that does not answer is stopped with its call pending, replies without times
+are timed by the oracle, and the command line keeps the oracle's exit codes.
+
+Each switch's search takes a few seconds (the race window is a 200 us sleep
+between the check and the act: tests/oracle_impl/memimpl.c); MEMSPEC_SLOW=1
+runs it from three seeds with the full 120 s bound."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from proofs.concurrency.history import from_json
+from proofs.concurrency.linearize import Outcome
+from proofs.oracle import concurrent_cli
+from proofs.oracle.concurrent import observed_value, run_plan
+from proofs.oracle.concurrent_plan import Plan, Step
+from proofs.oracle.concurrent_search import SearchOptions, search, smaller, stress
+from proofs.oracle.config import DEFAULTS
+from proofs.oracle.protocol import ProtocolError, check_hello
+from proofs.oracle.run import search as oracle_search
+from tests.oracle_impls import build_c, python_impl
+
+SLOW = os.environ.get("MEMSPEC_SLOW") == "1"
+KERNEL = DEFAULTS["kernel"]
+R = Step("RequestFrame")
+
+#: A protocol 3 implementation in Python: the model, answering one request at a
+#: time (so every history it gives is linearizable), with or without times;
+#: ``hang`` never answers thread 2's second call; ``leak`` reports one frame
+#: more used than it holds at the first quiescent FrameCounts (every call's
+#: reply right, the state seen broken).
+FAKE = r'''
+import json, sys, time
+from proofs.oracle.world import MANAGERS, OBSERVATIONS, ModelWorld
+how = sys.argv[1]
+def out(message):
+    sys.stdout.write(json.dumps(message) + "\n"); sys.stdout.flush()
+out({"protocol": 3, "threads": 4, "implementation": "fake " + how,
+     "managers": list(MANAGERS), "observations": list(OBSERVATIONS)})
+world, seen, leaked = ModelWorld(), {}, False
+for line in sys.stdin:
+    request = json.loads(line)
+    thread = request.pop("thread", None)
+    seen[thread] = seen.get(thread, 0) + 1
+    if how == "hang" and thread == 2 and seen[thread] == 2:
+        continue
+    invoked = time.monotonic_ns()
+    reply = world.handle(request)
+    if how == "leak" and request.get("observe") == "FrameCounts" and not leaked:
+        leaked = True
+        reply["observed"]["free"] -= 1
+        reply["observed"]["used"] += 1
+    if thread is not None:
+        reply["thread"] = thread
+        if how == "times":
+            reply["invoked"], reply["returned"] = invoked, time.monotonic_ns()
+        if how == "backwards":
+            reply["invoked"], reply["returned"] = 10, 5
+    out(reply)
+'''
+
+
+def fake(tmp: Path, how: str) -> str:
+    script = tmp / "fake3.py"
+    script.write_text(FAKE)
+    return python_impl(str(script), how)
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("threads")
+
+
+def threaded(out: Path, *bugs: str) -> str:
+    return build_c(out, "THREADS", *bugs)
+
+
+def test_a_protocol_3_hello_declares_its_threads() -> None:
+    hello = check_hello({"protocol": 3, "threads": 4, "implementation": "x",
+                         "managers": ["PageManager"], "observations": []})
+    assert hello.threads == 4
+    assert check_hello({"protocol": 1, "implementation": "x", "managers": [],
+                        "observations": []}).threads == 0
+    for wrong in ({"protocol": 3}, {"protocol": 1, "threads": 2},
+                  {"protocol": 3, "threads": 0}, {"protocol": 3, "threads": 65}):
+        with pytest.raises(ProtocolError):
+            check_hello({"implementation": "x", "managers": [], "observations": [], **wrong})
+
+
+def test_observations_become_the_checkers_replies() -> None:
+    assert observed_value("FrameCounts", {"frames": 48, "free": 35, "used": 13}) == (35, 13)
+    assert observed_value("FrameBitmap", {"used": [[0, 3], [7, 2]]}) == (0, 1, 2, 7, 8)
+    assert observed_value("HeapWalk", {"blocks": [{"header": 8, "size": 40, "hole": True}]}) \
+        == ((8, 40, True),)
+    assert observed_value("HoleIndex", {"holes": [[40, 8]]}) == ((40, 8),)
+
+
+def test_a_plan_survives_json_and_shrinks_to_fewer_threads_and_calls() -> None:
+    plan = Plan(((R, Step("FreeFrame", "any", 1)), (R,), (Step("GetFreeFrameCount"),)),
+                (Step("Alloc", size=20, flags=(False, True)),), (((R,), (R,)),))
+    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+    sizes = [p.size() for p in smaller(plan)]
+    assert {(3, 5), (2, 5), (2, 6), (3, 6)} <= set(sizes)  # a round, threads, a call
+    assert all(s < plan.size() for s in sizes)
+
+
+def test_the_threaded_fixture_passes(builds: Path) -> None:
+    impl = threaded(builds)
+    found = search(impl, KERNEL, SearchOptions(heap=True, max_examples=25, attempts=1,
+                                               time_limit=60))
+    assert found.failure is None and found.undecided is None
+    assert found.examples == 25
+
+
+def test_an_allocator_taking_other_free_frames_passes(builds: Path) -> None:
+    """HIGHEST_FRAME takes the highest free frame for callers and for its own page
+    tables and heap pages: any free frame is allowed (docs/concurrency.md,
+    "Matching replies"). A plan where the heap grows into a frame a caller freed
+    (the model takes the lowest) passes too."""
+    impl = threaded(builds, "HIGHEST_FRAME")
+    found = search(impl, KERNEL, SearchOptions(heap=True, max_examples=20, attempts=1))
+    assert found.failure is None and found.undecided is None and found.examples == 20
+    grows = Plan(((R,), (R, Step("FreeFrame", "own", 0), Step("Alloc", size=0,
+                                                               flags=(True, True)))))
+    assert stress(impl, grows, KERNEL, 5, heap=True, timeout=5).failures == 0
+    page = Step("Alloc", size=0, flags=(True, True))
+    freed_then_grown = Plan(((page,), (R, Step("FreeFrame", "own", 0))), (),
+                            (((R,), (Step("FreeFrame", "any", 0),)),))
+    assert stress(impl, freed_then_grown, KERNEL, 5, heap=True, timeout=5).failures == 0
+
+
+def test_the_kit_runs_each_threads_calls_at_once(builds: Path) -> None:
+    """Calls of different threads overlap in time (their CLOCK_MONOTONIC
+    intervals), which a server answering one request at a time never shows,
+    whatever its calls do. Shown on the race build, whose sleep inside
+    RequestFrame gives another thread time to start: the correct build's calls
+    take about a microsecond, less than waking a thread, and rarely overlap
+    (docs/concurrency.md, "Protocol")."""
+    impl = threaded(builds, "BUG_RACE_REQUEST")
+    plan = Plan(((R, R, R), (R, R, R), (R, R, R)))
+    for _ in range(20):
+        judged = run_plan(impl, plan, KERNEL, heap=False, timeout=5)
+        assert judged.timing == "implementation" and judged.history is not None
+        calls = [c for c in judged.history if c.op.manager == "PageManager"]
+        if any(not a.precedes(b) and not b.precedes(a) for a in calls for b in calls
+               if a is not b):
+            return
+    pytest.fail("no two calls overlapped in 20 runs")
+
+
+SWITCHES = [("BUG_RACE_REQUEST", False), ("BUG_RACE_FREE", False), ("BUG_RACE_ALLOC", True)]
+
+
+@pytest.mark.parametrize(("bug", "heap"), SWITCHES, ids=[s for s, _ in SWITCHES])
+def test_each_race_is_caught_small(builds: Path, bug: str, heap: bool) -> None:
+    impl = threaded(builds, bug)
+    for seed in (0, 1, 2) if SLOW else (1,):
+        found = search(impl, KERNEL, SearchOptions(heap=heap, seed=seed, time_limit=120,
+                                                   shrink_seconds=30 if SLOW else 3))
+        failure = found.failure
+        assert failure is not None, f"{bug} not caught from seed {seed}"
+        assert failure.plan.used_threads <= 4 and failure.plan.calls <= 12
+        assert failure.verdict is not None and failure.history is not None
+        assert failure.verdict.outcome is Outcome.NOT_LINEARIZABLE
+        assert "not linearizable" in failure.verdict.explain(failure.history)
+
+
+A = Step("Alloc", size=20, flags=(False, True))
+#: The smallest plan each race shows in: two threads at the same call, on a frame
+#: or block thread 1 made first where the race is a double free.
+SMALLEST = {
+    "BUG_RACE_REQUEST": Plan(((R,), (R,))),
+    "BUG_RACE_FREE": Plan(((Step("FreeFrame", "any", 0),), (Step("FreeFrame", "any", 0),)),
+                          (R,)),
+    "BUG_RACE_ALLOC": Plan(((A,), (A,))),
+}
+
+
+@pytest.mark.parametrize("bug", list(SMALLEST))
+def test_stress_counts_how_often_a_race_shows(builds: Path, bug: str) -> None:
+    """Replayed 20 times, the smallest plan of each race fails on some runs with
+    the race build and on none with the correct one."""
+    plan = SMALLEST[bug]
+    heap = bug == "BUG_RACE_ALLOC"
+    racy = stress(threaded(builds, bug), plan, KERNEL, 20, heap=heap, timeout=5)
+    assert racy.failures > 0 and racy.first_failure is not None
+    assert racy.first_failure.plan == plan
+    correct = stress(threaded(builds), plan, KERNEL, 20, heap=heap, timeout=5)
+    assert (correct.failures, correct.undecided) == (0, 0)
+
+
+def test_a_silent_thread_is_stopped_and_its_call_left_pending(tmp_path: Path) -> None:
+    plan = Plan(((R, R), (R, R, R)))
+    judged = run_plan(fake(tmp_path, "hang"), plan, KERNEL, heap=False, timeout=0.5)
+    assert judged.stopped == [2] and judged.history is not None
+    pending = [c for c in judged.history if c.pending]
+    assert [(c.thread, c.op.name) for c in pending] == [(2, "RequestFrame")]
+    assert judged.verdict is not None and judged.verdict.linearizable
+
+
+@pytest.mark.parametrize("how", ["times", "none"])
+def test_replies_with_or_without_times_are_judged(tmp_path: Path, how: str) -> None:
+    plan = Plan(((R, Step("FreeFrame", "own", 0)), (R, Step("GetFreeFrameCount"))))
+    judged = run_plan(fake(tmp_path, how), plan, KERNEL, heap=False, timeout=5)
+    assert judged.problem is None and judged.verdict is not None
+    assert judged.verdict.linearizable
+    assert judged.timing == ("implementation" if how == "times" else "oracle")
+
+
+def test_a_broken_state_at_the_quiescent_observation_is_a_divergence(tmp_path: Path) -> None:
+    plan = Plan(((R, Step("FreeFrame", "own", 0)), (R,)))
+    judged = run_plan(fake(tmp_path, "leak"), plan, KERNEL, heap=False, timeout=5)
+    assert judged.failed and judged.verdict is not None and judged.history is not None
+    assert judged.verdict.outcome is Outcome.NOT_LINEARIZABLE
+    blocked = [judged.history.calls[b.call] for b in judged.verdict.blocked]
+    assert [c.op.name for c in blocked] == ["FrameCounts"]
+
+
+def test_a_round_ends_at_a_quiescent_point_observed(tmp_path: Path) -> None:
+    """A plan of two rounds: the observations after the first are calls of the
+    history between the rounds; a broken state seen there is the divergence."""
+    plan = Plan(((R,), (R,)), (), (((Step("FreeFrame", "any", 0),), (R,)),))
+    judged = run_plan(fake(tmp_path, "leak"), plan, KERNEL, heap=False, timeout=5)
+    assert judged.verdict is not None and judged.history is not None
+    names = [c.op.name for c in judged.history]
+    assert names[2:4] == ["FrameCounts", "FrameBitmap"] and names[-2:] == names[2:4]
+    blocked = [b.call for b in judged.verdict.blocked]
+    assert blocked == [2]
+    good = run_plan(fake(tmp_path, "times"), plan, KERNEL, heap=False, timeout=5)
+    assert good.verdict is not None and good.verdict.linearizable
+
+
+def test_a_protocol_3_implementation_is_judged_sequentially_as_before(builds: Path) -> None:
+    """python -m proofs.oracle --impl (no thread in any request) passes the
+    threaded build in both modes, as it passes the sequential one."""
+    impl = threaded(builds)
+    for mode in ("spec", "strict"):
+        outcome = oracle_search(impl, mode, max_examples=8, time_limit=60, steps=15)
+        assert outcome.passed and outcome.examples == 8, mode
+
+
+def test_times_no_execution_has_are_a_protocol_error(tmp_path: Path) -> None:
+    judged = run_plan(fake(tmp_path, "backwards"), Plan(((R,), (R,))), KERNEL, heap=False,
+                      timeout=5)
+    assert judged.failed and judged.problem is not None
+    assert judged.problem[0] == "protocol" and "no history" in judged.problem[1]
+
+
+def test_the_command_line_keeps_the_oracles_exit_codes(
+        builds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "race.json"
+    bug = threaded(builds, "BUG_RACE_REQUEST")
+    assert concurrent_cli.main(["--impl", bug, "--seed", "1", "--quiet", "--stress", "5",
+                                "--shrink-time", "1", "--trace-out", str(trace)]) == 1
+    out = capsys.readouterr().out
+    assert "DIVERGED" in out and "stress:" in out and "closest order" in out
+    saved = json.loads(trace.read_text())
+    assert from_json(saved["history"]) and saved["verdict"]["outcome"] == "not linearizable"
+    assert saved["verdict"]["blocked"] and saved["verdict"]["closest"]
+    assert concurrent_cli.main(["--impl", bug, "--replay", str(trace), "--stress", "20"]) == 1
+    good = threaded(builds)
+    assert concurrent_cli.main(["--impl", good, "--replay", str(trace), "--stress", "3"]) == 0
+    assert concurrent_cli.main(["--impl", good, "--max-examples", "5", "--quiet"]) == 0
+    sequential = build_c(builds)
+    assert concurrent_cli.main(["--impl", sequential, "--quiet"]) == 2
+    assert "does not declare concurrency" in capsys.readouterr().err
+    assert concurrent_cli.main(["--impl", good, "--max-examples", "3", "--nodes", "1",
+                                "--quiet"]) == 3  # undecided: never a pass
+    assert "UNDECIDED" in capsys.readouterr().out
+    for wrong in (["--threads", "1"], ["--max-examples", "0"], ["--time", "nan"],
+                  ["--stress", "-1"]):
+        assert concurrent_cli.main(["--impl", good, *wrong]) == 2, wrong
