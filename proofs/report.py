@@ -1,12 +1,13 @@
 """``python -m proofs.report FILE.json --html OUT`` (``memspec report``): the
 HTML report of a saved JSON report, of a check run (``python -m proofs.check
 --json``), of an oracle run (``python -m proofs.oracle --json``) or of a verdict
-on a concurrent history (``python -m proofs.concurrency --json``), so an old
-run can be looked at again. ``--html FILE`` on both commands writes the same
-page at the end of the run, from the same data.
+on a concurrent history (``python -m proofs.concurrency --json``, the trace of
+``python -m proofs.oracle concurrent``), so an old run can be looked at again.
+``--html FILE`` on each of those commands writes the same page at the end of
+the run, from the same data.
 
-Exit status: 0 written; 2 usage (unreadable file, not a report of either kind,
-an output that cannot be written).
+Exit status: 0 written; 2 usage (unreadable file, not a report of any of these
+kinds, an output that cannot be written).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from proofs.concurrency.verdict_data import FORMAT as CONCURRENCY_FORMAT
+from proofs.concurrency.verdict_data import TRACE_FORMAT as CONCURRENT_TRACE_FORMAT
 from proofs.html import check_report, lanes, oracle_report
 from proofs.oracle.report_data import FORMAT as ORACLE_FORMAT
 from proofs.runner.report import ensure_parent, unwritable
@@ -32,6 +34,8 @@ def render(data: Any) -> str:
         return oracle_report.render(data)
     if isinstance(data, dict) and data.get("format") == CONCURRENCY_FORMAT:
         return lanes.render(data)
+    if isinstance(data, dict) and data.get("format") == CONCURRENT_TRACE_FORMAT:
+        return lanes.render_trace(data)
     if isinstance(data, dict) and isinstance(data.get("obligations"), list):
         return check_report.render(data)
     raise ValueError("not a JSON report of proofs.check, proofs.oracle or proofs.concurrency")

@@ -25,6 +25,7 @@ from proofs.oracle.concurrent_search import SearchOptions, search, smaller, stre
 from proofs.oracle.config import DEFAULTS
 from proofs.oracle.protocol import ProtocolError, check_hello
 from proofs.oracle.run import search as oracle_search
+from proofs.report import main as report_main
 from tests.oracle_impls import build_c, python_impl
 
 SLOW = os.environ.get("MEMSPEC_SLOW") == "1"
@@ -257,13 +258,23 @@ def test_the_command_line_keeps_the_oracles_exit_codes(
         builds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trace = tmp_path / "race.json"
     bug = threaded(builds, "BUG_RACE_REQUEST")
+    page = tmp_path / "race.html"
     assert concurrent_cli.main(["--impl", bug, "--seed", "1", "--quiet", "--stress", "5",
-                                "--shrink-time", "1", "--trace-out", str(trace)]) == 1
+                                "--shrink-time", "1", "--trace-out", str(trace),
+                                "--html", str(page)]) == 1
     out = capsys.readouterr().out
     assert "DIVERGED" in out and "stress:" in out and "closest order" in out
     saved = json.loads(trace.read_text())
-    assert from_json(saved["history"]) and saved["verdict"]["outcome"] == "not linearizable"
-    assert saved["verdict"]["blocked"] and saved["verdict"]["closest"]
+    history = from_json(saved["history"])
+    assert history and saved["verdict"]["outcome"] == "not linearizable"
+    assert saved["verdict"]["blocked"] and saved["verdict"]["orders"]
+    drawn = page.read_text()  # one lane per thread, a box per call, the blocked in red
+    assert drawn.count('class="lane"') == len(history.threads)
+    assert drawn.count('<g class="call') == len(history)
+    assert drawn.count(' blocked"') == len(saved["verdict"]["blocked"])
+    again = tmp_path / "again.html"
+    assert report_main([str(trace), "--html", str(again)]) == 0
+    assert again.read_text() == drawn
     assert concurrent_cli.main(["--impl", bug, "--replay", str(trace), "--stress", "20"]) == 1
     good = threaded(builds)
     assert concurrent_cli.main(["--impl", good, "--replay", str(trace), "--stress", "3"]) == 0

@@ -20,6 +20,9 @@ from proofs.concurrency.linearize import Verdict
 
 #: The ``format`` field of the data.
 FORMAT = "memspec-concurrency-verdict"
+#: The ``format`` of a concurrent oracle run's trace (proofs/oracle/concurrent_cli.py),
+#: whose ``verdict`` is this data.
+TRACE_FORMAT = "memspec-concurrent-trace"
 
 
 def verdict_data(history: History, verdict: Verdict) -> dict[str, Any]:

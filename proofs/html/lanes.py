@@ -12,6 +12,7 @@ marked in the table of calls; the closest orders are listed under it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from proofs.html.page import attributes, esc, hexa, page, table
@@ -122,3 +123,26 @@ def verdict_section(data: dict[str, Any]) -> str:
 def render(data: dict[str, Any]) -> str:
     """The page of a verdict's JSON data."""
     return page("memspec: a concurrent history", verdict_section(data))
+
+
+def render_trace(data: dict[str, Any]) -> str:
+    """The page of a concurrent oracle run (``python -m proofs.oracle concurrent``):
+    its summary, the problem that stopped a run (crash, protocol), whose clock
+    timed the calls, and the failing or undecided history's verdict drawn."""
+    parts = [f'<p class="summary-line">{esc(data.get("summary", ""))}</p>']
+    problem = data.get("problem")
+    if problem:
+        parts.append(f'<p class="diff">{esc(problem[0])}: {esc(problem[1])}</p>')
+    if data.get("stderr"):
+        parts.append(f'<div class="stderr">stderr: {esc(data["stderr"])}</div>')
+    if data.get("timing") == "oracle":
+        parts.append("<p>times: the oracle's, at send and receive (some replies carried "
+                     "none): wider intervals</p>")
+    if data.get("stopped"):
+        parts.append(f"<p>stopped (no reply in time, call pending): threads "
+                     f"{esc(', '.join(map(str, data['stopped'])))}</p>")
+    if isinstance(data.get("verdict"), dict):
+        parts.append(verdict_section(data["verdict"]))
+    if data.get("plan") is not None:
+        parts.append(f'<h3>plan</h3><pre class="plan">{esc(json.dumps(data["plan"]))}</pre>')
+    return page("memspec: a concurrent oracle run", "".join(parts))

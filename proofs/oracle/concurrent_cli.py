@@ -13,8 +13,10 @@ manager's calls; with ``--heap`` the kernel heap's too), runs each
 concurrently, judges its history with the linearizability checker and shrinks
 a failing one; ``--stress N`` then replays the smallest failing plan N times
 and says how often it fails. A failing run is saved with ``--trace-out`` (the
-plan, its history as proofs/concurrency/history.py's JSON, the verdict: the
-closest orders and the calls blocked after the first, by number); ``--replay
+plan, its history as proofs/concurrency/history.py's JSON, the verdict as
+proofs/concurrency/verdict_data.py writes it: the closest orders and the calls
+blocked after the first, by number); ``--html FILE`` draws it (one lane per
+thread; ``memspec report TRACE.json --html OUT`` draws a saved one); ``--replay
 FILE`` runs a saved plan again (N times with ``--stress``).
 
 Exit status, as the oracle's: 0 every history linearizable (and something
@@ -33,6 +35,8 @@ from typing import Any
 
 from proofs.concurrency.history import to_json
 from proofs.concurrency.linearize import DEFAULT_BUDGET, Budget
+from proofs.concurrency.verdict_data import TRACE_FORMAT, verdict_data
+from proofs.html.lanes import render_trace
 from proofs.oracle.child import Child, ImplementationError, end_children_on_sigterm
 from proofs.oracle.concurrent import NEEDED, Judged
 from proofs.oracle.concurrent_plan import Plan
@@ -40,7 +44,6 @@ from proofs.oracle.concurrent_search import SearchOptions, Stressed, search, str
 from proofs.oracle.config import ConfigError, checked, layered
 
 EXIT_PASS, EXIT_DIVERGED, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
-TRACE_FORMAT = "memspec-concurrent-trace"
 
 
 def parser_of() -> argparse.ArgumentParser:
@@ -70,6 +73,8 @@ def parser_of() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=DEFAULT_BUDGET.seconds,
                         help="the checker's CPU seconds per history")
     parser.add_argument("--trace-out", type=Path, default=Path("concurrent-trace.json"))
+    parser.add_argument("--html", type=Path, metavar="FILE", help="the run's page: the "
+                        "failing (or undecided) history drawn as one lane per thread")
     parser.add_argument("--replay", type=Path, metavar="FILE")
     parser.add_argument("--quiet", action="store_true")
     return parser
@@ -119,22 +124,37 @@ def _stressed(result: Stressed) -> str:
             + (f", {result.undecided} undecided" if result.undecided else ""))
 
 
-def _save(path: Path, judged: Judged) -> str:
-    verdict = judged.verdict
-    data = {"format": TRACE_FORMAT, "plan": judged.plan.to_json(),
+def trace_data(judged: Judged, summary: str) -> dict[str, Any]:
+    """A run as JSON data: the trace ``--trace-out`` saves and ``--html`` draws
+    (the verdict as proofs/concurrency/verdict_data.py writes it)."""
+    verdict, history = judged.verdict, judged.history
+    return {"format": TRACE_FORMAT, "summary": summary, "plan": judged.plan.to_json(),
             "problem": list(judged.problem) if judged.problem else None,
-            "timing": judged.timing, "stopped": judged.stopped,
-            "history": to_json(judged.history) if judged.history is not None else None,
-            "verdict": None if verdict is None else {
-                "outcome": verdict.outcome.value, "closest": [list(o) for o in verdict.orders],
-                "blocked": [{"call": b.call, "reply": None if b.reply is None else list(b.reply),
-                             "model": list(b.expected)} for b in verdict.blocked]}}
+            "timing": judged.timing, "stopped": judged.stopped, "stderr": judged.stderr,
+            "history": to_json(history) if history is not None else None,
+            "verdict": None if verdict is None or history is None
+            else verdict_data(history, verdict)}
+
+
+def _save(path: Path, data: dict[str, Any]) -> str:
     try:
         path.write_text(json.dumps(data, indent=1) + "\n")
     except OSError as error:
         return f"the trace could not be saved: {error}"
     return f"trace saved: {path} (replay: python -m proofs.oracle concurrent --replay {path} " \
            "--impl ... --stress 20)"
+
+
+def _page(path: Path | None, data: dict[str, Any]) -> None:
+    """The HTML page of data at path (when asked), saying so."""
+    if path is None:
+        return
+    try:
+        # drawn from the JSON the trace saves: a saved trace renders the same page
+        path.write_text(render_trace(json.loads(json.dumps(data))), encoding="utf-8")
+        print(f"HTML report written: {path}")
+    except OSError as error:
+        print(f"the HTML report could not be written: {error}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,10 +185,13 @@ def main(argv: list[str] | None = None) -> int:
                    for s in (*plan.prefix, *(s for r in plan.rounds for t in r for s in t)))
         result = stress(args.impl, plan, config, max(1, args.stress), heap=heap,
                         timeout=args.request_timeout, budget=budget)
-        print(f"[concurrent] replay of {args.replay}: {_stressed(result)}")
+        summary = f"replay of {args.replay}: {_stressed(result)}"
+        print(f"[concurrent] {summary}")
         if result.first_failure is not None:
             print(describe(result.first_failure))
+            _page(args.html, trace_data(result.first_failure, summary))
             return EXIT_DIVERGED
+        _page(args.html, {"format": TRACE_FORMAT, "summary": summary})
         return EXIT_UNKNOWN if result.undecided else EXIT_PASS
     options = SearchOptions(threads=min(args.threads, threads), calls=args.calls,
                             heap=args.heap, max_examples=args.max_examples,
@@ -192,14 +215,20 @@ def main(argv: list[str] | None = None) -> int:
             print(_stressed(stress(args.impl, failure.plan, config, args.stress,
                                    heap=options.heap, timeout=args.request_timeout,
                                    budget=budget)))
-        print(_save(args.trace_out, failure))
+        data = trace_data(failure, f"{head}: DIVERGED{shrunk}")
+        print(_save(args.trace_out, data))
+        _page(args.html, data)
         return EXIT_DIVERGED
     if found.undecided is not None:
         print(f"{head}: UNDECIDED (the checker's budget ran out; not a pass)")
         print(describe(found.undecided))
+        _page(args.html, trace_data(found.undecided, f"{head}: UNDECIDED"))
         return EXIT_UNKNOWN
     if found.examples == 0:
         print(f"{head}: nothing ran")
+        _page(args.html, {"format": TRACE_FORMAT, "summary": f"{head}: nothing ran"})
         return EXIT_DIVERGED
     print(f"{head}: every history linearizable")
+    _page(args.html, {"format": TRACE_FORMAT,
+                      "summary": f"{head}: every history linearizable"})
     return EXIT_PASS
