@@ -181,7 +181,7 @@ def test_strict_mode_catches_a_reply_that_differs() -> None:
 
 def test_search_finds_a_broken_model_and_its_trace_replays(tmp_path: Path) -> None:
     broken = shim("free_merges_neighbours")
-    outcome = search(broken, "spec", max_examples=3, steps=15, seed=1, time_limit=120,
+    outcome = search(broken, "spec", max_examples=12, steps=15, seed=1, time_limit=120,
                      shrink_seconds=2, families=("dos",))
     assert outcome.divergence is not None and outcome.family == "dos", describe(outcome)
     assert {"DOS-2", "transition"} & set(outcome.divergence.violated)

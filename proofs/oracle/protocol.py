@@ -65,13 +65,23 @@ def schema() -> Message:
     return cast(Message, json.loads(text))
 
 
+def _local(uri: str) -> Message:
+    """The schema itself for a reference to its own ``$id``: fastjsonschema may
+    resolve ``#/definitions/...`` against the ``$id`` (when it writes a detailed
+    exception, for one), and must never reach for the network."""
+    if uri.partition("#")[0] == schema()["$id"]:
+        return schema()
+    raise ProtocolError(f"the protocol schema refers outside itself: {uri}")
+
+
 @cache
 def _validator(definition: str | None) -> Any:
     whole = schema()
+    handlers = {"https": _local, "http": _local}
     if definition is None:
-        return fastjsonschema.compile(whole)
-    return fastjsonschema.compile({"$ref": f"#/definitions/{definition}",
-                                   "definitions": whole["definitions"]})
+        return fastjsonschema.compile(whole, handlers=handlers)
+    return fastjsonschema.compile({"$id": whole["$id"], "$ref": f"#/definitions/{definition}",
+                                   "definitions": whole["definitions"]}, handlers=handlers)
 
 
 def validate(message: object, definition: str | None = None) -> None:

@@ -62,6 +62,7 @@ from proofs.machines.dos_memory import (
     dos_view,
 )
 from proofs.machines.runner import CheckedMachine
+from proofs.oracle.families.dos_boundaries import DosBoundaryRules
 from proofs.oracle.families.dos_registers import (
     MOVE_SCRATCH,
     from_registers,
@@ -314,9 +315,10 @@ class DosFront:
         self.poke(address, original)
 
 
-class OracleDosMachine(SessionRules, ConventionalRules, XmsRules, EmsRules,
+class OracleDosMachine(SessionRules, ConventionalRules, XmsRules, EmsRules, DosBoundaryRules,
                        RuleBasedStateMachine):
-    """An implementation of the DOS memory manager: the DOS machine's rules."""
+    """An implementation of the DOS memory manager: the DOS machine's rules, and
+    composites aimed at XMS's and EMS's boundaries (:mod:`.dos_boundaries`)."""
 
     h: Any
 
