@@ -155,7 +155,7 @@ def test_an_oracle_campaign_passes_the_model_and_finds_a_broken_one(
     assert "2 chunks: 2 passed, 0 diverged" in capsys.readouterr().out
     trace = tmp_path / "trace.json"
     junit = tmp_path / "campaign.xml"
-    assert oracle(["--impl", _shim("free_merges_neighbours"), *common, "--max-examples", "6",
+    assert oracle(["--impl", _shim("free_merges_neighbours"), *common, "--max-examples", "16",
                    "--trace-out", str(trace), "--junit", str(junit)]) == 1
     out = capsys.readouterr().out
     assert "DIVERGED" in out and "trace saved" in out
@@ -163,6 +163,25 @@ def test_an_oracle_campaign_passes_the_model_and_finds_a_broken_one(
     cases = ElementTree.parse(junit).getroot().findall("testcase")
     assert sorted(c.get("name") for c in cases) == ["strict.dos.0", "strict.dos.1"]
     assert any(c.find("failure") is not None for c in cases)
+
+
+def test_a_cluster_campaign_keeps_the_configuration_and_one_trace_per_bug(
+        cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--set reaches every chunk (each saved trace carries it); the chunks, which
+    search apart, report each bucket once, with its shortest trace."""
+    trace = tmp_path / "trace.json"
+    assert oracle(["--impl", _shim("free_merges_neighbours"), "--scheduler", cluster,
+                   "--mode", "strict", "--family", "dos", "--chunks", "2", "--max-examples",
+                   "12", "--steps", "12", "--shrink-time", "2", "--quiet", "--set",
+                   "dos.ems_pages=12", "--trace-out", str(trace)]) == 1
+    out = capsys.readouterr().out
+    saved = sorted(tmp_path.glob("trace*.json"))
+    assert saved and f"BUGS: {len(saved)} distinct over the chunks" in out
+    buckets = [line.split(": ", 1)[1].rsplit(" (chunk", 1)[0]
+               for line in out.splitlines() if line.startswith("  bug ")]
+    assert len(buckets) == len(set(buckets)) == len(saved)
+    for path in saved:
+        assert load_trace(path)["config"]["dos"]["ems_pages"] == 12
 
 
 def test_a_failure_saved_in_the_shared_database_is_replayed_first(tmp_path: Path) -> None:

@@ -2,13 +2,18 @@
 shared example database every run can use (``--database``).
 
 A campaign is cut into chunks, each a self-contained task: a mode, a family,
-a seed, a budget (sequences, seconds, steps, timeouts) and the implementation's
-command, which the worker runs (it must exist there). Chunk ``i`` of ``--chunks
-N`` searches with seed ``seed * N + i`` and a share of ``--max-examples``
-(every chunk gets the whole ``--time``: they run side by side). Each task
-returns its report, its verdict and, when it diverged, its trace, never a live
-object; the client prints them as they arrive, saves every trace (the first at
-``--trace-out``, the others beside it, numbered) and exits as a local run does:
+a seed, a budget (sequences, seconds, steps, timeouts), the configuration
+(``--config``/``--set``, over the hello's, as a local run) and the
+implementation's command, which the worker runs (it must exist there). Chunk
+``i`` of ``--chunks N`` searches with seed ``seed * N + i`` and a share of
+``--max-examples`` (every chunk gets the whole ``--time``: they run side by
+side) and, as a local campaign, goes on after a divergence (``--first``: it
+stops there). Each task returns its report, its verdict and the trace of each
+bug it found with its bucket (proofs/oracle/buckets.py), never a live object;
+the client prints them as they arrive, keeps one trace per bucket across the
+chunks (the shortest: chunks search apart, so two may find one bug), saves
+them (the first at ``--trace-out``, the others beside it, numbered) and
+exits as a local run does:
 1 if any chunk diverged, 3 if any was undecided, 0 if every chunk ran and
 passed. A task that fails is retried once; a worker that dies is the
 scheduler's business (proofs/runner/cluster.py says how), and past its allowed
@@ -68,6 +73,8 @@ class Chunk:
     request_timeout: float
     shrink_seconds: float
     database: str | None
+    config: dict[str, Any] | None = None
+    first: bool = False
 
     @property
     def name(self) -> str:
@@ -79,7 +86,9 @@ class ChunkResult:
     chunk: Chunk
     #: the chunk's testcase, named for the chunk; status "lost" when its task was
     case: Case
-    trace: dict[str, Any] | None = None
+    #: (bucket, trace) of each bug the chunk found (or of its one divergence
+    #: that did not replay to a bucket: bucket None)
+    traces: tuple[tuple[str | None, dict[str, Any]], ...] = ()
 
     @property
     def status(self) -> str:
@@ -93,7 +102,8 @@ def chunks(args: argparse.Namespace) -> list[Chunk]:
     share = None if args.max_examples is None else -(-args.max_examples // args.chunks)
     return [Chunk(args.impl, mode, family, index, args.seed * args.chunks + index, share,
                   args.time, args.steps, args.request_timeout, args.shrink_time,
-                  args.database)
+                  args.database, getattr(args, "config_layer", None),
+                  bool(getattr(args, "first", False)))
             for mode in modes for family in families for index in range(args.chunks)]
 
 
@@ -103,11 +113,15 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
     outcome = search(chunk.command, chunk.mode, max_examples=chunk.max_examples,
                      time_limit=chunk.time_limit, seed=chunk.seed, steps=chunk.steps,
                      timeout=chunk.request_timeout, shrink_seconds=chunk.shrink_seconds,
-                     families=(chunk.family,), database=database)
+                     families=(chunk.family,), database=database, config=chunk.config,
+                     keep_going=not chunk.first)
     managers = managers_of(outcome)
     case = case_of(outcome, describe(outcome, managers))._replace(name=chunk.name)
-    trace = None if outcome.divergence is None else trace_of(outcome, managers)
-    return ChunkResult(chunk, case, trace)
+    traces: list[tuple[str | None, dict[str, Any]]] = [
+        (str(f.bucket), trace_of(outcome, managers, f)) for f in outcome.findings]
+    if outcome.divergence is not None and not outcome.findings:  # not reproducible
+        traces.append((None, trace_of(outcome, managers)))
+    return ChunkResult(chunk, case, tuple(traces))
 
 
 def run_campaign(args: argparse.Namespace, save: Any) -> int:
@@ -140,14 +154,33 @@ def run_campaign(args: argparse.Namespace, save: Any) -> int:
     return _conclude(args, sorted(results, key=lambda r: tasks.index(r.chunk)), save)
 
 
+def distinct(results: list[ChunkResult]) -> list[tuple[str | None, ChunkResult,
+                                                        dict[str, Any]]]:
+    """(bucket, chunk, trace) of each bug once: the shortest trace of each bucket
+    over the chunks (a divergence no replay put in a bucket counts alone)."""
+    best: dict[str, tuple[str | None, ChunkResult, dict[str, Any]]] = {}
+    for result in results:
+        for n, (bucket, trace) in enumerate(result.traces):
+            key = bucket if bucket is not None else f"{result.chunk.name}/{n}"
+            if key not in best or len(trace["operations"]) < len(best[key][2]["operations"]):
+                best[key] = (bucket, result, trace)
+    return list(best.values())
+
+
 def _conclude(args: argparse.Namespace, results: list[ChunkResult], save: Any) -> int:
     diverged = [r for r in results if r.status == "diverged"]
-    for number, result in enumerate(diverged):
-        assert result.trace is not None
+    for result in diverged:
+        print(f"chunk {result.chunk.name} (seed {result.chunk.seed}):\n{result.case.report}\n",
+              flush=True)
+    bugs = distinct(results)
+    if bugs:
+        print(f"BUGS: {len(bugs)} distinct over the chunks (one trace each, the shortest)")
+    for number, (bucket, result, trace) in enumerate(bugs):
         path = args.trace_out if number == 0 else \
             args.trace_out.with_name(f"{args.trace_out.stem}.{number}{args.trace_out.suffix}")
-        print(f"chunk {result.chunk.name} (seed {result.chunk.seed}):\n{result.case.report}"
-              f"{save(path, result.trace)}\n", flush=True)
+        print(f"  bug {number + 1}: {bucket or 'not reproducible by replay'} (chunk "
+              f"{result.chunk.name}, {len(trace['operations'])} operations)"
+              f"{save(path, trace)}", flush=True)
     counts = {status: sum(r.status == status for r in results)
               for status in ("passed", "diverged", "unknown", "ran nothing", "lost")}
     print(f"memspec oracle campaign: {len(results)} chunks: "
