@@ -876,8 +876,9 @@ def test_frame_owners_claim_block_frames_once(sub: MemorySubsystem) -> None:
 
 
 class SharedMemoryMachine(RuleBasedStateMachine):
-    """Create, map, write, unmap, destroy and exit in three processes; the
-    contents every view shows equal the last bytes written to its block."""
+    """Create, map, write, unmap (whole, or part by munmap / MAP_FIXED: pieces),
+    destroy and exit in three processes; the contents every piece shows equal the
+    last bytes written to its block's pages, and unmapped pages fault."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -885,7 +886,8 @@ class SharedMemoryMachine(RuleBasedStateMachine):
         self.start = self.sub.pageman.free_count()
         self.spaces = [new_process(self.sub) for _ in range(3)]
         self.contents: dict[int, bytearray] = {}  # live or mapped block -> its bytes
-        self.mapped: list[tuple[ProcessMemorySpace, int, int]] = []  # (space, base, id)
+        #: (space, base, id, first page in the block, pages): every piece mapped
+        self.mapped: list[tuple[ProcessMemorySpace, int, int, int, int]] = []
 
     @rule(pages=st.integers(1, 20), rw=st.booleans())
     def create(self, pages: int, rw: bool) -> None:
@@ -906,7 +908,7 @@ class SharedMemoryMachine(RuleBasedStateMachine):
         space = self.spaces[which]
         base = shm.MapSharedMemoryToProcess(space, shm_id, at)
         if base:
-            self.mapped.append((space, base, shm_id))
+            self.mapped.append((space, base, shm_id, 0, len(self.contents[shm_id]) // PAGE_SIZE))
         else:
             assert at and shm.last_error == E.ERROR_INVALID_ADDRESS
 
@@ -915,22 +917,50 @@ class SharedMemoryMachine(RuleBasedStateMachine):
     def write(self, pick: int, offset: int, data: bytes) -> None:
         if not self.mapped:
             return
-        space, base, shm_id = self.mapped[pick % len(self.mapped)]
+        space, base, shm_id, first, pages = self.mapped[pick % len(self.mapped)]
         content = self.contents[shm_id]
-        offset %= len(content) - len(data) + 1
+        offset %= pages * PAGE_SIZE - len(data) + 1
         result = space.WriteUserMemory(base + offset, data)
         if self.sub.shared_memory.blocks[shm_id].permissions == PAGE_READWRITE:
             assert result is True
-            content[offset:offset + len(data)] = data
+            at = first * PAGE_SIZE + offset
+            content[at:at + len(data)] = data
         else:
             assert isinstance(result, PageFault)
 
-    @rule(pick=st.integers(0, 50))
-    def unmap(self, pick: int) -> None:
+    @rule(pick=st.integers(0, 50), inside=st.integers(0, 20 * PAGE_SIZE - 1))
+    def unmap(self, pick: int, inside: int) -> None:
+        """UnmapSharedMemoryFromProcess at any address of a piece: that piece goes."""
         if self.mapped:
-            space, base, _ = self.mapped.pop(pick % len(self.mapped))
-            assert self.sub.shared_memory.UnmapSharedMemoryFromProcess(space, base)
+            space, base, _, _, pages = self.mapped.pop(pick % len(self.mapped))
+            assert self.sub.shared_memory.UnmapSharedMemoryFromProcess(
+                space, base + inside % (pages * PAGE_SIZE))
             self._forget()
+
+    @rule(pick=st.integers(0, 50), low=st.integers(0, 19), count=st.integers(1, 20),
+          fixed=st.booleans())
+    def unmap_part(self, pick: int, low: int, count: int, fixed: bool) -> None:
+        """munmap (or MAP_FIXED of fresh pages) over pages [low, low + count) of a piece:
+        the pieces left keep their pages of the block, the range faults (or reads 0)."""
+        if not self.mapped:
+            return
+        space, base, shm_id, first, pages = self.mapped.pop(pick % len(self.mapped))
+        low %= pages
+        count = min(count, pages - low)
+        start, size = base + low * PAGE_SIZE, count * PAGE_SIZE
+        if fixed:
+            assert SyscallMmap(space, start, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS
+                               | MAP_FIXED, -1, 0) == start
+            assert space.ReadUserMemory(start, size) == bytes(size)
+        else:
+            assert SyscallMunmap(space, start, size) == 0
+            assert isinstance(space.ReadUserMemory(start, 1), PageFault)
+        if low:
+            self.mapped.append((space, base, shm_id, first, low))
+        if low + count < pages:
+            self.mapped.append((space, start + size, shm_id, first + low + count,
+                                pages - low - count))
+        self._forget()
 
     @rule(pick=st.integers(0, 50))
     def destroy(self, pick: int) -> None:
@@ -954,10 +984,13 @@ class SharedMemoryMachine(RuleBasedStateMachine):
                          if i in self.sub.shared_memory.blocks}
 
     @invariant()
-    def every_view_shows_its_block(self) -> None:
+    def every_piece_shows_its_pages_of_the_block(self) -> None:
         check_world(self.sub)
-        for space, base, shm_id in self.mapped:
-            content = self.contents[shm_id]
+        shm = self.sub.shared_memory
+        assert sorted((space.pid, base) for space, base, *_ in self.mapped) == sorted(shm.views)
+        for space, base, shm_id, first, pages in self.mapped:
+            assert shm.firsts[(space.pid, base)] == first
+            content = self.contents[shm_id][first * PAGE_SIZE:(first + pages) * PAGE_SIZE]
             assert space.ReadUserMemory(base, len(content)) == bytes(content)
 
     def teardown(self) -> None:
@@ -966,7 +999,7 @@ class SharedMemoryMachine(RuleBasedStateMachine):
         shm = self.sub.shared_memory
         for shm_id in list(shm.blocks):
             assert shm.DestroySharedMemory(shm_id)
-        assert shm.blocks == {} and shm.views == {}
+        assert shm.blocks == {} and shm.views == {} and shm.firsts == {}
         assert self.sub.pageman.free_count() == self.start  # every frame came back
 
 
