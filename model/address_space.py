@@ -99,6 +99,11 @@ class ViewOwner(Protocol):
     def detach(self, space: AddressSpace, base: int) -> None:
         """Unmap the view based at base from space (write back first where needed)."""
 
+    def unmap_pages(self, space: AddressSpace, base: int, start: int, end: int) -> None:
+        """Unmap the pages [start, end) of the view piece based at base, a strict part
+        of it (munmap / MAP_FIXED over part of a view): the rest stays mapped as one
+        or two pieces (write back first where needed)."""
+
     def fold_dirty(self, space: AddressSpace, base: int, vpn: int) -> None:
         """The PTE of page vpn of the view based at base, dirty (D set), is about to be
         cleared (the page made PAGE_NOACCESS): keep that the page was written."""
@@ -330,15 +335,18 @@ class AddressSpace(ReportsStatus):
     def cut(self, start: int, end: int) -> None:
         """Remove the pages of [start, end) from every allocation they are in, freeing
         their frames; the pieces left become allocations of their own (munmap). A view
-        (only ever whole inside the range: the callers' check) is its owner's to
-        detach."""
+        is its owner's: wholly inside the range it is detached, else its owner unmaps
+        the pages of the range (mm/mmap.c do_vmi_munmap splits the vma)."""
         pages = self.pages
         for allocation in self.allocations_between(start, end):
+            low, high = max(start, allocation.base), min(end, allocation.end)
             owner = self.views.get(allocation.base)
             if owner is not None:
-                owner.detach(self, allocation.base)
+                if low == allocation.base and high == allocation.end:
+                    owner.detach(self, allocation.base)
+                else:
+                    owner.unmap_pages(self, allocation.base, low, high)
                 continue
-            low, high = max(start, allocation.base), min(end, allocation.end)
             for vpn in range(low >> PAGE_SHIFT, high >> PAGE_SHIFT):
                 record = pages.pop(vpn)
                 if record.state == MEM_COMMIT:
@@ -413,6 +421,38 @@ class AddressSpace(ReportsStatus):
         self._remove(allocation)
         del self.views[base]
         return entries
+
+    def split_view(self, base: int, start: int, end: int) -> tuple[list[int], int | None]:
+        """Remove the pages [start, end) of the view piece based at base (a strict part
+        of it): their PTEs are cleared and their old entries returned, page by page;
+        what is left before start keeps base, what is left from end on becomes a
+        piece of its own based at end (mm/mmap.c __split_vma): (entries, the base of
+        that right piece or None)."""
+        assert self.page_dir is not None
+        allocation, owner = self.allocations[base], self.views[base]
+        pages = self.pages
+        entries = []
+        for vpn in range(start >> PAGE_SHIFT, end >> PAGE_SHIFT):
+            del pages[vpn]
+            present = self.pte(vpn) & PTE_PRESENT  # a PAGE_NOACCESS page has no PTE
+            entries.append(self.vmm.UnmapSharedPage(self.page_dir, vpn << PAGE_SHIFT)
+                           if present else 0)
+        old_end = allocation.end
+        self._remove(allocation)
+        del self.views[base]
+        if base < start:
+            allocation.size = start - base
+            self._add(allocation)
+            self.views[base] = owner
+        right = None
+        if end < old_end:
+            self._add(Allocation(end, old_end - end, allocation.allocation_protect,
+                                 allocation.origin, allocation.type))
+            for vpn in range(end >> PAGE_SHIFT, old_end >> PAGE_SHIFT):
+                pages[vpn].allocation_base = end
+            self.views[end] = owner
+            right = end
+        return entries, right
 
     def take_dirty(self, vpn: int) -> bool:
         """Whether the PTE of page vpn has D set; clears it (the file manager's sync)."""

@@ -72,9 +72,13 @@ tests/conformance/linux_ltp.py):
   (ViewOwner.detach: a block's refcount - 1, a destroyed block freed at its
   last view; a file view's dirty pages written back, a write-back the node
   refuses dropped as at exit): munmap(2) of a shm attach or a shared file
-  mapping; over part of a view -> EINVAL and nothing changes, a documented
-  deviation (docs/deviations.md): Linux unmaps those pages, shrinking or
-  splitting the vma, where here a view is one piece. brk never grows into a
+  mapping. Over part of a view they unmap exactly the pages of the range
+  (ViewOwner.unmap_pages; issue 15): the view shrinks or splits into two
+  pieces, each a view of its own with its page offset into the source
+  (mm/mmap.c do_vmi_munmap / __split_vma; each piece counted in shm_nattch,
+  ipc/shm.c shm_open; a file piece's dirty pages written back first), and
+  MAP_FIXED maps its new pages there (LTP munmap01/02 and mmap tests in
+  tests/conformance/linux_ltp_views.py). brk never grows into a
   view (the guard-page check above refuses any allocation, as Linux's
   vm_start_gap check refuses any vma: the old break is returned) and a
   shrinking brk only removes brk pages.
@@ -341,14 +345,15 @@ def _mmap(space: AddressSpace, addr: int, length: int, prot: int, flags: int) ->
 
 
 def _unmap_error(space: AddressSpace, start: int, end: int) -> int:
-    """EINVAL when [start, end) holds part of a VirtualAlloc reservation or of a view,
-    or any page of the image, the stack or the process heap; else 0."""
+    """EINVAL when [start, end) holds part of a VirtualAlloc reservation, or any page
+    of the image, the stack or the process heap; else 0 (views: any part)."""
     for allocation in space.allocations_between(start, end):
         if allocation.origin in (ORIGIN_MMAP, ORIGIN_BRK):
             continue
+        if allocation.base in space.views:  # any part of a view: its owner's pieces
+            continue
         whole = start <= allocation.base and allocation.end <= end
-        if whole and (allocation.origin == ORIGIN_VIRTUAL_ALLOC
-                      or allocation.base in space.views):
+        if whole and allocation.origin == ORIGIN_VIRTUAL_ALLOC:
             continue
         return EINVAL
     return 0

@@ -49,6 +49,14 @@ process (``current()``, SystemCalls.current), as a system call does. Rules
   fold into the pages' flags), writes the view's dirty pages back (nothing is
   lost: munmap of a MAP_SHARED file mapping keeps its writes), each page's
   refcount - 1, frees the pages that reach 0.
+- Pieces (Linux, issue 15): munmap or MAP_FIXED over part of a view
+  (model/linux_mm.py) writes the dirty pages of the range back, then unmaps
+  exactly those pages (each cache page's refcount - 1); what is left is one or
+  two views (FileView), each with its first page in the file (the vma's
+  vm_pgoff: mm/mmap.c __split_vma; LTP munmap01/02: the rest stays
+  accessible, the unmapped part faults). Each piece is a view for the calls
+  here: UnmapFileFromMemory at an address in a piece unmaps that piece,
+  SyncMappedFile takes a piece's base.
 - Writes through a read-only view are refused by the access path (the PTE's
   R/W bit is clear: ProcessMemorySpace.WriteUserMemory returns the PageFault),
   MMF-2. Process exit detaches every view through ``detach`` (write-back
@@ -241,7 +249,12 @@ class MemoryMappedFiles(ReportsStatus):
             self._store(view, self._dirty(view))
         except NodeError:
             self._clean(view, self._dirty(view))
-        entries = space.unmap_view(base)
+        self._release(space, view, base, space.unmap_view(base))
+
+    def _release(self, space: AddressSpace, view: FileView, base: int,
+                 entries: list[int]) -> None:
+        """The pages of view, mapped from base in space, are unmapped (their old PTEs
+        entries, written back): each cache page's refcount - 1, freed at 0."""
         for vpn, (index, entry) in enumerate(zip(range(view.first, view.first + view.count),
                                                  entries, strict=True), base >> PAGE_SHIFT):
             key = (view.file, index)
@@ -251,6 +264,29 @@ class MemoryMappedFiles(ReportsStatus):
             if not page.mappers:
                 self.vmm.pageman.release_frame(page.frame)
                 del self.cache[key]
+
+    def unmap_pages(self, space: AddressSpace, base: int, start: int, end: int) -> None:
+        """Unmap the pages [start, end) of the piece based at base, a strict part of it
+        (pre: one of this manager's pieces), writing their dirty pages back first (a
+        write-back the node refuses dropped, as at exit: munmap cannot fail there);
+        what is left is one or two pieces, each a FileView with its first page in
+        the file (the vma's vm_pgoff: mm/mmap.c __split_vma)."""
+        key = (space.pid, base)
+        view = self.views.pop(key)
+        low = (start - base) >> PAGE_SHIFT
+        high = (end - base) >> PAGE_SHIFT
+        part = FileView(view.file, view.first + low, high - low, view.protect)
+        try:
+            self._store(part, self._dirty(part))
+        except NodeError:
+            self._clean(part, self._dirty(part))
+        entries, right = space.split_view(base, start, end)
+        self._release(space, part, start, entries)
+        if start > base:
+            self.views[key] = FileView(view.file, view.first, low, view.protect)
+        if right is not None:
+            self.views[(space.pid, right)] = FileView(
+                view.file, view.first + high, view.count - high, view.protect)
 
     def fold_dirty(self, space: AddressSpace, base: int, vpn: int) -> None:
         """The D bit of a PTE about to be cleared (the page made PAGE_NOACCESS) goes

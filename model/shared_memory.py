@@ -31,6 +31,16 @@ System V shm's lifetime rules. Rules (shm_common.md), each with its source:
   frame i (AddressSpace.map_view); the block's refcount (``mappings``,
   the set of (pid, base)) grows by one. Any (64 KB aligned) address in each
   process: the same frames, so a write through one view is read through all.
+- Pieces (Linux, issue 15): munmap or MAP_FIXED over part of a view
+  (model/linux_mm.py) unmaps exactly those pages; what is left is one or two
+  pieces, each with its first page in the block (``firsts``: the vma's
+  vm_pgoff) and each counted in ``mappings`` (a split vma is a vma of its own
+  in shm_nattch: ipc/shm.c shm_open; mm/mmap.c __split_vma; LTP
+  munmap01/02: the rest stays accessible, the unmapped part faults). The
+  block lives while any piece is attached. The Windows calls below take a
+  piece as a view: UnmapSharedMemoryFromProcess at an address in a piece
+  unmaps that piece only (the seed has no shmdt, whose rule detaches every
+  piece of the attach at its distance vm_pgoff).
 - UnmapSharedMemoryFromProcess(space, addr): addr anywhere inside a
   shared-memory view in space unmaps that view (UnmapViewOfFile: Wine
   dlls/kernel32/tests/virtual.c test_MapViewOfFile unmaps at ptr + 100 and
@@ -66,6 +76,7 @@ from model.x86_paging import is_u32
 from spec.abi import (
     MAX_SHM_ID,
     ORIGIN_SHARED_MEMORY,
+    PAGE_SHIFT,
     PAGE_SIZE,
     ErrorCode,
     FrameOwner,
@@ -90,7 +101,9 @@ class SharedMemoryManager(ReportsStatus):
         self.vmm = vmm
         self.blocks: dict[int, SharedMemoryBlock] = {}
         self.next_shm_id = 1
-        self.views: dict[tuple[int, int], int] = {}  # (pid, base) -> shm id
+        self.views: dict[tuple[int, int], int] = {}  # (pid, piece base) -> shm id
+        #: (pid, piece base) -> the piece's first page in its block (vm_pgoff)
+        self.firsts: dict[tuple[int, int], int] = {}
         self.last_error = ErrorCode.ERROR_SUCCESS
 
     # -- seed operations -------------------------------------------------------
@@ -142,6 +155,7 @@ class SharedMemoryManager(ReportsStatus):
         space.map_view(base, block.frames, protect, ORIGIN_SHARED_MEMORY, self)
         block.mappings.add((space.pid, base))
         self.views[(space.pid, base)] = shm_id
+        self.firsts[(space.pid, base)] = 0
         return self._ok(base)
 
     def UnmapSharedMemoryFromProcess(self, space: ProcessMemorySpace, addr: int) -> bool:
@@ -182,11 +196,31 @@ class SharedMemoryManager(ReportsStatus):
     def detach(self, space: AddressSpace, base: int) -> None:
         """Unmap the view based at base from space (pre: it is one of this manager's)."""
         shm_id = self.views.pop((space.pid, base))
+        self.firsts.pop((space.pid, base), None)
         space.unmap_view(base)
         block = self.blocks[shm_id]
         block.mappings.discard((space.pid, base))
         if block.destroyed and not block.mappings:
             self._free(shm_id)
+
+    def unmap_pages(self, space: AddressSpace, base: int, start: int, end: int) -> None:
+        """Unmap the pages [start, end) of the piece based at base, a strict part of it
+        (pre: one of this manager's pieces): what is left is one or two pieces, each
+        counted in the block's ``mappings`` (shm_nattch counts vmas: ipc/shm.c
+        shm_open on the vma split), the right one with its first page in the block.
+        The block keeps its frames (it has a piece left)."""
+        key = (space.pid, base)
+        shm_id, first = self.views.pop(key), self.firsts.pop(key, 0)
+        block = self.blocks[shm_id]
+        block.mappings.discard(key)
+        _, right = space.split_view(base, start, end)
+        pieces = [] if start == base else [(base, first)]
+        if right is not None:
+            pieces.append((right, first + ((right - base) >> PAGE_SHIFT)))
+        for piece, piece_first in pieces:
+            self.views[(space.pid, piece)] = shm_id
+            self.firsts[(space.pid, piece)] = piece_first
+            block.mappings.add((space.pid, piece))
 
     def fold_dirty(self, space: AddressSpace, base: int, vpn: int) -> None:
         """Nothing to keep: a block is never written back (its frames are its data)."""

@@ -27,7 +27,8 @@ unmap_view); this module holds the rules they share, with their sources:
   Win32 code), so each takes UnmapViewOfFile's rule: any address inside one of
   the manager's views of the space unmaps that whole view (``view_holding``;
   Wine test_MapViewOfFile). Linux reaches a view through munmap
-  (model/linux_mm.py, its own rule) and process exit; the seed has no shmdt
+  (model/linux_mm.py, its own rule: over part of a view it leaves pieces, each
+  a view of its own for these calls, issue 15) and process exit; the seed has no shmdt
   call (its Linux layer is mmap, munmap and brk), whose attach-address-only
   rule is then nobody's. FlushViewOfFile / msync (SyncMappedFile) still take
   the view's base (``view_error``).

@@ -80,8 +80,11 @@ follows them):
   page written becomes dirty.
 - Process exit is a sequence of unmaps (composite, as the paging spec's
   Destroy), and so is a munmap over whole views (the caller's translation:
-  each view's Unmap, in the order the model detaches them; munmap over part of
-  a view fails in the user layer and leaves this one); Unmap takes any page
+  each view's Unmap, in the order the model detaches them). munmap and MAP_FIXED
+  over part of a view split it into pieces in the model (model/linux_mm.py,
+  issue 15: each piece with its page offset, counted in the block's mappings);
+  this layer holds a view as one piece (VMM-1 ties a block view to the whole
+  block), so that split has no step here yet (docs/known-gaps.md); Unmap takes any page
   of the view (``base`` is the vpn of the address given: UnmapViewOfFile
   unmaps at ptr + 100 and ptr + 4096, Wine dlls/kernel32/tests/virtual.c
   test_MapViewOfFile; both seed calls are Windows-facing, model/views.py),

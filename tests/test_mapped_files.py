@@ -20,17 +20,19 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from model.file_node import DiskFileNode, FileNode, MemoryFileNode
-from model.linux_mm import SyscallMunmap
+from model.linux_mm import SyscallMmap, SyscallMunmap
 from model.mapped_files import FileView, MemoryMappedFiles
 from model.memory_subsystem import MemorySubsystem
 from model.page_tables import PageFault
 from model.process_memory import ProcessMemorySpace
 from model.virtual_alloc import VirtualAllocProcessMemory, VirtualProtectProcessMemory
 from spec.abi import (
-    EINVAL,
     FAULT_PROTECTION,
     FAULT_USER,
     FAULT_WRITE,
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_PRIVATE,
     MEM_MAPPED,
     MEM_RESERVE,
     ORIGIN_MAPPED_FILE,
@@ -41,6 +43,7 @@ from spec.abi import (
     PAGE_READONLY,
     PAGE_READWRITE,
     PAGE_SIZE,
+    PROT_READ,
     PTE_DIRTY,
     ErrorCode,
     FrameOwner,
@@ -374,14 +377,11 @@ def test_a_dirty_page_made_noaccess_is_still_written_back(
 def test_munmap_of_a_whole_file_view_writes_it_back(
         sub: MemorySubsystem, space: ProcessMemorySpace) -> None:
     """munmap(2) of a whole shared file mapping keeps its writes (the page cache writes
-    them back; here at the unmap); part of a view is refused (EINVAL)."""
+    them back; here at the unmap); part of a view: tests/test_shared_memory_pieces.py."""
     mmf = sub.mapped_files
     node = MemoryFileNode(DATA)
     base = mmf.MapFileToMemory(node, 0, 0, PAGE_READWRITE)
     assert space.WriteUserMemory(base + 2 * PAGE_SIZE, b"END") is True
-    before = state(sub, node)
-    assert SyscallMunmap(space, base + PAGE_SIZE, PAGE_SIZE) == -EINVAL
-    assert state(sub, node) == before
     assert SyscallMunmap(space, base, 3 * PAGE_SIZE) == 0
     assert bytes(node.data[2 * PAGE_SIZE:2 * PAGE_SIZE + 3]) == b"END"
     assert not mmf.views and not mmf.cache and base not in space.allocations
@@ -593,9 +593,10 @@ def test_hostile_calls_never_raise_and_failures_change_nothing(
 
 
 class MappedFilesMachine(RuleBasedStateMachine):
-    """Map, write, sync, unmap and exit in three processes over a file in memory
-    and one on disk; every view shows the last bytes written, and after
-    everything is unmapped each file holds them."""
+    """Map, write, sync, unmap (whole, or part by munmap / MAP_FIXED: pieces) and
+    exit in three processes over a file in memory and one on disk; every view
+    shows the last bytes written, and after everything is unmapped each file
+    holds them."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -660,6 +661,31 @@ class MappedFilesMachine(RuleBasedStateMachine):
             space, base, _, _ = self.views.pop(pick % len(self.views))
             use(self.sub, space)
             assert self.sub.mapped_files.UnmapFileFromMemory(base)
+
+    @rule(pick=st.integers(0, 50), low=st.integers(0, 4), count=st.integers(1, 5),
+          fixed=st.booleans())
+    def unmap_part(self, pick: int, low: int, count: int, fixed: bool) -> None:
+        """munmap (or MAP_FIXED of fresh pages) over pages [low, low + count) of a view:
+        their writes are kept (the teardown reads the files), the pieces left show
+        their own pages of the file, the range faults (or reads zeros)."""
+        if not self.views:
+            return
+        space, base, file, offset = self.views.pop(pick % len(self.views))
+        pages = space.allocations[base].size // PAGE_SIZE
+        low %= pages
+        count = min(count, pages - low)
+        start, size = base + low * PAGE_SIZE, count * PAGE_SIZE
+        if fixed:
+            assert SyscallMmap(space, start, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS
+                               | MAP_FIXED, -1, 0) == start
+            assert space.ReadUserMemory(start, size) == bytes(size)
+        else:
+            assert SyscallMunmap(space, start, size) == 0
+            assert isinstance(space.ReadUserMemory(start, 1), PageFault)
+        if low:
+            self.views.append((space, base, file, offset))
+        if low + count < pages:
+            self.views.append((space, start + size, file, offset + (low + count) * PAGE_SIZE))
 
     @rule(which=st.integers(0, 2))
     def exit_and_respawn(self, which: int) -> None:

@@ -35,7 +35,6 @@ from model.virtual_alloc import (
 from model.x86_paging import is_kernel_slot
 from spec.abi import (
     EACCES,
-    EINVAL,
     FAULT_PROTECTION,
     FAULT_USER,
     FAULT_WRITE,
@@ -88,7 +87,7 @@ def world_snapshot(sub: MemorySubsystem) -> Any:
          sub.syscalls.processes.items()},
         pm.free_count(), bytes(pm.owner), {frame: bytes(page) for frame, page in pm.memory.items()},
         {shm_id: (b.size, b.permissions, b.frames, b.destroyed, frozenset(b.mappings))
-         for shm_id, b in shm.blocks.items()}, shm.next_shm_id, dict(shm.views),
+         for shm_id, b in shm.blocks.items()}, shm.next_shm_id, dict(shm.views), dict(shm.firsts),
         {file_id: id(node) for file_id, node in mmf.files.items()}, dict(mmf.file_ids),
         {key: (page.frame, page.dirty, frozenset((space.pid, vpn) for space, vpn in page.mappers))
          for key, page in mmf.cache.items()}, dict(mmf.views),
@@ -111,7 +110,8 @@ def check_world(sub: MemorySubsystem) -> None:
                 assert allocation.origin == ORIGIN_SHARED_MEMORY
                 block = shm.blocks[shm.views[(pid, base)]]
                 assert (pid, base) in block.mappings
-                frames = list(block.frames)
+                first = shm.firsts[(pid, base)]  # a piece: its first page in the block
+                frames = list(block.frames[first:first + allocation.size // PAGE_SIZE])
             else:
                 assert owner is mmf and allocation.origin == ORIGIN_MAPPED_FILE
                 view = mmf.views[(pid, base)]
@@ -157,13 +157,19 @@ def check_world(sub: MemorySubsystem) -> None:
     for key in mmf.views:
         pid, base = key
         assert sub.syscalls.processes[pid].views[base] is mmf
+    assert set(shm.firsts) == set(shm.views)
     shared: set[int] = set()
     for shm_id, block in shm.blocks.items():
         assert shm_id >= 1 and len(block.frames) == -(-block.size // PAGE_SIZE)
         assert not block.destroyed or block.mappings  # SHM-2: destroyed blocks go at 0
         assert block.mappings == {key for key, value in shm.views.items() if value == shm_id}
-        for frame in block.frames:
-            assert refs[frame] == len(block.mappings)  # SHM-1, VMM-1
+        covering: Counter[int] = Counter()  # block page -> the pieces mapping it
+        for pid, base in block.mappings:
+            first = shm.firsts[(pid, base)]
+            size = sub.syscalls.processes[pid].allocations[base].size
+            covering.update(range(first, first + size // PAGE_SIZE))
+        for index, frame in enumerate(block.frames):
+            assert refs[frame] == covering[index]  # SHM-1 per piece, VMM-1
             shared.add(frame)
     for page in mmf.cache.values():
         assert page.mappers and refs[page.frame] == len(page.mappers)
@@ -635,9 +641,10 @@ def test_unmap_shared_page_returns_the_entry_and_keeps_the_frame() -> None:
 
 def test_private_memory_calls_refuse_view_pages(sub: MemorySubsystem,
                                                space: ProcessMemorySpace) -> None:
-    """What no private call does to a view (Wine test_MapViewOfFile, test_mapping; the
-    munmap / MAP_FIXED deviation of docs/deviations.md), each leaving every record as
-    it was: freeing, unmapping, and VirtualAlloc(MEM_COMMIT) or VirtualProtect beyond the view's
+    """What no private call does to a view (Wine test_MapViewOfFile, test_mapping; munmap
+    and MAP_FIXED over part of a view split it: tests/test_shared_memory_pieces.py),
+    each leaving every record as it was: freeing, VirtualFree, and
+    VirtualAlloc(MEM_COMMIT) or VirtualProtect beyond the view's
     access (mprotect's bound is Linux's VM_MAY*: test_a_read_only_view_refuses_...)."""
     shm = sub.shared_memory
     shm_id = shm.CreateSharedMemory(2 * PAGE_SIZE, PAGE_EXECUTE_READWRITE)
@@ -684,14 +691,7 @@ def test_private_memory_calls_refuse_view_pages(sub: MemorySubsystem,
         # past the view's end: not one allocation
         (lambda: windows(VirtualProtectProcessMemory, base, 3 * PAGE_SIZE, PAGE_READONLY),
          ((False, 0), E.ERROR_INVALID_ADDRESS)),
-        (lambda: SyscallMunmap(space, base, PAGE_SIZE), -EINVAL),
-        (lambda: SyscallMunmap(space, base + PAGE_SIZE, 0x20000), -EINVAL),
-        (lambda: SyscallMmap(space, base - PAGE_SIZE, 2 * PAGE_SIZE, PROT_READ,
-                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), -EINVAL),
-        (lambda: SyscallMmap(space, base, PAGE_SIZE, PROT_READ | PROT_WRITE,
-                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), -EINVAL),
         (lambda: space.FreeUserMemory(base, 0), False),
-        (lambda: space.UnmapUserMemory(base, PAGE_SIZE), False),
         (lambda: SyscallBrk(space, base + PAGE_SIZE), space.brk),  # the break cannot move
     ]
     for call, expected in cases:
@@ -719,9 +719,6 @@ def test_munmap_and_map_fixed_over_whole_views_detach_them(sub: MemorySubsystem)
         (two.pid, other)}
     assert two.ReadUserMemory(other, 4) == b"kept"
     check_world(sub)
-    fresh = SyscallMmap(two, other, PAGE_SIZE, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
-    assert fresh == -EINVAL  # half of the view: refused
     fresh = SyscallMmap(two, other, 2 * PAGE_SIZE, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
     assert fresh == other and two.ReadUserMemory(other, 4) == bytes(4)
@@ -879,8 +876,9 @@ def test_frame_owners_claim_block_frames_once(sub: MemorySubsystem) -> None:
 
 
 class SharedMemoryMachine(RuleBasedStateMachine):
-    """Create, map, write, unmap, destroy and exit in three processes; the
-    contents every view shows equal the last bytes written to its block."""
+    """Create, map, write, unmap (whole, or part by munmap / MAP_FIXED: pieces),
+    destroy and exit in three processes; the contents every piece shows equal the
+    last bytes written to its block's pages, and unmapped pages fault."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -888,7 +886,8 @@ class SharedMemoryMachine(RuleBasedStateMachine):
         self.start = self.sub.pageman.free_count()
         self.spaces = [new_process(self.sub) for _ in range(3)]
         self.contents: dict[int, bytearray] = {}  # live or mapped block -> its bytes
-        self.mapped: list[tuple[ProcessMemorySpace, int, int]] = []  # (space, base, id)
+        #: (space, base, id, first page in the block, pages): every piece mapped
+        self.mapped: list[tuple[ProcessMemorySpace, int, int, int, int]] = []
 
     @rule(pages=st.integers(1, 20), rw=st.booleans())
     def create(self, pages: int, rw: bool) -> None:
@@ -909,7 +908,7 @@ class SharedMemoryMachine(RuleBasedStateMachine):
         space = self.spaces[which]
         base = shm.MapSharedMemoryToProcess(space, shm_id, at)
         if base:
-            self.mapped.append((space, base, shm_id))
+            self.mapped.append((space, base, shm_id, 0, len(self.contents[shm_id]) // PAGE_SIZE))
         else:
             assert at and shm.last_error == E.ERROR_INVALID_ADDRESS
 
@@ -918,22 +917,50 @@ class SharedMemoryMachine(RuleBasedStateMachine):
     def write(self, pick: int, offset: int, data: bytes) -> None:
         if not self.mapped:
             return
-        space, base, shm_id = self.mapped[pick % len(self.mapped)]
+        space, base, shm_id, first, pages = self.mapped[pick % len(self.mapped)]
         content = self.contents[shm_id]
-        offset %= len(content) - len(data) + 1
+        offset %= pages * PAGE_SIZE - len(data) + 1
         result = space.WriteUserMemory(base + offset, data)
         if self.sub.shared_memory.blocks[shm_id].permissions == PAGE_READWRITE:
             assert result is True
-            content[offset:offset + len(data)] = data
+            at = first * PAGE_SIZE + offset
+            content[at:at + len(data)] = data
         else:
             assert isinstance(result, PageFault)
 
-    @rule(pick=st.integers(0, 50))
-    def unmap(self, pick: int) -> None:
+    @rule(pick=st.integers(0, 50), inside=st.integers(0, 20 * PAGE_SIZE - 1))
+    def unmap(self, pick: int, inside: int) -> None:
+        """UnmapSharedMemoryFromProcess at any address of a piece: that piece goes."""
         if self.mapped:
-            space, base, _ = self.mapped.pop(pick % len(self.mapped))
-            assert self.sub.shared_memory.UnmapSharedMemoryFromProcess(space, base)
+            space, base, _, _, pages = self.mapped.pop(pick % len(self.mapped))
+            assert self.sub.shared_memory.UnmapSharedMemoryFromProcess(
+                space, base + inside % (pages * PAGE_SIZE))
             self._forget()
+
+    @rule(pick=st.integers(0, 50), low=st.integers(0, 19), count=st.integers(1, 20),
+          fixed=st.booleans())
+    def unmap_part(self, pick: int, low: int, count: int, fixed: bool) -> None:
+        """munmap (or MAP_FIXED of fresh pages) over pages [low, low + count) of a piece:
+        the pieces left keep their pages of the block, the range faults (or reads 0)."""
+        if not self.mapped:
+            return
+        space, base, shm_id, first, pages = self.mapped.pop(pick % len(self.mapped))
+        low %= pages
+        count = min(count, pages - low)
+        start, size = base + low * PAGE_SIZE, count * PAGE_SIZE
+        if fixed:
+            assert SyscallMmap(space, start, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS
+                               | MAP_FIXED, -1, 0) == start
+            assert space.ReadUserMemory(start, size) == bytes(size)
+        else:
+            assert SyscallMunmap(space, start, size) == 0
+            assert isinstance(space.ReadUserMemory(start, 1), PageFault)
+        if low:
+            self.mapped.append((space, base, shm_id, first, low))
+        if low + count < pages:
+            self.mapped.append((space, start + size, shm_id, first + low + count,
+                                pages - low - count))
+        self._forget()
 
     @rule(pick=st.integers(0, 50))
     def destroy(self, pick: int) -> None:
@@ -957,10 +984,13 @@ class SharedMemoryMachine(RuleBasedStateMachine):
                          if i in self.sub.shared_memory.blocks}
 
     @invariant()
-    def every_view_shows_its_block(self) -> None:
+    def every_piece_shows_its_pages_of_the_block(self) -> None:
         check_world(self.sub)
-        for space, base, shm_id in self.mapped:
-            content = self.contents[shm_id]
+        shm = self.sub.shared_memory
+        assert sorted((space.pid, base) for space, base, *_ in self.mapped) == sorted(shm.views)
+        for space, base, shm_id, first, pages in self.mapped:
+            assert shm.firsts[(space.pid, base)] == first
+            content = self.contents[shm_id][first * PAGE_SIZE:(first + pages) * PAGE_SIZE]
             assert space.ReadUserMemory(base, len(content)) == bytes(content)
 
     def teardown(self) -> None:
@@ -969,7 +999,7 @@ class SharedMemoryMachine(RuleBasedStateMachine):
         shm = self.sub.shared_memory
         for shm_id in list(shm.blocks):
             assert shm.DestroySharedMemory(shm_id)
-        assert shm.blocks == {} and shm.views == {}
+        assert shm.blocks == {} and shm.views == {} and shm.firsts == {}
         assert self.sub.pageman.free_count() == self.start  # every frame came back
 
 

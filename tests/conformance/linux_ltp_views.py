@@ -3,8 +3,10 @@ Project records it, as data, run against the model: the file is a FileNode, its
 MAP_SHARED mapping a MemoryMappedFiles view (MapFileToMemory, the current
 process's), the calls the current process's through model/syscalls.py.
 
-Source: linux-test-project/ltp testcases/kernel/syscalls/mprotect/*.c, each step
-citing the line of the assert (or of the call whose failure the test reports).
+Source: linux-test-project/ltp testcases/kernel/syscalls/mprotect/*.c and
+munmap/munmap01.c (its file-backed MAP_SHARED mapping, unmapped whole or but
+its first page: issue 15's pieces), each step citing the line of the assert (or
+of the call whose failure the test reports).
 
 How the sources are expressed: the file's bytes are the test's buffer (or zeros:
 /dev/zero); mmap(PROT_*, MAP_SHARED, fd) is MapFileToMemory with the PAGE_* value
@@ -35,6 +37,7 @@ LTP = "testcases/kernel/syscalls"
 MPROTECT01 = f"{LTP}/mprotect/mprotect01.c"
 MPROTECT02 = f"{LTP}/mprotect/mprotect02.c"
 MPROTECT03 = f"{LTP}/mprotect/mprotect03.c"
+MUNMAP01 = f"{LTP}/munmap/munmap01.c"
 #: mprotect02/03's buffer, as the model's file bytes (one page: getpagesize() bytes).
 BUF = b"abcdefghijklmnopqrstuvwxyz"
 
@@ -55,8 +58,9 @@ class Case(NamedTuple):
     steps: tuple[Step, ...]
 
 
-def mmap(prot: int, source: str) -> Step:
-    return Step("map", (prot,), source, save="addr")
+def mmap(prot: int, source: str, size: int = 0) -> Step:
+    """MapFileToMemory of the file's first size bytes (0: all of it)."""
+    return Step("map", (prot, size), source, save="addr")
 
 
 ADDR = At("addr")
@@ -91,7 +95,36 @@ MPROTECT03_FILE = Case("mprotect03_file_read_only_write_faults", True, BUF, (
     Step("munmap", (ADDR, len(BUF)), f"{MPROTECT03}: SAFE_MUNMAP line 123"),
 ))
 
-CASES: tuple[Case, ...] = (MPROTECT01_EACCES, MPROTECT02_FILE, MPROTECT03_FILE)
+#: munmap01's file: 3 pages, then "a" written at offset 3 * page_sz (lines 64-70).
+MUNMAP01_DATA = bytes(3 * PAGE_SIZE) + b"a"
+
+
+def munmap01(variant: int, name: str) -> Case:
+    """munmap01's variant: munmap of the whole 3-page mapping (0) or of all but its
+    first page (1: map_addr + page_sz, map_len - page_sz, lines 76-79); the write
+    at map_addr then faults; cleanup unmaps what is left (lines 84-88)."""
+    src = f"{MUNMAP01}: variant '{name}'"
+    start, length = (0, 3 * PAGE_SIZE) if variant == 0 else (PAGE_SIZE, 2 * PAGE_SIZE)
+    steps = [
+        mmap(PROT_READ | PROT_WRITE, f"{src}: SAFE_MMAP(3 * page_sz, PROT_READ | PROT_WRITE, "
+             "MAP_FILE | MAP_SHARED) line 72 of the file opened O_RDWR (line 67)",
+             3 * PAGE_SIZE),
+        Step("munmap", (At("addr", start), length), f"{src}: SAFE_MUNMAP(map_addr, map_len) "
+             "line 37"),
+        Step("write", (At("addr", start), b"\x32"), f"{src}: *map_addr = 50 line 46 raises "
+             "SIGSEGV (asserted line 51)", fault=True),
+    ]
+    if variant:  # cleanup: SAFE_MUNMAP(map_addr, page_sz) over unmapped pages succeeds
+        steps.append(Step("munmap", (At("addr", start), PAGE_SIZE), f"{src}: cleanup "
+                          "SAFE_MUNMAP(map_addr, page_sz) line 88"))
+    return Case(f"munmap01_file_{name.replace(' ', '_')}", True, MUNMAP01_DATA, tuple(steps))
+
+
+MUNMAP01_CASES = (munmap01(0, "unmapped region not accessible"),
+                  munmap01(1, "partially unmapped region not accessible"))
+
+CASES: tuple[Case, ...] = (MPROTECT01_EACCES, MPROTECT02_FILE, MPROTECT03_FILE,
+                           *MUNMAP01_CASES)
 
 
 def check(sub: MemorySubsystem, node: MemoryFileNode, step: Step,
@@ -103,7 +136,7 @@ def check(sub: MemorySubsystem, node: MemoryFileNode, step: Step,
     before = snapshot(space)
     where = f"{step.call}{step.args} ({step.source})"
     if step.call == "map":
-        base = sub.mapped_files.MapFileToMemory(node, 0, len(node.data),
+        base = sub.mapped_files.MapFileToMemory(node, 0, args[1] or len(node.data),
                                                 protect_from_prot(args[0]))
         assert base, f"{where}: failed with {sub.mapped_files.last_error}"
         saved[step.save] = base
