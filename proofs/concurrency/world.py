@@ -99,11 +99,14 @@ class World:
     """The model's managers, booted small, each operation run as the model runs it."""
 
     def __init__(self, *, heap_max: int = HEAP_MAX, shared: bool = False,
-                 kernel: Mapping[str, Any] | None = None) -> None:
+                 kernel: Mapping[str, Any] | None = None, pool: bool = False) -> None:
         """kernel: boot as the oracle's kernel family does with that configuration
         (proofs/oracle/config.py's ``kernel`` fields; PROTOCOL.md, "Configuration"),
         the world an implementation run by ``python -m proofs.oracle concurrent``
-        is in: its set-up calls only, no pool (the protocol has none)."""
+        is in: its set-up calls only, and with pool (``--pool``) the pool's
+        Create(POOL_BLOCK_SIZE, POOL_BLOCKS), the set-up call the run sends
+        (PROTOCOL.md, "Concurrency (protocol 3)"). Without kernel the pool is
+        always made."""
         c = {"mem_start": MEMORY_START, "mem_end": MEMORY_END, "heap_start": HEAP_START,
              "heap_end": HEAP_END, "heap_max": heap_max, "index_size": HEAP_INDEX,
              "min_size": 0, "supervisor": True, "readonly": False, **(kernel or {})}
@@ -117,7 +120,7 @@ class World:
                                      index_size=c["index_size"],
                                      min_size=c["min_size"]) is not None
         self.pool = MemoryPool(self.heap)
-        if kernel is None:
+        if kernel is None or pool:
             ok = ok and self.pool.Create(POOL_BLOCK_SIZE, POOL_BLOCKS) is not None
         #: The process views map into: made only for shared memory (a process
         #: costs five times the rest in every snapshot).

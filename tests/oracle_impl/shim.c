@@ -11,7 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const managers[] = {"PageManager", "VirtualMemoryManager", "KernelHeap", 0};
+/* The THREADS build's pool is judged by concurrent runs only (PROTOCOL.md,
+ * "Concurrency (protocol 3)"): the sequential oracle leaves it out. */
+static const char *const managers[] = {"PageManager", "VirtualMemoryManager", "KernelHeap",
+#ifdef THREADS
+                                       "MemoryPool",
+#endif
+                                       0};
 static const char *const observations[] = {"FrameCounts", "FrameBitmap", "PageTables",
                                            "VirtualToPhysical", "ReadBytes", "HeapWalk",
                                            "HoleIndex", 0};
