@@ -125,6 +125,23 @@ def test_the_pools_bad_blocks_are_refused_as_the_model_refuses_them() -> None:
     assert refused == [(False, 487), (False, 487), (False, 9)]
 
 
+def test_a_pool_run_observes_the_free_list(builds: Path) -> None:
+    """With the pool, PoolFreeList is asked at each quiescent point and compared
+    with the model's: two blocks carved and freed, then one popped."""
+    plan = Plan(((Step("AllocBlock"), Step("FreeBlock", "own", 0)),
+                 (Step("AllocBlock"), Step("FreeBlock", "own", 0))),
+                (), (((Step("AllocBlock"),), (Step("GetFreeFrameCount"),)),))
+    judged = run_plan(threaded(builds), plan, KERNEL, heap=False, timeout=5, pool=True)
+    assert judged.verdict is not None and judged.verdict.linearizable, judged.problem
+    assert judged.history is not None
+    seen = [c.reply for c in judged.history if c.op.name == "PoolFreeList"]
+    assert len(seen) == 2 and seen[0] is not None and seen[1] is not None
+    (first, carved), _ = seen[0]
+    assert carved == 2 and len(first) == 2  # both blocks free, LIFO
+    (second, _), _ = seen[1]
+    assert second == first[1:]  # the AllocBlock popped the head
+
+
 def test_the_threaded_fixture_passes(builds: Path) -> None:
     impl = threaded(builds)
     found = search(impl, KERNEL, SearchOptions(heap=True, max_examples=25, attempts=1,

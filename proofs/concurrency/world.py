@@ -56,7 +56,7 @@ Value = int | bool | tuple[object, ...]
 #: The manager name of observations, taken only at quiescent points
 #: (docs/concurrency.md, "Observations"); the names are the oracle's.
 OBSERVE = "observe"
-OBSERVATIONS = ("FrameCounts", "FrameBitmap", "HeapWalk", "HoleIndex")
+OBSERVATIONS = ("FrameCounts", "FrameBitmap", "HeapWalk", "HoleIndex", "PoolFreeList")
 #: The operations each manager offers to concurrent callers (docs/concurrency.md,
 #: "The contract"), and the observations.
 OPERATIONS: dict[str, tuple[str, ...]] = {
@@ -170,13 +170,17 @@ class World:
         """An observation, read from the model's own observers; changes nothing.
         FrameCounts (free, used); FrameBitmap the used frames, ascending;
         HeapWalk (header, size, is_hole) per block as memory holds them, () when
-        corrupt; HoleIndex (size, header) in index order."""
+        corrupt; HoleIndex (size, header) in index order; PoolFreeList (the free
+        list's blocks, head first, as memory holds them, () when corrupt; the
+        blocks carved)."""
         if name == "FrameCounts":
             return (self.pm.free_count(), self.pm.frames.used)
         if name == "FrameBitmap":
             return self.pm.used_frames()
         if name == "HeapWalk":
             return tuple(tuple(block) for block in self.heap.walk() or ())
+        if name == "PoolFreeList":
+            return (tuple(self.pool.free_blocks() or ()), self.pool.current_blocks)
         return tuple(self.heap.holes())
 
     # -- states ------------------------------------------------------------------

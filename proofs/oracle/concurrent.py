@@ -19,7 +19,8 @@ and each reply carries the thread and the call's invocation and response times
   nothing more; a late reply is not read into the history;
 - when nothing is pending (a quiescent point: the end of a round), asks the
   observations the checker offers (FrameCounts, FrameBitmap; HeapWalk and
-  HoleIndex when the heap is in the run) as calls of the history that follow
+  HoleIndex when the heap is in the run; PoolFreeList when the pool is) as
+  calls of the history that follow
   every call before them; the plan's next round, if any, then starts as the
   first did (no round starts once a thread was stopped);
 - builds the history with the checker's :class:`Recorder`, from the
@@ -70,6 +71,7 @@ POOL_SETUP = ("MemoryPool", "Create", {"block_size": POOL_BLOCK_SIZE,
 #: The observations asked at the end of a run (the checker's), per footprint.
 FRAME_OBSERVATIONS = ("FrameCounts", "FrameBitmap")
 HEAP_OBSERVATIONS = ("HeapWalk", "HoleIndex")
+POOL_OBSERVATIONS = ("PoolFreeList",)
 
 
 @dataclass
@@ -108,6 +110,8 @@ def observed_value(name: str, observed: Mapping[str, Any]) -> Value:
     if name == "HeapWalk":
         return tuple((int(b["header"]), int(b["size"]), bool(b["hole"]))
                      for b in observed["blocks"])
+    if name == "PoolFreeList":
+        return (tuple(int(b) for b in observed["blocks"]), int(observed["carved"]))
     return tuple((int(size), int(header)) for size, header in observed["holes"])
 
 
@@ -123,9 +127,11 @@ class _Run:
     """The state of one run on one child."""
 
     def __init__(self, child: Child, plan: Plan, config: Mapping[str, Any], heap: bool,
-                 timeout: float, blocks: tuple[int, ...] = (0,)) -> None:
+                 timeout: float, blocks: tuple[int, ...] | None = None) -> None:
+        """blocks: the pool's bad blocks, when the pool is in the run."""
         self.child, self.plan, self.heap, self.timeout = child, plan, heap, timeout
-        self.resolver = Resolver(int(config["mem_end"]), blocks)
+        self.pool = blocks is not None
+        self.resolver = Resolver(int(config["mem_end"]), blocks or (0,))
         self.next_id = 0
         self.round: tuple[tuple[Step, ...], ...] = plan.threads
         self.next_step = [0] * len(plan.threads)
@@ -223,7 +229,8 @@ class _Run:
     def observe(self) -> None:
         """The observations, at a quiescent point: after every call so far."""
         last = max((t for t, *_ in self.events), default=0)
-        names = FRAME_OBSERVATIONS + (HEAP_OBSERVATIONS if self.heap else ())
+        names = (FRAME_OBSERVATIONS + (HEAP_OBSERVATIONS if self.heap else ())
+                 + (POOL_OBSERVATIONS if self.pool else ()))
         for n, name in enumerate(names, 1):
             reply = self.request({"observe": name, "args": {}})
             try:
@@ -258,7 +265,7 @@ def run_plan(impl: str, plan: Plan, config: Mapping[str, Any], *, heap: bool,
     child: Child | None = None
     world = World(kernel=config, pool=pool)
     model = world.pool
-    blocks = bad_blocks(model.arena, model.block_size, model.max_blocks) if pool else (0,)
+    blocks = bad_blocks(model.arena, model.block_size, model.max_blocks) if pool else None
     setup = [*setup_calls(NEEDED, config), *([POOL_SETUP] if pool else [])]
     try:
         child = Child(impl, timeout)

@@ -1289,6 +1289,23 @@ static void obs_hole_index(const struct args *a, struct buf *o) {
     buf_put(o, "]}", 2);
 }
 
+/* The pool's free list, head first, read from memory (the model's free_blocks):
+ * none when it is corrupt (a block off the carved ones, a live one, a cycle). */
+static void obs_pool_free_list(const struct args *a, struct buf *o) {
+    (void)a;
+    const char *sep = "";
+    int64_t block = pool.created ? pool.free_list : 0, n = 0;
+    for (; block && n <= pool.current_blocks; n++) {
+        int64_t index = pool_index(block);
+        if (index < 0 || index >= pool.current_blocks || pool.live[index]) break;
+        block = peek_next(block);
+    }
+    buf_put(o, "{\"blocks\":[", 11);
+    for (int64_t i = 0, at = pool.free_list; !block && i < n; i++, at = peek_next(at))
+        buf_printf(o, "%s%lld", sep, (long long)at), sep = ",";
+    buf_printf(o, "],\"carved\":%lld}", (long long)pool.current_blocks);
+}
+
 static const struct observation {
     const char *name;
     void (*fn)(const struct args *a, struct buf *o);
@@ -1296,6 +1313,7 @@ static const struct observation {
     {"FrameCounts", obs_frame_counts}, {"FrameBitmap", obs_frame_bitmap},
     {"PageTables", obs_page_tables}, {"VirtualToPhysical", obs_virtual_to_physical},
     {"ReadBytes", obs_read_bytes}, {"HeapWalk", obs_heap_walk}, {"HoleIndex", obs_hole_index},
+    {"PoolFreeList", obs_pool_free_list},
 };
 
 int mem_observe(const char *name, const struct args *a, struct buf *out) {

@@ -20,7 +20,11 @@ static const char *const managers[] = {"PageManager", "VirtualMemoryManager", "K
                                        0};
 static const char *const observations[] = {"FrameCounts", "FrameBitmap", "PageTables",
                                            "VirtualToPhysical", "ReadBytes", "HeapWalk",
-                                           "HoleIndex", 0};
+                                           "HoleIndex",
+#ifdef THREADS
+                                           "PoolFreeList",
+#endif
+                                           0};
 
 /* MEMIMPL_CONFIG=real: the tutorial heap's own constants (an index of 0x20000
  * entries, a min size of 0x70000, a 1 MB initial heap) on 4096 frames,
