@@ -378,3 +378,21 @@ def test_the_command_line_keeps_the_oracles_exit_codes(
     for wrong in (["--threads", "1"], ["--max-examples", "0"], ["--time", "nan"],
                   ["--stress", "-1"]):
         assert concurrent_cli.main(["--impl", good, *wrong]) == 2, wrong
+
+
+def test_the_command_line_runs_the_pool(builds: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """--pool finds BUG_RACE_POOL and saves it; a replay of the saved plan makes
+    the pool again (its calls say so), fails on the race build, passes on the
+    correct one."""
+    trace = tmp_path / "pool.json"
+    bug = threaded(builds, "BUG_RACE_POOL")
+    assert concurrent_cli.main(["--impl", bug, "--pool", "--seed", "1", "--quiet",
+                                "--shrink-time", "1", "--trace-out", str(trace)]) == 1
+    assert "DIVERGED" in capsys.readouterr().out
+    assert "AllocBlock" in json.dumps(json.loads(trace.read_text())["plan"])
+    good = threaded(builds)
+    assert concurrent_cli.main(["--impl", good, "--replay", str(trace), "--stress", "3"]) == 0
+    assert concurrent_cli.main(["--impl", bug, "--replay", str(trace), "--stress", "20"]) == 1
+    assert concurrent_cli.main(["--impl", good, "--pool", "--max-examples", "5",
+                                "--quiet"]) == 0
