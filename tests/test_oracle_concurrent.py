@@ -18,9 +18,10 @@ import pytest
 
 from proofs.concurrency.history import from_json
 from proofs.concurrency.linearize import Outcome
+from proofs.concurrency.world import Op, World
 from proofs.oracle import concurrent_cli
 from proofs.oracle.concurrent import observed_value, run_plan
-from proofs.oracle.concurrent_plan import Plan, Step
+from proofs.oracle.concurrent_plan import Plan, Step, bad_blocks
 from proofs.oracle.concurrent_search import SearchOptions, search, smaller, stress
 from proofs.oracle.config import DEFAULTS
 from proofs.oracle.protocol import ProtocolError, check_hello
@@ -112,6 +113,35 @@ def test_a_plan_survives_json_and_shrinks_to_fewer_threads_and_calls() -> None:
     assert all(s < plan.size() for s in sizes)
 
 
+def test_the_pools_bad_blocks_are_refused_as_the_model_refuses_them() -> None:
+    """FreeBlock's ``bad`` blocks, from the run's pool (the checker's, made at
+    set-up): off the arena and off a boundary (ERROR_INVALID_ADDRESS), the last
+    block, not carved yet (ERROR_INVALID_BLOCK)."""
+    world = World(kernel=KERNEL, pool=True)
+    pool = world.pool
+    assert pool.created and pool.arena
+    refused = [world.apply(Op("MemoryPool", "FreeBlock", (block,)))
+               for block in bad_blocks(pool.arena, pool.block_size, pool.max_blocks)]
+    assert refused == [(False, 487), (False, 487), (False, 9)]
+
+
+def test_a_pool_run_observes_the_free_list(builds: Path) -> None:
+    """With the pool, PoolFreeList is asked at each quiescent point and compared
+    with the model's: two blocks carved and freed, then one popped."""
+    plan = Plan(((Step("AllocBlock"), Step("FreeBlock", "own", 0)),
+                 (Step("AllocBlock"), Step("FreeBlock", "own", 0))),
+                (), (((Step("AllocBlock"),), (Step("GetFreeFrameCount"),)),))
+    judged = run_plan(threaded(builds), plan, KERNEL, heap=False, timeout=5, pool=True)
+    assert judged.verdict is not None and judged.verdict.linearizable, judged.problem
+    assert judged.history is not None
+    seen = [c.reply for c in judged.history if c.op.name == "PoolFreeList"]
+    assert len(seen) == 2 and seen[0] is not None and seen[1] is not None
+    (first, carved), _ = seen[0]
+    assert carved == 2 and len(first) == 2  # both blocks free, LIFO
+    (second, _), _ = seen[1]
+    assert second == first[1:]  # the AllocBlock popped the head
+
+
 def test_the_threaded_fixture_passes(builds: Path) -> None:
     impl = threaded(builds)
     found = search(impl, KERNEL, SearchOptions(heap=True, max_examples=25, attempts=1,
@@ -137,6 +167,47 @@ def test_an_allocator_taking_other_free_frames_passes(builds: Path) -> None:
     assert stress(impl, freed_then_grown, KERNEL, 5, heap=True, timeout=5).failures == 0
 
 
+#: The lock-free frame allocator (tests/oracle_impl/memimpl.c, LOCKFREE_FRAMES), as
+#: is and with a sleep between each load and its compare-and-swap (WIDE_CAS: the
+#: swaps then race, and fail and retry; the default run has this one only).
+LOCKFREE = [("LOCKFREE_FRAMES", "WIDE_CAS"), *([("LOCKFREE_FRAMES",)] if SLOW else [])]
+F = Step("FreeFrame", "any", 0)
+#: Plans where RequestFrame, FreeFrame and GetFreeFrameCount race on one word of
+#: the bitmap, and an Alloc that grows the heap races them for frames.
+RACING = [Plan(((R,), (R,))), Plan(((F,), (F,)), (R,)),
+          Plan(((R, F, Step("GetFreeFrameCount")), (R, F, Step("GetFreeFrameCount")))),
+          Plan(((Step("Alloc", size=4096, flags=(False, True)),), (R, R), (F,)), (R,))]
+
+
+@pytest.mark.parametrize("switches", LOCKFREE, ids=["-".join(s) for s in LOCKFREE])
+def test_a_lock_free_frame_allocator_passes(builds: Path, switches: tuple[str, ...]) -> None:
+    """RequestFrame and FreeFrame without a lock, each a compare-and-swap of one
+    bitmap word (docs/concurrency.md, "A lock-free frame allocator"): the search
+    and the racing plans replayed find nothing; the same build with a store in
+    place of the swap (BUG_LOCKFREE_STORE) is caught by the same replays."""
+    impl = threaded(builds, *switches)
+    for seed in (0, 1, 2) if SLOW else (1,):
+        found = search(impl, KERNEL, SearchOptions(heap=True, seed=seed, max_examples=20,
+                                                   attempts=1, time_limit=60))
+        assert found.failure is None and found.undecided is None, seed
+        assert found.examples == 20
+    for plan in RACING:
+        result = stress(impl, plan, KERNEL, 10, heap=True, timeout=5)
+        assert (result.failures, result.undecided) == (0, 0), str(plan)
+    if "WIDE_CAS" in switches:
+        broken = threaded(builds, *switches, "BUG_LOCKFREE_STORE")
+        assert stress(broken, RACING[0], KERNEL, 10, heap=False, timeout=5).failures > 0
+
+
+def test_a_lock_free_frame_allocator_passes_the_sequential_oracle(builds: Path) -> None:
+    """The same build judged one call at a time, spec and strict (frames from the
+    lowest, as the model takes them)."""
+    impl = threaded(builds, "LOCKFREE_FRAMES")
+    for mode in ("spec", "strict"):
+        outcome = oracle_search(impl, mode, max_examples=10, time_limit=60, steps=20)
+        assert outcome.passed and outcome.examples == 10, mode
+
+
 def test_the_kit_runs_each_threads_calls_at_once(builds: Path) -> None:
     """Calls of different threads overlap in time (their CLOCK_MONOTONIC
     intervals), which a server answering one request at a time never shows,
@@ -156,14 +227,27 @@ def test_the_kit_runs_each_threads_calls_at_once(builds: Path) -> None:
     pytest.fail("no two calls overlapped in 20 runs")
 
 
-SWITCHES = [("BUG_RACE_REQUEST", False), ("BUG_RACE_FREE", False), ("BUG_RACE_ALLOC", True)]
+def test_the_threaded_fixture_passes_with_the_pool(builds: Path) -> None:
+    """--pool: the pool made at set-up as the checker's world makes it (same
+    arena, same blocks), AllocBlock and FreeBlock racing the frame and heap calls."""
+    found = search(threaded(builds), KERNEL, SearchOptions(heap=True, pool=True,
+                                                           max_examples=25, attempts=1,
+                                                           time_limit=60))
+    assert found.failure is None and found.undecided is None
+    assert found.examples == 25
 
 
-@pytest.mark.parametrize(("bug", "heap"), SWITCHES, ids=[s for s, _ in SWITCHES])
-def test_each_race_is_caught_small(builds: Path, bug: str, heap: bool) -> None:
+#: Each race switch, with whether its calls are the heap's or the pool's.
+SWITCHES = [("BUG_RACE_REQUEST", False, False), ("BUG_RACE_FREE", False, False),
+            ("BUG_RACE_ALLOC", True, False), ("BUG_RACE_POOL", False, True)]
+
+
+@pytest.mark.parametrize(("bug", "heap", "pool"), SWITCHES, ids=[s[0] for s in SWITCHES])
+def test_each_race_is_caught_small(builds: Path, bug: str, heap: bool, pool: bool) -> None:
     impl = threaded(builds, bug)
     for seed in (0, 1, 2) if SLOW else (1,):
-        found = search(impl, KERNEL, SearchOptions(heap=heap, seed=seed, time_limit=120,
+        found = search(impl, KERNEL, SearchOptions(heap=heap, pool=pool, seed=seed,
+                                                   time_limit=120,
                                                    shrink_seconds=30 if SLOW else 3))
         failure = found.failure
         assert failure is not None, f"{bug} not caught from seed {seed}"
@@ -181,6 +265,7 @@ SMALLEST = {
     "BUG_RACE_FREE": Plan(((Step("FreeFrame", "any", 0),), (Step("FreeFrame", "any", 0),)),
                           (R,)),
     "BUG_RACE_ALLOC": Plan(((A,), (A,))),
+    "BUG_RACE_POOL": Plan(((Step("AllocBlock"),), (Step("AllocBlock"),))),
 }
 
 
@@ -189,11 +274,11 @@ def test_stress_counts_how_often_a_race_shows(builds: Path, bug: str) -> None:
     """Replayed 20 times, the smallest plan of each race fails on some runs with
     the race build and on none with the correct one."""
     plan = SMALLEST[bug]
-    heap = bug == "BUG_RACE_ALLOC"
-    racy = stress(threaded(builds, bug), plan, KERNEL, 20, heap=heap, timeout=5)
+    heap, pool = bug == "BUG_RACE_ALLOC", bug == "BUG_RACE_POOL"
+    racy = stress(threaded(builds, bug), plan, KERNEL, 20, heap=heap, timeout=5, pool=pool)
     assert racy.failures > 0 and racy.first_failure is not None
     assert racy.first_failure.plan == plan
-    correct = stress(threaded(builds), plan, KERNEL, 20, heap=heap, timeout=5)
+    correct = stress(threaded(builds), plan, KERNEL, 20, heap=heap, timeout=5, pool=pool)
     assert (correct.failures, correct.undecided) == (0, 0)
 
 
@@ -245,6 +330,9 @@ def test_a_protocol_3_implementation_is_judged_sequentially_as_before(builds: Pa
     for mode in ("spec", "strict"):
         outcome = oracle_search(impl, mode, max_examples=8, time_limit=60, steps=15)
         assert outcome.passed and outcome.examples == 8, mode
+        # its pool is for concurrent runs: no sequential family has one
+        assert "manager MemoryPool (judged by python -m proofs.oracle concurrent only)" \
+            in outcome.skipped
 
 
 def test_times_no_execution_has_are_a_protocol_error(tmp_path: Path) -> None:
@@ -282,9 +370,27 @@ def test_the_command_line_keeps_the_oracles_exit_codes(
     sequential = build_c(builds)
     assert concurrent_cli.main(["--impl", sequential, "--quiet"]) == 2
     assert "does not declare concurrency" in capsys.readouterr().err
+    assert concurrent_cli.main(["--impl", fake(tmp_path, "times"), "--pool", "--quiet"]) == 2
+    assert "lacks ['MemoryPool']" in capsys.readouterr().err
     assert concurrent_cli.main(["--impl", good, "--max-examples", "3", "--nodes", "1",
                                 "--quiet"]) == 3  # undecided: never a pass
     assert "UNDECIDED" in capsys.readouterr().out
     for wrong in (["--threads", "1"], ["--max-examples", "0"], ["--time", "nan"],
                   ["--stress", "-1"]):
         assert concurrent_cli.main(["--impl", good, *wrong]) == 2, wrong
+
+
+def test_the_command_line_runs_the_pool(builds: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """--pool finds BUG_RACE_POOL and saves it; a replay of the saved plan makes
+    the pool again (its calls say so), fails on the race build, passes on the
+    correct one."""
+    trace = tmp_path / "pool.json"
+    bug = threaded(builds, "BUG_RACE_POOL")
+    assert concurrent_cli.main(["--impl", bug, "--pool", "--seed", "1", "--quiet",
+                                "--shrink-time", "1", "--trace-out", str(trace)]) == 1
+    assert "DIVERGED" in capsys.readouterr().out
+    assert "AllocBlock" in json.dumps(json.loads(trace.read_text())["plan"])
+    good = threaded(builds)
+    assert concurrent_cli.main(["--impl", good, "--replay", str(trace), "--stress", "3"]) == 0
+    assert concurrent_cli.main(["--impl", bug, "--replay", str(trace), "--stress", "20"]) == 1

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from proofs.oracle.concurrent import POOL_SETUP
 from proofs.oracle.families import FAMILIES, family_named
 from proofs.oracle.protocol import check_hello, validate
 from proofs.oracle.run import TRACE_FORMAT, _step_shape
@@ -101,3 +102,9 @@ def test_the_concurrency_examples_are_the_protocols(tmp_path: Path) -> None:
     done = subprocess.run([binary], input="", capture_output=True, text=True, timeout=20)
     written = check_hello(json.loads(done.stdout.splitlines()[0]))
     assert written.threads > 0 and "KernelHeap" in written.managers
+    assert "MemoryPool" in written.managers  # its pool, for --pool
+    create = re.search(r'`(\{"manager": "MemoryPool".*?\})`', section)
+    assert create is not None
+    message = json.loads(create.group(1))
+    validate({"id": 1, **message}, "request")
+    assert (message["manager"], message["op"], message["args"]) == POOL_SETUP

@@ -131,6 +131,8 @@ class SequentialSpec:
         """The objects op may read or change (docs/concurrency.md, "Independent objects")."""
         if op.manager == "PageManager" or op.name in ("FrameCounts", "FrameBitmap"):
             return frozenset({"frames"})
+        if op.name == "PoolFreeList":
+            return frozenset({"pool"})
         if op.manager == OBSERVE:  # HeapWalk, HoleIndex
             return frozenset({"heap"})
         if op.manager == "KernelHeap":

@@ -56,7 +56,7 @@ Value = int | bool | tuple[object, ...]
 #: The manager name of observations, taken only at quiescent points
 #: (docs/concurrency.md, "Observations"); the names are the oracle's.
 OBSERVE = "observe"
-OBSERVATIONS = ("FrameCounts", "FrameBitmap", "HeapWalk", "HoleIndex")
+OBSERVATIONS = ("FrameCounts", "FrameBitmap", "HeapWalk", "HoleIndex", "PoolFreeList")
 #: The operations each manager offers to concurrent callers (docs/concurrency.md,
 #: "The contract"), and the observations.
 OPERATIONS: dict[str, tuple[str, ...]] = {
@@ -99,11 +99,14 @@ class World:
     """The model's managers, booted small, each operation run as the model runs it."""
 
     def __init__(self, *, heap_max: int = HEAP_MAX, shared: bool = False,
-                 kernel: Mapping[str, Any] | None = None) -> None:
+                 kernel: Mapping[str, Any] | None = None, pool: bool = False) -> None:
         """kernel: boot as the oracle's kernel family does with that configuration
         (proofs/oracle/config.py's ``kernel`` fields; PROTOCOL.md, "Configuration"),
         the world an implementation run by ``python -m proofs.oracle concurrent``
-        is in: its set-up calls only, no pool (the protocol has none)."""
+        is in: its set-up calls only, and with pool (``--pool``) the pool's
+        Create(POOL_BLOCK_SIZE, POOL_BLOCKS), the set-up call the run sends
+        (PROTOCOL.md, "Concurrency (protocol 3)"). Without kernel the pool is
+        always made."""
         c = {"mem_start": MEMORY_START, "mem_end": MEMORY_END, "heap_start": HEAP_START,
              "heap_end": HEAP_END, "heap_max": heap_max, "index_size": HEAP_INDEX,
              "min_size": 0, "supervisor": True, "readonly": False, **(kernel or {})}
@@ -117,7 +120,7 @@ class World:
                                      index_size=c["index_size"],
                                      min_size=c["min_size"]) is not None
         self.pool = MemoryPool(self.heap)
-        if kernel is None:
+        if kernel is None or pool:
             ok = ok and self.pool.Create(POOL_BLOCK_SIZE, POOL_BLOCKS) is not None
         #: The process views map into: made only for shared memory (a process
         #: costs five times the rest in every snapshot).
@@ -167,13 +170,17 @@ class World:
         """An observation, read from the model's own observers; changes nothing.
         FrameCounts (free, used); FrameBitmap the used frames, ascending;
         HeapWalk (header, size, is_hole) per block as memory holds them, () when
-        corrupt; HoleIndex (size, header) in index order."""
+        corrupt; HoleIndex (size, header) in index order; PoolFreeList (the free
+        list's blocks, head first, as memory holds them, () when corrupt; the
+        blocks carved)."""
         if name == "FrameCounts":
             return (self.pm.free_count(), self.pm.frames.used)
         if name == "FrameBitmap":
             return self.pm.used_frames()
         if name == "HeapWalk":
             return tuple(tuple(block) for block in self.heap.walk() or ())
+        if name == "PoolFreeList":
+            return (tuple(self.pool.free_blocks() or ()), self.pool.current_blocks)
         return tuple(self.heap.holes())
 
     # -- states ------------------------------------------------------------------

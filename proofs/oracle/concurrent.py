@@ -7,7 +7,9 @@ and each reply carries the thread and the call's invocation and response times
 (CLOCK_MONOTONIC, nanoseconds). The oracle (:func:`run_plan`):
 
 - starts a fresh child, sends the kernel family's set-up calls one at a time
-  (proofs/oracle/worlds/kernel.py, with the hello's configuration);
+  (proofs/oracle/worlds/kernel.py, with the hello's configuration) and, when
+  the pool is in the run, the pool's Create with the checker's world's size
+  (:data:`POOL_SETUP`: the pool an implementation's replies are compared in);
 - sends the plan's prefix on thread 1, one call at a time (the frames and
   blocks the threads then race to free), then every thread's first call at
   once, then each thread's next call as soon as its last reply came (one call
@@ -17,7 +19,8 @@ and each reply carries the thread and the call's invocation and response times
   nothing more; a late reply is not read into the history;
 - when nothing is pending (a quiescent point: the end of a round), asks the
   observations the checker offers (FrameCounts, FrameBitmap; HeapWalk and
-  HoleIndex when the heap is in the run) as calls of the history that follow
+  HoleIndex when the heap is in the run; PoolFreeList when the pool is) as
+  calls of the history that follow
   every call before them; the plan's next round, if any, then starts as the
   first did (no round starts once a thread was stopped);
 - builds the history with the checker's :class:`Recorder`, from the
@@ -27,7 +30,7 @@ and each reply carries the thread and the call's invocation and response times
   (``timing``). A pending call is invoked at its send time;
 - judges it with :func:`proofs.concurrency.linearize.check`, any-free-frame
   matching, against the checker's world booted as the kernel family is
-  (:class:`proofs.concurrency.world.World` with ``kernel``).
+  (:class:`proofs.concurrency.world.World` with ``kernel``, and ``pool``).
 
 Whatever the implementation does wrong besides (a crash, garbage, a reply to
 another thread, times no execution has) is a :class:`Judged` with a
@@ -45,17 +48,30 @@ from typing import Any
 from proofs.concurrency.history import History, MalformedHistoryError, Recorder
 from proofs.concurrency.linearize import DEFAULT_BUDGET, Budget, Outcome, Verdict, check
 from proofs.concurrency.sequential import Matching, SequentialSpec
-from proofs.concurrency.world import OBSERVE, Op, Reply, Value, World
+from proofs.concurrency.world import (
+    OBSERVE,
+    POOL_BLOCK_SIZE,
+    POOL_BLOCKS,
+    Op,
+    Reply,
+    Value,
+    World,
+)
 from proofs.oracle.child import Child, ImplementationError
-from proofs.oracle.concurrent_plan import Plan, Resolver, Step
+from proofs.oracle.concurrent_plan import Plan, Resolver, Step, bad_blocks
 from proofs.oracle.protocol import Message, ProtocolError, validate
 from proofs.oracle.worlds.kernel import setup_calls
 
 #: The managers a concurrent run needs (the kernel family's set-up, paging and heap).
 NEEDED = ("PageManager", "VirtualMemoryManager", "KernelHeap")
+#: The pool's set-up call (``--pool``): the checker's world's pool
+#: (proofs/concurrency/world.py), made from the heap as model/memory_pool.py makes it.
+POOL_SETUP = ("MemoryPool", "Create", {"block_size": POOL_BLOCK_SIZE,
+                                       "max_blocks": POOL_BLOCKS})
 #: The observations asked at the end of a run (the checker's), per footprint.
 FRAME_OBSERVATIONS = ("FrameCounts", "FrameBitmap")
 HEAP_OBSERVATIONS = ("HeapWalk", "HoleIndex")
+POOL_OBSERVATIONS = ("PoolFreeList",)
 
 
 @dataclass
@@ -94,13 +110,16 @@ def observed_value(name: str, observed: Mapping[str, Any]) -> Value:
     if name == "HeapWalk":
         return tuple((int(b["header"]), int(b["size"]), bool(b["hole"]))
                      for b in observed["blocks"])
+    if name == "PoolFreeList":
+        return (tuple(int(b) for b in observed["blocks"]), int(observed["carved"]))
     return tuple((int(size), int(header)) for size, header in observed["holes"])
 
 
 def _checker_args(step: Step, args: Mapping[str, Any]) -> tuple[int | bool, ...]:
     """The request's args in the model's parameter order."""
     order = {"RequestFrame": ("is_kernel", "is_writeable"), "FreeFrame": ("frame_addr",),
-             "Alloc": ("size", "page_align"), "Free": ("p",)}.get(step.op, ())
+             "Alloc": ("size", "page_align"), "Free": ("p",),
+             "FreeBlock": ("block",)}.get(step.op, ())
     return tuple(args[name] for name in order)
 
 
@@ -108,9 +127,11 @@ class _Run:
     """The state of one run on one child."""
 
     def __init__(self, child: Child, plan: Plan, config: Mapping[str, Any], heap: bool,
-                 timeout: float) -> None:
+                 timeout: float, blocks: tuple[int, ...] | None = None) -> None:
+        """blocks: the pool's bad blocks, when the pool is in the run."""
         self.child, self.plan, self.heap, self.timeout = child, plan, heap, timeout
-        self.resolver = Resolver(int(config["mem_end"]))
+        self.pool = blocks is not None
+        self.resolver = Resolver(int(config["mem_end"]), blocks or (0,))
         self.next_id = 0
         self.round: tuple[tuple[Step, ...], ...] = plan.threads
         self.next_step = [0] * len(plan.threads)
@@ -208,7 +229,8 @@ class _Run:
     def observe(self) -> None:
         """The observations, at a quiescent point: after every call so far."""
         last = max((t for t, *_ in self.events), default=0)
-        names = FRAME_OBSERVATIONS + (HEAP_OBSERVATIONS if self.heap else ())
+        names = (FRAME_OBSERVATIONS + (HEAP_OBSERVATIONS if self.heap else ())
+                 + (POOL_OBSERVATIONS if self.pool else ()))
         for n, name in enumerate(names, 1):
             reply = self.request({"observe": name, "args": {}})
             try:
@@ -236,14 +258,19 @@ class _Run:
 
 
 def run_plan(impl: str, plan: Plan, config: Mapping[str, Any], *, heap: bool,
-             timeout: float, budget: Budget = DEFAULT_BUDGET) -> Judged:
-    """Run plan on a fresh child of impl and judge its history (module docstring)."""
+             timeout: float, budget: Budget = DEFAULT_BUDGET, pool: bool = False) -> Judged:
+    """Run plan on a fresh child of impl and judge its history (module docstring);
+    pool: the pool is made at set-up (its calls need it)."""
     judged = Judged(plan)
     child: Child | None = None
+    world = World(kernel=config, pool=pool)
+    model = world.pool
+    blocks = bad_blocks(model.arena, model.block_size, model.max_blocks) if pool else None
+    setup = [*setup_calls(NEEDED, config), *([POOL_SETUP] if pool else [])]
     try:
         child = Child(impl, timeout)
-        run = _Run(child, plan, config, heap, timeout)
-        for manager, op, args in setup_calls(NEEDED, config):
+        run = _Run(child, plan, config, heap, timeout, blocks)
+        for manager, op, args in setup:
             reply = run.request({"manager": manager, "op": op, "args": args})
             if reply.get("result") is not True:
                 judged.problem = ("setup", f"{manager}.{op} -> {reply}")
@@ -278,6 +305,6 @@ def run_plan(impl: str, plan: Plan, config: Mapping[str, Any], *, heap: bool,
         if child is not None:
             judged.stderr = judged.stderr or child.stderr_tail()
             child.close()
-    spec = SequentialSpec(World(kernel=config), Matching.ANY_FREE_FRAME)
+    spec = SequentialSpec(world, Matching.ANY_FREE_FRAME)
     judged.verdict = check(judged.history, spec, budget)
     return judged

@@ -1,6 +1,6 @@
 """``python -m proofs.oracle concurrent``: judge an implementation's concurrency.
 
-    python -m proofs.oracle concurrent --impl CMD [--threads N] [--calls N] [--heap]
+    python -m proofs.oracle concurrent --impl CMD [--threads N] [--calls N] [--heap] [--pool]
                                        [--max-examples N] [--time S] [--seed N]
                                        [--stress N] [--trace-out FILE]
     python -m proofs.oracle concurrent --replay FILE --impl CMD [--stress N]
@@ -9,7 +9,8 @@ The implementation must declare protocol 3 (PROTOCOL.md, "Concurrency
 (protocol 3)"); one that does not is judged as before, by ``python -m
 proofs.oracle --impl CMD``, and this command refuses it (exit 2). A search
 draws plans of up to ``--threads`` threads and ``--calls`` calls (the frame
-manager's calls; with ``--heap`` the kernel heap's too), runs each
+manager's calls; with ``--heap`` the kernel heap's too, with ``--pool`` the
+pool's AllocBlock and FreeBlock, the pool made at set-up), runs each
 concurrently, judges its history with the linearizability checker and shrinks
 a failing one; ``--stress N`` then replays the smallest failing plan N times
 and says how often it fails. A failing run is saved with ``--trace-out`` (the
@@ -57,6 +58,8 @@ def parser_of() -> argparse.ArgumentParser:
     parser.add_argument("--calls", type=int, default=12, help="calls at most, all threads "
                         "together (default 12)")
     parser.add_argument("--heap", action="store_true", help="KernelHeap's Alloc and Free too")
+    parser.add_argument("--pool", action="store_true", help="MemoryPool's AllocBlock and "
+                        "FreeBlock too (the hello must declare MemoryPool)")
     parser.add_argument("--max-examples", type=int, default=200)
     parser.add_argument("--time", type=float, default=120.0, help="seconds of search "
                         "(default 120)")
@@ -80,8 +83,10 @@ def parser_of() -> argparse.ArgumentParser:
     return parser
 
 
-def _hello(impl: str, timeout: float) -> tuple[int, dict[str, Any]] | str:
-    """(threads, the kernel family's configuration) from the hello, or why not."""
+def _hello(impl: str, timeout: float, pool: bool = False
+           ) -> tuple[int, dict[str, Any]] | str:
+    """(threads, the kernel family's configuration) from the hello, or why not
+    (pool: the hello must declare MemoryPool too)."""
     try:
         child = Child(impl, timeout)
     except ImplementationError as error:
@@ -91,9 +96,10 @@ def _hello(impl: str, timeout: float) -> tuple[int, dict[str, Any]] | str:
     if hello.threads < 1:
         return ("the implementation does not declare concurrency (protocol 3, \"threads\" in "
                 "its hello): judge it with python -m proofs.oracle --impl ...")
-    missing = [m for m in NEEDED if m not in hello.managers]
+    needed = (*NEEDED, *(("MemoryPool",) if pool else ()))
+    missing = [m for m in needed if m not in hello.managers]
     if missing:
-        return f"a concurrent run needs {', '.join(NEEDED)}; the hello lacks {missing}"
+        return f"a concurrent run needs {', '.join(needed)}; the hello lacks {missing}"
     try:
         config = checked(layered(hello.config or {}), ["kernel"]).of("kernel")
     except ConfigError as error:
@@ -169,22 +175,26 @@ def main(argv: list[str] | None = None) -> int:
               "--seconds: positive", file=sys.stderr)
         return EXIT_USAGE
     end_children_on_sigterm()
-    declared = _hello(args.impl, args.request_timeout)
+    replayed: Plan | None = None
+    if args.replay is not None:
+        try:
+            replayed = Plan.from_json(json.loads(args.replay.read_text())["plan"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            print(f"cannot read the trace: {error}", file=sys.stderr)
+            return EXIT_USAGE
+    calls = [] if replayed is None else [
+        *replayed.prefix, *(s for r in replayed.rounds for t in r for s in t)]
+    pool = args.pool if replayed is None else any(s.manager == "MemoryPool" for s in calls)
+    declared = _hello(args.impl, args.request_timeout, pool)
     if isinstance(declared, str):
         print(f"[concurrent] {declared}", file=sys.stderr)
         return EXIT_USAGE
     threads, config = declared
     budget = Budget(args.nodes, args.seconds)
-    if args.replay is not None:
-        try:
-            plan = Plan.from_json(json.loads(args.replay.read_text())["plan"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            print(f"cannot read the trace: {error}", file=sys.stderr)
-            return EXIT_USAGE
-        heap = any(s.manager == "KernelHeap"
-                   for s in (*plan.prefix, *(s for r in plan.rounds for t in r for s in t)))
-        result = stress(args.impl, plan, config, max(1, args.stress), heap=heap,
-                        timeout=args.request_timeout, budget=budget)
+    if replayed is not None:
+        heap = any(s.manager == "KernelHeap" for s in calls)
+        result = stress(args.impl, replayed, config, max(1, args.stress), heap=heap,
+                        timeout=args.request_timeout, budget=budget, pool=pool)
         summary = f"replay of {args.replay}: {_stressed(result)}"
         print(f"[concurrent] {summary}")
         if result.first_failure is not None:
@@ -194,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         _page(args.html, {"format": TRACE_FORMAT, "summary": summary})
         return EXIT_UNKNOWN if result.undecided else EXIT_PASS
     options = SearchOptions(threads=min(args.threads, threads), calls=args.calls,
-                            heap=args.heap, max_examples=args.max_examples,
+                            heap=args.heap, pool=args.pool, max_examples=args.max_examples,
                             time_limit=args.time, shrink_seconds=args.shrink_time,
                             attempts=args.attempts, seed=args.seed,
                             timeout=args.request_timeout, budget=budget)
@@ -202,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  [concurrent] {f.examples} plans, {f.runs} runs", file=sys.stderr, flush=True))
     head = (f"[concurrent] {found.examples} plans, {found.runs} runs, {found.seconds:.1f} s "
             f"(up to {options.threads} threads, {options.calls} calls"
-            f"{', heap' if options.heap else ''})")
+            f"{', heap' if options.heap else ''}{', pool' if options.pool else ''})")
     if found.failure is not None:
         failure = found.failure
         shrunk = (f"; shrunk from {found.first_size[0]} threads, {found.first_size[1]} calls"
@@ -214,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.stress:
             print(_stressed(stress(args.impl, failure.plan, config, args.stress,
                                    heap=options.heap, timeout=args.request_timeout,
-                                   budget=budget)))
+                                   budget=budget, pool=options.pool)))
         data = trace_data(failure, f"{head}: DIVERGED{shrunk}")
         print(_save(args.trace_out, data))
         _page(args.html, data)

@@ -2,11 +2,14 @@
 
 The calls are the concurrent contract's (docs/concurrency.md, "The contract")
 for the kernel family's managers: the PageManager's RequestFrame, FreeFrame and
-GetFreeFrameCount and, when the heap is in the run, the KernelHeap's Alloc and
-Free. Their arguments are the kernel family's rules' (proofs/oracle/families/
-kernel.py: RequestFrame of any kind, FreeFrame of a held frame, twice
-sometimes, and of the addresses in ``bad_frames``, which no state holds; the
-heap's sizes and page alignment are proofs/machines/kernel_heap.py's).
+GetFreeFrameCount, when the heap is in the run the KernelHeap's Alloc and
+Free, and when the pool is the MemoryPool's AllocBlock and FreeBlock. Their
+arguments are the kernel family's rules' (proofs/oracle/families/kernel.py:
+RequestFrame of any kind, FreeFrame of a held frame, twice sometimes, and of
+the addresses in ``bad_frames``, which no state holds; the heap's sizes and
+page alignment are proofs/machines/kernel_heap.py's); FreeBlock frees a block
+a thread got, or one of :func:`bad_blocks` (off the arena, off a block's
+boundary, a block not carved yet: model/memory_pool.py's three refusals).
 
 A frame or payload to free is named *symbolically* (:class:`Step`'s ``source``):
 ``own`` the k-th its thread got, ``any`` the k-th any thread got (in the order
@@ -50,6 +53,8 @@ class Step:
 
     @property
     def manager(self) -> str:
+        if self.op in ("AllocBlock", "FreeBlock"):
+            return "MemoryPool"
         return "KernelHeap" if self.op in ("Alloc", "Free") else "PageManager"
 
     def __str__(self) -> str:
@@ -57,7 +62,7 @@ class Step:
             return f"RequestFrame({self.flags[0]}, {self.flags[1]})"
         if self.op == "Alloc":
             return f"Alloc({self.size}, {self.flags[0]})"
-        if self.op in ("FreeFrame", "Free"):
+        if self.op in ("FreeFrame", "Free", "FreeBlock"):
             return f"{self.op}({self.source} #{self.k})"
         return f"{self.op}()"
 
@@ -78,7 +83,7 @@ Round = tuple[tuple[Step, ...], ...]
 @dataclass(frozen=True)
 class Plan:
     """Each thread's calls, thread 1 first, after a prefix that thread 1 runs
-    alone before the others start (RequestFrame and Alloc calls: what the
+    alone before the others start (RequestFrame, Alloc and AllocBlock calls: what the
     threads then race to free); then, after a quiescent point where the
     observations are taken, each later round's calls the same way."""
 
@@ -133,11 +138,22 @@ def _round(data: object) -> Round:
     return tuple(tuple(Step.from_json(s) for s in steps) for steps in data)
 
 
+def bad_blocks(arena: int, stride: int, count: int) -> tuple[int, ...]:
+    """Blocks FreeBlock must refuse in a pool of count blocks of stride bytes at
+    arena (model/memory_pool.py, FreeBlock): below the arena and off a boundary
+    (ERROR_INVALID_ADDRESS), the last block, not carved until every other is
+    (ERROR_INVALID_BLOCK)."""
+    return (arena - stride, arena + 2, arena + (count - 1) * stride)
+
+
 class Resolver:
     """The addresses a run's symbolic arguments name, from the replies so far."""
 
-    def __init__(self, mem_end: int) -> None:
+    def __init__(self, mem_end: int, bad_blocks: tuple[int, ...] = (0,)) -> None:
         self.bad_frames = bad_frames(mem_end)
+        self.bad_blocks = bad_blocks
+        self.blocks: dict[int, list[int]] = {}    # thread -> pool blocks it got
+        self.all_blocks: list[int] = []
         self.frames: dict[int, list[int]] = {}    # thread -> frames it got, in order
         self.all_frames: list[int] = []
         self.payloads: dict[int, list[int]] = {}  # thread -> payloads it got
@@ -155,6 +171,9 @@ class Resolver:
         if step.op == "Free":
             return {"p": self._pick(step, self.payloads.get(thread, []), self.all_payloads,
                                     BAD_PAYLOADS)}
+        if step.op == "FreeBlock":
+            return {"block": self._pick(step, self.blocks.get(thread, []), self.all_blocks,
+                                        self.bad_blocks)}
         return {}
 
     @staticmethod
@@ -172,10 +191,14 @@ class Resolver:
         elif step.op == "Alloc" and result:
             self.payloads.setdefault(thread, []).append(result)
             self.all_payloads.append(result)
+        elif step.op == "AllocBlock" and result:
+            self.blocks.setdefault(thread, []).append(result)
+            self.all_blocks.append(result)
 
 
-def steps(heap: bool) -> st.SearchStrategy[Step]:
-    """One thread's call: frames always, the heap's calls when heap."""
+def steps(heap: bool, pool: bool = False) -> st.SearchStrategy[Step]:
+    """One thread's call: frames always, the heap's calls when heap, the pool's
+    when pool."""
     flags = st.tuples(st.booleans(), st.booleans())
     k = st.integers(0, 3)
     frame_calls = [
@@ -188,11 +211,14 @@ def steps(heap: bool) -> st.SearchStrategy[Step]:
                   flags=st.tuples(st.booleans(), st.just(True))),
         st.builds(Step, st.just("Free"), st.sampled_from(SOURCES), k),
     ] if heap else []
-    return st.one_of(*frame_calls, *heap_calls)
+    pool_calls = [st.just(Step("AllocBlock")),
+                  st.builds(Step, st.just("FreeBlock"), st.sampled_from(SOURCES), k),
+                  ] if pool else []
+    return st.one_of(*frame_calls, *heap_calls, *pool_calls)
 
 
 @st.composite
-def plans(draw: st.DrawFn, threads: int, calls: int, heap: bool) -> Plan:
+def plans(draw: st.DrawFn, threads: int, calls: int, heap: bool, pool: bool = False) -> Plan:
     """A plan of 2..threads threads and at most calls calls in all (each thread at
     least one, a prefix of at most two; a second round one time in three);
     shrinks to fewer threads, rounds and calls."""
@@ -203,8 +229,10 @@ def plans(draw: st.DrawFn, threads: int, calls: int, heap: bool) -> Plan:
     if heap:
         made = made | st.builds(Step, st.just("Alloc"), size=st.sampled_from(ALLOC_SIZES),
                                 flags=st.tuples(st.booleans(), st.just(True)))
+    if pool:
+        made = made | st.just(Step("AllocBlock"))
     prefix = tuple(draw(st.lists(made, max_size=min(2, calls - rounds * count))))
     per = max(1, (calls - len(prefix)) // (count * rounds))
-    drawn = [tuple(tuple(draw(st.lists(steps(heap), min_size=1, max_size=per)))
+    drawn = [tuple(tuple(draw(st.lists(steps(heap, pool), min_size=1, max_size=per)))
                    for _ in range(count)) for _ in range(rounds)]
     return Plan(drawn[0], prefix, tuple(drawn[1:]))

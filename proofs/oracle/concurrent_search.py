@@ -63,6 +63,7 @@ class SearchOptions:
     threads: int = 4
     calls: int = 12
     heap: bool = False
+    pool: bool = False
     max_examples: int = 200
     time_limit: float = 120.0
     shrink_seconds: float = 30.0
@@ -90,7 +91,7 @@ def search(impl: str, config: Mapping[str, Any], options: SearchOptions,
         for _ in range(options.attempts):
             found.runs += 1
             judged = run_plan(impl, plan, config, heap=options.heap, timeout=options.timeout,
-                              budget=options.budget)
+                              budget=options.budget, pool=options.pool)
             if judged.failed:
                 _keep(found, judged)
                 if not shrink_until:
@@ -104,7 +105,7 @@ def search(impl: str, config: Mapping[str, Any], options: SearchOptions,
     test = settings(max_examples=options.max_examples, deadline=None, database=None,
                     phases=(Phase.generate, Phase.shrink), report_multiple_bugs=False,
                     suppress_health_check=list(HealthCheck))(
-        given(plans(options.threads, options.calls, options.heap))(one))
+        given(plans(options.threads, options.calls, options.heap, options.pool))(one))
     try:
         seeded(options.seed)(test)()
     except DivergedError:
@@ -164,7 +165,8 @@ def shrink_more(impl: str, config: Mapping[str, Any], options: SearchOptions, fo
                     return
                 found.runs += 1
                 judged = run_plan(impl, candidate, config, heap=options.heap,
-                                  timeout=options.timeout, budget=options.budget)
+                                  timeout=options.timeout, budget=options.budget,
+                                  pool=options.pool)
                 if judged.failed:
                     _keep(found, judged)
                     progress = True
@@ -189,12 +191,13 @@ class Stressed:
 
 
 def stress(impl: str, plan: Plan, config: Mapping[str, Any], runs: int, *, heap: bool,
-           timeout: float, budget: Budget = DEFAULT_BUDGET) -> Stressed:
+           timeout: float, budget: Budget = DEFAULT_BUDGET, pool: bool = False) -> Stressed:
     """Run plan runs times on fresh children; how many runs failed."""
     failures = undecided = 0
     first: Judged | None = None
     for _ in range(runs):
-        judged = run_plan(impl, plan, config, heap=heap, timeout=timeout, budget=budget)
+        judged = run_plan(impl, plan, config, heap=heap, timeout=timeout, budget=budget,
+                          pool=pool)
         if judged.failed:
             failures += 1
             first = first or judged

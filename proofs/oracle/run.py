@@ -43,7 +43,13 @@ from proofs.oracle.session import (
     StrictSession,
 )
 from proofs.oracle.spec_session import Judges, SpecSession
-from proofs.oracle.world import MANAGERS, OBSERVATIONS, PARTS_OF, PROTOCOL_VERSION
+from proofs.oracle.world import (
+    CONCURRENT_ONLY,
+    MANAGERS,
+    OBSERVATIONS,
+    PARTS_OF,
+    PROTOCOL_VERSION,
+)
 
 TRACE_FORMAT = "memspec-oracle-trace"
 #: Examples per hypothesis run between two looks at the clock.
@@ -109,6 +115,8 @@ def _probe(new: Callable[[], Session], outcome: Outcome,
     hello = session.hello
     outcome.implementation = hello.implementation
     outcome.skipped = ([f"manager {m}" for m in MANAGERS if m not in session.managers]
+                       + [f"manager {m} (judged by python -m proofs.oracle concurrent only)"
+                          for m in CONCURRENT_ONLY if m in hello.managers]
                        + [f"observation {o}" for o in OBSERVATIONS
                           if o not in hello.observations]
                        + [f"part {part} (not declared: its operations are unsupported)"

@@ -193,8 +193,9 @@ class Session:
             raise self.fault(exc) from None
         self.hello = self.child.hello
         self.heap: HeapHarness | None = None
-        self.managers = tuple(m for m in self.hello.managers
-                              if all(n in self.hello.managers for n in NEEDS[m]))
+        self.managers = tuple(m for m in self.hello.managers if m in NEEDS  # not
+                              # CONCURRENT_ONLY's, which no sequential family drives
+                              and all(n in self.hello.managers for n in NEEDS[m]))
         self.observations = self.hello.observations
         #: The managers the implementation serves in register form.
         self.register_form = self.hello.register_form

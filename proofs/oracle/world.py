@@ -32,6 +32,10 @@ ALL_MANAGERS: tuple[Manager, ...] = (*kernel.MANAGERS, *dos.MANAGERS, *user.MANA
                                      *shared.MANAGERS)
 MANAGERS = tuple(m.name for m in ALL_MANAGERS)
 OBSERVATIONS = tuple(o for m in ALL_MANAGERS for o in m.observations)
+#: Managers a hello may declare that only concurrent runs drive (PROTOCOL.md,
+#: "Concurrency (protocol 3)": the pool's AllocBlock and FreeBlock, ``python -m
+#: proofs.oracle concurrent --pool``); the sequential families leave them out.
+CONCURRENT_ONLY = ("MemoryPool",)
 #: The managers each manager needs (the heap maps its pages through the VMM).
 NEEDS = {m.name: m.needs for m in ALL_MANAGERS}
 #: The observations that belong to each manager.

@@ -1,4 +1,5 @@
-/* memimpl.c: PageManager, kernel directory and KernelHeap, as the model has them.
+/* memimpl.c: PageManager, kernel directory, KernelHeap and MemoryPool, as the model
+ * has them (the pool: its calls for concurrent runs, PROTOCOL.md "Concurrency").
  *
  * The intended algorithm, written for the oracle's test: lowest free frame
  * first, page tables allocated on demand before the page they map, blocks with
@@ -31,7 +32,24 @@
  * without the lock; BUG_RACE_FREE FreeFrame checks the frame is held and
  * releases it without the lock; BUG_RACE_ALLOC Alloc and Free run without the
  * heap's lock (the window: after Alloc chose its hole, after Free checked its
- * block). */
+ * block); BUG_RACE_POOL AllocBlock and FreeBlock run without the pool's lock
+ * (memory-design.md line 146).
+ *
+ * A heap call that maps pages reserves every frame it needs before it maps one
+ * (reserve_frames: the model's Expand checks the frames it needs, then takes
+ * them), under the PageManager's lock: a RequestFrame cannot take them between
+ * the check and the mapping.
+ *
+ * LOCKFREE_FRAMES (with THREADS; docs/concurrency.md, "A lock-free frame
+ * allocator"): RequestFrame and FreeFrame take no lock. The bitmap is one 64-bit
+ * atomic word per 16 frames (used bits, held-by-a-caller bits and a version),
+ * each change one compare-and-swap of one word; GetFreeFrameCount and a
+ * RequestFrame that finds nothing read a snapshot (two collects alike), and
+ * every failure or count waits out a heap call in progress (heap_seq, a seqlock
+ * the heap's calls write). The heap's frames come from the same words.
+ * WIDE_CAS sleeps as race_window does between each load and its
+ * compare-and-swap, so that the swaps race; BUG_LOCKFREE_STORE (a bug) claims a
+ * frame with a store instead of a compare-and-swap. */
 #ifdef THREADS
 #define _POSIX_C_SOURCE 200809L /* nanosleep (race_window), before any header */
 #endif
@@ -67,7 +85,7 @@ static void spin_lock(spinlock *l) { (void)l; }
 static void spin_unlock(spinlock *l) { (void)l; }
 #endif
 
-static spinlock pm_lock = SPINLOCK_INIT, heap_lock = SPINLOCK_INIT;
+static spinlock pm_lock = SPINLOCK_INIT, heap_lock = SPINLOCK_INIT, pool_lock = SPINLOCK_INIT;
 
 #define PAGE 4096
 #define NO_FRAME 0xFFFFFFFFu
@@ -106,6 +124,126 @@ static struct {
     uint8_t **mem; /* a frame's 4096 bytes; NULL reads as zeros */
 } pm;
 
+#ifdef LOCKFREE_FRAMES
+#if !defined THREADS || defined HIGHEST_FRAME || defined BUG_FRAME_TWICE \
+    || defined BUG_RACE_REQUEST || defined BUG_RACE_FREE
+#error "LOCKFREE_FRAMES is a THREADS build of its own (frames from the lowest, no frame bug)"
+#endif
+/* LOCKFREE_FRAMES (module comment): the bitmap is lf, one 64-bit atomic word per 16
+ * frames: bits 0-15 a frame used, bits 16-31 held by a caller (RequestFrame's, the
+ * only frames FreeFrame frees), bits 32-63 a version counting the word's changes
+ * (two collects alike are then a snapshot: no ABA). Every change is one
+ * compare-and-swap of one word. The owner array records the managers' frames
+ * only (a caller's frame is its held bit); lf_used counts the used frames (exact
+ * at a quiescent point). heap_seq is odd while a KernelHeap call runs: it may
+ * reserve frames and give them back, or free its pages one at a time, so a
+ * failure or a count of frames, which must see one state of the model, waits for
+ * it to be even and unchanged (a seqlock whose only writer holds heap_lock). */
+#define LF_FRAMES 16
+#define LF_VERSION (1ull << 32)
+static _Atomic uint64_t *lf;
+static uint32_t lf_nwords;
+static atomic_uint lf_used, heap_seq;
+
+static uint64_t lf_valid(uint32_t w) {
+    uint32_t tail = pm.nframes - w * LF_FRAMES;
+    return tail >= LF_FRAMES ? 0xFFFFu : (1u << tail) - 1;
+}
+
+static int frame_used(uint32_t f) { return (int)(atomic_load(&lf[f / LF_FRAMES]) >> (f % LF_FRAMES) & 1); }
+
+/* Set frame f's used bit (init: the reserved frames), nothing else running. */
+static void mark(uint32_t f, int owner) {
+    atomic_fetch_add(&lf[f / LF_FRAMES], (1ull << (f % LF_FRAMES)) + LF_VERSION);
+    atomic_fetch_add(&lf_used, 1);
+    pm.owner[f] = (uint8_t)owner;
+}
+
+/* Claim the lowest frame whose used bit is clear, as a caller's (held) or a
+ * manager's; -1 when the scan finds none (not yet a proof that none is free: a
+ * frame may be freed behind the scan). WIDE_CAS sleeps between the load and the
+ * compare-and-swap: another thread's change in between makes it fail and retry. */
+static int64_t lf_claim(int held) {
+    for (uint32_t w = 0; w < lf_nwords; w++) {
+        uint64_t old = atomic_load(&lf[w]);
+        for (uint64_t free; (free = ~old & lf_valid(w));) {
+            uint32_t b = (uint32_t)__builtin_ctzll(free);
+            uint64_t new = (old | 1ull << b | (held ? 1ull << (b + 16) : 0)) + LF_VERSION;
+#ifdef WIDE_CAS
+            race_window();
+#endif
+#ifdef BUG_LOCKFREE_STORE
+            atomic_store(&lf[w], new); /* a store, not a compare-and-swap: a change lost */
+            if (1) {
+#else
+            if (atomic_compare_exchange_weak(&lf[w], &old, new)) {
+#endif
+                atomic_fetch_add(&lf_used, 1);
+                return (int64_t)w * LF_FRAMES + b;
+            }
+        }
+    }
+    return -1;
+}
+
+/* Clear frame f's used (and held) bit: a manager's frame going back. */
+static void lf_unclaim(uint32_t f) {
+    uint64_t bits = (1ull << (f % LF_FRAMES)) * 0x10001u, old = atomic_load(&lf[f / LF_FRAMES]);
+    while (!atomic_compare_exchange_weak(&lf[f / LF_FRAMES], &old, (old & ~bits) + LF_VERSION)) {}
+    atomic_fetch_sub(&lf_used, 1);
+}
+
+/* The free frames at one instant: two collects of every word alike, versions
+ * included; gated, also with heap_seq even and unchanged around them (no heap
+ * call's frames half taken or half given back). The heap's own calls ask it
+ * ungated (their frames are theirs). */
+static uint32_t lf_free_snapshot(int gated) {
+    uint64_t *seen = malloc(lf_nwords * sizeof *seen);
+    if (!seen) abort();
+    for (;;) {
+        unsigned seq = atomic_load(&heap_seq);
+        if (gated && seq & 1) {
+            sched_yield();
+            continue;
+        }
+        uint32_t n = 0, same = 1;
+        for (uint32_t w = 0; w < lf_nwords; w++) {
+            seen[w] = atomic_load(&lf[w]);
+            n += (uint32_t)__builtin_popcountll(~seen[w] & lf_valid(w));
+        }
+        for (uint32_t w = 0; w < lf_nwords && same; w++) same = atomic_load(&lf[w]) == seen[w];
+        if (same && (!gated || atomic_load(&heap_seq) == seq)) {
+            free(seen);
+            return n;
+        }
+    }
+}
+
+static int64_t lowest_free(void) { /* FirstFreeFrame: a sequential call */
+    for (uint32_t f = 0; f < pm.nframes; f++)
+        if (!frame_used(f)) return f;
+    return -1;
+}
+
+static int64_t take_frame(int owner) {
+    int64_t f = lf_claim(0);
+    if (f >= 0) pm.owner[f] = (uint8_t)owner;
+    return f;
+}
+
+static void release_frame(uint32_t f) { /* owner and contents first: then it is free */
+    pm.owner[f] = FREE;
+    free(pm.mem[f]);
+    pm.mem[f] = NULL;
+    lf_unclaim(f);
+}
+
+static void release_frame_locked(uint32_t f) { release_frame(f); } /* no lock to hold */
+
+static uint32_t free_count(void) { return pm.nframes - atomic_load(&lf_used); }
+static uint32_t used_count(void) { return atomic_load(&lf_used); }
+
+#else
 static uint32_t valid_bits(uint32_t w) {
     uint32_t tail = pm.nframes - w * 32;
     return tail >= 32 ? 0xFFFFFFFFu : (1u << tail) - 1;
@@ -159,7 +297,7 @@ static void release_frame_locked(uint32_t f) { /* the caller holds pm_lock */
     if (f / 32 < pm.hint) pm.hint = f / 32;
 }
 
-/* The same, taking the PageManager's lock (the heap's and the directory's frames). */
+/* The same, taking the PageManager's lock (the directory's frames). */
 static int64_t take_frame(int owner) {
     spin_lock(&pm_lock);
     int64_t f = take_frame_locked(owner);
@@ -167,13 +305,76 @@ static int64_t take_frame(int owner) {
     return f;
 }
 
-static void release_frame(uint32_t f) {
+static uint32_t free_count(void) { return pm.nframes - pm.used; }
+static uint32_t used_count(void) { return pm.used; }
+static int frame_used(uint32_t f) { return (int)(pm.bits[f / 32] >> (f % 32) & 1); }
+#endif
+
+/* The frames a KernelHeap call needs for the pages and tables it maps, taken
+ * before it maps any (reserve_frames: all of them or none, as the model's Expand
+ * checks them first), then handed out in the order taken by take_reserved; what
+ * a call leaves (it failed after reserving) goes back when it ends
+ * (unreserve). Under the PageManager's lock, a RequestFrame cannot take them
+ * between the check and the mapping; LOCKFREE_FRAMES claims them one by one and
+ * gives them back if it falls short. The heap's lock serializes its calls;
+ * the reservation is the calling thread's own all the same (BUG_RACE_ALLOC's
+ * calls run without that lock). */
+#ifdef THREADS
+static _Thread_local struct {
+#else
+static struct {
+#endif
+    uint32_t *frames;
+    size_t n, next, cap;
+} reserved;
+
+static int reserve_frames(int64_t n) {
+    if (n > (int64_t)pm.nframes) return 0;
+    if ((size_t)n > reserved.cap) {
+        reserved.cap = (size_t)n;
+        reserved.frames = realloc(reserved.frames, reserved.cap * sizeof *reserved.frames);
+        if (!reserved.frames) abort();
+    }
+    reserved.n = reserved.next = 0;
+#ifdef LOCKFREE_FRAMES
+    while ((int64_t)reserved.n < n) {
+        int64_t f = lf_claim(0);
+        if (f >= 0) {
+            pm.owner[f] = MAPPED;
+            reserved.frames[reserved.n++] = (uint32_t)f;
+        } else if (lf_free_snapshot(0) == 0) { /* none free at one instant: fall short */
+            while (reserved.n) release_frame(reserved.frames[--reserved.n]);
+            return 0;
+        }
+    }
+#else
     spin_lock(&pm_lock);
-    release_frame_locked(f);
+    if (n <= (int64_t)free_count())
+        while ((int64_t)reserved.n < n) reserved.frames[reserved.n++] = (uint32_t)take_frame_locked(MAPPED);
     spin_unlock(&pm_lock);
+    if ((int64_t)reserved.n < n) return 0;
+#endif
+    return 1;
 }
 
-static uint32_t free_count(void) { return pm.nframes - pm.used; }
+/* A frame for owner: the next reserved one, else one taken now. */
+static int64_t take_reserved(int owner) {
+    if (reserved.next == reserved.n) return take_frame(owner);
+    uint32_t f = reserved.frames[reserved.next++];
+    pm.owner[f] = (uint8_t)owner;
+    return f;
+}
+
+/* Give back what is left, at once under the PageManager's lock (a count taken in
+ * between would see part of a failed call's frames). */
+static void unreserve(void) {
+    spin_lock(&pm_lock);
+    while (reserved.n > reserved.next) release_frame_locked(reserved.frames[--reserved.n]);
+    spin_unlock(&pm_lock);
+    reserved.n = reserved.next = 0;
+}
+
+
 
 static struct result pm_init(const struct arg *const *p) {
     int64_t start = p[0]->num, end = p[1]->num;
@@ -187,6 +388,12 @@ static struct result pm_init(const struct arg *const *p) {
     pm.owner = calloc(pm.nframes, 1);
     pm.mem = calloc(pm.nframes, sizeof *pm.mem);
     if (!pm.bits || !pm.owner || !pm.mem) abort();
+#ifdef LOCKFREE_FRAMES
+    lf_nwords = (pm.nframes + LF_FRAMES - 1) / LF_FRAMES;
+    lf = malloc(lf_nwords * sizeof *lf);
+    if (!lf) abort();
+    for (uint32_t w = 0; w < lf_nwords; w++) atomic_init(&lf[w], 0);
+#endif
     pm.reserved_end = (uint32_t)(align_up(start) / PAGE);
     for (uint32_t f = 0; f < pm.reserved_end; f++) mark(f, RESERVED);
     pm.initialized = 1;
@@ -202,6 +409,10 @@ static struct result pm_request(const struct arg *const *p) {
     int64_t f = lowest_free(); /* without the lock: another thread may find it too */
     race_window();
     if (f >= 0) mark((uint32_t)f, HELD);
+#elif defined LOCKFREE_FRAMES
+    int64_t f;
+    /* a failure when a snapshot, one instant, shows no frame free */
+    while ((f = lf_claim(1)) < 0 && lf_free_snapshot(1) > 0) {}
 #else
     int64_t f = take_frame(HELD);
 #endif
@@ -218,6 +429,30 @@ static struct result pm_free(const struct arg *const *p) {
     race_window(); /* held when checked: another FreeFrame may check it too */
     release_frame_locked((uint32_t)f);
     return res_bool(1, OK);
+#elif defined LOCKFREE_FRAMES
+    _Atomic uint64_t *word = &lf[f / LF_FRAMES];
+    uint64_t used = 1ull << (f % LF_FRAMES), held = used << 16;
+    for (;;) {
+        uint64_t old = atomic_load(word);
+        while (old & held) { /* a caller's: clear used and held at once */
+#ifdef WIDE_CAS
+            race_window();
+#endif
+            if (atomic_compare_exchange_weak(word, &old, (old & ~(used | held)) + LF_VERSION)) {
+                atomic_fetch_sub(&lf_used, 1);
+                return res_bool(1, OK);
+            }
+        }
+        /* free or a manager's: read at an instant no heap call is under way */
+        unsigned seq = atomic_load(&heap_seq);
+        if (seq & 1) {
+            sched_yield();
+            continue;
+        }
+        old = atomic_load(word);
+        if (!(old & held) && atomic_load(&heap_seq) == seq)
+            return res_bool(0, old & used ? E_BUSY : E_BLOCK);
+    }
 #else
     spin_lock(&pm_lock);
     int owner = pm.owner[f];
@@ -240,12 +475,16 @@ static struct result pm_first(const struct arg *const *p) {
 static struct result pm_count(const struct arg *const *p) { (void)p; return res_int(pm.nframes, OK); }
 static struct result pm_free_count(const struct arg *const *p) {
     (void)p;
+#ifdef LOCKFREE_FRAMES
+    uint32_t n = lf_free_snapshot(1);
+#else
     spin_lock(&pm_lock);
     uint32_t n = free_count();
     spin_unlock(&pm_lock);
+#endif
     return res_int(n, OK);
 }
-static struct result pm_used_count(const struct arg *const *p) { (void)p; return res_int(pm.used, OK); }
+static struct result pm_used_count(const struct arg *const *p) { (void)p; return res_int(used_count(), OK); }
 
 /* ---- the kernel directory ------------------------------------------------ */
 
@@ -266,7 +505,7 @@ static uint32_t pte_of(int64_t va) {
 /* The table of slot, allocated (and linked: a kernel table) when missing. */
 static uint32_t *table_for(uint32_t slot) {
     if (!vm.table[slot]) {
-        uint32_t f = (uint32_t)take_frame(TABLE);
+        uint32_t f = (uint32_t)take_reserved(TABLE);
         vm.table[slot] = calloc(1024, 4);
         if (!vm.table[slot]) abort();
         vm.pde[slot] = f << 12 | PTE_P | PTE_W | (is_kernel_address((int64_t)slot << 22) ? 0 : PTE_U);
@@ -277,16 +516,16 @@ static uint32_t *table_for(uint32_t slot) {
 /* AllocPage in the kernel directory (the caller checked it succeeds). */
 static void alloc_page(uint32_t va, int is_kernel, int writeable) {
     uint32_t *table = table_for(va >> 22);
-    uint32_t f = (uint32_t)take_frame(MAPPED);
+    uint32_t f = (uint32_t)take_reserved(MAPPED);
     table[(va >> 12) & 1023] = f << 12 | PTE_P | (writeable ? PTE_W : 0) | (is_kernel ? 0 : PTE_U);
 }
 
-static void unmap_page(uint32_t va) {
+static void unmap_page(uint32_t va) { /* the caller holds pm_lock */
     uint32_t *entry = &vm.table[va >> 22][(va >> 12) & 1023];
     uint32_t f = *entry >> 12;
     if (!(*entry & PTE_P) || pm.owner[f] != MAPPED) return;
     *entry = 0;
-    release_frame(f);
+    release_frame_locked(f);
 }
 
 /* Read n bytes at a kernel virtual address without touching the PTEs; 0 if unmapped. */
@@ -360,6 +599,8 @@ static struct result vm_write(const struct arg *const *p) {
 }
 
 /* ---- KernelHeap ------------------------------------------------------------ */
+
+typedef struct result (*op_fn)(const struct arg *const *p);
 
 struct block {
     uint32_t header, size, requested; /* requested: the size Alloc was asked for */
@@ -551,7 +792,7 @@ static uint32_t growth_error(int64_t new_end) {
         return E_NOMEM;
     }
     uint32_t code = placement_error(heap.end, new_end, heap.supervisor);
-    if (code == OK && frames_needed(heap.end, new_end) > free_count()) code = E_NOMEM;
+    if (code == OK && !reserve_frames(frames_needed(heap.end, new_end))) code = E_NOMEM;
     return code;
 }
 
@@ -597,7 +838,9 @@ static void cut(int64_t length) {
         hole_remove(header);
         new_hole(header, new_end - header);
     }
+    spin_lock(&pm_lock); /* the pages go back at once: a count sees all or none */
     for (int64_t page = new_end; page < old_end; page += PAGE) unmap_page((uint32_t)page);
+    spin_unlock(&pm_lock);
     heap.end = new_end;
 }
 
@@ -611,7 +854,7 @@ static struct result heap_create(const struct arg *const *p) {
         return res_bool(0, E_PARAM);
     if (!vm.ready) return res_bool(0, E_NOT_READY);
     uint32_t code = placement_error(start, max, (int)p[3]->num);
-    if (code == OK && frames_needed(start, end) > free_count()) code = E_NOMEM;
+    if (code == OK && !reserve_frames(frames_needed(start, end))) code = E_NOMEM;
     if (code != OK) return res_bool(0, code);
     heap.supervisor = (int)p[3]->num, heap.readonly = (int)p[4]->num;
     map_range(start, end);
@@ -775,9 +1018,113 @@ static struct result heap_block_size(const struct arg *const *p) {
     return b && !b->hole ? res_int(b->requested, OK) : res_int(0, E_ADDRESS);
 }
 
+/* ---- MemoryPool (model/memory_pool.py) --------------------------------------- */
+
+/* Blocks of a stride (block_size rounded up to 4, at least 4) carved lazily from
+ * one heap allocation, the arena; the free list threaded through the free blocks
+ * in memory (a block's first 4 bytes name the next, 0 ends it), LIFO; live: one
+ * byte per carved block, 1 when allocated. The pool's calls hold its lock
+ * (memory-design.md line 146); Create allocates the arena under the heap's.
+ * BUG_RACE_POOL: AllocBlock and FreeBlock without it, the window after AllocBlock
+ * read the head (or the count carved) and after FreeBlock checked the block. */
+static struct {
+    int created;
+    int64_t stride, max_blocks, current_blocks, arena, free_list;
+    uint8_t *live;
+} pool;
+
+static struct result heap_alloc(const struct arg *const *p);
+static struct result heap_call(op_fn fn, const struct arg *const *p);
+
+static int64_t pool_index(int64_t address) { /* -1 off the arena or a boundary */
+    int64_t offset = address - pool.arena;
+    if (offset < 0 || offset >= pool.stride * pool.max_blocks || offset % pool.stride) return -1;
+    return offset / pool.stride;
+}
+
+static int64_t peek_next(int64_t block) { /* -1 when unmapped */
+    uint8_t raw[4];
+    if (!vread(block, raw, 4)) return -1;
+    return (int64_t)raw[0] | (int64_t)raw[1] << 8 | (int64_t)raw[2] << 16 | (int64_t)raw[3] << 24;
+}
+
+static struct result pool_create(const struct arg *const *p) {
+    if (pool.created) return res_bool(0, E_ALREADY);
+    int64_t size = p[0]->num, count = p[1]->num;
+    if (!(is_u32(p[0]) && is_u32(p[1]) && size > 0 && count > 0)) return res_bool(0, E_PARAM);
+    int64_t stride = size + (-size & 3);
+    if (stride * count >= LIMIT) return res_bool(0, E_PARAM);
+    if (heap.created && heap.readonly) return res_bool(0, E_DENIED);
+    struct arg bytes = {"size", ARG_INT, stride * count, NULL}, align = {"page_align", ARG_BOOL, 0, NULL};
+    struct result arena = heap_call(heap_alloc, (const struct arg *const[]){&bytes, &align});
+    if (arena.error != OK) return res_bool(0, arena.error);
+    pool.live = calloc((size_t)count, 1);
+    if (!pool.live) abort();
+    pool.created = 1, pool.stride = stride, pool.max_blocks = count, pool.arena = arena.value;
+    pool.current_blocks = pool.free_list = 0;
+    return res_bool(1, OK);
+}
+
+static struct result pool_alloc(const struct arg *const *p) {
+    (void)p;
+    if (!pool.created) return res_int(0, E_NOT_READY);
+    int64_t head = pool.free_list;
+    if (head) {
+        int64_t after = peek_next(head), index = pool_index(after);
+        if (after != 0 && (after == head || index < 0 || index >= pool.current_blocks
+                           || pool.live[index]))
+            return res_int(0, E_TRASHED);
+#if defined BUG_RACE_POOL && defined THREADS
+        race_window(); /* the head read, not yet popped: another AllocBlock may pop it too */
+#endif
+        pool.free_list = after;
+        pool.live[pool_index(head)] = 1;
+        return res_int(head, OK);
+    }
+    int64_t carved = pool.current_blocks;
+    if (carved >= pool.max_blocks) return res_int(0, E_NOMEM);
+#if defined BUG_RACE_POOL && defined THREADS
+    race_window(); /* the next block chosen, not yet carved: another may carve it too */
+#endif
+    pool.live[carved] = 1;
+    pool.current_blocks = carved + 1;
+    return res_int(pool.arena + carved * pool.stride, OK);
+}
+
+static struct result pool_free(const struct arg *const *p) {
+    if (!is_u32(p[0])) return res_bool(0, E_PARAM);
+    if (!pool.created) return res_bool(0, E_NOT_READY);
+    int64_t block = p[0]->num, index = pool_index(block);
+    if (index < 0) return res_bool(0, E_ADDRESS);
+    if (index >= pool.current_blocks || !pool.live[index]) return res_bool(0, E_BLOCK);
+#if defined BUG_RACE_POOL && defined THREADS
+    race_window(); /* live when checked: another FreeBlock may check it too */
+#endif
+    uint32_t next = (uint32_t)pool.free_list; /* x86: little endian */
+    vwrite(block, (const uint8_t *)&next, 4);
+    pool.free_list = block;
+    pool.live[index] = 0;
+    return res_bool(1, OK);
+}
+
 /* ---- dispatch ---------------------------------------------------------------- */
 
-typedef struct result (*op_fn)(const struct arg *const *p);
+/* A KernelHeap call under the heap's lock (LOCKFREE_FRAMES: heap_seq odd while it
+ * runs); the frames it reserved and did not map go back at its end. */
+static struct result heap_call(op_fn fn, const struct arg *const *p) {
+    spin_lock(&heap_lock);
+#ifdef LOCKFREE_FRAMES
+    atomic_fetch_add(&heap_seq, 1); /* odd: frames may be in flux */
+#endif
+    struct result r = fn(p);
+    unreserve();
+#ifdef LOCKFREE_FRAMES
+    atomic_fetch_add(&heap_seq, 1);
+#endif
+    spin_unlock(&heap_lock);
+    return r;
+}
+
 static const struct op {
     const char *manager, *name;
     op_fn fn;
@@ -800,6 +1147,9 @@ static const struct op {
     {"KernelHeap", "Contract", heap_contract, {"new_size"}},
     {"KernelHeap", "FindSmallestHole", heap_find, {"size", "page_align"}},
     {"KernelHeap", "GetBlockSize", heap_block_size, {"p"}},
+    {"MemoryPool", "Create", pool_create, {"block_size", "max_blocks"}},
+    {"MemoryPool", "AllocBlock", pool_alloc, {0}},
+    {"MemoryPool", "FreeBlock", pool_free, {"block"}},
 };
 
 struct result mem_call(const char *manager, const char *op, const struct args *a) {
@@ -815,14 +1165,23 @@ struct result mem_call(const char *manager, const char *op, const struct args *a
             for (int k = 0; k < n; k++) known |= !strcmp(o->params[k], a->v[j].key);
             if (!known) return res_bool(0, E_PARAM);
         }
-        /* The heap's calls hold its lock (BUG_RACE_ALLOC: not Alloc and Free). */
-        int heap_call = !strcmp(manager, "KernelHeap");
+        /* The heap's calls hold its lock (BUG_RACE_ALLOC: not Alloc and Free), the
+         * pool's its own (BUG_RACE_POOL: not AllocBlock and FreeBlock). */
+        int heap = !strcmp(manager, "KernelHeap"), in_pool = !strcmp(manager, "MemoryPool");
 #if defined BUG_RACE_ALLOC && defined THREADS
-        heap_call = heap_call && strcmp(op, "Alloc") && strcmp(op, "Free");
+        if (heap && !(strcmp(op, "Alloc") && strcmp(op, "Free"))) {
+            struct result r = o->fn(p);
+            unreserve();
+            return r;
+        }
 #endif
-        if (heap_call) spin_lock(&heap_lock);
+#if defined BUG_RACE_POOL && defined THREADS
+        in_pool = in_pool && !strcmp(op, "Create");
+#endif
+        if (heap) return heap_call(o->fn, p);
+        if (in_pool) spin_lock(&pool_lock);
         struct result r = o->fn(p);
-        if (heap_call) spin_unlock(&heap_lock);
+        if (in_pool) spin_unlock(&pool_lock);
         return r;
     }
     return res_bool(0, E_PARAM);
@@ -832,7 +1191,7 @@ struct result mem_call(const char *manager, const char *op, const struct args *a
 
 static void obs_frame_counts(const struct args *a, struct buf *o) {
     (void)a;
-    buf_printf(o, "{\"frames\":%u,\"free\":%u,\"used\":%u}", pm.nframes, free_count(), pm.used);
+    buf_printf(o, "{\"frames\":%u,\"free\":%u,\"used\":%u}", pm.nframes, free_count(), used_count());
 }
 
 static void obs_frame_bitmap(const struct args *a, struct buf *o) {
@@ -840,12 +1199,12 @@ static void obs_frame_bitmap(const struct args *a, struct buf *o) {
     const char *sep = "";
     buf_put(o, "{\"used\":[", 9);
     for (uint32_t f = 0; f < pm.nframes;) {
-        if (!(pm.bits[f / 32] >> (f % 32) & 1)) {
+        if (!frame_used(f)) {
             f++;
             continue;
         }
         uint32_t first = f;
-        while (f < pm.nframes && pm.bits[f / 32] >> (f % 32) & 1) f++;
+        while (f < pm.nframes && frame_used(f)) f++;
         put_array(o, sep, (uint32_t[]){first, f - first}, 2);
         sep = ",";
     }
@@ -930,6 +1289,23 @@ static void obs_hole_index(const struct args *a, struct buf *o) {
     buf_put(o, "]}", 2);
 }
 
+/* The pool's free list, head first, read from memory (the model's free_blocks):
+ * none when it is corrupt (a block off the carved ones, a live one, a cycle). */
+static void obs_pool_free_list(const struct args *a, struct buf *o) {
+    (void)a;
+    const char *sep = "";
+    int64_t block = pool.created ? pool.free_list : 0, n = 0;
+    for (; block && n <= pool.current_blocks; n++) {
+        int64_t index = pool_index(block);
+        if (index < 0 || index >= pool.current_blocks || pool.live[index]) break;
+        block = peek_next(block);
+    }
+    buf_put(o, "{\"blocks\":[", 11);
+    for (int64_t i = 0, at = pool.free_list; !block && i < n; i++, at = peek_next(at))
+        buf_printf(o, "%s%lld", sep, (long long)at), sep = ",";
+    buf_printf(o, "],\"carved\":%lld}", (long long)pool.current_blocks);
+}
+
 static const struct observation {
     const char *name;
     void (*fn)(const struct args *a, struct buf *o);
@@ -937,6 +1313,7 @@ static const struct observation {
     {"FrameCounts", obs_frame_counts}, {"FrameBitmap", obs_frame_bitmap},
     {"PageTables", obs_page_tables}, {"VirtualToPhysical", obs_virtual_to_physical},
     {"ReadBytes", obs_read_bytes}, {"HeapWalk", obs_heap_walk}, {"HoleIndex", obs_hole_index},
+    {"PoolFreeList", obs_pool_free_list},
 };
 
 int mem_observe(const char *name, const struct args *a, struct buf *out) {

@@ -11,10 +11,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const managers[] = {"PageManager", "VirtualMemoryManager", "KernelHeap", 0};
+/* The THREADS build's pool is judged by concurrent runs only (PROTOCOL.md,
+ * "Concurrency (protocol 3)"): the sequential oracle leaves it out. */
+static const char *const managers[] = {"PageManager", "VirtualMemoryManager", "KernelHeap",
+#ifdef THREADS
+                                       "MemoryPool",
+#endif
+                                       0};
 static const char *const observations[] = {"FrameCounts", "FrameBitmap", "PageTables",
                                            "VirtualToPhysical", "ReadBytes", "HeapWalk",
-                                           "HoleIndex", 0};
+                                           "HoleIndex",
+#ifdef THREADS
+                                           "PoolFreeList",
+#endif
+                                           0};
 
 /* MEMIMPL_CONFIG=real: the tutorial heap's own constants (an index of 0x20000
  * entries, a min size of 0x70000, a 1 MB initial heap) on 4096 frames,
