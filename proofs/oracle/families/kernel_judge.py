@@ -203,7 +203,10 @@ class ObservedHeap(HeapHarness):
     pre-state (each step proved to keep every invariant: the ``kernel_heap.*``
     obligations), a failed one leaves the state as it was. (One z3 query per
     invariant per step cost 40-90 ms at the real-size configuration: a third of
-    the search's time.)"""
+    the search's time.) A successful call is judged by the steps' Python twins
+    first (``twin``; z3 judges what they do not accept)."""
+
+    twin = True
 
     def __init__(self, session: SpecSession, checker: Invariants,
                  outcomes: Counter[str]) -> None:
