@@ -91,6 +91,7 @@ class ObservedPaging(Harness):
 
     def __init__(self, session: SpecSession, stats: Stats, invariants: InvariantChecker) -> None:
         self.session, self.stats, self.invariants = session, stats, invariants
+        self.passed = session.judges.caches.setdefault("paging verdicts", set())
         self.pm: Any = _Calls(session, "PageManager")
         self.vm: Any = _Calls(session, "VirtualMemoryManager")
         self.history: list[str] = []
