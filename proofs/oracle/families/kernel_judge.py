@@ -22,7 +22,14 @@ machines abstract, and the machines' judges run on them unchanged:
 - the heap becomes a :class:`HeapSnapshot` (HeapWalk, HoleIndex, the heap's
   PTEs), judged by :class:`proofs.machines.kernel_heap.HeapHarness`: HEAP-1..6, the
   composite of spec steps with the implementation's hole, end and frames, no
-  change on failure, payload bytes intact (ReadBytes).
+  change on failure, payload bytes intact (ReadBytes). A successful call is
+  first judged by the steps' Python twins (:mod:`proofs.machines.kernel_heap_twin`,
+  tested against the z3 steps in tests/test_heap_twin.py): what they accept
+  passes, anything else goes to the z3 steps, which decide (issue 16: the z3
+  steps cost 10-60 ms a call, most of the search's time);
+- the paging harness remembers the calls it allowed (``passed``, shared by the
+  run's judges): the same call from the same reported state with the same
+  reply, error and post-state passes again without z3.
 
 Who owns a used frame is not reported; it is derived from what the oracle saw:
 frames below the reserved end are reserved, the directory and the tables the
