@@ -103,6 +103,7 @@ class ObservedPaging(Harness):
         self.vm: Any = _Calls(session, "VirtualMemoryManager")
         self.history: list[str] = []
         self._state: tuple[Snapshot, Any] | None = None
+        self._built: tuple[Message, set[int], Snapshot] | None = None
         self.snap = self._observed()
         self._check_invariants(None, "the initial state", [])
 
@@ -163,8 +164,20 @@ class ObservedPaging(Harness):
             self._check_invariants(None, where, [])
 
     def _observed(self) -> Snapshot:
+        """The reported state as a paging Snapshot, its frame roles checked;
+        built again only when FrameCounts is another reply (the session answers
+        an observation once per state, so the same reply object is the same
+        state) or the held frames changed."""
+        counts = self.session.observe("FrameCounts")
+        built = self._built
+        if built is not None and built[0] is counts and built[1] == self.session.held:
+            return built[2]
+        snap = self._roles(counts)
+        self._built = (counts, set(self.session.held), snap)
+        return snap
+
+    def _roles(self, counts: Message) -> Snapshot:
         s = self.session
-        counts = s.observe("FrameCounts")
         if counts["free"] != counts["frames"] - counts["used"]:
             raise CheckError(f"FrameCounts: free {counts['free']} is not frames "
                              f"{counts['frames']} - used {counts['used']}", ["FRM-2"])
@@ -233,6 +246,7 @@ class ObservedHeap(HeapHarness):
     def __init__(self, session: SpecSession, checker: Invariants,
                  outcomes: Counter[str]) -> None:
         self.session = session
+        self._built: tuple[Message, set[int], HeapSnapshot] | None = None
         self._deferred = False
         self._where = ""
         self._begin(checker, outcomes)
@@ -272,8 +286,19 @@ class ObservedHeap(HeapHarness):
             self._deferred = False
 
     def _snapshot(self) -> HeapSnapshot:
+        """The reported heap, built again only when HeapWalk is another reply
+        (a new state: see ObservedPaging._observed) or the aligned set changed."""
         s = self.session
         walk = s.observe("HeapWalk")
+        built = self._built
+        if built is not None and built[0] is walk and built[1] == s.aligned:
+            return built[2]
+        snap = self._walked(walk)
+        self._built = (walk, set(s.aligned), snap)
+        return snap
+
+    def _walked(self, walk: Message) -> HeapSnapshot:
+        s = self.session
         start, end_page = walk["start"] >> PAGE_SHIFT, walk["max"] >> PAGE_SHIFT
         ptes = sorted(((slot << 10) | index, entry)
                       for slot, index, entry in s.observe("PageTables")["ptes"]
