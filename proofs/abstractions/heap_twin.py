@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from proofs.abstractions.kernel_heap import HeapSnapshot
-from spec.abi import HEAP_MAGIC, HEAP_TOP, MIN_BLOCK, PAGE_SIZE
+from spec.abi import HEAP_MAGIC, MIN_BLOCK, PAGE_SIZE
 
-MAGIC, MIN, TOP = HEAP_MAGIC, MIN_BLOCK, HEAP_TOP
+MAGIC, MIN = HEAP_MAGIC, MIN_BLOCK
 ENTRY_MASK, FRAME_MASK = (1 << 32) - 1, (1 << 20) - 1
 #: The most pages a map_pages or unmap_pages range may cover here (past it the
 #: twin gives up and z3 judges): the 32-bit space has 2**20 pages.
@@ -403,6 +403,3 @@ def FindSmallestHole(s: TwinHeap, size: int, page_align: bool, result: int,
         answer = (0 <= result < s.count and fits(s, s.index[result], size, page_align, x)
                   and none_fits(result))
     return Outcome(s.created, answer, s)
-
-
-__all__ = ["TOP", "Outcome", "Table", "TwinHeap", "UnsupportedError", "same_value", "to_twin"]
