@@ -76,6 +76,7 @@ from proofs.machines.checks import (
     SolverUnknownError,
     decide,
 )
+from proofs.machines.kernel_heap_twin import accepts as twin_accepts
 from proofs.machines.runner import (
     Budget,
     CheckedMachine,
@@ -295,6 +296,47 @@ class Invariants:
 
 # -- the harness ---------------------------------------------------------------
 
+def compare(post: HeapState, snap: HeapSnapshot, spec: HeapState, where: str,
+            trace: list[str]) -> None:
+    """HeapHarness's check that the spec's state equals the reported one
+    (``post``, the abstraction of ``snap``): the real fields equal (``block``
+    and ``pte`` as arrays, the other header maps at every header, ``index``
+    below count). A field that is
+    the same term is equal; the header maps and the index are compared
+    at their finitely many points (the post-state's headers, positions
+    below its count: exactly where the claims' antecedents hold) when both
+    sides simplify to values there; the rest is one z3 query, and when it
+    fails one query per field names the ones that differ."""
+    a = z3.Const("a", ADDR)
+    claims = {}
+    wrong = []
+    headers = [lit(b.header) for b in snap.blocks]
+    positions = [lit(i) for i in range(len(snap.index))]
+    for name in REAL_FIELDS:
+        mine, theirs = getattr(spec, name), getattr(post, name)
+        if mine.eq(theirs):  # the same term: equal without asking z3
+            continue
+        if name in _AT_HEADERS or name == "index":
+            equal = equal_at(mine, theirs, headers if name in _AT_HEADERS else positions)
+        else:
+            equal = equal_arrays(mine, theirs) if z3.is_array(mine) else None
+        if equal is False:
+            wrong.append(name)
+        elif equal is None and name in _AT_HEADERS:
+            claims[name] = z3.ForAll([a], z3.Implies(post.block[a], mine[a] == theirs[a]))
+        elif equal is None and name == "index":
+            claims[name] = z3.ForAll([a], z3.Implies(z3.And(0 <= a, a < post.count),
+                                                     mine[a] == theirs[a]))
+        elif equal is None:
+            claims[name] = mine == theirs
+    if not wrong and (not claims or valid(z3.And(list(claims.values())))):
+        return
+    wrong += [name for name, claim in claims.items() if not decide(claim, TRANSITION)]
+    raise CheckError(f"{where}: the model's state differs from the spec's "
+                     f"{'; '.join(trace) or 'unchanged state'} on {wrong}",
+                     [TRANSITION])
+
+
 def _hex(value: Any) -> str:
     """An argument or result as the report shows it: addresses in hex."""
     return hex(value) if type(value) is int and value >= 0x1000 else repr(value)
@@ -305,7 +347,13 @@ def make_heap() -> KernelHeap:
 
 
 class HeapHarness:
-    """One heap, its last snapshot and abstraction, and what was written into it."""
+    """One heap, its last snapshot and abstraction, and what was written into it.
+
+    With ``twin`` (the oracle's), a successful call the twin composite
+    (:mod:`proofs.machines.kernel_heap_twin`) accepts is not built in z3; any
+    other is judged by the z3 steps. The machine's own harness keeps z3."""
+
+    twin = False
 
     def __init__(self, checker: Invariants, outcomes: Counter[str] | None = None) -> None:
         self.heap = make_heap()
@@ -321,8 +369,15 @@ class HeapHarness:
         self.freed: list[int] = []
         self.trace: list[str] = []
         self.snap = self._snapshot()
-        self.state = to_heap_state(self.snap)
+        self._state: tuple[HeapSnapshot, HeapState] | None = None
         self.check_invariants("Create")
+
+    @property
+    def state(self) -> HeapState:
+        """The abstraction of the last snapshot, built when first asked."""
+        if self._state is None or self._state[0] is not self.snap:
+            self._state = (self.snap, to_heap_state(self.snap))
+        return self._state[1]
 
     # -- what the harness reads and drives (the oracle drives an implementation) --
 
@@ -349,7 +404,7 @@ class HeapHarness:
         """Snapshot the heap; abstract it anew only when the snapshot changed."""
         snap = self._snapshot()
         if snap != self.snap:
-            self.snap, self.state = snap, to_heap_state(snap)
+            self.snap = snap
 
     def check_invariants(self, where: str) -> None:
         broken = self.checker.violated(self.state)
@@ -373,7 +428,7 @@ class HeapHarness:
         """Call the model, then check invariants, the transition and contents."""
         # Fresh: the harness's own reads and writes set A and D bits in the PTEs.
         pre_snap, free = self._snapshot(), self._free_frames()
-        pre = self.state if pre_snap == self.snap else to_heap_state(pre_snap)
+        pre = None if self.twin else self.state if pre_snap == self.snap else None
         result, code = self._invoke(name, args)
         self.outcomes[f"{name} {code.name.removeprefix('ERROR_')}"] += 1
         self._observe()
@@ -396,49 +451,14 @@ class HeapHarness:
                                  [TRANSITION])
         else:
             self.trace = []
-            expected = getattr(self, f"_{name}")(pre, pre_snap, args, result, where)
-            self._compare(where, expected)
+            if not (self.twin and twin_accepts(name, pre_snap, self.snap, args, result,
+                                               self.live)):
+                pre = to_heap_state(pre_snap) if pre is None else pre
+                expected = getattr(self, f"_{name}")(pre, pre_snap, args, result, where)
+                compare(self.state, self.snap, expected, where, self.trace)
             self._record(name, args, result)
         self.check_contents(where)
         return result
-
-    def _compare(self, where: str, spec: HeapState) -> None:
-        """The real fields equal (``block`` and ``pte`` as arrays, the other
-        header maps at every header, ``index`` below count). A field that is
-        the same term is equal; the header maps and the index are compared
-        at their finitely many points (the post-state's headers, positions
-        below its count: exactly where the claims' antecedents hold) when both
-        sides simplify to values there; the rest is one z3 query, and when it
-        fails one query per field names the ones that differ."""
-        post = self.state
-        a = z3.Const("a", ADDR)
-        claims = {}
-        wrong = []
-        headers = [lit(b.header) for b in self.snap.blocks]
-        positions = [lit(i) for i in range(len(self.snap.index))]
-        for name in REAL_FIELDS:
-            mine, theirs = getattr(spec, name), getattr(post, name)
-            if mine.eq(theirs):  # the same term: equal without asking z3
-                continue
-            if name in _AT_HEADERS or name == "index":
-                equal = equal_at(mine, theirs, headers if name in _AT_HEADERS else positions)
-            else:
-                equal = equal_arrays(mine, theirs) if z3.is_array(mine) else None
-            if equal is False:
-                wrong.append(name)
-            elif equal is None and name in _AT_HEADERS:
-                claims[name] = z3.ForAll([a], z3.Implies(post.block[a], mine[a] == theirs[a]))
-            elif equal is None and name == "index":
-                claims[name] = z3.ForAll([a], z3.Implies(z3.And(0 <= a, a < post.count),
-                                                         mine[a] == theirs[a]))
-            elif equal is None:
-                claims[name] = mine == theirs
-        if not wrong and (not claims or valid(z3.And(list(claims.values())))):
-            return
-        wrong += [name for name, claim in claims.items() if not decide(claim, TRANSITION)]
-        raise CheckError(f"{where}: the model's state differs from the spec's "
-                         f"{'; '.join(self.trace) or 'unchanged state'} on {wrong}",
-                         [TRANSITION])
 
     def _fail(self, where: str, why: str) -> CheckError:
         return CheckError(f"{where}: {why} (steps {'; '.join(self.trace)})", [TRANSITION])
