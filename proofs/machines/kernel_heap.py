@@ -77,6 +77,7 @@ from proofs.machines.checks import (
     decide,
 )
 from proofs.machines.kernel_heap_twin import accepts as twin_accepts
+from proofs.machines.kernel_heap_twin import needless_growth
 from proofs.machines.runner import (
     Budget,
     CheckedMachine,
@@ -522,8 +523,8 @@ class HeapHarness:
     def _Alloc(self, pre: HeapState, pre_snap: HeapSnapshot, args: tuple[Any, ...],
                p: int, where: str) -> HeapState:
         (size, page_align), x = args, p - HEADER_SIZE
-        fit = next((h for n, h in pre_snap.index if fits(h, n, size, page_align)), None)
-        if self.snap.end > pre_snap.end and fit is not None:  # spec: grows when none fits
+        fit = needless_growth(pre_snap, self.snap, size, page_align)
+        if fit is not None:
             raise self._fail(where, f"the heap grew while the hole at {fit:#x} fits")
         s = self._grow(pre, pre_snap, where)
         candidates = [b.header for b in pre_snap.blocks if b.hole] + [pre_snap.end]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from model.heap_layout import aligned_header
+from model.heap_layout import aligned_header, fits
 from proofs.abstractions import heap_twin as tw
 from proofs.abstractions.kernel_heap import HeapSnapshot
 from spec.abi import HEADER_SIZE, MIN_BLOCK, PAGE_SHIFT
@@ -33,6 +33,16 @@ SCALARS = ("created", "start", "end", "max", "data_start", "floor", "capacity", 
 
 class RefusedError(Exception):
     """A step is not ok, its assume is false, or the twin gives up."""
+
+
+def needless_growth(pre_snap: HeapSnapshot, post_snap: HeapSnapshot, size: int,
+                    page_align: bool) -> int | None:
+    """The first hole of the index the request fits when an Alloc grew the heap
+    anyway (spec/kernel_heap.py: Alloc grows the heap only when no hole fits),
+    else None."""
+    if post_snap.end <= pre_snap.end:
+        return None
+    return next((h for n, h in pre_snap.index if fits(h, n, size, page_align)), None)
 
 
 def _placer(s: tw.TwinHeap) -> tw.Place:
@@ -97,6 +107,8 @@ class _Composite:
         _ints(size, p)
         _bools(page_align)
         x = p - HEADER_SIZE
+        if needless_growth(self.pre_snap, self.post_snap, size, page_align) is not None:
+            raise RefusedError("the heap grew while a hole fits")
         s = self.grow(pre)
         candidates = [b.header for b in self.pre_snap.blocks if b.hole] + [self.pre_snap.end]
         h = next((c for c in candidates if tw.a_hole(s, c) and c <= x < c + s.size[c]), x)
