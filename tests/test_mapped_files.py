@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from model.file_node import DiskFileNode, FileNode, MemoryFileNode
-from model.linux_mm import SyscallMmap, SyscallMunmap
+from model.linux_mm import SyscallMunmap
 from model.mapped_files import FileView, MemoryMappedFiles
 from model.memory_subsystem import MemorySubsystem
 from model.page_tables import PageFault
@@ -30,9 +30,6 @@ from spec.abi import (
     FAULT_PROTECTION,
     FAULT_USER,
     FAULT_WRITE,
-    MAP_ANONYMOUS,
-    MAP_FIXED,
-    MAP_PRIVATE,
     MEM_MAPPED,
     MEM_RESERVE,
     ORIGIN_MAPPED_FILE,
@@ -43,7 +40,6 @@ from spec.abi import (
     PAGE_READONLY,
     PAGE_READWRITE,
     PAGE_SIZE,
-    PROT_READ,
     PTE_DIRTY,
     ErrorCode,
     FrameOwner,
@@ -54,6 +50,7 @@ from tests.test_shared_memory import (
     PAGE_WRITECOPY,
     check_world,
     new_process,
+    unmap_range,
     world_snapshot,
 )
 
@@ -675,13 +672,7 @@ class MappedFilesMachine(RuleBasedStateMachine):
         low %= pages
         count = min(count, pages - low)
         start, size = base + low * PAGE_SIZE, count * PAGE_SIZE
-        if fixed:
-            assert SyscallMmap(space, start, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS
-                               | MAP_FIXED, -1, 0) == start
-            assert space.ReadUserMemory(start, size) == bytes(size)
-        else:
-            assert SyscallMunmap(space, start, size) == 0
-            assert isinstance(space.ReadUserMemory(start, 1), PageFault)
+        unmap_range(space, start, size, fixed)
         if low:
             self.views.append((space, base, file, offset))
         if low + count < pages:

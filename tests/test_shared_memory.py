@@ -875,6 +875,18 @@ def test_frame_owners_claim_block_frames_once(sub: MemorySubsystem) -> None:
                if owners[frame] == "shared")
 
 
+
+def unmap_range(space: ProcessMemorySpace, start: int, size: int, fixed: bool) -> None:
+    """munmap [start, start + size) (the range then faults), or MAP_FIXED anonymous
+    pages over it (the range then reads zeros): part of a view, in the machines."""
+    if fixed:
+        assert SyscallMmap(space, start, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS
+                           | MAP_FIXED, -1, 0) == start
+        assert space.ReadUserMemory(start, size) == bytes(size)
+    else:
+        assert SyscallMunmap(space, start, size) == 0
+        assert isinstance(space.ReadUserMemory(start, 1), PageFault)
+
 class SharedMemoryMachine(RuleBasedStateMachine):
     """Create, map, write, unmap (whole, or part by munmap / MAP_FIXED: pieces),
     destroy and exit in three processes; the contents every piece shows equal the
@@ -948,13 +960,7 @@ class SharedMemoryMachine(RuleBasedStateMachine):
         low %= pages
         count = min(count, pages - low)
         start, size = base + low * PAGE_SIZE, count * PAGE_SIZE
-        if fixed:
-            assert SyscallMmap(space, start, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS
-                               | MAP_FIXED, -1, 0) == start
-            assert space.ReadUserMemory(start, size) == bytes(size)
-        else:
-            assert SyscallMunmap(space, start, size) == 0
-            assert isinstance(space.ReadUserMemory(start, 1), PageFault)
+        unmap_range(space, start, size, fixed)
         if low:
             self.mapped.append((space, base, shm_id, first, low))
         if low + count < pages:
