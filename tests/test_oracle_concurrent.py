@@ -127,7 +127,7 @@ def test_the_pools_bad_blocks_are_refused_as_the_model_refuses_them() -> None:
 
 def test_a_pool_run_observes_the_free_list(builds: Path) -> None:
     """With the pool, PoolFreeList is asked at each quiescent point and compared
-    with the model's: two blocks carved and freed, then one popped."""
+    with the model's: the blocks carved all freed, then one popped."""
     plan = Plan(((Step("AllocBlock"), Step("FreeBlock", "own", 0)),
                  (Step("AllocBlock"), Step("FreeBlock", "own", 0))),
                 (), (((Step("AllocBlock"),), (Step("GetFreeFrameCount"),)),))
@@ -137,7 +137,9 @@ def test_a_pool_run_observes_the_free_list(builds: Path) -> None:
     seen = [c.reply for c in judged.history if c.op.name == "PoolFreeList"]
     assert len(seen) == 2 and seen[0] is not None and seen[1] is not None
     (first, carved), _ = seen[0]
-    assert carved == 2 and len(first) == 2  # both blocks free, LIFO
+    # two blocks carved when the AllocBlocks overlapped, one when a thread freed its
+    # block before the other asked (the threads' interleaving decides): all free
+    assert carved in (1, 2) and len(first) == carved
     (second, _), _ = seen[1]
     assert second == first[1:]  # the AllocBlock popped the head
 
