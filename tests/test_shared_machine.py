@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -38,6 +42,8 @@ from spec.abi import (
     ErrorCode,
 )
 from spec.shared_memory import FILE, ZERO, SharedState, violated
+
+ROOT = Path(__file__).resolve().parent.parent
 
 E = ErrorCode
 DATA = bytes(range(1, 252)) * 40  # 10040 bytes: two pages and a partial one
@@ -243,13 +249,32 @@ def test_the_model_refines_the_spec() -> None:
     assert verdict.examples is not None and verdict.examples >= 3
 
 
+#: One broken model's teeth run, in a fresh interpreter: its verdict as JSON.
+TEETH = """
+import json, sys
+from proofs.machines.shared_memory import SHARED_MODEL_VARIANTS, run_shared_machine
+variant = next(v for v in SHARED_MODEL_VARIANTS if v.name == sys.argv[1])
+verdict = run_shared_machine("teeth", variant.patches, shrink_seconds=2)
+print(json.dumps({"kind": verdict.kind.name, "summary": verdict.summary,
+                  "violated": list(verdict.violated), "detail": verdict.detail}))
+"""
+
+
 @pytest.mark.parametrize("variant", SHARED_MODEL_VARIANTS, ids=lambda v: v.name)
 def test_broken_models_are_caught_by_name(variant: object) -> None:
-    verdict = run_shared_machine("teeth", variant.patches,  # type: ignore[attr-defined]
-                                 shrink_seconds=2)
-    assert verdict.kind == Kind.COUNTEREXAMPLE, verdict.summary
-    assert set(variant.catches) & set(verdict.violated), verdict.detail  # type: ignore[attr-defined]
-    assert "state = SharedMachine()" in verdict.detail
+    """Each broken model, caught by the teeth run, in an interpreter of its own:
+    the derandomized run's draws were seen to depend on what the process had
+    imported before (after proofs.report, unmap_drops_dirty went 86 examples
+    uncaught; alone, or after any other module, caught within 25; the cause is
+    not found: docs/known-gaps.md)."""
+    name = variant.name  # type: ignore[attr-defined]
+    done = subprocess.run([sys.executable, "-c", TEETH, name], capture_output=True, text=True,
+                          timeout=300, check=False, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    verdict = json.loads(done.stdout.strip().splitlines()[-1])
+    assert verdict["kind"] == Kind.COUNTEREXAMPLE.name, verdict["summary"]
+    assert set(variant.catches) & set(verdict["violated"]), verdict["detail"]  # type: ignore[attr-defined]
+    assert "state = SharedMachine()" in verdict["detail"]
 
 
 def test_a_model_protecting_beyond_the_view_is_caught_by_name() -> None:
