@@ -61,9 +61,7 @@ def lanes_svg(data: dict[str, Any]) -> str:
     for number, call in enumerate(calls):
         start, end = _ends(call, high)
         x = LABEL + AXIS * (start - low) / span
-        width = max(LEAST, AXIS * (end - start) / span)
-        if call.get("returned") is None:
-            width = max(LEAST, LABEL + AXIS - x)
+        width = max(LEAST, AXIS * (end - start) / span)  # a pending call ends at the edge
         y = row[int(call["thread"])] * LANE + 5
         kind = ["call"] + (["pending"] if call.get("returned") is None else []) \
             + (["blocked"] if number in blocked else [])
