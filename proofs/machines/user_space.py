@@ -901,6 +901,12 @@ class UserMachine(CheckedMachine):
         address = data.draw(st.one_of(st.just(0), st.sampled_from(self.addresses())))
         self.h.call("SyscallVirtualAlloc", address, size, kind, protect)
 
+    def areas(self, kind: int) -> list[int]:
+        """The bases of the current process's allocations of one origin."""
+        layout = self.layout()
+        return [] if layout is None else [
+            base for base, _, origin in layout.allocations if origin == kind]
+
     def private(self) -> list[int]:
         """Bases and second pages of the current process's VirtualAlloc and mmap
         allocations (what VirtualFree and VirtualProtect may change)."""
@@ -915,7 +921,10 @@ class UserMachine(CheckedMachine):
     @rule(data=st.data(), size=st.sampled_from((0, 0x1000, 0x2000)),
           kind=st.sampled_from((MEM_DECOMMIT, MEM_RELEASE)))
     def virtual_free(self, data: st.DataObject, size: int, kind: int) -> None:
-        targets = self.private() or self.addresses()
+        """VirtualFree of the current process's VirtualAlloc allocations (the first
+        page, the second), else of its mmap areas or where the rules aim."""
+        targets = [base + offset for base in self.areas(ORIGIN_VIRTUAL_ALLOC)[-4:]
+                   for offset in (0, PAGE_SIZE)] or self.private() or self.addresses()
         self.h.call("SyscallVirtualFree", data.draw(st.sampled_from(targets)), size, kind)
 
     @precondition(lambda self: self.has_current())
@@ -938,11 +947,21 @@ class UserMachine(CheckedMachine):
         address = data.draw(st.one_of(st.just(0), st.sampled_from(self.addresses())))
         self.h.call("SyscallMmap", address, length, prot, flags, NO_FD, 0)
 
+
     @precondition(lambda self: self.has_current())
     @rule(data=st.data(), length=st.sampled_from((0x1000, 0x2000)))
     def munmap(self, data: st.DataObject, length: int) -> None:
-        self.h.call("SyscallMunmap", page_floor(data.draw(st.sampled_from(self.addresses()))),
-                    length)
+        """munmap of the current process's mmap areas (the first page, the second),
+        or where the rules aim. munmap succeeds only over mmap and brk areas and
+        whole reservations (model/linux_mm.py), so with no mmap area yet one is
+        mapped first: otherwise an example reaches a successful munmap only when
+        swarm testing happened to leave the mmap rule in."""
+        if not self.areas(ORIGIN_MMAP):
+            self.h.call("SyscallMmap", 0, 0x3000, 3, MAP_PRIVATE | MAP_ANONYMOUS, NO_FD, 0)
+        areas = self.areas(ORIGIN_MMAP)
+        targets = [a + offset for a in areas[-4:] for offset in (0, PAGE_SIZE)]
+        target = data.draw(st.sampled_from(targets + self.addresses()))
+        self.h.call("SyscallMunmap", page_floor(target), length)
 
     @precondition(lambda self: self.has_current())
     @rule(data=st.data(), length=st.sampled_from((0, 0x1000, 0x3000)),
