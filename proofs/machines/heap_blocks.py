@@ -70,12 +70,15 @@ Filler = Callable[[int, int, int, bytes], bytes]
 class HeapBlocks:
     """Every process's live blocks, as the heap calls' replies made them."""
 
-    def __init__(self, read: Reader | None, fill: Filler, limit: int | None = None) -> None:
+    def __init__(self, read: Reader | None, fill: Filler, limit: int | None,
+                 handle: Callable[[int], int]) -> None:
         #: None: the bytes cannot be read (no contents are judged)
         self.read = read
         self.fill = fill
         #: bytes of a block's start kept track of (None: all of them)
         self.limit = limit
+        #: pid -> its process heap's handle
+        self.handle = handle
         self.blocks: dict[int, dict[int, Block]] = {}
         #: (pid, start, end) of bytes the last call gave back to the heap
         self.released: list[tuple[int, int, int]] = []
@@ -106,6 +109,17 @@ class HeapBlocks:
         return False
 
     # -- one call -------------------------------------------------------------------------
+
+    def after(self, name: str, args: tuple[Any, ...], pid: int, reply: Any, code: int,
+              live: set[int]) -> list[str]:
+        """After any call of pid (live: the live pids): a heap call's rules, then
+        every live block."""
+        self.released = []
+        if name == "DestroyProcess" and reply:
+            self.destroyed(args[0])
+        wrong = self.reply(name, args, pid, self.handle(pid), reply, code) if (
+            name in HEAP_CALLS and pid in live) else []
+        return wrong + self.live(live)
 
     def reply(self, name: str, args: tuple[Any, ...], pid: int, heap: int, reply: Any,
               last: int) -> list[str]:

@@ -86,7 +86,7 @@ from proofs.machines.checks import (
     failing,
     raise_problems,
 )
-from proofs.machines.heap_blocks import HEAP_CALLS, HeapBlocks
+from proofs.machines.heap_blocks import HeapBlocks
 from proofs.machines.runner import (
     Budget,
     CheckedMachine,
@@ -270,10 +270,6 @@ class UserChecks:
     def write_data(self) -> bytes:
         """The bytes the last write access wrote."""
         return b"\x5a"
-
-    def heap_handle(self, pid: int) -> int:
-        """pid's process heap's handle."""
-        raise NotImplementedError
 
     # -- the checks ---------------------------------------------------------------------
 
@@ -484,17 +480,11 @@ class UserChecks:
 
     def heap_checks(self, name: str, args: tuple[Any, ...], pid: int, reply: Any, code: int,
                     live: set[int]) -> dict[str, str]:
-        """HEAP_BLOCKS (proofs.machines.heap_blocks): the rules of a heap call, then
-        every live block; the bytes of a block given back are no longer read back."""
-        heaps = self.heap_blocks
-        if name == "DestroyProcess" and reply:
-            heaps.destroyed(args[0])
-        wrong: list[str] = []
-        if name in HEAP_CALLS and pid in live:
-            wrong += heaps.reply(name, args, pid, self.heap_handle(pid), reply, code)
-            for q, start, end in heaps.released:
-                self.forget(q, start, end)
-        wrong += heaps.live(live)
+        """HEAP_BLOCKS (proofs.machines.heap_blocks); the bytes of a block given
+        back are no longer read back."""
+        wrong = self.heap_blocks.after(name, args, pid, reply, code, live)
+        for q, start, end in self.heap_blocks.released:
+            self.forget(q, start, end)
         return {HEAP_BLOCKS: "; ".join(wrong)} if wrong else {}
 
     def check_contents(self, view: View) -> dict[str, str]:
@@ -524,11 +514,9 @@ class UserChecks:
         claims = [("PROT-1", us.prot_1(pre, step, args) if allowed else z3.BoolVal(True)),
                   (TRANSITION, step.ok == allowed)]
         bad = failing(claims, "access")
-        if allowed and kind == "write":
-            data = self.write_data()
-            if not self.heap_blocks.wrote(pid, address, data):
-                for n, byte in enumerate(data):
-                    self.written[(pid, address + n)] = bytes([byte])
+        data = self.write_data() if allowed and kind == "write" else b""
+        if data and not self.heap_blocks.wrote(pid, address, data):
+            self.written.update(((pid, address + n), bytes([b])) for n, b in enumerate(data))
         raise_problems(f"{kind} {address:#x} in process {pid}: {reply!r}",
                        {name: f"the spec's Access step disagrees ({name})" for name in bad})
 
@@ -581,11 +569,9 @@ class UserHarness(UserChecks):
         self.free_at_start = self.calls.vmm.pageman.free_count()
         self.written = {}
         self.brk_before: tuple[int, int, int] | None = None
-        self.heap_blocks = HeapBlocks(self.user_read, self.fill)
+        self.heap_blocks = HeapBlocks(self.user_read, self.fill, None,
+                                      lambda pid: self.calls.heaps[pid].start_address)
         self.fills = 0
-
-    def heap_handle(self, pid: int) -> int:
-        return self.calls.heaps[pid].start_address
 
     def heap_checks(self, name: str, args: tuple[Any, ...], pid: int, reply: Any, code: int,
                     live: set[int]) -> dict[str, str]:

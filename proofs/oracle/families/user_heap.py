@@ -67,7 +67,7 @@ class HeapJudging:
         """The blocks, judged from what the implementation reports."""
         readable = "ProcessBytes" in self.session.observations
         return HeapBlocks(self.program_bytes if readable else None,
-                          lambda pid, pointer, size, kept: kept, KNOWN_LIMIT)
+                          lambda pid, pointer, size, kept: kept, KNOWN_LIMIT, self.heap_handle)
 
     def program_bytes(self, pid: int, address: int, length: int) -> bytes:
         return program_bytes(self.session, pid, address, length)
