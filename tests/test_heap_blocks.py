@@ -5,9 +5,13 @@ plain memory of bytes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from proofs.machines.heap_blocks import HeapBlocks
+from proofs.oracle.families.user_heap import program_bytes
+from proofs.oracle.worlds.user import READ_LIMIT
 from spec.abi import HEAP_REALLOC_IN_PLACE_ONLY, HEAP_SIZE_FAILED, HEAP_ZERO_MEMORY
 
 HEAP = 0x1410000
@@ -171,3 +175,25 @@ def test_after_a_call_and_a_destroyed_process() -> None:
     assert heap.after("SyscallMunmap", (0x1000, 0x1000), PID, 0, OK, {PID}) != []
     assert heap.after("DestroyProcess", (PID,), 0, True, OK, set()) == []
     assert PID not in heap.blocks
+
+
+class FakeSession:
+    """ProcessBytes over a Memory; ``short`` replies drop the last byte."""
+
+    def __init__(self, memory: Memory, short: bool = False) -> None:
+        self.memory, self.short, self.asked = memory, short, 0
+
+    def observe(self, name: str, pid: int, virtual_addr: int, length: int) -> dict[str, Any]:
+        self.asked += 1
+        data = self.memory.read(pid, virtual_addr, length)
+        return {"data": (data[:-1] if self.short else data).hex()}
+
+
+def test_the_judge_reads_in_pieces_and_refuses_short_replies() -> None:
+    memory = Memory()
+    memory.write(READ_LIMIT - 1, b"xy")
+    session = FakeSession(memory)
+    assert program_bytes(session, PID, 0, READ_LIMIT + 5)[READ_LIMIT - 1:][:2] == b"xy"
+    assert session.asked == 2
+    short = FakeSession(memory, short=True)
+    assert program_bytes(short, PID, 0, 3 * READ_LIMIT) == b"" and short.asked == 1

@@ -43,6 +43,7 @@ from spec.abi import (
     HEAP_SIZE_FAILED,
     HEAP_ZERO_MEMORY,
     MEMORY_ALLOCATION_ALIGNMENT,
+    PROCESS_HEAP_MAX,
     ErrorCode,
 )
 
@@ -60,6 +61,10 @@ class Block:
     known: bytes
 
 
+#: HEAP_ZERO_MEMORY's zeros are read back over at most this many bytes (the
+#: model's whole process heap), so that a reply claiming a huge block cannot make
+#: the judge read gigabytes.
+ZERO_CHECKED = PROCESS_HEAP_MAX
 #: read(pid, address, length): the bytes a program reads there (b"" when it cannot).
 Reader = Callable[[int, int, int], bytes]
 #: fill(pid, pointer, size, kept): what the block is known to hold after a call
@@ -154,7 +159,8 @@ class HeapBlocks:
         if not reply:
             return []
         wrong = []
-        if flags & HEAP_ZERO_MEMORY and self.differs(pid, reply, bytes(size)) is not None:
+        if flags & HEAP_ZERO_MEMORY and self.differs(
+                pid, reply, bytes(min(size, ZERO_CHECKED))) is not None:
             wrong.append(f"HeapAlloc(HEAP_ZERO_MEMORY, {size:#x}) at {reply:#x} left bytes "
                          "that are not zero")
         if reply in blocks:
@@ -201,7 +207,7 @@ class HeapBlocks:
                          f"{kept[:16].hex()} kept")
         grown = size - old.size
         if flags & HEAP_ZERO_MEMORY and grown > 0:
-            if self.differs(pid, reply + old.size, bytes(grown)) is not None:
+            if self.differs(pid, reply + old.size, bytes(min(grown, ZERO_CHECKED))) is not None:
                 wrong.append(f"HeapReAlloc(HEAP_ZERO_MEMORY) to {size:#x} bytes left bytes "
                              f"past {old.size:#x} that are not zero")
             if len(kept) == old.size:

@@ -44,15 +44,20 @@ def fill_block(front: Any, pointer: int, size: int) -> None:
 
 def program_bytes(session: Any, pid: int, address: int, length: int) -> bytes:
     """length bytes at address of pid's committed pages, through ProcessBytes in
-    pieces of at most READ_LIMIT (b"" when a page is not committed)."""
+    pieces of at most READ_LIMIT (b"" when a page is not committed, or a reply is
+    not the bytes asked for)."""
     out = b""
-    while len(out) < length:
-        piece = min(length - len(out), READ_LIMIT)
-        data = session.observe("ProcessBytes", pid=pid, virtual_addr=address + len(out),
+    for start in range(0, length, READ_LIMIT):
+        piece = min(length - start, READ_LIMIT)
+        data = session.observe("ProcessBytes", pid=pid, virtual_addr=address + start,
                                length=piece)["data"]
-        if data is None:
+        try:
+            chunk = bytes.fromhex(data) if isinstance(data, str) else b""
+        except ValueError:
+            chunk = b""
+        if len(chunk) != piece:
             return b""
-        out += bytes.fromhex(data)
+        out += chunk
     return out
 
 
