@@ -184,3 +184,17 @@ def test_a_trace_saves_and_replays(tmp_path: Path) -> None:
     assert again.divergence is not None
     assert set(again.divergence.violated) == set(outcome.divergence.violated)
     assert replay(VALIDATING_MODEL, "spec", trace["operations"], family="user").passed
+
+
+def test_the_boundary_tour_visits_every_composite() -> None:
+    """boundary_tour's stops are every boundary rule, with arguments each accepts."""
+    import inspect
+
+    from hypothesis.stateful import RULE_MARKER
+
+    from proofs.oracle.families.user_boundaries import TOUR, UserBoundaryRules
+    composites = {name for name, member in vars(UserBoundaryRules).items()
+                  if getattr(member, RULE_MARKER, None) is not None} - {"boundary_tour"}
+    assert {name for name, _ in TOUR} == composites
+    for name, args in TOUR:
+        inspect.signature(getattr(UserBoundaryRules, name)).bind(None, *args)

@@ -66,10 +66,11 @@ from spec.abi import (
 P = PAGE_SIZE
 #: Where alloc_at_granularity aims: above the machine's own fixed area.
 GRANULE_AREA = FIXED_AREA + 0x200000
-#: HeapAlloc sizes below the process heap's reservation: the whole of it, and less.
-BELOW_RESERVATION = (0, 0x20, P)
-#: Sizes no heap can give (Wine test_HeapCreate: ~0 and ~0 - 7 fail).
-NO_HEAP_SIZES = (0xFFFFFFF8, 0xFFFFFFFF)
+#: heap_alloc_edge's sizes: 0 and 1 byte, the process heap's whole reservation
+#: and a little less, and sizes no heap can give (Wine test_HeapCreate: ~0 and
+#: ~0 - 7 fail).
+HEAP_EDGES = ("0", "1", "reservation", "reservation - 0x20", "reservation - page", "~0 - 7",
+              "~0")
 #: Fresh blocks' sizes for HeapReAlloc: empty, a byte, a small block, a page's payload.
 BLOCK_SIZES = (0, 1, 24, P - 4)
 #: mprotect's PROT_* for each protection protect_part gives.
@@ -88,7 +89,7 @@ TOUR: tuple[tuple[str, tuple[Any, ...]], ...] = (
     ("commit_at_reservation_end", (ALLOCATION_GRANULARITY, 1, 2)),
     ("heap_shrink", (24, "zero", HEAP_ZERO_MEMORY)),
     ("alloc_at_granularity", (P, ALLOCATION_GRANULARITY + 1)),
-    ("heap_alloc_edge", (0, True, True)),
+    ("heap_alloc_edge", ("reservation", True, True)),
     ("protect_part", (True, 1, 2, PAGE_EXECUTE_READ)),
 )
 
@@ -197,17 +198,15 @@ class UserBoundaryRules:
                      if origin == ORIGIN_PROCESS_HEAP), 0)
 
     @precondition(lambda self: self.has_current())
-    @rule(which=st.sampled_from(("zero", "one", *BELOW_RESERVATION, *NO_HEAP_SIZES)),
-          zero=st.booleans(), keep=st.booleans())
-    def heap_alloc_edge(self, which: str | int, zero: bool, keep: bool) -> None:
+    @rule(which=st.sampled_from(HEAP_EDGES), zero=st.booleans(), keep=st.booleans())
+    def heap_alloc_edge(self, which: str, zero: bool, keep: bool) -> None:
         """HeapAlloc at the edges of what the heap can give; the block freed or kept."""
         layout = self.layout()
         assert layout is not None
-        if which in ("zero", "one"):
-            size = int(which == "one")
-        else:
-            assert isinstance(which, int)
-            size = which if which in NO_HEAP_SIZES else self.reservation(layout) - which
+        reservation = self.reservation(layout)
+        size = {"0": 0, "1": 1, "reservation": reservation,
+                "reservation - 0x20": reservation - 0x20, "reservation - page": reservation - P,
+                "~0 - 7": 0xFFFFFFF8, "~0": 0xFFFFFFFF}[which]
         pointer = self.h.call("SyscallHeapAlloc", layout.heap, HEAP_ZERO_MEMORY if zero else 0,
                               size)
         if type(pointer) is int and pointer and not keep:
