@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from proofs.machines.checks import CheckError
+from proofs.machines.checks import HEAP_BLOCKS, CheckError
 from proofs.oracle.families import family_named
 from proofs.oracle.families.user import OLD_PROTECT_PTR, USER, user_setup, view_of
 from proofs.oracle.report import describe
@@ -124,7 +124,24 @@ def alloc_then(*then: dict[str, Any]) -> list[dict[str, Any]]:
     return steps + [json.loads(json.dumps(s).replace('"BASE"', str(base))) for s in then]
 
 
+def heap_move() -> list[dict[str, Any]]:
+    """HeapAlloc(24), its first bytes written (as the family's front fills every
+    block), then HeapReAlloc to 0x3000 bytes: the block moves."""
+    world = set_up()
+    heap, _ = call(world, "SyscallGetProcessHeap")
+    pointer, _ = call(world, "SyscallHeapAlloc", heap=heap, flags=0, size=24)
+    return [op("SyscallHeapAlloc", heap=heap, flags=0, size=24),
+            op("WriteUserMemory", addr=pointer, data="0102030405"),
+            op("SyscallHeapReAlloc", heap=heap, flags=0, ptr=pointer, size=0x3000),
+            op("SyscallHeapSize", heap=heap, flags=0, ptr=pointer)]
+
+
+def test_the_model_passes_the_heap_steps() -> None:
+    assert replay(VALIDATING_MODEL, "spec", heap_move(), family="user").passed
+
+
 @pytest.mark.parametrize(("name", "steps", "caught"), [
+    ("realloc_forgets_contents", heap_move(), HEAP_BLOCKS),
     ("reprotect_keeps_writable",
      alloc_then(op("SyscallVirtualProtect", address="BASE", size=0x1000,
                    new_protect=PAGE_READONLY, old_protect_ptr=OLD_PROTECT_PTR)), "PROT-2"),
@@ -136,7 +153,7 @@ def alloc_then(*then: dict[str, Any]) -> list[dict[str, Any]]:
 def test_spec_mode_catches_broken_models_by_name(name: str, steps: list[dict[str, Any]],
                                                   caught: str) -> None:
     """The model shim serving a USER_MODEL_VARIANT diverges in spec mode, by name
-    (a third variant is the trace test's)."""
+    (a fourth variant is the trace test's)."""
     outcome = replay(variant(name), "spec", steps, family="user")
     assert outcome.divergence is not None, describe(outcome)
     assert caught in outcome.divergence.violated, outcome.divergence.reason
@@ -167,3 +184,17 @@ def test_a_trace_saves_and_replays(tmp_path: Path) -> None:
     assert again.divergence is not None
     assert set(again.divergence.violated) == set(outcome.divergence.violated)
     assert replay(VALIDATING_MODEL, "spec", trace["operations"], family="user").passed
+
+
+def test_the_boundary_tour_visits_every_composite() -> None:
+    """boundary_tour's stops are every boundary rule, with arguments each accepts."""
+    import inspect
+
+    from hypothesis.stateful import RULE_MARKER
+
+    from proofs.oracle.families.user_boundaries import TOUR, UserBoundaryRules
+    composites = {name for name, member in vars(UserBoundaryRules).items()
+                  if getattr(member, RULE_MARKER, None) is not None} - {"boundary_tour"}
+    assert {name for name, _ in TOUR} == composites
+    for name, args in TOUR:
+        inspect.signature(getattr(UserBoundaryRules, name)).bind(None, *args)

@@ -36,13 +36,15 @@ executes. After every call :class:`UserHarness` checks
 5. at the end of every example, destroying every process gives every frame
    back: the free count returns to its value before the first process
    (``FRAMES``);
-6. the process heap's blocks as a program sees them (``HEAP_BLOCKS``,
-   model/process_heap.py's rules): every pointer HeapAlloc / HeapReAlloc
-   returned is 8-aligned, the live blocks do not overlap, HeapSize of each is
-   the size last asked for (0xFFFFFFFF with 87 once freed), its bytes are
-   what the machine wrote into it, a moved block keeps its contents up to the
-   smaller size and HEAP_ZERO_MEMORY zeroes what was added; HeapSize and
-   HeapReAlloc's last_error follow the rule table (docs/user-space.md).
+6. the process heap's blocks as a program sees them (``HEAP_BLOCKS``, one
+   definition with the oracle's user judge: proofs/machines/heap_blocks.py):
+   every pointer HeapAlloc / HeapReAlloc returned is 8-aligned, the live
+   blocks do not overlap, HeapSize of each is the size last asked for
+   (0xFFFFFFFF with 87 once freed), its bytes are what the machine wrote into
+   it (a pattern over the whole block after each HeapAlloc / HeapReAlloc), a
+   moved block keeps its contents up to the smaller size and HEAP_ZERO_MEMORY
+   zeroes what was added; here also the model's own records of its blocks and
+   HeapSize of every live block through the model.
 
 CreateProcess is the spec's CreateProcess followed by ProcessHeapCreate;
 a HeapAlloc, HeapFree or HeapReAlloc that expands or contracts the process
@@ -84,6 +86,7 @@ from proofs.machines.checks import (
     failing,
     raise_problems,
 )
+from proofs.machines.heap_blocks import HeapBlocks
 from proofs.machines.runner import (
     Budget,
     CheckedMachine,
@@ -102,7 +105,6 @@ from spec.abi import (
     ENOMEM,
     EPERM,
     HEAP_REALLOC_IN_PLACE_ONLY,
-    HEAP_SIZE_FAILED,
     HEAP_ZERO_MEMORY,
     MAP_ANONYMOUS,
     MAP_FIXED,
@@ -116,7 +118,6 @@ from spec.abi import (
     MEM_RESET,
     MEM_RESET_UNDO,
     MEM_TOP_DOWN,
-    MEMORY_ALLOCATION_ALIGNMENT,
     ORIGIN_MMAP,
     ORIGIN_PROCESS_HEAP,
     ORIGIN_VIRTUAL_ALLOC,
@@ -229,6 +230,8 @@ class UserChecks:
     machine: type[CheckedMachine]
     #: (pid, address) -> the byte written there, while its page stays committed
     written: dict[tuple[int, int], bytes]
+    #: the process heaps' live blocks (HEAP_BLOCKS)
+    heap_blocks: HeapBlocks
 
     # -- hooks ------------------------------------------------------------------------
 
@@ -261,8 +264,12 @@ class UserChecks:
         raise NotImplementedError
 
     def touch(self, kind: str, address: int) -> tuple[bool, object]:
-        """A user-mode access of one byte in the current process: (allowed, reply)."""
+        """A user-mode access in the current process: (allowed, reply)."""
         raise NotImplementedError
+
+    def write_data(self) -> bytes:
+        """The bytes the last write access wrote."""
+        return b"\x5a"
 
     # -- the checks ---------------------------------------------------------------------
 
@@ -294,6 +301,7 @@ class UserChecks:
             old = pre_view[0][pid][page_floor(args[0]) >> PAGE_SHIFT].protect
             for n, byte in enumerate(old.to_bytes(4, "little")):
                 self.written[(pid, args[3] + n)] = bytes([byte])
+        problems.update(self.heap_checks(name, args, pid, reply, code, set(post_view[1])))
         problems.update(self.check_contents(post_view))
         raise_problems(where, problems)
         return reply
@@ -470,6 +478,15 @@ class UserChecks:
         for key in [(q, a) for q, a in self.written if q == pid and start <= a < end]:
             del self.written[key]
 
+    def heap_checks(self, name: str, args: tuple[Any, ...], pid: int, reply: Any, code: int,
+                    live: set[int]) -> dict[str, str]:
+        """HEAP_BLOCKS (proofs.machines.heap_blocks); the bytes of a block given
+        back are no longer read back."""
+        wrong = self.heap_blocks.after(name, args, pid, reply, code, live)
+        for q, start, end in self.heap_blocks.released:
+            self.forget(q, start, end)
+        return {HEAP_BLOCKS: "; ".join(wrong)} if wrong else {}
+
     def check_contents(self, view: View) -> dict[str, str]:
         wrong = []
         for (pid, address), data in list(self.written.items()):
@@ -497,8 +514,9 @@ class UserChecks:
         claims = [("PROT-1", us.prot_1(pre, step, args) if allowed else z3.BoolVal(True)),
                   (TRANSITION, step.ok == allowed)]
         bad = failing(claims, "access")
-        if allowed and kind == "write":
-            self.written[(pid, address)] = b"\x5a"
+        data = self.write_data() if allowed and kind == "write" else b""
+        if data and not self.heap_blocks.wrote(pid, address, data):
+            self.written.update(((pid, address + n), bytes([b])) for n, b in enumerate(data))
         raise_problems(f"{kind} {address:#x} in process {pid}: {reply!r}",
                        {name: f"the spec's Access step disagrees ({name})" for name in bad})
 
@@ -551,123 +569,37 @@ class UserHarness(UserChecks):
         self.free_at_start = self.calls.vmm.pageman.free_count()
         self.written = {}
         self.brk_before: tuple[int, int, int] | None = None
-        #: pid -> {pointer: the bytes its process heap block must hold}
-        self.blocks: dict[int, dict[int, bytes]] = {}
+        self.heap_blocks = HeapBlocks(self.user_read, self.fill, None,
+                                      lambda pid: self.calls.heaps[pid].start_address)
         self.fills = 0
 
-    def call(self, name: str, *args: Any) -> Any:
-        """UserChecks' checks, then HEAP_BLOCKS."""
-        pid = self.current_pid()
-        reply = super().call(name, *args)
-        raise_problems(f"{name}{args!r} in process {pid} returned {reply!r}",
-                       self.heap_blocks(name, args, pid, reply))
-        return reply
-
-    def access(self, kind: str, address: int) -> None:
-        """UserChecks' access; a byte written into a heap block is its new content."""
-        super().access(kind, address)
-        pid = self.current_pid()
-        for pointer, data in self.blocks.get(pid, {}).items():
-            if kind == "write" and pointer <= address < pointer + len(data):
-                changed = bytearray(data)
-                changed[address - pointer] = self.user_read(pid, address, 1)[0]
-                self.blocks[pid][pointer] = bytes(changed)
-
-    # -- HEAP_BLOCKS -------------------------------------------------------------------
-
-    def heap_blocks(self, name: str, args: tuple[Any, ...], pid: int,
-                    reply: Any) -> dict[str, str]:
-        """Track the blocks a heap call made, moved or freed, check what the call
-        returned, then every live block of every process."""
+    def heap_checks(self, name: str, args: tuple[Any, ...], pid: int, reply: Any, code: int,
+                    live: set[int]) -> dict[str, str]:
+        """UserChecks' HEAP_BLOCKS, then the model's own records: its live blocks
+        are the calls', HeapSize (the current process's, through the call; its
+        status restored) of each is its size."""
+        problems = super().heap_checks(name, args, pid, reply, code, live)
         calls = self.calls
-        if name == "DestroyProcess" and reply:
-            self.blocks.pop(args[0], None)
-        wrong: list[str] = []
-        if pid in calls.processes and name.startswith("SyscallHeap"):
-            wrong += self.heap_reply(name, args, pid, reply, self.blocks.setdefault(pid, {}))
-        wrong += self.live_blocks()
+        wrong = [problems[HEAP_BLOCKS]] if problems else []
+        for q, blocks in self.heap_blocks.blocks.items():
+            if q not in live:
+                continue
+            if set(blocks) != set(calls.heap_sizes[q]):
+                wrong.append(f"process {q}'s live blocks are {sorted(calls.heap_sizes[q])}"
+                             f", the calls gave {sorted(blocks)}")
+            space = calls.current
+            if space is calls.processes[q]:
+                saved = (calls.last_error, space.last_error, calls.raised)
+                heap = calls.heaps[q].start_address
+                wrong += [f"HeapSize({pointer:#x}) is {got:#x}, asked {block.size:#x}"
+                          for pointer, block in blocks.items()
+                          if (got := calls.SyscallHeapSize(heap, 0, pointer)) != block.size]
+                calls.last_error, space.last_error, calls.raised = saved
         return {HEAP_BLOCKS: "; ".join(wrong)} if wrong else {}
 
-    def heap_reply(self, name: str, args: tuple[Any, ...], pid: int, reply: Any,
-                   blocks: dict[int, bytes]) -> list[str]:
-        """The rules of one heap call (docs/user-space.md, model/process_heap.py)."""
-        last = self.calls.last_error
-        if name == "SyscallHeapAlloc" and reply:
-            size = args[2]
-            if args[1] & HEAP_ZERO_MEMORY and self.user_read(pid, reply, size) != bytes(size):
-                return ["HeapAlloc(HEAP_ZERO_MEMORY) left bytes that are not zero"]
-            blocks[reply] = self.fill(pid, reply, size)
-        elif name == "SyscallHeapFree" and reply and args[2]:
-            blocks.pop(args[2], None)
-        elif name == "SyscallHeapSize":
-            data = blocks.get(args[2])
-            expected = (HEAP_SIZE_FAILED, E.ERROR_INVALID_PARAMETER) if data is None else (
-                len(data), SUCCESS)
-            if (reply, last) != expected:
-                return [f"HeapSize gave {reply:#x} ({last.name}), the rules {expected}"]
-        elif name == "SyscallHeapReAlloc":
-            return self.reallocated(args, pid, reply, blocks, last)
-        return []
-
-    def reallocated(self, args: tuple[Any, ...], pid: int, reply: int,
-                    blocks: dict[int, bytes], last: ErrorCode) -> list[str]:
-        """HeapReAlloc: NULL -> NULL with ERROR_SUCCESS; not a block -> 87; a block:
-        in place when HEAP_REALLOC_IN_PLACE_ONLY, its contents kept up to the
-        smaller size, HEAP_ZERO_MEMORY's tail zero; a failure keeps the block."""
-        _, flags, pointer, size = args
-        old = blocks.get(pointer)
-        if old is None:
-            want = SUCCESS if pointer == 0 else E.ERROR_INVALID_PARAMETER
-            return [] if (reply, last) == (0, want) else [
-                f"HeapReAlloc of {pointer:#x} (no block) gave {reply:#x} ({last.name})"]
-        if not reply:
-            codes = (E.ERROR_NOT_ENOUGH_MEMORY, E.ERROR_ARENA_TRASHED)
-            return [] if last in codes else [f"HeapReAlloc failed with {last.name}"]
-        if flags & HEAP_REALLOC_IN_PLACE_ONLY and reply != pointer:
-            return [f"HeapReAlloc(HEAP_REALLOC_IN_PLACE_ONLY) moved {pointer:#x} to {reply:#x}"]
-        del blocks[pointer]
-        kept = min(len(old), size)
-        wrong = []
-        if self.user_read(pid, reply, kept) != old[:kept]:
-            wrong.append(f"HeapReAlloc to {reply:#x} lost the first {kept} bytes")
-        if flags & HEAP_ZERO_MEMORY and size > len(old) and self.user_read(
-                pid, reply + len(old), size - len(old)) != bytes(size - len(old)):
-            wrong.append("HeapReAlloc(HEAP_ZERO_MEMORY) left bytes that are not zero")
-        blocks[reply] = self.fill(pid, reply, size)
-        return wrong
-
-    def live_blocks(self) -> list[str]:
-        """Every live block: 8-aligned, disjoint, its bytes as written, HeapSize (the
-        current process's, through the call; its status restored) its size."""
-        calls = self.calls
-        wrong = []
-        for pid, blocks in self.blocks.items():
-            if pid not in calls.processes or calls.processes[pid].destroyed:
-                continue
-            if set(blocks) != set(calls.heap_sizes[pid]):
-                wrong.append(f"process {pid}'s live blocks are {sorted(calls.heap_sizes[pid])}"
-                             f", the calls gave {sorted(blocks)}")
-            ordered = sorted(blocks)
-            for low, high in zip(ordered, ordered[1:], strict=False):
-                if low + len(blocks[low]) > high:
-                    wrong.append(f"blocks {low:#x} and {high:#x} overlap")
-            for pointer, data in blocks.items():
-                if pointer % MEMORY_ALLOCATION_ALIGNMENT:
-                    wrong.append(f"{pointer:#x} is not 8-aligned")
-                if self.user_read(pid, pointer, len(data)) != data:
-                    wrong.append(f"block {pointer:#x} of process {pid} lost its contents")
-            space = calls.current
-            if space is calls.processes[pid]:
-                saved = (calls.last_error, space.last_error, calls.raised)
-                heap = calls.heaps[pid].start_address
-                wrong += [f"HeapSize({pointer:#x}) is {got:#x}, asked {len(data):#x}"
-                          for pointer, data in blocks.items()
-                          if (got := calls.SyscallHeapSize(heap, 0, pointer)) != len(data)]
-                calls.last_error, space.last_error, calls.raised = saved
-        return wrong
-
-    def fill(self, pid: int, pointer: int, size: int) -> bytes:
-        """Write a pattern no other fill repeats at the same offset into the block."""
+    def fill(self, pid: int, pointer: int, size: int, kept: bytes) -> bytes:
+        """Write a pattern no other fill repeats at the same offset into the whole
+        block (what was kept is checked already)."""
         self.fills += 1
         start = self.fills % 251
         data = (bytes(range(1, 252)) * (size // 251 + 2))[start:start + size]

@@ -5,7 +5,9 @@
   ``CreateProcess()`` and ``SwitchProcess(1)``.
 - **Rules**: :class:`proofs.machines.user_space.UserMachine`'s own (processes,
   VirtualAlloc / Free / Protect, mmap, munmap, mprotect, brk, the process heap,
-  user-mode accesses), through :class:`UserFront`; VirtualProtect goes through
+  user-mode accesses), through :class:`UserFront`, which writes a pattern into
+  the start of every block HeapAlloc / HeapReAlloc returns (one
+  WriteUserMemory: proofs.oracle.families.user_heap); VirtualProtect goes through
   SyscallVirtualProtect with its old-protection pointer on the stack's top
   word, and the VirtualQuery observation is asked as a step of its own
   (strict mode compares it with the model's, spec mode with the reported
@@ -17,7 +19,9 @@
   PROT-2/3 on every reported state, the spec's step with the frames the
   implementation picked, no change on failure (Processes and FrameBitmap
   before and after), PROT-1 on every access, written bytes read back through
-  ProcessBytes, and every frame back once the processes are destroyed. A
+  ProcessBytes, every frame back once the processes are destroyed, and the
+  process heap's blocks after every call (HEAP_BLOCKS, the harness's one
+  definition: proofs.machines.heap_blocks). A
   present PTE of a committed page must map the page's frame (USR-2: the spec
   has no PTE frame, so the judge checks it on the reports).
 """
@@ -37,6 +41,8 @@ from proofs.machines.checks import TRANSITION, CheckError
 from proofs.machines.runner import CheckedMachine, every_rule_enabled
 from proofs.machines.user_space import FRAMES, MAX_PROCESSES, Layout, UserChecks, UserMachine
 from proofs.oracle.families.rules import SessionRules, one_machine
+from proofs.oracle.families.user_boundaries import UserBoundaryRules
+from proofs.oracle.families.user_heap import HeapJudging, fill_block
 from proofs.oracle.managers import Family, Message
 from proofs.oracle.session import Session, last_observed
 from proofs.oracle.worlds.user import MANAGERS, READ_LIMIT, UserPart, linux_code
@@ -174,6 +180,9 @@ class UserFront:
         elif name == "SyscallHeapReAlloc" and isinstance(result, int) and result \
                 and args[2] in live:
             live[live.index(args[2])] = result
+        if name in ("SyscallHeapAlloc", "SyscallHeapReAlloc") and type(result) is int \
+                and result and not self.session.failed:
+            fill_block(self, result, args[-1])
         return result
 
     def access(self, kind: str, address: int) -> None:
@@ -183,9 +192,10 @@ class UserFront:
         self.session.execute("SystemCalls", ACCESS_OPS[kind], args)
 
 
-class OracleUserMachine(SessionRules, UserMachine):
-    """The user machine's rules, sent to an implementation. The set-up made
-    the first process (the machine's own initialize is replaced)."""
+class OracleUserMachine(SessionRules, UserMachine, UserBoundaryRules):
+    """The user machine's rules and the boundary rules
+    (proofs.oracle.families.user_boundaries), sent to an implementation. The
+    set-up made the first process (the machine's own initialize is replaced)."""
 
     h: Any  # UserFront
 
@@ -235,9 +245,9 @@ class OracleUserMachine(SessionRules, UserMachine):
             self.front.call("DestroyProcess", pid)
 
 
-class UserJudge(UserChecks):
+class UserJudge(HeapJudging, UserChecks):
     """Spec mode for the user family: the user harness's checks over what the
-    implementation reports."""
+    implementation reports (HEAP_BLOCKS: proofs.oracle.families.user_heap)."""
 
     def __init__(self, session: Any) -> None:
         self.session = session
@@ -247,6 +257,7 @@ class UserJudge(UserChecks):
                 "UserOracle", (CheckedMachine,), {"cache": {}, "outcomes": Counter()})
         self.machine = machine
         self.written = {}
+        self.heap_blocks = self.heap_judge()
         self.free_at_start: int | None = None
         self.last: Message = {"current": 0, "processes": []}
         self._args: Message = {}
