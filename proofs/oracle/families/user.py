@@ -35,8 +35,9 @@ from model.user_layout import page_ceil
 from proofs.abstractions.user_space import View
 from proofs.machines.checks import TRANSITION, CheckError
 from proofs.machines.runner import CheckedMachine, every_rule_enabled
-from proofs.machines.user_space import FRAMES, MAX_PROCESSES, Layout, UserChecks, UserMachine
+from proofs.machines.user_space import FRAMES, MAX_PROCESSES, Layout, UserMachine
 from proofs.oracle.families.rules import SessionRules, one_machine
+from proofs.oracle.families.user_twins import TwinFirst
 from proofs.oracle.managers import Family, Message
 from proofs.oracle.session import Session, last_observed
 from proofs.oracle.worlds.user import MANAGERS, READ_LIMIT, UserPart, linux_code
@@ -235,7 +236,7 @@ class OracleUserMachine(SessionRules, UserMachine):
             self.front.call("DestroyProcess", pid)
 
 
-class UserJudge(UserChecks):
+class UserJudge(TwinFirst):
     """Spec mode for the user family: the user harness's checks over what the
     implementation reports."""
 

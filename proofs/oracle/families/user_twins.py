@@ -1,0 +1,114 @@
+"""The user judge's fast paths: Python twins first, z3 terms built once per state.
+
+:class:`proofs.machines.user_space.UserChecks` builds the z3 abstraction of a
+view (``to_user_state``: a piecewise lambda per field over the view's runs)
+for the pre-state of every call and again for its post-state, and the
+``pick``/``pinv`` arrays (a Store per committed page) of the post-state; the
+post-state of one call is the pre-state of the next, and every sequence of a
+search starts from the same few states. The judge asks each observation once
+per reported state (:mod:`proofs.oracle.families.user`: the same Processes
+reply object, the same view object), so the terms are remembered per view, in
+the search's judge caches (which outlive a sequence): by the view object (no
+rebuilding inside a sequence) and by the view's text (the states every
+sequence reaches again). The terms are functions of
+the view and the frame count alone, so a remembered term is the one that
+would be built again: the verdicts are unchanged (z3 hash-conses terms, and
+``proofs.machines.checks.decide`` already remembers the claims it proved by
+term).
+
+A reported state on which the twins of USR-1..4, PROT-2 and PROT-3
+(:mod:`proofs.abstractions.user_twin`, property-tested against the z3 forms
+in tests/test_user_twin.py) all hold passes without z3; on any other, z3
+decides every invariant as before and gives the verdict and its words, so a
+twin can only make a passing state cheaper. The same holds for the calls
+whose spec step has a twin (:mod:`proofs.abstractions.user_step_twin`,
+tests/test_user_step_twin.py): CreateProcess and DestroyProcess, a third
+and more of the calls the search judges by a z3 step (every sequence ends by
+destroying its processes); a call the twin accepts needs no z3 step, any
+other is judged by the z3 step as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proofs.abstractions.user_space import View
+from proofs.abstractions.user_step_twin import create_accepts, destroy_accepts
+from proofs.abstractions.user_twin import holding
+from proofs.machines.user_space import UserChecks
+from spec import user_space as us
+from spec.user_space import UserState
+
+#: Entries kept per table (a table is emptied when it reaches this): about
+#: 20 states a sequence, each a few hundred z3 terms.
+LIMIT = 2_000
+
+
+class TwinFirst(UserChecks):
+    """UserChecks with the invariants' and the process steps' twins first, and
+    ``state`` and ``picked`` remembered per view."""
+
+    #: The oracle's session (its judges' caches outlive a sequence).
+    session: Any
+    #: id(view) -> (view, its text): the view is kept so that its id stays its own.
+    _texts: dict[int, tuple[View, str]]
+
+    def _text(self, view: View) -> str:
+        texts: dict[int, tuple[View, str]] = self.__dict__.setdefault("_texts", {})
+        known = texts.get(id(view))
+        if known is not None and known[0] is view:
+            return known[1]
+        if len(texts) >= 64:  # a sequence's views; the next one starts anew
+            texts.clear()
+        text = repr(view)
+        texts[id(view)] = (view, text)
+        return text
+
+    def _table(self, name: str) -> dict[Any, Any]:
+        caches: dict[str, Any] = self.session.judges.caches
+        table: dict[Any, Any] = caches.setdefault(f"user {name}", {})
+        if len(table) >= LIMIT:
+            table.clear()
+        return table
+
+    def state(self, view: View) -> UserState:
+        table = self._table("state")
+        key = (self._text(view), self.nframes())
+        built = table.get(key)
+        if built is None:
+            built = table[key] = super().state(view)
+        return built
+
+    def invariant_problems(self, view: View) -> dict[str, str]:
+        if all(holding(view, self.nframes()).values()):
+            return {}
+        return super().invariant_problems(view)
+
+    def expected(self, name: str, args: tuple[Any, ...], pid: int, pre_view: View,
+                 post_view: View, reply: Any, code: int = 0) -> us.UserStep | None:
+        """None (no z3 step left to check) when the step's twin accepts the call."""
+        if self.twin_accepts(name, args, pre_view, post_view, reply, code):
+            return None
+        return super().expected(name, args, pid, pre_view, post_view, reply, code)
+
+    def twin_accepts(self, name: str, args: tuple[Any, ...], pre_view: View, post_view: View,
+                     reply: Any, code: int) -> bool:
+        if name == "DestroyProcess" and type(args[0]) is int:
+            return destroy_accepts(args[0], pre_view, post_view, code, self.nframes())
+        if name == "CreateProcess" and type(reply) is int and reply > 0:
+            try:
+                image, image_pages, base, heap_pages = self.process_layout(reply, post_view)
+            except (KeyError, StopIteration):
+                return False
+            count = self.allocation_pages(post_view, reply, base)
+            return create_accepts(reply, image, image_pages, base, heap_pages, count, pre_view,
+                                  post_view, code, self.nframes())
+        return False
+
+    def picked(self, pid: int, post_view: View) -> tuple[Any, Any, Any]:  # type: ignore[override]
+        table = self._table("picked")
+        key = (pid, self._text(post_view))
+        built = table.get(key)
+        if built is None:
+            built = table[key] = UserChecks.picked(pid, post_view)
+        return built
