@@ -46,7 +46,7 @@ LIMIT = 2_000
 
 class TwinFirst(UserChecks):
     """UserChecks with the invariants' and the process steps' twins first, and
-    ``state`` and ``picked`` remembered per view."""
+    ``state``, ``picked`` and the invariants' twins' verdict remembered per view."""
 
     #: The oracle's session (its judges' caches outlive a sequence).
     session: Any
@@ -80,9 +80,12 @@ class TwinFirst(UserChecks):
         return built
 
     def invariant_problems(self, view: View) -> dict[str, str]:
-        if all(holding(view, self.nframes()).values()):
-            return {}
-        return super().invariant_problems(view)
+        table = self._table("holding")
+        key = (self._text(view), self.nframes())
+        holds = table.get(key)
+        if holds is None:
+            holds = table[key] = all(holding(view, key[1]).values())
+        return {} if holds else super().invariant_problems(view)
 
     def expected(self, name: str, args: tuple[Any, ...], pid: int, pre_view: View,
                  post_view: View, reply: Any, code: int = 0) -> us.UserStep | None:
