@@ -21,7 +21,9 @@ way ``to_user_state`` abstracts a view (proofs/abstractions/user_twin.py):
   committed READWRITE; every newly committed page takes the frame the
   implementation reports for it, which must have been free (owner 0, not
   taken by the step's own earlier commits), below the frame count and held
-  by no other page of the process (the steps' assumption on ``pick``).
+  by no other page of the process (the steps' assumption on ``pick``);
+- ``VirtualAllocReserveCommit`` and ``Mmap`` (without MAP_FIXED), which
+  reserve a free range as one allocation and commit every page of it.
 
 A twin only ever accepts: ``accepts`` is True when every claim holds, and
 False when one does not or the case is one the twin does not evaluate (then
@@ -44,12 +46,14 @@ from spec.abi import (
     ORIGIN_IMAGE,
     ORIGIN_PROCESS_HEAP,
     ORIGIN_STACK,
+    ORIGIN_VIRTUAL_ALLOC,
     PAGE_EXECUTE_READ,
     PAGE_EXECUTE_READWRITE,
     PAGE_NOACCESS,
     PAGE_READWRITE,
     USER_END_VPN,
     USER_FIRST_VPN,
+    VALID_PROTECTIONS,
 )
 from spec.user_space import GRANULE_PAGES, STACK_RESERVE_PAGES, PageView, SpaceView
 
@@ -193,3 +197,39 @@ def _commit(pages: dict[int, PageView], pid: int, vpns: list[int], pick: Mapping
         fresh[frame] = pid
     owner.update(fresh)
     return True
+
+
+#: The most pages a twin commits (past it z3 judges): the search's calls ask
+#: for a few pages.
+MAX_PAGES = 4096
+
+
+def reserve_commit_accepts(pid: int, first: int, count: int, protect: int, origin: int,
+                           pre_view: View, post_view: View, code: int, nframes: int) -> bool:
+    """A successful VirtualAlloc(MEM_RESERVE | MEM_COMMIT) (origin VirtualAlloc:
+    VirtualAllocReserveCommit) or mmap without MAP_FIXED (origin mmap: Mmap)
+    at first, count pages, passes the spec's step: the process live, the
+    protection valid, the range in user space (a VirtualAlloc one on the 64 KB
+    granule) and free, then reserved as one allocation based at first and
+    every page committed with protect in the frame reported for it."""
+    pre = Pages(pre_view, nframes)
+    if code != 0 or pid not in pre.live or protect not in VALID_PROTECTIONS:
+        return False
+    if not (0 < count <= MAX_PAGES and USER_FIRST_VPN <= first
+            and first + count <= USER_END_VPN):
+        return False  # user_range (and the twin's own bound)
+    if origin == ORIGIN_VIRTUAL_ALLOC and first % GRANULE_PAGES:
+        return False  # reservation_ok
+    own = pre.spaces.get(pid, {})
+    vpns = range(first, first + count)
+    if any(vpn in own and own[vpn].state != MEM_FREE for vpn in vpns):
+        return False  # all_free
+    pages = dict(own)
+    for vpn in vpns:
+        pages[vpn] = PageView(MEM_RESERVE, 0, first, origin, None, False, False, False)
+    pick, pinv = _pick(pid, post_view)
+    owner = owners(pre)
+    if not _commit(pages, pid, list(vpns), pick, pinv, owner, nframes, lambda vpn: protect):
+        return False
+    expected = Observation({**pre.spaces, pid: pages}, pre.live, pre.layouts, owner)
+    return expected == of_view(post_view, nframes)

@@ -24,19 +24,33 @@ twin can only make a passing state cheaper. The same holds for the calls
 whose spec step has a twin (:mod:`proofs.abstractions.user_step_twin`,
 tests/test_user_step_twin.py): CreateProcess and DestroyProcess, a third
 and more of the calls the search judges by a z3 step (every sequence ends by
-destroying its processes); a call the twin accepts needs no z3 step, any
-other is judged by the z3 step as before.
+destroying its processes), VirtualAlloc(MEM_RESERVE | MEM_COMMIT) and mmap
+without MAP_FIXED; a call the twin accepts needs no z3 step, any other is
+judged by the z3 step as before.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from model.user_layout import page_ceil, protect_from_prot
 from proofs.abstractions.user_space import View
-from proofs.abstractions.user_step_twin import create_accepts, destroy_accepts
+from proofs.abstractions.user_step_twin import (
+    create_accepts,
+    destroy_accepts,
+    reserve_commit_accepts,
+)
 from proofs.abstractions.user_twin import holding
-from proofs.machines.user_space import UserChecks
+from proofs.machines.user_space import RESET_TYPES, UserChecks
 from spec import user_space as us
+from spec.abi import (
+    MAP_FIXED,
+    MEM_COMMIT,
+    MEM_RESERVE,
+    ORIGIN_MMAP,
+    ORIGIN_VIRTUAL_ALLOC,
+    PAGE_SHIFT,
+)
 from spec.user_space import UserState
 
 #: Entries kept per table (a table is emptied when it reaches this): about
@@ -90,15 +104,31 @@ class TwinFirst(UserChecks):
     def expected(self, name: str, args: tuple[Any, ...], pid: int, pre_view: View,
                  post_view: View, reply: Any, code: int = 0) -> us.UserStep | None:
         """None (no z3 step left to check) when the step's twin accepts the call."""
-        if self.twin_accepts(name, args, pre_view, post_view, reply, code):
+        if self.twin_accepts(name, args, pid, pre_view, post_view, reply, code):
             return None
         return super().expected(name, args, pid, pre_view, post_view, reply, code)
 
-    def twin_accepts(self, name: str, args: tuple[Any, ...], pre_view: View, post_view: View,
-                     reply: Any, code: int) -> bool:
-        if name == "DestroyProcess" and type(args[0]) is int:
+    def twin_accepts(self, name: str, args: tuple[Any, ...], pid: int, pre_view: View,
+                     post_view: View, reply: Any, code: int) -> bool:
+        """Whether the twin of the step ``expected`` would build accepts the call
+        (pid: the current process; the same choice of step as there)."""
+        if any(type(a) is not int for a in args) or type(reply) not in (int, bool):
+            return False
+        if name == "SyscallVirtualAlloc" and pid and reply and args[2] not in RESET_TYPES \
+                and (args[2] & MEM_RESERVE or args[0] == 0) and args[2] & MEM_COMMIT:
+            first = reply >> PAGE_SHIFT
+            count = self.allocation_pages(post_view, pid, first)
+            return reserve_commit_accepts(pid, first, count, args[3], ORIGIN_VIRTUAL_ALLOC,
+                                          pre_view, post_view, code, self.nframes())
+        if name == "SyscallMmap" and pid and reply >= 0 and pid in post_view[1] \
+                and not args[3] & MAP_FIXED:
+            count = page_ceil(args[1]) >> PAGE_SHIFT
+            return reserve_commit_accepts(pid, reply >> PAGE_SHIFT, count,
+                                          protect_from_prot(args[2]), ORIGIN_MMAP, pre_view,
+                                          post_view, code, self.nframes())
+        if name == "DestroyProcess":
             return destroy_accepts(args[0], pre_view, post_view, code, self.nframes())
-        if name == "CreateProcess" and type(reply) is int and reply > 0:
+        if name == "CreateProcess" and reply > 0:
             try:
                 image, image_pages, base, heap_pages = self.process_layout(reply, post_view)
             except (KeyError, StopIteration):
