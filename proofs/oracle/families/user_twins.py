@@ -112,7 +112,11 @@ class TwinFirst(UserChecks):
                      post_view: View, reply: Any, code: int) -> bool:
         """Whether the twin of the step ``expected`` would build accepts the call
         (pid: the current process; the same choice of step as there)."""
-        if any(type(a) is not int for a in args) or type(reply) not in (int, bool):
+        if any(type(a) is not int for a in args):
+            return False
+        if name == "DestroyProcess":
+            return destroy_accepts(args[0], pre_view, post_view, code, self.nframes())
+        if type(reply) is not int:
             return False
         if name == "SyscallVirtualAlloc" and pid and reply and args[2] not in RESET_TYPES \
                 and (args[2] & MEM_RESERVE or args[0] == 0) and args[2] & MEM_COMMIT:
@@ -126,8 +130,6 @@ class TwinFirst(UserChecks):
             return reserve_commit_accepts(pid, reply >> PAGE_SHIFT, count,
                                           protect_from_prot(args[2]), ORIGIN_MMAP, pre_view,
                                           post_view, code, self.nframes())
-        if name == "DestroyProcess":
-            return destroy_accepts(args[0], pre_view, post_view, code, self.nframes())
         if name == "CreateProcess" and reply > 0:
             try:
                 image, image_pages, base, heap_pages = self.process_layout(reply, post_view)
