@@ -15,12 +15,16 @@ declared with ``--config``). The real-size configuration is the tutorial
 heap's (index capacity 0x20000, min size 0x70000, a 1 MB initial heap) on
 4096 frames, and 4096 frames for the other families' physical memory.
 Sequences/s counts sequences judged to the end (set-up calls included).
+Beside the wall time each row gives the CPU time of the oracle and of the
+implementations it started (os.times: the machine is shared, so the wall
+time moves with the load) and the load average after the row.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -79,15 +83,19 @@ def main() -> None:
     print("; ".join(f"{k}: {v}" for k, v in machine_info()))
     print(f"load average before: {load_average()}")
     print("| family | implementation | configuration | sequences | seconds | sequences/s "
-          "| operations/s | verdict |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | --- |")
+          "| operations/s | CPU s (oracle + implementation) | load average | verdict |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     for family, name, size, command in rows:
-        start = time.monotonic()
+        start, before = time.monotonic(), os.times()
         sequences, seconds, operations, verdict = rate(command, family, args.seconds)
         seconds = seconds or time.monotonic() - start
+        after = os.times()
+        cpu = (after.user + after.system - before.user - before.system,
+               after.children_user + after.children_system
+               - before.children_user - before.children_system)
         print(f"| {family} | {name} | {size} | {sequences} | {seconds:.1f} | "
-              f"{sequences / seconds:.2f} | {operations / seconds:.0f} | {verdict} |",
-              flush=True)
+              f"{sequences / seconds:.2f} | {operations / seconds:.0f} | "
+              f"{cpu[0]:.1f} + {cpu[1]:.1f} | {load_average()} | {verdict} |", flush=True)
     print(f"load average after: {load_average()}")
 
 

@@ -255,8 +255,7 @@ class UserChecks:
         raise NotImplementedError
 
     def process_layout(self, pid: int, post_view: View) -> tuple[int, int, int, int]:
-        """A new process's image (first vpn, pages) and process heap (first vpn,
-        committed pages)."""
+        """A new process's image (first vpn, pages) and heap (first vpn, committed pages)."""
         raise NotImplementedError
 
     def read(self, pid: int, address: int, length: int) -> bytes:
@@ -283,8 +282,7 @@ class UserChecks:
         self.machine.outcomes[f"{name} {code}"] += 1
         where = f"{name}{args!r} in process {pid} returned {reply!r} ({code})"
         post_view = self.view()
-        problems = check_invariants(self.machine, us.INVARIANTS, repr(post_view),
-                                    lambda: self.state(post_view))
+        problems = self.invariant_problems(post_view)
         failed = code != 0
         partial = name == "SyscallMprotect" and code in (ENOMEM, EACCES)
         if failed and not partial and self.snapshot() != before:
@@ -305,6 +303,10 @@ class UserChecks:
         problems.update(self.check_contents(post_view))
         raise_problems(where, problems)
         return reply
+
+    def invariant_problems(self, view: View) -> dict[str, str]:
+        """{id: why} for each invariant of spec.user_space refuted on view (z3, cached)."""
+        return check_invariants(self.machine, us.INVARIANTS, repr(view), lambda: self.state(view))
 
     # -- the spec's step of a call ------------------------------------------------
 

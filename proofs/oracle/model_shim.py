@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model.kernel_heap import KernelHeap
-from proofs.oracle.protocol import ProtocolError, validate
 from proofs.oracle.register_form import REGISTER_MANAGERS
 from proofs.oracle.world import MANAGERS, OBSERVATIONS, PARTS_OF, PROTOCOL_VERSION, ModelWorld
 
@@ -144,6 +143,8 @@ class Partial:
 def serve(checked: bool, register_form: bool = False, partial: Partial | None = None,
           config: Any = None) -> int:
     """Speak the protocol on stdin/stdout until stdin closes."""
+    if checked:  # only then: the schema's module imports hypothesis, 0.15 s of every start
+        from proofs.oracle.protocol import ProtocolError, validate
     partial = partial or Partial()
     world = ModelWorld()
     out = sys.stdout

@@ -39,10 +39,11 @@ from model.user_layout import page_ceil
 from proofs.abstractions.user_space import View
 from proofs.machines.checks import TRANSITION, CheckError
 from proofs.machines.runner import CheckedMachine, every_rule_enabled
-from proofs.machines.user_space import FRAMES, MAX_PROCESSES, Layout, UserChecks, UserMachine
+from proofs.machines.user_space import FRAMES, MAX_PROCESSES, Layout, UserMachine
 from proofs.oracle.families.rules import SessionRules, one_machine
 from proofs.oracle.families.user_boundaries import UserBoundaryRules
 from proofs.oracle.families.user_heap import HeapJudging, fill_block
+from proofs.oracle.families.user_twins import TwinFirst
 from proofs.oracle.managers import Family, Message
 from proofs.oracle.session import Session, last_observed
 from proofs.oracle.worlds.user import MANAGERS, READ_LIMIT, UserPart, linux_code
@@ -245,7 +246,7 @@ class OracleUserMachine(SessionRules, UserMachine, UserBoundaryRules):
             self.front.call("DestroyProcess", pid)
 
 
-class UserJudge(HeapJudging, UserChecks):
+class UserJudge(HeapJudging, TwinFirst):
     """Spec mode for the user family: the user harness's checks over what the
     implementation reports (HEAP_BLOCKS: proofs.oracle.families.user_heap)."""
 
