@@ -11,7 +11,6 @@ runs it from three seeds with the full 120 s bound."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -27,9 +26,9 @@ from proofs.oracle.config import DEFAULTS
 from proofs.oracle.protocol import ProtocolError, check_hello
 from proofs.oracle.run import search as oracle_search
 from proofs.report import main as report_main
+from tests.budget import SLOW
 from tests.oracle_impls import build_c, python_impl
 
-SLOW = os.environ.get("MEMSPEC_SLOW") == "1"
 KERNEL = DEFAULTS["kernel"]
 R = Step("RequestFrame")
 

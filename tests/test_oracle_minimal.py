@@ -17,7 +17,6 @@ budget has no stored trace (docs/oracle.md, Figures, lists them).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,11 @@ from proofs.oracle.families import family_named
 from proofs.oracle.minimize import minimize
 from proofs.oracle.run import Judges, session_factory
 from proofs.oracle.session import Coverage
+from tests.budget import SLOW
 from tests.oracle_impls import build_c, python_impl
 
 TRACES = Path(__file__).resolve().parent / "oracle_traces" / "unshrunk"
 LIMIT = 6
-SLOW = os.environ.get("MEMSPEC_SLOW") == "1"
 CASES = sorted(p.stem for p in TRACES.glob("*.json"))
 
 

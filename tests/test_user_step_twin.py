@@ -15,7 +15,8 @@ exactly that for a successful call (a failure it leaves to z3): on the
 model's own views (where both accept a successful call) and on reports
 corrupted by one edit of the view after (the edits of
 tests/test_user_twin.py: a page's field, a page dropped or copied, a layout
-field at a bound, a layout dropped) or of the code.
+field at a bound, a layout dropped) or of the code. The default run makes
+25 and 50 examples, MEMSPEC_SLOW=1 60 and 120 (tests/budget.py).
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ from spec.abi import (
     PAGE_NOACCESS,
     PAGE_READWRITE,
 )
+from tests.budget import examples
 from tests.test_user_twin import CALLS, corrupted
 
-SETTINGS = settings(max_examples=60, deadline=None,
+SETTINGS = settings(max_examples=examples(25, 60), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -119,7 +121,7 @@ def test_twins_agree_on_model_calls(calls_made: list[tuple[Any, ...]],
         assert twin  # a success: the twin decides it
 
 
-@settings(SETTINGS, max_examples=120)
+@settings(SETTINGS, max_examples=examples(50, 120))
 @given(st.lists(CALLS, max_size=6), CALL, st.data())
 def test_twins_agree_on_corrupted_reports(calls_made: list[tuple[Any, ...]],
                                           call: int | tuple[Any, ...] | None,
