@@ -9,7 +9,10 @@ page cache (``kind`` 2); the ghost inverse ``src``/``idx`` names its page.
 Reference counts are exact without counting (z3 cannot count), by
 Hyperkernel's refcount-by-bijection: ``refs[fr]`` slots hold the mappings
 (``slot_pid``, ``slot_vpn``) of fr, and each mapping knows its slot
-(``vslot``); an unmap moves the frame's last slot into the freed one.
+(``vslot``); an unmap moves the frame's last slot into the freed one. A
+block's refcount ``brefs`` is its number of pieces of views the same way:
+``brefs[b]`` block slots hold the pieces (``bslot_pid``, ``bslot_vpn``: pid
+and first vpn), and each page of a piece knows its piece's slot (``vbslot``).
 
 Spec-level decisions (the contract of /work/briefs/shm_common.md; the model
 follows them):
@@ -51,8 +54,17 @@ follows them):
   detaches it"; a section lives while a view exists): the id is invalid at
   once, the frames are released now without a mapping, else at the last
   unmap. Freeing a mapped frame would leave live PTEs on a free frame (VMM-2).
-- Views are 64 KB aligned (NtMapViewOfSection: STATUS_MAPPED_ALIGNMENT ->
-  ERROR_MAPPED_ALIGNMENT); a view covers a whole block, or pages of a file.
+- Views are mapped 64 KB aligned (NtMapViewOfSection: STATUS_MAPPED_ALIGNMENT
+  -> ERROR_MAPPED_ALIGNMENT); a map covers a whole block, or pages of a file.
+  A view is a set of pieces (below: munmap over part of it); each view page
+  records its piece's base and count and the source page it shows
+  (``vidx``: the piece's vm_pgoff + its offset in the piece), a piece shows a
+  contiguous run of its source's pages, and a block's piece comes from a
+  whole-block map: the vpn where the block's page 0 was mapped (v - vidx) is
+  64 KB aligned, so the piece at the map's base is. A file piece cut from a
+  view's middle or end starts where the cut ended, on no granularity (Linux
+  has none beyond pages; Windows never splits a view: UnmapViewOfFile takes
+  whole views only, so only munmap makes pieces).
   Placement is the caller's choice (``base``, with ``placed`` when the system
   chose it); ``occupied`` says the range is not free in the user layer; ``oom``
   that page-table frames ran short. Frames are chosen by ``pick``/``pinv`` as
@@ -79,12 +91,27 @@ follows them):
   reading (PAGE_NOACCESS and PAGE_EXECUTE refuse it: ERROR_NOACCESS). A file
   page written becomes dirty.
 - Process exit is a sequence of unmaps (composite, as the paging spec's
-  Destroy), and so is a munmap over whole views (the caller's translation:
-  each view's Unmap, in the order the model detaches them). munmap and MAP_FIXED
-  over part of a view split it into pieces in the model (model/linux_mm.py,
-  issue 15: each piece with its page offset, counted in the block's mappings);
-  this layer holds a view as one piece (VMM-1 ties a block view to the whole
-  block), so that split has no step here yet (docs/known-gaps.md); Unmap takes any page
+  Destroy), and so is a munmap (the caller's translation: for each piece the
+  range touches, in the order the model reaches them, the piece's Unmap when
+  the range covers all of it, else SyscallMunmap of the part it covers;
+  MAP_FIXED over views unmaps the same way before it maps).
+- SyscallMunmap (issue 15) unmaps a strict part [vpn, vpn+count) of one
+  piece: its pages' mappings go (a file's dirty pages written back first, a
+  cache page whose last mapping this was released: MMF-1M), what is left
+  before vpn keeps its base, what is left from vpn+count on becomes a piece
+  based there, each page keeping its source page (mm/mmap.c do_vmi_munmap
+  splits the vma with __split_vma, the new vma's vm_pgoff advanced by its
+  distance). A block piece left on both sides is one mapping more (ipc/shm.c
+  shm_open, called for the new vma, increments shm_nattch), in the block's
+  next slot; a right piece alone takes the cut piece's slot; a block's frames
+  never leave on a split (a piece is left: SHM-2M). LTP
+  testcases/kernel/syscalls/munmap: munmap01.c's variant "partially unmapped
+  region not accessible" (the older munmap02.c: the last two pages of a
+  3-page MAP_SHARED file mapping unmapped, a reference to them faults, the
+  first page stays mapped until the cleanup's munmap) is
+  tests/conformance/linux_ltp_views.py's; munmap03.c's EINVAL ranges
+  (tests/conformance/linux_ltp.py) are the model's argument checks, made
+  before any step. Unmap takes any page
   of the view (``base`` is the vpn of the address given: UnmapViewOfFile
   unmaps at ptr + 100 and ptr + 4096, Wine dlls/kernel32/tests/virtual.c
   test_MapViewOfFile; both seed calls are Windows-facing, model/views.py),
@@ -93,11 +120,12 @@ follows them):
   (``space``: None or 0 = live), as the model's ProcessMemorySpace.status()
   reports it.
 - Step claims (ids of their own: a claim id names one operation):
-  SHM-2D / SHM-2U (frames leave a block only when it is destroyed and
-  unmapped, on Destroy / Unmap), MMF-1S (after a sync every page of the view
-  holds the file's bytes, clean), MMF-1U (an unmap writes back every page of
-  the view; a released cache page had its data written), MMF-2W (a write
-  succeeds only through a writable PTE).
+  SHM-2D / SHM-2U / SHM-2M (frames leave a block only when it is destroyed
+  and unmapped, on Destroy / Unmap / SyscallMunmap), MMF-1S (after a sync
+  every page of the view holds the file's bytes, clean), MMF-1U / MMF-1M (an
+  unmap writes back every page of the view, a munmap every page it unmaps; a
+  released cache page had its data written), MMF-2W (a write succeeds only
+  through a writable PTE).
 - Out of scope: writes to a file node made directly (not through a view)
   while a page of it is cached; MMF-1 would then need a "stale" page state.
 """
