@@ -145,6 +145,9 @@ def shared_states() -> list[tuple[str, SharedState]]:
 
 # -- ground instances ---------------------------------------------------------------------
 
+#: The steps that remove mappings (more ground terms: a frame's slot 0, each page's
+#: piece base) or change a block's slots (its last and next slot).
+UNMAPS = frozenset({"UnmapSharedMemoryFromProcess", "UnmapFileFromMemory", "SyscallMunmap"})
 #: The role of a witness or argument, by its name (w3.p, MapFileToMemory.pid).
 ROLES = {"p": "pid", "pid": "pid", "v": "vpn", "w": "vpn", "vpn": "vpn", "base": "vpn",
          "fr": "frame", "i": "slot", "b": "block", "shm_id": "block", "f": "file",
@@ -189,8 +192,9 @@ def ground_pools(pre: SharedState, terms: list[Ref]) -> _Pool:
     source pages, and the source pages' frames."""
     pool = _Pool()
     groups = _named(terms)
-    args = next((dict(named) for prefix, named in groups.items()
-                 if not WITNESS.fullmatch(prefix)), {})
+    step, args = next(((prefix, dict(named)) for prefix, named in groups.items()
+                       if not WITNESS.fullmatch(prefix)), ("", {}))
+    unmaps = step in UNMAPS
     for named in groups.values():
         roles = dict(named)
         pid = roles.get("pid", args.get("pid"))
@@ -217,7 +221,8 @@ def ground_pools(pre: SharedState, terms: list[Ref]) -> _Pool:
         pool.add("frame", pre.vframe[p, v])
     for (fr,) in pool.get("frame"):
         pool.add("slot", fr, pre.refs[fr] - 1)
-        pool.add("slot", fr, z3.IntVal(0))
+        if unmaps:  # a second mapping of fr would be in the piece unmapped too
+            pool.add("slot", fr, z3.IntVal(0))
         if pid is not None and base is not None:
             pool.add("page", pid, base + pre.idx[fr] - pre.vidx[pid, base])
             pool.add("page", pid, base + pre.idx[fr] - first)
@@ -226,7 +231,8 @@ def ground_pools(pre: SharedState, terms: list[Ref]) -> _Pool:
     for p, v in pool.get("page"):
         pool.add("frame", pre.vframe[p, v])
         pool.add("slot", pre.vframe[p, v], pre.vslot[p, v])
-        pool.add("triple", p, v, pre.vbase[p, v])
+        if unmaps:
+            pool.add("triple", p, v, pre.vbase[p, v])
         pool.add("source", pre.vsrc[p, v], pre.vidx[p, v])
         pool.add("block", pre.vsrc[p, v])
         if base is not None:
@@ -239,7 +245,9 @@ def ground_pools(pre: SharedState, terms: list[Ref]) -> _Pool:
     for source, k in pool.get("source"):
         pool.add("frame", pre.bframe[source, k])
         pool.add("frame", pre.cframe[source, k])
-    # block slots: each page's piece's, each block's last and next, and their pieces
+    # block slots: each page's piece's, each block's last and next
+    if step not in UNMAPS | {"MapSharedMemoryToProcess"}:
+        return pool
     for p, v in pool.get("page"):
         pool.add("bslot", pre.vsrc[p, v], pre.vbslot[p, v])
     for (b,) in pool.get("block"):
