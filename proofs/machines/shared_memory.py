@@ -32,8 +32,8 @@ After every call
    exceeded the free count), must report the model's status and result, its
    ``assume`` must hold, and on success its post-state must equal the
    abstraction of the model's post-state on every observable field
-   (``TRANSITION``). The spec's step claims (SHM-2D, SHM-2U, MMF-1S, MMF-1U,
-   MMF-2W) are checked on the model's own transition (its status and
+   (``TRANSITION``). The spec's step claims (SHM-2D, SHM-2U, SHM-2M, MMF-1S,
+   MMF-1U, MMF-1M, MMF-2W) are checked on the model's own transition (its status and
    post-state), so a model that breaks them is named by the claim. Process
    exit is the Unmap steps of the process's views in the order the model
    detaches them, each checked (with its claims) from the model's state
@@ -41,8 +41,8 @@ After every call
    manager's ``detach``; the last snapshot must be the post-state. A munmap
    is checked the same way: the whole view's Unmap step, or the
    SyscallMunmap step of its part (snapshot after the manager's
-   ``unmap_pages``);
-   CreateProcess and SwitchProcess leave this layer as it was;
+   ``unmap_pages``). CreateProcess and SwitchProcess leave this layer as it
+   was;
 3. a failed call changes nothing (``UNCHANGED``): processes, PTEs, frames,
    memory, the managers' records and the nodes' bytes;
 4. every page of every view reads, in every process that maps it, what the
