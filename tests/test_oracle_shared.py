@@ -14,7 +14,16 @@ from proofs.oracle.report import describe
 from proofs.oracle.run import load_trace, replay, save_trace, search, trace_of
 from proofs.oracle.world import ModelWorld
 from proofs.oracle.worlds.shared import pattern
-from spec.abi import MEM_COMMIT, PAGE_READONLY, PAGE_READWRITE
+from spec.abi import (
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_PRIVATE,
+    MEM_COMMIT,
+    PAGE_READONLY,
+    PAGE_READWRITE,
+    PROT_READ,
+    PROT_WRITE,
+)
 from tests.oracle_impls import python_impl
 
 VALIDATING_MODEL = python_impl("-m", "proofs.oracle.model_shim", "--validate")
@@ -281,9 +290,10 @@ def test_munmap_of_part_of_a_view_cuts_it_into_pieces() -> None:
     15): a block view's last page with the free page after it, then a middle page
     (two pieces, both counted), a piece unmapped whole (its Unmap step), the block
     destroyed while a piece maps it and freed at that piece's UnmapViewOfFile; a file
-    view's front page and then a dirty page, each written back (LTP munmap01/02: the
-    rest stays readable). A model that does not count the new piece in the block's
-    mappings is caught by SHM-1."""
+    view's front page by munmap and then a dirty page by mmap(MAP_FIXED) of a private
+    page, each written back (LTP munmap01/02: the rest stays readable), then that
+    private page unmapped (not this layer's). A model that does not count the new
+    piece in the block's mappings is caught by SHM-1."""
     sys = "SystemCalls"
     steps = bases(
         shm("CreateSharedMemory", size=16384, permissions=RW),
@@ -298,8 +308,10 @@ def test_munmap_of_part_of_a_view_cuts_it_into_pieces() -> None:
         mmf("MapFileToMemory", file=1, offset=0, size=0, protection=RW),
         op(sys, "WriteUserMemory", addr="FILE+1", data="a5a5"),
         op(sys, "SyscallMunmap", addr="FILE", length=0x1000),
-        op(sys, "SyscallMunmap", addr="FILE+1", length=0x1000),
+        op(sys, "SyscallMmap", addr="FILE+1", length=0x1000, prot=PROT_READ | PROT_WRITE,
+           flags=MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, fd=-1, offset=0),
         op(sys, "ReadUserMemory", addr="FILE+2"),
+        op(sys, "SyscallMunmap", addr="FILE+1", length=0x1000),
         mmf("SyncMappedFile", addr="FILE+2", invalidate=False))
     outcome = replay(VALIDATING_MODEL, "spec", steps, family="shared")
     assert outcome.passed, describe(outcome)

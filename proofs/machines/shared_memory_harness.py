@@ -19,7 +19,7 @@ import z3
 
 from model.address_space import Allocation, PageRecord
 from model.file_node import DiskFileNode, FileNode, MemoryFileNode
-from model.linux_mm import SyscallMprotect, SyscallMunmap
+from model.linux_mm import SyscallMmap, SyscallMprotect, SyscallMunmap
 from model.mapped_files import MemoryMappedFiles
 from model.memory_subsystem import MemorySubsystem
 from model.process_memory import ProcessMemorySpace
@@ -46,6 +46,9 @@ from proofs.machines.checks import (
 from spec import shared_memory as sm
 from spec.abi import (
     ALLOCATION_GRANULARITY,
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_PRIVATE,
     MEM_COMMIT,
     PAGE_EXECUTE,
     PAGE_EXECUTE_READ,
@@ -55,6 +58,8 @@ from spec.abi import (
     PAGE_READWRITE,
     PAGE_SHIFT,
     PAGE_SIZE,
+    PROT_READ,
+    PROT_WRITE,
     USER_TOP,
     ErrorCode,
 )
@@ -702,13 +707,15 @@ class ProcessCalls(SharedCore):
                   lambda: int(space.last_error), plan, result=not linux)
 
     def munmap(self, pid: int, base: int, part: tuple[int, int] | None = None,
-               past: bool = False) -> None:
+               past: bool = False, fixed: bool = False) -> None:
         """munmap of the view at base of process pid: the whole view and the free page
         after it (part None: the view's Unmap step, shmdt / UnmapFileFromMemory's), or
         its pages [page, page + count) (part, a strict part of the view: the spec's
         SyscallMunmap step, the view cut into pieces) and, past, the page after the
-        view (free: the same step). Each step is checked from the state before the
-        manager's detach / unmap_pages to the one after it."""
+        view (free: the same step); fixed: mmap(MAP_FIXED | MAP_PRIVATE |
+        MAP_ANONYMOUS) over the same range instead, which unmaps it the same way
+        and maps private pages there (the user layer's). Each step is checked from
+        the state before the manager's detach / unmap_pages to the one after it."""
         space = self.sub.syscalls.processes[pid]
         record = self.views[(pid, base)]
         if part is None:
@@ -725,6 +732,10 @@ class ProcessCalls(SharedCore):
 
         def run() -> int:
             with self.staged(stages):
+                if fixed:
+                    done = SyscallMmap(space, address, length, PROT_READ | PROT_WRITE,
+                                       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                    return 0 if done == address else done
                 return SyscallMunmap(space, address, length)
 
         def track(_: object) -> None:
@@ -733,9 +744,11 @@ class ProcessCalls(SharedCore):
             else:
                 self.cut((pid, base), address, address + part[1] * PAGE_SIZE)
 
-        self.call(f"munmap({address:#x}, {length:#x}) in process {pid}", run,
-                  lambda: int(space.last_error), lambda *_: steps, result=False, track=track,
-                  stages=stages)
+        name = "mmap(MAP_FIXED)" if fixed else "munmap"
+        self.call(f"{name}({address:#x}, {length:#x}) in process {pid}", run,
+                  lambda: int(space.last_error),
+                  lambda post, reply, status: steps if status == SUCCESS else None,
+                  result=False, track=track, stages=stages)
 
     def processes(self, name: str, pid: int = 0) -> int:
         """CreateProcess, SwitchProcess(pid) or DestroyProcess(pid): the Unmap steps

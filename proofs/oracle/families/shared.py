@@ -10,8 +10,9 @@
   sizes; file views with bad offsets, sizes and protections, sync with and
   without invalidate, unmaps; writes and reads of view pages; VirtualProtect,
   VirtualAlloc(MEM_COMMIT) and mprotect of view pages, munmap of whole views and
-  of their front, last or middle pages, which cuts them into pieces (judged
-  by the spec's SyscallMunmap step); process exit without unmapping), through
+  of their front, last or middle pages, and mmap(MAP_FIXED) over such a part,
+  which cut them into pieces (judged by the spec's SyscallMunmap step);
+  process exit without unmapping), through
   :class:`SharedFront`. A write or read of a view
   page switches to its process first (the protocol's accesses are the current
   process's). At the end every process is destroyed, then every live block.
@@ -61,12 +62,20 @@ from proofs.oracle.worlds.user import MANAGERS as USER_MANAGERS
 from spec.abi import (
     ALLOCATION_GRANULARITY,
     EACCES,
+    EBADF,
+    EEXIST,
     EINVAL,
     ENOMEM,
+    EPERM,
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_PRIVATE,
     MEM_COMMIT,
     PAGE_READWRITE,
     PAGE_SHIFT,
     PAGE_SIZE,
+    PROT_READ,
+    PROT_WRITE,
     ErrorCode,
 )
 from spec.shared_memory import FILE, SHM, BlockView, CacheView, PteView, ViewRecord
@@ -75,9 +84,11 @@ E = ErrorCode
 SUCCESS = E.ERROR_SUCCESS
 PARAMS = {op: params for m in MANAGERS for op, params in m.operations.items()}
 USER_PARAMS = USER_MANAGERS[0].operations
-#: The Windows code of each errno mprotect reports (model/linux_mm.py's last_error).
-ERRNO_CODES = {0: E.ERROR_SUCCESS, EACCES: E.ERROR_ACCESS_DENIED,
-               EINVAL: E.ERROR_INVALID_PARAMETER, ENOMEM: E.ERROR_NOT_ENOUGH_MEMORY}
+#: The Windows code of each errno mprotect, munmap and mmap report (model/linux_mm.py's
+#: last_error).
+ERRNO_CODES = {0: E.ERROR_SUCCESS, EACCES: E.ERROR_ACCESS_DENIED, EPERM: E.ERROR_ACCESS_DENIED,
+               EINVAL: E.ERROR_INVALID_PARAMETER, ENOMEM: E.ERROR_NOT_ENOUGH_MEMORY,
+               EEXIST: E.ERROR_ALREADY_EXISTS, EBADF: E.ERROR_INVALID_HANDLE}
 OWNER = {op: m.name for m in MANAGERS for op in m.operations}
 #: The files every sequence starts with: the machine's NODES, then an empty one.
 FILES = (*NODES, (0, True))
@@ -238,11 +249,12 @@ class SharedFront:
             self._call("SyscallVirtualProtect", address, size, value, OLD_PROTECT_PTR)
 
     def munmap(self, pid: int, base: int, part: tuple[int, int] | None = None,
-               past: bool = False) -> None:
+               past: bool = False, fixed: bool = False) -> None:
         """munmap of the whole view and the page after it (part None), or of its
-        pages [page, page + count) (part; past: and the page after the view), which
-        cuts it into pieces: what is left before keeps the base, what is left after
-        is a piece based at its end."""
+        pages [page, page + count) (part; past: and the page after the view; fixed:
+        mmap(MAP_FIXED) of private pages there instead), which cuts it into pieces:
+        what is left before keeps the base, what is left after is a piece based at
+        its end."""
         if self.current() != pid:
             self.processes("SwitchProcess", pid)
         view = self.views[(pid, base)]
@@ -251,7 +263,12 @@ class SharedFront:
                 self.views.pop((pid, base), None)
             return
         page, count = part
-        if self._call("SyscallMunmap", base + page * PAGE_SIZE, (count + past) * PAGE_SIZE):
+        address, length = base + page * PAGE_SIZE, (count + past) * PAGE_SIZE
+        if fixed:
+            if self._call("SyscallMmap", address, length, PROT_READ | PROT_WRITE,
+                          MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != address:
+                return
+        elif self._call("SyscallMunmap", address, length):
             return
         del self.views[(pid, base)]
         if page:
@@ -409,7 +426,7 @@ class ObservedShared(SharedHarness):
 
     def invoke(self, manager: str, op: str, args: Message) -> Any:
         result, self._status = self.session.invoke(manager, op, args)
-        if op in ("SyscallMprotect", "SyscallMunmap"):  # errno: as the model's last_error
+        if op in ("SyscallMprotect", "SyscallMunmap", "SyscallMmap"):  # errno: as last_error
             self._status = int(ERRNO_CODES.get(self._status, self._status))
         if self._status not in E._value2member_map_:
             raise CheckError(f"{op} reports error {self._status}, not an error of the "
@@ -605,6 +622,8 @@ class SharedJudge(ObservedShared):
             return self.plan_protect(op, args, pid, views)
         if op == "SyscallMunmap":
             return self.plan_munmap(args, pid, views)
+        if op == "SyscallMmap" and args["flags"] & MAP_FIXED:  # the range unmapped first
+            return self.plan_munmap(args, pid, views)
         address: Any = args.get("addr")
         vpn = address >> PAGE_SHIFT if type(address) is int else -1
         base = next((b for (q, b), view in views.items()
@@ -654,7 +673,9 @@ class SharedJudge(ObservedShared):
         """munmap over views of the current process, in address order (chained): a
         view (or piece) wholly inside the range is its Unmap step, a view the range
         covers part of is the spec's SyscallMunmap of that part, which cuts it into
-        pieces (model/linux_mm.py; mm/mmap.c do_vmi_munmap splits vma by vma)."""
+        pieces (model/linux_mm.py; mm/mmap.c do_vmi_munmap splits vma by vma);
+        mmap(MAP_FIXED) over views unmaps them the same way first (its private
+        pages are the user layer's). A call that fails changes nothing."""
         first, end = args["addr"] >> PAGE_SHIFT, page_ceil(args["addr"] + args["length"])
         last = end >> PAGE_SHIFT
         touched = [(base, view, max(first, base), min(last, base + view.count))
@@ -672,7 +693,8 @@ class SharedJudge(ObservedShared):
                     self.drop((pid, base << PAGE_SHIFT))
                 elif (pid, base << PAGE_SHIFT) in self.views:
                     self.cut((pid, base << PAGE_SHIFT), low << PAGE_SHIFT, high << PAGE_SHIFT)
-        return (lambda *_: steps or None), unmapped, False
+        return (lambda post, reply, status: steps if steps and status == 0 else None), \
+            unmapped, False
 
     @staticmethod
     def vpn(address: Any) -> int:
