@@ -54,6 +54,7 @@ from proofs.machines.shared_memory_harness import (
     picks,
 )
 from proofs.oracle.families.rules import SessionRules, one_machine
+from proofs.oracle.families.shared_boundaries import SharedBoundaryRules
 from proofs.oracle.families.user import OLD_PROTECT_PTR, user_setup
 from proofs.oracle.managers import Family, Message
 from proofs.oracle.session import Session, last_observed
@@ -287,9 +288,10 @@ class SharedFront:
         return int(reply)
 
 
-class OracleSharedMachine(SessionRules, SharedMachine):
-    """The shared machine's rules, sent to an implementation. The set-up made
-    both processes and the files (the machine's own start is replaced)."""
+class OracleSharedMachine(SessionRules, SharedMachine, SharedBoundaryRules):
+    """The shared machine's rules, sent to an implementation, and cuts of a fresh
+    three-page view (:mod:`.shared_boundaries`). The set-up made both processes
+    and the files (the machine's own start is replaced)."""
 
     h: Any  # SharedFront
 
