@@ -3,7 +3,8 @@ every call (VirtualProtect, VirtualAlloc(MEM_COMMIT) and SyscallMprotect on view
 pages included) x
 VMM-1, SHM-1..3, MMF-1..2, and the step claims SHM-2D
 (DestroySharedMemory), SHM-2U (UnmapSharedMemoryFromProcess), MMF-1S
-(SyncMappedFile), MMF-1U (UnmapFileFromMemory) and MMF-2W (Write), all
+(SyncMappedFile), MMF-1U (UnmapFileFromMemory), SHM-2M and MMF-1M
+(SyscallMunmap: munmap over part of a view, which splits it) and MMF-2W (Write), all
 unbounded: reference counts are slot bijections, so no proof counts.
 
 z3 is helped by ground instances of the invariants at the pages, frames,
@@ -52,6 +53,8 @@ SHARED_OPERATIONS = (
               (PID, ("file", INT), ("first", INT), ("count", INT), ("protect", INT), BASE,
                ("occupied", BOOL), *CHOICE, SPACE)),
     Operation("UnmapFileFromMemory", _SM, sm.UnmapFileFromMemory, (PID, BASE, SPACE)),
+    Operation("SyscallMunmap", _SM, sm.SyscallMunmap,
+              (PID, ("vpn", INT), ("count", INT), SPACE)),
     Operation("SyncMappedFile", _SM, sm.SyncMappedFile,
               (PID, BASE, ("invalidate", BOOL), SPACE)),
     Operation("Write", _SM, sm.Write, (PID, ("vpn", INT), ("token", INT))),
@@ -102,7 +105,10 @@ def shared_states() -> list[tuple[str, SharedState]]:
     and written; block 2 (one page, read-only) mapped by pid 1; file 1 mapped
     whole by pid 1 and its pages 1..2 by pid 2, page 2 written (dirty); file 2
     (read-only) mapped by pid 2. Then block 1 destroyed while mapped; then
-    pid 2's views of block 1 and file 1 gone and pid 1's file view synced."""
+    pid 2's views of block 1 and file 1 gone and pid 1's file view synced. And,
+    from the first, block 3 (three pages) mapped by pids 1 and 2 and pid 1's
+    view cut by munmap in its middle (two pieces), pid 1's file view cut in its middle and pid 1's
+    view of block 1 cut at its front (issue 15's pieces)."""
     no, yes, rw, ro = z3.BoolVal(False), z3.BoolVal(True), _i(PAGE_READWRITE), _i(PAGE_READONLY)
     s = sm.concrete_shared({}, FILES, {}, {}, {}, {}, 64)
     s = _ok(sm.CreateSharedMemory(s, _i(8192), rw, _i(1), *_frames(0, 10), no))
@@ -124,17 +130,28 @@ def shared_states() -> list[tuple[str, SharedState]]:
     s = _ok(sm.UnmapSharedMemoryFromProcess(s, _i(2), _i(0x600)))
     s = _ok(sm.UnmapFileFromMemory(s, _i(2), _i(0x700)))
     s = _ok(sm.SyncMappedFile(s, _i(1), _i(0x700), no))
+    p = _ok(sm.CreateSharedMemory(mapped, _i(12288), rw, _i(3), *_frames(0, 50), no))
+    p = _ok(sm.MapSharedMemoryToProcess(p, _i(1), _i(0), _i(3), _i(0x520), rw, no, no, no))
+    p = _ok(sm.MapSharedMemoryToProcess(p, _i(2), _i(0), _i(3), _i(0x620), rw, no, no, no))
+    p = _ok(sm.SyscallMunmap(p, _i(1), _i(0x521), _i(1)))
+    p = _ok(sm.SyscallMunmap(p, _i(1), _i(0x701), _i(1)))
+    p = _ok(sm.SyscallMunmap(p, _i(1), _i(0x500), _i(1)))
+    # the non-vacuity witness tries the last first: the pieces' lambdas take z3 longer
     return [("two processes sharing blocks and files", mapped),
             ("a destroyed block still mapped", destroyed),
+            ("views cut into pieces by munmap", p),
             ("one process left with the destroyed block and a synced file", s)]
 
 
 # -- ground instances ---------------------------------------------------------------------
 
+#: The steps that remove mappings (more ground terms: a frame's slot 0, each page's
+#: piece base) or change a block's slots (its last and next slot).
+UNMAPS = frozenset({"UnmapSharedMemoryFromProcess", "UnmapFileFromMemory", "SyscallMunmap"})
 #: The role of a witness or argument, by its name (w3.p, MapFileToMemory.pid).
 ROLES = {"p": "pid", "pid": "pid", "v": "vpn", "w": "vpn", "vpn": "vpn", "base": "vpn",
          "fr": "frame", "i": "slot", "b": "block", "shm_id": "block", "f": "file",
-         "g": "file", "file": "file", "k": "index", "first": "index"}
+         "g": "file", "file": "file", "k": "index", "first": "index", "j": "bslot"}
 #: The prefix of a goal's witness constants (proofs.inductive.paging.skolemize).
 WITNESS = re.compile(r"w\d+")
 Terms = tuple[Ref, ...]
@@ -175,8 +192,9 @@ def ground_pools(pre: SharedState, terms: list[Ref]) -> _Pool:
     source pages, and the source pages' frames."""
     pool = _Pool()
     groups = _named(terms)
-    args = next((dict(named) for prefix, named in groups.items()
-                 if not WITNESS.fullmatch(prefix)), {})
+    step, args = next(((prefix, dict(named)) for prefix, named in groups.items()
+                       if not WITNESS.fullmatch(prefix)), ("", {}))
+    unmaps = step in UNMAPS
     for named in groups.values():
         roles = dict(named)
         pid = roles.get("pid", args.get("pid"))
@@ -191,6 +209,8 @@ def ground_pools(pre: SharedState, terms: list[Ref]) -> _Pool:
                 pool.add(role, roles[role])
         if "frame" in roles and "slot" in roles:
             pool.add("slot", roles["frame"], roles["slot"])
+        if "block" in roles and "bslot" in roles:
+            pool.add("bslot", roles["block"], roles["bslot"])
         for source in (roles.get("block"), roles.get("file")):
             if source is not None and "index" in roles:
                 pool.add("source", source, roles["index"])
@@ -201,6 +221,8 @@ def ground_pools(pre: SharedState, terms: list[Ref]) -> _Pool:
         pool.add("frame", pre.vframe[p, v])
     for (fr,) in pool.get("frame"):
         pool.add("slot", fr, pre.refs[fr] - 1)
+        if unmaps:  # a second mapping of fr would be in the piece unmapped too
+            pool.add("slot", fr, z3.IntVal(0))
         if pid is not None and base is not None:
             pool.add("page", pid, base + pre.idx[fr] - pre.vidx[pid, base])
             pool.add("page", pid, base + pre.idx[fr] - first)
@@ -209,6 +231,8 @@ def ground_pools(pre: SharedState, terms: list[Ref]) -> _Pool:
     for p, v in pool.get("page"):
         pool.add("frame", pre.vframe[p, v])
         pool.add("slot", pre.vframe[p, v], pre.vslot[p, v])
+        if unmaps:
+            pool.add("triple", p, v, pre.vbase[p, v])
         pool.add("source", pre.vsrc[p, v], pre.vidx[p, v])
         pool.add("block", pre.vsrc[p, v])
         if base is not None:
@@ -221,12 +245,21 @@ def ground_pools(pre: SharedState, terms: list[Ref]) -> _Pool:
     for source, k in pool.get("source"):
         pool.add("frame", pre.bframe[source, k])
         pool.add("frame", pre.cframe[source, k])
+    # block slots: each page's piece's, each block's last and next
+    if step not in UNMAPS | {"MapSharedMemoryToProcess"}:
+        return pool
+    for p, v in pool.get("page"):
+        pool.add("bslot", pre.vsrc[p, v], pre.vbslot[p, v])
+    for (b,) in pool.get("block"):
+        pool.add("bslot", b, pre.brefs[b] - 1)
+        pool.add("bslot", b, pre.brefs[b])
     return pool
 
 
 #: The pool each shape of quantifier (its variables' names) is instantiated at.
 SHAPES = {("p", "v"): "page", ("p", "v", "w"): "triple", ("b", "k"): "source",
-          ("f", "k"): "source", ("b",): "block", ("fr",): "frame", ("fr", "i"): "slot"}
+          ("f", "k"): "source", ("b",): "block", ("fr",): "frame", ("fr", "i"): "slot",
+          ("b", "j"): "bslot"}
 
 
 def ground(pre: SharedState, invariants: Ref, terms: list[Ref]) -> list[Ref]:

@@ -9,7 +9,10 @@ page cache (``kind`` 2); the ghost inverse ``src``/``idx`` names its page.
 Reference counts are exact without counting (z3 cannot count), by
 Hyperkernel's refcount-by-bijection: ``refs[fr]`` slots hold the mappings
 (``slot_pid``, ``slot_vpn``) of fr, and each mapping knows its slot
-(``vslot``); an unmap moves the frame's last slot into the freed one.
+(``vslot``); an unmap moves the frame's last slot into the freed one. A
+block's refcount ``brefs`` is its number of pieces of views the same way:
+``brefs[b]`` block slots hold the pieces (``bslot_pid``, ``bslot_vpn``: pid
+and first vpn), and each page of a piece knows its piece's slot (``vbslot``).
 
 Spec-level decisions (the contract of /work/briefs/shm_common.md; the model
 follows them):
@@ -51,8 +54,17 @@ follows them):
   detaches it"; a section lives while a view exists): the id is invalid at
   once, the frames are released now without a mapping, else at the last
   unmap. Freeing a mapped frame would leave live PTEs on a free frame (VMM-2).
-- Views are 64 KB aligned (NtMapViewOfSection: STATUS_MAPPED_ALIGNMENT ->
-  ERROR_MAPPED_ALIGNMENT); a view covers a whole block, or pages of a file.
+- Views are mapped 64 KB aligned (NtMapViewOfSection: STATUS_MAPPED_ALIGNMENT
+  -> ERROR_MAPPED_ALIGNMENT); a map covers a whole block, or pages of a file.
+  A view is a set of pieces (below: munmap over part of it); each view page
+  records its piece's base and count and the source page it shows
+  (``vidx``: the piece's vm_pgoff + its offset in the piece), a piece shows a
+  contiguous run of its source's pages, and a block's piece comes from a
+  whole-block map: the vpn where the block's page 0 was mapped (v - vidx) is
+  64 KB aligned, so the piece at the map's base is. A file piece cut from a
+  view's middle or end starts where the cut ended, on no granularity (Linux
+  has none beyond pages; Windows never splits a view: UnmapViewOfFile takes
+  whole views only, so only munmap makes pieces).
   Placement is the caller's choice (``base``, with ``placed`` when the system
   chose it); ``occupied`` says the range is not free in the user layer; ``oom``
   that page-table frames ran short. Frames are chosen by ``pick``/``pinv`` as
@@ -79,12 +91,27 @@ follows them):
   reading (PAGE_NOACCESS and PAGE_EXECUTE refuse it: ERROR_NOACCESS). A file
   page written becomes dirty.
 - Process exit is a sequence of unmaps (composite, as the paging spec's
-  Destroy), and so is a munmap over whole views (the caller's translation:
-  each view's Unmap, in the order the model detaches them). munmap and MAP_FIXED
-  over part of a view split it into pieces in the model (model/linux_mm.py,
-  issue 15: each piece with its page offset, counted in the block's mappings);
-  this layer holds a view as one piece (VMM-1 ties a block view to the whole
-  block), so that split has no step here yet (docs/known-gaps.md); Unmap takes any page
+  Destroy), and so is a munmap (the caller's translation: for each piece the
+  range touches, in the order the model reaches them, the piece's Unmap when
+  the range covers all of it, else SyscallMunmap of the part it covers;
+  MAP_FIXED over views unmaps the same way before it maps).
+- SyscallMunmap (issue 15) unmaps a strict part [vpn, vpn+count) of one
+  piece: its pages' mappings go (a file's dirty pages written back first, a
+  cache page whose last mapping this was released: MMF-1M), what is left
+  before vpn keeps its base, what is left from vpn+count on becomes a piece
+  based there, each page keeping its source page (mm/mmap.c do_vmi_munmap
+  splits the vma with __split_vma, the new vma's vm_pgoff advanced by its
+  distance). A block piece left on both sides is one mapping more (ipc/shm.c
+  shm_open, called for the new vma, increments shm_nattch), in the block's
+  next slot; a right piece alone takes the cut piece's slot; a block's frames
+  never leave on a split (a piece is left: SHM-2M). LTP
+  testcases/kernel/syscalls/munmap: munmap01.c's variant "partially unmapped
+  region not accessible" (the older munmap02.c: the last two pages of a
+  3-page MAP_SHARED file mapping unmapped, a reference to them faults, the
+  first page stays mapped until the cleanup's munmap) is
+  tests/conformance/linux_ltp_views.py's; munmap03.c's EINVAL ranges
+  (tests/conformance/linux_ltp.py) are the model's argument checks, made
+  before any step. Unmap takes any page
   of the view (``base`` is the vpn of the address given: UnmapViewOfFile
   unmaps at ptr + 100 and ptr + 4096, Wine dlls/kernel32/tests/virtual.c
   test_MapViewOfFile; both seed calls are Windows-facing, model/views.py),
@@ -93,11 +120,12 @@ follows them):
   (``space``: None or 0 = live), as the model's ProcessMemorySpace.status()
   reports it.
 - Step claims (ids of their own: a claim id names one operation):
-  SHM-2D / SHM-2U (frames leave a block only when it is destroyed and
-  unmapped, on Destroy / Unmap), MMF-1S (after a sync every page of the view
-  holds the file's bytes, clean), MMF-1U (an unmap writes back every page of
-  the view; a released cache page had its data written), MMF-2W (a write
-  succeeds only through a writable PTE).
+  SHM-2D / SHM-2U / SHM-2M (frames leave a block only when it is destroyed
+  and unmapped, on Destroy / Unmap / SyscallMunmap), MMF-1S (after a sync
+  every page of the view holds the file's bytes, clean), MMF-1U / MMF-1M (an
+  unmap writes back every page of the view, a munmap every page it unmaps; a
+  released cache page had its data written), MMF-2W (a write succeeds only
+  through a writable PTE).
 - Out of scope: writes to a file node made directly (not through a view)
   while a page of it is cached; MMF-1 would then need a "stale" page state.
 """
@@ -153,7 +181,7 @@ class SharedState:
     bsize: Ref  # b -> size in bytes as created
     bprotect: Ref  # b -> PAGE_*
     bframe: Ref  # (b, k) -> frame of page k
-    brefs: Ref  # b -> views of the block (its refcount)
+    brefs: Ref  # b -> pieces of views of the block (its refcount, shm_nattch)
     # files and the page cache
     fpages: Ref  # f -> pages of the file
     fwritable: Ref  # f -> Bool: the node takes writes
@@ -182,12 +210,16 @@ class SharedState:
     slot_pid: Ref  # (fr, i) -> pid of the i-th mapping of fr, i < refs[fr]
     slot_vpn: Ref  # (fr, i) -> its vpn
     vslot: Ref  # (pid, vpn) -> the slot of this mapping
+    bslot_pid: Ref  # (b, j) -> pid of the j-th piece of block b, j < brefs[b]
+    bslot_vpn: Ref  # (b, j) -> that piece's first vpn
+    vbslot: Ref  # (pid, vpn) -> the block slot of the piece holding a block view page
 
     def but(self, **changes: Ref) -> SharedState:
         return dataclasses.replace(self, **changes)
 
 
-SHARED_GHOST_FIELDS = ("src", "idx", "slot_pid", "slot_vpn", "vslot")
+SHARED_GHOST_FIELDS = ("src", "idx", "slot_pid", "slot_vpn", "vslot", "bslot_pid",
+                       "bslot_vpn", "vbslot")
 _I2I, _I2B = z3.ArraySort(INT, INT), z3.ArraySort(INT, BOOL)
 _II2I, _II2B = z3.ArraySort(INT, INT, INT), z3.ArraySort(INT, INT, BOOL)
 _SORTS: dict[str, Ref] = {
@@ -196,8 +228,7 @@ _SORTS: dict[str, Ref] = {
                                "mdata", "src", "idx")},
     **{name: _II2I for name in ("bframe", "fdata", "cframe", "vkind", "vsrc", "vidx", "vbase",
                                 "vprotect", "vaccess", "vframe", "vcount", "slot_pid",
-                                "slot_vpn",
-                                "vslot")},
+                                "slot_vpn", "vslot", "bslot_pid", "bslot_vpn", "vbslot")},
     **{name: _II2B for name in ("cached", "dirty", "pte_writable")},
     "nframes": INT,
 }
@@ -278,10 +309,13 @@ def vmm_1(s: SharedState) -> Ref:
     """VMM-1 over shared frames: a block's held pages and the cached file pages
     have frames of their own (in memory, kind/src/idx naming the page back: no
     two pages share a frame, and kind != 0 only for those frames); every view
-    page lies in a contiguous view (64 KB aligned, in user space, pid > 0,
-    each page recording the view's base, count, kind, source and vaccess)
-    and maps the frame of its source page; the slots are a bijection between
-    [0, refs[fr]) and the mappings of fr, so refs[fr] is their number."""
+    page lies in a contiguous piece (in user space, pid > 0, each page
+    recording the piece's base, count, kind, source and vaccess) showing a
+    contiguous run of its source's pages, and maps the frame of its source
+    page; a block's piece comes from a whole-block map at a 64 KB boundary
+    (the vpn v - vidx, where the block's page 0 was mapped, is 64 KB aligned);
+    the slots are a bijection between [0, refs[fr]) and the mappings of fr,
+    so refs[fr] is their number."""
     p, v = _pv()
     w = z3.Int("w")
     b, f, k, fr, i = z3.Ints("b f k fr i")
@@ -307,7 +341,7 @@ def vmm_1(s: SharedState) -> Ref:
                                                   s.cframe[s.src[fr], s.idx[fr]] == fr)))),
         z3.ForAll([p, v], z3.Implies(viewed(s, p, v), z3.And(
             p > 0, user_vpn(v), z3.Or(kind == SHM, kind == FILE), within(v, base, count),
-            base % GRANULE_PAGES == 0, frame == source_frame(s, kind, source, index),
+            frame == source_frame(s, kind, source, index),
             0 <= slot, slot < s.refs[frame], s.slot_pid[frame, slot] == p,
             s.slot_vpn[frame, slot] == v))),
         forall([p, v, w], z3.Implies(z3.And(viewed(s, p, v), within(w, base, count)), z3.And(
@@ -316,7 +350,7 @@ def vmm_1(s: SharedState) -> Ref:
             s.vaccess[p, w] == s.vaccess[p, v], s.vidx[p, w] == index + w - v)),
             s.vkind[p, v], s.vkind[p, w]),
         z3.ForAll([p, v], z3.Implies(kind == SHM, z3.And(
-            held_page(s, source, index), index == v - base, count == s.bpages[source]))),
+            held_page(s, source, index), (v - index) % GRANULE_PAGES == 0))),
         z3.ForAll([p, v], z3.Implies(kind == FILE, z3.And(
             s.cached[source, index], v - base <= index))),
         z3.ForAll([fr, i], z3.Implies(z3.And(0 <= i, i < s.refs[fr]), z3.And(
@@ -324,12 +358,21 @@ def vmm_1(s: SharedState) -> Ref:
 
 
 def shm_1(s: SharedState) -> Ref:
-    """SHM-1: a held block's refcount is its number of views: every page's
-    frame has exactly brefs[b] mappings."""
-    b, k = z3.Ints("b k")
+    """SHM-1: a block's refcount is exactly its number of pieces of views (a
+    whole view is one piece): the block slots [0, brefs[b]) are a bijection
+    with the pieces (pid, first vpn) of b, each page of a piece knowing its
+    piece's slot (``vbslot``)."""
+    p, v = _pv()
+    b, j = z3.Ints("b j")
+    source, slot = s.vsrc[p, v], s.vbslot[p, v]
+    bp, bv = s.bslot_pid[b, j], s.bslot_vpn[b, j]
     return z3.And(
         z3.ForAll([b], s.brefs[b] >= 0),
-        z3.ForAll([b, k], z3.Implies(held_page(s, b, k), s.refs[s.bframe[b, k]] == s.brefs[b])))
+        z3.ForAll([p, v], z3.Implies(s.vkind[p, v] == SHM, z3.And(
+            0 <= slot, slot < s.brefs[source], s.bslot_pid[source, slot] == p,
+            s.bslot_vpn[source, slot] == s.vbase[p, v]))),
+        z3.ForAll([b, j], z3.Implies(z3.And(0 <= j, j < s.brefs[b]), z3.And(
+            is_base(s, bp, bv, SHM), s.vsrc[bp, bv] == b, s.vbslot[bp, bv] == j))))
 
 
 def shm_2(s: SharedState) -> Ref:
@@ -407,7 +450,8 @@ SharedStep = Transition[SharedState]
 # -- step claims -----------------------------------------------------------------------
 
 def frames_released(pre: SharedState, result: SharedStep, args: Mapping[str, Ref]) -> Ref:
-    """SHM-2 as a claim (SHM-2D on Destroy, SHM-2U on Unmap): a frame the step
+    """SHM-2 as a claim (SHM-2D on Destroy, SHM-2U on Unmap, SHM-2M on a munmap
+    over part of a view, which never releases a block's frame): a frame the step
     takes from a block had no mapping left and its block is destroyed."""
     fr = z3.Int("fr")
     post = result.changed
@@ -434,10 +478,10 @@ def synced(pre: SharedState, result: SharedStep, args: Mapping[str, Ref]) -> Ref
         post.fdata[f, k] == post.mdata[pre.vframe[pid, w]], z3.Not(post.dirty[f, k])))))
 
 
-def written_back(pre: SharedState, result: SharedStep, args: Mapping[str, Ref]) -> Ref:
-    """MMF-1U (on UnmapFileFromMemory): a page whose cache frame is released
-    had its data written back, and so had every page of the view."""
-    pid, base, f, count = _view_pages(pre, args)
+def pages_written_back(pre: SharedState, result: SharedStep, pid: Ref, base: Ref,
+                       count: Ref, f: Ref) -> Ref:
+    """A page whose cache frame the step released had its data written back, and
+    so had every page [base, base+count) of pid (pages of file f)."""
     g, k, w = z3.Ints("g k w")
     post = result.changed
     kw = pre.vidx[pid, w]
@@ -446,6 +490,21 @@ def written_back(pre: SharedState, result: SharedStep, args: Mapping[str, Ref]) 
                                      post.fdata[g, k] == pre.mdata[pre.cframe[g, k]])),
         z3.ForAll([w], z3.Implies(within(w, base, count),
                                   post.fdata[f, kw] == pre.mdata[pre.vframe[pid, w]]))))
+
+
+def written_back(pre: SharedState, result: SharedStep, args: Mapping[str, Ref]) -> Ref:
+    """MMF-1U (on UnmapFileFromMemory): a page whose cache frame is released
+    had its data written back, and so had every page of the view."""
+    pid, base, f, count = _view_pages(pre, args)
+    return pages_written_back(pre, result, pid, base, count, f)
+
+
+def munmap_written_back(pre: SharedState, result: SharedStep, args: Mapping[str, Ref]) -> Ref:
+    """MMF-1M (on SyscallMunmap): over part of a file view, a released cache
+    page had its data written back, and so had every page unmapped."""
+    pid, vpn, count = args["pid"], args["vpn"], args["count"]
+    return z3.Implies(pre.vkind[pid, vpn] == FILE, pages_written_back(
+        pre, result, pid, vpn, count, pre.vsrc[pid, vpn]))
 
 
 def write_needs_writable_pte(pre: SharedState, result: SharedStep,
@@ -458,6 +517,8 @@ STEP_CLAIMS = {"SHM-2D": ("DestroySharedMemory", frames_released),
                "SHM-2U": ("UnmapSharedMemoryFromProcess", frames_released),
                "MMF-1S": ("SyncMappedFile", synced),
                "MMF-1U": ("UnmapFileFromMemory", written_back),
+               "SHM-2M": ("SyscallMunmap", frames_released),
+               "MMF-1M": ("SyscallMunmap", munmap_written_back),
                "MMF-2W": ("Write", write_needs_writable_pte)}
 
 
@@ -497,10 +558,11 @@ def all_unviewed(s: SharedState, pid: Ref, base: Ref, count: Ref) -> Ref:
 
 
 def add_view(s: SharedState, pid: Ref, base: Ref, count: Ref, kind: int, source: Ref,
-             first: Ref, protect: Ref, writable: Ref) -> SharedState:
+             first: Ref, protect: Ref, writable: Ref, bslot: Ref | int = 0) -> SharedState:
     """A view of pages [first, first+count) of the block or file at [base,
     base+count) of pid (free there): each page maps its source's frame, each
-    frame one mapping more, in slot refs[fr]."""
+    frame one mapping more, in slot refs[fr]; its pages know the block slot
+    bslot (a block's view: one piece more)."""
     def frame_at(w: Ref) -> Ref:
         k = first + w - base
         return s.bframe[source, k] if kind == SHM else s.cframe[source, k]
@@ -513,7 +575,7 @@ def add_view(s: SharedState, pid: Ref, base: Ref, count: Ref, kind: int, source:
         vidx=lambda w: first + w - base, vbase=_const(base), vprotect=_const(protect),
         vaccess=_const(protect),
         vframe=frame_at, pte_writable=_const(writable),
-        vcount=_const(count),
+        vcount=_const(count), vbslot=_const(bslot),
         vslot=lambda w: s.refs[frame_at(w)])
     return post.but(
         refs=z3.Lambda([fr], z3.If(inview, s.refs[fr] + 1, s.refs[fr])),
@@ -523,10 +585,15 @@ def add_view(s: SharedState, pid: Ref, base: Ref, count: Ref, kind: int, source:
 
 
 def remove_view(s: SharedState, pid: Ref, base: Ref) -> SharedState:
-    """The view based at (pid, base) goes: its pages are cleared, each frame
-    one mapping less, the frame's last slot moved into the freed one."""
-    kind, source = s.vkind[pid, base], s.vsrc[pid, base]
-    first, count = s.vidx[pid, base], s.vcount[pid, base]
+    """The view piece based at (pid, base) goes (remove_pages of all its pages)."""
+    return remove_pages(s, pid, base, s.vcount[pid, base])
+
+
+def remove_pages(s: SharedState, pid: Ref, base: Ref, count: Ref) -> SharedState:
+    """Pages [base, base+count) of one view piece of pid go: they are cleared,
+    each frame one mapping less, the frame's last slot moved into the freed
+    one (the pieces' own fields are the caller's)."""
+    kind, source, first = s.vkind[pid, base], s.vsrc[pid, base], s.vidx[pid, base]
     fr, i = z3.Ints("_fr _i")
     q, w = z3.Ints("_q _w")
 
@@ -545,7 +612,7 @@ def remove_view(s: SharedState, pid: Ref, base: Ref) -> SharedState:
                              vidx=_const(0), vbase=_const(0), vprotect=_const(0),
                              vaccess=_const(0),
                              vframe=_const(0), pte_writable=_const(False), vcount=_const(0),
-                             vslot=_const(0))
+                             vslot=_const(0), vbslot=_const(0))
     return cleared.but(
         refs=z3.Lambda([fr], z3.If(inview(fr), s.refs[fr] - 1, s.refs[fr])),
         slot_pid=z3.Lambda([fr, i], z3.If(moved, s.slot_pid[fr, last(fr)], s.slot_pid[fr, i])),
@@ -555,10 +622,12 @@ def remove_view(s: SharedState, pid: Ref, base: Ref) -> SharedState:
                    s.vslot[q, w] == last(other)), slot(other), cleared.vslot[q, w])))
 
 
-def write_back(s: SharedState, f: Ref, first: Ref, count: Ref) -> SharedState:
-    """The dirty pages [first, first+count) of file f written to the file, clean."""
+def write_back(s: SharedState, f: Ref, first: Ref, count: Ref,
+               when: Ref | bool = True) -> SharedState:
+    """The dirty pages [first, first+count) of file f written to the file, clean
+    (only when ``when`` holds)."""
     g, k = z3.Ints("_g _k")
-    page = z3.And(g == f, within(k, first, count))
+    page = z3.And(when, g == f, within(k, first, count))
     return s.but(
         fdata=z3.Lambda([g, k], z3.If(z3.And(page, s.dirty[g, k]), s.mdata[s.cframe[g, k]],
                                       s.fdata[g, k])),
@@ -619,25 +688,33 @@ def MapSharedMemoryToProcess(s: SharedState, pid: Ref, space: Ref, shm_id: Ref, 
                   (z3.Not(room), z3.If(placed, z3.IntVal(int(E.ERROR_NOT_ENOUGH_MEMORY)),
                                        z3.IntVal(int(E.ERROR_INVALID_ADDRESS)))),
                   (oom, E.ERROR_NOT_ENOUGH_MEMORY))
+    slot = s.brefs[shm_id]
     post = add_view(s, pid, base, count, SHM, shm_id, z3.IntVal(0), protect,
-                    allows(protect, WRITE))
-    post = post.but(brefs=z3.Store(s.brefs, shm_id, s.brefs[shm_id] + 1))
+                    allows(protect, WRITE), slot)
+    post = post.but(brefs=z3.Store(s.brefs, shm_id, slot + 1),
+                    bslot_pid=z3.Store(s.bslot_pid, shm_id, slot, pid),
+                    bslot_vpn=z3.Store(s.bslot_vpn, shm_id, slot, base))
     # a live space belongs to a process (pid > 0)
     return shared_step(s, code, post, as_address(base), z3.IntVal(0), pid > 0)
 
 
 def UnmapSharedMemoryFromProcess(s: SharedState, pid: Ref, base: Ref,
                                  space: Ref | None = None) -> SharedStep:
-    """UnmapViewOfFile of the view holding vpn base, any page of it (space: the
-    space's status() code, None = live); the last unmap of a destroyed block
-    releases its frames."""
-    b = s.vsrc[pid, base]
+    """UnmapViewOfFile of the view piece holding vpn base, any page of it (space:
+    the space's status() code, None = live): the block's last slot moves into
+    the piece's; the last unmap of a destroyed block releases its frames."""
+    b, slot = s.vsrc[pid, base], s.vbslot[pid, base]
     code = status(*_space_checks(space),
                   (s.vkind[pid, base] != SHM, E.ERROR_INVALID_ADDRESS))
     release = z3.And(z3.Not(s.blive[b]), s.brefs[b] == 1)
+    last = s.brefs[b] - 1
     t = remove_view(s, pid, s.vbase[pid, base])
-    fr = z3.Int("_fr")
-    post = t.but(brefs=z3.Store(s.brefs, b, s.brefs[b] - 1),
+    fr, q, w = z3.Ints("_fr _q _w")
+    moved = z3.And(t.vkind[q, w] == SHM, t.vsrc[q, w] == b, t.vbslot[q, w] == last)
+    post = t.but(brefs=z3.Store(s.brefs, b, last),
+                 bslot_pid=z3.Store(s.bslot_pid, b, slot, s.bslot_pid[b, last]),
+                 bslot_vpn=z3.Store(s.bslot_vpn, b, slot, s.bslot_vpn[b, last]),
+                 vbslot=z3.Lambda([q, w], z3.If(moved, slot, t.vbslot[q, w])),
                  bheld=z3.Store(s.bheld, b, z3.Not(release)),
                  kind=z3.Lambda([fr], z3.If(z3.And(release, s.kind[fr] == SHM, s.src[fr] == b),
                                             0, t.kind[fr])))
@@ -720,6 +797,53 @@ def UnmapFileFromMemory(s: SharedState, pid: Ref, base: Ref,
         cached=z3.Lambda([g, k], z3.If(z3.And(g == f, within(k, first, count),
                                               s.refs[s.cframe[g, k]] == 1),
                                        False, s.cached[g, k])))
+    return shared_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
+
+
+# -- munmap over part of a view ------------------------------------------------------
+
+def SyscallMunmap(s: SharedState, pid: Ref, vpn: Ref, count: Ref,
+                  space: Ref | None = None) -> SharedStep:
+    """munmap of pages [vpn, vpn+count) of pid, a strict part of one view piece
+    (the whole piece is its Unmap step; a range over several pieces is the
+    caller's sequence of steps, one per piece, as do_vmi_munmap splits vma by
+    vma): the pages are unmapped (a file's dirty ones written back first, a
+    cache page whose last mapping this was released), what is left before vpn
+    keeps its base, what is left from vpn+count on is a piece based there
+    (mm/mmap.c __split_vma; each page keeps its source page, the piece's
+    vm_pgoff + offset). A block's piece left on both sides is one piece more
+    (ipc/shm.c shm_open: shm_nattch counts vmas), in the block's next slot; a
+    right piece alone takes the cut piece's slot."""
+    base, size = s.vbase[pid, vpn], s.vcount[pid, vpn]
+    kind, source, first = s.vkind[pid, vpn], s.vsrc[pid, vpn], s.vidx[pid, vpn]
+    end = vpn + count
+    left, right = vpn - base, base + size - end
+    code = status(*_space_checks(space),
+                  (z3.Not(z3.And(one_view(s, pid, vpn, count), count < size)),
+                   E.ERROR_INVALID_ADDRESS))
+    is_file = kind == FILE
+    t = remove_pages(write_back(s, source, first, count, is_file), pid, vpn, count)
+    fr, g, k = z3.Ints("_fr _g _k")
+    gone = z3.And(is_file, in_source(s, fr, z3.IntVal(FILE), source, first, count),
+                  s.refs[fr] == 1)
+    t = t.but(
+        kind=z3.Lambda([fr], z3.If(gone, 0, t.kind[fr])),
+        cached=z3.Lambda([g, k], z3.If(z3.And(is_file, g == source, within(k, first, count),
+                                              s.refs[s.cframe[g, k]] == 1),
+                                       False, s.cached[g, k])))
+    slot = s.vbslot[pid, vpn]
+    new = z3.If(left > 0, s.brefs[source], slot)
+    t = set_view_pages(t, pid, base, left, vcount=_const(left))
+    t = set_view_pages(t, pid, end, right, vbase=_const(end), vcount=_const(right),
+                       vbslot=_const(new))
+    shm_right = z3.And(kind == SHM, right > 0)
+    post = t.but(
+        brefs=z3.Store(s.brefs, source, s.brefs[source] + z3.If(
+            z3.And(shm_right, left > 0), 1, 0)),
+        bslot_pid=z3.Store(s.bslot_pid, source, new,
+                           z3.If(shm_right, pid, s.bslot_pid[source, new])),
+        bslot_vpn=z3.Store(s.bslot_vpn, source, new,
+                           z3.If(shm_right, end, s.bslot_vpn[source, new])))
     return shared_step(s, code, post, z3.BoolVal(True), z3.BoolVal(False))
 
 
@@ -865,10 +989,11 @@ def concrete_shared(blocks: Mapping[int, BlockView], files: Mapping[int, FileVie
                     views: Mapping[tuple[int, int], ViewRecord],
                     ptes: Mapping[tuple[int, int], PteView], memory: Mapping[int, int],
                     nframes: int) -> SharedState:
-    """The SharedState of plain data (views keyed by (pid, base vpn), PTEs by
-    (pid, vpn)); kind/src/idx, refs and the slots are computed (refs and the
-    slots from the PTEs; a view page without one maps frame 0), brefs too
-    unless a BlockView gives the implementation's own."""
+    """The SharedState of plain data (views, whole or pieces, keyed by (pid, base
+    vpn), each with its first source page; PTEs by (pid, vpn)); kind/src/idx,
+    refs and the slots are computed (refs and the slots from the PTEs; a view
+    page without one maps frame 0; the block slots from the views in (pid,
+    base) order), brefs too unless a BlockView gives the implementation's own."""
     s = empty_shared(nframes)
     a = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
 
@@ -877,15 +1002,19 @@ def concrete_shared(blocks: Mapping[int, BlockView], files: Mapping[int, FileVie
 
     brefs = {b: 0 for b in blocks}
     for (pid, base), view in sorted(views.items()):
-        if view.kind == SHM:
-            brefs[view.source] = brefs.get(view.source, 0) + 1
+        slot = 0
+        if view.kind == SHM:  # the block's pieces take its slots in (pid, base) order
+            slot = brefs.get(view.source, 0)
+            brefs[view.source] = slot + 1
+            put("bslot_pid", view.source, slot, pid)
+            put("bslot_vpn", view.source, slot, base)
         for offset in range(view.count):
             vpn = base + offset
             own = view.pages[offset] if view.pages else view.protect
             for name, value in (("vkind", view.kind), ("vsrc", view.source),
                                 ("vidx", view.first + offset), ("vbase", base),
                                 ("vprotect", own), ("vaccess", view.protect),
-                                ("vcount", view.count)):
+                                ("vcount", view.count), ("vbslot", slot)):
                 put(name, pid, vpn, value)
     for b, block in sorted(blocks.items()):
         for name, value in (("blive", block.live), ("bheld", True), ("bsize", block.size),

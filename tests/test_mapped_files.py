@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +76,6 @@ def use(sub: MemorySubsystem, space: ProcessMemorySpace) -> ProcessMemorySpace:
 
 def state(sub: MemorySubsystem, *nodes: MemoryFileNode) -> Any:
     return world_snapshot(sub), [bytes(node.data) for node in nodes]
-
-
-@pytest.fixture
-def sub() -> Iterator[MemorySubsystem]:
-    result = booted()
-    yield result
-    check_world(result)
 
 
 @pytest.fixture

@@ -14,7 +14,16 @@ from proofs.oracle.report import describe
 from proofs.oracle.run import load_trace, replay, save_trace, search, trace_of
 from proofs.oracle.world import ModelWorld
 from proofs.oracle.worlds.shared import pattern
-from spec.abi import MEM_COMMIT, PAGE_READONLY, PAGE_READWRITE
+from spec.abi import (
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_PRIVATE,
+    MEM_COMMIT,
+    PAGE_READONLY,
+    PAGE_READWRITE,
+    PROT_READ,
+    PROT_WRITE,
+)
 from tests.oracle_impls import python_impl
 
 VALIDATING_MODEL = python_impl("-m", "proofs.oracle.model_shim", "--validate")
@@ -49,17 +58,17 @@ def set_up() -> ModelWorld:
 
 def bases(*steps: dict[str, Any]) -> list[dict[str, Any]]:
     """The steps with "BASE" replaced by the base the model's first map returns and
-    "FILE" by the base of its first MapFileToMemory."""
+    "FILE" by the base of its first MapFileToMemory ("BASE+n", "FILE+n": n pages
+    on)."""
     world = set_up()
     found: dict[str, int] = {}
 
     def placed(step: dict[str, Any]) -> dict[str, Any]:
         text = json.dumps(step)
-        if "BASE" in found:
-            text = text.replace('"BASE+1"', str(found["BASE"] + 0x1000)).replace(
-                '"BASE"', str(found["BASE"]))
-        if "FILE" in found:
-            text = text.replace('"FILE"', str(found["FILE"]))
+        for name, base in found.items():
+            for n in range(1, 10):
+                text = text.replace(f'"{name}+{n}"', str(base + n * 0x1000))
+            text = text.replace(f'"{name}"', str(base))
         return dict(json.loads(text))
 
     wanted = {"BASE", "FILE"} if '"FILE"' in json.dumps(steps) else {"BASE"}
@@ -264,8 +273,7 @@ def test_virtual_alloc_commit_on_a_view_passes_the_judge() -> None:
 
 def test_munmap_of_a_whole_view_is_its_unmap() -> None:
     """munmap over a whole view and the free page after it is judged as the view's
-    Unmap step (the block's refcount, a file view's write-back). Part of a view is
-    not sent: the model splits it (issue 15), a step the spec does not have yet."""
+    Unmap step (the block's refcount, a file view's write-back)."""
     sys = "SystemCalls"
     steps = bases(
         MAP_FILE, WRITE_PAGE_1,
@@ -275,3 +283,38 @@ def test_munmap_of_a_whole_view_is_its_unmap() -> None:
     broken = replay(variant("unmap_drops_dirty"), "spec", steps, family="shared")
     assert broken.divergence is not None, describe(broken)
     assert "MMF-1U" in broken.divergence.violated, broken.divergence.reason
+
+
+def test_munmap_of_part_of_a_view_cuts_it_into_pieces() -> None:
+    """munmap over part of a view is judged as the spec's SyscallMunmap step (issue
+    15): a block view's last page with the free page after it, then a middle page
+    (two pieces, both counted), a piece unmapped whole (its Unmap step), the block
+    destroyed while a piece maps it and freed at that piece's UnmapViewOfFile; a file
+    view's front page by munmap and then a dirty page by mmap(MAP_FIXED) of a private
+    page, each written back (LTP munmap01/02: the rest stays readable), then that
+    private page unmapped (not this layer's). A model that does not count the new
+    piece in the block's mappings is caught by SHM-1."""
+    sys = "SystemCalls"
+    steps = bases(
+        shm("CreateSharedMemory", size=16384, permissions=RW),
+        shm("MapSharedMemoryToProcess", pid=2, shm_id=1, virtual_addr=0, protect=RW),
+        op(sys, "WriteUserMemory", addr="BASE+2", data="5a5a"),
+        op(sys, "SyscallMunmap", addr="BASE+3", length=0x2000),
+        op(sys, "SyscallMunmap", addr="BASE+1", length=0x1000),
+        op(sys, "ReadUserMemory", addr="BASE+2"),
+        op(sys, "SyscallMunmap", addr="BASE", length=0x1000),
+        shm("DestroySharedMemory", shm_id=1),
+        shm("UnmapSharedMemoryFromProcess", pid=2, addr="BASE+2"),
+        mmf("MapFileToMemory", file=1, offset=0, size=0, protection=RW),
+        op(sys, "WriteUserMemory", addr="FILE+1", data="a5a5"),
+        op(sys, "SyscallMunmap", addr="FILE", length=0x1000),
+        op(sys, "SyscallMmap", addr="FILE+1", length=0x1000, prot=PROT_READ | PROT_WRITE,
+           flags=MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, fd=-1, offset=0),
+        op(sys, "ReadUserMemory", addr="FILE+2"),
+        op(sys, "SyscallMunmap", addr="FILE+1", length=0x1000),
+        mmf("SyncMappedFile", addr="FILE+2", invalidate=False))
+    outcome = replay(VALIDATING_MODEL, "spec", steps, family="shared")
+    assert outcome.passed, describe(outcome)
+    broken = replay(variant("split_not_counted"), "spec", steps, family="shared")
+    assert broken.divergence is not None, describe(broken)
+    assert "SHM-1" in broken.divergence.violated, broken.divergence.reason

@@ -135,7 +135,8 @@ def test_the_abstraction_of_a_busy_model_keeps_every_invariant() -> None:
     ("clean_page_differs_from_file", "MMF-1"),
     ("destroyed_block_unmapped", "SHM-2"),
     ("pte_on_the_wrong_frame", "VMM-1"),
-    ("a_view_page_without_its_pte", "SHM-1"),
+    ("a_view_page_without_its_pte", "VMM-1"),
+    ("block_counts_a_view_too_few", "SHM-1"),
 ])
 def test_a_corrupt_abstraction_is_refuted(corrupt: str, expected: str) -> None:
     sub, _, views = busy()
@@ -157,6 +158,9 @@ def test_a_corrupt_abstraction_is_refuted(corrupt: str, expected: str) -> None:
         blocks[gone.source] = blocks[gone.source]._replace(refs=0)
     elif corrupt == "pte_on_the_wrong_frame":
         ptes[rw1] = ptes[rw1]._replace(frame=blocks[2].frames[0])
+    elif corrupt == "block_counts_a_view_too_few":
+        block = blocks[view_list[rw1].source]
+        blocks[view_list[rw1].source] = block._replace(refs=(block.refs or 0) - 1)
     else:
         del ptes[rw1]
     bad = snap._replace(ptes=tuple(sorted(ptes.items())), cache=tuple(sorted(cache.items())),

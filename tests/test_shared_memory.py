@@ -12,7 +12,6 @@ failing call must leave unchanged. test_mapped_files.py imports all three.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -187,13 +186,6 @@ def new_process(sub: MemorySubsystem) -> ProcessMemorySpace:
 
 def all_frames(sub: MemorySubsystem) -> int:
     return sub.pageman.free_count()
-
-
-@pytest.fixture
-def sub() -> Iterator[MemorySubsystem]:
-    result = booted()
-    yield result
-    check_world(result)
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ a view (UnmapViewOfFile's any-address rule, applied to the piece holding it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from model.file_node import MemoryFileNode
@@ -32,18 +30,10 @@ from spec.abi import (
     FrameOwner,
 )
 from tests.test_mapped_files import CountingNode, use
-from tests.test_memory_subsystem import booted
 from tests.test_shared_memory import check_world, new_process, world_snapshot
 
 E = ErrorCode
 P = PAGE_SIZE
-
-
-@pytest.fixture
-def sub() -> Iterator[MemorySubsystem]:
-    result = booted()
-    yield result
-    check_world(result)
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from spec.state import Ref
 
 E = ErrorCode
 CLAIMS = ["VMM-1", "SHM-1", "SHM-2", "SHM-3", "MMF-1", "MMF-2"]
-STEP_CLAIMS = {"SHM-2D", "SHM-2U", "MMF-1S", "MMF-1U", "MMF-2W"}
+STEP_CLAIMS = {"SHM-2D", "SHM-2U", "MMF-1S", "MMF-1U", "MMF-2W", "SHM-2M", "MMF-1M"}
 SHARED_VARIANTS = [v for v in VARIANTS if v.layer == "shared_memory"]
 NO, YES = z3.BoolVal(False), z3.BoolVal(True)
 RW, RO = z3.IntVal(PAGE_READWRITE), z3.IntVal(PAGE_READONLY)
@@ -98,8 +98,8 @@ def test_obligations_one_per_call_and_claim() -> None:
     expected |= {f"shared_memory.{op}.{claim}" for claim, (op, _) in sm.STEP_CLAIMS.items()}
     expected |= {f"shared_memory.{name}.NON-VACUOUS" for name in public}
     assert set(ids) == expected
-    # 14 calls x 6 invariants, 5 claims, and each call's non-vacuity
-    assert len(ids) == len(set(ids)) == 14 * 6 + 5 + 14
+    # 15 calls x 6 invariants, 7 claims, and each call's non-vacuity
+    assert len(ids) == len(set(ids)) == 15 * 6 + 7 + 15
     assert FULL_ONLY <= set(ids)
     assert set(sm.INVARIANTS) == set(CLAIMS) and set(sm.STEP_CLAIMS) == STEP_CLAIMS
 
@@ -301,6 +301,65 @@ def test_unmap_file_writes_back_and_releases_unmapped_pages(mapped: SharedState)
     assert valid(z3.And(z3.Not(last.cached[1, 2]), last.fdata[1, 2] == 9))
 
 
+# -- munmap over part of a view ---------------------------------------------------------------
+
+def test_munmap_cuts_a_view_into_pieces(mapped: SharedState) -> None:
+    """munmap of a view's first page, last page, or a middle page: the pages go, what
+    is left keeps (left) or takes (right) its base, each page its source page."""
+    front = sm.SyscallMunmap(mapped, i(1), i(0x500), i(1))
+    post = front.changed
+    assert status_is(front, 0) and violated(post) == []
+    assert valid(z3.And(post.vkind[1, 0x500] == 0, post.vbase[1, 0x501] == 0x501,
+                        post.vcount[1, 0x501] == 1, post.vidx[1, 0x501] == 1,
+                        post.brefs[1] == 2, post.refs[mapped.bframe[1, 0]] == 1,
+                        post.refs[mapped.bframe[1, 1]] == 2, post.bheld[1]))
+    end = sm.SyscallMunmap(mapped, i(1), i(0x501), i(1)).changed
+    assert violated(end) == []
+    assert valid(z3.And(end.vkind[1, 0x501] == 0, end.vbase[1, 0x500] == 0x500,
+                        end.vcount[1, 0x500] == 1, end.brefs[1] == 2))
+    # the middle page of pid 1's file view: written back, two pieces; the tail's offset
+    middle = sm.SyscallMunmap(mapped, i(1), i(0x701), i(1)).changed
+    assert violated(middle) == []
+    assert valid(z3.And(middle.vkind[1, 0x701] == 0, middle.vcount[1, 0x700] == 1,
+                        middle.vbase[1, 0x702] == 0x702, middle.vcount[1, 0x702] == 1,
+                        middle.vidx[1, 0x702] == 2, middle.cached[1, 1],
+                        middle.refs[mapped.cframe[1, 1]] == 1))
+    # a middle page of a three-page block: one piece more, in the block's next slot
+    pieces = shared_states()[2][1]
+    assert violated(pieces) == []
+    assert valid(z3.And(pieces.brefs[3] == 3, pieces.vbase[1, 0x522] == 0x522,
+                        pieces.vidx[1, 0x522] == 2, pieces.vcount[1, 0x520] == 1,
+                        pieces.vkind[1, 0x521] == 0, pieces.bslot_vpn[3, 2] == 0x522))
+    # then the piece that is not at the map's base unmaps alone (UnmapViewOfFile on it)
+    alone = sm.UnmapSharedMemoryFromProcess(pieces, i(1), i(0x522)).changed
+    assert violated(alone) == []
+    assert valid(z3.And(alone.brefs[3] == 2, alone.vkind[1, 0x520] == SHM,
+                        alone.vkind[1, 0x522] == 0))
+
+
+def test_munmap_of_a_page_whose_last_mapping_it_is_releases_it(mapped: SharedState) -> None:
+    """pid 1 alone maps file 1's page 0: its munmap writes it back and releases it."""
+    post = sm.SyscallMunmap(mapped, i(1), i(0x700), i(1)).changed
+    frame = mapped.cframe[1, 0]
+    assert valid(z3.And(z3.Not(post.cached[1, 0]), post.kind[frame] == 0,
+                        post.fdata[1, 0] == 11, post.vbase[1, 0x701] == 0x701))
+    assert violated(post) == []
+
+
+@pytest.mark.parametrize(("pid", "vpn", "count", "space", "code"), [
+    (1, 0x500, 2, None, E.ERROR_INVALID_ADDRESS),  # the whole view: its Unmap step
+    (1, 0x501, 2, None, E.ERROR_INVALID_ADDRESS),  # past the view's end
+    (1, 0x500, 0, None, E.ERROR_INVALID_ADDRESS),  # nothing
+    (1, 0x900, 1, None, E.ERROR_INVALID_ADDRESS),  # no view
+    (1, 0x500, 1, 6, 6),  # a space that is not live: its status() code
+])
+def test_munmap_refused(mapped: SharedState, pid: int, vpn: int, count: int,
+                        space: int | None, code: int) -> None:
+    step = sm.SyscallMunmap(mapped, i(pid), i(vpn), i(count), None if space is None
+                            else i(space))
+    assert refused(step, mapped, code)
+
+
 # -- private protection calls on view pages ---------------------------------------------------
 
 def test_virtual_protect_within_the_view_access(mapped: SharedState) -> None:
@@ -411,10 +470,26 @@ def test_concrete_shared_builds_a_valid_state() -> None:
     ({"views": {**VIEWS, (3, 0x808): ViewRecord(SHM, 1, 0, 2, PAGE_READONLY)},
       "ptes": {**PTES, (3, 0x808): PteView(10, False), (3, 0x809): PteView(11, False)}},
      ["VMM-1"]),
-    # a view page mapping another page's frame
-    ({"ptes": {**PTES, (1, 0x501): PteView(10, True)}}, ["VMM-1", "SHM-1"]),
-    # a view record gone, its PTEs kept: the block's refcount counts one view too few
-    ({"views": {k: v for k, v in VIEWS.items() if k != (2, 0x600)}}, ["VMM-1", "SHM-1"]),
+    # a view page mapping another page's frame (the frames' counts are VMM-1's)
+    ({"ptes": {**PTES, (1, 0x501): PteView(10, True)}}, ["VMM-1"]),
+    # a view record gone, its PTEs kept, the block's own refcount still counting it
+    ({"views": {k: v for k, v in VIEWS.items() if k != (2, 0x600)},
+      "blocks": {1: BLOCK._replace(refs=2)}}, ["VMM-1", "SHM-1"]),
+    # a view split into two pieces (munmap of nothing: each page its own piece), each
+    # counted: valid
+    ({"views": {**VIEWS, (1, 0x500): VIEWS[(1, 0x500)]._replace(count=1),
+                (1, 0x501): VIEWS[(1, 0x500)]._replace(first=1, count=1)},
+      "blocks": {1: BLOCK._replace(refs=3)}}, []),
+    # ... the new piece not counted in the block's refcount
+    ({"views": {**VIEWS, (1, 0x500): VIEWS[(1, 0x500)]._replace(count=1),
+                (1, 0x501): VIEWS[(1, 0x500)]._replace(first=1, count=1)},
+      "blocks": {1: BLOCK._replace(refs=2)}}, ["SHM-1"]),
+    # ... the tail piece with the page offset of the head (its frame is page 1's)
+    ({"views": {**VIEWS, (1, 0x500): VIEWS[(1, 0x500)]._replace(count=1),
+                (1, 0x501): VIEWS[(1, 0x500)]._replace(count=1)}}, ["VMM-1"]),
+    # a tail piece of a file view keeps its page offset, off the 64 KB granularity: valid
+    ({"views": {**VIEWS, (1, 0x700): VIEWS[(1, 0x700)]._replace(count=1),
+                (1, 0x701): VIEWS[(1, 0x700)]._replace(first=1, count=1)}}, []),
     # the implementation's own refcount of the block counts a view too many
     ({"blocks": {1: BLOCK._replace(refs=3)}}, ["SHM-1"]),
     # its own refcount matches the views: valid

@@ -16,8 +16,11 @@ What the snapshot reads:
   first MapFileToMemory: the pre-state must hold the file the spec maps);
   pages = page_ceil(length) / 4096;
 - cache: (file id, page) -> CacheView(frame, MemoryMappedFiles.is_dirty);
-- views: the managers' records, keyed by (pid, base vpn); a block view's
-  protection is its allocation's allocation_protect; each page's own
+- views: the managers' records, keyed by (pid, base vpn), a piece of a view
+  (munmap over part of one, issue 15) as a view of its own: a block piece's
+  first page is SharedMemoryManager.firsts' (vm_pgoff), its count its
+  allocation's pages; a block view's protection is its allocation's
+  allocation_protect; each page's own
   protection is its page record's (VirtualProtect / mprotect change it);
 - ptes: the PTE of every view page that has a present one, the page record's
   frame (not writable) for a view page without one (a PAGE_NOACCESS page: its
@@ -165,9 +168,12 @@ def shared_snapshot(sub: MemorySubsystem, tokens: Tokens,
     for (pid, base), shm_id in shm.views.items():
         space = processes.get(pid)
         allocation = None if space is None else space.allocations.get(base)
-        count = len(shm.blocks[shm_id].frames)
+        first = shm.firsts.get((pid, base), 0)
+        count = len(shm.blocks[shm_id].frames) - first if allocation is None \
+            else allocation.size >> PAGE_SHIFT
         views[(pid, base >> PAGE_SHIFT)] = ViewRecord(
-            SHM, shm_id, 0, count, 0 if allocation is None else allocation.allocation_protect,
+            SHM, shm_id, first, count,
+            0 if allocation is None else allocation.allocation_protect,
             page_protections(space, base >> PAGE_SHIFT, count))
     for (pid, base), view in mmf.views.items():
         views[(pid, base >> PAGE_SHIFT)] = ViewRecord(
@@ -268,9 +274,13 @@ def to_shared_state(snap: SharedSnapshot) -> SharedState:
         a[name] = z3.Store(a[name], *key_value)
 
     brefs = {b: 0 for b, _ in snap.blocks}
-    for (_, _), view in snap.views:
-        if view.kind == SHM:
-            brefs[view.source] = brefs.get(view.source, 0) + 1
+    slots: dict[tuple[int, int], int] = {}  # (pid, base) -> its block slot
+    for (pid, base), view in snap.views:
+        if view.kind == SHM:  # the block slots as concrete_shared numbers them
+            slot = slots[(pid, base)] = brefs.get(view.source, 0)
+            brefs[view.source] = slot + 1
+            put("bslot_pid", view.source, slot, pid)
+            put("bslot_vpn", view.source, slot, base)
     for b, block in snap.blocks:
         for name, value in (("blive", block.live), ("bheld", True), ("bsize", block.size),
                             ("bpages", len(block.frames)), ("bprotect", block.protect),
@@ -302,8 +312,9 @@ def to_shared_state(snap: SharedSnapshot) -> SharedState:
     mapped = runs(entries, (True, False, False))
     counted = runs([(None, frame, (count,)) for frame, count in refs.items()], (False,))
     view_runs = [Run(pid, base, view.count, (view.kind, view.source, view.first, base,
-                                             view.protect, view.count),
-                     (False, False, True, False, False, False))
+                                             view.protect, view.count,
+                                             slots.get((pid, base), 0)),
+                     (False, False, True, False, False, False, False))
                  for (pid, base), view in snap.views]
     protect_runs = runs([(pid, base + offset, (view.pages[offset] if view.pages
                                                else view.protect,))
@@ -334,7 +345,7 @@ def to_shared_state(snap: SharedSnapshot) -> SharedState:
         vprotect=z3.Lambda([q, w], Pieces(w, protect_runs, q).field(0)),
         **{name: z3.Lambda([q, w], views.field(index))
            for index, name in enumerate(("vkind", "vsrc", "vidx", "vbase", "vaccess",
-                                         "vcount"))})
+                                         "vcount", "vbslot"))})
     return SharedState(**a)
 
 

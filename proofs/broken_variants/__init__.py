@@ -406,6 +406,50 @@ def _unmap_without_write_back(s: ssm.SharedState, pid: Ref, base: Ref,
     return ssm.shared_step(s, done.status, post)
 
 
+def _split_not_counted(s: ssm.SharedState, pid: Ref, vpn: Ref, count: Ref,
+                       space: Ref | None = None) -> ssm.SharedStep:
+    """munmap of a block view's middle that leaves two pieces but counts one (the
+    new piece gets no slot of the block's: shm_nattch not raised at the split)."""
+    done = ssm.SyscallMunmap(s, pid, vpn, count, space)
+    return ssm.shared_step(s, done.status, done.changed.but(brefs=s.brefs))
+
+
+def _tail_piece_keeps_offset(s: ssm.SharedState, pid: Ref, vpn: Ref, count: Ref,
+                             space: Ref | None = None) -> ssm.SharedStep:
+    """munmap over part of a view whose right piece restarts at the cut piece's first
+    source page (vm_pgoff not advanced by the split)."""
+    done = ssm.SyscallMunmap(s, pid, vpn, count, space)
+    base, size, end = s.vbase[pid, vpn], s.vcount[pid, vpn], vpn + count
+    first = s.vidx[pid, base]
+    post = ssm.set_view_pages(done.changed, pid, end, base + size - end,
+                              vidx=lambda w: first + w - end)
+    return ssm.shared_step(s, done.status, post)
+
+
+def _munmap_frees_block_pages(s: ssm.SharedState, pid: Ref, vpn: Ref, count: Ref,
+                              space: Ref | None = None) -> ssm.SharedStep:
+    """munmap over part of a block view that releases the cut pages' frames no other
+    view maps, as it releases a file's cache pages, though the block still holds
+    them."""
+    done = ssm.SyscallMunmap(s, pid, vpn, count, space)
+    b, first = s.vsrc[pid, vpn], s.vidx[pid, vpn]
+    fr = z3.Int("_fr")
+    gone = z3.And(s.vkind[pid, vpn] == ssm.SHM,
+                  ssm.in_source(s, fr, z3.IntVal(ssm.SHM), b, first, count), s.refs[fr] == 1)
+    post = done.changed.but(kind=z3.Lambda([fr], z3.If(gone, 0, done.changed.kind[fr])))
+    return ssm.shared_step(s, done.status, post)
+
+
+def _munmap_without_write_back(s: ssm.SharedState, pid: Ref, vpn: Ref, count: Ref,
+                               space: Ref | None = None) -> ssm.SharedStep:
+    """munmap over part of a file view that drops the cut pages' dirty data."""
+    done = ssm.SyscallMunmap(s, pid, vpn, count, space)
+    f, first = s.vsrc[pid, vpn], s.vidx[pid, vpn]
+    post = done.changed.but(fdata=s.fdata, dirty=ssm.write_back(
+        done.changed, f, first, count, s.vkind[pid, vpn] == ssm.FILE).dirty)
+    return ssm.shared_step(s, done.status, post)
+
+
 def _file_view_always_writable(s: ssm.SharedState, pid: Ref, file: Ref, first: Ref,
                                count: Ref, protect: Ref, base: Ref, occupied: Ref, pick: Ref,
                                pinv: Ref, oom: Ref, space: Ref | None = None) -> ssm.SharedStep:
@@ -656,6 +700,20 @@ VARIANTS = (
     BrokenVariant("unmap-drops-dirty-data", "MMF-1U", "UnmapFileFromMemory",
                   "munmap of a file view frees dirty cache pages without writing them back",
                   transition=_unmap_without_write_back, layer="shared_memory"),
+    BrokenVariant("munmap-split-not-counted", "SHM-1", "SyscallMunmap",
+                  "munmap of a block view's middle leaves two pieces but does not count "
+                  "the new one in the block's refcount",
+                  transition=_split_not_counted, layer="shared_memory"),
+    BrokenVariant("munmap-tail-piece-wrong-offset", "VMM-1", "SyscallMunmap",
+                  "munmap over part of a view gives the right piece the page offset of the "
+                  "cut piece's first page",
+                  transition=_tail_piece_keeps_offset, layer="shared_memory"),
+    BrokenVariant("munmap-frees-block-pages", "SHM-2M", "SyscallMunmap",
+                  "munmap over part of a block view releases the cut pages' frames",
+                  transition=_munmap_frees_block_pages, layer="shared_memory"),
+    BrokenVariant("munmap-part-drops-dirty-data", "MMF-1M", "SyscallMunmap",
+                  "munmap over part of a file view drops the cut pages' dirty data",
+                  transition=_munmap_without_write_back, layer="shared_memory"),
     BrokenVariant("writable-pte-on-read-only-view", "MMF-2", "MapFileToMemory",
                   "a read-only file view gets writable PTEs",
                   transition=_file_view_always_writable, layer="shared_memory"),

@@ -7,18 +7,19 @@ proofs/machines/shared_memory.py's docstring)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import operator
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import z3
 
 from model.address_space import Allocation, PageRecord
 from model.file_node import DiskFileNode, FileNode, MemoryFileNode
-from model.linux_mm import SyscallMprotect, SyscallMunmap
+from model.linux_mm import SyscallMmap, SyscallMprotect, SyscallMunmap
 from model.mapped_files import MemoryMappedFiles
 from model.memory_subsystem import MemorySubsystem
 from model.process_memory import ProcessMemorySpace
@@ -45,6 +46,9 @@ from proofs.machines.checks import (
 from spec import shared_memory as sm
 from spec.abi import (
     ALLOCATION_GRANULARITY,
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_PRIVATE,
     MEM_COMMIT,
     PAGE_EXECUTE,
     PAGE_EXECUTE_READ,
@@ -54,6 +58,8 @@ from spec.abi import (
     PAGE_READWRITE,
     PAGE_SHIFT,
     PAGE_SIZE,
+    PROT_READ,
+    PROT_WRITE,
     USER_TOP,
     ErrorCode,
 )
@@ -96,7 +102,8 @@ class SpecCall(NamedTuple):
 
 
 class Record(NamedTuple):
-    """The machine's record of a view: SHM (source = shm id) or FILE (node index)."""
+    """The machine's record of a view or of a piece of one (munmap over part of a
+    view): SHM (source = shm id) or FILE (node index), its first source page."""
 
     kind: int
     source: int
@@ -372,19 +379,35 @@ class SharedCore:
         return failing(claims, TRANSITION)
 
     def watched(self, manager: SharedMemoryManager | MemoryMappedFiles,
-                stages: list[SharedSnapshot]) -> Callable[[ProcessMemorySpace, int], None]:
-        """The manager's detach (as its class has it now), then a snapshot."""
-        method = type(manager).detach
+                stages: list[SharedSnapshot], name: str = "detach") -> Callable[..., None]:
+        """The manager's detach or unmap_pages (as its class has it now), then a
+        snapshot."""
+        method = getattr(type(manager), name)
 
-        def detach(space: ProcessMemorySpace, base: int) -> None:
-            method(manager, space, base)  # type: ignore[arg-type]
+        def watch(space: ProcessMemorySpace, *args: int) -> None:
+            method(manager, space, *args)
             stages.append(self.snapshot())
 
-        return detach
+        return watch
+
+    @contextlib.contextmanager
+    def staged(self, stages: list[SharedSnapshot]) -> Iterator[None]:
+        """While inside, each manager's detach and unmap_pages snapshot the layer
+        after they ran (the model's steps of a munmap or a process exit)."""
+        managers = (self.sub.shared_memory, self.sub.mapped_files)
+        for manager in managers:
+            for name in ("detach", "unmap_pages"):
+                setattr(manager, name, self.watched(manager, stages, name))
+        try:
+            yield
+        finally:
+            for manager in managers:
+                for name in ("detach", "unmap_pages"):
+                    delattr(manager, name)
 
     def shadow(self, record: Record, page: int) -> bytearray:
         if record.kind == SHM:
-            return self.block_pages[(record.source, page)]
+            return self.block_pages[(record.source, record.first + page)]
         return self.file_pages[(record.source, record.first + page)]
 
     def check_contents(self) -> dict[str, str]:
@@ -413,14 +436,32 @@ class SharedCore:
                 return owner, base
         return pid, address
 
+    def cut(self, key: tuple[int, int], start: int, end: int) -> None:
+        """munmap took the pages [start, end) (addresses) of the view at key: what is
+        left before start keeps the key, what is left from end is a piece of its own
+        (model/address_space.py split_view); the shadows nothing maps go."""
+        pid, base = key
+        record = self.views.pop(key)
+        low, high = (start - base) >> PAGE_SHIFT, (end - base) >> PAGE_SHIFT
+        if low > 0:
+            self.views[key] = record._replace(pages=low)
+        if high < record.pages:
+            self.views[(pid, end)] = record._replace(first=record.first + high,
+                                                     pages=record.pages - high)
+        self.prune(record._replace(first=record.first + low, pages=high - low))
+
     def forget(self, key: tuple[int, int]) -> None:
         """The view at key is gone: drop the shadows nothing maps any more."""
-        record = self.views.pop(key)
+        self.prune(self.views.pop(key))
+
+    def prune(self, record: Record) -> None:
+        """The pages of record are unmapped: drop the shadows nothing maps any more (a
+        block's all at once, when it is destroyed and no piece of it is left)."""
         if record.kind == SHM:
             if record.source not in self.live_blocks and not any(
                     r.kind == SHM and r.source == record.source for r in self.views.values()):
-                for k in range(record.pages):
-                    del self.block_pages[(record.source, k)]
+                for page in [page for page in self.block_pages if page[0] == record.source]:
+                    del self.block_pages[page]
             return
         for k in range(record.first, record.first + record.pages):
             if not any(r.kind == FILE and r.source == record.source
@@ -665,35 +706,49 @@ class ProcessCalls(SharedCore):
         self.call(f"{op}({address:#x}, {size:#x}, {value:#x}) in process {pid}", run,
                   lambda: int(space.last_error), plan, result=not linux)
 
-    def munmap(self, pid: int, base: int, whole: bool) -> None:
-        """munmap of the whole view at base of process pid and the free page after it
-        (the view's Unmap step: shmdt / UnmapFileFromMemory's, checked from the state
-        before the manager's detach to the one after it). whole False (its second
-        page) is not sent: the model splits the view (issue 15) and the spec has no
-        step for it yet, so no plan judges it."""
-        assert whole, "munmap of part of a view has no spec step yet"
+    def munmap(self, pid: int, base: int, part: tuple[int, int] | None = None,
+               past: bool = False, fixed: bool = False) -> None:
+        """munmap of the view at base of process pid: the whole view and the free page
+        after it (part None: the view's Unmap step, shmdt / UnmapFileFromMemory's), or
+        its pages [page, page + count) (part, a strict part of the view: the spec's
+        SyscallMunmap step, the view cut into pieces) and, past, the page after the
+        view (free: the same step); fixed: mmap(MAP_FIXED | MAP_PRIVATE |
+        MAP_ANONYMOUS) over the same range instead, which unmaps it the same way
+        and maps private pages there (the user layer's). Each step is checked from
+        the state before the manager's detach / unmap_pages to the one after it."""
         space = self.sub.syscalls.processes[pid]
         record = self.views[(pid, base)]
-        address, length = (base, (record.pages + 1) * PAGE_SIZE) if whole else (
-            base + PAGE_SIZE, PAGE_SIZE)
-        unmap = "UnmapSharedMemoryFromProcess" if record.kind == SHM else "UnmapFileFromMemory"
-        steps = [SpecCall(unmap, (("pid", pid), ("base", base >> PAGE_SHIFT)))]
+        if part is None:
+            address, length = base, (record.pages + 1) * PAGE_SIZE
+            unmap = "UnmapSharedMemoryFromProcess" if record.kind == SHM \
+                else "UnmapFileFromMemory"
+            steps = [SpecCall(unmap, (("pid", pid), ("base", base >> PAGE_SHIFT)))]
+        else:
+            page, count = part
+            address, length = base + page * PAGE_SIZE, (count + past) * PAGE_SIZE
+            steps = [SpecCall("SyscallMunmap", (("pid", pid), ("vpn", address >> PAGE_SHIFT),
+                                                ("count", count)))]
         stages: list[SharedSnapshot] = []
 
         def run() -> int:
-            managers = (self.sub.shared_memory, self.sub.mapped_files)
-            for manager in managers:
-                manager.detach = self.watched(  # type: ignore[method-assign, assignment]
-                    manager, stages)
-            try:
+            with self.staged(stages):
+                if fixed:
+                    done = SyscallMmap(space, address, length, PROT_READ | PROT_WRITE,
+                                       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                    return 0 if done == address else done
                 return SyscallMunmap(space, address, length)
-            finally:
-                for manager in managers:
-                    delattr(manager, "detach")
 
-        self.call(f"munmap({address:#x}, {length:#x}) in process {pid}", run,
-                  lambda: int(space.last_error), lambda *_: steps if whole else None,
-                  result=False, track=lambda _: self.forget((pid, base)), stages=stages)
+        def track(_: object) -> None:
+            if part is None:
+                self.forget((pid, base))
+            else:
+                self.cut((pid, base), address, address + part[1] * PAGE_SIZE)
+
+        name = "mmap(MAP_FIXED)" if fixed else "munmap"
+        self.call(f"{name}({address:#x}, {length:#x}) in process {pid}", run,
+                  lambda: int(space.last_error),
+                  lambda post, reply, status: steps if status == SUCCESS else None,
+                  result=False, track=track, stages=stages)
 
     def processes(self, name: str, pid: int = 0) -> int:
         """CreateProcess, SwitchProcess(pid) or DestroyProcess(pid): the Unmap steps
@@ -715,15 +770,8 @@ class ProcessCalls(SharedCore):
                 return calls.CreateProcess()
             if name == "SwitchProcess":
                 return calls.SwitchProcess(pid)
-            managers = (self.sub.shared_memory, self.sub.mapped_files)
-            for manager in managers:
-                manager.detach = self.watched(  # type: ignore[method-assign, assignment]
-                    manager, stages)
-            try:
+            with self.staged(stages):
                 return calls.DestroyProcess(pid)
-            finally:
-                for manager in managers:
-                    delattr(manager, "detach")
 
         def track(_: object) -> None:
             if name == "DestroyProcess" and space is not None:

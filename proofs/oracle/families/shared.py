@@ -9,8 +9,10 @@
   addresses, with wider protections, in destroyed processes; unmaps, destroys,
   sizes; file views with bad offsets, sizes and protections, sync with and
   without invalidate, unmaps; writes and reads of view pages; VirtualProtect,
-  VirtualAlloc(MEM_COMMIT) and mprotect of view pages, munmap of views; process exit without
-  unmapping), through
+  VirtualAlloc(MEM_COMMIT) and mprotect of view pages, munmap of whole views and
+  of their front, last or middle pages, and mmap(MAP_FIXED) over such a part,
+  which cut them into pieces (judged by the spec's SyscallMunmap step);
+  process exit without unmapping), through
   :class:`SharedFront`. A write or read of a view
   page switches to its process first (the protocol's accesses are the current
   process's). At the end every process is destroyed, then every live block.
@@ -52,6 +54,7 @@ from proofs.machines.shared_memory_harness import (
     picks,
 )
 from proofs.oracle.families.rules import SessionRules, one_machine
+from proofs.oracle.families.shared_boundaries import SharedBoundaryRules
 from proofs.oracle.families.user import OLD_PROTECT_PTR, user_setup
 from proofs.oracle.managers import Family, Message
 from proofs.oracle.session import Session, last_observed
@@ -60,12 +63,20 @@ from proofs.oracle.worlds.user import MANAGERS as USER_MANAGERS
 from spec.abi import (
     ALLOCATION_GRANULARITY,
     EACCES,
+    EBADF,
+    EEXIST,
     EINVAL,
     ENOMEM,
+    EPERM,
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_PRIVATE,
     MEM_COMMIT,
     PAGE_READWRITE,
     PAGE_SHIFT,
     PAGE_SIZE,
+    PROT_READ,
+    PROT_WRITE,
     ErrorCode,
 )
 from spec.shared_memory import FILE, SHM, BlockView, CacheView, PteView, ViewRecord
@@ -74,9 +85,11 @@ E = ErrorCode
 SUCCESS = E.ERROR_SUCCESS
 PARAMS = {op: params for m in MANAGERS for op, params in m.operations.items()}
 USER_PARAMS = USER_MANAGERS[0].operations
-#: The Windows code of each errno mprotect reports (model/linux_mm.py's last_error).
-ERRNO_CODES = {0: E.ERROR_SUCCESS, EACCES: E.ERROR_ACCESS_DENIED,
-               EINVAL: E.ERROR_INVALID_PARAMETER, ENOMEM: E.ERROR_NOT_ENOUGH_MEMORY}
+#: The Windows code of each errno mprotect, munmap and mmap report (model/linux_mm.py's
+#: last_error).
+ERRNO_CODES = {0: E.ERROR_SUCCESS, EACCES: E.ERROR_ACCESS_DENIED, EPERM: E.ERROR_ACCESS_DENIED,
+               EINVAL: E.ERROR_INVALID_PARAMETER, ENOMEM: E.ERROR_NOT_ENOUGH_MEMORY,
+               EEXIST: E.ERROR_ALREADY_EXISTS, EBADF: E.ERROR_INVALID_HANDLE}
 OWNER = {op: m.name for m in MANAGERS for op in m.operations}
 #: The files every sequence starts with: the machine's NODES, then an empty one.
 FILES = (*NODES, (0, True))
@@ -236,16 +249,35 @@ class SharedFront:
         else:
             self._call("SyscallVirtualProtect", address, size, value, OLD_PROTECT_PTR)
 
-    def munmap(self, pid: int, base: int, whole: bool) -> None:
-        """munmap of the whole view and the page after it (whole is always True: part
-        of a view has no spec step yet, issue 15)."""
+    def munmap(self, pid: int, base: int, part: tuple[int, int] | None = None,
+               past: bool = False, fixed: bool = False) -> None:
+        """munmap of the whole view and the page after it (part None), or of its
+        pages [page, page + count) (part; past: and the page after the view; fixed:
+        mmap(MAP_FIXED) of private pages there instead), which cuts it into pieces:
+        what is left before keeps the base, what is left after is a piece based at
+        its end."""
         if self.current() != pid:
             self.processes("SwitchProcess", pid)
-        pages = self.views[(pid, base)].pages
-        address, length = (base, (pages + 1) * PAGE_SIZE) if whole else (base + PAGE_SIZE,
-                                                                         PAGE_SIZE)
-        if self._call("SyscallMunmap", address, length) == 0 and whole:
-            self.views.pop((pid, base), None)
+        view = self.views[(pid, base)]
+        if part is None:
+            if self._call("SyscallMunmap", base, (view.pages + 1) * PAGE_SIZE) == 0:
+                self.views.pop((pid, base), None)
+            return
+        page, count = part
+        address, length = base + page * PAGE_SIZE, (count + past) * PAGE_SIZE
+        if fixed:
+            if self._call("SyscallMmap", address, length, PROT_READ | PROT_WRITE,
+                          MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) != address:
+                return
+        elif self._call("SyscallMunmap", address, length):
+            return
+        del self.views[(pid, base)]
+        if page:
+            self.views[(pid, base)] = SimpleNamespace(kind=view.kind, pages=page,
+                                                      writable=view.writable)
+        if page + count < view.pages:
+            self.views[(pid, base + (page + count) * PAGE_SIZE)] = SimpleNamespace(
+                kind=view.kind, pages=view.pages - page - count, writable=view.writable)
 
     def processes(self, name: str, pid: int = 0) -> int:
         reply = self._call(name) if name == "CreateProcess" else self._call(name, pid)
@@ -256,9 +288,10 @@ class SharedFront:
         return int(reply)
 
 
-class OracleSharedMachine(SessionRules, SharedMachine):
-    """The shared machine's rules, sent to an implementation. The set-up made
-    both processes and the files (the machine's own start is replaced)."""
+class OracleSharedMachine(SessionRules, SharedMachine, SharedBoundaryRules):
+    """The shared machine's rules, sent to an implementation, and cuts of a fresh
+    three-page view (:mod:`.shared_boundaries`). The set-up made both processes
+    and the files (the machine's own start is replaced)."""
 
     h: Any  # SharedFront
 
@@ -336,13 +369,24 @@ class ObservedShared(SharedHarness):
         processes = self.observe("Processes")["processes"]
         records = {p["pid"]: page_records(p["pages"]) for p in processes}
 
+        sizes_of = {p["pid"]: {a[0]: a[1] for a in p["allocations"]} for p in processes}
+
         def own(pid: int, base: int, count: int) -> tuple[int, ...]:
             pages = records.get(pid, {})
             return tuple(pages.get(vpn, (0, None))[0] for vpn in range(base, base + count))
-        views = {(v["pid"], v["base"] >> PAGE_SHIFT): ViewRecord(
-            SHM, v["shm_id"], 0, len(frames_of.get(v["shm_id"], ())), v["protect"],
-            own(v["pid"], v["base"] >> PAGE_SHIFT, len(frames_of.get(v["shm_id"], ()))))
-            for v in shared["views"]}
+
+        def piece(v: Message) -> ViewRecord:
+            """A block view or a piece of one (munmap cut it): its pages from its
+            allocation, its first page in the block from the frame its first page maps
+            (the report has no vm_pgoff: the block's frames are distinct)."""
+            frames, vpn = frames_of.get(v["shm_id"], ()), v["base"] >> PAGE_SHIFT
+            size = sizes_of.get(v["pid"], {}).get(v["base"])
+            count = len(frames) if size is None else page_ceil(size) >> PAGE_SHIFT
+            frame = records.get(v["pid"], {}).get(vpn, (0, None))[1]
+            first = frames.index(frame) if frame in frames else 0
+            return ViewRecord(SHM, v["shm_id"], first, count, v["protect"],
+                              own(v["pid"], vpn, count))
+        views = {(v["pid"], v["base"] >> PAGE_SHIFT): piece(v) for v in shared["views"]}
         views.update({(v["pid"], v["base"] >> PAGE_SHIFT): ViewRecord(
             FILE, v["file"], v["first"], v["count"], v["protect"],
             own(v["pid"], v["base"] >> PAGE_SHIFT, v["count"])) for v in mapped["views"]})
@@ -384,7 +428,7 @@ class ObservedShared(SharedHarness):
 
     def invoke(self, manager: str, op: str, args: Message) -> Any:
         result, self._status = self.session.invoke(manager, op, args)
-        if op in ("SyscallMprotect", "SyscallMunmap"):  # errno: as the model's last_error
+        if op in ("SyscallMprotect", "SyscallMunmap", "SyscallMmap"):  # errno: as last_error
             self._status = int(ERRNO_CODES.get(self._status, self._status))
         if self._status not in E._value2member_map_:
             raise CheckError(f"{op} reports error {self._status}, not an error of the "
@@ -580,6 +624,8 @@ class SharedJudge(ObservedShared):
             return self.plan_protect(op, args, pid, views)
         if op == "SyscallMunmap":
             return self.plan_munmap(args, pid, views)
+        if op == "SyscallMmap" and args["flags"] & MAP_FIXED:  # the range unmapped first
+            return self.plan_munmap(args, pid, views)
         address: Any = args.get("addr")
         vpn = address >> PAGE_SHIFT if type(address) is int else -1
         base = next((b for (q, b), view in views.items()
@@ -626,20 +672,31 @@ class SharedJudge(ObservedShared):
 
     def plan_munmap(self, args: Message, pid: int,
                     views: dict[tuple[int, int], ViewRecord]) -> Plan:
-        """munmap over whole views of the current process: each view's Unmap step, in
-        address order (chained). Part of a view is not sent (the machine's rule): the
-        model splits it into pieces (issue 15), a step the spec does not have yet."""
+        """munmap over views of the current process, in address order (chained): a
+        view (or piece) wholly inside the range is its Unmap step, a view the range
+        covers part of is the spec's SyscallMunmap of that part, which cuts it into
+        pieces (model/linux_mm.py; mm/mmap.c do_vmi_munmap splits vma by vma);
+        mmap(MAP_FIXED) over views unmaps them the same way first (its private
+        pages are the user layer's). A call that fails changes nothing."""
         first, end = args["addr"] >> PAGE_SHIFT, page_ceil(args["addr"] + args["length"])
-        inside = [(base, view) for (q, base), view in sorted(views.items())
-                  if q == pid and first <= base and base + view.count <= end >> PAGE_SHIFT]
+        last = end >> PAGE_SHIFT
+        touched = [(base, view, max(first, base), min(last, base + view.count))
+                   for (q, base), view in sorted(views.items())
+                   if q == pid and base < last and first < base + view.count]
         steps = [SpecCall("UnmapSharedMemoryFromProcess" if view.kind == SHM
                           else "UnmapFileFromMemory", (("pid", pid), ("base", base)))
-                 for base, view in inside]
+                 if (low, high) == (base, base + view.count) else
+                 SpecCall("SyscallMunmap", (("pid", pid), ("vpn", low), ("count", high - low)))
+                 for base, view, low, high in touched]
 
         def unmapped(_: object) -> None:
-            for base, _view in inside:
-                self.drop((pid, base << PAGE_SHIFT))
-        return (lambda *_: steps or None), unmapped, False
+            for base, view, low, high in touched:
+                if (low, high) == (base, base + view.count):
+                    self.drop((pid, base << PAGE_SHIFT))
+                elif (pid, base << PAGE_SHIFT) in self.views:
+                    self.cut((pid, base << PAGE_SHIFT), low << PAGE_SHIFT, high << PAGE_SHIFT)
+        return (lambda post, reply, status: steps if steps and status == 0 else None), \
+            unmapped, False
 
     @staticmethod
     def vpn(address: Any) -> int:
