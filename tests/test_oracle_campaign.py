@@ -42,7 +42,7 @@ def test_one_campaign_reports_each_bug_in_its_own_bucket(build_dir: Path, tmp_pa
     binary = build_c(build_dir, *SWITCHES)
     out = tmp_path / "trace.json"
     report = tmp_path / "report.json"
-    code = main(["--impl", binary, "--family", "kernel", "--mode", "spec", "--time", "50",
+    code = main(["--impl", binary, "--family", "kernel", "--mode", "spec", "--time", "35",
                  "--seed", "1", "--steps", "12", "--shrink-time", "20", "--quiet",
                  "--request-timeout", "30",
                  "--trace-out", str(out), "--json", str(report)])

@@ -205,9 +205,10 @@ def test_a_trace_saves_and_replays(tmp_path: Path) -> None:
 
 def test_search_finds_a_read_write_view_of_a_read_only_block() -> None:
     """The search itself (not a hand-written sequence) finds the broken model:
-    3.6 s to the first divergence here, seed 0."""
+    12.7 s with shrinking at seed 2 (seeds 0, 1 and 3: 26, 20 and 16 s, since the
+    family's boundary rule that cuts views came first, 2026-12-07)."""
     outcome = search(variant("rw_view_of_readonly_block"), "spec", max_examples=30, steps=12,
-                     seed=0, time_limit=60, shrink_seconds=5, families=("shared",))
+                     seed=2, time_limit=60, shrink_seconds=5, families=("shared",))
     assert outcome.divergence is not None and outcome.family == "shared", describe(outcome)
     assert "SHM-3" in outcome.divergence.violated, outcome.divergence.reason
 

@@ -80,7 +80,7 @@ def test_a_reply_that_diverges_keeps_its_stderr_and_the_junit_has_it(tmp_path: P
     code = main(["--impl", impl(tmp_path, "RequestFrame", "GetFreeFrameCount"), "--mode",
                  "spec", "--max-examples", "20", "--steps", "30", "--quiet", "--trace-out",
                  str(trace), "--junit", str(junit), "--request-timeout", "20",
-                 "--shrink-time", "20", "--family", "kernel", "--seed", "3"])
+                 "--shrink-time", "2", "--family", "kernel", "--seed", "3"])
     assert code == EXIT_DIVERGED
     text = junit.read_text()
     assert "stderr: PANIC: kheap.c:212" in text
