@@ -14,13 +14,17 @@ and judging sequences: the C fixture (the kernel family; its real size is
 declared with ``--config``). The real-size configuration is the tutorial
 heap's (index capacity 0x20000, min size 0x70000, a 1 MB initial heap) on
 4096 frames, and 4096 frames for the other families' physical memory.
-Sequences/s counts sequences judged to the end (set-up calls included).
+Sequences/s counts sequences judged to the end (set-up calls included). The
+machine may be shared: each row gives the oracle's CPU seconds and the
+implementation's (its children's, reaped) beside the wall time, and the load
+average is printed before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -79,15 +83,18 @@ def main() -> None:
     print("; ".join(f"{k}: {v}" for k, v in machine_info()))
     print(f"load average before: {load_average()}")
     print("| family | implementation | configuration | sequences | seconds | sequences/s "
-          "| operations/s | verdict |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | --- |")
+          "| operations/s | oracle CPU s | implementation CPU s | verdict |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for family, name, size, command in rows:
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.process_time()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         sequences, seconds, operations, verdict = rate(command, family, args.seconds)
         seconds = seconds or time.monotonic() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        children = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         print(f"| {family} | {name} | {size} | {sequences} | {seconds:.1f} | "
-              f"{sequences / seconds:.2f} | {operations / seconds:.0f} | {verdict} |",
-              flush=True)
+              f"{sequences / seconds:.2f} | {operations / seconds:.0f} | "
+              f"{time.process_time() - cpu:.1f} | {children:.1f} | {verdict} |", flush=True)
     print(f"load average after: {load_average()}")
 
 
