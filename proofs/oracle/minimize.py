@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from proofs.oracle.buckets import Bucket, bucket_of
-from proofs.oracle.session import DivergenceError, Exchange, OracleUnknownError, Session
+from proofs.oracle.session import (
+    DivergenceError,
+    Exchange,
+    OracleUnknownError,
+    Session,
+    unplaced,
+)
 
 Step = dict[str, Any]
 #: How a divergence is judged the same bug: its bucket.
@@ -195,4 +201,10 @@ def minimize(new: Callable[[], Session], steps: list[Step], bucket: Bucket, fami
         else:
             minimal = True
             break
+    if unplaced(best.exchanges):  # stderr read while several requests were pending:
+        # the run is in step now (Coverage.lockstep), a replay places every line
+        raised, _, _ = run_steps(new, [steps[i] for i in keep], None)
+        test.replays += 1
+        if isinstance(raised, DivergenceError) and bucket_of(raised, family) == bucket:
+            best = raised
     return Minimal([steps[i] for i in keep], best, minimal, test.replays)

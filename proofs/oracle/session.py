@@ -60,6 +60,16 @@ class Exchange:
 INSPECTIONS = ("VirtualQuery",)
 
 
+#: How a stderr line read while several requests were pending begins (it
+#: cannot be placed beside one of them).
+UNPLACED = "(while #"
+
+
+def unplaced(exchanges: list[Exchange]) -> bool:
+    """Whether some stderr line of the exchanges could not be placed."""
+    return any(line.startswith(UNPLACED) for e in exchanges for line in e.stderr)
+
+
 def last_observed(exchanges: list[Exchange], name: str) -> dict[str, Any] | None:
     """The last reply to an observation called name, in a trace's exchanges."""
     for exchange in reversed(exchanges):
@@ -415,7 +425,7 @@ class StrictSession(Session):
         lines = self.child.step_stderr()
         if lines and len(window) > 1 and not self.coverage.lockstep:
             self.coverage.lockstep = True
-            lines = [f"(while #{window[0]}..#{window[-1]} were answered) {line}"
+            lines = [f"{UNPLACED}{window[0]}..#{window[-1]} were answered) {line}"
                      for line in lines]
         return lines
 

@@ -6,6 +6,19 @@ and asks observations through :meth:`~SpecSession.observe` (each once per
 state); the family's :class:`~proofs.oracle.managers.Judge` decides, and a
 judge's CheckError becomes the session's divergence, z3's unknown an
 :class:`~proofs.oracle.session.OracleUnknownError` (neither verdict).
+
+Pipelining (PROTOCOL.md, "Requests and replies": the oracle may send several
+requests before reading their replies, which come in request order): a judge
+with a ``prefetch(manager, op)`` method names the observations it will ask
+of the state an operation leaves, and :meth:`~SpecSession.invoke` sends them
+with the operation in one write, then reads every reply in order (one round
+trip an operation instead of one per request: issue 16, the pipe was 40 % of
+the kernel family's search); :meth:`~SpecSession.observe` then answers from
+what came. A judge without it is served one request at a time, as before.
+What the implementation writes to stderr while several requests are pending
+cannot be placed beside one of them: such lines are marked so (as strict
+mode's windows are) and the run's sessions go in step from then on
+(``Coverage.lockstep``).
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ from proofs.oracle.protocol import (
     extent,
 )
 from proofs.oracle.session import (
+    UNPLACED,
     Coverage,
     DivergenceError,
     Exchange,
@@ -78,22 +92,49 @@ class SpecSession(Session):
     # -- talking -----------------------------------------------------------------
 
     def _exchange(self, message: Message) -> Message:
-        exchange = Exchange(message)
-        self.exchanges.append(exchange)
+        return self._exchanges([message])[0]
+
+    def _exchanges(self, messages: list[Message]) -> list[Message]:
+        """Send requests in one write and read their replies in order. A failed
+        write is reported where its reply is missed (as strict mode does: when a
+        write fails depends on timing); the trace ends at the request whose
+        reply failed (the later ones were only sent)."""
         try:
-            self.child.send([message])
-            reply = self.child.receive()
-            exchange.stderr = self.child.step_stderr()
-            check_reply(message, reply)
+            self.child.send(messages)
         except ImplementationError as exc:
-            exchange.stderr += self.child.step_stderr()
-            raise self.fault(exc, message) from None
-        except ProtocolError as exc:
-            raise bad_reply(message, str(exc), self.exchanges) from None
-        except OperationUnsupported as exc:
-            raise self.answered_unsupported(exc) from None
-        exchange.reply = reply
-        return reply
+            if len(messages) == 1:
+                exchange = Exchange(messages[0], stderr=self.child.step_stderr())
+                self.exchanges.append(exchange)
+                raise self.fault(exc, messages[0]) from None
+        replies = []
+        for message in messages:
+            exchange = Exchange(message)
+            self.exchanges.append(exchange)
+            try:
+                reply = self.child.receive()
+                exchange.stderr = self._stderr(messages)
+                check_reply(message, reply)
+            except ImplementationError as exc:
+                exchange.stderr += self._stderr(messages)
+                raise self.fault(exc, message) from None
+            except ProtocolError as exc:
+                raise bad_reply(message, str(exc), self.exchanges) from None
+            except OperationUnsupported as exc:
+                raise self.answered_unsupported(exc) from None
+            exchange.reply = reply
+            replies.append(reply)
+        return replies
+
+    def _stderr(self, batch: list[Message]) -> list[str]:
+        """The stderr lines read since the last reply; with several requests
+        pending, which one they belong to is unknown: said so, and the run's
+        sessions go in step from now on."""
+        lines = self.child.step_stderr()
+        if lines and len(batch) > 1:
+            self.coverage.lockstep = True
+            lines = [f"{UNPLACED}{batch[0]['id']}..#{batch[-1]['id']} were answered) {line}"
+                     for line in lines]
+        return lines
 
     def observe(self, name: str, **args: int) -> Message:
         """An observation of the current state (asked once per state)."""
@@ -102,11 +143,27 @@ class SpecSession(Session):
         if seen is None:
             request = self._new(None, name, dict(args))
             seen = self._exchange(request)["observed"]
-            too_large = extent(name, seen, self.frames)
-            if too_large is not None:
-                raise bad_reply(request, too_large, self.exchanges)
-            self._seen[key] = seen
+            self._keep(key, request, seen)
         return seen
+
+    def _keep(self, key: tuple[str, tuple[tuple[str, Any], ...]], request: Message,
+              seen: Message) -> None:
+        """Remember an observation of the current state, its extent checked."""
+        too_large = extent(request["observe"], seen, self.frames)
+        if too_large is not None:
+            raise bad_reply(request, too_large, self.exchanges)
+        self._seen[key] = seen
+
+    def observe_all(self, names: tuple[str, ...]) -> None:
+        """Ask the observations of the current state not asked yet (those the
+        implementation declared), in one write: what :meth:`observe` then
+        answers. In step (``Coverage.lockstep``) nothing is asked ahead."""
+        wanted = [n for n in names if n in self.observations and (n, ()) not in self._seen]
+        if len(wanted) < 2 or self.coverage.lockstep:
+            return
+        requests = [self._new(None, name, {}) for name in wanted]
+        for request, reply in zip(requests, self._exchanges(requests), strict=True):
+            self._keep((request["observe"], ()), request, reply["observed"])
 
     def read(self, name: str, key: str, address: int, length: int) -> bytes | None:
         """length bytes from address through the byte observation ``name`` (its
@@ -123,9 +180,19 @@ class SpecSession(Session):
         return out
 
     def invoke(self, manager: str, op: str, args: Message) -> tuple[Any, int]:
-        """Send one operation; the state may change, so forget what was observed."""
+        """Send one operation, with the observations the judge will ask of the
+        state it leaves (its ``prefetch``; none in step); the state may change,
+        so forget what was observed before."""
         self._seen.clear()
-        reply = self._exchange(self._new(manager, op, args))
+        prefetch = getattr(self.judge, "prefetch", None)
+        names = () if prefetch is None or self.coverage.lockstep else tuple(
+            n for n in prefetch(manager, op) if n in self.observations)
+        request = self._new(manager, op, args)
+        observations = [self._new(None, name, {}) for name in names]
+        replies = self._exchanges([request, *observations])
+        for asked, seen in zip(observations, replies[1:], strict=True):
+            self._keep((asked["observe"], ()), asked, seen["observed"])
+        reply = replies[0]
         result, error = reply["result"], reply["error"]
         self.coverage.errors[manager, op, error] += 1
         if error == 0 and op == "RequestFrame" and isinstance(result, int):

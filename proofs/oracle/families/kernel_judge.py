@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import z3
@@ -52,7 +52,8 @@ from model.x86_paging import is_kernel_slot
 from proofs.abstractions import paging_twin
 from proofs.abstractions.heap_walk import RawBlock
 from proofs.abstractions.kernel_heap import HeapSnapshot
-from proofs.abstractions.paging import Snapshot, to_state
+from proofs.abstractions.paging import Snapshot
+from proofs.machines import paging_harness_twin
 from proofs.machines.checks import CheckError, InvariantViolationError
 from proofs.machines.kernel_heap import HeapHarness, Invariants
 from proofs.machines.paging_expect import Expected, from_step, spec_step
@@ -104,21 +105,17 @@ class ObservedPaging(Harness):
         self.history: list[str] = []
         self._state: tuple[Snapshot, Any] | None = None
         self._built: tuple[Message, set[int], Snapshot] | None = None
+        session.observe_all(PAGING_OBSERVATIONS)
         self.snap = self._observed()
         self._check_invariants(None, "the initial state", [])
 
-    @property
-    def state(self) -> Any:
-        """The z3 abstraction of the last snapshot, built when first asked (a
-        page-manager call's step needs it; the heap's calls and the twins do
-        not: at the real size it cost 7 ms a state)."""
-        if self._state is None or self._state[0] is not self.snap:
-            self._state = (self.snap, to_state(self.snap))
-        return self._state[1]
-
-    @state.setter
-    def state(self, value: Any) -> None:
-        self._state = (self.snap, value)
+    def _twin_accepts(self, operation: str, args: Mapping[str, object], reply: object,
+                      status: int, pre_snap: Snapshot, post_snap: Snapshot) -> bool:
+        """A page-manager call the twins of its step accept passes without z3
+        (:mod:`proofs.machines.paging_harness_twin`, tested against the z3
+        steps in tests/test_page_manager_twin.py); any other is judged by the
+        z3 step, which decides and names what differs."""
+        return paging_harness_twin.accepts(operation, args, reply, status, pre_snap, post_snap)
 
     def _check_invariants(self, state: Any, where: str, context: list[str]) -> None:
         """The paging invariants of the reported state, decided by their Python
@@ -150,9 +147,8 @@ class ObservedPaging(Harness):
             return from_step(s, [reply_claim(reply, s.result, "word")], {"result": frame})
         return self._pm_call("FirstFreeFrame", {}, self.pm.FirstFreeFrame, expect)
 
-    def _abstract(self) -> tuple[Snapshot, Any]:
-        snap = self._observed()
-        return snap, (self.state if snap == self.snap else to_state(snap))
+    def _snapshot(self) -> Snapshot:
+        return self._observed()
 
     def check(self, where: str, invariants: bool = True) -> None:
         """Take the reported state (building its snapshot checks the frame
@@ -338,6 +334,12 @@ class ObservedHeap(HeapHarness):
         return result
 
 
+#: The observations the paging judge asks of every reported state, and the
+#: heap's once the heap exists.
+PAGING_OBSERVATIONS = ("FrameCounts", "FrameBitmap", "PageTables")
+HEAP_OBSERVATIONS = ("HeapWalk", "HoleIndex")
+
+
 class KernelJudge:
     """Spec mode for the page manager, the kernel directory and the kernel heap."""
 
@@ -345,6 +347,16 @@ class KernelJudge:
         self.session = session
         self.paging: ObservedPaging | None = None
         self.heap: ObservedHeap | None = None
+
+    def prefetch(self, manager: str, op: str) -> tuple[str, ...]:
+        """The observations judging an operation asks of the state it leaves,
+        sent with it (:meth:`SpecSession.invoke`): the paging state's after
+        every call (the frame roles are checked on each), the heap's too once
+        the heap is created (the next call's pre-state; after a page-manager
+        call the heap's are asked only when a heap call follows, most of
+        the calls)."""
+        heap = self.heap is not None or op == "Create"
+        return PAGING_OBSERVATIONS + (HEAP_OBSERVATIONS if heap else ())
 
     def execute(self, manager: str, op: str, args: Message) -> Any:
         judges = self.session.judges
