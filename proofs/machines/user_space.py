@@ -855,10 +855,7 @@ class UserMachine(CheckedMachine):
     @rule(data=st.data(), size=st.sampled_from((0, 0x1000, 0x2000)),
           kind=st.sampled_from((MEM_DECOMMIT, MEM_RELEASE)))
     def virtual_free(self, data: st.DataObject, size: int, kind: int) -> None:
-        """VirtualFree of the current process's VirtualAlloc allocations (the first
-        page, the second), else of its mmap areas or where the rules aim."""
-        targets = [base + offset for base in self.areas(ORIGIN_VIRTUAL_ALLOC)[-4:]
-                   for offset in (0, PAGE_SIZE)] or self.private() or self.addresses()
+        targets = self.private() or self.addresses()
         self.h.call("SyscallVirtualFree", data.draw(st.sampled_from(targets)), size, kind)
 
     @precondition(lambda self: self.has_current())
