@@ -191,8 +191,6 @@ def _scan(a: Ref, b: Ref) -> str | None:
 
 def _witness(a: Ref, b: Ref) -> str:
     """An index where two arrays differ, and both values there."""
-    solver = z3.Solver()
-    solver.set("timeout", QUERY_TIMEOUT_MS)
     if not z3.is_array(a):
         return f"model {_fmt(value_of(a))}, spec {_fmt(value_of(b))}"
     found = _scan(a, b)
@@ -203,6 +201,8 @@ def _witness(a: Ref, b: Ref) -> str:
     if z3.is_array(x):
         j = z3.Const("witness_j", x.domain())
         x, y, index = x[j], y[j], [i, j]
+    solver = z3.Solver()
+    solver.set("timeout", QUERY_TIMEOUT_MS)
     solver.add(x != y)
     if solver.check() != z3.sat:
         return "(no witness found)"
