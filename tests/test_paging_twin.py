@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 from model.page_manager import PageManager
 from model.virtual_memory import VirtualMemoryManager
+from proofs.abstractions.page_manager_twin import lowest_free
 from proofs.abstractions.paging import Snapshot, snapshot, to_state
-from proofs.abstractions.paging_twin import guarded, lowest_free, violated
+from proofs.abstractions.paging_twin import guarded, violated
 from proofs.machines.checks import decide
 from proofs.machines.paging_expect import spec_step
 from proofs.machines.paging_queries import InvariantChecker, Stats

@@ -234,19 +234,3 @@ def guarded(assume: Ref) -> tuple[Ref, Ref]:
     if z3.is_implies(assume):
         return assume.arg(0), assume.arg(1)
     return z3.BoolVal(True), assume
-
-
-def is_free(snap: Snapshot, frame: int) -> bool:
-    """spec/page_manager.py's is_free on the snapshot: in memory, not used,
-    owned by nobody."""
-    return frame < snap.nframes and frame not in snap.used and snap.owner.get(frame, FREE) == FREE
-
-
-def lowest_free(snap: Snapshot, frame: int) -> bool:
-    """The ``assume`` of spec/page_manager.py's FirstFreeFrame(s, frame): frame is
-    free and no frame below it is (its z3 form quantifies over every lower
-    frame: minutes of z3 on 4096 frames)."""
-    used = set(snap.used)
-    return is_free(snap, frame) and all(
-        not (g < snap.nframes and g not in used and snap.owner.get(g, FREE) == FREE)
-        for g in range(frame))

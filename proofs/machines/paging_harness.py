@@ -90,7 +90,7 @@ E = ErrorCode
 UNKNOWN_ID = "unknown"
 
 
-def _reply_claim(reply: object, spec_result: Ref | None, kind: str) -> tuple[str, Ref]:
+def reply_claim(reply: object, spec_result: Ref | None, kind: str) -> tuple[str, Ref]:
     """The claim that the model's returned value is the spec's result."""
     if spec_result is None:
         return "result", z3.BoolVal(True)
@@ -345,7 +345,7 @@ class PageManagerCalls(HarnessCore):
             s = spec_step("InitializePhysicalMemory", pre,
                           mem_start=substitute(mem_start, WORD, 0xFFFFFFFF),
                           mem_end=substitute(mem_end, END, 0))
-            return from_step(s, [_reply_claim(reply, s.result, "bool")])
+            return from_step(s, [reply_claim(reply, s.result, "bool")])
         return self._pm_call("InitializePhysicalMemory",
                              {"mem_start": mem_start, "mem_end": mem_end},
                              lambda: self.pm.InitializePhysicalMemory(mem_start, mem_end), expect)
@@ -357,7 +357,7 @@ class PageManagerCalls(HarnessCore):
                 return Refused(E.ERROR_INVALID_PARAMETER, "a flag that is not a bool")
             frame = reply >> PAGE_SHIFT if isinstance(reply, int) and reply != NO_FRAME else 0
             s = spec_step("RequestFrame", pre, frame=frame & 0xFFFFF)
-            return from_step(s, [_reply_claim(reply, s.result, "word")], {"frame": frame})
+            return from_step(s, [reply_claim(reply, s.result, "word")], {"frame": frame})
         return self._pm_call("RequestFrame", {"is_kernel": is_kernel, "is_writeable": is_writeable},
                              lambda: self.pm.RequestFrame(is_kernel, is_writeable),
                              expect)
@@ -367,7 +367,7 @@ class PageManagerCalls(HarnessCore):
         def expect(pre_snap: Snapshot, pre: State, reply: object, post: Snapshot
                    ) -> Expected | Refused:
             s = spec_step(name, pre, **{param: substitute(value, WORD, UNALIGNED)})
-            return from_step(s, [_reply_claim(reply, s.result, "bool")])
+            return from_step(s, [reply_claim(reply, s.result, "bool")])
         return self._pm_call(name, {param: value}, invoke, expect)
 
     def FreeFrame(self, frame_addr: int) -> object:
@@ -383,7 +383,7 @@ class PageManagerCalls(HarnessCore):
         def expect(pre_snap: Snapshot, pre: State, reply: object, post: Snapshot) -> Expected:
             frame = reply >> PAGE_SHIFT if isinstance(reply, int) and reply != NO_FRAME else 0
             s = spec_step("FirstFreeFrame", pre, result=frame & 0xFFFFF)
-            return from_step(s, [_reply_claim(reply, s.result, "word")], {"result": frame})
+            return from_step(s, [reply_claim(reply, s.result, "word")], {"result": frame})
         return self._pm_call("FirstFreeFrame", {}, self.pm.FirstFreeFrame, expect)
 
     def CopyPage(self, src: int, dst: int) -> object:
@@ -391,7 +391,7 @@ class PageManagerCalls(HarnessCore):
                    ) -> Expected | Refused:
             s = spec_step("CopyPage", pre, src=substitute(src, WORD, UNALIGNED),
                           dst=substitute(dst, WORD, UNALIGNED))
-            return from_step(s, [_reply_claim(reply, s.result, "bool")])
+            return from_step(s, [reply_claim(reply, s.result, "bool")])
         return self._pm_call("CopyPage", {"src": src, "dst": dst},
                              lambda: self.pm.CopyPage(src, dst), expect)
 
@@ -400,7 +400,7 @@ class PageManagerCalls(HarnessCore):
             # The free and used counts are read-only steps outside the catalogue
             # (nothing to prove inductively): spec.page_manager states them.
             s = getattr(spec_pm, name)(pre)
-            return from_step(s, [_reply_claim(reply, s.result, "word")])
+            return from_step(s, [reply_claim(reply, s.result, "word")])
         return self._pm_call(name, {}, getattr(self.pm, name), expect)
 
     def GetFrameCount(self) -> object:
@@ -421,7 +421,7 @@ class DirectoryCalls(HarnessCore):
             kernel_dir = post.kernel_dir if post.paging and not pre_snap.paging else 0
             identity = post.pde.get(kernel_dir, {}).get(0, 0) >> PAGE_SHIFT
             s = spec_step("InitializePaging", pre, kernel_dir=kernel_dir, identity_table=identity)
-            return from_step(s, [_reply_claim(reply, s.result, "bool")],
+            return from_step(s, [reply_claim(reply, s.result, "bool")],
                              {"kernel_dir": kernel_dir, "identity_table": identity})
         return self._vm_call("InitializePaging", {}, self.vm.InitializePaging, expect)
 
@@ -440,7 +440,7 @@ class DirectoryCalls(HarnessCore):
             if frame is None:
                 return Refused(E.ERROR_INVALID_HANDLE, "this directory handle")
             s = spec_step("SwitchPageDirectory", pre, new_dir=frame)
-            return from_step(s, [_reply_claim(reply, s.result, "bool")])
+            return from_step(s, [reply_claim(reply, s.result, "bool")])
         return self._vm_call("SwitchPageDirectory", {"new_dir": new_dir},
                              lambda: self.vm.SwitchPageDirectory(new_dir),
                              expect)
@@ -517,7 +517,7 @@ class DirectoryCalls(HarnessCore):
             micro += [last.status == 0, last.assume]
             claims = [("micro-steps (UnmapVirtualAddress, FreeTable, FreeDirectory)",
                        z3.Implies(ok, z3.And(micro))),
-                      _reply_claim(reply, ok, "bool")]
+                      reply_claim(reply, ok, "bool")]
             return Expected(status, ite(ok, last.post, pre), claims, ok)
         return self._vm_call("DestroyPageDirectory", {"dir": d},
                              lambda: self.vm.DestroyPageDirectory(d),
@@ -558,7 +558,7 @@ class MappingCalls(HarnessCore):
             else:
                 values["physical_addr"] = substitute(physical_addr, WORD, UNALIGNED)
             s = spec_step(name, pre, **values)
-            return from_step(s, [_reply_claim(reply, s.result, "bool")], choices)
+            return from_step(s, [reply_claim(reply, s.result, "bool")], choices)
         return self.call(name, args, invoke, last_error, expect)
 
     def AllocFrame(self, pd: Any, virtual_address: int, is_kernel: Any,
@@ -588,7 +588,7 @@ class MappingCalls(HarnessCore):
             if frame_dir is None:
                 return Refused(E.ERROR_INVALID_HANDLE, "this directory handle")
             s = spec_step(name, pre, dir=frame_dir, virtual_addr=substitute(va, WORD, UNALIGNED))
-            return from_step(s, [_reply_claim(reply, s.result, "bool")])
+            return from_step(s, [reply_claim(reply, s.result, "bool")])
         return self._vm_call(name, {"dir": d, "virtual_addr": va}, invoke, expect)
 
     def UnmapVirtualAddress(self, d: Any, va: int) -> object:
@@ -610,7 +610,7 @@ class MappingCalls(HarnessCore):
                 return Refused(E.ERROR_INVALID_PARAMETER if frame_dir in pre_snap.pde
                                else E.ERROR_INVALID_HANDLE, "an address beyond 32 bits")
             s = spec_step("VirtualToPhysical", pre, dir=frame_dir, virtual_addr=va)
-            return from_step(s, [_reply_claim(reply, s.result, "word")])
+            return from_step(s, [reply_claim(reply, s.result, "word")])
         return self._vm_call("VirtualToPhysical", {"dir": d, "virtual_addr": va},
                              lambda: self.vm.VirtualToPhysical(d, va),
                              expect)

@@ -21,7 +21,7 @@ from proofs.abstractions import page_manager_twin as tw
 from proofs.abstractions.paging import Snapshot
 from spec.abi import NO_FRAME, PAGE_SHIFT, ErrorCode
 
-#: The bool/word kind of each twinned call's reply (PageManagerCalls' _reply_claim).
+#: The bool/word kind of each twinned call's reply (PageManagerCalls' reply_claim).
 KINDS = {"InitializePhysicalMemory": "bool", "RequestFrame": "word", "FreeFrame": "bool",
          "FirstFreeFrame": "word", "GetFrameCount": "word", "GetFreeFrameCount": "word",
          "GetUsedFrameCount": "word"}
@@ -56,7 +56,7 @@ def _arguments(operation: str, args: Mapping[str, object], reply: object) -> tup
 
 
 def _reply_holds(reply: object, result: int | bool | None, kind: str) -> bool:
-    """paging_harness._reply_claim on values."""
+    """paging_harness.reply_claim on values."""
     if result is None:
         return True
     if kind == "bool":

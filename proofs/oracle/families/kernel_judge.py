@@ -49,7 +49,7 @@ from typing import Any
 import z3
 
 from model.x86_paging import is_kernel_slot
-from proofs.abstractions import paging_twin
+from proofs.abstractions import page_manager_twin, paging_twin
 from proofs.abstractions.heap_walk import RawBlock
 from proofs.abstractions.kernel_heap import HeapSnapshot
 from proofs.abstractions.paging import Snapshot
@@ -57,8 +57,7 @@ from proofs.machines import paging_harness_twin
 from proofs.machines.checks import CheckError, InvariantViolationError
 from proofs.machines.kernel_heap import HeapHarness, Invariants
 from proofs.machines.paging_expect import Expected, from_step, spec_step
-from proofs.machines.paging_harness import Harness
-from proofs.machines.paging_harness import _reply_claim as reply_claim
+from proofs.machines.paging_harness import Harness, reply_claim
 from proofs.machines.paging_queries import InvariantChecker, Stats
 from proofs.oracle.protocol import Message
 from proofs.oracle.spec_session import SpecSession
@@ -135,7 +134,7 @@ class ObservedPaging(Harness):
 
     def FirstFreeFrame(self) -> object:
         """As the harness's, with the step's ``assume`` (the frame is the lowest
-        free one) decided by its twin (:func:`paging_twin.lowest_free`, tested
+        free one) decided by its twin (:func:`page_manager_twin.lowest_free`, tested
         against the z3 form) on the reported pre-state: z3's quantifier over
         every lower frame took minutes, or gave up, on 4096 frames."""
         def expect(pre_snap: Snapshot, pre: Any, reply: object, post: Snapshot) -> Expected:
@@ -143,7 +142,7 @@ class ObservedPaging(Harness):
             s = spec_step("FirstFreeFrame", pre, result=frame & 0xFFFFF)
             ok, _ = paging_twin.guarded(s.assume)
             s = dataclasses.replace(s, assume=z3.Implies(ok, z3.BoolVal(
-                paging_twin.lowest_free(pre_snap, frame & 0xFFFFF))))
+                page_manager_twin.lowest_free(pre_snap, frame & 0xFFFFF))))
             return from_step(s, [reply_claim(reply, s.result, "word")], {"result": frame})
         return self._pm_call("FirstFreeFrame", {}, self.pm.FirstFreeFrame, expect)
 
