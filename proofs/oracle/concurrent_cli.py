@@ -163,6 +163,11 @@ def _page(path: Path | None, data: dict[str, Any]) -> None:
         print(f"the HTML report could not be written: {error}", file=sys.stderr)
 
 
+def summary_only(summary: str) -> dict[str, Any]:
+    """The page of a run with no trace to show: its summary line."""
+    return {"format": TRACE_FORMAT, "summary": summary}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser_of().parse_args(argv)
     if (args.threads < 2 or args.calls < 2 or args.stress < 0 or args.attempts < 1
@@ -201,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             print(describe(result.first_failure))
             _page(args.html, trace_data(result.first_failure, summary))
             return EXIT_DIVERGED
-        _page(args.html, {"format": TRACE_FORMAT, "summary": summary})
+        _page(args.html, summary_only(summary))
         return EXIT_UNKNOWN if result.undecided else EXIT_PASS
     options = SearchOptions(threads=min(args.threads, threads), calls=args.calls,
                             heap=args.heap, pool=args.pool, max_examples=args.max_examples,
@@ -236,9 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNKNOWN
     if found.examples == 0:
         print(f"{head}: nothing ran")
-        _page(args.html, {"format": TRACE_FORMAT, "summary": f"{head}: nothing ran"})
+        _page(args.html, summary_only(f"{head}: nothing ran"))
         return EXIT_DIVERGED
     print(f"{head}: every history linearizable")
-    _page(args.html, {"format": TRACE_FORMAT,
-                      "summary": f"{head}: every history linearizable"})
+    _page(args.html, summary_only(f"{head}: every history linearizable"))
     return EXIT_PASS
