@@ -1,5 +1,5 @@
-"""How many conformance cases each real-system source contributes (the README's
-"Conformance" table, kept equal to the data by ``test_readme_table``).
+"""How many conformance cases each real-system source contributes (the table of
+docs/conformance.md, kept equal to the data by ``test_conformance_table``).
 
 A case's source is the file (or specification) its ``source`` string names
 before the first colon: Wine's and ReactOS's tests, the MS-DOS, FreeDOS,
@@ -23,9 +23,9 @@ from tests.conformance import (
     xms_ems,
 )
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"
 
-#: Source file (or specification) -> the project it belongs to, as the README names it.
+#: Source file (or specification) -> the project it belongs to, as docs/conformance.md names it.
 PROJECTS = {
     "dlls/kernel32/tests/virtual.c": "Wine (wine-mirror/wine)",
     "dlls/ntdll/tests/virtual.c": "Wine (wine-mirror/wine)",
@@ -75,7 +75,7 @@ def tally() -> Counter[tuple[str, str]]:
 
 
 def table() -> list[str]:
-    """The README's table rows, largest project first."""
+    """The page's table rows, largest project first."""
     counts = tally()
     projects = Counter[str]()
     for (project, _), n in counts.items():
@@ -94,10 +94,10 @@ def test_every_case_cites_a_known_source_and_where_in_it() -> None:
         assert ":" in source or source.startswith(("XMS 3.0", "LIM 4.0")), source
 
 
-def test_readme_table() -> None:
-    text = README.read_text()
+def test_conformance_table() -> None:
+    text = PAGE.read_text()
     written = [line for line in text.splitlines() if line.startswith("| ")
                and line.rstrip().endswith(" |") and any(p in line for p in PROJECTS.values())]
-    assert written == table(), "README's conformance table; now:\n" + "\n".join(table())
+    assert written == table(), "docs/conformance.md's table; now:\n" + "\n".join(table())
     total = sum(tally().values())
     assert f"{total} cases" in text
