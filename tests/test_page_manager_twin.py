@@ -38,7 +38,7 @@ from proofs.machines.paging_queries import InvariantChecker, Stats
 from spec import page_manager as spec_pm
 from spec.abi import IDENTITY_LIMIT, NO_FRAME, PAGE_SIZE, ErrorCode
 from spec.state import REAL_FIELDS
-from tests.budget import examples
+from tests.budget import SLOW, examples
 from tests.test_paging_twin import corrupted
 
 CHECKER = InvariantChecker(Stats())
@@ -251,7 +251,8 @@ def _params(op: str) -> tuple[str, ...]:
 @pytest.mark.parametrize("op", OPS[1:])
 def test_the_twin_accepts_the_models_calls_at_the_real_size(op: str) -> None:
     """4096 frames, a 1 MB heap's pages mapped: the model's calls pass the twin
-    and z3 alike."""
+    and z3 alike (FirstFreeFrame's z3 form only with MEMSPEC_SLOW=1; the
+    smaller machines of the tests above compare it with z3 every run)."""
     pm = PageManager()
     vm = VirtualMemoryManager(pm)
     assert pm.InitializePhysicalMemory(0x8000, 0x1000000) and vm.InitializePaging()
@@ -265,6 +266,7 @@ def test_the_twin_accepts_the_models_calls_at_the_real_size(op: str) -> None:
     post = snapshot(pm, vm)
     args = dict(zip(_params(op), call, strict=True))
     assert accepts(op, args, reply, int(pm.last_error), pre, post)
-    assert z3_allows(op, call, pre, post, reply, int(pm.last_error))
+    if op != "FirstFreeFrame" or SLOW:  # its z3 quantifier over 4096 frames: 20-40 s
+        assert z3_allows(op, call, pre, post, reply, int(pm.last_error))
     assert not accepts(op, args, reply, int(pm.last_error), pre,
                        dataclasses.replace(post, used_count=post.used_count + 1))
