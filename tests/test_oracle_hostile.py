@@ -31,6 +31,7 @@ from proofs.oracle.families import FAMILIES
 from proofs.oracle.protocol import (
     NESTING_LIMIT,
     ProtocolError,
+    byte_count,
     check_reply,
     extent,
     nesting,
@@ -470,6 +471,24 @@ def test_runs_too_large_to_judge_are_refused() -> None:
              "views": []}
     assert "past the 1048576 file bytes" in (extent("MappedFiles", files, 1024) or "")
     assert extent("HoleIndex", {"holes": [[2 ** 32 - 1, 0]]}, 48) is None
+
+
+def test_a_byte_observation_must_have_the_bytes_asked_for() -> None:
+    """A short or long ReadBytes, ProcessBytes, ReadPhysical, FileBytes or FrameBytes
+    reply is a protocol divergence, not memory the judges compare (null stays
+    "not readable")."""
+    asked = {"virtual_addr": 0x1000, "length": 4}
+    assert byte_count("ReadBytes", asked, {"data": "00112233"}) is None
+    assert byte_count("ReadBytes", asked, {"data": None}) is None
+    assert byte_count("ReadBytes", asked, {"data": "001122"}) == (
+        "ReadBytes asked for 4 bytes; the reply has 3")
+    assert "the reply has 5" in (byte_count("ProcessBytes", {"pid": 1, **asked},
+                                            {"data": "00" * 5}) or "")
+    assert "the reply has 0" in (byte_count("FileBytes", {"file": 1, "offset": 0,
+                                                          "length": 1}, {"data": ""}) or "")
+    assert byte_count("FrameBytes", {"frame": 3}, {"data": "00" * 4096}) is None
+    assert "asked for 4096 bytes" in (byte_count("FrameBytes", {"frame": 3},
+                                                 {"data": "00" * 4095}) or "")
 
 
 def test_an_extreme_count_is_a_divergence_not_an_exhausted_oracle(tmp_path: Path,

@@ -230,6 +230,24 @@ SIZES: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
 }
 
 
+#: The byte observations: the bytes their data must have (an argument, or a number).
+BYTE_COUNTS: dict[str, str | int] = {"ReadBytes": "length", "ReadPhysical": "length",
+                                     "ProcessBytes": "length", "FileBytes": "length",
+                                     "FrameBytes": 4096}
+
+
+def byte_count(name: str, args: Message, observed: Message) -> str | None:
+    """Why a byte observation's data is not the bytes asked for (None: it is, or
+    it is null): PROTOCOL.md gives each exactly ``length`` bytes (FrameBytes a
+    whole frame), so that no judge reads a short reply as the memory's bytes."""
+    wanted = BYTE_COUNTS.get(name)
+    data = observed.get("data")
+    count = args.get(wanted) if isinstance(wanted, str) else wanted
+    if not isinstance(data, str) or type(count) is not int or len(data) == 2 * count:
+        return None
+    return f"{name} asked for {count} bytes; the reply has {len(data) // 2}"
+
+
 def _items(value: Any, path: tuple[str, ...]) -> Iterator[Any]:
     if not path:
         yield from value
@@ -337,4 +355,4 @@ def known(manager: str, op: str) -> bool:
 __all__ = ["OBSERVATIONS", "Message", "Hello", "ProtocolError", "OperationUnsupported",
            "check_hello", "check_reply",
            "parse", "request", "observation", "validate", "schema", "known", "printable",
-           "NESTING_LIMIT", "SPACE_PAGES", "extent"]
+           "NESTING_LIMIT", "SPACE_PAGES", "byte_count", "extent"]

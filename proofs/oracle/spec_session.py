@@ -38,6 +38,7 @@ from proofs.oracle.protocol import (
     Message,
     OperationUnsupported,
     ProtocolError,
+    byte_count,
     check_reply,
     extent,
 )
@@ -148,10 +149,12 @@ class SpecSession(Session):
 
     def _keep(self, key: tuple[str, tuple[tuple[str, Any], ...]], request: Message,
               seen: Message) -> None:
-        """Remember an observation of the current state, its extent checked."""
-        too_large = extent(request["observe"], seen, self.frames)
-        if too_large is not None:
-            raise bad_reply(request, too_large, self.exchanges)
+        """Remember an observation of the current state, its extent and its
+        bytes' count checked."""
+        wrong = extent(request["observe"], seen, self.frames) or byte_count(
+            request["observe"], request["args"], seen)
+        if wrong is not None:
+            raise bad_reply(request, wrong, self.exchanges)
         self._seen[key] = seen
 
     def observe_all(self, names: tuple[str, ...]) -> None:
@@ -165,14 +168,16 @@ class SpecSession(Session):
         for request, reply in zip(requests, self._exchanges(requests), strict=True):
             self._keep((request["observe"], ()), request, reply["observed"])
 
-    def read(self, name: str, key: str, address: int, length: int) -> bytes | None:
+    def read(self, name: str, key: str, address: int, length: int,
+             **fixed: int) -> bytes | None:
         """length bytes from address through the byte observation ``name`` (its
-        address argument ``key``), READ_LIMIT bytes a request; None when any
-        part is not readable."""
+        address argument ``key``; ``fixed``: its other arguments), READ_LIMIT
+        bytes a request; None when any part is not readable (a reply of another
+        length is a protocol divergence: :meth:`_keep`)."""
         out = b""
         while length > 0:
             piece = min(length, READ_LIMIT)
-            data = self.observe(name, **{key: address, "length": piece})["data"]
+            data = self.observe(name, **fixed, **{key: address, "length": piece})["data"]
             if data is None:
                 return None
             out += bytes.fromhex(data)

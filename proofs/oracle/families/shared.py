@@ -58,7 +58,7 @@ from proofs.oracle.families.shared_boundaries import SharedBoundaryRules
 from proofs.oracle.families.user import OLD_PROTECT_PTR, user_setup
 from proofs.oracle.managers import Family, Message
 from proofs.oracle.session import Session, last_observed
-from proofs.oracle.worlds.shared import MANAGERS, READ_LIMIT, SharedPart, pattern
+from proofs.oracle.worlds.shared import MANAGERS, SharedPart, pattern
 from proofs.oracle.worlds.user import MANAGERS as USER_MANAGERS
 from spec.abi import (
     ALLOCATION_GRANULARITY,
@@ -342,15 +342,11 @@ class ObservedShared(SharedHarness):
         return self.session.observe(name, **args)  # type: ignore[no-any-return]
 
     def read_file(self, file: int, size: int) -> bytes:
-        out = b""
-        for offset in range(0, size, READ_LIMIT):
-            data = self.observe("FileBytes", file=file, offset=offset,
-                                length=min(READ_LIMIT, size - offset))["data"]
-            if data is None:
-                raise CheckError(f"FileBytes of file {file} at {offset:#x} reports null "
-                                 f"inside its {size} bytes", ["MappedFiles"])
-            out += bytes.fromhex(data)
-        return out
+        data = self.session.read("FileBytes", "offset", 0, size, file=file)
+        if data is None:
+            raise CheckError(f"FileBytes of file {file} reports null inside its {size} bytes",
+                             ["MappedFiles"])
+        return bytes(data)
 
     def snapshot(self, extra: Mapping[int, Any] | None = None) -> SharedSnapshot:
         """The spec's view of the reports (every file the implementation made)."""

@@ -42,11 +42,11 @@ from proofs.machines.runner import CheckedMachine, every_rule_enabled
 from proofs.machines.user_space import FRAMES, MAX_PROCESSES, Layout, UserMachine
 from proofs.oracle.families.rules import SessionRules, one_machine
 from proofs.oracle.families.user_boundaries import UserBoundaryRules
-from proofs.oracle.families.user_heap import HeapJudging, fill_block
+from proofs.oracle.families.user_heap import HeapJudging, fill_block, program_bytes
 from proofs.oracle.families.user_twins import TwinFirst
 from proofs.oracle.managers import Family, Message
 from proofs.oracle.session import Session, last_observed
-from proofs.oracle.worlds.user import MANAGERS, READ_LIMIT, UserPart, linux_code
+from proofs.oracle.worlds.user import MANAGERS, UserPart, linux_code
 from spec.abi import MEM_COMMIT, MEM_FREE, ORIGIN_PROCESS_HEAP, PAGE_NOACCESS, PAGE_SHIFT, USER_TOP
 from spec.user_space import PageView, SpaceView
 
@@ -306,9 +306,7 @@ class UserJudge(HeapJudging, TwinFirst):
                 p["heap"] >> PAGE_SHIFT, len(heap))
 
     def read(self, pid: int, address: int, length: int) -> bytes:
-        data = self.session.observe("ProcessBytes", pid=pid, virtual_addr=address,
-                                    length=min(length, READ_LIMIT))["data"]
-        return b"" if data is None else bytes.fromhex(data)
+        return program_bytes(self.session, pid, address, length)
 
     def check_contents(self, view: View) -> dict[str, str]:
         if "ProcessBytes" not in self.session.observations:

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 from proofs.machines.heap_blocks import HeapBlocks
-from proofs.oracle.worlds.user import READ_LIMIT
 from spec.abi import PAGE_SIZE
 
 #: Bytes written into the start of each block (and kept track of, at most).
@@ -43,22 +42,10 @@ def fill_block(front: Any, pointer: int, size: int) -> None:
 
 
 def program_bytes(session: Any, pid: int, address: int, length: int) -> bytes:
-    """length bytes at address of pid's committed pages, through ProcessBytes in
-    pieces of at most READ_LIMIT (b"" when a page is not committed, or a reply is
-    not the bytes asked for)."""
-    out = b""
-    for start in range(0, length, READ_LIMIT):
-        piece = min(length - start, READ_LIMIT)
-        data = session.observe("ProcessBytes", pid=pid, virtual_addr=address + start,
-                               length=piece)["data"]
-        try:
-            chunk = bytes.fromhex(data) if isinstance(data, str) else b""
-        except ValueError:
-            chunk = b""
-        if len(chunk) != piece:
-            return b""
-        out += chunk
-    return out
+    """length bytes at address of pid's committed pages, through ProcessBytes
+    (b"" when a page is not committed)."""
+    data = session.read("ProcessBytes", "virtual_addr", address, length, pid=pid)
+    return b"" if data is None else bytes(data)
 
 
 class HeapJudging:
