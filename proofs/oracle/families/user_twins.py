@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 from model.user_layout import page_ceil, protect_from_prot
+from proofs.abstractions.user_linux_twin import access_accepts, linux_accepts
 from proofs.abstractions.user_space import View
 from proofs.abstractions.user_step_twin import (
     create_accepts,
@@ -41,7 +42,7 @@ from proofs.abstractions.user_step_twin import (
     reserve_commit_accepts,
 )
 from proofs.abstractions.user_twin import holding
-from proofs.machines.user_space import RESET_TYPES, UserChecks
+from proofs.machines.user_space import KIND, RESET_TYPES, UserChecks
 from spec import user_space as us
 from spec.abi import (
     MAP_FIXED,
@@ -114,6 +115,8 @@ class TwinFirst(UserChecks):
         (pid: the current process; the same choice of step as there)."""
         if any(type(a) is not int for a in args):
             return False
+        if linux_accepts(self, name, args, pid, pre_view, post_view, reply, code):
+            return True
         if name == "DestroyProcess":
             return destroy_accepts(args[0], pre_view, post_view, code, self.nframes())
         if type(reply) is not int:
@@ -139,6 +142,14 @@ class TwinFirst(UserChecks):
             return create_accepts(reply, image, image_pages, base, heap_pages, count, pre_view,
                                   post_view, code, self.nframes())
         return False
+
+    def access_failing(self, pid: int, kind: str, address: int, allowed: bool,
+                       pre_view: View) -> list[str]:
+        """None of the Access step's claims fails when its twin accepts the access."""
+        if type(address) is int and access_accepts(pid, address >> PAGE_SHIFT, KIND[kind],
+                                                   allowed, pre_view):
+            return []
+        return super().access_failing(pid, kind, address, allowed, pre_view)
 
     def picked(self, pid: int, post_view: View) -> tuple[Any, Any, Any]:  # type: ignore[override]
         table = self._table("picked")
