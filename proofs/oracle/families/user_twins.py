@@ -25,8 +25,16 @@ whose spec step has a twin (:mod:`proofs.abstractions.user_step_twin`,
 tests/test_user_step_twin.py): CreateProcess and DestroyProcess, a third
 and more of the calls the search judges by a z3 step (every sequence ends by
 destroying its processes), VirtualAlloc(MEM_RESERVE | MEM_COMMIT) and mmap
-without MAP_FIXED; a call the twin accepts needs no z3 step, any other is
-judged by the z3 step as before.
+without MAP_FIXED; and for those of :mod:`proofs.abstractions.user_linux_twin`
+(tests/test_user_linux_twin.py, one entry: ``linux_accepts``): brk up and
+down (BrkGrow, BrkShrink), a successful munmap, mprotect's success and its
+partial results ENOMEM and EACCES (Mprotect), mmap with MAP_FIXED
+(MmapFixed), a heap call that commits or decommits pages of the process
+heap (ProcessHeapGrow, ProcessHeapShrink) and a successful HeapSize
+(ProcessHeapSize). A call a twin accepts needs no z3 step, any other is
+judged by the z3 step as before. So with a user-mode access: when the
+Access step's twin accepts it (the step's ok is the outcome reported, so
+PROT-1 holds), ``access_failing`` asks z3 nothing.
 """
 
 from __future__ import annotations
