@@ -16,19 +16,23 @@ z3 verdict is the user harness's own (``UserChecks.expected`` and
 partial results as ``UserChecks.call`` does; ``UserChecks.access_failing``
 for an access), the twin the oracle's judge's (``TwinFirst.twin_accepts``;
 ``access_accepts``). On the model's own views both accept; on reports with
-one edit (``corrupted`` of tests/test_user_twin.py, of the view before or the
-view after), another code or another reply, or an access reported with the
-opposite outcome, the twin accepts only what the z3 step accepts, and exactly
-that where the call is one the twin evaluates (a success, or mprotect's
-ENOMEM / EACCES). The default run makes 30 and 60 examples, MEMSPEC_SLOW=1 150
-and 400 (tests/budget.py).
+one edit (of a page the call changed or of the break, half of the time;
+else ``corrupted`` of tests/test_user_twin.py on the view before or after),
+another code or another reply, or an access reported with one field of its
+page changed or the opposite outcome, the twin accepts only what the z3 step
+accepts, and exactly that where the call is one the twin evaluates (a
+success, mprotect's ENOMEM / EACCES, any access). The default run makes 30,
+60 and 60 examples (model calls, edited reports, accesses), MEMSPEC_SLOW=1
+150, 400 and 300 (tests/budget.py); the cases by hand below make each kind
+of call happen.
 
-Teeth (tried by hand, each caught by the default run, then reverted): brk's
-new pages taking the PTE bits reported; munmap not rebasing the piece of an
-allocation above the range; unmappable ignoring a reservation that goes on
-past the range; mprotect's ENOMEM and EACCES swapped; an access allowed
-without the PTE's U/S bit; ProcessHeapShrink keeping the frames; MAP_FIXED
-keeping the old pages' frames owned; a brk page always based at the break.
+Teeth (mutants of the twins tried by hand, each failing the default run,
+then reverted): brk's new pages taking the PTE bits reported; munmap not
+rebasing the piece of an allocation above the range; unmappable ignoring a
+reservation that goes on past the range; mprotect's ENOMEM and EACCES
+swapped; an access allowed without the PTE's U/S bit; ProcessHeapShrink
+keeping the frames; MAP_FIXED keeping the old pages' frames owned; a brk
+page always based at the break.
 """
 
 from __future__ import annotations
