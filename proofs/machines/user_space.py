@@ -136,7 +136,7 @@ from spec.abi import (
     ErrorCode,
 )
 from spec.state import Ref
-from spec.user_space import UserState
+from spec.user_space import PageView, UserState
 
 #: Hypothesis budget per profile: a step costs ~0.1-1 s of z3 (14 examples of 16
 #: steps measured 40 s of CPU, too much for the quick profile's minute), so the
@@ -370,11 +370,7 @@ class UserChecks:
             address, length, prot = args
             first = address >> PAGE_SHIFT
             end = page_ceil(address + length) >> PAGE_SHIFT
-            pages = pre_view[0][pid]
-            stop = first
-            while stop < end and stop in pages and pages[stop].state == MEM_COMMIT \
-                    and pages[stop].origin != ORIGIN_PROCESS_HEAP:
-                stop += 1
+            stop = mprotect_stop(pre_view[0][pid], first, end)
             return us.Mprotect(pre, p, z3.IntVal(first), z3.IntVal(end - first),
                                z3.IntVal(protect_from_prot(prot)), z3.IntVal(stop))
         if name in ("SyscallHeapAlloc", "SyscallHeapFree", "SyscallHeapReAlloc") and live:
@@ -424,11 +420,7 @@ class UserChecks:
                    pinv: Ref, oom: Ref) -> us.UserStep | None:
         """A heap call that expanded or contracted the process heap: the pages
         committed or decommitted at its end (ProcessHeapGrow / ProcessHeapShrink)."""
-        before, after = pre_view[0][pid], post_view[0][pid]
-        grown = [v for v, page in after.items() if page.origin == ORIGIN_PROCESS_HEAP
-                 and page.state == MEM_COMMIT and before[v].state != MEM_COMMIT]
-        shrunk = [v for v, page in before.items() if page.origin == ORIGIN_PROCESS_HEAP
-                  and page.state == MEM_COMMIT and after[v].state != MEM_COMMIT]
+        grown, shrunk = heap_changes(pid, pre_view, post_view)
         p = z3.IntVal(pid)
         if grown:
             return us.ProcessHeapGrow(pre, p, z3.IntVal(min(grown)), z3.IntVal(len(grown)),
@@ -509,18 +501,44 @@ class UserChecks:
         pre_view = self.view()
         allowed, reply = self.touch(kind, address)
         self.machine.outcomes[f"access {kind} {'ok' if allowed else 'fault'}"] += 1
+        bad = self.access_failing(pid, kind, address, allowed, pre_view)
+        data = self.write_data() if allowed and kind == "write" else b""
+        if data and not self.heap_blocks.wrote(pid, address, data):
+            self.written.update(((pid, address + n), bytes([b])) for n, b in enumerate(data))
+        raise_problems(f"{kind} {address:#x} in process {pid}: {reply!r}",
+                       {name: f"the spec's Access step disagrees ({name})" for name in bad})
+
+    def access_failing(self, pid: int, kind: str, address: int, allowed: bool,
+                       pre_view: View) -> list[str]:
+        """The claims of the spec's Access step that fail (PROT-1; TRANSITION: the
+        step's ok is whether the access was allowed)."""
         pre = self.state(pre_view)
         args = {"pid": z3.IntVal(pid), "vpn": z3.IntVal(address >> PAGE_SHIFT),
                 "kind": z3.IntVal(KIND[kind])}
         step = us.Access(pre, args["pid"], args["vpn"], args["kind"])
         claims = [("PROT-1", us.prot_1(pre, step, args) if allowed else z3.BoolVal(True)),
                   (TRANSITION, step.ok == allowed)]
-        bad = failing(claims, "access")
-        data = self.write_data() if allowed and kind == "write" else b""
-        if data and not self.heap_blocks.wrote(pid, address, data):
-            self.written.update(((pid, address + n), bytes([b])) for n, b in enumerate(data))
-        raise_problems(f"{kind} {address:#x} in process {pid}: {reply!r}",
-                       {name: f"the spec's Access step disagrees ({name})" for name in bad})
+        return failing(claims, "access")
+
+
+def mprotect_stop(pages: Mapping[int, PageView], first: int, end: int) -> int:
+    """The Mprotect step's stop: the first page of [first, end) not committed or
+    of the process heap (end when there is none), read from the pages before."""
+    stop = first
+    while stop < end and stop in pages and pages[stop].state == MEM_COMMIT \
+            and pages[stop].origin != ORIGIN_PROCESS_HEAP:
+        stop += 1
+    return stop
+
+
+def heap_changes(pid: int, pre_view: View, post_view: View) -> tuple[list[int], list[int]]:
+    """The process heap's pages a heap call committed and those it decommitted."""
+    before, after = pre_view[0][pid], post_view[0][pid]
+    grown = [v for v, page in after.items() if page.origin == ORIGIN_PROCESS_HEAP
+             and page.state == MEM_COMMIT and before[v].state != MEM_COMMIT]
+    shrunk = [v for v, page in before.items() if page.origin == ORIGIN_PROCESS_HEAP
+              and page.state == MEM_COMMIT and after[v].state != MEM_COMMIT]
+    return grown, shrunk
 
 
 def refused(name: str, args: tuple[Any, ...], pre: UserState, p: Ref, code: int,

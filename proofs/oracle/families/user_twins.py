@@ -25,8 +25,16 @@ whose spec step has a twin (:mod:`proofs.abstractions.user_step_twin`,
 tests/test_user_step_twin.py): CreateProcess and DestroyProcess, a third
 and more of the calls the search judges by a z3 step (every sequence ends by
 destroying its processes), VirtualAlloc(MEM_RESERVE | MEM_COMMIT) and mmap
-without MAP_FIXED; a call the twin accepts needs no z3 step, any other is
-judged by the z3 step as before.
+without MAP_FIXED; and for those of :mod:`proofs.abstractions.user_linux_twin`
+(tests/test_user_linux_twin.py, one entry: ``linux_accepts``): brk up and
+down (BrkGrow, BrkShrink), a successful munmap, mprotect's success and its
+partial results ENOMEM and EACCES (Mprotect), mmap with MAP_FIXED
+(MmapFixed), a heap call that commits or decommits pages of the process
+heap (ProcessHeapGrow, ProcessHeapShrink) and a successful HeapSize
+(ProcessHeapSize). A call a twin accepts needs no z3 step, any other is
+judged by the z3 step as before. So with a user-mode access: when the
+Access step's twin accepts it (the step's ok is the outcome reported, so
+PROT-1 holds), ``access_failing`` asks z3 nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from __future__ import annotations
 from typing import Any
 
 from model.user_layout import page_ceil, protect_from_prot
+from proofs.abstractions.user_linux_twin import access_accepts, linux_accepts
 from proofs.abstractions.user_space import View
 from proofs.abstractions.user_step_twin import (
     create_accepts,
@@ -41,7 +50,7 @@ from proofs.abstractions.user_step_twin import (
     reserve_commit_accepts,
 )
 from proofs.abstractions.user_twin import holding
-from proofs.machines.user_space import RESET_TYPES, UserChecks
+from proofs.machines.user_space import KIND, RESET_TYPES, UserChecks
 from spec import user_space as us
 from spec.abi import (
     MAP_FIXED,
@@ -114,6 +123,8 @@ class TwinFirst(UserChecks):
         (pid: the current process; the same choice of step as there)."""
         if any(type(a) is not int for a in args):
             return False
+        if linux_accepts(self, name, args, pid, pre_view, post_view, reply, code):
+            return True
         if name == "DestroyProcess":
             return destroy_accepts(args[0], pre_view, post_view, code, self.nframes())
         if type(reply) is not int:
@@ -139,6 +150,14 @@ class TwinFirst(UserChecks):
             return create_accepts(reply, image, image_pages, base, heap_pages, count, pre_view,
                                   post_view, code, self.nframes())
         return False
+
+    def access_failing(self, pid: int, kind: str, address: int, allowed: bool,
+                       pre_view: View) -> list[str]:
+        """None of the Access step's claims fails when its twin accepts the access."""
+        if type(address) is int and access_accepts(pid, address >> PAGE_SHIFT, KIND[kind],
+                                                   allowed, pre_view):
+            return []
+        return super().access_failing(pid, kind, address, allowed, pre_view)
 
     def picked(self, pid: int, post_view: View) -> tuple[Any, Any, Any]:  # type: ignore[override]
         table = self._table("picked")
