@@ -482,15 +482,31 @@ class UserChecks:
         return {HEAP_BLOCKS: "; ".join(wrong)} if wrong else {}
 
     def check_contents(self, view: View) -> dict[str, str]:
-        wrong = []
-        for (pid, address), data in list(self.written.items()):
+        """Every byte written to a page that stays committed reads back; the bytes
+        written side by side in one page are read in one piece."""
+        runs: list[tuple[int, int, bytearray]] = []
+        for (pid, address), data in sorted(self.written.items()):
             page = view[0].get(pid, {}).get(address >> PAGE_SHIFT)
             if page is None or page.state != MEM_COMMIT:
                 del self.written[(pid, address)]
                 continue
-            seen = self.read(pid, address, len(data))
-            if seen != data:
-                wrong.append(f"{address:#x} in process {pid} reads {seen!r}, wrote {data!r}")
+            if runs and runs[-1][0] == pid and runs[-1][1] + len(runs[-1][2]) == address \
+                    and runs[-1][1] >> PAGE_SHIFT == (address + len(data) - 1) >> PAGE_SHIFT:
+                runs[-1][2].extend(data)
+            else:
+                runs.append((pid, address, bytearray(data)))
+        wrong = []
+        for pid, start, wanted in runs:
+            seen = self.read(pid, start, len(wanted))
+            if seen == wanted:
+                continue
+            address = start
+            while address < start + len(wanted):
+                data = self.written[(pid, address)]
+                got = seen[address - start:address - start + len(data)]
+                if got != data:
+                    wrong.append(f"{address:#x} in process {pid} reads {got!r}, wrote {data!r}")
+                address += len(data)
         return {CONTENTS: "; ".join(wrong)} if wrong else {}
 
     def access(self, kind: str, address: int) -> None:
