@@ -41,6 +41,7 @@ from proofs.abstractions.user_step_twin import (
     reserve_commit_accepts,
 )
 from proofs.abstractions.user_twin import holding
+from proofs.abstractions.user_windows_twin import windows_accepts
 from proofs.machines.user_space import RESET_TYPES, UserChecks
 from spec import user_space as us
 from spec.abi import (
@@ -114,6 +115,8 @@ class TwinFirst(UserChecks):
         (pid: the current process; the same choice of step as there)."""
         if any(type(a) is not int for a in args):
             return False
+        if windows_accepts(self, name, args, pid, pre_view, post_view, reply, code):
+            return True
         if name == "DestroyProcess":
             return destroy_accepts(args[0], pre_view, post_view, code, self.nframes())
         if type(reply) is not int:
