@@ -40,8 +40,6 @@ from spec.abi import (
     MEM_RESERVE,
     MEM_RESET,
     MEM_RESET_UNDO,
-    ORIGIN_MMAP,
-    ORIGIN_VIRTUAL_ALLOC,
     PAGE_EXECUTE_READ,
     PAGE_EXECUTE_READWRITE,
     PAGE_NOACCESS,
@@ -61,9 +59,14 @@ RESERVATION = 0x10000000
 BIG = 0x20000000
 #: Free pages on the 64 KB granule.
 FREE = 0x30000000
-#: A reservation with its second page committed; a 4 MB one (more pages than frames).
+#: A reservation with its second page committed, and next to it one committed whole;
+#: a 4 MB one (more pages than frames).
 SETUP = [("SyscallVirtualAlloc", RESERVATION, 0x10000, MEM_RESERVE, PAGE_READWRITE),
-         ("SyscallVirtualAlloc", RESERVATION + PAGE_SIZE, 1, MEM_COMMIT, PAGE_READONLY)]
+         ("SyscallVirtualAlloc", RESERVATION + PAGE_SIZE, 1, MEM_COMMIT, PAGE_READONLY),
+         ("SyscallVirtualAlloc", RESERVATION + 0x10000, 0x2000, MEM_RESERVE | MEM_COMMIT,
+          PAGE_READWRITE)]
+#: The first reservation's last page: two pages from it reach into the next one.
+ACROSS = RESERVATION + 0xF000
 BIG_SETUP = [("SyscallVirtualAlloc", BIG, 0x400000, MEM_RESERVE, PAGE_READWRITE)]
 PROTECTIONS = (PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE, PAGE_EXECUTE_READ,
                PAGE_EXECUTE_READWRITE, 0x41, 0x3)
@@ -85,32 +88,31 @@ CODES = (0, 5, 6, 8, 87, 487, 998, EINVAL)
 
 
 def targets(h: UserHarness) -> tuple[list[int], list[int]]:
-    """Where a call aims: (the bases and next pages of the VirtualAlloc and mmap
-    allocations, those and every allocation's base + 1 and last page with FIXED)."""
+    """Where a call aims: (every allocation's base and next page, and ACROSS;
+    those, each base + 1 and last page, and FIXED)."""
     space = h.calls.current
-    private: list[int] = []
-    found = list(FIXED)
+    aimed = [ACROSS]
+    anywhere = [ACROSS, *FIXED]
     if space is not None:
         for allocation in sorted(space.allocations.values(), key=lambda a: a.base):
             pages = [allocation.base, allocation.base + PAGE_SIZE]
-            if allocation.origin in (ORIGIN_VIRTUAL_ALLOC, ORIGIN_MMAP):
-                private += pages
-            found += [*pages, allocation.base + 1, allocation.end - PAGE_SIZE]
-    return private or found, found
+            aimed += pages
+            anywhere += [*pages, allocation.base + 1, allocation.end - PAGE_SIZE]
+    return aimed, anywhere
 
 
 @st.composite
 def windows_call(draw: st.DrawFn, h: UserHarness) -> tuple[str, tuple[int, ...]]:
-    """One call, aimed half of the time where it may succeed: a reservation at
-    NULL or a free address on the granule, a commit, reset, free or protection
-    change of a VirtualAlloc or mmap allocation."""
-    private, anywhere = targets(h)
+    """One call, aimed half of the time at an allocation's first or second page
+    or across two (a reservation: at NULL or at free pages), else anywhere."""
+    aimed, anywhere = targets(h)
     size = draw(st.sampled_from(SIZES))
     protect = draw(st.sampled_from(PROTECTIONS))
     name, kind = draw(st.sampled_from(KINDS))
     if name == "protect" and h.calls.current is None:
         name = "SyscallVirtualProtect"  # the harness's protect needs a current process
-    aimed = (0, FREE, FREE + PAGE_SIZE) if kind == MEM_RESERVE else private
+    if kind == MEM_RESERVE:
+        aimed = [0, FREE, FREE + PAGE_SIZE]
     address = draw(st.sampled_from(aimed) | st.sampled_from(anywhere))
     if name == "SyscallVirtualAlloc":
         return name, (address, size, kind, protect)
@@ -181,18 +183,19 @@ def test_twins_agree_on_model_calls(calls_made: list[tuple[Any, ...]], big: bool
     agree(twin, z3_ok, name, args, reply)
 
 
-def changed_reply(draw: st.DrawFn, name: str, args: tuple[int, ...], reply: Any,
+def changed_reply(data: st.DataObject, name: str, args: tuple[int, ...], reply: Any,
                   code: int) -> tuple[Any, int]:
     """A success reported as a failure (a code, munmap's EINVAL), a failure as a
     success, or a VirtualAlloc success at another page."""
     if name == "protect":
-        return (not reply[0], reply[1]), 0 if code else draw(st.sampled_from(CODES[1:]))
+        return (not reply[0], reply[1]), 0 if code else data.draw(st.sampled_from(CODES[1:]))
     if name == "SyscallMunmap":
         return (-EINVAL, EINVAL) if code == 0 else (0, 0)
     if code:
-        return draw(st.sampled_from((args[0], FREE, 1))), 0
-    return draw(st.sampled_from(((0, draw(st.sampled_from(CODES[1:]))),
-                                 (reply + PAGE_SIZE, 0), (reply - PAGE_SIZE, 0))))
+        return data.draw(st.sampled_from((args[0], FREE, 1))), 0
+    changed: list[tuple[int, int]] = [(0, data.draw(st.sampled_from(CODES[1:]))),
+                                      (reply + PAGE_SIZE, 0), (reply - PAGE_SIZE, 0)]
+    return data.draw(st.sampled_from(changed))
 
 
 @settings(SETTINGS, max_examples=examples(80, 400))
@@ -210,7 +213,7 @@ def test_twins_agree_on_corrupted_reports(calls_made: list[tuple[Any, ...]], big
     elif edit == "code":
         code = data.draw(st.sampled_from(CODES))
     else:
-        reply, code = changed_reply(data.draw, name, args, reply, code)
+        reply, code = changed_reply(data, name, args, reply, code)
     try:
         twin, z3_ok = verdicts(h, name, args, pre, post, reply, code)
     except KeyError:  # a view without the process or page the judge reads
@@ -273,3 +276,42 @@ def test_munmap_of_part_of_a_reservation_is_einval() -> None:
     assert code == EINVAL
     assert verdicts(h, "SyscallMunmap", args, pre, post, reply, code) == (True, True)
     assert verdicts(h, "SyscallMunmap", args, pre, post, reply, 12) == (False, False)
+
+
+def test_decommit_gives_the_frames_back() -> None:
+    """VirtualFree(MEM_DECOMMIT) of the reservation's first two pages (the second
+    committed): accepted; reported with the page still committed, refused."""
+    h = made([], False)
+    args = (RESERVATION, 0x2000, MEM_DECOMMIT)
+    pre, post, reply, code = one_call(h, "SyscallVirtualFree", args)
+    assert (reply, code) == (1, 0)
+    assert verdicts(h, "SyscallVirtualFree", args, pre, post, reply, code) == (True, True)
+    assert verdicts(h, "SyscallVirtualFree", args, pre, pre, reply, code) == (False, False)
+
+
+def test_the_process_heap_is_refused() -> None:
+    """VirtualProtect and VirtualAlloc(MEM_COMMIT) of the process heap's first
+    page: ERROR_ACCESS_DENIED; reported as ERROR_INVALID_ADDRESS, refused."""
+    h = made([], False)
+    heap = h.calls.heaps[h.current_pid()].start_address
+    for name, args in (("protect", (heap, 1, PAGE_READONLY)),
+                       ("SyscallVirtualAlloc", (heap, 1, MEM_COMMIT, PAGE_READONLY))):
+        pre, post, reply, code = one_call(h, name, args)
+        assert code == 5
+        assert verdicts(h, name, args, pre, post, reply, code) == (True, True)
+        assert verdicts(h, name, args, pre, post, reply, 487) == (False, False)
+
+
+def test_a_range_across_two_allocations_is_refused() -> None:
+    """MEM_COMMIT, MEM_RESET and MEM_DECOMMIT of the first reservation's last
+    page and the next one's first: ERROR_INVALID_ADDRESS (one_allocation);
+    reported as a success at that page, refused."""
+    h = made([], False)
+    for name, args in (("SyscallVirtualAlloc", (ACROSS, 0x2000, MEM_COMMIT, PAGE_READWRITE)),
+                       ("SyscallVirtualAlloc", (ACROSS, 0x2000, MEM_RESET, PAGE_READWRITE)),
+                       ("SyscallVirtualFree", (ACROSS, 0x2000, MEM_DECOMMIT))):
+        pre, post, reply, code = one_call(h, name, args)
+        assert (reply, code) == (0, 487)
+        assert verdicts(h, name, args, pre, post, reply, code) == (True, True)
+        assert verdicts(h, name, args, pre, post, ACROSS if len(args) == 4 else 1, 0) == (
+            False, False)
