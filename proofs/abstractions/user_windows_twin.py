@@ -37,6 +37,11 @@ the page or process the judge's own step reads, more than ``MAX_PAGES``
 pages reserved), and then the z3 step judges the call as before.
 tests/test_user_windows_twin.py checks on model processes and on corrupted
 reports and codes that the twin accepts exactly where the z3 step does.
+
+Why (issue 16): in a 20 s spec-mode search of the user family these steps
+took about 65 ms of z3 each (building the step and its transition: 3.3 s for
+the 67 successful VirtualAlloc, VirtualFree and VirtualProtect calls of 18
+sequences); the twins take about 1 ms.
 """
 
 from __future__ import annotations

@@ -25,8 +25,17 @@ whose spec step has a twin (:mod:`proofs.abstractions.user_step_twin`,
 tests/test_user_step_twin.py): CreateProcess and DestroyProcess, a third
 and more of the calls the search judges by a z3 step (every sequence ends by
 destroying its processes), VirtualAlloc(MEM_RESERVE | MEM_COMMIT) and mmap
-without MAP_FIXED; a call the twin accepts needs no z3 step, any other is
-judged by the z3 step as before.
+without MAP_FIXED; and the Windows calls (:mod:`proofs.abstractions.user_windows_twin`,
+tests/test_user_windows_twin.py, through ``windows_accepts``):
+VirtualAlloc(MEM_COMMIT) into a reservation, VirtualAlloc(MEM_RESERVE),
+MEM_RESET and MEM_RESET_UNDO, VirtualFree release and decommit,
+VirtualProtect, and the status of every failed call the judge gives to
+``refused`` (VirtualProtect, VirtualFree, VirtualAlloc(MEM_COMMIT, MEM_RESET,
+MEM_RESET_UNDO), munmap). A call a twin accepts needs no z3 step, any other
+is judged by the z3 step as before. Still judged by z3 alone: the successful
+Linux calls other than mmap without MAP_FIXED (mmap(MAP_FIXED), munmap,
+mprotect, brk), the process heap's steps (ProcessHeapGrow, ProcessHeapShrink,
+ProcessHeapSize), and any call a twin does not accept.
 """
 
 from __future__ import annotations
