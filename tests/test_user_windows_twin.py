@@ -18,7 +18,15 @@ proofs/abstractions/user_windows_twin.py) must accept only what the z3 step
 accepts, and exactly that where the judge's step is one it twins: on the
 model's own views (where z3 accepts every call) and on reports with one
 thing changed: the view after or before (the edits of ``corrupted`` in
-tests/test_user_twin.py), the code, or the reply. The default run makes 30
+tests/test_user_twin.py), the code, or the reply. Fixed cases add a commit
+that keeps a committed page's frame and changes its protection, out of
+memory, munmap of part of a reservation, a decommit giving frames back, the
+process heap, a range across two allocations, and release or decommit of the
+image and the heap. Each of these mutants of the twins was caught (tried by
+hand): the protection ignored, release of any origin, oom ignored, munmap's
+unmappable ignored, the post-state not compared, committed pages taking a
+new frame, decommit keeping the frames' owner, one_allocation ignoring the
+base, VirtualProtect of the process heap allowed. The default run makes 30
 and 40 examples, MEMSPEC_SLOW=1 150 and 400 (tests/budget.py).
 """
 
@@ -316,3 +324,20 @@ def test_a_range_across_two_allocations_is_refused() -> None:
         assert verdicts(h, name, args, pre, post, reply, code) == (True, True)
         assert verdicts(h, name, args, pre, post, ACROSS if len(args) == 4 else 1, 0) == (
             False, False)
+
+
+def test_only_virtual_alloc_and_mmap_allocations_are_released() -> None:
+    """VirtualFree(MEM_RELEASE) and MEM_DECOMMIT of the image and of the process
+    heap: ERROR_INVALID_PARAMETER (windows_owned); reported as
+    ERROR_INVALID_ADDRESS, refused."""
+    h = made([], False)
+    space = h.calls.current
+    assert space is not None
+    for base in (space.image_base, h.calls.heaps[space.pid].start_address):
+        for args in ((base, 0, MEM_RELEASE), (base, PAGE_SIZE, MEM_DECOMMIT)):
+            pre, post, reply, code = one_call(h, "SyscallVirtualFree", args)
+            assert (reply, code) == (0, 87)
+            assert verdicts(h, "SyscallVirtualFree", args, pre, post, reply, code) == (
+                True, True)
+            assert verdicts(h, "SyscallVirtualFree", args, pre, post, reply, 487) == (
+                False, False)

@@ -89,6 +89,9 @@ from spec.user_space import GRANULE_PAGES, PageView
 E = ErrorCode
 Own = Mapping[int, PageView]
 PROTECT_NAMES = ("protect", "SyscallVirtualProtect")
+#: The calls windows_accepts judges (munmap: its failures).
+NAMES = frozenset({"SyscallVirtualAlloc", "SyscallVirtualFree", "SyscallMunmap",
+                   *PROTECT_NAMES})
 
 
 class Step(NamedTuple):
@@ -398,7 +401,7 @@ def windows_accepts(checks: UserChecks, name: str, args: tuple[Any, ...], pid: i
                     pre_view: View, post_view: View, reply: Any, code: int) -> bool:
     """The z3 step ``checks.expected`` builds for the call accepts it (pid: the
     current process), decided by the twins above; False also where none applies."""
-    if pid == 0 or any(type(a) is not int for a in args):
+    if pid == 0 or name not in NAMES or any(type(a) is not int for a in args):
         return False
     if name == "protect":  # the harness's VirtualProtect: (ok, old protection)
         if type(reply) is not tuple or not reply or type(reply[0]) is not bool:
@@ -408,10 +411,10 @@ def windows_accepts(checks: UserChecks, name: str, args: tuple[Any, ...], pid: i
         ok = reply == 0 if name == "SyscallMunmap" else reply != 0
     else:
         return False
+    if ok and name == "SyscallMunmap":
+        return False  # Munmap's success step: not a Windows twin
     pre = Pages(pre_view, checks.nframes())
     if ok:
-        if name == "SyscallMunmap":
-            return False  # Munmap's success step: not a Windows twin
         step = succeeded(checks, name, args, pid, pre, pre_view, post_view,
                          0 if name == "protect" else reply)
         if step is None or step.status != code:
