@@ -25,16 +25,24 @@ whose spec step has a twin (:mod:`proofs.abstractions.user_step_twin`,
 tests/test_user_step_twin.py): CreateProcess and DestroyProcess, a third
 and more of the calls the search judges by a z3 step (every sequence ends by
 destroying its processes), VirtualAlloc(MEM_RESERVE | MEM_COMMIT) and mmap
-without MAP_FIXED; and for those of :mod:`proofs.abstractions.user_linux_twin`
-(tests/test_user_linux_twin.py, one entry: ``linux_accepts``): brk up and
-down (BrkGrow, BrkShrink), a successful munmap, mprotect's success and its
-partial results ENOMEM and EACCES (Mprotect), mmap with MAP_FIXED
-(MmapFixed), a heap call that commits or decommits pages of the process
-heap (ProcessHeapGrow, ProcessHeapShrink) and a successful HeapSize
-(ProcessHeapSize). A call a twin accepts needs no z3 step, any other is
-judged by the z3 step as before. So with a user-mode access: when the
-Access step's twin accepts it (the step's ok is the outcome reported, so
-PROT-1 holds), ``access_failing`` asks z3 nothing.
+without MAP_FIXED; the Windows calls (:mod:`proofs.abstractions.user_windows_twin`,
+tests/test_user_windows_twin.py, through ``windows_accepts``):
+VirtualAlloc(MEM_COMMIT) into a reservation, VirtualAlloc(MEM_RESERVE),
+MEM_RESET and MEM_RESET_UNDO, VirtualFree release and decommit,
+VirtualProtect, and the status of every failed call the judge gives to
+``refused`` (VirtualProtect, VirtualFree, VirtualAlloc(MEM_COMMIT, MEM_RESET,
+MEM_RESET_UNDO), munmap); and the Linux and heap calls of
+:mod:`proofs.abstractions.user_linux_twin` (tests/test_user_linux_twin.py,
+through ``linux_accepts``): brk up and down (BrkGrow, BrkShrink), a
+successful munmap, mprotect's success and its partial results ENOMEM and
+EACCES (Mprotect), mmap with MAP_FIXED (MmapFixed), a heap call that commits
+or decommits pages of the process heap (ProcessHeapGrow, ProcessHeapShrink)
+and a successful HeapSize (ProcessHeapSize). A call a twin accepts needs no
+z3 step, any other is judged by the z3 step as before; so is a user-mode
+access: when the Access step's twin accepts it (the step's ok is the outcome
+reported, so PROT-1 holds), ``access_failing`` asks z3 nothing. Every step
+the judge checks has a twin now; z3 judges what a twin does not accept (a
+divergence, or a case past a twin's bounds such as a range over 4096 pages).
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from proofs.abstractions.user_step_twin import (
     reserve_commit_accepts,
 )
 from proofs.abstractions.user_twin import holding
+from proofs.abstractions.user_windows_twin import windows_accepts
 from proofs.machines.user_space import KIND, RESET_TYPES, UserChecks
 from spec import user_space as us
 from spec.abi import (
@@ -123,7 +132,8 @@ class TwinFirst(UserChecks):
         (pid: the current process; the same choice of step as there)."""
         if any(type(a) is not int for a in args):
             return False
-        if linux_accepts(self, name, args, pid, pre_view, post_view, reply, code):
+        if linux_accepts(self, name, args, pid, pre_view, post_view, reply, code) \
+                or windows_accepts(self, name, args, pid, pre_view, post_view, reply, code):
             return True
         if name == "DestroyProcess":
             return destroy_accepts(args[0], pre_view, post_view, code, self.nframes())
