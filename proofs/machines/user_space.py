@@ -166,6 +166,12 @@ RESET_TYPES = (MEM_RESET, MEM_RESET_UNDO)
 #: The failed calls whose arguments the spec may represent (UserChecks.refused).
 REFUSED = frozenset({"protect", "SyscallVirtualProtect", "SyscallVirtualFree",
                      "SyscallVirtualAlloc", "SyscallMunmap"})
+#: The calls UserChecks.expected may give a step: the process steps, then the
+#: calls of the current process (REFUSED's among them).
+PROCESS_STEPS = frozenset({"CreateProcess", "DestroyProcess"})
+HEAP_PAGE_CALLS = frozenset({"SyscallHeapAlloc", "SyscallHeapFree", "SyscallHeapReAlloc"})
+STEPPED = PROCESS_STEPS | HEAP_PAGE_CALLS | REFUSED | {
+    "SyscallMmap", "SyscallMprotect", "SyscallHeapSize", "SyscallBrk"}
 #: brk targets off the heap: the query (0), below start_brk, past heap_max.
 BRK_EDGES = ("query", "below start", "past max")
 NO_FD = 0xFFFFFFFF
@@ -312,7 +318,10 @@ class UserChecks:
 
     def expected(self, name: str, args: tuple[Any, ...], pid: int, pre_view: View,
                  post_view: View, reply: Any, code: int = 0) -> us.UserStep | None:
-        """The spec step the call must take, None when the spec has none for it."""
+        """The spec step the call must take, None when the spec has none for it
+        (decided before any z3 term is built: :meth:`has_step`)."""
+        if not self.has_step(name, pid, pre_view, post_view):
+            return None
         pre = self.state(pre_view)
         pick, pinv, oom = self.picked(pid, post_view)
         if name == "DestroyProcess":
@@ -384,6 +393,23 @@ class UserChecks:
             if new_end < old_end:
                 return us.BrkShrink(pre, p, z3.IntVal(new_end))
         return refused(name, args, pre, p, code, pick, pinv) if live else None
+
+    @staticmethod
+    def has_step(name: str, pid: int, pre_view: View, post_view: View) -> bool:
+        """False when :meth:`expected` has no step for the call whatever its
+        arguments: a call of none of the stepped names, a call other than the
+        process steps without a current process, a HeapAlloc, HeapFree or
+        HeapReAlloc that committed and decommitted no page of the process heap."""
+        if name not in STEPPED:
+            return False
+        if name in PROCESS_STEPS:
+            return True
+        if pid == 0:
+            return False
+        if name in HEAP_PAGE_CALLS and pid in post_view[1] and pid in pre_view[0] \
+                and pid in post_view[0]:
+            return any(heap_changes(pid, pre_view, post_view))
+        return True
 
     def documented_code(self, name: str, args: tuple[Any, ...], reply: Any,
                         code: int) -> str:
