@@ -18,7 +18,9 @@ XMS and INT 67h calls as registers (the world serves both forms). With
 ``--answer-unsupported MANAGER.OP`` it leaves operations out (PROTOCOL.md,
 "Partial managers"): declared in its hello, or answered ``"unsupported"`` at
 run time only. With ``--config FILE`` its hello declares that configuration (PROTOCOL.md,
-"Configuration"): the set-up calls then carry its values.
+"Configuration"): the set-up calls then carry its values. Its hello declares
+``reset`` (PROTOCOL.md, "Reset": a reset request starts a new ModelWorld, the
+state of the hello) unless ``--no-reset``.
 """
 
 from __future__ import annotations
@@ -99,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", metavar="FILE",
                         help="declare this configuration (PROTOCOL.md, Configuration: JSON) in "
                              "the hello")
+    parser.add_argument("--no-reset", action="store_true",
+                        help="do not declare reset in the hello: every sequence then starts "
+                             "a new process")
     parser.add_argument("--register-form", action="store_true",
                         help="declare DosMemoryManager in register form (Int21h, XmsCall, "
                              "Int67h)")
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             config = json.load(file)
     with variant(args.variant):
         return serve(args.validate, args.register_form, Partial(
-            args.unsupported, args.parts, args.answer_unsupported), config)
+            args.unsupported, args.parts, args.answer_unsupported), config, not args.no_reset)
 
 
 @dataclass(frozen=True)
@@ -141,8 +146,9 @@ class Partial:
 
 
 def serve(checked: bool, register_form: bool = False, partial: Partial | None = None,
-          config: Any = None) -> int:
-    """Speak the protocol on stdin/stdout until stdin closes."""
+          config: Any = None, reset: bool = True) -> int:
+    """Speak the protocol on stdin/stdout until stdin closes; with ``reset`` the
+    hello declares it and a reset request starts a new model (PROTOCOL.md, "Reset")."""
     if checked:  # only then: the schema's module imports hypothesis, 0.15 s of every start
         from proofs.oracle.protocol import ProtocolError, validate
     partial = partial or Partial()
@@ -163,13 +169,19 @@ def serve(checked: bool, register_form: bool = False, partial: Partial | None = 
         hello["parts"] = partial.parts
     if config is not None:
         hello["config"] = config
+    if reset:
+        hello["reset"] = True
     send(hello)
     for line in sys.stdin:
         if not line.strip():
             continue
         request = json.loads(line)
-        reply = ({"id": request["id"], "unsupported": True} if partial.declines(request)
-                 else world.handle(request))
+        if reset and request.get("reset") is True:
+            world = ModelWorld()  # the state of the hello: a new model, as at the start
+            reply: dict[str, Any] = {"id": request["id"], "reset": True}
+        else:
+            reply = ({"id": request["id"], "unsupported": True} if partial.declines(request)
+                     else world.handle(request))
         if checked:
             try:
                 validate(request)

@@ -122,6 +122,9 @@ class Hello:
     #: Protocol 3: the threads it runs concurrently (PROTOCOL.md, "Concurrency
     #: (protocol 3)"); 0: it declares no concurrency (protocol 1).
     threads: int = 0
+    #: It answers a reset request by returning to the state of its hello
+    #: (PROTOCOL.md, "Reset"): one process may serve several sequences.
+    reset: bool = False
 
 
 def nesting(line: bytes) -> int:
@@ -164,7 +167,7 @@ def check_hello(message: Message) -> Hello:
     return Hello(printable(message["implementation"]), tuple(message["managers"]),
                  tuple(message["observations"]), tuple(message.get("register_form", ())),
                  unsupported, unserved, left_out, message.get("config"),
-                 int(message.get("threads", 0)))
+                 int(message.get("threads", 0)), message.get("reset") is True)
 
 
 def _partial(message: Message) -> tuple[frozenset[tuple[str, str]], frozenset[str]]:
@@ -286,6 +289,11 @@ def request(ident: int, manager: str, op: str, args: Message) -> Message:
     return {"id": ident, "manager": manager, "op": op, "args": args}
 
 
+def reset_request(ident: int) -> Message:
+    """Between two sequences in one process (PROTOCOL.md, "Reset")."""
+    return {"id": ident, "reset": True}
+
+
 def observation(ident: int, name: str, args: Message) -> Message:
     return {"id": ident, "observe": name, "args": args}
 
@@ -328,6 +336,9 @@ def check_reply(sent: Message, reply: Message) -> None:
     """The reply to ``sent`` has its id and the right shape (result type included);
     an operation answered "unsupported" raises OperationUnsupported."""
     check_id(sent, reply)
+    if "reset" in sent:
+        validate(reply, "reset")
+        return
     if "op" in sent and "unsupported" in reply:
         validate(reply, "unsupported")
         raise OperationUnsupported(sent["manager"], sent["op"], declared=False)
@@ -354,5 +365,6 @@ def known(manager: str, op: str) -> bool:
 
 __all__ = ["OBSERVATIONS", "Message", "Hello", "ProtocolError", "OperationUnsupported",
            "check_hello", "check_reply",
-           "parse", "request", "observation", "validate", "schema", "known", "printable",
+           "parse", "request", "observation", "reset_request", "validate", "schema", "known",
+           "printable",
            "NESTING_LIMIT", "SPACE_PAGES", "byte_count", "extent"]
