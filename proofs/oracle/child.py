@@ -83,7 +83,10 @@ class ImplementationError(Exception):
 class Child:
     """One run of the implementation: started, greeted, fed, stopped."""
 
-    def __init__(self, command: str, timeout: float = REQUEST_TIMEOUT) -> None:
+    def __init__(self, command: str, timeout: float = REQUEST_TIMEOUT,
+                 greet: bool = True) -> None:
+        """Start command; read its hello now, or (``greet`` False: a spare,
+        :mod:`proofs.oracle.spare`) when :meth:`greet` is called."""
         self.command, self.timeout = command, timeout
         self.marker = processes.new_marker()
         self.since = processes.now()
@@ -105,9 +108,17 @@ class Child:
         self._step_rest = bytearray()
         self._step_dropped = 0
         self._eof = self._closed = self._faulted = False
+        self.hello: Hello
+        #: What it wrote to stderr before its hello (not a step's).
+        self.hello_stderr: list[str] = []
+        if greet:
+            self.greet()
+
+    def greet(self) -> None:
+        """Read the hello (its timeout counts from this call); a fault closes the
+        child."""
         try:
             self.hello = self._greet()
-            #: What it wrote to stderr before its hello (not a step's).
             self.hello_stderr = self.step_stderr()
         except BaseException:
             self.close()
