@@ -21,7 +21,6 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import ExampleDatabase
 from hypothesis.errors import Flaky, Unsatisfiable
-from hypothesis.stateful import run_state_machine_as_test
 
 from proofs.machines.runner import shrink_limit
 from proofs.machines.witness import quiet
@@ -30,6 +29,7 @@ from proofs.oracle.budget import rejections_limit
 from proofs.oracle.config import problems
 from proofs.oracle.families import family_named, runnable
 from proofs.oracle.families.rules import without_unsupported
+from proofs.oracle.machine_test import MachineTest
 from proofs.oracle.managers import Family
 from proofs.oracle.minimize import minimize
 from proofs.oracle.protocol import Hello, OperationUnsupported, ProtocolError, validate
@@ -213,6 +213,7 @@ def search(command: str, mode: str, *, max_examples: int | None = 100,
             machine = without_unsupported(family.machine(new, probe.managers), probe.unsupported)
             machines.append((family, machine, replays))
         chunk = requested = 0
+        tests: dict[type, MachineTest] = {}
         outcome.stopped = "nothing to run"
         while machines:
             if max_examples is not None and requested >= max_examples:
@@ -225,7 +226,7 @@ def search(command: str, mode: str, *, max_examples: int | None = 100,
             requested += size
             family, machine, new = machines[chunk % len(machines)]
             outcome.family = family.name
-            machine._hypothesis_internal_use_seed = seed * 1_000_003 + chunk // len(machines)  # type: ignore[attr-defined]
+            chunk_seed = seed * 1_000_003 + chunk // len(machines)
             chunk += 1
             run_settings = settings(
                 max_examples=size, stateful_step_count=steps, deadline=None, database=database,
@@ -234,8 +235,10 @@ def search(command: str, mode: str, *, max_examples: int | None = 100,
                 (Phase.reuse, Phase.generate, Phase.shrink),
                 suppress_health_check=list(HealthCheck))
             try:
+                if machine not in tests:
+                    tests[machine] = MachineTest(machine, run_settings)
                 with shrink_limit(shrink_seconds), rejections_limit(2 * CHUNK), quiet():
-                    run_state_machine_as_test(machine, settings=run_settings)
+                    tests[machine].run(chunk_seed, run_settings)
             except DivergenceError as exc:
                 _found(outcome, exc, family.name, new, shrink_seconds, start)
             except Flaky:
