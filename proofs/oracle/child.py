@@ -151,7 +151,25 @@ class Child:
         return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
     def _wait_exit(self, seconds: float) -> int | None:
+        """The exit status, waiting up to seconds for it (None: still running).
+        On Linux a pidfd (pidfd_open(2), which does not reap) wakes the wait when
+        the child exits; elsewhere, and where it cannot be opened, the status is
+        polled (the model shim takes about 20 ms to exit once its stdin is
+        closed, which a poll doubling its pause saw up to 10 ms late, at every
+        sequence's close)."""
         deadline, pause = time.monotonic() + seconds, 0.001
+        status = self.status()
+        if status is not None or seconds <= 0:
+            return status
+        try:
+            pidfd = os.pidfd_open(self.process.pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        if pidfd is not None:
+            try:
+                select.select([pidfd], [], [], seconds)
+            finally:
+                os.close(pidfd)
         while (status := self.status()) is None and time.monotonic() < deadline:
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
