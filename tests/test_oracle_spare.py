@@ -182,3 +182,40 @@ def test_an_interrupted_search_closes_its_spare(tmp_path: Path, tag: str) -> Non
                families=("kernel",), progress=interrupt)
     assert starts(log) >= 2
     assert nothing_left(tag)
+
+
+def test_a_retired_child_is_ended_once_it_exited_or_when_the_pool_closes(tmp_path: Path,
+                                                                          tag: str) -> None:
+    """A sequence's child, retired at its end, exits while the next sequence
+    runs and is ended (reaped, its group killed) at the next retire; the pool's
+    close ends the last one and the spare, even one that ignores its closed
+    stdin."""
+    impl, _ = counted(tmp_path, tag)
+    spares = Spares()
+    try:
+        first = spares.take(impl, 5.0)
+        spares.retire(first)
+        assert first in child_module._LIVE, "retired, not ended at once"
+        deadline = time.monotonic() + 30
+        while first.status() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert first.status() == 0, "it exited on its own once its stdin was closed"
+        second = spares.take(impl, 5.0)
+        spares.retire(second)
+        assert first not in child_module._LIVE and first.process.returncode == 0
+        assert second in child_module._LIVE
+    finally:
+        spares.close()
+    assert nothing_left(tag)
+    sleeper = python_impl("-c", "import json, sys, time; print(json.dumps({'protocol': 1, "
+                          "'implementation': 'deaf', 'managers': ['PageManager'], "
+                          "'observations': []}), "
+                          f"flush=True); time.sleep(300)  # {tag}")
+    spares = Spares()
+    try:
+        deaf = spares.take(sleeper, 5.0)
+        spares.retire(deaf)
+    finally:
+        spares.close()
+    assert deaf.process.returncode == -signal.SIGKILL
+    assert nothing_left(tag)

@@ -108,6 +108,8 @@ class Child:
         self._step_rest = bytearray()
         self._step_dropped = 0
         self._eof = self._closed = self._faulted = False
+        #: When stdin was closed (:meth:`retire`).
+        self._retired: float | None = None
         self.hello: Hello
         #: What it wrote to stderr before its hello (not a step's).
         self.hello_stderr: list[str] = []
@@ -330,17 +332,39 @@ class Child:
         then end its process group and everything it started
         (:func:`processes.end_processes`), whatever state it is in, and only then
         reap it."""
-        if self._closed:
+        self.retire()
+        self.finish()
+
+    def retire(self) -> None:
+        """Close stdin (the child should then exit), once; the rest of
+        :meth:`close` is :meth:`finish`'s."""
+        if self._retired is not None:
             return
-        self._closed = True
+        self._retired = time.monotonic()
         try:
             self.process.stdin.close()  # type: ignore[union-attr]
         except OSError:
             pass
+
+    def finish(self, wait: bool = True) -> bool:
+        """End the retired child and everything it started, once it has exited
+        or its moment to exit (EXIT_GRACE from :meth:`retire`; none after a
+        fault) is over, waiting for that; ``wait`` False: only if that is so
+        already. Whether it is ended."""
+        if self._closed:
+            return True
+        self.retire()
         if not self._faulted:
-            self._wait_exit(EXIT_GRACE)
+            assert self._retired is not None
+            left = EXIT_GRACE - (time.monotonic() - self._retired)
+            if wait:
+                self._wait_exit(left)
+            elif left > 0 and self.status() is None:
+                return False
+        self._closed = True
         processes.end_processes(self.process.pid, self.marker, self.since)
         self._end()
+        return True
 
     def _end(self) -> None:
         try:

@@ -199,6 +199,7 @@ class Session:
         self.failed = False
         self.exchanges: list[Exchange] = []
         self.next_id = 1
+        self.spares = spares
         try:
             self.child = Child(command, timeout) if spares is None else \
                 spares.take(command, timeout)
@@ -292,7 +293,12 @@ class Session:
         raise NotImplementedError
 
     def close(self) -> None:
-        self.child.close()
+        """End the child (from a pool of spares: once it has exited, while the
+        next sequence runs)."""
+        if self.spares is None:
+            self.child.close()
+        else:
+            self.spares.retire(self.child)
 
 
 # -- strict ------------------------------------------------------------------------

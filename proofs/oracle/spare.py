@@ -20,12 +20,22 @@ is starting a fresh child as far as the verdicts and reports can tell:
   not kept: the next session starts its child itself and gets what a fresh
   start gets.
 
-The spare is a child like the others: in ``child._LIVE`` from its start, so an
-exception, the oracle's exit or SIGTERM end it (:func:`child.end_all`); the
-owner closes it when it stops making sessions (:meth:`Spares.close`; a search
-does so when it ends, whatever ended it). An implementation sees two of its
-processes alive at once; one that holds an exclusive resource turns spares off
-with :data:`ENVIRONMENT` = ``0`` in the oracle's environment.
+At a sequence's end its child's stdin is closed, and the child is ended (its
+group and what it started: :meth:`Child.close`) once it has exited, or its
+moment to exit (EXIT_GRACE) is over, at the end of the next sequence
+(:meth:`Spares.retire`): the model shim took 20 ms to exit, which the search
+waited for at every sequence. Its verdict is given by then; only its exit
+overlaps the next sequence.
+
+The spare and the retired children are children like the others: in
+``child._LIVE`` from their start, so an exception, the oracle's exit or SIGTERM
+end them (:func:`child.end_all`); the owner closes the pool when it stops
+making sessions (:meth:`Spares.close`; a search does so when it ends, whatever
+ended it). An implementation sees two or three of its processes alive at once
+(the next sequence's, and the last one's while it exits); one that holds an
+exclusive resource turns spares off with :data:`ENVIRONMENT` = ``0`` in the
+oracle's environment: each child is then started when its sequence begins and
+ended when it ends.
 """
 
 from __future__ import annotations
@@ -36,6 +46,10 @@ from proofs.oracle.child import Child
 
 #: The oracle's environment variable that turns spares off ("0").
 ENVIRONMENT = "MEMSPEC_ORACLE_SPARE"
+
+
+#: Children whose sequence is over that may still be exiting.
+RETIRED = 1
 
 
 def wanted() -> bool:
@@ -58,6 +72,8 @@ class Spares:
 
     def __init__(self) -> None:
         self._spare: Child | None = None
+        #: Children whose sequence is over, stdin closed, not ended yet.
+        self._retired: list[Child] = []
         self._started_as: tuple[str, float, dict[str, str], str] | None = None
         #: Children this pool started (spares and the fresh ones it had to start).
         self.started = 0
@@ -87,8 +103,28 @@ class Spares:
         self.started += 1
         return child
 
+    def retire(self, child: Child) -> None:
+        """A sequence's child at its end: stdin closed now; ended (its group and
+        what it started, as :meth:`Child.close` does) once it has exited, or its
+        moment to exit is over, at a later retire or :meth:`close`; at most one
+        waits so, the older ones are ended first."""
+        child.retire()
+        for old in list(self._retired):
+            if old.finish(wait=False):
+                self._retired.remove(old)
+        self._retired.append(child)
+        while len(self._retired) > RETIRED:
+            self._retired[0].finish()
+            del self._retired[0]
+
     def close(self) -> None:
-        """End the spare (the owner makes no more sessions)."""
+        """End the spare and the retired children (the owner makes no more
+        sessions)."""
         child, self._spare = self._spare, None
-        if child is not None:
-            child.close()
+        try:
+            if child is not None:
+                child.close()
+        finally:
+            while self._retired:
+                self._retired[0].finish()
+                del self._retired[0]
