@@ -46,9 +46,7 @@ from proofs.oracle.child import Child
 
 #: The oracle's environment variable that turns spares off ("0").
 ENVIRONMENT = "MEMSPEC_ORACLE_SPARE"
-
-
-#: Children whose sequence is over that may still be exiting.
+#: Children whose sequence is over that may still be exiting, at most.
 RETIRED = 1
 
 
