@@ -83,7 +83,10 @@ class ImplementationError(Exception):
 class Child:
     """One run of the implementation: started, greeted, fed, stopped."""
 
-    def __init__(self, command: str, timeout: float = REQUEST_TIMEOUT) -> None:
+    def __init__(self, command: str, timeout: float = REQUEST_TIMEOUT,
+                 greet: bool = True) -> None:
+        """Start command; read its hello now, or (``greet`` False: a spare,
+        :mod:`proofs.oracle.spare`) when :meth:`greet` is called."""
         self.command, self.timeout = command, timeout
         self.marker = processes.new_marker()
         self.since = processes.now()
@@ -105,9 +108,19 @@ class Child:
         self._step_rest = bytearray()
         self._step_dropped = 0
         self._eof = self._closed = self._faulted = False
+        #: When stdin was closed (:meth:`retire`).
+        self._retired: float | None = None
+        self.hello: Hello
+        #: What it wrote to stderr before its hello (not a step's).
+        self.hello_stderr: list[str] = []
+        if greet:
+            self.greet()
+
+    def greet(self) -> None:
+        """Read the hello (its timeout counts from this call); a fault closes the
+        child."""
         try:
             self.hello = self._greet()
-            #: What it wrote to stderr before its hello (not a step's).
             self.hello_stderr = self.step_stderr()
         except BaseException:
             self.close()
@@ -140,7 +153,25 @@ class Child:
         return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
     def _wait_exit(self, seconds: float) -> int | None:
+        """The exit status, waiting up to seconds for it (None: still running).
+        On Linux a pidfd (pidfd_open(2), which does not reap) wakes the wait when
+        the child exits; elsewhere, and where it cannot be opened, the status is
+        polled (the model shim takes about 20 ms to exit once its stdin is
+        closed, which a poll doubling its pause saw up to 10 ms late, at every
+        sequence's close)."""
         deadline, pause = time.monotonic() + seconds, 0.001
+        status = self.status()
+        if status is not None or seconds <= 0:
+            return status
+        try:
+            pidfd = os.pidfd_open(self.process.pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        if pidfd is not None:
+            try:
+                select.select([pidfd], [], [], seconds)
+            finally:
+                os.close(pidfd)
         while (status := self.status()) is None and time.monotonic() < deadline:
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
@@ -301,17 +332,39 @@ class Child:
         then end its process group and everything it started
         (:func:`processes.end_processes`), whatever state it is in, and only then
         reap it."""
-        if self._closed:
+        self.retire()
+        self.finish()
+
+    def retire(self) -> None:
+        """Close stdin (the child should then exit), once; the rest of
+        :meth:`close` is :meth:`finish`'s."""
+        if self._retired is not None:
             return
-        self._closed = True
+        self._retired = time.monotonic()
         try:
             self.process.stdin.close()  # type: ignore[union-attr]
         except OSError:
             pass
+
+    def finish(self, wait: bool = True) -> bool:
+        """End the retired child and everything it started, once it has exited
+        or its moment to exit (EXIT_GRACE from :meth:`retire`; none after a
+        fault) is over, waiting for that; ``wait`` False: only if that is so
+        already. Whether it is ended."""
+        if self._closed:
+            return True
+        self.retire()
         if not self._faulted:
-            self._wait_exit(EXIT_GRACE)
+            assert self._retired is not None
+            left = EXIT_GRACE - (time.monotonic() - self._retired)
+            if wait:
+                self._wait_exit(left)
+            elif left > 0 and self.status() is None:
+                return False
+        self._closed = True
         processes.end_processes(self.process.pid, self.marker, self.since)
         self._end()
+        return True
 
     def _end(self) -> None:
         try:

@@ -21,7 +21,6 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import ExampleDatabase
 from hypothesis.errors import Flaky, Unsatisfiable
-from hypothesis.stateful import run_state_machine_as_test
 
 from proofs.machines.runner import shrink_limit
 from proofs.machines.witness import quiet
@@ -30,6 +29,7 @@ from proofs.oracle.budget import rejections_limit
 from proofs.oracle.config import problems
 from proofs.oracle.families import family_named, runnable
 from proofs.oracle.families.rules import without_unsupported
+from proofs.oracle.machine_test import MachineTest
 from proofs.oracle.managers import Family
 from proofs.oracle.minimize import minimize
 from proofs.oracle.protocol import Hello, OperationUnsupported, ProtocolError, validate
@@ -42,6 +42,8 @@ from proofs.oracle.session import (
     Session,
     StrictSession,
 )
+from proofs.oracle.spare import Spares
+from proofs.oracle.spare import wanted as spare_wanted
 from proofs.oracle.spec_session import Judges, SpecSession
 from proofs.oracle.world import (
     CONCURRENT_ONLY,
@@ -91,14 +93,16 @@ class Outcome:
 
 def session_factory(command: str, mode: str, timeout: float, coverage: Coverage,
                     judges: Judges | None, family: Family, observe: bool = True,
-                    config: dict[str, Any] | None = None) -> Callable[[], Session]:
+                    config: dict[str, Any] | None = None, spares: Spares | None = None
+                    ) -> Callable[[], Session]:
     """Sessions of a family; ``config``: the command line's configuration, over
-    the hello's (:mod:`proofs.oracle.config`)."""
+    the hello's (:mod:`proofs.oracle.config`); ``spares``: each session's child
+    taken from there (:mod:`proofs.oracle.spare`), else started by the session."""
     def new() -> Session:
         if mode == "strict":
-            return StrictSession(command, timeout, coverage, family, observe, config)
+            return StrictSession(command, timeout, coverage, family, observe, config, spares)
         assert judges is not None
-        return SpecSession(command, timeout, coverage, judges, family, config)
+        return SpecSession(command, timeout, coverage, judges, family, config, spares)
     return new
 
 
@@ -186,77 +190,88 @@ def search(command: str, mode: str, *, max_examples: int | None = 100,
     start = time.monotonic()
     judges = Judges() if mode == "spec" else None
     first = family_named("kernel")
-    probe = _probe(session_factory(command, mode, timeout, outcome.coverage, judges, first,
-                                   config=config), outcome, families)
-    if probe is None:
-        outcome.seconds = time.monotonic() - start
-        outcome.stopped = "the hello"
-        return outcome
-    outcome.coverage.sessions = 0  # the probe read the hello: not a sequence
-    machines = []
-    for family in families_of(probe, outcome, families):
-        new = session_factory(command, mode, timeout, outcome.coverage, judges, family,
-                              config=config)
-        # delta debugging's replays: a coverage of their own (no buckets to pass
-        # over, no counts of the search's)
-        replays = session_factory(command, mode, timeout, Coverage(), judges, family,
-                                  config=config)
-        machine = without_unsupported(family.machine(new, probe.managers), probe.unsupported)
-        machines.append((family, machine, replays))
-    chunk = requested = 0
-    outcome.stopped = "nothing to run"
-    while machines:
-        if max_examples is not None and requested >= max_examples:
-            outcome.stopped = f"--max-examples {max_examples}"
-            break
-        if time.monotonic() - start >= time_limit:
-            outcome.stopped = "time"
-            break
-        size = CHUNK if max_examples is None else min(CHUNK, max_examples - requested)
-        requested += size
-        family, machine, new = machines[chunk % len(machines)]
-        outcome.family = family.name
-        machine._hypothesis_internal_use_seed = seed * 1_000_003 + chunk // len(machines)  # type: ignore[attr-defined]
-        chunk += 1
-        run_settings = settings(
-            max_examples=size, stateful_step_count=steps, deadline=None, database=database,
-            derandomize=False, verbosity=Verbosity.quiet, report_multiple_bugs=False,
-            phases=(Phase.generate, Phase.shrink) if database is None else
-            (Phase.reuse, Phase.generate, Phase.shrink),
-            suppress_health_check=list(HealthCheck))
-        try:
-            with shrink_limit(shrink_seconds), rejections_limit(2 * CHUNK), quiet():
-                run_state_machine_as_test(machine, settings=run_settings)
-        except DivergenceError as exc:
-            _found(outcome, exc, family.name, new, shrink_seconds, start)
-        except Flaky:
-            last = outcome.coverage.last_failure
-            if keep_going and isinstance(last, DivergenceError):  # replayed, it may still
-                _found(outcome, last, family.name, new, shrink_seconds, start)
-            else:
-                _not_reproduced(outcome)
-        except OracleUnknownError as exc:
-            outcome.unknown = exc
-        except Unsatisfiable:
-            # every sequence of the chunk was dropped: it hit a bug already found,
-            # or (with none found) it reached an operation the implementation
-            # does not support
-            if not outcome.coverage.known:
-                outcome.skipped.append(f"family {family.name} (every sequence tried reached "
-                                       "an unsupported operation)")
-                machines.remove((family, machine, new))
-        outcome.examples = sum(m.examples for _, m, _ in machines)  # type: ignore[attr-defined]
-        outcome.seconds = time.monotonic() - start
-        if outcome.coverage.first_failure is not None and outcome.caught_after is None:
-            outcome.caught_after = outcome.coverage.first_failure - start
-        if progress is not None:
-            progress(outcome)
-        if outcome.unknown is not None:
-            outcome.stopped = "an undecided step"
-            break
-        if outcome.divergence is not None and not (keep_going and outcome.findings):
-            outcome.stopped = "the first divergence"  # or one that did not reproduce
-            break
+    # the next sequence's process starts while this one is judged (the probe's,
+    # every example's, hypothesis' and delta debugging's shrinking): closed when
+    # the search ends, however it ends
+    spares = Spares() if spare_wanted() else None
+    try:
+        probe = _probe(session_factory(command, mode, timeout, outcome.coverage, judges, first,
+                                       config=config, spares=spares), outcome, families)
+        if probe is None:
+            outcome.seconds = time.monotonic() - start
+            outcome.stopped = "the hello"
+            return outcome
+        outcome.coverage.sessions = 0  # the probe read the hello: not a sequence
+        machines = []
+        for family in families_of(probe, outcome, families):
+            new = session_factory(command, mode, timeout, outcome.coverage, judges, family,
+                                  config=config, spares=spares)
+            # delta debugging's replays: a coverage of their own (no buckets to pass
+            # over, no counts of the search's)
+            replays = session_factory(command, mode, timeout, Coverage(), judges, family,
+                                      config=config, spares=spares)
+            machine = without_unsupported(family.machine(new, probe.managers), probe.unsupported)
+            machines.append((family, machine, replays))
+        chunk = requested = 0
+        tests: dict[type, MachineTest] = {}
+        outcome.stopped = "nothing to run"
+        while machines:
+            if max_examples is not None and requested >= max_examples:
+                outcome.stopped = f"--max-examples {max_examples}"
+                break
+            if time.monotonic() - start >= time_limit:
+                outcome.stopped = "time"
+                break
+            size = CHUNK if max_examples is None else min(CHUNK, max_examples - requested)
+            requested += size
+            family, machine, new = machines[chunk % len(machines)]
+            outcome.family = family.name
+            chunk_seed = seed * 1_000_003 + chunk // len(machines)
+            chunk += 1
+            run_settings = settings(
+                max_examples=size, stateful_step_count=steps, deadline=None, database=database,
+                derandomize=False, verbosity=Verbosity.quiet, report_multiple_bugs=False,
+                phases=(Phase.generate, Phase.shrink) if database is None else
+                (Phase.reuse, Phase.generate, Phase.shrink),
+                suppress_health_check=list(HealthCheck))
+            try:
+                if machine not in tests:
+                    tests[machine] = MachineTest(machine, run_settings)
+                with shrink_limit(shrink_seconds), rejections_limit(2 * CHUNK), quiet():
+                    tests[machine].run(chunk_seed, run_settings)
+            except DivergenceError as exc:
+                _found(outcome, exc, family.name, new, shrink_seconds, start)
+            except Flaky:
+                last = outcome.coverage.last_failure
+                if keep_going and isinstance(last, DivergenceError):  # replayed, it may still
+                    _found(outcome, last, family.name, new, shrink_seconds, start)
+                else:
+                    _not_reproduced(outcome)
+            except OracleUnknownError as exc:
+                outcome.unknown = exc
+            except Unsatisfiable:
+                # every sequence of the chunk was dropped: it hit a bug already found,
+                # or (with none found) it reached an operation the implementation
+                # does not support
+                if not outcome.coverage.known:
+                    outcome.skipped.append(f"family {family.name} (every sequence tried reached "
+                                           "an unsupported operation)")
+                    machines.remove((family, machine, new))
+            outcome.examples = sum(m.examples for _, m, _ in machines)  # type: ignore[attr-defined]
+            outcome.seconds = time.monotonic() - start
+            if outcome.coverage.first_failure is not None and outcome.caught_after is None:
+                outcome.caught_after = outcome.coverage.first_failure - start
+            if progress is not None:
+                progress(outcome)
+            if outcome.unknown is not None:
+                outcome.stopped = "an undecided step"
+                break
+            if outcome.divergence is not None and not (keep_going and outcome.findings):
+                outcome.stopped = "the first divergence"  # or one that did not reproduce
+                break
+    finally:
+        if spares is not None:
+            spares.close()
     if outcome.divergence is not None and mode == "spec" and not outcome.findings:
         _explain(outcome, command, timeout, probe.managers)
     outcome.seconds = time.monotonic() - start

@@ -36,6 +36,7 @@ from proofs.oracle.protocol import (
     same_reply,
 )
 from proofs.oracle.register_form import REGISTER_OPS, register_differences
+from proofs.oracle.spare import Spares
 from proofs.oracle.world import NEEDS, ModelWorld
 
 #: Replies the strict session lets the implementation owe before reading them
@@ -190,15 +191,18 @@ class Session:
     mode = ""
 
     def __init__(self, command: str, timeout: float, coverage: Coverage,
-                 family: Family, config: Message | None = None) -> None:
+                 family: Family, config: Message | None = None,
+                 spares: Spares | None = None) -> None:
         self.coverage, self.family = coverage, family
         coverage.sessions += 1
         #: A divergence was raised: the sequence is over.
         self.failed = False
         self.exchanges: list[Exchange] = []
         self.next_id = 1
+        self.spares = spares
         try:
-            self.child = Child(command, timeout)
+            self.child = Child(command, timeout) if spares is None else \
+                spares.take(command, timeout)
         except ImplementationError as exc:
             raise self.fault(exc) from None
         self.hello = self.child.hello
@@ -289,7 +293,12 @@ class Session:
         raise NotImplementedError
 
     def close(self) -> None:
-        self.child.close()
+        """End the child (from a pool of spares: once it has exited, while the
+        next sequence runs)."""
+        if self.spares is None:
+            self.child.close()
+        else:
+            self.spares.retire(self.child)
 
 
 # -- strict ------------------------------------------------------------------------
@@ -319,8 +328,9 @@ class StrictSession(Session):
     mode = "strict"
 
     def __init__(self, command: str, timeout: float, coverage: Coverage, family: Family,
-                 observe: bool = True, config: Message | None = None) -> None:
-        super().__init__(command, timeout, coverage, family, config)
+                 observe: bool = True, config: Message | None = None,
+                 spares: Spares | None = None) -> None:
+        super().__init__(command, timeout, coverage, family, config, spares)
         self.world = ModelWorld()
         self.outgoing: list[Message] = []  # written in one go when the window is full
         self.pending: deque[Exchange] = deque()

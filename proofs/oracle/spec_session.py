@@ -52,6 +52,7 @@ from proofs.oracle.session import (
     bad_reply,
     one_origin,
 )
+from proofs.oracle.spare import Spares
 from proofs.oracle.worlds.kernel import READ_LIMIT
 from spec.abi import PAGE_SHIFT
 
@@ -76,8 +77,9 @@ class SpecSession(Session):
     mode = "spec"
 
     def __init__(self, command: str, timeout: float, coverage: Coverage, judges: Judges,
-                 family: Family, config: Message | None = None) -> None:
-        super().__init__(command, timeout, coverage, family, config)
+                 family: Family, config: Message | None = None,
+                 spares: Spares | None = None) -> None:
+        super().__init__(command, timeout, coverage, family, config, spares)
         self.judges = judges
         self.held: set[int] = set()
         self.aligned: set[int] = set()

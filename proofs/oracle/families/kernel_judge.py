@@ -68,6 +68,8 @@ SUCCESS = ErrorCode.ERROR_SUCCESS
 #: States up to this many frames (the default configuration's 48) have a twin's
 #: violation confirmed by z3.
 Z3_CONFIRM_FRAMES = 64
+#: Heap snapshots remembered to keep HEAP-1..6, at most (then forgotten).
+KEPT_SNAPSHOTS = 4096
 
 
 class _Calls:
@@ -249,7 +251,22 @@ class ObservedHeap(HeapHarness):
     def check_invariants(self, where: str) -> None:
         self._where = where  # the harness's own words for the call, result and code
         if not self._deferred:
-            super().check_invariants(where)
+            self._checked(where)
+
+    def _checked(self, where: str) -> None:
+        """HEAP-1..6 of the reported heap. Their verdict is a function of the
+        snapshot, and a snapshot that kept them is remembered in the search's
+        judge caches (which outlive a sequence): the state Create reports, the
+        same in every sequence, is checked once a search (its abstraction's z3
+        terms cost about 1 ms a sequence to build)."""
+        kept: set[HeapSnapshot] = self.session.judges.caches.setdefault(
+            "heap invariants kept", set())
+        if self.snap in kept:
+            return
+        super().check_invariants(where)
+        if len(kept) >= KEPT_SNAPSHOTS:
+            kept.clear()
+        kept.add(self.snap)
 
     def write(self, p: int, offset: int, data: bytes) -> None:
         """As the harness's; the invariants are checked only when the write
@@ -262,12 +279,12 @@ class ObservedHeap(HeapHarness):
         except CheckError:
             self._deferred = False
             if self.snap != before:
-                super().check_invariants(self._where)
+                self._checked(self._where)
             raise
         finally:
             self._deferred = False
         if self.snap != before:
-            super().check_invariants(self._where)
+            self._checked(self._where)
 
     def call(self, name: str, *args: Any) -> Any:
         self._deferred, self._where = True, f"{name}{args!r}"
@@ -275,7 +292,7 @@ class ObservedHeap(HeapHarness):
             return super().call(name, *args)
         except CheckError:
             self._deferred = False
-            super().check_invariants(self._where)
+            self._checked(self._where)
             raise
         finally:
             self._deferred = False

@@ -1,0 +1,221 @@
+"""The next sequence's process started ahead (proofs/oracle/spare.py, issue 16): a
+search uses it, its verdicts and reports cannot tell, and none outlives the
+search, however it ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from proofs.oracle import child as child_module
+from proofs.oracle.child import Child, ImplementationError
+from proofs.oracle.run import Outcome, search
+from proofs.oracle.spare import ENVIRONMENT, Spares
+from tests.oracle_impls import python_impl, tagged
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(),
+                                reason="finding left-behind processes needs /proc")
+
+#: The model shim, each start logged (its pid, a line of argv[1]); the starts
+#: after the first ``argv[2]`` write last words to stderr and exit 3 before
+#: their hello.
+COUNTED = r'''
+import os, runpy, sys
+log, healthy = sys.argv[1], int(sys.argv[2])
+with open(log, "a") as out:
+    out.write(f"{os.getpid()}\n")
+with open(log) as out:
+    starts = len(out.read().split())
+if starts > healthy:
+    sys.stderr.write("dying words\n")
+    sys.stderr.flush()
+    os._exit(3)
+sys.argv = [sys.argv[0]]
+runpy.run_module("proofs.oracle.model_shim", run_name="__main__", alter_sys=True)
+'''
+
+
+@pytest.fixture
+def tag() -> Iterator[str]:
+    """A tag for one test's processes (in their command lines); any the test
+    leaves are killed after it."""
+    name = f"spare-{uuid.uuid4().hex}"
+    yield name
+    for pid in tagged(name):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def counted(tmp_path: Path, tag: str, healthy: int = 1_000) -> tuple[str, Path]:
+    """The counted implementation and its log of starts."""
+    script, log = tmp_path / "counted.py", tmp_path / f"{tag}.log"
+    script.write_text(COUNTED)
+    return python_impl(str(script), str(log), str(healthy)), log
+
+
+def starts(log: Path) -> int:
+    return len(log.read_text().split()) if log.exists() else 0
+
+
+def nothing_left(tag: str) -> bool:
+    """No tagged process alive a moment after the run (SIGKILLed ones take a few
+    milliseconds to go), and no child the oracle has not closed."""
+    deadline = time.monotonic() + 1.0
+    while tagged(tag) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not tagged(tag) and not child_module._LIVE
+
+
+def short_search(impl: str) -> Outcome:
+    return search(impl, "spec", max_examples=4, steps=3, seed=1, time_limit=120,
+                  families=("kernel",))
+
+
+def test_a_search_starts_one_process_ahead_and_leaves_none(tmp_path: Path, tag: str,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """Every session (the probe's, each sequence's) takes the spare started
+    during the one before: N sessions start N + 1 processes (the last spare is
+    never taken), and it is closed when the search ends; with spares turned off,
+    N."""
+    impl, log = counted(tmp_path, tag)
+    outcome = short_search(impl)
+    sessions = 1 + outcome.coverage.sessions  # the probe's, then the sequences'
+    assert outcome.passed and outcome.coverage.sessions >= 4
+    assert starts(log) == sessions + 1
+    assert nothing_left(tag)
+    log.unlink()
+    monkeypatch.setenv(ENVIRONMENT, "0")
+    outcome = short_search(impl)
+    assert outcome.passed and starts(log) == 1 + outcome.coverage.sessions
+    assert nothing_left(tag)
+
+
+def test_a_spare_that_crashed_is_reported_as_a_fresh_start(tmp_path: Path, tag: str) -> None:
+    """A spare that exited before it was taken: its exit status, its last words
+    and the hello it never wrote, as a fresh start that crashes reports them."""
+    impl, _ = counted(tmp_path, tag, healthy=1)
+    spares = Spares()
+    try:
+        spares.take(impl, 5.0).close()
+        spare = spares._spare
+        assert spare is not None
+        deadline = time.monotonic() + 30
+        while spare.status() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert spare.status() == 3, "the spare crashed before it was taken"
+        with pytest.raises(ImplementationError) as taken:
+            spares.take(impl, 5.0)
+        assert spares._spare is None
+    finally:
+        spares.close()
+    with pytest.raises(ImplementationError) as fresh:
+        Child(impl, 5.0)
+    said = taken.value
+    assert (said.kind, said.detail, said.stderr) == \
+        (fresh.value.kind, fresh.value.detail, fresh.value.stderr)
+    assert said.kind == "crash" and "(exit status 3)" in said.detail
+    assert said.stderr == "dying words"
+    assert nothing_left(tag)
+
+
+def test_a_crash_at_the_hello_is_the_same_divergence_with_spares_or_without(
+        tmp_path: Path, tag: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first sequence's process crashes before its hello (a spare, started
+    during the probe): the search's verdict is the one without spares."""
+    impl, log = counted(tmp_path, tag, healthy=1)
+    found = []
+    for spare in ("1", "0"):
+        monkeypatch.setenv(ENVIRONMENT, spare)
+        log.unlink(missing_ok=True)
+        d = short_search(impl).divergence
+        assert d is not None
+        found.append((d.kind, d.reason, d.violated, d.detail, len(d.exchanges)))
+        assert nothing_left(tag)
+    assert found[0] == found[1]
+    assert found[0][0] == "crash" and "dying words" in found[0][3]
+
+
+def test_a_spare_started_with_another_environment_is_not_taken(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment and working directory are those at the take, as a fresh
+    start's: a spare started before they changed is closed, not taken."""
+    impl = f'echo "$SPARE_PROBE $(pwd)" >&2; {python_impl("-m", "proofs.oracle.model_shim")}'
+    spares = Spares()
+    try:
+        here = os.getcwd()
+        first = spares.take(impl, 5.0)
+        assert first.hello_stderr == [f" {here}"]
+        first.close()
+        monkeypatch.setenv("SPARE_PROBE", "changed")
+        second = spares.take(impl, 5.0)
+        assert second.hello_stderr == [f"changed {here}"]
+        second.close()
+        monkeypatch.chdir(tmp_path)
+        third = spares.take(impl, 5.0)
+        assert third.hello_stderr == [f"changed {tmp_path}"]
+        third.close()
+        assert spares.started == 6  # a fresh child and a spare each time
+    finally:
+        spares.close()
+    assert not child_module._LIVE
+
+
+def test_an_interrupted_search_closes_its_spare(tmp_path: Path, tag: str) -> None:
+    """KeyboardInterrupt in the middle of a search (here from its progress
+    callback): the spare is closed on the way out."""
+    impl, log = counted(tmp_path, tag)
+
+    def interrupt(outcome: Outcome) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        search(impl, "strict", max_examples=20, steps=3, seed=1, time_limit=120,
+               families=("kernel",), progress=interrupt)
+    assert starts(log) >= 2
+    assert nothing_left(tag)
+
+
+def test_a_retired_child_is_ended_once_it_exited_or_when_the_pool_closes(tmp_path: Path,
+                                                                          tag: str) -> None:
+    """A sequence's child, retired at its end, exits while the next sequence
+    runs and is ended (reaped, its group killed) at the next retire; the pool's
+    close ends the last one and the spare, even one that ignores its closed
+    stdin."""
+    impl, _ = counted(tmp_path, tag)
+    spares = Spares()
+    try:
+        first = spares.take(impl, 5.0)
+        spares.retire(first)
+        assert first in child_module._LIVE, "retired, not ended at once"
+        deadline = time.monotonic() + 30
+        while first.status() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert first.status() == 0, "it exited on its own once its stdin was closed"
+        second = spares.take(impl, 5.0)
+        spares.retire(second)
+        assert first not in child_module._LIVE and first.process.returncode == 0
+        assert second in child_module._LIVE
+    finally:
+        spares.close()
+    assert nothing_left(tag)
+    sleeper = python_impl("-c", "import json, sys, time; print(json.dumps({'protocol': 1, "
+                          "'implementation': 'deaf', 'managers': ['PageManager'], "
+                          "'observations': []}), "
+                          f"flush=True); time.sleep(300)  # {tag}")
+    spares = Spares()
+    try:
+        deaf = spares.take(sleeper, 5.0)
+        spares.retire(deaf)
+    finally:
+        spares.close()
+    assert deaf.process.returncode == -signal.SIGKILL
+    assert nothing_left(tag)
