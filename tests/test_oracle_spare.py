@@ -22,9 +22,9 @@ from tests.oracle_impls import python_impl, tagged
 pytestmark = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(),
                                 reason="finding left-behind processes needs /proc")
 
-#: The model shim, each start logged (its pid, a line of argv[1]); the starts
-#: after the first ``argv[2]`` write last words to stderr and exit 3 before
-#: their hello.
+#: The model shim (its options after argv[2]), each start logged (its pid, a
+#: line of argv[1]); the starts after the first ``argv[2]`` write last words to
+#: stderr and exit 3 before their hello.
 COUNTED = r'''
 import os, runpy, sys
 log, healthy = sys.argv[1], int(sys.argv[2])
@@ -36,7 +36,7 @@ if starts > healthy:
     sys.stderr.write("dying words\n")
     sys.stderr.flush()
     os._exit(3)
-sys.argv = [sys.argv[0]]
+sys.argv = [sys.argv[0], *sys.argv[3:]]
 runpy.run_module("proofs.oracle.model_shim", run_name="__main__", alter_sys=True)
 '''
 
@@ -54,11 +54,14 @@ def tag() -> Iterator[str]:
             pass
 
 
-def counted(tmp_path: Path, tag: str, healthy: int = 1_000) -> tuple[str, Path]:
-    """The counted implementation and its log of starts."""
+def counted(tmp_path: Path, tag: str, healthy: int = 1_000,
+            *options: str) -> tuple[str, Path]:
+    """The counted implementation and its log of starts; the model shim with
+    ``options`` (by default --no-reset: a process per sequence)."""
     script, log = tmp_path / "counted.py", tmp_path / f"{tag}.log"
     script.write_text(COUNTED)
-    return python_impl(str(script), str(log), str(healthy)), log
+    return python_impl(str(script), str(log), str(healthy),
+                       *(options or ("--no-reset",))), log
 
 
 def starts(log: Path) -> int:
@@ -218,4 +221,43 @@ def test_a_retired_child_is_ended_once_it_exited_or_when_the_pool_closes(tmp_pat
     finally:
         spares.close()
     assert deaf.process.returncode == -signal.SIGKILL
+    assert nothing_left(tag)
+
+
+def test_a_child_that_declares_reset_serves_the_passing_sequences(tmp_path: Path, tag: str
+                                                                  ) -> None:
+    """PROTOCOL.md "Reset": after a passing sequence the child is reset and serves
+    the next one: a search starts two processes (the first and the spare that
+    stands by), whatever the number of sequences."""
+    impl, log = counted(tmp_path, tag, 1_000, "--validate")
+    outcome = short_search(impl)
+    assert outcome.passed and outcome.coverage.sessions >= 4
+    assert starts(log) == 2
+    assert nothing_left(tag)
+
+
+#: The model shim declaring reset and ignoring it: every sequence after the
+#: first finds the state the one before left.
+KEEPS_STATE = r'''
+import sys
+from proofs.oracle import model_shim
+world = model_shim.ModelWorld()
+model_shim.ModelWorld = lambda: world
+sys.exit(model_shim.main([]))
+'''
+
+
+def test_a_reset_that_keeps_the_state_is_a_divergence_that_does_not_reproduce(
+        tmp_path: Path, tag: str) -> None:
+    """A child that answers a reset and stays as it was fails its next sequence
+    (the set-up finds memory initialized already); reuse then stops, the sequence
+    sent again to a fresh process passes, and the verdict says the divergence
+    did not reproduce: never a pass, never a bug of a shrunk trace that a fresh
+    process does not show."""
+    script = tmp_path / "keeps.py"
+    script.write_text(KEEPS_STATE)
+    outcome = search(python_impl(str(script), tag), "spec", max_examples=6, steps=3, seed=1,
+                     time_limit=120, families=("kernel",))
+    assert not outcome.passed and outcome.divergence is not None
+    assert "not reproducible" in outcome.divergence.reason
     assert nothing_left(tag)

@@ -62,15 +62,17 @@ class Pages:
         self.spaces, self.layouts = view
         self.nframes = nframes
         self.live = set(self.spaces) | set(self.layouts)
+        #: every (pid, vpn, page), in order (built once: each invariant walks it)
+        self._items = [(pid, vpn, self.spaces[pid][vpn]) for pid in sorted(self.spaces)
+                       for vpn in sorted(self.spaces[pid])]
         #: frame -> (pid, vpn) of the first committed page holding it
         self.owners: dict[int, tuple[int, int]] = {}
-        for pid, vpn, page in self.items():
+        for pid, vpn, page in self._items:
             if page.state == MEM_COMMIT and page.frame is not None:
                 self.owners.setdefault(page.frame, (pid, vpn))
 
     def items(self) -> list[tuple[int, int, PageView]]:
-        return [(pid, vpn, self.spaces[pid][vpn]) for pid in sorted(self.spaces)
-                for vpn in sorted(self.spaces[pid])]
+        return self._items
 
     def page(self, pid: int, vpn: int) -> PageView | None:
         return self.spaces.get(pid, {}).get(vpn)

@@ -31,7 +31,16 @@ from collections import deque
 from collections.abc import Sequence
 
 from proofs.oracle import processes
-from proofs.oracle.protocol import Hello, Message, ProtocolError, check_hello, parse, printable
+from proofs.oracle.protocol import (
+    Hello,
+    Message,
+    ProtocolError,
+    check_hello,
+    check_reply,
+    parse,
+    printable,
+    reset_request,
+)
 
 #: Seconds to wait for a reply (each request).
 REQUEST_TIMEOUT = 5.0
@@ -326,6 +335,20 @@ class Child:
             return parse(line)
         except ProtocolError as exc:
             raise self.fault("protocol", str(exc)) from None
+
+    def reset(self) -> bool:
+        """Send a reset request (PROTOCOL.md, "Reset") and read its reply: True
+        when the child answered it as it must, and is then in the state of its
+        hello; False on anything else (the caller ends it). What it wrote to
+        stderr meanwhile belongs to no step and is dropped."""
+        request = reset_request(1)
+        try:
+            self.send([request])
+            check_reply(request, self.receive())
+        except (ImplementationError, ProtocolError):
+            return False
+        self.step_stderr()
+        return True
 
     def close(self) -> None:
         """Close stdin and give the child a moment to exit (none after a fault);

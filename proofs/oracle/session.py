@@ -135,6 +135,8 @@ def one_origin(method: _F) -> _F:
         session = args[0]
         session.failed = True  # its teardown must not raise again
         if isinstance(error, DivergenceError):
+            if session.spares is not None:  # every divergence reported happens in a fresh
+                session.spares.stop_reusing()  # process: none is reset for reuse from now
             error.step = error.step or method.__name__
             if session.coverage.known_bucket(error, session.family.name):
                 reject()  # a bug the campaign has: this sequence is over, the search goes on
@@ -294,11 +296,12 @@ class Session:
 
     def close(self) -> None:
         """End the child (from a pool of spares: once it has exited, while the
-        next sequence runs)."""
+        next sequence runs; after a passing sequence, reset for the next one when
+        its hello declares reset: :meth:`Spares.retire`)."""
         if self.spares is None:
             self.child.close()
         else:
-            self.spares.retire(self.child)
+            self.spares.retire(self.child, passed=not self.failed)
 
 
 # -- strict ------------------------------------------------------------------------

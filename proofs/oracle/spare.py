@@ -75,12 +75,27 @@ class Spares:
         self._started_as: tuple[str, float, dict[str, str], str] | None = None
         #: Children this pool started (spares and the fresh ones it had to start).
         self.started = 0
+        #: A child whose passing sequence is over, reset to its hello's state, and
+        #: how it was started (:meth:`retire`).
+        self._reset: tuple[Child, tuple[str, float, dict[str, str], str]] | None = None
+        #: Whether a child may serve another sequence after a reset: until a
+        #: sequence diverges (:meth:`stop_reusing`).
+        self.reusing = True
+        #: Sequences served by a child reset after an earlier one.
+        self.reused = 0
 
     def take(self, command: str, timeout: float) -> Child:
-        """A greeted child of command (the spare when it was started as this one
-        would be, else a fresh one); then the next spare is started. An
-        ImplementationError of the hello closes the child and starts no spare."""
+        """A greeted child of command: the one reset after the last sequence when
+        it was started as this one would be, else the spare when it was, else a
+        fresh one (then the next spare is started). An ImplementationError of the
+        hello closes the child and starts no spare."""
         now = _circumstances(command, timeout)
+        if self._reset is not None:
+            (kept, started_as), self._reset = self._reset, None
+            if started_as == now:
+                self.reused += 1
+                return kept
+            kept.close()
         child, self._spare = self._spare, None
         if child is not None and self._started_as != now:
             child.close()
@@ -101,11 +116,18 @@ class Spares:
         self.started += 1
         return child
 
-    def retire(self, child: Child) -> None:
-        """A sequence's child at its end: stdin closed now; ended (its group and
-        what it started, as :meth:`Child.close` does) once it has exited, or its
-        moment to exit is over, at a later retire or :meth:`close`; at most one
-        waits so, the older ones are ended first."""
+    def retire(self, child: Child, passed: bool = False) -> None:
+        """A sequence's child at its end. After a sequence that ``passed`` (nothing
+        diverged, nothing unsupported) a child whose hello declares reset is
+        reset and kept for the next :meth:`take`, while the pool is reusing.
+        Otherwise (or when the reset fails) stdin is closed now, and it is ended
+        (its group and what it started, as :meth:`Child.close` does) once it has
+        exited, or its moment to exit is over, at a later retire or
+        :meth:`close`; at most one waits so, the older ones are ended first."""
+        if passed and self.reusing and self._reset is None and child.hello.reset \
+                and self._started_as is not None and child.reset():
+            self._reset = child, self._started_as
+            return
         child.retire()
         for old in list(self._retired):
             if old.finish(wait=False):
@@ -115,9 +137,19 @@ class Spares:
             self._retired[0].finish()
             del self._retired[0]
 
+    def stop_reusing(self) -> None:
+        """A sequence diverged: from now on every sequence starts in a fresh
+        process (its shrinking, delta debugging's replays and a campaign's later
+        sequences), so that every divergence reported happened in one."""
+        self.reusing = False
+        if self._reset is not None:
+            self._reset[0].close()
+            self._reset = None
+
     def close(self) -> None:
-        """End the spare and the retired children (the owner makes no more
-        sessions)."""
+        """End the spare, the child kept after a reset and the retired children
+        (the owner makes no more sessions)."""
+        self.stop_reusing()
         child, self._spare = self._spare, None
         try:
             if child is not None:

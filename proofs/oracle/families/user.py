@@ -83,14 +83,28 @@ def layout_of(processes: Message, pointers: dict[int, list[int]]) -> Layout | No
                   current["heap"], sorted(pointers.get(current["pid"], [])))
 
 
-def view_of(processes: Message) -> View:
+#: pid -> (its pages, ptes and allocations as reported, the pages built from them).
+Known = dict[int, tuple[Any, dict[int, "PageView"]]]
+
+
+def view_of(processes: Message, known: Known | None = None) -> View:
     """The user harness's view of a Processes observation; a page outside every
     reported allocation, or a present PTE of a committed page mapping another
-    frame, is refuted on the spot."""
+    frame, is refuted on the spot. ``known``: the pages built for each pid from
+    the last report, taken again when its runs are the same (most calls change
+    one process's pages, or none), and updated."""
     spaces: dict[int, dict[int, PageView]] = {}
     layouts: dict[int, SpaceView] = {}
     for p in processes["processes"]:
         pid = p["pid"]
+        layouts[pid] = SpaceView(p["heap_start"] >> PAGE_SHIFT, page_ceil(p["brk"]) >> PAGE_SHIFT,
+                                 p["heap_max"] >> PAGE_SHIFT, p["stack_start"] >> PAGE_SHIFT,
+                                 page_ceil(p["stack_size"]) >> PAGE_SHIFT)
+        runs = (p["pages"], p["ptes"], p["allocations"])
+        last = None if known is None else known.get(pid)
+        if last is not None and last[0] == runs:
+            spaces[pid] = last[1]
+            continue
         origins = {base >> PAGE_SHIFT: origin for base, _, _, origin, _ in p["allocations"]}
         ptes = {first + n: (frame + n, writable, user)
                 for first, count, frame, writable, user in p["ptes"] for n in range(count)}
@@ -113,9 +127,8 @@ def view_of(processes: Message) -> View:
         for vpn, (_, writable, user) in ptes.items():
             pages[vpn] = PageView(MEM_FREE, 0, 0, 0, None, True, writable, user)
         spaces[pid] = pages
-        layouts[pid] = SpaceView(p["heap_start"] >> PAGE_SHIFT, page_ceil(p["brk"]) >> PAGE_SHIFT,
-                                 p["heap_max"] >> PAGE_SHIFT, p["stack_start"] >> PAGE_SHIFT,
-                                 page_ceil(p["stack_size"]) >> PAGE_SHIFT)
+        if known is not None:
+            known[pid] = runs, pages
     return spaces, layouts
 
 
@@ -263,7 +276,9 @@ class UserJudge(HeapJudging, TwinFirst):
         self.last: Message = {"current": 0, "processes": []}
         self._args: Message = {}
         self._result: Any = None
-        self._views: tuple[object, View] | None = None
+        self._views: tuple[Message, View] | None = None
+        #: The pages last built for each pid (view_of).
+        self._known: Known = {}
 
     # -- hooks ------------------------------------------------------------------------
 
@@ -274,8 +289,15 @@ class UserJudge(HeapJudging, TwinFirst):
     def view(self) -> View:
         processes = self.processes()
         if self._views is None or self._views[0] is not processes:
-            self._views = (processes, view_of(processes))
+            self._views = (processes, view_of(processes, self._known))
         return self._views[1]
+
+    def describe(self, view: View) -> str:
+        """The report the view was built from, when it is the last one (its runs:
+        a shorter text than the view's pages)."""
+        if self._views is not None and self._views[1] is view:
+            return repr(self._views[0]["processes"])
+        return repr(view)
 
     def nframes(self) -> int:
         return int(self.session.observe("FrameCounts")["frames"])

@@ -92,9 +92,13 @@ class TwinFirst(UserChecks):
             return known[1]
         if len(texts) >= 64:  # a sequence's views; the next one starts anew
             texts.clear()
-        text = repr(view)
+        text = self.describe(view)
         texts[id(view)] = (view, text)
         return text
+
+    def describe(self, view: View) -> str:
+        """A text that determines the view (the key of the judge's tables)."""
+        return repr(view)
 
     def _table(self, name: str) -> dict[Any, Any]:
         caches: dict[str, Any] = self.session.judges.caches
