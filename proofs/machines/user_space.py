@@ -59,6 +59,7 @@ argument validation the spec does not model (types, alignment, flags).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -227,6 +228,23 @@ def world(calls: SystemCalls) -> tuple[object, ...]:
             {pid: dict(sizes) for pid, sizes in calls.heap_sizes.items()})
 
 
+class StepInputs:
+    """What a spec step is built from, each built when first asked for (a call
+    with no step builds none): the z3 abstraction of the pre-state, and
+    pick/pinv/oom of the post-state (:meth:`UserChecks.picked`)."""
+
+    def __init__(self, checks: UserChecks, pid: int, pre_view: View, post_view: View) -> None:
+        self.checks, self.pid, self.pre_view, self.post_view = checks, pid, pre_view, post_view
+
+    @functools.cached_property
+    def pre(self) -> UserState:
+        return self.checks.state(self.pre_view)
+
+    @functools.cached_property
+    def picked(self) -> tuple[Ref, Ref, Ref]:
+        return self.checks.picked(self.pid, self.post_view)
+
+
 class UserChecks:
     """The checks of one call, over hooks for what is checked: the current view,
     the call itself, the bytes of a page. :class:`UserHarness` runs them on the
@@ -322,12 +340,11 @@ class UserChecks:
         (decided before any z3 term is built: :meth:`has_step`)."""
         if not self.has_step(name, pid, pre_view, post_view):
             return None
-        pre = self.state(pre_view)
-        pick, pinv, oom = self.picked(pid, post_view)
+        a = StepInputs(self, pid, pre_view, post_view)
         if name == "DestroyProcess":
-            return us.DestroyProcess(pre, z3.IntVal(args[0]))
+            return us.DestroyProcess(a.pre, z3.IntVal(args[0]))
         if name == "CreateProcess" and reply:
-            return self.created(pre, reply, post_view, *self.picked(reply, post_view))
+            return self.created(a.pre, reply, post_view, *self.picked(reply, post_view))
         if pid == 0:
             return None
         p = z3.IntVal(pid)
@@ -337,62 +354,62 @@ class UserChecks:
             first = reply >> PAGE_SHIFT
             if kind in RESET_TYPES:
                 count = (page_ceil(address + size) >> PAGE_SHIFT) - first
-                return us.VirtualAllocReset(pre, p, z3.IntVal(first), z3.IntVal(count),
+                return us.VirtualAllocReset(a.pre, p, z3.IntVal(first), z3.IntVal(count),
                                             z3.IntVal(protect))
             if kind & MEM_RESERVE or address == 0:
                 count = self.allocation_pages(post_view, pid, first)
                 if kind & MEM_COMMIT:
-                    return us.VirtualAllocReserveCommit(pre, p, z3.IntVal(first),
+                    return us.VirtualAllocReserveCommit(a.pre, p, z3.IntVal(first),
                                                         z3.IntVal(count), z3.IntVal(protect),
-                                                        pick, pinv, oom)
-                return us.VirtualAllocReserve(pre, p, z3.IntVal(first), z3.IntVal(count),
+                                                        *a.picked)
+                return us.VirtualAllocReserve(a.pre, p, z3.IntVal(first), z3.IntVal(count),
                                               z3.IntVal(protect))
             count = (page_ceil(address + size) - page_floor(address)) >> PAGE_SHIFT
-            return us.VirtualAllocCommit(pre, p, z3.IntVal(first), z3.IntVal(count),
-                                         z3.IntVal(protect), pick, pinv, oom)
+            return us.VirtualAllocCommit(a.pre, p, z3.IntVal(first), z3.IntVal(count),
+                                         z3.IntVal(protect), *a.picked)
         if name == "SyscallVirtualFree" and reply:
             address, size, kind = args
             first = page_floor(address) >> PAGE_SHIFT
             if kind == MEM_RELEASE:
-                return us.VirtualFreeRelease(pre, p, z3.IntVal(first))
+                return us.VirtualFreeRelease(a.pre, p, z3.IntVal(first))
             base = pre_view[0][pid][first].base_vpn
             end = (base + self.allocation_pages(pre_view, pid, base) if size == 0
                    else page_ceil(address + size) >> PAGE_SHIFT)
-            return us.VirtualFreeDecommit(pre, p, z3.IntVal(first), z3.IntVal(end - first))
+            return us.VirtualFreeDecommit(a.pre, p, z3.IntVal(first), z3.IntVal(end - first))
         if name == "protect" and reply[0] or name == "SyscallVirtualProtect" and reply:
             address, size, protect = args[:3]
             first = page_floor(address) >> PAGE_SHIFT
             count = (page_ceil(address + size) >> PAGE_SHIFT) - first
-            return us.VirtualProtect(pre, p, z3.IntVal(first), z3.IntVal(count),
+            return us.VirtualProtect(a.pre, p, z3.IntVal(first), z3.IntVal(count),
                                      z3.IntVal(protect))
         if name == "SyscallMmap" and reply >= 0 and live:
             address, length, prot, flags = args[:4]
             first, count = reply >> PAGE_SHIFT, page_ceil(length) >> PAGE_SHIFT
             step = us.MmapFixed if flags & MAP_FIXED else us.Mmap
-            return step(pre, p, z3.IntVal(first), z3.IntVal(count),
-                        z3.IntVal(protect_from_prot(prot)), pick, pinv, oom)
+            return step(a.pre, p, z3.IntVal(first), z3.IntVal(count),
+                        z3.IntVal(protect_from_prot(prot)), *a.picked)
         if name == "SyscallMunmap" and reply == 0:
             address, length = args
-            return us.Munmap(pre, p, z3.IntVal(address >> PAGE_SHIFT),
+            return us.Munmap(a.pre, p, z3.IntVal(address >> PAGE_SHIFT),
                              z3.IntVal(page_ceil(length) >> PAGE_SHIFT))
         if name == "SyscallMprotect" and args[1] and reply in (0, -ENOMEM, -EACCES):
             address, length, prot = args
             first = address >> PAGE_SHIFT
             end = page_ceil(address + length) >> PAGE_SHIFT
             stop = mprotect_stop(pre_view[0][pid], first, end)
-            return us.Mprotect(pre, p, z3.IntVal(first), z3.IntVal(end - first),
+            return us.Mprotect(a.pre, p, z3.IntVal(first), z3.IntVal(end - first),
                                z3.IntVal(protect_from_prot(prot)), z3.IntVal(stop))
         if name in ("SyscallHeapAlloc", "SyscallHeapFree", "SyscallHeapReAlloc") and live:
-            return self.heap_pages(pre, pid, pre_view, post_view, pick, pinv, oom)
+            return self.heap_pages(a.pre, pid, pre_view, post_view, *a.picked)
         if name == "SyscallHeapSize" and live and code == 0:
-            return us.ProcessHeapSize(pre, p)
+            return us.ProcessHeapSize(a.pre, p)
         if name == "SyscallBrk" and live and reply == args[0]:
             old_end, new_end = pre_view[1][pid].heap_end, post_view[1][pid].heap_end
             if new_end > old_end:
-                return us.BrkGrow(pre, p, z3.IntVal(new_end), pick, pinv, oom)
+                return us.BrkGrow(a.pre, p, z3.IntVal(new_end), *a.picked)
             if new_end < old_end:
-                return us.BrkShrink(pre, p, z3.IntVal(new_end))
-        return refused(name, args, pre, p, code, pick, pinv) if live else None
+                return us.BrkShrink(a.pre, p, z3.IntVal(new_end))
+        return refused(name, args, a, p, code) if live else None
 
     @staticmethod
     def has_step(name: str, pid: int, pre_view: View, post_view: View) -> bool:
@@ -583,8 +600,8 @@ def heap_changes(pid: int, pre_view: View, post_view: View) -> tuple[list[int], 
     return grown, shrunk
 
 
-def refused(name: str, args: tuple[Any, ...], pre: UserState, p: Ref, code: int,
-            pick: Ref, pinv: Ref) -> us.UserStep | None:
+def refused(name: str, args: tuple[Any, ...], inputs: StepInputs, p: Ref,
+            code: int) -> us.UserStep | None:
     """The spec's step of a failed call whose arguments it represents: page
     ranges of user space (a size above 0) of VirtualProtect, VirtualFree
     (a release from an aligned address with size 0, a decommit of some
@@ -604,21 +621,22 @@ def refused(name: str, args: tuple[Any, ...], pre: UserState, p: Ref, code: int,
     first_t, count_t = z3.IntVal(first), z3.IntVal(count)
     if name in ("protect", "SyscallVirtualProtect") and in_user and code not in (
             E.ERROR_NOT_ENOUGH_MEMORY, E.ERROR_NOACCESS) and type(args[2]) is int:
-        step = us.VirtualProtect(pre, p, first_t, count_t, z3.IntVal(args[2]))
+        step = us.VirtualProtect(inputs.pre, p, first_t, count_t, z3.IntVal(args[2]))
     elif name == "SyscallVirtualFree" and address % PAGE_SIZE == 0:
         if args[2] == MEM_RELEASE and size == 0:
-            step = us.VirtualFreeRelease(pre, p, first_t)
+            step = us.VirtualFreeRelease(inputs.pre, p, first_t)
         elif args[2] == MEM_DECOMMIT and in_user:
-            step = us.VirtualFreeDecommit(pre, p, first_t, count_t)
+            step = us.VirtualFreeDecommit(inputs.pre, p, first_t, count_t)
     elif name == "SyscallVirtualAlloc" and args[2] in RESET_TYPES and in_user \
             and type(args[3]) is int:
-        step = us.VirtualAllocReset(pre, p, first_t, count_t, z3.IntVal(args[3]))
+        step = us.VirtualAllocReset(inputs.pre, p, first_t, count_t, z3.IntVal(args[3]))
     elif name == "SyscallVirtualAlloc" and args[2] == MEM_COMMIT and address and in_user \
             and type(args[3]) is int:
-        step = us.VirtualAllocCommit(pre, p, first_t, count_t, z3.IntVal(args[3]), pick,
+        pick, pinv, _ = inputs.picked
+        step = us.VirtualAllocCommit(inputs.pre, p, first_t, count_t, z3.IntVal(args[3]), pick,
                                      pinv, z3.BoolVal(code == E.ERROR_NOT_ENOUGH_MEMORY))
     elif name == "SyscallMunmap" and address % PAGE_SIZE == 0:
-        step = us.Munmap(pre, p, first_t, z3.IntVal(page_ceil(size) >> PAGE_SHIFT))
+        step = us.Munmap(inputs.pre, p, first_t, z3.IntVal(page_ceil(size) >> PAGE_SHIFT))
     return None if step is None else dataclasses.replace(step, assume=z3.BoolVal(True))
 
 
