@@ -21,6 +21,7 @@ field at a bound, a layout dropped) or of the code. The default run makes
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from typing import Any
 
@@ -28,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proofs.abstractions.user_space import View
+from proofs.abstractions.user_step_twin import FREE_PAGE, observed, shown
 from proofs.machines.runner import CheckedMachine
 from proofs.machines.user_space import UserHarness
 from proofs.oracle.families.user_twins import TwinFirst
@@ -35,11 +37,13 @@ from spec.abi import (
     MAP_ANONYMOUS,
     MAP_PRIVATE,
     MEM_COMMIT,
+    MEM_FREE,
     MEM_RESERVE,
     PAGE_EXECUTE_READ,
     PAGE_NOACCESS,
     PAGE_READWRITE,
 )
+from spec.user_space import PageView
 from tests.budget import examples
 from tests.test_user_twin import CALLS, corrupted
 
@@ -200,3 +204,14 @@ def test_a_range_in_use_is_refused() -> None:
                                         pte_user=False)
     pre = ({**pre[0], pid: {**pre[0][pid], first: page}}, pre[1])
     assert verdicts(h, "SyscallVirtualAlloc", args, pre, post, reply, code) == (False, False)
+
+
+def test_what_a_views_pages_show_is_observed_page_by_page() -> None:
+    """``shown`` (unrolled for speed) gives ``observed`` of every page that is not
+    plain free, on every combination of state, frame and PTE bits."""
+    pages = {n: PageView(state, 4, 9, 2, frame, *bits) for n, (state, frame, bits) in enumerate(
+        itertools.product((MEM_FREE, MEM_RESERVE, MEM_COMMIT, 7), (None, 0, 5),
+                          itertools.product((False, True), repeat=3)))}
+    assert shown(pages) == {vpn: observed(page) for vpn, page in pages.items()
+                            if observed(page) != FREE_PAGE}
+    assert shown(pages, remember=True) is shown(pages)

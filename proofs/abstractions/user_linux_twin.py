@@ -61,7 +61,7 @@ from proofs.abstractions.user_step_twin import (
     of_view,
     owners,
 )
-from proofs.abstractions.user_twin import Pages, in_user
+from proofs.abstractions.user_twin import Pages, in_user, pages_of
 from proofs.machines.user_space import UserChecks, heap_changes, mprotect_stop
 from spec.abi import (
     EACCES,
@@ -251,7 +251,7 @@ def _same(pre: Pages, pid: int, pages: Space, owner: dict[int, int], post_view: 
 def brk_grow_accepts(pid: int, new_end: int, pre_view: View, post_view: View, code: int,
                      nframes: int) -> bool:
     """A brk moving the break up to new_end passes BrkGrow."""
-    pre = Pages(pre_view, nframes)
+    pre = pages_of(pre_view, nframes)
     if code != 0 or pid not in pre.live:
         return False
     layout = pre.layout(pid)
@@ -274,7 +274,7 @@ def brk_grow_accepts(pid: int, new_end: int, pre_view: View, post_view: View, co
 def brk_shrink_accepts(pid: int, new_end: int, pre_view: View, post_view: View, code: int,
                        nframes: int) -> bool:
     """A brk moving the break down to new_end passes BrkShrink."""
-    pre = Pages(pre_view, nframes)
+    pre = pages_of(pre_view, nframes)
     if code != 0 or pid not in pre.live:
         return False
     layout = pre.layout(pid)
@@ -293,7 +293,7 @@ def brk_shrink_accepts(pid: int, new_end: int, pre_view: View, post_view: View, 
 def munmap_accepts(pid: int, first: int, count: int, pre_view: View, post_view: View,
                    code: int, nframes: int) -> bool:
     """A successful munmap of count pages at first passes Munmap."""
-    pre = Pages(pre_view, nframes)
+    pre = pages_of(pre_view, nframes)
     own = pre.spaces.get(pid, {})
     if code != 0 or pid not in pre.live or not user_range(first, count) \
             or not unmappable(own, first, count):
@@ -307,7 +307,7 @@ def mmap_fixed_accepts(pid: int, first: int, count: int, protect: int, pre_view:
                        post_view: View, code: int, nframes: int) -> bool:
     """A successful mmap(MAP_FIXED) passes MmapFixed: the range unmapped, then
     reserved as one mmap allocation and committed anew."""
-    pre = Pages(pre_view, nframes)
+    pre = pages_of(pre_view, nframes)
     own = pre.spaces.get(pid, {})
     if code != 0 or pid not in pre.live or protect not in VALID_PROTECTIONS \
             or not user_range(first, count) or count > MAX_PAGES \
@@ -328,7 +328,7 @@ def mprotect_accepts(pid: int, first: int, count: int, protect: int, stop: int,
     in all three, the post-state."""
     if code not in (0, ENOMEM, EACCES):
         return False  # an argument check's failure: z3 judges
-    pre = Pages(pre_view, nframes)
+    pre = pages_of(pre_view, nframes)
     if pid not in pre.live or count < 0 or protect not in VALID_PROTECTIONS:
         return False  # EINVAL
     own = pre.spaces.get(pid, {})
@@ -379,7 +379,7 @@ def _heap_checks(pre: Pages, pid: int, first: int, count: int, code: int) -> boo
 
 def heap_grow_accepts(pid: int, first: int, count: int, pre_view: View, post_view: View,
                       code: int, nframes: int) -> bool:
-    pre = Pages(pre_view, nframes)
+    pre = pages_of(pre_view, nframes)
     if not _heap_checks(pre, pid, first, count, code):
         return False
     pages, owner = dict(pre.spaces[pid]), owners(pre)
@@ -390,7 +390,7 @@ def heap_grow_accepts(pid: int, first: int, count: int, pre_view: View, post_vie
 
 def heap_shrink_accepts(pid: int, first: int, count: int, pre_view: View, post_view: View,
                         code: int, nframes: int) -> bool:
-    pre = Pages(pre_view, nframes)
+    pre = pages_of(pre_view, nframes)
     if not _heap_checks(pre, pid, first, count, code):
         return False
     pages, owner = dict(pre.spaces[pid]), owners(pre)
@@ -404,7 +404,7 @@ def heap_shrink_accepts(pid: int, first: int, count: int, pre_view: View, post_v
 
 def heap_size_accepts(pid: int, pre_view: View, post_view: View, nframes: int) -> bool:
     """A successful HeapSize passes ProcessHeapSize: pid live, nothing changed."""
-    pre = Pages(pre_view, nframes)
+    pre = pages_of(pre_view, nframes)
     return pid in pre.live and of_view(pre_view, nframes) == of_view(post_view, nframes)
 
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from proofs.abstractions.user_space import View
-from proofs.abstractions.user_twin import NO_LAYOUT, Pages, frame_of
+from proofs.abstractions.user_twin import NO_LAYOUT, Pages, frame_of, pages_of
 from spec.abi import (
     MEM_COMMIT,
     MEM_FREE,
@@ -63,18 +63,44 @@ Observed = tuple[int, bool, bool, bool, int, int, int, int]
 FREE_PAGE: Observed = (MEM_FREE, False, False, False, 0, 0, 0, 0)
 
 
+#: id(a view's pages of one pid) -> (those pages, what they show): a reported
+#: view is never changed, and most calls leave most processes' pages as they
+#: were (the same objects: proofs/oracle/families/user.py's view_of), so what
+#: they show is worked out once. Only :func:`of_view` adds to it.
+_SHOWN: dict[int, tuple[Mapping[int, PageView], dict[int, Observed]]] = {}
+SHOWN_KEPT = 256
+
+
+def shown(pages: Mapping[int, PageView], remember: bool = False) -> dict[int, Observed]:
+    """What each page that is not plain free shows; remembered for a view's pages."""
+    known = _SHOWN.get(id(pages))
+    if known is not None and known[0] is pages:
+        return known[1]
+    out: dict[int, Observed] = {}
+    for vpn, (state, protect, base, origin, frame, present, writable, user) in pages.items():
+        if state == MEM_FREE:  # observed(page), unrolled: this walks every page of a view
+            if present or writable or user:
+                out[vpn] = (state, present, writable, user, 0, 0, 0, 0)
+        else:
+            out[vpn] = (state, present, writable, user, base, origin, protect,
+                        (frame or 0) if state == MEM_COMMIT else 0)
+    if remember:
+        if len(_SHOWN) >= SHOWN_KEPT:
+            _SHOWN.clear()
+        _SHOWN[id(pages)] = (pages, out)
+    return out
+
+
 class Observation:
     """The observable part of a state: spaces (pages by pid), the live pids'
     layouts, the owner of every owned frame."""
 
     def __init__(self, spaces: Mapping[int, Mapping[int, PageView]], live: set[int],
-                 layouts: Mapping[int, SpaceView], owner: Mapping[int, int]) -> None:
-        self.pages: dict[tuple[int, int], Observed] = {}
-        for pid, pages in spaces.items():
-            for vpn, page in pages.items():
-                seen = observed(page)
-                if seen != FREE_PAGE:
-                    self.pages[(pid, vpn)] = seen
+                 layouts: Mapping[int, SpaceView], owner: Mapping[int, int],
+                 remember: bool = False) -> None:
+        #: pid -> what its pages show (a pid with none shown: left out)
+        self.pages = {pid: seen for pid, pages in spaces.items()
+                      if (seen := shown(pages, remember))}
         self.live = frozenset(live)
         self.layouts = {pid: layouts.get(pid, NO_LAYOUT) for pid in live}
         self.owner = {frame: pid for frame, pid in owner.items() if pid != 0}
@@ -99,13 +125,13 @@ def owners(s: Pages) -> dict[int, int]:
 
 
 def of_view(view: View, nframes: int) -> Observation:
-    s = Pages(view, nframes)
-    return Observation(s.spaces, s.live, s.layouts, owners(s))
+    s = pages_of(view, nframes)
+    return Observation(s.spaces, s.live, s.layouts, owners(s), remember=True)
 
 
 def destroy_accepts(pid: int, pre_view: View, post_view: View, code: int, nframes: int) -> bool:
     """DestroyProcess(pid) with the reported code and post-state passes the spec's step."""
-    pre = Pages(pre_view, nframes)
+    pre = pages_of(pre_view, nframes)
     status = 0 if pid in pre.live else 6  # ERROR_INVALID_HANDLE
     if status != code:
         return False
@@ -134,7 +160,7 @@ def create_accepts(pid: int, image: int, image_pages: int, heap_base: int, heap_
                    nframes: int) -> bool:
     """SystemCalls.CreateProcess returning pid (the judge's chain of CreateProcess
     and ProcessHeapCreate, the layout read from the report) passes the spec's step."""
-    pre = Pages(pre_view, nframes)
+    pre = pages_of(pre_view, nframes)
     layout = post_view[1].get(pid)
     if code != 0 or layout is None or pid <= 0 or pid in pre.live:
         return False
@@ -212,7 +238,7 @@ def reserve_commit_accepts(pid: int, first: int, count: int, protect: int, origi
     protection valid, the range in user space (a VirtualAlloc one on the 64 KB
     granule) and free, then reserved as one allocation based at first and
     every page committed with protect in the frame reported for it."""
-    pre = Pages(pre_view, nframes)
+    pre = pages_of(pre_view, nframes)
     if code != 0 or pid not in pre.live or protect not in VALID_PROTECTIONS:
         return False
     if not (0 < count <= MAX_PAGES and USER_FIRST_VPN <= first

@@ -81,6 +81,26 @@ class Pages:
         return self.layouts.get(pid, NO_LAYOUT)
 
 
+#: id(view) -> (view, nframes, its Pages): the judge asks the same views again
+#: (a call's post-state is the next one's pre-state); the view is kept so that
+#: its id stays its own.
+_PAGES: dict[int, tuple[View, int, Pages]] = {}
+PAGES_KEPT = 64
+
+
+def pages_of(view: View, nframes: int) -> Pages:
+    """Pages(view, nframes), built once per view object (views and Pages are
+    read, never changed)."""
+    known = _PAGES.get(id(view))
+    if known is not None and known[0] is view and known[1] == nframes:
+        return known[2]
+    if len(_PAGES) >= PAGES_KEPT:
+        _PAGES.clear()
+    s = Pages(view, nframes)
+    _PAGES[id(view)] = (view, nframes, s)
+    return s
+
+
 def frame_of(page: PageView) -> int:
     return 0 if page.frame is None else page.frame
 
@@ -178,5 +198,5 @@ INVARIANTS: Mapping[str, Callable[[Pages], bool]] = {
 def holding(view: View, nframes: int) -> dict[str, bool]:
     """Whether each invariant holds on the abstraction of view (twin of
     spec.user_space.INVARIANTS on to_user_state(view, nframes))."""
-    s = Pages(view, nframes)
+    s = pages_of(view, nframes)
     return {name: holds(s) for name, holds in INVARIANTS.items()}

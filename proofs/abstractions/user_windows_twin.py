@@ -60,7 +60,7 @@ from proofs.abstractions.user_step_twin import (
     of_view,
     owners,
 )
-from proofs.abstractions.user_twin import Pages
+from proofs.abstractions.user_twin import Pages, pages_of
 from proofs.machines.user_space import REFUSED, RESET_TYPES, UserChecks
 from spec.abi import (
     EINVAL,
@@ -413,7 +413,7 @@ def windows_accepts(checks: UserChecks, name: str, args: tuple[Any, ...], pid: i
         return False
     if ok and name == "SyscallMunmap":
         return False  # Munmap's success step: not a Windows twin
-    pre = Pages(pre_view, checks.nframes())
+    pre = pages_of(pre_view, checks.nframes())
     if ok:
         step = succeeded(checks, name, args, pid, pre, pre_view, post_view,
                          0 if name == "protect" else reply)

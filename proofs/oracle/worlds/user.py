@@ -119,9 +119,9 @@ def pte_runs(space: ProcessMemorySpace) -> list[list[Any]]:
         table = directory.tables[slot]
         if table is None:
             continue
-        for index, entry in enumerate(table.entries):
-            if not entry & PTE_PRESENT:
-                continue
+        entries = table.entries
+        for index in [i for i, e in enumerate(entries) if e & PTE_PRESENT]:
+            entry = entries[index]
             vpn, frame = (slot << 10) | index, entry >> PAGE_SHIFT
             bits = [bool(entry & PTE_WRITABLE), bool(entry & PTE_USER)]
             last = out[-1] if out else None
