@@ -290,6 +290,11 @@ class UserChecks:
         """A user-mode access in the current process: (allowed, reply)."""
         raise NotImplementedError
 
+    def read_ahead(self, pid: int, reads: list[tuple[int, int]]) -> None:
+        """The reads (address, length) of pid about to be made (:meth:`read`):
+        a reader that can ask them at once does (the model's harness reads
+        memory directly: nothing)."""
+
     def write_data(self) -> bytes:
         """The bytes the last write access wrote."""
         return b"\x5a"
@@ -538,6 +543,8 @@ class UserChecks:
                 runs[-1][2].extend(data)
             else:
                 runs.append((pid, address, bytearray(data)))
+        for pid in {pid for pid, _, _ in runs}:
+            self.read_ahead(pid, [(start, len(wanted)) for q, start, wanted in runs if q == pid])
         wrong = []
         for pid, start, wanted in runs:
             seen = self.read(pid, start, len(wanted))

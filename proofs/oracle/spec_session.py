@@ -170,6 +170,30 @@ class SpecSession(Session):
         for request, reply in zip(requests, self._exchanges(requests), strict=True):
             self._keep((request["observe"], ()), request, reply["observed"])
 
+    def read_ahead(self, name: str, key: str, reads: list[tuple[int, int]],
+                   **fixed: int) -> None:
+        """Ask, in one write, the pieces :meth:`read` will ask for ``reads``
+        ((address, length) each) that are not asked yet in this state: what
+        :meth:`read` then finds. In step (``Coverage.lockstep``) nothing is asked
+        ahead."""
+        if self.coverage.lockstep or name not in self.observations:
+            return
+        wanted: dict[tuple[str, tuple[tuple[str, Any], ...]], Message] = {}
+        for address, length in reads:
+            while length > 0:
+                piece = min(length, READ_LIMIT)
+                args = {**fixed, key: address, "length": piece}
+                keyed = (name, tuple(sorted(args.items())))
+                if keyed not in self._seen:
+                    wanted[keyed] = args
+                address, length = address + piece, length - piece
+        if len(wanted) < 2:
+            return
+        requests = [self._new(None, name, args) for args in wanted.values()]
+        for keyed, request, reply in zip(wanted, requests, self._exchanges(requests),
+                                         strict=True):
+            self._keep(keyed, request, reply["observed"])
+
     def read(self, name: str, key: str, address: int, length: int,
              **fixed: int) -> bytes | None:
         """length bytes from address through the byte observation ``name`` (its
