@@ -228,6 +228,15 @@ def world(calls: SystemCalls) -> tuple[object, ...]:
             {pid: dict(sizes) for pid, sizes in calls.heap_sizes.items()})
 
 
+def allocation_pages(view: View, pid: int, base: int) -> int:
+    """The pages of pid's allocation based at base (those that name it, in a row)."""
+    pages = view[0][pid]
+    count = 0
+    while base + count in pages and pages[base + count].base_vpn == base:
+        count += 1
+    return count
+
+
 class StepInputs:
     """What a spec step is built from, each built when first asked for (a call
     with no step builds none): the z3 abstraction of the pre-state, and
@@ -342,8 +351,8 @@ class UserChecks:
     def expected(self, name: str, args: tuple[Any, ...], pid: int, pre_view: View,
                  post_view: View, reply: Any, code: int = 0) -> us.UserStep | None:
         """The spec step the call must take, None when the spec has none for it
-        (decided before any z3 term is built: :meth:`has_step`)."""
-        if not self.has_step(name, pid, pre_view, post_view):
+        (decided before any z3 term is built: :func:`has_step`)."""
+        if not has_step(name, pid, pre_view, post_view):
             return None
         a = StepInputs(self, pid, pre_view, post_view)
         if name == "DestroyProcess":
@@ -405,7 +414,7 @@ class UserChecks:
             return us.Mprotect(a.pre, p, z3.IntVal(first), z3.IntVal(end - first),
                                z3.IntVal(protect_from_prot(prot)), z3.IntVal(stop))
         if name in ("SyscallHeapAlloc", "SyscallHeapFree", "SyscallHeapReAlloc") and live:
-            return self.heap_pages(a.pre, pid, pre_view, post_view, *a.picked)
+            return heap_pages(a.pre, pid, pre_view, post_view, *a.picked)
         if name == "SyscallHeapSize" and live and code == 0:
             return us.ProcessHeapSize(a.pre, p)
         if name == "SyscallBrk" and live and reply == args[0]:
@@ -415,23 +424,6 @@ class UserChecks:
             if new_end < old_end:
                 return us.BrkShrink(a.pre, p, z3.IntVal(new_end))
         return refused(name, args, a, p, code) if live else None
-
-    @staticmethod
-    def has_step(name: str, pid: int, pre_view: View, post_view: View) -> bool:
-        """False when :meth:`expected` has no step for the call whatever its
-        arguments: a call of none of the stepped names, a call other than the
-        process steps without a current process, a HeapAlloc, HeapFree or
-        HeapReAlloc that committed and decommitted no page of the process heap."""
-        if name not in STEPPED:
-            return False
-        if name in PROCESS_STEPS:
-            return True
-        if pid == 0:
-            return False
-        if name in HEAP_PAGE_CALLS and pid in post_view[1] and pid in pre_view[0] \
-                and pid in post_view[0]:
-            return any(heap_changes(pid, pre_view, post_view))
-        return True
 
     def documented_code(self, name: str, args: tuple[Any, ...], reply: Any,
                         code: int) -> str:
@@ -464,26 +456,7 @@ class UserChecks:
             pick, pinv, oom)
         return chain(first, second)
 
-    def heap_pages(self, pre: UserState, pid: int, pre_view: View, post_view: View, pick: Ref,
-                   pinv: Ref, oom: Ref) -> us.UserStep | None:
-        """A heap call that expanded or contracted the process heap: the pages
-        committed or decommitted at its end (ProcessHeapGrow / ProcessHeapShrink)."""
-        grown, shrunk = heap_changes(pid, pre_view, post_view)
-        p = z3.IntVal(pid)
-        if grown:
-            return us.ProcessHeapGrow(pre, p, z3.IntVal(min(grown)), z3.IntVal(len(grown)),
-                                      pick, pinv, oom)
-        if shrunk:
-            return us.ProcessHeapShrink(pre, p, z3.IntVal(min(shrunk)), z3.IntVal(len(shrunk)))
-        return None
-
-    @staticmethod
-    def allocation_pages(view: View, pid: int, base: int) -> int:
-        pages = view[0][pid]
-        count = 0
-        while base + count in pages and pages[base + count].base_vpn == base:
-            count += 1
-        return count
+    allocation_pages = staticmethod(allocation_pages)
 
     @staticmethod
     def picked(pid: int, post_view: View) -> tuple[Ref, Ref, Ref]:
@@ -532,17 +505,7 @@ class UserChecks:
     def check_contents(self, view: View) -> dict[str, str]:
         """Every byte written to a page that stays committed reads back; the bytes
         written side by side in one page are read in one piece."""
-        runs: list[tuple[int, int, bytearray]] = []
-        for (pid, address), data in sorted(self.written.items()):
-            page = view[0].get(pid, {}).get(address >> PAGE_SHIFT)
-            if page is None or page.state != MEM_COMMIT:
-                del self.written[(pid, address)]
-                continue
-            if runs and runs[-1][0] == pid and runs[-1][1] + len(runs[-1][2]) == address \
-                    and runs[-1][1] >> PAGE_SHIFT == (address + len(data) - 1) >> PAGE_SHIFT:
-                runs[-1][2].extend(data)
-            else:
-                runs.append((pid, address, bytearray(data)))
+        runs = written_runs(self.written, view)
         for pid in {pid for pid, _, _ in runs}:
             self.read_ahead(pid, [(start, len(wanted)) for q, start, wanted in runs if q == pid])
         wrong = []
@@ -605,6 +568,55 @@ def heap_changes(pid: int, pre_view: View, post_view: View) -> tuple[list[int], 
     shrunk = [v for v, page in before.items() if page.origin == ORIGIN_PROCESS_HEAP
               and page.state == MEM_COMMIT and after[v].state != MEM_COMMIT]
     return grown, shrunk
+
+
+def has_step(name: str, pid: int, pre_view: View, post_view: View) -> bool:
+    """False when :meth:`UserChecks.expected` has no step for the call whatever its
+    arguments: a call of none of the stepped names, a call other than the
+    process steps without a current process, a HeapAlloc, HeapFree or
+    HeapReAlloc that committed and decommitted no page of the process heap."""
+    if name not in STEPPED:
+        return False
+    if name in PROCESS_STEPS:
+        return True
+    if pid == 0:
+        return False
+    if name in HEAP_PAGE_CALLS and pid in post_view[1] and pid in pre_view[0] \
+            and pid in post_view[0]:
+        return any(heap_changes(pid, pre_view, post_view))
+    return True
+
+
+def heap_pages(pre: UserState, pid: int, pre_view: View, post_view: View, pick: Ref,
+               pinv: Ref, oom: Ref) -> us.UserStep | None:
+    """A heap call that expanded or contracted the process heap: the pages
+    committed or decommitted at its end (ProcessHeapGrow / ProcessHeapShrink)."""
+    grown, shrunk = heap_changes(pid, pre_view, post_view)
+    p = z3.IntVal(pid)
+    if grown:
+        return us.ProcessHeapGrow(pre, p, z3.IntVal(min(grown)), z3.IntVal(len(grown)),
+                                  pick, pinv, oom)
+    if shrunk:
+        return us.ProcessHeapShrink(pre, p, z3.IntVal(min(shrunk)), z3.IntVal(len(shrunk)))
+    return None
+
+
+def written_runs(written: dict[tuple[int, int], bytes], view: View
+                 ) -> list[tuple[int, int, bytearray]]:
+    """(pid, address, bytes) of what was written side by side in one page, of the
+    pages committed in view; what was written to any other page is forgotten."""
+    runs: list[tuple[int, int, bytearray]] = []
+    for (pid, address), data in sorted(written.items()):
+        page = view[0].get(pid, {}).get(address >> PAGE_SHIFT)
+        if page is None or page.state != MEM_COMMIT:
+            del written[(pid, address)]
+            continue
+        if runs and runs[-1][0] == pid and runs[-1][1] + len(runs[-1][2]) == address \
+                and runs[-1][1] >> PAGE_SHIFT == (address + len(data) - 1) >> PAGE_SHIFT:
+            runs[-1][2].extend(data)
+        else:
+            runs.append((pid, address, bytearray(data)))
+    return runs
 
 
 def refused(name: str, args: tuple[Any, ...], inputs: StepInputs, p: Ref,

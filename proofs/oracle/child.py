@@ -161,33 +161,6 @@ class Child:
             return None
         return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
-    def _wait_exit(self, seconds: float) -> int | None:
-        """The exit status, waiting up to seconds for it (None: still running).
-        On Linux a pidfd (pidfd_open(2), which does not reap) wakes the wait when
-        the child exits; elsewhere, and where it cannot be opened, the status is
-        polled (the model shim takes about 20 ms to exit once its stdin is
-        closed, which a poll doubling its pause saw up to 10 ms late, at every
-        sequence's close)."""
-        deadline, pause = time.monotonic() + seconds, 0.001
-        status = self.status()
-        if status is not None or seconds <= 0:
-            return status
-        try:
-            pidfd = os.pidfd_open(self.process.pid)
-        except (AttributeError, OSError):
-            pidfd = None
-        if pidfd is not None:
-            try:
-                select.select([pidfd], [], [], seconds)
-            finally:
-                os.close(pidfd)
-        while (status := self.status()) is None and time.monotonic() < deadline:
-            time.sleep(pause)
-            pause = min(pause * 2, 0.02)
-        return status
-
-    # -- faults --------------------------------------------------------------------
-
     def stderr_tail(self, lines: int = 12) -> str:
         """The last lines the child wrote to stderr, control characters escaped."""
         text = printable(self._tail.decode("utf-8", "replace"), keep="\n\t")
@@ -300,7 +273,7 @@ class Child:
             except BlockingIOError:
                 continue
             except (BrokenPipeError, ConnectionResetError):
-                self._wait_exit(EXIT_GRACE)
+                wait_exit(self, EXIT_GRACE)
                 raise self.fault("crash", "the implementation closed its input") from None
 
     def _line(self, timeout: float | None = None) -> bytes:
@@ -316,7 +289,7 @@ class Child:
             if len(self._buffer) > LINE_LIMIT:
                 raise self.fault("protocol", f"a line longer than {LINE_LIMIT} bytes")
             if self._eof:
-                self._wait_exit(EXIT_GRACE)
+                wait_exit(self, EXIT_GRACE)
                 raise self.fault("crash", "the implementation closed its output")
             left = deadline - time.monotonic()
             if left <= 0:
@@ -381,7 +354,7 @@ class Child:
             assert self._retired is not None
             left = EXIT_GRACE - (time.monotonic() - self._retired)
             if wait:
-                self._wait_exit(left)
+                wait_exit(self, left)
             elif left > 0 and self.status() is None:
                 return False
         self._closed = True
@@ -429,3 +402,31 @@ def end_children_on_sigterm() -> None:
 
 
 atexit.register(end_all)
+
+
+def wait_exit(child: Child, seconds: float) -> int | None:
+    """The child's exit status, waiting up to seconds for it (None: still running).
+    On Linux a pidfd (pidfd_open(2), which does not reap) wakes the wait when
+    the child exits; elsewhere, and where it cannot be opened, the status is
+    polled (the model shim takes about 20 ms to exit once its stdin is
+    closed, which a poll doubling its pause saw up to 10 ms late, at every
+    sequence's close)."""
+    deadline, pause = time.monotonic() + seconds, 0.001
+    status = child.status()
+    if status is not None or seconds <= 0:
+        return status
+    try:
+        pidfd = os.pidfd_open(child.process.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        try:
+            select.select([pidfd], [], [], seconds)
+        finally:
+            os.close(pidfd)
+    while (status := child.status()) is None and time.monotonic() < deadline:
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+    return status
+
+# -- faults --------------------------------------------------------------------
