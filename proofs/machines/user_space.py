@@ -605,12 +605,17 @@ def written_runs(written: dict[tuple[int, int], bytes], view: View
                  ) -> list[tuple[int, int, bytearray]]:
     """(pid, address, bytes) of what was written side by side in one page, of the
     pages committed in view; what was written to any other page is forgotten."""
-    runs: list[tuple[int, int, bytearray]] = []
-    for (pid, address), data in sorted(written.items()):
+    for pid, address in list(written):
         page = view[0].get(pid, {}).get(address >> PAGE_SHIFT)
         if page is None or page.state != MEM_COMMIT:
             del written[(pid, address)]
-            continue
+    return byte_runs(written)
+
+
+def byte_runs(written: Mapping[tuple[int, int], bytes]) -> list[tuple[int, int, bytearray]]:
+    """(pid, address, bytes) of what was written side by side in one page."""
+    runs: list[tuple[int, int, bytearray]] = []
+    for (pid, address), data in sorted(written.items()):
         if runs and runs[-1][0] == pid and runs[-1][1] + len(runs[-1][2]) == address \
                 and runs[-1][1] >> PAGE_SHIFT == (address + len(data) - 1) >> PAGE_SHIFT:
             runs[-1][2].extend(data)

@@ -170,6 +170,19 @@ class SpecSession(Session):
         for request, reply in zip(requests, self._exchanges(requests), strict=True):
             self._keep((request["observe"], ()), request, reply["observed"])
 
+    @staticmethod
+    def pieces(name: str, key: str, reads: list[tuple[int, int]],
+               **fixed: int) -> list[tuple[str, Message]]:
+        """The observations :meth:`read` asks for ``reads`` ((address, length)
+        each): READ_LIMIT bytes a request."""
+        out: list[tuple[str, Message]] = []
+        for address, length in reads:
+            while length > 0:
+                piece = min(length, READ_LIMIT)
+                out.append((name, {**fixed, key: address, "length": piece}))
+                address, length = address + piece, length - piece
+        return out
+
     def read_ahead(self, name: str, key: str, reads: list[tuple[int, int]],
                    **fixed: int) -> None:
         """Ask, in one write, the pieces :meth:`read` will ask for ``reads``
@@ -179,14 +192,10 @@ class SpecSession(Session):
         if self.coverage.lockstep or name not in self.observations:
             return
         wanted: dict[tuple[str, tuple[tuple[str, Any], ...]], Message] = {}
-        for address, length in reads:
-            while length > 0:
-                piece = min(length, READ_LIMIT)
-                args = {**fixed, key: address, "length": piece}
-                keyed = (name, tuple(sorted(args.items())))
-                if keyed not in self._seen:
-                    wanted[keyed] = args
-                address, length = address + piece, length - piece
+        for _, args in self.pieces(name, key, reads, **fixed):
+            keyed = (name, tuple(sorted(args.items())))
+            if keyed not in self._seen:
+                wanted[keyed] = args
         if len(wanted) < 2:
             return
         requests = [self._new(None, name, args) for args in wanted.values()]
@@ -216,13 +225,17 @@ class SpecSession(Session):
         so forget what was observed before."""
         self._seen.clear()
         prefetch = getattr(self.judge, "prefetch", None)
-        names = () if prefetch is None or self.coverage.lockstep else tuple(
-            n for n in prefetch(manager, op) if n in self.observations)
+        wanted: dict[tuple[str, tuple[tuple[str, Any], ...]], Message] = {}
+        if prefetch is not None and not self.coverage.lockstep:
+            for item in prefetch(manager, op):
+                name, asked = (item, {}) if isinstance(item, str) else item
+                if name in self.observations:
+                    wanted[(name, tuple(sorted(asked.items())))] = asked
         request = self._new(manager, op, args)
-        observations = [self._new(None, name, {}) for name in names]
+        observations = [self._new(None, key[0], asked) for key, asked in wanted.items()]
         replies = self._exchanges([request, *observations])
-        for asked, seen in zip(observations, replies[1:], strict=True):
-            self._keep((asked["observe"], ()), asked, seen["observed"])
+        for key, message, seen in zip(wanted, observations, replies[1:], strict=True):
+            self._keep(key, message, seen["observed"])
         reply = replies[0]
         result, error = reply["result"], reply["error"]
         self.coverage.errors[manager, op, error] += 1

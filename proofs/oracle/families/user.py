@@ -39,7 +39,7 @@ from model.user_layout import page_ceil
 from proofs.abstractions.user_space import View
 from proofs.machines.checks import TRANSITION, CheckError
 from proofs.machines.runner import CheckedMachine, every_rule_enabled
-from proofs.machines.user_space import FRAMES, MAX_PROCESSES, Layout, UserMachine
+from proofs.machines.user_space import FRAMES, MAX_PROCESSES, Layout, UserMachine, byte_runs
 from proofs.oracle.families.rules import SessionRules, one_machine
 from proofs.oracle.families.user_boundaries import UserBoundaryRules
 from proofs.oracle.families.user_heap import HeapJudging, fill_block, program_bytes
@@ -291,6 +291,26 @@ class UserJudge(HeapJudging, TwinFirst):
         if self._views is None or self._views[0] is not processes:
             self._views = (processes, view_of(processes, self._known))
         return self._views[1]
+
+    def prefetch(self, manager: str, op: str) -> list[str | tuple[str, Message]]:
+        """What judging a SystemCalls call asks of the state it leaves, sent with
+        it (:meth:`SpecSession.invoke`): Processes, the frame counts and bitmap,
+        and the bytes read back now (the heap's live blocks, the bytes written),
+        most of which are read again after it."""
+        if manager != "SystemCalls":
+            return []
+        wanted: list[str | tuple[str, Message]] = ["Processes", "FrameCounts", "FrameBitmap"]
+        if self.heap_blocks.read is None:
+            return wanted
+        reads: dict[int, list[tuple[int, int]]] = {}
+        for pid, start, data in byte_runs(self.written):
+            reads.setdefault(pid, []).append((start, len(data)))
+        for pid, blocks in self.heap_blocks.blocks.items():
+            reads.setdefault(pid, []).extend((p, len(b.known)) for p, b in blocks.items()
+                                             if b.known)
+        for pid, runs in reads.items():
+            wanted += self.session.pieces("ProcessBytes", "virtual_addr", runs, pid=pid)
+        return wanted
 
     def describe(self, view: View) -> str:
         """The report the view was built from, when it is the last one (its runs:
