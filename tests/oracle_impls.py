@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -275,6 +276,15 @@ def hostile_impl(tmp: Path, attack: str, at: int, tag: str, extra: int = 0) -> s
     attack, _, shell = attack.partition("/")
     command = python_impl(str(script), attack, str(at), tag, str(extra))
     return command if shell == "sh" else command.replace(" ", " exec ", 1)
+
+
+def kill_tagged(tag: str) -> None:
+    """SIGKILL every live process whose command line holds tag (a test's leftovers)."""
+    for pid in tagged(tag):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def tagged(tag: str) -> list[int]:

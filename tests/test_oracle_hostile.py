@@ -13,7 +13,6 @@ without recursion)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from tests.oracle_impls import (
     HOSTILE,
     WRONG_TYPES,
     hostile_impl,
+    kill_tagged,
     model_impl,
     python_impl,
     tagged,
@@ -68,11 +68,7 @@ def tag() -> Iterator[str]:
     """A tag for one test's processes; any the test leaves are killed after it."""
     name = f"hostile-{uuid.uuid4().hex}"
     yield name
-    for pid in tagged(name):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_tagged(name)
 
 
 def left_behind(tag: str) -> list[int]:

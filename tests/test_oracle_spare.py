@@ -17,7 +17,7 @@ from proofs.oracle import child as child_module
 from proofs.oracle.child import Child, ImplementationError
 from proofs.oracle.run import Outcome, search
 from proofs.oracle.spare import ENVIRONMENT, Spares
-from tests.oracle_impls import python_impl, tagged
+from tests.oracle_impls import kill_tagged, python_impl, tagged
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(),
                                 reason="finding left-behind processes needs /proc")
@@ -47,11 +47,7 @@ def tag() -> Iterator[str]:
     leaves are killed after it."""
     name = f"spare-{uuid.uuid4().hex}"
     yield name
-    for pid in tagged(name):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_tagged(name)
 
 
 def counted(tmp_path: Path, tag: str, healthy: int = 1_000,
