@@ -257,3 +257,41 @@ def test_a_reset_that_keeps_the_state_is_a_divergence_that_does_not_reproduce(
     assert not outcome.passed and outcome.divergence is not None
     assert "not reproducible" in outcome.divergence.reason
     assert nothing_left(tag)
+
+
+#: The model shim declaring reset and never answering it (its reset makes a new
+#: world: the second one never comes).
+HANGS_ON_RESET = r'''
+import sys, time
+from proofs.oracle import model_shim
+made = []
+class Hanging(model_shim.ModelWorld):
+    def __init__(self):
+        if made:
+            time.sleep(60)
+        made.append(1)
+        super().__init__()
+model_shim.ModelWorld = Hanging
+sys.exit(model_shim.main([]))
+'''
+
+
+def test_a_child_that_hangs_on_a_reset_costs_one_timeout_and_the_search_goes_on(
+        tmp_path: Path, tag: str) -> None:
+    """A reset unanswered within the request timeout ends that child and turns
+    resets off for the search: the sequences pass in fresh processes."""
+    script = tmp_path / "hangs.py"
+    script.write_text(HANGS_ON_RESET)
+    spares = Spares()
+    impl = python_impl(str(script), tag)
+    try:
+        first = spares.take(impl, 1.0)
+        spares.retire(first, passed=True)
+        assert not spares.reusing and spares._reset is None
+        second = spares.take(impl, 1.0)
+        assert second is not first
+        spares.retire(second, passed=True)  # no reset tried: ended at once
+        assert spares.reused == 0
+    finally:
+        spares.close()
+    assert nothing_left(tag)

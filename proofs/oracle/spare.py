@@ -120,14 +120,18 @@ class Spares:
         """A sequence's child at its end. After a sequence that ``passed`` (nothing
         diverged, nothing unsupported) a child whose hello declares reset is
         reset and kept for the next :meth:`take`, while the pool is reusing.
-        Otherwise (or when the reset fails) stdin is closed now, and it is ended
-        (its group and what it started, as :meth:`Child.close` does) once it has
-        exited, or its moment to exit is over, at a later retire or
-        :meth:`close`; at most one waits so, the older ones are ended first."""
+        Otherwise (or when the reset fails: then no reset is tried again, so a
+        child that hangs on it costs one request timeout, not one a sequence)
+        stdin is closed now, and it is ended (its group and what it started, as
+        :meth:`Child.close` does) once it has exited, or its moment to exit is
+        over, at a later retire or :meth:`close`; at most one waits so, the
+        older ones are ended first."""
         if passed and self.reusing and self._reset is None and child.hello.reset \
-                and self._started_as is not None and child.reset():
-            self._reset = child, self._started_as
-            return
+                and self._started_as is not None:
+            if child.reset():
+                self._reset = child, self._started_as
+                return
+            self.reusing = False
         child.retire()
         for old in list(self._retired):
             if old.finish(wait=False):
