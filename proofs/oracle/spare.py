@@ -1,6 +1,7 @@
 """The next sequence's implementation process, started while this one runs.
 
-Every sequence is a fresh implementation process (PROTOCOL.md): for the model
+Every sequence is a fresh implementation process (PROTOCOL.md; unless the
+implementation declares reset, below): for the model
 shim, a Python interpreter importing the model, its start took 0.11-0.16 s of
 each sequence of a search (issue 16: 2.4 s of a 20 s user search was
 ``Child._greet``). A :class:`Spares` keeps one child started ahead, so its
@@ -26,6 +27,13 @@ moment to exit (EXIT_GRACE) is over, at the end of the next sequence
 (:meth:`Spares.retire`): the model shim took 20 ms to exit, which the search
 waited for at every sequence. Its verdict is given by then; only its exit
 overlaps the next sequence.
+
+A child whose hello declares reset (PROTOCOL.md, "Reset") is not retired
+after a sequence that passed: it is reset and serves the next sequence (its
+start-up is paid once, where a spare only overlaps it). The first divergence
+of the search ends that (:meth:`Spares.stop_reusing`), so every divergence
+reported happened in a fresh process; so does a reset that fails, which is
+then not tried again.
 
 The spare and the retired children are children like the others: in
 ``child._LIVE`` from their start, so an exception, the oracle's exit or SIGTERM
