@@ -184,6 +184,7 @@ class FakeSession:
     test_a_byte_observation_must_have_the_bytes_asked_for)."""
 
     read = SpecSession.read
+    pieces = staticmethod(SpecSession.pieces)
 
     def __init__(self, memory: Memory) -> None:
         self.memory, self.asked = memory, 0

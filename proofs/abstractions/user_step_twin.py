@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from proofs.abstractions.user_space import View
-from proofs.abstractions.user_twin import NO_LAYOUT, Pages, frame_of, pages_of
+from proofs.abstractions.user_twin import NO_LAYOUT, ByIdentity, Pages, frame_of, pages_of
 from spec.abi import (
     MEM_COMMIT,
     MEM_FREE,
@@ -67,15 +67,14 @@ FREE_PAGE: Observed = (MEM_FREE, False, False, False, 0, 0, 0, 0)
 #: view is never changed, and most calls leave most processes' pages as they
 #: were (the same objects: proofs/oracle/families/user.py's view_of), so what
 #: they show is worked out once. Only :func:`of_view` adds to it.
-_SHOWN: dict[int, tuple[Mapping[int, PageView], dict[int, Observed]]] = {}
-SHOWN_KEPT = 256
+_SHOWN: ByIdentity[Mapping[int, PageView], dict[int, Observed]] = ByIdentity(256)
 
 
 def shown(pages: Mapping[int, PageView], remember: bool = False) -> dict[int, Observed]:
     """What each page that is not plain free shows; remembered for a view's pages."""
-    known = _SHOWN.get(id(pages))
-    if known is not None and known[0] is pages:
-        return known[1]
+    known = _SHOWN.get(pages)
+    if known is not None:
+        return known
     out: dict[int, Observed] = {}
     for vpn, (state, protect, base, origin, frame, present, writable, user) in pages.items():
         if state == MEM_FREE:  # observed(page), unrolled: this walks every page of a view
@@ -84,11 +83,7 @@ def shown(pages: Mapping[int, PageView], remember: bool = False) -> dict[int, Ob
         else:
             out[vpn] = (state, present, writable, user, base, origin, protect,
                         (frame or 0) if state == MEM_COMMIT else 0)
-    if remember:
-        if len(_SHOWN) >= SHOWN_KEPT:
-            _SHOWN.clear()
-        _SHOWN[id(pages)] = (pages, out)
-    return out
+    return _SHOWN.put(pages, out) if remember else out
 
 
 class Observation:

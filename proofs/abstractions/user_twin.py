@@ -28,6 +28,7 @@ other is judged by z3, which gives the verdict and its words
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Generic, TypeVar
 
 from proofs.abstractions.user_space import View
 from spec.abi import (
@@ -48,6 +49,8 @@ from spec.abi import (
 )
 from spec.user_space import GRANULE_PAGES, STACK_RESERVE_PAGES, PageView, SpaceView
 
+T = TypeVar("T")
+V = TypeVar("V")
 NO_LAYOUT = SpaceView(0, 0, 0, 0, 0)
 #: spec.user_space.allows: the protections that allow some access, and writes.
 ANY_ACCESS = frozenset({PAGE_READONLY, PAGE_READWRITE, PAGE_EXECUTE_READ,
@@ -81,24 +84,39 @@ class Pages:
         return self.layouts.get(pid, NO_LAYOUT)
 
 
-#: id(view) -> (view, nframes, its Pages): the judge asks the same views again
-#: (a call's post-state is the next one's pre-state); the view is kept so that
-#: its id stays its own.
-_PAGES: dict[int, tuple[View, int, Pages]] = {}
-PAGES_KEPT = 64
+class ByIdentity(Generic[T, V]):
+    """Values worked out for objects that are never changed once made (a
+    reported view, the pages of one of its processes), by the object itself:
+    each is kept with its value, so that its id stays its own; the table is
+    emptied when it holds ``limit`` of them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._table: dict[int, tuple[T, V]] = {}
+
+    def get(self, item: T) -> V | None:
+        known = self._table.get(id(item))
+        return known[1] if known is not None and known[0] is item else None
+
+    def put(self, item: T, value: V) -> V:
+        if len(self._table) >= self.limit:
+            self._table.clear()
+        self._table[id(item)] = (item, value)
+        return value
+
+
+#: Each view's Pages with its frame count: the judge asks the same views again
+#: (a call's post-state is the next one's pre-state).
+_PAGES: ByIdentity[View, tuple[int, Pages]] = ByIdentity(64)
 
 
 def pages_of(view: View, nframes: int) -> Pages:
     """Pages(view, nframes), built once per view object (views and Pages are
     read, never changed)."""
-    known = _PAGES.get(id(view))
-    if known is not None and known[0] is view and known[1] == nframes:
-        return known[2]
-    if len(_PAGES) >= PAGES_KEPT:
-        _PAGES.clear()
-    s = Pages(view, nframes)
-    _PAGES[id(view)] = (view, nframes, s)
-    return s
+    known = _PAGES.get(view)
+    if known is not None and known[0] == nframes:
+        return known[1]
+    return _PAGES.put(view, (nframes, Pages(view, nframes)))[1]
 
 
 def frame_of(page: PageView) -> int:

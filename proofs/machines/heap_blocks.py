@@ -76,14 +76,9 @@ class HeapBlocks:
     """Every process's live blocks, as the heap calls' replies made them."""
 
     def __init__(self, read: Reader | None, fill: Filler, limit: int | None,
-                 handle: Callable[[int], int],
-                 read_ahead: Callable[[int, list[tuple[int, int]]], None] | None = None
-                 ) -> None:
+                 handle: Callable[[int], int]) -> None:
         #: None: the bytes cannot be read (no contents are judged)
         self.read = read
-        #: read_ahead(pid, [(address, length), ...]): the reads about to be made,
-        #: announced so that a reader can ask them at once (None: nothing to do)
-        self.read_ahead = read_ahead
         self.fill = fill
         #: bytes of a block's start kept track of (None: all of them)
         self.limit = limit
@@ -228,8 +223,6 @@ class HeapBlocks:
         for pid in sorted(self.blocks.keys() & pids):
             blocks = self.blocks[pid]
             ordered = sorted(blocks)
-            if self.read_ahead is not None and self.read is not None:
-                self.read_ahead(pid, [(p, len(b.known)) for p, b in blocks.items() if b.known])
             for low, high in zip(ordered, ordered[1:], strict=False):
                 if low + blocks[low].size > high:
                     wrong.append(f"blocks {low:#x} ({blocks[low].size:#x} bytes) and {high:#x} "

@@ -167,12 +167,6 @@ RESET_TYPES = (MEM_RESET, MEM_RESET_UNDO)
 #: The failed calls whose arguments the spec may represent (UserChecks.refused).
 REFUSED = frozenset({"protect", "SyscallVirtualProtect", "SyscallVirtualFree",
                      "SyscallVirtualAlloc", "SyscallMunmap"})
-#: The calls UserChecks.expected may give a step: the process steps, then the
-#: calls of the current process (REFUSED's among them).
-PROCESS_STEPS = frozenset({"CreateProcess", "DestroyProcess"})
-HEAP_PAGE_CALLS = frozenset({"SyscallHeapAlloc", "SyscallHeapFree", "SyscallHeapReAlloc"})
-STEPPED = PROCESS_STEPS | HEAP_PAGE_CALLS | REFUSED | {
-    "SyscallMmap", "SyscallMprotect", "SyscallHeapSize", "SyscallBrk"}
 #: brk targets off the heap: the query (0), below start_brk, past heap_max.
 BRK_EDGES = ("query", "below start", "past max")
 NO_FD = 0xFFFFFFFF
@@ -299,11 +293,6 @@ class UserChecks:
         """A user-mode access in the current process: (allowed, reply)."""
         raise NotImplementedError
 
-    def read_ahead(self, pid: int, reads: list[tuple[int, int]]) -> None:
-        """The reads (address, length) of pid about to be made (:meth:`read`):
-        a reader that can ask them at once does (the model's harness reads
-        memory directly: nothing)."""
-
     def write_data(self) -> bytes:
         """The bytes the last write access wrote."""
         return b"\x5a"
@@ -351,9 +340,7 @@ class UserChecks:
     def expected(self, name: str, args: tuple[Any, ...], pid: int, pre_view: View,
                  post_view: View, reply: Any, code: int = 0) -> us.UserStep | None:
         """The spec step the call must take, None when the spec has none for it
-        (decided before any z3 term is built: :func:`has_step`)."""
-        if not has_step(name, pid, pre_view, post_view):
-            return None
+        (its z3 terms are built only for a step returned: :class:`StepInputs`)."""
         a = StepInputs(self, pid, pre_view, post_view)
         if name == "DestroyProcess":
             return us.DestroyProcess(a.pre, z3.IntVal(args[0]))
@@ -414,7 +401,7 @@ class UserChecks:
             return us.Mprotect(a.pre, p, z3.IntVal(first), z3.IntVal(end - first),
                                z3.IntVal(protect_from_prot(prot)), z3.IntVal(stop))
         if name in ("SyscallHeapAlloc", "SyscallHeapFree", "SyscallHeapReAlloc") and live:
-            return heap_pages(a.pre, pid, pre_view, post_view, *a.picked)
+            return heap_pages(a, pid, pre_view, post_view)
         if name == "SyscallHeapSize" and live and code == 0:
             return us.ProcessHeapSize(a.pre, p)
         if name == "SyscallBrk" and live and reply == args[0]:
@@ -506,8 +493,6 @@ class UserChecks:
         """Every byte written to a page that stays committed reads back; the bytes
         written side by side in one page are read in one piece."""
         runs = written_runs(self.written, view)
-        for pid in {pid for pid, _, _ in runs}:
-            self.read_ahead(pid, [(start, len(wanted)) for q, start, wanted in runs if q == pid])
         wrong = []
         for pid, start, wanted in runs:
             seen = self.read(pid, start, len(wanted))
@@ -570,34 +555,19 @@ def heap_changes(pid: int, pre_view: View, post_view: View) -> tuple[list[int], 
     return grown, shrunk
 
 
-def has_step(name: str, pid: int, pre_view: View, post_view: View) -> bool:
-    """False when :meth:`UserChecks.expected` has no step for the call whatever its
-    arguments: a call of none of the stepped names, a call other than the
-    process steps without a current process, a HeapAlloc, HeapFree or
-    HeapReAlloc that committed and decommitted no page of the process heap."""
-    if name not in STEPPED:
-        return False
-    if name in PROCESS_STEPS:
-        return True
-    if pid == 0:
-        return False
-    if name in HEAP_PAGE_CALLS and pid in post_view[1] and pid in pre_view[0] \
-            and pid in post_view[0]:
-        return any(heap_changes(pid, pre_view, post_view))
-    return True
-
-
-def heap_pages(pre: UserState, pid: int, pre_view: View, post_view: View, pick: Ref,
-               pinv: Ref, oom: Ref) -> us.UserStep | None:
+def heap_pages(a: StepInputs, pid: int, pre_view: View, post_view: View
+               ) -> us.UserStep | None:
     """A heap call that expanded or contracted the process heap: the pages
-    committed or decommitted at its end (ProcessHeapGrow / ProcessHeapShrink)."""
+    committed or decommitted at its end (ProcessHeapGrow / ProcessHeapShrink);
+    None (and no z3 term built) for one that moved no page."""
     grown, shrunk = heap_changes(pid, pre_view, post_view)
     p = z3.IntVal(pid)
     if grown:
-        return us.ProcessHeapGrow(pre, p, z3.IntVal(min(grown)), z3.IntVal(len(grown)),
-                                  pick, pinv, oom)
+        return us.ProcessHeapGrow(a.pre, p, z3.IntVal(min(grown)), z3.IntVal(len(grown)),
+                                  *a.picked)
     if shrunk:
-        return us.ProcessHeapShrink(pre, p, z3.IntVal(min(shrunk)), z3.IntVal(len(shrunk)))
+        return us.ProcessHeapShrink(a.pre, p, z3.IntVal(min(shrunk)),
+                                    z3.IntVal(len(shrunk)))
     return None
 
 

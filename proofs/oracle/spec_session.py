@@ -139,9 +139,14 @@ class SpecSession(Session):
                      for line in lines]
         return lines
 
+    @staticmethod
+    def _key(name: str, args: Message) -> tuple[str, tuple[tuple[str, Any], ...]]:
+        """What an observation of the current state is remembered by."""
+        return name, tuple(sorted(args.items()))
+
     def observe(self, name: str, **args: int) -> Message:
         """An observation of the current state (asked once per state)."""
-        key = (name, tuple(sorted(args.items())))
+        key = self._key(name, args)
         seen = self._seen.get(key)
         if seen is None:
             request = self._new(None, name, dict(args))
@@ -174,7 +179,8 @@ class SpecSession(Session):
     def pieces(name: str, key: str, reads: list[tuple[int, int]],
                **fixed: int) -> list[tuple[str, Message]]:
         """The observations :meth:`read` asks for ``reads`` ((address, length)
-        each): READ_LIMIT bytes a request."""
+        each): READ_LIMIT bytes a request (a judge's ``prefetch`` asks them
+        with the call that leaves the state)."""
         out: list[tuple[str, Message]] = []
         for address, length in reads:
             while length > 0:
@@ -183,26 +189,6 @@ class SpecSession(Session):
                 address, length = address + piece, length - piece
         return out
 
-    def read_ahead(self, name: str, key: str, reads: list[tuple[int, int]],
-                   **fixed: int) -> None:
-        """Ask, in one write, the pieces :meth:`read` will ask for ``reads``
-        ((address, length) each) that are not asked yet in this state: what
-        :meth:`read` then finds. In step (``Coverage.lockstep``) nothing is asked
-        ahead."""
-        if self.coverage.lockstep or name not in self.observations:
-            return
-        wanted: dict[tuple[str, tuple[tuple[str, Any], ...]], Message] = {}
-        for _, args in self.pieces(name, key, reads, **fixed):
-            keyed = (name, tuple(sorted(args.items())))
-            if keyed not in self._seen:
-                wanted[keyed] = args
-        if len(wanted) < 2:
-            return
-        requests = [self._new(None, name, args) for args in wanted.values()]
-        for keyed, request, reply in zip(wanted, requests, self._exchanges(requests),
-                                         strict=True):
-            self._keep(keyed, request, reply["observed"])
-
     def read(self, name: str, key: str, address: int, length: int,
              **fixed: int) -> bytes | None:
         """length bytes from address through the byte observation ``name`` (its
@@ -210,13 +196,11 @@ class SpecSession(Session):
         bytes a request; None when any part is not readable (a reply of another
         length is a protocol divergence: :meth:`_keep`)."""
         out = b""
-        while length > 0:
-            piece = min(length, READ_LIMIT)
-            data = self.observe(name, **fixed, **{key: address, "length": piece})["data"]
+        for _, args in self.pieces(name, key, [(address, length)], **fixed):
+            data = self.observe(name, **args)["data"]
             if data is None:
                 return None
             out += bytes.fromhex(data)
-            address, length = address + piece, length - piece
         return out
 
     def invoke(self, manager: str, op: str, args: Message) -> tuple[Any, int]:
@@ -230,7 +214,7 @@ class SpecSession(Session):
             for item in prefetch(manager, op):
                 name, asked = (item, {}) if isinstance(item, str) else item
                 if name in self.observations:
-                    wanted[(name, tuple(sorted(asked.items())))] = asked
+                    wanted[self._key(name, asked)] = asked
         request = self._new(manager, op, args)
         observations = [self._new(None, key[0], asked) for key, asked in wanted.items()]
         replies = self._exchanges([request, *observations])

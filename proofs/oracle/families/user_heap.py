@@ -59,12 +59,7 @@ class HeapJudging:
         """The blocks, judged from what the implementation reports."""
         readable = "ProcessBytes" in self.session.observations
         return HeapBlocks(self.program_bytes if readable else None,
-                          lambda pid, pointer, size, kept: kept, KNOWN_LIMIT, self.heap_handle,
-                          self.read_ahead)
-
-    def read_ahead(self, pid: int, reads: list[tuple[int, int]]) -> None:
-        """The ProcessBytes reads about to be made of pid, asked in one write."""
-        self.session.read_ahead("ProcessBytes", "virtual_addr", reads, pid=pid)
+                          lambda pid, pointer, size, kept: kept, KNOWN_LIMIT, self.heap_handle)
 
     def program_bytes(self, pid: int, address: int, length: int) -> bytes:
         return program_bytes(self.session, pid, address, length)

@@ -57,7 +57,7 @@ from proofs.abstractions.user_step_twin import (
     destroy_accepts,
     reserve_commit_accepts,
 )
-from proofs.abstractions.user_twin import holding
+from proofs.abstractions.user_twin import ByIdentity, holding
 from proofs.abstractions.user_windows_twin import windows_accepts
 from proofs.machines.user_space import KIND, RESET_TYPES, UserChecks
 from spec import user_space as us
@@ -82,19 +82,13 @@ class TwinFirst(UserChecks):
 
     #: The oracle's session (its judges' caches outlive a sequence).
     session: Any
-    #: id(view) -> (view, its text): the view is kept so that its id stays its own.
-    _texts: dict[int, tuple[View, str]]
+    #: Each view's text (:meth:`describe`): about a sequence's views.
+    _texts: ByIdentity[View, str]
 
     def _text(self, view: View) -> str:
-        texts: dict[int, tuple[View, str]] = self.__dict__.setdefault("_texts", {})
-        known = texts.get(id(view))
-        if known is not None and known[0] is view:
-            return known[1]
-        if len(texts) >= 64:  # a sequence's views; the next one starts anew
-            texts.clear()
-        text = self.describe(view)
-        texts[id(view)] = (view, text)
-        return text
+        texts: ByIdentity[View, str] = self.__dict__.setdefault("_texts", ByIdentity(64))
+        known = texts.get(view)
+        return known if known is not None else texts.put(view, self.describe(view))
 
     def describe(self, view: View) -> str:
         """A text that determines the view (the key of the judge's tables)."""
